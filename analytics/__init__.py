@@ -1,0 +1,1 @@
+"""ClickHouse: migrations, the event sink, and named analytics queries."""

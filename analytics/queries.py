@@ -1,0 +1,71 @@
+"""Named analytics queries, answered over NATS so tools need no ClickHouse driver."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class QueryRequest(msgspec.Struct):
+    name: str
+    params: dict[str, int | str] = {}
+
+
+class QueryResult(msgspec.Struct):
+    columns: list[str] = []
+    rows: list[list] = []
+    error: str | None = None
+
+
+class Named(msgspec.Struct):
+    sql: str
+    # param name -> (ClickHouse type, default)
+    params: dict[str, tuple[str, int | str]]
+
+
+NAMED: dict[str, Named] = {
+    "stats": Named(
+        sql="""
+        SELECT
+            model,
+            count() AS requests,
+            countIf(status >= 400) AS errors,
+            sum(prompt_tokens) AS prompt_tokens,
+            sum(completion_tokens) AS completion_tokens,
+            toString(sum(cost_pico_usd)) AS cost_pico_usd,
+            arrayMap(x -> round(x, 2), quantiles(0.5, 0.95, 0.99)(latency_ns / 1e6)) AS latency_ms,
+            arrayMap(x -> round(x, 2), quantilesIf(0.5, 0.95, 0.99)(ttft_ns / 1e6, status < 400)) AS ttft_ms
+        FROM requests FINAL
+        WHERE ts >= now64(9) - toIntervalMinute({minutes:UInt32})
+        GROUP BY model
+        ORDER BY requests DESC, model
+        """,
+        params={"minutes": ("UInt32", 60)},
+    ),
+    "request": Named(
+        sql="SELECT * FROM requests FINAL WHERE request_id = {request_id:String}",
+        params={"request_id": ("String", "")},
+    ),
+    "attempts": Named(
+        sql="SELECT * FROM attempts FINAL WHERE request_id = {request_id:String} ORDER BY ts",
+        params={"request_id": ("String", "")},
+    ),
+    "event_counts": Named(
+        sql="SELECT kind, count() AS events FROM events FINAL GROUP BY kind ORDER BY kind",
+        params={},
+    ),
+}
+
+
+class UnknownQuery(ValueError):
+    pass
+
+
+def bind(request: QueryRequest) -> tuple[str, dict[str, int | str]]:
+    named = NAMED.get(request.name)
+    if named is None:
+        raise UnknownQuery(f"unknown query {request.name!r}; known: {sorted(NAMED)}")
+    params: dict[str, int | str] = {}
+    for key, (type_, default) in named.params.items():
+        value = request.params.get(key, default)
+        params[key] = int(value) if type_.startswith("UInt") else str(value)
+    return named.sql, params

@@ -1,0 +1,97 @@
+"""The analytics sink: JetStream events -> ClickHouse, and named queries.
+
+FastStream runs both consumers here (DESIGN.md §6): a durable pull consumer
+that takes events in batches and acks only after ClickHouse accepted them, so
+a ClickHouse outage leaves events waiting in the stream, not lost; and a
+queue-grouped request handler for ``sluice.v1.analytics.query``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+
+import msgspec
+from faststream import AckPolicy
+from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats.message import NatsMessage
+
+from analytics.queries import QueryRequest, QueryResult, bind
+from analytics.rows import to_rows
+from analytics.store import Store
+from schemas import bus, subjects
+from services.runtime import process
+
+log = logging.getLogger("sluice.sink")
+DURABLE = "analytics-sink"
+_decode_query = msgspec.json.Decoder(QueryRequest).decode
+_json = msgspec.json.Encoder()
+
+
+async def _raw_body(msg: NatsMessage) -> bytes:
+    # Bodies are msgpack (events) or JSON we decode with msgspec ourselves;
+    # FastStream's own decoding would turn JSON into dicts through pydantic.
+    return msg.body
+
+
+def build(store: Store, nats_url: str, batch_size: int = 1000) -> NatsBroker:
+    broker = NatsBroker(nats_url, logger=None, apply_types=False, decoder=_raw_body)
+
+    @broker.subscriber(
+        subjects.EVENTS_ALL,
+        stream=JStream(subjects.EVENTS_STREAM, declare=False),
+        durable=DURABLE,
+        pull_sub=PullSub(batch_size=batch_size, timeout=0.2, batch=True),
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        include_in_schema=False,
+    )
+    async def on_events(batches: list[bytes]) -> None:
+        events = []
+        for raw in batches:
+            try:
+                events += bus.decode_batch(raw).events
+            except msgspec.DecodeError:
+                # A malformed message can never succeed: log it rather than
+                # redeliver it forever and block the stream behind it.
+                log.error("dropping an undecodable event batch (%d bytes)", len(raw))
+        if events:
+            await asyncio.to_thread(store.insert, to_rows(events))
+
+    @broker.subscriber(subjects.ANALYTICS_QUERY, queue="analytics", include_in_schema=False)
+    async def on_query(raw: bytes) -> bytes:
+        try:
+            sql, params = bind(_decode_query(raw))
+            columns, rows = await asyncio.to_thread(store.query, sql, params)
+            return _json.encode(QueryResult(columns=columns, rows=[list(r) for r in rows]))
+        except Exception as exc:  # the caller gets the reason, the sink keeps serving
+            return _json.encode(QueryResult(error=f"{type(exc).__name__}: {exc}"))
+
+    return broker
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m analytics.sink")
+    parser.add_argument("--clickhouse", default=os.environ.get("SLUICE_CLICKHOUSE_DSN", "chdb://.sluice/clickhouse"))
+    args = parser.parse_args()
+    process.setup_logging("sink")
+
+    async def run(stop: asyncio.Event) -> None:
+        store = Store(args.clickhouse)
+        applied = store.migrate()
+        if applied:
+            log.info("applied migrations: %s", ", ".join(applied))
+        broker = build(store, process.nats_url())
+        await broker.start()
+        await process.announce_ready(broker.connection, "sink")
+        log.info("sink: consuming %s into %s", subjects.EVENTS_ALL, args.clickhouse.split("?")[0])
+        await stop.wait()
+        await broker.stop()
+        store.close()
+
+    process.run(run)
+
+
+if __name__ == "__main__":
+    main()

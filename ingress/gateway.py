@@ -1,0 +1,70 @@
+"""The ingress process's shared state: its NATS connection and helpers."""
+
+from __future__ import annotations
+
+import time
+
+from nats.aio.client import Client
+
+from ingress.replies import ReplyRouter
+from schemas import subjects
+from schemas.control import ApiKey, ModelRoute, decode_key, decode_route
+from schemas.envelope import Span
+from schemas.replies import Failure, Final
+from services import records
+from services.config import GatewaySettings
+from services.runtime.events import EventPublisher
+from services.runtime.kv import KvMirror
+
+
+class Gateway:
+    def __init__(self, nc: Client, settings: GatewaySettings) -> None:
+        self.nc = nc
+        self.settings = settings
+        self.replies = ReplyRouter(nc)
+        self.events = EventPublisher(nc.jetstream(), "ingress")
+        self.routes: KvMirror[ModelRoute] = KvMirror(subjects.KV_MODELS, decode_route)
+        self.keys: KvMirror[ApiKey] = KvMirror(subjects.KV_KEYS, decode_key)
+
+    async def start(self) -> None:
+        js = self.nc.jetstream()
+        await self.routes.start(js)
+        await self.keys.start(js)
+        await self.replies.start()
+        self.events.start()
+
+    async def stop(self) -> None:
+        await self.routes.stop()
+        await self.keys.stop()
+        await self.events.close()
+        await self.nc.drain()
+
+    def record(
+        self,
+        request_id: str,
+        received_ns: int,
+        model: str,
+        stream: bool,
+        reply: Final | Failure,
+        spans: list[Span],
+        *,
+        ttft_ns: int = 0,
+        client_disconnected: bool = False,
+        status: int | None = None,
+    ) -> None:
+        self.events.emit(
+            records.request_event(
+                request_id=request_id,
+                received_at_ns=received_ns,
+                origin="http",
+                api="chat",
+                model=model,
+                stream=stream,
+                done_ns=time.time_ns(),
+                reply=reply,
+                ttft_ns=ttft_ns,
+                extra_spans=spans,
+                client_disconnected=client_disconnected,
+                status=status,
+            )
+        )

@@ -1,0 +1,85 @@
+"""Just enough ASGI: read a bounded body, send JSON, send OpenAI errors."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import msgspec
+
+from schemas.errors import GatewayError, RequestTooLarge
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_json = msgspec.json.Encoder()
+JSON_HEADERS = [(b"content-type", b"application/json")]
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class ClientDisconnected(Exception):
+    pass
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    declared = header(scope, b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(f"Request body is larger than the limit of {limit} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        body = message.get("body", b"")
+        size += len(body)
+        if size > limit:
+            raise RequestTooLarge(f"Request body is larger than the limit of {limit} bytes.")
+        chunks.append(body)
+        if not message.get("more_body", False):
+            return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+
+
+async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_json(send: Send, status: int, obj: object, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    await send_bytes(send, status, _json.encode(obj), JSON_HEADERS + (extra or []))
+
+
+def error_body(type_: str, code: str, message: str) -> dict[str, dict[str, str | None]]:
+    return {"error": {"message": message, "type": type_, "param": None, "code": code}}
+
+
+async def send_error(
+    send: Send,
+    status: int,
+    type_: str,
+    code: str,
+    message: str,
+    retry_after_s: float | None = None,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    headers = list(extra or [])
+    if retry_after_s is not None:
+        headers.append((b"retry-after", str(max(0, round(retry_after_s))).encode()))
+    await send_json(send, status, error_body(type_, code, message), headers)
+
+
+async def send_gateway_error(send: Send, exc: GatewayError) -> None:
+    await send_error(send, exc.status, exc.type.value, exc.code, exc.message, exc.retry_after_s)

@@ -1,0 +1,1 @@
+"""Sluice's wire contract: the msgspec Structs every stage shares on the bus."""

@@ -1,0 +1,25 @@
+"""One encoder and one decoder for everything on the bus (msgpack)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from schemas.envelope import Envelope
+from schemas.events import EventBatch
+from schemas.replies import Cancel, Chunk, Failure, Final
+
+Reply = Chunk | Final | Failure
+AnyMessage = Envelope | Chunk | Final | Failure | Cancel | EventBatch
+
+encoder = msgspec.msgpack.Encoder()
+encode = encoder.encode
+
+_any = msgspec.msgpack.Decoder(AnyMessage)
+_envelope = msgspec.msgpack.Decoder(Envelope)
+_reply = msgspec.msgpack.Decoder(Reply)
+_batch = msgspec.msgpack.Decoder(EventBatch)
+
+decode = _any.decode
+decode_envelope = _envelope.decode
+decode_reply = _reply.decode
+decode_batch = _batch.decode

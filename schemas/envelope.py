@@ -1,0 +1,52 @@
+"""The request envelope and its routing slip (DESIGN.md §2)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from schemas.base import BusMessage
+from schemas.chat import ChatBody
+
+Origin = Literal["http", "nats"]
+
+
+class Span(msgspec.Struct, array_like=True):
+    """Wall-clock time a stage held the request, in ns since the epoch."""
+
+    stage: str
+    start_ns: int
+    end_ns: int
+
+
+class Deployment(msgspec.Struct, omit_defaults=True):
+    """One upstream that can serve a model: where and how to call it."""
+
+    name: str
+    provider: str
+    base_url: str
+    upstream_model: str
+    # Name of the environment variable that holds the upstream key; the key
+    # itself never rides on the bus.
+    api_key_env: str | None = None
+    timeout_s: float = 60.0
+    # Catalog entry used for pricing and token counting.
+    catalog_model: str | None = None
+
+
+class Envelope(BusMessage, tag="chat.request"):
+    id: str
+    received_at_ns: int
+    deadline_ns: int
+    body: ChatBody
+    reply: str
+    slip: list[str] = []
+    api: str = "chat"
+    origin: Origin = "nats"
+    key_id: str = ""
+    tenant_id: str = ""
+    spans: list[Span] = []
+    deployment: Deployment | None = None
+    # placeholder -> original; restored on the way out, never copied to events.
+    redactions: dict[str, str] = {}

@@ -1,0 +1,116 @@
+"""Typed gateway errors.
+
+Every error a stage can end a request with is one of these. Each carries the
+HTTP status and the OpenAI error ``type`` it maps to, so the ingress renders
+``{"error": {"message", "type", "code"}}`` without a lookup table of its own,
+and a ``Failure`` reply on the bus is just ``GatewayError.to_failure()``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorType(StrEnum):
+    """OpenAI's error ``type`` values, plus the gateway-side ones we add."""
+
+    INVALID_REQUEST = "invalid_request_error"
+    AUTHENTICATION = "authentication_error"
+    PERMISSION = "permission_error"
+    NOT_FOUND = "not_found_error"
+    REQUEST_TOO_LARGE = "request_too_large"
+    RATE_LIMIT = "rate_limit_error"
+    UPSTREAM = "upstream_error"
+    TIMEOUT = "timeout_error"
+    SERVER = "server_error"
+
+
+class GatewayError(Exception):
+    """Base of every error that ends a request with a client-visible status."""
+
+    status: int = 500
+    type: ErrorType = ErrorType.SERVER
+    code: str = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.retry_after_s = retry_after_s
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = ErrorType.INVALID_REQUEST
+    code = "invalid_request"
+
+
+class RequestTooLarge(GatewayError):
+    status = 413
+    type = ErrorType.INVALID_REQUEST
+    code = "request_too_large"
+
+
+class AuthenticationFailed(GatewayError):
+    status = 401
+    type = ErrorType.AUTHENTICATION
+    code = "invalid_api_key"
+
+
+class PermissionDenied(GatewayError):
+    status = 403
+    type = ErrorType.PERMISSION
+    code = "model_not_allowed"
+
+
+class ModelNotFound(GatewayError):
+    status = 404
+    type = ErrorType.NOT_FOUND
+    code = "model_not_found"
+
+
+class UpstreamError(GatewayError):
+    """The upstream answered with an error; its status is passed through."""
+
+    status = 502
+    type = ErrorType.UPSTREAM
+    code = "upstream_error"
+
+
+class UpstreamRateLimited(UpstreamError):
+    status = 429
+    type = ErrorType.RATE_LIMIT
+    code = "upstream_rate_limited"
+
+
+class UpstreamUnreachable(UpstreamError):
+    status = 502
+    code = "upstream_unreachable"
+
+
+class UpstreamTimeout(GatewayError):
+    status = 504
+    type = ErrorType.TIMEOUT
+    code = "upstream_timeout"
+
+
+class StageTimeout(GatewayError):
+    status = 504
+    type = ErrorType.TIMEOUT
+    code = "gateway_timeout"
+
+
+class InternalError(GatewayError):
+    status = 500
+    type = ErrorType.SERVER
+    code = "internal_error"

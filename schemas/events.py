@@ -1,0 +1,83 @@
+"""Analytics events. Stages publish them in batches to JetStream; the sink
+writes each to ClickHouse (``events`` raw, plus ``requests``/``attempts``).
+
+Durations are integer nanoseconds; money is integer pico-USD (see
+``services.pricing``), so nothing on the way to ClickHouse is a float.
+"""
+
+from __future__ import annotations
+
+from schemas.base import BusMessage
+from schemas.chat import UsageSource
+
+
+class RequestEvent(BusMessage, tag="event.request"):
+    """One per finished request (success or not): the wide ``requests`` row."""
+
+    event_id: str
+    request_id: str
+    received_at_ns: int
+    origin: str
+    api: str
+    model: str
+    status: int
+    stream: bool = False
+    tenant_id: str = ""
+    key_id: str = ""
+    deployment: str = ""
+    provider: str = ""
+    error_type: str = ""
+    error_code: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    usage_source: UsageSource | None = None
+    cost_pico_usd: int = 0
+    latency_ns: int = 0
+    ttft_ns: int = 0
+    ingress_ns: int = 0
+    policy_ns: int = 0
+    redact_ns: int = 0
+    route_ns: int = 0
+    provider_ns: int = 0
+    bus_ns: int = 0
+    upstream_ttfb_ns: int = 0
+    upstream_stream_ns: int = 0
+    client_disconnected: bool = False
+
+
+class AttemptEvent(BusMessage, tag="event.attempt"):
+    """One per upstream try."""
+
+    event_id: str
+    request_id: str
+    started_at_ns: int
+    deployment: str
+    provider: str
+    upstream_model: str
+    status: int
+    stream: bool = False
+    error_code: str = ""
+    ttfb_ns: int = 0
+    duration_ns: int = 0
+
+
+class StageEvent(BusMessage, tag="event.stage"):
+    """One per stage visit: who held the request, for how long, and how it left."""
+
+    event_id: str
+    request_id: str
+    stage: str
+    started_at_ns: int
+    duration_ns: int
+    # "forward" (next hop), "reply" (answered), "failure" (ended with an error)
+    outcome: str
+
+
+Event = RequestEvent | AttemptEvent | StageEvent
+
+
+class EventBatch(BusMessage, tag="event.batch"):
+    """One JetStream message; ``id`` is its Nats-Msg-Id for publish dedupe."""
+
+    id: str
+    events: list[Event]

@@ -1,0 +1,81 @@
+"""What stages send to a request's reply subject: a tagged union.
+
+A streamed answer is ``Chunk`` messages then one ``Final``; every reply has
+a sequence number so the receiver can tell a gap. ``Failure`` may come at any
+point and ends the request.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from schemas.base import BusMessage
+from schemas.chat import Delta, Message, Usage
+from schemas.envelope import Span
+from schemas.errors import GatewayError
+
+
+class Timing(msgspec.Struct, omit_defaults=True):
+    """Where the time went, filled in by the stages the request visited."""
+
+    spans: list[Span] = []
+    upstream_start_ns: int = 0
+    upstream_first_byte_ns: int = 0
+    upstream_end_ns: int = 0
+
+
+class Chunk(BusMessage, tag="chat.chunk"):
+    id: str
+    seq: int
+    delta: Delta
+    model: str = ""
+
+
+class Final(BusMessage, tag="chat.final"):
+    id: str
+    seq: int
+    model: str
+    usage: Usage
+    cost_pico_usd: int = 0
+    # For a non-streamed answer the whole message; for a streamed one None.
+    message: Message | None = None
+    finish_reason: str | None = None
+    deployment: str = ""
+    provider: str = ""
+    key_id: str = ""
+    tenant_id: str = ""
+    timing: Timing = msgspec.field(default_factory=Timing)
+
+
+class Failure(BusMessage, tag="chat.failure"):
+    id: str
+    seq: int
+    status: int
+    type: str
+    code: str
+    message: str
+    retry_after_s: float | None = None
+    deployment: str = ""
+    provider: str = ""
+    key_id: str = ""
+    tenant_id: str = ""
+    timing: Timing = msgspec.field(default_factory=Timing)
+
+    @classmethod
+    def from_error(cls, request_id: str, error: GatewayError, seq: int = 0, **fields: str) -> Failure:
+        return cls(
+            id=request_id,
+            seq=seq,
+            status=error.status,
+            type=error.type.value,
+            code=error.code,
+            message=error.message,
+            retry_after_s=error.retry_after_s,
+            **fields,
+        )
+
+
+class Cancel(BusMessage, tag="chat.cancel"):
+    """The client went away: whoever works on ``id`` should stop."""
+
+    id: str

@@ -1,0 +1,1 @@
+"""Domain logic with no NATS in it: each module is unit-tested directly."""

@@ -1,0 +1,107 @@
+"""The gateway's config file (TOML), and the control-plane records it seeds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgspec
+
+from schemas.control import ApiKey, ModelRoute, RedactionRule, Tenant
+from schemas.envelope import Deployment
+from services.keys import hash_key
+
+
+class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
+    # The ingress answers 504 when no reply arrived by then.
+    request_timeout_s: float = 60.0
+    # Longest silence allowed between two streamed replies.
+    stream_idle_timeout_s: float = 60.0
+    max_body_bytes: int = 4 * 1024 * 1024
+
+
+class TenantConfig(msgspec.Struct, forbid_unknown_fields=True):
+    id: str
+    redaction_rules: list[RedactionRule] = []
+
+
+class KeyConfig(msgspec.Struct, forbid_unknown_fields=True):
+    id: str
+    tenant: str
+    # Either the key's sha256 digest, or the name of an env var holding the key.
+    sha256: str | None = None
+    key_env: str | None = None
+    models: list[str] = msgspec.field(default_factory=lambda: ["*"])
+
+
+class ModelConfig(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    provider: str
+    base_url: str
+    upstream_model: str
+    catalog_model: str | None = None
+    api_key_env: str | None = None
+    timeout_s: float = 60.0
+    owned_by: str = "sluice"
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True):
+    gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
+    tenants: list[TenantConfig] = []
+    keys: list[KeyConfig] = []
+    models: list[ModelConfig] = []
+
+
+class ConfigError(Exception):
+    pass
+
+
+def load(path: str | Path) -> Config:
+    try:
+        return msgspec.toml.decode(Path(path).read_bytes(), type=Config)
+    except (OSError, msgspec.DecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+class ControlRecords(msgspec.Struct):
+    """What the config puts in the KV buckets, keyed as stored."""
+
+    keys: dict[str, ApiKey]
+    tenants: dict[str, Tenant]
+    routes: dict[str, ModelRoute]
+
+
+def control_records(config: Config, extra_keys: dict[str, ApiKey] | None = None) -> ControlRecords:
+    """Config -> KV records. ``extra_keys`` maps plain keys (e.g. the demo key) to records."""
+    keys: dict[str, ApiKey] = {}
+    for k in config.keys:
+        if k.sha256:
+            digest = k.sha256
+        elif k.key_env and os.environ.get(k.key_env):
+            digest = hash_key(os.environ[k.key_env])
+        else:
+            raise ConfigError(f"key {k.id!r}: set sha256, or key_env to a variable that is set")
+        keys[digest] = ApiKey(id=k.id, tenant_id=k.tenant, models=k.models)
+    for plain, record in (extra_keys or {}).items():
+        keys[hash_key(plain)] = record
+    tenants = {t.id: Tenant(id=t.id, redaction_rules=t.redaction_rules) for t in config.tenants}
+    for record in keys.values():
+        if record.tenant_id not in tenants:
+            raise ConfigError(f"key {record.id!r} names unknown tenant {record.tenant_id!r}")
+    routes = {
+        m.name: ModelRoute(
+            name=m.name,
+            owned_by=m.owned_by,
+            deployment=Deployment(
+                name=m.name,
+                provider=m.provider,
+                base_url=m.base_url.rstrip("/"),
+                upstream_model=m.upstream_model,
+                api_key_env=m.api_key_env,
+                timeout_s=m.timeout_s,
+                catalog_model=m.catalog_model,
+            ),
+        )
+        for m in config.models
+    }
+    return ControlRecords(keys=keys, tenants=tenants, routes=routes)

@@ -1,0 +1,28 @@
+"""API keys: generated once, stored only as their sha256 digest."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+KEY_PREFIX = "sk-sluice-"
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    # Keys are 256 random bits, so a plain digest is enough: there is nothing
+    # to brute-force that a slow KDF would protect.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def key_from_header(value: str | None) -> str | None:
+    """The key from ``Authorization: Bearer <key>`` (or a bare key)."""
+    if not value:
+        return None
+    scheme, _, rest = value.partition(" ")
+    if rest and scheme.lower() == "bearer":
+        return rest.strip() or None
+    return value.strip() or None

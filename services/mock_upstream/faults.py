@@ -1,0 +1,41 @@
+"""Per-request behaviour of the mock, set by defaults and by directives.
+
+A directive is ``[mock:name=value]`` (or ``[mock:name]``) anywhere in the
+request's messages, so a test can inject a fault through the whole gateway
+without any side channel:
+
+``status=429``  answer with that HTTP error      ``latency_ms=N``  wait before answering
+``chunks=N``    words in the answer               ``chunk_ms=N``    gap between streamed chunks
+``cut_after=N`` drop the connection after N chunks ``no_usage``     leave out ``usage``
+``hang``        never answer (a timeout)
+"""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+
+_DIRECTIVE = re.compile(r"\[mock:([a-z_]+)(?:=([0-9]+))?\]")
+
+
+class Behaviour(msgspec.Struct):
+    latency_ms: int = 0
+    chunk_ms: int = 0
+    chunks: int = 12
+    status: int = 200
+    cut_after: int = -1
+    no_usage: bool = False
+    hang: bool = False
+
+
+def apply_directives(base: Behaviour, text: str) -> Behaviour:
+    if "[mock:" not in text:
+        return base
+    b = msgspec.structs.replace(base)
+    for name, value in _DIRECTIVE.findall(text):
+        if name in ("no_usage", "hang"):
+            setattr(b, name, True)
+        elif name in ("latency_ms", "chunk_ms", "chunks", "status", "cut_after") and value:
+            setattr(b, name, int(value))
+    return b

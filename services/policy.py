@@ -1,0 +1,35 @@
+"""Policy: who is calling, may they call this model, and which stages follow."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from fnmatch import fnmatchcase
+
+from schemas import subjects
+from schemas.control import ApiKey, Tenant
+from schemas.errors import AuthenticationFailed, PermissionDenied
+from services.keys import hash_key, key_from_header
+
+
+def authenticate(header: str | None, keys: Mapping[str, ApiKey]) -> ApiKey:
+    key = key_from_header(header)
+    if key is None:
+        raise AuthenticationFailed("Missing API key: send 'Authorization: Bearer <key>'.", code="missing_api_key")
+    record = keys.get(hash_key(key))
+    if record is None or record.disabled:
+        raise AuthenticationFailed("Incorrect API key provided.")
+    return record
+
+
+def check_model(record: ApiKey, model: str) -> None:
+    if not any(fnmatchcase(model, pattern) for pattern in record.models):
+        raise PermissionDenied(f"Key {record.id!r} may not call model {model!r}.")
+
+
+def build_slip(tenant: Tenant | None) -> list[str]:
+    """The hops after policy. A stage a tenant does not use is not on its slip."""
+    slip = []
+    if tenant is not None and tenant.redaction_rules:
+        slip.append(subjects.STAGE_REDACT)
+    slip += [subjects.STAGE_ROUTE, subjects.STAGE_CALL]
+    return slip

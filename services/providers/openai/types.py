@@ -1,0 +1,66 @@
+"""OpenAI chat-completions wire types, as the API reference publishes them
+(only the fields the gateway reads)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class PromptTokensDetails(msgspec.Struct):
+    cached_tokens: int = 0
+
+
+class OAUsage(msgspec.Struct):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    prompt_tokens_details: PromptTokensDetails | None = None
+
+
+class OAMessage(msgspec.Struct, omit_defaults=True):
+    role: str = "assistant"
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    refusal: str | None = None
+
+
+class OAChoice(msgspec.Struct):
+    index: int = 0
+    message: OAMessage = msgspec.field(default_factory=OAMessage)
+    finish_reason: str | None = None
+
+
+class OACompletion(msgspec.Struct):
+    choices: list[OAChoice]
+    model: str = ""
+    usage: OAUsage | None = None
+
+
+class OADelta(msgspec.Struct):
+    role: str | None = None
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+
+
+class OAStreamChoice(msgspec.Struct):
+    index: int = 0
+    delta: OADelta = msgspec.field(default_factory=OADelta)
+    finish_reason: str | None = None
+
+
+class OAChunk(msgspec.Struct):
+    choices: list[OAStreamChoice] = []
+    model: str = ""
+    usage: OAUsage | None = None
+
+
+class OAErrorBody(msgspec.Struct):
+    message: str = ""
+    type: str | None = None
+    code: str | int | None = None
+
+
+class OAError(msgspec.Struct):
+    error: OAErrorBody

@@ -1,0 +1,93 @@
+"""The one wide ``requests`` row per finished request, and where its time went.
+
+Whoever finishes a request builds it: the ingress for HTTP requests (it alone
+sees the client), else the stage that sent the last reply.
+"""
+
+from __future__ import annotations
+
+from schemas.envelope import Span
+from schemas.events import RequestEvent
+from schemas.ids import new_id
+from schemas.replies import Failure, Final, Timing
+
+_STAGE_FIELDS = {
+    "ingress": "ingress_ns",
+    "policy": "policy_ns",
+    "redact": "redact_ns",
+    "route": "route_ns",
+    "provider": "provider_ns",
+}
+
+
+def time_split(timing: Timing, extra_spans: list[Span], latency_ns: int) -> dict[str, int]:
+    """Stage time, upstream time, and the rest (time on the bus)."""
+    out = dict.fromkeys(_STAGE_FIELDS.values(), 0)
+    held = 0
+    for span in (*timing.spans, *extra_spans):
+        d = max(0, span.end_ns - span.start_ns)
+        held += d
+        field = _STAGE_FIELDS.get(span.stage)
+        if field:
+            out[field] += d
+    upstream_ttfb = upstream_stream = 0
+    if timing.upstream_start_ns:
+        end = timing.upstream_end_ns or timing.upstream_first_byte_ns
+        first = timing.upstream_first_byte_ns or end
+        upstream_ttfb = max(0, first - timing.upstream_start_ns)
+        upstream_stream = max(0, end - first)
+        # The provider's span includes its wait on the upstream; report that apart.
+        out["provider_ns"] = max(0, out["provider_ns"] - upstream_ttfb - upstream_stream)
+    out["upstream_ttfb_ns"] = upstream_ttfb
+    out["upstream_stream_ns"] = upstream_stream
+    out["bus_ns"] = max(0, latency_ns - held)
+    return out
+
+
+def request_event(
+    *,
+    request_id: str,
+    received_at_ns: int,
+    origin: str,
+    api: str,
+    model: str,
+    stream: bool,
+    done_ns: int,
+    reply: Final | Failure,
+    ttft_ns: int = 0,
+    extra_spans: list[Span] | None = None,
+    client_disconnected: bool = False,
+    status: int | None = None,
+) -> RequestEvent:
+    latency = max(0, done_ns - received_at_ns)
+    split = time_split(reply.timing, extra_spans or [], latency)
+    event = RequestEvent(
+        event_id=new_id(),
+        request_id=request_id,
+        received_at_ns=received_at_ns,
+        origin=origin,
+        api=api,
+        model=model,
+        stream=stream,
+        tenant_id=reply.tenant_id,
+        key_id=reply.key_id,
+        deployment=reply.deployment,
+        provider=reply.provider,
+        latency_ns=latency,
+        ttft_ns=ttft_ns or latency,
+        client_disconnected=client_disconnected,
+        status=200,
+        **split,
+    )
+    if isinstance(reply, Final):
+        event.prompt_tokens = reply.usage.prompt_tokens
+        event.completion_tokens = reply.usage.completion_tokens
+        event.usage_source = reply.usage.source
+        event.cost_pico_usd = reply.cost_pico_usd
+    else:
+        event.status = reply.status
+        event.error_type = reply.type
+        event.error_code = reply.code
+    if status is not None:
+        event.status = status
+    return event

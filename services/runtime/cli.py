@@ -1,0 +1,161 @@
+"""The ``sluice`` command: up, stats, mock-upstream."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import msgspec
+
+from schemas import subjects
+from schemas.control import ApiKey
+from services.keys import new_key
+from services.runtime import process
+from services.runtime.supervisor import Layout, Supervisor
+
+DEMO_CONFIG = Path(__file__).parent / "demo.toml"
+DEMO_BODY = '{"model": "demo-model", "messages": [{"role": "user", "content": "Hi"}]}'
+
+
+def _demo_key(home: Path) -> str:
+    path = home / "demo-key"
+    if path.exists():
+        return path.read_text().strip()
+    key = new_key()
+    home.mkdir(parents=True, exist_ok=True)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    home = Path(args.home).resolve()
+    key = _demo_key(home)
+    layout = Layout(
+        home=home,
+        config=Path(args.config).resolve(),
+        nats_port=args.nats_port,
+        http_port=args.port,
+        mock_port=None if args.no_mock else args.mock_port,
+        clickhouse_dsn=args.clickhouse,
+        provider_replicas=args.provider_replicas,
+    )
+    sup = Supervisor(layout, extra_keys={key: ApiKey(id="demo", tenant_id="demo")})
+    # SIGTERM (from a service manager or `kill`) stops cleanly, like Ctrl-C.
+    signal.signal(signal.SIGTERM, _interrupt)
+    print(f"Starting Sluice in {home} ...", flush=True)
+    try:
+        sup.start()
+    except Exception as exc:
+        print(f"start-up failed: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"\nSluice is up.\n"
+        f"  OpenAI-compatible API  http://127.0.0.1:{args.port}/v1\n"
+        f"  demo API key           {key}   (also in {home / 'demo-key'})\n"
+        f"  NATS                   {layout.nats_url}\n"
+        f"  ClickHouse             {layout.dsn}\n"
+        f"  logs                   {home / 'logs'}\n"
+        f"  processes              {', '.join(f'{n}={p}' for n, p in sup.pids().items())}\n\n"
+        f"Try:  curl http://127.0.0.1:{args.port}/v1/chat/completions -H 'Authorization: Bearer {key}' "
+        f"-H 'Content-Type: application/json' -d '{DEMO_BODY}'\n"
+        f"Ctrl-C stops everything.",
+        flush=True,
+    )
+    try:
+        sup.wait()
+    except KeyboardInterrupt:
+        print("\nStopping ...", flush=True)
+    except RuntimeError as exc:
+        print(f"\n{exc}\nStopping ...", file=sys.stderr, flush=True)
+        sup.stop()
+        return 1
+    sup.stop()
+    print("Stopped.")
+    return 0
+
+
+async def query(name: str, params: dict, nats_url: str, timeout: float = 10.0) -> dict:
+    nc = await process.connect("cli", nats_url)
+    try:
+        msg = await nc.request(
+            subjects.ANALYTICS_QUERY, msgspec.json.encode({"name": name, "params": params}), timeout=timeout
+        )
+    finally:
+        await nc.close()
+    return json.loads(msg.data)
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from services.runtime.stats_table import render, rows_as_dicts
+
+    try:
+        result = asyncio.run(query("stats", {"minutes": args.minutes}, args.nats))
+    except Exception as exc:
+        print(f"cannot reach the analytics sink over NATS at {args.nats}: {exc!r}", file=sys.stderr)
+        return 1
+    if result.get("error"):
+        print(f"query failed: {result['error']}", file=sys.stderr)
+        return 1
+    records = rows_as_dicts(result["columns"], result["rows"])
+    print(json.dumps(records, indent=2) if args.json else render(records, args.minutes))
+    return 0
+
+
+def cmd_mock_upstream(args: argparse.Namespace) -> int:
+    from services.mock_upstream.app import serve
+    from services.mock_upstream.faults import Behaviour
+
+    defaults = Behaviour(latency_ms=args.latency_ms, chunk_ms=args.chunk_ms, chunks=args.chunks)
+    print(f"mock upstream on http://{args.host}:{args.port}/v1 ({defaults})", flush=True)
+    serve(args.host, args.port, defaults)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sluice", description="Sluice, an AI API gateway over NATS.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run the embedded gateway (nats-server, stages, ingress, mock upstream)")
+    up.add_argument("--home", default=os.environ.get("SLUICE_HOME", ".sluice"))
+    up.add_argument("--config", default=str(DEMO_CONFIG))
+    up.add_argument("--port", type=int, default=8080)
+    up.add_argument("--nats-port", type=int, default=4222)
+    up.add_argument("--mock-port", type=int, default=9100)
+    up.add_argument("--no-mock", action="store_true", help="do not start the mock upstream")
+    up.add_argument("--clickhouse", default=None, help="ClickHouse DSN (default: embedded chdb under --home)")
+    up.add_argument("--provider-replicas", type=int, default=1)
+    up.set_defaults(func=cmd_up)
+
+    stats = sub.add_parser("stats", help="requests per model from ClickHouse")
+    stats.add_argument("--minutes", type=int, default=60)
+    stats.add_argument("--json", action="store_true")
+    stats.add_argument("--nats", default=process.nats_url())
+    stats.set_defaults(func=cmd_stats)
+
+    mock = sub.add_parser("mock-upstream", help="serve the mock LLM upstream")
+    mock.add_argument("--host", default="127.0.0.1")
+    mock.add_argument("--port", type=int, default=9100)
+    mock.add_argument("--latency-ms", type=int, default=0)
+    mock.add_argument("--chunk-ms", type=int, default=0)
+    mock.add_argument("--chunks", type=int, default=12)
+    mock.set_defaults(func=cmd_mock_upstream)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

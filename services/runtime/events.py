@@ -1,0 +1,77 @@
+"""Batching analytics events onto JetStream.
+
+Events are buffered and published as one ``EventBatch`` per message, in the
+background, with the batch id as ``Nats-Msg-Id`` so a retried publish is
+stored once. The request path never waits on JetStream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import nats.errors
+from nats.js import JetStreamContext
+from nats.js.errors import APIError
+
+from schemas import bus, subjects
+from schemas.events import Event, EventBatch
+from schemas.ids import new_id
+
+log = logging.getLogger("sluice.events")
+
+
+class EventPublisher:
+    def __init__(self, js: JetStreamContext, stage: str, *, max_batch: int = 256, interval_s: float = 0.05) -> None:
+        self._js = js
+        self._subject = subjects.events(stage)
+        self._max_batch = max_batch
+        self._interval = interval_s
+        self._buffer: list[Event] = []
+        self._pending: set[asyncio.Task[None]] = set()
+        self._ticker: asyncio.Task[None] | None = None
+        self.published = 0
+
+    def start(self) -> None:
+        self._ticker = asyncio.create_task(self._tick(), name=f"events-{self._subject}")
+
+    def emit(self, event: Event) -> None:
+        self._buffer.append(event)
+        if len(self._buffer) >= self._max_batch:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._buffer:
+            return
+        batch = EventBatch(id=new_id(), events=self._buffer)
+        self._buffer = []
+        task = asyncio.create_task(self._publish(batch))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            self.flush()
+
+    async def _publish(self, batch: EventBatch) -> None:
+        payload = bus.encode(batch)
+        headers = {"Nats-Msg-Id": batch.id}
+        delay = 0.1
+        for attempt in range(1, 9):
+            try:
+                await self._js.publish(self._subject, payload, headers=headers, timeout=5.0)
+                self.published += len(batch.events)
+                return
+            except (TimeoutError, nats.errors.Error, APIError) as exc:
+                log.warning("event batch %s: publish try %d failed: %r", batch.id, attempt, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        log.error("event batch %s: dropped %d events after retries", batch.id, len(batch.events))
+
+    async def close(self) -> None:
+        if self._ticker:
+            self._ticker.cancel()
+        self.flush()
+        if self._pending:
+            await asyncio.wait(self._pending, timeout=10)

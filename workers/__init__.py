@@ -1,0 +1,1 @@
+"""Request-path stages: one thin module each, run by ``workers.runner``."""

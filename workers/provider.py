@@ -1,0 +1,143 @@
+"""Provider stage: call the upstream, stream its answer back chunk by chunk."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+from nats.aio.msg import Msg
+
+from schemas import bus, subjects
+from schemas.chat import Delta
+from schemas.envelope import Deployment, Envelope
+from schemas.errors import InternalError, UpstreamTimeout
+from schemas.events import AttemptEvent
+from schemas.ids import new_id
+from schemas.replies import Chunk, Failure, Final, Timing
+from services.providers.call import CallFailed, call_chat, make_client
+from workers import runner
+
+CLIENT_CLOSED = 499  # nginx's code for "client went away", used in attempt rows
+
+
+class ProviderStage:
+    name = "provider"
+    subject = subjects.STAGE_CALL
+    concurrent = True
+
+    def __init__(self) -> None:
+        self.client: httpx.AsyncClient | None = None
+        self.inflight: dict[str, asyncio.Task] = {}
+
+    async def start(self, ctx: runner.StageContext) -> None:
+        self.client = make_client()
+        await ctx.nc.subscribe(subjects.CONTROL_CANCEL, cb=self._on_cancel)
+
+    async def _on_cancel(self, msg: Msg) -> None:
+        try:
+            cancel = bus.decode(msg.data)
+        except Exception:
+            return
+        task = self.inflight.get(getattr(cancel, "id", ""))
+        if task is not None:
+            task.cancel()
+
+    def _attempt(
+        self,
+        ctx: runner.StageContext,
+        env: Envelope,
+        dep: Deployment,
+        status: int,
+        start: int,
+        first: int,
+        code: str = "",
+    ) -> None:
+        now = time.time_ns()
+        ctx.events.emit(
+            AttemptEvent(
+                event_id=new_id(),
+                request_id=env.id,
+                started_at_ns=start,
+                deployment=dep.name,
+                provider=dep.provider,
+                upstream_model=dep.upstream_model,
+                status=status,
+                stream=env.body.stream,
+                error_code=code,
+                ttfb_ns=(first - start) if first else 0,
+                duration_ns=now - start,
+            )
+        )
+
+    async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg, start_ns: int) -> None:
+        dep = env.deployment
+        if dep is None or self.client is None:
+            raise InternalError("Request reached the provider stage without a deployment.")
+        seq = 0
+
+        async def on_delta(delta: Delta, model: str) -> None:
+            nonlocal seq
+            await ctx.send(env, bus.encode(Chunk(id=env.id, seq=seq, delta=delta, model=model)))
+            seq += 1
+
+        self.inflight[env.id] = asyncio.current_task()  # type: ignore[assignment]
+        call_start = time.time_ns()
+        try:
+            remaining = max(0.0, (env.deadline_ns - call_start) / 1e9)
+            async with asyncio.timeout(remaining):
+                outcome = await call_chat(self.client, dep, env.body, on_delta=on_delta if env.body.stream else None)
+        except CallFailed as exc:
+            self._attempt(ctx, env, dep, exc.error.status, exc.start_ns, exc.first_byte_ns, exc.error.code)
+            timing = Timing(
+                upstream_start_ns=exc.start_ns, upstream_first_byte_ns=exc.first_byte_ns, upstream_end_ns=time.time_ns()
+            )
+            failure = Failure.from_error(env.id, exc.error, seq, deployment=dep.name, provider=dep.provider)
+            failure.timing = timing
+            await ctx.finish(env, failure, start_ns)
+            return
+        except TimeoutError:
+            self._attempt(ctx, env, dep, 504, call_start, 0, UpstreamTimeout.code)
+            failure = Failure.from_error(
+                env.id,
+                UpstreamTimeout("Request deadline passed while waiting for the upstream."),
+                seq,
+                deployment=dep.name,
+                provider=dep.provider,
+            )
+            failure.timing = Timing(upstream_start_ns=call_start, upstream_end_ns=time.time_ns())
+            await ctx.finish(env, failure, start_ns)
+            return
+        except asyncio.CancelledError:
+            self._attempt(ctx, env, dep, CLIENT_CLOSED, call_start, 0, "client_closed")
+            raise
+        finally:
+            self.inflight.pop(env.id, None)
+        self._attempt(ctx, env, dep, 200, outcome.start_ns, outcome.first_byte_ns)
+        final = Final(
+            id=env.id,
+            seq=seq,
+            model=outcome.model,
+            usage=outcome.usage,
+            cost_pico_usd=outcome.cost_pico_usd,
+            message=outcome.message,
+            finish_reason=outcome.finish_reason,
+            deployment=dep.name,
+            provider=dep.provider,
+            timing=Timing(
+                upstream_start_ns=outcome.start_ns,
+                upstream_first_byte_ns=outcome.first_byte_ns,
+                upstream_end_ns=outcome.end_ns,
+            ),
+        )
+        await ctx.finish(env, final, start_ns)
+
+    async def stop(self) -> None:
+        for task in list(self.inflight.values()):
+            task.cancel()
+        if self.client is not None:
+            await self.client.aclose()
+
+
+if __name__ == "__main__":
+    runner.main(ProviderStage())

@@ -1,0 +1,163 @@
+"""The one stage runner every request-path stage uses.
+
+It owns the nats-py connection, the queue subscription, decoding, the routing
+slip, failure replies and stage events, so a stage is only its ``handle``.
+Raw nats-py, not FastStream, because per-hop CPU is what bounds the pipeline
+(DESIGN.md §6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Protocol
+
+import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from schemas import bus
+from schemas.envelope import Envelope, Span
+from schemas.errors import GatewayError, InternalError, StageTimeout
+from schemas.events import StageEvent
+from schemas.ids import new_id
+from schemas.replies import Failure, Final
+from services import records
+from services.runtime import process
+from services.runtime.events import EventPublisher
+
+log = logging.getLogger("sluice.stage")
+
+
+class StageContext:
+    """What a stage's ``handle`` may do with a request."""
+
+    def __init__(self, name: str, nc: Client, js: JetStreamContext, events: EventPublisher) -> None:
+        self.name = name
+        self.nc = nc
+        self.js = js
+        self.events = events
+
+    def span(self, env: Envelope, start_ns: int) -> Span:
+        return Span(self.name, start_ns, time.time_ns())
+
+    def _stage_event(self, env: Envelope, start_ns: int, outcome: str) -> None:
+        self.events.emit(
+            StageEvent(
+                event_id=new_id(),
+                request_id=env.id,
+                stage=self.name,
+                started_at_ns=start_ns,
+                duration_ns=time.time_ns() - start_ns,
+                outcome=outcome,
+            )
+        )
+
+    async def forward(self, env: Envelope, start_ns: int) -> None:
+        """Send the request to the next subject on its slip."""
+        env.spans.append(self.span(env, start_ns))
+        if not env.slip:
+            raise InternalError(f"stage {self.name}: routing slip is empty")
+        subject = env.slip.pop(0)
+        await self.nc.publish(subject, bus.encode(env))
+        self._stage_event(env, start_ns, "forward")
+
+    async def send(self, env: Envelope, payload: bytes) -> None:
+        """Publish an already-encoded reply (a streamed chunk) to the requester."""
+        await self.nc.publish(env.reply, payload)
+
+    async def finish(self, env: Envelope, reply: Final | Failure, start_ns: int) -> None:
+        """Send the last reply. For requests that did not come through the
+        ingress, this stage is the one that sees the end, so it records it."""
+        reply.timing.spans = [*env.spans, self.span(env, start_ns), *reply.timing.spans]
+        reply.key_id, reply.tenant_id = env.key_id, env.tenant_id
+        await self.nc.publish(env.reply, bus.encode(reply))
+        self._stage_event(env, start_ns, "reply" if isinstance(reply, Final) else "failure")
+        if env.origin != "http":
+            self.events.emit(
+                records.request_event(
+                    request_id=env.id,
+                    received_at_ns=env.received_at_ns,
+                    origin=env.origin,
+                    api=env.api,
+                    model=env.body.model,
+                    stream=env.body.stream,
+                    done_ns=time.time_ns(),
+                    reply=reply,
+                )
+            )
+
+    async def fail(self, env: Envelope, error: GatewayError, start_ns: int, seq: int = 0, **fields) -> None:
+        await self.finish(env, Failure.from_error(env.id, error, seq, **fields), start_ns)
+
+
+class Stage(Protocol):
+    name: str
+    subject: str
+    # True: each request runs in its own task (stages that wait on I/O).
+    # False: requests are handled one after another in the subscription's
+    # task, the cheapest path for CPU-only stages.
+    concurrent: bool
+
+    async def start(self, ctx: StageContext) -> None: ...
+
+    async def handle(self, ctx: StageContext, env: Envelope, msg: Msg, start_ns: int) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+async def _dispatch(stage: Stage, ctx: StageContext, msg: Msg) -> None:
+    start_ns = time.time_ns()
+    try:
+        env = bus.decode_envelope(msg.data)
+    except msgspec.DecodeError as exc:
+        # Nothing to reply to without an envelope; an internal publisher bug.
+        log.error("%s: undecodable message on %s: %s", stage.name, msg.subject, exc)
+        return
+    try:
+        if start_ns > env.deadline_ns:
+            raise StageTimeout(f"Request deadline passed before stage {stage.name}.")
+        await stage.handle(ctx, env, msg, start_ns)
+    except GatewayError as exc:
+        await ctx.fail(env, exc, start_ns)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("%s: request %s failed", stage.name, env.id)
+        await ctx.fail(env, InternalError(f"Stage {stage.name} failed."), start_ns)
+
+
+async def serve(stage: Stage, stop: asyncio.Event) -> None:
+    nc = await process.connect(stage.name)
+    js = nc.jetstream()
+    events = EventPublisher(js, stage.name)
+    events.start()
+    ctx = StageContext(stage.name, nc, js, events)
+    await stage.start(ctx)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def on_message(msg: Msg) -> None:
+        if not stage.concurrent:
+            await _dispatch(stage, ctx, msg)
+            return
+        task = asyncio.create_task(_dispatch(stage, ctx, msg))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    sub = await nc.subscribe(stage.subject, queue=stage.name, cb=on_message, pending_msgs_limit=1_000_000)
+    log.info("%s: serving %s (queue %s)", stage.name, stage.subject, stage.name)
+    await process.announce_ready(nc, stage.name)
+    await stop.wait()
+    await sub.unsubscribe()
+    if tasks:
+        await asyncio.wait(tasks, timeout=10)
+    await stage.stop()
+    await events.close()
+    await nc.drain()
+
+
+def main(stage: Stage) -> None:
+    process.setup_logging(stage.name)
+    process.run(lambda stop: serve(stage, stop))
