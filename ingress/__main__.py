@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 import uvicorn
 
@@ -16,10 +15,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m ingress")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--config", default=os.environ.get("SLUICE_CONFIG"))
     args = parser.parse_args()
     process.setup_logging("ingress")
-    settings = config_mod.load(args.config).gateway if args.config else config_mod.GatewaySettings()
+    settings = config_mod.settings_from_env()
     uvicorn.run(
         IngressApp(settings),
         host=args.host,

@@ -112,7 +112,8 @@ async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Se
     except ClientDisconnected:
         return
     except GatewayError as exc:
-        await send_error(send, exc.status, exc.type.value, exc.code, exc.message)
+        extra = [(b"x-request-id", request_id.encode())]
+        await send_error(send, exc.status, exc.type.value, exc.code, exc.message, extra=extra)
         gw.record(request_id, received_ns, "", False, Failure.from_error(request_id, exc), [])
         return
     call = _Call(gw, body, received_ns, request_id)

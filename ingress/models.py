@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
-
 from ingress.gateway import Gateway
 from ingress.http import Scope, Send, header, send_gateway_error, send_json
 from schemas.errors import GatewayError
@@ -18,6 +16,6 @@ async def list_models(gw: Gateway, scope: Scope, send: Send) -> None:
     data = [
         {"id": name, "object": "model", "created": 0, "owned_by": route.owned_by}
         for name, route in sorted(gw.routes.items.items())
-        if any(fnmatchcase(name, p) for p in key.models)
+        if policy.may_call(key, name)
     ]
     await send_json(send, 200, {"object": "list", "data": data})

@@ -36,11 +36,13 @@ class Deployment(msgspec.Struct, omit_defaults=True):
 
 
 class Envelope(BusMessage, tag="chat.request"):
-    id: str
-    received_at_ns: int
-    deadline_ns: int
     body: ChatBody
+    # The subject that receives the replies (an inbox of the caller's).
     reply: str
+    # Left empty by a direct NATS caller, the policy stage stamps these.
+    id: str = ""
+    received_at_ns: int = 0
+    deadline_ns: int = 0
     slip: list[str] = []
     api: str = "chat"
     origin: Origin = "nats"

@@ -63,6 +63,12 @@ def load(path: str | Path) -> Config:
         raise ConfigError(f"{path}: {exc}") from exc
 
 
+def settings_from_env() -> GatewaySettings:
+    """The gateway settings of the config file named by SLUICE_CONFIG, if any."""
+    path = os.environ.get("SLUICE_CONFIG")
+    return load(path).gateway if path else GatewaySettings()
+
+
 class ControlRecords(msgspec.Struct):
     """What the config puts in the KV buckets, keyed as stored."""
 

@@ -7,8 +7,20 @@ from fnmatch import fnmatchcase
 
 from schemas import subjects
 from schemas.control import ApiKey, Tenant
+from schemas.envelope import Envelope
 from schemas.errors import AuthenticationFailed, PermissionDenied
+from schemas.ids import new_id
 from services.keys import hash_key, key_from_header
+
+
+def stamp(env: Envelope, now_ns: int, timeout_s: float) -> None:
+    """Fill in what a direct NATS caller may leave out: id, arrival, deadline."""
+    if not env.id:
+        env.id = new_id(now_ns)
+    if not env.received_at_ns:
+        env.received_at_ns = now_ns
+    if not env.deadline_ns:
+        env.deadline_ns = env.received_at_ns + int(timeout_s * 1e9)
 
 
 def authenticate(header: str | None, keys: Mapping[str, ApiKey]) -> ApiKey:
@@ -21,8 +33,12 @@ def authenticate(header: str | None, keys: Mapping[str, ApiKey]) -> ApiKey:
     return record
 
 
+def may_call(record: ApiKey, model: str) -> bool:
+    return any(fnmatchcase(model, pattern) for pattern in record.models)
+
+
 def check_model(record: ApiKey, model: str) -> None:
-    if not any(fnmatchcase(model, pattern) for pattern in record.models):
+    if not may_call(record, model):
         raise PermissionDenied(f"Key {record.id!r} may not call model {model!r}.")
 
 

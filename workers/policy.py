@@ -8,6 +8,7 @@ from schemas import subjects
 from schemas.control import ApiKey, Tenant, decode_key, decode_tenant
 from schemas.envelope import Envelope
 from services import policy
+from services.config import settings_from_env
 from services.runtime.kv import KvMirror
 from workers import runner
 
@@ -18,6 +19,7 @@ class PolicyStage:
     concurrent = False
 
     def __init__(self) -> None:
+        self.timeout_s = settings_from_env().request_timeout_s
         self.keys: KvMirror[ApiKey] = KvMirror(subjects.KV_KEYS, decode_key)
         self.tenants: KvMirror[Tenant] = KvMirror(subjects.KV_TENANTS, decode_tenant)
 
@@ -26,6 +28,7 @@ class PolicyStage:
         await self.tenants.start(ctx.js)
 
     async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg, start_ns: int) -> None:
+        policy.stamp(env, start_ns, self.timeout_s)
         header = msg.headers.get(subjects.API_KEY_HEADER) if msg.headers else None
         key = policy.authenticate(header, self.keys.items)
         env.key_id, env.tenant_id = key.id, key.tenant_id

@@ -117,7 +117,7 @@ async def _dispatch(stage: Stage, ctx: StageContext, msg: Msg) -> None:
         log.error("%s: undecodable message on %s: %s", stage.name, msg.subject, exc)
         return
     try:
-        if start_ns > env.deadline_ns:
+        if env.deadline_ns and start_ns > env.deadline_ns:
             raise StageTimeout(f"Request deadline passed before stage {stage.name}.")
         await stage.handle(ctx, env, msg, start_ns)
     except GatewayError as exc:

@@ -40,6 +40,11 @@ def answer_words(n: int) -> list[str]:
     return [(" " if i else "") + _WORDS[i % len(_WORDS)] for i in range(n)]
 
 
+def _echo_words(messages: list[dict[str, Any]]) -> list[str]:
+    words = _text_of(messages[-1:]).split(" ")
+    return [(" " if i else "") + w for i, w in enumerate(words)]
+
+
 class MockUpstream:
     def __init__(self, defaults: Behaviour | None = None) -> None:
         self.defaults = defaults or Behaviour()
@@ -88,7 +93,7 @@ class MockUpstream:
             err = {"error": {"message": f"mock error {b.status}", "type": "mock_error", "code": f"mock_{b.status}"}}
             headers = JSON + ([(b"retry-after", b"2")] if b.status == 429 else [])
             return await self._send(send, b.status, _json.encode(err), headers)
-        words = answer_words(b.chunks)
+        words = _echo_words(messages) if b.echo else answer_words(b.chunks)
         usage = {
             "prompt_tokens": len(prompt.split()) + 4 * len(messages),
             "completion_tokens": len(words),

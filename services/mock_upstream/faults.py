@@ -7,7 +7,7 @@ without any side channel:
 ``status=429``  answer with that HTTP error      ``latency_ms=N``  wait before answering
 ``chunks=N``    words in the answer               ``chunk_ms=N``    gap between streamed chunks
 ``cut_after=N`` drop the connection after N chunks ``no_usage``     leave out ``usage``
-``hang``        never answer (a timeout)
+``hang``        never answer (a timeout)         ``echo``          answer with the last message
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ class Behaviour(msgspec.Struct):
     cut_after: int = -1
     no_usage: bool = False
     hang: bool = False
+    echo: bool = False
 
 
 def apply_directives(base: Behaviour, text: str) -> Behaviour:
@@ -34,7 +35,7 @@ def apply_directives(base: Behaviour, text: str) -> Behaviour:
         return base
     b = msgspec.structs.replace(base)
     for name, value in _DIRECTIVE.findall(text):
-        if name in ("no_usage", "hang"):
+        if name in ("no_usage", "hang", "echo"):
             setattr(b, name, True)
         elif name in ("latency_ms", "chunk_ms", "chunks", "status", "cut_after") and value:
             setattr(b, name, int(value))

@@ -105,6 +105,12 @@ async def call_chat(
         raise CallFailed(exc, start_ns, first_byte_ns) from exc
     except httpx.ConnectError as exc:
         raise CallFailed(UpstreamUnreachable(f"Upstream unreachable: {exc}"), start_ns, 0) from exc
+    except httpx.ConnectTimeout as exc:
+        # httpx-aiohttp 0.2 maps every aiohttp connection error, a refused
+        # connection included, to ConnectTimeout; only a real timeout is one.
+        if isinstance(exc.__cause__, TimeoutError):
+            raise CallFailed(UpstreamTimeout("Upstream did not accept the connection in time."), start_ns, 0) from exc
+        raise CallFailed(UpstreamUnreachable(f"Upstream unreachable: {exc}"), start_ns, 0) from exc
     except httpx.TimeoutException as exc:
         raise CallFailed(UpstreamTimeout("Upstream did not answer in time."), start_ns, first_byte_ns) from exc
     except httpx.TransportError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -50,12 +51,12 @@ def start(store_dir: Path, port: int, log_file: Path | None = None) -> subproces
     # default would refuse them. Only settable in a config file.
     conf = store_dir / "sluice-nats.conf"
     conf.write_text("max_payload: 8MB\n")
-    out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
-    proc = subprocess.Popen(
-        [binary(), "-c", str(conf), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir)],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-    )
+    with open(log_file or os.devnull, "ab") as out:  # the child keeps its own copy
+        proc = subprocess.Popen(
+            [binary(), "-c", str(conf), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_for_port(port, 15, proc)
     except NatsServerError:

@@ -83,14 +83,14 @@ class Supervisor:
     def _spawn(self, name: str, args: list[str]) -> None:
         logs = self.layout.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
-        self.children[name] = subprocess.Popen(
-            [sys.executable, *args],
-            env=self._env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
-        )
+        with open(logs / f"{name}.log", "ab") as out:  # the child keeps its own copy
+            self.children[name] = subprocess.Popen(
+                [sys.executable, *args],
+                env=self._env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )
 
     def start(self, timeout: float = 60.0) -> None:
         cfg = config_mod.load(self.layout.config)

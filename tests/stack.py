@@ -1,0 +1,132 @@
+"""A whole embedded gateway for tests: real nats-server, every stage as a
+process, embedded ClickHouse, the mock upstream; all on free loopback ports."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import httpx
+import msgspec
+
+from schemas import subjects
+from schemas.control import ApiKey
+from services.runtime import process
+from services.runtime.nats_server import free_port
+from services.runtime.supervisor import Layout, Supervisor
+
+DEMO_KEY = "sk-test-demo-0123456789"
+LIMITED_KEY = "sk-test-limited-0123456789"
+REDACT_KEY = "sk-test-redact-0123456789"
+
+CONFIG = """
+[gateway]
+request_timeout_s = {timeout}
+stream_idle_timeout_s = {timeout}
+max_body_bytes = 65536
+
+[[tenants]]
+id = "demo"
+
+[[tenants]]
+id = "careful"
+redaction_rules = [{{ name = "email", pattern = "[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\\\\.[A-Za-z]{{2,}}" }}]
+
+[[models]]
+name = "demo-model"
+provider = "openai"
+base_url = "http://127.0.0.1:{mock}/v1"
+upstream_model = "gpt-3.5-turbo"
+catalog_model = "gpt-3.5-turbo"
+timeout_s = 30
+
+[[models]]
+name = "other-model"
+provider = "openai"
+base_url = "http://127.0.0.1:{mock}/v1"
+upstream_model = "gpt-4"
+catalog_model = "gpt-4"
+
+[[models]]
+name = "short-timeout-model"
+provider = "openai"
+base_url = "http://127.0.0.1:{mock}/v1"
+upstream_model = "gpt-3.5-turbo"
+catalog_model = "gpt-3.5-turbo"
+timeout_s = 0.5
+
+[[models]]
+name = "dead-model"
+provider = "openai"
+base_url = "http://127.0.0.1:{dead}/v1"
+upstream_model = "gpt-3.5-turbo"
+"""
+
+
+class Stack:
+    def __init__(self, home: Path, timeout_s: float = 3.0) -> None:
+        self.home = home
+        self.mock_port = free_port()
+        config = home / "sluice.toml"
+        home.mkdir(parents=True, exist_ok=True)
+        config.write_text(CONFIG.format(timeout=timeout_s, mock=self.mock_port, dead=free_port()))
+        self.layout = Layout(
+            home=home, config=config, nats_port=free_port(), http_port=free_port(), mock_port=self.mock_port
+        )
+        self.supervisor = Supervisor(
+            self.layout,
+            extra_keys={
+                DEMO_KEY: ApiKey(id="demo", tenant_id="demo"),
+                LIMITED_KEY: ApiKey(id="limited", tenant_id="demo", models=["demo-*"]),
+                REDACT_KEY: ApiKey(id="careful", tenant_id="careful"),
+            },
+        )
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.layout.http_port}/v1"
+
+    @property
+    def mock_url(self) -> str:
+        return f"http://127.0.0.1:{self.mock_port}"
+
+    @property
+    def nats_url(self) -> str:
+        return self.layout.nats_url
+
+    def start(self) -> Stack:
+        self.supervisor.start()
+        return self
+
+    def stop(self) -> None:
+        self.supervisor.stop()
+
+    def mock_stats(self) -> dict:
+        return httpx.get(f"{self.mock_url}/mock/stats").json()
+
+    def query(self, name: str, **params: object) -> dict:
+        async def ask() -> dict:
+            nc = await process.connect("test", self.nats_url)
+            try:
+                msg = await nc.request(
+                    subjects.ANALYTICS_QUERY, msgspec.json.encode({"name": name, "params": params}), timeout=10
+                )
+            finally:
+                await nc.close()
+            return json.loads(msg.data)
+
+        return asyncio.run(ask())
+
+    def request_row(self, request_id: str, timeout: float = 15.0) -> dict:
+        """The ``requests`` row of one request, once the sink has written it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.query("request", request_id=request_id)
+            assert result["error"] is None, result["error"]
+            if result["rows"]:
+                return dict(zip(result["columns"], result["rows"][0], strict=True))
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no requests row for {request_id} after {timeout}s")
+            time.sleep(0.1)
