@@ -31,6 +31,7 @@ from schemas.replies import Cancel, Chunk, Failure, Final
 
 _decode_body = msgspec.json.Decoder(ChatBody).decode
 CLIENT_CLOSED = 499
+DEADLINE_GRACE_S = 0.25
 
 
 def parse_body(raw: bytes) -> ChatBody:
@@ -91,7 +92,9 @@ class _Call:
         return reply
 
     def first_timeout(self) -> float:
-        return max(0.0, (self.deadline_ns - time.time_ns()) / 1e9)
+        # A little past the deadline, so that a stage that gave up at the
+        # deadline (e.g. the provider on a slow upstream) can still say why.
+        return max(0.0, (self.deadline_ns - time.time_ns()) / 1e9) + DEADLINE_GRACE_S
 
     def record(self, reply: Final | Failure, **kwargs) -> None:
         self.spans.append(Span("ingress", time.time_ns(), time.time_ns()))

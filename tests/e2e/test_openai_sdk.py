@@ -98,9 +98,7 @@ def test_models_list_shows_configured_models(client: openai.OpenAI, stack: Stack
 
 def test_redaction_rules_apply_for_their_tenant(stack: Stack) -> None:
     careful = openai.OpenAI(base_url=stack.base_url, api_key=REDACT_KEY, max_retries=0)
-    resp = careful.chat.completions.create(
-        model="demo-model", messages=user("mail bob@example.com now [mock:echo]")
-    )
+    resp = careful.chat.completions.create(model="demo-model", messages=user("mail bob@example.com now [mock:echo]"))
     assert resp.choices[0].message.content == "mail [REDACTED:email] now [mock:echo]"
 
 

@@ -1,0 +1,71 @@
+"""What lands in ClickHouse: the wide requests row, attempts, raw events."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.stack import DEMO_KEY, Stack
+
+
+def chat(stack: Stack, content: str, stream: bool = False) -> httpx.Response:
+    return httpx.post(
+        f"{stack.base_url}/chat/completions",
+        json={"model": "demo-model", "stream": stream, "messages": [{"role": "user", "content": content}]},
+        headers={"authorization": f"Bearer {DEMO_KEY}"},
+        timeout=20,
+    )
+
+
+def test_requests_row_explains_where_the_time_went(stack: Stack) -> None:
+    resp = chat(stack, "time me [mock:latency_ms=200] [mock:chunks=5] [mock:chunk_ms=50]", stream=True)
+    assert resp.status_code == 200
+    row = stack.request_row(resp.headers["x-request-id"])
+    ms = {k: v / 1e6 for k, v in row.items() if k.endswith("_ns")}
+    assert ms["upstream_ttfb_ns"] >= 190  # the mock's latency before the first chunk
+    assert ms["upstream_stream_ns"] >= 190  # four 50 ms gaps
+    assert ms["ttft_ns"] >= ms["upstream_ttfb_ns"]
+    for stage in ("ingress_ns", "policy_ns", "route_ns", "provider_ns"):
+        assert 0 < ms[stage] < 100, stage
+    assert row["redact_ns"] == 0  # tenant without rules never visits redaction
+    parts = sum(
+        ms[k]
+        for k in (
+            "ingress_ns",
+            "policy_ns",
+            "route_ns",
+            "provider_ns",
+            "bus_ns",
+            "upstream_ttfb_ns",
+            "upstream_stream_ns",
+        )
+    )
+    assert abs(parts - ms["latency_ns"]) < 1.0
+    assert row["stream"] is True and row["deployment"] == "demo-model" and row["provider"] == "openai"
+
+
+def test_every_stage_and_attempt_is_an_event(stack: Stack) -> None:
+    resp = chat(stack, "events [mock:chunks=2]")
+    rid = resp.headers["x-request-id"]
+    stack.request_row(rid)
+    attempts = stack.query("attempts", request_id=rid)
+    rows = [dict(zip(attempts["columns"], r, strict=True)) for r in attempts["rows"]]
+    assert len(rows) == 1 and rows[0]["status"] == 200 and rows[0]["upstream_model"] == "gpt-3.5-turbo"
+    counts = dict(stack.query("event_counts")["rows"])
+    assert counts["stage"] >= 3 and counts["attempt"] >= 1 and counts["request"] >= 1
+
+
+def test_failed_upstream_attempt_is_recorded(stack: Stack) -> None:
+    resp = chat(stack, "fail [mock:status=503]")
+    assert resp.status_code == 503
+    rid = resp.headers["x-request-id"]
+    row = stack.request_row(rid)
+    assert row["error_type"] == "upstream_error" and row["status"] == 503
+    attempts = stack.query("attempts", request_id=rid)
+    status = attempts["columns"].index("status")
+    assert [r[status] for r in attempts["rows"]] == [503]
+
+
+def test_unknown_query_is_an_error_not_a_crash(stack: Stack) -> None:
+    result = stack.query("drop_everything")
+    assert "unknown query" in result["error"]
+    assert stack.query("event_counts")["error"] is None

@@ -1,0 +1,79 @@
+"""An internal service with only nats-py: publish the documented envelope to
+``sluice.v1.in.chat`` and read the replies on its own subject."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+import nats
+
+from tests.stack import DEMO_KEY, Stack
+
+
+def envelope(reply: str, content: str, stream: bool = False) -> bytes:
+    # Plain msgpack, as the README documents it: no Sluice code needed.
+    return msgspec.msgpack.encode(
+        {
+            "kind": "chat.request",
+            "reply": reply,
+            "body": {"model": "demo-model", "messages": [{"role": "user", "content": content}], "stream": stream},
+        }
+    )
+
+
+async def collect(stack: Stack, content: str, stream: bool, key: str | None = DEMO_KEY) -> list[dict]:
+    nc = await nats.connect(stack.nats_url)
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    headers = {"Authorization": f"Bearer {key}"} if key else None
+    await nc.publish("sluice.v1.in.chat", envelope(inbox, content, stream), headers=headers)
+    replies = []
+    try:
+        while True:
+            msg = await sub.next_msg(timeout=10)
+            reply = msgspec.msgpack.decode(msg.data)
+            replies.append(reply)
+            if reply["kind"] in ("chat.final", "chat.failure"):
+                return replies
+    finally:
+        await nc.close()
+
+
+async def test_request_over_nats_gets_final_answer(stack: Stack) -> None:
+    replies = await collect(stack, "Hi [mock:chunks=4]", stream=False)
+    assert len(replies) == 1
+    final = replies[0]
+    assert final["kind"] == "chat.final"
+    assert final["message"]["content"] == "Sluice routes this answer"
+    assert final["usage"]["completion_tokens"] == 4
+    assert final["cost_pico_usd"] > 0
+    stages = [span[0] for span in final["timing"]["spans"]]
+    assert stages == ["policy", "route", "provider"]
+
+
+async def test_streamed_request_over_nats_gets_ordered_chunks_then_final(stack: Stack) -> None:
+    replies = await collect(stack, "Hi [mock:chunks=4]", stream=True)
+    chunks, final = replies[:-1], replies[-1]
+    assert [c["kind"] for c in chunks] == ["chat.chunk"] * 5  # four words, then the finish
+    assert [r["seq"] for r in replies] == list(range(6))
+    assert "".join(c["delta"].get("content", "") for c in chunks) == "Sluice routes this answer"
+    assert chunks[-1]["delta"]["finish_reason"] == "stop"
+    assert final["kind"] == "chat.final" and final["usage"]["completion_tokens"] == 4
+
+
+async def test_request_over_nats_without_key_fails_401_and_is_recorded(stack: Stack) -> None:
+    replies = await collect(stack, "Hi", stream=False, key=None)
+    failure = replies[0]
+    assert failure["kind"] == "chat.failure"
+    assert failure["status"] == 401 and failure["type"] == "authentication_error"
+    row = await asyncio.to_thread(stack.request_row, failure["id"])
+    assert row["origin"] == "nats" and row["status"] == 401
+
+
+async def test_nats_request_is_recorded_by_the_finishing_stage(stack: Stack) -> None:
+    final = (await collect(stack, "Hi [mock:chunks=2]", stream=False))[0]
+    row = await asyncio.to_thread(stack.request_row, final["id"])
+    assert row["origin"] == "nats"
+    assert row["status"] == 200 and row["completion_tokens"] == 2
+    assert row["tenant_id"] == "demo" and row["key_id"] == "demo"
