@@ -22,7 +22,8 @@ def key_from_header(value: str | None) -> str | None:
     """The key from ``Authorization: Bearer <key>`` (or a bare key)."""
     if not value:
         return None
+    value = value.strip()
     scheme, _, rest = value.partition(" ")
-    if rest and scheme.lower() == "bearer":
+    if scheme.lower() == "bearer":
         return rest.strip() or None
-    return value.strip() or None
+    return value or None

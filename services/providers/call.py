@@ -84,7 +84,7 @@ async def call_chat(
                 model, reported, finish, message, text = "", None, None, None, ""
                 parts: list[str] = []
                 done = False
-                async for data in sse_data(resp.aiter_raw()):
+                async for data in sse_data(resp.aiter_bytes()):
                     event = adapter.parse_stream_data(data)
                     if event is None:
                         done = True

@@ -1,0 +1,48 @@
+"""Migrations and inserts against the embedded ClickHouse engine (chdb)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from analytics.rows import to_rows
+from analytics.store import Store
+from schemas.events import RequestEvent
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    # chdb holds one data directory per process: one store for the module.
+    s = Store(f"chdb://{Path(tmp_path_factory.mktemp('ch')) / 'data'}")
+    yield s
+    s.close()
+
+
+def test_migrations_apply_once(store: Store) -> None:
+    first = store.migrate()
+    assert first == ["001_tables.sql", "002_rollups.sql"]
+    assert store.migrate() == []
+    _, rows = store.query("SELECT name FROM system.tables WHERE database = currentDatabase() ORDER BY name")
+    assert {"events", "requests", "attempts", "requests_per_minute"} <= {r[0] for r in rows}
+
+
+def test_redelivered_events_count_once(store: Store) -> None:
+    store.migrate()
+    e = RequestEvent(
+        event_id="e1",
+        request_id="dup-1",
+        received_at_ns=1_700_000_000_000_000_000,
+        origin="http",
+        api="chat",
+        model="m",
+        status=200,
+        cost_pico_usd=123,
+    )
+    store.insert(to_rows([e]))
+    store.insert(to_rows([e]))  # the sink crashed before its ack: JetStream redelivers
+    _, rows = store.query("SELECT count(), sum(cost_pico_usd) FROM requests FINAL WHERE request_id = 'dup-1'")
+    assert rows == [(1, 123)]
+    _, rows = store.query("SELECT count() FROM events FINAL WHERE event_id = 'e1'")
+    assert rows == [(1,)]

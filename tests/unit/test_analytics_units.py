@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import pytest
+
+from analytics import migrate
+from analytics.queries import QueryRequest, UnknownQuery, bind
+from analytics.rows import ATTEMPT_COLUMNS, REQUEST_COLUMNS, to_rows
+from schemas.events import AttemptEvent, RequestEvent, StageEvent
+from services.mock_upstream.faults import Behaviour, apply_directives
+from services.runtime.stats_table import render, rows_as_dicts
+
+
+def test_rows_match_their_column_lists() -> None:
+    events = [
+        RequestEvent(event_id="e1", request_id="r", received_at_ns=1, origin="http", api="chat", model="m", status=200),
+        AttemptEvent(
+            event_id="e2", request_id="r", started_at_ns=1, deployment="d", provider="p", upstream_model="u", status=200
+        ),
+        StageEvent(event_id="e3", request_id="r", stage="policy", started_at_ns=1, duration_ns=5, outcome="forward"),
+    ]
+    rows = to_rows(events)
+    assert len(rows.events) == 3
+    assert len(rows.requests) == 1 and len(rows.requests[0]) == len(REQUEST_COLUMNS)
+    assert len(rows.attempts) == 1 and len(rows.attempts[0]) == len(ATTEMPT_COLUMNS)
+
+
+def test_query_binding_coerces_and_refuses_unknown_names() -> None:
+    _, params = bind(QueryRequest(name="stats", params={"minutes": "15"}))
+    assert params == {"minutes": 15}
+    with pytest.raises(UnknownQuery):
+        bind(QueryRequest(name="DROP TABLE requests"))
+
+
+def test_migration_files_split_into_statements() -> None:
+    stmts = migrate.statements("-- a comment; with a semicolon\nCREATE TABLE a (x UInt8);\n\nSELECT 1;\n")
+    assert stmts == ["CREATE TABLE a (x UInt8)", "SELECT 1"]
+
+
+def test_stats_table_renders_cost_in_usd() -> None:
+    columns = [
+        "model",
+        "requests",
+        "errors",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost_pico_usd",
+        "latency_ms",
+        "ttft_ms",
+    ]
+    records = rows_as_dicts(columns, [["m", 2, 1, 10, 20, "12500000", [1.0, 2.0, 3.0], [None, None, None]]])
+    assert records[0]["cost_usd"] == "0.0000125"
+    text = render(records, 60)
+    assert "0.00001250" in text and "3.0" in text and " -" in text
+    assert render([], 5) == "No requests in the last 5 minutes."
+
+
+def test_mock_directives_override_defaults() -> None:
+    b = apply_directives(Behaviour(chunks=3), "x [mock:status=429] [mock:no_usage] [mock:chunk_ms=20]")
+    assert (b.status, b.no_usage, b.chunk_ms, b.chunks) == (429, True, 20, 3)
+    assert apply_directives(Behaviour(), "plain") == Behaviour()

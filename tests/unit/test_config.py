@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from schemas.control import ApiKey
+from services import config
+from services.keys import hash_key
+
+GOOD = """
+[gateway]
+request_timeout_s = 5
+[[tenants]]
+id = "acme"
+[[keys]]
+id = "ci"
+tenant = "acme"
+key_env = "TEST_SLUICE_KEY"
+models = ["gpt-*"]
+[[models]]
+name = "fast"
+provider = "openai"
+base_url = "http://127.0.0.1:1/v1/"
+upstream_model = "gpt-4o-mini"
+"""
+
+
+def test_config_becomes_control_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_SLUICE_KEY", "sk-from-env")
+    path = tmp_path / "c.toml"
+    path.write_text(GOOD)
+    cfg = config.load(path)
+    assert cfg.gateway.request_timeout_s == 5
+    records = config.control_records(cfg, {"sk-extra": ApiKey(id="x", tenant_id="acme")})
+    assert records.keys[hash_key("sk-from-env")].models == ["gpt-*"]
+    assert records.keys[hash_key("sk-extra")].id == "x"
+    assert records.routes["fast"].deployment.base_url == "http://127.0.0.1:1/v1"
+    assert "sk-from-env" not in repr(records)  # only digests are stored
+
+
+def test_unknown_field_and_unknown_tenant_are_errors(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[gateway]\ntimeout = 1\n")
+    with pytest.raises(config.ConfigError):
+        config.load(path)
+    path.write_text('[[keys]]\nid = "k"\ntenant = "ghost"\nsha256 = "00"\n')
+    with pytest.raises(config.ConfigError, match="ghost"):
+        config.control_records(config.load(path))

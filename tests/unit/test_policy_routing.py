@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import pytest
+
+from schemas import subjects
+from schemas.chat import ChatBody, Message
+from schemas.control import ApiKey, ModelRoute, RedactionRule, Tenant
+from schemas.envelope import Deployment, Envelope
+from schemas.errors import AuthenticationFailed, ModelNotFound, PermissionDenied
+from services import policy, routing
+from services.keys import hash_key, key_from_header, new_key
+
+KEY = new_key()
+KEYS = {
+    hash_key(KEY): ApiKey(id="k1", tenant_id="t1", models=["gpt-*", "demo-model"]),
+    hash_key("sk-off"): ApiKey(id="k2", tenant_id="t1", disabled=True),
+}
+
+
+def test_bearer_header_is_parsed() -> None:
+    assert key_from_header(f"Bearer {KEY}") == KEY
+    assert key_from_header(f"bearer  {KEY} ") == KEY
+    assert key_from_header(KEY) == KEY
+    assert key_from_header(None) is None and key_from_header("Bearer ") is None
+
+
+def test_valid_key_resolves_tenant() -> None:
+    assert policy.authenticate(f"Bearer {KEY}", KEYS).tenant_id == "t1"
+
+
+@pytest.mark.parametrize("header", [None, "", "Bearer sk-nope", "Bearer sk-off"])
+def test_missing_wrong_or_disabled_key_is_401(header: str | None) -> None:
+    with pytest.raises(AuthenticationFailed) as info:
+        policy.authenticate(header, KEYS)
+    assert info.value.status == 401
+
+
+def test_model_scope_is_enforced() -> None:
+    record = KEYS[hash_key(KEY)]
+    policy.check_model(record, "gpt-4o")
+    policy.check_model(record, "demo-model")
+    with pytest.raises(PermissionDenied):
+        policy.check_model(record, "claude-3")
+
+
+def test_slip_skips_redaction_for_tenants_without_rules() -> None:
+    assert policy.build_slip(Tenant(id="t")) == [subjects.STAGE_ROUTE, subjects.STAGE_CALL]
+    careful = Tenant(id="t", redaction_rules=[RedactionRule(name="x", pattern="x")])
+    assert policy.build_slip(careful)[0] == subjects.STAGE_REDACT
+
+
+def test_stamp_fills_only_what_is_missing() -> None:
+    env = Envelope(body=ChatBody(model="m", messages=[Message(role="user", content="x")]), reply="r")
+    policy.stamp(env, 1_000, 2.0)
+    assert env.id and env.received_at_ns == 1_000 and env.deadline_ns == 1_000 + 2_000_000_000
+    given = Envelope(body=env.body, reply="r", id="mine", received_at_ns=5, deadline_ns=9)
+    policy.stamp(given, 1_000, 2.0)
+    assert (given.id, given.received_at_ns, given.deadline_ns) == ("mine", 5, 9)
+
+
+def test_routing_resolves_or_404s() -> None:
+    dep = Deployment(name="d", provider="openai", base_url="http://x", upstream_model="gpt-4o")
+    routes = {"alias": ModelRoute(name="alias", deployment=dep)}
+    assert routing.resolve(routes, "alias") is dep
+    with pytest.raises(ModelNotFound) as info:
+        routing.resolve(routes, "missing")
+    assert info.value.status == 404
