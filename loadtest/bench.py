@@ -1,0 +1,177 @@
+"""Gateway vs. direct upstream, in one run on this machine.
+
+Starts the embedded gateway (nats-server, every stage, ingress, mock upstream)
+on free loopback ports, then drives it and the mock upstream directly with wrk:
+non-streaming and streaming, at concurrency 1 (latency) and 64 (throughput).
+Reports p50/p99, requests/s, errors, and per process CPU time per request and
+RSS, read from /proc.
+
+    python -m loadtest.bench [--duration 10] [--out loadtest/results/bench.json]
+
+Needs wrk (Debian: apt-get install wrk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from schemas.control import ApiKey
+from services.runtime.nats_server import free_port
+from services.runtime.supervisor import Layout, Supervisor
+
+KEY = "sk-bench-0123456789"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+CONFIG = """
+[gateway]
+request_timeout_s = 30
+[[tenants]]
+id = "bench"
+[[models]]
+name = "bench-model"
+provider = "openai"
+base_url = "http://127.0.0.1:{mock}/v1"
+upstream_model = "gpt-3.5-turbo"
+catalog_model = "gpt-3.5-turbo"
+"""
+LUA = """
+wrk.method = "POST"
+wrk.body = {body}
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {key}"
+"""
+
+
+def body(stream: bool) -> str:
+    # ~1 KB of prompt, as in DESIGN.md's measurements.
+    prompt = "Summarise the following text. " + "lorem ipsum dolor sit amet " * 36
+    return json.dumps(
+        {"model": "bench-model", "stream": stream, "messages": [{"role": "user", "content": prompt}]}
+        | ({"stream_options": {"include_usage": True}} if stream else {})
+    )
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def parse_wrk(out: str) -> dict:
+    lat = {p: _ms(v, u) for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)$", out, re.M)}
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(int(x) for x in sock.groups()) if sock else 0)
+    return {
+        "requests": total,
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50_ms": lat.get("50"),
+        "p99_ms": lat.get("99"),
+        "errors": errors,
+    }
+
+
+def run_wrk(url: str, script: Path, concurrency: int, duration: int, pids: dict[str, int]) -> dict:
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    threads = min(2, concurrency)
+    cmd = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{duration}s", "--latency", "-s", str(script), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    result = parse_wrk(out)
+    n = max(1, result["requests"])
+    result["cpu_us_per_request"] = {name: round((cpu_seconds(pid) - before[name]) / n * 1e6, 1)
+                                    for name, pid in pids.items()}
+    result["rss_mb"] = {name: round(rss_mb(pid), 1) for name, pid in pids.items()}
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.bench")
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--provider-replicas", type=int, default=1)
+    parser.add_argument("--out", default="loadtest/results/bench.json")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        print("wrk not found: apt-get install wrk", file=sys.stderr)
+        return 2
+    home = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
+    mock = free_port()
+    (home / "sluice.toml").write_text(CONFIG.format(mock=mock))
+    layout = Layout(home=home, config=home / "sluice.toml", nats_port=free_port(), http_port=free_port(),
+                    mock_port=mock, provider_replicas=args.provider_replicas)
+    sup = Supervisor(layout, extra_keys={KEY: ApiKey(id="bench", tenant_id="bench")})
+    print(f"starting the gateway in {home} ...", flush=True)
+    sup.start()
+    results: dict = {"duration_s": args.duration, "cpus": os.cpu_count(), "runs": []}
+    try:
+        pids = sup.pids()
+        gateway_pids = {k: v for k, v in pids.items()}
+        direct_pids = {"mock-upstream": pids["mock-upstream"]}
+        for stream in (False, True):
+            script = home / f"body-{stream}.lua"
+            script.write_text(LUA.format(body=json.dumps(body(stream)), key=KEY))
+            for target, url, watched in (
+                ("direct", f"http://127.0.0.1:{mock}/v1/chat/completions", direct_pids),
+                ("sluice", f"http://127.0.0.1:{layout.http_port}/v1/chat/completions", gateway_pids),
+            ):
+                for concurrency in (1, args.concurrency):
+                    run_wrk(url, script, concurrency, 2, watched)  # warm-up
+                    r = run_wrk(url, script, concurrency, args.duration, watched)
+                    r |= {"target": target, "stream": stream, "concurrency": concurrency}
+                    results["runs"].append(r)
+                    print(f"{target:6} stream={stream!s:5} c={concurrency:<3} rps={r['rps']:>8.0f} "
+                          f"p50={r['p50_ms']:.2f}ms p99={r['p99_ms']:.2f}ms errors={r['errors']}", flush=True)
+                    time.sleep(1)
+    finally:
+        sup.stop()
+        shutil.rmtree(home, ignore_errors=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(summary(results))
+    print(f"\nfull results: {out}")
+    return 0
+
+
+def summary(results: dict) -> str:
+    runs = {(r["target"], r["stream"], r["concurrency"]): r for r in results["runs"]}
+    lines = ["", "mode       c   direct rps  sluice rps  direct p50/p99 ms   sluice p50/p99 ms   added p50 ms"]
+    for stream in (False, True):
+        for c in sorted({r["concurrency"] for r in results["runs"]}):
+            d, s = runs[("direct", stream, c)], runs[("sluice", stream, c)]
+            lines.append(
+                f"{'stream' if stream else 'complete':9} {c:>3} {d['rps']:>11.0f} {s['rps']:>11.0f} "
+                f"{d['p50_ms']:>8.2f}/{d['p99_ms']:<8.2f} {s['p50_ms']:>8.2f}/{s['p99_ms']:<8.2f} "
+                f"{s['p50_ms'] - d['p50_ms']:>12.2f}"
+            )
+    lines.append("\nCPU µs per request, by process (sluice runs):")
+    for r in results["runs"]:
+        if r["target"] == "sluice":
+            mode = f"{'stream' if r['stream'] else 'complete'} c={r['concurrency']}"
+            lines.append(f"  {mode:14} " + "  ".join(f"{k}={v}" for k, v in r["cpu_us_per_request"].items()))
+    last = results["runs"][-1]
+    lines.append("RSS MB at the end: " + "  ".join(f"{k}={v}" for k, v in last["rss_mb"].items()))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
