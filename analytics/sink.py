@@ -43,7 +43,7 @@ def build(store: Store, nats_url: str, batch_size: int = 1000) -> NatsBroker:
         subjects.EVENTS_ALL,
         stream=JStream(subjects.EVENTS_STREAM, declare=False),
         durable=DURABLE,
-        pull_sub=PullSub(batch_size=batch_size, timeout=0.2, batch=True),
+        pull_sub=PullSub(batch_size=batch_size, timeout=1.0, batch=True),
         ack_policy=AckPolicy.NACK_ON_ERROR,
         include_in_schema=False,
     )

@@ -97,8 +97,9 @@ def run_wrk(url: str, script: Path, concurrency: int, duration: int, pids: dict[
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     result = parse_wrk(out)
     n = max(1, result["requests"])
-    result["cpu_us_per_request"] = {name: round((cpu_seconds(pid) - before[name]) / n * 1e6, 1)
-                                    for name, pid in pids.items()}
+    result["cpu_us_per_request"] = {
+        name: round((cpu_seconds(pid) - before[name]) / n * 1e6, 1) for name, pid in pids.items()
+    }
     result["rss_mb"] = {name: round(rss_mb(pid), 1) for name, pid in pids.items()}
     return result
 
@@ -116,8 +117,14 @@ def main() -> int:
     home = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
     mock = free_port()
     (home / "sluice.toml").write_text(CONFIG.format(mock=mock))
-    layout = Layout(home=home, config=home / "sluice.toml", nats_port=free_port(), http_port=free_port(),
-                    mock_port=mock, provider_replicas=args.provider_replicas)
+    layout = Layout(
+        home=home,
+        config=home / "sluice.toml",
+        nats_port=free_port(),
+        http_port=free_port(),
+        mock_port=mock,
+        provider_replicas=args.provider_replicas,
+    )
     sup = Supervisor(layout, extra_keys={KEY: ApiKey(id="bench", tenant_id="bench")})
     print(f"starting the gateway in {home} ...", flush=True)
     sup.start()
@@ -138,8 +145,11 @@ def main() -> int:
                     r = run_wrk(url, script, concurrency, args.duration, watched)
                     r |= {"target": target, "stream": stream, "concurrency": concurrency}
                     results["runs"].append(r)
-                    print(f"{target:6} stream={stream!s:5} c={concurrency:<3} rps={r['rps']:>8.0f} "
-                          f"p50={r['p50_ms']:.2f}ms p99={r['p99_ms']:.2f}ms errors={r['errors']}", flush=True)
+                    print(
+                        f"{target:6} stream={stream!s:5} c={concurrency:<3} rps={r['rps']:>8.0f} "
+                        f"p50={r['p50_ms']:.2f}ms p99={r['p99_ms']:.2f}ms errors={r['errors']}",
+                        flush=True,
+                    )
                     time.sleep(1)
     finally:
         sup.stop()

@@ -64,6 +64,13 @@ def load_catalog(path: Path = DEFAULT_CATALOG) -> dict[str, CatalogModel]:
     return catalog
 
 
+@functools.cache
+def price_for(model: str) -> Price | None:
+    """The price of a catalog model, or None for a model the catalog lacks."""
+    entry = load_catalog().get(model)
+    return price_of(entry) if entry is not None else None
+
+
 def price_of(entry: CatalogModel) -> Price:
     return Price(
         input_pico_per_token=pico_per_token(entry.input_usd_per_mtok),

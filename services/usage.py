@@ -30,7 +30,5 @@ def settle(reported: Usage | None, body: ChatBody, completion_text: str, catalog
 
 
 def cost_pico_usd(usage: Usage, catalog_model: str | None) -> int:
-    entry = pricing.load_catalog().get(catalog_model or "")
-    if entry is None:
-        return 0
-    return pricing.cost_pico_usd(usage, pricing.price_of(entry))
+    price = pricing.price_for(catalog_model or "")
+    return pricing.cost_pico_usd(usage, price) if price is not None else 0

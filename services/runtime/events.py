@@ -22,7 +22,7 @@ log = logging.getLogger("sluice.events")
 
 
 class EventPublisher:
-    def __init__(self, js: JetStreamContext, stage: str, *, max_batch: int = 256, interval_s: float = 0.05) -> None:
+    def __init__(self, js: JetStreamContext, stage: str, *, max_batch: int = 512, interval_s: float = 0.25) -> None:
         self._js = js
         self._subject = subjects.events(stage)
         self._max_batch = max_batch
