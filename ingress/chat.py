@@ -184,28 +184,31 @@ async def _relay_stream(call: _Call, send: Send) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + _request_id_header(call)})
     ttft_ns = time.time_ns() - call.received_ns
     idle = call.gw.settings.stream_idle_timeout_s
+    # Replies that arrived together go out in one write: one syscall, and one
+    # trip through the server, for a burst of chunks.
+    out: list[bytes] = []
     while True:
         if reply is None:
             await call.cancel()
             call.record(_closed(call), ttft_ns=ttft_ns, client_disconnected=True, status=CLIENT_CLOSED)
             return
         if isinstance(reply, Chunk):
-            await send(
-                {
-                    "type": "http.response.body",
-                    "body": fmt.sse_chunk(call.id, call.created, call.body.model, reply.delta),
-                    "more_body": True,
-                }
-            )
+            out.append(fmt.sse_chunk(call.id, call.created, call.body.model, reply.delta))
+            if call.queue.empty():
+                await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+                out.clear()
         elif isinstance(reply, Final):
-            tail = fmt.sse_usage(call.id, call.created, call.body.model, reply.usage) if include_usage else b""
-            await send({"type": "http.response.body", "body": tail + fmt.SSE_DONE})
+            if include_usage:
+                out.append(fmt.sse_usage(call.id, call.created, call.body.model, reply.usage))
+            out.append(fmt.SSE_DONE)
+            await send({"type": "http.response.body", "body": b"".join(out)})
             call.record(reply, ttft_ns=ttft_ns)
             return
         else:  # Failure after the stream began: an error event, then the end
             if reply.code == StageTimeout.code:
                 await call.cancel()
-            await send({"type": "http.response.body", "body": fmt.sse_error(reply.type, reply.code, reply.message)})
+            out.append(fmt.sse_error(reply.type, reply.code, reply.message))
+            await send({"type": "http.response.body", "body": b"".join(out)})
             call.record(reply, ttft_ns=ttft_ns)
             return
         reply = await call.next_reply(idle)

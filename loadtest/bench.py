@@ -14,6 +14,7 @@ Needs wrk (Debian: apt-get install wrk).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import re
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 
 from schemas.control import ApiKey
+from services.runtime.cli import query
 from services.runtime.nats_server import free_port
 from services.runtime.supervisor import Layout, Supervisor
 
@@ -104,6 +106,15 @@ def run_wrk(url: str, script: Path, concurrency: int, duration: int, pids: dict[
     return result
 
 
+def breakdown(nats_url: str, since_ns: int, until_ns: int) -> dict:
+    """Median time per part, from the gateway's own ClickHouse rows."""
+    time.sleep(2)  # let the sink write the run's last batch
+    result = asyncio.run(query("breakdown", {"since_ns": since_ns, "until_ns": until_ns}, nats_url))
+    if result.get("error") or not result["rows"]:
+        return {"error": result.get("error") or "no rows"}
+    return dict(zip(result["columns"], result["rows"][0], strict=True))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.bench")
     parser.add_argument("--duration", type=int, default=10)
@@ -142,8 +153,11 @@ def main() -> int:
             ):
                 for concurrency in (1, args.concurrency):
                     run_wrk(url, script, concurrency, 2, watched)  # warm-up
+                    since = time.time_ns()
                     r = run_wrk(url, script, concurrency, args.duration, watched)
                     r |= {"target": target, "stream": stream, "concurrency": concurrency}
+                    if target == "sluice":
+                        r["breakdown_ms"] = breakdown(layout.nats_url, since, time.time_ns())
                     results["runs"].append(r)
                     print(
                         f"{target:6} stream={stream!s:5} c={concurrency:<3} rps={r['rps']:>8.0f} "
@@ -178,6 +192,12 @@ def summary(results: dict) -> str:
         if r["target"] == "sluice":
             mode = f"{'stream' if r['stream'] else 'complete'} c={r['concurrency']}"
             lines.append(f"  {mode:14} " + "  ".join(f"{k}={v}" for k, v in r["cpu_us_per_request"].items()))
+    lines.append("\nMedian ms per part, from the requests table (sluice runs):")
+    for r in results["runs"]:
+        if r["target"] == "sluice":
+            mode = f"{'stream' if r['stream'] else 'complete'} c={r['concurrency']}"
+            parts = {k: v for k, v in r["breakdown_ms"].items() if k not in ("stream", "requests")}
+            lines.append(f"  {mode:14} " + "  ".join(f"{k.removesuffix('_ms')}={v}" for k, v in parts.items()))
     last = results["runs"][-1]
     lines.append("RSS MB at the end: " + "  ".join(f"{k}={v}" for k, v in last["rss_mb"].items()))
     return "\n".join(lines)

@@ -3,6 +3,8 @@ recorded request, and a gateway that keeps serving."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import openai
 import pytest
@@ -11,8 +13,9 @@ from tests.stack import DEMO_KEY, LIMITED_KEY, Stack
 
 
 @pytest.fixture
-def client(stack: Stack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=stack.base_url, api_key=DEMO_KEY, max_retries=0, timeout=20)
+def client(stack: Stack) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=stack.base_url, api_key=DEMO_KEY, max_retries=0, timeout=20) as c:
+        yield c
 
 
 def post(stack: Stack, content: bytes, key: str | None = DEMO_KEY) -> httpx.Response:
@@ -75,8 +78,10 @@ def test_missing_or_wrong_key_is_401(stack: Stack, key: str | None) -> None:
 
 
 def test_sdk_sees_authentication_error(stack: Stack) -> None:
-    bad = openai.OpenAI(base_url=stack.base_url, api_key="sk-wrong", max_retries=0)
-    with pytest.raises(openai.AuthenticationError):
+    with (
+        openai.OpenAI(base_url=stack.base_url, api_key="sk-wrong", max_retries=0) as bad,
+        pytest.raises(openai.AuthenticationError),
+    ):
         bad.chat.completions.create(model="demo-model", messages=[{"role": "user", "content": "hi"}])
 
 
@@ -88,8 +93,10 @@ def test_unknown_model_is_404(stack: Stack, client: openai.OpenAI) -> None:
 
 
 def test_model_outside_key_scope_is_403(stack: Stack) -> None:
-    limited = openai.OpenAI(base_url=stack.base_url, api_key=LIMITED_KEY, max_retries=0)
-    with pytest.raises(openai.PermissionDeniedError):
+    with (
+        openai.OpenAI(base_url=stack.base_url, api_key=LIMITED_KEY, max_retries=0) as limited,
+        pytest.raises(openai.PermissionDeniedError),
+    ):
         limited.chat.completions.create(model="other-model", messages=[{"role": "user", "content": "hi"}])
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import openai
 import pytest
@@ -12,8 +13,9 @@ from tests.stack import DEMO_KEY, LIMITED_KEY, REDACT_KEY, Stack
 
 
 @pytest.fixture
-def client(stack: Stack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=stack.base_url, api_key=DEMO_KEY, max_retries=0, timeout=20)
+def client(stack: Stack) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=stack.base_url, api_key=DEMO_KEY, max_retries=0, timeout=20) as c:
+        yield c
 
 
 def user(text: str) -> list[dict]:
@@ -92,13 +94,15 @@ def test_usage_is_counted_when_upstream_reports_none(client: openai.OpenAI, stac
 def test_models_list_shows_configured_models(client: openai.OpenAI, stack: Stack) -> None:
     ids = {m.id for m in client.models.list()}
     assert ids == {"demo-model", "other-model", "short-timeout-model", "dead-model"}
-    limited = openai.OpenAI(base_url=stack.base_url, api_key=LIMITED_KEY, max_retries=0)
-    assert {m.id for m in limited.models.list()} == {"demo-model"}
+    with openai.OpenAI(base_url=stack.base_url, api_key=LIMITED_KEY, max_retries=0) as limited:
+        assert {m.id for m in limited.models.list()} == {"demo-model"}
 
 
 def test_redaction_rules_apply_for_their_tenant(stack: Stack) -> None:
-    careful = openai.OpenAI(base_url=stack.base_url, api_key=REDACT_KEY, max_retries=0)
-    resp = careful.chat.completions.create(model="demo-model", messages=user("mail bob@example.com now [mock:echo]"))
+    with openai.OpenAI(base_url=stack.base_url, api_key=REDACT_KEY, max_retries=0) as careful:
+        resp = careful.chat.completions.create(
+            model="demo-model", messages=user("mail bob@example.com now [mock:echo]")
+        )
     assert resp.choices[0].message.content == "mail [REDACTED:email] now [mock:echo]"
 
 
