@@ -111,6 +111,26 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_seed(args: argparse.Namespace) -> int:
+    from services import config as config_mod
+    from services.runtime import bootstrap
+
+    records = config_mod.control_records(config_mod.load(args.config))
+
+    async def run() -> None:
+        nc = await process.connect("seed", args.nats)
+        try:
+            await bootstrap.ensure_stream(nc)
+            await bootstrap.seed(nc, records)
+        finally:
+            await nc.close()
+
+    asyncio.run(run())
+    counts = f"{len(records.keys)} keys, {len(records.tenants)} tenants, {len(records.routes)} models"
+    print(f"seeded {counts} into {args.nats}")
+    return 0
+
+
 def cmd_mock_upstream(args: argparse.Namespace) -> int:
     from services.mock_upstream.app import serve
     from services.mock_upstream.faults import Behaviour
@@ -141,6 +161,11 @@ def parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true")
     stats.add_argument("--nats", default=process.nats_url())
     stats.set_defaults(func=cmd_stats)
+
+    seed = sub.add_parser("seed", help="create the event stream and KV buckets and load a config into them")
+    seed.add_argument("--config", required=True)
+    seed.add_argument("--nats", default=process.nats_url())
+    seed.set_defaults(func=cmd_seed)
 
     mock = sub.add_parser("mock-upstream", help="serve the mock LLM upstream")
     mock.add_argument("--host", default="127.0.0.1")

@@ -47,3 +47,11 @@ def test_unknown_field_and_unknown_tenant_are_errors(tmp_path: Path) -> None:
     path.write_text('[[keys]]\nid = "k"\ntenant = "ghost"\nsha256 = "00"\n')
     with pytest.raises(config.ConfigError, match="ghost"):
         config.control_records(config.load(path))
+
+
+def test_example_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACME_BACKEND_KEY", "sk-acme")
+    example = Path(__file__).parents[2] / "compose" / "config.example.toml"
+    records = config.control_records(config.load(example))
+    assert records.routes["gpt-4o-mini"].deployment.api_key_env == "OPENAI_API_KEY"
+    assert records.tenants["acme"].redaction_rules[0].name == "email"
