@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import msgspec
@@ -56,9 +57,24 @@ class ConfigError(Exception):
     pass
 
 
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(text: str) -> str:
+    """``${NAME}`` and ``${NAME:-default}`` from the environment; unset without default is an error."""
+
+    def sub(m: re.Match[str]) -> str:
+        value = os.environ.get(m.group(1), m.group(2))
+        if value is None:
+            raise ConfigError(f"${{{m.group(1)}}} is not set")
+        return value
+
+    return _VAR.sub(sub, text)
+
+
 def load(path: str | Path) -> Config:
     try:
-        return msgspec.toml.decode(Path(path).read_bytes(), type=Config)
+        return msgspec.toml.decode(expand_env(Path(path).read_text()), type=Config)
     except (OSError, msgspec.DecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import msgspec
+import nats.errors
 
 from schemas import subjects
 from schemas.control import ApiKey
@@ -123,7 +124,10 @@ class Stack:
         """The ``requests`` row of one request, once the sink has written it."""
         deadline = time.monotonic() + timeout
         while True:
-            result = self.query("request", request_id=request_id)
+            try:
+                result = self.query("request", request_id=request_id)
+            except nats.errors.NoRespondersError:  # the sink is (re)starting
+                result = {"error": None, "rows": []}
             assert result["error"] is None, result["error"]
             if result["rows"]:
                 return dict(zip(result["columns"], result["rows"][0], strict=True))

@@ -5,17 +5,18 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
+import msgspec
 from nats.aio.msg import Msg
 
 from schemas import bus, subjects
 from schemas.chat import Delta
 from schemas.envelope import Deployment, Envelope
-from schemas.errors import InternalError, UpstreamTimeout
+from schemas.errors import GatewayError, InternalError, UpstreamTimeout
 from schemas.events import AttemptEvent
 from schemas.ids import new_id
-from schemas.replies import Chunk, Failure, Final, Timing
-from services.providers.call import CallFailed, call_chat, make_client
+from schemas.replies import Cancel, Chunk, Failure, Final, Timing
+from services.providers.call import CallFailed, call_chat
+from services.providers.http import UpstreamHTTP, make_upstream_http
 from workers import runner
 
 CLIENT_CLOSED = 499  # nginx's code for "client went away", used in attempt rows
@@ -27,19 +28,19 @@ class ProviderStage:
     concurrent = True
 
     def __init__(self) -> None:
-        self.client: httpx.AsyncClient | None = None
+        self.client: UpstreamHTTP | None = None
         self.inflight: dict[str, asyncio.Task] = {}
 
     async def start(self, ctx: runner.StageContext) -> None:
-        self.client = make_client()
+        self.client = make_upstream_http()
         await ctx.nc.subscribe(subjects.CONTROL_CANCEL, cb=self._on_cancel)
 
     async def _on_cancel(self, msg: Msg) -> None:
         try:
             cancel = bus.decode(msg.data)
-        except Exception:
+        except msgspec.DecodeError:
             return
-        task = self.inflight.get(getattr(cancel, "id", ""))
+        task = self.inflight.get(cancel.id) if isinstance(cancel, Cancel) else None
         if task is not None:
             task.cancel()
 
@@ -70,6 +71,25 @@ class ProviderStage:
             )
         )
 
+    async def _upstream_failed(
+        self,
+        ctx: runner.StageContext,
+        env: Envelope,
+        error: GatewayError,
+        seq: int,
+        start_ns: int,
+        call_start_ns: int,
+        first_byte_ns: int,
+    ) -> None:
+        dep = env.deployment
+        assert dep is not None
+        self._attempt(ctx, env, dep, error.status, call_start_ns, first_byte_ns, error.code)
+        failure = Failure.from_error(env.id, error, seq, deployment=dep.name, provider=dep.provider)
+        failure.timing = Timing(
+            upstream_start_ns=call_start_ns, upstream_first_byte_ns=first_byte_ns, upstream_end_ns=time.time_ns()
+        )
+        await ctx.finish(env, failure, start_ns)
+
     async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg, start_ns: int) -> None:
         dep = env.deployment
         if dep is None or self.client is None:
@@ -88,25 +108,11 @@ class ProviderStage:
             async with asyncio.timeout(remaining):
                 outcome = await call_chat(self.client, dep, env.body, on_delta=on_delta if env.body.stream else None)
         except CallFailed as exc:
-            self._attempt(ctx, env, dep, exc.error.status, exc.start_ns, exc.first_byte_ns, exc.error.code)
-            timing = Timing(
-                upstream_start_ns=exc.start_ns, upstream_first_byte_ns=exc.first_byte_ns, upstream_end_ns=time.time_ns()
-            )
-            failure = Failure.from_error(env.id, exc.error, seq, deployment=dep.name, provider=dep.provider)
-            failure.timing = timing
-            await ctx.finish(env, failure, start_ns)
+            await self._upstream_failed(ctx, env, exc.error, seq, start_ns, exc.start_ns, exc.first_byte_ns)
             return
         except TimeoutError:
-            self._attempt(ctx, env, dep, 504, call_start, 0, UpstreamTimeout.code)
-            failure = Failure.from_error(
-                env.id,
-                UpstreamTimeout("Request deadline passed while waiting for the upstream."),
-                seq,
-                deployment=dep.name,
-                provider=dep.provider,
-            )
-            failure.timing = Timing(upstream_start_ns=call_start, upstream_end_ns=time.time_ns())
-            await ctx.finish(env, failure, start_ns)
+            error = UpstreamTimeout("Request deadline passed while waiting for the upstream.")
+            await self._upstream_failed(ctx, env, error, seq, start_ns, call_start, 0)
             return
         except asyncio.CancelledError:
             self._attempt(ctx, env, dep, CLIENT_CLOSED, call_start, 0, "client_closed")

@@ -40,6 +40,7 @@ def _interrupt(signum: int, frame: object) -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     home = Path(args.home).resolve()
     key = _demo_key(home)
+    os.environ["SLUICE_MOCK_PORT"] = str(args.mock_port)
     layout = Layout(
         home=home,
         config=Path(args.config).resolve(),

@@ -55,3 +55,11 @@ def test_example_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     records = config.control_records(config.load(example))
     assert records.routes["gpt-4o-mini"].deployment.api_key_env == "OPENAI_API_KEY"
     assert records.tenants["acme"].redaction_rules[0].name == "email"
+
+
+def test_environment_variables_expand(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_SLUICE_PORT", "1234")
+    assert config.expand_env("http://h:${TEST_SLUICE_PORT}/v1") == "http://h:1234/v1"
+    assert config.expand_env("${TEST_SLUICE_UNSET:-9100}") == "9100"
+    with pytest.raises(config.ConfigError, match="TEST_SLUICE_UNSET"):
+        config.expand_env("${TEST_SLUICE_UNSET}")

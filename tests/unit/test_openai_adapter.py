@@ -4,6 +4,7 @@ upstream call engine over httpx.MockTransport."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import httpx
@@ -14,6 +15,7 @@ from schemas.chat import ChatBody, Delta, Message, StreamOptions
 from schemas.envelope import Deployment
 from schemas.errors import UpstreamError, UpstreamRateLimited, UpstreamTimeout, UpstreamUnreachable
 from services.providers.call import CallFailed, call_chat
+from services.providers.http import UpstreamHTTP
 from services.providers.openai.chat import OpenAIChat
 from services.providers.sse import sse_data
 
@@ -80,11 +82,11 @@ async def test_sse_parser_is_indifferent_to_chunk_boundaries(size: int) -> None:
     assert len(events) == 7  # five chunks, [DONE], and the two-line event
 
 
-def stream_transport(body: bytes, status: int = 200) -> httpx.AsyncClient:
+def stream_transport(body: bytes, status: int = 200) -> UpstreamHTTP:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(status, content=body, headers={"content-type": "text/event-stream"})
 
-    return httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    return UpstreamHTTP(httpx.MockTransport(handler))
 
 
 async def test_streamed_call_hands_over_every_delta_in_order() -> None:
@@ -93,7 +95,7 @@ async def test_streamed_call_hands_over_every_delta_in_order() -> None:
     async def on_delta(delta: Delta, model: str) -> None:
         seen.append(delta)
 
-    async with stream_transport((FIXTURES / "stream.txt").read_bytes()) as client:
+    async with contextlib.aclosing(stream_transport((FIXTURES / "stream.txt").read_bytes())) as client:
         outcome = await call_chat(client, DEP, BODY, on_delta=on_delta)
     assert "".join(d.content or "" for d in seen) == "Hello there"
     assert seen[0].role == "assistant" and seen[-1].finish_reason == "stop"
@@ -110,7 +112,7 @@ async def test_stream_without_usage_is_counted() -> None:
     async def on_delta(delta: Delta, model: str) -> None:
         pass
 
-    async with stream_transport(raw) as client:
+    async with contextlib.aclosing(stream_transport(raw)) as client:
         outcome = await call_chat(client, DEP, BODY, on_delta=on_delta)
     assert outcome.usage.source == "counted" and outcome.usage.completion_tokens == 2
 
@@ -122,7 +124,7 @@ async def test_stream_cut_before_the_end_is_an_upstream_error() -> None:
     async def on_delta(delta: Delta, model: str) -> None:
         pass
 
-    async with stream_transport(cut) as client:
+    async with contextlib.aclosing(stream_transport(cut)) as client:
         with pytest.raises(CallFailed) as info:
             await call_chat(client, DEP, BODY, on_delta=on_delta)
     assert isinstance(info.value.error, UpstreamError) and info.value.error.status == 502
@@ -137,7 +139,7 @@ async def test_connection_refused_and_timeout_map_to_502_and_504() -> None:
         raise httpx.ReadTimeout("slow", request=request)
 
     for handler, kind in ((refuse, UpstreamUnreachable), (slow, UpstreamTimeout)):
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        async with contextlib.aclosing(UpstreamHTTP(httpx.MockTransport(handler))) as client:
             with pytest.raises(CallFailed) as info:
                 await call_chat(client, DEP, BODY)
         assert isinstance(info.value.error, kind)
@@ -145,7 +147,8 @@ async def test_connection_refused_and_timeout_map_to_502_and_504() -> None:
 
 async def test_non_streamed_call_returns_the_message() -> None:
     body = (FIXTURES / "completion.json").read_bytes()
-    async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(200, content=body))) as c:
+    mock = httpx.MockTransport(lambda r: httpx.Response(200, content=body))
+    async with contextlib.aclosing(UpstreamHTTP(mock)) as c:
         outcome = await call_chat(c, DEP, BODY)
     assert outcome.message is not None and outcome.message.content == "Hello! How can I assist you today?"
     assert outcome.finish_reason == "stop"

@@ -1,0 +1,115 @@
+"""`sluice up` as a user runs it: starts, serves, stops on Ctrl-C leaving no
+process behind, and a second start reuses the data of the first."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from services.runtime.nats_server import free_port
+
+
+def start(home: Path, ports: dict[str, int]) -> tuple[subprocess.Popen, dict[str, int], str]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "services.runtime.cli",
+            "up",
+            "--home",
+            str(home),
+            "--port",
+            str(ports["http"]),
+            "--nats-port",
+            str(ports["nats"]),
+            "--mock-port",
+            str(ports["mock"]),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        assert line, "sluice up exited early:\n" + "".join(lines)
+        lines.append(line)
+        if line.startswith("Ctrl-C stops everything"):
+            break
+    text = "".join(lines)
+    pids = {name: int(pid) for name, pid in re.findall(r"([\w-]+)=(\d+)", text.split("processes", 1)[1])}
+    key = re.search(r"demo API key\s+(\S+)", text).group(1)
+    return proc, pids, key
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+def stop(proc: subprocess.Popen) -> str:
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    return out
+
+
+def chat(ports: dict[str, int], key: str) -> httpx.Response:
+    return httpx.post(
+        f"http://127.0.0.1:{ports['http']}/v1/chat/completions",
+        json={"model": "demo-model", "messages": [{"role": "user", "content": "hello"}]},
+        headers={"authorization": f"Bearer {key}"},
+        timeout=20,
+    )
+
+
+def stats(ports: dict[str, int]) -> str:
+    cmd = [
+        sys.executable,
+        "-m",
+        "services.runtime.cli",
+        "stats",
+        "--json",
+        "--nats",
+        f"nats://127.0.0.1:{ports['nats']}",
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+
+def test_up_serves_stops_cleanly_and_restarts_on_the_same_data(tmp_path: Path) -> None:
+    ports = {"http": free_port(), "nats": free_port(), "mock": free_port()}
+    proc, pids, key = start(tmp_path, ports)
+    try:
+        assert (tmp_path / "demo-key").read_text().strip() == key
+        assert set(pids) >= {"policy", "redact", "route", "provider", "sink", "ingress", "mock-upstream", "nats-server"}
+        assert chat(ports, key).status_code == 200
+        deadline = time.monotonic() + 15
+        while '"requests": 1' not in stats(ports):
+            assert time.monotonic() < deadline, "the request never reached ClickHouse"
+            time.sleep(0.2)
+    finally:
+        out = stop(proc)
+    assert "Stopped." in out
+    assert not [name for name, pid in pids.items() if alive(pid)]
+
+    proc, _, key_again = start(tmp_path, ports)
+    try:
+        assert key_again == key  # the demo key is kept
+        assert chat(ports, key).status_code == 200
+        deadline = time.monotonic() + 15
+        while '"requests": 2' not in stats(ports):  # the first run's row is still there
+            assert time.monotonic() < deadline, stats(ports)
+            time.sleep(0.2)
+    finally:
+        stop(proc)
