@@ -17,6 +17,7 @@ import msgspec
 from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.message import NatsMessage
+from nats.js.api import ConsumerConfig
 
 from analytics.queries import QueryRequest, QueryResult, bind
 from analytics.rows import to_rows
@@ -26,6 +27,7 @@ from services.runtime import process
 
 log = logging.getLogger("sluice.sink")
 DURABLE = "analytics-sink"
+ACK_WAIT_S = 5.0
 _decode_query = msgspec.json.Decoder(QueryRequest).decode
 _json = msgspec.json.Encoder()
 
@@ -43,6 +45,10 @@ def build(store: Store, nats_url: str, batch_size: int = 1000) -> NatsBroker:
         subjects.EVENTS_ALL,
         stream=JStream(subjects.EVENTS_STREAM, declare=False),
         durable=DURABLE,
+        # A pull request that expires just as the server hands it messages can
+        # strand them until their ack wait ends; keep that wait short (events
+        # are deduplicated, so an early redelivery costs nothing).
+        config=ConsumerConfig(ack_wait=ACK_WAIT_S),
         pull_sub=PullSub(batch_size=batch_size, timeout=1.0, batch=True),
         ack_policy=AckPolicy.NACK_ON_ERROR,
         include_in_schema=False,

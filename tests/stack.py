@@ -120,7 +120,7 @@ class Stack:
 
         return asyncio.run(ask())
 
-    def request_row(self, request_id: str, timeout: float = 15.0) -> dict:
+    def request_row(self, request_id: str, timeout: float = 30.0) -> dict:
         """The ``requests`` row of one request, once the sink has written it."""
         deadline = time.monotonic() + timeout
         while True:

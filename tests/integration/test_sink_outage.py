@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from analytics.sink import DURABLE
+from analytics.sink import ACK_WAIT_S, DURABLE
 from schemas import subjects
 from services.runtime import process
 from services.runtime.supervisor import STAGES
@@ -31,6 +31,7 @@ def pending_for_sink(stack: Stack) -> int:
         nc = await process.connect("test", stack.nats_url)
         try:
             info = await nc.jetstream().consumer_info(subjects.EVENTS_STREAM, DURABLE)
+            assert info.config.ack_wait == ACK_WAIT_S  # stranded events come back soon
             return info.num_pending + info.num_ack_pending
         finally:
             await nc.close()
