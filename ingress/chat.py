@@ -21,7 +21,7 @@ from ingress.http import (
     send_bytes,
     send_error,
 )
-from ingress.replies import DISCONNECTED
+from ingress.replies import DISCONNECTED, Disconnected
 from schemas import bus, subjects
 from schemas.chat import ChatBody
 from schemas.envelope import Envelope, Span
@@ -59,6 +59,7 @@ class _Call:
         self.reply_subject, self.queue = gw.replies.open(request_id)
         self.spans: list[Span] = []
         self.expected_seq = 0
+        self.last_reply_ns = 0
 
     async def publish(self, api_key_header: str | None) -> None:
         env = Envelope(
@@ -81,8 +82,9 @@ class _Call:
                 data = await self.queue.get()
         except TimeoutError:
             return Failure.from_error(self.id, StageTimeout("The gateway did not answer in time."))
-        if data is DISCONNECTED:
+        if isinstance(data, Disconnected):
             return None
+        self.last_reply_ns = time.time_ns()
         reply = bus.decode_reply(data)
         if reply.seq != self.expected_seq:
             return Failure.from_error(
@@ -97,7 +99,9 @@ class _Call:
         return max(0.0, (self.deadline_ns - time.time_ns()) / 1e9) + DEADLINE_GRACE_S
 
     def record(self, reply: Final | Failure, **kwargs) -> None:
-        self.spans.append(Span("ingress", time.time_ns(), time.time_ns()))
+        # The ingress's own time after the last reply: decode, render, write.
+        if self.last_reply_ns:
+            self.spans.append(Span("ingress", self.last_reply_ns, time.time_ns()))
         self.gw.record(self.id, self.received_ns, self.body.model, self.body.stream, reply, self.spans, **kwargs)
 
     async def cancel(self) -> None:

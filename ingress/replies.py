@@ -10,15 +10,20 @@ from nats.aio.msg import Msg
 
 from schemas.ids import new_id
 
-# Put into a request's queue by the disconnect watcher.
-DISCONNECTED = b""
+
+class Disconnected:
+    """Put into a request's queue by the disconnect watcher."""
+
+
+DISCONNECTED = Disconnected()
+Slot = asyncio.Queue[bytes | Disconnected]
 
 
 class ReplyRouter:
     def __init__(self, nc: Client) -> None:
         self._nc = nc
         self.prefix = f"_SLUICE.ingress.{new_id()}."
-        self._waiting: dict[str, asyncio.Queue[bytes]] = {}
+        self._waiting: dict[str, Slot] = {}
 
     async def start(self) -> None:
         await self._nc.subscribe(self.prefix + "*", cb=self._on_reply, pending_msgs_limit=1_000_000)
@@ -28,8 +33,8 @@ class ReplyRouter:
         if queue is not None:  # else the request already ended (timeout, disconnect)
             queue.put_nowait(msg.data)
 
-    def open(self, request_id: str) -> tuple[str, asyncio.Queue[bytes]]:
-        queue: asyncio.Queue[bytes] = asyncio.Queue()
+    def open(self, request_id: str) -> tuple[str, Slot]:
+        queue: Slot = asyncio.Queue()
         self._waiting[request_id] = queue
         return self.prefix + request_id, queue
 

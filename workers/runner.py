@@ -40,7 +40,7 @@ class StageContext:
         self.js = js
         self.events = events
 
-    def span(self, env: Envelope, start_ns: int) -> Span:
+    def span(self, start_ns: int) -> Span:
         return Span(self.name, start_ns, time.time_ns())
 
     def _stage_event(self, env: Envelope, start_ns: int, outcome: str) -> None:
@@ -57,7 +57,7 @@ class StageContext:
 
     async def forward(self, env: Envelope, start_ns: int) -> None:
         """Send the request to the next subject on its slip."""
-        env.spans.append(self.span(env, start_ns))
+        env.spans.append(self.span(start_ns))
         if not env.slip:
             raise InternalError(f"stage {self.name}: routing slip is empty")
         subject = env.slip.pop(0)
@@ -71,7 +71,7 @@ class StageContext:
     async def finish(self, env: Envelope, reply: Final | Failure, start_ns: int) -> None:
         """Send the last reply. For requests that did not come through the
         ingress, this stage is the one that sees the end, so it records it."""
-        reply.timing.spans = [*env.spans, self.span(env, start_ns), *reply.timing.spans]
+        reply.timing.spans = [*env.spans, self.span(start_ns), *reply.timing.spans]
         reply.key_id, reply.tenant_id = env.key_id, env.tenant_id
         await self.nc.publish(env.reply, bus.encode(reply))
         self._stage_event(env, start_ns, "reply" if isinstance(reply, Final) else "failure")

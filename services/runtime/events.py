@@ -30,7 +30,6 @@ class EventPublisher:
         self._buffer: list[Event] = []
         self._pending: set[asyncio.Task[None]] = set()
         self._ticker: asyncio.Task[None] | None = None
-        self.published = 0
 
     def start(self) -> None:
         self._ticker = asyncio.create_task(self._tick(), name=f"events-{self._subject}")
@@ -61,7 +60,6 @@ class EventPublisher:
         for attempt in range(1, 9):
             try:
                 await self._js.publish(self._subject, payload, headers=headers, timeout=5.0)
-                self.published += len(batch.events)
                 return
             except (TimeoutError, nats.errors.Error, APIError) as exc:
                 log.warning("event batch %s: publish try %d failed: %r", batch.id, attempt, exc)
