@@ -89,8 +89,8 @@ class StageContext:
                 )
             )
 
-    async def fail(self, env: Envelope, error: GatewayError, start_ns: int, seq: int = 0, **fields) -> None:
-        await self.finish(env, Failure.from_error(env.id, error, seq, **fields), start_ns)
+    async def fail(self, env: Envelope, error: GatewayError, start_ns: int) -> None:
+        await self.finish(env, Failure.from_error(env.id, error), start_ns)
 
 
 class Stage(Protocol):
