@@ -37,6 +37,14 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _stop_uninterrupted(sup: Supervisor) -> None:
+    # A second Ctrl-C (or make passing one on) must not cut the clean-up short
+    # and leave children running.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sup.stop()
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     home = Path(args.home).resolve()
     key = _demo_key(home)
@@ -78,10 +86,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         print("\nStopping ...", flush=True)
     except RuntimeError as exc:
         print(f"\n{exc}\nStopping ...", file=sys.stderr, flush=True)
-        sup.stop()
+        _stop_uninterrupted(sup)
         return 1
-    sup.stop()
-    print("Stopped.")
+    _stop_uninterrupted(sup)
+    print("Stopped.", flush=True)
     return 0
 
 
