@@ -67,7 +67,8 @@ class MockUpstream:
         await self._send(send, 404, b'{"error":{"message":"not found","type":"invalid_request_error"}}')
 
     async def _send(self, send: Any, status: int, body: bytes, headers: list | None = None) -> None:
-        await send({"type": "http.response.start", "status": status, "headers": headers or JSON})
+        headers = [*(headers or JSON), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def _chat(self, receive: Any, send: Any) -> None:
