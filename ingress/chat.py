@@ -20,17 +20,17 @@ from ingress.http import (
     read_body,
     send_bytes,
     send_error,
+    send_gateway_error,
 )
 from ingress.replies import DISCONNECTED, Disconnected
 from schemas import bus, subjects
 from schemas.chat import ChatBody
 from schemas.envelope import Envelope, Span
-from schemas.errors import GatewayError, InternalError, InvalidRequest, StageTimeout
+from schemas.errors import CLIENT_CLOSED_STATUS, GatewayError, InternalError, InvalidRequest, StageTimeout
 from schemas.ids import new_id
 from schemas.replies import Cancel, Chunk, Failure, Final
 
 _decode_body = msgspec.json.Decoder(ChatBody).decode
-CLIENT_CLOSED = 499
 DEADLINE_GRACE_S = 0.25
 
 
@@ -119,8 +119,7 @@ async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Se
     except ClientDisconnected:
         return
     except GatewayError as exc:
-        extra = [(b"x-request-id", request_id.encode())]
-        await send_error(send, exc.status, exc.type.value, exc.code, exc.message, extra=extra)
+        await send_gateway_error(send, exc, [(b"x-request-id", request_id.encode())])
         gw.record(request_id, received_ns, "", False, Failure.from_error(request_id, exc), [])
         return
     call = _Call(gw, body, received_ns, request_id)
@@ -179,7 +178,7 @@ async def _relay_stream(call: _Call, send: Send) -> None:
     reply = await call.next_reply(call.first_timeout())
     if reply is None:
         await call.cancel()
-        call.record(_closed(call), client_disconnected=True, status=CLIENT_CLOSED)
+        call.record(_closed(call), client_disconnected=True, status=CLIENT_CLOSED_STATUS)
         return
     if isinstance(reply, Failure):  # nothing sent yet: a plain JSON error with its status
         await _send_failure(call, send, reply)
@@ -194,7 +193,7 @@ async def _relay_stream(call: _Call, send: Send) -> None:
     while True:
         if reply is None:
             await call.cancel()
-            call.record(_closed(call), ttft_ns=ttft_ns, client_disconnected=True, status=CLIENT_CLOSED)
+            call.record(_closed(call), ttft_ns=ttft_ns, client_disconnected=True, status=CLIENT_CLOSED_STATUS)
             return
         if isinstance(reply, Chunk):
             out.append(fmt.sse_chunk(call.id, call.created, call.body.model, reply.delta))
@@ -222,7 +221,7 @@ def _closed(call: _Call) -> Failure:
     return Failure(
         id=call.id,
         seq=0,
-        status=CLIENT_CLOSED,
+        status=CLIENT_CLOSED_STATUS,
         type="client_closed",
         code="client_closed",
         message="The client closed the connection.",

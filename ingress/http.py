@@ -83,5 +83,5 @@ async def send_error(
     await send_json(send, status, error_body(type_, code, message), headers)
 
 
-async def send_gateway_error(send: Send, exc: GatewayError) -> None:
-    await send_error(send, exc.status, exc.type.value, exc.code, exc.message, exc.retry_after_s)
+async def send_gateway_error(send: Send, exc: GatewayError, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    await send_error(send, exc.status, exc.type.value, exc.code, exc.message, exc.retry_after_s, extra)

@@ -142,14 +142,13 @@ def main() -> int:
     results: dict = {"duration_s": args.duration, "cpus": os.cpu_count(), "runs": []}
     try:
         pids = sup.pids()
-        gateway_pids = {k: v for k, v in pids.items()}
         direct_pids = {"mock-upstream": pids["mock-upstream"]}
         for stream in (False, True):
             script = home / f"body-{stream}.lua"
             script.write_text(LUA.format(body=json.dumps(body(stream)), key=KEY))
             for target, url, watched in (
                 ("direct", f"http://127.0.0.1:{mock}/v1/chat/completions", direct_pids),
-                ("sluice", f"http://127.0.0.1:{layout.http_port}/v1/chat/completions", gateway_pids),
+                ("sluice", f"http://127.0.0.1:{layout.http_port}/v1/chat/completions", pids),
             ):
                 for concurrency in (1, args.concurrency):
                     run_wrk(url, script, concurrency, 2, watched)  # warm-up

@@ -25,6 +25,11 @@ class ErrorType(StrEnum):
     SERVER = "server_error"
 
 
+# nginx's code for "client closed the request": no HTTP answer is ever sent
+# with it, but rows and attempts record it.
+CLIENT_CLOSED_STATUS = 499
+
+
 class GatewayError(Exception):
     """Base of every error that ends a request with a client-visible status."""
 

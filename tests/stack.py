@@ -4,17 +4,14 @@ process, embedded ClickHouse, the mock upstream; all on free loopback ports."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 
 import httpx
-import msgspec
 import nats.errors
 
-from schemas import subjects
 from schemas.control import ApiKey
-from services.runtime import process
+from services.runtime.cli import query
 from services.runtime.nats_server import free_port
 from services.runtime.supervisor import Layout, Supervisor
 
@@ -108,17 +105,7 @@ class Stack:
         return httpx.get(f"{self.mock_url}/mock/stats").json()
 
     def query(self, name: str, **params: object) -> dict:
-        async def ask() -> dict:
-            nc = await process.connect("test", self.nats_url)
-            try:
-                msg = await nc.request(
-                    subjects.ANALYTICS_QUERY, msgspec.json.encode({"name": name, "params": params}), timeout=10
-                )
-            finally:
-                await nc.close()
-            return json.loads(msg.data)
-
-        return asyncio.run(ask())
+        return asyncio.run(query(name, params, self.nats_url))
 
     def request_row(self, request_id: str, timeout: float = 30.0) -> dict:
         """The ``requests`` row of one request, once the sink has written it."""

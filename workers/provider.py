@@ -11,15 +11,13 @@ from nats.aio.msg import Msg
 from schemas import bus, subjects
 from schemas.chat import Delta
 from schemas.envelope import Deployment, Envelope
-from schemas.errors import GatewayError, InternalError, UpstreamTimeout
+from schemas.errors import CLIENT_CLOSED_STATUS, GatewayError, InternalError, UpstreamTimeout
 from schemas.events import AttemptEvent
 from schemas.ids import new_id
 from schemas.replies import Cancel, Chunk, Failure, Final, Timing
 from services.providers.call import CallFailed, call_chat
 from services.providers.http import UpstreamHTTP, make_upstream_http
 from workers import runner
-
-CLIENT_CLOSED = 499  # nginx's code for "client went away", used in attempt rows
 
 
 class ProviderStage:
@@ -115,7 +113,7 @@ class ProviderStage:
             await self._upstream_failed(ctx, env, error, seq, start_ns, call_start, 0)
             return
         except asyncio.CancelledError:
-            self._attempt(ctx, env, dep, CLIENT_CLOSED, call_start, 0, "client_closed")
+            self._attempt(ctx, env, dep, CLIENT_CLOSED_STATUS, call_start, 0, "client_closed")
             raise
         finally:
             self.inflight.pop(env.id, None)

@@ -32,6 +32,12 @@ async def ensure_stream(nc: Client) -> None:
         await js.add_stream(config)
 
 
+async def prepare(nc: Client, records: ControlRecords) -> None:
+    """Everything a fresh or existing NATS needs before stages start."""
+    await ensure_stream(nc)
+    await seed(nc, records)
+
+
 async def seed(nc: Client, records: ControlRecords) -> None:
     """Make the buckets hold exactly what the config says."""
     js = nc.jetstream()

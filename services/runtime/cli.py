@@ -129,8 +129,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
     async def run() -> None:
         nc = await process.connect("seed", args.nats)
         try:
-            await bootstrap.ensure_stream(nc)
-            await bootstrap.seed(nc, records)
+            await bootstrap.prepare(nc, records)
         finally:
             await nc.close()
 

@@ -106,8 +106,7 @@ class Supervisor:
     async def _start_stages(self, records: config_mod.ControlRecords, timeout: float) -> None:
         nc = await process.connect("supervisor", self.layout.nats_url)
         try:
-            await bootstrap.ensure_stream(nc)
-            await bootstrap.seed(nc, records)
+            await bootstrap.prepare(nc, records)
             ready: set[str] = set()
 
             async def on_ready(msg) -> None:

@@ -31,8 +31,7 @@ def lonely_ingress(tmp_path: Path) -> Iterator[str]:
 
     async def seed() -> None:
         nc = await process.connect("test", f"nats://127.0.0.1:{port}")
-        await bootstrap.ensure_stream(nc)
-        await bootstrap.seed(nc, records)
+        await bootstrap.prepare(nc, records)
         await nc.close()
 
     asyncio.run(seed())
