@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from schemas.events import AttemptEvent, Event, RequestEvent, StageEvent
+from schemas.events import AlertEvent, AttemptEvent, Event, RequestEvent, StageEvent
 
 _json = msgspec.json.Encoder()
 
@@ -25,8 +25,14 @@ REQUEST_COLUMNS = [
     "error_code",
     "prompt_tokens",
     "completion_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
     "usage_source",
     "cost_pico_usd",
+    "cost_input_pico_usd",
+    "cost_cached_input_pico_usd",
+    "cost_output_pico_usd",
     "latency_ns",
     "ttft_ns",
     "ingress_ns",
@@ -71,6 +77,8 @@ def _event_row(e: Event) -> list:
             return [e.event_id, "attempt", e.request_id, e.started_at_ns, "provider", _json.encode(e).decode()]
         case StageEvent():
             return [e.event_id, "stage", e.request_id, e.started_at_ns, e.stage, _json.encode(e).decode()]
+        case AlertEvent():
+            return [e.event_id, "alert", e.request_id, e.at_ns, "provider", _json.encode(e).decode()]
     raise TypeError(f"unknown event {type(e).__name__}")
 
 
@@ -91,8 +99,14 @@ def _request_row(e: RequestEvent) -> list:
         e.error_code,
         e.prompt_tokens,
         e.completion_tokens,
+        e.cached_tokens,
+        e.cache_write_tokens,
+        e.reasoning_tokens,
         e.usage_source or "",
         e.cost_pico_usd,
+        e.cost_input_pico_usd,
+        e.cost_cached_input_pico_usd,
+        e.cost_output_pico_usd,
         e.latency_ns,
         e.ttft_ns,
         e.ingress_ns,

@@ -7,7 +7,9 @@ from typing import Any, Literal
 
 import msgspec
 
-UsageSource = Literal["reported", "counted"]
+# "reported": the upstream said so; "counted": our tokenizer is the model's
+# own (OpenAI families); "estimated": counted with a stand-in tokenizer.
+UsageSource = Literal["reported", "counted", "estimated"]
 
 
 class Message(msgspec.Struct, omit_defaults=True):
@@ -43,12 +45,25 @@ class ChatBody(msgspec.Struct, omit_defaults=True):
     response_format: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    reasoning_effort: str | None = None
+    logit_bias: dict[str, float] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
 
 
 class Usage(msgspec.Struct, omit_defaults=True):
+    # Every input token, cached ones included (Anthropic reports them apart;
+    # its adapter adds them up).
     prompt_tokens: int = 0
+    # Every output token, reasoning ones included (Gemini reports them apart).
     completion_tokens: int = 0
-    # "reported" when the upstream said so, "counted" when we tokenized.
+    # Of prompt_tokens: read from the provider's prompt cache, at its price.
+    cached_tokens: int = 0
+    # Of prompt_tokens: written to the provider's prompt cache (Anthropic bills these higher).
+    cache_write_tokens: int = 0
+    # Of completion_tokens: spent thinking.
+    reasoning_tokens: int = 0
     source: UsageSource = "reported"
 
     @property
@@ -63,3 +78,26 @@ class Delta(msgspec.Struct, omit_defaults=True):
     content: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     finish_reason: str | None = None
+
+
+class Cost(msgspec.Struct, omit_defaults=True):
+    """A request's cost in integer pico-USD, split by what was billed."""
+
+    # Uncached input, cache writes included.
+    input: int = 0
+    cached_input: int = 0
+    output: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.input + self.cached_input + self.output
+
+
+class EmbeddingsBody(msgspec.Struct, omit_defaults=True):
+    """An embeddings request body, OpenAI's shape."""
+
+    model: str
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] | None = None
+    dimensions: int | None = None
+    user: str | None = None

@@ -7,7 +7,7 @@ from typing import Literal
 import msgspec
 
 from schemas.base import BusMessage
-from schemas.chat import ChatBody
+from schemas.chat import ChatBody, EmbeddingsBody
 
 Origin = Literal["http", "nats"]
 
@@ -31,14 +31,19 @@ class Deployment(msgspec.Struct, omit_defaults=True):
     # itself never rides on the bus.
     api_key_env: str | None = None
     timeout_s: float = 60.0
+    # Azure OpenAI's ``api-version`` query parameter.
+    api_version: str = ""
     # Catalog entry used for pricing and token counting.
     catalog_model: str | None = None
 
 
 class Envelope(BusMessage, tag="chat.request"):
-    body: ChatBody
     # The subject that receives the replies (an inbox of the caller's).
     reply: str
+    # Exactly one of the two bodies: a chat request (``api`` "chat", or
+    # "messages" when it came in Anthropic's shape) or an embeddings request.
+    body: ChatBody | None = None
+    embeddings: EmbeddingsBody | None = None
     # Left empty by a direct NATS caller, the policy stage stamps these.
     id: str = ""
     received_at_ns: int = 0
@@ -52,3 +57,13 @@ class Envelope(BusMessage, tag="chat.request"):
     deployment: Deployment | None = None
     # placeholder -> original; restored on the way out, never copied to events.
     redactions: dict[str, str] = {}
+
+    @property
+    def model(self) -> str:
+        if self.body is not None:
+            return self.body.model
+        return self.embeddings.model if self.embeddings is not None else ""
+
+    @property
+    def stream(self) -> bool:
+        return self.body is not None and self.body.stream

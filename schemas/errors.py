@@ -36,6 +36,10 @@ class GatewayError(Exception):
     status: int = 500
     type: ErrorType = ErrorType.SERVER
     code: str = "internal_error"
+    # Whether the same request may succeed if tried again (later, or on
+    # another deployment): rate limits, overload, 5xx and timeouts are;
+    # a bad request, a too-long prompt or a refused key are not.
+    retryable: bool = False
 
     def __init__(
         self,
@@ -85,11 +89,12 @@ class ModelNotFound(GatewayError):
 
 
 class UpstreamError(GatewayError):
-    """The upstream answered with an error; its status is passed through."""
+    """The upstream failed (5xx, broken stream, unreadable answer)."""
 
     status = 502
     type = ErrorType.UPSTREAM
     code = "upstream_error"
+    retryable = True
 
 
 class UpstreamRateLimited(UpstreamError):
@@ -98,21 +103,57 @@ class UpstreamRateLimited(UpstreamError):
     code = "upstream_rate_limited"
 
 
+class UpstreamOverloaded(UpstreamError):
+    """The upstream is overloaded (Anthropic's 529, a 503): try later or elsewhere."""
+
+    status = 503
+    code = "upstream_overloaded"
+
+
 class UpstreamUnreachable(UpstreamError):
     status = 502
     code = "upstream_unreachable"
+
+
+class UpstreamInvalidRequest(GatewayError):
+    """The upstream refused the request as malformed: the caller's to fix."""
+
+    status = 400
+    type = ErrorType.INVALID_REQUEST
+    code = "upstream_invalid_request"
+
+
+class ContextLengthExceeded(UpstreamInvalidRequest):
+    code = "context_length_exceeded"
+
+
+class ContentFiltered(UpstreamInvalidRequest):
+    """The upstream's safety system blocked the prompt."""
+
+    code = "content_filter"
+
+
+class UpstreamAuthFailed(GatewayError):
+    """The upstream refused the gateway's provider key: an operator's problem,
+    not the caller's, so not a 401 (which would blame the caller's key)."""
+
+    status = 502
+    type = ErrorType.UPSTREAM
+    code = "upstream_auth_failed"
 
 
 class UpstreamTimeout(GatewayError):
     status = 504
     type = ErrorType.TIMEOUT
     code = "upstream_timeout"
+    retryable = True
 
 
 class StageTimeout(GatewayError):
     status = 504
     type = ErrorType.TIMEOUT
     code = "gateway_timeout"
+    retryable = True
 
 
 class InternalError(GatewayError):

@@ -30,8 +30,15 @@ class RequestEvent(BusMessage, tag="event.request"):
     error_code: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
     usage_source: UsageSource | None = None
+    # The total, and its split: uncached input (cache writes included), cached input, output.
     cost_pico_usd: int = 0
+    cost_input_pico_usd: int = 0
+    cost_cached_input_pico_usd: int = 0
+    cost_output_pico_usd: int = 0
     latency_ns: int = 0
     ttft_ns: int = 0
     ingress_ns: int = 0
@@ -73,7 +80,19 @@ class StageEvent(BusMessage, tag="event.stage"):
     outcome: str
 
 
-Event = RequestEvent | AttemptEvent | StageEvent
+class AlertEvent(BusMessage, tag="event.alert"):
+    """Something an operator should look at, e.g. a priced model that cost nothing."""
+
+    event_id: str
+    request_id: str
+    at_ns: int
+    alert: str
+    model: str = ""
+    deployment: str = ""
+    detail: str = ""
+
+
+Event = RequestEvent | AttemptEvent | StageEvent | AlertEvent
 
 
 class EventBatch(BusMessage, tag="event.batch"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import msgspec
 
 from schemas.base import BusMessage
-from schemas.chat import Delta, Message, Usage
+from schemas.chat import Cost, Delta, Message, Usage
 from schemas.envelope import Span
 from schemas.errors import GatewayError
 
@@ -36,9 +36,11 @@ class Final(BusMessage, tag="chat.final"):
     seq: int
     model: str
     usage: Usage
-    cost_pico_usd: int = 0
+    cost: Cost = msgspec.field(default_factory=Cost)
     # For a non-streamed answer the whole message; for a streamed one None.
     message: Message | None = None
+    # For an embeddings request: one vector per input, in input order.
+    embeddings: list[list[float]] | None = None
     finish_reason: str | None = None
     deployment: str = ""
     provider: str = ""

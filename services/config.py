@@ -10,7 +10,9 @@ import msgspec
 
 from schemas.control import ApiKey, ModelRoute, RedactionRule, Tenant
 from schemas.envelope import Deployment
+from services import pricing
 from services.keys import hash_key
+from services.providers.registry import PROVIDERS
 
 
 class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
@@ -38,10 +40,14 @@ class KeyConfig(msgspec.Struct, forbid_unknown_fields=True):
 class ModelConfig(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     provider: str
-    base_url: str
     upstream_model: str
+    # Default: the provider's public endpoint (services/providers/registry.py).
+    base_url: str | None = None
+    # Default: the upstream model, or "<provider>/<upstream model>", if the catalog has it.
     catalog_model: str | None = None
+    # Default: the provider's usual variable, e.g. ANTHROPIC_API_KEY.
     api_key_env: str | None = None
+    api_version: str = ""
     timeout_s: float = 60.0
     owned_by: str = "sluice"
 
@@ -110,20 +116,32 @@ def control_records(config: Config, extra_keys: dict[str, ApiKey] | None = None)
     for record in keys.values():
         if record.tenant_id not in tenants:
             raise ConfigError(f"key {record.id!r} names unknown tenant {record.tenant_id!r}")
-    routes = {
-        m.name: ModelRoute(
-            name=m.name,
-            owned_by=m.owned_by,
-            deployment=Deployment(
-                name=m.name,
-                provider=m.provider,
-                base_url=m.base_url.rstrip("/"),
-                upstream_model=m.upstream_model,
-                api_key_env=m.api_key_env,
-                timeout_s=m.timeout_s,
-                catalog_model=m.catalog_model,
-            ),
-        )
-        for m in config.models
-    }
+    routes = {m.name: ModelRoute(name=m.name, owned_by=m.owned_by, deployment=deployment(m)) for m in config.models}
     return ControlRecords(keys=keys, tenants=tenants, routes=routes)
+
+
+def deployment(m: ModelConfig) -> Deployment:
+    """A model's config with the provider's defaults filled in, checked
+    against the provider registry and the catalog."""
+    known = PROVIDERS.get(m.provider)
+    if known is None:
+        raise ConfigError(f"model {m.name!r}: unknown provider {m.provider!r}; known: {', '.join(sorted(PROVIDERS))}")
+    base_url = m.base_url or known.base_url
+    if not base_url:
+        raise ConfigError(f"model {m.name!r}: provider {m.provider!r} needs a base_url")
+    catalog = pricing.load_catalog()
+    catalog_model = m.catalog_model
+    if catalog_model is None:
+        catalog_model = next((c for c in (m.upstream_model, f"{m.provider}/{m.upstream_model}") if c in catalog), None)
+    elif catalog_model not in catalog:
+        raise ConfigError(f"model {m.name!r}: catalog_model {catalog_model!r} is not in the catalog")
+    return Deployment(
+        name=m.name,
+        provider=m.provider,
+        base_url=base_url.rstrip("/"),
+        upstream_model=m.upstream_model,
+        api_key_env=m.api_key_env or known.api_key_env,
+        timeout_s=m.timeout_s,
+        catalog_model=catalog_model,
+        api_version=m.api_version,
+    )

@@ -8,7 +8,7 @@ from fnmatch import fnmatchcase
 from schemas import subjects
 from schemas.control import ApiKey, Tenant
 from schemas.envelope import Envelope
-from schemas.errors import AuthenticationFailed, PermissionDenied
+from schemas.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from schemas.ids import new_id
 from services.keys import hash_key, key_from_header
 
@@ -21,6 +21,16 @@ def stamp(env: Envelope, now_ns: int, timeout_s: float) -> None:
         env.received_at_ns = now_ns
     if not env.deadline_ns:
         env.deadline_ns = env.received_at_ns + int(timeout_s * 1e9)
+
+
+def check_body(env: Envelope) -> None:
+    """A direct NATS caller must send exactly one body, and one that names a model."""
+    if (env.body is None) == (env.embeddings is None):
+        raise InvalidRequest("An envelope carries exactly one of 'body' (chat) and 'embeddings'.")
+    if env.body is not None and not env.body.messages:
+        raise InvalidRequest("'messages' must contain at least one message.")
+    if not env.model:
+        raise InvalidRequest("'model' is required.")
 
 
 def authenticate(header: str | None, keys: Mapping[str, ApiKey]) -> ApiKey:

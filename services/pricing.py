@@ -11,25 +11,37 @@ from __future__ import annotations
 import functools
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
-from schemas.chat import Usage
+from schemas.chat import Cost, Usage
 
 PICO_PER_USD = 10**12
 DEFAULT_CATALOG = Path(__file__).parent / "catalog" / "models.toml"
+Capability = Literal["tools", "vision", "json", "reasoning", "embeddings"]
+Tokenizer = Literal["o200k_base", "cl100k_base", "estimate"]
+
+
+class CatalogPrices(msgspec.Struct, forbid_unknown_fields=True):
+    """USD per million tokens, as exact decimal strings."""
+
+    input: str
+    output: str
+    cached_input: str | None = None
+    cache_write: str | None = None
 
 
 class CatalogModel(msgspec.Struct, forbid_unknown_fields=True):
     provider: str
-    input_usd_per_mtok: str
-    output_usd_per_mtok: str
+    mode: Literal["chat", "embedding"]
+    usd_per_mtok: CatalogPrices
     context_window: int
     max_output_tokens: int
-    encoding: str
+    tokenizer: Tokenizer
+    caps: list[Capability]
     source: str
     as_of: str
-    cached_input_usd_per_mtok: str | None = None
 
 
 class _CatalogFile(msgspec.Struct):
@@ -37,8 +49,16 @@ class _CatalogFile(msgspec.Struct):
 
 
 class Price(msgspec.Struct, frozen=True):
-    input_pico_per_token: int
-    output_pico_per_token: int
+    """Integer pico-USD per token."""
+
+    input: int
+    cached_input: int
+    cache_write: int
+    output: int
+
+    @property
+    def is_free(self) -> bool:
+        return not (self.input or self.cached_input or self.cache_write or self.output)
 
 
 class PricingError(ValueError):
@@ -53,9 +73,23 @@ def pico_per_token(usd_per_mtok: str) -> int:
     return int(value)
 
 
+def price_of(entry: CatalogModel) -> Price:
+    p = entry.usd_per_mtok
+    uncached = pico_per_token(p.input)
+    return Price(
+        input=uncached,
+        cached_input=pico_per_token(p.cached_input) if p.cached_input is not None else uncached,
+        cache_write=pico_per_token(p.cache_write) if p.cache_write is not None else uncached,
+        output=pico_per_token(p.output),
+    )
+
+
 @functools.cache
 def load_catalog(path: Path = DEFAULT_CATALOG) -> dict[str, CatalogModel]:
-    catalog = msgspec.toml.decode(path.read_bytes(), type=_CatalogFile).models
+    try:
+        catalog = msgspec.toml.decode(path.read_bytes(), type=_CatalogFile).models
+    except msgspec.ValidationError as exc:
+        raise PricingError(f"{path}: {exc}") from exc
     for name, entry in catalog.items():
         try:
             price_of(entry)
@@ -71,16 +105,19 @@ def price_for(model: str) -> Price | None:
     return price_of(entry) if entry is not None else None
 
 
-def price_of(entry: CatalogModel) -> Price:
-    return Price(
-        input_pico_per_token=pico_per_token(entry.input_usd_per_mtok),
-        output_pico_per_token=pico_per_token(entry.output_usd_per_mtok),
+def cost(usage: Usage, price: Price) -> Cost:
+    uncached = max(0, usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens)
+    return Cost(
+        input=uncached * price.input + usage.cache_write_tokens * price.cache_write,
+        cached_input=usage.cached_tokens * price.cached_input,
+        output=usage.completion_tokens * price.output,
     )
-
-
-def cost_pico_usd(usage: Usage, price: Price) -> int:
-    return usage.prompt_tokens * price.input_pico_per_token + usage.completion_tokens * price.output_pico_per_token
 
 
 def pico_to_usd(pico: int) -> Decimal:
     return Decimal(pico) / PICO_PER_USD
+
+
+def usd_per_mtok(pico_per_tok: int) -> Decimal:
+    """Integer pico-USD per token back to USD per Mtok, for display."""
+    return (Decimal(pico_per_tok) / 1_000_000).normalize()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import re
 
-from schemas.chat import Message
+from schemas.chat import EmbeddingsBody, Message
 from schemas.control import RedactionRule
 
 
@@ -38,4 +38,17 @@ def redact_messages(messages: list[Message], rules: list[RedactionRule]) -> int:
                 if isinstance(part.get("text"), str):
                     part["text"], n = redact_text(part["text"], rules)
                     total += n
+    return total
+
+
+def redact_embeddings_input(body: EmbeddingsBody, rules: list[RedactionRule]) -> int:
+    """Redact text inputs in place (token-array inputs carry no readable text)."""
+    if isinstance(body.input, str):
+        body.input, n = redact_text(body.input, rules)
+        return n
+    total = 0
+    for i, item in enumerate(body.input):
+        if isinstance(item, str):
+            body.input[i], n = redact_text(item, rules)  # type: ignore[call-overload]
+            total += n
     return total

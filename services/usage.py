@@ -1,34 +1,56 @@
 """Settling a request's usage and cost: the upstream's word when it gave one,
-else our own count with the model's tokenizer, labelled as such."""
+else our own count, labelled "counted" when the tokenizer is the model's own
+and "estimated" when it is a stand-in."""
 
 from __future__ import annotations
 
-from schemas.chat import ChatBody, Usage
+from schemas.chat import ChatBody, Cost, EmbeddingsBody, Usage, UsageSource
 from services import pricing, tokens
+from services.providers.base import embedding_inputs
 
-# Used for models missing from the catalog: a count from the wrong tokenizer
-# is still far better than zero, and the row says it was counted.
-FALLBACK_ENCODING = "cl100k_base"
+# Models of other families, and models missing from the catalog, are counted
+# with this: a count from the wrong tokenizer is far better than zero, and
+# the row says it is an estimate.
+ESTIMATE_ENCODING = "o200k_base"
 
 
-def _encoding_name(catalog_model: str | None) -> str:
+def tokenizer_for(catalog_model: str | None) -> tuple[str, UsageSource]:
     entry = pricing.load_catalog().get(catalog_model or "")
-    if entry is None or entry.encoding not in tokens.available():
-        return FALLBACK_ENCODING
-    return entry.encoding
+    if entry is None or entry.tokenizer == "estimate":
+        return ESTIMATE_ENCODING, "estimated"
+    return entry.tokenizer, "counted"
 
 
 def settle(reported: Usage | None, body: ChatBody, completion_text: str, catalog_model: str | None) -> Usage:
     if reported is not None:
         return reported
-    enc = tokens.encoding(_encoding_name(catalog_model))
+    name, source = tokenizer_for(catalog_model)
+    enc = tokens.encoding(name)
     return Usage(
         prompt_tokens=tokens.count_prompt(body.messages, enc),
         completion_tokens=tokens.count_text(completion_text, enc) if completion_text else 0,
-        source="counted",
+        source=source,
     )
 
 
-def cost_pico_usd(usage: Usage, catalog_model: str | None) -> int:
+def settle_embeddings(reported: Usage | None, body: EmbeddingsBody, catalog_model: str | None) -> Usage:
+    if reported is not None:
+        return reported
+    name, source = tokenizer_for(catalog_model)
+    enc = tokens.encoding(name)
+    count = 0
+    for item in embedding_inputs(body):
+        count += tokens.count_text(item, enc) if isinstance(item, str) else len(item)
+    return Usage(prompt_tokens=count, source=source)
+
+
+def cost_of(usage: Usage, catalog_model: str | None) -> Cost:
     price = pricing.price_for(catalog_model or "")
-    return pricing.cost_pico_usd(usage, price) if price is not None else 0
+    return pricing.cost(usage, price) if price is not None else Cost()
+
+
+def is_suspiciously_free(cost: Cost, catalog_model: str | None) -> bool:
+    """A successful request that cost nothing although its model has a price:
+    usage went missing somewhere, and the bill will be wrong."""
+    price = pricing.price_for(catalog_model or "")
+    return price is not None and not price.is_free and cost.total == 0

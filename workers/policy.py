@@ -29,10 +29,11 @@ class PolicyStage:
 
     async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg, start_ns: int) -> None:
         policy.stamp(env, start_ns, self.timeout_s)
+        policy.check_body(env)
         header = msg.headers.get(subjects.API_KEY_HEADER) if msg.headers else None
         key = policy.authenticate(header, self.keys.items)
         env.key_id, env.tenant_id = key.id, key.tenant_id
-        policy.check_model(key, env.body.model)
+        policy.check_model(key, env.model)
         env.slip = policy.build_slip(self.tenants.items.get(key.tenant_id))
         await ctx.forward(env, start_ns)
 

@@ -12,10 +12,11 @@ from schemas import bus, subjects
 from schemas.chat import Delta
 from schemas.envelope import Deployment, Envelope
 from schemas.errors import CLIENT_CLOSED_STATUS, GatewayError, InternalError, UpstreamTimeout
-from schemas.events import AttemptEvent
+from schemas.events import AlertEvent, AttemptEvent
 from schemas.ids import new_id
 from schemas.replies import Cancel, Chunk, Failure, Final, Timing
-from services.providers.call import CallFailed, call_chat
+from services import usage as usage_svc
+from services.providers.call import CallFailed, CallOutcome, OnDelta, call_chat, call_embeddings
 from services.providers.http import UpstreamHTTP, make_upstream_http
 from workers import runner
 
@@ -62,7 +63,7 @@ class ProviderStage:
                 provider=dep.provider,
                 upstream_model=dep.upstream_model,
                 status=status,
-                stream=env.body.stream,
+                stream=env.stream,
                 error_code=code,
                 ttfb_ns=(first - start) if first else 0,
                 duration_ns=now - start,
@@ -104,7 +105,7 @@ class ProviderStage:
         try:
             remaining = max(0.0, (env.deadline_ns - call_start) / 1e9)
             async with asyncio.timeout(remaining):
-                outcome = await call_chat(self.client, dep, env.body, on_delta=on_delta if env.body.stream else None)
+                outcome = await self._call(env, dep, on_delta)
         except CallFailed as exc:
             await self._upstream_failed(ctx, env, exc.error, seq, start_ns, exc.start_ns, exc.first_byte_ns)
             return
@@ -118,13 +119,27 @@ class ProviderStage:
         finally:
             self.inflight.pop(env.id, None)
         self._attempt(ctx, env, dep, 200, outcome.start_ns, outcome.first_byte_ns)
+        if usage_svc.is_suspiciously_free(outcome.cost, dep.catalog_model):
+            ctx.events.emit(
+                AlertEvent(
+                    event_id=new_id(),
+                    request_id=env.id,
+                    at_ns=time.time_ns(),
+                    alert="zero_cost",
+                    model=env.model,
+                    deployment=dep.name,
+                    detail=f"priced model {dep.catalog_model!r} cost 0 (usage {outcome.usage.source}: "
+                    f"{outcome.usage.prompt_tokens} in, {outcome.usage.completion_tokens} out)",
+                )
+            )
         final = Final(
             id=env.id,
             seq=seq,
             model=outcome.model,
             usage=outcome.usage,
-            cost_pico_usd=outcome.cost_pico_usd,
+            cost=outcome.cost,
             message=outcome.message,
+            embeddings=outcome.embeddings,
             finish_reason=outcome.finish_reason,
             deployment=dep.name,
             provider=dep.provider,
@@ -135,6 +150,13 @@ class ProviderStage:
             ),
         )
         await ctx.finish(env, final, start_ns)
+
+    async def _call(self, env: Envelope, dep: Deployment, on_delta: OnDelta) -> CallOutcome:
+        assert self.client is not None
+        if env.embeddings is not None:
+            return await call_embeddings(self.client, dep, env.embeddings)
+        assert env.body is not None  # policy let through exactly one body
+        return await call_chat(self.client, dep, env.body, on_delta=on_delta if env.body.stream else None)
 
     async def stop(self) -> None:
         for task in list(self.inflight.values()):

@@ -26,7 +26,10 @@ class RedactionStage:
     async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg, start_ns: int) -> None:
         tenant = self.tenants.items.get(env.tenant_id)
         if tenant is not None and tenant.redaction_rules:
-            redaction.redact_messages(env.body.messages, tenant.redaction_rules)
+            if env.body is not None:
+                redaction.redact_messages(env.body.messages, tenant.redaction_rules)
+            if env.embeddings is not None:
+                redaction.redact_embeddings_input(env.embeddings, tenant.redaction_rules)
         await ctx.forward(env, start_ns)
 
     async def stop(self) -> None:

@@ -82,8 +82,8 @@ class StageContext:
                     received_at_ns=env.received_at_ns,
                     origin=env.origin,
                     api=env.api,
-                    model=env.body.model,
-                    stream=env.body.stream,
+                    model=env.model,
+                    stream=env.stream,
                     done_ns=time.time_ns(),
                     reply=reply,
                 )

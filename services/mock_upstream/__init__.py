@@ -1,1 +1,1 @@
-"""A mock LLM upstream for tests, demos and load tests (OpenAI shape)."""
+"""A mock LLM upstream for tests, demos and load tests (OpenAI, Anthropic and Gemini shapes)."""

@@ -1,17 +1,24 @@
-"""The mock upstream's ASGI app: OpenAI chat completions, streamed or not."""
+"""The mock upstream's ASGI app: OpenAI, Anthropic and Gemini shapes, streamed
+or not, plus embeddings, with faults injected by directives (see ``faults``).
+
+Each request is read by its shape's module into one ``Answer`` plan; the app
+owns what is common: directives, latency, errors, and pacing the stream.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
+from services.mock_upstream import anthropic_shape, gemini_shape, openai_shape
+from services.mock_upstream.answer import Answer, plan
 from services.mock_upstream.faults import Behaviour, apply_directives
+from services.mock_upstream.sse import Frame
 
-_WORDS = ("Sluice", "routes", "this", "answer", "through", "a", "mock", "upstream", "for", "testing", "only.")
 _json = msgspec.json.Encoder()
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
 JSON = [(b"content-type", b"application/json")]
@@ -25,24 +32,17 @@ class Stats(msgspec.Struct):
     cancelled_streams: int = 0
 
 
-def _text_of(messages: list[dict[str, Any]]) -> str:
-    parts = []
-    for m in messages:
-        c = m.get("content")
-        if isinstance(c, str):
-            parts.append(c)
-        elif isinstance(c, list):
-            parts += [p.get("text", "") for p in c if isinstance(p, dict)]
-    return "\n".join(parts)
+class Shape(msgspec.Struct):
+    """How one API family reads a request and renders an answer or an error."""
+
+    read: Callable[[dict[str, Any]], tuple[str, str, int, list[tuple[str, dict]]]]
+    complete: Callable[[Answer, str], dict[str, Any]]
+    error: Callable[[int], dict[str, Any]]
 
 
-def answer_words(n: int) -> list[str]:
-    return [(" " if i else "") + _WORDS[i % len(_WORDS)] for i in range(n)]
-
-
-def _echo_words(messages: list[dict[str, Any]]) -> list[str]:
-    words = _text_of(messages[-1:]).split(" ")
-    return [(" " if i else "") + w for i, w in enumerate(words)]
+OPENAI = Shape(openai_shape.read, openai_shape.complete, openai_shape.error)
+ANTHROPIC = Shape(anthropic_shape.read, anthropic_shape.complete, anthropic_shape.error)
+GEMINI = Shape(gemini_shape.read, gemini_shape.complete, gemini_shape.error)
 
 
 class MockUpstream:
@@ -62,63 +62,76 @@ class MockUpstream:
         path = scope["path"]
         if path == "/mock/stats":
             return await self._send(send, 200, _json.encode(self.stats))
-        if path.endswith("/chat/completions") and scope["method"] == "POST":
-            return await self._chat(receive, send)
-        await self._send(send, 404, b'{"error":{"message":"not found","type":"invalid_request_error"}}')
+        if scope["method"] != "POST":
+            return await self._send(send, 404, _json.encode(openai_shape.error(404)))
+        raw = await _read_body(receive)
+        try:
+            req = _decode(raw)
+        except msgspec.DecodeError:
+            return await self._send(send, 400, _json.encode(openai_shape.error(400)))
+        self.stats.requests += 1
+        if path.endswith("/chat/completions"):
+            await self._chat(OPENAI, req, req.get("model", "mock"), bool(req.get("stream")), receive, send)
+        elif path.endswith("/v1/messages"):
+            await self._chat(ANTHROPIC, req, req.get("model", "mock"), bool(req.get("stream")), receive, send)
+        elif ":generateContent" in path or ":streamGenerateContent" in path:
+            model = path.rsplit("/", 1)[-1].split(":", 1)[0]
+            await self._chat(GEMINI, req, model, ":streamGenerateContent" in path, receive, send)
+        elif path.endswith("/embeddings"):
+            await self._embed(OPENAI, openai_shape.embeddings, req, send)
+        elif path.endswith(":batchEmbedContents"):
+            await self._embed(GEMINI, gemini_shape.embeddings, req, send)
+        else:
+            await self._send(send, 404, _json.encode(openai_shape.error(404)))
 
     async def _send(self, send: Any, status: int, body: bytes, headers: list | None = None) -> None:
         headers = [*(headers or JSON), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def _chat(self, receive: Any, send: Any) -> None:
-        self.stats.requests += 1
-        raw = b""
-        while True:
-            msg = await receive()
-            raw += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
-        try:
-            req = _decode(raw)
-            messages = req["messages"]
-        except (msgspec.DecodeError, KeyError, TypeError):
-            return await self._send(send, 400, b'{"error":{"message":"bad request","type":"invalid_request_error"}}')
-        prompt = _text_of(messages)
-        b = apply_directives(self.defaults, prompt)
+    async def _fault(self, shape: Shape, b: Behaviour, send: Any) -> bool:
+        """Apply latency and errors; True when the request was answered with an error."""
         if b.hang:
             await asyncio.Event().wait()
         if b.latency_ms:
             await asyncio.sleep(b.latency_ms / 1000)
-        if b.status != 200:
-            err = {"error": {"message": f"mock error {b.status}", "type": "mock_error", "code": f"mock_{b.status}"}}
-            headers = JSON + ([(b"retry-after", b"2")] if b.status == 429 else [])
-            return await self._send(send, b.status, _json.encode(err), headers)
-        words = _echo_words(messages) if b.echo else answer_words(b.chunks)
-        usage = {
-            "prompt_tokens": len(prompt.split()) + 4 * len(messages),
-            "completion_tokens": len(words),
-            "total_tokens": len(prompt.split()) + 4 * len(messages) + len(words),
-        }
-        model = req.get("model", "mock")
-        common = {"id": f"chatcmpl-mock-{time.time_ns()}", "created": int(time.time()), "model": model}
-        if not req.get("stream"):
-            body: dict[str, Any] = {
-                **common,
-                "object": "chat.completion",
-                "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": "".join(words)}, "finish_reason": "stop"}
-                ],
-            }
-            if not b.no_usage:
-                body["usage"] = usage
-            return await self._send(send, 200, _json.encode(body))
-        want_usage = bool((req.get("stream_options") or {}).get("include_usage")) and not b.no_usage
-        await self._stream(receive, send, common, words, b, usage if want_usage else None)
+        if b.status == 200:
+            return False
+        headers = JSON + ([(b"retry-after", b"2")] if b.status == 429 else [])
+        await self._send(send, b.status, _json.encode(shape.error(b.status)), headers)
+        return True
 
-    async def _stream(
-        self, receive: Any, send: Any, common: dict, words: list[str], b: Behaviour, usage: dict | None
-    ) -> None:
+    async def _chat(self, shape: Shape, req: dict, model: str, streamed: bool, receive: Any, send: Any) -> None:
+        try:
+            prompt, last, count, tools = shape.read(req)
+        except (KeyError, TypeError, AttributeError):
+            return await self._send(send, 400, _json.encode(shape.error(400)))
+        b = apply_directives(self.defaults, prompt)
+        if await self._fault(shape, b, send):
+            return
+        answer = plan(prompt, last, count, tools, b)
+        if not streamed:
+            return await self._send(send, 200, _json.encode(shape.complete(answer, model)))
+        if shape is OPENAI:
+            want_usage = bool((req.get("stream_options") or {}).get("include_usage"))
+            frames = openai_shape.stream(answer, model, want_usage)
+        elif shape is ANTHROPIC:
+            frames = anthropic_shape.stream(answer, model)
+        else:
+            frames = gemini_shape.stream(answer, model)
+        await self._stream(receive, send, frames, b)
+
+    async def _embed(self, shape: Shape, render: Callable[[dict], dict], req: dict, send: Any) -> None:
+        b = apply_directives(self.defaults, _json.encode(req).decode())
+        if await self._fault(shape, b, send):
+            return
+        try:
+            body = render(req)
+        except (KeyError, TypeError, AttributeError):
+            return await self._send(send, 400, _json.encode(shape.error(400)))
+        await self._send(send, 200, _json.encode(body))
+
+    async def _stream(self, receive: Any, send: Any, frames: list[Frame], b: Behaviour) -> None:
         gone = asyncio.Event()
 
         async def watch() -> None:
@@ -130,43 +143,33 @@ class MockUpstream:
         self.stats.active_streams += 1
         try:
             await send({"type": "http.response.start", "status": 200, "headers": SSE})
-            for i, word in enumerate(words):
-                if i == b.cut_after:
-                    raise ConnectionAbortedError  # uvicorn drops the connection mid-body
-                delta: dict[str, Any] = {"content": word}
-                if i == 0:
-                    delta["role"] = "assistant"
-                chunk = {
-                    **common,
-                    "object": "chat.completion.chunk",
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
-                }
-                await send(
-                    {"type": "http.response.body", "body": b"data: " + _json.encode(chunk) + b"\n\n", "more_body": True}
-                )
-                if b.chunk_ms:
+            words = 0
+            for frame in frames:
+                if frame.word:
+                    if words == b.cut_after:
+                        raise ConnectionAbortedError  # uvicorn drops the connection mid-body
+                    words += 1
+                await send({"type": "http.response.body", "body": frame.data, "more_body": True})
+                if frame.word and b.chunk_ms:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(gone.wait(), b.chunk_ms / 1000)
                 if gone.is_set():
                     self.stats.cancelled_streams += 1
                     return
-            tail = {
-                **common,
-                "object": "chat.completion.chunk",
-                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-            }
-            out = b"data: " + _json.encode(tail) + b"\n\n"
-            if usage is not None:
-                out += (
-                    b"data: "
-                    + _json.encode({**common, "object": "chat.completion.chunk", "choices": [], "usage": usage})
-                    + b"\n\n"
-                )
-            await send({"type": "http.response.body", "body": out + b"data: [DONE]\n\n"})
+            await send({"type": "http.response.body", "body": b""})
             self.stats.completed_streams += 1
         finally:
             self.stats.active_streams -= 1
             watcher.cancel()
+
+
+async def _read_body(receive: Any) -> bytes:
+    raw = b""
+    while True:
+        msg = await receive()
+        raw += msg.get("body", b"")
+        if not msg.get("more_body"):
+            return raw
 
 
 def serve(host: str, port: int, defaults: Behaviour) -> None:

@@ -8,6 +8,8 @@ without any side channel:
 ``chunks=N``    words in the answer               ``chunk_ms=N``    gap between streamed chunks
 ``cut_after=N`` drop the connection after N chunks ``no_usage``     leave out ``usage``
 ``hang``        never answer (a timeout)         ``echo``          answer with the last message
+``tool``        call the first declared tool      ``zero_usage``    report usage of zero tokens
+``cached=N``    report N prompt tokens as cached  ``reasoning=N``   report N reasoning tokens
 """
 
 from __future__ import annotations
@@ -28,6 +30,14 @@ class Behaviour(msgspec.Struct):
     no_usage: bool = False
     hang: bool = False
     echo: bool = False
+    tool: bool = False
+    zero_usage: bool = False
+    cached: int = 0
+    reasoning: int = 0
+
+
+_FLAGS = ("no_usage", "hang", "echo", "tool", "zero_usage")
+_NUMBERS = ("latency_ms", "chunk_ms", "chunks", "status", "cut_after", "cached", "reasoning")
 
 
 def apply_directives(base: Behaviour, text: str) -> Behaviour:
@@ -35,8 +45,8 @@ def apply_directives(base: Behaviour, text: str) -> Behaviour:
         return base
     b = msgspec.structs.replace(base)
     for name, value in _DIRECTIVE.findall(text):
-        if name in ("no_usage", "hang", "echo"):
+        if name in _FLAGS:
             setattr(b, name, True)
-        elif name in ("latency_ms", "chunk_ms", "chunks", "status", "cut_after") and value:
+        elif name in _NUMBERS and value:
             setattr(b, name, int(value))
     return b

@@ -1,4 +1,4 @@
-"""One upstream chat call over httpx, streamed or not, in the unified format.
+"""One upstream call over httpx (chat, streamed or not, or embeddings) in the unified format.
 
 The provider worker passes ``on_delta`` to stream: every upstream event is
 handed over the moment it is parsed, nothing is buffered.
@@ -13,12 +13,13 @@ from collections.abc import Awaitable, Callable
 import httpx
 import msgspec
 
-from schemas.chat import ChatBody, Delta, Message, Usage
+from schemas.chat import ChatBody, Cost, Delta, EmbeddingsBody, Message, Usage
 from schemas.envelope import Deployment
-from schemas.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnreachable
+from schemas.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from services import usage as usage_svc
-from services.providers import adapter_for
+from services.providers.base import UpstreamRequest
 from services.providers.http import UpstreamHTTP
+from services.providers.registry import provider
 from services.providers.sse import sse_data
 
 OnDelta = Callable[[Delta, str], Awaitable[None]]
@@ -27,13 +28,14 @@ OnDelta = Callable[[Delta, str], Awaitable[None]]
 class CallOutcome(msgspec.Struct):
     model: str
     usage: Usage
-    cost_pico_usd: int
+    cost: Cost
     finish_reason: str | None
     # None when streamed: the text went out as deltas.
     message: Message | None
     start_ns: int
     first_byte_ns: int
     end_ns: int
+    embeddings: list[list[float]] | None = None
 
 
 class CallFailed(Exception):
@@ -53,12 +55,11 @@ async def call_chat(
     *,
     on_delta: OnDelta | None = None,
 ) -> CallOutcome:
-    adapter = adapter_for(deployment.provider)
-    api_key = os.environ.get(deployment.api_key_env) if deployment.api_key_env else None
-    req = adapter.build_request(deployment, body, api_key, stream=on_delta is not None)
+    adapter = provider(deployment.provider).chat
     start_ns = time.time_ns()
     first_byte_ns = 0
     try:
+        req = adapter.build_request(deployment, body, _api_key(deployment), stream=on_delta is not None)
         resp = await client.post(req.url, req.headers, req.content, deployment.timeout_s)
         try:
             if resp.status_code >= 400:
@@ -68,13 +69,17 @@ async def call_chat(
                 data = await resp.aread()
                 result = adapter.parse_response(data)
                 text = result.message.content if isinstance(result.message.content, str) else ""
+                text += "".join(
+                    (tc.get("function") or {}).get("arguments", "") for tc in result.message.tool_calls or ()
+                )
                 model, reported, finish, message = result.model, result.usage, result.finish_reason, result.message
             else:
                 model, reported, finish, message, text = "", None, None, None, ""
                 parts: list[str] = []
                 done = False
+                parser = adapter.stream_parser()
                 async for data in sse_data(resp.aiter_bytes()):
-                    event = adapter.parse_stream_data(data)
+                    event = parser.feed(data)
                     if event is None:
                         done = True
                         break
@@ -82,39 +87,97 @@ async def call_chat(
                         first_byte_ns = time.time_ns()
                     model = event.model or model
                     reported = event.usage or reported
-                    if event.delta is not None:
-                        if event.delta.content:
-                            parts.append(event.delta.content)
-                        finish = event.delta.finish_reason or finish
-                        await on_delta(event.delta, model)
+                    delta = event.delta
+                    if delta is not None and (delta.content or delta.tool_calls or delta.role or delta.finish_reason):
+                        if delta.content:
+                            parts.append(delta.content)
+                        # Tool-call arguments are output tokens too, for counting.
+                        parts += [(tc.get("function") or {}).get("arguments") or "" for tc in delta.tool_calls or ()]
+                        finish = delta.finish_reason or finish
+                        await on_delta(delta, model)
                 if not done and finish is None:
                     raise UpstreamError("Upstream stream ended before the answer was complete.")
                 text = "".join(parts)
         finally:
             await resp.aclose()
-    except GatewayError as exc:
-        raise CallFailed(exc, start_ns, first_byte_ns) from exc
-    except httpx.ConnectError as exc:
-        raise CallFailed(UpstreamUnreachable(f"Upstream unreachable: {exc}"), start_ns, 0) from exc
-    except httpx.ConnectTimeout as exc:
-        # httpx-aiohttp 0.2 maps every aiohttp connection error, a refused
-        # connection included, to ConnectTimeout; only a real timeout is one.
-        if isinstance(exc.__cause__, TimeoutError):
-            raise CallFailed(UpstreamTimeout("Upstream did not accept the connection in time."), start_ns, 0) from exc
-        raise CallFailed(UpstreamUnreachable(f"Upstream unreachable: {exc}"), start_ns, 0) from exc
-    except httpx.TimeoutException as exc:
-        raise CallFailed(UpstreamTimeout("Upstream did not answer in time."), start_ns, first_byte_ns) from exc
-    except httpx.TransportError as exc:
-        err = UpstreamError(f"Upstream connection failed: {exc!r}")
-        raise CallFailed(err, start_ns, first_byte_ns) from exc
+    except (GatewayError, httpx.TransportError) as exc:
+        raise _failed(exc, start_ns, first_byte_ns) from exc
     usage = usage_svc.settle(reported, body, text, deployment.catalog_model)
     return CallOutcome(
         model=model or deployment.upstream_model,
         usage=usage,
-        cost_pico_usd=usage_svc.cost_pico_usd(usage, deployment.catalog_model),
+        cost=usage_svc.cost_of(usage, deployment.catalog_model),
         finish_reason=finish,
         message=message,
         start_ns=start_ns,
         first_byte_ns=first_byte_ns or time.time_ns(),
         end_ns=time.time_ns(),
     )
+
+
+async def call_embeddings(client: UpstreamHTTP, deployment: Deployment, body: EmbeddingsBody) -> CallOutcome:
+    adapter = provider(deployment.provider).embeddings
+    if adapter is None:
+        raise CallFailed(InvalidRequest(f"Provider {deployment.provider!r} serves no embeddings."), time.time_ns(), 0)
+    start_ns = time.time_ns()
+    first_byte_ns = 0
+    try:
+        req = adapter.build_embeddings_request(deployment, body, _api_key(deployment))
+        data = await _post_and_read(client, req, deployment, adapter.map_error)
+        first_byte_ns = time.time_ns()
+        result = adapter.parse_embeddings(data)
+    except (GatewayError, httpx.TransportError) as exc:
+        raise _failed(exc, start_ns, first_byte_ns) from exc
+    inputs = 1 if isinstance(body.input, str) or (body.input and isinstance(body.input[0], int)) else len(body.input)
+    if len(result.vectors) != inputs:
+        error = UpstreamError(f"Upstream returned {len(result.vectors)} embeddings for {inputs} inputs.")
+        raise CallFailed(error, start_ns, first_byte_ns)
+    usage = usage_svc.settle_embeddings(result.usage, body, deployment.catalog_model)
+    return CallOutcome(
+        model=result.model or deployment.upstream_model,
+        usage=usage,
+        cost=usage_svc.cost_of(usage, deployment.catalog_model),
+        finish_reason=None,
+        message=None,
+        start_ns=start_ns,
+        first_byte_ns=first_byte_ns,
+        end_ns=time.time_ns(),
+        embeddings=result.vectors,
+    )
+
+
+def _api_key(deployment: Deployment) -> str | None:
+    return os.environ.get(deployment.api_key_env) if deployment.api_key_env else None
+
+
+async def _post_and_read(
+    client: UpstreamHTTP,
+    req: UpstreamRequest,
+    deployment: Deployment,
+    map_error: Callable[[int, bytes, httpx.Headers], GatewayError],
+) -> bytes:
+    resp = await client.post(req.url, req.headers, req.content, deployment.timeout_s)
+    try:
+        data = await resp.aread()
+    finally:
+        await resp.aclose()
+    if resp.status_code >= 400:
+        raise map_error(resp.status_code, data, resp.headers)
+    return data
+
+
+def _failed(exc: GatewayError | httpx.TransportError, start_ns: int, first_byte_ns: int) -> CallFailed:
+    """An exception of the call as a ``CallFailed`` with the unified error."""
+    if isinstance(exc, GatewayError):
+        return CallFailed(exc, start_ns, first_byte_ns)
+    if isinstance(exc, httpx.ConnectError):
+        return CallFailed(UpstreamUnreachable(f"Upstream unreachable: {exc}"), start_ns, 0)
+    if isinstance(exc, httpx.ConnectTimeout):
+        # httpx-aiohttp 0.2 maps every aiohttp connection error, a refused
+        # connection included, to ConnectTimeout; only a real timeout is one.
+        if isinstance(exc.__cause__, TimeoutError):
+            return CallFailed(UpstreamTimeout("Upstream did not accept the connection in time."), start_ns, 0)
+        return CallFailed(UpstreamUnreachable(f"Upstream unreachable: {exc}"), start_ns, 0)
+    if isinstance(exc, httpx.TimeoutException):
+        return CallFailed(UpstreamTimeout("Upstream did not answer in time."), start_ns, first_byte_ns)
+    return CallFailed(UpstreamError(f"Upstream connection failed: {exc!r}"), start_ns, first_byte_ns)

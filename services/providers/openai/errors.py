@@ -1,33 +1,40 @@
-"""OpenAI error responses -> gateway errors (status passed through)."""
+"""Error bodies of the OpenAI family -> gateway errors.
+
+OpenAI sends ``{"error": {"message", "type", "code"}}``; the compatible
+servers mostly copy it, but some (Mistral, vLLM, Ollama) put ``message`` or
+``detail`` at the top level, so every shape is read leniently.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import msgspec
 
-from schemas.errors import GatewayError, UpstreamError, UpstreamRateLimited
-from services.providers.openai.types import OAError
+from schemas.errors import GatewayError
+from services.providers.errors import classify
 
-_decode_error = msgspec.json.Decoder(OAError).decode
+_decode = msgspec.json.Decoder(Any).decode
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("retry-after")
+def message_and_code(body: bytes) -> tuple[str, str | None]:
     try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+        doc = _decode(body)
+    except msgspec.DecodeError:
+        return body[:500].decode(errors="replace"), None
+    if not isinstance(doc, dict):
+        return str(doc)[:500], None
+    detail = doc.get("error", doc)
+    if isinstance(detail, str):  # {"error": "text"} (Ollama, some vLLM versions)
+        return detail, None
+    if not isinstance(detail, dict):
+        return str(detail)[:500], None
+    message = detail.get("message") or detail.get("detail") or ""
+    code = detail.get("code") or detail.get("type")
+    return str(message)[:2000], str(code) if code is not None else None
 
 
 def map_error(status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
-    try:
-        detail = _decode_error(body).error
-        message, code = detail.message, str(detail.code) if detail.code is not None else None
-    except msgspec.DecodeError:
-        message, code = body[:500].decode(errors="replace"), None
-    message = f"Upstream returned {status}: {message}".rstrip(": ")
-    if status == 429:
-        return UpstreamRateLimited(message, code=code, retry_after_s=_retry_after(headers))
-    # 4xx and 5xx both pass through with the upstream's own status.
-    return UpstreamError(message, code=code or "upstream_error", status=status)
+    message, code = message_and_code(body)
+    return classify(status, message, code=code, headers=headers)

@@ -1,0 +1,84 @@
+"""What the mock answers, whatever the API shape: the words, an optional
+tool call, and the usage to report. The shape modules only render it."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from typing import Any
+
+import msgspec
+
+from services.mock_upstream.faults import Behaviour
+
+_WORDS = ("Sluice", "routes", "this", "answer", "through", "a", "mock", "upstream", "for", "testing", "only.")
+
+
+class ToolCall(msgspec.Struct):
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+    @property
+    def arguments_json(self) -> str:
+        return msgspec.json.encode(self.arguments).decode()
+
+
+class Answer(msgspec.Struct):
+    words: list[str]
+    tool: ToolCall | None
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    behaviour: Behaviour
+
+    @property
+    def text(self) -> str:
+        return "".join(self.words)
+
+
+def answer_words(n: int) -> list[str]:
+    return [(" " if i else "") + _WORDS[i % len(_WORDS)] for i in range(n)]
+
+
+def plan(prompt: str, last_message: str, messages: int, tools: list[tuple[str, dict]], b: Behaviour) -> Answer:
+    """``tools``: (name, JSON schema of the parameters) of each declared tool."""
+    tool = None
+    if b.tool and tools:
+        name, schema = tools[0]
+        required = schema.get("required") or list(schema.get("properties") or {})[:1]
+        tool = ToolCall(
+            id=f"call_mock_{hashlib.sha1(prompt.encode()).hexdigest()[:12]}",
+            name=name,
+            arguments={p: "mock" for p in required},
+        )
+    if tool is not None:
+        words: list[str] = []
+    elif b.echo:
+        words = [(" " if i else "") + w for i, w in enumerate(last_message.split(" "))]
+    else:
+        words = answer_words(b.chunks)
+    prompt_tokens = len(prompt.split()) + 4 * messages
+    completion = len(words) if tool is None else 1 + len(tool.arguments_json) // 4
+    if b.zero_usage:
+        prompt_tokens = completion = 0
+    return Answer(
+        words=words,
+        tool=tool,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion + b.reasoning,
+        cached_tokens=min(b.cached, prompt_tokens),
+        reasoning_tokens=b.reasoning,
+        behaviour=b,
+    )
+
+
+def vector(text: str, dimensions: int) -> list[float]:
+    """A deterministic unit-free vector for a text: same text, same vector."""
+    out: list[float] = []
+    seed = text.encode()
+    while len(out) < dimensions:
+        seed = hashlib.sha256(seed).digest()
+        out += [(v / 2**31) - 1.0 for v in struct.unpack("<8I", seed)]
+    return out[:dimensions]

@@ -1,0 +1,248 @@
+"""Anthropic Messages API as an upstream: unified request -> Anthropic's,
+Anthropic's answer and stream events -> unified."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from schemas.chat import ChatBody, Delta, Message, Usage
+from schemas.envelope import Deployment
+from schemas.errors import GatewayError, InvalidRequest, UpstreamError
+from services.providers import content as c
+from services.providers.anthropic.types import (
+    FINISH_FROM_STOP,
+    AError,
+    AMessage,
+    AMetadata,
+    ARequest,
+    AResponse,
+    AStreamEvent,
+    ATool,
+    AUsage,
+)
+from services.providers.base import ChatResult, StreamEvent, UpstreamRequest
+from services.providers.errors import classify
+from services.tokens import content_text
+
+API_VERSION = "2023-06-01"
+# Anthropic requires max_tokens; OpenAI-shaped callers often leave it out.
+DEFAULT_MAX_TOKENS = 4096
+
+_encode = msgspec.json.Encoder().encode
+_decode_response = msgspec.json.Decoder(AResponse).decode
+_decode_event = msgspec.json.Decoder(AStreamEvent).decode
+_decode_error = msgspec.json.Decoder(AError).decode
+
+
+def usage_of(u: AUsage) -> Usage:
+    # Anthropic's input_tokens excludes the cached and cache-written ones.
+    read = u.cache_read_input_tokens or 0
+    written = u.cache_creation_input_tokens or 0
+    return Usage(
+        prompt_tokens=u.input_tokens + read + written,
+        completion_tokens=u.output_tokens,
+        cached_tokens=read,
+        cache_write_tokens=written,
+        source="reported",
+    )
+
+
+def _blocks(m: Message) -> list[dict[str, Any]]:
+    """One unified message's content as Anthropic content blocks."""
+    if m.role == "tool":
+        return [{"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": content_text(m.content)}]
+    blocks: list[dict[str, Any]] = []
+    if isinstance(m.content, str):
+        if m.content:
+            blocks.append({"type": "text", "text": m.content})
+    else:
+        for part in m.content or ():
+            kind = part.get("type")
+            if kind == "text":
+                blocks.append({"type": "text", "text": part.get("text", "")})
+            elif kind == "image_url":
+                url = c.image_url_of(part)
+                inline = c.data_url(url)
+                source = (
+                    {"type": "base64", "media_type": inline[0], "data": inline[1]}
+                    if inline
+                    else {"type": "url", "url": url}
+                )
+                blocks.append({"type": "image", "source": source})
+            else:
+                raise InvalidRequest(f"Content part type {kind!r} cannot be sent to an Anthropic model.")
+    for call in m.tool_calls or ():
+        fn = call.get("function") or {}
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": call.get("id", ""),
+                "name": fn.get("name", ""),
+                "input": c.arguments_object(fn.get("arguments")),
+            }
+        )
+    return blocks
+
+
+def to_messages(messages: list[Message]) -> list[AMessage]:
+    """Unified messages -> Anthropic turns. Tool results become user turns, and
+    consecutive turns of one role merge, as the API wants them alternating."""
+    out: list[AMessage] = []
+    for m in messages:
+        role = "assistant" if m.role == "assistant" else "user"
+        blocks = _blocks(m)
+        if out and out[-1].role == role:
+            out[-1].content.extend(blocks)  # type: ignore[union-attr]
+        else:
+            out.append(AMessage(role=role, content=blocks))
+    return out
+
+
+def _tool_choice(body: ChatBody) -> dict[str, Any] | None:
+    choice = body.tool_choice
+    name = c.forced_tool(choice)
+    if name:
+        out: dict[str, Any] = {"type": "tool", "name": name}
+    elif choice == "required":
+        out = {"type": "any"}
+    elif choice == "none":
+        out = {"type": "none"}
+    elif choice == "auto" or body.parallel_tool_calls is False:
+        out = {"type": "auto"}
+    else:
+        return None
+    if body.parallel_tool_calls is False and out["type"] != "none":
+        out["disable_parallel_tool_use"] = True
+    return out
+
+
+def to_request(body: ChatBody, model: str, *, stream: bool) -> ARequest:
+    system, rest = c.split_system(body.messages)
+    stop = [body.stop] if isinstance(body.stop, str) else body.stop
+    tools = [
+        ATool(
+            name=fn["name"], description=fn.get("description"), input_schema=fn.get("parameters") or {"type": "object"}
+        )
+        for fn in c.function_tools(body.tools)
+    ]
+    return ARequest(
+        model=model,
+        max_tokens=body.max_completion_tokens or body.max_tokens or DEFAULT_MAX_TOKENS,
+        messages=to_messages(rest),
+        system=system,
+        stop_sequences=stop or None,
+        stream=stream,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        tools=tools or None,
+        tool_choice=_tool_choice(body) if tools else None,
+        metadata=AMetadata(user_id=body.user) if body.user else None,
+    )
+
+
+def from_blocks(blocks: list[dict[str, Any]]) -> Message:
+    """Anthropic content blocks -> one unified assistant message (thinking is not shown)."""
+    text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
+    calls = [
+        c.tool_call(b.get("id", ""), b.get("name", ""), c.arguments_json(b.get("input")))
+        for b in blocks
+        if b.get("type") == "tool_use"
+    ]
+    return Message(role="assistant", content=text if text or not calls else None, tool_calls=calls or None)
+
+
+class AnthropicStream:
+    """Anthropic spreads a delta over several events: the tool a JSON fragment
+    belongs to is named in its block's start, and input tokens come in
+    ``message_start`` while output tokens come in ``message_delta``."""
+
+    def __init__(self) -> None:
+        self.model = ""
+        self.usage = AUsage()
+        self.tool_index: dict[int, int] = {}  # content block index -> tool call index
+
+    def feed(self, data: str) -> StreamEvent | None:
+        try:
+            event = _decode_event(data)
+        except msgspec.DecodeError as exc:
+            raise UpstreamError(f"Upstream sent an unreadable stream event: {exc}") from exc
+        kind = event.type
+        if kind == "content_block_delta" and event.delta is not None:
+            d = event.delta
+            if d.get("type") == "text_delta":
+                return StreamEvent(delta=Delta(content=d.get("text", "")), model=self.model)
+            if d.get("type") == "input_json_delta" and event.index in self.tool_index:
+                call = {"index": self.tool_index[event.index], "function": {"arguments": d.get("partial_json", "")}}
+                return StreamEvent(delta=Delta(tool_calls=[call]), model=self.model)
+            return StreamEvent(model=self.model)  # thinking and signature deltas are not shown
+        if kind == "content_block_start" and event.content_block is not None:
+            block = event.content_block
+            if block.get("type") == "tool_use":
+                index = self.tool_index[event.index] = len(self.tool_index)
+                call = c.tool_call(block.get("id", ""), block.get("name", ""), "", index)
+                return StreamEvent(delta=Delta(tool_calls=[call]), model=self.model)
+            if block.get("type") == "text" and block.get("text"):
+                return StreamEvent(delta=Delta(content=block["text"]), model=self.model)
+            return StreamEvent(model=self.model)
+        if kind == "message_start" and event.message is not None:
+            self.model = event.message.model
+            self.usage = event.message.usage
+            return StreamEvent(delta=Delta(role="assistant"), model=self.model)
+        if kind == "message_delta":
+            if event.usage is not None:
+                # output_tokens is cumulative; the input counts may be repeated here.
+                u = event.usage
+                self.usage.output_tokens = u.output_tokens
+                if u.input_tokens:
+                    self.usage.input_tokens = u.input_tokens
+                if u.cache_read_input_tokens is not None:
+                    self.usage.cache_read_input_tokens = u.cache_read_input_tokens
+                if u.cache_creation_input_tokens is not None:
+                    self.usage.cache_creation_input_tokens = u.cache_creation_input_tokens
+            stop = (event.delta or {}).get("stop_reason")
+            delta = Delta(finish_reason=FINISH_FROM_STOP.get(stop, "stop")) if stop else None
+            return StreamEvent(delta=delta, usage=usage_of(self.usage), model=self.model)
+        if kind == "message_stop":
+            return None
+        if kind == "error":
+            detail = event.error
+            status = 529 if detail is not None and detail.type == "overloaded_error" else 500
+            raise classify(status, detail.message if detail else "stream error", code=detail.type if detail else None)
+        return StreamEvent(model=self.model)  # ping, content_block_stop, and future event types
+
+
+class AnthropicChat:
+    def build_request(
+        self, deployment: Deployment, body: ChatBody, api_key: str | None, *, stream: bool
+    ) -> UpstreamRequest:
+        headers = {"content-type": "application/json", "anthropic-version": API_VERSION}
+        if api_key:
+            headers["x-api-key"] = api_key
+        request = to_request(body, deployment.upstream_model, stream=stream)
+        return UpstreamRequest(url=f"{deployment.base_url}/v1/messages", headers=headers, content=_encode(request))
+
+    def parse_response(self, data: bytes) -> ChatResult:
+        try:
+            response = _decode_response(data)
+        except msgspec.DecodeError as exc:
+            raise UpstreamError(f"Upstream sent an unreadable message: {exc}") from exc
+        return ChatResult(
+            message=from_blocks(response.content),
+            finish_reason=FINISH_FROM_STOP.get(response.stop_reason or "", "stop"),
+            usage=usage_of(response.usage),
+            model=response.model,
+        )
+
+    def stream_parser(self) -> AnthropicStream:
+        return AnthropicStream()
+
+    def map_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
+        try:
+            detail = _decode_error(body).error
+            message, code = detail.message, detail.type
+        except msgspec.DecodeError:
+            message, code = body[:500].decode(errors="replace"), None
+        return classify(status, message, code=code, headers=headers)

@@ -1,0 +1,100 @@
+"""Anthropic Messages API wire types, as its API reference publishes them.
+
+Used both ways: to call Anthropic upstream, and for the Anthropic-compatible
+``POST /v1/messages`` ingress.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+
+class AUsage(msgspec.Struct, omit_defaults=True):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+
+
+class AMessage(msgspec.Struct, omit_defaults=True):
+    role: Literal["user", "assistant"]
+    # A string or a list of content blocks (text, image, tool_use, tool_result, ...).
+    content: str | list[dict[str, Any]]
+
+
+class ATool(msgspec.Struct, omit_defaults=True):
+    name: str
+    input_schema: dict[str, Any] = msgspec.field(default_factory=lambda: {"type": "object"})
+    description: str | None = None
+
+
+class AMetadata(msgspec.Struct, omit_defaults=True):
+    user_id: str | None = None
+
+
+class ARequest(msgspec.Struct, omit_defaults=True):
+    model: str
+    max_tokens: int
+    messages: list[AMessage]
+    system: str | list[dict[str, Any]] | None = None
+    stop_sequences: list[str] | None = None
+    stream: bool = False
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    tools: list[ATool] | None = None
+    tool_choice: dict[str, Any] | None = None
+    metadata: AMetadata | None = None
+
+
+class AResponse(msgspec.Struct, omit_defaults=True):
+    id: str
+    model: str
+    content: list[dict[str, Any]]
+    usage: AUsage
+    stop_reason: str | None = None
+    stop_sequence: str | None = None
+    role: str = "assistant"
+    type: str = "message"
+
+
+class AErrorDetail(msgspec.Struct):
+    type: str = "api_error"
+    message: str = ""
+
+
+class AError(msgspec.Struct):
+    error: AErrorDetail
+    type: str = "error"
+
+
+class AStreamEvent(msgspec.Struct, omit_defaults=True):
+    """Any streamed event; which fields are set depends on ``type``."""
+
+    type: str
+    message: AResponse | None = None
+    index: int = 0
+    content_block: dict[str, Any] | None = None
+    delta: dict[str, Any] | None = None
+    usage: AUsage | None = None
+    error: AErrorDetail | None = None
+
+
+# Anthropic's stop_reason <-> OpenAI's finish_reason.
+FINISH_FROM_STOP = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+STOP_FROM_FINISH = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+}

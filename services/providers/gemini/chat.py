@@ -1,0 +1,279 @@
+"""Google Gemini (``generateContent`` / ``streamGenerateContent``) as an upstream.
+
+``base_url`` is the API host (``https://generativelanguage.googleapis.com``);
+the key goes in ``x-goog-api-key``. Gemini has no end-of-stream marker: the
+last chunk carries ``finishReason`` and the connection closes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from schemas.chat import ChatBody, Delta, EmbeddingsBody, Message, Usage
+from schemas.envelope import Deployment
+from schemas.errors import ContentFiltered, GatewayError, InvalidRequest, UpstreamAuthFailed, UpstreamError
+from services.providers import content as c
+from services.providers.base import (
+    ChatResult,
+    EmbeddingsResult,
+    StreamEvent,
+    UpstreamRequest,
+    embedding_inputs,
+)
+from services.providers.errors import classify
+from services.providers.gemini.types import FINISH, GEmbeddings, GError, GResponse, GUsage
+from services.tokens import content_text
+
+_encode = msgspec.json.Encoder().encode
+_decode_response = msgspec.json.Decoder(GResponse).decode
+_decode_error = msgspec.json.Decoder(GError).decode
+_decode_embeddings = msgspec.json.Decoder(GEmbeddings).decode
+_decode_json = msgspec.json.Decoder(Any).decode
+
+
+def usage_of(u: GUsage | None) -> Usage | None:
+    if u is None:
+        return None
+    return Usage(
+        prompt_tokens=u.prompt_token_count,
+        completion_tokens=u.candidates_token_count + u.thoughts_token_count,
+        cached_tokens=u.cached_content_token_count,
+        reasoning_tokens=u.thoughts_token_count,
+        source="reported",
+    )
+
+
+def _parts(m: Message, tool_names: dict[str, str]) -> list[dict[str, Any]]:
+    if m.role == "tool":
+        text = content_text(m.content)
+        try:
+            result = _decode_json(text)
+        except msgspec.DecodeError:
+            result = None
+        response = result if isinstance(result, dict) else {"result": text}
+        name = tool_names.get(m.tool_call_id or "", m.name or "")
+        return [{"functionResponse": {"name": name, "response": response}}]
+    parts: list[dict[str, Any]] = []
+    if isinstance(m.content, str):
+        if m.content:
+            parts.append({"text": m.content})
+    else:
+        for part in m.content or ():
+            kind = part.get("type")
+            if kind == "text":
+                parts.append({"text": part.get("text", "")})
+            elif kind == "image_url":
+                url = c.image_url_of(part)
+                inline = c.data_url(url)
+                if inline:
+                    parts.append({"inlineData": {"mimeType": inline[0], "data": inline[1]}})
+                else:
+                    parts.append({"fileData": {"fileUri": url}})
+            else:
+                raise InvalidRequest(f"Content part type {kind!r} cannot be sent to a Gemini model.")
+    for call in m.tool_calls or ():
+        fn = call.get("function") or {}
+        parts.append({"functionCall": {"name": fn.get("name", ""), "args": c.arguments_object(fn.get("arguments"))}})
+    return parts
+
+
+def to_contents(messages: list[Message]) -> list[dict[str, Any]]:
+    # A tool result in Gemini names its function, not the call id: find the name.
+    tool_names = {
+        call.get("id", ""): (call.get("function") or {}).get("name", "")
+        for m in messages
+        for call in m.tool_calls or ()
+    }
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        role = "model" if m.role == "assistant" else "user"
+        parts = _parts(m, tool_names)
+        if out and out[-1]["role"] == role:
+            out[-1]["parts"].extend(parts)
+        else:
+            out.append({"role": role, "parts": parts})
+    return out
+
+
+def _generation_config(body: ChatBody) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    stop = [body.stop] if isinstance(body.stop, str) else body.stop
+    for key, value in (
+        ("temperature", body.temperature),
+        ("topP", body.top_p),
+        ("maxOutputTokens", body.max_completion_tokens or body.max_tokens),
+        ("stopSequences", stop),
+        ("candidateCount", body.n),
+        ("seed", body.seed),
+        ("presencePenalty", body.presence_penalty),
+        ("frequencyPenalty", body.frequency_penalty),
+    ):
+        if value is not None:
+            config[key] = value
+    fmt = body.response_format or {}
+    if fmt.get("type") in ("json_object", "json_schema"):
+        config["responseMimeType"] = "application/json"
+        schema = (fmt.get("json_schema") or {}).get("schema")
+        if schema:
+            config["responseJsonSchema"] = schema
+    return config
+
+
+def _tool_config(body: ChatBody) -> dict[str, Any] | None:
+    name = c.forced_tool(body.tool_choice)
+    if name:
+        return {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [name]}}
+    mode = {"auto": "AUTO", "required": "ANY", "none": "NONE"}.get(body.tool_choice or "")  # type: ignore[arg-type]
+    return {"functionCallingConfig": {"mode": mode}} if mode else None
+
+
+def to_request(body: ChatBody) -> dict[str, Any]:
+    system, rest = c.split_system(body.messages)
+    request: dict[str, Any] = {"contents": to_contents(rest)}
+    if system:
+        request["systemInstruction"] = {"parts": [{"text": system}]}
+    functions = c.function_tools(body.tools)
+    if functions:
+        request["tools"] = [
+            {
+                "functionDeclarations": [
+                    {k: fn[k] for k in ("name", "description", "parameters") if k in fn} for fn in functions
+                ]
+            }
+        ]
+        tool_config = _tool_config(body)
+        if tool_config:
+            request["toolConfig"] = tool_config
+    config = _generation_config(body)
+    if config:
+        request["generationConfig"] = config
+    return request
+
+
+def _finish(reason: str | None, has_calls: bool) -> str | None:
+    if reason is None:
+        return None
+    if has_calls and reason == "STOP":
+        return "tool_calls"
+    return FINISH.get(reason, "stop")
+
+
+def _check_blocked(response: GResponse) -> None:
+    feedback = response.prompt_feedback
+    if not response.candidates and feedback is not None and feedback.block_reason:
+        raise ContentFiltered(f"Gemini blocked the prompt: {feedback.block_reason}.")
+
+
+class GeminiStream:
+    def __init__(self) -> None:
+        self.calls = 0
+        self.started = False
+
+    def feed(self, data: str) -> StreamEvent | None:
+        try:
+            chunk = _decode_response(data)
+        except msgspec.DecodeError as exc:
+            raise UpstreamError(f"Upstream sent an unreadable stream chunk: {exc}") from exc
+        _check_blocked(chunk)
+        usage = usage_of(chunk.usage_metadata)  # cumulative: the last one wins
+        if not chunk.candidates:
+            return StreamEvent(usage=usage, model=chunk.model_version)
+        cand = chunk.candidates[0]
+        text = "".join(p["text"] for p in cand.content.parts if "text" in p and not p.get("thought"))
+        calls = []
+        for p in cand.content.parts:
+            if "functionCall" in p:
+                fn = p["functionCall"]
+                call_id = fn.get("id") or f"call_{self.calls}"
+                calls.append(c.tool_call(call_id, fn.get("name", ""), c.arguments_json(fn.get("args")), self.calls))
+                self.calls += 1
+        delta = Delta(
+            role=None if self.started else "assistant",
+            content=text or None,
+            tool_calls=calls or None,
+            finish_reason=_finish(cand.finish_reason, self.calls > 0),
+        )
+        self.started = True
+        return StreamEvent(delta=delta, usage=usage, model=chunk.model_version)
+
+
+class GeminiChat:
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        headers = {"content-type": "application/json"}
+        if api_key:
+            headers["x-goog-api-key"] = api_key
+        return headers
+
+    def build_request(
+        self, deployment: Deployment, body: ChatBody, api_key: str | None, *, stream: bool
+    ) -> UpstreamRequest:
+        method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        url = f"{deployment.base_url}/v1beta/models/{deployment.upstream_model}:{method}"
+        return UpstreamRequest(url=url, headers=self.headers(api_key), content=_encode(to_request(body)))
+
+    def parse_response(self, data: bytes) -> ChatResult:
+        try:
+            response = _decode_response(data)
+        except msgspec.DecodeError as exc:
+            raise UpstreamError(f"Upstream sent an unreadable response: {exc}") from exc
+        _check_blocked(response)
+        if not response.candidates:
+            raise UpstreamError("Upstream response has no candidates.")
+        cand = response.candidates[0]
+        parts = cand.content.parts
+        text = "".join(p["text"] for p in parts if "text" in p and not p.get("thought"))
+        calls = [
+            c.tool_call(
+                p["functionCall"].get("id") or f"call_{i}",
+                p["functionCall"].get("name", ""),
+                c.arguments_json(p["functionCall"].get("args")),
+            )
+            for i, p in enumerate(p for p in parts if "functionCall" in p)
+        ]
+        return ChatResult(
+            message=Message(role="assistant", content=text if text or not calls else None, tool_calls=calls or None),
+            finish_reason=_finish(cand.finish_reason or "STOP", bool(calls)),
+            usage=usage_of(response.usage_metadata),
+            model=response.model_version,
+        )
+
+    def stream_parser(self) -> GeminiStream:
+        return GeminiStream()
+
+    def map_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
+        try:
+            detail = _decode_error(body).error
+        except msgspec.DecodeError:
+            return classify(status, body[:500].decode(errors="replace"), headers=headers)
+        # Gemini answers a bad key with 400 INVALID_ARGUMENT; its reason says what it is.
+        if any(d.get("reason") == "API_KEY_INVALID" for d in detail.details):
+            return UpstreamAuthFailed(f"Upstream returned {status}: {detail.message}")
+        return classify(status, detail.message, code=detail.status or None, headers=headers)
+
+    # -- embeddings ---------------------------------------------------------
+    def build_embeddings_request(
+        self, deployment: Deployment, body: EmbeddingsBody, api_key: str | None
+    ) -> UpstreamRequest:
+        inputs = embedding_inputs(body)
+        if inputs and not isinstance(inputs[0], str):
+            raise InvalidRequest("Gemini embeddings take text input, not token arrays.")
+        model = f"models/{deployment.upstream_model}"
+        requests = []
+        for text in inputs:
+            item: dict[str, Any] = {"model": model, "content": {"parts": [{"text": text}]}}
+            if body.dimensions:
+                item["outputDimensionality"] = body.dimensions
+            requests.append(item)
+        url = f"{deployment.base_url}/v1beta/{model}:batchEmbedContents"
+        return UpstreamRequest(url=url, headers=self.headers(api_key), content=_encode({"requests": requests}))
+
+    def parse_embeddings(self, data: bytes) -> EmbeddingsResult:
+        try:
+            doc = _decode_embeddings(data)
+        except msgspec.DecodeError as exc:
+            raise UpstreamError(f"Upstream sent unreadable embeddings: {exc}") from exc
+        # batchEmbedContents reports no usage: the gateway estimates it.
+        return EmbeddingsResult(vectors=[e.values for e in doc.embeddings], usage=None, model="")
