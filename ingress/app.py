@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import logging
 
-from ingress import chat, models
+from ingress import chat, embeddings, messages, models
 from ingress.gateway import Gateway
 from ingress.http import Receive, Scope, Send, send_error, send_json
 from services.config import GatewaySettings
 from services.runtime import process
 
 log = logging.getLogger("sluice.ingress")
+_POST_ENDPOINTS = {
+    "/v1/chat/completions": chat.chat_completions,
+    "/v1/messages": messages.create_message,
+    "/v1/embeddings": embeddings.create_embeddings,
+}
 
 
 class IngressApp:
@@ -34,10 +39,11 @@ class IngressApp:
         assert gw is not None, "lifespan not run"
         path, method = scope["path"].rstrip("/"), scope["method"]
         try:
-            if path == "/v1/chat/completions":
+            endpoint = _POST_ENDPOINTS.get(path)
+            if endpoint is not None:
                 if method != "POST":
                     return await send_error(send, 405, "invalid_request_error", "method_not_allowed", "Use POST.")
-                return await chat.chat_completions(gw, scope, receive, send)
+                return await endpoint(gw, scope, receive, send)
             if path == "/v1/models" and method == "GET":
                 return await models.list_models(gw, scope, send)
             if path == "/healthz":

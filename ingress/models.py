@@ -1,11 +1,25 @@
-"""GET /v1/models: the configured models, for keys that may see them."""
+"""GET /v1/models: the configured models a key may call, in OpenAI's list
+shape, plus what the catalog knows of each (extra fields the SDKs ignore)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from ingress.gateway import Gateway
 from ingress.http import Scope, Send, header, send_gateway_error, send_json
+from schemas.control import ModelRoute
 from schemas.errors import GatewayError
-from services import policy
+from services import catalog_view, policy
+
+
+def model_entry(name: str, route: ModelRoute) -> dict[str, Any]:
+    entry: dict[str, Any] = {"id": name, "object": "model", "created": 0, "owned_by": route.owned_by}
+    dep = route.deployment
+    entry["provider"] = dep.provider
+    info = catalog_view.describe(dep.catalog_model)
+    if info is not None:
+        entry.update(info)
+    return entry
 
 
 async def list_models(gw: Gateway, scope: Scope, send: Send) -> None:
@@ -13,9 +27,5 @@ async def list_models(gw: Gateway, scope: Scope, send: Send) -> None:
         key = policy.authenticate(header(scope, b"authorization"), gw.keys.items)
     except GatewayError as exc:
         return await send_gateway_error(send, exc)
-    data = [
-        {"id": name, "object": "model", "created": 0, "owned_by": route.owned_by}
-        for name, route in sorted(gw.routes.items.items())
-        if policy.may_call(key, name)
-    ]
+    data = [model_entry(name, route) for name, route in sorted(gw.routes.items.items()) if policy.may_call(key, name)]
     await send_json(send, 200, {"object": "list", "data": data})

@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import base64
+import sys
+from array import array
 from typing import Any
 
 import msgspec
 
 from schemas.chat import Delta, Message, Usage
+from schemas.replies import Failure
 
 _json = msgspec.json.Encoder()
 
 
-class CompletionUsage(msgspec.Struct):
+class PromptDetails(msgspec.Struct):
+    cached_tokens: int
+
+
+class CompletionDetails(msgspec.Struct):
+    reasoning_tokens: int
+
+
+class CompletionUsage(msgspec.Struct, omit_defaults=True):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptDetails | None = None
+    completion_tokens_details: CompletionDetails | None = None
 
 
 class Choice(msgspec.Struct):
@@ -56,7 +70,13 @@ class ChatCompletionChunk(msgspec.Struct, omit_defaults=True):
 
 
 def usage(u: Usage) -> CompletionUsage:
-    return CompletionUsage(u.prompt_tokens, u.completion_tokens, u.total_tokens)
+    return CompletionUsage(
+        u.prompt_tokens,
+        u.completion_tokens,
+        u.total_tokens,
+        PromptDetails(u.cached_tokens) if u.cached_tokens else None,
+        CompletionDetails(u.reasoning_tokens) if u.reasoning_tokens else None,
+    )
 
 
 def completion(
@@ -100,3 +120,40 @@ def sse_error(type_: str, code: str, message: str) -> bytes:
 
 
 SSE_DONE = b"data: [DONE]\n\n"
+
+
+def error(f: Failure) -> bytes:
+    return _json.encode({"error": {"message": f.message, "type": f.type, "param": None, "code": f.code}})
+
+
+class EmbeddingItem(msgspec.Struct):
+    index: int
+    embedding: list[float] | str
+    object: str = "embedding"
+
+
+class EmbeddingUsage(msgspec.Struct):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(msgspec.Struct):
+    data: list[EmbeddingItem]
+    model: str
+    usage: EmbeddingUsage
+    object: str = "list"
+
+
+def embeddings(model: str, vectors: list[list[float]], u: Usage, base64_floats: bool) -> bytes:
+    """OpenAI's embeddings response; ``base64_floats``: each vector as base64 of
+    little-endian float32s, as OpenAI sends for ``encoding_format=base64``
+    (the openai SDK's default)."""
+    items = [EmbeddingItem(index=i, embedding=_base64_f32(v) if base64_floats else v) for i, v in enumerate(vectors)]
+    return _json.encode(EmbeddingList(data=items, model=model, usage=EmbeddingUsage(u.prompt_tokens, u.prompt_tokens)))
+
+
+def _base64_f32(vector: list[float]) -> str:
+    floats = array("f", vector)
+    if sys.byteorder != "little":
+        floats.byteswap()
+    return base64.b64encode(floats.tobytes()).decode()

@@ -97,7 +97,10 @@ class EmbeddingsBody(msgspec.Struct, omit_defaults=True):
     """An embeddings request body, OpenAI's shape."""
 
     model: str
-    input: str | list[str] | list[int] | list[list[int]]
+    # A text, a list of texts, a token array, or a list of token arrays
+    # (msgspec takes one list type per union, so the list's items are checked
+    # for being all alike by the ingress).
+    input: str | list[str | int | list[int]]
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: int | None = None
     user: str | None = None

@@ -36,6 +36,8 @@ class Final(BusMessage, tag="chat.final"):
     seq: int
     model: str
     usage: Usage
+    # The total, kept for v1 readers that predate the split in ``cost``.
+    cost_pico_usd: int = 0
     cost: Cost = msgspec.field(default_factory=Cost)
     # For a non-streamed answer the whole message; for a streamed one None.
     message: Message | None = None

@@ -118,6 +118,6 @@ def pico_to_usd(pico: int) -> Decimal:
     return Decimal(pico) / PICO_PER_USD
 
 
-def usd_per_mtok(pico_per_tok: int) -> Decimal:
-    """Integer pico-USD per token back to USD per Mtok, for display."""
-    return (Decimal(pico_per_tok) / 1_000_000).normalize()
+def usd_per_mtok(pico_per_tok: int) -> str:
+    """Integer pico-USD per token back to USD per Mtok, for display: '2.5', '10'."""
+    return format((Decimal(pico_per_tok) / 1_000_000).normalize(), "f")

@@ -56,6 +56,30 @@ catalog_model = "gpt-3.5-turbo"
 timeout_s = 0.5
 
 [[models]]
+name = "claude-model"
+provider = "anthropic"
+base_url = "http://127.0.0.1:{mock}"
+upstream_model = "claude-sonnet-4-20250514"
+
+[[models]]
+name = "gemini-model"
+provider = "gemini"
+base_url = "http://127.0.0.1:{mock}"
+upstream_model = "gemini-2.5-flash"
+
+[[models]]
+name = "embed-model"
+provider = "openai"
+base_url = "http://127.0.0.1:{mock}/v1"
+upstream_model = "text-embedding-3-small"
+
+[[models]]
+name = "gemini-embed"
+provider = "gemini"
+base_url = "http://127.0.0.1:{mock}"
+upstream_model = "gemini-embedding-001"
+
+[[models]]
 name = "dead-model"
 provider = "openai"
 base_url = "http://127.0.0.1:{dead}/v1"

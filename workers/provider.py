@@ -137,6 +137,7 @@ class ProviderStage:
             seq=seq,
             model=outcome.model,
             usage=outcome.usage,
+            cost_pico_usd=outcome.cost.total,
             cost=outcome.cost,
             message=outcome.message,
             embeddings=outcome.embeddings,

@@ -92,8 +92,23 @@ def test_usage_is_counted_when_upstream_reports_none(client: openai.OpenAI, stac
 
 
 def test_models_list_shows_configured_models(client: openai.OpenAI, stack: Stack) -> None:
-    ids = {m.id for m in client.models.list()}
-    assert ids == {"demo-model", "other-model", "short-timeout-model", "dead-model"}
+    models = {m.id: m for m in client.models.list()}
+    assert set(models) == {
+        "demo-model",
+        "other-model",
+        "short-timeout-model",
+        "dead-model",
+        "claude-model",
+        "gemini-model",
+        "embed-model",
+        "gemini-embed",
+    }
+    # What the catalog knows rides along, prices as exact decimal strings.
+    claude = models["claude-model"].model_dump()
+    assert claude["provider"] == "anthropic" and claude["context_window"] == 200000
+    assert claude["pricing"]["input"] == "3" and claude["pricing"]["cached_input"] == "0.3"
+    assert claude["pricing"]["output"] == "15" and "tools" in claude["capabilities"]
+    assert "pricing" not in models["dead-model"].model_dump()  # no catalog entry
     with openai.OpenAI(base_url=stack.base_url, api_key=LIMITED_KEY, max_retries=0) as limited:
         assert {m.id for m in limited.models.list()} == {"demo-model"}
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from analytics.rows import to_rows
+from analytics.migrate import MIGRATIONS
 from analytics.store import Store
 from schemas.events import RequestEvent
 
@@ -22,10 +23,13 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
 
 def test_migrations_apply_once(store: Store) -> None:
     first = store.migrate()
-    assert first == ["001_tables.sql", "002_rollups.sql"]
+    assert first == sorted(p.name for p in MIGRATIONS.glob("*.sql"))
+    assert first[:3] == ["001_tables.sql", "002_rollups.sql", "003_usage_detail.sql"]
     assert store.migrate() == []
     _, rows = store.query("SELECT name FROM system.tables WHERE database = currentDatabase() ORDER BY name")
     assert {"events", "requests", "attempts", "requests_per_minute"} <= {r[0] for r in rows}
+    _, cols = store.query("SELECT name FROM system.columns WHERE table = 'requests' AND database = currentDatabase()")
+    assert {"cached_tokens", "reasoning_tokens", "cost_cached_input_pico_usd"} <= {c[0] for c in cols}
 
 
 def test_redelivered_events_count_once(store: Store) -> None:

@@ -55,8 +55,10 @@ async def test_request_over_nats_gets_final_answer(stack: Stack) -> None:
 async def test_streamed_request_over_nats_gets_ordered_chunks_then_final(stack: Stack) -> None:
     replies = await collect(stack, "Hi [mock:chunks=4]", stream=True)
     chunks, final = replies[:-1], replies[-1]
-    assert [c["kind"] for c in chunks] == ["chat.chunk"] * 5  # four words, then the finish
-    assert [r["seq"] for r in replies] == list(range(6))
+    # The role (as OpenAI sends it, with empty content), four words, then the finish.
+    assert [c["kind"] for c in chunks] == ["chat.chunk"] * 6
+    assert chunks[0]["delta"]["role"] == "assistant"
+    assert [r["seq"] for r in replies] == list(range(7))
     assert "".join(c["delta"].get("content", "") for c in chunks) == "Sluice routes this answer"
     assert chunks[-1]["delta"]["finish_reason"] == "stop"
     assert final["kind"] == "chat.final" and final["usage"]["completion_tokens"] == 4

@@ -13,7 +13,13 @@ import pytest
 
 from schemas.chat import ChatBody, Delta, Message, StreamOptions
 from schemas.envelope import Deployment
-from schemas.errors import UpstreamError, UpstreamRateLimited, UpstreamTimeout, UpstreamUnreachable
+from schemas.errors import (
+    UpstreamError,
+    UpstreamInvalidRequest,
+    UpstreamRateLimited,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 from services.providers.call import CallFailed, call_chat
 from services.providers.http import UpstreamHTTP
 from services.providers.openai.chat import OpenAIChat
@@ -63,10 +69,19 @@ def test_error_fixture_maps_to_rate_limit_with_retry_after() -> None:
     assert err.status == 429 and err.retry_after_s == 7.0 and err.code == "rate_limit_exceeded"
 
 
-@pytest.mark.parametrize("status", [400, 500, 503])
-def test_other_errors_keep_their_status(status: int) -> None:
+@pytest.mark.parametrize(
+    ("status", "kind", "retryable"),
+    [
+        (400, UpstreamInvalidRequest, False),
+        (404, UpstreamInvalidRequest, False),
+        (500, UpstreamError, True),
+        (502, UpstreamError, True),
+    ],
+)
+def test_other_errors_keep_their_status(status: int, kind: type, retryable: bool) -> None:
     err = adapter.map_error(status, b"<html>oops</html>", {})
-    assert isinstance(err, UpstreamError) and err.status == status and "oops" in err.message
+    assert type(err) is kind and err.status == status and "oops" in err.message
+    assert err.retryable is retryable
 
 
 async def chunks_of(data: bytes, size: int):
@@ -100,7 +115,7 @@ async def test_streamed_call_hands_over_every_delta_in_order() -> None:
     assert "".join(d.content or "" for d in seen) == "Hello there"
     assert seen[0].role == "assistant" and seen[-1].finish_reason == "stop"
     assert outcome.usage.source == "reported" and outcome.usage.completion_tokens == 2
-    assert outcome.cost_pico_usd == 9 * 500_000 + 2 * 1_500_000
+    assert outcome.cost.total == 9 * 500_000 + 2 * 1_500_000
     assert outcome.model == "gpt-4o-mini" and outcome.message is None
 
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from schemas.chat import Usage
+from schemas.chat import Cost, Usage
 from schemas.envelope import Span
 from schemas.replies import Failure, Final, Timing
 from services.records import request_event, time_split
@@ -40,7 +40,7 @@ def test_success_and_failure_rows() -> None:
         seq=0,
         model="m",
         usage=Usage(prompt_tokens=3, completion_tokens=4, source="counted"),
-        cost_pico_usd=99,
+        cost=Cost(input=90, cached_input=4, output=5),
         tenant_id="t",
         key_id="k",
         deployment="d",
@@ -58,6 +58,7 @@ def test_success_and_failure_rows() -> None:
         ttft_ns=4,
     )
     assert (ok.status, ok.prompt_tokens, ok.usage_source, ok.cost_pico_usd, ok.ttft_ns) == (200, 3, "counted", 99, 4)
+    assert (ok.cost_input_pico_usd, ok.cost_cached_input_pico_usd, ok.cost_output_pico_usd) == (90, 4, 5)
     failure = Failure(id="r", seq=0, status=429, type="rate_limit_error", code="upstream_rate_limited", message="x")
     bad = request_event(
         request_id="r", received_at_ns=0, origin="nats", api="chat", model="m", stream=False, done_ns=10, reply=failure

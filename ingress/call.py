@@ -1,0 +1,198 @@
+"""One request's trip through the bus, from the ingress's side, and how its
+replies are relayed to the client in whichever API shape it speaks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Protocol
+
+from ingress.gateway import Gateway
+from ingress.http import JSON_HEADERS, SSE_HEADERS, Receive, Send, send_bytes
+from ingress.replies import DISCONNECTED, Disconnected
+from schemas import bus, subjects
+from schemas.chat import ChatBody, EmbeddingsBody
+from schemas.envelope import Envelope, Span
+from schemas.errors import CLIENT_CLOSED_STATUS, InternalError, StageTimeout
+from schemas.replies import Cancel, Chunk, Failure, Final
+
+# The ingress waits this long past the deadline, so that a stage that gave up
+# at the deadline (e.g. the provider on a slow upstream) can still say why.
+DEADLINE_GRACE_S = 0.25
+
+
+class Format(Protocol):
+    """How one API renders replies: a JSON answer, an error, a stream."""
+
+    def error(self, f: Failure) -> bytes: ...
+
+    def final(self, f: Final) -> bytes: ...
+
+    def chunk(self, c: Chunk) -> bytes: ...
+
+    def end(self, f: Final) -> bytes: ...
+
+    def stream_error(self, f: Failure) -> bytes: ...
+
+
+class Call:
+    def __init__(self, gw: Gateway, api: str, model: str, stream: bool, received_ns: int, request_id: str) -> None:
+        self.gw = gw
+        self.api = api
+        self.model = model
+        self.stream = stream
+        self.id = request_id
+        self.received_ns = received_ns
+        self.created = received_ns // 1_000_000_000
+        self.deadline_ns = received_ns + int(gw.settings.request_timeout_s * 1e9)
+        self.reply_subject, self.queue = gw.replies.open(request_id)
+        self.spans: list[Span] = []
+        self.expected_seq = 0
+        self.last_reply_ns = 0
+        self.body: ChatBody | None = None
+        self.embeddings: EmbeddingsBody | None = None
+
+    @property
+    def id_header(self) -> list[tuple[bytes, bytes]]:
+        return [(b"x-request-id", self.id.encode())]
+
+    async def publish(
+        self, api_key_header: str | None, body: ChatBody | None = None, embeddings: EmbeddingsBody | None = None
+    ) -> None:
+        self.body, self.embeddings = body, embeddings
+        env = Envelope(
+            id=self.id,
+            received_at_ns=self.received_ns,
+            deadline_ns=self.deadline_ns,
+            body=body,
+            embeddings=embeddings,
+            api=self.api,
+            reply=self.reply_subject,
+            origin="http",
+        )
+        headers = {subjects.API_KEY_HEADER: api_key_header} if api_key_header else None
+        payload = bus.encode(env)
+        self.spans.append(Span("ingress", self.received_ns, time.time_ns()))
+        await self.gw.nc.publish(subjects.IN_CHAT, payload, headers=headers)
+
+    async def next_reply(self, timeout_s: float) -> Chunk | Final | Failure | None:
+        """The next reply in order; None when the client went away."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                data = await self.queue.get()
+        except TimeoutError:
+            return Failure.from_error(self.id, StageTimeout("The gateway did not answer in time."))
+        if isinstance(data, Disconnected):
+            return None
+        self.last_reply_ns = time.time_ns()
+        reply = bus.decode_reply(data)
+        if reply.seq != self.expected_seq:
+            return Failure.from_error(
+                self.id, InternalError(f"Reply {self.expected_seq} was lost on the bus.", status=502)
+            )
+        self.expected_seq += 1
+        return reply
+
+    def first_timeout(self) -> float:
+        return max(0.0, (self.deadline_ns - time.time_ns()) / 1e9) + DEADLINE_GRACE_S
+
+    def record(self, reply: Final | Failure, **kwargs) -> None:
+        # The ingress's own time after the last reply: decode, render, write.
+        if self.last_reply_ns:
+            self.spans.append(Span("ingress", self.last_reply_ns, time.time_ns()))
+        self.gw.record(self.id, self.received_ns, self.api, self.model, self.stream, reply, self.spans, **kwargs)
+
+    async def cancel(self) -> None:
+        await self.gw.nc.publish(subjects.CONTROL_CANCEL, bus.encode(Cancel(id=self.id)))
+
+    def close(self) -> None:
+        self.gw.replies.close(self.id)
+
+    def closed(self) -> Failure:
+        return Failure(
+            id=self.id,
+            seq=0,
+            status=CLIENT_CLOSED_STATUS,
+            type="client_closed",
+            code="client_closed",
+            message="The client closed the connection.",
+        )
+
+
+async def send_failure(call: Call, send: Send, fmt: Format, f: Failure) -> None:
+    headers = JSON_HEADERS + call.id_header
+    if f.retry_after_s is not None:
+        headers.append((b"retry-after", str(max(0, round(f.retry_after_s))).encode()))
+    await send_bytes(send, f.status, fmt.error(f), headers)
+
+
+async def complete(call: Call, send: Send, fmt: Format) -> None:
+    """A non-streamed answer: wait for the one reply, render it."""
+    reply = await call.next_reply(call.first_timeout())
+    if isinstance(reply, Final):
+        await send_bytes(send, 200, fmt.final(reply), JSON_HEADERS + call.id_header)
+        call.record(reply)
+        return
+    if not isinstance(reply, Failure):
+        reply = Failure.from_error(call.id, InternalError("The pipeline sent an unexpected reply.", status=502))
+    elif reply.code == StageTimeout.code:
+        await call.cancel()
+    await send_failure(call, send, fmt, reply)
+    call.record(reply)
+
+
+async def stream(call: Call, receive: Receive, send: Send, fmt: Format) -> None:
+    """A streamed answer, relayed as it comes; the upstream call is cancelled
+    when the client goes away."""
+
+    async def watch_disconnect() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        call.queue.put_nowait(DISCONNECTED)
+
+    watcher = asyncio.create_task(watch_disconnect())
+    try:
+        await _relay(call, send, fmt)
+    finally:
+        watcher.cancel()
+
+
+async def _relay(call: Call, send: Send, fmt: Format) -> None:
+    reply = await call.next_reply(call.first_timeout())
+    if reply is None:
+        await call.cancel()
+        call.record(call.closed(), client_disconnected=True, status=CLIENT_CLOSED_STATUS)
+        return
+    if isinstance(reply, Failure):  # nothing sent yet: a plain JSON error with its status
+        await send_failure(call, send, fmt, reply)
+        call.record(reply)
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + call.id_header})
+    ttft_ns = time.time_ns() - call.received_ns
+    idle = call.gw.settings.stream_idle_timeout_s
+    # Replies that arrived together go out in one write: one syscall, and one
+    # trip through the server, for a burst of chunks.
+    out: list[bytes] = []
+    while True:
+        if reply is None:
+            await call.cancel()
+            call.record(call.closed(), ttft_ns=ttft_ns, client_disconnected=True, status=CLIENT_CLOSED_STATUS)
+            return
+        if isinstance(reply, Chunk):
+            out.append(fmt.chunk(reply))
+            if call.queue.empty():
+                await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+                out.clear()
+        elif isinstance(reply, Final):
+            out.append(fmt.end(reply))
+            await send({"type": "http.response.body", "body": b"".join(out)})
+            call.record(reply, ttft_ns=ttft_ns)
+            return
+        else:  # Failure after the stream began: an error event, then the end
+            if reply.code == StageTimeout.code:
+                await call.cancel()
+            out.append(fmt.stream_error(reply))
+            await send({"type": "http.response.body", "body": b"".join(out)})
+            call.record(reply, ttft_ns=ttft_ns)
+            return
+        reply = await call.next_reply(idle)

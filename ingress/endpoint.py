@@ -1,0 +1,75 @@
+"""What every API endpoint does around its own parsing and rendering: read
+the body, answer bad input in the API's error shape (and record it), publish,
+relay the answer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import msgspec
+
+from ingress import call as relay
+from ingress.call import Call, Format
+from ingress.gateway import Gateway
+from ingress.http import JSON_HEADERS, ClientDisconnected, Receive, Scope, Send, read_body, send_bytes
+from schemas.chat import ChatBody, EmbeddingsBody
+from schemas.errors import GatewayError, InvalidRequest
+from schemas.ids import new_id
+from schemas.replies import Failure
+
+T = TypeVar("T")
+
+
+class Parsed(msgspec.Struct):
+    model: str
+    stream: bool = False
+    body: ChatBody | None = None
+    embeddings: EmbeddingsBody | None = None
+
+
+def decode_json(decoder: Callable[[bytes], T], raw: bytes) -> T:
+    """A request body, or an InvalidRequest that says what is wrong with it."""
+    try:
+        return decoder(raw)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"Invalid request body: {exc}.") from exc
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}.", code="invalid_json") from exc
+
+
+async def serve(
+    gw: Gateway,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    *,
+    api: str,
+    parse: Callable[[bytes], Parsed],
+    make_format: Callable[[Call], Format],
+    error_body: Callable[[Failure], bytes],
+    api_key_header: str | None,
+) -> None:
+    received_ns = time.time_ns()
+    request_id = new_id(received_ns)
+    try:
+        parsed = parse(await read_body(scope, receive, gw.settings.max_body_bytes))
+    except ClientDisconnected:
+        return
+    except GatewayError as exc:
+        failure = Failure.from_error(request_id, exc)
+        headers = [*JSON_HEADERS, (b"x-request-id", request_id.encode())]
+        await send_bytes(send, exc.status, error_body(failure), headers)
+        gw.record(request_id, received_ns, api, "", False, failure, [])
+        return
+    call = Call(gw, api, parsed.model, parsed.stream, received_ns, request_id)
+    try:
+        await call.publish(api_key_header, parsed.body, parsed.embeddings)
+        fmt = make_format(call)
+        if parsed.stream:
+            await relay.stream(call, receive, send, fmt)
+        else:
+            await relay.complete(call, send, fmt)
+    finally:
+        call.close()
