@@ -83,7 +83,7 @@ upstream_model = "gemini-embedding-001"
 name = "dead-model"
 provider = "openai"
 base_url = "http://127.0.0.1:{dead}/v1"
-upstream_model = "gpt-3.5-turbo"
+upstream_model = "not-in-the-catalog"
 """
 
 

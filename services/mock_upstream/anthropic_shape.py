@@ -20,9 +20,16 @@ _ERROR_TYPES = {
 
 
 def _text(content: Any) -> str:
+    """The text of a content field, tool results included."""
     if isinstance(content, str):
         return content
-    return " ".join(b.get("text", "") for b in content or () if isinstance(b, dict) and b.get("type") == "text")
+    texts = []
+    for block in content or ():
+        if block.get("type") == "text":
+            texts.append(block.get("text", ""))
+        elif block.get("type") == "tool_result":
+            texts.append(_text(block.get("content")))
+    return " ".join(texts)
 
 
 def read(req: dict[str, Any]) -> tuple[str, str, int, list[tuple[str, dict]]]:

@@ -20,7 +20,15 @@ _STATUS = {
 
 
 def _text(parts: list[dict[str, Any]]) -> str:
-    return " ".join(p.get("text", "") for p in parts if isinstance(p, dict))
+    """The text of a turn's parts, function results included."""
+    texts = []
+    for p in parts:
+        if "text" in p:
+            texts.append(p["text"])
+        elif "functionResponse" in p:
+            response = p["functionResponse"].get("response") or {}
+            texts.append(str(response.get("result", response)))
+    return " ".join(texts)
 
 
 def read(req: dict[str, Any]) -> tuple[str, str, int, list[tuple[str, dict]]]:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from analytics.rows import to_rows
 from analytics.migrate import MIGRATIONS
+from analytics.rows import to_rows
 from analytics.store import Store
 from schemas.events import RequestEvent
 

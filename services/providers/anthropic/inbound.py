@@ -187,8 +187,7 @@ class StreamRenderer:
             return []
         self.started = True
         message = AResponse(id=f"msg_{self.request_id}", model=self.model, content=[], usage=AUsage())
-        message_doc = msgspec.to_builtins(message) | {"stop_reason": None, "stop_sequence": None}
-        return [_event("message_start", {"message": message_doc})]
+        return [_event("message_start", {"message": msgspec.to_builtins(message)})]
 
     def _open(self, kind: str, block: dict[str, Any]) -> list[bytes]:
         out = self._close()

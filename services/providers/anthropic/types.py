@@ -49,7 +49,7 @@ class ARequest(msgspec.Struct, omit_defaults=True):
     metadata: AMetadata | None = None
 
 
-class AResponse(msgspec.Struct, omit_defaults=True):
+class AResponse(msgspec.Struct):
     id: str
     model: str
     content: list[dict[str, Any]]
