@@ -72,6 +72,17 @@ NAMED: dict[str, Named] = {
         sql="SELECT * FROM attempts FINAL WHERE request_id = {request_id:String} ORDER BY ts",
         params={"request_id": ("String", "")},
     ),
+    # Alert events (e.g. zero_cost) of the last N minutes, newest first.
+    "alerts": Named(
+        sql="""
+        SELECT request_id, ts, JSONExtractString(body, 'alert') AS alert,
+               JSONExtractString(body, 'model') AS model, JSONExtractString(body, 'detail') AS detail
+        FROM events FINAL
+        WHERE kind = 'alert' AND ts >= now64(9) - toIntervalMinute({minutes:UInt32})
+        ORDER BY ts DESC
+        """,
+        params={"minutes": ("UInt32", 60)},
+    ),
     "event_counts": Named(
         sql="SELECT kind, count() AS events FROM events FINAL GROUP BY kind ORDER BY kind",
         params={},

