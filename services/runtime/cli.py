@@ -1,4 +1,4 @@
-"""The ``sluice`` command: up, stats, mock-upstream."""
+"""The ``sluice`` command: up, stats, models, seed, mock-upstream."""
 
 from __future__ import annotations
 
@@ -139,6 +139,27 @@ def cmd_seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from services import config
+    from services.runtime import models_table
+
+    if args.catalog:
+        records = models_table.catalog(args.provider)
+        title = f"The catalog: {len(records)} models" + (f" of {args.provider}" if args.provider else "")
+    else:
+        try:
+            records = models_table.configured(config.load(args.config))
+        except config.ConfigError as exc:
+            print(f"sluice models: {exc}", file=sys.stderr)
+            return 2
+        title = f"Models configured in {args.config}: {len(records)} (prices in USD per million tokens)"
+    if args.json:
+        print(json.dumps(records, indent=2))
+    else:
+        print(models_table.render(records, title, whole_catalog=args.catalog))
+    return 0
+
+
 def cmd_mock_upstream(args: argparse.Namespace) -> int:
     from services.mock_upstream.app import serve
     from services.mock_upstream.faults import Behaviour
@@ -169,6 +190,13 @@ def parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true")
     stats.add_argument("--nats", default=process.nats_url())
     stats.set_defaults(func=cmd_stats)
+
+    models = sub.add_parser("models", help="the configured models (or the whole catalog) with prices and limits")
+    models.add_argument("--config", default=os.environ.get("SLUICE_CONFIG", str(DEMO_CONFIG)))
+    models.add_argument("--catalog", action="store_true", help="list the whole catalog instead")
+    models.add_argument("--provider", default=None, help="with --catalog: only this provider's models")
+    models.add_argument("--json", action="store_true")
+    models.set_defaults(func=cmd_models)
 
     seed = sub.add_parser("seed", help="create the event stream and KV buckets and load a config into them")
     seed.add_argument("--config", required=True)

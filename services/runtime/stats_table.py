@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from services.pricing import pico_to_usd
+from services.runtime.table import render_table
 
 HEADERS = [
     "model",
@@ -54,13 +55,4 @@ def render(records: list[dict], minutes: int) -> str:
                 *_ms(r["ttft_ms"]),
             ]
         )
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(HEADERS)]
-
-    def fmt(cells: list[str]) -> str:
-        return "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    out = [f"Requests in the last {minutes} minutes, per model", fmt(HEADERS), fmt(["-" * w for w in widths])]
-    out += [fmt(line) for line in lines]
-    return "\n".join(out)
+    return "\n".join([f"Requests in the last {minutes} minutes, per model", *render_table(HEADERS, lines)])

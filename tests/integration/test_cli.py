@@ -26,3 +26,24 @@ def test_sluice_stats_prints_table_and_json(stack: Stack) -> None:
     other = next(r for r in data if r["model"] == "other-model")
     assert other["requests"] >= 1 and other["completion_tokens"] >= 3
     assert len(other["latency_ms"]) == 3 and other["latency_ms"][0] > 0
+
+
+def test_sluice_models_shows_configured_models_with_prices(stack: Stack) -> None:
+    cmd = [sys.executable, "-m", "services.runtime.cli", "models", "--config", str(stack.layout.config)]
+    table = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    lines = {line.split()[0]: line.split() for line in table.splitlines()[3:]}
+    assert lines["claude-model"][:3] == ["claude-model", "anthropic", "claude-sonnet-4-20250514"]
+    assert lines["claude-model"][5:8] == ["3", "0.3", "15"]  # USD per Mtok: in, cached, out
+    assert "(not in catalog: unpriced)" in table  # dead-model
+    data = json.loads(subprocess.run([*cmd, "--json"], capture_output=True, text=True, check=True).stdout)
+    gemini = next(r for r in data if r["model"] == "gemini-model")
+    assert gemini["pricing"]["output"] == "2.5" and gemini["context_window"] == 1048576
+
+
+def test_sluice_models_catalog_lists_every_family() -> None:
+    cmd = [sys.executable, "-m", "services.runtime.cli", "models", "--catalog", "--json"]
+    data = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+    assert len(data) >= 100
+    assert {"openai", "azure", "anthropic", "gemini", "mistral", "cohere", "groq"} <= {r["provider"] for r in data}
+    bad = subprocess.run([*cmd[:-2], "--config", "/nonexistent.toml"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "nonexistent" in bad.stderr
