@@ -80,6 +80,12 @@ base_url = "http://127.0.0.1:{mock}"
 upstream_model = "gemini-embedding-001"
 
 [[models]]
+name = "local/llama3.1:8b"
+provider = "ollama"
+base_url = "http://127.0.0.1:{mock}/v1"
+upstream_model = "llama3.1:8b"
+
+[[models]]
 name = "dead-model"
 provider = "openai"
 base_url = "http://127.0.0.1:{dead}/v1"

@@ -9,6 +9,7 @@ from nats.js.errors import BucketNotFoundError, NotFoundError
 from schemas import subjects
 from schemas.control import kv_encode
 from services.config import ControlRecords
+from services.runtime.kv import kv_key
 
 # Events wait here while ClickHouse is down: keep a week or 2 GiB.
 EVENTS_MAX_AGE_S = 7 * 24 * 3600
@@ -42,9 +43,9 @@ async def seed(nc: Client, records: ControlRecords) -> None:
     """Make the buckets hold exactly what the config says."""
     js = nc.jetstream()
     wanted = {
-        subjects.KV_KEYS: {k: kv_encode(v) for k, v in records.keys.items()},
-        subjects.KV_TENANTS: {k: kv_encode(v) for k, v in records.tenants.items()},
-        subjects.KV_MODELS: {k: kv_encode(v) for k, v in records.routes.items()},
+        subjects.KV_KEYS: {kv_key(k): kv_encode(v) for k, v in records.keys.items()},
+        subjects.KV_TENANTS: {kv_key(k): kv_encode(v) for k, v in records.tenants.items()},
+        subjects.KV_MODELS: {kv_key(k): kv_encode(v) for k, v in records.routes.items()},
     }
     for bucket, items in wanted.items():
         try:

@@ -13,6 +13,36 @@ from nats.js.kv import KV_DEL, KV_PURGE
 T = TypeVar("T")
 log = logging.getLogger("sluice.kv")
 
+# NATS KV keys allow only these characters (and no leading or trailing dot);
+# model names like "llama3.1:8b" need more, so anything else is written as
+# "=XX" per UTF-8 byte, "=" itself included, which makes the mapping reversible.
+_KEY_SAFE = frozenset("-/_.abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+
+def kv_key(name: str) -> str:
+    out = []
+    last = len(name) - 1
+    for i, ch in enumerate(name):
+        if ch in _KEY_SAFE and not (ch == "." and i in (0, last)):
+            out.append(ch)
+        else:
+            out += [f"={b:02X}" for b in ch.encode()]
+    return "".join(out)
+
+
+def kv_name(key: str) -> str:
+    if "=" not in key:
+        return key
+    raw, i = bytearray(), 0
+    while i < len(key):
+        if key[i] == "=":
+            raw.append(int(key[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            raw += key[i].encode()
+            i += 1
+    return raw.decode()
+
 
 class KvMirror(Generic[T]):
     """``mirror.items`` is a plain dict, read on the hot path without I/O."""
@@ -35,11 +65,12 @@ class KvMirror(Generic[T]):
             if entry is None:  # end of the initial values
                 self._ready.set()
                 continue
+            name = kv_name(entry.key)
             if entry.operation in (KV_DEL, KV_PURGE):
-                self.items.pop(entry.key, None)
+                self.items.pop(name, None)
             else:
                 try:
-                    self.items[entry.key] = self._decode(entry.value)
+                    self.items[name] = self._decode(entry.value)
                 except Exception:
                     log.exception("bucket %s: cannot decode key %s; keeping the old value", self.bucket, entry.key)
             if entry.delta == 0:

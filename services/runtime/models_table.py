@@ -17,8 +17,15 @@ def configured(config: Config) -> list[dict[str, Any]]:
     out = []
     for m in config.models:
         dep = deployment(m)
-        out.append({"model": m.name, "provider": dep.provider, "upstream_model": dep.upstream_model,
-                    "base_url": dep.base_url, **(catalog_view.describe(dep.catalog_model) or {})})
+        out.append(
+            {
+                "model": m.name,
+                "provider": dep.provider,
+                "upstream_model": dep.upstream_model,
+                "base_url": dep.base_url,
+                **(catalog_view.describe(dep.catalog_model) or {}),
+            }
+        )
     return out
 
 

@@ -102,6 +102,7 @@ def test_models_list_shows_configured_models(client: openai.OpenAI, stack: Stack
         "gemini-model",
         "embed-model",
         "gemini-embed",
+        "local/llama3.1:8b",
     }
     # What the catalog knows rides along, prices as exact decimal strings.
     claude = models["claude-model"].model_dump()
@@ -140,3 +141,14 @@ def test_client_disconnect_stops_the_upstream_call(client: openai.OpenAI, stack:
         assert time.monotonic() < deadline, "the upstream stream kept running after the client left"
         time.sleep(0.05)
     assert stack.mock_stats()["active_streams"] == 0
+
+
+def test_model_name_with_characters_kv_keys_forbid_is_served(client: openai.OpenAI, stack: Stack) -> None:
+    # "llama3.1:8b" is stored in KV under an escaped key; callers never see that.
+    raw = client.chat.completions.with_raw_response.create(
+        model="local/llama3.1:8b", messages=user("hi [mock:chunks=2] [mock:no_usage]")
+    )
+    assert raw.parse().choices[0].message.content == "Sluice routes"
+    row = stack.request_row(raw.headers["x-request-id"])
+    # A free local model with no usage reported: counted, labelled as an estimate.
+    assert row["provider"] == "ollama" and row["usage_source"] == "estimated" and row["cost_pico_usd"] == 0

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,7 @@ import pytest
 from schemas.control import ApiKey
 from services import config
 from services.keys import hash_key
+from services.runtime.kv import kv_key, kv_name
 
 GOOD = """
 [gateway]
@@ -63,3 +65,11 @@ def test_environment_variables_expand(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.expand_env("${TEST_SLUICE_UNSET:-9100}") == "9100"
     with pytest.raises(config.ConfigError, match="TEST_SLUICE_UNSET"):
         config.expand_env("${TEST_SLUICE_UNSET}")
+
+
+@pytest.mark.parametrize("name", ["demo-model", "llama3.1:8b", "a=b", ".hidden.", "gpt-4o mini", "模型"])
+def test_kv_keys_escape_reversibly_into_what_nats_allows(name: str) -> None:
+    key = kv_key(name)
+    assert re.fullmatch(r"[-/_=.a-zA-Z0-9]+", key) and not key.startswith(".") and not key.endswith(".")
+    assert kv_name(key) == name
+    assert kv_key("demo-model") == "demo-model"  # plain names stay readable
