@@ -144,19 +144,25 @@ class MockUpstream:
         try:
             await send({"type": "http.response.start", "status": 200, "headers": SSE})
             words = 0
+            # Frames between words (the role, the finish, usage, [DONE]) ride
+            # in one write with their neighbours, as a real server's would.
+            pending = b""
             for frame in frames:
-                if frame.word:
-                    if words == b.cut_after:
-                        raise ConnectionAbortedError  # uvicorn drops the connection mid-body
-                    words += 1
-                await send({"type": "http.response.body", "body": frame.data, "more_body": True})
-                if frame.word and b.chunk_ms:
+                pending += frame.data
+                if not frame.word:
+                    continue
+                if words == b.cut_after:
+                    raise ConnectionAbortedError  # uvicorn drops the connection mid-body
+                words += 1
+                await send({"type": "http.response.body", "body": pending, "more_body": True})
+                pending = b""
+                if b.chunk_ms:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(gone.wait(), b.chunk_ms / 1000)
                 if gone.is_set():
                     self.stats.cancelled_streams += 1
                     return
-            await send({"type": "http.response.body", "body": b""})
+            await send({"type": "http.response.body", "body": pending})
             self.stats.completed_streams += 1
         finally:
             self.stats.active_streams -= 1

@@ -17,7 +17,7 @@ from schemas.chat import ChatBody, Cost, Delta, EmbeddingsBody, Message, Usage
 from schemas.envelope import Deployment
 from schemas.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from services import usage as usage_svc
-from services.providers.base import UpstreamRequest
+from services.providers.base import UpstreamRequest, embedding_inputs
 from services.providers.http import UpstreamHTTP
 from services.providers.registry import provider
 from services.providers.sse import sse_data
@@ -128,7 +128,7 @@ async def call_embeddings(client: UpstreamHTTP, deployment: Deployment, body: Em
         result = adapter.parse_embeddings(data)
     except (GatewayError, httpx.TransportError) as exc:
         raise _failed(exc, start_ns, first_byte_ns) from exc
-    inputs = 1 if isinstance(body.input, str) or (body.input and isinstance(body.input[0], int)) else len(body.input)
+    inputs = len(embedding_inputs(body))
     if len(result.vectors) != inputs:
         error = UpstreamError(f"Upstream returned {len(result.vectors)} embeddings for {inputs} inputs.")
         raise CallFailed(error, start_ns, first_byte_ns)
