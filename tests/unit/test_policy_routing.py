@@ -3,10 +3,10 @@ from __future__ import annotations
 import pytest
 
 from schemas import subjects
-from schemas.chat import ChatBody, Message
+from schemas.chat import ChatBody, EmbeddingsBody, Message
 from schemas.control import ApiKey, ModelRoute, RedactionRule, Tenant
 from schemas.envelope import Deployment, Envelope
-from schemas.errors import AuthenticationFailed, ModelNotFound, PermissionDenied
+from schemas.errors import AuthenticationFailed, InvalidRequest, ModelNotFound, PermissionDenied
 from services import policy, routing
 from services.keys import hash_key, key_from_header, new_key
 
@@ -65,3 +65,28 @@ def test_routing_resolves_or_404s() -> None:
     with pytest.raises(ModelNotFound) as info:
         routing.resolve(routes, "missing")
     assert info.value.status == 404
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},  # no body at all
+        {
+            "body": ChatBody(model="m", messages=[Message(role="user", content="hi")]),
+            "embeddings": EmbeddingsBody(model="m", input="hi"),
+        },  # both
+        {"body": ChatBody(model="m", messages=[])},
+        {"embeddings": EmbeddingsBody(model="", input="hi")},
+    ],
+)
+def test_envelope_must_carry_exactly_one_usable_body(fields: dict) -> None:
+    with pytest.raises(InvalidRequest):
+        policy.check_body(Envelope(reply="r", **fields))
+
+
+def test_envelope_model_and_stream_come_from_its_body() -> None:
+    chat = Envelope(reply="r", body=ChatBody(model="c", messages=[Message(role="user", content="x")], stream=True))
+    embed = Envelope(reply="r", embeddings=EmbeddingsBody(model="e", input="x"))
+    policy.check_body(chat)
+    policy.check_body(embed)
+    assert (chat.model, chat.stream, embed.model, embed.stream) == ("c", True, "e", False)

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from schemas.chat import Message
+from schemas.chat import EmbeddingsBody, Message
 from schemas.control import RedactionRule
-from services.redaction import redact_messages, redact_text
+from services.redaction import redact_embeddings_input, redact_messages, redact_text
 
 EMAIL = RedactionRule(name="email", pattern=r"[\w.+-]+@[\w-]+\.[\w.]+")
 
@@ -25,3 +25,14 @@ def test_string_and_part_contents_are_redacted_in_place() -> None:
 def test_no_rules_changes_nothing() -> None:
     msgs = [Message(role="user", content="x@y.com")]
     assert redact_messages(msgs, []) == 0 and msgs[0].content == "x@y.com"
+
+
+def test_embeddings_text_inputs_are_redacted_token_arrays_left_alone() -> None:
+    rules = [RedactionRule(name="email", pattern=r"\S+@\S+")]
+    many = EmbeddingsBody(model="e", input=["mail a@b.c", "nothing here"])
+    assert redact_embeddings_input(many, rules) == 1
+    assert many.input == ["mail [REDACTED:email]", "nothing here"]
+    one = EmbeddingsBody(model="e", input="x@y.z")
+    assert redact_embeddings_input(one, rules) == 1 and one.input == "[REDACTED:email]"
+    tokens = EmbeddingsBody(model="e", input=[1, 2, 3])
+    assert redact_embeddings_input(tokens, rules) == 0 and tokens.input == [1, 2, 3]
