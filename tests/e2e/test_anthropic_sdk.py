@@ -45,9 +45,10 @@ def test_message_text_and_usage(claude: anthropic.Anthropic, stack: Stack) -> No
     assert row["api"] == "messages" and row["provider"] == "openai" and row["usage_source"] == "reported"
 
 
-def test_message_stream_is_anthropic_events(claude: anthropic.Anthropic, stack: Stack) -> None:
+@pytest.mark.parametrize("model", ["demo-model", "gemini-model"])
+def test_message_stream_is_anthropic_events(claude: anthropic.Anthropic, model: str) -> None:
     with claude.messages.stream(
-        model="demo-model", max_tokens=100, messages=[{"role": "user", "content": "Hi [mock:chunks=5]"}]
+        model=model, max_tokens=100, messages=[{"role": "user", "content": "Hi [mock:chunks=5]"}]
     ) as stream:
         kinds = [event.type for event in stream]
         final = stream.get_final_message()
@@ -59,10 +60,13 @@ def test_message_stream_is_anthropic_events(claude: anthropic.Anthropic, stack: 
     assert final.usage.output_tokens == 5 and final.usage.input_tokens > 0
 
 
-@pytest.mark.parametrize("streamed", [False, True])
-def test_tool_use_round_trip(claude: anthropic.Anthropic, streamed: bool) -> None:
+# demo-model is OpenAI-shaped upstream; the others go Anthropic -> unified ->
+# Gemini, and Anthropic -> unified -> Anthropic.
+@pytest.mark.parametrize("model", ["demo-model", "gemini-model", "claude-model"])
+@pytest.mark.parametrize("streamed", [False, True], ids=["complete", "stream"])
+def test_tool_use_round_trip(claude: anthropic.Anthropic, streamed: bool, model: str) -> None:
     request = {
-        "model": "demo-model",
+        "model": model,
         "max_tokens": 100,
         "tools": [WEATHER],
         "messages": [{"role": "user", "content": "Weather in Paris? [mock:tool]"}],
@@ -79,7 +83,7 @@ def test_tool_use_round_trip(claude: anthropic.Anthropic, streamed: bool) -> Non
     # The tool result goes back as Anthropic content blocks; the OpenAI
     # upstream sees a tool message and answers (echo shows the last message).
     follow_up = claude.messages.create(
-        model="demo-model",
+        model=model,
         max_tokens=100,
         tools=[WEATHER],
         messages=[

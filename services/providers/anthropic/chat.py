@@ -74,17 +74,19 @@ def _blocks(m: Message) -> list[dict[str, Any]]:
                 blocks.append({"type": "image", "source": source})
             else:
                 raise InvalidRequest(f"Content part type {kind!r} cannot be sent to an Anthropic model.")
-    for call in m.tool_calls or ():
-        fn = call.get("function") or {}
-        blocks.append(
-            {
-                "type": "tool_use",
-                "id": call.get("id", ""),
-                "name": fn.get("name", ""),
-                "input": c.arguments_object(fn.get("arguments")),
-            }
-        )
+    blocks += [tool_use_block(call) for call in m.tool_calls or ()]
     return blocks
+
+
+def tool_use_block(call: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI-shaped tool call as an Anthropic ``tool_use`` block."""
+    fn = call.get("function") or {}
+    return {
+        "type": "tool_use",
+        "id": call.get("id", ""),
+        "name": fn.get("name", ""),
+        "input": c.arguments_object(fn.get("arguments")),
+    }
 
 
 def to_messages(messages: list[Message]) -> list[AMessage]:

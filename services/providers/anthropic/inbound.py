@@ -10,7 +10,7 @@ import msgspec
 
 from schemas.chat import ChatBody, Delta, Message, Usage
 from schemas.errors import ErrorType, InvalidRequest
-from services.providers import content as c
+from services.providers.anthropic.chat import from_blocks, tool_use_block
 from services.providers.anthropic.types import STOP_FROM_FINISH, ARequest, AResponse, AUsage
 from services.tokens import content_text
 
@@ -77,18 +77,6 @@ def _user_turn(content: str | list[dict[str, Any]]) -> list[Message]:
     return out
 
 
-def _assistant_turn(content: str | list[dict[str, Any]]) -> Message:
-    if isinstance(content, str):
-        return Message(role="assistant", content=content)
-    calls = [
-        c.tool_call(b.get("id", ""), b.get("name", ""), c.arguments_json(b.get("input")))
-        for b in content
-        if b.get("type") == "tool_use"
-    ]
-    text = _text_of_blocks(content)
-    return Message(role="assistant", content=text or None, tool_calls=calls or None)
-
-
 def _tool_choice(choice: dict[str, Any] | None) -> tuple[str | dict[str, Any] | None, bool | None]:
     if choice is None:
         return None, None
@@ -105,7 +93,10 @@ def to_chat_body(req: ARequest) -> ChatBody:
         messages.append(Message(role="system", content=_text_of_blocks(req.system)))
     for m in req.messages:
         if m.role == "assistant":
-            messages.append(_assistant_turn(m.content))
+            # The same blocks an Anthropic upstream answers with (thinking is dropped).
+            messages.append(
+                Message(role="assistant", content=m.content) if isinstance(m.content, str) else from_blocks(m.content)
+            )
         else:
             messages += _user_turn(m.content)
     tool_choice, parallel = _tool_choice(req.tool_choice)
@@ -150,16 +141,7 @@ def response(request_id: str, model: str, message: Message, finish_reason: str |
     text = content_text(message.content)
     if text:
         blocks.append({"type": "text", "text": text})
-    for call in message.tool_calls or ():
-        fn = call.get("function") or {}
-        blocks.append(
-            {
-                "type": "tool_use",
-                "id": call.get("id", ""),
-                "name": fn.get("name", ""),
-                "input": c.arguments_object(fn.get("arguments")),
-            }
-        )
+    blocks += [tool_use_block(call) for call in message.tool_calls or ()]
     return AResponse(
         id=f"msg_{request_id}", model=model, content=blocks, usage=usage(u), stop_reason=stop_reason(finish_reason)
     )
