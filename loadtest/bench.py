@@ -6,7 +6,11 @@ non-streaming and streaming, at concurrency 1 (latency) and 64 (throughput).
 Reports p50/p99, requests/s, errors, and per process CPU time per request and
 RSS, read from /proc.
 
-    python -m loadtest.bench [--duration 10] [--out loadtest/results/bench.json]
+    python -m loadtest.bench [--duration 10] [--upstream openai|anthropic|gemini]
+
+``--upstream`` picks the API shape the mock answers in. The gateway is always
+called in OpenAI's shape, so with anthropic or gemini every request and chunk
+is translated both ways; "direct" then calls the mock in that shape.
 
 Needs wrk (Debian: apt-get install wrk).
 """
@@ -39,11 +43,16 @@ request_timeout_s = 30
 id = "bench"
 [[models]]
 name = "bench-model"
-provider = "openai"
-base_url = "http://127.0.0.1:{mock}/v1"
-upstream_model = "gpt-3.5-turbo"
-catalog_model = "gpt-3.5-turbo"
+provider = "{provider}"
+base_url = "http://127.0.0.1:{mock}{base_path}"
+upstream_model = "{model}"
 """
+# upstream shape -> (provider, base path, upstream model)
+UPSTREAMS = {
+    "openai": ("openai", "/v1", "gpt-4o-mini"),
+    "anthropic": ("anthropic", "", "claude-sonnet-4-20250514"),
+    "gemini": ("gemini", "", "gemini-2.5-flash"),
+}
 LUA = """
 wrk.method = "POST"
 wrk.body = {body}
@@ -52,13 +61,29 @@ wrk.headers["Authorization"] = "Bearer {key}"
 """
 
 
+# ~1 KB of prompt, as in DESIGN.md's measurements.
+PROMPT = "Summarise the following text. " + "lorem ipsum dolor sit amet " * 36
+
+
 def body(stream: bool) -> str:
-    # ~1 KB of prompt, as in DESIGN.md's measurements.
-    prompt = "Summarise the following text. " + "lorem ipsum dolor sit amet " * 36
     return json.dumps(
-        {"model": "bench-model", "stream": stream, "messages": [{"role": "user", "content": prompt}]}
+        {"model": "bench-model", "stream": stream, "messages": [{"role": "user", "content": PROMPT}]}
         | ({"stream_options": {"include_usage": True}} if stream else {})
     )
+
+
+def direct_request(upstream: str, mock: int, stream: bool) -> tuple[str, str]:
+    """The URL and body that ask the mock the same question in the upstream's own shape."""
+    _, base_path, model = UPSTREAMS[upstream]
+    root = f"http://127.0.0.1:{mock}{base_path}"
+    if upstream == "anthropic":
+        doc = {"model": model, "max_tokens": 1024, "stream": stream, "messages": [{"role": "user", "content": PROMPT}]}
+        return f"{root}/v1/messages", json.dumps(doc)
+    if upstream == "gemini":
+        method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        doc = {"contents": [{"role": "user", "parts": [{"text": PROMPT}]}]}
+        return f"{root}/v1beta/models/{model}:{method}", json.dumps(doc)
+    return f"{root}/chat/completions", body(stream)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -120,6 +145,7 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--provider-replicas", type=int, default=1)
+    parser.add_argument("--upstream", choices=sorted(UPSTREAMS), default="openai")
     parser.add_argument("--out", default="loadtest/results/bench.json")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -127,7 +153,8 @@ def main() -> int:
         return 2
     home = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
     mock = free_port()
-    (home / "sluice.toml").write_text(CONFIG.format(mock=mock))
+    provider, base_path, model = UPSTREAMS[args.upstream]
+    (home / "sluice.toml").write_text(CONFIG.format(mock=mock, provider=provider, base_path=base_path, model=model))
     layout = Layout(
         home=home,
         config=home / "sluice.toml",
@@ -139,17 +166,21 @@ def main() -> int:
     sup = Supervisor(layout, extra_keys={KEY: ApiKey(id="bench", tenant_id="bench")})
     print(f"starting the gateway in {home} ...", flush=True)
     sup.start()
-    results: dict = {"duration_s": args.duration, "cpus": os.cpu_count(), "runs": []}
+    results: dict = {"duration_s": args.duration, "cpus": os.cpu_count(), "upstream": args.upstream, "runs": []}
     try:
         pids = sup.pids()
         direct_pids = {"mock-upstream": pids["mock-upstream"]}
         for stream in (False, True):
-            script = home / f"body-{stream}.lua"
-            script.write_text(LUA.format(body=json.dumps(body(stream)), key=KEY))
+            direct_url, direct_body = direct_request(args.upstream, mock, stream)
+            scripts = {}
+            for target, payload in (("direct", direct_body), ("sluice", body(stream))):
+                scripts[target] = home / f"{target}-{stream}.lua"
+                scripts[target].write_text(LUA.format(body=json.dumps(payload), key=KEY))
             for target, url, watched in (
-                ("direct", f"http://127.0.0.1:{mock}/v1/chat/completions", direct_pids),
+                ("direct", direct_url, direct_pids),
                 ("sluice", f"http://127.0.0.1:{layout.http_port}/v1/chat/completions", pids),
             ):
+                script = scripts[target]
                 for concurrency in (1, args.concurrency):
                     run_wrk(url, script, concurrency, 2, watched)  # warm-up
                     since = time.time_ns()
