@@ -43,9 +43,9 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True):
     upstream_model: str
     # Default: the provider's public endpoint (services/providers/registry.py).
     base_url: str | None = None
-    # Default: the upstream model, or "<provider>/<upstream model>", if the catalog has it.
+    # Default: "<provider>/<upstream model>" or else the upstream model, if the catalog has it.
     catalog_model: str | None = None
-    # Default: the provider's usual variable, e.g. ANTHROPIC_API_KEY.
+    # Default: the provider's usual variable, e.g. ANTHROPIC_API_KEY; "" sends no key.
     api_key_env: str | None = None
     api_version: str = ""
     timeout_s: float = 60.0
@@ -132,7 +132,8 @@ def deployment(m: ModelConfig) -> Deployment:
     catalog = pricing.load_catalog()
     catalog_model = m.catalog_model
     if catalog_model is None:
-        catalog_model = next((c for c in (m.upstream_model, f"{m.provider}/{m.upstream_model}") if c in catalog), None)
+        # The host's own entry first: hosts price the same weights differently.
+        catalog_model = next((c for c in (f"{m.provider}/{m.upstream_model}", m.upstream_model) if c in catalog), None)
     elif catalog_model not in catalog:
         raise ConfigError(f"model {m.name!r}: catalog_model {catalog_model!r} is not in the catalog")
     return Deployment(
@@ -140,7 +141,7 @@ def deployment(m: ModelConfig) -> Deployment:
         provider=m.provider,
         base_url=base_url.rstrip("/"),
         upstream_model=m.upstream_model,
-        api_key_env=m.api_key_env or known.api_key_env,
+        api_key_env=(m.api_key_env if m.api_key_env is not None else known.api_key_env) or None,
         timeout_s=m.timeout_s,
         catalog_model=catalog_model,
         api_version=m.api_version,

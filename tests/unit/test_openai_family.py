@@ -164,3 +164,8 @@ def test_unknown_provider_and_missing_base_url_are_config_errors() -> None:
         config.deployment(config.ModelConfig(name="x", provider="openai", upstream_model="m", catalog_model="zzz"))
     found = config.deployment(config.ModelConfig(name="x", provider="groq", upstream_model="llama-3.1-8b-instant"))
     assert found.catalog_model == "groq/llama-3.1-8b-instant"
+    # Azure prices its own: its entry wins over OpenAI's for the same name.
+    azure = config.ModelConfig(name="x", provider="azure", base_url="https://r", upstream_model="gpt-4o")
+    assert config.deployment(azure).catalog_model == "azure/gpt-4o"
+    keyless = config.ModelConfig(name="x", provider="openai", upstream_model="m", api_key_env="")
+    assert config.deployment(keyless).api_key_env is None
