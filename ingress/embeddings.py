@@ -38,12 +38,15 @@ class EmbeddingsFormat:
         base64_floats = body is not None and body.encoding_format == "base64"
         return fmt.embeddings(self.call.model, f.embeddings or [], f.usage, base64_floats)
 
-    # Embeddings are never streamed.
+    # Embeddings are never streamed: parse_body never sets ``stream``.
     def chunk(self, c: Chunk) -> bytes:
-        raise NotImplementedError
+        raise NotImplementedError("embeddings are not streamed")
 
-    end = chunk  # type: ignore[assignment]
-    stream_error = chunk  # type: ignore[assignment]
+    def end(self, f: Final) -> bytes:
+        raise NotImplementedError("embeddings are not streamed")
+
+    def stream_error(self, f: Failure) -> bytes:
+        raise NotImplementedError("embeddings are not streamed")
 
 
 async def create_embeddings(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
