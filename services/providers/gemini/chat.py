@@ -167,6 +167,20 @@ def _check_blocked(response: GResponse) -> None:
         raise ContentFiltered(f"Gemini blocked the prompt: {feedback.block_reason}.")
 
 
+def _read_parts(parts: list[dict[str, Any]], first_call: int, *, indexed: bool) -> tuple[str, list[dict[str, Any]]]:
+    """A candidate's visible text (thoughts left out) and its function calls
+    as OpenAI tool calls, numbered from ``first_call`` (ids when Gemini gives none;
+    ``index`` too when they are stream deltas)."""
+    text = "".join(p["text"] for p in parts if "text" in p and not p.get("thought"))
+    calls = []
+    for p in parts:
+        if "functionCall" in p:
+            fn, n = p["functionCall"], first_call + len(calls)
+            args = c.arguments_json(fn.get("args"))
+            calls.append(c.tool_call(fn.get("id") or f"call_{n}", fn.get("name", ""), args, n if indexed else None))
+    return text, calls
+
+
 class GeminiStream:
     def __init__(self) -> None:
         self.calls = 0
@@ -182,14 +196,8 @@ class GeminiStream:
         if not chunk.candidates:
             return StreamEvent(usage=usage, model=chunk.model_version)
         cand = chunk.candidates[0]
-        text = "".join(p["text"] for p in cand.content.parts if "text" in p and not p.get("thought"))
-        calls = []
-        for p in cand.content.parts:
-            if "functionCall" in p:
-                fn = p["functionCall"]
-                call_id = fn.get("id") or f"call_{self.calls}"
-                calls.append(c.tool_call(call_id, fn.get("name", ""), c.arguments_json(fn.get("args")), self.calls))
-                self.calls += 1
+        text, calls = _read_parts(cand.content.parts, self.calls, indexed=True)
+        self.calls += len(calls)
         delta = Delta(
             role=None if self.started else "assistant",
             content=text or None,
@@ -223,16 +231,7 @@ class GeminiChat:
         if not response.candidates:
             raise UpstreamError("Upstream response has no candidates.")
         cand = response.candidates[0]
-        parts = cand.content.parts
-        text = "".join(p["text"] for p in parts if "text" in p and not p.get("thought"))
-        calls = [
-            c.tool_call(
-                p["functionCall"].get("id") or f"call_{i}",
-                p["functionCall"].get("name", ""),
-                c.arguments_json(p["functionCall"].get("args")),
-            )
-            for i, p in enumerate(p for p in parts if "functionCall" in p)
-        ]
+        text, calls = _read_parts(cand.content.parts, 0, indexed=False)
         return ChatResult(
             message=Message(role="assistant", content=text if text or not calls else None, tool_calls=calls or None),
             finish_reason=_finish(cand.finish_reason or "STOP", bool(calls)),
