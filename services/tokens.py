@@ -45,40 +45,46 @@ class TokenizerUnavailable(RuntimeError):
     pass
 
 
-def quicktok_to_tiktoken(vocab: bytes) -> bytes:
+def read_quicktok(vocab: bytes) -> dict[bytes, int]:
     """quicktok's ``.vocab`` (u32 count, then u16 length, token bytes, u32 rank
-    per entry, little-endian) -> tiktoken's ``base64(token) rank`` lines."""
+    per entry, little-endian) -> token -> rank, in file order."""
     (count,) = struct.unpack_from("<I", vocab, 0)
-    offset, lines = 4, []
+    offset, ranks = 4, {}
     for _ in range(count):
         (length,) = struct.unpack_from("<H", vocab, offset)
         token = vocab[offset + 2 : offset + 2 + length]
-        (rank,) = struct.unpack_from("<I", vocab, offset + 2 + length)
+        (ranks[token],) = struct.unpack_from("<I", vocab, offset + 2 + length)
         offset += 6 + length
-        lines.append(base64.b64encode(token) + b" %d" % rank)
     if offset != len(vocab):
         raise TokenizerUnavailable(f"quicktok vocabulary has {len(vocab) - offset} trailing bytes")
-    return b"\n".join(lines) + b"\n"
+    return ranks
 
 
-def o200k_file() -> bytes:
-    """The o200k_base file in tiktoken's format, byte for byte OpenAI's."""
+def tiktoken_file(ranks: dict[bytes, int]) -> bytes:
+    """Ranks in tiktoken's file format: ``base64(token) rank`` lines."""
+    return b"".join(base64.b64encode(token) + b" %d\n" % rank for token, rank in ranks.items())
+
+
+def o200k_ranks() -> tuple[dict[bytes, int], bytes]:
+    """o200k_base's ranks and the tiktoken file they make, checked to be byte for byte OpenAI's."""
     try:
         vocab = (files("quicktok") / "data" / "o200k.vocab").read_bytes()
     except (ModuleNotFoundError, FileNotFoundError) as exc:
         raise TokenizerUnavailable(f"o200k_base needs the quicktok-v1 package: {exc}") from exc
-    data = quicktok_to_tiktoken(vocab)
+    ranks = read_quicktok(vocab)
+    data = tiktoken_file(ranks)
     digest = hashlib.sha256(data).hexdigest()
     if digest != O200K_SHA256:
         raise TokenizerUnavailable(f"o200k_base converted from quicktok has sha256 {digest}, expected {O200K_SHA256}")
-    return data
+    return ranks, data
+
+
+def o200k_file() -> bytes:
+    return o200k_ranks()[1]
 
 
 def _o200k() -> tiktoken.Encoding:
-    ranks = {}
-    for line in o200k_file().splitlines():
-        token, rank = line.split()
-        ranks[base64.b64decode(token)] = int(rank)
+    ranks, _ = o200k_ranks()
     return tiktoken.Encoding(
         name="o200k_base", pat_str=O200K_PATTERN, mergeable_ranks=ranks, special_tokens=O200K_SPECIAL
     )
