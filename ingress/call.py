@@ -8,7 +8,7 @@ import time
 from typing import Protocol
 
 from ingress.gateway import Gateway
-from ingress.http import JSON_HEADERS, SSE_HEADERS, Receive, Send, send_bytes
+from ingress.http import JSON_HEADERS, SSE_HEADERS, Receive, Send, retry_after, send_bytes
 from ingress.replies import DISCONNECTED, Disconnected
 from schemas import bus, subjects
 from schemas.chat import ChatBody, EmbeddingsBody
@@ -120,10 +120,7 @@ class Call:
 
 
 async def send_failure(call: Call, send: Send, fmt: Format, f: Failure) -> None:
-    headers = JSON_HEADERS + call.id_header
-    if f.retry_after_s is not None:
-        headers.append((b"retry-after", str(max(0, round(f.retry_after_s))).encode()))
-    await send_bytes(send, f.status, fmt.error(f), headers)
+    await send_bytes(send, f.status, fmt.error(f), JSON_HEADERS + call.id_header + retry_after(f.retry_after_s))
 
 
 async def complete(call: Call, send: Send, fmt: Format) -> None:

@@ -68,6 +68,11 @@ def error_body(type_: str, code: str, message: str) -> dict[str, dict[str, str |
     return {"error": {"message": message, "type": type_, "param": None, "code": code}}
 
 
+def retry_after(seconds: float | None) -> list[tuple[bytes, bytes]]:
+    """The ``retry-after`` header (whole seconds), or none."""
+    return [] if seconds is None else [(b"retry-after", str(max(0, round(seconds))).encode())]
+
+
 async def send_error(
     send: Send,
     status: int,
@@ -77,10 +82,7 @@ async def send_error(
     retry_after_s: float | None = None,
     extra: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
-    headers = list(extra or [])
-    if retry_after_s is not None:
-        headers.append((b"retry-after", str(max(0, round(retry_after_s))).encode()))
-    await send_json(send, status, error_body(type_, code, message), headers)
+    await send_json(send, status, error_body(type_, code, message), [*(extra or []), *retry_after(retry_after_s)])
 
 
 async def send_gateway_error(send: Send, exc: GatewayError, extra: list[tuple[bytes, bytes]] | None = None) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from ingress.http import error_body
 from schemas.chat import Delta, Message, Usage
 from schemas.replies import Failure
 
@@ -116,14 +117,14 @@ def sse_usage(request_id: str, created: int, model: str, u: Usage) -> bytes:
 
 def sse_error(type_: str, code: str, message: str) -> bytes:
     # The openai SDK raises APIError for a stream event that carries "error".
-    return b"data: " + _json.encode({"error": {"message": message, "type": type_, "code": code}}) + b"\n\n"
+    return b"data: " + _json.encode(error_body(type_, code, message)) + b"\n\n"
 
 
 SSE_DONE = b"data: [DONE]\n\n"
 
 
 def error(f: Failure) -> bytes:
-    return _json.encode({"error": {"message": f.message, "type": f.type, "param": None, "code": f.code}})
+    return _json.encode(error_body(f.type, f.code, f.message))
 
 
 class EmbeddingItem(msgspec.Struct):

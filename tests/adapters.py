@@ -27,10 +27,6 @@ def sent_json(content: bytes) -> dict:
     return msgspec.json.decode(content)
 
 
-class Seen(msgspec.Struct):
-    requests: list[httpx.Request] = []
-
-
 async def call_with(
     dep: Deployment, body: ChatBody, answer: bytes, *, status: int = 200, stream: bool = False
 ) -> tuple[CallOutcome, list[Delta], httpx.Request]:
