@@ -83,6 +83,16 @@ NAMED: dict[str, Named] = {
         """,
         params={"minutes": ("UInt32", 60)},
     ),
+    # What the sink could not store, newest first (the stream kept draining past them).
+    "dead_letters": Named(
+        sql="""
+        SELECT ts, subject, request_id, reason, payload
+        FROM dead_letters FINAL
+        WHERE ts >= now64(9) - toIntervalMinute({minutes:UInt32})
+        ORDER BY ts DESC
+        """,
+        params={"minutes": ("UInt32", 60)},
+    ),
     "event_counts": Named(
         sql="SELECT kind, count() AS events FROM events FINAL GROUP BY kind ORDER BY kind",
         params={},

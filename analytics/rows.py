@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Sequence
+
 import msgspec
 
-from schemas.events import AlertEvent, AttemptEvent, Event, RequestEvent, StageEvent
+from schemas.events import AlertEvent, AttemptEvent, DeadLetter, Event, RequestEvent, StageEvent
 
 _json = msgspec.json.Encoder()
 
@@ -60,10 +63,56 @@ ATTEMPT_COLUMNS = [
 ]
 
 
+DEAD_LETTER_COLUMNS = ["id", "ts", "subject", "request_id", "reason", "payload"]
+
+# What ClickHouse can hold in the columns events fill: a value outside these
+# makes the whole insert fail, so it is caught per event before the insert.
+_TS = (0, 2**63 - 1)  # DateTime64(9): nanoseconds in an Int64
+_U16 = (0, 2**16 - 1)
+_U32 = (0, 2**32 - 1)
+_U64 = (0, 2**64 - 1)
+_TOKENS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens")
+_REQUEST_U64 = tuple(c for c in REQUEST_COLUMNS if c.endswith(("_ns", "_usd")))
+_LIMITS: dict[type, tuple[tuple[str, tuple[int, int]], ...]] = {
+    RequestEvent: (
+        ("received_at_ns", _TS),
+        ("status", _U16),
+        *((name, _U32) for name in _TOKENS),
+        *((name, _U64) for name in _REQUEST_U64),
+    ),
+    AttemptEvent: (
+        ("started_at_ns", _TS),
+        ("status", _U16),
+        ("ttfb_ns", _U64),
+        ("duration_ns", _U64),
+    ),
+    StageEvent: (("started_at_ns", _TS),),
+    AlertEvent: (("at_ns", _TS),),
+}
+
+
+def problem(e: Event) -> str | None:
+    """Why ``e`` cannot be stored, or None when it can."""
+    for name, (low, high) in _LIMITS[type(e)]:
+        value = getattr(e, name)
+        if not low <= value <= high:
+            return f"{type(e).__name__}.{name} = {value} is outside [{low}, {high}]"
+    return None
+
+
+def dead_letter_row(d: DeadLetter) -> list:
+    try:
+        payload = d.payload.decode()
+    except UnicodeDecodeError:  # an undecodable msgpack batch: kept whole, readable as text
+        payload = "base64:" + base64.b64encode(d.payload).decode()
+    return [d.id, d.at_ns, d.subject, d.request_id, d.reason, payload]
+
+
 class Rows(msgspec.Struct):
     events: list[list] = []
     requests: list[list] = []
     attempts: list[list] = []
+    dead_letters: list[list] = []
 
     def __len__(self) -> int:
         return len(self.events)
@@ -137,8 +186,8 @@ def _attempt_row(e: AttemptEvent) -> list:
     ]
 
 
-def to_rows(events: list[Event]) -> Rows:
-    rows = Rows()
+def to_rows(events: Sequence[Event], dead_letters: Sequence[DeadLetter] = ()) -> Rows:
+    rows = Rows(dead_letters=[dead_letter_row(d) for d in dead_letters])
     for e in events:
         rows.events.append(_event_row(e))
         if isinstance(e, RequestEvent):

@@ -19,8 +19,9 @@ from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.message import NatsMessage
 from nats.js.api import ConsumerConfig
 
+from analytics import intake
+from analytics.intake import Pulled
 from analytics.queries import QueryRequest, QueryResult, bind
-from analytics.rows import to_rows
 from analytics.store import Store
 from schemas import bus, subjects
 from services.runtime import process
@@ -38,6 +39,11 @@ async def _raw_body(msg: NatsMessage) -> bytes:
     return msg.body
 
 
+async def _pulled(msg: NatsMessage) -> list[Pulled]:
+    # A pulled batch, each message with its subject: a dead letter names where it came from.
+    return [Pulled(subject=m.subject, data=m.data) for m in msg.raw_message]
+
+
 def build(store: Store, nats_url: str, batch_size: int = 1000) -> NatsBroker:
     broker = NatsBroker(nats_url, logger=None, apply_types=False, decoder=_raw_body)
 
@@ -52,18 +58,16 @@ def build(store: Store, nats_url: str, batch_size: int = 1000) -> NatsBroker:
         pull_sub=PullSub(batch_size=batch_size, timeout=1.0, batch=True),
         ack_policy=AckPolicy.NACK_ON_ERROR,
         include_in_schema=False,
+        decoder=_pulled,
     )
-    async def on_events(batches: list[bytes]) -> None:
-        events = []
-        for raw in batches:
-            try:
-                events += bus.decode_batch(raw).events
-            except msgspec.DecodeError:
-                # A malformed message can never succeed: log it rather than
-                # redeliver it forever and block the stream behind it.
-                log.error("dropping an undecodable event batch (%d bytes)", len(raw))
-        if events:
-            await asyncio.to_thread(store.insert, to_rows(events))
+    async def on_events(pulled: list[Pulled]) -> None:
+        # A message that can never be stored must not be redelivered forever
+        # and block the stream behind it: it becomes a dead letter.
+        events, dead = intake.sort(pulled)
+        dead = await asyncio.to_thread(intake.store_all, events, dead, store.insert)
+        for d in dead:
+            log.error("dead letter from %s: %s", d.subject, d.reason)
+            await broker.publish(bus.encode(d), subjects.DEAD_LETTER)
 
     @broker.subscriber(subjects.ANALYTICS_QUERY, queue="analytics", include_in_schema=False)
     async def on_query(raw: bytes) -> bytes:

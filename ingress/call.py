@@ -73,7 +73,7 @@ class Call:
         headers = {subjects.API_KEY_HEADER: api_key_header} if api_key_header else None
         payload = bus.encode(env)
         self.spans.append(Span("ingress", self.received_ns, time.time_ns()))
-        await self.gw.nc.publish(subjects.IN_CHAT, payload, headers=headers)
+        await self.gw.nc.publish(subjects.FROM_INGRESS, payload, headers=headers)
 
     async def next_reply(self, timeout_s: float) -> Chunk | Final | Failure | None:
         """The next reply in order; None when the client went away."""

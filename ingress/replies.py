@@ -22,7 +22,7 @@ Slot = asyncio.Queue[bytes | Disconnected]
 class ReplyRouter:
     def __init__(self, nc: Client) -> None:
         self._nc = nc
-        self.prefix = f"_SLUICE.ingress.{new_id()}."
+        self.prefix = f"_INBOX.ingress.{new_id()}."
         self._waiting: dict[str, Slot] = {}
 
     async def start(self) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import msgspec
 
 from schemas.envelope import Envelope
-from schemas.events import EventBatch
+from schemas.events import DeadLetter, EventBatch
 from schemas.replies import Cancel, Chunk, Failure, Final
 
 Reply = Chunk | Final | Failure
-AnyMessage = Envelope | Chunk | Final | Failure | Cancel | EventBatch
+AnyMessage = Envelope | Chunk | Final | Failure | Cancel | EventBatch | DeadLetter
 
 encoder = msgspec.msgpack.Encoder()
 encode = encoder.encode

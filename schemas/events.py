@@ -95,6 +95,20 @@ class AlertEvent(BusMessage, tag="event.alert"):
 Event = RequestEvent | AttemptEvent | StageEvent | AlertEvent
 
 
+class DeadLetter(BusMessage, tag="event.dead_letter"):
+    """An event (or a whole batch) the sink could not decode or store, kept
+    with the reason so one bad message never blocks the stream behind it."""
+
+    id: str
+    at_ns: int
+    # The JetStream subject the message came in on.
+    subject: str
+    reason: str
+    # The event as JSON when it decoded, else the raw message bytes.
+    payload: bytes
+    request_id: str = ""
+
+
 class EventBatch(BusMessage, tag="event.batch"):
     """One JetStream message; ``id`` is its Nats-Msg-Id for publish dedupe."""
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 PREFIX = "sluice.v1"
 
+# Internal services publish requests here (any API: the envelope says which).
 IN_CHAT = f"{PREFIX}.in.chat"
+# The gateway's own ingress publishes here: only its credentials may, so a
+# request on this subject is known to come from HTTP (``origin``), with the
+# id, arrival time and deadline the ingress stamped.
+FROM_INGRESS = f"{PREFIX}.ingress.request"
 STAGE_REDACT = f"{PREFIX}.stage.redact"
 STAGE_ROUTE = f"{PREFIX}.stage.route"
 STAGE_CALL = f"{PREFIX}.stage.call"
@@ -13,6 +18,10 @@ STAGE_REDACT_OUT = f"{PREFIX}.stage.redact_out"
 # holds the request stops it.
 CONTROL_CANCEL = f"{PREFIX}.control.cancel"
 ANALYTICS_QUERY = f"{PREFIX}.analytics.query"
+
+# What the sink could not store, with the reason (core NATS, for whoever watches;
+# the same records land in the ``dead_letters`` table).
+DEAD_LETTER = f"{PREFIX}.deadletter.events"
 
 EVENTS_STREAM = "SLUICE_EVENTS"
 EVENTS_ALL = f"{PREFIX}.events.>"

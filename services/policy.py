@@ -9,18 +9,7 @@ from schemas import subjects
 from schemas.control import ApiKey, Tenant
 from schemas.envelope import Envelope
 from schemas.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
-from schemas.ids import new_id
 from services.keys import hash_key, key_from_header
-
-
-def stamp(env: Envelope, now_ns: int, timeout_s: float) -> None:
-    """Fill in what a direct NATS caller may leave out: id, arrival, deadline."""
-    if not env.id:
-        env.id = new_id(now_ns)
-    if not env.received_at_ns:
-        env.received_at_ns = now_ns
-    if not env.deadline_ns:
-        env.deadline_ns = env.received_at_ns + int(timeout_s * 1e9)
 
 
 def check_body(env: Envelope) -> None:

@@ -23,7 +23,8 @@ from workers import runner
 
 class ProviderStage:
     name = "provider"
-    subject = subjects.STAGE_CALL
+    listen_on = (subjects.STAGE_CALL,)
+    entry = False
     concurrent = True
 
     def __init__(self) -> None:

@@ -14,7 +14,8 @@ from workers import runner
 
 class RedactionStage:
     name = "redact"
-    subject = subjects.STAGE_REDACT
+    listen_on = (subjects.STAGE_REDACT,)
+    entry = False
     concurrent = False
 
     def __init__(self) -> None:

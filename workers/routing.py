@@ -14,7 +14,8 @@ from workers import runner
 
 class RoutingStage:
     name = "route"
-    subject = subjects.STAGE_ROUTE
+    listen_on = (subjects.STAGE_ROUTE,)
+    entry = False
     concurrent = False
 
     def __init__(self) -> None:

@@ -20,11 +20,11 @@ from nats.js import JetStreamContext
 
 from schemas import bus
 from schemas.envelope import Envelope, Span
-from schemas.errors import GatewayError, InternalError, StageTimeout
+from schemas.errors import GatewayError, InternalError, InvalidRequest, StageTimeout
 from schemas.events import StageEvent
 from schemas.ids import new_id
 from schemas.replies import Failure, Final
-from services import records
+from services import admission, records
 from services.runtime import process
 from services.runtime.events import EventPublisher
 
@@ -73,7 +73,10 @@ class StageContext:
         ingress, this stage is the one that sees the end, so it records it."""
         reply.timing.spans = [*env.spans, self.span(start_ns), *reply.timing.spans]
         reply.key_id, reply.tenant_id = env.key_id, env.tenant_id
-        await self.nc.publish(env.reply, bus.encode(reply))
+        # A failure may end a request before policy checked its reply subject:
+        # never answer onto anything but an inbox.
+        if isinstance(reply, Final) or admission.valid_reply_subject(env.reply):
+            await self.nc.publish(env.reply, bus.encode(reply))
         self._stage_event(env, start_ns, "reply" if isinstance(reply, Final) else "failure")
         if env.origin != "http":
             self.events.emit(
@@ -95,7 +98,11 @@ class StageContext:
 
 class Stage(Protocol):
     name: str
-    subject: str
+    # Subjects it serves, all in one queue group named after the stage.
+    listen_on: tuple[str, ...]
+    # The stage where requests enter the pipeline: it sets the deadline
+    # itself, so the runner checks none before it.
+    entry: bool
     # True: each request runs in its own task (stages that wait on I/O).
     # False: requests are handled one after another in the subscription's
     # task, the cheapest path for CPU-only stages.
@@ -108,16 +115,42 @@ class Stage(Protocol):
     async def stop(self) -> None: ...
 
 
+class _ReplyTo(msgspec.Struct):
+    """The one field of an envelope that tells where to answer, read alone
+    when the whole envelope does not decode."""
+
+    reply: str = ""
+
+
+_decode_reply_to = msgspec.msgpack.Decoder(_ReplyTo).decode
+
+
+async def _refuse_undecodable(ctx: StageContext, msg: Msg, error: msgspec.DecodeError) -> None:
+    """Answer a message that is no envelope, where it names an inbox to answer."""
+    try:
+        reply = _decode_reply_to(msg.data).reply
+    except msgspec.DecodeError:
+        reply = ""
+    if not admission.valid_reply_subject(reply):
+        reply = msg.reply if admission.valid_reply_subject(msg.reply or "") else ""
+    now = time.time_ns()
+    failure = Failure.from_error(
+        new_id(now), InvalidRequest(f"The request is not a valid envelope: {error}.", code="invalid_envelope")
+    )
+    log.warning("%s: undecodable message on %s (%s); answered: %s", ctx.name, msg.subject, error, bool(reply))
+    env = Envelope(id=failure.id, reply=reply, received_at_ns=now, api="")
+    await ctx.finish(env, failure, now)
+
+
 async def _dispatch(stage: Stage, ctx: StageContext, msg: Msg) -> None:
     start_ns = time.time_ns()
     try:
         env = bus.decode_envelope(msg.data)
     except msgspec.DecodeError as exc:
-        # Nothing to reply to without an envelope; an internal publisher bug.
-        log.error("%s: undecodable message on %s: %s", stage.name, msg.subject, exc)
+        await _refuse_undecodable(ctx, msg, exc)
         return
     try:
-        if env.deadline_ns and start_ns > env.deadline_ns:
+        if not stage.entry and env.deadline_ns and start_ns > env.deadline_ns:
             raise StageTimeout(f"Request deadline passed before stage {stage.name}.")
         await stage.handle(ctx, env, msg, start_ns)
     except GatewayError as exc:
@@ -146,11 +179,15 @@ async def serve(stage: Stage, stop: asyncio.Event) -> None:
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
-    sub = await nc.subscribe(stage.subject, queue=stage.name, cb=on_message, pending_msgs_limit=1_000_000)
-    log.info("%s: serving %s (queue %s)", stage.name, stage.subject, stage.name)
+    subs = [
+        await nc.subscribe(subject, queue=stage.name, cb=on_message, pending_msgs_limit=1_000_000)
+        for subject in stage.listen_on
+    ]
+    log.info("%s: serving %s (queue %s)", stage.name, ", ".join(stage.listen_on), stage.name)
     await process.announce_ready(nc, stage.name)
     await stop.wait()
-    await sub.unsubscribe()
+    for sub in subs:
+        await sub.unsubscribe()
     if tasks:
         await asyncio.wait(tasks, timeout=10)
     await stage.stop()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from analytics import intake
 from analytics.migrate import MIGRATIONS
 from analytics.rows import to_rows
 from analytics.store import Store
@@ -49,4 +50,30 @@ def test_redelivered_events_count_once(store: Store) -> None:
     _, rows = store.query("SELECT count(), sum(cost_pico_usd) FROM requests FINAL WHERE request_id = 'dup-1'")
     assert rows == [(1, 123)]
     _, rows = store.query("SELECT count() FROM events FINAL WHERE event_id = 'e1'")
+    assert rows == [(1,)]
+
+
+def test_a_value_no_check_foresaw_is_dead_lettered_and_the_rest_lands(store: Store) -> None:
+    store.migrate()
+
+    def request(request_id: str, model: str) -> RequestEvent:
+        return RequestEvent(
+            event_id=f"ev-{request_id}",
+            request_id=request_id,
+            received_at_ns=1_700_000_000_000_000_000,
+            origin="nats",
+            api="chat",
+            model=model,
+            status=200,
+        )
+
+    # A lone surrogate passes msgspec's str type but not ClickHouse's UTF-8 encoding.
+    good, odd = request("lands-1", "m"), request("refused-1", "bad\udcff")
+    dead = intake.store_all([good, odd], [], store.insert)
+    assert [d.request_id for d in dead] == ["refused-1"]
+    _, rows = store.query("SELECT request_id FROM requests FINAL WHERE request_id IN ('lands-1', 'refused-1')")
+    assert rows == [("lands-1",)]
+    _, rows = store.query("SELECT request_id, reason FROM dead_letters FINAL WHERE request_id = 'refused-1'")
+    assert len(rows) == 1 and "insert refused" in rows[0][1]
+    _, rows = store.query("SELECT count() FROM events FINAL WHERE kind = 'alert' AND request_id = 'refused-1'")
     assert rows == [(1,)]

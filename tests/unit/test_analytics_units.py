@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-from analytics import migrate
+from analytics import intake, migrate
+from analytics.intake import Pulled
 from analytics.queries import QueryRequest, UnknownQuery, bind
-from analytics.rows import ATTEMPT_COLUMNS, REQUEST_COLUMNS, to_rows
-from schemas.events import AttemptEvent, RequestEvent, StageEvent
+from analytics.rows import ATTEMPT_COLUMNS, REQUEST_COLUMNS, problem, to_rows
+from schemas import bus
+from schemas.events import AttemptEvent, EventBatch, RequestEvent, StageEvent
 from services.mock_upstream.faults import Behaviour, apply_directives
 from services.runtime.stats_table import render, rows_as_dicts
 
@@ -58,3 +60,39 @@ def test_mock_directives_override_defaults() -> None:
     b = apply_directives(Behaviour(chunks=3), "x [mock:status=429] [mock:no_usage] [mock:chunk_ms=20]")
     assert (b.status, b.no_usage, b.chunk_ms, b.chunks) == (429, True, 20, 3)
     assert apply_directives(Behaviour(), "plain") == Behaviour()
+
+
+def _request(**fields: object) -> RequestEvent:
+    base: dict = dict(event_id="e", request_id="r", received_at_ns=1, origin="nats", api="chat", model="m", status=200)
+    return RequestEvent(**{**base, **fields})
+
+
+def test_events_clickhouse_cannot_hold_are_named_with_the_field() -> None:
+    assert problem(_request()) is None
+    assert "received_at_ns" in (problem(_request(received_at_ns=2**64 - 1)) or "")
+    assert "prompt_tokens" in (problem(_request(prompt_tokens=2**32)) or "")
+    assert "latency_ns" in (problem(_request(latency_ns=-1)) or "")
+    assert "status" in (problem(_request(status=70000)) or "")
+    attempt = AttemptEvent(
+        event_id="a", request_id="r", started_at_ns=-5, deployment="d", provider="p", upstream_model="u", status=200
+    )
+    assert "started_at_ns" in (problem(attempt) or "")
+
+
+def test_sort_keeps_good_events_and_dead_letters_the_rest() -> None:
+    good, bad = _request(event_id="good"), _request(event_id="bad", received_at_ns=2**64 - 1, request_id="poison")
+    pulled = [
+        Pulled(subject="sluice.v1.events.policy", data=bus.encode(EventBatch(id="b1", events=[good, bad]))),
+        Pulled(subject="sluice.v1.events.x", data=b"\xc1 not msgpack"),
+    ]
+    events, dead = intake.sort(pulled)
+    assert [e.event_id for e in events] == ["good"]
+    assert [(d.subject, d.request_id) for d in dead] == [
+        ("sluice.v1.events.policy", "poison"),
+        ("sluice.v1.events.x", ""),
+    ]
+    assert "received_at_ns" in dead[0].reason and b'"event_id":"bad"' in dead[0].payload
+    assert dead[1].reason.startswith("undecodable") and dead[1].payload == b"\xc1 not msgpack"
+    rows = to_rows(intake.alerts_for(dead), dead)
+    assert len(rows.dead_letters) == 2 and rows.dead_letters[1][-1].startswith("base64:")
+    assert [r[1] for r in rows.events] == ["alert", "alert"]

@@ -49,15 +49,6 @@ def test_slip_skips_redaction_for_tenants_without_rules() -> None:
     assert policy.build_slip(careful)[0] == subjects.STAGE_REDACT
 
 
-def test_stamp_fills_only_what_is_missing() -> None:
-    env = Envelope(body=ChatBody(model="m", messages=[Message(role="user", content="x")]), reply="r")
-    policy.stamp(env, 1_000, 2.0)
-    assert env.id and env.received_at_ns == 1_000 and env.deadline_ns == 1_000 + 2_000_000_000
-    given = Envelope(body=env.body, reply="r", id="mine", received_at_ns=5, deadline_ns=9)
-    policy.stamp(given, 1_000, 2.0)
-    assert (given.id, given.received_at_ns, given.deadline_ns) == ("mine", 5, 9)
-
-
 def test_routing_resolves_or_404s() -> None:
     dep = Deployment(name="d", provider="openai", base_url="http://x", upstream_model="gpt-4o")
     routes = {"alias": ModelRoute(name="alias", deployment=dep)}

@@ -1,0 +1,109 @@
+"""What a caller may say about its own request, and what the gateway sets.
+
+Every field of an envelope that arrives on the bus comes from someone: from
+the gateway's own ingress (trusted: it stamped them itself), or from an
+internal service publishing straight to NATS (hostile until checked). Times,
+ids, origin and the reply subject decide what is recorded and where the
+gateway publishes, so none of them is taken on a caller's word.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+
+from schemas.envelope import Envelope
+from schemas.errors import InvalidRequest
+from schemas.ids import new_id
+
+# A caller-chosen id is kept only if it is ours in shape (26 Crockford base32
+# characters) and was made within this window of now: an id outside it cannot
+# be checked against the ids seen, so it is replaced.
+ID_WINDOW_NS = 10 * 60 * 1_000_000_000
+# Ids seen within the window; past this count the oldest are forgotten first
+# (a burst of more fresh ids than this could reuse one: the id is replaced,
+# never trusted, when in doubt, so only the caller's own correlation suffers).
+SEEN_IDS_MAX = 200_000
+_ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+# Replies go to inboxes only: a caller must not make a stage publish its
+# answer onto a stage or event subject on its behalf.
+INBOX_PREFIX = "_INBOX."
+_SUBJECT_TOKEN = re.compile(r"[^\s*>.]+")
+
+
+def id_time_ms(request_id: str) -> int:
+    """The millisecond timestamp in the first 10 characters of one of our ids."""
+    value = 0
+    for ch in request_id[:10]:
+        value = value * 32 + _CROCKFORD.index(ch)
+    return value >> 2  # 10 characters hold 50 bits; the time is the first 48
+
+
+class RecentIds:
+    """The request ids a policy process admitted lately, to refuse a reuse."""
+
+    def __init__(self, window_ns: int = ID_WINDOW_NS, max_size: int = SEEN_IDS_MAX) -> None:
+        self._window_ns = window_ns
+        self._max = max_size
+        self._seen: OrderedDict[str, int] = OrderedDict()
+
+    def admit(self, request_id: str, now_ns: int) -> bool:
+        """True the first time a fresh, well-formed id is seen; False otherwise."""
+        if not _ID.fullmatch(request_id):
+            return False
+        if abs(id_time_ms(request_id) * 1_000_000 - now_ns) > self._window_ns:
+            return False
+        self._forget(now_ns)
+        if request_id in self._seen:
+            return False
+        self._seen[request_id] = now_ns
+        return True
+
+    def _forget(self, now_ns: int) -> None:
+        seen = self._seen
+        while seen and (len(seen) >= self._max or next(iter(seen.values())) < now_ns - self._window_ns):
+            seen.popitem(last=False)
+
+
+def valid_reply_subject(subject: str) -> bool:
+    if not subject.startswith(INBOX_PREFIX) or len(subject) > 256:
+        return False
+    return all(_SUBJECT_TOKEN.fullmatch(token) for token in subject.split("."))
+
+
+def admit(
+    env: Envelope, now_ns: int, timeout_s: float, *, from_ingress: bool, ids: RecentIds, nats_reply: str = ""
+) -> None:
+    """Set what the gateway decides about a request that just reached policy.
+
+    From the ingress, the id, arrival and deadline are its own; from anyone
+    else, origin and arrival are set here, the deadline is kept only within the
+    gateway's timeout, and an id is kept only if well-formed and unused.
+    An envelope whose ``reply`` is no inbox is refused, answered on the NATS
+    message's own reply subject if that one is an inbox, else not at all.
+    """
+    timeout_ns = int(timeout_s * 1e9)
+    if from_ingress:
+        env.origin = "http"
+        if not env.id:
+            env.id = new_id(now_ns)
+        if not 0 < env.received_at_ns <= now_ns:
+            env.received_at_ns = now_ns
+        if not env.received_at_ns < env.deadline_ns <= env.received_at_ns + timeout_ns:
+            env.deadline_ns = env.received_at_ns + timeout_ns
+        return
+    env.origin = "nats"
+    if not valid_reply_subject(env.reply):
+        env.reply = nats_reply if valid_reply_subject(nats_reply) else ""
+        env.id = new_id(now_ns)
+        env.received_at_ns, env.deadline_ns = now_ns, now_ns + timeout_ns
+        raise InvalidRequest(f"'reply' must be an inbox subject ({INBOX_PREFIX}...), without wildcards.")
+    if not ids.admit(env.id, now_ns):
+        env.id = new_id(now_ns)
+    env.received_at_ns = now_ns
+    env.spans = []
+    latest = now_ns + timeout_ns
+    env.deadline_ns = latest if not env.deadline_ns else min(max(env.deadline_ns, now_ns), latest)
+    env.api = "embeddings" if env.embeddings is not None else ("messages" if env.api == "messages" else "chat")

@@ -1,0 +1,124 @@
+"""A caller on NATS is hostile until checked: its times, ids, origin and reply
+subject cannot poison analytics, suppress or double rows, or turn a stage into
+a publisher on its behalf; and one bad event does not stop the sink."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import msgspec
+import nats
+
+from schemas import bus, subjects
+from schemas.events import EventBatch, RequestEvent
+from schemas.ids import new_id
+from tests.stack import DEMO_KEY, Stack
+
+AUTH = {"Authorization": f"Bearer {DEMO_KEY}"}
+
+
+def chat_request(reply: str, **fields: object) -> bytes:
+    body = {"model": "demo-model", "messages": [{"role": "user", "content": "Hi [mock:chunks=2]"}]}
+    return msgspec.msgpack.encode({"kind": "chat.request", "reply": reply, "body": body, **fields})
+
+
+async def ask(stack: Stack, payload: Callable[[str], bytes], *, headers: dict | None = AUTH) -> dict:
+    """Publish ``payload(inbox)`` and return the first reply on that inbox."""
+    nc = await nats.connect(stack.nats_url)
+    try:
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox)
+        await nc.publish(subjects.IN_CHAT, payload(inbox), headers=headers)
+        return msgspec.msgpack.decode((await sub.next_msg(timeout=10)).data)
+    finally:
+        await nc.close()
+
+
+async def test_hostile_times_and_origin_are_replaced_and_the_row_lands(stack: Stack) -> None:
+    before = time.time_ns()
+    final = await ask(
+        stack, lambda inbox: chat_request(inbox, origin="http", received_at_ns=2**64 - 1, deadline_ns=2**63)
+    )
+    assert final["kind"] == "chat.final"
+    row = await asyncio.to_thread(stack.request_row, final["id"])
+    assert row["origin"] == "nats"  # claiming "http" does not suppress the row
+    assert row["status"] == 200 and row["completion_tokens"] == 2
+    # The row's time is the gateway's (ts comes back as JSON text: "2026-11-27 11:54:03.123456789").
+    ts = datetime.fromisoformat(row["ts"][:26]).replace(tzinfo=UTC).timestamp()
+    assert before / 1e9 - 1 <= ts <= time.time()
+
+
+async def test_a_reused_request_id_is_replaced_so_each_request_has_its_own_row(stack: Stack) -> None:
+    chosen = new_id()
+    first = await ask(stack, lambda inbox: chat_request(inbox, id=chosen))
+    second = await ask(stack, lambda inbox: chat_request(inbox, id=chosen))
+    assert first["id"] == chosen and second["id"] != chosen
+    for final in (first, second):
+        assert (await asyncio.to_thread(stack.request_row, final["id"]))["status"] == 200
+
+
+async def test_an_undecodable_request_is_answered_where_it_asks(stack: Stack) -> None:
+    # A map that names its inbox but whose body is not a chat body.
+    failure = await ask(
+        stack, lambda inbox: msgspec.msgpack.encode({"kind": "chat.request", "reply": inbox, "body": {"model": 5}})
+    )
+    assert failure["kind"] == "chat.failure" and failure["status"] == 400 and failure["code"] == "invalid_envelope"
+    row = await asyncio.to_thread(stack.request_row, failure["id"])
+    assert row["status"] == 400 and row["origin"] == "nats"
+
+    # Not even msgpack: the NATS request's own reply subject gets the answer.
+    nc = await nats.connect(stack.nats_url)
+    try:
+        msg = await nc.request(subjects.IN_CHAT, b"\xc1\xc1 garbage", timeout=10)
+    finally:
+        await nc.close()
+    assert bus.decode_reply(msg.data).status == 400
+
+
+async def test_a_stage_never_publishes_onto_a_subject_a_caller_names(stack: Stack) -> None:
+    nc = await nats.connect(stack.nats_url)
+    try:
+        spy = await nc.subscribe("sluice.v1.spy.>")
+        own = nc.new_inbox()
+        own_sub = await nc.subscribe(own)
+        await nc.publish(subjects.IN_CHAT, chat_request("sluice.v1.spy.target"), headers=AUTH, reply=own)
+        failure = msgspec.msgpack.decode((await own_sub.next_msg(timeout=10)).data)
+        assert failure["status"] == 400 and "reply" in failure["message"]
+        await asyncio.sleep(0.5)
+        assert spy.pending_msgs == 0
+    finally:
+        await nc.close()
+
+
+async def test_a_poison_event_is_dead_lettered_and_later_rows_keep_landing(stack: Stack) -> None:
+    poison = RequestEvent(
+        event_id=new_id(),
+        request_id="poison-" + new_id(),
+        received_at_ns=2**64 - 1,
+        origin="nats",
+        api="chat",
+        model="m",
+        status=200,
+    )
+    nc = await nats.connect(stack.nats_url)
+    try:
+        batch = EventBatch(id=new_id(), events=[poison])
+        await nc.jetstream().publish(subjects.events("provider"), bus.encode(batch), headers={"Nats-Msg-Id": batch.id})
+        await nc.jetstream().publish(subjects.events("provider"), b"\x93 not an event batch")
+    finally:
+        await nc.close()
+    for _ in range(3):  # rows published after the poison land
+        final = await ask(stack, chat_request)
+        assert (await asyncio.to_thread(stack.request_row, final["id"]))["status"] == 200
+    dead = await asyncio.to_thread(stack.query, "dead_letters", minutes=10)
+    assert dead["error"] is None
+    by_request = {row[dead["columns"].index("request_id")]: row for row in dead["rows"]}
+    assert poison.request_id in by_request
+    assert "received_at_ns" in by_request[poison.request_id][dead["columns"].index("reason")]
+    reasons = [row[dead["columns"].index("reason")] for row in dead["rows"]]
+    assert any(r.startswith("undecodable event batch") for r in reasons)
+    alerts = await asyncio.to_thread(stack.query, "alerts", minutes=10)
+    assert any(row[0] == poison.request_id and row[2] == "dead_letter" for row in alerts["rows"])
