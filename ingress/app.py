@@ -7,10 +7,14 @@ halves requests per second for a 1 KB JSON POST (DESIGN.md §6).
 from __future__ import annotations
 
 import logging
+import time
 
 from ingress import chat, embeddings, messages, models
 from ingress.gateway import Gateway
-from ingress.http import Receive, Scope, Send, send_error, send_json
+from ingress.http import Message, Receive, Scope, Send, send_gateway_error, send_json
+from schemas.errors import GatewayError, InternalError, InvalidRequest
+from schemas.ids import new_id
+from schemas.replies import Failure
 from services.config import GatewaySettings
 from services.runtime import process
 
@@ -20,6 +24,14 @@ _POST_ENDPOINTS = {
     "/v1/messages": messages.create_message,
     "/v1/embeddings": embeddings.create_embeddings,
 }
+
+
+def _id_header(request_id: str) -> list[tuple[bytes, bytes]]:
+    return [(b"x-request-id", request_id.encode())]
+
+
+def _api_of(path: str) -> str:
+    return {"/v1/chat/completions": "chat", "/v1/messages": "messages", "/v1/embeddings": "embeddings"}.get(path, "")
 
 
 class IngressApp:
@@ -37,23 +49,41 @@ class IngressApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         gw = self.gw
         assert gw is not None, "lifespan not run"
+        received_ns = time.time_ns()
+        request_id = new_id(received_ns)
+        scope["sluice.received_ns"], scope["sluice.request_id"] = received_ns, request_id
         path, method = scope["path"].rstrip("/"), scope["method"]
+        endpoint = _POST_ENDPOINTS.get(path)
+        started = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
         try:
-            endpoint = _POST_ENDPOINTS.get(path)
-            if endpoint is not None:
-                if method != "POST":
-                    return await send_error(send, 405, "invalid_request_error", "method_not_allowed", "Use POST.")
-                return await endpoint(gw, scope, receive, send)
+            if endpoint is not None and method == "POST":
+                return await endpoint(gw, scope, receive, tracked_send)
             if path == "/v1/models" and method == "GET":
-                return await models.list_models(gw, scope, send)
-            if path == "/healthz":
-                return await send_json(send, 200, {"status": "ok", "nats": gw.nc.is_connected})
-            await send_error(
-                send, 404, "invalid_request_error", "unknown_url", f"Unknown request URL: {method} {path}."
-            )
+                return await models.list_models(gw, scope, tracked_send)
+            if path == "/healthz" and method == "GET":
+                status = {"status": "ok" if gw.nc.is_connected else "degraded", "nats": gw.nc.is_connected}
+                return await send_json(tracked_send, 200, status, _id_header(request_id))
+            if endpoint is not None or path in ("/v1/models", "/healthz"):
+                error: GatewayError = InvalidRequest(
+                    f"Method {method} is not allowed on {path}.", status=405, code="method_not_allowed"
+                )
+            else:
+                error = InvalidRequest(f"Unknown request URL: {method} {path}.", status=404, code="unknown_url")
+            await send_gateway_error(tracked_send, error, _id_header(request_id))
+            gw.record(request_id, received_ns, _api_of(path), "", False, Failure.from_error(request_id, error), [])
         except Exception:
-            log.exception("unhandled error on %s %s", method, path)
-            raise
+            # A bug, not the caller's fault: still one JSON answer with the id, and a row.
+            log.exception("unhandled error on %s %s (request %s)", method, path, request_id)
+            error = InternalError(f"The gateway failed on this request; its id is {request_id}.")
+            if not started:
+                await send_gateway_error(send, error, _id_header(request_id))
+            gw.record(request_id, received_ns, _api_of(path), "", False, Failure.from_error(request_id, error), [])
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -13,7 +13,7 @@ from ingress.replies import DISCONNECTED, Disconnected
 from schemas import bus, subjects
 from schemas.chat import ChatBody, EmbeddingsBody
 from schemas.envelope import Envelope, Span
-from schemas.errors import CLIENT_CLOSED_STATUS, InternalError, StageTimeout
+from schemas.errors import CLIENT_CLOSED_STATUS, InternalError, InvalidRequest, StageTimeout
 from schemas.replies import Cancel, Chunk, Failure, Final
 
 # The ingress waits this long past the deadline, so that a stage that gave up
@@ -71,7 +71,10 @@ class Call:
             origin="http",
         )
         headers = {subjects.API_KEY_HEADER: api_key_header} if api_key_header else None
-        payload = bus.encode(env)
+        try:
+            payload = bus.encode(env)
+        except OverflowError:  # JSON has integers of any size; msgpack stops at 64 bits
+            raise InvalidRequest("A number in the request is out of range: integers must fit in 64 bits.") from None
         self.spans.append(Span("ingress", self.received_ns, time.time_ns()))
         await self.gw.nc.publish(subjects.FROM_INGRESS, payload, headers=headers)
 
@@ -109,14 +112,18 @@ class Call:
         self.gw.replies.close(self.id)
 
     def closed(self) -> Failure:
-        return Failure(
-            id=self.id,
-            seq=0,
-            status=CLIENT_CLOSED_STATUS,
-            type="client_closed",
-            code="client_closed",
-            message="The client closed the connection.",
-        )
+        return client_closed(self.id)
+
+
+def client_closed(request_id: str) -> Failure:
+    return Failure(
+        id=request_id,
+        seq=0,
+        status=CLIENT_CLOSED_STATUS,
+        type="client_closed",
+        code="client_closed",
+        message="The client closed the connection.",
+    )
 
 
 async def send_failure(call: Call, send: Send, fmt: Format, f: Failure) -> None:

@@ -4,19 +4,17 @@ relay the answer."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
 import msgspec
 
 from ingress import call as relay
-from ingress.call import Call, Format
+from ingress.call import Call, Format, client_closed
 from ingress.gateway import Gateway
-from ingress.http import JSON_HEADERS, ClientDisconnected, Receive, Scope, Send, read_body, send_bytes
+from ingress.http import JSON_HEADERS, ClientDisconnected, Receive, Scope, Send, read_body, retry_after, send_bytes
 from schemas.chat import ChatBody, EmbeddingsBody
 from schemas.errors import GatewayError, InvalidRequest
-from schemas.ids import new_id
 from schemas.replies import Failure
 
 T = TypeVar("T")
@@ -37,6 +35,15 @@ def decode_json(decoder: Callable[[bytes], T], raw: bytes) -> T:
         raise InvalidRequest(f"Invalid request body: {exc}.") from exc
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}.", code="invalid_json") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(f"The request body is not valid UTF-8: {exc}.", code="invalid_json") from exc
+    except RecursionError as exc:
+        raise InvalidRequest("The JSON body of your request is nested too deeply.", code="invalid_json") from exc
+
+
+def request_of(scope: Scope) -> tuple[int, str]:
+    """When the request arrived and its id, as the app stamped them on the scope."""
+    return scope["sluice.received_ns"], scope["sluice.request_id"]
 
 
 async def serve(
@@ -51,21 +58,27 @@ async def serve(
     error_body: Callable[[Failure], bytes],
     api_key_header: str | None,
 ) -> None:
-    received_ns = time.time_ns()
-    request_id = new_id(received_ns)
+    received_ns, request_id = request_of(scope)
+    call: Call | None = None
     try:
-        parsed = parse(await read_body(scope, receive, gw.settings.max_body_bytes))
-    except ClientDisconnected:
+        settings = gw.settings
+        parsed = parse(await read_body(scope, receive, settings.max_body_bytes, settings.body_timeout_s))
+        call = Call(gw, api, parsed.model, parsed.stream, received_ns, request_id)
+        await call.publish(api_key_header, parsed.body, parsed.embeddings)
+    except ClientDisconnected:  # gone before its body arrived: nothing to answer, still a row
+        gw.record(request_id, received_ns, api, "", False, client_closed(request_id), [], client_disconnected=True)
+        if call is not None:
+            call.close()
         return
     except GatewayError as exc:
         failure = Failure.from_error(request_id, exc)
-        headers = [*JSON_HEADERS, (b"x-request-id", request_id.encode())]
+        headers = [*JSON_HEADERS, (b"x-request-id", request_id.encode()), *retry_after(exc.retry_after_s)]
         await send_bytes(send, exc.status, error_body(failure), headers)
-        gw.record(request_id, received_ns, api, "", False, failure, [])
+        gw.record(request_id, received_ns, api, call.model if call else "", False, failure, [])
+        if call is not None:
+            call.close()
         return
-    call = Call(gw, api, parsed.model, parsed.stream, received_ns, request_id)
     try:
-        await call.publish(api_key_header, parsed.body, parsed.embeddings)
         fmt = make_format(call)
         if parsed.stream:
             await relay.stream(call, receive, send, fmt)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ingress.endpoint import request_of
 from ingress.gateway import Gateway
 from ingress.http import Scope, Send, header, send_gateway_error, send_json
 from schemas.control import ModelRoute
 from schemas.errors import GatewayError
+from schemas.replies import Failure
 from services import catalog_view, policy
 
 
@@ -23,9 +25,13 @@ def model_entry(name: str, route: ModelRoute) -> dict[str, Any]:
 
 
 async def list_models(gw: Gateway, scope: Scope, send: Send) -> None:
+    received_ns, request_id = request_of(scope)
+    id_header = [(b"x-request-id", request_id.encode())]
     try:
         key = policy.authenticate(header(scope, b"authorization"), gw.keys.items)
     except GatewayError as exc:
-        return await send_gateway_error(send, exc)
+        await send_gateway_error(send, exc, id_header)
+        gw.record(request_id, received_ns, "models", "", False, Failure.from_error(request_id, exc), [])
+        return
     data = [model_entry(name, route) for name, route in sorted(gw.routes.items.items()) if policy.may_call(key, name)]
-    await send_json(send, 200, {"object": "list", "data": data})
+    await send_json(send, 200, {"object": "list", "data": data}, id_header)

@@ -32,11 +32,29 @@ class CompletionUsage(msgspec.Struct, omit_defaults=True):
     completion_tokens_details: CompletionDetails | None = None
 
 
+class ResponseMessage(msgspec.Struct, omit_defaults=True):
+    """OpenAI's ChatCompletionResponseMessage: ``role``, ``content`` and
+    ``refusal`` are required (both may be null); ``tool_calls`` only when there are some."""
+
+    role: str
+    content: str | None
+    refusal: str | None
+    tool_calls: list[dict[str, Any]] | None = None
+
+
 class Choice(msgspec.Struct):
     index: int
-    message: Message
+    message: ResponseMessage
     finish_reason: str | None
     logprobs: None = None
+
+
+def response_message(m: Message) -> ResponseMessage:
+    content = m.content
+    if isinstance(content, list):  # parts: an answer is text, so its text parts
+        content = "".join(str(p.get("text", "")) for p in content if p.get("type") == "text")
+    # Sluice's adapters fold a refusal into the content (with finish_reason content_filter).
+    return ResponseMessage(role=m.role or "assistant", content=content, refusal=None, tool_calls=m.tool_calls)
 
 
 class ChatCompletion(msgspec.Struct):
@@ -66,8 +84,12 @@ class ChatCompletionChunk(msgspec.Struct, omit_defaults=True):
     created: int
     model: str
     choices: list[ChunkChoice]
+    # Required by OpenAI's schema; no default, so omit_defaults keeps it.
+    object: str
     usage: CompletionUsage | None = None
-    object: str = "chat.completion.chunk"
+
+
+CHUNK = "chat.completion.chunk"
 
 
 def usage(u: Usage) -> CompletionUsage:
@@ -88,7 +110,7 @@ def completion(
             id=f"chatcmpl-{request_id}",
             created=created,
             model=model,
-            choices=[Choice(index=0, message=message, finish_reason=finish_reason)],
+            choices=[Choice(index=0, message=response_message(message), finish_reason=finish_reason)],
             usage=usage(u),
         )
     )
@@ -106,12 +128,15 @@ def sse_chunk(request_id: str, created: int, model: str, delta: Delta) -> bytes:
                 finish_reason=delta.finish_reason,
             )
         ],
+        object=CHUNK,
     )
     return b"data: " + _json.encode(chunk) + b"\n\n"
 
 
 def sse_usage(request_id: str, created: int, model: str, u: Usage) -> bytes:
-    chunk = ChatCompletionChunk(id=f"chatcmpl-{request_id}", created=created, model=model, choices=[], usage=usage(u))
+    chunk = ChatCompletionChunk(
+        id=f"chatcmpl-{request_id}", created=created, model=model, choices=[], object=CHUNK, usage=usage(u)
+    )
     return b"data: " + _json.encode(chunk) + b"\n\n"
 
 

@@ -12,6 +12,27 @@ import msgspec
 UsageSource = Literal["reported", "counted", "estimated"]
 
 
+# JSON Schema's "integer" admits 1.0, and OpenAI's document types these fields
+# so: a client (or a language without integers) that writes 1.0 is right.
+# Declared int | float on the wire and made int here, so a stage always sees an int.
+Integral = int | float
+_INT64 = 2**63
+
+
+def integral(name: str, value: Integral | None) -> int | None:
+    """``value`` as an int if it is a whole number that fits in 64 bits, else a ValueError
+    (msgspec turns it into a ValidationError naming the field)."""
+    if value is None:
+        return None
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"'{name}' must be an integer, got {value}")
+        value = int(value)
+    if not -_INT64 <= value < _INT64:
+        raise ValueError(f"'{name}' is out of range: {value}")
+    return value
+
+
 class Message(msgspec.Struct, omit_defaults=True):
     role: str
     # A string, or OpenAI content parts (text, image_url, ...) kept as given.
@@ -34,13 +55,13 @@ class ChatBody(msgspec.Struct, omit_defaults=True):
     stream_options: StreamOptions | None = None
     temperature: float | None = None
     top_p: float | None = None
-    n: int | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
+    n: Integral | None = None
+    max_tokens: Integral | None = None
+    max_completion_tokens: Integral | None = None
     stop: str | list[str] | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
-    seed: int | None = None
+    seed: Integral | None = None
     user: str | None = None
     response_format: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
@@ -49,7 +70,13 @@ class ChatBody(msgspec.Struct, omit_defaults=True):
     reasoning_effort: str | None = None
     logit_bias: dict[str, float] | None = None
     logprobs: bool | None = None
-    top_logprobs: int | None = None
+    top_logprobs: Integral | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("n", "max_tokens", "max_completion_tokens", "seed", "top_logprobs"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, integral(name, value))
 
 
 class Usage(msgspec.Struct, omit_defaults=True):
@@ -102,5 +129,8 @@ class EmbeddingsBody(msgspec.Struct, omit_defaults=True):
     # for being all alike by the ingress).
     input: str | list[str | int | list[int]]
     encoding_format: Literal["float", "base64"] | None = None
-    dimensions: int | None = None
+    dimensions: Integral | None = None
     user: str | None = None
+
+    def __post_init__(self) -> None:
+        self.dimensions = integral("dimensions", self.dimensions)

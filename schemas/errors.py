@@ -70,6 +70,14 @@ class RequestTooLarge(GatewayError):
     code = "request_too_large"
 
 
+class RequestTimeout(GatewayError):
+    """The client did not send its whole body in time (a slow or stalled upload)."""
+
+    status = 408
+    type = ErrorType.INVALID_REQUEST
+    code = "request_timeout"
+
+
 class AuthenticationFailed(GatewayError):
     status = 401
     type = ErrorType.AUTHENTICATION

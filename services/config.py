@@ -21,6 +21,9 @@ class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
     # Longest silence allowed between two streamed replies.
     stream_idle_timeout_s: float = 60.0
     max_body_bytes: int = 4 * 1024 * 1024
+    # The whole request body must arrive within this: a client sending a byte
+    # every few seconds must not hold a connection and its memory for ever.
+    body_timeout_s: float = 30.0
 
 
 class TenantConfig(msgspec.Struct, forbid_unknown_fields=True):

@@ -24,6 +24,7 @@ CONFIG = """
 request_timeout_s = {timeout}
 stream_idle_timeout_s = {timeout}
 max_body_bytes = 65536
+body_timeout_s = 2
 
 [[tenants]]
 id = "demo"

@@ -10,8 +10,10 @@ from typing import Any, Literal
 
 import msgspec
 
+from schemas.chat import Integral, integral
 
-class AUsage(msgspec.Struct, omit_defaults=True):
+
+class AUsage(msgspec.Struct):
     input_tokens: int = 0
     output_tokens: int = 0
     cache_creation_input_tokens: int | None = None
@@ -36,17 +38,21 @@ class AMetadata(msgspec.Struct, omit_defaults=True):
 
 class ARequest(msgspec.Struct, omit_defaults=True):
     model: str
-    max_tokens: int
+    max_tokens: Integral
     messages: list[AMessage]
     system: str | list[dict[str, Any]] | None = None
     stop_sequences: list[str] | None = None
     stream: bool = False
     temperature: float | None = None
     top_p: float | None = None
-    top_k: int | None = None
+    top_k: Integral | None = None
     tools: list[ATool] | None = None
     tool_choice: dict[str, Any] | None = None
     metadata: AMetadata | None = None
+
+    def __post_init__(self) -> None:
+        self.max_tokens = integral("max_tokens", self.max_tokens)  # type: ignore[assignment]
+        self.top_k = integral("top_k", self.top_k)
 
 
 class AResponse(msgspec.Struct):
