@@ -9,12 +9,20 @@ from typing import Protocol
 
 from ingress.gateway import Gateway
 from ingress.http import JSON_HEADERS, SSE_HEADERS, Receive, Send, retry_after, send_bytes
-from ingress.replies import DISCONNECTED, Disconnected
+from ingress.replies import DISCONNECTED, Disconnected, ProcessNews
 from schemas import bus, subjects
 from schemas.chat import ChatBody, EmbeddingsBody
 from schemas.envelope import Envelope, Span
-from schemas.errors import CLIENT_CLOSED_STATUS, InternalError, InvalidRequest, StageTimeout
-from schemas.replies import Cancel, Chunk, Failure, Final
+from schemas.errors import CLIENT_CLOSED_STATUS, InternalError, InvalidRequest, StageTimeout, UpstreamError
+from schemas.replies import Accepted, Cancel, Chunk, Failure, Final
+
+# A request that no provider took this long after it was published, when a
+# process dies or comes back, was lost in a stage that died: policy and
+# routing take well under a millisecond, so it is sent again (at most this many
+# times). A request still queued in a live stage after this long (a gateway
+# far past saturation) could reach the provider twice: the bound is a trade.
+RESEND_AFTER_NS = 250_000_000
+MAX_RESENDS = 3
 
 # The ingress waits this long past the deadline, so that a stage that gave up
 # at the deadline (e.g. the provider on a slow upstream) can still say why.
@@ -51,6 +59,13 @@ class Call:
         self.last_reply_ns = 0
         self.body: ChatBody | None = None
         self.embeddings: EmbeddingsBody | None = None
+        # What was published, kept to send again if the request is lost on
+        # the way to the provider (a stage died while holding it).
+        self._published: tuple[bytes, dict[str, str] | None] | None = None
+        self._published_ns = 0
+        self._resent = 0
+        # The provider process that took the request, once it said so.
+        self.accepted_by = ""
 
     @property
     def id_header(self) -> list[tuple[bytes, bytes]]:
@@ -76,25 +91,59 @@ class Call:
         except OverflowError:  # JSON has integers of any size; msgpack stops at 64 bits
             raise InvalidRequest("A number in the request is out of range: integers must fit in 64 bits.") from None
         self.spans.append(Span("ingress", self.received_ns, time.time_ns()))
+        self._published = (payload, headers)
+        self._published_ns = time.time_ns()
         await self.gw.nc.publish(subjects.FROM_INGRESS, payload, headers=headers)
 
     async def next_reply(self, timeout_s: float) -> Chunk | Final | Failure | None:
         """The next reply in order; None when the client went away."""
         try:
             async with asyncio.timeout(timeout_s):
-                data = await self.queue.get()
+                while True:
+                    data = await self.queue.get()
+                    if isinstance(data, ProcessNews):
+                        failure = await self._on_process_news(data)
+                        if failure is not None:
+                            return failure
+                        continue
+                    if isinstance(data, Disconnected):
+                        return None
+                    reply = bus.decode_reply(data)
+                    if not isinstance(reply, Accepted):
+                        break
+                    self.accepted_by = reply.worker
         except TimeoutError:
             return Failure.from_error(self.id, StageTimeout("The gateway did not answer in time."))
-        if isinstance(data, Disconnected):
-            return None
         self.last_reply_ns = time.time_ns()
-        reply = bus.decode_reply(data)
         if reply.seq != self.expected_seq:
             return Failure.from_error(
                 self.id, InternalError(f"Reply {self.expected_seq} was lost on the bus.", status=502)
             )
         self.expected_seq += 1
         return reply
+
+    async def _on_process_news(self, news: ProcessNews) -> Failure | None:
+        """A process died or came back. If the one that held this request
+        died, the request ends now (the upstream may have answered, so it is
+        not sent again); if the request never reached a provider, it was lost
+        on the way and is sent again, which cannot call the upstream twice."""
+        if news.died and news.died == self.accepted_by:
+            return Failure.from_error(
+                self.id,
+                UpstreamError(
+                    "The gateway process serving this request stopped; it was not retried because the "
+                    "upstream may already have processed it.",
+                    code="worker_died",
+                ),
+                self.expected_seq,
+            )
+        lost = not self.accepted_by and self.expected_seq == 0 and self._published is not None
+        if lost and time.time_ns() - self._published_ns > RESEND_AFTER_NS and self._resent < MAX_RESENDS:
+            payload, headers = self._published  # type: ignore[misc]
+            self._resent += 1
+            self._published_ns = time.time_ns()
+            await self.gw.nc.publish(subjects.FROM_INGRESS, payload, headers=headers)
+        return None
 
     def first_timeout(self) -> float:
         return max(0.0, (self.deadline_ns - time.time_ns()) / 1e9) + DEADLINE_GRACE_S

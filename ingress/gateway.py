@@ -13,6 +13,7 @@ from schemas.envelope import Span
 from schemas.replies import Failure, Final
 from services import records
 from services.config import GatewaySettings
+from services.runtime import process
 from services.runtime.events import EventPublisher
 from services.runtime.kv import KvMirror
 
@@ -25,6 +26,7 @@ class Gateway:
         self.events = EventPublisher(nc.jetstream(), "ingress")
         self.routes: KvMirror[ModelRoute] = KvMirror(subjects.KV_MODELS, decode_route)
         self.keys: KvMirror[ApiKey] = KvMirror(subjects.KV_KEYS, decode_key)
+        self.heartbeat = process.Heartbeat(nc, process.instance_name("ingress"))
 
     async def start(self) -> None:
         js = self.nc.jetstream()
@@ -32,8 +34,11 @@ class Gateway:
         await self.keys.start(js)
         await self.replies.start()
         self.events.start()
+        self.heartbeat.start()
+        await process.announce_ready(self.nc, process.instance_name("ingress"))
 
     async def stop(self) -> None:
+        self.heartbeat.stop()
         await self.routes.stop()
         await self.keys.stop()
         await self.events.close()

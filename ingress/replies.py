@@ -1,13 +1,20 @@
 """One wildcard subscription per ingress process; replies are handed to the
-waiting request by id (DESIGN.md §2), never a subscription per request."""
+waiting request by id, never a subscription per request.
+
+The router also hears the supervisor's news of processes (one died, one is
+ready again) and hands it to every waiting request: each decides what it
+means for itself (see ``Call.next_reply``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 
+import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from schemas import bus, subjects
 from schemas.ids import new_id
 
 
@@ -16,22 +23,48 @@ class Disconnected:
 
 
 DISCONNECTED = Disconnected()
-Slot = asyncio.Queue[bytes | Disconnected]
+
+
+class ProcessNews(msgspec.Struct):
+    """A process died (``died`` is its name) or one is ready to serve again."""
+
+    at_ns: int
+    died: str = ""
+
+
+Slot = asyncio.Queue[bytes | Disconnected | ProcessNews]
 
 
 class ReplyRouter:
     def __init__(self, nc: Client) -> None:
         self._nc = nc
+        # Under _INBOX: stages answer only to inboxes.
         self.prefix = f"_INBOX.ingress.{new_id()}."
         self._waiting: dict[str, Slot] = {}
 
     async def start(self) -> None:
         await self._nc.subscribe(self.prefix + "*", cb=self._on_reply, pending_msgs_limit=1_000_000)
+        await self._nc.subscribe(subjects.CONTROL_DIED, cb=self._on_died)
+        await self._nc.subscribe(f"{subjects.CONTROL_READY}.*", cb=self._on_ready)
 
     async def _on_reply(self, msg: Msg) -> None:
         queue = self._waiting.get(msg.subject[len(self.prefix) :])
         if queue is not None:  # else the request already ended (timeout, disconnect)
             queue.put_nowait(msg.data)
+
+    async def _on_died(self, msg: Msg) -> None:
+        try:
+            died = bus.decode_died(msg.data)
+        except msgspec.DecodeError:
+            return
+        self._tell_all(ProcessNews(at_ns=died.at_ns, died=died.name))
+
+    async def _on_ready(self, msg: Msg) -> None:
+        self._tell_all(ProcessNews(at_ns=0))
+
+    def _tell_all(self, news: ProcessNews) -> None:
+        for queue in self._waiting.values():
+            queue.put_nowait(news)
 
     def open(self, request_id: str) -> tuple[str, Slot]:
         queue: Slot = asyncio.Queue()

@@ -6,10 +6,11 @@ import msgspec
 
 from schemas.envelope import Envelope
 from schemas.events import DeadLetter, EventBatch
-from schemas.replies import Cancel, Chunk, Failure, Final
+from schemas.lifecycle import ProcessDied
+from schemas.replies import Accepted, Cancel, Chunk, Failure, Final
 
-Reply = Chunk | Final | Failure
-AnyMessage = Envelope | Chunk | Final | Failure | Cancel | EventBatch | DeadLetter
+Reply = Chunk | Final | Failure | Accepted
+AnyMessage = Envelope | Chunk | Final | Failure | Accepted | Cancel | EventBatch | DeadLetter | ProcessDied
 
 encoder = msgspec.msgpack.Encoder()
 encode = encoder.encode
@@ -18,8 +19,10 @@ _any = msgspec.msgpack.Decoder(AnyMessage)
 _envelope = msgspec.msgpack.Decoder(Envelope)
 _reply = msgspec.msgpack.Decoder(Reply)
 _batch = msgspec.msgpack.Decoder(EventBatch)
+_died = msgspec.msgpack.Decoder(ProcessDied)
 
 decode = _any.decode
 decode_envelope = _envelope.decode
 decode_reply = _reply.decode
 decode_batch = _batch.decode
+decode_died = _died.decode

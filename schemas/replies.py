@@ -79,6 +79,17 @@ class Failure(BusMessage, tag="chat.failure"):
         )
 
 
+class Accepted(BusMessage, tag="chat.accepted"):
+    """The provider took the request and is calling the upstream. Sent to the
+    gateway's own ingress only (not to NATS callers, whose protocol is chunks
+    then a final): it tells the ingress which process holds the request, so
+    that if that process dies the request ends at once, and that a request
+    never accepted may be sent again without calling the upstream twice."""
+
+    id: str
+    worker: str
+
+
 class Cancel(BusMessage, tag="chat.cancel"):
     """The client went away: whoever works on ``id`` should stop."""
 

@@ -18,6 +18,12 @@ STAGE_REDACT_OUT = f"{PREFIX}.stage.redact_out"
 # holds the request stops it.
 CONTROL_CANCEL = f"{PREFIX}.control.cancel"
 ANALYTICS_QUERY = f"{PREFIX}.analytics.query"
+# Process life, between every process and the supervisor: each process says
+# it serves (ready) and that it is alive (heartbeat, once a second); the
+# supervisor says which process died, so that requests it held end at once.
+CONTROL_READY = f"{PREFIX}.control.ready"
+CONTROL_HEARTBEAT = f"{PREFIX}.control.heartbeat"
+CONTROL_DIED = f"{PREFIX}.control.died"
 
 # What the sink could not store, with the reason (core NATS, for whoever watches;
 # the same records land in the ``dead_letters`` table).

@@ -14,7 +14,7 @@ from schemas.envelope import Deployment, Envelope
 from schemas.errors import CLIENT_CLOSED_STATUS, GatewayError, InternalError, UpstreamTimeout
 from schemas.events import AlertEvent, AttemptEvent
 from schemas.ids import new_id
-from schemas.replies import Cancel, Chunk, Failure, Final, Timing
+from schemas.replies import Accepted, Cancel, Chunk, Failure, Final, Timing
 from services import usage as usage_svc
 from services.providers.call import CallFailed, CallOutcome, OnDelta, call_chat, call_embeddings
 from services.providers.http import UpstreamHTTP, make_upstream_http
@@ -102,6 +102,8 @@ class ProviderStage:
             seq += 1
 
         self.inflight[env.id] = asyncio.current_task()  # type: ignore[assignment]
+        if env.origin == "http":
+            await ctx.send(env, bus.encode(Accepted(id=env.id, worker=ctx.instance)))
         call_start = time.time_ns()
         try:
             remaining = max(0.0, (env.deadline_ns - call_start) / 1e9)

@@ -36,6 +36,8 @@ class StageContext:
 
     def __init__(self, name: str, nc: Client, js: JetStreamContext, events: EventPublisher) -> None:
         self.name = name
+        # This process among the stage's replicas, e.g. "provider-1".
+        self.instance = process.instance_name(name)
         self.nc = nc
         self.js = js
         self.events = events
@@ -183,9 +185,12 @@ async def serve(stage: Stage, stop: asyncio.Event) -> None:
         await nc.subscribe(subject, queue=stage.name, cb=on_message, pending_msgs_limit=1_000_000)
         for subject in stage.listen_on
     ]
-    log.info("%s: serving %s (queue %s)", stage.name, ", ".join(stage.listen_on), stage.name)
-    await process.announce_ready(nc, stage.name)
+    log.info("%s: serving %s (queue %s)", ctx.instance, ", ".join(stage.listen_on), stage.name)
+    heartbeat = process.Heartbeat(nc, ctx.instance)
+    heartbeat.start()
+    await process.announce_ready(nc, ctx.instance)
     await stop.wait()
+    heartbeat.stop()
     for sub in subs:
         await sub.unsubscribe()
     if tasks:

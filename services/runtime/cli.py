@@ -16,7 +16,7 @@ from schemas import subjects
 from schemas.control import ApiKey
 from services.keys import new_key
 from services.runtime import process
-from services.runtime.supervisor import Layout, Supervisor
+from services.runtime.supervisor import Layout, StartupError, Supervisor
 
 DEMO_CONFIG = Path(__file__).parent / "demo.toml"
 DEMO_BODY = '{"model": "demo-model", "messages": [{"role": "user", "content": "Hi"}]}'
@@ -64,8 +64,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"Starting Sluice in {home} ...", flush=True)
     try:
         sup.start()
+    except StartupError as exc:
+        print(f"sluice up: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:
-        print(f"start-up failed: {exc}", file=sys.stderr)
+        print(f"sluice up: start-up failed: {exc!r}", file=sys.stderr)
         return 1
     print(
         f"\nSluice is up.\n"
@@ -84,10 +87,6 @@ def cmd_up(args: argparse.Namespace) -> int:
         sup.wait()
     except KeyboardInterrupt:
         print("\nStopping ...", flush=True)
-    except RuntimeError as exc:
-        print(f"\n{exc}\nStopping ...", file=sys.stderr, flush=True)
-        _stop_uninterrupted(sup)
-        return 1
     _stop_uninterrupted(sup)
     print("Stopped.", flush=True)
     return 0

@@ -31,6 +31,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def port_is_free(port: int) -> bool:
+    """Whether nothing listens on (or holds) 127.0.0.1:``port``."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -44,13 +54,17 @@ def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = Non
     raise NatsServerError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
-def start(store_dir: Path, port: int, log_file: Path | None = None) -> subprocess.Popen:
-    """Start nats-server with JetStream on loopback; returns once it listens."""
+def start(store_dir: Path, port: int, log_file: Path | None = None, server_name: str = "") -> subprocess.Popen:
+    """Start nats-server with JetStream on loopback; returns once it listens.
+    ``server_name`` lets the caller check that the server answering is this one."""
     store_dir.mkdir(parents=True, exist_ok=True)
     # Request bodies may be several MB and ride in one envelope; the 1 MB
     # default would refuse them. Only settable in a config file.
     conf = store_dir / "sluice-nats.conf"
-    conf.write_text("max_payload: 8MB\n")
+    lines = ["max_payload: 8MB"]
+    if server_name:
+        lines.append(f'server_name: "{server_name}"')
+    conf.write_text("\n".join(lines) + "\n")
     with open(log_file or os.devnull, "ab") as out:  # the child keeps its own copy
         proc = subprocess.Popen(
             [binary(), "-c", str(conf), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir)],

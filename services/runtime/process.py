@@ -1,8 +1,10 @@
-"""What every Sluice process does first: logging, uvloop, connect to NATS."""
+"""What every Sluice process does first: logging, uvloop, connect to NATS,
+and tell the supervisor that it serves and that it is alive."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -11,19 +13,27 @@ from collections.abc import Awaitable, Callable
 import nats
 from nats.aio.client import Client
 
+from schemas import subjects
+
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
-READY_PREFIX = "sluice.v1.control.ready."
+HEARTBEAT_S = 1.0
 log = logging.getLogger("sluice")
 
 
 def setup_logging(name: str) -> None:
     logging.basicConfig(
         level=os.environ.get("SLUICE_LOG_LEVEL", "INFO"),
-        format=f"%(asctime)s {name} %(levelname)s %(message)s",
+        format=f"%(asctime)s {instance_name(name)} %(levelname)s %(message)s",
     )
     # httpx logs every request at INFO: a log line per upstream call is noise
     # at thousands of requests per second, and costs CPU on the hot path.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def instance_name(role: str) -> str:
+    """This process's own name (``provider-1``); the supervisor sets it, a
+    process started by hand goes by its role."""
+    return os.environ.get("SLUICE_PROCESS_NAME", role)
 
 
 def nats_url() -> str:
@@ -60,6 +70,30 @@ def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
 
 
 async def announce_ready(nc: Client, name: str) -> None:
-    """Tell the supervisor this process serves (it waits for every stage)."""
-    await nc.publish(READY_PREFIX + name, b"")
+    """Tell the supervisor this process serves (start-up waits for every one)."""
+    await nc.publish(f"{subjects.CONTROL_READY}.{name}", b"")
     await nc.flush()
+
+
+class Heartbeat:
+    """Publishes ``<name>`` alive once a second from the process's event loop:
+    a process that is stopped, deadlocked or stuck in a loop stops beating,
+    and the supervisor replaces it."""
+
+    def __init__(self, nc: Client, name: str) -> None:
+        self._nc = nc
+        self._subject = f"{subjects.CONTROL_HEARTBEAT}.{name}"
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._beat(), name="heartbeat")
+
+    async def _beat(self) -> None:
+        while True:
+            with contextlib.suppress(nats.errors.Error):  # reconnecting: the next beat will do
+                await self._nc.publish(self._subject, b"")
+            await asyncio.sleep(HEARTBEAT_S)
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()

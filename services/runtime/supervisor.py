@@ -1,27 +1,37 @@
-"""Runs the embedded gateway: nats-server, then every stage as its own process.
+"""Runs the embedded gateway: nats-server, then every stage as its own process,
+and keeps them running.
 
 Stages are started by module name (``python -m workers.policy``); this module
 imports none of their code. Each process announces itself on
 ``sluice.v1.control.ready.<name>`` once it serves, and start-up waits for all.
+Afterwards a monitor restarts any process that exits (with backoff) or stops
+beating its heartbeat (killed first: it may be stopped or stuck), and tells
+everyone which process died, so that requests it held end at once instead of
+waiting for their deadline. Only ``stop()`` ends the gateway.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import msgspec
 
+from schemas import bus, subjects
+from schemas.lifecycle import ProcessDied
 from services import config as config_mod
 from services.runtime import bootstrap, nats_server, process
-from services.runtime.nats_server import wait_for_port
-from services.runtime.process import READY_PREFIX
+from services.runtime.nats_server import port_is_free, wait_for_port
 
 log = logging.getLogger("sluice.supervisor")
 
@@ -32,6 +42,18 @@ STAGES = {
     "provider": ["-m", "workers.provider"],
     "sink": ["-m", "analytics.sink"],
 }
+# A process silent for this long is replaced (heartbeats come every second).
+HEARTBEAT_STALE_S = 5.0
+# Restart backoff: doubles from the first to the last, and starts again once
+# a process has run this long.
+BACKOFF_FIRST_S = 0.25
+BACKOFF_MAX_S = 10.0
+BACKOFF_RESET_S = 30.0
+MONITOR_TICK_S = 0.1
+
+
+class StartupError(RuntimeError):
+    """The gateway cannot start as asked; the message says what to change."""
 
 
 def _die_with_parent() -> None:
@@ -63,73 +85,154 @@ class Layout(msgspec.Struct):
         return self.clickhouse_dsn or f"chdb://{self.home / 'clickhouse'}"
 
 
+class Child:
+    """One supervised process: how to start it, and how it has been doing."""
+
+    def __init__(self, name: str, args: list[str], *, beats: bool = True) -> None:
+        self.name = name
+        self.args = args
+        # The mock upstream speaks no NATS: only its exit is watched.
+        self.beats = beats
+        self.proc: subprocess.Popen | None = None
+        self.started_at = 0.0
+        self.last_beat = 0.0
+        self.backoff = BACKOFF_FIRST_S
+        self.restart_at: float | None = None
+        self.held = False
+
+    def stale(self, now: float) -> bool:
+        # A process that never beat yet is starting: its own start-up time is
+        # bounded by the wait for ready, not by the heartbeat.
+        return self.beats and self.last_beat > self.started_at and now - self.last_beat > HEARTBEAT_STALE_S
+
+
 class Supervisor:
     def __init__(self, layout: Layout, extra_keys: dict | None = None) -> None:
         self.layout = layout
         self.extra_keys = extra_keys or {}
         self.nats: subprocess.Popen | None = None
-        self.children: dict[str, subprocess.Popen] = {}
+        self._children: dict[str, Child] = {}
+        self._lock_file: IO[str] | None = None
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._monitor: threading.Thread | None = None
+        self._server_name = ""
+        # What the monitor did, for the CLI and the tests: (time, name, why).
+        self.restarts: list[tuple[float, str, str]] = []
 
-    def _env(self) -> dict[str, str]:
+    @property
+    def children(self) -> dict[str, subprocess.Popen]:
+        with self._lock:
+            return {name: c.proc for name, c in self._children.items() if c.proc is not None}
+
+    def _env(self, name: str) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
             SLUICE_NATS_URL=self.layout.nats_url,
             SLUICE_CONFIG=str(self.layout.config),
             SLUICE_CLICKHOUSE_DSN=self.layout.dsn,
+            SLUICE_PROCESS_NAME=name,
             PYTHONUNBUFFERED="1",
         )
         return env
 
-    def _spawn(self, name: str, args: list[str]) -> None:
+    def _spawn(self, child: Child) -> None:
         logs = self.layout.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        with open(logs / f"{name}.log", "ab") as out:  # the child keeps its own copy
-            self.children[name] = subprocess.Popen(
-                [sys.executable, *args],
-                env=self._env(),
+        with open(logs / f"{child.name}.log", "ab") as out:  # the child keeps its own copy
+            child.proc = subprocess.Popen(
+                [sys.executable, *child.args],
+                env=self._env(child.name),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 preexec_fn=_die_with_parent,
             )
+        child.started_at = time.monotonic()
+        child.restart_at = None
+
+    # -- start -------------------------------------------------------------
 
     def start(self, timeout: float = 60.0) -> None:
+        """Start everything and return once every process serves, or raise
+        StartupError (ports taken, another gateway on this home, a stage that
+        cannot start) having started nothing that keeps running."""
         cfg = config_mod.load(self.layout.config)
         records = config_mod.control_records(cfg, self.extra_keys)
         self.layout.home.mkdir(parents=True, exist_ok=True)
-        self.nats = nats_server.start(self.layout.home / "nats", self.layout.nats_port, self.layout.home / "nats.log")
+        self._take_home_lock()
         try:
-            asyncio.run(self._start_stages(records, timeout))
+            self._check_ports()
+            self._server_name = f"sluice-{os.getpid()}-{time.time_ns()}"
+            self.nats = self._start_nats()
+            asyncio.run(self._start_processes(records, timeout))
         except BaseException:
             self.stop()
             raise
+        self._monitor = threading.Thread(target=self._run_monitor, name="sluice-monitor", daemon=True)
+        self._monitor.start()
 
-    async def _start_stages(self, records: config_mod.ControlRecords, timeout: float) -> None:
+    def _take_home_lock(self) -> None:
+        path = self.layout.home / "sluice.lock"
+        lock_file = open(path, "a+")  # noqa: SIM115 -- held open for the gateway's life
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_file.seek(0)
+            holder = lock_file.read().strip() or "another process"
+            lock_file.close()
+            raise StartupError(
+                f"another `sluice up` (pid {holder}) is running on {self.layout.home}; "
+                "stop it first, or use another --home"
+            ) from None
+        lock_file.seek(0)
+        lock_file.truncate()
+        lock_file.write(str(os.getpid()))
+        lock_file.flush()
+        self._lock_file = lock_file
+
+    def _check_ports(self) -> None:
+        wanted = [(self.layout.nats_port, "NATS", "--nats-port"), (self.layout.http_port, "HTTP", "--port")]
+        if self.layout.mock_port:
+            wanted.append((self.layout.mock_port, "mock upstream", "--mock-port"))
+        for port, what, flag in wanted:
+            if not port_is_free(port):
+                raise StartupError(f"port {port} ({what}) is already in use: free it, or choose another with {flag}")
+
+    def _start_nats(self) -> subprocess.Popen:
+        home = self.layout.home
+        return nats_server.start(
+            home / "nats", self.layout.nats_port, home / "nats.log", server_name=self._server_name
+        )
+
+    async def _start_processes(self, records: config_mod.ControlRecords, timeout: float) -> None:
         nc = await process.connect("supervisor", self.layout.nats_url)
         try:
+            # Seed only our own nats-server: if another one answers on the
+            # port (it was taken between the check and the start), stop here.
+            answering = nc._server_info.get("server_name")
+            if answering != self._server_name:
+                raise StartupError(f"the NATS answering on port {self.layout.nats_port} is not the one Sluice started")
             await bootstrap.prepare(nc, records)
             ready: set[str] = set()
 
             async def on_ready(msg) -> None:
-                ready.add(msg.subject[len(READY_PREFIX) :])
+                ready.add(msg.subject.rsplit(".", 1)[1])
 
-            await nc.subscribe(READY_PREFIX + "*", cb=on_ready)
-            expected = set()
+            await nc.subscribe(f"{subjects.CONTROL_READY}.*", cb=on_ready)
             for name, args in STAGES.items():
                 replicas = self.layout.provider_replicas if name == "provider" else 1
                 for i in range(replicas):
-                    self._spawn(name if i == 0 else f"{name}-{i}", args)
-                expected.add(name)
-            self._spawn("ingress", ["-m", "ingress", "--port", str(self.layout.http_port)])
+                    self._add(Child(name if i == 0 else f"{name}-{i}", args))
+            self._add(Child("ingress", ["-m", "ingress", "--port", str(self.layout.http_port)]))
             if self.layout.mock_port:
-                self._spawn(
-                    "mock-upstream",
-                    ["-m", "services.runtime.cli", "mock-upstream", "--port", str(self.layout.mock_port)],
-                )
+                args = ["-m", "services.runtime.cli", "mock-upstream", "--port", str(self.layout.mock_port)]
+                self._add(Child("mock-upstream", args, beats=False))
+            expected = {c.name for c in self._children.values() if c.beats}
             deadline = time.monotonic() + timeout
             while not expected <= ready:
-                self._check_children()
+                self._raise_if_any_exited()
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"stages not ready after {timeout}s: {sorted(expected - ready)}")
+                    raise StartupError(f"not ready after {timeout}s: {sorted(expected - ready)}")
                 await asyncio.sleep(0.05)
         finally:
             await nc.close()
@@ -137,12 +240,99 @@ class Supervisor:
         if self.layout.mock_port:
             wait_for_port(self.layout.mock_port, 10, self.children["mock-upstream"])
 
-    def _check_children(self) -> None:
+    def _add(self, child: Child) -> None:
+        with self._lock:
+            self._children[child.name] = child
+        self._spawn(child)
+
+    def _raise_if_any_exited(self) -> None:
         for name, proc in self.children.items():
             if proc.poll() is not None:
-                log_path = self.layout.home / "logs" / f"{name}.log"
-                tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
-                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
+                raise StartupError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
+
+    def log_tail(self, name: str, size: int = 2000) -> str:
+        path = self.layout.home / "logs" / f"{name}.log"
+        return path.read_text(errors="replace")[-size:] if path.exists() else ""
+
+    # -- keep running ------------------------------------------------------
+
+    def _run_monitor(self) -> None:
+        try:
+            asyncio.run(self._monitor_loop())
+        except Exception:
+            log.exception("the supervisor's monitor failed; processes are no longer restarted")
+
+    async def _monitor_loop(self) -> None:
+        nc = await process.connect("supervisor", self.layout.nats_url)
+
+        async def on_beat(msg) -> None:
+            child = self._children.get(msg.subject.rsplit(".", 1)[1])
+            if child is not None:
+                child.last_beat = time.monotonic()
+
+        await nc.subscribe(f"{subjects.CONTROL_HEARTBEAT}.*", cb=on_beat)
+        try:
+            while not self._stopping.is_set():
+                self._watch_nats()
+                for child in list(self._children.values()):
+                    await self._watch(nc, child)
+                await asyncio.sleep(MONITOR_TICK_S)
+        finally:
+            with contextlib.suppress(Exception):
+                await nc.close()
+
+    def _watch_nats(self) -> None:
+        if self.nats is not None and self.nats.poll() is not None and not self._stopping.is_set():
+            self._note("nats-server", f"exited with {self.nats.returncode}; restarting it")
+            self.nats = self._start_nats()
+
+    async def _watch(self, nc, child: Child) -> None:
+        now = time.monotonic()
+        proc = child.proc
+        if child.held:
+            return
+        if proc is not None and proc.poll() is None:
+            if child.stale(now):
+                self._note(child.name, f"no heartbeat for {now - child.last_beat:.1f}s; killing it")
+                proc.kill()
+            return
+        if proc is not None:  # it has exited: say so once, then restart after its backoff
+            self._note(child.name, f"exited with {proc.returncode}; restarting in {child.backoff:g}s")
+            await self._announce_death(nc, child.name, proc.pid)
+            ran = now - child.started_at
+            child.restart_at = now + (0 if ran > BACKOFF_RESET_S else child.backoff)
+            child.backoff = BACKOFF_FIRST_S if ran > BACKOFF_RESET_S else min(child.backoff * 2, BACKOFF_MAX_S)
+            child.proc = None
+        if child.restart_at is not None and now >= child.restart_at and not self._stopping.is_set():
+            with self._lock:
+                self._spawn(child)
+
+    async def _announce_death(self, nc, name: str, pid: int) -> None:
+        died = ProcessDied(name=name, pid=pid, at_ns=time.time_ns())
+        with contextlib.suppress(Exception):  # NATS itself may be what is down
+            await nc.publish(subjects.CONTROL_DIED, bus.encode(died))
+
+    def _note(self, name: str, why: str) -> None:
+        log.warning("%s %s", name, why)
+        print(f"supervisor: {name} {why}", file=sys.stderr, flush=True)
+        self.restarts.append((time.time(), name, why))
+
+    # -- operator actions --------------------------------------------------
+
+    def hold(self, name: str, timeout: float = 10.0) -> None:
+        """Stop one process and keep it stopped (maintenance, or a test of an outage)."""
+        child = self._children[name]
+        child.held = True
+        if child.proc is not None and child.proc.poll() is None:
+            child.proc.terminate()
+            child.proc.wait(timeout)
+
+    def release(self, name: str) -> None:
+        """Start a held process again."""
+        child = self._children[name]
+        with self._lock:
+            self._spawn(child)
+        child.held = False
 
     def pids(self) -> dict[str, int]:
         out = {name: p.pid for name, p in self.children.items()}
@@ -150,18 +340,26 @@ class Supervisor:
             out["nats-server"] = self.nats.pid
         return out
 
-    def stop(self, timeout: float = 10.0) -> None:
-        for proc in self.children.values():
+    # -- stop ----------------------------------------------------------------
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        if self._monitor is not None:
+            self._monitor.join(5)
+            self._monitor = None
+        procs = list(self.children.values())
+        for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        for proc in self.children.values():
+        for proc in procs:
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        self.children.clear()
+        with self._lock:
+            self._children.clear()
         if self.nats and self.nats.poll() is None:
             self.nats.send_signal(signal.SIGTERM)
             try:
@@ -170,9 +368,11 @@ class Supervisor:
                 self.nats.kill()
                 self.nats.wait()
         self.nats = None
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
 
     def wait(self) -> None:
-        """Block until a child dies or we are interrupted."""
+        """Block until interrupted; the monitor keeps every process running."""
         while True:
-            self._check_children()
             time.sleep(0.5)

@@ -4,7 +4,6 @@ they reach ClickHouse. Nothing is lost."""
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,6 @@ import pytest
 from analytics.sink import ACK_WAIT_S, DURABLE
 from schemas import subjects
 from services.runtime import process
-from services.runtime.supervisor import STAGES
 from tests.stack import DEMO_KEY, Stack
 
 
@@ -41,9 +39,7 @@ def pending_for_sink(stack: Stack) -> int:
 
 def test_events_wait_in_the_stream_while_the_sink_is_down(own_stack: Stack) -> None:
     sup = own_stack.supervisor
-    sink = sup.children["sink"]
-    sink.send_signal(signal.SIGTERM)
-    sink.wait(30)
+    sup.hold("sink")  # stopped, and not restarted until released
 
     ids = []
     for _ in range(5):
@@ -62,6 +58,6 @@ def test_events_wait_in_the_stream_while_the_sink_is_down(own_stack: Stack) -> N
         assert time.monotonic() < deadline, "no events waiting for the sink"
         time.sleep(0.1)
 
-    sup._spawn("sink", STAGES["sink"])
+    sup.release("sink")
     for rid in ids:
         assert own_stack.request_row(rid, timeout=30)["status"] == 200
