@@ -13,8 +13,16 @@ from ingress.replies import DISCONNECTED, Disconnected, ProcessNews
 from schemas import bus, subjects
 from schemas.chat import ChatBody, EmbeddingsBody
 from schemas.envelope import Envelope, Span
-from schemas.errors import CLIENT_CLOSED_STATUS, InternalError, InvalidRequest, StageTimeout, UpstreamError
+from schemas.errors import (
+    CLIENT_CLOSED_STATUS,
+    GatewayError,
+    InternalError,
+    InvalidRequest,
+    StageTimeout,
+    UpstreamError,
+)
 from schemas.replies import Accepted, Cancel, Chunk, Failure, Final
+from services.replies import Assembler
 
 # A request that no provider took this long after it was published, when a
 # process dies or comes back, was lost in a stage that died: policy and
@@ -56,7 +64,6 @@ class Call:
         self.reply_subject, self.queue = gw.replies.open(request_id)
         self.spans: list[Span] = []
         self.expected_seq = 0
-        self.last_reply_ns = 0
         self.body: ChatBody | None = None
         self.embeddings: EmbeddingsBody | None = None
         # What was published, kept to send again if the request is lost on
@@ -66,6 +73,8 @@ class Call:
         self._resent = 0
         # The provider process that took the request, once it said so.
         self.accepted_by = ""
+        # A failure this ingress made up (no stage sent it) and must record.
+        self._ours: Failure | None = None
 
     @property
     def id_header(self) -> list[tuple[bytes, bytes]]:
@@ -75,6 +84,8 @@ class Call:
         self, api_key_header: str | None, body: ChatBody | None = None, embeddings: EmbeddingsBody | None = None
     ) -> None:
         self.body, self.embeddings = body, embeddings
+        # The ingress's own time rides with the request: the stage that ends it records it.
+        self.spans.append(Span("ingress", self.received_ns, time.time_ns()))
         env = Envelope(
             id=self.id,
             received_at_ns=self.received_ns,
@@ -84,13 +95,13 @@ class Call:
             api=self.api,
             reply=self.reply_subject,
             origin="http",
+            spans=self.spans,
         )
         headers = {subjects.API_KEY_HEADER: api_key_header} if api_key_header else None
         try:
             payload = bus.encode(env)
         except OverflowError:  # JSON has integers of any size; msgpack stops at 64 bits
             raise InvalidRequest("A number in the request is out of range: integers must fit in 64 bits.") from None
-        self.spans.append(Span("ingress", self.received_ns, time.time_ns()))
         self._published = (payload, headers)
         self._published_ns = time.time_ns()
         await self.gw.nc.publish(subjects.FROM_INGRESS, payload, headers=headers)
@@ -113,14 +124,19 @@ class Call:
                         break
                     self.accepted_by = reply.worker
         except TimeoutError:
-            return Failure.from_error(self.id, StageTimeout("The gateway did not answer in time."))
-        self.last_reply_ns = time.time_ns()
+            # Nothing came: unless a stage answers late, no one else will record it.
+            return self._ended_here(StageTimeout("The gateway did not answer in time."), record=True)
         if reply.seq != self.expected_seq:
-            return Failure.from_error(
-                self.id, InternalError(f"Reply {self.expected_seq} was lost on the bus.", status=502)
-            )
+            # The stage that sent the rest records the request; a gap is ours to report only.
+            return self._ended_here(InternalError(f"Reply {self.expected_seq} was lost on the bus.", status=502))
         self.expected_seq += 1
         return reply
+
+    def _ended_here(self, error: GatewayError, *, record: bool = False) -> Failure:
+        failure = Failure.from_error(self.id, error, self.expected_seq)
+        if record:
+            self._ours = failure
+        return failure
 
     async def _on_process_news(self, news: ProcessNews) -> Failure | None:
         """A process died or came back. If the one that held this request
@@ -128,15 +144,12 @@ class Call:
         not sent again); if the request never reached a provider, it was lost
         on the way and is sent again, which cannot call the upstream twice."""
         if news.died and news.died == self.accepted_by:
-            return Failure.from_error(
-                self.id,
-                UpstreamError(
-                    "The gateway process serving this request stopped; it was not retried because the "
-                    "upstream may already have processed it.",
-                    code="worker_died",
-                ),
-                self.expected_seq,
+            error = UpstreamError(
+                "The gateway process serving this request stopped; it was not retried because the "
+                "upstream may already have processed it.",
+                code="worker_died",
             )
+            return self._ended_here(error, record=True)
         lost = not self.accepted_by and self.expected_seq == 0 and self._published is not None
         if lost and time.time_ns() - self._published_ns > RESEND_AFTER_NS and self._resent < MAX_RESENDS:
             payload, headers = self._published  # type: ignore[misc]
@@ -148,20 +161,19 @@ class Call:
     def first_timeout(self) -> float:
         return max(0.0, (self.deadline_ns - time.time_ns()) / 1e9) + DEADLINE_GRACE_S
 
-    def record(self, reply: Final | Failure, **kwargs) -> None:
-        # The ingress's own time after the last reply: decode, render, write.
-        if self.last_reply_ns:
-            self.spans.append(Span("ingress", self.last_reply_ns, time.time_ns()))
-        self.gw.record(self.id, self.received_ns, self.api, self.model, self.stream, reply, self.spans, **kwargs)
+    def record(self, reply: Final | Failure, ttft_ns: int = 0) -> None:
+        """Record the request if it ended here without a stage that records it
+        (a deadline with no answer, the process holding it gone). A stage that
+        sends the last reply records the request itself."""
+        if reply is self._ours:
+            gw, spans = self.gw, self.spans
+            gw.record(self.id, self.received_ns, self.api, self.model, self.stream, reply, spans, ttft_ns=ttft_ns)
 
     async def cancel(self) -> None:
         await self.gw.nc.publish(subjects.CONTROL_CANCEL, bus.encode(Cancel(id=self.id)))
 
     def close(self) -> None:
         self.gw.replies.close(self.id)
-
-    def closed(self) -> Failure:
-        return client_closed(self.id)
 
 
 def client_closed(request_id: str) -> Failure:
@@ -180,11 +192,15 @@ async def send_failure(call: Call, send: Send, fmt: Format, f: Failure) -> None:
 
 
 async def complete(call: Call, send: Send, fmt: Format) -> None:
-    """A non-streamed answer: wait for the one reply, render it."""
+    """A non-streamed answer: wait for it (joining its pieces if it was too
+    large for one message), render it."""
+    pieces = Assembler()
     reply = await call.next_reply(call.first_timeout())
+    while isinstance(reply, Chunk):
+        pieces.add(reply)
+        reply = await call.next_reply(call.first_timeout())
     if isinstance(reply, Final):
-        await send_bytes(send, 200, fmt.final(reply), JSON_HEADERS + call.id_header)
-        call.record(reply)
+        await send_bytes(send, 200, fmt.final(pieces.complete(reply)), JSON_HEADERS + call.id_header)
         return
     if not isinstance(reply, Failure):
         reply = Failure.from_error(call.id, InternalError("The pipeline sent an unexpected reply.", status=502))
@@ -196,7 +212,7 @@ async def complete(call: Call, send: Send, fmt: Format) -> None:
 
 async def stream(call: Call, receive: Receive, send: Send, fmt: Format) -> None:
     """A streamed answer, relayed as it comes; the upstream call is cancelled
-    when the client goes away."""
+    when the client goes away (and the provider records what it billed)."""
 
     async def watch_disconnect() -> None:
         while (await receive())["type"] != "http.disconnect":
@@ -214,7 +230,6 @@ async def _relay(call: Call, send: Send, fmt: Format) -> None:
     reply = await call.next_reply(call.first_timeout())
     if reply is None:
         await call.cancel()
-        call.record(call.closed(), client_disconnected=True, status=CLIENT_CLOSED_STATUS)
         return
     if isinstance(reply, Failure):  # nothing sent yet: a plain JSON error with its status
         await send_failure(call, send, fmt, reply)
@@ -229,7 +244,6 @@ async def _relay(call: Call, send: Send, fmt: Format) -> None:
     while True:
         if reply is None:
             await call.cancel()
-            call.record(call.closed(), ttft_ns=ttft_ns, client_disconnected=True, status=CLIENT_CLOSED_STATUS)
             return
         if isinstance(reply, Chunk):
             out.append(fmt.chunk(reply))
@@ -239,7 +253,6 @@ async def _relay(call: Call, send: Send, fmt: Format) -> None:
         elif isinstance(reply, Final):
             out.append(fmt.end(reply))
             await send({"type": "http.response.body", "body": b"".join(out)})
-            call.record(reply, ttft_ns=ttft_ns)
             return
         else:  # Failure after the stream began: an error event, then the end
             if reply.code == StageTimeout.code:

@@ -164,6 +164,24 @@ class StageTimeout(GatewayError):
     retryable = True
 
 
+class ClientClosed(GatewayError):
+    """The client went away before its answer was complete. Never sent to it
+    (no one listens); the row records it, with what the upstream billed."""
+
+    status = CLIENT_CLOSED_STATUS
+    type = ErrorType.INVALID_REQUEST
+    code = "client_closed"
+
+
+class StageStopping(GatewayError):
+    """The process holding the request was stopped before it could finish."""
+
+    status = 503
+    type = ErrorType.SERVER
+    code = "gateway_stopping"
+    retryable = True
+
+
 class InternalError(GatewayError):
     status = 500
     type = ErrorType.SERVER

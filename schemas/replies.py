@@ -29,9 +29,15 @@ class Chunk(BusMessage, tag="chat.chunk"):
     seq: int
     delta: Delta
     model: str = ""
+    # A slice of an embeddings answer too large for one message (see ``Final``).
+    embeddings: list[list[float]] | None = None
 
 
 class Final(BusMessage, tag="chat.final"):
+    """The end of an answer. A non-streamed answer too large for one NATS
+    message comes as chunks first (content pieces, or slices of embeddings),
+    then this with the rest; the receiver joins them."""
+
     id: str
     seq: int
     model: str
@@ -64,6 +70,10 @@ class Failure(BusMessage, tag="chat.failure"):
     key_id: str = ""
     tenant_id: str = ""
     timing: Timing = msgspec.field(default_factory=Timing)
+    # What the upstream billed before the request failed or was cancelled
+    # (a stream cut midway, a client gone): recorded and charged like any usage.
+    usage: Usage | None = None
+    cost: Cost | None = None
 
     @classmethod
     def from_error(cls, request_id: str, error: GatewayError, seq: int = 0, **fields: str) -> Failure:

@@ -79,18 +79,19 @@ def request_event(
         status=200,
         **split,
     )
-    if isinstance(reply, Final):
+    if reply.usage is not None:
         event.prompt_tokens = reply.usage.prompt_tokens
         event.completion_tokens = reply.usage.completion_tokens
         event.cached_tokens = reply.usage.cached_tokens
         event.cache_write_tokens = reply.usage.cache_write_tokens
         event.reasoning_tokens = reply.usage.reasoning_tokens
         event.usage_source = reply.usage.source
+    if reply.cost is not None:
         event.cost_pico_usd = reply.cost.total
         event.cost_input_pico_usd = reply.cost.input
         event.cost_cached_input_pico_usd = reply.cost.cached_input
         event.cost_output_pico_usd = reply.cost.output
-    else:
+    if isinstance(reply, Failure):
         event.status = reply.status
         event.error_type = reply.type
         event.error_code = reply.code

@@ -33,6 +33,28 @@ def settle(reported: Usage | None, body: ChatBody, completion_text: str, catalog
     )
 
 
+def settle_cut_short(
+    reported: Usage | None, body: ChatBody, streamed_text: str, catalog_model: str | None
+) -> Usage:
+    """A call that ended before its answer did (the client went away): the
+    prompt, and what was generated so far. A provider that reported usage
+    early (Anthropic's message_start) may under-report the output: the larger
+    of its word and our count of the streamed text wins."""
+    counted = settle(None, body, streamed_text, catalog_model)
+    if reported is None:
+        return counted
+    if counted.completion_tokens <= reported.completion_tokens:
+        return reported
+    return Usage(
+        prompt_tokens=reported.prompt_tokens or counted.prompt_tokens,
+        completion_tokens=counted.completion_tokens,
+        cached_tokens=reported.cached_tokens,
+        cache_write_tokens=reported.cache_write_tokens,
+        reasoning_tokens=reported.reasoning_tokens,
+        source=counted.source,
+    )
+
+
 def settle_embeddings(reported: Usage | None, body: EmbeddingsBody, catalog_model: str | None) -> Usage:
     if reported is not None:
         return reported

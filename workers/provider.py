@@ -4,21 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
+from typing import Any
 
 import msgspec
 from nats.aio.msg import Msg
 
 from schemas import bus, subjects
-from schemas.chat import Delta
+from schemas.chat import Cost, Delta, Usage
 from schemas.envelope import Deployment, Envelope
-from schemas.errors import CLIENT_CLOSED_STATUS, GatewayError, InternalError, UpstreamTimeout
+from schemas.errors import ClientClosed, GatewayError, InternalError, StageStopping, UpstreamTimeout
 from schemas.events import AlertEvent, AttemptEvent
 from schemas.ids import new_id
 from schemas.replies import Accepted, Cancel, Chunk, Failure, Final, Timing
 from services import usage as usage_svc
-from services.providers.call import CallFailed, CallOutcome, OnDelta, call_chat, call_embeddings
+from services.providers.call import CallFailed, CallOutcome, CallProgress, OnDelta, call_chat, call_embeddings
 from services.providers.http import UpstreamHTTP, make_upstream_http
 from workers import runner
+
+# A cancel that arrives before its request (the client left while the request
+# was still in policy or routing) is remembered this long, so the request is
+# not sent upstream when it gets here.
+CANCEL_MEMORY_NS = 60 * 1_000_000_000
+CANCEL_MEMORY_MAX = 10_000
 
 
 class ProviderStage:
@@ -30,6 +38,8 @@ class ProviderStage:
     def __init__(self) -> None:
         self.client: UpstreamHTTP | None = None
         self.inflight: dict[str, asyncio.Task] = {}
+        # request id -> when its client went away
+        self.cancelled: OrderedDict[str, int] = OrderedDict()
 
     async def start(self, ctx: runner.StageContext) -> None:
         self.client = make_upstream_http()
@@ -40,7 +50,15 @@ class ProviderStage:
             cancel = bus.decode(msg.data)
         except msgspec.DecodeError:
             return
-        task = self.inflight.get(cancel.id) if isinstance(cancel, Cancel) else None
+        if not isinstance(cancel, Cancel):
+            return
+        now = time.time_ns()
+        self.cancelled[cancel.id] = now
+        while self.cancelled and (
+            len(self.cancelled) > CANCEL_MEMORY_MAX or next(iter(self.cancelled.values())) < now - CANCEL_MEMORY_NS
+        ):
+            self.cancelled.popitem(last=False)
+        task = self.inflight.get(cancel.id)
         if task is not None:
             task.cancel()
 
@@ -71,54 +89,96 @@ class ProviderStage:
             )
         )
 
-    async def _upstream_failed(
+    def _billed_so_far(self, env: Envelope, dep: Deployment, progress: CallProgress) -> tuple[Usage, Cost] | None:
+        """What the upstream processed and generated of a call that ended early."""
+        if not progress.sent:
+            return None
+        if env.embeddings is not None:
+            usage = usage_svc.settle_embeddings(None, env.embeddings, dep.catalog_model)
+        elif progress.first_byte_ns or not env.stream:
+            assert env.body is not None
+            text = "".join(progress.parts)
+            usage = usage_svc.settle_cut_short(progress.reported, env.body, text, dep.catalog_model)
+        else:  # refused before the first byte (a 429, a 5xx): nothing was generated
+            return None
+        return usage, usage_svc.cost_of(usage, dep.catalog_model)
+
+    async def _end_early(
         self,
         ctx: runner.StageContext,
         env: Envelope,
         error: GatewayError,
         seq: int,
         start_ns: int,
-        call_start_ns: int,
-        first_byte_ns: int,
+        timing: Timing,
+        billed: tuple[Usage, Cost] | None,
+        **record: Any,
     ) -> None:
         dep = env.deployment
         assert dep is not None
-        self._attempt(ctx, env, dep, error.status, call_start_ns, first_byte_ns, error.code)
         failure = Failure.from_error(env.id, error, seq, deployment=dep.name, provider=dep.provider)
-        failure.timing = Timing(
-            upstream_start_ns=call_start_ns, upstream_first_byte_ns=first_byte_ns, upstream_end_ns=time.time_ns()
-        )
-        await ctx.finish(env, failure, start_ns)
+        failure.timing = timing
+        if billed is not None:
+            failure.usage, failure.cost = billed
+        await ctx.finish(env, failure, start_ns, billed=billed is not None, **record)
 
     async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg, start_ns: int) -> None:
         dep = env.deployment
         if dep is None or self.client is None:
             raise InternalError("Request reached the provider stage without a deployment.")
+        if env.id in self.cancelled:  # its client left before it got here: never sent upstream
+            closed = ClientClosed("The client closed the connection before the upstream was called.")
+            await self._end_early(ctx, env, closed, 0, start_ns, Timing(), None, client_disconnected=True)
+            return
         seq = 0
+        first_chunk_ns = 0
 
         async def on_delta(delta: Delta, model: str) -> None:
-            nonlocal seq
+            nonlocal seq, first_chunk_ns
             await ctx.send(env, bus.encode(Chunk(id=env.id, seq=seq, delta=delta, model=model)))
+            first_chunk_ns = first_chunk_ns or time.time_ns()
             seq += 1
 
         self.inflight[env.id] = asyncio.current_task()  # type: ignore[assignment]
         if env.origin == "http":
             await ctx.send(env, bus.encode(Accepted(id=env.id, worker=ctx.instance)))
+        progress = CallProgress()
         call_start = time.time_ns()
         try:
             remaining = max(0.0, (env.deadline_ns - call_start) / 1e9)
             async with asyncio.timeout(remaining):
-                outcome = await self._call(env, dep, on_delta)
-        except CallFailed as exc:
-            await self._upstream_failed(ctx, env, exc.error, seq, start_ns, exc.start_ns, exc.first_byte_ns)
+                outcome = await self._call(env, dep, on_delta, progress)
+        except (CallFailed, TimeoutError, asyncio.CancelledError) as exc:
+            if isinstance(exc, CallFailed):
+                error, started, first_byte = exc.error, exc.start_ns, exc.first_byte_ns
+            elif isinstance(exc, TimeoutError):
+                error = UpstreamTimeout("Request deadline passed while waiting for the upstream.")
+                started, first_byte = call_start, progress.first_byte_ns
+            elif env.id in self.cancelled:
+                error = ClientClosed("The client closed the connection.")
+                started, first_byte = call_start, progress.first_byte_ns
+            else:
+                error = StageStopping("The gateway stopped while calling the upstream.")
+                started, first_byte = call_start, progress.first_byte_ns
+            self._attempt(ctx, env, dep, error.status, started, first_byte, error.code)
+            timing = Timing(
+                upstream_start_ns=started, upstream_first_byte_ns=first_byte, upstream_end_ns=time.time_ns()
+            )
+            ttft = first_chunk_ns - env.received_at_ns if first_chunk_ns else 0
+            await self._end_early(
+                ctx,
+                env,
+                error,
+                seq,
+                start_ns,
+                timing,
+                self._billed_so_far(env, dep, progress),
+                ttft_ns=ttft,
+                client_disconnected=isinstance(error, ClientClosed),
+            )
+            if isinstance(exc, asyncio.CancelledError):
+                raise
             return
-        except TimeoutError:
-            error = UpstreamTimeout("Request deadline passed while waiting for the upstream.")
-            await self._upstream_failed(ctx, env, error, seq, start_ns, call_start, 0)
-            return
-        except asyncio.CancelledError:
-            self._attempt(ctx, env, dep, CLIENT_CLOSED_STATUS, call_start, 0, "client_closed")
-            raise
         finally:
             self.inflight.pop(env.id, None)
         self._attempt(ctx, env, dep, 200, outcome.start_ns, outcome.first_byte_ns)
@@ -153,18 +213,22 @@ class ProviderStage:
                 upstream_end_ns=outcome.end_ns,
             ),
         )
-        await ctx.finish(env, final, start_ns)
+        ttft = first_chunk_ns - env.received_at_ns if first_chunk_ns else 0
+        await ctx.finish(env, final, start_ns, billed=True, ttft_ns=ttft)
 
-    async def _call(self, env: Envelope, dep: Deployment, on_delta: OnDelta) -> CallOutcome:
+    async def _call(self, env: Envelope, dep: Deployment, on_delta: OnDelta, progress: CallProgress) -> CallOutcome:
         assert self.client is not None
         if env.embeddings is not None:
-            return await call_embeddings(self.client, dep, env.embeddings)
+            return await call_embeddings(self.client, dep, env.embeddings, progress)
         assert env.body is not None  # policy let through exactly one body
-        return await call_chat(self.client, dep, env.body, on_delta=on_delta if env.body.stream else None)
+        stream = on_delta if env.body.stream else None
+        return await call_chat(self.client, dep, env.body, on_delta=stream, progress=progress)
 
     async def stop(self) -> None:
         for task in list(self.inflight.values()):
             task.cancel()
+        if self.inflight:
+            await asyncio.wait(list(self.inflight.values()), timeout=1.0)
         if self.client is not None:
             await self.client.aclose()
 

@@ -24,7 +24,7 @@ from schemas.errors import GatewayError, InternalError, InvalidRequest, StageTim
 from schemas.events import StageEvent
 from schemas.ids import new_id
 from schemas.replies import Failure, Final
-from services import admission, records
+from services import admission, records, replies
 from services.runtime import process
 from services.runtime.events import EventPublisher
 
@@ -70,29 +70,45 @@ class StageContext:
         """Publish an already-encoded reply (a streamed chunk) to the requester."""
         await self.nc.publish(env.reply, payload)
 
-    async def finish(self, env: Envelope, reply: Final | Failure, start_ns: int) -> None:
-        """Send the last reply. For requests that did not come through the
-        ingress, this stage is the one that sees the end, so it records it."""
+    async def finish(
+        self,
+        env: Envelope,
+        reply: Final | Failure,
+        start_ns: int,
+        *,
+        billed: bool = False,
+        ttft_ns: int = 0,
+        client_disconnected: bool = False,
+    ) -> None:
+        """Send the last reply and record the request. The stage that ends a
+        request records it, whichever way it came in: it knows how it ended and
+        what the upstream billed, and the row does not depend on the ingress
+        surviving. A ``billed`` row is written to JetStream ahead of the reply,
+        in the same connection, so no answer reaches a client without its row."""
         reply.timing.spans = [*env.spans, self.span(start_ns), *reply.timing.spans]
         reply.key_id, reply.tenant_id = env.key_id, env.tenant_id
+        self._stage_event(env, start_ns, "reply" if isinstance(reply, Final) else "failure")
+        self.events.emit(
+            records.request_event(
+                request_id=env.id,
+                received_at_ns=env.received_at_ns,
+                origin=env.origin,
+                api=env.api,
+                model=env.model,
+                stream=env.stream,
+                done_ns=time.time_ns(),
+                reply=reply,
+                ttft_ns=ttft_ns,
+                client_disconnected=client_disconnected,
+            )
+        )
+        if billed:
+            await self.events.flush_now()
         # A failure may end a request before policy checked its reply subject:
         # never answer onto anything but an inbox.
         if isinstance(reply, Final) or admission.valid_reply_subject(env.reply):
-            await self.nc.publish(env.reply, bus.encode(reply))
-        self._stage_event(env, start_ns, "reply" if isinstance(reply, Final) else "failure")
-        if env.origin != "http":
-            self.events.emit(
-                records.request_event(
-                    request_id=env.id,
-                    received_at_ns=env.received_at_ns,
-                    origin=env.origin,
-                    api=env.api,
-                    model=env.model,
-                    stream=env.stream,
-                    done_ns=time.time_ns(),
-                    reply=reply,
-                )
-            )
+            for payload in replies.encode_final(reply):
+                await self.nc.publish(env.reply, payload)
 
     async def fail(self, env: Envelope, error: GatewayError, start_ns: int) -> None:
         await self.finish(env, Failure.from_error(env.id, error), start_ns)

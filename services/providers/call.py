@@ -38,6 +38,21 @@ class CallOutcome(msgspec.Struct):
     embeddings: list[list[float]] | None = None
 
 
+class CallProgress:
+    """How far a call got, kept outside it: when the call is cancelled (the
+    client went away), what the upstream already processed and generated is
+    still billed."""
+
+    def __init__(self) -> None:
+        # The request left for the upstream: from here its prompt is billed.
+        self.sent = False
+        # Streamed text and tool-call arguments so far (output tokens, if counted).
+        self.parts: list[str] = []
+        # Usage the upstream reported in the stream so far, if any.
+        self.reported: Usage | None = None
+        self.first_byte_ns = 0
+
+
 class CallFailed(Exception):
     """An upstream try failed; carries the timing for the attempt record."""
 
@@ -54,12 +69,15 @@ async def call_chat(
     body: ChatBody,
     *,
     on_delta: OnDelta | None = None,
+    progress: CallProgress | None = None,
 ) -> CallOutcome:
     adapter = provider(deployment.provider).chat
+    progress = progress or CallProgress()
     start_ns = time.time_ns()
     first_byte_ns = 0
     try:
         req = adapter.build_request(deployment, body, _api_key(deployment), stream=on_delta is not None)
+        progress.sent = True
         resp = await client.post(req.url, req.headers, req.content, deployment.timeout_s)
         try:
             if resp.status_code >= 400:
@@ -75,7 +93,7 @@ async def call_chat(
                 model, reported, finish, message = result.model, result.usage, result.finish_reason, result.message
             else:
                 model, reported, finish, message, text = "", None, None, None, ""
-                parts: list[str] = []
+                parts = progress.parts
                 done = False
                 parser = adapter.stream_parser()
                 async for data in sse_data(resp.aiter_bytes()):
@@ -84,9 +102,9 @@ async def call_chat(
                         done = True
                         break
                     if not first_byte_ns:
-                        first_byte_ns = time.time_ns()
+                        first_byte_ns = progress.first_byte_ns = time.time_ns()
                     model = event.model or model
-                    reported = event.usage or reported
+                    reported = progress.reported = event.usage or reported
                     delta = event.delta
                     if delta is not None and (delta.content or delta.tool_calls or delta.role or delta.finish_reason):
                         if delta.content:
@@ -115,14 +133,18 @@ async def call_chat(
     )
 
 
-async def call_embeddings(client: UpstreamHTTP, deployment: Deployment, body: EmbeddingsBody) -> CallOutcome:
+async def call_embeddings(
+    client: UpstreamHTTP, deployment: Deployment, body: EmbeddingsBody, progress: CallProgress | None = None
+) -> CallOutcome:
     adapter = provider(deployment.provider).embeddings
     if adapter is None:
         raise CallFailed(InvalidRequest(f"Provider {deployment.provider!r} serves no embeddings."), time.time_ns(), 0)
+    progress = progress or CallProgress()
     start_ns = time.time_ns()
     first_byte_ns = 0
     try:
         req = adapter.build_embeddings_request(deployment, body, _api_key(deployment))
+        progress.sent = True
         data = await _post_and_read(client, req, deployment, adapter.map_error)
         first_byte_ns = time.time_ns()
         result = adapter.parse_embeddings(data)

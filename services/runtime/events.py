@@ -48,6 +48,35 @@ class EventPublisher:
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
+    async def flush_now(self) -> None:
+        """Put the buffered events on the connection before anything published
+        after this call (JetStream's async publish writes at once and acks
+        later). For rows that bill: written ahead of the answer they belong to,
+        they are not lost with the process in the 250 ms a batch waits."""
+        if not self._buffer:
+            return
+        batch = EventBatch(id=new_id(), events=self._buffer)
+        self._buffer = []
+        payload = bus.encode(batch)
+        headers = {"Nats-Msg-Id": batch.id}
+        try:
+            ack = await self._js.publish_async(self._subject, payload, headers=headers, wait_stall=1.0)
+        except (nats.errors.Error, APIError) as exc:  # stalled or disconnected: the slow path retries
+            log.warning("event batch %s: async publish failed (%r); retrying", batch.id, exc)
+            ack = None
+        task = asyncio.create_task(self._confirm(batch, ack))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _confirm(self, batch: EventBatch, ack: asyncio.Future | None) -> None:
+        if ack is not None:
+            try:
+                await asyncio.wait_for(ack, 5.0)
+                return
+            except (TimeoutError, nats.errors.Error, APIError) as exc:
+                log.warning("event batch %s: no ack (%r); publishing again", batch.id, exc)
+        await self._publish(batch)  # same Nats-Msg-Id: stored once whichever try lands
+
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
