@@ -9,6 +9,8 @@ import openai
 import pytest
 import tiktoken
 
+from schemas.chat import Message, Usage
+from services import pricing, tokens
 from tests.stack import DEMO_KEY, LIMITED_KEY, REDACT_KEY, Stack
 
 
@@ -141,6 +143,30 @@ def test_client_disconnect_stops_the_upstream_call(client: openai.OpenAI, stack:
         assert time.monotonic() < deadline, "the upstream stream kept running after the client left"
         time.sleep(0.05)
     assert stack.mock_stats()["active_streams"] == 0
+
+
+def test_a_client_gone_mid_stream_is_charged_for_what_the_upstream_did(client: openai.OpenAI, stack: Stack) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="demo-model", messages=user("long [mock:chunks=400] [mock:chunk_ms=20]"), stream=True
+    )
+    stream = raw.parse()
+    for i, _ in enumerate(stream):
+        if i == 3:  # the role chunk and three words
+            break
+    stream.close()
+    row = stack.request_row(raw.headers["x-request-id"])
+    assert row["status"] == 499 and row["client_disconnected"] and row["error_code"] == "client_closed"
+    # The mock reports usage only at the end, so both sides are counted with gpt-3.5's own tokenizer.
+    assert row["usage_source"] == "counted"
+    prompt = user("long [mock:chunks=400] [mock:chunk_ms=20]")
+    assert row["prompt_tokens"] == tokens.count_prompt(
+        [Message(**m) for m in prompt], tokens.encoding("cl100k_base")
+    )
+    assert 3 <= row["completion_tokens"] < 400  # what was streamed before the cancel arrived
+    price = pricing.price_for("gpt-3.5-turbo")
+    assert price is not None
+    usage = Usage(prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"])
+    assert row["cost_pico_usd"] == pricing.cost(usage, price).total > 0
 
 
 def test_model_name_with_characters_kv_keys_forbid_is_served(client: openai.OpenAI, stack: Stack) -> None:
