@@ -83,6 +83,19 @@ NAMED: dict[str, Named] = {
         """,
         params={"minutes": ("UInt32", 60)},
     ),
+    # How requests ended in a window: per status and error code, with tokens and cost.
+    "outcomes": Named(
+        sql="""
+        SELECT status, error_code, count() AS requests, sum(prompt_tokens) AS prompt_tokens,
+               sum(completion_tokens) AS completion_tokens, toString(sum(cost_pico_usd)) AS cost_pico_usd
+        FROM requests FINAL
+        WHERE ts >= fromUnixTimestamp64Nano(toInt64({since_ns:UInt64}))
+          AND ts < fromUnixTimestamp64Nano(toInt64({until_ns:UInt64}))
+        GROUP BY status, error_code
+        ORDER BY status, error_code
+        """,
+        params={"since_ns": ("UInt64", 0), "until_ns": ("UInt64", 2**63 - 1)},
+    ),
     # What the sink could not store, newest first (the stream kept draining past them).
     "dead_letters": Named(
         sql="""

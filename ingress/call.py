@@ -11,7 +11,7 @@ from ingress.gateway import Gateway
 from ingress.http import JSON_HEADERS, SSE_HEADERS, Receive, Send, retry_after, send_bytes
 from ingress.replies import DISCONNECTED, Disconnected, ProcessNews
 from schemas import bus, subjects
-from schemas.chat import ChatBody, EmbeddingsBody
+from schemas.chat import ChatBody, Cost, EmbeddingsBody, Usage
 from schemas.envelope import Envelope, Span
 from schemas.errors import (
     CLIENT_CLOSED_STATUS,
@@ -22,15 +22,20 @@ from schemas.errors import (
     UpstreamError,
 )
 from schemas.replies import Accepted, Cancel, Chunk, Failure, Final
+from services import usage as usage_svc
 from services.replies import Assembler
 
-# A request that no provider took this long after it was published, when a
-# process dies or comes back, was lost in a stage that died: policy and
-# routing take well under a millisecond, so it is sent again (at most this many
-# times). A request still queued in a live stage after this long (a gateway
-# far past saturation) could reach the provider twice: the bound is a trade.
-RESEND_AFTER_NS = 250_000_000
-MAX_RESENDS = 3
+# A request that no provider took this long after it was published was lost
+# on the way (a stage died holding it, or had no live replica when it was
+# sent): policy and routing take well under a millisecond, so it is sent
+# again, up to MAX_RESENDS times while its deadline allows. When a process
+# dies or comes back, requests unclaimed for NEWS_RESEND_AFTER_NS go at once.
+# A copy can reach a provider while the first is still queued only in a
+# gateway far past saturation; the provider that took one ignores the other.
+FIRST_RESEND_AFTER_S = 0.5
+RESEND_AFTER_S = 1.0
+NEWS_RESEND_AFTER_NS = 100_000_000
+MAX_RESENDS = 8
 
 # The ingress waits this long past the deadline, so that a stage that gave up
 # at the deadline (e.g. the provider on a slow upstream) can still say why.
@@ -73,6 +78,8 @@ class Call:
         self._resent = 0
         # The provider process that took the request, once it said so.
         self.accepted_by = ""
+        # Streamed text relayed so far: what is billed if the provider dies.
+        self.relayed: list[str] = []
         # A failure this ingress made up (no stage sent it) and must record.
         self._ours: Failure | None = None
 
@@ -108,28 +115,45 @@ class Call:
 
     async def next_reply(self, timeout_s: float) -> Chunk | Final | Failure | None:
         """The next reply in order; None when the client went away."""
-        try:
-            async with asyncio.timeout(timeout_s):
-                while True:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            wait = deadline - loop.time()
+            # Until a provider takes the request, wait for it only so long:
+            # a request no provider took by then was lost on the way.
+            unclaimed = not self.accepted_by and self.expected_seq == 0 and self._published is not None
+            if unclaimed:
+                wait = min(wait, RESEND_AFTER_S if self._resent else FIRST_RESEND_AFTER_S)
+            try:
+                async with asyncio.timeout(max(0.0, wait)):
                     data = await self.queue.get()
-                    if isinstance(data, ProcessNews):
-                        failure = await self._on_process_news(data)
-                        if failure is not None:
-                            return failure
-                        continue
-                    if isinstance(data, Disconnected):
-                        return None
-                    reply = bus.decode_reply(data)
-                    if not isinstance(reply, Accepted):
-                        break
-                    self.accepted_by = reply.worker
-        except TimeoutError:
-            # Nothing came: unless a stage answers late, no one else will record it.
-            return self._ended_here(StageTimeout("The gateway did not answer in time."), record=True)
+            except TimeoutError:
+                if unclaimed and loop.time() < deadline and self._resent < MAX_RESENDS:
+                    await self._resend()
+                    continue
+                # Nothing came: unless a stage answers late, no one else will record it.
+                return self._ended_here(StageTimeout("The gateway did not answer in time."), record=True)
+            if isinstance(data, ProcessNews):
+                failure = await self._on_process_news(data)
+                if failure is not None:
+                    return failure
+                continue
+            if isinstance(data, Disconnected):
+                return None
+            reply = bus.decode_reply(data)
+            if not isinstance(reply, Accepted):
+                break
+            self.accepted_by = reply.worker
         if reply.seq != self.expected_seq:
             # The stage that sent the rest records the request; a gap is ours to report only.
             return self._ended_here(InternalError(f"Reply {self.expected_seq} was lost on the bus.", status=502))
         self.expected_seq += 1
+        if isinstance(reply, Chunk) and self.stream:
+            delta = reply.delta
+            if delta.content:
+                self.relayed.append(delta.content)
+            for tc in delta.tool_calls or ():
+                self.relayed.append((tc.get("function") or {}).get("arguments") or "")
         return reply
 
     def _ended_here(self, error: GatewayError, *, record: bool = False) -> Failure:
@@ -149,14 +173,34 @@ class Call:
                 "upstream may already have processed it.",
                 code="worker_died",
             )
-            return self._ended_here(error, record=True)
-        lost = not self.accepted_by and self.expected_seq == 0 and self._published is not None
-        if lost and time.time_ns() - self._published_ns > RESEND_AFTER_NS and self._resent < MAX_RESENDS:
-            payload, headers = self._published  # type: ignore[misc]
-            self._resent += 1
-            self._published_ns = time.time_ns()
-            await self.gw.nc.publish(subjects.FROM_INGRESS, payload, headers=headers)
+            failure = self._ended_here(error, record=True)
+            failure.usage, failure.cost = self._billed_so_far()
+            return failure
+        unclaimed = not self.accepted_by and self.expected_seq == 0 and self._published is not None
+        if unclaimed and time.time_ns() - self._published_ns > NEWS_RESEND_AFTER_NS and self._resent < MAX_RESENDS:
+            await self._resend()
         return None
+
+    async def _resend(self) -> None:
+        """Publish the request again. A provider that already took it ignores
+        the copy, so this never calls the upstream twice through one provider."""
+        assert self._published is not None
+        payload, headers = self._published
+        self._resent += 1
+        self._published_ns = time.time_ns()
+        await self.gw.nc.publish(subjects.FROM_INGRESS, payload, headers=headers)
+
+    def _billed_so_far(self) -> tuple[Usage, Cost]:
+        """What the upstream was sent, and generated as far as it reached us,
+        when the provider that held the request died: it can no longer say."""
+        route = self.gw.routes.items.get(self.model)
+        catalog_model = route.deployment.catalog_model if route is not None else None
+        if self.embeddings is not None:
+            usage = usage_svc.settle_embeddings(None, self.embeddings, catalog_model)
+        else:
+            assert self.body is not None
+            usage = usage_svc.settle_cut_short(None, self.body, "".join(self.relayed), catalog_model)
+        return usage, usage_svc.cost_of(usage, catalog_model)
 
     def first_timeout(self) -> float:
         return max(0.0, (self.deadline_ns - time.time_ns()) / 1e9) + DEADLINE_GRACE_S

@@ -22,11 +22,20 @@ from services.providers.call import CallFailed, CallOutcome, CallProgress, OnDel
 from services.providers.http import UpstreamHTTP, make_upstream_http
 from workers import runner
 
-# A cancel that arrives before its request (the client left while the request
-# was still in policy or routing) is remembered this long, so the request is
-# not sent upstream when it gets here.
-CANCEL_MEMORY_NS = 60 * 1_000_000_000
-CANCEL_MEMORY_MAX = 10_000
+# Request ids are remembered this long (and at most this many): a cancel that
+# arrives before its request (the client left while the request was still in
+# policy or routing), so the request is not sent upstream when it gets here;
+# and the requests taken, so that a copy the ingress sent again is ignored.
+MEMORY_NS = 60 * 1_000_000_000
+MEMORY_MAX = 50_000
+
+
+def _remember(memory: OrderedDict[str, int], request_id: str) -> None:
+    """Note ``request_id`` in a bounded memory that forgets the oldest first."""
+    now = time.time_ns()
+    memory[request_id] = now
+    while memory and (len(memory) > MEMORY_MAX or next(iter(memory.values())) < now - MEMORY_NS):
+        memory.popitem(last=False)
 
 
 class ProviderStage:
@@ -40,6 +49,9 @@ class ProviderStage:
         self.inflight: dict[str, asyncio.Task] = {}
         # request id -> when its client went away
         self.cancelled: OrderedDict[str, int] = OrderedDict()
+        # request id -> when it arrived: the ingress may send a request again
+        # when it saw no acceptance in time; a second copy is not called again.
+        self.seen: OrderedDict[str, int] = OrderedDict()
 
     async def start(self, ctx: runner.StageContext) -> None:
         self.client = make_upstream_http()
@@ -52,12 +64,7 @@ class ProviderStage:
             return
         if not isinstance(cancel, Cancel):
             return
-        now = time.time_ns()
-        self.cancelled[cancel.id] = now
-        while self.cancelled and (
-            len(self.cancelled) > CANCEL_MEMORY_MAX or next(iter(self.cancelled.values())) < now - CANCEL_MEMORY_NS
-        ):
-            self.cancelled.popitem(last=False)
+        _remember(self.cancelled, cancel.id)
         task = self.inflight.get(cancel.id)
         if task is not None:
             task.cancel()
@@ -126,6 +133,9 @@ class ProviderStage:
         dep = env.deployment
         if dep is None or self.client is None:
             raise InternalError("Request reached the provider stage without a deployment.")
+        if env.id in self.seen:  # a copy the ingress sent again, which this process already took
+            return
+        _remember(self.seen, env.id)
         if env.id in self.cancelled:  # its client left before it got here: never sent upstream
             closed = ClientClosed("The client closed the connection before the upstream was called.")
             await self._end_early(ctx, env, closed, 0, start_ns, Timing(), None, client_disconnected=True)

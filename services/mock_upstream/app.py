@@ -27,6 +27,8 @@ SSE = [(b"content-type", b"text/event-stream")]
 
 class Stats(msgspec.Struct):
     requests: int = 0
+    # Non-streamed answers sent with 200 (the reference for "the upstream answered").
+    completed_requests: int = 0
     active_streams: int = 0
     completed_streams: int = 0
     cancelled_streams: int = 0
@@ -111,7 +113,9 @@ class MockUpstream:
             return
         answer = plan(prompt, last, count, tools, b)
         if not streamed:
-            return await self._send(send, 200, _json.encode(shape.complete(answer, model)))
+            await self._send(send, 200, _json.encode(shape.complete(answer, model)))
+            self.stats.completed_requests += 1
+            return
         if shape is OPENAI:
             want_usage = bool((req.get("stream_options") or {}).get("include_usage"))
             frames = openai_shape.stream(answer, model, want_usage)
@@ -130,6 +134,7 @@ class MockUpstream:
         except (KeyError, TypeError, AttributeError):
             return await self._send(send, 400, _json.encode(shape.error(400)))
         await self._send(send, 200, _json.encode(body))
+        self.stats.completed_requests += 1
 
     async def _stream(self, receive: Any, send: Any, frames: list[Frame], b: Behaviour) -> None:
         gone = asyncio.Event()

@@ -46,6 +46,7 @@ def _stop_uninterrupted(sup: Supervisor) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    process.setup_logging("supervisor")
     home = Path(args.home).resolve()
     key = _demo_key(home)
     os.environ["SLUICE_MOCK_PORT"] = str(args.mock_port)

@@ -314,7 +314,6 @@ class Supervisor:
 
     def _note(self, name: str, why: str) -> None:
         log.warning("%s %s", name, why)
-        print(f"supervisor: {name} {why}", file=sys.stderr, flush=True)
         self.restarts.append((time.time(), name, why))
 
     # -- operator actions --------------------------------------------------

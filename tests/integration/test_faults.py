@@ -1,0 +1,97 @@
+"""Processes die under load: the gateway serves again without a manual step,
+every request ends with an answer or a JSON error (never a hang to the
+deadline), and every request the upstream answered has exactly one row with
+its usage and cost, the mock upstream's own counts being the reference."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loadtest import faults
+from loadtest.faults import Report
+from tests.stack import DEMO_KEY, REDACT_KEY, Stack
+
+# Long, so that a request that waited for its deadline would show.
+DEADLINE_S = 30
+
+
+@pytest.fixture(scope="module")
+def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    s = Stack(Path(tmp_path_factory.mktemp("faults")), timeout_s=DEADLINE_S).start()
+    yield s
+    s.stop()
+
+
+def inflict(stack: Stack, name: str, sig: signal.Signals, after_s: float) -> Report:
+    pid = stack.supervisor.pids()[name]
+    # Half the callers use the tenant with redaction rules, so the redaction stage is on their path.
+    return faults.run(stack.base_url, [DEMO_KEY, REDACT_KEY], stack.mock_url, (pid, name, sig), after_s=after_s)
+
+
+def outcomes_in(stack: Stack, report: Report) -> dict[tuple[int, str], int]:
+    since, until = report.window_ns
+    result = stack.query("outcomes", since_ns=since, until_ns=until)
+    assert result["error"] is None
+    return {(row[0], row[1]): row[2] for row in result["rows"]}
+
+
+def assert_every_request_ended_cleanly(report: Report) -> None:
+    assert report.outcomes, "no load ran"
+    slowest = max(o.ended - o.started for o in report.outcomes)
+    assert slowest < DEADLINE_S / 2, f"a request waited {slowest:.1f}s: it hung towards the deadline"
+    for o in report.outcomes:
+        if o.result == 200:
+            continue
+        if o.result == "connection":
+            # Only the ingress's own death can leave a client without an HTTP answer.
+            assert report.process == "ingress", o
+            continue
+        assert o.json_error and o.request_id, f"not a JSON error with a request id: {o}"
+
+
+def assert_rows_match_what_the_upstream_answered(stack: Stack, report: Report) -> None:
+    for o in report.outcomes:
+        if o.result == 200:
+            found = stack.query("request", request_id=o.request_id)
+            assert len(found["rows"]) == 1, f"{o.request_id}: {len(found['rows'])} rows"
+            row = dict(zip(found["columns"], found["rows"][0], strict=True))
+            assert row["status"] == 200 and row["prompt_tokens"] > 0 and row["completion_tokens"] > 0
+            assert row["cost_pico_usd"] > 0
+    # Rows land through the sink (maybe restarting): wait until they account for the mock's answers.
+    deadline = time.monotonic() + 30
+    while True:
+        counts = outcomes_in(stack, report)
+        ok, died = counts.get((200, ""), 0), counts.get((502, "worker_died"), 0)
+        # An answer the mock sent to a provider that had just died is billed in a worker_died row.
+        if ok <= report.mock_answered <= ok + died:
+            break
+        assert time.monotonic() < deadline, f"mock answered {report.mock_answered}, rows {counts}"
+        time.sleep(0.5)
+    assert set(counts) <= {(200, ""), (502, "worker_died")}, counts
+
+
+@pytest.mark.parametrize("name", faults.PROCESSES)
+def test_a_killed_process_is_replaced_and_nothing_billed_is_lost(fault_stack: Stack, name: str) -> None:
+    report = inflict(fault_stack, name, signal.SIGKILL, after_s=5)
+    assert report.serving_again_s is not None, "the gateway never served again after the kill"
+    assert_every_request_ended_cleanly(report)
+    assert_rows_match_what_the_upstream_answered(fault_stack, report)
+    assert any(n == name and "exited" in why for _, n, why in fault_stack.supervisor.restarts)
+
+
+def test_a_frozen_provider_is_detected_and_replaced(fault_stack: Stack) -> None:
+    before = fault_stack.supervisor.pids()["provider"]
+    report = inflict(fault_stack, "provider", signal.SIGSTOP, after_s=10)
+    assert any(n == "provider" and "no heartbeat" in why for _, n, why in fault_stack.supervisor.restarts)
+    assert fault_stack.supervisor.pids()["provider"] != before
+    assert report.serving_again_s is not None
+    assert_every_request_ended_cleanly(report)
+    # The requests the frozen process held ended when it was replaced, not at their deadline.
+    held = [o for o in report.outcomes if o.result != 200]
+    assert held and all(o.ended - report.killed_at < 10 for o in held)
+    assert_rows_match_what_the_upstream_answered(fault_stack, report)
