@@ -27,7 +27,7 @@ def main() -> None:
         lifespan="on",
         access_log=False,
         log_level="warning",
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=1,
     )
 
 

@@ -29,6 +29,9 @@ from services.runtime import process
 from services.runtime.events import EventPublisher
 
 log = logging.getLogger("sluice.stage")
+# On SIGTERM a stage lets requests in flight finish this long, then cancels
+# them (the provider records what each had billed): a stop stays under 2 s.
+STOP_WAIT_S = 1.0
 
 
 class StageContext:
@@ -210,7 +213,7 @@ async def serve(stage: Stage, stop: asyncio.Event) -> None:
     for sub in subs:
         await sub.unsubscribe()
     if tasks:
-        await asyncio.wait(tasks, timeout=10)
+        await asyncio.wait(tasks, timeout=STOP_WAIT_S)
     await stage.stop()
     await events.close()
     await nc.drain()

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import msgspec
+import nats.errors
 
 from schemas import subjects
 from schemas.control import ApiKey
@@ -94,7 +95,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 async def query(name: str, params: dict, nats_url: str, timeout: float = 10.0) -> dict:
-    nc = await process.connect("cli", nats_url)
+    nc = await process.connect_tool(nats_url)
     try:
         msg = await nc.request(
             subjects.ANALYTICS_QUERY, msgspec.json.encode({"name": name, "params": params}), timeout=timeout
@@ -109,8 +110,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
     try:
         result = asyncio.run(query("stats", {"minutes": args.minutes}, args.nats))
-    except Exception as exc:
-        print(f"cannot reach the analytics sink over NATS at {args.nats}: {exc!r}", file=sys.stderr)
+    except process.GatewayNotRunning as exc:
+        print(f"sluice stats: {exc}", file=sys.stderr)
+        return 1
+    except (TimeoutError, nats.errors.Error) as exc:
+        print(f"sluice stats: the analytics sink did not answer over NATS at {args.nats} ({exc!r})", file=sys.stderr)
         return 1
     if result.get("error"):
         print(f"query failed: {result['error']}", file=sys.stderr)
@@ -127,13 +131,17 @@ def cmd_seed(args: argparse.Namespace) -> int:
     records = config_mod.control_records(config_mod.load(args.config))
 
     async def run() -> None:
-        nc = await process.connect("seed", args.nats)
+        nc = await process.connect_tool(args.nats)
         try:
             await bootstrap.prepare(nc, records)
         finally:
             await nc.close()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except process.GatewayNotRunning as exc:
+        print(f"sluice seed: {exc}", file=sys.stderr)
+        return 1
     counts = f"{len(records.keys)} keys, {len(records.tenants)} tenants, {len(records.routes)} models"
     print(f"seeded {counts} into {args.nats}")
     return 0

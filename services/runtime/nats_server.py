@@ -10,6 +10,8 @@ import sysconfig
 import time
 from pathlib import Path
 
+from services.runtime.process import die_with_parent
+
 
 class NatsServerError(RuntimeError):
     pass
@@ -32,8 +34,11 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
-    """Whether nothing listens on (or holds) 127.0.0.1:``port``."""
+    """Whether a server could listen on 127.0.0.1:``port`` now."""
     with socket.socket() as s:
+        # As servers do: connections of a stopped server in TIME_WAIT do not
+        # hold the port, a listener does.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -70,6 +75,10 @@ def start(store_dir: Path, port: int, log_file: Path | None = None, server_name:
             [binary(), "-c", str(conf), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir)],
             stdout=out,
             stderr=subprocess.STDOUT,
+            # Not in the terminal's process group: a Ctrl-C must not stop NATS
+            # before the processes that are still draining into it.
+            start_new_session=True,
+            preexec_fn=die_with_parent,
         )
     try:
         wait_for_port(port, 15, proc)

@@ -36,6 +36,17 @@ def instance_name(role: str) -> str:
     return os.environ.get("SLUICE_PROCESS_NAME", role)
 
 
+def die_with_parent() -> None:
+    """For ``Popen(preexec_fn=...)``: on Linux the child gets SIGTERM when its
+    parent (the supervisor) dies, even by SIGKILL, so nothing is left behind."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def nats_url() -> str:
     return os.environ.get("SLUICE_NATS_URL", DEFAULT_NATS_URL)
 
@@ -53,6 +64,31 @@ async def connect(name: str, url: str | None = None) -> Client:
         # The request path must not sit behind a slow flusher.
         flusher_queue_size=4096,
     )
+
+
+class GatewayNotRunning(Exception):
+    """A command-line tool found no Sluice NATS to talk to."""
+
+
+async def connect_tool(url: str) -> Client:
+    """A connection for a command-line tool: one try, a short wait, and a
+    plain message when nothing answers, not a retry loop."""
+    async def quiet(exc: Exception) -> None:  # the one message below says it all
+        pass
+
+    try:
+        return await nats.connect(
+            url,
+            name="sluice-cli",
+            allow_reconnect=False,
+            connect_timeout=2,
+            # nats-py counts the first connection among these; 0 would mean "for ever".
+            max_reconnect_attempts=1,
+            reconnect_time_wait=0.1,
+            error_cb=quiet,
+        )
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        raise GatewayNotRunning(f"no Sluice gateway answers at {url} ({exc}); is `sluice up` running?") from None
 
 
 def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:

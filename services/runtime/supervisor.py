@@ -56,16 +56,6 @@ class StartupError(RuntimeError):
     """The gateway cannot start as asked; the message says what to change."""
 
 
-def _die_with_parent() -> None:
-    """Linux: the child gets SIGTERM if the supervisor dies, even by SIGKILL."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 class Layout(msgspec.Struct):
     home: Path
     config: Path
@@ -145,7 +135,10 @@ class Supervisor:
                 env=self._env(child.name),
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=process.die_with_parent,
+                # Its own session: a Ctrl-C in the terminal reaches only the
+                # supervisor, which stops the children in order (NATS last).
+                start_new_session=True,
             )
         child.started_at = time.monotonic()
         child.restart_at = None

@@ -8,6 +8,7 @@ import sys
 
 import httpx
 
+from services.runtime.nats_server import free_port
 from tests.stack import DEMO_KEY, Stack
 
 
@@ -47,3 +48,16 @@ def test_sluice_models_catalog_lists_every_family() -> None:
     assert {"openai", "azure", "anthropic", "gemini", "mistral", "cohere", "groq"} <= {r["provider"] for r in data}
     bad = subprocess.run([*cmd[:-2], "--config", "/nonexistent.toml"], capture_output=True, text=True)
     assert bad.returncode == 2 and "nonexistent" in bad.stderr
+
+
+def test_commands_that_need_the_gateway_say_so_when_it_is_not_running(tmp_path) -> None:
+    nowhere = f"nats://127.0.0.1:{free_port()}"
+    config = tmp_path / "c.toml"
+    config.write_text("")
+    for args in (["stats", "--nats", nowhere], ["seed", "--config", str(config), "--nats", nowhere]):
+        done = subprocess.run(
+            [sys.executable, "-m", "services.runtime.cli", *args], capture_output=True, text=True, timeout=30
+        )
+        assert done.returncode == 1
+        assert "is `sluice up` running?" in done.stderr and nowhere in done.stderr
+        assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1  # one plain line, no retry noise

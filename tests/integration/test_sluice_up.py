@@ -113,3 +113,37 @@ def test_up_serves_stops_cleanly_and_restarts_on_the_same_data(tmp_path: Path) -
             time.sleep(0.2)
     finally:
         stop(proc)
+
+
+def attempt(home: Path, ports: dict[str, int]) -> subprocess.CompletedProcess:
+    args = ["--home", str(home), "--port", str(ports["http"]), "--nats-port", str(ports["nats"])]
+    args += ["--mock-port", str(ports["mock"])]
+    return subprocess.run(
+        [sys.executable, "-m", "services.runtime.cli", "up", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_a_second_up_refuses_taken_ports_and_a_busy_home_and_leaves_the_first_alone(tmp_path: Path) -> None:
+    ports = {"http": free_port(), "nats": free_port(), "mock": free_port()}
+    first, pids, key = start(tmp_path / "first", ports)
+    try:
+        fresh = {"http": free_port(), "nats": free_port(), "mock": free_port()}
+        cases = [
+            (tmp_path / "second", {**fresh, "nats": ports["nats"]}, f"port {ports['nats']} (NATS)", "--nats-port"),
+            (tmp_path / "third", {**fresh, "http": ports["http"]}, f"port {ports['http']} (HTTP)", "--port"),
+            (tmp_path / "fourth", {**fresh, "mock": ports["mock"]}, f"port {ports['mock']} (mock", "--mock-port"),
+            (tmp_path / "first", fresh, "another `sluice up`", "--home"),
+        ]
+        for home, taken, what, flag in cases:
+            second = attempt(home, taken)
+            assert second.returncode != 0, second.stdout
+            assert what in second.stderr and flag in second.stderr, second.stderr
+            assert "Traceback" not in second.stderr
+        # The first gateway kept its key, its routes and its processes.
+        resp = chat(ports, key)
+        assert resp.status_code == 200 and resp.json()["model"] == "demo-model"
+        assert all(alive(pid) for pid in pids.values())
+    finally:
+        stop(first)
+    logs = "".join(p.read_text() for p in (tmp_path / "first" / "logs").glob("*.log"))
+    assert "Traceback" not in logs  # a clean stop leaves no tracebacks behind
