@@ -123,6 +123,20 @@ def control_records(config: Config, extra_keys: dict[str, ApiKey] | None = None)
     return ControlRecords(keys=keys, tenants=tenants, routes=routes)
 
 
+def unset_key_variables(config: Config) -> list[str]:
+    """One line per model whose provider key variable is not set: the
+    gateway still serves it, and its provider will refuse every call."""
+    out = []
+    for m in config.models:
+        dep = deployment(m)
+        if dep.api_key_env and not os.environ.get(dep.api_key_env):
+            out.append(
+                f"model {m.name!r} ({m.provider}): ${dep.api_key_env} is not set, so calls to it carry no key "
+                f"and its provider will refuse them; set it, or api_key_env = \"\" for a server that needs none"
+            )
+    return out
+
+
 def deployment(m: ModelConfig) -> Deployment:
     """A model's config with the provider's defaults filled in, checked
     against the provider registry and the catalog."""

@@ -25,7 +25,7 @@ class RoutingStage:
         await self.routes.start(ctx.js)
 
     async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg, start_ns: int) -> None:
-        env.deployment = routing.resolve(self.routes.items, env.model)
+        env.deployment = routing.resolve(self.routes.items, env.model, env.api)
         await ctx.forward(env, start_ns)
 
     async def stop(self) -> None:

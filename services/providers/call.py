@@ -6,6 +6,7 @@ handed over the moment it is parsed, nothing is buffered.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,7 @@ from services.providers.registry import provider
 from services.providers.sse import sse_data
 
 OnDelta = Callable[[Delta, str], Awaitable[None]]
+log = logging.getLogger("sluice.provider")
 
 
 class CallOutcome(msgspec.Struct):
@@ -202,4 +204,11 @@ def _failed(exc: GatewayError | httpx.TransportError, start_ns: int, first_byte_
         return CallFailed(UpstreamUnreachable(f"Upstream unreachable: {exc}"), start_ns, 0)
     if isinstance(exc, httpx.TimeoutException):
         return CallFailed(UpstreamTimeout("Upstream did not answer in time."), start_ns, first_byte_ns)
-    return CallFailed(UpstreamError(f"Upstream connection failed: {exc!r}"), start_ns, first_byte_ns)
+    # The transport's own words (aiohttp's, through httpx) go to the log, not
+    # to the caller: they name our client's internals, not what happened.
+    log.warning("upstream %s: %r", "cut the answer short" if first_byte_ns else "connection failed", exc)
+    if first_byte_ns:
+        error = UpstreamError("The upstream closed the connection before its answer was complete.")
+    else:
+        error = UpstreamError("The upstream connection failed before an answer began.")
+    return CallFailed(error, start_ns, first_byte_ns)

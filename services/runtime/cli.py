@@ -15,6 +15,7 @@ import nats.errors
 
 from schemas import subjects
 from schemas.control import ApiKey
+from services import config as config_mod
 from services.keys import new_key
 from services.runtime import process
 from services.runtime.supervisor import Layout, StartupError, Supervisor
@@ -64,6 +65,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     # SIGTERM (from a service manager or `kill`) stops cleanly, like Ctrl-C.
     signal.signal(signal.SIGTERM, _interrupt)
     print(f"Starting Sluice in {home} ...", flush=True)
+    try:
+        for warning in config_mod.unset_key_variables(config_mod.load(layout.config)):
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
+    except config_mod.ConfigError as exc:
+        print(f"sluice up: {exc}", file=sys.stderr)
+        return 1
     try:
         sup.start()
     except StartupError as exc:
@@ -125,7 +132,6 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
-    from services import config as config_mod
     from services.runtime import bootstrap
 
     records = config_mod.control_records(config_mod.load(args.config))

@@ -4,6 +4,7 @@ And integral numbers written as 1.0 are integers, as OpenAI's schema says."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 
@@ -112,3 +113,31 @@ def test_anthropic_stream_starts_with_usage_counts(stack: Stack) -> None:
     )
     start = next(line for line in resp.text.splitlines() if line.startswith("data: ") and "message_start" in line)
     assert '"usage":{"input_tokens":0,"output_tokens":0' in start
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/chat/completions", b'{"model": "embed-model", ' + MESSAGES + b"}"),
+        ("/messages", b'{"model": "embed-model", "max_tokens": 8, ' + MESSAGES + b"}"),
+        ("/embeddings", b'{"model": "demo-model", "input": "x"}'),
+    ],
+)
+def test_a_model_answers_only_in_its_mode(stack: Stack, path: str, body: bytes) -> None:
+    resp = post(stack, body, path=path)
+    assert resp.status_code == 400, resp.text
+    assert " model; call it on /v1/" in resp.text  # the error names the endpoint to use
+    assert stack.request_row(resp.headers["x-request-id"])["status"] == 400
+
+
+def test_a_stream_cut_by_the_upstream_ends_with_a_clean_error(stack: Stack) -> None:
+    resp = httpx.post(
+        f"{stack.base_url}/chat/completions",
+        json={"model": "demo-model", "stream": True, "messages": [{"role": "user", "content": "x [mock:cut_after=2]"}]},
+        headers={"authorization": f"Bearer {DEMO_KEY}"},
+        timeout=20,
+    )
+    error = [line for line in resp.text.splitlines() if line.startswith('data: {"error"')]
+    assert len(error) == 1 and resp.text.rstrip().endswith(error[0])
+    message = json.loads(error[0][len("data: ") :])["error"]["message"]
+    assert message == "The upstream closed the connection before its answer was complete."

@@ -73,3 +73,21 @@ def test_kv_keys_escape_reversibly_into_what_nats_allows(name: str) -> None:
     assert re.fullmatch(r"[-/_=.a-zA-Z0-9]+", key) and not key.startswith(".") and not key.endswith(".")
     assert kv_name(key) == name
     assert kv_key("demo-model") == "demo-model"  # plain names stay readable
+
+
+def test_models_whose_key_variable_is_unset_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.setenv("TEST_SLUICE_OPENAI_KEY", "sk-set")
+    cfg = config.Config(
+        models=[
+            config.ModelConfig(name="claude", provider="anthropic", upstream_model="claude-sonnet-4-20250514"),
+            config.ModelConfig(
+                name="gpt", provider="openai", upstream_model="gpt-4o", api_key_env="TEST_SLUICE_OPENAI_KEY"
+            ),
+            config.ModelConfig(
+                name="local", provider="openai", upstream_model="x", api_key_env="", base_url="http://h"
+            ),
+        ]
+    )
+    warnings = config.unset_key_variables(cfg)
+    assert len(warnings) == 1 and "'claude'" in warnings[0] and "$ANTHROPIC_API_KEY" in warnings[0]

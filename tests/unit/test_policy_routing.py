@@ -81,3 +81,20 @@ def test_envelope_model_and_stream_come_from_its_body() -> None:
     policy.check_body(chat)
     policy.check_body(embed)
     assert (chat.model, chat.stream, embed.model, embed.stream) == ("c", True, "e", False)
+
+
+def test_a_models_mode_is_enforced_where_the_catalog_knows_it() -> None:
+    embed = Deployment(
+        name="e", provider="openai", base_url="http://x", upstream_model="u", catalog_model="text-embedding-3-small"
+    )
+    chat = Deployment(name="c", provider="openai", base_url="http://x", upstream_model="u", catalog_model="gpt-4o")
+    unknown = Deployment(name="u", provider="openai", base_url="http://x", upstream_model="u")
+    routes = {r.name: ModelRoute(name=r.name, deployment=r) for r in (embed, chat, unknown)}
+    assert routing.resolve(routes, "e", "embeddings") is embed
+    assert routing.resolve(routes, "c", "messages") is chat
+    with pytest.raises(InvalidRequest, match="an embeddings model; call it on /v1/embeddings") as info:
+        routing.resolve(routes, "e", "chat")
+    assert info.value.status == 400 and info.value.code == "model_mode_mismatch"
+    with pytest.raises(InvalidRequest, match="chat model"):
+        routing.resolve(routes, "c", "embeddings")
+    assert routing.resolve(routes, "u", "embeddings") is unknown and routing.resolve(routes, "u", "chat") is unknown
