@@ -17,6 +17,7 @@ import msgspec
 from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.message import NatsMessage
+from faststream.security import SASLPlaintext
 from nats.js.api import ConsumerConfig
 
 from analytics import intake
@@ -45,7 +46,17 @@ async def _pulled(msg: NatsMessage) -> list[Pulled]:
 
 
 def build(store: Store, nats_url: str, batch_size: int = 1000) -> NatsBroker:
-    broker = NatsBroker(nats_url, logger=None, apply_types=False, decoder=_raw_body)
+    auth = process.auth_options()
+    inbox = auth.get("inbox_prefix", "_INBOX")
+    security = SASLPlaintext(username=auth["user"], password=auth["password"]) if auth else None
+    broker = NatsBroker(
+        nats_url,
+        logger=None,
+        apply_types=False,
+        decoder=_raw_body,
+        security=security,
+        inbox_prefix=inbox,
+    )
 
     @broker.subscriber(
         subjects.EVENTS_ALL,
@@ -59,6 +70,8 @@ def build(store: Store, nats_url: str, batch_size: int = 1000) -> NatsBroker:
         ack_policy=AckPolicy.NACK_ON_ERROR,
         include_in_schema=False,
         decoder=_pulled,
+        # The pull requests' own inboxes: the sink's user may read only its prefix.
+        inbox_prefix=f"{inbox}.".encode(),
     )
     async def on_events(pulled: list[Pulled]) -> None:
         # A message that can never be stored must not be redelivered forever

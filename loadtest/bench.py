@@ -166,6 +166,7 @@ def main() -> int:
     sup = Supervisor(layout, extra_keys={KEY: ApiKey(id="bench", tenant_id="bench")})
     print(f"starting the gateway in {home} ...", flush=True)
     sup.start()
+    admin = str(sup.creds_path("admin")) if layout.auth else None
     results: dict = {"duration_s": args.duration, "cpus": os.cpu_count(), "upstream": args.upstream, "runs": []}
     try:
         pids = sup.pids()
@@ -187,7 +188,7 @@ def main() -> int:
                     r = run_wrk(url, script, concurrency, args.duration, watched)
                     r |= {"target": target, "stream": stream, "concurrency": concurrency}
                     if target == "sluice":
-                        r["breakdown_ms"] = breakdown(layout.nats_url, since, time.time_ns())
+                        r["breakdown_ms"] = breakdown(layout.nats_url, since, time.time_ns(), admin)
                     results["runs"].append(r)
                     print(
                         f"{target:6} stream={stream!s:5} c={concurrency:<3} rps={r['rps']:>8.0f} "

@@ -8,9 +8,12 @@ import time
 from pathlib import Path
 
 import httpx
+import nats
+import nats.aio.client
 import nats.errors
 
 from schemas.control import ApiKey
+from services.runtime import process
 from services.runtime.cli import query
 from services.runtime.nats_server import free_port
 from services.runtime.supervisor import Layout, Supervisor
@@ -135,8 +138,15 @@ class Stack:
     def mock_stats(self) -> dict:
         return httpx.get(f"{self.mock_url}/mock/stats").json()
 
+    def creds(self, user: str = "admin") -> str:
+        """The credentials file of a NATS user: a role, or "svc-demo" (an internal service)."""
+        return str(self.supervisor.creds_path(user))
+
+    async def connect(self, user: str = "svc-demo", **options: object) -> nats.aio.client.Client:
+        return await nats.connect(self.nats_url, **process.auth_options(self.creds(user)), **options)
+
     def query(self, name: str, **params: object) -> dict:
-        return asyncio.run(query(name, params, self.nats_url))
+        return asyncio.run(query(name, params, self.nats_url, creds=self.creds()))
 
     def request_row(self, request_id: str, timeout: float = 30.0) -> dict:
         """The ``requests`` row of one request, once the sink has written it."""

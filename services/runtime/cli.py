@@ -1,4 +1,4 @@
-"""The ``sluice`` command: up, stats, models, seed, mock-upstream."""
+"""The ``sluice`` command: up, stats, models, seed, nats-user, mock-upstream."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from schemas import subjects
 from schemas.control import ApiKey
 from services import config as config_mod
 from services.keys import new_key
-from services.runtime import process
+from services.runtime import credentials, nats_server, process
 from services.runtime.supervisor import Layout, StartupError, Supervisor
 
 DEMO_CONFIG = Path(__file__).parent / "demo.toml"
@@ -101,8 +101,17 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-async def query(name: str, params: dict, nats_url: str, timeout: float = 10.0) -> dict:
-    nc = await process.connect_tool(nats_url)
+def default_creds() -> str | None:
+    """The admin credentials a local `sluice up` wrote, unless SLUICE_NATS_CREDS names others."""
+    named = os.environ.get("SLUICE_NATS_CREDS")
+    if named:
+        return named
+    local = credentials.path_of(Path(os.environ.get("SLUICE_HOME", ".sluice")), "admin")
+    return str(local) if local.exists() else None
+
+
+async def query(name: str, params: dict, nats_url: str, timeout: float = 10.0, creds: str | None = None) -> dict:
+    nc = await process.connect_tool(nats_url, creds)
     try:
         msg = await nc.request(
             subjects.ANALYTICS_QUERY, msgspec.json.encode({"name": name, "params": params}), timeout=timeout
@@ -116,7 +125,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from services.runtime.stats_table import render, rows_as_dicts
 
     try:
-        result = asyncio.run(query("stats", {"minutes": args.minutes}, args.nats))
+        result = asyncio.run(query("stats", {"minutes": args.minutes}, args.nats, creds=args.creds))
     except process.GatewayNotRunning as exc:
         print(f"sluice stats: {exc}", file=sys.stderr)
         return 1
@@ -137,7 +146,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
     records = config_mod.control_records(config_mod.load(args.config))
 
     async def run() -> None:
-        nc = await process.connect_tool(args.nats)
+        nc = await process.connect_tool(args.nats, args.creds)
         try:
             await bootstrap.prepare(nc, records)
         finally:
@@ -150,6 +159,29 @@ def cmd_seed(args: argparse.Namespace) -> int:
         return 1
     counts = f"{len(records.keys)} keys, {len(records.tenants)} tenants, {len(records.routes)} models"
     print(f"seeded {counts} into {args.nats}")
+    return 0
+
+
+def cmd_nats_user_create(args: argparse.Namespace) -> int:
+    """Credentials an internal service connects with: it may publish requests
+    to sluice.v1.in.> and read its own inbox, nothing else."""
+    home = Path(args.home)
+    try:
+        user = credentials.service_user(args.name)
+    except ValueError as exc:
+        print(f"sluice nats-user: {exc}", file=sys.stderr)
+        return 2
+    creds = credentials.ensure(home, user, args.nats)
+    nats_dir = home / "nats"
+    if nats_dir.exists():
+        nats_server.write_auth(nats_dir, credentials.server_block(credentials.users(home)))
+        running = nats_server.reload(nats_dir)
+    else:
+        running = False
+    path = credentials.path_of(home, user)
+    print(f"credentials for {creds.user!r} in {path} (mode 600)")
+    print(f"  may publish to   sluice.v1.in.>  and read  {creds.inbox_prefix}.>")
+    print("  the running gateway's NATS took them" if running else "  they take effect at the next `sluice up`")
     return 0
 
 
@@ -203,6 +235,7 @@ def parser() -> argparse.ArgumentParser:
     stats.add_argument("--minutes", type=int, default=60)
     stats.add_argument("--json", action="store_true")
     stats.add_argument("--nats", default=process.nats_url())
+    stats.add_argument("--creds", default=default_creds(), help="NATS credentials file (default: .sluice's admin)")
     stats.set_defaults(func=cmd_stats)
 
     models = sub.add_parser("models", help="the configured models (or the whole catalog) with prices and limits")
@@ -215,7 +248,16 @@ def parser() -> argparse.ArgumentParser:
     seed = sub.add_parser("seed", help="create the event stream and KV buckets and load a config into them")
     seed.add_argument("--config", required=True)
     seed.add_argument("--nats", default=process.nats_url())
+    seed.add_argument("--creds", default=default_creds(), help="NATS credentials file (default: .sluice's admin)")
     seed.set_defaults(func=cmd_seed)
+
+    users = sub.add_parser("nats-user", help="NATS credentials for an internal service")
+    users_sub = users.add_subparsers(dest="action", required=True)
+    create = users_sub.add_parser("create", help="make (or show) a service's credentials file")
+    create.add_argument("name", help="the service's name: lower-case letters, digits, dashes")
+    create.add_argument("--home", default=os.environ.get("SLUICE_HOME", ".sluice"))
+    create.add_argument("--nats", default=process.nats_url())
+    create.set_defaults(func=cmd_nats_user_create)
 
     mock = sub.add_parser("mock-upstream", help="serve the mock LLM upstream")
     mock.add_argument("--host", default="127.0.0.1")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sysconfig
@@ -59,16 +60,44 @@ def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = Non
     raise NatsServerError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
-def start(store_dir: Path, port: int, log_file: Path | None = None, server_name: str = "") -> subprocess.Popen:
+AUTH_CONF = "sluice-auth.conf"
+
+
+def write_auth(store_dir: Path, authorization: str) -> None:
+    """The users and their permissions, in a file of their own (mode 600) so
+    that adding one rewrites only it, and a reload (SIGHUP) applies it."""
+    path = store_dir / AUTH_CONF
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(authorization + "\n")
+
+
+def reload(store_dir: Path) -> bool:
+    """Ask the running nats-server of ``store_dir`` to re-read its config; False if none runs."""
+    try:
+        pid = int((store_dir / "nats-server.pid").read_text())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def start(
+    store_dir: Path, port: int, log_file: Path | None = None, server_name: str = "", authorization: str = ""
+) -> subprocess.Popen:
     """Start nats-server with JetStream on loopback; returns once it listens.
-    ``server_name`` lets the caller check that the server answering is this one."""
+    ``server_name`` lets the caller check that the server answering is this
+    one; ``authorization`` is the users block (no block: anyone may connect)."""
     store_dir.mkdir(parents=True, exist_ok=True)
     # Request bodies may be several MB and ride in one envelope; the 1 MB
     # default would refuse them. Only settable in a config file.
     conf = store_dir / "sluice-nats.conf"
-    lines = ["max_payload: 8MB"]
+    lines = ["max_payload: 8MB", f'pid_file: "{store_dir / "nats-server.pid"}"']
     if server_name:
         lines.append(f'server_name: "{server_name}"')
+    if authorization:
+        write_auth(store_dir, authorization)
+        lines.append(f"include ./{AUTH_CONF}")
     conf.write_text("\n".join(lines) + "\n")
     with open(log_file or os.devnull, "ab") as out:  # the child keeps its own copy
         proc = subprocess.Popen(

@@ -14,6 +14,7 @@ import nats
 from nats.aio.client import Client
 
 from schemas import subjects
+from services.runtime import credentials
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 HEARTBEAT_S = 1.0
@@ -51,7 +52,17 @@ def nats_url() -> str:
     return os.environ.get("SLUICE_NATS_URL", DEFAULT_NATS_URL)
 
 
-async def connect(name: str, url: str | None = None) -> Client:
+def auth_options(creds_path: str | None = None) -> dict[str, str]:
+    """nats-py connect options for the credentials file named (or in
+    SLUICE_NATS_CREDS): user, password and the inbox prefix the user may read."""
+    path = creds_path or os.environ.get("SLUICE_NATS_CREDS")
+    if not path:
+        return {}
+    creds = credentials.load(path)
+    return {"user": creds.user, "password": creds.password, "inbox_prefix": creds.inbox_prefix}
+
+
+async def connect(name: str, url: str | None = None, creds_path: str | None = None) -> Client:
     async def on_error(exc: Exception) -> None:
         log.warning("nats: %r", exc)
 
@@ -63,6 +74,7 @@ async def connect(name: str, url: str | None = None) -> Client:
         reconnect_time_wait=0.5,
         # The request path must not sit behind a slow flusher.
         flusher_queue_size=4096,
+        **auth_options(creds_path),
     )
 
 
@@ -70,7 +82,7 @@ class GatewayNotRunning(Exception):
     """A command-line tool found no Sluice NATS to talk to."""
 
 
-async def connect_tool(url: str) -> Client:
+async def connect_tool(url: str, creds_path: str | None = None) -> Client:
     """A connection for a command-line tool: one try, a short wait, and a
     plain message when nothing answers, not a retry loop."""
     async def quiet(exc: Exception) -> None:  # the one message below says it all
@@ -86,6 +98,7 @@ async def connect_tool(url: str) -> Client:
             max_reconnect_attempts=1,
             reconnect_time_wait=0.1,
             error_cb=quiet,
+            **auth_options(creds_path),
         )
     except (OSError, TimeoutError, nats.errors.Error) as exc:
         raise GatewayNotRunning(f"no Sluice gateway answers at {url} ({exc}); is `sluice up` running?") from None

@@ -30,7 +30,7 @@ import msgspec
 from schemas import bus, subjects
 from schemas.lifecycle import ProcessDied
 from services import config as config_mod
-from services.runtime import bootstrap, nats_server, process
+from services.runtime import bootstrap, credentials, nats_server, process
 from services.runtime.nats_server import port_is_free, wait_for_port
 
 log = logging.getLogger("sluice.supervisor")
@@ -42,6 +42,9 @@ STAGES = {
     "provider": ["-m", "workers.provider"],
     "sink": ["-m", "analytics.sink"],
 }
+# Credentials for one internal service are made at start, so the README's
+# NATS example runs as written.
+DEMO_SERVICE = "demo"
 # A process silent for this long is replaced (heartbeats come every second).
 HEARTBEAT_STALE_S = 5.0
 # Restart backoff: doubles from the first to the last, and starts again once
@@ -65,6 +68,9 @@ class Layout(msgspec.Struct):
     clickhouse_dsn: str | None = None
     # Replicas of the provider stage (the one that waits on upstream I/O).
     provider_replicas: int = 1
+    # Each process connects as its role's NATS user, allowed only its own
+    # subjects. Off only to measure what authorization costs.
+    auth: bool = True
 
     @property
     def nats_url(self) -> str:
@@ -124,7 +130,17 @@ class Supervisor:
             SLUICE_PROCESS_NAME=name,
             PYTHONUNBUFFERED="1",
         )
+        env.pop("SLUICE_NATS_CREDS", None)
+        if self.layout.auth:
+            env["SLUICE_NATS_CREDS"] = str(self.creds_path(credentials.role_of(name)))
         return env
+
+    def creds_path(self, user: str) -> Path:
+        return credentials.path_of(self.layout.home, user)
+
+    @property
+    def _admin(self) -> str | None:
+        return str(self.creds_path("admin")) if self.layout.auth else None
 
     def _spawn(self, child: Child) -> None:
         logs = self.layout.home / "logs"
@@ -192,13 +208,18 @@ class Supervisor:
                 raise StartupError(f"port {port} ({what}) is already in use: free it, or choose another with {flag}")
 
     def _start_nats(self) -> subprocess.Popen:
-        home = self.layout.home
+        home, url = self.layout.home, self.layout.nats_url
+        authorization = ""
+        if self.layout.auth:
+            for user in [*credentials.ROLES, credentials.service_user(DEMO_SERVICE)]:
+                credentials.ensure(home, user, url)
+            authorization = credentials.server_block(credentials.users(home))
         return nats_server.start(
-            home / "nats", self.layout.nats_port, home / "nats.log", server_name=self._server_name
+            home / "nats", self.layout.nats_port, home / "nats.log", self._server_name, authorization
         )
 
     async def _start_processes(self, records: config_mod.ControlRecords, timeout: float) -> None:
-        nc = await process.connect("supervisor", self.layout.nats_url)
+        nc = await process.connect("supervisor", self.layout.nats_url, self._admin)
         try:
             # Seed only our own nats-server: if another one answers on the
             # port (it was taken between the check and the start), stop here.
@@ -256,7 +277,7 @@ class Supervisor:
             log.exception("the supervisor's monitor failed; processes are no longer restarted")
 
     async def _monitor_loop(self) -> None:
-        nc = await process.connect("supervisor", self.layout.nats_url)
+        nc = await process.connect("supervisor", self.layout.nats_url, self._admin)
 
         async def on_beat(msg) -> None:
             child = self._children.get(msg.subject.rsplit(".", 1)[1])

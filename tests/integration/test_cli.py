@@ -20,7 +20,7 @@ def test_sluice_stats_prints_table_and_json(stack: Stack) -> None:
     )
     assert resp.status_code == 200
     stack.request_row(resp.headers["x-request-id"])
-    cmd = [sys.executable, "-m", "services.runtime.cli", "stats", "--nats", stack.nats_url]
+    cmd = [sys.executable, "-m", "services.runtime.cli", "stats", "--nats", stack.nats_url, "--creds", stack.creds()]
     table = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     assert "other-model" in table and "p99 ms" in table and "cost USD" in table
     data = json.loads(subprocess.run([*cmd, "--json"], capture_output=True, text=True, check=True).stdout)

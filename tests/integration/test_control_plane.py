@@ -21,7 +21,7 @@ LATE = "late-model"
 
 def kv_write(stack: Stack, key: str, value: bytes | None) -> None:
     async def write() -> None:
-        nc = await process.connect("test", stack.nats_url)
+        nc = await process.connect("test", stack.nats_url, stack.creds("admin"))
         try:
             kv = await nc.jetstream().key_value(subjects.KV_MODELS)
             if value is None:

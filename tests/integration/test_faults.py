@@ -57,9 +57,8 @@ def assert_every_request_ended_cleanly(report: Report) -> None:
 def assert_rows_match_what_the_upstream_answered(stack: Stack, report: Report) -> None:
     for o in report.outcomes:
         if o.result == 200:
-            found = stack.query("request", request_id=o.request_id)
-            assert len(found["rows"]) == 1, f"{o.request_id}: {len(found['rows'])} rows"
-            row = dict(zip(found["columns"], found["rows"][0], strict=True))
+            row = stack.request_row(o.request_id)  # waits while the sink catches up
+            assert len(stack.query("request", request_id=o.request_id)["rows"]) == 1
             assert row["status"] == 200 and row["prompt_tokens"] > 0 and row["completion_tokens"] > 0
             assert row["cost_pico_usd"] > 0
     # Rows land through the sink (maybe restarting): wait until they account for the mock's answers.

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import msgspec
-import nats
 
 from schemas import bus, subjects
 from schemas.events import EventBatch, RequestEvent
@@ -27,7 +26,7 @@ def chat_request(reply: str, **fields: object) -> bytes:
 
 async def ask(stack: Stack, payload: Callable[[str], bytes], *, headers: dict | None = AUTH) -> dict:
     """Publish ``payload(inbox)`` and return the first reply on that inbox."""
-    nc = await nats.connect(stack.nats_url)
+    nc = await stack.connect()
     try:
         inbox = nc.new_inbox()
         sub = await nc.subscribe(inbox)
@@ -70,7 +69,7 @@ async def test_an_undecodable_request_is_answered_where_it_asks(stack: Stack) ->
     assert row["status"] == 400 and row["origin"] == "nats"
 
     # Not even msgpack: the NATS request's own reply subject gets the answer.
-    nc = await nats.connect(stack.nats_url)
+    nc = await stack.connect()
     try:
         msg = await nc.request(subjects.IN_CHAT, b"\xc1\xc1 garbage", timeout=10)
     finally:
@@ -79,18 +78,21 @@ async def test_an_undecodable_request_is_answered_where_it_asks(stack: Stack) ->
 
 
 async def test_a_stage_never_publishes_onto_a_subject_a_caller_names(stack: Stack) -> None:
-    nc = await nats.connect(stack.nats_url)
+    nc, watcher = await stack.connect(), await stack.connect("admin")
     try:
-        spy = await nc.subscribe("sluice.v1.spy.>")
+        spy = await watcher.subscribe("sluice.v1.stage.>")
+        await watcher.flush()
         own = nc.new_inbox()
         own_sub = await nc.subscribe(own)
-        await nc.publish(subjects.IN_CHAT, chat_request("sluice.v1.spy.target"), headers=AUTH, reply=own)
+        # Policy may publish onto stage subjects; a reply aimed there must not make it.
+        await nc.publish(subjects.IN_CHAT, chat_request("sluice.v1.stage.call"), headers=AUTH, reply=own)
         failure = msgspec.msgpack.decode((await own_sub.next_msg(timeout=10)).data)
         assert failure["status"] == 400 and "reply" in failure["message"]
         await asyncio.sleep(0.5)
         assert spy.pending_msgs == 0
     finally:
         await nc.close()
+        await watcher.close()
 
 
 async def test_a_poison_event_is_dead_lettered_and_later_rows_keep_landing(stack: Stack) -> None:
@@ -103,7 +105,7 @@ async def test_a_poison_event_is_dead_lettered_and_later_rows_keep_landing(stack
         model="m",
         status=200,
     )
-    nc = await nats.connect(stack.nats_url)
+    nc = await stack.connect("provider")  # a stage with a bug: only stages may publish events
     try:
         batch = EventBatch(id=new_id(), events=[poison])
         await nc.jetstream().publish(subjects.events("provider"), bus.encode(batch), headers={"Nats-Msg-Id": batch.id})

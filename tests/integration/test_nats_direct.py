@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 import msgspec
-import nats
 
 from tests.stack import DEMO_KEY, Stack
 
@@ -23,7 +22,7 @@ def envelope(reply: str, content: str, stream: bool = False) -> bytes:
 
 
 async def collect(stack: Stack, content: str, stream: bool, key: str | None = DEMO_KEY) -> list[dict]:
-    nc = await nats.connect(stack.nats_url)
+    nc = await stack.connect()
     inbox = nc.new_inbox()
     sub = await nc.subscribe(inbox)
     headers = {"Authorization": f"Bearer {key}"} if key else None

@@ -26,7 +26,7 @@ def own_stack(tmp_path: Path) -> Iterator[Stack]:
 
 def pending_for_sink(stack: Stack) -> int:
     async def ask() -> int:
-        nc = await process.connect("test", stack.nats_url)
+        nc = await process.connect("test", stack.nats_url, stack.creds("admin"))
         try:
             info = await nc.jetstream().consumer_info(subjects.EVENTS_STREAM, DURABLE)
             assert info.config.ack_wait == ACK_WAIT_S  # stranded events come back soon

@@ -74,7 +74,7 @@ def chat(ports: dict[str, int], key: str) -> httpx.Response:
     )
 
 
-def stats(ports: dict[str, int]) -> str:
+def stats(ports: dict[str, int], home: Path) -> str:
     cmd = [
         sys.executable,
         "-m",
@@ -83,6 +83,8 @@ def stats(ports: dict[str, int]) -> str:
         "--json",
         "--nats",
         f"nats://127.0.0.1:{ports['nats']}",
+        "--creds",
+        str(home / "creds" / "admin.json"),
     ]
     return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
 
@@ -95,7 +97,7 @@ def test_up_serves_stops_cleanly_and_restarts_on_the_same_data(tmp_path: Path) -
         assert set(pids) >= {"policy", "redact", "route", "provider", "sink", "ingress", "mock-upstream", "nats-server"}
         assert chat(ports, key).status_code == 200
         deadline = time.monotonic() + 15
-        while '"requests": 1' not in stats(ports):
+        while '"requests": 1' not in stats(ports, tmp_path):
             assert time.monotonic() < deadline, "the request never reached ClickHouse"
             time.sleep(0.2)
     finally:
@@ -108,8 +110,8 @@ def test_up_serves_stops_cleanly_and_restarts_on_the_same_data(tmp_path: Path) -
         assert key_again == key  # the demo key is kept
         assert chat(ports, key).status_code == 200
         deadline = time.monotonic() + 15
-        while '"requests": 2' not in stats(ports):  # the first run's row is still there
-            assert time.monotonic() < deadline, stats(ports)
+        while '"requests": 2' not in stats(ports, tmp_path):  # the first run's row is still there
+            assert time.monotonic() < deadline, stats(ports, tmp_path)
             time.sleep(0.2)
     finally:
         stop(proc)

@@ -1,0 +1,150 @@
+"""Who may say what on the bus: one NATS user per process role, each allowed
+only the subjects its job needs, and users for internal services that may
+only send requests in and read their own inbox.
+
+The embedded nats-server enforces these (``authorization`` in its config);
+a publish outside a user's permissions is refused by the server, not by us.
+Credentials live under ``<home>/creds/`` (one JSON file per user, mode 600)
+and are kept across restarts; the server's user list is written from them at
+each start, and reloaded when a service user is added.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from pathlib import Path
+
+import msgspec
+
+from schemas import subjects
+
+_JETSTREAM = ["$JS.API.>", "$JS.ACK.>", "$JS.FC.>"]
+_LIFE = [f"{subjects.CONTROL_READY}.*", f"{subjects.CONTROL_HEARTBEAT}.*"]
+_STAGES = f"{subjects.PREFIX}.stage.>"
+_INBOXES = "_INBOX.>"
+SERVICE_PREFIX = "svc-"
+_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,40}")
+
+
+class Permissions(msgspec.Struct):
+    publish: list[str]
+    subscribe: list[str]
+
+
+class Credentials(msgspec.Struct):
+    """What a process or service needs to connect as one user."""
+
+    user: str
+    password: str
+    # Replies to this user go under this prefix, the only inbox it may read.
+    inbox_prefix: str
+    url: str = ""
+
+
+def _stage(name: str, *publish: str, subscribe: list[str]) -> Permissions:
+    return Permissions(
+        publish=[*publish, subjects.events(name), *_JETSTREAM, *_LIFE],
+        subscribe=[f"_INBOX.{name}.>", *subscribe],
+    )
+
+
+# Stage replicas share their role: "provider-1" connects as "provider".
+ROLES: dict[str, Permissions] = {
+    "ingress": _stage(
+        "ingress",
+        subjects.FROM_INGRESS,
+        subjects.CONTROL_CANCEL,
+        subscribe=[subjects.CONTROL_DIED, f"{subjects.CONTROL_READY}.*"],
+    ),
+    "policy": _stage("policy", _STAGES, _INBOXES, subscribe=[subjects.IN_CHAT, subjects.FROM_INGRESS]),
+    "redact": _stage("redact", _STAGES, _INBOXES, subscribe=[subjects.STAGE_REDACT]),
+    "route": _stage("route", _STAGES, _INBOXES, subscribe=[subjects.STAGE_ROUTE]),
+    "provider": _stage("provider", _INBOXES, subscribe=[subjects.STAGE_CALL, subjects.CONTROL_CANCEL]),
+    "sink": _stage("sink", _INBOXES, subjects.DEAD_LETTER, subscribe=[subjects.ANALYTICS_QUERY]),
+    # The supervisor and the command line: seeding, queries, process news.
+    "admin": Permissions(publish=[">"], subscribe=[">"]),
+}
+
+
+def service_permissions(name: str) -> Permissions:
+    """An internal service: requests in, answers on its own inbox, nothing else."""
+    return Permissions(publish=[f"{subjects.PREFIX}.in.>"], subscribe=[f"_INBOX.svc.{name}.>"])
+
+
+def role_of(process_name: str) -> str:
+    """``provider-1`` -> ``provider``."""
+    base, _, replica = process_name.rpartition("-")
+    return base if base in ROLES and replica.isdigit() else process_name
+
+
+def _path(home: Path, user: str) -> Path:
+    return home / "creds" / f"{user}.json"
+
+
+def _write(path: Path, creds: Credentials) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(msgspec.json.encode(creds).decode() + "\n")
+
+
+def load(path: str | Path) -> Credentials:
+    return msgspec.json.decode(Path(path).read_bytes(), type=Credentials)
+
+
+def ensure(home: Path, user: str, url: str) -> Credentials:
+    """The user's credentials, made (and kept) the first time they are asked for."""
+    path = _path(home, user)
+    if path.exists():
+        creds = load(path)
+        if creds.url != url:  # the same user on another port this time
+            creds.url = url
+            _write(path, creds)
+        return creds
+    prefix = f"_INBOX.svc.{user.removeprefix(SERVICE_PREFIX)}" if user.startswith(SERVICE_PREFIX) else f"_INBOX.{user}"
+    creds = Credentials(user=user, password=secrets.token_urlsafe(24), inbox_prefix=prefix, url=url)
+    _write(path, creds)
+    return creds
+
+
+def path_of(home: Path, user: str) -> Path:
+    return _path(home, user)
+
+
+def service_user(name: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"service name {name!r}: use lower-case letters, digits and dashes (up to 41)")
+    return SERVICE_PREFIX + name
+
+
+def users(home: Path) -> dict[str, Credentials]:
+    """Every user with credentials under ``home``."""
+    folder = home / "creds"
+    return {p.stem: load(p) for p in sorted(folder.glob("*.json"))} if folder.exists() else {}
+
+
+def permissions_of(user: str) -> Permissions:
+    if user.startswith(SERVICE_PREFIX):
+        return service_permissions(user.removeprefix(SERVICE_PREFIX))
+    return ROLES[user]
+
+
+def server_block(all_users: dict[str, Credentials]) -> str:
+    """The ``authorization`` block of nats-server's config for these users
+    (JSON is valid in nats-server's config syntax)."""
+    entries = [
+        {
+            "user": c.user,
+            "password": c.password,
+            "permissions": {
+                "publish": {"allow": permissions_of(name).publish},
+                "subscribe": {"allow": permissions_of(name).subscribe},
+            },
+        }
+        for name, c in all_users.items()
+    ]
+    return "authorization " + json.dumps({"users": entries}, indent=2)
