@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 from ingress.gateway import Gateway
 from ingress.http import JSON_HEADERS, SSE_HEADERS, Receive, Send, retry_after, send_bytes
@@ -107,8 +107,11 @@ class Call:
         headers = {subjects.API_KEY_HEADER: api_key_header} if api_key_header else None
         try:
             payload = bus.encode(env)
-        except OverflowError:  # JSON has integers of any size; msgpack stops at 64 bits
-            raise InvalidRequest("A number in the request is out of range: integers must fit in 64 bits.") from None
+        except OverflowError:
+            try:
+                payload = bus.encode(_widen_huge_integers(env))
+            except OverflowError:  # in a typed field (token ids): no float stands in for those
+                raise InvalidRequest("A number in the request is out of range: integers must fit in 64 bits.") from None
         self._published = (payload, headers)
         self._published_ns = time.time_ns()
         await self.gw.nc.publish(subjects.FROM_INGRESS, payload, headers=headers)
@@ -229,6 +232,32 @@ def client_closed(request_id: str) -> Failure:
         code="client_closed",
         message="The client closed the connection.",
     )
+
+
+def _widen_huge_integers(env: Envelope) -> Envelope:
+    """JSON has integers of any size, msgpack only 64-bit ones. A larger one
+    can only sit in the free-form parts of a request (tool parameter schemas,
+    response formats, content parts: the typed fields refuse it), where it
+    goes on as the nearest float, as most JSON parsers upstream would read it."""
+    body = env.body
+    if body is not None:
+        body.tools = _widen(body.tools)
+        body.tool_choice = _widen(body.tool_choice)
+        body.response_format = _widen(body.response_format)
+        body.logit_bias = _widen(body.logit_bias)
+        for m in body.messages:
+            m.content, m.tool_calls = _widen(m.content), _widen(m.tool_calls)
+    return env
+
+
+def _widen(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _widen(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_widen(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return float(value)
+    return value
 
 
 async def send_failure(call: Call, send: Send, fmt: Format, f: Failure) -> None:

@@ -20,7 +20,7 @@ def parse_body(raw: bytes) -> endpoint.Parsed:
     body = endpoint.decode_json(_decode_body, raw)
     if not body.messages:
         raise InvalidRequest("'messages' must contain at least one message.")
-    return endpoint.Parsed(model=body.model, stream=body.stream, body=body)
+    return endpoint.Parsed(model=body.model, stream=bool(body.stream), body=body)
 
 
 class ChatFormat:

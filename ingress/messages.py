@@ -25,7 +25,7 @@ def parse_body(raw: bytes) -> endpoint.Parsed:
     if request.max_tokens < 1:
         raise InvalidRequest("max_tokens: must be at least 1.")
     body = inbound.to_chat_body(request)
-    return endpoint.Parsed(model=body.model, stream=body.stream, body=body)
+    return endpoint.Parsed(model=body.model, stream=bool(body.stream), body=body)
 
 
 def error_body(f: Failure) -> bytes:

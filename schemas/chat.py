@@ -19,9 +19,11 @@ Integral = int | float
 _INT64 = 2**63
 
 
-def integral(name: str, value: Integral | None) -> int | None:
-    """``value`` as an int if it is a whole number that fits in 64 bits, else a ValueError
-    (msgspec turns it into a ValidationError naming the field)."""
+def integral(name: str, value: Integral | None, *, clamp: bool = False) -> int | None:
+    """``value`` as an int if it is a whole number, else a ValueError (msgspec
+    turns it into a ValidationError naming the field). Outside 64 bits it is
+    refused, or with ``clamp`` (limits and seeds: OpenAI's schema bounds them
+    not at all) brought to the nearest 64-bit value."""
     if value is None:
         return None
     if isinstance(value, float):
@@ -29,7 +31,9 @@ def integral(name: str, value: Integral | None) -> int | None:
             raise ValueError(f"'{name}' must be an integer, got {value}")
         value = int(value)
     if not -_INT64 <= value < _INT64:
-        raise ValueError(f"'{name}' is out of range: {value}")
+        if not clamp:
+            raise ValueError(f"'{name}' is out of range: {value}")
+        value = max(-_INT64, min(value, _INT64 - 1))
     return value
 
 
@@ -39,7 +43,15 @@ class Message(msgspec.Struct, omit_defaults=True):
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
-    tool_call_id: str | None = None
+    # A string on a tool message. OpenAI's schema lets other messages carry
+    # extra fields of any type; this one means nothing there and is dropped.
+    tool_call_id: str | int | float | bool | list[Any] | dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.role != "tool":
+            self.tool_call_id = None
+        elif self.tool_call_id is not None and not isinstance(self.tool_call_id, str):
+            raise ValueError("'tool_call_id' of a tool message must be a string")
 
 
 class StreamOptions(msgspec.Struct, omit_defaults=True):
@@ -51,7 +63,8 @@ class ChatBody(msgspec.Struct, omit_defaults=True):
 
     model: str
     messages: list[Message]
-    stream: bool = False
+    # OpenAI's schema allows null here (read as false).
+    stream: bool | None = False
     stream_options: StreamOptions | None = None
     temperature: float | None = None
     top_p: float | None = None
@@ -76,7 +89,7 @@ class ChatBody(msgspec.Struct, omit_defaults=True):
         for name in ("n", "max_tokens", "max_completion_tokens", "seed", "top_logprobs"):
             value = getattr(self, name)
             if value is not None:
-                setattr(self, name, integral(name, value))
+                setattr(self, name, integral(name, value, clamp=name != "n"))
 
 
 class Usage(msgspec.Struct, omit_defaults=True):

@@ -66,4 +66,4 @@ class Envelope(BusMessage, tag="chat.request"):
 
     @property
     def stream(self) -> bool:
-        return self.body is not None and self.body.stream
+        return self.body is not None and bool(self.body.stream)

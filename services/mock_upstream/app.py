@@ -131,7 +131,7 @@ class MockUpstream:
             return
         try:
             body = render(req)
-        except (KeyError, TypeError, AttributeError):
+        except (KeyError, TypeError, AttributeError, ValueError):
             return await self._send(send, 400, _json.encode(shape.error(400)))
         await self._send(send, 200, _json.encode(body))
         self.stats.completed_requests += 1

@@ -99,8 +99,14 @@ def error(status: int) -> dict[str, Any]:
 
 
 def embeddings(req: dict[str, Any]) -> dict[str, Any]:
+    """Raises ValueError for what Gemini refuses with a 400 (more than 3072 dimensions)."""
     out = []
+    if len(req["requests"]) > 2048:
+        raise ValueError("too many texts")
     for r in req["requests"]:
         text = _text(r["content"]["parts"])
-        out.append({"values": vector(text, int(r.get("outputDimensionality") or 8))})
+        dims = int(r.get("outputDimensionality") or 8)
+        if not 1 <= dims <= 3072:
+            raise ValueError("outputDimensionality must be 1..3072")
+        out.append({"values": vector(text, dims)})
     return {"embeddings": out}

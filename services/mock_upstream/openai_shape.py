@@ -85,11 +85,19 @@ def error(status: int) -> dict[str, Any]:
     return {"error": {"message": f"mock error {status}", "type": "mock_error", "code": f"mock_{status}"}}
 
 
+# OpenAI's own limits: at most 2048 inputs, and no model above 3072 dimensions.
+MAX_INPUTS = 2048
+MAX_DIMENSIONS = 3072
+
+
 def embeddings(req: dict[str, Any]) -> dict[str, Any]:
+    """Raises ValueError for what OpenAI refuses with a 400."""
     inputs = req["input"]
     if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)):
         inputs = [inputs]
     dims = int(req.get("dimensions") or 8)
+    if not 1 <= dims <= MAX_DIMENSIONS or len(inputs) > MAX_INPUTS:
+        raise ValueError(f"dimensions must be 1..{MAX_DIMENSIONS} and inputs at most {MAX_INPUTS}")
     data = [{"object": "embedding", "index": i, "embedding": vector(str(x), dims)} for i, x in enumerate(inputs)]
     tokens = sum(len(x.split()) if isinstance(x, str) else len(x) for x in inputs)
     return {

@@ -10,6 +10,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 import msgspec
@@ -78,7 +79,7 @@ async def call_chat(
     start_ns = time.time_ns()
     first_byte_ns = 0
     try:
-        req = adapter.build_request(deployment, body, _api_key(deployment), stream=on_delta is not None)
+        req = _translated(adapter.build_request, deployment, body, _api_key(deployment), stream=on_delta is not None)
         progress.sent = True
         resp = await client.post(req.url, req.headers, req.content, deployment.timeout_s)
         try:
@@ -145,7 +146,7 @@ async def call_embeddings(
     start_ns = time.time_ns()
     first_byte_ns = 0
     try:
-        req = adapter.build_embeddings_request(deployment, body, _api_key(deployment))
+        req = _translated(adapter.build_embeddings_request, deployment, body, _api_key(deployment))
         progress.sent = True
         data = await _post_and_read(client, req, deployment, adapter.map_error)
         first_byte_ns = time.time_ns()
@@ -168,6 +169,21 @@ async def call_embeddings(
         end_ns=time.time_ns(),
         embeddings=result.vectors,
     )
+
+
+def _translated(
+    build: Callable[..., UpstreamRequest], deployment: Deployment, *args: Any, **kwargs: Any
+) -> UpstreamRequest:
+    """An adapter's translation of the request. Tool calls and content parts
+    are still loose JSON from the caller (typed Structs are the routing
+    issue's): a shape the adapter cannot read is the caller's 400, not our 500."""
+    try:
+        return build(deployment, *args, **kwargs)
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+        log.warning("cannot translate a request for %s", deployment.provider, exc_info=True)
+        raise InvalidRequest(
+            f"The request cannot be translated for a {deployment.provider} model: {type(exc).__name__}: {exc}."
+        ) from exc
 
 
 def _api_key(deployment: Deployment) -> str | None:

@@ -3,6 +3,7 @@ system prompts, out of the unified (OpenAI) shapes."""
 
 from __future__ import annotations
 
+import mimetypes
 from typing import Any
 
 import msgspec
@@ -26,6 +27,36 @@ def data_url(url: str) -> tuple[str, str] | None:
     return mime or "application/octet-stream", data
 
 
+def part_text(part: dict[str, Any]) -> str | None:
+    """The text of a text part, or of a refusal part (an assistant turn's
+    refusal, replayed in history, is what the model said); None for others."""
+    kind = part.get("type")
+    if kind == "text":
+        return str(part.get("text", ""))
+    if kind == "refusal":
+        return str(part.get("refusal", ""))
+    return None
+
+
+def inline_file(part: dict[str, Any]) -> tuple[str, str]:
+    """(mime type, base64 data) of a ``file`` part that carries its data."""
+    file = part.get("file") if isinstance(part.get("file"), dict) else {}
+    data = file.get("file_data")
+    if not isinstance(data, str) or not data:
+        raise InvalidRequest("A file part must carry 'file_data' here: uploaded file ids are OpenAI's own.")
+    inline = data_url(data)
+    if inline:
+        return inline
+    return mimetypes.guess_type(str(file.get("filename") or ""))[0] or "application/pdf", data
+
+
+def inline_audio(part: dict[str, Any]) -> tuple[str, str]:
+    """(mime type, base64 data) of an ``input_audio`` part."""
+    audio = part.get("input_audio") if isinstance(part.get("input_audio"), dict) else {}
+    fmt = str(audio.get("format") or "wav")
+    return ("audio/mpeg" if fmt == "mp3" else f"audio/{fmt}"), str(audio.get("data") or "")
+
+
 def image_url_of(part: dict[str, Any]) -> str:
     image = part.get("image_url")
     url = image.get("url") if isinstance(image, dict) else image
@@ -35,15 +66,19 @@ def image_url_of(part: dict[str, Any]) -> str:
 
 
 def arguments_object(arguments: str | dict | None) -> dict[str, Any]:
-    """A tool call's JSON-encoded arguments as an object."""
+    """A tool call's JSON-encoded arguments as the object Anthropic and Gemini
+    want. OpenAI types them as a string and a model can emit broken JSON;
+    replayed in history, such a call keeps its text under "arguments"."""
     if isinstance(arguments, dict):
         return arguments
     if not arguments:
         return {}
+    if not isinstance(arguments, str):  # loose JSON from a caller: a number, a list
+        return {"value": arguments}
     try:
         value = _decode_json(arguments)
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"Tool call arguments are not valid JSON: {exc}.") from exc
+    except msgspec.DecodeError:
+        return {"arguments": arguments}
     return value if isinstance(value, dict) else {"value": value}
 
 

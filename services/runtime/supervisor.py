@@ -285,8 +285,17 @@ class Supervisor:
                 child.last_beat = time.monotonic()
 
         await nc.subscribe(f"{subjects.CONTROL_HEARTBEAT}.*", cb=on_beat)
+        last_tick = time.monotonic()
         try:
             while not self._stopping.is_set():
+                now = time.monotonic()
+                if now - last_tick > HEARTBEAT_STALE_S / 2:
+                    # The supervisor itself was not scheduled for a while: the
+                    # whole machine stalled (swapping, a suspended VM). Silence
+                    # from everyone then says nothing about any one process.
+                    for child in self._children.values():
+                        child.last_beat = max(child.last_beat, now) if child.last_beat else 0.0
+                last_tick = now
                 self._watch_nats()
                 for child in list(self._children.values()):
                     await self._watch(nc, child)

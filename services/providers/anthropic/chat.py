@@ -61,8 +61,12 @@ def _blocks(m: Message) -> list[dict[str, Any]]:
     else:
         for part in m.content or ():
             kind = part.get("type")
-            if kind == "text":
-                blocks.append({"type": "text", "text": part.get("text", "")})
+            text = c.part_text(part)
+            if text is not None:
+                blocks.append({"type": "text", "text": text})
+            elif kind == "file":
+                mime, data = c.inline_file(part)
+                blocks.append({"type": "document", "source": {"type": "base64", "media_type": mime, "data": data}})
             elif kind == "image_url":
                 url = c.image_url_of(part)
                 inline = c.data_url(url)

@@ -87,8 +87,9 @@ def _message(m: Message) -> dict[str, Any]:
     if isinstance(m.content, list):
         parts = []
         for part in m.content:
-            if part.get("type") == "text":
-                parts.append({"type": "text", "text": part.get("text", "")})
+            text = c.part_text(part)
+            if text is not None:
+                parts.append({"type": "text", "text": text})
             elif part.get("type") == "image_url" and role == "user":
                 parts.append({"type": "image_url", "image_url": {"url": c.image_url_of(part)}})
             else:

@@ -63,8 +63,12 @@ def _parts(m: Message, tool_names: dict[str, str]) -> list[dict[str, Any]]:
     else:
         for part in m.content or ():
             kind = part.get("type")
-            if kind == "text":
-                parts.append({"text": part.get("text", "")})
+            text = c.part_text(part)
+            if text is not None:
+                parts.append({"text": text})
+            elif kind in ("file", "input_audio"):
+                mime, data = c.inline_file(part) if kind == "file" else c.inline_audio(part)
+                parts.append({"inlineData": {"mimeType": mime, "data": data}})
             elif kind == "image_url":
                 url = c.image_url_of(part)
                 inline = c.data_url(url)
