@@ -61,16 +61,24 @@ def cmd_up(args: argparse.Namespace) -> int:
         clickhouse_dsn=args.clickhouse,
         provider_replicas=args.provider_replicas,
     )
-    sup = Supervisor(layout, extra_keys={key: ApiKey(id="demo", tenant_id="demo")})
+    try:
+        config = config_mod.load(layout.config)
+    except config_mod.ConfigError as exc:
+        print(f"sluice up: {exc}", file=sys.stderr)
+        return 1
+    # The demo key belongs to the demo tenant; a config without one gets no demo key.
+    demo = any(t.id == "demo" for t in config.tenants)
+    sup = Supervisor(layout, extra_keys={key: ApiKey(id="demo", tenant_id="demo")} if demo else {})
     # SIGTERM (from a service manager or `kill`) stops cleanly, like Ctrl-C.
     signal.signal(signal.SIGTERM, _interrupt)
     print(f"Starting Sluice in {home} ...", flush=True)
     try:
-        for warning in config_mod.unset_key_variables(config_mod.load(layout.config)):
-            print(f"warning: {warning}", file=sys.stderr, flush=True)
+        warnings = config_mod.unset_key_variables(config)
     except config_mod.ConfigError as exc:
         print(f"sluice up: {exc}", file=sys.stderr)
         return 1
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     try:
         sup.start()
     except StartupError as exc:
@@ -79,10 +87,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     except Exception as exc:
         print(f"sluice up: start-up failed: {exc!r}", file=sys.stderr)
         return 1
+    demo_line = f"{key}   (also in {home / 'demo-key'})" if demo else "(none: the config has no tenant 'demo')"
     print(
         f"\nSluice is up.\n"
         f"  OpenAI-compatible API  http://127.0.0.1:{args.port}/v1\n"
-        f"  demo API key           {key}   (also in {home / 'demo-key'})\n"
+        f"  demo API key           {demo_line}\n"
         f"  NATS                   {layout.nats_url}\n"
         f"  ClickHouse             {layout.dsn}\n"
         f"  logs                   {home / 'logs'}\n"
