@@ -131,10 +131,11 @@ def run_wrk(url: str, script: Path, concurrency: int, duration: int, pids: dict[
     return result
 
 
-def breakdown(nats_url: str, since_ns: int, until_ns: int) -> dict:
+def breakdown(nats_url: str, since_ns: int, until_ns: int, creds: str | None) -> dict:
     """Median time per part, from the gateway's own ClickHouse rows."""
     time.sleep(2)  # let the sink write the run's last batch
-    result = asyncio.run(query("breakdown", {"since_ns": since_ns, "until_ns": until_ns}, nats_url))
+    params = {"since_ns": since_ns, "until_ns": until_ns}
+    result = asyncio.run(query("breakdown", params, nats_url, creds=creds))
     if result.get("error") or not result["rows"]:
         return {"error": result.get("error") or "no rows"}
     return dict(zip(result["columns"], result["rows"][0], strict=True))
@@ -146,6 +147,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--provider-replicas", type=int, default=1)
     parser.add_argument("--upstream", choices=sorted(UPSTREAMS), default="openai")
+    parser.add_argument("--no-auth", action="store_true", help="NATS without authorization, to measure its cost")
     parser.add_argument("--out", default="loadtest/results/bench.json")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -162,12 +164,19 @@ def main() -> int:
         http_port=free_port(),
         mock_port=mock,
         provider_replicas=args.provider_replicas,
+        auth=not args.no_auth,
     )
     sup = Supervisor(layout, extra_keys={KEY: ApiKey(id="bench", tenant_id="bench")})
     print(f"starting the gateway in {home} ...", flush=True)
     sup.start()
     admin = str(sup.creds_path("admin")) if layout.auth else None
-    results: dict = {"duration_s": args.duration, "cpus": os.cpu_count(), "upstream": args.upstream, "runs": []}
+    results: dict = {
+        "duration_s": args.duration,
+        "cpus": os.cpu_count(),
+        "upstream": args.upstream,
+        "auth": layout.auth,
+        "runs": [],
+    }
     try:
         pids = sup.pids()
         direct_pids = {"mock-upstream": pids["mock-upstream"]}

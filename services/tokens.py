@@ -124,7 +124,8 @@ def content_text(content: str | list | None) -> str:
         return content
     if not content:
         return ""
-    return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    # Parts are the caller's loose JSON: a "text" that is no string has no text to count.
+    return "".join(t for p in content if isinstance(p, dict) and isinstance(t := p.get("text"), str))
 
 
 def count_prompt(messages: list[Message], enc: tiktoken.Encoding) -> int:

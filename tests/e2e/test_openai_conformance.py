@@ -44,7 +44,7 @@ def test_valid_embeddings_and_model_list_requests(stack: Stack, path: str, metho
     assert totals.ok > 0
 
 
-@pytest.mark.parametrize(("path", "count"), [("/chat/completions", 150), ("/embeddings", 50)])
+@pytest.mark.parametrize(("path", "count"), [("/chat/completions", 300), ("/embeddings", 60)])
 def test_invalid_requests_get_4xx_never_5xx(stack: Stack, path: str, count: int) -> None:
     totals = drive(stack, path, "post", count, GenerationMode.NEGATIVE)
     assert sum(n for status, n in totals.statuses.items() if 400 <= status < 500) > 0

@@ -87,3 +87,8 @@ def test_reported_usage_wins_and_missing_usage_is_counted() -> None:
     assert counted.source == "counted"
     assert counted.completion_tokens == 2
     assert counted.prompt_tokens > 0
+
+
+def test_content_text_reads_only_text_that_is_text() -> None:
+    parts = [{"type": "text", "text": "a"}, {"type": "text", "text": 1.5}, "junk", {"type": "image_url"}, {"text": "b"}]
+    assert tokens.content_text(parts) == "ab"
