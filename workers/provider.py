@@ -96,18 +96,20 @@ class ProviderStage:
             )
         )
 
-    def _billed_so_far(self, env: Envelope, dep: Deployment, progress: CallProgress) -> tuple[Usage, Cost] | None:
-        """What the upstream processed and generated of a call that ended early."""
-        if not progress.sent:
+    def _billed_so_far(
+        self, env: Envelope, dep: Deployment, progress: CallProgress, *, refused: bool
+    ) -> tuple[Usage, Cost] | None:
+        """What the upstream processed and generated of a call that ended
+        early. ``refused``: the upstream answered with an error (a 429, a 5xx,
+        no connection), which bills nothing unless a stream had begun."""
+        if not progress.sent or (refused and not progress.first_byte_ns):
             return None
         if env.embeddings is not None:
             usage = usage_svc.settle_embeddings(None, env.embeddings, dep.catalog_model)
-        elif progress.first_byte_ns or not env.stream:
+        else:
             assert env.body is not None
             text = "".join(progress.parts)
             usage = usage_svc.settle_cut_short(progress.reported, env.body, text, dep.catalog_model)
-        else:  # refused before the first byte (a 429, a 5xx): nothing was generated
-            return None
         return usage, usage_svc.cost_of(usage, dep.catalog_model)
 
     async def _end_early(
@@ -182,7 +184,7 @@ class ProviderStage:
                 seq,
                 start_ns,
                 timing,
-                self._billed_so_far(env, dep, progress),
+                self._billed_so_far(env, dep, progress, refused=isinstance(exc, CallFailed)),
                 ttft_ns=ttft,
                 client_disconnected=isinstance(error, ClientClosed),
             )

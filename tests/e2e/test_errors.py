@@ -132,7 +132,8 @@ def test_upstream_error_status_passes_through(stack: Stack, client: openai.OpenA
     assert info.value.status_code == status
     if status == 429:
         assert info.value.response.headers["retry-after"] == "2"
-    assert_recorded(stack, info.value.response, status)
+    row = assert_recorded(stack, info.value.response, status)
+    assert row["prompt_tokens"] == 0 and row["cost_pico_usd"] == 0  # a refusal bills nothing
 
 
 def test_upstream_error_on_stream_before_first_chunk_keeps_status(client: openai.OpenAI) -> None:

@@ -12,6 +12,7 @@ import httpx
 import openai
 import pytest
 
+from services import tokens
 from tests.stack import DEMO_KEY, Stack
 
 MESSAGES = b'"messages": [{"role": "user", "content": "hi"}]'
@@ -153,3 +154,9 @@ def test_a_stream_cut_by_the_upstream_ends_with_a_clean_error(stack: Stack) -> N
     assert len(error) == 1 and resp.text.rstrip().endswith(error[0])
     message = json.loads(error[0][len("data: ") :])["error"]["message"]
     assert message == "The upstream closed the connection before its answer was complete."
+    # What the upstream generated before it cut the stream is billed: the prompt and its two words,
+    # counted with gpt-3.5-turbo's own tokenizer.
+    row = stack.request_row(resp.headers["x-request-id"])
+    streamed = tokens.count_text("Sluice routes", tokens.encoding("cl100k_base"))
+    assert row["status"] == 502 and row["completion_tokens"] == streamed and row["prompt_tokens"] > 0
+    assert row["cost_pico_usd"] > 0 and row["usage_source"] == "counted"
