@@ -232,7 +232,12 @@ class Supervisor:
             async def on_ready(msg) -> None:
                 ready.add(msg.subject.rsplit(".", 1)[1])
 
+            # A heartbeat says "serving" as well as a ready does (it starts just
+            # before): a ready published before this subscription reached the
+            # server is not waited for in vain.
             await nc.subscribe(f"{subjects.CONTROL_READY}.*", cb=on_ready)
+            await nc.subscribe(f"{subjects.CONTROL_HEARTBEAT}.*", cb=on_ready)
+            await nc.flush()
             for name, args in STAGES.items():
                 replicas = self.layout.provider_replicas if name == "provider" else 1
                 for i in range(replicas):
