@@ -14,7 +14,7 @@ from schemas import bus, subjects
 from schemas.chat import ChatBody, Cost, EmbeddingsBody, Usage
 from schemas.envelope import Envelope, Span
 from schemas.errors import (
-    CLIENT_CLOSED_STATUS,
+    ClientClosed,
     GatewayError,
     InternalError,
     InvalidRequest,
@@ -23,7 +23,7 @@ from schemas.errors import (
 )
 from schemas.replies import Accepted, Cancel, Chunk, Failure, Final
 from services import usage as usage_svc
-from services.replies import Assembler
+from services.reply_split import Assembler
 
 # A request that no provider took this long after it was published was lost
 # on the way (a stage died holding it, or had no live replica when it was
@@ -224,14 +224,7 @@ class Call:
 
 
 def client_closed(request_id: str) -> Failure:
-    return Failure(
-        id=request_id,
-        seq=0,
-        status=CLIENT_CLOSED_STATUS,
-        type="client_closed",
-        code="client_closed",
-        message="The client closed the connection.",
-    )
+    return Failure.from_error(request_id, ClientClosed("The client closed the connection."))
 
 
 def _widen_huge_integers(env: Envelope) -> Envelope:

@@ -10,11 +10,11 @@ gateway publishes, so none of them is taken on a caller's word.
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 
 from schemas.envelope import Envelope
 from schemas.errors import InvalidRequest
 from schemas.ids import new_id
+from services.recent import RecentSet
 
 # A caller-chosen id is kept only if it is ours in shape (26 Crockford base32
 # characters) and was made within this window of now: an id outside it cannot
@@ -46,8 +46,7 @@ class RecentIds:
 
     def __init__(self, window_ns: int = ID_WINDOW_NS, max_size: int = SEEN_IDS_MAX) -> None:
         self._window_ns = window_ns
-        self._max = max_size
-        self._seen: OrderedDict[str, int] = OrderedDict()
+        self._seen = RecentSet(window_ns, max_size)
 
     def admit(self, request_id: str, now_ns: int) -> bool:
         """True the first time a fresh, well-formed id is seen; False otherwise."""
@@ -55,16 +54,7 @@ class RecentIds:
             return False
         if abs(id_time_ms(request_id) * 1_000_000 - now_ns) > self._window_ns:
             return False
-        self._forget(now_ns)
-        if request_id in self._seen:
-            return False
-        self._seen[request_id] = now_ns
-        return True
-
-    def _forget(self, now_ns: int) -> None:
-        seen = self._seen
-        while seen and (len(seen) >= self._max or next(iter(seen.values())) < now_ns - self._window_ns):
-            seen.popitem(last=False)
+        return self._seen.add(request_id, now_ns)
 
 
 def valid_reply_subject(subject: str) -> bool:

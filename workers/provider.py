@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
 from typing import Any
 
 import msgspec
@@ -20,6 +19,7 @@ from schemas.replies import Accepted, Cancel, Chunk, Failure, Final, Timing
 from services import usage as usage_svc
 from services.providers.call import CallFailed, CallOutcome, CallProgress, OnDelta, call_chat, call_embeddings
 from services.providers.http import UpstreamHTTP, make_upstream_http
+from services.recent import RecentSet
 from workers import runner
 
 # Request ids are remembered this long (and at most this many): a cancel that
@@ -28,14 +28,6 @@ from workers import runner
 # and the requests taken, so that a copy the ingress sent again is ignored.
 MEMORY_NS = 60 * 1_000_000_000
 MEMORY_MAX = 50_000
-
-
-def _remember(memory: OrderedDict[str, int], request_id: str) -> None:
-    """Note ``request_id`` in a bounded memory that forgets the oldest first."""
-    now = time.time_ns()
-    memory[request_id] = now
-    while memory and (len(memory) > MEMORY_MAX or next(iter(memory.values())) < now - MEMORY_NS):
-        memory.popitem(last=False)
 
 
 class ProviderStage:
@@ -48,10 +40,10 @@ class ProviderStage:
         self.client: UpstreamHTTP | None = None
         self.inflight: dict[str, asyncio.Task] = {}
         # request id -> when its client went away
-        self.cancelled: OrderedDict[str, int] = OrderedDict()
+        self.cancelled = RecentSet(MEMORY_NS, MEMORY_MAX)
         # request id -> when it arrived: the ingress may send a request again
         # when it saw no acceptance in time; a second copy is not called again.
-        self.seen: OrderedDict[str, int] = OrderedDict()
+        self.seen = RecentSet(MEMORY_NS, MEMORY_MAX)
 
     async def start(self, ctx: runner.StageContext) -> None:
         self.client = make_upstream_http()
@@ -64,7 +56,7 @@ class ProviderStage:
             return
         if not isinstance(cancel, Cancel):
             return
-        _remember(self.cancelled, cancel.id)
+        self.cancelled.add(cancel.id)
         task = self.inflight.get(cancel.id)
         if task is not None:
             task.cancel()
@@ -135,9 +127,8 @@ class ProviderStage:
         dep = env.deployment
         if dep is None or self.client is None:
             raise InternalError("Request reached the provider stage without a deployment.")
-        if env.id in self.seen:  # a copy the ingress sent again, which this process already took
+        if not self.seen.add(env.id):  # a copy the ingress sent again, which this process already took
             return
-        _remember(self.seen, env.id)
         if env.id in self.cancelled:  # its client left before it got here: never sent upstream
             closed = ClientClosed("The client closed the connection before the upstream was called.")
             await self._end_early(ctx, env, closed, 0, start_ns, Timing(), None, client_disconnected=True)

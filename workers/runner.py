@@ -24,7 +24,7 @@ from schemas.errors import GatewayError, InternalError, InvalidRequest, StageTim
 from schemas.events import StageEvent
 from schemas.ids import new_id
 from schemas.replies import Failure, Final
-from services import admission, records, replies
+from services import admission, records, reply_split
 from services.runtime import process
 from services.runtime.events import EventPublisher
 
@@ -110,7 +110,7 @@ class StageContext:
         # A failure may end a request before policy checked its reply subject:
         # never answer onto anything but an inbox.
         if isinstance(reply, Final) or admission.valid_reply_subject(env.reply):
-            for payload in replies.encode_final(reply):
+            for payload in reply_split.encode_final(reply):
                 await self.nc.publish(env.reply, payload)
 
     async def fail(self, env: Envelope, error: GatewayError, start_ns: int) -> None:

@@ -80,7 +80,7 @@ def role_of(process_name: str) -> str:
     return base if base in ROLES and replica.isdigit() else process_name
 
 
-def _path(home: Path, user: str) -> Path:
+def path_of(home: Path, user: str) -> Path:
     return home / "creds" / f"{user}.json"
 
 
@@ -98,7 +98,7 @@ def load(path: str | Path) -> Credentials:
 
 def ensure(home: Path, user: str, url: str) -> Credentials:
     """The user's credentials, made (and kept) the first time they are asked for."""
-    path = _path(home, user)
+    path = path_of(home, user)
     if path.exists():
         creds = load(path)
         if creds.url != url:  # the same user on another port this time
@@ -109,10 +109,6 @@ def ensure(home: Path, user: str, url: str) -> Credentials:
     creds = Credentials(user=user, password=secrets.token_urlsafe(24), inbox_prefix=prefix, url=url)
     _write(path, creds)
     return creds
-
-
-def path_of(home: Path, user: str) -> Path:
-    return _path(home, user)
 
 
 def service_user(name: str) -> str:

@@ -10,6 +10,7 @@ from schemas.errors import InvalidRequest
 from schemas.ids import new_id
 from services import admission
 from services.admission import RecentIds
+from services.recent import RecentSet
 
 NOW = 1_800_000_000_000_000_000
 SECOND = 1_000_000_000
@@ -87,3 +88,11 @@ def test_the_api_follows_the_body() -> None:
     env = nats_envelope(api="anything at all")
     admission.admit(env, NOW, 2.0, from_ingress=False, ids=RecentIds())
     assert env.api == "chat"
+
+
+def test_a_recent_set_forgets_by_age_and_by_size() -> None:
+    recent = RecentSet(window_ns=10, max_size=3)
+    assert recent.add("a", 100) and not recent.add("a", 105)  # a copy within the window
+    assert recent.add("b", 111) and "a" not in recent  # "a" aged out when "b" came
+    assert recent.add("c", 112) and recent.add("d", 113)
+    assert "b" in recent and recent.add("e", 114) and "b" not in recent  # the oldest went at the size bound

@@ -5,7 +5,7 @@ from __future__ import annotations
 from schemas import bus
 from schemas.chat import Message, Usage
 from schemas.replies import Chunk, Failure, Final
-from services.replies import Assembler, encode_final
+from services.reply_split import Assembler, encode_final
 
 
 def join(payloads: list[bytes]) -> tuple[Final, int]:
