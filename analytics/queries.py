@@ -106,6 +106,31 @@ NAMED: dict[str, Named] = {
         """,
         params={"minutes": ("UInt32", 60)},
     ),
+    # Control-plane changes, newest first; tenant "" means every tenant.
+    "audit": Named(
+        sql="""
+        SELECT ts, actor, action, record_type, record_id, tenant_id, before, after
+        FROM audit FINAL
+        WHERE ts >= now64(9) - toIntervalMinute({minutes:UInt32})
+          AND ({tenant_id:String} = '' OR tenant_id = {tenant_id:String})
+        ORDER BY ts DESC
+        LIMIT {limit:UInt32}
+        """,
+        params={"minutes": ("UInt32", 60 * 24), "tenant_id": ("String", ""), "limit": ("UInt32", 1000)},
+    ),
+    # Spend per key (or per tenant) since a time: what the budgets count, as recorded.
+    "spend": Named(
+        sql="""
+        SELECT tenant_id, key_id, count() AS requests, toString(sum(cost_pico_usd)) AS cost_pico_usd,
+               sum(prompt_tokens + completion_tokens) AS tokens
+        FROM requests FINAL
+        WHERE ts >= fromUnixTimestamp64Nano(toInt64({since_ns:UInt64}))
+          AND ({tenant_id:String} = '' OR tenant_id = {tenant_id:String})
+        GROUP BY tenant_id, key_id
+        ORDER BY tenant_id, key_id
+        """,
+        params={"since_ns": ("UInt64", 0), "tenant_id": ("String", "")},
+    ),
     "event_counts": Named(
         sql="SELECT kind, count() AS events FROM events FINAL GROUP BY kind ORDER BY kind",
         params={},

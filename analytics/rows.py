@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from schemas.events import AlertEvent, AttemptEvent, DeadLetter, Event, RequestEvent, StageEvent
+from schemas.events import AlertEvent, AttemptEvent, AuditEvent, DeadLetter, Event, RequestEvent, StageEvent
 
 _json = msgspec.json.Encoder()
 
@@ -64,6 +64,7 @@ ATTEMPT_COLUMNS = [
 
 
 DEAD_LETTER_COLUMNS = ["id", "ts", "subject", "request_id", "reason", "payload"]
+AUDIT_COLUMNS = ["event_id", "ts", "actor", "action", "record_type", "record_id", "tenant_id", "before", "after"]
 
 # What ClickHouse can hold in the columns events fill: a value outside these
 # makes the whole insert fail, so it is caught per event before the insert.
@@ -88,6 +89,7 @@ _LIMITS: dict[type, tuple[tuple[str, tuple[int, int]], ...]] = {
     ),
     StageEvent: (("started_at_ns", _TS),),
     AlertEvent: (("at_ns", _TS),),
+    AuditEvent: (("at_ns", _TS),),
 }
 
 
@@ -113,6 +115,7 @@ class Rows(msgspec.Struct):
     requests: list[list] = []
     attempts: list[list] = []
     dead_letters: list[list] = []
+    audit: list[list] = []
 
     def __len__(self) -> int:
         return len(self.events)
@@ -128,6 +131,8 @@ def _event_row(e: Event) -> list:
             return [e.event_id, "stage", e.request_id, e.started_at_ns, e.stage, _json.encode(e).decode()]
         case AlertEvent():
             return [e.event_id, "alert", e.request_id, e.at_ns, "provider", _json.encode(e).decode()]
+        case AuditEvent():
+            return [e.event_id, "audit", "", e.at_ns, "control", _json.encode(e).decode()]
     raise TypeError(f"unknown event {type(e).__name__}")
 
 
@@ -194,4 +199,8 @@ def to_rows(events: Sequence[Event], dead_letters: Sequence[DeadLetter] = ()) ->
             rows.requests.append(_request_row(e))
         elif isinstance(e, AttemptEvent):
             rows.attempts.append(_attempt_row(e))
+        elif isinstance(e, AuditEvent):
+            rows.audit.append(
+                [e.event_id, e.at_ns, e.actor, e.action, e.record_type, e.record_id, e.tenant_id, e.before, e.after]
+            )
     return rows

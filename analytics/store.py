@@ -8,7 +8,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
 from analytics import migrate
-from analytics.rows import ATTEMPT_COLUMNS, DEAD_LETTER_COLUMNS, EVENT_COLUMNS, REQUEST_COLUMNS, Rows
+from analytics.rows import ATTEMPT_COLUMNS, AUDIT_COLUMNS, DEAD_LETTER_COLUMNS, EVENT_COLUMNS, REQUEST_COLUMNS, Rows
 
 
 class Store:
@@ -33,6 +33,8 @@ class Store:
                 self.client.insert("attempts", rows.attempts, column_names=ATTEMPT_COLUMNS)
             if rows.dead_letters:
                 self.client.insert("dead_letters", rows.dead_letters, column_names=DEAD_LETTER_COLUMNS)
+            if rows.audit:
+                self.client.insert("audit", rows.audit, column_names=AUDIT_COLUMNS)
 
     def query(self, sql: str, parameters: dict | None = None) -> tuple[list[str], list[tuple]]:
         with self._lock:

@@ -21,9 +21,11 @@ from schemas.errors import (
     StageTimeout,
     UpstreamError,
 )
+from schemas.quota import RateState, Reservation
 from schemas.replies import Accepted, Cancel, Chunk, Failure, Final
 from services import usage as usage_svc
 from services.reply_split import Assembler
+from services.runtime import quota
 
 # A request that no provider took this long after it was published was lost
 # on the way (a stage died holding it, or had no live replica when it was
@@ -55,6 +57,8 @@ class Format(Protocol):
 
     def stream_error(self, f: Failure) -> bytes: ...
 
+    def rate_headers(self, rate: RateState | None) -> list[tuple[bytes, bytes]]: ...
+
 
 class Call:
     def __init__(self, gw: Gateway, api: str, model: str, stream: bool, received_ns: int, request_id: str) -> None:
@@ -82,6 +86,8 @@ class Call:
         self.relayed: list[str] = []
         # A failure this ingress made up (no stage sent it) and must record.
         self._ours: Failure | None = None
+        # What policy reserved, as the provider told on accepting.
+        self.quota: Reservation | None = None
 
     @property
     def id_header(self) -> list[tuple[bytes, bytes]]:
@@ -146,7 +152,7 @@ class Call:
             reply = bus.decode_reply(data)
             if not isinstance(reply, Accepted):
                 break
-            self.accepted_by = reply.worker
+            self.accepted_by, self.quota = reply.worker, reply.quota
         if reply.seq != self.expected_seq:
             # The stage that sent the rest records the request; a gap is ours to report only.
             return self._ended_here(InternalError(f"Reply {self.expected_seq} was lost on the bus.", status=502))
@@ -178,6 +184,8 @@ class Call:
             )
             failure = self._ended_here(error, record=True)
             failure.usage, failure.cost = self._billed_so_far()
+            used = failure.usage.prompt_tokens + failure.usage.completion_tokens
+            quota.settle(self.gw.counters, self.quota, used, failure.cost.total)
             return failure
         unclaimed = not self.accepted_by and self.expected_seq == 0 and self._published is not None
         if unclaimed and time.time_ns() - self._published_ns > NEWS_RESEND_AFTER_NS and self._resent < MAX_RESENDS:
@@ -254,7 +262,8 @@ def _widen(value: Any) -> Any:
 
 
 async def send_failure(call: Call, send: Send, fmt: Format, f: Failure) -> None:
-    await send_bytes(send, f.status, fmt.error(f), JSON_HEADERS + call.id_header + retry_after(f.retry_after_s))
+    headers = JSON_HEADERS + call.id_header + retry_after(f.retry_after_s) + fmt.rate_headers(f.rate)
+    await send_bytes(send, f.status, fmt.error(f), headers)
 
 
 async def complete(call: Call, send: Send, fmt: Format) -> None:
@@ -266,7 +275,8 @@ async def complete(call: Call, send: Send, fmt: Format) -> None:
         pieces.add(reply)
         reply = await call.next_reply(call.first_timeout())
     if isinstance(reply, Final):
-        await send_bytes(send, 200, fmt.final(pieces.complete(reply)), JSON_HEADERS + call.id_header)
+        headers = JSON_HEADERS + call.id_header + fmt.rate_headers(reply.rate)
+        await send_bytes(send, 200, fmt.final(pieces.complete(reply)), headers)
         return
     if not isinstance(reply, Failure):
         reply = Failure.from_error(call.id, InternalError("The pipeline sent an unexpected reply.", status=502))
@@ -301,7 +311,11 @@ async def _relay(call: Call, send: Send, fmt: Format) -> None:
         await send_failure(call, send, fmt, reply)
         call.record(reply)
         return
-    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + call.id_header})
+    rate = call.quota.rate if call.quota is not None else None
+    if rate is None and isinstance(reply, Final):
+        rate = reply.rate
+    headers = SSE_HEADERS + call.id_header + fmt.rate_headers(rate)
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
     ttft_ns = time.time_ns() - call.received_ns
     idle = call.gw.settings.stream_idle_timeout_s
     # Replies that arrived together go out in one write: one syscall, and one

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import msgspec
 
-from ingress import endpoint
+from ingress import endpoint, rate_headers
 from ingress import openai_format as fmt
 from ingress.call import Call
 from ingress.gateway import Gateway
 from ingress.http import Receive, Scope, Send, header
 from schemas.chat import ChatBody
 from schemas.errors import InvalidRequest
+from schemas.quota import RateState
 from schemas.replies import Chunk, Failure, Final
 
 _decode_body = msgspec.json.Decoder(ChatBody).decode
@@ -46,6 +47,9 @@ class ChatFormat:
 
     def stream_error(self, f: Failure) -> bytes:
         return fmt.sse_error(f.type, f.code, f.message)
+
+    def rate_headers(self, rate: RateState | None) -> list[tuple[bytes, bytes]]:
+        return rate_headers.openai(rate)
 
 
 async def chat_completions(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import msgspec
 
-from ingress import endpoint
+from ingress import endpoint, rate_headers
 from ingress import openai_format as fmt
 from ingress.call import Call
 from ingress.gateway import Gateway
 from ingress.http import Receive, Scope, Send, header
 from schemas.chat import EmbeddingsBody
 from schemas.errors import InvalidRequest
+from schemas.quota import RateState
 from schemas.replies import Chunk, Failure, Final
 
 _decode_body = msgspec.json.Decoder(EmbeddingsBody).decode
@@ -47,6 +48,9 @@ class EmbeddingsFormat:
 
     def stream_error(self, f: Failure) -> bytes:
         raise NotImplementedError("embeddings are not streamed")
+
+    def rate_headers(self, rate: RateState | None) -> list[tuple[bytes, bytes]]:
+        return rate_headers.openai(rate)
 
 
 async def create_embeddings(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:

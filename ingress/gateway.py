@@ -8,14 +8,15 @@ from nats.aio.client import Client
 
 from ingress.replies import ReplyRouter
 from schemas import subjects
-from schemas.control import ApiKey, ModelRoute, decode_key, decode_route
+from schemas.control import ModelRoute, decode_route
 from schemas.envelope import Span
 from schemas.replies import Failure, Final
 from services import records
 from services.config import GatewaySettings
 from services.runtime import process
 from services.runtime.events import EventPublisher
-from services.runtime.kv import KvMirror
+from services.runtime.kv import KeyIndex, KvMirror
+from services.runtime.quota import Counters
 
 
 class Gateway:
@@ -25,7 +26,9 @@ class Gateway:
         self.replies = ReplyRouter(nc)
         self.events = EventPublisher(nc.jetstream(), "ingress")
         self.routes: KvMirror[ModelRoute] = KvMirror(subjects.KV_MODELS, decode_route)
-        self.keys: KvMirror[ApiKey] = KvMirror(subjects.KV_KEYS, decode_key)
+        self.keys = KeyIndex()
+        # Settles what policy reserved for a request whose provider died.
+        self.counters = Counters(nc.jetstream(), self.events)
         self.heartbeat = process.Heartbeat(nc, process.instance_name("ingress"))
 
     async def start(self) -> None:
@@ -41,6 +44,7 @@ class Gateway:
         self.heartbeat.stop()
         await self.routes.stop()
         await self.keys.stop()
+        await self.counters.close()
         await self.events.close()
         await self.nc.drain()
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import msgspec
 
-from ingress import endpoint
+from ingress import endpoint, rate_headers
 from ingress.call import Call
 from ingress.gateway import Gateway
 from ingress.http import Receive, Scope, Send, header
 from schemas.errors import InvalidRequest
+from schemas.quota import RateState
 from schemas.replies import Chunk, Failure, Final
 from services.providers.anthropic import inbound
 from services.providers.anthropic.types import ARequest
@@ -52,6 +53,9 @@ class MessagesFormat:
 
     def stream_error(self, f: Failure) -> bytes:
         return self.renderer.error(f.type, f.code, f.message)
+
+    def rate_headers(self, rate: RateState | None) -> list[tuple[bytes, bytes]]:
+        return rate_headers.anthropic(rate)
 
 
 def api_key(scope: Scope) -> str | None:

@@ -28,7 +28,7 @@ async def list_models(gw: Gateway, scope: Scope, send: Send) -> None:
     received_ns, request_id = request_of(scope)
     id_header = [(b"x-request-id", request_id.encode())]
     try:
-        key = policy.authenticate(header(scope, b"authorization"), gw.keys.items)
+        key = policy.authenticate(header(scope, b"authorization"), gw.keys.by_hash, received_ns // 1_000_000)
     except GatewayError as exc:
         await send_gateway_error(send, exc, id_header)
         gw.record(request_id, received_ns, "models", "", False, Failure.from_error(request_id, exc), [])

@@ -1,20 +1,73 @@
-"""Control-plane records kept in NATS KV buckets and watched by stages."""
+"""Control-plane records kept in NATS KV buckets and watched by stages.
+
+Every record says who owns it: ``config`` records follow the config file (a
+re-seed updates and deletes them); ``api`` records were made through the admin
+API and a re-seed never touches them.
+"""
 
 from __future__ import annotations
+
+import re
+from typing import Literal
 
 import msgspec
 
 from schemas.envelope import Deployment
 
+Owner = Literal["config", "api"]
+Role = Literal["caller", "tenant_admin", "gateway_admin"]
+Period = Literal["daily", "monthly", "total"]
+SubscriptionState = Literal["pending", "approved", "rejected", "revoked"]
+# Tenant and key ids appear in NATS subjects (the limit counters), so no dots,
+# wildcards or spaces.
+ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class Limits(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
+    """Rate limits; ``None`` is no limit. A minute window starts at the record's
+    creation time, so windows of different keys do not all reset at once."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+    max_parallel: int | None = None
+
+    def any(self) -> bool:
+        return self.rpm is not None or self.tpm is not None or self.max_parallel is not None
+
+
+class Budget(msgspec.Struct, forbid_unknown_fields=True):
+    """A spending cap in pico-USD over a UTC period."""
+
+    limit_pico_usd: int
+    period: Period = "monthly"
+
+
+class Secret(msgspec.Struct, omit_defaults=True):
+    """One accepted secret of a key, as its sha256 digest. A rotated-out
+    secret keeps working until ``expires_at_ms`` (its grace period)."""
+
+    sha256: str
+    expires_at_ms: int = 0
+
 
 class ApiKey(msgspec.Struct, omit_defaults=True):
-    """Stored under the sha256 hex digest of the key; the key itself is never kept."""
+    """Stored under its public ``id``; the secret itself is never kept."""
 
     id: str
     tenant_id: str
+    secrets: list[Secret] = []
+    role: Role = "caller"
     # fnmatch patterns of model names this key may call.
     models: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    limits: Limits = msgspec.field(default_factory=Limits)
+    budget: Budget | None = None
+    metadata: dict[str, str] = {}
     disabled: bool = False
+    # 0: never expires.
+    expires_at_ms: int = 0
+    created_at_ms: int = 0
+    owner: Owner = "config"
+    name: str = ""
 
 
 class RedactionRule(msgspec.Struct):
@@ -25,17 +78,51 @@ class RedactionRule(msgspec.Struct):
 class Tenant(msgspec.Struct, omit_defaults=True):
     id: str
     redaction_rules: list[RedactionRule] = []
+    limits: Limits = msgspec.field(default_factory=Limits)
+    budget: Budget | None = None
+    metadata: dict[str, str] = {}
+    created_at_ms: int = 0
+    owner: Owner = "config"
 
 
-class ModelRoute(msgspec.Struct):
+class Subscription(msgspec.Struct, omit_defaults=True):
+    """A tenant's request to call models that need approval."""
+
+    id: str
+    tenant_id: str
+    # A model name or fnmatch pattern.
+    model: str
+    state: SubscriptionState = "pending"
+    reason: str = ""
+    requested_by: str = ""
+    decided_by: str = ""
+    created_at_ms: int = 0
+    decided_at_ms: int = 0
+    owner: Owner = "api"
+
+
+class ModelRoute(msgspec.Struct, omit_defaults=True):
     """A public model name and the deployment that serves it."""
 
     name: str
     deployment: Deployment
     owned_by: str = "sluice"
+    # Calls need an approved subscription of the caller's tenant.
+    requires_approval: bool = False
+    owner: Owner = "config"
+
+
+class ApprovalRule(msgspec.Struct, omit_defaults=True):
+    """Models matching ``pattern`` need an approved subscription."""
+
+    pattern: str
+    created_at_ms: int = 0
+    owner: Owner = "api"
 
 
 kv_encode = msgspec.msgpack.encode
 decode_key = msgspec.msgpack.Decoder(ApiKey).decode
 decode_tenant = msgspec.msgpack.Decoder(Tenant).decode
 decode_route = msgspec.msgpack.Decoder(ModelRoute).decode
+decode_subscription = msgspec.msgpack.Decoder(Subscription).decode
+decode_approval_rule = msgspec.msgpack.Decoder(ApprovalRule).decode

@@ -8,6 +8,7 @@ import msgspec
 
 from schemas.base import BusMessage
 from schemas.chat import ChatBody, EmbeddingsBody
+from schemas.quota import Reservation
 
 Origin = Literal["http", "nats"]
 
@@ -57,6 +58,9 @@ class Envelope(BusMessage, tag="chat.request"):
     deployment: Deployment | None = None
     # placeholder -> original; restored on the way out, never copied to events.
     redactions: dict[str, str] = {}
+    # Set by policy alone (it clears whatever a caller put here): what it took
+    # from the shared limit and budget counters, settled by whoever ends the request.
+    quota: Reservation | None = None
 
     @property
     def model(self) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from schemas.quota import RateState
+
 
 class ErrorType(StrEnum):
     """OpenAI's error ``type`` values, plus the gateway-side ones we add."""
@@ -20,6 +22,7 @@ class ErrorType(StrEnum):
     NOT_FOUND = "not_found_error"
     REQUEST_TOO_LARGE = "request_too_large"
     RATE_LIMIT = "rate_limit_error"
+    INSUFFICIENT_QUOTA = "insufficient_quota"
     UPSTREAM = "upstream_error"
     TIMEOUT = "timeout_error"
     SERVER = "server_error"
@@ -88,6 +91,45 @@ class PermissionDenied(GatewayError):
     status = 403
     type = ErrorType.PERMISSION
     code = "model_not_allowed"
+
+
+class KeyExpired(AuthenticationFailed):
+    code = "api_key_expired"
+
+
+class SubscriptionPending(PermissionDenied):
+    code = "subscription_pending"
+
+
+class SubscriptionRejected(PermissionDenied):
+    code = "subscription_rejected"
+
+
+class RateLimitExceeded(GatewayError):
+    """The caller's own requests, tokens or parallel limit (not the upstream's)."""
+
+    status = 429
+    type = ErrorType.RATE_LIMIT
+    code = "rate_limit_exceeded"
+    # The caller's limits as the refusal saw them.
+    rate: RateState | None = None
+
+
+class QuotaUnavailable(GatewayError):
+    """The shared limit counters cannot be reached, so no one can tell what is left."""
+
+    status = 503
+    type = ErrorType.SERVER
+    code = "quota_unavailable"
+    retryable = True
+
+
+class QuotaExceeded(GatewayError):
+    """The request would take the key's or tenant's spend past its budget."""
+
+    status = 429
+    type = ErrorType.INSUFFICIENT_QUOTA
+    code = "insufficient_quota"
 
 
 class ModelNotFound(GatewayError):

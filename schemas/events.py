@@ -92,7 +92,25 @@ class AlertEvent(BusMessage, tag="event.alert"):
     detail: str = ""
 
 
-Event = RequestEvent | AttemptEvent | StageEvent | AlertEvent
+class AuditEvent(BusMessage, tag="event.audit"):
+    """One change to a control-plane record: who, what, before and after (as
+    JSON, secrets removed)."""
+
+    event_id: str
+    at_ns: int
+    # The admin key's id, or "config" for a seed from the config file.
+    actor: str
+    # create, update, delete, approve, reject, revoke, rotate, disable
+    action: str
+    # The bucket's record kind (key, tenant, subscription, model, approval_rule) and id.
+    record_type: str
+    record_id: str
+    tenant_id: str = ""
+    before: str = ""
+    after: str = ""
+
+
+Event = RequestEvent | AttemptEvent | StageEvent | AlertEvent | AuditEvent
 
 
 class DeadLetter(BusMessage, tag="event.dead_letter"):

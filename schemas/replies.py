@@ -13,6 +13,7 @@ from schemas.base import BusMessage
 from schemas.chat import Cost, Delta, Message, Usage
 from schemas.envelope import Span
 from schemas.errors import GatewayError
+from schemas.quota import RateState, Reservation
 
 
 class Timing(msgspec.Struct, omit_defaults=True):
@@ -55,6 +56,8 @@ class Final(BusMessage, tag="chat.final"):
     key_id: str = ""
     tenant_id: str = ""
     timing: Timing = msgspec.field(default_factory=Timing)
+    # The caller's rate limits as of admission (``x-ratelimit-*`` headers).
+    rate: RateState | None = None
 
 
 class Failure(BusMessage, tag="chat.failure"):
@@ -74,6 +77,7 @@ class Failure(BusMessage, tag="chat.failure"):
     # (a stream cut midway, a client gone): recorded and charged like any usage.
     usage: Usage | None = None
     cost: Cost | None = None
+    rate: RateState | None = None
 
     @classmethod
     def from_error(cls, request_id: str, error: GatewayError, seq: int = 0, **fields: str) -> Failure:
@@ -85,6 +89,7 @@ class Failure(BusMessage, tag="chat.failure"):
             code=error.code,
             message=error.message,
             retry_after_s=error.retry_after_s,
+            rate=getattr(error, "rate", None),
             **fields,
         )
 
@@ -98,6 +103,8 @@ class Accepted(BusMessage, tag="chat.accepted"):
 
     id: str
     worker: str
+    # What policy reserved: if the worker dies, the ingress settles it.
+    quota: Reservation | None = None
 
 
 class Cancel(BusMessage, tag="chat.cancel"):

@@ -45,6 +45,20 @@ def entry(api: str) -> str:
 KV_KEYS = "sluice_keys"
 KV_MODELS = "sluice_models"
 KV_TENANTS = "sluice_tenants"
+KV_SUBSCRIPTIONS = "sluice_subscriptions"
+KV_APPROVAL_RULES = "sluice_approval_rules"
+# key id -> when it was last used (ms), written by policy a few times a minute.
+KV_KEY_USAGE = "sluice_key_usage"
+
+# Shared counters for limits and budgets (JetStream streams with
+# ``allow_msg_counter``): one subject per counter, e.g.
+# ``sluice.v1.quota.rate.key.<id>.rpm.<window>``. Rates live in a stream whose
+# entries age out; spend in one that keeps them.
+QUOTA = f"{PREFIX}.quota"
+RATES_STREAM = "SLUICE_RATES"
+RATES_ALL = f"{QUOTA}.rate.>"
+SPEND_STREAM = "SLUICE_SPEND"
+SPEND_ALL = f"{QUOTA}.spend.>"
 
 # Header that carries the caller's API key on a request published to NATS.
 API_KEY_HEADER = "Authorization"

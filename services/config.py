@@ -8,7 +8,7 @@ from pathlib import Path
 
 import msgspec
 
-from schemas.control import ApiKey, ModelRoute, RedactionRule, Tenant
+from schemas.control import ID_PATTERN, ApiKey, Budget, Limits, ModelRoute, Period, RedactionRule, Role, Secret, Tenant
 from schemas.envelope import Deployment
 from services import pricing
 from services.keys import hash_key
@@ -24,11 +24,22 @@ class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
     # The whole request body must arrive within this: a client sending a byte
     # every few seconds must not hold a connection and its memory for ever.
     body_timeout_s: float = 30.0
+    # Token limits and budgets admit a request that sets no max_tokens as if
+    # it asked for this many (capped by the model's own output limit).
+    default_max_output_tokens: int = 4096
+
+
+class BudgetConfig(msgspec.Struct, forbid_unknown_fields=True):
+    # Exact decimal dollars, e.g. "25.00".
+    usd: str
+    period: Period = "monthly"
 
 
 class TenantConfig(msgspec.Struct, forbid_unknown_fields=True):
     id: str
     redaction_rules: list[RedactionRule] = []
+    limits: Limits = msgspec.field(default_factory=Limits)
+    budget: BudgetConfig | None = None
 
 
 class KeyConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -38,6 +49,10 @@ class KeyConfig(msgspec.Struct, forbid_unknown_fields=True):
     sha256: str | None = None
     key_env: str | None = None
     models: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    role: Role = "caller"
+    limits: Limits = msgspec.field(default_factory=Limits)
+    budget: BudgetConfig | None = None
+    metadata: dict[str, str] = {}
 
 
 class ModelConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -46,6 +61,7 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True):
     upstream_model: str
     # Default: the provider's public endpoint (services/providers/registry.py).
     base_url: str | None = None
+    requires_approval: bool = False
     # Default: "<provider>/<upstream model>" or else the upstream model, if the catalog has it.
     catalog_model: str | None = None
     # Default: the provider's usual variable, e.g. ANTHROPIC_API_KEY; "" sends no key.
@@ -95,31 +111,69 @@ def settings_from_env() -> GatewaySettings:
 
 
 class ControlRecords(msgspec.Struct):
-    """What the config puts in the KV buckets, keyed as stored."""
+    """What the config puts in the KV buckets, keyed as stored (keys by id)."""
 
     keys: dict[str, ApiKey]
     tenants: dict[str, Tenant]
     routes: dict[str, ModelRoute]
 
 
+def usd_to_pico(usd: str, what: str) -> int:
+    try:
+        return pricing.usd_to_pico(usd)
+    except ValueError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+
+
+def _budget(b: BudgetConfig | None, what: str) -> Budget | None:
+    return None if b is None else Budget(limit_pico_usd=usd_to_pico(b.usd, what), period=b.period)
+
+
+def _check_id(kind: str, value: str) -> None:
+    if not ID_PATTERN.fullmatch(value):
+        raise ConfigError(f"{kind} id {value!r}: use 1-64 letters, digits, '_' or '-'")
+
+
 def control_records(config: Config, extra_keys: dict[str, ApiKey] | None = None) -> ControlRecords:
     """Config -> KV records. ``extra_keys`` maps plain keys (e.g. the demo key) to records."""
     keys: dict[str, ApiKey] = {}
     for k in config.keys:
+        _check_id("key", k.id)
         if k.sha256:
             digest = k.sha256
         elif k.key_env and os.environ.get(k.key_env):
             digest = hash_key(os.environ[k.key_env])
         else:
             raise ConfigError(f"key {k.id!r}: set sha256, or key_env to a variable that is set")
-        keys[digest] = ApiKey(id=k.id, tenant_id=k.tenant, models=k.models)
+        keys[k.id] = ApiKey(
+            id=k.id,
+            tenant_id=k.tenant,
+            secrets=[Secret(sha256=digest)],
+            role=k.role,
+            models=k.models,
+            limits=k.limits,
+            budget=_budget(k.budget, f"key {k.id!r} budget"),
+            metadata=k.metadata,
+        )
     for plain, record in (extra_keys or {}).items():
-        keys[hash_key(plain)] = record
-    tenants = {t.id: Tenant(id=t.id, redaction_rules=t.redaction_rules) for t in config.tenants}
+        keys[record.id] = msgspec.structs.replace(record, secrets=[Secret(sha256=hash_key(plain))])
+    tenants = {}
+    for t in config.tenants:
+        _check_id("tenant", t.id)
+        tenants[t.id] = Tenant(
+            id=t.id, redaction_rules=t.redaction_rules, limits=t.limits, budget=_budget(t.budget, f"tenant {t.id!r}")
+        )
     for record in keys.values():
+        if record.role == "gateway_admin" and not record.tenant_id:
+            continue  # a gateway admin belongs to no tenant
         if record.tenant_id not in tenants:
             raise ConfigError(f"key {record.id!r} names unknown tenant {record.tenant_id!r}")
-    routes = {m.name: ModelRoute(name=m.name, owned_by=m.owned_by, deployment=deployment(m)) for m in config.models}
+    routes = {
+        m.name: ModelRoute(
+            name=m.name, owned_by=m.owned_by, deployment=deployment(m), requires_approval=m.requires_approval
+        )
+        for m in config.models
+    }
     return ControlRecords(keys=keys, tenants=tenants, routes=routes)
 
 
@@ -132,7 +186,7 @@ def unset_key_variables(config: Config) -> list[str]:
         if dep.api_key_env and not os.environ.get(dep.api_key_env):
             out.append(
                 f"model {m.name!r} ({m.provider}): ${dep.api_key_env} is not set, so calls to it carry no key "
-                f"and its provider will refuse them; set it, or api_key_env = \"\" for a server that needs none"
+                f'and its provider will refuse them; set it, or api_key_env = "" for a server that needs none'
             )
     return out
 

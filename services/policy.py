@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from fnmatch import fnmatchcase
 
 from schemas import subjects
-from schemas.control import ApiKey, Tenant
+from schemas.control import ApiKey, ApprovalRule, ModelRoute, Subscription, Tenant
 from schemas.envelope import Envelope
-from schemas.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
+from schemas.errors import (
+    AuthenticationFailed,
+    InvalidRequest,
+    KeyExpired,
+    PermissionDenied,
+    SubscriptionPending,
+    SubscriptionRejected,
+)
 from services.keys import hash_key, key_from_header
 
 
@@ -22,13 +29,21 @@ def check_body(env: Envelope) -> None:
         raise InvalidRequest("'model' is required.")
 
 
-def authenticate(header: str | None, keys: Mapping[str, ApiKey]) -> ApiKey:
+def authenticate(header: str | None, by_hash: Mapping[str, ApiKey], now_ms: int) -> ApiKey:
     key = key_from_header(header)
     if key is None:
         raise AuthenticationFailed("Missing API key: send 'Authorization: Bearer <key>'.", code="missing_api_key")
-    record = keys.get(hash_key(key))
-    if record is None or record.disabled:
+    digest = hash_key(key)
+    record = by_hash.get(digest)
+    if record is None:
         raise AuthenticationFailed("Incorrect API key provided.")
+    if record.disabled:
+        raise AuthenticationFailed(f"API key {record.id!r} is disabled.", code="api_key_disabled")
+    if record.expires_at_ms and now_ms >= record.expires_at_ms:
+        raise KeyExpired(f"API key {record.id!r} has expired.")
+    for secret in record.secrets:
+        if secret.sha256 == digest and secret.expires_at_ms and now_ms >= secret.expires_at_ms:
+            raise KeyExpired(f"This secret of API key {record.id!r} was rotated out and its grace period has ended.")
     return record
 
 
@@ -39,6 +54,34 @@ def may_call(record: ApiKey, model: str) -> bool:
 def check_model(record: ApiKey, model: str) -> None:
     if not may_call(record, model):
         raise PermissionDenied(f"Key {record.id!r} may not call model {model!r}.")
+
+
+def needs_approval(model: str, route: ModelRoute | None, rules: Iterable[ApprovalRule]) -> bool:
+    if route is not None and route.requires_approval:
+        return True
+    return any(fnmatchcase(model, rule.pattern) for rule in rules)
+
+
+def check_subscription(tenant_id: str, model: str, subscriptions: Iterable[Subscription]) -> None:
+    """A model that needs approval is callable once one of the tenant's
+    subscriptions that covers it is approved."""
+    mine = [s for s in subscriptions if s.tenant_id == tenant_id and fnmatchcase(model, s.model)]
+    if any(s.state == "approved" for s in mine):
+        return
+    pending = [s for s in mine if s.state == "pending"]
+    if pending:
+        raise SubscriptionPending(
+            f"Model {model!r} needs an approved subscription; subscription {pending[0].id!r}"
+            " is pending approval by a gateway admin."
+        )
+    rejected = [s for s in mine if s.state == "rejected"]
+    if rejected:
+        reason = f": {rejected[0].reason}" if rejected[0].reason else ""
+        raise SubscriptionRejected(f"Subscription {rejected[0].id!r} to {model!r} was rejected{reason}.")
+    raise PermissionDenied(
+        f"Model {model!r} needs an approved subscription; request one with POST /admin/v1/subscriptions.",
+        code="subscription_required",
+    )
 
 
 def build_slip(tenant: Tenant | None) -> list[str]:

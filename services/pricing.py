@@ -73,6 +73,23 @@ def pico_per_token(usd_per_mtok: str) -> int:
     return int(value)
 
 
+def usd_to_pico(usd: str) -> int:
+    """'1.25' USD -> pico-USD, exactly; refuses negatives, fractions of a pico
+    and anything that is not a plain decimal number."""
+    try:
+        value = Decimal(usd)
+    except (ArithmeticError, ValueError, TypeError):
+        raise PricingError(f"{usd!r} is not a decimal number of USD") from None
+    if not value.is_finite() or value < 0:
+        raise PricingError(f"{usd!r} must be a finite, non-negative amount of USD")
+    pico = value * PICO_PER_USD
+    if pico != pico.to_integral_value():
+        raise PricingError(f"{usd!r} is finer than 1e-12 USD")
+    if pico >= 2**63:
+        raise PricingError(f"{usd!r} is too large")
+    return int(pico)
+
+
 def price_of(entry: CatalogModel) -> Price:
     p = entry.usd_per_mtok
     uncached = pico_per_token(p.input)

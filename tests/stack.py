@@ -98,14 +98,21 @@ upstream_model = "not-in-the-catalog"
 
 
 class Stack:
-    def __init__(self, home: Path, timeout_s: float = 3.0) -> None:
+    def __init__(self, home: Path, timeout_s: float = 3.0, extra_config: str = "", **layout: object) -> None:
+        """``extra_config``: more TOML, formatted like CONFIG ({mock} is the
+        mock upstream's port); ``layout``: Layout fields such as replicas."""
         self.home = home
         self.mock_port = free_port()
         config = home / "sluice.toml"
         home.mkdir(parents=True, exist_ok=True)
-        config.write_text(CONFIG.format(timeout=timeout_s, mock=self.mock_port, dead=free_port()))
+        config.write_text((CONFIG + extra_config).format(timeout=timeout_s, mock=self.mock_port, dead=free_port()))
         self.layout = Layout(
-            home=home, config=config, nats_port=free_port(), http_port=free_port(), mock_port=self.mock_port
+            home=home,
+            config=config,
+            nats_port=free_port(),
+            http_port=free_port(),
+            mock_port=self.mock_port,
+            **layout,  # type: ignore[arg-type]
         )
         self.supervisor = Supervisor(
             self.layout,

@@ -1,15 +1,29 @@
-"""Policy stage: authenticate, check model access, build the routing slip."""
+"""Policy stage: authenticate, check model access and approval, admit under
+limits and budgets, build the routing slip."""
 
 from __future__ import annotations
 
 from nats.aio.msg import Msg
 
 from schemas import subjects
-from schemas.control import ApiKey, Tenant, decode_key, decode_tenant
+from schemas.control import (
+    ApiKey,
+    ApprovalRule,
+    ModelRoute,
+    Subscription,
+    Tenant,
+    decode_approval_rule,
+    decode_route,
+    decode_subscription,
+    decode_tenant,
+)
 from schemas.envelope import Envelope
 from services import admission, policy
+from services import quota as quota_svc
 from services.config import settings_from_env
-from services.runtime.kv import KvMirror
+from services.runtime.key_usage import LastUsed
+from services.runtime.kv import KeyIndex, KvMirror
+from services.runtime.quota import QuotaLedger
 from workers import runner
 
 
@@ -20,31 +34,72 @@ class PolicyStage:
     concurrent = False
 
     def __init__(self) -> None:
-        self.timeout_s = settings_from_env().request_timeout_s
+        settings = settings_from_env()
+        self.timeout_s = settings.request_timeout_s
+        self.default_max_output = settings.default_max_output_tokens
         self.ids = admission.RecentIds()
-        self.keys: KvMirror[ApiKey] = KvMirror(subjects.KV_KEYS, decode_key)
+        self.keys = KeyIndex()
         self.tenants: KvMirror[Tenant] = KvMirror(subjects.KV_TENANTS, decode_tenant)
+        self.routes: KvMirror[ModelRoute] = KvMirror(subjects.KV_MODELS, decode_route)
+        self.subscriptions: KvMirror[Subscription] = KvMirror(subjects.KV_SUBSCRIPTIONS, decode_subscription)
+        self.approval_rules: KvMirror[ApprovalRule] = KvMirror(subjects.KV_APPROVAL_RULES, decode_approval_rule)
+        self.ledger: QuotaLedger | None = None
+        self.last_used: LastUsed | None = None
 
     async def start(self, ctx: runner.StageContext) -> None:
-        await self.keys.start(ctx.js)
-        await self.tenants.start(ctx.js)
+        for mirror in (self.keys, self.tenants, self.routes, self.subscriptions, self.approval_rules):
+            await mirror.start(ctx.js)
+        self.ledger = QuotaLedger(ctx.counters)
+        self.ledger.start()
+        self.last_used = LastUsed(ctx.js)
+        self.last_used.start()
 
     async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg, start_ns: int) -> None:
+        env.quota = None  # policy's to set, whatever a caller sent
         from_ingress = msg.subject == subjects.FROM_INGRESS
         admission.admit(
             env, start_ns, self.timeout_s, from_ingress=from_ingress, ids=self.ids, nats_reply=msg.reply or ""
         )
         policy.check_body(env)
+        now_ms = start_ns // 1_000_000
         header = msg.headers.get(subjects.API_KEY_HEADER) if msg.headers else None
-        key = policy.authenticate(header, self.keys.items)
+        key = policy.authenticate(header, self.keys.by_hash, now_ms)
         env.key_id, env.tenant_id = key.id, key.tenant_id
+        assert self.last_used is not None and self.ledger is not None
+        self.last_used.saw(key.id, now_ms)
         policy.check_model(key, env.model)
-        env.slip = policy.build_slip(self.tenants.items.get(key.tenant_id))
+        route = self.routes.items.get(env.model)
+        if policy.needs_approval(env.model, route, self.approval_rules.items.values()):
+            policy.check_subscription(key.tenant_id, env.model, self.subscriptions.items.values())
+        tenant = self.tenants.items.get(key.tenant_id)
+        wanted = self._needs(env, key, tenant, route, now_ms)
+        if wanted:
+            env.quota = await self.ledger.admit(wanted, now_ms)
+        env.slip = policy.build_slip(tenant)
         await ctx.forward(env, start_ns)
 
+    def _needs(
+        self, env: Envelope, key: ApiKey, tenant: Tenant | None, route: ModelRoute | None, now_ms: int
+    ) -> list[quota_svc.Need]:
+        limited = [(r, scope) for r, scope in ((key, "key"), (tenant, "tenant")) if r is not None]
+        limited = [(r, scope) for r, scope in limited if r.limits.any() or r.budget is not None]
+        if not limited:
+            return []
+        catalog_model = route.deployment.catalog_model if route is not None else None
+        prompt, output = quota_svc.estimate(env.body, env.embeddings, catalog_model, self.default_max_output)
+        cost = quota_svc.estimate_cost(prompt, output, catalog_model)
+        out: list[quota_svc.Need] = []
+        for r, scope in limited:
+            out += quota_svc.needs(scope, r.id, r.limits, r.budget, r.created_at_ms, now_ms, prompt + output, cost)
+        return out
+
     async def stop(self) -> None:
-        await self.keys.stop()
-        await self.tenants.stop()
+        for mirror in (self.keys, self.tenants, self.routes, self.subscriptions, self.approval_rules):
+            await mirror.stop()
+        if self.ledger is not None:
+            await self.ledger.close()
+        if self.last_used is not None:
+            await self.last_used.close()
 
 
 if __name__ == "__main__":

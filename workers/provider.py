@@ -20,6 +20,7 @@ from services import usage as usage_svc
 from services.providers.call import CallFailed, CallOutcome, CallProgress, OnDelta, call_chat, call_embeddings
 from services.providers.http import UpstreamHTTP, make_upstream_http
 from services.recent import RecentSet
+from services.runtime import quota
 from workers import runner
 
 # Request ids are remembered this long (and at most this many): a cancel that
@@ -128,6 +129,7 @@ class ProviderStage:
         if dep is None or self.client is None:
             raise InternalError("Request reached the provider stage without a deployment.")
         if not self.seen.add(env.id):  # a copy the ingress sent again, which this process already took
+            quota.settle(ctx.counters, env.quota, 0, 0, discard=True)
             return
         if env.id in self.cancelled:  # its client left before it got here: never sent upstream
             closed = ClientClosed("The client closed the connection before the upstream was called.")
@@ -144,7 +146,7 @@ class ProviderStage:
 
         self.inflight[env.id] = asyncio.current_task()  # type: ignore[assignment]
         if env.origin == "http":
-            await ctx.send(env, bus.encode(Accepted(id=env.id, worker=ctx.instance)))
+            await ctx.send(env, bus.encode(Accepted(id=env.id, worker=ctx.instance, quota=env.quota)))
         progress = CallProgress()
         call_start = time.time_ns()
         try:

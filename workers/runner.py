@@ -25,7 +25,7 @@ from schemas.events import StageEvent
 from schemas.ids import new_id
 from schemas.replies import Failure, Final
 from services import admission, records, reply_split
-from services.runtime import process
+from services.runtime import process, quota
 from services.runtime.events import EventPublisher
 
 log = logging.getLogger("sluice.stage")
@@ -44,6 +44,7 @@ class StageContext:
         self.nc = nc
         self.js = js
         self.events = events
+        self.counters = quota.Counters(js, events)
 
     def span(self, start_ns: int) -> Span:
         return Span(self.name, start_ns, time.time_ns())
@@ -90,6 +91,10 @@ class StageContext:
         in the same connection, so no answer reaches a client without its row."""
         reply.timing.spans = [*env.spans, self.span(start_ns), *reply.timing.spans]
         reply.key_id, reply.tenant_id = env.key_id, env.tenant_id
+        if env.quota is not None:
+            reply.rate = reply.rate or env.quota.rate
+            used = reply.usage.prompt_tokens + reply.usage.completion_tokens if reply.usage else 0
+            quota.settle(self.counters, env.quota, used, reply.cost.total if reply.cost else 0)
         self._stage_event(env, start_ns, "reply" if isinstance(reply, Final) else "failure")
         self.events.emit(
             records.request_event(
@@ -215,6 +220,7 @@ async def serve(stage: Stage, stop: asyncio.Event) -> None:
     if tasks:
         await asyncio.wait(tasks, timeout=STOP_WAIT_S)
     await stage.stop()
+    await ctx.counters.close()
     await events.close()
     await nc.drain()
 

@@ -1,19 +1,48 @@
-"""Creating the event stream and KV buckets, and seeding them from config."""
+"""Creating the streams and KV buckets, and seeding them from config.
+
+The config file owns only the records it made: a seed creates and updates
+those and deletes the ones the file no longer names, and never touches a
+record the admin API made.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
 from nats.aio.client import Client
+from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType, StreamConfig
-from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.errors import BucketNotFoundError, NoKeysError, NotFoundError
 
 from schemas import subjects
-from schemas.control import kv_encode
+from schemas.control import decode_key, decode_route, decode_tenant
 from services.config import ControlRecords
-from services.runtime.kv import kv_key
+from services.runtime import quota
+from services.runtime.events import EventPublisher
+from services.runtime.kv import kv_name
+from services.runtime.kv_writer import KvWriter
 
+log = logging.getLogger("sluice.bootstrap")
 # Events wait here while ClickHouse is down: keep a week or 2 GiB.
 EVENTS_MAX_AGE_S = 7 * 24 * 3600
 EVENTS_MAX_BYTES = 2 * 1024**3
+BUCKETS = (
+    subjects.KV_KEYS,
+    subjects.KV_TENANTS,
+    subjects.KV_MODELS,
+    subjects.KV_SUBSCRIPTIONS,
+    subjects.KV_APPROVAL_RULES,
+    subjects.KV_KEY_USAGE,
+)
+# bucket -> (record type in the audit trail, decoder)
+_SEEDED: dict[str, tuple[str, Callable[[bytes], Any]]] = {
+    subjects.KV_TENANTS: ("tenant", decode_tenant),
+    subjects.KV_KEYS: ("key", decode_key),
+    subjects.KV_MODELS: ("model", decode_route),
+}
 
 
 async def ensure_stream(nc: Client) -> None:
@@ -33,30 +62,84 @@ async def ensure_stream(nc: Client) -> None:
         await js.add_stream(config)
 
 
-async def prepare(nc: Client, records: ControlRecords) -> None:
-    """Everything a fresh or existing NATS needs before stages start."""
-    await ensure_stream(nc)
-    await seed(nc, records)
-
-
-async def seed(nc: Client, records: ControlRecords) -> None:
-    """Make the buckets hold exactly what the config says."""
-    js = nc.jetstream()
-    wanted = {
-        subjects.KV_KEYS: {kv_key(k): kv_encode(v) for k, v in records.keys.items()},
-        subjects.KV_TENANTS: {kv_key(k): kv_encode(v) for k, v in records.tenants.items()},
-        subjects.KV_MODELS: {kv_key(k): kv_encode(v) for k, v in records.routes.items()},
-    }
-    for bucket, items in wanted.items():
+async def ensure_buckets(js: JetStreamContext) -> None:
+    for bucket in BUCKETS:
         try:
-            kv = await js.key_value(bucket)
+            await js.key_value(bucket)
         except BucketNotFoundError:
-            kv = await js.create_key_value(KeyValueConfig(bucket=bucket, history=5, storage=StorageType.FILE))
+            await js.create_key_value(KeyValueConfig(bucket=bucket, history=5, storage=StorageType.FILE))
+
+
+async def prepare(nc: Client, records: ControlRecords) -> list[str]:
+    """Everything a fresh or existing NATS needs before stages start; the
+    warnings of the seed."""
+    await ensure_stream(nc)
+    await quota.ensure_streams(nc)
+    js = nc.jetstream()
+    await ensure_buckets(js)
+    events = EventPublisher(js, "config")
+    events.start()
+    try:
+        return await seed(KvWriter(js, events.emit), records)
+    finally:
+        await events.close()
+
+
+async def seed(writer: KvWriter, records: ControlRecords) -> list[str]:
+    warnings: list[str] = []
+    now_ms = int(time.time() * 1000)
+    wanted = {subjects.KV_TENANTS: records.tenants, subjects.KV_KEYS: records.keys, subjects.KV_MODELS: records.routes}
+    for bucket, items in wanted.items():
+        record_type, decode = _SEEDED[bucket]
+        existing = await _read_all(writer, bucket, decode)
+        for name, record in items.items():
+            current, revision = existing.get(name, (None, 0))
+            if current is not None and current.owner != "config":
+                warnings.append(f"{record_type} {name!r}: made through the admin API, so the config file's is ignored")
+                continue
+            record.owner = "config"
+            if hasattr(record, "created_at_ms"):
+                record.created_at_ms = getattr(current, "created_at_ms", 0) or now_ms
+            if current == record:
+                continue
+            action = "update" if revision else "create"
+            await writer.write(
+                bucket,
+                name,
+                record,
+                revision=revision,
+                actor="config",
+                action=action,
+                record_type=record_type,
+                before=current,
+            )
+        for name, (current, revision) in existing.items():
+            if name not in items and current.owner == "config":
+                await writer.delete(
+                    bucket, name, revision=revision, actor="config", record_type=record_type, before=current
+                )
+    for line in warnings:
+        log.warning("seed: %s", line)
+    return warnings
+
+
+async def _read_all(writer: KvWriter, bucket: str, decode: Callable[[bytes], Any]) -> dict[str, tuple[Any, int]]:
+    kv = await writer.js.key_value(bucket)
+    try:
+        keys = await kv.keys()
+    except NoKeysError:
+        return {}
+    out = {}
+    for key in keys:
+        name = kv_name(key)
         try:
-            existing = set(await kv.keys())
-        except Exception:  # NoKeysError on an empty bucket
-            existing = set()
-        for key, value in items.items():
-            await kv.put(key, value)
-        for key in existing - set(items):
-            await kv.delete(key)
+            record, revision = await writer.read(bucket, name, decode)
+        except Exception:  # an unreadable record (an older format): the config's copy replaces it
+            log.warning("seed: %s record %r does not decode; replacing it", bucket, name)
+            entry = await kv.get(key)
+            record, revision = None, entry.revision or 0
+            await kv.delete(key, last=revision)
+            continue
+        if record is not None:
+            out[name] = (record, revision)
+    return out

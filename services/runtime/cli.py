@@ -24,8 +24,9 @@ DEMO_CONFIG = Path(__file__).parent / "demo.toml"
 DEMO_BODY = '{"model": "demo-model", "messages": [{"role": "user", "content": "Hi"}]}'
 
 
-def _demo_key(home: Path) -> str:
-    path = home / "demo-key"
+def secret_file(home: Path, name: str) -> str:
+    """A key kept in ``home/name`` (mode 600), made on first use."""
+    path = home / name
     if path.exists():
         return path.read_text().strip()
     key = new_key()
@@ -50,7 +51,8 @@ def _stop_uninterrupted(sup: Supervisor) -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     process.setup_logging("supervisor")
     home = Path(args.home).resolve()
-    key = _demo_key(home)
+    key = secret_file(home, "demo-key")
+    admin_key = secret_file(home, "admin-key")
     os.environ["SLUICE_MOCK_PORT"] = str(args.mock_port)
     layout = Layout(
         home=home,
@@ -68,7 +70,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 1
     # The demo key belongs to the demo tenant; a config without one gets no demo key.
     demo = any(t.id == "demo" for t in config.tenants)
-    sup = Supervisor(layout, extra_keys={key: ApiKey(id="demo", tenant_id="demo")} if demo else {})
+    extra_keys = {admin_key: ApiKey(id="admin", tenant_id="", role="gateway_admin")}
+    if demo:
+        extra_keys[key] = ApiKey(id="demo", tenant_id="demo")
+    sup = Supervisor(layout, extra_keys=extra_keys)
     # SIGTERM (from a service manager or `kill`) stops cleanly, like Ctrl-C.
     signal.signal(signal.SIGTERM, _interrupt)
     print(f"Starting Sluice in {home} ...", flush=True)
@@ -92,6 +97,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         f"\nSluice is up.\n"
         f"  OpenAI-compatible API  http://127.0.0.1:{args.port}/v1\n"
         f"  demo API key           {demo_line}\n"
+        f"  gateway admin key      in {home / 'admin-key'} (manages keys, tenants, limits: sluice keys --help)\n"
         f"  NATS                   {layout.nats_url}\n"
         f"  ClickHouse             {layout.dsn}\n"
         f"  logs                   {home / 'logs'}\n"

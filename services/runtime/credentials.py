@@ -25,6 +25,18 @@ _JETSTREAM = ["$JS.API.>", "$JS.ACK.>", "$JS.FC.>"]
 _LIFE = [f"{subjects.CONTROL_READY}.*", f"{subjects.CONTROL_HEARTBEAT}.*"]
 _STAGES = f"{subjects.PREFIX}.stage.>"
 _INBOXES = "_INBOX.>"
+# Limit and budget counters: policy takes from them, whoever ends a request settles.
+_QUOTA = f"{subjects.QUOTA}.>"
+_CONTROL_BUCKETS = [
+    f"$KV.{b}.>"
+    for b in (
+        subjects.KV_KEYS,
+        subjects.KV_TENANTS,
+        subjects.KV_MODELS,
+        subjects.KV_SUBSCRIPTIONS,
+        subjects.KV_APPROVAL_RULES,
+    )
+]
 SERVICE_PREFIX = "svc-"
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,40}")
 
@@ -46,20 +58,28 @@ class Credentials(msgspec.Struct):
 
 def _stage(name: str, *publish: str, subscribe: list[str]) -> Permissions:
     return Permissions(
-        publish=[*publish, subjects.events(name), *_JETSTREAM, *_LIFE],
+        publish=[*publish, subjects.events(name), _QUOTA, *_JETSTREAM, *_LIFE],
         subscribe=[f"_INBOX.{name}.>", *subscribe],
     )
 
 
 # Stage replicas share their role: "provider-1" connects as "provider".
 ROLES: dict[str, Permissions] = {
+    # The admin API runs in the ingress: it writes control records.
     "ingress": _stage(
         "ingress",
         subjects.FROM_INGRESS,
         subjects.CONTROL_CANCEL,
+        *_CONTROL_BUCKETS,
         subscribe=[subjects.CONTROL_DIED, f"{subjects.CONTROL_READY}.*"],
     ),
-    "policy": _stage("policy", _STAGES, _INBOXES, subscribe=[subjects.IN_CHAT, subjects.FROM_INGRESS]),
+    "policy": _stage(
+        "policy",
+        _STAGES,
+        _INBOXES,
+        f"$KV.{subjects.KV_KEY_USAGE}.>",
+        subscribe=[subjects.IN_CHAT, subjects.FROM_INGRESS],
+    ),
     "redact": _stage("redact", _STAGES, _INBOXES, subscribe=[subjects.STAGE_REDACT]),
     "route": _stage("route", _STAGES, _INBOXES, subscribe=[subjects.STAGE_ROUTE]),
     "provider": _stage("provider", _INBOXES, subscribe=[subjects.STAGE_CALL, subjects.CONTROL_CANCEL]),

@@ -10,6 +10,9 @@ from typing import Generic, TypeVar
 from nats.js import JetStreamContext
 from nats.js.kv import KV_DEL, KV_PURGE
 
+from schemas.control import ApiKey, decode_key
+from schemas.subjects import KV_KEYS
+
 T = TypeVar("T")
 log = logging.getLogger("sluice.kv")
 
@@ -47,10 +50,17 @@ def kv_name(key: str) -> str:
 class KvMirror(Generic[T]):
     """``mirror.items`` is a plain dict, read on the hot path without I/O."""
 
-    def __init__(self, bucket: str, decode: Callable[[bytes], T]) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        decode: Callable[[bytes], T],
+        on_change: Callable[[str, T | None, T | None], None] | None = None,
+    ) -> None:
         self.bucket = bucket
         self.items: dict[str, T] = {}
         self._decode = decode
+        # (name, old, new) after each change: for indexes kept beside ``items``.
+        self._on_change = on_change
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -66,6 +76,7 @@ class KvMirror(Generic[T]):
                 self._ready.set()
                 continue
             name = kv_name(entry.key)
+            old = self.items.get(name)
             if entry.operation in (KV_DEL, KV_PURGE):
                 self.items.pop(name, None)
             else:
@@ -73,9 +84,35 @@ class KvMirror(Generic[T]):
                     self.items[name] = self._decode(entry.value)
                 except Exception:
                     log.exception("bucket %s: cannot decode key %s; keeping the old value", self.bucket, entry.key)
+            if self._on_change is not None:
+                self._on_change(name, old, self.items.get(name))
             if entry.delta == 0:
                 self._ready.set()
 
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
+
+
+class KeyIndex:
+    """The API keys bucket (records by public id), indexed by secret digest
+    for the hot path's one lookup per request."""
+
+    def __init__(self) -> None:
+        self.by_hash: dict[str, ApiKey] = {}
+        self.mirror: KvMirror[ApiKey] = KvMirror(KV_KEYS, decode_key, self._changed)
+
+    def _changed(self, _name: str, old: ApiKey | None, new: ApiKey | None) -> None:
+        if old is not None:
+            for secret in old.secrets:
+                if self.by_hash.get(secret.sha256) is old:
+                    del self.by_hash[secret.sha256]
+        if new is not None:
+            for secret in new.secrets:
+                self.by_hash[secret.sha256] = new
+
+    async def start(self, js: JetStreamContext) -> None:
+        await self.mirror.start(js)
+
+    async def stop(self) -> None:
+        await self.mirror.stop()

@@ -68,6 +68,9 @@ class Layout(msgspec.Struct):
     clickhouse_dsn: str | None = None
     # Replicas of the provider stage (the one that waits on upstream I/O).
     provider_replicas: int = 1
+    policy_replicas: int = 1
+    # More ingress processes, one per port, beside the one on ``http_port``.
+    extra_http_ports: list[int] = []
     # Each process connects as its role's NATS user, allowed only its own
     # subjects. Off only to measure what authorization costs.
     auth: bool = True
@@ -239,10 +242,12 @@ class Supervisor:
             await nc.subscribe(f"{subjects.CONTROL_HEARTBEAT}.*", cb=on_ready)
             await nc.flush()
             for name, args in STAGES.items():
-                replicas = self.layout.provider_replicas if name == "provider" else 1
+                replicas = {"provider": self.layout.provider_replicas, "policy": self.layout.policy_replicas}.get(name, 1)
                 for i in range(replicas):
                     self._add(Child(name if i == 0 else f"{name}-{i}", args))
             self._add(Child("ingress", ["-m", "ingress", "--port", str(self.layout.http_port)]))
+            for i, port in enumerate(self.layout.extra_http_ports, 1):
+                self._add(Child(f"ingress-{i}", ["-m", "ingress", "--port", str(port)]))
             if self.layout.mock_port:
                 args = ["-m", "services.runtime.cli", "mock-upstream", "--port", str(self.layout.mock_port)]
                 self._add(Child("mock-upstream", args, beats=False))
@@ -256,6 +261,8 @@ class Supervisor:
         finally:
             await nc.close()
         wait_for_port(self.layout.http_port, max(1.0, deadline - time.monotonic()), self.children["ingress"])
+        for i, port in enumerate(self.layout.extra_http_ports, 1):
+            wait_for_port(port, max(1.0, deadline - time.monotonic()), self.children[f"ingress-{i}"])
         if self.layout.mock_port:
             wait_for_port(self.layout.mock_port, 10, self.children["mock-upstream"])
 

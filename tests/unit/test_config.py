@@ -35,8 +35,9 @@ def test_config_becomes_control_records(tmp_path: Path, monkeypatch: pytest.Monk
     cfg = config.load(path)
     assert cfg.gateway.request_timeout_s == 5
     records = config.control_records(cfg, {"sk-extra": ApiKey(id="x", tenant_id="acme")})
-    assert records.keys[hash_key("sk-from-env")].models == ["gpt-*"]
-    assert records.keys[hash_key("sk-extra")].id == "x"
+    assert records.keys["ci"].models == ["gpt-*"]
+    assert records.keys["ci"].secrets[0].sha256 == hash_key("sk-from-env")
+    assert records.keys["x"].secrets[0].sha256 == hash_key("sk-extra")
     assert records.routes["fast"].deployment.base_url == "http://127.0.0.1:1/v1"
     assert "sk-from-env" not in repr(records)  # only digests are stored
 
@@ -91,3 +92,40 @@ def test_models_whose_key_variable_is_unset_are_named(monkeypatch: pytest.Monkey
     )
     warnings = config.unset_key_variables(cfg)
     assert len(warnings) == 1 and "'claude'" in warnings[0] and "$ANTHROPIC_API_KEY" in warnings[0]
+
+
+def test_limits_and_budgets_come_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[[tenants]]\nid = "acme"\nlimits = { rpm = 600 }\nbudget = { usd = "100.50", period = "daily" }\n'
+        '[[keys]]\nid = "ci"\ntenant = "acme"\nsha256 = "00"\nlimits = { tpm = 1000, max_parallel = 2 }\n'
+        'budget = { usd = "0.000000000001" }\n'
+    )
+    records = config.control_records(config.load(path))
+    tenant, key = records.tenants["acme"], records.keys["ci"]
+    assert tenant.limits.rpm == 600 and tenant.budget is not None
+    assert tenant.budget.limit_pico_usd == 100_500_000_000_000 and tenant.budget.period == "daily"
+    assert key.limits.tpm == 1000 and key.limits.max_parallel == 2 and key.limits.rpm is None
+    assert key.budget is not None and key.budget.limit_pico_usd == 1 and key.budget.period == "monthly"
+
+
+@pytest.mark.parametrize(
+    ("snippet", "message"),
+    [
+        ('budget = { usd = "-1" }', "non-negative"),
+        ('budget = { usd = "0.0000000000001" }', "finer"),
+        ('budget = { usd = "lots" }', "decimal"),
+    ],
+)
+def test_bad_budgets_are_config_errors(tmp_path: Path, snippet: str, message: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f'[[tenants]]\nid = "acme"\n{snippet}\n')
+    with pytest.raises(config.ConfigError, match=message):
+        config.control_records(config.load(path))
+
+
+def test_ids_that_cannot_be_subject_tokens_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[[tenants]]\nid = "acme.corp"\n')
+    with pytest.raises(config.ConfigError, match="acme.corp"):
+        config.control_records(config.load(path))

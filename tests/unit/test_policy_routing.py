@@ -4,16 +4,34 @@ import pytest
 
 from schemas import subjects
 from schemas.chat import ChatBody, EmbeddingsBody, Message
-from schemas.control import ApiKey, ModelRoute, RedactionRule, Tenant
+from schemas.control import ApiKey, ApprovalRule, ModelRoute, RedactionRule, Secret, Subscription, Tenant
 from schemas.envelope import Deployment, Envelope
-from schemas.errors import AuthenticationFailed, InvalidRequest, ModelNotFound, PermissionDenied
+from schemas.errors import (
+    AuthenticationFailed,
+    InvalidRequest,
+    KeyExpired,
+    ModelNotFound,
+    PermissionDenied,
+    SubscriptionPending,
+    SubscriptionRejected,
+)
 from services import policy, routing
 from services.keys import hash_key, key_from_header, new_key
 
 KEY = new_key()
+OLD, NEW = new_key(), new_key()
+NOW_MS = 1_800_000_000_000
+ROTATED = ApiKey(
+    id="k3",
+    tenant_id="t1",
+    secrets=[Secret(hash_key(NEW)), Secret(hash_key(OLD), expires_at_ms=NOW_MS + 1000)],
+)
 KEYS = {
     hash_key(KEY): ApiKey(id="k1", tenant_id="t1", models=["gpt-*", "demo-model"]),
     hash_key("sk-off"): ApiKey(id="k2", tenant_id="t1", disabled=True),
+    hash_key("sk-old"): ApiKey(id="k4", tenant_id="t1", expires_at_ms=NOW_MS),
+    hash_key(NEW): ROTATED,
+    hash_key(OLD): ROTATED,
 }
 
 
@@ -25,14 +43,52 @@ def test_bearer_header_is_parsed() -> None:
 
 
 def test_valid_key_resolves_tenant() -> None:
-    assert policy.authenticate(f"Bearer {KEY}", KEYS).tenant_id == "t1"
+    assert policy.authenticate(f"Bearer {KEY}", KEYS, NOW_MS).tenant_id == "t1"
 
 
-@pytest.mark.parametrize("header", [None, "", "Bearer sk-nope", "Bearer sk-off"])
-def test_missing_wrong_or_disabled_key_is_401(header: str | None) -> None:
+@pytest.mark.parametrize(
+    ("header", "code"),
+    [
+        (None, "missing_api_key"),
+        ("", "missing_api_key"),
+        ("Bearer sk-nope", "invalid_api_key"),
+        ("Bearer sk-off", "api_key_disabled"),
+        ("Bearer sk-old", "api_key_expired"),
+    ],
+)
+def test_missing_wrong_disabled_or_expired_key_is_401(header: str | None, code: str) -> None:
     with pytest.raises(AuthenticationFailed) as info:
-        policy.authenticate(header, KEYS)
-    assert info.value.status == 401
+        policy.authenticate(header, KEYS, NOW_MS)
+    assert info.value.status == 401 and info.value.code == code
+
+
+def test_a_rotated_secret_works_until_its_grace_ends() -> None:
+    assert policy.authenticate(f"Bearer {OLD}", KEYS, NOW_MS + 999) is ROTATED
+    assert policy.authenticate(f"Bearer {NEW}", KEYS, NOW_MS + 10**9) is ROTATED
+    with pytest.raises(KeyExpired):
+        policy.authenticate(f"Bearer {OLD}", KEYS, NOW_MS + 1000)
+
+
+def test_approval_needs_an_approved_subscription_of_the_callers_tenant() -> None:
+    dep = Deployment(name="d", provider="openai", base_url="http://x", upstream_model="gpt-4o")
+    gated = ModelRoute(name="big", deployment=dep, requires_approval=True)
+    assert policy.needs_approval("big", gated, [])
+    assert policy.needs_approval("gpt-5-pro", None, [ApprovalRule(pattern="gpt-5*")])
+    assert not policy.needs_approval("gpt-4o", None, [ApprovalRule(pattern="gpt-5*")])
+    subs = [
+        Subscription(id="s1", tenant_id="t1", model="gpt-5*", state="pending"),
+        Subscription(id="s2", tenant_id="t2", model="gpt-5*", state="approved"),
+        Subscription(id="s3", tenant_id="t3", model="gpt-5*", state="rejected", reason="no budget"),
+    ]
+    with pytest.raises(SubscriptionPending, match="s1"):
+        policy.check_subscription("t1", "gpt-5-pro", subs)
+    policy.check_subscription("t2", "gpt-5-pro", subs)
+    with pytest.raises(SubscriptionRejected, match="no budget") as info:
+        policy.check_subscription("t3", "gpt-5-pro", subs)
+    assert info.value.status == 403
+    with pytest.raises(PermissionDenied) as denied:
+        policy.check_subscription("t4", "gpt-5-pro", subs)
+    assert denied.value.code == "subscription_required"
 
 
 def test_model_scope_is_enforced() -> None:

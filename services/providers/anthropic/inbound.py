@@ -24,6 +24,8 @@ ERROR_TYPES = {
     ErrorType.NOT_FOUND: "not_found_error",
     ErrorType.REQUEST_TOO_LARGE: "request_too_large",
     ErrorType.RATE_LIMIT: "rate_limit_error",
+    # A spent budget is a 429 too; Anthropic has no type of its own for it.
+    ErrorType.INSUFFICIENT_QUOTA: "rate_limit_error",
     ErrorType.TIMEOUT: "timeout_error",
 }
 
