@@ -33,9 +33,7 @@ def settle(reported: Usage | None, body: ChatBody, completion_text: str, catalog
     )
 
 
-def settle_cut_short(
-    reported: Usage | None, body: ChatBody, streamed_text: str, catalog_model: str | None
-) -> Usage:
+def settle_cut_short(reported: Usage | None, body: ChatBody, streamed_text: str, catalog_model: str | None) -> Usage:
     """A call that ended before its answer did (the client went away): the
     prompt, and what was generated so far. A provider that reported usage
     early (Anthropic's message_start) may under-report the output: the larger

@@ -85,6 +85,7 @@ class GatewayNotRunning(Exception):
 async def connect_tool(url: str, creds_path: str | None = None) -> Client:
     """A connection for a command-line tool: one try, a short wait, and a
     plain message when nothing answers, not a retry loop."""
+
     async def quiet(exc: Exception) -> None:  # the one message below says it all
         pass
 

@@ -241,8 +241,9 @@ class Supervisor:
             await nc.subscribe(f"{subjects.CONTROL_READY}.*", cb=on_ready)
             await nc.subscribe(f"{subjects.CONTROL_HEARTBEAT}.*", cb=on_ready)
             await nc.flush()
+            counts = {"provider": self.layout.provider_replicas, "policy": self.layout.policy_replicas}
             for name, args in STAGES.items():
-                replicas = {"provider": self.layout.provider_replicas, "policy": self.layout.policy_replicas}.get(name, 1)
+                replicas = counts.get(name, 1)
                 for i in range(replicas):
                     self._add(Child(name if i == 0 else f"{name}-{i}", args))
             self._add(Child("ingress", ["-m", "ingress", "--port", str(self.layout.http_port)]))

@@ -159,9 +159,7 @@ def test_a_client_gone_mid_stream_is_charged_for_what_the_upstream_did(client: o
     # The mock reports usage only at the end, so both sides are counted with gpt-3.5's own tokenizer.
     assert row["usage_source"] == "counted"
     prompt = user("long [mock:chunks=400] [mock:chunk_ms=20]")
-    assert row["prompt_tokens"] == tokens.count_prompt(
-        [Message(**m) for m in prompt], tokens.encoding("cl100k_base")
-    )
+    assert row["prompt_tokens"] == tokens.count_prompt([Message(**m) for m in prompt], tokens.encoding("cl100k_base"))
     assert 3 <= row["completion_tokens"] < 400  # what was streamed before the cancel arrived
     price = pricing.price_for("gpt-3.5-turbo")
     assert price is not None

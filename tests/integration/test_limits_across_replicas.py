@@ -9,9 +9,12 @@ import time
 from collections.abc import Iterator
 
 import httpx
+import nats.js.errors
 import pytest
 
 from schemas import subjects
+from schemas.control import decode_key
+from services import quota
 from services.keys import hash_key
 from services.runtime.nats_server import free_port
 from services.runtime.supervisor import Supervisor
@@ -130,7 +133,7 @@ def recorded_spend(stack: Stack, key_id: str) -> int:
 PRICEY = {
     "model": "pricey-model",
     "max_tokens": 500,
-    "messages": [{"role": "user", "content": "think hard [mock:chunks=2 reasoning=498]"}],
+    "messages": [{"role": "user", "content": "think hard [mock:chunks=2][mock:reasoning=498]"}],
 }
 
 
@@ -160,3 +163,73 @@ def test_budget_of_one_dollar_admits_at_most_three_thirty_cent_requests(replicas
     again = asyncio.run(fire(replicas, BUDGET_KEY, 1, PRICEY))[0]
     assert again.status_code == 429 and again.json()["error"]["code"] == "insufficient_quota"
     assert settled_counter(replicas, spend_subject("budget1")) == spent
+
+
+async def tpm_subject(stack: Stack) -> str:
+    nc = await stack.connect("admin")
+    try:
+        entry = await (await nc.jetstream().key_value(subjects.KV_KEYS)).get("tpm")
+    finally:
+        await nc.close()
+    created_ms = decode_key(entry.value).created_at_ms
+    window, _ = quota.minute_window(created_ms, int(time.time() * 1000))
+    return f"{subjects.QUOTA}.rate.key.tpm.tpm.{window}"
+
+
+async def counter_or_zero(stack: Stack, subject: str) -> int:
+    try:
+        return await counter(stack, subject)
+    except nats.js.errors.NotFoundError:
+        return 0
+
+
+def tokens_of(row: dict) -> int:
+    return int(row["prompt_tokens"]) + int(row["completion_tokens"])
+
+
+def test_a_stream_whose_usage_comes_last_settles_its_real_tokens(replicas: Stack) -> None:
+    subject = asyncio.run(tpm_subject(replicas))
+    before = asyncio.run(counter_or_zero(replicas, subject))
+    body = {
+        "model": "demo-model",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "max_tokens": 4000,
+        "messages": [{"role": "user", "content": "count to twenty [mock:chunks=20]"}],
+    }
+    with httpx.stream(
+        "POST", f"{urls(replicas)[0]}/chat/completions", json=body, headers={"authorization": f"Bearer {TPM_KEY}"}
+    ) as resp:
+        assert resp.status_code == 200
+        assert resp.headers["x-ratelimit-limit-tokens"] == "1000000"
+        lines = [line for line in resp.iter_lines() if line.startswith("data: {")]
+        request_id = resp.headers["x-request-id"]
+    usage = json.loads(lines[-1].removeprefix("data: "))["usage"]
+    assert usage["completion_tokens"] == 20
+    row = replicas.request_row(request_id)
+    assert tokens_of(row) == usage["total_tokens"]
+    # Admission took prompt + 4000; the settlement gave back all but what was used.
+    assert settled_counter(replicas, subject) - before == tokens_of(row)
+
+
+def test_a_client_gone_mid_stream_settles_what_was_generated(replicas: Stack) -> None:
+    subject = asyncio.run(tpm_subject(replicas))
+    before = asyncio.run(counter_or_zero(replicas, subject))
+    body = {
+        "model": "demo-model",
+        "stream": True,
+        "messages": [{"role": "user", "content": "go on and on [mock:chunks=400][mock:chunk_ms=20]"}],
+    }
+    with httpx.stream(
+        "POST", f"{urls(replicas)[1]}/chat/completions", json=body, headers={"authorization": f"Bearer {TPM_KEY}"}
+    ) as resp:
+        request_id = resp.headers["x-request-id"]
+        seen = 0
+        for line in resp.iter_lines():
+            seen += line.startswith("data: {")
+            if seen == 5:
+                break  # leave mid-stream
+    row = replicas.request_row(request_id)
+    assert row["status"] == 499 and row["client_disconnected"]
+    assert 5 <= int(row["completion_tokens"]) < 400
+    assert settled_counter(replicas, subject) - before == tokens_of(row)
