@@ -9,7 +9,10 @@ from __future__ import annotations
 import logging
 import time
 
+from litestar import Litestar
+
 from ingress import chat, embeddings, messages, models
+from ingress.admin import app as admin_app
 from ingress.gateway import Gateway
 from ingress.http import Message, Receive, Scope, Send, send_gateway_error, send_json
 from schemas.errors import GatewayError, InternalError, InvalidRequest
@@ -38,6 +41,7 @@ class IngressApp:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         self.gw: Gateway | None = None
+        self.admin: Litestar | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -48,7 +52,9 @@ class IngressApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         gw = self.gw
-        assert gw is not None, "lifespan not run"
+        assert gw is not None and self.admin is not None, "lifespan not run"
+        if scope["path"].startswith("/admin/"):
+            return await self.admin(scope, receive, send)  # type: ignore[arg-type]
         received_ns = time.time_ns()
         request_id = new_id(received_ns)
         scope["sluice.received_ns"], scope["sluice.request_id"] = received_ns, request_id
@@ -92,6 +98,7 @@ class IngressApp:
                 try:
                     self.gw = Gateway(await process.connect("ingress"), self.settings)
                     await self.gw.start()
+                    self.admin = admin_app.build(self.gw, self.gw.store)
                 except Exception as exc:
                     log.exception("ingress start-up failed")
                     await send({"type": "lifespan.startup.failed", "message": repr(exc)})

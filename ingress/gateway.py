@@ -6,9 +6,16 @@ import time
 
 from nats.aio.client import Client
 
+from ingress.admin.store import ControlStore
 from ingress.replies import ReplyRouter
 from schemas import subjects
-from schemas.control import ModelRoute, decode_route
+from schemas.control import (
+    ModelRoute,
+    decode_approval_rule,
+    decode_route,
+    decode_subscription,
+    decode_tenant,
+)
 from schemas.envelope import Span
 from schemas.replies import Failure, Final
 from services import records
@@ -16,6 +23,7 @@ from services.config import GatewaySettings
 from services.runtime import process
 from services.runtime.events import EventPublisher
 from services.runtime.kv import KeyIndex, KvMirror
+from services.runtime.kv_writer import KvWriter
 from services.runtime.quota import Counters
 
 
@@ -27,6 +35,15 @@ class Gateway:
         self.events = EventPublisher(nc.jetstream(), "ingress")
         self.routes: KvMirror[ModelRoute] = KvMirror(subjects.KV_MODELS, decode_route)
         self.keys = KeyIndex()
+        # The admin API's copies of the other control records.
+        self.mirrors: dict[str, KvMirror] = {
+            subjects.KV_KEYS: self.keys.mirror,
+            subjects.KV_TENANTS: KvMirror(subjects.KV_TENANTS, decode_tenant),
+            subjects.KV_SUBSCRIPTIONS: KvMirror(subjects.KV_SUBSCRIPTIONS, decode_subscription),
+            subjects.KV_APPROVAL_RULES: KvMirror(subjects.KV_APPROVAL_RULES, decode_approval_rule),
+            subjects.KV_KEY_USAGE: KvMirror(subjects.KV_KEY_USAGE, int),
+        }
+        self.store = ControlStore(KvWriter(nc.jetstream(), self.events.emit), self.mirrors)
         # Settles what policy reserved for a request whose provider died.
         self.counters = Counters(nc.jetstream(), self.events)
         self.heartbeat = process.Heartbeat(nc, process.instance_name("ingress"))
@@ -34,7 +51,8 @@ class Gateway:
     async def start(self) -> None:
         js = self.nc.jetstream()
         await self.routes.start(js)
-        await self.keys.start(js)
+        for mirror in self.mirrors.values():
+            await mirror.start(js)
         await self.replies.start()
         self.events.start()
         self.heartbeat.start()
@@ -43,7 +61,8 @@ class Gateway:
     async def stop(self) -> None:
         self.heartbeat.stop()
         await self.routes.stop()
-        await self.keys.stop()
+        for mirror in self.mirrors.values():
+            await mirror.stop()
         await self.counters.close()
         await self.events.close()
         await self.nc.drain()

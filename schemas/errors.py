@@ -132,6 +132,22 @@ class QuotaExceeded(GatewayError):
     code = "insufficient_quota"
 
 
+class RecordNotFound(GatewayError):
+    """An admin API record that does not exist, or that the caller may not see."""
+
+    status = 404
+    type = ErrorType.NOT_FOUND
+    code = "not_found"
+
+
+class RecordConflict(GatewayError):
+    """The record exists already, changed meanwhile, or is still in use."""
+
+    status = 409
+    type = ErrorType.INVALID_REQUEST
+    code = "conflict"
+
+
 class ModelNotFound(GatewayError):
     status = 404
     type = ErrorType.NOT_FOUND

@@ -21,6 +21,7 @@ from services.runtime.supervisor import Layout, Supervisor
 DEMO_KEY = "sk-test-demo-0123456789"
 LIMITED_KEY = "sk-test-limited-0123456789"
 REDACT_KEY = "sk-test-redact-0123456789"
+ADMIN_KEY = "sk-test-admin-0123456789"
 
 CONFIG = """
 [gateway]
@@ -120,12 +121,17 @@ class Stack:
                 DEMO_KEY: ApiKey(id="demo", tenant_id="demo"),
                 LIMITED_KEY: ApiKey(id="limited", tenant_id="demo", models=["demo-*"]),
                 REDACT_KEY: ApiKey(id="careful", tenant_id="careful"),
+                ADMIN_KEY: ApiKey(id="admin", tenant_id="", role="gateway_admin"),
             },
         )
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.layout.http_port}/v1"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.layout.http_port}/admin/v1"
 
     @property
     def mock_url(self) -> str:

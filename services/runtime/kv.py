@@ -89,6 +89,17 @@ class KvMirror(Generic[T]):
             if entry.delta == 0:
                 self._ready.set()
 
+    def apply(self, name: str, record: T | None) -> None:
+        """Take a change this process just wrote, before its watch reports it,
+        so a read right after a write sees it (the watch then confirms it)."""
+        old = self.items.get(name)
+        if record is None:
+            self.items.pop(name, None)
+        else:
+            self.items[name] = record
+        if self._on_change is not None:
+            self._on_change(name, old, record)
+
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()

@@ -1,0 +1,185 @@
+"""What the admin API reads and answers: msgspec Structs, validated by
+Litestar before any handler runs and published in the OpenAPI document."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+import msgspec
+from litestar.openapi import ResponseSpec
+from msgspec import UNSET, Meta, UnsetType
+
+from schemas.control import Period, Role, SubscriptionState
+
+Id = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Letters, digits, '_' or '-'; 1-64.")]
+Usd = Annotated[
+    str, Meta(pattern=r"^\d{1,9}(\.\d{1,12})?$", description='Exact decimal USD, e.g. "25.00".', examples=["25.00"])
+]
+Count = Annotated[int, Meta(ge=1, le=10**12)]
+Pattern = Annotated[str, Meta(min_length=1, max_length=128, description="A model name or fnmatch pattern.")]
+Metadata = Annotated[
+    dict[Annotated[str, Meta(min_length=1, max_length=64)], Annotated[str, Meta(max_length=512)]],
+    Meta(max_length=32),
+]
+Name = Annotated[str, Meta(max_length=128)]
+Reason = Annotated[str, Meta(max_length=1000)]
+
+
+class Strict(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    pass
+
+
+class LimitsIn(Strict):
+    rpm: Count | None = None
+    tpm: Count | None = None
+    max_parallel: Count | None = None
+
+
+class BudgetIn(Strict):
+    usd: Usd
+    period: Period = "monthly"
+
+
+class BudgetOut(msgspec.Struct):
+    usd: str
+    period: Period
+
+
+class TenantCreate(Strict):
+    id: Id
+    limits: LimitsIn = msgspec.field(default_factory=LimitsIn)
+    budget: BudgetIn | None = None
+    metadata: Metadata = {}
+
+
+class TenantUpdate(Strict):
+    """Only the fields sent change; ``null`` removes a budget."""
+
+    limits: LimitsIn | UnsetType = UNSET
+    budget: BudgetIn | UnsetType | None = UNSET
+    metadata: Metadata | UnsetType = UNSET
+
+
+class TenantOut(msgspec.Struct):
+    id: str
+    limits: LimitsIn
+    budget: BudgetOut | None
+    metadata: dict[str, str]
+    created_at: dt.datetime | None
+    owner: str
+
+
+class KeyCreate(Strict):
+    # Required from a gateway admin; a tenant admin's keys are its tenant's.
+    tenant: Id | None = None
+    name: Name = ""
+    role: Role = "caller"
+    models: Annotated[list[Pattern], Meta(min_length=1, max_length=64)] = msgspec.field(default_factory=lambda: ["*"])
+    limits: LimitsIn = msgspec.field(default_factory=LimitsIn)
+    budget: BudgetIn | None = None
+    metadata: Metadata = {}
+    expires_at: dt.datetime | None = None
+
+
+class KeyUpdate(Strict):
+    """Only the fields sent change; ``null`` removes a budget or an expiry."""
+
+    name: Name | UnsetType = UNSET
+    models: Annotated[list[Pattern], Meta(min_length=1, max_length=64)] | UnsetType = UNSET
+    limits: LimitsIn | UnsetType = UNSET
+    budget: BudgetIn | UnsetType | None = UNSET
+    metadata: Metadata | UnsetType = UNSET
+    disabled: bool | UnsetType = UNSET
+    expires_at: dt.datetime | UnsetType | None = UNSET
+
+
+class KeyRotate(Strict):
+    # How long the secrets in use keep working beside the new one.
+    grace_seconds: Annotated[int, Meta(ge=0, le=30 * 86_400)] = 0
+
+
+class KeyOut(msgspec.Struct):
+    id: str
+    tenant: str
+    name: str
+    role: Role
+    models: list[str]
+    limits: LimitsIn
+    budget: BudgetOut | None
+    metadata: dict[str, str]
+    disabled: bool
+    expires_at: dt.datetime | None
+    created_at: dt.datetime | None
+    # May lag a few seconds: policy writes it in batches.
+    last_used_at: dt.datetime | None
+    # When the previous secret stops working, while a rotation's grace lasts.
+    previous_secret_expires_at: dt.datetime | None
+    owner: str
+
+
+class KeyWithSecret(KeyOut):
+    # Shown once, here; only its digest is stored.
+    secret: str
+
+
+class SubscriptionCreate(Strict):
+    model: Pattern
+    tenant: Id | None = None
+
+
+class Decision(Strict):
+    reason: Reason = ""
+
+
+class SubscriptionOut(msgspec.Struct):
+    id: str
+    tenant: str
+    model: str
+    state: SubscriptionState
+    reason: str
+    requested_by: str
+    decided_by: str
+    created_at: dt.datetime | None
+    decided_at: dt.datetime | None
+
+
+class ApprovalRuleCreate(Strict):
+    pattern: Pattern
+
+
+class ApprovalRuleOut(msgspec.Struct):
+    id: str
+    pattern: str
+    created_at: dt.datetime | None
+
+
+class ErrorBody(msgspec.Struct):
+    message: str
+    type: str
+    code: str
+    param: str | None = None
+
+
+class ErrorOut(msgspec.Struct):
+    """OpenAI's error shape, as on ``/v1``."""
+
+    error: ErrorBody
+
+
+class Deleted(msgspec.Struct):
+    id: str
+    deleted: Literal[True] = True
+
+
+# Every admin endpoint may answer these, each with an ``ErrorOut`` body.
+ERROR_RESPONSES = {
+    status: ResponseSpec(data_container=ErrorOut, description=what)
+    for status, what in (
+        (400, "The request is malformed or invalid"),
+        (401, "No key, or a key that is not valid"),
+        (403, "The key may not do this"),
+        (404, "No such record (or another tenant's)"),
+        (409, "The record exists, changed meanwhile, or comes from the config file"),
+    )
+}

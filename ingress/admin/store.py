@@ -1,0 +1,99 @@
+"""Control records for the admin API: read with their revision, written
+through the one ``KvWriter`` (revision-checked, audited), listed from the
+ingress's own watched copies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from schemas import subjects
+from schemas.control import (
+    ApiKey,
+    ApprovalRule,
+    Subscription,
+    Tenant,
+    decode_approval_rule,
+    decode_key,
+    decode_subscription,
+    decode_tenant,
+)
+from schemas.errors import RecordConflict, RecordNotFound
+from services.control import Actor
+from services.runtime.kv import KvMirror
+from services.runtime.kv_writer import Conflict, KvWriter
+
+T = TypeVar("T")
+
+
+class Records(Generic[T]):
+    """One kind of record: its bucket, its watched copy, its writes."""
+
+    def __init__(self, writer: KvWriter, kind: str, bucket: str, decode: Callable[[bytes], T], mirror: KvMirror[T]):
+        self.writer = writer
+        self.kind = kind
+        self.bucket = bucket
+        self.decode = decode
+        self.mirror = mirror
+
+    def all(self) -> list[T]:
+        return list(self.mirror.items.values())
+
+    async def get(self, name: str) -> tuple[T, int]:
+        record, revision = await self.writer.read(self.bucket, name, self.decode)
+        if record is None:
+            raise RecordNotFound(f"No {self.kind} {name!r}.")
+        return record, revision
+
+    async def create(self, name: str, record: T, actor: Actor) -> None:
+        try:
+            await self.writer.write(
+                self.bucket, name, record, revision=0, actor=actor.key_id, action="create", record_type=self.kind
+            )
+        except Conflict:
+            raise RecordConflict(f"A {self.kind} {name!r} exists already.") from None
+        self.mirror.apply(name, record)
+
+    async def replace(self, name: str, record: T, revision: int, actor: Actor, action: str, before: T) -> None:
+        try:
+            await self.writer.write(
+                self.bucket,
+                name,
+                record,
+                revision=revision,
+                actor=actor.key_id,
+                action=action,
+                record_type=self.kind,
+                before=before,
+            )
+        except Conflict:
+            raise RecordConflict(f"{self.kind} {name!r} changed meanwhile; read it again and retry.") from None
+        self.mirror.apply(name, record)
+
+    async def delete(self, name: str, revision: int, actor: Actor, before: T) -> None:
+        try:
+            await self.writer.delete(
+                self.bucket, name, revision=revision, actor=actor.key_id, record_type=self.kind, before=before
+            )
+        except Conflict:
+            raise RecordConflict(f"{self.kind} {name!r} changed meanwhile; read it again and retry.") from None
+        self.mirror.apply(name, None)
+
+
+class ControlStore:
+    def __init__(self, writer: KvWriter, mirrors: dict[str, KvMirror[Any]]) -> None:
+        self.tenants: Records[Tenant] = Records(
+            writer, "tenant", subjects.KV_TENANTS, decode_tenant, mirrors[subjects.KV_TENANTS]
+        )
+        self.keys: Records[ApiKey] = Records(writer, "key", subjects.KV_KEYS, decode_key, mirrors[subjects.KV_KEYS])
+        self.subscriptions: Records[Subscription] = Records(
+            writer, "subscription", subjects.KV_SUBSCRIPTIONS, decode_subscription, mirrors[subjects.KV_SUBSCRIPTIONS]
+        )
+        self.approval_rules: Records[ApprovalRule] = Records(
+            writer,
+            "approval_rule",
+            subjects.KV_APPROVAL_RULES,
+            decode_approval_rule,
+            mirrors[subjects.KV_APPROVAL_RULES],
+        )
+        self.key_usage: KvMirror[int] = mirrors[subjects.KV_KEY_USAGE]

@@ -1,0 +1,76 @@
+"""/admin/v1/tenants: gateway admins manage tenants, their limits and budgets;
+a tenant admin reads its own."""
+
+from __future__ import annotations
+
+import msgspec
+from litestar import Controller, delete, get, patch, post
+from msgspec import UNSET
+
+from ingress.admin import views
+from ingress.admin.deps import now_ms
+from ingress.admin.shapes import ERROR_RESPONSES, Deleted, Id, TenantCreate, TenantOut, TenantUpdate
+from ingress.admin.store import ControlStore
+from schemas.control import Tenant
+from schemas.errors import RecordConflict
+from services import control
+from services.control import Actor
+
+
+class Tenants(Controller):
+    path = "/tenants"
+    tags = ["tenants"]
+
+    @post("/", responses=ERROR_RESPONSES)
+    async def create_tenant(self, data: TenantCreate, actor: Actor, store: ControlStore) -> TenantOut:
+        control.require_gateway_admin(actor, "create tenants")
+        tenant = Tenant(
+            id=data.id,
+            limits=views.limits_in(data.limits),
+            budget=views.budget_in(data.budget),
+            metadata=data.metadata,
+            created_at_ms=now_ms(),
+            owner="api",
+        )
+        await store.tenants.create(data.id, tenant, actor)
+        return views.tenant_out(tenant)
+
+    @get("/", responses=ERROR_RESPONSES)
+    async def list_tenants(self, actor: Actor, store: ControlStore) -> list[TenantOut]:
+        mine = [t for t in store.tenants.all() if control.can_see(actor, t.id)]
+        return [views.tenant_out(t) for t in sorted(mine, key=lambda t: t.id)]
+
+    @get("/{tenant_id:str}", responses=ERROR_RESPONSES)
+    async def get_tenant(self, tenant_id: Id, actor: Actor, store: ControlStore) -> TenantOut:
+        control.require_visible(actor, tenant_id, "tenant", tenant_id)
+        tenant, _ = await store.tenants.get(tenant_id)
+        return views.tenant_out(tenant)
+
+    @patch("/{tenant_id:str}", responses=ERROR_RESPONSES)
+    async def update_tenant(self, tenant_id: Id, data: TenantUpdate, actor: Actor, store: ControlStore) -> TenantOut:
+        control.require_visible(actor, tenant_id, "tenant", tenant_id)
+        control.require_gateway_admin(actor, "change a tenant's limits, budget or metadata")
+        before, revision = await store.tenants.get(tenant_id)
+        control.require_api_owned(before.owner, "tenant", tenant_id)
+        changes: dict = {}
+        if data.limits is not UNSET:
+            changes["limits"] = views.limits_in(data.limits)
+        if data.budget is not UNSET:
+            changes["budget"] = views.budget_in(data.budget)
+        if data.metadata is not UNSET:
+            changes["metadata"] = data.metadata
+        after = msgspec.structs.replace(before, **changes)
+        if after != before:
+            await store.tenants.replace(tenant_id, after, revision, actor, "update", before)
+        return views.tenant_out(after)
+
+    @delete("/{tenant_id:str}", status_code=200, responses=ERROR_RESPONSES)
+    async def delete_tenant(self, tenant_id: Id, actor: Actor, store: ControlStore) -> Deleted:
+        control.require_visible(actor, tenant_id, "tenant", tenant_id)
+        control.require_gateway_admin(actor, "delete tenants")
+        before, revision = await store.tenants.get(tenant_id)
+        control.require_api_owned(before.owner, "tenant", tenant_id)
+        if any(k.tenant_id == tenant_id for k in store.keys.all()):
+            raise RecordConflict(f"Tenant {tenant_id!r} still has keys: delete them first.")
+        await store.tenants.delete(tenant_id, revision, actor, before)
+        return Deleted(id=tenant_id)
