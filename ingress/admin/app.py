@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from litestar import Litestar, Request, Response, Router
+from litestar import Litestar, Request, Response, Router, get
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from ingress.admin.deps import DEPENDENCIES
@@ -64,10 +63,15 @@ def _crash(request: Request, exc: Exception) -> Response:
     return _error(500, ErrorType.SERVER.value, "internal_error", "The admin API failed on this request.")
 
 
+@get("/openapi.json", include_in_schema=False, sync_to_thread=False)
+def openapi_json(request: Request) -> dict[str, Any]:
+    return request.app.openapi_schema.to_schema()
+
+
 def build(gateway: Any, store: ControlStore) -> Litestar:
     api = Router(
         path=PREFIX,
-        route_handlers=[Tenants, Keys, Subscriptions, ApprovalRules],
+        route_handlers=[Tenants, Keys, Subscriptions, ApprovalRules, openapi_json],
         dependencies=DEPENDENCIES,
     )
     app = Litestar(
@@ -76,8 +80,9 @@ def build(gateway: Any, store: ControlStore) -> Litestar:
             title="Sluice admin API",
             version="1",
             description="Tenants, API keys, subscriptions and approval, limits and budgets.",
-            path=PREFIX,
-            render_plugins=[JsonRenderPlugin(path="/openapi.json")],
+            # Served by ``openapi_json`` below: Litestar's own OpenAPI routes
+            # would claim every unknown path under the prefix.
+            render_plugins=[],
             security=[{"admin_key": []}],
             components=Components(
                 security_schemes={
@@ -91,6 +96,10 @@ def build(gateway: Any, store: ControlStore) -> Litestar:
             GatewayError: _gateway_error,
             ValidationException: _validation_error,
             HTTPException: _http_error,
+            # Unknown paths and methods are raised before routing reaches a
+            # handler; Litestar finds their handlers by status code.
+            404: _http_error,
+            405: _http_error,
             Exception: _crash,
         },
         request_max_body_size=MAX_BODY_BYTES,
