@@ -64,6 +64,27 @@ NAMED: dict[str, Named] = {
         """,
         params={"since_ns": ("UInt64", 0), "until_ns": ("UInt64", 2**63 - 1)},
     ),
+    # Median time per part for each key: what one key's settings (limits,
+    # redaction) cost, measured inside the gateway rather than by a client.
+    "breakdown_by_key": Named(
+        sql="""
+        SELECT
+            key_id,
+            count() AS requests,
+            round(quantile(0.5)(latency_ns) / 1e6, 3) AS latency_ms,
+            round(quantile(0.5)(policy_ns) / 1e3, 1) AS policy_us,
+            round(quantile(0.5)(route_ns) / 1e3, 1) AS route_us,
+            round(quantile(0.5)(provider_ns) / 1e3, 1) AS provider_us,
+            round(quantile(0.5)(ingress_ns) / 1e3, 1) AS ingress_us,
+            round(quantile(0.5)(bus_ns) / 1e3, 1) AS bus_us
+        FROM requests FINAL
+        WHERE ts >= fromUnixTimestamp64Nano(toInt64({since_ns:UInt64}))
+          AND ts < fromUnixTimestamp64Nano(toInt64({until_ns:UInt64}))
+        GROUP BY key_id
+        ORDER BY key_id
+        """,
+        params={"since_ns": ("UInt64", 0), "until_ns": ("UInt64", 2**63 - 1)},
+    ),
     "request": Named(
         sql="SELECT * FROM requests FINAL WHERE request_id = {request_id:String}",
         params={"request_id": ("String", "")},

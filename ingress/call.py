@@ -22,7 +22,7 @@ from schemas.errors import (
     UpstreamError,
 )
 from schemas.quota import RateState, Reservation
-from schemas.replies import Accepted, Cancel, Chunk, Failure, Final
+from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Final
 from services import usage as usage_svc
 from services.reply_split import Assembler
 from services.runtime import quota
@@ -77,7 +77,7 @@ class Call:
         self.embeddings: EmbeddingsBody | None = None
         # What was published, kept to send again if the request is lost on
         # the way to the provider (a stage died while holding it).
-        self._published: tuple[bytes, dict[str, str] | None] | None = None
+        self._published: tuple[Envelope, bytes, dict[str, str] | None] | None = None
         self._published_ns = 0
         self._resent = 0
         # The provider process that took the request, once it said so.
@@ -118,7 +118,7 @@ class Call:
                 payload = bus.encode(_widen_huge_integers(env))
             except OverflowError:  # in a typed field (token ids): no float stands in for those
                 raise InvalidRequest("A number in the request is out of range: integers must fit in 64 bits.") from None
-        self._published = (payload, headers)
+        self._published = (env, payload, headers)
         self._published_ns = time.time_ns()
         await self.gw.nc.publish(subjects.FROM_INGRESS, payload, headers=headers)
 
@@ -141,6 +141,8 @@ class Call:
                     await self._resend()
                     continue
                 # Nothing came: unless a stage answers late, no one else will record it.
+                if not self.accepted_by:  # nor settle what policy reserved: no provider holds it
+                    await quota.settle(self.gw.counters, self.quota, 0, 0)
                 return self._ended_here(StageTimeout("The gateway did not answer in time."), record=True)
             if isinstance(data, ProcessNews):
                 failure = await self._on_process_news(data)
@@ -150,9 +152,12 @@ class Call:
             if isinstance(data, Disconnected):
                 return None
             reply = bus.decode_reply(data)
+            if isinstance(reply, Admitted):
+                self.quota = reply.quota
+                continue
             if not isinstance(reply, Accepted):
                 break
-            self.accepted_by, self.quota = reply.worker, reply.quota
+            self.accepted_by, self.quota = reply.worker, reply.quota or self.quota
         if reply.seq != self.expected_seq:
             # The stage that sent the rest records the request; a gap is ours to report only.
             return self._ended_here(InternalError(f"Reply {self.expected_seq} was lost on the bus.", status=502))
@@ -185,7 +190,7 @@ class Call:
             failure = self._ended_here(error, record=True)
             failure.usage, failure.cost = self._billed_so_far()
             used = failure.usage.prompt_tokens + failure.usage.completion_tokens
-            quota.settle(self.gw.counters, self.quota, used, failure.cost.total)
+            await quota.settle(self.gw.counters, self.quota, used, failure.cost.total)
             return failure
         unclaimed = not self.accepted_by and self.expected_seq == 0 and self._published is not None
         if unclaimed and time.time_ns() - self._published_ns > NEWS_RESEND_AFTER_NS and self._resent < MAX_RESENDS:
@@ -196,7 +201,13 @@ class Call:
         """Publish the request again. A provider that already took it ignores
         the copy, so this never calls the upstream twice through one provider."""
         assert self._published is not None
-        payload, headers = self._published
+        env, payload, headers = self._published
+        if self.quota is not None and env.quota is None:
+            # Policy admitted the first copy: this one carries that admission,
+            # so it is neither counted twice nor refused by its own first copy.
+            env.quota = self.quota
+            payload = bus.encode(env)
+            self._published = (env, payload, headers)
         self._resent += 1
         self._published_ns = time.time_ns()
         await self.gw.nc.publish(subjects.FROM_INGRESS, payload, headers=headers)

@@ -25,7 +25,7 @@ class Hold(msgspec.Struct, array_like=True):
     limit: int
 
 
-class RateState(msgspec.Struct, omit_defaults=True):
+class RateState(msgspec.Struct):
     """OpenAI's ``x-ratelimit-*`` values for the calling key (or, when the key
     has none, its tenant): limit, remaining, and ms until the window resets."""
 
@@ -38,8 +38,8 @@ class RateState(msgspec.Struct, omit_defaults=True):
 
 
 class Reservation(msgspec.Struct, omit_defaults=True):
-    # Unique per admission: a request the ingress sent twice is admitted twice,
-    # and each admission is settled once.
-    id: str
+    """One admission. A request the ingress sent twice is admitted twice, and
+    the provider settles the copy it drops."""
+
     holds: list[Hold] = []
     rate: RateState | None = None

@@ -107,6 +107,16 @@ class Accepted(BusMessage, tag="chat.accepted"):
     quota: Reservation | None = None
 
 
+class Admitted(BusMessage, tag="chat.admitted"):
+    """Policy admitted the request under the caller's limits and took this
+    from their counters. Sent to the gateway's own ingress only: a copy of
+    the request it sends again carries the same reservation, so a request is
+    admitted (and counted) once however often it travels."""
+
+    id: str
+    quota: Reservation
+
+
 class Cancel(BusMessage, tag="chat.cancel"):
     """The client went away: whoever works on ``id`` should stop."""
 

@@ -14,6 +14,7 @@ then one round trip per block instead of one per request.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 from schemas import subjects
@@ -23,6 +24,7 @@ from schemas.quota import HOLD_PARALLEL, HOLD_REQUESTS, HOLD_SPEND, HOLD_TOKENS
 from services import pricing, tokens, usage
 
 MINUTE_MS = 60_000
+DAY_MS = 86_400_000
 # A lease asks for at most this share of a limit at a time. Spend leases are
 # smaller: units a killed replica held stay counted until the period ends.
 RATE_BLOCK_DIVISOR = 10
@@ -41,15 +43,23 @@ def budget_period(budget: Budget, now_ms: int) -> tuple[str, int]:
     """A budget period's label and the ms until it ends (0: never), in UTC."""
     if budget.period == "total":
         return "total", 0
-    now = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC)
-    if budget.period == "daily":
+    label, end_ms = _period_of_day(budget.period, now_ms // DAY_MS)
+    return label, end_ms - now_ms
+
+
+@functools.lru_cache(maxsize=8)
+def _period_of_day(period: str, day: int) -> tuple[str, int]:
+    """The label and end of the period holding UTC day ``day``: dates are
+    worked out once a day, not per request."""
+    now = dt.datetime.fromtimestamp(day * DAY_MS / 1000, dt.UTC)
+    if period == "daily":
         label = now.strftime("d%Y%m%d")
-        end = dt.datetime(now.year, now.month, now.day, tzinfo=dt.UTC) + dt.timedelta(days=1)
+        end = now + dt.timedelta(days=1)
     else:
         label = now.strftime("m%Y%m")
         year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
         end = dt.datetime(year, month, 1, tzinfo=dt.UTC)
-    return label, int(end.timestamp() * 1000) - now_ms
+    return label, int(end.timestamp() * 1000)
 
 
 @dataclass(slots=True)

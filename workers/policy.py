@@ -3,9 +3,11 @@ limits and budgets, build the routing slip."""
 
 from __future__ import annotations
 
+import asyncio
+
 from nats.aio.msg import Msg
 
-from schemas import subjects
+from schemas import bus, subjects
 from schemas.control import (
     ApiKey,
     ApprovalRule,
@@ -18,7 +20,8 @@ from schemas.control import (
     decode_tenant,
 )
 from schemas.envelope import Envelope
-from services import admission, policy
+from schemas.replies import Admitted
+from services import admission, policy, pricing, tokens, usage
 from services import quota as quota_svc
 from services.config import settings_from_env
 from services.runtime.key_usage import LastUsed
@@ -53,10 +56,17 @@ class PolicyStage:
         self.ledger.start()
         self.last_used = LastUsed(ctx.js)
         self.last_used.start()
+        # Token limits and budgets count prompts: load the tokenizer now, not
+        # on the first limited request (it takes a good part of a second).
+        await asyncio.to_thread(tokens.encoding, usage.ESTIMATE_ENCODING)
+        pricing.load_catalog()
 
     async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg, start_ns: int) -> None:
-        env.quota = None  # policy's to set, whatever a caller sent
         from_ingress = msg.subject == subjects.FROM_INGRESS
+        # A reservation is policy's to make. Only the ingress may bring one: on a
+        # request it sends again, the one policy made for the first copy.
+        resent = env.quota if from_ingress else None
+        env.quota = None
         admission.admit(
             env, start_ns, self.timeout_s, from_ingress=from_ingress, ids=self.ids, nats_reply=msg.reply or ""
         )
@@ -72,9 +82,12 @@ class PolicyStage:
         if policy.needs_approval(env.model, route, self.approval_rules.items.values()):
             policy.check_subscription(key.tenant_id, env.model, self.subscriptions.items.values())
         tenant = self.tenants.items.get(key.tenant_id)
-        wanted = self._needs(env, key, tenant, route, now_ms)
-        if wanted:
+        if resent is not None:
+            env.quota = resent
+        elif wanted := self._needs(env, key, tenant, route, now_ms):
             env.quota = await self.ledger.admit(wanted, now_ms)
+            if from_ingress:
+                await ctx.send(env, bus.encode(Admitted(id=env.id, quota=env.quota)))
         env.slip = policy.build_slip(tenant)
         await ctx.forward(env, start_ns)
 

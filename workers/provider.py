@@ -20,7 +20,6 @@ from services import usage as usage_svc
 from services.providers.call import CallFailed, CallOutcome, CallProgress, OnDelta, call_chat, call_embeddings
 from services.providers.http import UpstreamHTTP, make_upstream_http
 from services.recent import RecentSet
-from services.runtime import quota
 from workers import runner
 
 # Request ids are remembered this long (and at most this many): a cancel that
@@ -129,8 +128,7 @@ class ProviderStage:
         if dep is None or self.client is None:
             raise InternalError("Request reached the provider stage without a deployment.")
         if not self.seen.add(env.id):  # a copy the ingress sent again, which this process already took
-            quota.settle(ctx.counters, env.quota, 0, 0, discard=True)
-            return
+            return  # it carries the first copy's reservation, which the first copy settles
         if env.id in self.cancelled:  # its client left before it got here: never sent upstream
             closed = ClientClosed("The client closed the connection before the upstream was called.")
             await self._end_early(ctx, env, closed, 0, start_ns, Timing(), None, client_disconnected=True)

@@ -30,6 +30,8 @@ from services.runtime.events import EventPublisher
 
 log = logging.getLogger("sluice.quota")
 INCR = "Nats-Incr"
+# Settlements and returned units wait at most this long to be sent, coalesced.
+FLUSH_S = 0.05
 # A lease untouched this long gives its units back.
 IDLE_MS = 1_000
 # Rate counters older than this are gone (windows are a minute; a parallel
@@ -69,12 +71,19 @@ async def ensure_streams(nc: Client) -> None:
 
 
 class Counters:
-    """Adds to counters: awaited when the caller needs the total, else in the
-    background with retries until JetStream confirms."""
+    """Adds to counters: awaited when the caller needs the total; otherwise
+    coalesced (every change to one counter within ``FLUSH_S`` goes as one
+    increment) and sent in the background, retried until JetStream confirms.
+    Coalescing is what keeps settlements off the hot path: one JetStream
+    write per counter per flush, not three per request."""
 
     def __init__(self, js: JetStreamContext, events: EventPublisher | None = None) -> None:
         self.js = js
         self.events = events
+        self._deltas: dict[str, int] = {}
+        # spend subject -> its budget, to tell when a flush crosses 80% or 100%
+        self._budgets: dict[str, int] = {}
+        self._flusher: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
 
     async def add(self, subject: str, delta: int, msg_id: str | None = None) -> int | None:
@@ -85,12 +94,55 @@ class Counters:
         ack = await self.js.publish(subject, b"", headers=headers, timeout=2.0)
         return int(ack.val) if ack.val is not None else None
 
-    def add_later(self, subject: str, delta: int, msg_id: str, limit: int = 0, spend: bool = False) -> None:
-        task = asyncio.create_task(self._add_reliably(subject, delta, msg_id, limit, spend))
+    def add_later(self, subject: str, delta: int, budget: int = 0) -> None:
+        """``budget``: the limit of a spend counter, for its alerts."""
+        self._deltas[subject] = self._deltas.get(subject, 0) + delta
+        if budget:
+            self._budgets[subject] = budget
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_soon())
+
+    async def add_first(self, subject: str, delta: int) -> None:
+        """Written to the connection now, ahead of whatever the caller publishes
+        next (a reply): a slot given back is free before the client can ask
+        again. The ack is checked, and the add retried, in the background."""
+        msg_id = new_id()
+        try:
+            ack = await self.js.publish_async(
+                subject, b"", headers={INCR: f"{delta:+d}", "Nats-Msg-Id": msg_id}, wait_stall=1.0
+            )
+        except (nats.errors.Error, APIError) as exc:
+            log.warning("counter %s %+d: async publish failed (%r); retrying", subject, delta, exc)
+            ack = None
+        task = asyncio.create_task(self._confirm(ack, subject, delta, msg_id))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _add_reliably(self, subject: str, delta: int, msg_id: str, limit: int, spend: bool) -> None:
+    async def _confirm(self, ack: asyncio.Future | None, subject: str, delta: int, msg_id: str) -> None:
+        if ack is not None:
+            try:
+                await asyncio.wait_for(ack, 5.0)
+                return
+            except (TimeoutError, nats.errors.Error, APIError) as exc:
+                log.warning("counter %s %+d: no ack (%r); adding again", subject, delta, exc)
+        await self._add_reliably(subject, delta, msg_id, 0)  # same id: counted once whichever lands
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(FLUSH_S)
+        self.flush()
+
+    def flush(self) -> None:
+        deltas, self._deltas = self._deltas, {}
+        budgets, self._budgets = self._budgets, {}
+        batch = new_id()
+        for i, (subject, delta) in enumerate(deltas.items()):
+            if delta:
+                # One id per flush and counter: a retried publish counts once.
+                task = asyncio.create_task(self._add_reliably(subject, delta, f"{batch}.{i}", budgets.get(subject, 0)))
+                self._pending.add(task)
+                task.add_done_callback(self._pending.discard)
+
+    async def _add_reliably(self, subject: str, delta: int, msg_id: str, budget: int) -> None:
         delay = 0.1
         for attempt in range(1, 11):
             try:
@@ -100,8 +152,8 @@ class Counters:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            if spend and total is not None:
-                self.alert_crossings(subject, total - delta, total, limit)
+            if budget and total is not None:
+                self.alert_crossings(subject, total - delta, total, budget)
             return
         log.error("counter %s: lost an adjustment of %+d after retries", subject, delta)
 
@@ -126,31 +178,32 @@ class Counters:
                 )
 
     async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+        self.flush()
         if self._pending:
             await asyncio.wait(self._pending, timeout=5)
 
 
-def settle(
-    counters: Counters, reservation: Reservation | None, tokens_used: int, cost_used: int, *, discard: bool = False
-) -> None:
+async def settle(counters: Counters, reservation: Reservation | None, tokens_used: int, cost_used: int) -> None:
     """Replace what admission reserved with what the request used: tokens and
-    spend adjusted by the difference, the parallel slot given back. Called
-    once by whichever process ends the request; a second call counts nothing.
-    ``discard``: the admission was of a copy of a request admitted already
-    (the ingress sent it again), so its request is not counted either."""
+    spend adjusted by the difference (coalesced, within ``FLUSH_S``), the
+    parallel slot given back at once. Called once, by whichever process ends
+    the request, before it sends the last reply."""
     if reservation is None:
         return
-    for i, hold in enumerate(reservation.holds):
+    for hold in reservation.holds:
         if hold.kind == HOLD_REQUESTS:
-            delta = -hold.amount if discard else 0
-        elif hold.kind == HOLD_TOKENS:
+            continue  # a request counts whatever became of it
+        if hold.kind == HOLD_TOKENS:
             delta = tokens_used - hold.amount
         elif hold.kind == HOLD_SPEND:
             delta = cost_used - hold.amount
         else:  # a parallel slot
-            delta = -hold.amount
+            await counters.add_first(hold.subject, -hold.amount)
+            continue
         if delta:
-            counters.add_later(hold.subject, delta, f"{reservation.id}.{i}", hold.limit, hold.kind == HOLD_SPEND)
+            counters.add_later(hold.subject, delta, hold.limit if hold.kind == HOLD_SPEND else 0)
 
 
 class QuotaLedger:
@@ -194,7 +247,7 @@ class QuotaLedger:
                     raise _refusal(need, lease)
                 taken.append((lease, need))
         holds = [Hold(need.subject, need.kind, need.amount, need.limit) for _, need in taken]
-        return Reservation(id=new_id(), holds=holds, rate=_rate_state(taken))
+        return Reservation(holds=holds, rate=_rate_state(taken))
 
     async def _top_up(self, lease: Lease, need: Need) -> None:
         ask = lease.ask_size(need.amount)
@@ -215,7 +268,7 @@ class QuotaLedger:
             lease.total -= lease.local
             lease.local = 0
         if excess:
-            self.counters.add_later(need.subject, -excess, new_id())
+            self.counters.add_later(need.subject, -excess)
 
     @staticmethod
     def _give_back(taken: list[tuple[Lease, Need]]) -> None:
@@ -232,7 +285,7 @@ class QuotaLedger:
             if lease.used_ms >= before_ms:
                 continue
             if lease.local:
-                self.counters.add_later(subject, -lease.local, new_id())
+                self.counters.add_later(subject, -lease.local)
                 lease.total -= lease.local
                 lease.local = 0
             del self.leases[subject]
@@ -273,13 +326,23 @@ def _refusal(need: Need, lease: Lease, too_big: bool = False) -> GatewayError:
 
 def _rate_state(taken: list[tuple[Lease, Need]]) -> RateState | None:
     """The key's limits when it has them, else its tenant's."""
+    requests = tokens = None
+    for lease, need in taken:
+        if need.kind == HOLD_REQUESTS and (requests is None or need.scope == "key"):
+            requests = (lease, need)
+        elif need.kind == HOLD_TOKENS and (tokens is None or need.scope == "key"):
+            tokens = (lease, need)
+    if requests is None and tokens is None:
+        return None
     state = RateState()
-    found = False
-    for lease, need in sorted(taken, key=lambda t: t[1].scope != "key"):
-        if need.kind == HOLD_REQUESTS and not state.limit_requests:
-            state.limit_requests, state.remaining_requests = need.limit, lease.remaining()
-            state.reset_requests_ms, found = need.reset_ms, True
-        elif need.kind == HOLD_TOKENS and not state.limit_tokens:
-            state.limit_tokens, state.remaining_tokens = need.limit, lease.remaining()
-            state.reset_tokens_ms, found = need.reset_ms, True
-    return state if found else None
+    if requests is not None:
+        lease, need = requests
+        state.limit_requests, state.remaining_requests, state.reset_requests_ms = (
+            need.limit,
+            lease.remaining(),
+            need.reset_ms,
+        )
+    if tokens is not None:
+        lease, need = tokens
+        state.limit_tokens, state.remaining_tokens, state.reset_tokens_ms = need.limit, lease.remaining(), need.reset_ms
+    return state

@@ -4,25 +4,32 @@ serving one key at once, and across a restart of every process."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Iterator
 
+import anthropic
 import httpx
+import msgspec
 import nats.js.errors
 import pytest
 
 from schemas import subjects
 from schemas.control import decode_key
+from schemas.quota import HOLD_SPEND
 from services import quota
 from services.keys import hash_key
 from services.runtime.nats_server import free_port
 from services.runtime.supervisor import Supervisor
-from tests.stack import Stack
+from tests.stack import ADMIN_KEY, DEMO_KEY, Stack
 
 RPM_KEY = "sk-test-rpm-100-0123456789"
 BUDGET_KEY = "sk-test-budget-1usd-0123456789"
 TPM_KEY = "sk-test-tpm-0123456789"
+NATS_KEY = "sk-test-nats-rpm2-0123456789"
+ANTHROPIC_KEY = "sk-test-anthropic-rpm1-0123456789"
+PARALLEL_KEY = "sk-test-parallel1-0123456789"
 
 EXTRA = f"""
 [[tenants]]
@@ -45,6 +52,24 @@ id = "tpm"
 tenant = "quota"
 sha256 = "{hash_key(TPM_KEY)}"
 limits = {{{{ tpm = 1000000 }}}}
+
+[[keys]]
+id = "natsrpm"
+tenant = "quota"
+sha256 = "{hash_key(NATS_KEY)}"
+limits = {{{{ rpm = 2 }}}}
+
+[[keys]]
+id = "anthrpm"
+tenant = "quota"
+sha256 = "{hash_key(ANTHROPIC_KEY)}"
+limits = {{{{ rpm = 1 }}}}
+
+[[keys]]
+id = "par1"
+tenant = "quota"
+sha256 = "{hash_key(PARALLEL_KEY)}"
+limits = {{{{ max_parallel = 1 }}}}
 
 # $150 / $600 per million tokens: 500 output tokens cost $0.30.
 [[models]]
@@ -233,3 +258,151 @@ def test_a_client_gone_mid_stream_settles_what_was_generated(replicas: Stack) ->
     assert row["status"] == 499 and row["client_disconnected"]
     assert 5 <= int(row["completion_tokens"]) < 400
     assert settled_counter(replicas, subject) - before == tokens_of(row)
+
+
+def nats_envelope(reply: str, content: str, quota: dict | None = None) -> bytes:
+    doc = {
+        "kind": "chat.request",
+        "reply": reply,
+        "body": {"model": "demo-model", "messages": [{"role": "user", "content": content}]},
+    }
+    if quota is not None:
+        doc["quota"] = quota
+    return msgspec.msgpack.encode(doc)
+
+
+async def over_nats(stack: Stack, key: str, n: int, quota: dict | None = None) -> list[dict]:
+    nc = await stack.connect()
+    try:
+        out = []
+        for _ in range(n):
+            inbox = nc.new_inbox()
+            sub = await nc.subscribe(inbox)
+            payload = nats_envelope(inbox, "hi [mock:chunks=2]", quota)
+            await nc.publish(subjects.IN_CHAT, payload, headers={"Authorization": f"Bearer {key}"})
+            out.append(msgspec.msgpack.decode((await sub.next_msg(timeout=10)).data))
+            await sub.unsubscribe()
+        return out
+    finally:
+        await nc.close()
+
+
+def test_nats_callers_see_their_limits_in_final_and_failure(replicas: Stack) -> None:
+    first, second, third = asyncio.run(over_nats(replicas, NATS_KEY, 3))
+    assert first["kind"] == second["kind"] == "chat.final"
+    assert first["rate"]["limit_requests"] == 2 and second["rate"]["remaining_requests"] <= 1
+    assert third["kind"] == "chat.failure" and third["status"] == 429 and third["type"] == "rate_limit_error"
+    assert third["retry_after_s"] >= 1 and third["rate"]["limit_requests"] == 2
+
+
+def test_a_quota_forged_by_a_nats_caller_settles_nothing(replicas: Stack) -> None:
+    subject = spend_subject("budget1")
+    before = asyncio.run(counter_or_zero(replicas, subject))
+    # A caller claims its request reserved -$1 of someone else's budget: settling
+    # it would hand that budget a dollar back.
+    forged = {"holds": [[subject, HOLD_SPEND, 10**12, 10**12]]}
+    (reply,) = asyncio.run(over_nats(replicas, DEMO_KEY, 1, forged))
+    assert reply["kind"] == "chat.final"
+    assert settled_counter(replicas, subject) == before
+
+
+def test_anthropic_callers_get_anthropics_429_and_headers(replicas: Stack) -> None:
+    client = anthropic.Anthropic(
+        base_url=f"http://127.0.0.1:{replicas.layout.http_port}", api_key=ANTHROPIC_KEY, max_retries=0
+    )
+    ok = client.messages.with_raw_response.create(
+        model="demo-model", max_tokens=50, messages=[{"role": "user", "content": "hi [mock:chunks=2]"}]
+    )
+    assert ok.headers["anthropic-ratelimit-requests-limit"] == "1"
+    assert ok.headers["anthropic-ratelimit-requests-remaining"] == "0"
+    assert ok.headers["anthropic-ratelimit-requests-reset"].endswith("Z")
+    with pytest.raises(anthropic.RateLimitError) as info:
+        client.messages.create(model="demo-model", max_tokens=50, messages=[{"role": "user", "content": "again"}])
+    assert info.value.body["error"]["type"] == "rate_limit_error"
+    assert int(info.value.response.headers["retry-after"]) >= 1
+
+
+@contextlib.contextmanager
+def slow_stream(stack: Stack) -> Iterator[httpx.Response]:
+    """A stream that lasts ~4 s unless the caller leaves first."""
+    body = {
+        "model": "demo-model",
+        "stream": True,
+        "messages": [{"role": "user", "content": "slowly [mock:chunks=200][mock:chunk_ms=20]"}],
+    }
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream(
+            "POST", f"{urls(stack)[0]}/chat/completions", json=body, headers={"authorization": f"Bearer {PARALLEL_KEY}"}
+        ) as resp,
+    ):
+        yield resp
+
+
+def parallel_status(stack: Stack) -> int:
+    body = {"model": "demo-model", "messages": [{"role": "user", "content": "quick [mock:chunks=1]"}]}
+    return httpx.post(
+        f"{urls(stack)[1]}/chat/completions",
+        json=body,
+        headers={"authorization": f"Bearer {PARALLEL_KEY}"},
+        timeout=20,
+    ).status_code
+
+
+def wait_parallel_status(stack: Stack, status: int, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while (got := parallel_status(stack)) != status:
+        assert time.monotonic() < deadline, f"still {got}"
+        time.sleep(0.1)
+
+
+def test_one_request_in_flight_at_a_time_and_the_slot_comes_back(replicas: Stack) -> None:
+    wait_parallel_status(replicas, 200)
+    # The slot is given back ahead of each answer: back-to-back calls never
+    # see a 429 (the next may reach the other policy and ingress).
+    assert [parallel_status(replicas) for _ in range(20)] == [200] * 20
+    with slow_stream(replicas) as stream:
+        assert stream.status_code == 200
+        lines = stream.iter_lines()  # held: a dropped line iterator closes the stream
+        next(lines)
+        assert parallel_status(replicas) == 429
+    # The client left: the provider ends the request and gives the slot back.
+    wait_parallel_status(replicas, 200, timeout=5)
+
+
+def test_a_provider_killed_mid_request_gives_its_slot_back(replicas: Stack) -> None:
+    wait_parallel_status(replicas, 200)
+    with slow_stream(replicas) as stream:
+        lines = stream.iter_lines()
+        next(lines)
+        replicas.supervisor.children["provider"].kill()
+        rest = "\n".join(lines)
+    assert "worker_died" in rest  # the ingress ended the request, and settled it
+    # The slot is free again once the provider is back: nothing leaked.
+    wait_parallel_status(replicas, 200)
+
+
+def test_config_records_follow_the_file_and_api_records_survive_a_restart(replicas: Stack) -> None:
+    admin = {"authorization": f"Bearer {ADMIN_KEY}"}
+    assert httpx.post(f"{replicas.admin_url}/tenants", json={"id": "apimade"}, headers=admin).status_code == 201
+    made = httpx.post(f"{replicas.admin_url}/keys", json={"tenant": "apimade", "limits": {"rpm": 7}}, headers=admin)
+    secret = made.json()["secret"]
+    body = {"model": "demo-model", "messages": [{"role": "user", "content": "hi [mock:chunks=1]"}]}
+
+    def status(key: str) -> int:
+        return httpx.post(
+            f"{urls(replicas)[0]}/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}, timeout=20
+        ).status_code
+
+    # The file drops key "natsrpm"; `sluice up` starts again with it.
+    config = replicas.layout.config
+    text = config.read_text()
+    start = text.index('[[keys]]\nid = "natsrpm"')
+    config.write_text(text[:start] + text[text.index("[[keys]]", start + 1) :])
+    replicas.supervisor.stop()
+    replicas.supervisor = Supervisor(replicas.layout, extra_keys=replicas.supervisor.extra_keys)
+    replicas.start()
+    assert status(NATS_KEY) == 401
+    assert status(secret) == 200
+    key = httpx.get(f"{replicas.admin_url}/keys/{made.json()['id']}", headers=admin).json()
+    assert key["limits"] == {"rpm": 7} and key["owner"] == "api"
