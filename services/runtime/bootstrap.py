@@ -12,17 +12,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType, StreamConfig
-from nats.js.errors import BucketNotFoundError, NoKeysError, NotFoundError
+from nats.js.errors import BucketNotFoundError, NotFoundError
 
 from schemas import subjects
 from schemas.control import decode_key, decode_route, decode_tenant
 from services.config import ControlRecords
 from services.runtime import quota
 from services.runtime.events import EventPublisher
-from services.runtime.kv import kv_name
+from services.runtime.kv import kv_key, kv_name
 from services.runtime.kv_writer import KvWriter
 
 log = logging.getLogger("sluice.bootstrap")
@@ -124,21 +125,20 @@ async def seed(writer: KvWriter, records: ControlRecords) -> list[str]:
 
 
 async def _read_all(writer: KvWriter, bucket: str, decode: Callable[[bytes], Any]) -> dict[str, tuple[Any, int]]:
-    kv = await writer.js.key_value(bucket)
-    try:
-        keys = await kv.keys()
-    except NoKeysError:
-        return {}
+    """Every live record of a bucket with its revision. The subjects come from
+    the stream's own index rather than a key watch, which can end early."""
+    info = await writer.js.stream_info(f"KV_{bucket}", subjects_filter=f"$KV.{bucket}.>")
+    prefix = f"$KV.{bucket}."
     out = {}
-    for key in keys:
-        name = kv_name(key)
+    for subject in info.state.subjects or {}:
+        name = kv_name(subject.removeprefix(prefix))
         try:
             record, revision = await writer.read(bucket, name, decode)
-        except Exception:  # an unreadable record (an older format): the config's copy replaces it
+        except msgspec.DecodeError:  # an older format: the config's copy replaces it
             log.warning("seed: %s record %r does not decode; replacing it", bucket, name)
-            entry = await kv.get(key)
-            record, revision = None, entry.revision or 0
-            await kv.delete(key, last=revision)
+            kv = await writer.js.key_value(bucket)
+            entry = await kv.get(kv_key(name))
+            await kv.delete(kv_key(name), last=entry.revision)
             continue
         if record is not None:
             out[name] = (record, revision)

@@ -160,18 +160,20 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
     records = config_mod.control_records(config_mod.load(args.config))
 
-    async def run() -> None:
+    async def run() -> list[str]:
         nc = await process.connect_tool(args.nats, args.creds)
         try:
-            await bootstrap.prepare(nc, records)
+            return await bootstrap.prepare(nc, records)
         finally:
             await nc.close()
 
     try:
-        asyncio.run(run())
+        warnings = asyncio.run(run())
     except process.GatewayNotRunning as exc:
         print(f"sluice seed: {exc}", file=sys.stderr)
         return 1
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     counts = f"{len(records.keys)} keys, {len(records.tenants)} tenants, {len(records.routes)} models"
     print(f"seeded {counts} into {args.nats}")
     return 0

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from schemas.control import ApiKey, kv_encode
@@ -56,7 +56,7 @@ class KvWriter:
         kv = await self._kv(bucket)
         try:
             entry = await kv.get(kv_key(name))
-        except KeyNotFoundError:
+        except (KeyNotFoundError, KeyDeletedError):  # a deleted record is no record
             return None, 0
         if entry.value is None:
             return None, 0

@@ -176,6 +176,12 @@ def test_a_tenant_admin_never_sees_or_changes_another_tenants_records(stack: Sta
     mine = admin(stack, "POST", "/keys", boss, json={}).json()
     assert mine["tenant"] == tenant
     assert asyncio.run(read_key(stack, theirs["id"])).disabled is False
+    # A deleted key is gone for everyone, its secret included.
+    doomed = admin(stack, "POST", "/keys", boss, json={}).json()
+    assert admin(stack, "DELETE", f"/keys/{doomed['id']}", boss).json() == {"id": doomed["id"], "deleted": True}
+    assert error_of(admin(stack, "GET", f"/keys/{doomed['id']}"))[0] == 404
+    assert error_of(admin(stack, "DELETE", f"/keys/{doomed['id']}"))[0] == 404
+    until(lambda: chat(stack, doomed["secret"]).status_code == 401)
     # Caller keys and no key at all get nothing.
     assert error_of(admin(stack, "GET", "/keys", DEMO_KEY)) == (403, "permission_error", "not_an_admin")
     assert httpx.get(f"{stack.admin_url}/keys").status_code == 401

@@ -96,6 +96,12 @@ def test_up_serves_stops_cleanly_and_restarts_on_the_same_data(tmp_path: Path) -
         assert (tmp_path / "demo-key").read_text().strip() == key
         assert set(pids) >= {"policy", "redact", "route", "provider", "sink", "ingress", "mock-upstream", "nats-server"}
         assert chat(ports, key).status_code == 200
+        admin_key_file = tmp_path / "admin-key"
+        assert admin_key_file.stat().st_mode & 0o777 == 0o600
+        admin_key = admin_key_file.read_text().strip()
+        made = admin(ports, admin_key, "POST", "/keys", json={"tenant": "demo", "name": "made-over-the-api"})
+        assert made.status_code == 201
+        api_secret = made.json()["secret"]
         deadline = time.monotonic() + 15
         while '"requests": 1' not in stats(ports, tmp_path):
             assert time.monotonic() < deadline, "the request never reached ClickHouse"
@@ -109,12 +115,22 @@ def test_up_serves_stops_cleanly_and_restarts_on_the_same_data(tmp_path: Path) -
     try:
         assert key_again == key  # the demo key is kept
         assert chat(ports, key).status_code == 200
+        # The admin key is kept, and what the API made survives `sluice up` re-seeding.
+        assert (tmp_path / "admin-key").read_text().strip() == admin_key
+        assert chat(ports, api_secret).status_code == 200
+        names = {k["name"] for k in admin(ports, admin_key, "GET", "/keys").json()}
+        assert "made-over-the-api" in names
         deadline = time.monotonic() + 15
-        while '"requests": 2' not in stats(ports, tmp_path):  # the first run's row is still there
+        while '"requests": 3' not in stats(ports, tmp_path):  # the first run's row is still there
             assert time.monotonic() < deadline, stats(ports, tmp_path)
             time.sleep(0.2)
     finally:
         stop(proc)
+
+
+def admin(ports: dict[str, int], key: str, method: str, path: str, **kwargs: object) -> httpx.Response:
+    url = f"http://127.0.0.1:{ports['http']}/admin/v1{path}"
+    return httpx.request(method, url, headers={"authorization": f"Bearer {key}"}, timeout=10, **kwargs)
 
 
 def attempt(home: Path, ports: dict[str, int]) -> subprocess.CompletedProcess:
