@@ -86,7 +86,8 @@ class Call:
         self.relayed: list[str] = []
         # A failure this ingress made up (no stage sent it) and must record.
         self._ours: Failure | None = None
-        # What policy reserved, as the provider told on accepting.
+        # What policy reserved (it says so when it admits): if the request is
+        # sent again it carries this, and if its provider dies this settles it.
         self.quota: Reservation | None = None
 
     @property
@@ -142,7 +143,7 @@ class Call:
                     continue
                 # Nothing came: unless a stage answers late, no one else will record it.
                 if not self.accepted_by:  # nor settle what policy reserved: no provider holds it
-                    await quota.settle(self.gw.counters, self.quota, 0, 0)
+                    quota.settle(self.gw.counters, self.quota, 0, 0)
                 return self._ended_here(StageTimeout("The gateway did not answer in time."), record=True)
             if isinstance(data, ProcessNews):
                 failure = await self._on_process_news(data)
@@ -157,7 +158,7 @@ class Call:
                 continue
             if not isinstance(reply, Accepted):
                 break
-            self.accepted_by, self.quota = reply.worker, reply.quota or self.quota
+            self.accepted_by = reply.worker
         if reply.seq != self.expected_seq:
             # The stage that sent the rest records the request; a gap is ours to report only.
             return self._ended_here(InternalError(f"Reply {self.expected_seq} was lost on the bus.", status=502))
@@ -190,7 +191,7 @@ class Call:
             failure = self._ended_here(error, record=True)
             failure.usage, failure.cost = self._billed_so_far()
             used = failure.usage.prompt_tokens + failure.usage.completion_tokens
-            await quota.settle(self.gw.counters, self.quota, used, failure.cost.total)
+            quota.settle(self.gw.counters, self.quota, used, failure.cost.total)
             return failure
         unclaimed = not self.accepted_by and self.expected_seq == 0 and self._published is not None
         if unclaimed and time.time_ns() - self._published_ns > NEWS_RESEND_AFTER_NS and self._resent < MAX_RESENDS:

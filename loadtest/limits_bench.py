@@ -51,8 +51,28 @@ upstream_model = "gpt-4o-mini"
 """
 
 
-def body() -> str:
-    return json.dumps({"model": "bench-model", "messages": [{"role": "user", "content": PROMPT}]})
+# Both keys in one run, request by request: the machine's noise (shared
+# cores) falls on both alike, and the gateway's own rows tell them apart.
+# With --unique-prompts every request's prompt differs (its number in front),
+# so no count is remembered from an earlier request: the worst case for
+# policy's token counting.
+MIXED_LUA = """
+wrk.method = "POST"
+local template = {body}
+wrk.headers["Content-Type"] = "application/json"
+local keys = {{"Bearer {open}", "Bearer {limited}"}}
+local n = 0
+request = function()
+  n = n + 1
+  wrk.headers["Authorization"] = keys[n % 2 + 1]
+  wrk.body = string.gsub(template, "@@N@@", {number})
+  return wrk.format()
+end
+"""
+
+
+def body(prefix: str = "") -> str:
+    return json.dumps({"model": "bench-model", "messages": [{"role": "user", "content": prefix + PROMPT}]})
 
 
 async def limiter_alone(nats_url: str, creds: str, seconds: float) -> dict:
@@ -73,7 +93,7 @@ async def limiter_alone(nats_url: str, creds: str, seconds: float) -> dict:
             needs = quota_svc.needs("key", probe, HIGH, BUDGET, 0, now_ms, 1200, 3_000_000)
             reservation = await ledger.admit(needs, now_ms)
             # As the stage that ends each request does: the slot back, the estimate kept.
-            await settle(counters, reservation, 1200, 3_000_000)
+            settle(counters, reservation, 1200, 3_000_000)
             n += 1
         admissions = n / (time.perf_counter() - t0)
         await ledger.close()
@@ -99,6 +119,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.limits_bench")
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--unique-prompts", action="store_true", help="the mixed run: every prompt different")
     parser.add_argument("--rounds", type=int, default=3, help="open/limited pairs per concurrency (medians reported)")
     parser.add_argument("--out", default="loadtest/results/limits.json")
     args = parser.parse_args()
@@ -140,6 +161,16 @@ def main() -> int:
                 )
             results[f"stage_time_c{concurrency}"] = stage_times(layout, sup, since)
             print(f"median stage time per key, c={concurrency}: {results[f'stage_time_c{concurrency}']}")
+            mixed = home / "mixed.lua"
+            number = "tostring(n)" if args.unique_prompts else '""'
+            template = json.dumps(body("@@N@@ "))
+            mixed.write_text(MIXED_LUA.format(body=template, open=OPEN_KEY, limited=LIMITED_KEY, number=number))
+            since = time.time_ns()
+            r = run_wrk(url, mixed, concurrency, args.duration * 2, pids)
+            r |= {"key": "mixed", "concurrency": concurrency}
+            results["runs"].append(r)
+            results[f"mixed_c{concurrency}"] = stage_times(layout, sup, since)
+            print(f"mixed c={concurrency}: {results[f'mixed_c{concurrency}']}", flush=True)
         results["limiter"] = asyncio.run(limiter_alone(layout.nats_url, str(sup.creds_path("admin")), 4.0))
         print(f"limiter alone: {results['limiter']}")
     finally:
@@ -155,7 +186,7 @@ def main() -> int:
 def summary(results: dict) -> str:
     lines = ["", "c     open rps  limited rps  change   open p50 ms  limited p50 ms  added p50 ms"]
     for c in sorted({r["concurrency"] for r in results["runs"]}):
-        runs = [r for r in results["runs"] if r["concurrency"] == c]
+        runs = [r for r in results["runs"] if r["concurrency"] == c and r["key"] != "mixed"]
         o = [r for r in runs if r["key"] == "open"]
         li = [r for r in runs if r["key"] == "limited"]
         o_rps, l_rps = median(r["rps"] for r in o), median(r["rps"] for r in li)
@@ -164,6 +195,20 @@ def summary(results: dict) -> str:
             f"{c:<3} {o_rps:>10.0f} {l_rps:>12.0f} {(l_rps / o_rps - 1) * 100:>+6.1f}% "
             f"{o_p50:>12.3f} {l_p50:>15.3f} {l_p50 - o_p50:>13.3f}"
         )
+    lines.append("\nBoth keys in one run (medians from the requests rows):")
+    lines.append("c     key       latency ms  policy µs  provider µs  ingress µs")
+    for c in sorted({r["concurrency"] for r in results["runs"]}):
+        mixed = results.get(f"mixed_c{c}", {})
+        for key in ("open", "limited"):
+            m = mixed.get(key)
+            if m:
+                lines.append(
+                    f"{c:<5} {key:8} {m['latency_ms']:>11.3f} {m['policy_us']:>10.1f} "
+                    f"{m['provider_us']:>12.1f} {m['ingress_us']:>11.1f}"
+                )
+        if "open" in mixed and "limited" in mixed:
+            added = mixed["limited"]["latency_ms"] - mixed["open"]["latency_ms"]
+            lines.append(f"      added by limits: {added:.3f} ms")
     return "\n".join(lines)
 
 

@@ -103,8 +103,6 @@ class Accepted(BusMessage, tag="chat.accepted"):
 
     id: str
     worker: str
-    # What policy reserved: if the worker dies, the ingress settles it.
-    quota: Reservation | None = None
 
 
 class Admitted(BusMessage, tag="chat.admitted"):

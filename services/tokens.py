@@ -113,9 +113,35 @@ def available() -> list[str]:
 
 
 def count_text(text: str, enc: tiktoken.Encoding) -> int:
+    global _memo_chars
+    if not MEMO_MIN_CHARS <= len(text) <= MEMO_MAX_CHARS // 16:
+        return _count(text, enc)
+    key = (enc.name, text)
+    n = _memo.get(key)
+    if n is None:
+        while _memo and _memo_chars + len(text) > MEMO_MAX_CHARS:
+            oldest = next(iter(_memo))  # dicts keep insertion order: the oldest first
+            del _memo[oldest]
+            _memo_chars -= len(oldest[1])
+        n = _memo[key] = _count(text, enc)
+        _memo_chars += len(text)
+    return n
+
+
+def _count(text: str, enc: tiktoken.Encoding) -> int:
     # disallowed_special=() counts "<|endoftext|>" typed by a user as text
     # instead of raising: user input is data, not control tokens.
     return len(enc.encode(text, disallowed_special=()))
+
+
+# Long texts come back again and again: a system prompt on every request, a
+# conversation's earlier turns with each new one. Their counts are kept (a
+# lookup costs ~1 µs; counting 1 KB ~20 µs warm, several times that cold).
+MEMO_MIN_CHARS = 256
+# Memory held by remembered texts, in characters; the oldest go first.
+MEMO_MAX_CHARS = 4_000_000
+_memo: dict[tuple[str, str], int] = {}
+_memo_chars = 0
 
 
 def content_text(content: str | list | None) -> str:

@@ -144,7 +144,7 @@ class ProviderStage:
 
         self.inflight[env.id] = asyncio.current_task()  # type: ignore[assignment]
         if env.origin == "http":
-            await ctx.send(env, bus.encode(Accepted(id=env.id, worker=ctx.instance, quota=env.quota)))
+            await ctx.send(env, bus.encode(Accepted(id=env.id, worker=ctx.instance)))
         progress = CallProgress()
         call_start = time.time_ns()
         try:

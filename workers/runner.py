@@ -94,7 +94,7 @@ class StageContext:
         if env.quota is not None:
             reply.rate = reply.rate or env.quota.rate
             used = reply.usage.prompt_tokens + reply.usage.completion_tokens if reply.usage else 0
-            await quota.settle(self.counters, env.quota, used, reply.cost.total if reply.cost else 0)
+            quota.settle(self.counters, env.quota, used, reply.cost.total if reply.cost else 0)
         self._stage_event(env, start_ns, "reply" if isinstance(reply, Final) else "failure")
         self.events.emit(
             records.request_event(

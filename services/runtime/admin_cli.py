@@ -219,9 +219,11 @@ def _target(args: argparse.Namespace) -> tuple[str, str]:
 
 def limits(args: argparse.Namespace) -> Any:
     kind, path = _target(args)
+    current = call(args, "GET", path)
     if args.action == "show":
-        return kind, call(args, "GET", path)
-    return kind, call(args, "PATCH", path, {"limits": _limits_body(args) or {}})
+        return kind, current
+    # Only the limits named change; `--rpm 0` is refused by the API, not dropped.
+    return kind, call(args, "PATCH", path, {"limits": {**current["limits"], **(_limits_body(args) or {})}})
 
 
 def budgets(args: argparse.Namespace) -> Any:

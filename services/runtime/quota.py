@@ -3,8 +3,8 @@ settling what a request really used.
 
 Counters are JetStream counter streams (``allow_msg_counter``): a publish
 with ``Nats-Incr: +N`` adds N and answers the new total, exactly, whichever
-process sent it. Settlements carry a ``Nats-Msg-Id``, so one sent twice
-(a retry, a second settler) counts once.
+process sent it. Background adds carry a ``Nats-Msg-Id``, so a retried one
+counts once.
 """
 
 from __future__ import annotations
@@ -84,6 +84,9 @@ class Counters:
         # spend subject -> its budget, to tell when a flush crosses 80% or 100%
         self._budgets: dict[str, int] = {}
         self._flusher: asyncio.Task[None] | None = None
+        # Changes that go out in the loop's next turn (``add_soon``).
+        self._now: dict[str, int] = {}
+        self._now_scheduled = False
         self._pending: set[asyncio.Task[None]] = set()
 
     async def add(self, subject: str, delta: int, msg_id: str | None = None) -> int | None:
@@ -102,30 +105,20 @@ class Counters:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_soon())
 
-    async def add_first(self, subject: str, delta: int) -> None:
-        """Written to the connection now, ahead of whatever the caller publishes
-        next (a reply): a slot given back is free before the client can ask
-        again. The ack is checked, and the add retried, in the background."""
-        msg_id = new_id()
-        try:
-            ack = await self.js.publish_async(
-                subject, b"", headers={INCR: f"{delta:+d}", "Nats-Msg-Id": msg_id}, wait_stall=1.0
-            )
-        except (nats.errors.Error, APIError) as exc:
-            log.warning("counter %s %+d: async publish failed (%r); retrying", subject, delta, exc)
-            ack = None
-        task = asyncio.create_task(self._confirm(ack, subject, delta, msg_id))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+    def add_soon(self, subject: str, delta: int) -> None:
+        """Sent in the event loop's next turn, coalesced with what else that
+        turn adds to the counter: a parallel slot given back goes out right
+        behind the reply that ends its request, long before the client's
+        next request can reach policy."""
+        self._now[subject] = self._now.get(subject, 0) + delta
+        if not self._now_scheduled:
+            self._now_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_now)
 
-    async def _confirm(self, ack: asyncio.Future | None, subject: str, delta: int, msg_id: str) -> None:
-        if ack is not None:
-            try:
-                await asyncio.wait_for(ack, 5.0)
-                return
-            except (TimeoutError, nats.errors.Error, APIError) as exc:
-                log.warning("counter %s %+d: no ack (%r); adding again", subject, delta, exc)
-        await self._add_reliably(subject, delta, msg_id, 0)  # same id: counted once whichever lands
+    def _flush_now(self) -> None:
+        self._now_scheduled = False
+        deltas, self._now = self._now, {}
+        self._send(deltas, {})
 
     async def _flush_soon(self) -> None:
         await asyncio.sleep(FLUSH_S)
@@ -134,6 +127,9 @@ class Counters:
     def flush(self) -> None:
         deltas, self._deltas = self._deltas, {}
         budgets, self._budgets = self._budgets, {}
+        self._send(deltas, budgets)
+
+    def _send(self, deltas: dict[str, int], budgets: dict[str, int]) -> None:
         batch = new_id()
         for i, (subject, delta) in enumerate(deltas.items()):
             if delta:
@@ -180,16 +176,17 @@ class Counters:
     async def close(self) -> None:
         if self._flusher is not None:
             self._flusher.cancel()
+        self._flush_now()
         self.flush()
         if self._pending:
             await asyncio.wait(self._pending, timeout=5)
 
 
-async def settle(counters: Counters, reservation: Reservation | None, tokens_used: int, cost_used: int) -> None:
+def settle(counters: Counters, reservation: Reservation | None, tokens_used: int, cost_used: int) -> None:
     """Replace what admission reserved with what the request used: tokens and
     spend adjusted by the difference (coalesced, within ``FLUSH_S``), the
-    parallel slot given back at once. Called once, by whichever process ends
-    the request, before it sends the last reply."""
+    parallel slot given back at once (``add_soon``). Called once, by whichever
+    process ends the request, before it sends the last reply."""
     if reservation is None:
         return
     for hold in reservation.holds:
@@ -200,7 +197,7 @@ async def settle(counters: Counters, reservation: Reservation | None, tokens_use
         elif hold.kind == HOLD_SPEND:
             delta = cost_used - hold.amount
         else:  # a parallel slot
-            await counters.add_first(hold.subject, -hold.amount)
+            counters.add_soon(hold.subject, -hold.amount)
             continue
         if delta:
             counters.add_later(hold.subject, delta, hold.limit if hold.kind == HOLD_SPEND else 0)

@@ -84,7 +84,7 @@ def test_create_a_tenant_and_a_limited_key_then_rotate_and_disable_it(stack: Sta
     budget = json.loads(sluice(stack, "budgets", "set", "--tenant", tenant, "--usd", "12.50", "--json").stdout)
     assert budget["budget"] == {"usd": "12.5", "period": "monthly"}
     limits = json.loads(sluice(stack, "limits", "set", "--tenant", tenant, "--tpm", "9000", "--json").stdout)
-    assert limits["limits"] == {"tpm": 9000}
+    assert limits["limits"] == {"rpm": 600, "tpm": 9000}  # the rpm it had stays
 
 
 def test_subscriptions_are_approved_from_the_command_line(stack: Stack) -> None:

@@ -92,3 +92,18 @@ def test_reported_usage_wins_and_missing_usage_is_counted() -> None:
 def test_content_text_reads_only_text_that_is_text() -> None:
     parts = [{"type": "text", "text": "a"}, {"type": "text", "text": 1.5}, "junk", {"type": "image_url"}, {"text": "b"}]
     assert tokens.content_text(parts) == "ab"
+
+
+def test_long_texts_are_counted_once_and_the_memory_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    enc = tokens.encoding("o200k_base")
+    text = "a sentence that a system prompt repeats " * 20
+    first = tokens.count_text(text, enc)
+    assert first == len(enc.encode(text))
+    monkeypatch.setattr(tokens, "_count", lambda *_: pytest.fail("counted again"))
+    assert tokens.count_text(text, enc) == first
+    monkeypatch.undo()
+    monkeypatch.setattr(tokens, "MEMO_MAX_CHARS", len(text) * 16 * 3)
+    for i in range(50):
+        tokens.count_text(f"{i} {text}", enc)
+    assert tokens._memo_chars <= tokens.MEMO_MAX_CHARS
+    assert sum(len(t) for _, t in tokens._memo) == tokens._memo_chars
