@@ -43,7 +43,7 @@ class Gateway:
             subjects.KV_APPROVAL_RULES: KvMirror(subjects.KV_APPROVAL_RULES, decode_approval_rule),
             subjects.KV_KEY_USAGE: KvMirror(subjects.KV_KEY_USAGE, int),
         }
-        self.store = ControlStore(KvWriter(nc.jetstream(), self.events.emit), self.mirrors)
+        self.store = ControlStore(KvWriter(nc.jetstream(), self.events.emit), self.mirrors, nc)
         # Settles what policy reserved for a request whose provider died.
         self.counters = Counters(nc.jetstream(), self.events)
         self.heartbeat = process.Heartbeat(nc, process.instance_name("ingress"))

@@ -140,6 +140,15 @@ class RecordNotFound(GatewayError):
     code = "not_found"
 
 
+class AnalyticsUnavailable(GatewayError):
+    """ClickHouse (through the analytics sink) cannot answer right now."""
+
+    status = 503
+    type = ErrorType.SERVER
+    code = "analytics_unavailable"
+    retryable = True
+
+
 class RecordConflict(GatewayError):
     """The record exists already, changed meanwhile, or is still in use."""
 

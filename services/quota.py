@@ -62,6 +62,12 @@ def _period_of_day(period: str, day: int) -> tuple[str, int]:
     return label, int(end.timestamp() * 1000)
 
 
+def spend_counter(scope: str, record_id: str, budget: Budget, now_ms: int) -> tuple[str, int]:
+    """The counter of a budget's current period, and the ms until it ends (0: never)."""
+    label, reset_ms = budget_period(budget, now_ms)
+    return f"{subjects.QUOTA}.spend.{scope}.{record_id}.{label}", reset_ms
+
+
 @dataclass(slots=True)
 class Need:
     """``amount`` units of the counter at ``subject``, whose limit is ``limit``."""
@@ -96,8 +102,7 @@ def needs(
     if limits.max_parallel is not None:
         out.append(Need(f"{base}.par", HOLD_PARALLEL, 1, limits.max_parallel, 0, scope))
     if budget is not None:
-        label, reset_ms = budget_period(budget, now_ms)
-        subject = f"{subjects.QUOTA}.spend.{scope}.{record_id}.{label}"
+        subject, reset_ms = spend_counter(scope, record_id, budget, now_ms)
         out.append(Need(subject, HOLD_SPEND, cost_estimate, budget.limit_pico_usd, reset_ms, scope))
     return out
 

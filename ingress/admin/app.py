@@ -15,6 +15,7 @@ from ingress.admin.keys import Keys
 from ingress.admin.store import ControlStore
 from ingress.admin.subscriptions import ApprovalRules, Subscriptions
 from ingress.admin.tenants import Tenants
+from ingress.admin.usage import Usage
 from ingress.http import error_body
 from schemas.errors import ErrorType, GatewayError
 
@@ -71,7 +72,7 @@ def openapi_json(request: Request) -> dict[str, Any]:
 def build(gateway: Any, store: ControlStore) -> Litestar:
     api = Router(
         path=PREFIX,
-        route_handlers=[Tenants, Keys, Subscriptions, ApprovalRules, openapi_json],
+        route_handlers=[Tenants, Keys, Subscriptions, ApprovalRules, Usage, openapi_json],
         dependencies=DEPENDENCIES,
     )
     app = Litestar(

@@ -154,6 +154,33 @@ class ApprovalRuleOut(msgspec.Struct):
     created_at: dt.datetime | None
 
 
+class SpendRow(msgspec.Struct):
+    tenant: str
+    key: str
+    requests: int
+    tokens: int
+    cost_usd: str
+
+
+class BudgetStanding(msgspec.Struct):
+    """A budget's current period. ``committed_usd`` is what the counter holds:
+    spent, plus what requests in flight reserved and replicas hold leased."""
+
+    scope: Literal["key", "tenant"]
+    id: str
+    period: Period
+    limit_usd: str
+    committed_usd: str
+    remaining_usd: str
+    resets_at: dt.datetime | None
+
+
+class UsageOut(msgspec.Struct):
+    since: dt.datetime
+    spend: list[SpendRow]
+    budgets: list[BudgetStanding]
+
+
 class ErrorBody(msgspec.Struct):
     message: str
     type: str

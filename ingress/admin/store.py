@@ -7,6 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+
 from schemas import subjects
 from schemas.control import (
     ApiKey,
@@ -18,7 +23,7 @@ from schemas.control import (
     decode_subscription,
     decode_tenant,
 )
-from schemas.errors import RecordConflict, RecordNotFound
+from schemas.errors import AnalyticsUnavailable, RecordConflict, RecordNotFound
 from services.control import Actor
 from services.runtime.kv import KvMirror
 from services.runtime.kv_writer import Conflict, KvWriter
@@ -81,7 +86,8 @@ class Records(Generic[T]):
 
 
 class ControlStore:
-    def __init__(self, writer: KvWriter, mirrors: dict[str, KvMirror[Any]]) -> None:
+    def __init__(self, writer: KvWriter, mirrors: dict[str, KvMirror[Any]], nc: Client | None = None) -> None:
+        self.nc = nc
         self.tenants: Records[Tenant] = Records(
             writer, "tenant", subjects.KV_TENANTS, decode_tenant, mirrors[subjects.KV_TENANTS]
         )
@@ -97,3 +103,27 @@ class ControlStore:
             mirrors[subjects.KV_APPROVAL_RULES],
         )
         self.key_usage: KvMirror[int] = mirrors[subjects.KV_KEY_USAGE]
+
+    async def recorded_spend(self, since_ns: int, tenant_id: str) -> list[dict[str, Any]]:
+        """Requests, tokens and cost per key since a time, from ClickHouse
+        (asked of the analytics sink over NATS, as every tool does)."""
+        assert self.nc is not None
+        ask = msgspec.json.encode({"name": "spend", "params": {"since_ns": since_ns, "tenant_id": tenant_id}})
+        try:
+            msg = await self.nc.request(subjects.ANALYTICS_QUERY, ask, timeout=10)
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise AnalyticsUnavailable(f"The analytics sink did not answer ({exc!r}); try again.") from None
+        result = msgspec.json.decode(msg.data)
+        if result.get("error"):
+            raise AnalyticsUnavailable(f"The spend query failed: {result['error']}")
+        return [dict(zip(result["columns"], row, strict=True)) for row in result["rows"]]
+
+    async def committed(self, subject: str) -> int:
+        """A budget counter's value: what was spent, plus what requests in
+        flight reserved and what policy replicas hold leased."""
+        assert self.nc is not None
+        try:
+            msg = await self.nc.jetstream().get_last_msg(subjects.SPEND_STREAM, subject, direct=True)
+        except nats.js.errors.NotFoundError:
+            return 0
+        return int(msgspec.json.decode(msg.data)["val"])

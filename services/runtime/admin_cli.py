@@ -104,6 +104,9 @@ def show(args: argparse.Namespace, kind: str, data: Any) -> None:
     if args.json:
         print(json.dumps(data, indent=2))
         return
+    if kind == "usage":
+        show_usage(data)
+        return
     rows = data if isinstance(data, list) else [data]
     table = Table(show_edge=False, header_style="bold")
     for title, _ in COLUMNS[kind]:
@@ -115,6 +118,30 @@ def show(args: argparse.Namespace, kind: str, data: Any) -> None:
     console.print(table)
     if not isinstance(data, list) and data.get("secret"):
         console.print(f"\nsecret (shown once): [bold]{data['secret']}[/bold]")
+
+
+def show_usage(data: dict) -> None:
+    console = Console(width=None if sys.stdout.isatty() else 250)
+    spend = Table(title=f"spend since {_when(data['since'])} UTC", show_edge=False, header_style="bold")
+    for title in ("tenant", "key", "requests", "tokens", "cost USD"):
+        spend.add_column(title, justify="right" if title in ("requests", "tokens", "cost USD") else "left")
+    for r in data["spend"]:
+        spend.add_row(r["tenant"], r["key"], str(r["requests"]), str(r["tokens"]), r["cost_usd"])
+    console.print(spend)
+    budgets = Table(title="budgets now", show_edge=False, header_style="bold")
+    for title in ("scope", "id", "period", "limit USD", "committed USD", "remaining USD", "resets"):
+        budgets.add_column(title)
+    for b in data["budgets"]:
+        budgets.add_row(
+            b["scope"],
+            b["id"],
+            b["period"],
+            b["limit_usd"],
+            b["committed_usd"],
+            b["remaining_usd"],
+            _when(b["resets_at"]),
+        )
+    console.print(budgets)
 
 
 # --- arguments shared by several commands --------------------------------------
@@ -235,6 +262,10 @@ def budgets(args: argparse.Namespace) -> Any:
     return kind, call(args, "PATCH", path, {"budget": {"usd": args.usd, "period": args.period}})
 
 
+def usage(args: argparse.Namespace) -> Any:
+    return "usage", call(args, "GET", "/usage", params=_without_none({"tenant": args.tenant, "since": args.since}))
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         kind, data = args.handler(args)
@@ -301,6 +332,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         p = s.add_parser(action, parents=[common])
         p.add_argument("id")
         p.add_argument("--reason", default="")
+
+    p = sub.add_parser("usage", parents=[common], help="spend per key, and where each budget stands")
+    p.set_defaults(func=run, handler=usage, action="show")
+    p.add_argument("--tenant")
+    p.add_argument("--since", help="ISO 8601 time with a zone (default: the start of this UTC month)")
 
     for name, handler in (("limits", limits), ("budgets", budgets)):
         g = group(name, f"a key's or a tenant's {name}", handler)

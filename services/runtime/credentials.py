@@ -70,6 +70,7 @@ ROLES: dict[str, Permissions] = {
         "ingress",
         subjects.FROM_INGRESS,
         subjects.CONTROL_CANCEL,
+        subjects.ANALYTICS_QUERY,  # the admin API's usage view
         *_CONTROL_BUCKETS,
         subscribe=[subjects.CONTROL_DIED, f"{subjects.CONTROL_READY}.*"],
     ),

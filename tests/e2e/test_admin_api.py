@@ -182,6 +182,11 @@ def test_a_tenant_admin_never_sees_or_changes_another_tenants_records(stack: Sta
     assert error_of(admin(stack, "GET", f"/keys/{doomed['id']}"))[0] == 404
     assert error_of(admin(stack, "DELETE", f"/keys/{doomed['id']}"))[0] == 404
     until(lambda: chat(stack, doomed["secret"]).status_code == 401)
+    # Usage: its own tenant's only.
+    assert admin(stack, "GET", "/usage", boss, params={"tenant": other}).status_code == 403
+    until(lambda: admin(stack, "GET", "/usage", boss).status_code == 200, timeout=15)
+    seen = admin(stack, "GET", "/usage", boss).json()
+    assert {r["tenant"] for r in seen["spend"]} <= {tenant} and {b["id"] for b in seen["budgets"]} <= {tenant}
     # Caller keys and no key at all get nothing.
     assert error_of(admin(stack, "GET", "/keys", DEMO_KEY)) == (403, "permission_error", "not_an_admin")
     assert httpx.get(f"{stack.admin_url}/keys").status_code == 401

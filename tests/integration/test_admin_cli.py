@@ -86,6 +86,9 @@ def test_create_a_tenant_and_a_limited_key_then_rotate_and_disable_it(stack: Sta
     limits = json.loads(sluice(stack, "limits", "set", "--tenant", tenant, "--tpm", "9000", "--json").stdout)
     assert limits["limits"] == {"rpm": 600, "tpm": 9000}  # the rpm it had stays
 
+    table = sluice(stack, "usage", "--tenant", tenant).stdout
+    assert "budgets now" in table and made["id"] in table and "12.5" in table
+
 
 def test_subscriptions_are_approved_from_the_command_line(stack: Stack) -> None:
     tenant = f"cli-sub-{time.monotonic_ns() % 10**8}"

@@ -8,6 +8,7 @@ import contextlib
 import json
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 
 import anthropic
 import httpx
@@ -200,6 +201,17 @@ def test_budget_of_one_dollar_admits_at_most_three_thirty_cent_requests(replicas
     again = asyncio.run(fire(replicas, BUDGET_KEY, 1, PRICEY))[0]
     assert again.status_code == 429 and again.json()["error"]["code"] == "insufficient_quota"
     assert settled_counter(replicas, spend_subject("budget1")) == spent
+
+    # The admin API's usage view agrees: recorded spend, and the budget's standing.
+    usage = httpx.get(
+        f"{replicas.admin_url}/usage", params={"tenant": "quota"}, headers={"authorization": f"Bearer {ADMIN_KEY}"}
+    ).json()
+    row = next(r for r in usage["spend"] if r["key"] == "budget1")
+    assert Decimal(row["cost_usd"]) * 10**12 == spent and row["requests"] >= 3
+    standing = next(b for b in usage["budgets"] if b["id"] == "budget1")
+    assert standing["limit_usd"] == "1" and standing["period"] == "total" and standing["resets_at"] is None
+    assert Decimal(standing["committed_usd"]) * 10**12 == spent
+    assert Decimal(standing["remaining_usd"]) * 10**12 == 10**12 - spent
 
 
 async def tpm_subject(stack: Stack) -> str:
