@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from statistics import median
 
-from loadtest.bench import LUA, PROMPT, run_wrk
+from loadtest.bench import CONFIG, LUA, PROMPT, run_wrk
 from schemas.control import ApiKey, Budget, Limits
 from services import quota as quota_svc
 from services.runtime import process
@@ -38,17 +38,6 @@ OPEN_KEY = "sk-bench-open-0123456789"
 LIMITED_KEY = "sk-bench-limited-0123456789"
 HIGH = Limits(rpm=10**9, tpm=10**12, max_parallel=100_000)
 BUDGET = Budget(limit_pico_usd=10**6 * 10**12, period="monthly")  # $1,000,000
-CONFIG = """
-[gateway]
-request_timeout_s = 30
-[[tenants]]
-id = "bench"
-[[models]]
-name = "bench-model"
-provider = "openai"
-base_url = "http://127.0.0.1:{mock}/v1"
-upstream_model = "gpt-4o-mini"
-"""
 
 
 # Both keys in one run, request by request: the machine's noise (shared
@@ -128,7 +117,7 @@ def main() -> int:
         return 2
     home = Path(tempfile.mkdtemp(prefix="sluice-limits-"))
     mock = free_port()
-    (home / "sluice.toml").write_text(CONFIG.format(mock=mock))
+    (home / "sluice.toml").write_text(CONFIG.format(mock=mock, provider="openai", base_path="/v1", model="gpt-4o-mini"))
     layout = Layout(
         home=home, config=home / "sluice.toml", nats_port=free_port(), http_port=free_port(), mock_port=mock
     )

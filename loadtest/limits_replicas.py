@@ -21,22 +21,12 @@ from pathlib import Path
 
 import httpx
 
+from loadtest.bench import CONFIG
 from schemas.control import ApiKey
 from services.runtime.nats_server import free_port
 from services.runtime.supervisor import Layout, Supervisor
 
 ADMIN_KEY = "sk-bench-admin-0123456789"
-CONFIG = """
-[gateway]
-request_timeout_s = 30
-[[tenants]]
-id = "bench"
-[[models]]
-name = "bench-model"
-provider = "openai"
-base_url = "http://127.0.0.1:{mock}/v1"
-upstream_model = "gpt-4o-mini"
-"""
 BODY = {"model": "bench-model", "messages": [{"role": "user", "content": "hi [mock:chunks=1]"}]}
 
 
@@ -76,7 +66,7 @@ def main() -> int:
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="sluice-replicas-"))
     mock = free_port()
-    (home / "sluice.toml").write_text(CONFIG.format(mock=mock))
+    (home / "sluice.toml").write_text(CONFIG.format(mock=mock, provider="openai", base_path="/v1", model="gpt-4o-mini"))
     extra = free_port()
     layout = Layout(
         home=home,
