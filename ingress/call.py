@@ -142,8 +142,9 @@ class Call:
                     await self._resend()
                     continue
                 # Nothing came: unless a stage answers late, no one else will record it.
-                if not self.accepted_by:  # nor settle what policy reserved: no provider holds it
-                    quota.settle(self.gw.counters, self.quota, 0, 0)
+                # What policy reserved is not settled here: a stage still holding
+                # the request settles it when it fails it at the deadline, and a
+                # second settlement would hand back units (or spend) twice.
                 return self._ended_here(StageTimeout("The gateway did not answer in time."), record=True)
             if isinstance(data, ProcessNews):
                 failure = await self._on_process_news(data)
