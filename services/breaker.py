@@ -1,0 +1,92 @@
+"""A circuit breaker per deployment, without I/O.
+
+Closed: calls go through; it opens after ``failures_to_open`` failures in a
+row, or when the error rate over ``window_s`` passes ``error_rate`` (with at
+least ``min_calls`` calls in the window). Open: no calls, until ``cooldown_s``
+has passed. Half-open: at most ``probes`` calls at once; a success closes it,
+a failure opens it again for another cool-down.
+
+Every process that routes must see the same state: the routing stage keeps
+one ``Breaker`` per deployment fed by attempt outcomes from every provider
+replica, and state changes are announced on the bus (wiring: issue 9).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class BreakerState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerConfig:
+    failures_to_open: int = 5
+    error_rate: float = 0.5
+    window_s: float = 30.0
+    min_calls: int = 10
+    cooldown_s: float = 15.0
+    probes: int = 2
+
+
+@dataclass(slots=True)
+class Breaker:
+    config: BreakerConfig = field(default_factory=BreakerConfig)
+    state: BreakerState = BreakerState.CLOSED
+    opened_at: float = 0.0
+    failures_in_a_row: int = 0
+    probes_out: int = 0
+    # (time, ok) of recent outcomes, oldest first
+    outcomes: deque[tuple[float, bool]] = field(default_factory=deque)
+
+    def allows(self, now: float) -> bool:
+        """Whether a call may go to this deployment now (a half-open breaker
+        counts the probe it lets through)."""
+        if self.state is BreakerState.OPEN:
+            if now - self.opened_at < self.config.cooldown_s:
+                return False
+            self.state, self.probes_out = BreakerState.HALF_OPEN, 0
+        if self.state is BreakerState.HALF_OPEN:
+            if self.probes_out >= self.config.probes:
+                return False
+            self.probes_out += 1
+        return True
+
+    def record(self, ok: bool, now: float) -> BreakerState | None:
+        """Take one call's outcome; the new state when it changed, else None."""
+        before = self.state
+        if self.state is BreakerState.HALF_OPEN:
+            self.probes_out = max(0, self.probes_out - 1)
+            if ok:
+                self._reset(BreakerState.CLOSED)
+            else:
+                self._open(now)
+            return self.state if self.state is not before else None
+        if self.state is BreakerState.OPEN:
+            return None  # a call that started before it opened
+        self.outcomes.append((now, ok))
+        while self.outcomes and self.outcomes[0][0] < now - self.config.window_s:
+            self.outcomes.popleft()
+        self.failures_in_a_row = 0 if ok else self.failures_in_a_row + 1
+        if self.failures_in_a_row >= self.config.failures_to_open or self._rate_too_high():
+            self._open(now)
+        return self.state if self.state is not before else None
+
+    def _rate_too_high(self) -> bool:
+        calls = len(self.outcomes)
+        if calls < self.config.min_calls:
+            return False
+        failed = sum(1 for _, ok in self.outcomes if not ok)
+        return failed / calls > self.config.error_rate
+
+    def _open(self, now: float) -> None:
+        self.state, self.opened_at, self.probes_out = BreakerState.OPEN, now, 0
+
+    def _reset(self, state: BreakerState) -> None:
+        self.state, self.failures_in_a_row, self.probes_out = state, 0, 0
+        self.outcomes.clear()
