@@ -38,8 +38,8 @@ class RateState(msgspec.Struct):
 
 
 class Reservation(msgspec.Struct, omit_defaults=True):
-    """One admission. A request the ingress sent twice is admitted twice, and
-    the provider settles the copy it drops."""
+    """One admission. A copy of the request that the ingress sends again
+    carries the same reservation, so it is admitted and settled once."""
 
     holds: list[Hold] = []
     rate: RateState | None = None

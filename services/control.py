@@ -57,8 +57,9 @@ def require_visible(actor: Actor, tenant_id: str, kind: str, record_id: str) -> 
         raise RecordNotFound(f"No {kind} {record_id!r}.")
 
 
-def tenant_for_new_record(actor: Actor, asked: str | None) -> str:
-    """The tenant a tenant admin's new record belongs to: its own, whatever it asked."""
+def tenant_asked_for(actor: Actor, asked: str | None) -> str:
+    """The tenant a request concerns: what a gateway admin names (it must name
+    one), and for a tenant admin its own (naming another is refused)."""
     if actor.is_gateway_admin:
         if not asked:
             raise InvalidRequest("'tenant' is required.", code="missing_tenant")

@@ -32,7 +32,7 @@ class Keys(Controller):
 
     @post("/", responses=ERROR_RESPONSES)
     async def create_key(self, data: KeyCreate, actor: Actor, store: ControlStore) -> KeyWithSecret:
-        tenant_id = control.tenant_for_new_record(actor, data.tenant)
+        tenant_id = control.tenant_asked_for(actor, data.tenant)
         control.check_role_grant(actor, data.role)
         await store.tenants.get(tenant_id)  # 404 for a tenant that does not exist
         now = now_ms()

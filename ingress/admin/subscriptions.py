@@ -40,7 +40,7 @@ class Subscriptions(Controller):
 
     @post("/", responses=ERROR_RESPONSES)
     async def create_subscription(self, data: SubscriptionCreate, actor: Actor, store: ControlStore) -> SubscriptionOut:
-        tenant_id = control.tenant_for_new_record(actor, data.tenant)
+        tenant_id = control.tenant_asked_for(actor, data.tenant)
         await store.tenants.get(tenant_id)
         for s in store.subscriptions.all():
             if s.tenant_id == tenant_id and s.model == data.model and s.state in ("pending", "approved"):

@@ -30,7 +30,7 @@ class Usage(Controller):
         """Spend per key since ``since`` (default: the start of this UTC month),
         and the budgets' standing. A tenant admin sees its own tenant only."""
         if not actor.is_gateway_admin:
-            tenant = control.tenant_for_new_record(actor, tenant)
+            tenant = control.tenant_asked_for(actor, tenant)
         now = now_ms()
         if since is None:
             today = dt.datetime.now(dt.UTC)
