@@ -20,8 +20,11 @@ REQUEST_COLUMNS = [
     "tenant_id",
     "key_id",
     "model",
+    "model_group",
     "deployment",
     "provider",
+    "arm",
+    "attempts",
     "stream",
     "status",
     "error_type",
@@ -47,10 +50,13 @@ REQUEST_COLUMNS = [
     "upstream_ttfb_ns",
     "upstream_stream_ns",
     "client_disconnected",
+    "cache_hit",
+    "cost_saved_pico_usd",
 ]
 ATTEMPT_COLUMNS = [
     "event_id",
     "request_id",
+    "number",
     "ts",
     "deployment",
     "provider",
@@ -58,6 +64,7 @@ ATTEMPT_COLUMNS = [
     "status",
     "stream",
     "error_code",
+    "error_message",
     "ttfb_ns",
     "duration_ns",
 ]
@@ -78,12 +85,14 @@ _LIMITS: dict[type, tuple[tuple[str, tuple[int, int]], ...]] = {
     RequestEvent: (
         ("received_at_ns", _TS),
         ("status", _U16),
+        ("attempts", (0, 255)),
         *((name, _U32) for name in _TOKENS),
         *((name, _U64) for name in _REQUEST_U64),
     ),
     AttemptEvent: (
         ("started_at_ns", _TS),
         ("status", _U16),
+        ("number", (0, 255)),
         ("ttfb_ns", _U64),
         ("duration_ns", _U64),
     ),
@@ -145,8 +154,11 @@ def _request_row(e: RequestEvent) -> list:
         e.tenant_id,
         e.key_id,
         e.model,
+        e.model_group,
         e.deployment,
         e.provider,
+        e.arm,
+        e.attempts,
         e.stream,
         e.status,
         e.error_type,
@@ -172,6 +184,8 @@ def _request_row(e: RequestEvent) -> list:
         e.upstream_ttfb_ns,
         e.upstream_stream_ns,
         e.client_disconnected,
+        e.cache_hit,
+        e.cost_saved_pico_usd,
     ]
 
 
@@ -179,6 +193,7 @@ def _attempt_row(e: AttemptEvent) -> list:
     return [
         e.event_id,
         e.request_id,
+        e.number,
         e.started_at_ns,
         e.deployment,
         e.provider,
@@ -186,6 +201,7 @@ def _attempt_row(e: AttemptEvent) -> list:
         e.status,
         e.stream,
         e.error_code,
+        e.error_message,
         e.ttfb_ns,
         e.duration_ns,
     ]

@@ -23,6 +23,7 @@ from schemas.errors import (
 )
 from schemas.quota import RateState, Reservation
 from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Final
+from services import routing
 from services import usage as usage_svc
 from services.reply_split import Assembler
 from services.runtime import quota
@@ -95,7 +96,12 @@ class Call:
         return [(b"x-request-id", self.id.encode())]
 
     async def publish(
-        self, api_key_header: str | None, body: ChatBody | None = None, embeddings: EmbeddingsBody | None = None
+        self,
+        api_key_header: str | None,
+        body: ChatBody | None = None,
+        embeddings: EmbeddingsBody | None = None,
+        *,
+        pin: str = "",
     ) -> None:
         self.body, self.embeddings = body, embeddings
         # The ingress's own time rides with the request: the stage that ends it records it.
@@ -110,6 +116,7 @@ class Call:
             reply=self.reply_subject,
             origin="http",
             spans=self.spans,
+            pin=pin,
         )
         headers = {subjects.API_KEY_HEADER: api_key_header} if api_key_header else None
         try:
@@ -169,7 +176,7 @@ class Call:
             if delta.content:
                 self.relayed.append(delta.content)
             for tc in delta.tool_calls or ():
-                self.relayed.append((tc.get("function") or {}).get("arguments") or "")
+                self.relayed.append(tc.function.arguments or "" if tc.function else "")
         return reply
 
     def _ended_here(self, error: GatewayError, *, record: bool = False) -> Failure:
@@ -217,8 +224,9 @@ class Call:
     def _billed_so_far(self) -> tuple[Usage, Cost]:
         """What the upstream was sent, and generated as far as it reached us,
         when the provider that held the request died: it can no longer say."""
-        route = self.gw.routes.items.get(self.model)
-        catalog_model = route.deployment.catalog_model if route is not None else None
+        # Which candidate it was calling died with it: bill at the dearest.
+        route = self.gw.table.find(self.model)
+        catalog_model = routing.priciest_catalog_model(route) if route is not None else None
         if self.embeddings is not None:
             usage = usage_svc.settle_embeddings(None, self.embeddings, catalog_model)
         else:
@@ -251,16 +259,14 @@ def client_closed(request_id: str) -> Failure:
 def _widen_huge_integers(env: Envelope) -> Envelope:
     """JSON has integers of any size, msgpack only 64-bit ones. A larger one
     can only sit in the free-form parts of a request (tool parameter schemas,
-    response formats, content parts: the typed fields refuse it), where it
-    goes on as the nearest float, as most JSON parsers upstream would read it."""
+    response formats: the typed fields refuse it), where it goes on as the
+    nearest float, as most JSON parsers upstream would read it."""
     body = env.body
     if body is not None:
         body.tools = _widen(body.tools)
         body.tool_choice = _widen(body.tool_choice)
         body.response_format = _widen(body.response_format)
         body.logit_bias = _widen(body.logit_bias)
-        for m in body.messages:
-            m.content, m.tool_calls = _widen(m.content), _widen(m.tool_calls)
     return env
 
 

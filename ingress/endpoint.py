@@ -12,7 +12,17 @@ import msgspec
 from ingress import call as relay
 from ingress.call import Call, Format, client_closed
 from ingress.gateway import Gateway
-from ingress.http import JSON_HEADERS, ClientDisconnected, Receive, Scope, Send, read_body, retry_after, send_bytes
+from ingress.http import (
+    JSON_HEADERS,
+    ClientDisconnected,
+    Receive,
+    Scope,
+    Send,
+    header,
+    read_body,
+    retry_after,
+    send_bytes,
+)
 from schemas.chat import ChatBody, EmbeddingsBody
 from schemas.errors import GatewayError, InvalidRequest
 from schemas.replies import Failure
@@ -64,7 +74,8 @@ async def serve(
         settings = gw.settings
         parsed = parse(await read_body(scope, receive, settings.max_body_bytes, settings.body_timeout_s))
         call = Call(gw, api, parsed.model, parsed.stream, received_ns, request_id)
-        await call.publish(api_key_header, parsed.body, parsed.embeddings)
+        pin = header(scope, b"x-sluice-deployment") or ""
+        await call.publish(api_key_header, parsed.body, parsed.embeddings, pin=pin)
     except ClientDisconnected:  # gone before its body arrived: nothing to answer, still a row
         gw.record(request_id, received_ns, api, "", False, client_closed(request_id), [], client_disconnected=True)
         if call is not None:

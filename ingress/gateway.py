@@ -18,7 +18,7 @@ from schemas.control import (
 )
 from schemas.envelope import Span
 from schemas.replies import Failure, Final
-from services import records
+from services import records, routing
 from services.config import GatewaySettings
 from services.runtime import process
 from services.runtime.events import EventPublisher
@@ -33,7 +33,8 @@ class Gateway:
         self.settings = settings
         self.replies = ReplyRouter(nc)
         self.events = EventPublisher(nc.jetstream(), "ingress")
-        self.routes: KvMirror[ModelRoute] = KvMirror(subjects.KV_MODELS, decode_route)
+        self.table = routing.RouteTable()
+        self.routes: KvMirror[ModelRoute] = KvMirror(subjects.KV_MODELS, decode_route, self.table.changed)
         self.keys = KeyIndex()
         # The admin API's copies of the other control records.
         self.mirrors: dict[str, KvMirror] = {

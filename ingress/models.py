@@ -15,9 +15,15 @@ from services import catalog_view, policy
 
 
 def model_entry(name: str, route: ModelRoute) -> dict[str, Any]:
+    """A group (or an alias of one) as one model; the catalog facts are its
+    first deployment's, and ``deployments`` names them all."""
     entry: dict[str, Any] = {"id": name, "object": "model", "created": 0, "owned_by": route.owned_by}
-    dep = route.deployment
+    dep = route.deployments[0]
     entry["provider"] = dep.provider
+    if name != route.name:
+        entry["alias_of"] = route.name
+    if len(route.deployments) > 1:
+        entry["deployments"] = [d.name for d in route.deployments]
     info = catalog_view.describe(dep.catalog_model)
     if info is not None:
         entry.update(info)
@@ -33,5 +39,10 @@ async def list_models(gw: Gateway, scope: Scope, send: Send) -> None:
         await send_gateway_error(send, exc, id_header)
         gw.record(request_id, received_ns, "models", "", False, Failure.from_error(request_id, exc), [])
         return
-    data = [model_entry(name, route) for name, route in sorted(gw.routes.items.items()) if policy.may_call(key, name)]
+    names = sorted(gw.table.names().items())
+    data = [
+        model_entry(name, route)
+        for name, route in names
+        if route.deployments and (policy.may_call(key, name) or policy.may_call(key, route.name))
+    ]
     await send_json(send, 200, {"object": "list", "data": data}, id_header)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import base64
 import sys
 from array import array
-from typing import Any
 
 import msgspec
 
 from ingress.http import error_body
-from schemas.chat import Delta, Message, Usage
+from schemas.chat import Delta, Message, ToolCall, ToolCallDelta, Usage, content_text
 from schemas.replies import Failure
 
 _json = msgspec.json.Encoder()
@@ -39,7 +38,7 @@ class ResponseMessage(msgspec.Struct, omit_defaults=True):
     role: str
     content: str | None
     refusal: str | None
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[ToolCall] | None = None
 
 
 class Choice(msgspec.Struct):
@@ -52,7 +51,7 @@ class Choice(msgspec.Struct):
 def response_message(m: Message) -> ResponseMessage:
     content = m.content
     if isinstance(content, list):  # parts: an answer is text, so its text parts
-        content = "".join(str(p.get("text", "")) for p in content if p.get("type") == "text")
+        content = content_text(content)
     # Sluice's adapters fold a refusal into the content (with finish_reason content_filter).
     return ResponseMessage(role=m.role or "assistant", content=content, refusal=None, tool_calls=m.tool_calls)
 
@@ -69,7 +68,7 @@ class ChatCompletion(msgspec.Struct):
 class ChunkDelta(msgspec.Struct, omit_defaults=True):
     role: str | None = None
     content: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
 
 class ChunkChoice(msgspec.Struct):

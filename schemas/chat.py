@@ -37,12 +37,89 @@ def integral(name: str, value: Integral | None, *, clamp: bool = False) -> int |
     return value
 
 
+class _Part(msgspec.Struct, tag_field="type", omit_defaults=True):
+    pass
+
+
+class TextPart(_Part, tag="text"):
+    text: str
+
+
+class ImageUrl(msgspec.Struct, omit_defaults=True):
+    # An https URL or a data URL (data:image/png;base64,...).
+    url: str
+    detail: str | None = None
+
+
+class ImagePart(_Part, tag="image_url"):
+    image_url: ImageUrl
+
+
+class InputAudio(msgspec.Struct, omit_defaults=True):
+    data: str  # base64
+    format: str = "wav"
+
+
+class AudioPart(_Part, tag="input_audio"):
+    input_audio: InputAudio
+
+
+class FileRef(msgspec.Struct, omit_defaults=True):
+    # Inline (base64 or a data URL), or an id of a file uploaded to OpenAI.
+    file_data: str | None = None
+    file_id: str | None = None
+    filename: str | None = None
+
+
+class FilePart(_Part, tag="file"):
+    file: FileRef
+
+
+class RefusalPart(_Part, tag="refusal"):
+    """An assistant turn's refusal, replayed in history."""
+
+    refusal: str
+
+
+# OpenAI's chat content parts; a part of another type is the caller's 400.
+ContentPart = TextPart | ImagePart | AudioPart | FilePart | RefusalPart
+
+
+class FunctionCall(msgspec.Struct, omit_defaults=True):
+    name: str = ""
+    # JSON text, as the model wrote it (it may not parse).
+    arguments: str = ""
+
+
+class ToolCall(msgspec.Struct, tag_field="type", tag="function", omit_defaults=True):
+    """A complete tool call of an assistant message."""
+
+    id: str = ""
+    function: FunctionCall = msgspec.field(default_factory=FunctionCall)
+
+
+class FunctionDelta(msgspec.Struct, omit_defaults=True):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDelta(msgspec.Struct, omit_defaults=True):
+    """A piece of a streamed tool call: the first names it (id, function
+    name), the rest carry more of its arguments; ``index`` says which call."""
+
+    # Required on the wire (OpenAI's SDKs join deltas by it), so no default
+    # that omit_defaults would leave out.
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionDelta | None = None
+
+
 class Message(msgspec.Struct, omit_defaults=True):
     role: str
-    # A string, or OpenAI content parts (text, image_url, ...) kept as given.
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[ContentPart] | None = None
     name: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[ToolCall] | None = None
     # A string on a tool message. OpenAI's schema lets other messages carry
     # extra fields of any type; this one means nothing there and is dropped.
     tool_call_id: str | int | float | bool | list[Any] | dict[str, Any] | None = None
@@ -52,6 +129,13 @@ class Message(msgspec.Struct, omit_defaults=True):
             self.tool_call_id = None
         elif self.tool_call_id is not None and not isinstance(self.tool_call_id, str):
             raise ValueError("'tool_call_id' of a tool message must be a string")
+
+
+def content_text(content: str | list[ContentPart] | None) -> str:
+    """The text of a message's content: a string, or its text parts joined."""
+    if isinstance(content, str):
+        return content
+    return "".join(p.text for p in content or () if isinstance(p, TextPart))
 
 
 class StreamOptions(msgspec.Struct, omit_defaults=True):
@@ -116,7 +200,7 @@ class Delta(msgspec.Struct, omit_defaults=True):
 
     role: str | None = None
     content: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[ToolCallDelta] | None = None
     finish_reason: str | None = None
 
 

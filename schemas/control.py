@@ -18,6 +18,8 @@ Owner = Literal["config", "api"]
 Role = Literal["caller", "tenant_admin", "gateway_admin"]
 Period = Literal["daily", "monthly", "total"]
 SubscriptionState = Literal["pending", "approved", "rejected", "revoked"]
+# How a model group orders its deployments for a request (services/strategies.py).
+Strategy = Literal["weighted", "priority", "latency", "cost", "least_busy"]
 # Tenant and key ids appear in NATS subjects (the limit counters), so no dots,
 # wildcards or spaces.
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -68,6 +70,8 @@ class ApiKey(msgspec.Struct, omit_defaults=True):
     created_at_ms: int = 0
     owner: Owner = "config"
     name: str = ""
+    # May choose the deployment itself (``x-sluice-deployment``), e.g. to test one.
+    may_pin: bool = False
 
 
 class RedactionRule(msgspec.Struct):
@@ -102,10 +106,23 @@ class Subscription(msgspec.Struct, omit_defaults=True):
 
 
 class ModelRoute(msgspec.Struct, omit_defaults=True):
-    """A public model name and the deployment that serves it."""
+    """A model group: a public name (and aliases) served by one or more
+    deployments, ordered per request by ``strategy``."""
 
     name: str
-    deployment: Deployment
+    deployments: list[Deployment]
+    strategy: Strategy = "weighted"
+    # Further public names for this group, e.g. "fast" or "gpt-4o-latest".
+    aliases: list[str] = []
+    # A/B split: deployment name -> percent of callers, sticky per caller key
+    # or per the request's ``user`` (a hash, not a draw). The arm's deployment
+    # goes first; the others stay behind it as fallbacks.
+    split: dict[str, float] = {}
+    sticky: Literal["key", "user"] = "user"
+    # A context-length error moves the request to this group's deployments.
+    context_fallback: str = ""
+    # Rounds over the candidates again (with backoff) after each failed once.
+    retries: int = 1
     owned_by: str = "sluice"
     # Calls need an approved subscription of the caller's tenant.
     requires_approval: bool = False

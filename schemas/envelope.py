@@ -11,18 +11,24 @@ from schemas.chat import ChatBody, EmbeddingsBody
 from schemas.quota import Reservation
 
 Origin = Literal["http", "nats"]
+# Which client API the request came in on ("messages": Anthropic's shape).
+Api = Literal["chat", "messages", "embeddings"]
+# Everything that holds a request and records a span.
+StageName = Literal["ingress", "policy", "redact", "route", "cache", "provider"]
 
 
 class Span(msgspec.Struct, array_like=True):
     """Wall-clock time a stage held the request, in ns since the epoch."""
 
-    stage: str
+    stage: StageName
     start_ns: int
     end_ns: int
 
 
 class Deployment(msgspec.Struct, omit_defaults=True):
-    """One upstream that can serve a model: where and how to call it."""
+    """One upstream that can serve a model group: where and how to call it,
+    and what its group's strategy weighs. Its ``name`` is unique across the
+    gateway: health (the circuit breaker, latency) is kept per name."""
 
     name: str
     provider: str
@@ -36,6 +42,13 @@ class Deployment(msgspec.Struct, omit_defaults=True):
     api_version: str = ""
     # Catalog entry used for pricing and token counting.
     catalog_model: str | None = None
+    # Share of a "weighted" group's traffic, and rank in a "priority" group (lowest first).
+    weight: float = 1.0
+    priority: int = 0
+    # The upstream's own limits for this deployment, if any: routing puts it
+    # last once its minute is used up (the upstream would answer 429).
+    rpm: int | None = None
+    tpm: int | None = None
 
 
 class Envelope(BusMessage, tag="chat.request"):
@@ -50,14 +63,24 @@ class Envelope(BusMessage, tag="chat.request"):
     received_at_ns: int = 0
     deadline_ns: int = 0
     slip: list[str] = []
-    api: str = "chat"
+    api: Api = "chat"
     origin: Origin = "nats"
     key_id: str = ""
     tenant_id: str = ""
     spans: list[Span] = []
-    deployment: Deployment | None = None
-    # placeholder -> original; restored on the way out, never copied to events.
-    redactions: dict[str, str] = {}
+    # Set by routing alone (policy clears whatever a caller put here): the
+    # group that serves the request, the deployments to try in order, the
+    # larger-context ones to move to on a context-length error, and the A/B
+    # arm the request fell in.
+    group: str = ""
+    candidates: list[Deployment] = []
+    context_candidates: list[Deployment] = []
+    arm: str = ""
+    # Retry rounds over the candidates after each failed once.
+    retries: int = 0
+    # A deployment the caller asks for by name (``x-sluice-deployment``);
+    # policy refuses it unless the caller's key may pin.
+    pin: str = ""
     # Set by policy alone (it clears whatever a caller put here): what it took
     # from the shared limit and budget counters, settled by whoever ends the request.
     quota: Reservation | None = None

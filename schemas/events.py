@@ -7,8 +7,11 @@ Durations are integer nanoseconds; money is integer pico-USD (see
 
 from __future__ import annotations
 
+from typing import Literal
+
 from schemas.base import BusMessage
 from schemas.chat import UsageSource
+from schemas.envelope import StageName
 
 
 class RequestEvent(BusMessage, tag="event.request"):
@@ -26,6 +29,11 @@ class RequestEvent(BusMessage, tag="event.request"):
     key_id: str = ""
     deployment: str = ""
     provider: str = ""
+    # The model group that served it (after aliases), its A/B arm if the
+    # group splits, and how many upstream tries it took.
+    model_group: str = ""
+    arm: str = ""
+    attempts: int = 0
     error_type: str = ""
     error_code: str = ""
     prompt_tokens: int = 0
@@ -50,6 +58,10 @@ class RequestEvent(BusMessage, tag="event.request"):
     upstream_ttfb_ns: int = 0
     upstream_stream_ns: int = 0
     client_disconnected: bool = False
+    # Answered from the response cache: no upstream call, and what the call
+    # would have cost at catalog prices.
+    cache_hit: bool = False
+    cost_saved_pico_usd: int = 0
 
 
 class AttemptEvent(BusMessage, tag="event.attempt"):
@@ -66,6 +78,9 @@ class AttemptEvent(BusMessage, tag="event.attempt"):
     error_code: str = ""
     ttfb_ns: int = 0
     duration_ns: int = 0
+    # 1 for the request's first try, then 2, 3, ...
+    number: int = 0
+    error_message: str = ""
 
 
 class StageEvent(BusMessage, tag="event.stage"):
@@ -73,11 +88,11 @@ class StageEvent(BusMessage, tag="event.stage"):
 
     event_id: str
     request_id: str
-    stage: str
+    stage: StageName
     started_at_ns: int
     duration_ns: int
     # "forward" (next hop), "reply" (answered), "failure" (ended with an error)
-    outcome: str
+    outcome: Literal["forward", "reply", "failure"]
 
 
 class AlertEvent(BusMessage, tag="event.alert"):

@@ -7,6 +7,8 @@ point and ends the request.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 from schemas.base import BusMessage
@@ -58,6 +60,14 @@ class Final(BusMessage, tag="chat.final"):
     timing: Timing = msgspec.field(default_factory=Timing)
     # The caller's rate limits as of admission (``x-ratelimit-*`` headers).
     rate: RateState | None = None
+    # The model group (after aliases), A/B arm, and upstream tries it took.
+    model_group: str = ""
+    arm: str = ""
+    attempts: int = 0
+    # "hit": answered from the response cache (no upstream call), saving
+    # ``cost_saved_pico_usd``; "miss": looked up, not found; "": not looked up.
+    cache: Literal["hit", "miss", ""] = ""
+    cost_saved_pico_usd: int = 0
 
 
 class Failure(BusMessage, tag="chat.failure"):
@@ -78,6 +88,9 @@ class Failure(BusMessage, tag="chat.failure"):
     usage: Usage | None = None
     cost: Cost | None = None
     rate: RateState | None = None
+    model_group: str = ""
+    arm: str = ""
+    attempts: int = 0
 
     @classmethod
     def from_error(cls, request_id: str, error: GatewayError, seq: int = 0, **fields: str) -> Failure:

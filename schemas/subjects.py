@@ -13,7 +13,6 @@ FROM_INGRESS = f"{PREFIX}.ingress.request"
 STAGE_REDACT = f"{PREFIX}.stage.redact"
 STAGE_ROUTE = f"{PREFIX}.stage.route"
 STAGE_CALL = f"{PREFIX}.stage.call"
-STAGE_REDACT_OUT = f"{PREFIX}.stage.redact_out"
 # Not queue-grouped: every provider replica hears a cancel and the one that
 # holds the request stops it.
 CONTROL_CANCEL = f"{PREFIX}.control.cancel"
@@ -37,9 +36,10 @@ def events(stage: str) -> str:
     return f"{PREFIX}.events.{stage}"
 
 
-def entry(api: str) -> str:
-    return f"{PREFIX}.in.{api}"
-
+# Every upstream try's outcome, from each provider replica to every routing
+# replica (core NATS, no queue group): the input of the shared breakers,
+# latency averages and in-flight counts.
+HEALTH_ATTEMPT = f"{PREFIX}.health.attempt"
 
 # Control-plane KV buckets.
 KV_KEYS = "sluice_keys"
@@ -49,6 +49,9 @@ KV_SUBSCRIPTIONS = "sluice_subscriptions"
 KV_APPROVAL_RULES = "sluice_approval_rules"
 # key id -> when it was last used (ms), written by policy a few times a minute.
 KV_KEY_USAGE = "sluice_key_usage"
+# deployment name -> its breaker state, written by routing replicas when it
+# changes: what `sluice routes` shows and what a replica starting up begins from.
+KV_HEALTH = "sluice_health"
 
 # Shared counters for limits and budgets (JetStream streams with
 # ``allow_msg_counter``): one subject per counter, e.g.

@@ -75,6 +75,9 @@ def admit(
     message's own reply subject if that one is an inbox, else not at all.
     """
     timeout_ns = int(timeout_s * 1e9)
+    # Routing's to decide, from the gateway's own records: a caller's
+    # candidates could send the request (and its prompt) to any URL.
+    env.group, env.candidates, env.context_candidates, env.arm, env.retries = "", [], [], "", 0
     if from_ingress:
         env.origin = "http"
         if not env.id:

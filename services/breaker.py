@@ -6,9 +6,9 @@ least ``min_calls`` calls in the window). Open: no calls, until ``cooldown_s``
 has passed. Half-open: at most ``probes`` calls at once; a success closes it,
 a failure opens it again for another cool-down.
 
-Every process that routes must see the same state: the routing stage keeps
-one ``Breaker`` per deployment fed by attempt outcomes from every provider
-replica, and state changes are announced on the bus (wiring: issue 9).
+Every process that routes must see the same state: each routing replica
+keeps one ``Breaker`` per deployment, fed by the outcome of every try of
+every provider replica (``services.health``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+import msgspec
+
 
 class BreakerState(StrEnum):
     CLOSED = "closed"
@@ -24,8 +26,9 @@ class BreakerState(StrEnum):
     HALF_OPEN = "half_open"
 
 
-@dataclass(frozen=True, slots=True)
-class BreakerConfig:
+class BreakerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The ``[gateway.breaker]`` table of the config file."""
+
     failures_to_open: int = 5
     error_rate: float = 0.5
     window_s: float = 30.0
@@ -39,10 +42,19 @@ class Breaker:
     config: BreakerConfig = field(default_factory=BreakerConfig)
     state: BreakerState = BreakerState.CLOSED
     opened_at: float = 0.0
+    half_open_at: float = 0.0
     failures_in_a_row: int = 0
     probes_out: int = 0
     # (time, ok) of recent outcomes, oldest first
     outcomes: deque[tuple[float, bool]] = field(default_factory=deque)
+
+    def available(self, now: float) -> bool:
+        """Whether a call could go through now, without taking a probe."""
+        if self.state is BreakerState.CLOSED:
+            return True
+        if self.state is BreakerState.OPEN:
+            return now - self.opened_at >= self.config.cooldown_s
+        return self.probes_out < self.config.probes or self._probes_lost(now)
 
     def allows(self, now: float) -> bool:
         """Whether a call may go to this deployment now (a half-open breaker
@@ -50,12 +62,19 @@ class Breaker:
         if self.state is BreakerState.OPEN:
             if now - self.opened_at < self.config.cooldown_s:
                 return False
-            self.state, self.probes_out = BreakerState.HALF_OPEN, 0
+            self.state, self.probes_out, self.half_open_at = BreakerState.HALF_OPEN, 0, now
         if self.state is BreakerState.HALF_OPEN:
+            if self._probes_lost(now):
+                self.probes_out, self.half_open_at = 0, now
             if self.probes_out >= self.config.probes:
                 return False
             self.probes_out += 1
         return True
+
+    def _probes_lost(self, now: float) -> bool:
+        # A probe whose outcome never came (its replica died) must not keep
+        # the breaker half-open for ever: after a cool-down, probe again.
+        return now - self.half_open_at >= self.config.cooldown_s
 
     def record(self, ok: bool, now: float) -> BreakerState | None:
         """Take one call's outcome; the new state when it changed, else None."""
@@ -86,6 +105,15 @@ class Breaker:
 
     def _open(self, now: float) -> None:
         self.state, self.opened_at, self.probes_out = BreakerState.OPEN, now, 0
+
+    def force(self, state: BreakerState, since: float) -> None:
+        """Take a state another replica saw first (or that it had when this one started)."""
+        if state is BreakerState.OPEN:
+            self._open(since)
+        elif state is BreakerState.HALF_OPEN:
+            self.state, self.probes_out, self.half_open_at = state, 0, since
+        else:
+            self._reset(state)
 
     def _reset(self, state: BreakerState) -> None:
         self.state, self.failures_in_a_row, self.probes_out = state, 0, 0

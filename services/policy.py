@@ -51,15 +51,25 @@ def may_call(record: ApiKey, model: str) -> bool:
     return any(fnmatchcase(model, pattern) for pattern in record.models)
 
 
-def check_model(record: ApiKey, model: str) -> None:
-    if not may_call(record, model):
+def check_model(record: ApiKey, model: str, route: ModelRoute | None = None) -> None:
+    """A key may call a model by the name it asked for or by its group's own
+    name (an alias is another name for the group)."""
+    if not may_call(record, model) and (route is None or not may_call(record, route.name)):
         raise PermissionDenied(f"Key {record.id!r} may not call model {model!r}.")
+
+
+def check_pin(record: ApiKey, pin: str) -> None:
+    if pin and not record.may_pin:
+        raise PermissionDenied(
+            f"Key {record.id!r} may not choose a deployment (x-sluice-deployment).", code="pin_not_allowed"
+        )
 
 
 def needs_approval(model: str, route: ModelRoute | None, rules: Iterable[ApprovalRule]) -> bool:
     if route is not None and route.requires_approval:
         return True
-    return any(fnmatchcase(model, rule.pattern) for rule in rules)
+    names = (model, route.name) if route is not None else (model,)
+    return any(fnmatchcase(name, rule.pattern) for rule in rules for name in names)
 
 
 def check_subscription(tenant_id: str, model: str, subscriptions: Iterable[Subscription]) -> None:

@@ -73,6 +73,9 @@ def request_event(
         key_id=reply.key_id,
         deployment=reply.deployment,
         provider=reply.provider,
+        model_group=reply.model_group,
+        arm=reply.arm,
+        attempts=reply.attempts,
         latency_ns=latency,
         ttft_ns=ttft_ns or latency,
         client_disconnected=client_disconnected,
@@ -91,6 +94,9 @@ def request_event(
         event.cost_input_pico_usd = reply.cost.input
         event.cost_cached_input_pico_usd = reply.cost.cached_input
         event.cost_output_pico_usd = reply.cost.output
+    if isinstance(reply, Final) and reply.cache == "hit":
+        event.cache_hit = True
+        event.cost_saved_pico_usd = reply.cost_saved_pico_usd
     if isinstance(reply, Failure):
         event.status = reply.status
         event.error_type = reply.type

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import re
 
-from schemas.chat import EmbeddingsBody, Message
+from schemas.chat import EmbeddingsBody, Message, TextPart
 from schemas.control import RedactionRule
 
 
@@ -35,8 +35,8 @@ def redact_messages(messages: list[Message], rules: list[RedactionRule]) -> int:
             total += n
         elif m.content:
             for part in m.content:
-                if isinstance(part.get("text"), str):
-                    part["text"], n = redact_text(part["text"], rules)
+                if isinstance(part, TextPart):
+                    part.text, n = redact_text(part.text, rules)
                     total += n
     return total
 

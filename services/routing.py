@@ -1,21 +1,58 @@
-"""Routing: a public model name to the deployment that serves it."""
+"""Routing: a requested model name -> its group -> the deployments to try, in order."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
+from schemas.chat import ChatBody, EmbeddingsBody
 from schemas.control import ModelRoute
 from schemas.envelope import Deployment
 from schemas.errors import InvalidRequest, ModelNotFound
-from services import pricing
+from services import pricing, quota, strategies
+from services.health import HealthBoard
 
 
-def resolve(routes: Mapping[str, ModelRoute], model: str, api: str = "chat") -> Deployment:
-    route = routes.get(model)
-    if route is None:
+class RouteTable:
+    """Model groups by name, and the aliases that point at them; kept current
+    by the models bucket's watch (``changed`` is its on_change hook)."""
+
+    def __init__(self) -> None:
+        self.groups: dict[str, ModelRoute] = {}
+        self.aliases: dict[str, str] = {}
+
+    def changed(self, name: str, old: ModelRoute | None, new: ModelRoute | None) -> None:
+        for alias in old.aliases if old is not None else ():
+            if self.aliases.get(alias) == name:
+                del self.aliases[alias]
+        if new is None:
+            self.groups.pop(name, None)
+            return
+        self.groups[name] = new
+        for alias in new.aliases:
+            self.aliases[alias] = name
+
+    def find(self, model: str) -> ModelRoute | None:
+        """A group's own name wins over another group's alias."""
+        route = self.groups.get(model)
+        if route is None and (target := self.aliases.get(model)) is not None:
+            route = self.groups.get(target)
+        return route
+
+    def names(self) -> dict[str, ModelRoute]:
+        """Every public name (groups and aliases) and the group it calls."""
+        out = {alias: self.groups[g] for alias, g in self.aliases.items() if g in self.groups}
+        out.update(self.groups)
+        return out
+
+
+def resolve(routes: RouteTable, model: str, api: str = "chat") -> ModelRoute:
+    route = routes.find(model)
+    if route is None or not route.deployments:
         raise ModelNotFound(f"The model {model!r} does not exist or is not configured.")
-    check_mode(route.deployment, model, api)
-    return route.deployment
+    check_mode(route.deployments[0], model, api)
+    return route
 
 
 def check_mode(dep: Deployment, model: str, api: str) -> None:
@@ -33,3 +70,101 @@ def check_mode(dep: Deployment, model: str, api: str) -> None:
             f"call it on {endpoint}.",
             code="model_mode_mismatch",
         )
+
+
+def priciest_catalog_model(route: ModelRoute) -> str | None:
+    """The catalog entry a limit or budget should reserve for: the request
+    may end up on any of the group's deployments."""
+    best, best_price = None, -1
+    for dep in route.deployments:
+        price = pricing.price_for(dep.catalog_model or "")
+        total = price.input + price.output if price is not None else 0
+        if total > best_price:
+            best, best_price = dep.catalog_model, total
+    return best
+
+
+@dataclass(slots=True)
+class Plan:
+    group: str
+    candidates: list[Deployment]
+    context_candidates: list[Deployment] = field(default_factory=list)
+    arm: str = ""
+    retries: int = 0
+
+
+@dataclass(slots=True)
+class Request:
+    """What routing reads of a request."""
+
+    model: str
+    api: str
+    key_id: str
+    body: ChatBody | None = None
+    embeddings: EmbeddingsBody | None = None
+    # A deployment the caller pinned (policy checked that its key may).
+    pin: str = ""
+
+
+def plan(
+    routes: RouteTable,
+    req: Request,
+    board: HealthBoard,
+    now: float,
+    rng: random.Random,
+    default_max_output: int = 4096,
+) -> Plan:
+    route = resolve(routes, req.model, req.api)
+    if req.pin:
+        pinned = next((d for d in route.deployments if d.name == req.pin), None)
+        if pinned is None:
+            raise InvalidRequest(
+                f"Deployment {req.pin!r} does not serve model {req.model!r}.", code="unknown_deployment"
+            )
+        return Plan(route.name, [pinned])
+    candidates = _ordered(route, route.deployments, req, board, now, rng, default_max_output)
+    arm = ""
+    if route.split:
+        arm = _arm(route, req)
+        candidates.sort(key=lambda d: d.name != arm)  # stable: the rest keep the strategy's order
+    board.chose(candidates[0].name, now)
+    larger = routes.groups.get(route.context_fallback) if route.context_fallback else None
+    context = _ordered(larger, larger.deployments, req, board, now, rng, default_max_output) if larger else []
+    return Plan(route.name, candidates, context, arm, route.retries)
+
+
+def _ordered(
+    route: ModelRoute,
+    deployments: list[Deployment],
+    req: Request,
+    board: HealthBoard,
+    now: float,
+    rng: random.Random,
+    default_max_output: int,
+) -> list[Deployment]:
+    if len(deployments) == 1:
+        return list(deployments)
+    costs = [0] * len(deployments)
+    if route.strategy == "cost":
+        # One count of the prompt, priced per deployment.
+        prompt, output = quota.estimate(req.body, req.embeddings, deployments[0].catalog_model, default_max_output)
+        costs = [quota.estimate_cost(prompt, output, d.catalog_model) for d in deployments]
+    by_name = {d.name: d for d in deployments}
+    order = strategies.order(route.strategy, board.options(deployments, costs, now), rng)
+    return [by_name[name] for name in order]
+
+
+def _arm(route: ModelRoute, req: Request) -> str:
+    """The A/B arm: by the request's ``user`` (else its key) or by the key."""
+    user = req.body.user if req.body is not None else (req.embeddings.user if req.embeddings else None)
+    sticky = (user or req.key_id) if route.sticky == "user" else req.key_id
+    arms = [(name, share) for name, share in route.split.items() if share > 0]
+    return strategies.sticky_arm(arms, sticky, salt=route.name) if arms else ""
+
+
+def routes_by_name(routes: Mapping[str, ModelRoute]) -> RouteTable:
+    """A table over plain records (tests, the config's own check)."""
+    table = RouteTable()
+    for name, route in routes.items():
+        table.changed(name, None, route)
+    return table

@@ -13,9 +13,9 @@ import hashlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
-Strategy = Literal["weighted", "priority", "latency", "cost", "least_busy"]
+from schemas.control import Strategy
+
 # EWMA weight of the newest latency sample.
 LATENCY_ALPHA = 0.2
 

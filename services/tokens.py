@@ -22,7 +22,7 @@ from importlib.resources import files
 
 import tiktoken
 
-from schemas.chat import Message
+from schemas.chat import Message, content_text
 
 # tiktoken_ext/openai_public.py: the expected sha256 of o200k_base.tiktoken,
 # its split pattern and its special tokens.
@@ -144,16 +144,6 @@ _memo: dict[tuple[str, str], int] = {}
 _memo_chars = 0
 
 
-def content_text(content: str | list | None) -> str:
-    """The text of a message's content: a string, or the text of its parts."""
-    if isinstance(content, str):
-        return content
-    if not content:
-        return ""
-    # Parts are the caller's loose JSON: a "text" that is no string has no text to count.
-    return "".join(t for p in content if isinstance(p, dict) and isinstance(t := p.get("text"), str))
-
-
 def count_prompt(messages: list[Message], enc: tiktoken.Encoding) -> int:
     """OpenAI's published rule for chat prompts: 3 tokens of framing per
     message, 1 more for a name, and 3 priming the reply. Tool definitions and
@@ -164,6 +154,5 @@ def count_prompt(messages: list[Message], enc: tiktoken.Encoding) -> int:
         if m.name:
             total += 1 + count_text(m.name, enc)
         for call in m.tool_calls or ():
-            fn = call.get("function") or {}
-            total += count_text(str(fn.get("name", "")), enc) + count_text(str(fn.get("arguments", "")), enc)
+            total += count_text(call.function.name, enc) + count_text(call.function.arguments, enc)
     return total

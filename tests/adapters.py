@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import msgspec
 
-from schemas.chat import ChatBody, Delta
+from schemas.chat import ChatBody, Delta, Message
 from schemas.envelope import Deployment
 from services.providers.call import CallOutcome, call_chat
 from services.providers.http import UpstreamHTTP
@@ -55,10 +55,16 @@ def assemble(deltas: list[Delta]) -> tuple[str, list[dict], str | None]:
     for d in deltas:
         finish = d.finish_reason or finish
         for tc in d.tool_calls or ():
-            call = calls.setdefault(tc["index"], {"id": "", "name": "", "arguments": ""})
-            call["id"] = tc.get("id") or call["id"]
-            fn = tc.get("function") or {}
-            call["name"] += fn.get("name") or ""
-            call["arguments"] += fn.get("arguments") or ""
+            call = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
+            call["id"] = tc.id or call["id"]
+            if tc.function is not None:
+                call["name"] += tc.function.name or ""
+                call["arguments"] += tc.function.arguments or ""
     out = [{**c, "arguments": json.loads(c["arguments"])} for _, c in sorted(calls.items())]
     return text, out, finish
+
+
+def message(**fields: object) -> Message:
+    """A unified message from OpenAI-shaped JSON (content parts, tool calls),
+    read the way the ingress reads a request body."""
+    return msgspec.convert(fields, Message)

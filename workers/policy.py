@@ -21,7 +21,7 @@ from schemas.control import (
 )
 from schemas.envelope import Envelope
 from schemas.replies import Admitted
-from services import admission, policy, pricing, tokens, usage
+from services import admission, policy, pricing, routing, tokens, usage
 from services import quota as quota_svc
 from services.config import settings_from_env
 from services.runtime.key_usage import LastUsed
@@ -43,7 +43,8 @@ class PolicyStage:
         self.ids = admission.RecentIds()
         self.keys = KeyIndex()
         self.tenants: KvMirror[Tenant] = KvMirror(subjects.KV_TENANTS, decode_tenant)
-        self.routes: KvMirror[ModelRoute] = KvMirror(subjects.KV_MODELS, decode_route)
+        self.table = routing.RouteTable()
+        self.routes: KvMirror[ModelRoute] = KvMirror(subjects.KV_MODELS, decode_route, self.table.changed)
         self.subscriptions: KvMirror[Subscription] = KvMirror(subjects.KV_SUBSCRIPTIONS, decode_subscription)
         self.approval_rules: KvMirror[ApprovalRule] = KvMirror(subjects.KV_APPROVAL_RULES, decode_approval_rule)
         self.ledger: QuotaLedger | None = None
@@ -77,10 +78,12 @@ class PolicyStage:
         env.key_id, env.tenant_id = key.id, key.tenant_id
         assert self.last_used is not None and self.ledger is not None
         self.last_used.saw(key.id, now_ms)
-        policy.check_model(key, env.model)
-        route = self.routes.items.get(env.model)
+        route = self.table.find(env.model)
+        policy.check_model(key, env.model, route)
+        policy.check_pin(key, env.pin)
         if policy.needs_approval(env.model, route, self.approval_rules.items.values()):
-            policy.check_subscription(key.tenant_id, env.model, self.subscriptions.items.values())
+            group = route.name if route is not None else env.model
+            policy.check_subscription(key.tenant_id, group, self.subscriptions.items.values())
         tenant = self.tenants.items.get(key.tenant_id)
         if resent is not None:
             env.quota = resent
@@ -98,7 +101,7 @@ class PolicyStage:
         limited = [(r, scope) for r, scope in limited if r.limits.any() or r.budget is not None]
         if not limited:
             return []
-        catalog_model = route.deployment.catalog_model if route is not None else None
+        catalog_model = routing.priciest_catalog_model(route) if route is not None else None
         prompt, output = quota_svc.estimate(env.body, env.embeddings, catalog_model, self.default_max_output)
         cost = quota_svc.estimate_cost(prompt, output, catalog_model)
         out: list[quota_svc.Need] = []

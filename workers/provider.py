@@ -1,10 +1,11 @@
-"""Provider stage: call the upstream, stream its answer back chunk by chunk."""
+"""Provider stage: call the request's candidate deployments in order (the
+walk is ``services.providers.attempts``), stream the answer back chunk by
+chunk, and tell every routing replica how each try went."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 import msgspec
 from nats.aio.msg import Msg
@@ -12,12 +13,14 @@ from nats.aio.msg import Msg
 from schemas import bus, subjects
 from schemas.chat import Cost, Delta, Usage
 from schemas.envelope import Deployment, Envelope
-from schemas.errors import ClientClosed, GatewayError, InternalError, StageStopping, UpstreamTimeout
+from schemas.errors import ClientClosed, InternalError, StageStopping, UpstreamTimeout
 from schemas.events import AlertEvent, AttemptEvent
+from schemas.health import TryOutcome
 from schemas.ids import new_id
 from schemas.replies import Accepted, Cancel, Chunk, Failure, Final, Timing
 from services import usage as usage_svc
-from services.providers.call import CallFailed, CallOutcome, CallProgress, OnDelta, call_chat, call_embeddings
+from services.providers.attempts import Try, Walk, WalkFailed, retryable
+from services.providers.call import CallOutcome, CallProgress, OnDelta, call_chat, call_embeddings
 from services.providers.http import UpstreamHTTP, make_upstream_http
 from services.recent import RecentSet
 from workers import runner
@@ -44,6 +47,8 @@ class ProviderStage:
         # request id -> when it arrived: the ingress may send a request again
         # when it saw no acceptance in time; a second copy is not called again.
         self.seen = RecentSet(MEMORY_NS, MEMORY_MAX)
+        # deployment name -> calls in flight from this process (least-busy routing)
+        self.calls: dict[str, int] = {}
 
     async def start(self, ctx: runner.StageContext) -> None:
         self.client = make_upstream_http()
@@ -61,39 +66,43 @@ class ProviderStage:
         if task is not None:
             task.cancel()
 
-    def _attempt(
-        self,
-        ctx: runner.StageContext,
-        env: Envelope,
-        dep: Deployment,
-        status: int,
-        start: int,
-        first: int,
-        code: str = "",
-    ) -> None:
-        now = time.time_ns()
+    async def _tried(self, ctx: runner.StageContext, env: Envelope, t: Try) -> None:
+        """An attempt row, and the outcome every routing replica's health board hears."""
+        dep = t.deployment
         ctx.events.emit(
             AttemptEvent(
                 event_id=new_id(),
                 request_id=env.id,
-                started_at_ns=start,
+                started_at_ns=t.start_ns,
                 deployment=dep.name,
                 provider=dep.provider,
                 upstream_model=dep.upstream_model,
-                status=status,
+                status=t.status,
                 stream=env.stream,
-                error_code=code,
-                ttfb_ns=(first - start) if first else 0,
-                duration_ns=now - start,
+                error_code=t.error.code if t.error else "",
+                error_message=t.error.message[:1000] if t.error else "",
+                ttfb_ns=(t.first_byte_ns - t.start_ns) if t.first_byte_ns else 0,
+                duration_ns=t.end_ns - t.start_ns,
+                number=t.number,
             )
         )
+        if t.error is not None and not retryable(t.error):
+            return  # the caller's mistake (a 400) says nothing of the deployment's health
+        outcome = TryOutcome(
+            deployment=dep.name,
+            ok=t.error is None,
+            at_ns=t.end_ns,
+            ttfb_ns=(t.first_byte_ns - t.start_ns) if t.first_byte_ns and t.error is None else 0,
+            in_flight=self.calls.get(dep.name, 0),
+            replica=ctx.instance,
+        )
+        await ctx.nc.publish(subjects.HEALTH_ATTEMPT, bus.encode(outcome))
 
-    def _billed_so_far(
-        self, env: Envelope, dep: Deployment, progress: CallProgress, *, refused: bool
-    ) -> tuple[Usage, Cost] | None:
+    def _billed_so_far(self, env: Envelope, walk: Walk, *, refused: bool) -> tuple[Usage, Cost] | None:
         """What the upstream processed and generated of a call that ended
         early. ``refused``: the upstream answered with an error (a 429, a 5xx,
         no connection), which bills nothing unless a stream had begun."""
+        progress, dep = walk.progress, walk.current
         if not progress.sent or (refused and not progress.first_byte_ns):
             return None
         if env.embeddings is not None:
@@ -104,34 +113,16 @@ class ProviderStage:
             usage = usage_svc.settle_cut_short(progress.reported, env.body, text, dep.catalog_model)
         return usage, usage_svc.cost_of(usage, dep.catalog_model)
 
-    async def _end_early(
-        self,
-        ctx: runner.StageContext,
-        env: Envelope,
-        error: GatewayError,
-        seq: int,
-        start_ns: int,
-        timing: Timing,
-        billed: tuple[Usage, Cost] | None,
-        **record: Any,
-    ) -> None:
-        dep = env.deployment
-        assert dep is not None
-        failure = Failure.from_error(env.id, error, seq, deployment=dep.name, provider=dep.provider)
-        failure.timing = timing
-        if billed is not None:
-            failure.usage, failure.cost = billed
-        await ctx.finish(env, failure, start_ns, billed=billed is not None, **record)
-
     async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg, start_ns: int) -> None:
-        dep = env.deployment
-        if dep is None or self.client is None:
+        if not env.candidates or self.client is None:
             raise InternalError("Request reached the provider stage without a deployment.")
         if not self.seen.add(env.id):  # a copy the ingress sent again, which this process already took
             return  # it carries the first copy's reservation, which the first copy settles
+        first = env.candidates[0]
         if env.id in self.cancelled:  # its client left before it got here: never sent upstream
             closed = ClientClosed("The client closed the connection before the upstream was called.")
-            await self._end_early(ctx, env, closed, 0, start_ns, Timing(), None, client_disconnected=True)
+            failure = Failure.from_error(env.id, closed, deployment=first.name, provider=first.provider)
+            await ctx.finish(env, failure, start_ns, client_disconnected=True)
             return
         seq = 0
         first_chunk_ns = 0
@@ -145,37 +136,48 @@ class ProviderStage:
         self.inflight[env.id] = asyncio.current_task()  # type: ignore[assignment]
         if env.origin == "http":
             await ctx.send(env, bus.encode(Accepted(id=env.id, worker=ctx.instance)))
-        progress = CallProgress()
+        walk = Walk(
+            env.candidates, context_candidates=env.context_candidates, retries=env.retries, deadline_ns=env.deadline_ns
+        )
         call_start = time.time_ns()
         try:
             remaining = max(0.0, (env.deadline_ns - call_start) / 1e9)
             async with asyncio.timeout(remaining):
-                outcome = await self._call(env, dep, on_delta, progress)
-        except (CallFailed, TimeoutError, asyncio.CancelledError) as exc:
-            if isinstance(exc, CallFailed):
-                error, started, first_byte = exc.error, exc.start_ns, exc.first_byte_ns
-            elif isinstance(exc, TimeoutError):
-                error = UpstreamTimeout("Request deadline passed while waiting for the upstream.")
-                started, first_byte = call_start, progress.first_byte_ns
-            elif env.id in self.cancelled:
-                error = ClientClosed("The client closed the connection.")
-                started, first_byte = call_start, progress.first_byte_ns
+                outcome = await walk.run(
+                    lambda dep, progress, send: self._call(env, dep, progress, send),
+                    lambda t: self._tried(ctx, env, t),
+                    on_delta if env.stream else None,
+                )
+        except (WalkFailed, TimeoutError, asyncio.CancelledError) as exc:
+            if isinstance(exc, WalkFailed):
+                error, started, first_byte = exc.error, exc.last.start_ns, exc.last.first_byte_ns
             else:
-                error = StageStopping("The gateway stopped while calling the upstream.")
-                started, first_byte = call_start, progress.first_byte_ns
-            self._attempt(ctx, env, dep, error.status, started, first_byte, error.code)
-            timing = Timing(
+                if isinstance(exc, TimeoutError):
+                    error = UpstreamTimeout("Request deadline passed while waiting for the upstream.")
+                elif env.id in self.cancelled:
+                    error = ClientClosed("The client closed the connection.")
+                else:
+                    error = StageStopping("The gateway stopped while calling the upstream.")
+                started, first_byte = call_start, walk.progress.first_byte_ns
+                # The try cut short from outside has no row of its own yet.
+                cut = Try(len(walk.tries) + 1, walk.current, started, first_byte, time.time_ns(), error.status, error)
+                walk.tries.append(cut)
+                await self._tried(ctx, env, cut)
+            dep = walk.current
+            failure = Failure.from_error(env.id, error, seq, deployment=dep.name, provider=dep.provider)
+            failure.timing = Timing(
                 upstream_start_ns=started, upstream_first_byte_ns=first_byte, upstream_end_ns=time.time_ns()
             )
+            failure.attempts = len(walk.tries)
+            billed = self._billed_so_far(env, walk, refused=isinstance(exc, WalkFailed))
+            if billed is not None:
+                failure.usage, failure.cost = billed
             ttft = first_chunk_ns - env.received_at_ns if first_chunk_ns else 0
-            await self._end_early(
-                ctx,
+            await ctx.finish(
                 env,
-                error,
-                seq,
+                failure,
                 start_ns,
-                timing,
-                self._billed_so_far(env, dep, progress, refused=isinstance(exc, CallFailed)),
+                billed=billed is not None,
                 ttft_ns=ttft,
                 client_disconnected=isinstance(error, ClientClosed),
             )
@@ -184,7 +186,7 @@ class ProviderStage:
             return
         finally:
             self.inflight.pop(env.id, None)
-        self._attempt(ctx, env, dep, 200, outcome.start_ns, outcome.first_byte_ns)
+        dep = walk.current
         if usage_svc.is_suspiciously_free(outcome.cost, dep.catalog_model):
             ctx.events.emit(
                 AlertEvent(
@@ -210,6 +212,7 @@ class ProviderStage:
             finish_reason=outcome.finish_reason,
             deployment=dep.name,
             provider=dep.provider,
+            attempts=len(walk.tries),
             timing=Timing(
                 upstream_start_ns=outcome.start_ns,
                 upstream_first_byte_ns=outcome.first_byte_ns,
@@ -219,13 +222,18 @@ class ProviderStage:
         ttft = first_chunk_ns - env.received_at_ns if first_chunk_ns else 0
         await ctx.finish(env, final, start_ns, billed=True, ttft_ns=ttft)
 
-    async def _call(self, env: Envelope, dep: Deployment, on_delta: OnDelta, progress: CallProgress) -> CallOutcome:
+    async def _call(
+        self, env: Envelope, dep: Deployment, progress: CallProgress, on_delta: OnDelta | None
+    ) -> CallOutcome:
         assert self.client is not None
-        if env.embeddings is not None:
-            return await call_embeddings(self.client, dep, env.embeddings, progress)
-        assert env.body is not None  # policy let through exactly one body
-        stream = on_delta if env.body.stream else None
-        return await call_chat(self.client, dep, env.body, on_delta=stream, progress=progress)
+        self.calls[dep.name] = self.calls.get(dep.name, 0) + 1
+        try:
+            if env.embeddings is not None:
+                return await call_embeddings(self.client, dep, env.embeddings, progress)
+            assert env.body is not None  # policy let through exactly one body
+            return await call_chat(self.client, dep, env.body, on_delta=on_delta, progress=progress)
+        finally:
+            self.calls[dep.name] -= 1
 
     async def stop(self) -> None:
         for task in list(self.inflight.values()):

@@ -1,15 +1,32 @@
-"""Routing stage: resolve the model name to the deployment that serves it."""
+"""Routing stage: the requested model's group -> the deployments to try, in order.
+
+Besides requests it hears every try's outcome from every provider replica
+(``HEALTH_ATTEMPT``) and keeps the shared health board; a breaker's change of
+state is written to the ``sluice_health`` bucket, which every replica watches.
+"""
 
 from __future__ import annotations
 
+import logging
+import random
+import time
+
+import msgspec
 from nats.aio.msg import Msg
+from nats.js.kv import KeyValue
 
 from schemas import subjects
 from schemas.control import ModelRoute, decode_route
 from schemas.envelope import Envelope
+from schemas.health import BreakerRecord, BreakerStateName, decode_breaker, decode_try
 from services import routing
-from services.runtime.kv import KvMirror
+from services.breaker import BreakerState
+from services.config import settings_from_env
+from services.health import HealthBoard
+from services.runtime.kv import KvMirror, kv_key
 from workers import runner
+
+log = logging.getLogger("sluice.route")
 
 
 class RoutingStage:
@@ -19,17 +36,58 @@ class RoutingStage:
     concurrent = False
 
     def __init__(self) -> None:
-        self.routes: KvMirror[ModelRoute] = KvMirror(subjects.KV_MODELS, decode_route)
+        settings = settings_from_env()
+        self.default_max_output = settings.default_max_output_tokens
+        self.table = routing.RouteTable()
+        self.routes: KvMirror[ModelRoute] = KvMirror(subjects.KV_MODELS, decode_route, self.table.changed)
+        self.board = HealthBoard(settings.breaker)
+        self.breakers: KvMirror[BreakerRecord] = KvMirror(subjects.KV_HEALTH, decode_breaker, self._taken_over)
+        self.rng = random.Random()
+        self.health_kv: KeyValue | None = None
+        self.instance = ""
 
     async def start(self, ctx: runner.StageContext) -> None:
+        self.instance = ctx.instance
         await self.routes.start(ctx.js)
+        await self.breakers.start(ctx.js)
+        self.health_kv = await ctx.js.key_value(subjects.KV_HEALTH)
+        await ctx.nc.subscribe(subjects.HEALTH_ATTEMPT, cb=self._on_try, pending_msgs_limit=1_000_000)
+
+    def _taken_over(self, _name: str, _old: BreakerRecord | None, new: BreakerRecord | None) -> None:
+        if new is not None and new.by != self.instance:
+            self.board.take_over(new)
+
+    async def _on_try(self, msg: Msg) -> None:
+        try:
+            outcome = decode_try(msg.data)
+        except msgspec.DecodeError:
+            return
+        now = time.time()
+        changed = self.board.record(outcome, now)
+        if changed is not None:
+            await self._announce(outcome.deployment, changed, now)
+
+    async def _announce(self, deployment: str, state: BreakerState, now: float) -> None:
+        reason = "a try failed" if state is BreakerState.OPEN else "a probe succeeded"
+        log.warning("%s: deployment %s breaker %s (%s)", self.instance, deployment, state.value, reason)
+        name: BreakerStateName = state.value  # type: ignore[assignment]
+        record = BreakerRecord(deployment, name, int(now * 1000), by=self.instance, reason=reason)
+        if self.health_kv is not None:
+            try:
+                await self.health_kv.put(kv_key(deployment), msgspec.msgpack.encode(record))
+            except Exception:  # the board here already has it; others still hear the same tries
+                log.exception("cannot write the breaker state of %s", deployment)
 
     async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg, start_ns: int) -> None:
-        env.deployment = routing.resolve(self.routes.items, env.model, env.api)
+        request = routing.Request(env.model, env.api, env.key_id, body=env.body, embeddings=env.embeddings, pin=env.pin)
+        plan = routing.plan(self.table, request, self.board, start_ns / 1e9, self.rng, self.default_max_output)
+        env.group, env.candidates, env.context_candidates = plan.group, plan.candidates, plan.context_candidates
+        env.arm, env.retries = plan.arm, plan.retries
         await ctx.forward(env, start_ns)
 
     async def stop(self) -> None:
         await self.routes.stop()
+        await self.breakers.stop()
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Protocol
+from typing import Literal, Protocol
 
 import msgspec
 from nats.aio.client import Client
@@ -19,7 +19,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from schemas import bus
-from schemas.envelope import Envelope, Span
+from schemas.envelope import Envelope, Span, StageName
 from schemas.errors import GatewayError, InternalError, InvalidRequest, StageTimeout
 from schemas.events import StageEvent
 from schemas.ids import new_id
@@ -37,7 +37,7 @@ STOP_WAIT_S = 1.0
 class StageContext:
     """What a stage's ``handle`` may do with a request."""
 
-    def __init__(self, name: str, nc: Client, js: JetStreamContext, events: EventPublisher) -> None:
+    def __init__(self, name: StageName, nc: Client, js: JetStreamContext, events: EventPublisher) -> None:
         self.name = name
         # This process among the stage's replicas, e.g. "provider-1".
         self.instance = process.instance_name(name)
@@ -49,7 +49,7 @@ class StageContext:
     def span(self, start_ns: int) -> Span:
         return Span(self.name, start_ns, time.time_ns())
 
-    def _stage_event(self, env: Envelope, start_ns: int, outcome: str) -> None:
+    def _stage_event(self, env: Envelope, start_ns: int, outcome: Literal["forward", "reply", "failure"]) -> None:
         self.events.emit(
             StageEvent(
                 event_id=new_id(),
@@ -91,6 +91,7 @@ class StageContext:
         in the same connection, so no answer reaches a client without its row."""
         reply.timing.spans = [*env.spans, self.span(start_ns), *reply.timing.spans]
         reply.key_id, reply.tenant_id = env.key_id, env.tenant_id
+        reply.model_group, reply.arm = env.group, env.arm
         if env.quota is not None:
             reply.rate = reply.rate or env.quota.rate
             used = reply.usage.prompt_tokens + reply.usage.completion_tokens if reply.usage else 0
@@ -123,7 +124,7 @@ class StageContext:
 
 
 class Stage(Protocol):
-    name: str
+    name: StageName
     # Subjects it serves, all in one queue group named after the stage.
     listen_on: tuple[str, ...]
     # The stage where requests enter the pipeline: it sets the deadline
@@ -164,7 +165,7 @@ async def _refuse_undecodable(ctx: StageContext, msg: Msg, error: msgspec.Decode
         new_id(now), InvalidRequest(f"The request is not a valid envelope: {error}.", code="invalid_envelope")
     )
     log.warning("%s: undecodable message on %s (%s); answered: %s", ctx.name, msg.subject, error, bool(reply))
-    env = Envelope(id=failure.id, reply=reply, received_at_ns=now, api="")
+    env = Envelope(id=failure.id, reply=reply, received_at_ns=now)
     await ctx.finish(env, failure, now)
 
 

@@ -90,9 +90,7 @@ async def call_chat(
                 data = await resp.aread()
                 result = adapter.parse_response(data)
                 text = result.message.content if isinstance(result.message.content, str) else ""
-                text += "".join(
-                    (tc.get("function") or {}).get("arguments", "") for tc in result.message.tool_calls or ()
-                )
+                text += "".join(tc.function.arguments for tc in result.message.tool_calls or ())
                 model, reported, finish, message = result.model, result.usage, result.finish_reason, result.message
             else:
                 model, reported, finish, message, text = "", None, None, None, ""
@@ -113,7 +111,7 @@ async def call_chat(
                         if delta.content:
                             parts.append(delta.content)
                         # Tool-call arguments are output tokens too, for counting.
-                        parts += [(tc.get("function") or {}).get("arguments") or "" for tc in delta.tool_calls or ()]
+                        parts += [tc.function.arguments or "" for tc in delta.tool_calls or () if tc.function]
                         finish = delta.finish_reason or finish
                         await on_delta(delta, model)
                 if not done and finish is None:
@@ -174,9 +172,9 @@ async def call_embeddings(
 def _translated(
     build: Callable[..., UpstreamRequest], deployment: Deployment, *args: Any, **kwargs: Any
 ) -> UpstreamRequest:
-    """An adapter's translation of the request. Tool calls and content parts
-    are still loose JSON from the caller (typed Structs are the routing
-    issue's): a shape the adapter cannot read is the caller's 400, not our 500."""
+    """An adapter's translation of the request. Tools, tool choices and
+    response formats are still the caller's free-form JSON: a shape the
+    adapter cannot read is the caller's 400, not our 500."""
     try:
         return build(deployment, *args, **kwargs)
     except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:

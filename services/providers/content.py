@@ -8,9 +8,20 @@ from typing import Any
 
 import msgspec
 
-from schemas.chat import Message
+from schemas.chat import (
+    AudioPart,
+    ContentPart,
+    FilePart,
+    FunctionCall,
+    FunctionDelta,
+    Message,
+    RefusalPart,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+    content_text,
+)
 from schemas.errors import InvalidRequest
-from services.tokens import content_text
 
 _decode_json = msgspec.json.Decoder(Any).decode
 _encode_json = msgspec.json.Encoder().encode
@@ -27,54 +38,39 @@ def data_url(url: str) -> tuple[str, str] | None:
     return mime or "application/octet-stream", data
 
 
-def part_text(part: dict[str, Any]) -> str | None:
+def part_text(part: ContentPart) -> str | None:
     """The text of a text part, or of a refusal part (an assistant turn's
     refusal, replayed in history, is what the model said); None for others."""
-    kind = part.get("type")
-    if kind == "text":
-        return str(part.get("text", ""))
-    if kind == "refusal":
-        return str(part.get("refusal", ""))
+    if isinstance(part, TextPart):
+        return part.text
+    if isinstance(part, RefusalPart):
+        return part.refusal
     return None
 
 
-def inline_file(part: dict[str, Any]) -> tuple[str, str]:
+def inline_file(part: FilePart) -> tuple[str, str]:
     """(mime type, base64 data) of a ``file`` part that carries its data."""
-    file = part.get("file") if isinstance(part.get("file"), dict) else {}
-    data = file.get("file_data")
-    if not isinstance(data, str) or not data:
+    data = part.file.file_data
+    if not data:
         raise InvalidRequest("A file part must carry 'file_data' here: uploaded file ids are OpenAI's own.")
     inline = data_url(data)
     if inline:
         return inline
-    return mimetypes.guess_type(str(file.get("filename") or ""))[0] or "application/pdf", data
+    return mimetypes.guess_type(part.file.filename or "")[0] or "application/pdf", data
 
 
-def inline_audio(part: dict[str, Any]) -> tuple[str, str]:
+def inline_audio(part: AudioPart) -> tuple[str, str]:
     """(mime type, base64 data) of an ``input_audio`` part."""
-    audio = part.get("input_audio") if isinstance(part.get("input_audio"), dict) else {}
-    fmt = str(audio.get("format") or "wav")
-    return ("audio/mpeg" if fmt == "mp3" else f"audio/{fmt}"), str(audio.get("data") or "")
+    fmt = part.input_audio.format or "wav"
+    return ("audio/mpeg" if fmt == "mp3" else f"audio/{fmt}"), part.input_audio.data
 
 
-def image_url_of(part: dict[str, Any]) -> str:
-    image = part.get("image_url")
-    url = image.get("url") if isinstance(image, dict) else image
-    if not isinstance(url, str):
-        raise InvalidRequest("An image_url content part needs a 'url'.")
-    return url
-
-
-def arguments_object(arguments: str | dict | None) -> dict[str, Any]:
+def arguments_object(arguments: str) -> dict[str, Any]:
     """A tool call's JSON-encoded arguments as the object Anthropic and Gemini
-    want. OpenAI types them as a string and a model can emit broken JSON;
-    replayed in history, such a call keeps its text under "arguments"."""
-    if isinstance(arguments, dict):
-        return arguments
+    want. A model can emit broken JSON; replayed in history, such a call
+    keeps its text under "arguments"."""
     if not arguments:
         return {}
-    if not isinstance(arguments, str):  # loose JSON from a caller: a number, a list
-        return {"value": arguments}
     try:
         value = _decode_json(arguments)
     except msgspec.DecodeError:
@@ -86,12 +82,20 @@ def arguments_json(value: Any) -> str:
     return _encode_json(value if value is not None else {}).decode()
 
 
-def tool_call(call_id: str, name: str, arguments: str, index: int | None = None) -> dict[str, Any]:
-    """A tool call in OpenAI's shape (``index`` only in stream deltas)."""
-    call: dict[str, Any] = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
-    if index is not None:
-        call["index"] = index
-    return call
+def tool_call(call_id: str, name: str, arguments: str) -> ToolCall:
+    return ToolCall(id=call_id, function=FunctionCall(name=name, arguments=arguments))
+
+
+def tool_call_start(index: int, call_id: str, name: str, arguments: str = "") -> ToolCallDelta:
+    """The first delta of a streamed tool call: it names the call."""
+    return ToolCallDelta(
+        index=index, id=call_id, type="function", function=FunctionDelta(name=name, arguments=arguments)
+    )
+
+
+def tool_call_more(index: int, arguments: str) -> ToolCallDelta:
+    """A later delta of a streamed tool call: more of its arguments."""
+    return ToolCallDelta(index=index, function=FunctionDelta(arguments=arguments))
 
 
 def split_system(messages: list[Message]) -> tuple[str | None, list[Message]]:

@@ -37,6 +37,7 @@ BUCKETS = (
     subjects.KV_SUBSCRIPTIONS,
     subjects.KV_APPROVAL_RULES,
     subjects.KV_KEY_USAGE,
+    subjects.KV_HEALTH,
 )
 # bucket -> (record type in the audit trail, decoder)
 _SEEDED: dict[str, tuple[str, Callable[[bytes], Any]]] = {

@@ -82,8 +82,16 @@ ROLES: dict[str, Permissions] = {
         subscribe=[subjects.IN_CHAT, subjects.FROM_INGRESS],
     ),
     "redact": _stage("redact", _STAGES, _INBOXES, subscribe=[subjects.STAGE_REDACT]),
-    "route": _stage("route", _STAGES, _INBOXES, subscribe=[subjects.STAGE_ROUTE]),
-    "provider": _stage("provider", _INBOXES, subscribe=[subjects.STAGE_CALL, subjects.CONTROL_CANCEL]),
+    "route": _stage(
+        "route",
+        _STAGES,
+        _INBOXES,
+        f"$KV.{subjects.KV_HEALTH}.>",
+        subscribe=[subjects.STAGE_ROUTE, subjects.HEALTH_ATTEMPT],
+    ),
+    "provider": _stage(
+        "provider", _INBOXES, subjects.HEALTH_ATTEMPT, subscribe=[subjects.STAGE_CALL, subjects.CONTROL_CANCEL]
+    ),
     "sink": _stage("sink", _INBOXES, subjects.DEAD_LETTER, subscribe=[subjects.ANALYTICS_QUERY]),
     # The supervisor and the command line: seeding, queries, process news.
     "admin": Permissions(publish=[">"], subscribe=[">"]),

@@ -14,18 +14,21 @@ CATALOG_HEADERS = [h for h in HEADERS if h != "catalog model"]
 
 
 def configured(config: Config) -> list[dict[str, Any]]:
+    """One row per deployment; a group of several shows as "group/deployment"."""
     out = []
     for m in config.models:
-        dep = deployment(m)
-        out.append(
-            {
-                "model": m.name,
-                "provider": dep.provider,
-                "upstream_model": dep.upstream_model,
-                "base_url": dep.base_url,
-                **(catalog_view.describe(dep.catalog_model) or {}),
-            }
-        )
+        members = m.members()
+        for d in members:
+            dep = deployment(m.name, d)
+            out.append(
+                {
+                    "model": m.name if len(members) == 1 else f"{m.name}/{dep.name}",
+                    "provider": dep.provider,
+                    "upstream_model": dep.upstream_model,
+                    "base_url": dep.base_url,
+                    **(catalog_view.describe(dep.catalog_model) or {}),
+                }
+            )
     return out
 
 

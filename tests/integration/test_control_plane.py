@@ -60,7 +60,7 @@ def late_model(stack: Stack) -> Iterator[None]:
 def test_a_model_added_and_removed_in_kv_is_served_then_404(stack: Stack, late_model: None) -> None:
     assert chat_status(stack) == 404
     dep = Deployment(name=LATE, provider="openai", base_url=f"{stack.mock_url}/v1", upstream_model="gpt-4")
-    kv_write(stack, LATE, kv_encode(ModelRoute(name=LATE, deployment=dep)))
+    kv_write(stack, LATE, kv_encode(ModelRoute(name=LATE, deployments=[dep])))
     wait_for_status(stack, 200)
     models = httpx.get(f"{stack.base_url}/models", headers={"authorization": f"Bearer {DEMO_KEY}"}).json()
     assert LATE in {m["id"] for m in models["data"]}

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.chat import ChatBody, Message
+from schemas.chat import ChatBody
 from schemas.envelope import Deployment
 from schemas.errors import ContextLengthExceeded, UpstreamOverloaded, UpstreamRateLimited
 from services.providers.anthropic.chat import AnthropicChat
 from services.providers.call import CallFailed
-from tests.adapters import assemble, call_with, fixture, sent_json
+from tests.adapters import assemble, call_with, fixture, message, sent_json
 
 DEP = Deployment(
     name="c",
@@ -26,15 +26,15 @@ def test_request_translation() -> None:
     body = ChatBody(
         model="alias",
         messages=[
-            Message(role="system", content="Be brief."),
-            Message(
+            message(role="system", content="Be brief."),
+            message(
                 role="user",
                 content=[
                     {"type": "text", "text": "What is here?"},
                     {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0"}},
                 ],
             ),
-            Message(
+            message(
                 role="assistant",
                 content=None,
                 tool_calls=[
@@ -50,8 +50,8 @@ def test_request_translation() -> None:
                     },
                 ],
             ),
-            Message(role="tool", tool_call_id="t1", content="cold"),
-            Message(role="tool", tool_call_id="t2", content="warm"),
+            message(role="tool", tool_call_id="t1", content="cold"),
+            message(role="tool", tool_call_id="t2", content="warm"),
         ],
         tools=[TOOL],
         tool_choice="required",
@@ -87,13 +87,13 @@ def test_request_translation() -> None:
 
 
 async def test_message_with_tool_use_and_cache_usage() -> None:
-    body = ChatBody(model="x", messages=[Message(role="user", content="weather?")])
+    body = ChatBody(model="x", messages=[message(role="user", content="weather?")])
     outcome, _, _ = await call_with(DEP, body, fixture("anthropic/message_tool_use.json"))
     assert outcome.message is not None
     assert outcome.message.content == "I'll check the current weather in San Francisco for you."
     (call,) = outcome.message.tool_calls or []
-    assert call["id"] == "toolu_01A09q90qw90lq917835lq9" and call["function"]["name"] == "get_weather"
-    assert call["function"]["arguments"] == '{"location":"San Francisco, CA","unit":"celsius"}'
+    assert call.id == "toolu_01A09q90qw90lq917835lq9" and call.function.name == "get_weather"
+    assert call.function.arguments == '{"location":"San Francisco, CA","unit":"celsius"}'
     assert outcome.finish_reason == "tool_calls"
     u = outcome.usage
     # input_tokens excludes cache reads and writes; the unified prompt count includes them.
@@ -104,7 +104,7 @@ async def test_message_with_tool_use_and_cache_usage() -> None:
 
 
 async def test_stream_assembly_text_then_tool_call() -> None:
-    body = ChatBody(model="x", messages=[Message(role="user", content="weather?")], stream=True)
+    body = ChatBody(model="x", messages=[message(role="user", content="weather?")], stream=True)
     outcome, deltas, _ = await call_with(DEP, body, fixture("anthropic/stream_tool_use.txt"), stream=True)
     text, calls, finish = assemble(deltas)
     assert text == "Okay, let's check the weather."
@@ -118,7 +118,7 @@ async def test_stream_assembly_text_then_tool_call() -> None:
 
 
 async def test_error_event_mid_stream_is_retryable_overload() -> None:
-    body = ChatBody(model="x", messages=[Message(role="user", content="hi")], stream=True)
+    body = ChatBody(model="x", messages=[message(role="user", content="hi")], stream=True)
     with pytest.raises(CallFailed) as info:
         await call_with(DEP, body, fixture("anthropic/stream_error.txt"), stream=True)
     assert isinstance(info.value.error, UpstreamOverloaded) and info.value.error.retryable

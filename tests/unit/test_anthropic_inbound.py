@@ -61,9 +61,12 @@ def test_request_translation() -> None:
     body = inbound.to_chat_body(req)
     assert [m.role for m in body.messages] == ["system", "user", "assistant", "tool", "user"]
     assert body.messages[0].content == "Be brief."
-    assert body.messages[1].content[1] == {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAA"}}
+    assert msgspec.to_builtins(body.messages[1].content[1]) == {
+        "type": "image_url",
+        "image_url": {"url": "data:image/png;base64,AAA"},
+    }
     assert body.messages[2].content is None  # thinking is not carried over
-    assert body.messages[2].tool_calls == [
+    assert msgspec.to_builtins(body.messages[2].tool_calls) == [
         {"id": "t1", "type": "function", "function": {"name": "f", "arguments": '{"a":1}'}}
     ]
     assert (body.messages[3].tool_call_id, body.messages[3].content) == ("t1", "42")
@@ -76,10 +79,14 @@ def test_stream_renderer_frames_text_and_tool_calls_in_blocks() -> None:
     r = inbound.StreamRenderer("rid", "m")
     raw = r.delta(Delta(role="assistant", content=""))
     raw += r.delta(Delta(content="Let me look."))
-    raw += r.delta(Delta(tool_calls=[{"index": 0, "id": "c0", "function": {"name": "f", "arguments": ""}}]))
-    raw += r.delta(Delta(tool_calls=[{"index": 0, "function": {"arguments": '{"a":'}}]))
-    raw += r.delta(Delta(tool_calls=[{"index": 0, "function": {"arguments": "1}"}}]))
-    raw += r.delta(Delta(tool_calls=[{"index": 1, "id": "c1", "function": {"name": "g", "arguments": "{}"}}]))
+    raw += r.delta(
+        msgspec.convert({"tool_calls": [{"index": 0, "id": "c0", "function": {"name": "f", "arguments": ""}}]}, Delta)
+    )
+    raw += r.delta(msgspec.convert({"tool_calls": [{"index": 0, "function": {"arguments": '{"a":'}}]}, Delta))
+    raw += r.delta(msgspec.convert({"tool_calls": [{"index": 0, "function": {"arguments": "1}"}}]}, Delta))
+    raw += r.delta(
+        msgspec.convert({"tool_calls": [{"index": 1, "id": "c1", "function": {"name": "g", "arguments": "{}"}}]}, Delta)
+    )
     raw += r.end("tool_calls", Usage(prompt_tokens=30, cached_tokens=10, completion_tokens=7))
     evs = events(raw)
     assert [e[0] for e in evs] == [

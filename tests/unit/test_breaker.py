@@ -50,3 +50,28 @@ def test_an_outcome_of_a_call_started_before_it_opened_changes_nothing() -> None
     for t in range(3):
         b.record(False, t)
     assert b.record(True, 3) is None and b.state is BreakerState.OPEN
+
+
+def test_available_looks_without_taking_a_probe() -> None:
+    b = Breaker(CFG)
+    for t in range(3):
+        b.record(False, t)
+    assert not b.available(6) and b.available(7)
+    assert b.available(7) and b.allows(7)  # looking twice took nothing; allows took the one probe
+    assert not b.available(7.5) and not b.allows(7.5)
+
+
+def test_a_probe_whose_outcome_never_came_is_given_up_after_a_cooldown() -> None:
+    b = Breaker(CFG)
+    for t in range(3):
+        b.record(False, t)
+    assert b.allows(7) and not b.allows(8)
+    assert b.available(12) and b.allows(12)  # the first probe's replica died: probe again
+
+
+def test_a_state_another_replica_saw_is_taken_over() -> None:
+    b = Breaker(CFG)
+    b.force(BreakerState.OPEN, 100.0)
+    assert not b.available(104) and b.available(105)
+    b.force(BreakerState.CLOSED, 106.0)
+    assert b.state is BreakerState.CLOSED and b.failures_in_a_row == 0

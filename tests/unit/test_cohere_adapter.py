@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.chat import ChatBody, EmbeddingsBody, Message
+from schemas.chat import ChatBody, EmbeddingsBody
 from schemas.envelope import Deployment
 from schemas.errors import InvalidRequest, UpstreamRateLimited
 from services.providers.cohere.chat import CohereChat
-from tests.adapters import assemble, call_with, fixture, sent_json
+from tests.adapters import assemble, call_with, fixture, message, sent_json
 
 DEP = Deployment(
     name="co",
@@ -25,13 +25,13 @@ def test_request_translation() -> None:
     body = ChatBody(
         model="alias",
         messages=[
-            Message(role="developer", content="Be brief."),
-            Message(role="user", content="hi"),
-            Message(
+            message(role="developer", content="Be brief."),
+            message(role="user", content="hi"),
+            message(
                 role="assistant",
                 tool_calls=[{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}],
             ),
-            Message(role="tool", tool_call_id="c1", content="sunny"),
+            message(role="tool", tool_call_id="c1", content="sunny"),
         ],
         tools=TOOLS,
         tool_choice="required",
@@ -58,7 +58,7 @@ def test_request_translation() -> None:
 
 
 async def test_response_uses_billed_units() -> None:
-    body = ChatBody(model="x", messages=[Message(role="user", content="what is an LLM?")])
+    body = ChatBody(model="x", messages=[message(role="user", content="what is an LLM?")])
     outcome, _, _ = await call_with(DEP, body, fixture("cohere/response.json"))
     assert outcome.message is not None
     assert outcome.message.content == "LLMs are neural networks trained on large amounts of text."
@@ -68,11 +68,11 @@ async def test_response_uses_billed_units() -> None:
 
 
 async def test_response_tool_call() -> None:
-    body = ChatBody(model="x", messages=[Message(role="user", content="weather?")], tools=TOOLS)
+    body = ChatBody(model="x", messages=[message(role="user", content="weather?")], tools=TOOLS)
     outcome, _, _ = await call_with(DEP, body, fixture("cohere/response_tool.json"))
     assert outcome.message is not None and outcome.finish_reason == "tool_calls"
     (call,) = outcome.message.tool_calls or []
-    assert call["function"] == {"name": "get_weather", "arguments": '{"location":"Toronto"}'}
+    assert (call.function.name, call.function.arguments) == ("get_weather", '{"location":"Toronto"}')
 
 
 @pytest.mark.parametrize(
@@ -89,7 +89,7 @@ async def test_response_tool_call() -> None:
     ],
 )
 async def test_stream_assembly(path: str, text: str, calls: list, finish: str, usage: tuple) -> None:
-    body = ChatBody(model="x", messages=[Message(role="user", content="hi")], stream=True)
+    body = ChatBody(model="x", messages=[message(role="user", content="hi")], stream=True)
     outcome, deltas, _ = await call_with(DEP, body, fixture(path), stream=True)
     assert assemble(deltas) == (text, calls, finish)
     assert (outcome.usage.prompt_tokens, outcome.usage.completion_tokens) == usage

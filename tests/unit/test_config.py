@@ -38,7 +38,7 @@ def test_config_becomes_control_records(tmp_path: Path, monkeypatch: pytest.Monk
     assert records.keys["ci"].models == ["gpt-*"]
     assert records.keys["ci"].secrets[0].sha256 == hash_key("sk-from-env")
     assert records.keys["x"].secrets[0].sha256 == hash_key("sk-extra")
-    assert records.routes["fast"].deployment.base_url == "http://127.0.0.1:1/v1"
+    assert records.routes["fast"].deployments[0].base_url == "http://127.0.0.1:1/v1"
     assert "sk-from-env" not in repr(records)  # only digests are stored
 
 
@@ -56,7 +56,7 @@ def test_example_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ACME_BACKEND_KEY", "sk-acme")
     example = Path(__file__).parents[2] / "compose" / "config.example.toml"
     records = config.control_records(config.load(example))
-    assert records.routes["gpt-4o-mini"].deployment.api_key_env == "OPENAI_API_KEY"
+    assert records.routes["gpt-4o-mini"].deployments[0].api_key_env == "OPENAI_API_KEY"
     assert records.tenants["acme"].redaction_rules[0].name == "email"
 
 
@@ -129,3 +129,69 @@ def test_ids_that_cannot_be_subject_tokens_are_refused(tmp_path: Path) -> None:
     path.write_text('[[tenants]]\nid = "acme.corp"\n')
     with pytest.raises(config.ConfigError, match=r"acme\.corp"):
         config.control_records(config.load(path))
+
+
+GROUP = """
+[[models]]
+name = "chat"
+strategy = "priority"
+aliases = ["fast", "gpt-4o-latest"]
+split = { chat-a = 90, chat-b = 10 }
+context_fallback = "long"
+#EXTRA
+[[models.deployments]]
+name = "chat-a"
+provider = "openai"
+upstream_model = "gpt-4o-mini"
+api_key_env = ""
+weight = 3
+rpm = 100
+[[models.deployments]]
+provider = "anthropic"
+upstream_model = "claude-sonnet-4-20250514"
+api_key_env = ""
+priority = 1
+[[models]]
+name = "long"
+provider = "gemini"
+upstream_model = "gemini-2.5-flash"
+api_key_env = ""
+"""
+
+
+def test_a_model_group_and_its_deployments_come_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(GROUP.replace("chat-b", "chat-2"))
+    routes = config.control_records(config.load(path)).routes
+    group = routes["chat"]
+    assert [d.name for d in group.deployments] == ["chat-a", "chat-2"]  # unnamed: "<group>-<n>"
+    assert group.deployments[0].weight == 3 and group.deployments[0].rpm == 100
+    assert group.deployments[1].priority == 1 and group.deployments[1].base_url == "https://api.anthropic.com"
+    assert group.aliases == ["fast", "gpt-4o-latest"] and group.split == {"chat-a": 90, "chat-2": 10}
+    assert routes["long"].deployments[0].name == "long"  # inline: one deployment named as its group
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda t: t, "split names 'chat-b'"),
+        (lambda t: t.replace("chat-b", "chat-2").replace('"long"\n', '"nowhere"\n', 1), "context_fallback 'nowhere'"),
+        (lambda t: t.replace("chat-b", "chat-2").replace('"gpt-4o-latest"', '"long"'), "alias 'long'"),
+        (lambda t: t.replace("chat-b", "chat-2").replace("chat-a", "long"), "defined twice"),
+        (lambda t: t.replace("chat-b", "chat-2").replace('name = "chat-a"', 'name = "a\\nb"'), "deployment name"),
+        (lambda t: t.replace("chat-b", "chat-2").replace("weight = 3", "weight = -1"), "weight"),
+        (lambda t: t.replace("chat-b", "chat-2").replace("#EXTRA", 'provider = "openai"'), "not both"),
+    ],
+)
+def test_group_mistakes_are_config_errors(tmp_path: Path, change, message: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(change(GROUP))
+    with pytest.raises(config.ConfigError, match=message):
+        config.control_records(config.load(path))
+
+
+def test_the_demo_ships_a_fallback_group_whose_first_deployment_is_dead() -> None:
+    demo = Path(config.__file__).parent / "runtime" / "demo.toml"
+    group = config.control_records(config.load(demo)).routes["demo-fallback"]
+    assert group.strategy == "priority" and group.aliases == ["demo-failover"]
+    assert group.deployments[0].base_url == "http://127.0.0.1:1/v1"

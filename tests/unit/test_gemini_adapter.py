@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.chat import ChatBody, EmbeddingsBody, Message
+from schemas.chat import ChatBody, EmbeddingsBody
 from schemas.envelope import Deployment
 from schemas.errors import ContentFiltered, ContextLengthExceeded, UpstreamAuthFailed, UpstreamOverloaded
 from services.providers.call import CallFailed
 from services.providers.gemini.chat import GeminiChat
-from tests.adapters import assemble, call_with, fixture, sent_json
+from tests.adapters import assemble, call_with, fixture, message, sent_json
 
 DEP = Deployment(
     name="g",
@@ -26,9 +26,9 @@ def test_request_translation() -> None:
     body = ChatBody(
         model="alias",
         messages=[
-            Message(role="system", content="Be brief."),
-            Message(role="user", content="Weather in Oslo?"),
-            Message(
+            message(role="system", content="Be brief."),
+            message(role="user", content="Weather in Oslo?"),
+            message(
                 role="assistant",
                 tool_calls=[
                     {
@@ -38,7 +38,7 @@ def test_request_translation() -> None:
                     }
                 ],
             ),
-            Message(role="tool", tool_call_id="c1", content='{"temp": -3}'),
+            message(role="tool", tool_call_id="c1", content='{"temp": -3}'),
         ],
         tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
         tool_choice={"type": "function", "function": {"name": "get_weather"}},
@@ -64,13 +64,13 @@ def test_request_translation() -> None:
         "responseJsonSchema": {"type": "object"},
     }
     plain = adapter.build_request(
-        DEP, ChatBody(model="a", messages=[Message(role="user", content="x")]), None, stream=False
+        DEP, ChatBody(model="a", messages=[message(role="user", content="x")]), None, stream=False
     )
     assert plain.url.endswith("/models/gemini-2.5-flash:generateContent") and "x-goog-api-key" not in plain.headers
 
 
 async def test_response_text_and_thinking_usage() -> None:
-    body = ChatBody(model="x", messages=[Message(role="user", content="explain AI")])
+    body = ChatBody(model="x", messages=[message(role="user", content="explain AI")])
     outcome, _, _ = await call_with(DEP, body, fixture("gemini/response.json"))
     assert (
         outcome.message is not None and outcome.message.content == "AI learns patterns from data to make predictions."
@@ -83,16 +83,16 @@ async def test_response_text_and_thinking_usage() -> None:
 
 
 async def test_response_function_call() -> None:
-    body = ChatBody(model="x", messages=[Message(role="user", content="weather?")])
+    body = ChatBody(model="x", messages=[message(role="user", content="weather?")])
     outcome, _, _ = await call_with(DEP, body, fixture("gemini/response_function_call.json"))
     assert outcome.message is not None and outcome.message.content is None
     (call,) = outcome.message.tool_calls or []
-    assert call["function"] == {"name": "get_weather", "arguments": '{"location":"Boston, MA"}'} and call["id"]
+    assert (call.function.name, call.function.arguments) == ("get_weather", '{"location":"Boston, MA"}') and call.id
     assert outcome.finish_reason == "tool_calls"
 
 
 async def test_stream_assembly_and_cumulative_usage() -> None:
-    body = ChatBody(model="x", messages=[Message(role="user", content="sky?")], stream=True)
+    body = ChatBody(model="x", messages=[message(role="user", content="sky?")], stream=True)
     outcome, deltas, request = await call_with(DEP, body, fixture("gemini/stream.txt"), stream=True)
     assert "alt=sse" in str(request.url)
     text, calls, finish = assemble(deltas)
@@ -103,7 +103,7 @@ async def test_stream_assembly_and_cumulative_usage() -> None:
 
 
 async def test_blocked_prompt_is_a_content_filter_error() -> None:
-    body = ChatBody(model="x", messages=[Message(role="user", content="bad")])
+    body = ChatBody(model="x", messages=[message(role="user", content="bad")])
     with pytest.raises(CallFailed) as info:
         await call_with(DEP, body, fixture("gemini/blocked.json"))
     assert isinstance(info.value.error, ContentFiltered) and info.value.error.status == 400

@@ -6,17 +6,17 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from schemas.chat import ChatBody, EmbeddingsBody, Message
+from schemas.chat import ChatBody, EmbeddingsBody
 from schemas.envelope import Deployment
 from schemas.errors import ContextLengthExceeded, UpstreamAuthFailed, UpstreamInvalidRequest
 from services import config
 from services.providers.registry import PROVIDERS, provider
-from tests.adapters import call_with, fixture, sent_json
+from tests.adapters import call_with, fixture, message, sent_json
 
 BODY = ChatBody(
     model="alias",
     messages=[
-        Message(
+        message(
             role="user",
             content=[
                 {"type": "text", "text": "What is this?"},
@@ -84,7 +84,7 @@ def test_mistral_renames_and_drops_what_it_does_not_take() -> None:
 async def test_mistral_tool_call_answer_and_422() -> None:
     outcome, _, _ = await call_with(dep("mistral"), BODY, fixture("mistral/completion.json"))
     assert outcome.finish_reason == "tool_calls" and outcome.message is not None
-    assert outcome.message.tool_calls[0]["function"]["name"] == "retrieve_payment_status"
+    assert outcome.message.tool_calls[0].function.name == "retrieve_payment_status"
     err = provider("mistral").chat.map_error(422, fixture("mistral/error_422.json"), {})
     assert isinstance(err, UpstreamInvalidRequest) and err.status == 422 and "Field required" in err.message
 
@@ -109,7 +109,7 @@ def test_compatible_servers_are_one_adapter_with_their_defaults(
 ) -> None:
     p = PROVIDERS[name]
     assert p.family == "openai_compatible" and (p.base_url, p.api_key_env) == (url, key_env)
-    d = config.deployment(config.ModelConfig(name="x", provider=name, upstream_model="some-model"))
+    d = config.deployment("x", config.ModelConfig(name="x", provider=name, upstream_model="some-model"))
     assert d.base_url == url and d.api_key_env == key_env
     req = p.chat.build_request(d, BODY, "k", stream=True)
     assert req.url == f"{url}/chat/completions"
@@ -157,15 +157,15 @@ def test_error_bodies_of_the_family(status: int, body: bytes, kind: type) -> Non
 
 def test_unknown_provider_and_missing_base_url_are_config_errors() -> None:
     with pytest.raises(config.ConfigError, match="unknown provider"):
-        config.deployment(config.ModelConfig(name="x", provider="nope", upstream_model="m"))
+        config.deployment("x", config.ModelConfig(name="x", provider="nope", upstream_model="m"))
     with pytest.raises(config.ConfigError, match="needs a base_url"):
-        config.deployment(config.ModelConfig(name="x", provider="azure", upstream_model="m"))
+        config.deployment("x", config.ModelConfig(name="x", provider="azure", upstream_model="m"))
     with pytest.raises(config.ConfigError, match="not in the catalog"):
-        config.deployment(config.ModelConfig(name="x", provider="openai", upstream_model="m", catalog_model="zzz"))
-    found = config.deployment(config.ModelConfig(name="x", provider="groq", upstream_model="llama-3.1-8b-instant"))
+        config.deployment("x", config.ModelConfig(name="x", provider="openai", upstream_model="m", catalog_model="zzz"))
+    found = config.deployment("x", config.ModelConfig(name="x", provider="groq", upstream_model="llama-3.1-8b-instant"))
     assert found.catalog_model == "groq/llama-3.1-8b-instant"
     # Azure prices its own: its entry wins over OpenAI's for the same name.
     azure = config.ModelConfig(name="x", provider="azure", base_url="https://r", upstream_model="gpt-4o")
-    assert config.deployment(azure).catalog_model == "azure/gpt-4o"
+    assert config.deployment("x", azure).catalog_model == "azure/gpt-4o"
     keyless = config.ModelConfig(name="x", provider="openai", upstream_model="m", api_key_env="")
-    assert config.deployment(keyless).api_key_env is None
+    assert config.deployment("x", keyless).api_key_env is None

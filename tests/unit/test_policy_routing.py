@@ -71,7 +71,7 @@ def test_a_rotated_secret_works_until_its_grace_ends() -> None:
 
 def test_approval_needs_an_approved_subscription_of_the_callers_tenant() -> None:
     dep = Deployment(name="d", provider="openai", base_url="http://x", upstream_model="gpt-4o")
-    gated = ModelRoute(name="big", deployment=dep, requires_approval=True)
+    gated = ModelRoute(name="big", deployments=[dep], requires_approval=True)
     assert policy.needs_approval("big", gated, [])
     assert policy.needs_approval("gpt-5-pro", None, [ApprovalRule(pattern="gpt-5*")])
     assert not policy.needs_approval("gpt-4o", None, [ApprovalRule(pattern="gpt-5*")])
@@ -105,13 +105,32 @@ def test_slip_skips_redaction_for_tenants_without_rules() -> None:
     assert policy.build_slip(careful)[0] == subjects.STAGE_REDACT
 
 
-def test_routing_resolves_or_404s() -> None:
+def test_routing_resolves_names_and_aliases_or_404s() -> None:
     dep = Deployment(name="d", provider="openai", base_url="http://x", upstream_model="gpt-4o")
-    routes = {"alias": ModelRoute(name="alias", deployment=dep)}
-    assert routing.resolve(routes, "alias") is dep
+    group = ModelRoute(name="big", deployments=[dep], aliases=["fast", "other"])
+    other = ModelRoute(name="other", deployments=[dep])
+    routes = routing.routes_by_name({"big": group, "other": other})
+    assert routing.resolve(routes, "big") is group and routing.resolve(routes, "fast") is group
+    assert routing.resolve(routes, "other") is other  # a group's own name wins over an alias
     with pytest.raises(ModelNotFound) as info:
         routing.resolve(routes, "missing")
     assert info.value.status == 404
+    routes.changed("big", group, ModelRoute(name="big", deployments=[dep]))  # the alias is gone
+    with pytest.raises(ModelNotFound):
+        routing.resolve(routes, "fast")
+
+
+def test_an_alias_is_callable_by_a_key_allowed_its_group() -> None:
+    dep = Deployment(name="d", provider="openai", base_url="http://x", upstream_model="gpt-4o")
+    group = ModelRoute(name="gpt-4o", deployments=[dep], aliases=["fast"])
+    record = KEYS[hash_key(KEY)]  # may call gpt-* and demo-model
+    policy.check_model(record, "fast", group)
+    with pytest.raises(PermissionDenied):
+        policy.check_model(record, "fast", None)
+    with pytest.raises(PermissionDenied) as info:
+        policy.check_pin(record, "d")
+    assert info.value.code == "pin_not_allowed"
+    policy.check_pin(record, "")
 
 
 @pytest.mark.parametrize(
@@ -145,12 +164,12 @@ def test_a_models_mode_is_enforced_where_the_catalog_knows_it() -> None:
     )
     chat = Deployment(name="c", provider="openai", base_url="http://x", upstream_model="u", catalog_model="gpt-4o")
     unknown = Deployment(name="u", provider="openai", base_url="http://x", upstream_model="u")
-    routes = {r.name: ModelRoute(name=r.name, deployment=r) for r in (embed, chat, unknown)}
-    assert routing.resolve(routes, "e", "embeddings") is embed
-    assert routing.resolve(routes, "c", "messages") is chat
+    routes = routing.routes_by_name({r.name: ModelRoute(name=r.name, deployments=[r]) for r in (embed, chat, unknown)})
+    assert routing.resolve(routes, "e", "embeddings").deployments == [embed]
+    assert routing.resolve(routes, "c", "messages").deployments == [chat]
     with pytest.raises(InvalidRequest, match="an embeddings model; call it on /v1/embeddings") as info:
         routing.resolve(routes, "e", "chat")
     assert info.value.status == 400 and info.value.code == "model_mode_mismatch"
     with pytest.raises(InvalidRequest, match="chat model"):
         routing.resolve(routes, "c", "embeddings")
-    assert routing.resolve(routes, "u", "embeddings") is unknown and routing.resolve(routes, "u", "chat") is unknown
+    assert routing.resolve(routes, "u", "embeddings") is routing.resolve(routes, "u", "chat")

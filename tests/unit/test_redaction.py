@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from schemas.chat import EmbeddingsBody, Message
+from schemas.chat import EmbeddingsBody
 from schemas.control import RedactionRule
 from services.redaction import redact_embeddings_input, redact_messages, redact_text
+from tests.adapters import message
 
 EMAIL = RedactionRule(name="email", pattern=r"[\w.+-]+@[\w-]+\.[\w.]+")
 
@@ -14,16 +15,19 @@ def test_matches_are_replaced_and_counted() -> None:
 
 def test_string_and_part_contents_are_redacted_in_place() -> None:
     msgs = [
-        Message(role="user", content="write to x@y.com"),
-        Message(role="user", content=[{"type": "text", "text": "or z@w.net"}, {"type": "image_url"}]),
+        message(role="user", content="write to x@y.com"),
+        message(
+            role="user",
+            content=[{"type": "text", "text": "or z@w.net"}, {"type": "image_url", "image_url": {"url": "https://x"}}],
+        ),
     ]
     assert redact_messages(msgs, [EMAIL]) == 2
     assert msgs[0].content == "write to [REDACTED:email]"
-    assert msgs[1].content[0]["text"] == "or [REDACTED:email]"
+    assert msgs[1].content[0].text == "or [REDACTED:email]"
 
 
 def test_no_rules_changes_nothing() -> None:
-    msgs = [Message(role="user", content="x@y.com")]
+    msgs = [message(role="user", content="x@y.com")]
     assert redact_messages(msgs, []) == 0 and msgs[0].content == "x@y.com"
 
 

@@ -10,8 +10,10 @@ import msgspec
 
 from schemas import bus
 from schemas.chat import ChatBody, Delta, Message, Usage
+from schemas.control import ApiKey, ApprovalRule, ModelRoute, Subscription, Tenant
 from schemas.envelope import Envelope, Span
 from schemas.events import EventBatch, RequestEvent
+from schemas.health import BreakerRecord, TryOutcome
 from schemas.ids import new_id
 from schemas.replies import Cancel, Chunk, Failure, Final
 
@@ -19,8 +21,11 @@ SNAPSHOT = Path(__file__).parents[2] / "schemas" / "snapshot.json"
 
 
 def current_schema() -> dict:
-    (schemas,), components = msgspec.json.schema_components([bus.AnyMessage], ref_template="#/$defs/{name}")
-    return {"anyOf": schemas, "$defs": components}
+    """Everything stages share: bus messages, the health outcomes and breaker
+    records, and the control records they read from KV."""
+    shared = [bus.AnyMessage, TryOutcome, BreakerRecord, ModelRoute, ApiKey, Tenant, Subscription, ApprovalRule]
+    schemas, components = msgspec.json.schema_components(shared, ref_template="#/$defs/{name}")
+    return {"anyOf": schemas[0]["anyOf"], "others": list(schemas[1:]), "$defs": components}
 
 
 def test_wire_contract_matches_the_reviewed_snapshot() -> None:

@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import hashlib
 
+import msgspec
 import pytest
 import tiktoken
 
-from schemas.chat import ChatBody, Message, Usage
+from schemas.chat import ChatBody, Message, Usage, content_text
 from services import tokens, usage
+from tests.adapters import message
 
 TEXTS = ["hello world", "Ünïcödé and emoji 🎉 count too", "<|endoftext|> typed by a user", "a\n\n  b\tc" * 50, ""]
 
@@ -50,7 +52,7 @@ def test_converted_o200k_file_is_byte_for_byte_openais() -> None:
 
 
 def test_catalog_picks_the_right_tokenizer_and_labels_estimates() -> None:
-    body = ChatBody(model="m", messages=[Message(role="user", content="hello there")])
+    body = ChatBody(model="m", messages=[message(role="user", content="hello there")])
     assert usage.settle(None, body, "x", "gpt-4o").source == "counted"
     assert usage.tokenizer_for("gpt-4o") == ("o200k_base", "counted")
     assert usage.tokenizer_for("gpt-4") == ("cl100k_base", "counted")
@@ -66,7 +68,7 @@ def test_encoding_without_shipped_file_fails_loudly() -> None:
 
 def test_prompt_count_follows_openai_framing() -> None:
     enc = tokens.encoding("cl100k_base")
-    msgs = [Message(role="system", content="Be brief."), Message(role="user", content="Hi there", name="bob")]
+    msgs = [message(role="system", content="Be brief."), message(role="user", content="Hi there", name="bob")]
     expected = 3
     expected += 3 + len(enc.encode("system")) + len(enc.encode("Be brief."))
     expected += 3 + len(enc.encode("user")) + len(enc.encode("Hi there")) + 1 + len(enc.encode("bob"))
@@ -75,12 +77,15 @@ def test_prompt_count_follows_openai_framing() -> None:
 
 def test_content_parts_are_counted_by_their_text() -> None:
     enc = tokens.encoding("cl100k_base")
-    parts = Message(role="user", content=[{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {}}])
-    assert tokens.count_prompt([parts], enc) == tokens.count_prompt([Message(role="user", content="look")], enc)
+    parts = message(
+        role="user",
+        content=[{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": "https://x/y.png"}}],
+    )
+    assert tokens.count_prompt([parts], enc) == tokens.count_prompt([message(role="user", content="look")], enc)
 
 
 def test_reported_usage_wins_and_missing_usage_is_counted() -> None:
-    body = ChatBody(model="m", messages=[Message(role="user", content="hello")])
+    body = ChatBody(model="m", messages=[message(role="user", content="hello")])
     reported = Usage(prompt_tokens=1, completion_tokens=2)
     assert usage.settle(reported, body, "whatever", "gpt-3.5-turbo") is reported
     counted = usage.settle(None, body, "hello back", "gpt-3.5-turbo")
@@ -89,9 +94,22 @@ def test_reported_usage_wins_and_missing_usage_is_counted() -> None:
     assert counted.prompt_tokens > 0
 
 
-def test_content_text_reads_only_text_that_is_text() -> None:
-    parts = [{"type": "text", "text": "a"}, {"type": "text", "text": 1.5}, "junk", {"type": "image_url"}, {"text": "b"}]
-    assert tokens.content_text(parts) == "ab"
+def test_content_parts_are_typed_and_only_text_parts_are_text() -> None:
+    decode = msgspec.json.Decoder(Message).decode
+    m = decode(
+        b'{"role": "user", "content": [{"type": "text", "text": "a"}, '
+        b'{"type": "image_url", "image_url": {"url": "https://x/y.png"}}, {"type": "text", "text": "b"}]}'
+    )
+    assert content_text(m.content) == "ab"
+    for bad in (
+        b'{"type": "text", "text": 1.5}',
+        b'"junk"',
+        b'{"type": "image_url"}',
+        b'{"text": "b"}',
+        b'{"type": "video", "url": "x"}',
+    ):
+        with pytest.raises(msgspec.ValidationError):
+            decode(b'{"role": "user", "content": [' + bad + b"]}")
 
 
 def test_long_texts_are_counted_once_and_the_memory_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

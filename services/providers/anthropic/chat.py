@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from schemas.chat import ChatBody, Delta, Message, Usage
+from schemas.chat import ChatBody, Delta, FilePart, ImagePart, Message, ToolCall, Usage, content_text
 from schemas.envelope import Deployment
 from schemas.errors import GatewayError, InvalidRequest, UpstreamError
 from services.providers import content as c
@@ -25,7 +25,6 @@ from services.providers.anthropic.types import (
 )
 from services.providers.base import ChatResult, StreamEvent, UpstreamRequest
 from services.providers.errors import classify
-from services.tokens import content_text
 
 API_VERSION = "2023-06-01"
 # Anthropic requires max_tokens; OpenAI-shaped callers often leave it out.
@@ -60,15 +59,14 @@ def _blocks(m: Message) -> list[dict[str, Any]]:
             blocks.append({"type": "text", "text": m.content})
     else:
         for part in m.content or ():
-            kind = part.get("type")
             text = c.part_text(part)
             if text is not None:
                 blocks.append({"type": "text", "text": text})
-            elif kind == "file":
+            elif isinstance(part, FilePart):
                 mime, data = c.inline_file(part)
                 blocks.append({"type": "document", "source": {"type": "base64", "media_type": mime, "data": data}})
-            elif kind == "image_url":
-                url = c.image_url_of(part)
+            elif isinstance(part, ImagePart):
+                url = part.image_url.url
                 inline = c.data_url(url)
                 source = (
                     {"type": "base64", "media_type": inline[0], "data": inline[1]}
@@ -77,19 +75,19 @@ def _blocks(m: Message) -> list[dict[str, Any]]:
                 )
                 blocks.append({"type": "image", "source": source})
             else:
+                kind = type(part).__struct_config__.tag
                 raise InvalidRequest(f"Content part type {kind!r} cannot be sent to an Anthropic model.")
     blocks += [tool_use_block(call) for call in m.tool_calls or ()]
     return blocks
 
 
-def tool_use_block(call: dict[str, Any]) -> dict[str, Any]:
+def tool_use_block(call: ToolCall) -> dict[str, Any]:
     """An OpenAI-shaped tool call as an Anthropic ``tool_use`` block."""
-    fn = call.get("function") or {}
     return {
         "type": "tool_use",
-        "id": call.get("id", ""),
-        "name": fn.get("name", ""),
-        "input": c.arguments_object(fn.get("arguments")),
+        "id": call.id,
+        "name": call.function.name,
+        "input": c.arguments_object(call.function.arguments),
     }
 
 
@@ -181,14 +179,14 @@ class AnthropicStream:
             if d.get("type") == "text_delta":
                 return StreamEvent(delta=Delta(content=d.get("text", "")), model=self.model)
             if d.get("type") == "input_json_delta" and event.index in self.tool_index:
-                call = {"index": self.tool_index[event.index], "function": {"arguments": d.get("partial_json", "")}}
+                call = c.tool_call_more(self.tool_index[event.index], str(d.get("partial_json", "")))
                 return StreamEvent(delta=Delta(tool_calls=[call]), model=self.model)
             return StreamEvent(model=self.model)  # thinking and signature deltas are not shown
         if kind == "content_block_start" and event.content_block is not None:
             block = event.content_block
             if block.get("type") == "tool_use":
                 index = self.tool_index[event.index] = len(self.tool_index)
-                call = c.tool_call(block.get("id", ""), block.get("name", ""), "", index)
+                call = c.tool_call_start(index, str(block.get("id", "")), str(block.get("name", "")))
                 return StreamEvent(delta=Delta(tool_calls=[call]), model=self.model)
             if block.get("type") == "text" and block.get("text"):
                 return StreamEvent(delta=Delta(content=block["text"]), model=self.model)

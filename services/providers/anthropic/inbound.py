@@ -8,11 +8,21 @@ from typing import Any
 
 import msgspec
 
-from schemas.chat import ChatBody, Delta, Message, Usage
+from schemas.chat import (
+    ChatBody,
+    ContentPart,
+    Delta,
+    FunctionDelta,
+    ImagePart,
+    ImageUrl,
+    Message,
+    TextPart,
+    Usage,
+    content_text,
+)
 from schemas.errors import ErrorType, InvalidRequest
 from services.providers.anthropic.chat import from_blocks, tool_use_block
 from services.providers.anthropic.types import STOP_FROM_FINISH, ARequest, AResponse, AUsage
-from services.tokens import content_text
 
 _json = msgspec.json.Encoder()
 
@@ -46,19 +56,19 @@ def _text_of_blocks(content: str | list[dict[str, Any]] | None) -> str:
     return "".join(b.get("text", "") for b in content if b.get("type") == "text")
 
 
-def _part(block: dict[str, Any]) -> dict[str, Any]:
+def _part(block: dict[str, Any]) -> ContentPart:
     kind = block.get("type")
     if kind == "text":
-        return {"type": "text", "text": block.get("text", "")}
+        return TextPart(text=str(block.get("text", "")))
     if kind == "image":
         source = block.get("source") or {}
         if source.get("type") == "base64":
             url = f"data:{source.get('media_type', 'image/png')};base64,{source.get('data', '')}"
         elif source.get("type") == "url":
-            url = source.get("url", "")
+            url = str(source.get("url", ""))
         else:
             raise InvalidRequest(f"Image source type {source.get('type')!r} is not supported.")
-        return {"type": "image_url", "image_url": {"url": url}}
+        return ImagePart(image_url=ImageUrl(url=url))
     raise InvalidRequest(f"Content block type {kind!r} is not supported here.")
 
 
@@ -74,8 +84,8 @@ def _user_turn(content: str | list[dict[str, Any]]) -> list[Message]:
     ]
     parts = [_part(b) for b in content if b.get("type") != "tool_result"]
     if parts:
-        only_text = all(p["type"] == "text" for p in parts)
-        out.append(Message(role="user", content="".join(p["text"] for p in parts) if only_text else parts))
+        only_text = all(isinstance(p, TextPart) for p in parts)
+        out.append(Message(role="user", content=content_text(parts) if only_text else parts))
     return out
 
 
@@ -194,14 +204,14 @@ class StreamRenderer:
                 _event("content_block_delta", {"index": self.block, "delta": {"type": "text_delta", "text": d.content}})
             )
         for call in d.tool_calls or ():
-            index = call.get("index", 0)
-            fn = call.get("function") or {}
+            index = call.index
+            fn = call.function or FunctionDelta()
             if index not in self.tool_blocks:
-                block = {"type": "tool_use", "id": call.get("id", ""), "name": fn.get("name", ""), "input": {}}
+                block = {"type": "tool_use", "id": call.id or "", "name": fn.name or "", "input": {}}
                 out += self._open("tool_use", block)
                 self.tool_blocks[index] = self.block
-            if fn.get("arguments") and self.tool_blocks[index] == self.block:
-                delta = {"type": "input_json_delta", "partial_json": fn["arguments"]}
+            if fn.arguments and self.tool_blocks[index] == self.block:
+                delta = {"type": "input_json_delta", "partial_json": fn.arguments}
                 out.append(_event("content_block_delta", {"index": self.block, "delta": delta}))
         return b"".join(out)
 

@@ -13,13 +13,12 @@ from typing import Any
 
 import msgspec
 
-from schemas.chat import ChatBody, Delta, EmbeddingsBody, Message, Usage
+from schemas.chat import ChatBody, Delta, EmbeddingsBody, ImagePart, Message, ToolCall, Usage, content_text
 from schemas.envelope import Deployment
 from schemas.errors import GatewayError, InvalidRequest, UpstreamError
 from services.providers import content as c
 from services.providers.base import ChatResult, EmbeddingsResult, StreamEvent, UpstreamRequest, embedding_inputs
 from services.providers.openai.errors import map_error
-from services.tokens import content_text
 
 _encode = msgspec.json.Encoder().encode
 _decode_json = msgspec.json.Decoder(dict[str, Any]).decode
@@ -47,7 +46,8 @@ class CUsage(msgspec.Struct):
 class CMessage(msgspec.Struct):
     role: str = "assistant"
     content: list[dict[str, Any]] = []
-    tool_calls: list[dict[str, Any]] | None = None
+    # Cohere v2 writes tool calls in OpenAI's shape.
+    tool_calls: list[ToolCall] | None = None
     tool_plan: str | None = None
 
 
@@ -90,17 +90,17 @@ def _message(m: Message) -> dict[str, Any]:
             text = c.part_text(part)
             if text is not None:
                 parts.append({"type": "text", "text": text})
-            elif part.get("type") == "image_url" and role == "user":
-                parts.append({"type": "image_url", "image_url": {"url": c.image_url_of(part)}})
+            elif isinstance(part, ImagePart) and role == "user":
+                parts.append({"type": "image_url", "image_url": {"url": part.image_url.url}})
             else:
-                raise InvalidRequest(f"Content part type {part.get('type')!r} cannot be sent to a Cohere model.")
+                kind = type(part).__struct_config__.tag
+                raise InvalidRequest(f"Content part type {kind!r} cannot be sent to a Cohere model.")
         out["content"] = parts
     elif m.content is not None:
         out["content"] = m.content
     if m.tool_calls:
         out["tool_calls"] = [
-            {"id": call.get("id", ""), "type": "function", "function": call.get("function") or {}}
-            for call in m.tool_calls
+            {"id": call.id, "type": "function", "function": msgspec.to_builtins(call.function)} for call in m.tool_calls
         ]
     return out
 
@@ -159,12 +159,14 @@ class CohereStream:
             call = message.get("tool_calls") or {}
             fn = call.get("function") or {}
             self.calls += 1
-            out = c.tool_call(call.get("id", ""), fn.get("name", ""), fn.get("arguments", ""), self.calls - 1)
-            return StreamEvent(delta=Delta(tool_calls=[out]))
+            start = c.tool_call_start(
+                self.calls - 1, str(call.get("id", "")), str(fn.get("name", "")), str(fn.get("arguments", ""))
+            )
+            return StreamEvent(delta=Delta(tool_calls=[start]))
         if kind == "tool-call-delta":
             fn = (message.get("tool_calls") or {}).get("function") or {}
-            out = {"index": self.calls - 1, "function": {"arguments": fn.get("arguments", "")}}
-            return StreamEvent(delta=Delta(tool_calls=[out]))
+            more = c.tool_call_more(self.calls - 1, str(fn.get("arguments", "")))
+            return StreamEvent(delta=Delta(tool_calls=[more]))
         if kind == "message-end":
             usage = usage_of(msgspec.convert(delta["usage"], CUsage)) if delta.get("usage") else None
             finish = FINISH.get(delta.get("finish_reason") or "", "stop")
@@ -194,14 +196,7 @@ class CohereChat:
             raise UpstreamError(f"Upstream sent an unreadable response: {exc}") from exc
         m = response.message
         text = "".join(b.get("text", "") for b in m.content if b.get("type") == "text")
-        calls = [
-            c.tool_call(
-                call.get("id", ""),
-                (call.get("function") or {}).get("name", ""),
-                (call.get("function") or {}).get("arguments", ""),
-            )
-            for call in m.tool_calls or ()
-        ]
+        calls = m.tool_calls or []
         return ChatResult(
             message=Message(role="assistant", content=text if text or not calls else None, tool_calls=calls or None),
             finish_reason=FINISH.get(response.finish_reason or "", "stop"),

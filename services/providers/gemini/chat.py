@@ -12,7 +12,18 @@ from typing import Any
 
 import msgspec
 
-from schemas.chat import ChatBody, Delta, EmbeddingsBody, Message, Usage
+from schemas.chat import (
+    AudioPart,
+    ChatBody,
+    Delta,
+    EmbeddingsBody,
+    FilePart,
+    ImagePart,
+    Message,
+    ToolCall,
+    Usage,
+    content_text,
+)
 from schemas.envelope import Deployment
 from schemas.errors import ContentFiltered, GatewayError, InvalidRequest, UpstreamAuthFailed, UpstreamError
 from services.providers import content as c
@@ -25,7 +36,6 @@ from services.providers.base import (
 )
 from services.providers.errors import classify
 from services.providers.gemini.types import FINISH, GEmbeddings, GError, GResponse, GUsage
-from services.tokens import content_text
 
 _encode = msgspec.json.Encoder().encode
 _decode_response = msgspec.json.Decoder(GResponse).decode
@@ -62,35 +72,31 @@ def _parts(m: Message, tool_names: dict[str, str]) -> list[dict[str, Any]]:
             parts.append({"text": m.content})
     else:
         for part in m.content or ():
-            kind = part.get("type")
             text = c.part_text(part)
             if text is not None:
                 parts.append({"text": text})
-            elif kind in ("file", "input_audio"):
-                mime, data = c.inline_file(part) if kind == "file" else c.inline_audio(part)
+            elif isinstance(part, (FilePart, AudioPart)):
+                mime, data = c.inline_file(part) if isinstance(part, FilePart) else c.inline_audio(part)
                 parts.append({"inlineData": {"mimeType": mime, "data": data}})
-            elif kind == "image_url":
-                url = c.image_url_of(part)
+            elif isinstance(part, ImagePart):
+                url = part.image_url.url
                 inline = c.data_url(url)
                 if inline:
                     parts.append({"inlineData": {"mimeType": inline[0], "data": inline[1]}})
                 else:
                     parts.append({"fileData": {"fileUri": url}})
             else:
+                kind = type(part).__struct_config__.tag
                 raise InvalidRequest(f"Content part type {kind!r} cannot be sent to a Gemini model.")
     for call in m.tool_calls or ():
-        fn = call.get("function") or {}
-        parts.append({"functionCall": {"name": fn.get("name", ""), "args": c.arguments_object(fn.get("arguments"))}})
+        fn = call.function
+        parts.append({"functionCall": {"name": fn.name, "args": c.arguments_object(fn.arguments)}})
     return parts
 
 
 def to_contents(messages: list[Message]) -> list[dict[str, Any]]:
     # A tool result in Gemini names its function, not the call id: find the name.
-    tool_names = {
-        call.get("id", ""): (call.get("function") or {}).get("name", "")
-        for m in messages
-        for call in m.tool_calls or ()
-    }
+    tool_names = {call.id: call.function.name for m in messages for call in m.tool_calls or ()}
     out: list[dict[str, Any]] = []
     for m in messages:
         role = "model" if m.role == "assistant" else "user"
@@ -171,17 +177,17 @@ def _check_blocked(response: GResponse) -> None:
         raise ContentFiltered(f"Gemini blocked the prompt: {feedback.block_reason}.")
 
 
-def _read_parts(parts: list[dict[str, Any]], first_call: int, *, indexed: bool) -> tuple[str, list[dict[str, Any]]]:
+def _read_parts(parts: list[dict[str, Any]], first_call: int) -> tuple[str, list[ToolCall]]:
     """A candidate's visible text (thoughts left out) and its function calls
-    as OpenAI tool calls, numbered from ``first_call`` (ids when Gemini gives none;
-    ``index`` too when they are stream deltas)."""
+    as OpenAI tool calls, numbered from ``first_call`` (ids when Gemini gives none).
+    Gemini sends each call whole, also when streaming."""
     text = "".join(p["text"] for p in parts if "text" in p and not p.get("thought"))
     calls = []
     for p in parts:
         if "functionCall" in p:
             fn, n = p["functionCall"], first_call + len(calls)
             args = c.arguments_json(fn.get("args"))
-            calls.append(c.tool_call(fn.get("id") or f"call_{n}", fn.get("name", ""), args, n if indexed else None))
+            calls.append(c.tool_call(str(fn.get("id") or f"call_{n}"), str(fn.get("name", "")), args))
     return text, calls
 
 
@@ -200,12 +206,15 @@ class GeminiStream:
         if not chunk.candidates:
             return StreamEvent(usage=usage, model=chunk.model_version)
         cand = chunk.candidates[0]
-        text, calls = _read_parts(cand.content.parts, self.calls, indexed=True)
+        text, calls = _read_parts(cand.content.parts, self.calls)
+        deltas = [
+            c.tool_call_start(self.calls + i, t.id, t.function.name, t.function.arguments) for i, t in enumerate(calls)
+        ]
         self.calls += len(calls)
         delta = Delta(
             role=None if self.started else "assistant",
             content=text or None,
-            tool_calls=calls or None,
+            tool_calls=deltas or None,
             finish_reason=_finish(cand.finish_reason, self.calls > 0),
         )
         self.started = True
@@ -235,7 +244,7 @@ class GeminiChat:
         if not response.candidates:
             raise UpstreamError("Upstream response has no candidates.")
         cand = response.candidates[0]
-        text, calls = _read_parts(cand.content.parts, 0, indexed=False)
+        text, calls = _read_parts(cand.content.parts, 0)
         return ChatResult(
             message=Message(role="assistant", content=text if text or not calls else None, tool_calls=calls or None),
             finish_reason=_finish(cand.finish_reason or "STOP", bool(calls)),

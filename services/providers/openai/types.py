@@ -3,9 +3,9 @@ publishes them (only the fields the gateway reads)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
+
+from schemas.chat import ToolCall, ToolCallDelta
 
 
 class PromptTokensDetails(msgspec.Struct):
@@ -29,7 +29,7 @@ class OAUsage(msgspec.Struct):
 class OAMessage(msgspec.Struct, omit_defaults=True):
     role: str = "assistant"
     content: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[ToolCall] | None = None
     refusal: str | None = None
 
 
@@ -48,7 +48,7 @@ class OACompletion(msgspec.Struct):
 class OADelta(msgspec.Struct):
     role: str | None = None
     content: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[ToolCallDelta] | None = None
     refusal: str | None = None
 
 

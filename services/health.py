@@ -1,0 +1,95 @@
+"""What a routing replica knows of each deployment, fed by every try's outcome.
+
+Every routing replica hears the outcome of every try of every provider
+replica, so each one's board holds the same breakers, latency averages,
+load and minute usage, without asking anyone on the hot path. Time is wall
+time in seconds, so a breaker state written by one replica (``since``) means
+the same to another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from schemas.envelope import Deployment
+from schemas.health import BreakerRecord, TryOutcome
+from services.breaker import Breaker, BreakerConfig, BreakerState
+from services.strategies import Option, ewma
+
+
+@dataclass(slots=True)
+class DeploymentHealth:
+    breaker: Breaker
+    # EWMA of time to first byte, in ms; None before the first success.
+    latency_ms: float | None = None
+    # Calls in flight, as each provider replica last reported them.
+    in_flight: dict[str, int] = field(default_factory=dict)
+    # Usage in the current wall-clock minute, for a deployment's own RPM/TPM.
+    minute: int = 0
+    requests: int = 0
+    tokens: int = 0
+
+    def count(self, now: float, tokens: int) -> None:
+        minute = int(now // 60)
+        if minute != self.minute:
+            self.minute, self.requests, self.tokens = minute, 0, 0
+        self.requests += 1
+        self.tokens += tokens
+
+    def over_limit(self, dep: Deployment, now: float) -> bool:
+        if int(now // 60) != self.minute:
+            return False
+        return (dep.rpm is not None and self.requests >= dep.rpm) or (dep.tpm is not None and self.tokens >= dep.tpm)
+
+
+class HealthBoard:
+    def __init__(self, config: BreakerConfig | None = None) -> None:
+        self.config = config or BreakerConfig()
+        self.deployments: dict[str, DeploymentHealth] = {}
+
+    def of(self, name: str) -> DeploymentHealth:
+        health = self.deployments.get(name)
+        if health is None:
+            health = self.deployments[name] = DeploymentHealth(Breaker(self.config))
+        return health
+
+    def record(self, outcome: TryOutcome, now: float) -> BreakerState | None:
+        """One try's outcome; the breaker's new state if it changed."""
+        health = self.of(outcome.deployment)
+        if outcome.replica:
+            health.in_flight[outcome.replica] = max(0, outcome.in_flight)
+        health.count(now, max(0, outcome.tokens))
+        if outcome.ok and outcome.ttfb_ns > 0:
+            health.latency_ms = ewma(health.latency_ms, outcome.ttfb_ns / 1e6)
+        return health.breaker.record(outcome.ok, now)
+
+    def take_over(self, record: BreakerRecord) -> None:
+        """A state change another replica wrote, unless this one already has it."""
+        breaker = self.of(record.deployment).breaker
+        state = BreakerState(record.state)
+        if breaker.state is not state:
+            breaker.force(state, record.since_ms / 1000)
+
+    def options(self, deployments: Sequence[Deployment], costs: Sequence[int], now: float) -> list[Option]:
+        """The strategies' view of ``deployments``: a deployment is unhealthy
+        while its breaker holds calls back or its own minute limit is used up."""
+        out = []
+        for dep, cost in zip(deployments, costs, strict=True):
+            health = self.of(dep.name)
+            out.append(
+                Option(
+                    name=dep.name,
+                    weight=dep.weight,
+                    priority=dep.priority,
+                    latency_ms=health.latency_ms,
+                    cost=cost,
+                    in_flight=sum(health.in_flight.values()),
+                    healthy=health.breaker.available(now) and not health.over_limit(dep, now),
+                )
+            )
+        return out
+
+    def chose(self, name: str, now: float) -> None:
+        """The deployment a request goes to first: a half-open breaker counts its probe."""
+        self.of(name).breaker.allows(now)
