@@ -9,7 +9,7 @@ from array import array
 import msgspec
 
 from ingress.http import error_body
-from schemas.chat import Delta, Message, ToolCall, ToolCallDelta, Usage, content_text
+from schemas.chat import CustomToolCall, Delta, Message, ToolCall, ToolCallDelta, Usage, content_text
 from schemas.replies import Failure
 
 _json = msgspec.json.Encoder()
@@ -38,7 +38,7 @@ class ResponseMessage(msgspec.Struct, omit_defaults=True):
     role: str
     content: str | None
     refusal: str | None
-    tool_calls: list[ToolCall] | None = None
+    tool_calls: list[ToolCall | CustomToolCall] | None = None
 
 
 class Choice(msgspec.Struct):

@@ -92,10 +92,22 @@ class FunctionCall(msgspec.Struct, omit_defaults=True):
 
 
 class ToolCall(msgspec.Struct, tag_field="type", tag="function", omit_defaults=True):
-    """A complete tool call of an assistant message."""
+    """A complete function call of an assistant message."""
 
     id: str = ""
     function: FunctionCall = msgspec.field(default_factory=FunctionCall)
+
+
+class CustomCall(msgspec.Struct, omit_defaults=True):
+    name: str = ""
+    input: str = ""
+
+
+class CustomToolCall(msgspec.Struct, tag_field="type", tag="custom", omit_defaults=True):
+    """A call of an OpenAI custom (free-text) tool; only OpenAI's family takes these."""
+
+    id: str = ""
+    custom: CustomCall = msgspec.field(default_factory=CustomCall)
 
 
 class FunctionDelta(msgspec.Struct, omit_defaults=True):
@@ -119,7 +131,7 @@ class Message(msgspec.Struct, omit_defaults=True):
     role: str
     content: str | list[ContentPart] | None = None
     name: str | None = None
-    tool_calls: list[ToolCall] | None = None
+    tool_calls: list[ToolCall | CustomToolCall] | None = None
     # A string on a tool message. OpenAI's schema lets other messages carry
     # extra fields of any type; this one means nothing there and is dropped.
     tool_call_id: str | int | float | bool | list[Any] | dict[str, Any] | None = None

@@ -121,8 +121,9 @@ class ModelRoute(msgspec.Struct, omit_defaults=True):
     sticky: Literal["key", "user"] = "user"
     # A context-length error moves the request to this group's deployments.
     context_fallback: str = ""
-    # Rounds over the candidates again (with backoff) after each failed once.
-    retries: int = 1
+    # Rounds over the candidates again (with backoff) after each failed once;
+    # 0 by default: the SDKs retry on their own, and retries multiply.
+    retries: int = 0
     owned_by: str = "sluice"
     # Calls need an approved subscription of the caller's tenant.
     requires_approval: bool = False

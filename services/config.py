@@ -43,6 +43,9 @@ class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
     default_max_output_tokens: int = 4096
     # When a deployment's circuit breaker opens, half-opens and closes.
     breaker: BreakerConfig = msgspec.field(default_factory=BreakerConfig)
+    # The "latency" strategy's memory: an average with no sample this recent
+    # is forgotten and its deployment measured again.
+    latency_window_s: float = 60.0
 
 
 class BudgetConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -104,7 +107,7 @@ class ModelConfig(DeploymentConfig, kw_only=True):
     split: dict[str, float] = {}
     sticky: Literal["key", "user"] = "user"
     context_fallback: str = ""
-    retries: int = 1
+    retries: int = 0
     requires_approval: bool = False
     owned_by: str = "sluice"
 

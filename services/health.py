@@ -21,8 +21,10 @@ from services.strategies import Option, ewma
 @dataclass(slots=True)
 class DeploymentHealth:
     breaker: Breaker
-    # EWMA of time to first byte, in ms; None before the first success.
+    # EWMA of time to first byte, in ms, and when its last sample came;
+    # None before the first success.
     latency_ms: float | None = None
+    latency_at: float = 0.0
     # Calls in flight, as each provider replica last reported them.
     in_flight: dict[str, int] = field(default_factory=dict)
     # Usage in the current wall-clock minute, for a deployment's own RPM/TPM.
@@ -44,8 +46,13 @@ class DeploymentHealth:
 
 
 class HealthBoard:
-    def __init__(self, config: BreakerConfig | None = None) -> None:
+    """``latency_window_s``: a latency average with no sample this recent is
+    forgotten, so a deployment that was slow once (and then got no traffic
+    from the latency strategy) is measured again instead of shunned for ever."""
+
+    def __init__(self, config: BreakerConfig | None = None, latency_window_s: float = 60.0) -> None:
         self.config = config or BreakerConfig()
+        self.latency_window_s = latency_window_s
         self.deployments: dict[str, DeploymentHealth] = {}
 
     def of(self, name: str) -> DeploymentHealth:
@@ -61,7 +68,8 @@ class HealthBoard:
             health.in_flight[outcome.replica] = max(0, outcome.in_flight)
         health.count(now, max(0, outcome.tokens))
         if outcome.ok and outcome.ttfb_ns > 0:
-            health.latency_ms = ewma(health.latency_ms, outcome.ttfb_ns / 1e6)
+            previous = health.latency_ms if now - health.latency_at <= self.latency_window_s else None
+            health.latency_ms, health.latency_at = ewma(previous, outcome.ttfb_ns / 1e6), now
         return health.breaker.record(outcome.ok, now)
 
     def take_over(self, record: BreakerRecord) -> None:
@@ -82,7 +90,7 @@ class HealthBoard:
                     name=dep.name,
                     weight=dep.weight,
                     priority=dep.priority,
-                    latency_ms=health.latency_ms,
+                    latency_ms=health.latency_ms if now - health.latency_at <= self.latency_window_s else None,
                     cost=cost,
                     in_flight=sum(health.in_flight.values()),
                     healthy=health.breaker.available(now) and not health.over_limit(dep, now),

@@ -22,7 +22,7 @@ from importlib.resources import files
 
 import tiktoken
 
-from schemas.chat import Message, content_text
+from schemas.chat import Message, ToolCall, content_text
 
 # tiktoken_ext/openai_public.py: the expected sha256 of o200k_base.tiktoken,
 # its split pattern and its special tokens.
@@ -154,5 +154,13 @@ def count_prompt(messages: list[Message], enc: tiktoken.Encoding) -> int:
         if m.name:
             total += 1 + count_text(m.name, enc)
         for call in m.tool_calls or ():
-            total += count_text(call.function.name, enc) + count_text(call.function.arguments, enc)
+            name, text = (
+                (call.function.name, call.function.arguments)
+                if isinstance(call, ToolCall)
+                else (
+                    call.custom.name,
+                    call.custom.input,
+                )
+            )
+            total += count_text(name, enc) + count_text(text, enc)
     return total

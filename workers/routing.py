@@ -40,7 +40,7 @@ class RoutingStage:
         self.default_max_output = settings.default_max_output_tokens
         self.table = routing.RouteTable()
         self.routes: KvMirror[ModelRoute] = KvMirror(subjects.KV_MODELS, decode_route, self.table.changed)
-        self.board = HealthBoard(settings.breaker)
+        self.board = HealthBoard(settings.breaker, settings.latency_window_s)
         self.breakers: KvMirror[BreakerRecord] = KvMirror(subjects.KV_HEALTH, decode_breaker, self._taken_over)
         self.rng = random.Random()
         self.health_kv: KeyValue | None = None

@@ -32,6 +32,8 @@ class Stats(msgspec.Struct):
     active_streams: int = 0
     completed_streams: int = 0
     cancelled_streams: int = 0
+    # Requests per named upstream (paths under "/@<name>/").
+    by_upstream: dict[str, int] = {}
 
 
 class Shape(msgspec.Struct):
@@ -51,6 +53,9 @@ class MockUpstream:
     def __init__(self, defaults: Behaviour | None = None) -> None:
         self.defaults = defaults or Behaviour()
         self.stats = Stats()
+        # One mock plays several upstreams: "/@a/v1/..." is upstream "a",
+        # whose own behaviour (e.g. failing with 500) is set over HTTP.
+        self.upstreams: dict[str, Behaviour] = {}
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -64,6 +69,8 @@ class MockUpstream:
         path = scope["path"]
         if path == "/mock/stats":
             return await self._send(send, 200, _json.encode(self.stats))
+        if path.startswith("/mock/upstreams/"):
+            return await self._set_upstream(scope["method"], path.removeprefix("/mock/upstreams/"), receive, send)
         if scope["method"] != "POST":
             return await self._send(send, 404, _json.encode(openai_shape.error(404)))
         raw = await _read_body(receive)
@@ -72,19 +79,40 @@ class MockUpstream:
         except msgspec.DecodeError:
             return await self._send(send, 400, _json.encode(openai_shape.error(400)))
         self.stats.requests += 1
+        base = self.defaults
+        if path.startswith("/@"):
+            name, _, rest = path[2:].partition("/")
+            path = "/" + rest
+            base = self.upstreams.get(name, self.defaults)
+            self.stats.by_upstream[name] = self.stats.by_upstream.get(name, 0) + 1
         if path.endswith("/chat/completions"):
-            await self._chat(OPENAI, req, req.get("model", "mock"), bool(req.get("stream")), receive, send)
+            await self._chat(OPENAI, base, req, req.get("model", "mock"), bool(req.get("stream")), receive, send)
         elif path.endswith("/v1/messages"):
-            await self._chat(ANTHROPIC, req, req.get("model", "mock"), bool(req.get("stream")), receive, send)
+            await self._chat(ANTHROPIC, base, req, req.get("model", "mock"), bool(req.get("stream")), receive, send)
         elif ":generateContent" in path or ":streamGenerateContent" in path:
             model = path.rsplit("/", 1)[-1].split(":", 1)[0]
-            await self._chat(GEMINI, req, model, ":streamGenerateContent" in path, receive, send)
+            await self._chat(GEMINI, base, req, model, ":streamGenerateContent" in path, receive, send)
         elif path.endswith("/embeddings"):
-            await self._embed(OPENAI, openai_shape.embeddings, req, send)
+            await self._embed(OPENAI, base, openai_shape.embeddings, req, send)
         elif path.endswith(":batchEmbedContents"):
-            await self._embed(GEMINI, gemini_shape.embeddings, req, send)
+            await self._embed(GEMINI, base, gemini_shape.embeddings, req, send)
         else:
             await self._send(send, 404, _json.encode(openai_shape.error(404)))
+
+    async def _set_upstream(self, method: str, name: str, receive: Any, send: Any) -> None:
+        """PUT {"directives": "[mock:status=500]"}: upstream ``name`` behaves so
+        until DELETE (directives in a prompt still apply on top)."""
+        if method == "DELETE":
+            self.upstreams.pop(name, None)
+        elif method == "PUT":
+            try:
+                directives = str(_decode(await _read_body(receive)).get("directives", ""))
+            except msgspec.DecodeError:
+                return await self._send(send, 400, _json.encode(openai_shape.error(400)))
+            self.upstreams[name] = apply_directives(self.defaults, directives)
+        else:
+            return await self._send(send, 404, _json.encode(openai_shape.error(404)))
+        await self._send(send, 200, b"{}")
 
     async def _send(self, send: Any, status: int, body: bytes, headers: list | None = None) -> None:
         headers = [*(headers or JSON), (b"content-length", str(len(body)).encode())]
@@ -103,12 +131,14 @@ class MockUpstream:
         await self._send(send, b.status, _json.encode(shape.error(b.status)), headers)
         return True
 
-    async def _chat(self, shape: Shape, req: dict, model: str, streamed: bool, receive: Any, send: Any) -> None:
+    async def _chat(
+        self, shape: Shape, base: Behaviour, req: dict, model: str, streamed: bool, receive: Any, send: Any
+    ) -> None:
         try:
             prompt, last, count, tools = shape.read(req)
         except (KeyError, TypeError, AttributeError):
             return await self._send(send, 400, _json.encode(shape.error(400)))
-        b = apply_directives(self.defaults, prompt)
+        b = apply_directives(base, prompt)
         if await self._fault(shape, b, send):
             return
         answer = plan(prompt, last, count, tools, b)
@@ -125,8 +155,8 @@ class MockUpstream:
             frames = gemini_shape.stream(answer, model)
         await self._stream(receive, send, frames, b)
 
-    async def _embed(self, shape: Shape, render: Callable[[dict], dict], req: dict, send: Any) -> None:
-        b = apply_directives(self.defaults, _json.encode(req).decode())
+    async def _embed(self, shape: Shape, base: Behaviour, render: Callable[[dict], dict], req: dict, send: Any) -> None:
+        b = apply_directives(base, _json.encode(req).decode())
         if await self._fault(shape, b, send):
             return
         try:

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from schemas.chat import ChatBody, Cost, Delta, EmbeddingsBody, Message, Usage
+from schemas.chat import ChatBody, Cost, Delta, EmbeddingsBody, Message, ToolCall, Usage
 from schemas.envelope import Deployment
 from schemas.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from services import usage as usage_svc
@@ -90,7 +90,10 @@ async def call_chat(
                 data = await resp.aread()
                 result = adapter.parse_response(data)
                 text = result.message.content if isinstance(result.message.content, str) else ""
-                text += "".join(tc.function.arguments for tc in result.message.tool_calls or ())
+                text += "".join(
+                    tc.function.arguments if isinstance(tc, ToolCall) else tc.custom.input
+                    for tc in result.message.tool_calls or ()
+                )
                 model, reported, finish, message = result.model, result.usage, result.finish_reason, result.message
             else:
                 model, reported, finish, message, text = "", None, None, None, ""

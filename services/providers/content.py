@@ -82,6 +82,16 @@ def arguments_json(value: Any) -> str:
     return _encode_json(value if value is not None else {}).decode()
 
 
+def function_calls(m: Message, family: str) -> list[ToolCall]:
+    """A message's tool calls, all of them function calls: custom tools are OpenAI's own."""
+    calls = []
+    for call in m.tool_calls or ():
+        if not isinstance(call, ToolCall):
+            raise InvalidRequest(f"Custom tool calls cannot be sent to {family} model.")
+        calls.append(call)
+    return calls
+
+
 def tool_call(call_id: str, name: str, arguments: str) -> ToolCall:
     return ToolCall(id=call_id, function=FunctionCall(name=name, arguments=arguments))
 

@@ -155,6 +155,28 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_routes(args: argparse.Namespace) -> int:
+    from services.runtime import routes_table
+
+    async def run() -> list[dict]:
+        nc = await process.connect_tool(args.nats, args.creds)
+        try:
+            return await routes_table.gather(nc, args.minutes)
+        finally:
+            await nc.close()
+
+    try:
+        rows = asyncio.run(run())
+    except process.GatewayNotRunning as exc:
+        print(f"sluice routes: {exc}", file=sys.stderr)
+        return 1
+    except (TimeoutError, nats.errors.Error) as exc:
+        print(f"sluice routes: cannot read the model groups over NATS at {args.nats} ({exc!r})", file=sys.stderr)
+        return 1
+    print(json.dumps(rows, indent=2) if args.json else routes_table.render(rows, args.minutes))
+    return 0
+
+
 def cmd_seed(args: argparse.Namespace) -> int:
     from services.runtime import bootstrap
 
@@ -261,6 +283,13 @@ def parser() -> argparse.ArgumentParser:
     models.add_argument("--provider", default=None, help="with --catalog: only this provider's models")
     models.add_argument("--json", action="store_true")
     models.set_defaults(func=cmd_models)
+
+    routes = sub.add_parser("routes", help="model groups: deployments, weights, breaker states, recent latency")
+    routes.add_argument("--minutes", type=int, default=15, help="window for tries and latency")
+    routes.add_argument("--json", action="store_true")
+    routes.add_argument("--nats", default=process.nats_url())
+    routes.add_argument("--creds", default=default_creds(), help="NATS credentials file (default: .sluice's admin)")
+    routes.set_defaults(func=cmd_routes)
 
     seed = sub.add_parser("seed", help="create the event stream and KV buckets and load a config into them")
     seed.add_argument("--config", required=True)

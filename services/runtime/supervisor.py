@@ -69,6 +69,7 @@ class Layout(msgspec.Struct):
     # Replicas of the provider stage (the one that waits on upstream I/O).
     provider_replicas: int = 1
     policy_replicas: int = 1
+    route_replicas: int = 1
     # More ingress processes, one per port, beside the one on ``http_port``.
     extra_http_ports: list[int] = []
     # Each process connects as its role's NATS user, allowed only its own
@@ -241,7 +242,11 @@ class Supervisor:
             await nc.subscribe(f"{subjects.CONTROL_READY}.*", cb=on_ready)
             await nc.subscribe(f"{subjects.CONTROL_HEARTBEAT}.*", cb=on_ready)
             await nc.flush()
-            counts = {"provider": self.layout.provider_replicas, "policy": self.layout.policy_replicas}
+            counts = {
+                "provider": self.layout.provider_replicas,
+                "policy": self.layout.policy_replicas,
+                "route": self.layout.route_replicas,
+            }
             for name, args in STAGES.items():
                 replicas = counts.get(name, 1)
                 for i in range(replicas):

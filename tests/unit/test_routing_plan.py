@@ -157,3 +157,12 @@ def test_a_context_fallback_group_rides_along() -> None:
     big = ModelRoute(name="big", deployments=[dep("x"), dep("y")])
     plan = routing.plan(table(small, big), request(), HealthBoard(), NOW, random.Random())
     assert sorted(d.name for d in plan.context_candidates) == ["x", "y"] and plan.retries == 2
+
+
+def test_a_latency_average_with_no_recent_sample_is_forgotten_so_the_deployment_is_measured_again() -> None:
+    board = HealthBoard(latency_window_s=30)
+    group = ModelRoute(name="g", strategy="latency", deployments=[dep("a"), dep("b")])
+    board.record(TryOutcome(deployment="a", ok=True, at_ns=0, ttfb_ns=400_000_000), NOW)
+    board.record(TryOutcome(deployment="b", ok=True, at_ns=0, ttfb_ns=50_000_000), NOW + 20)
+    assert routing.plan(table(group), request(), board, NOW + 25, random.Random()).candidates[0].name == "b"
+    assert routing.plan(table(group), request(), board, NOW + 31, random.Random()).candidates[0].name == "a"

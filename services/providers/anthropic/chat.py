@@ -77,7 +77,7 @@ def _blocks(m: Message) -> list[dict[str, Any]]:
             else:
                 kind = type(part).__struct_config__.tag
                 raise InvalidRequest(f"Content part type {kind!r} cannot be sent to an Anthropic model.")
-    blocks += [tool_use_block(call) for call in m.tool_calls or ()]
+    blocks += [tool_use_block(call) for call in c.function_calls(m, "an Anthropic")]
     return blocks
 
 

@@ -23,6 +23,7 @@ from schemas.chat import (
 from schemas.errors import ErrorType, InvalidRequest
 from services.providers.anthropic.chat import from_blocks, tool_use_block
 from services.providers.anthropic.types import STOP_FROM_FINISH, ARequest, AResponse, AUsage
+from services.providers.content import function_calls
 
 _json = msgspec.json.Encoder()
 
@@ -153,7 +154,7 @@ def response(request_id: str, model: str, message: Message, finish_reason: str |
     text = content_text(message.content)
     if text:
         blocks.append({"type": "text", "text": text})
-    blocks += [tool_use_block(call) for call in message.tool_calls or ()]
+    blocks += [tool_use_block(call) for call in function_calls(message, "an Anthropic-shaped")]
     return AResponse(
         id=f"msg_{request_id}", model=model, content=blocks, usage=usage(u), stop_reason=stop_reason(finish_reason)
     )

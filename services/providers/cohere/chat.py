@@ -100,7 +100,8 @@ def _message(m: Message) -> dict[str, Any]:
         out["content"] = m.content
     if m.tool_calls:
         out["tool_calls"] = [
-            {"id": call.id, "type": "function", "function": msgspec.to_builtins(call.function)} for call in m.tool_calls
+            {"id": call.id, "type": "function", "function": msgspec.to_builtins(call.function)}
+            for call in c.function_calls(m, "a Cohere")
         ]
     return out
 

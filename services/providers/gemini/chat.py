@@ -88,7 +88,7 @@ def _parts(m: Message, tool_names: dict[str, str]) -> list[dict[str, Any]]:
             else:
                 kind = type(part).__struct_config__.tag
                 raise InvalidRequest(f"Content part type {kind!r} cannot be sent to a Gemini model.")
-    for call in m.tool_calls or ():
+    for call in c.function_calls(m, "a Gemini"):
         fn = call.function
         parts.append({"functionCall": {"name": fn.name, "args": c.arguments_object(fn.arguments)}})
     return parts
@@ -96,7 +96,7 @@ def _parts(m: Message, tool_names: dict[str, str]) -> list[dict[str, Any]]:
 
 def to_contents(messages: list[Message]) -> list[dict[str, Any]]:
     # A tool result in Gemini names its function, not the call id: find the name.
-    tool_names = {call.id: call.function.name for m in messages for call in m.tool_calls or ()}
+    tool_names = {call.id: call.function.name for m in messages for call in c.function_calls(m, "a Gemini")}
     out: list[dict[str, Any]] = []
     for m in messages:
         role = "model" if m.role == "assistant" else "user"

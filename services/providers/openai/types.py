@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
-from schemas.chat import ToolCall, ToolCallDelta
+from schemas.chat import CustomToolCall, ToolCall, ToolCallDelta
 
 
 class PromptTokensDetails(msgspec.Struct):
@@ -29,7 +29,7 @@ class OAUsage(msgspec.Struct):
 class OAMessage(msgspec.Struct, omit_defaults=True):
     role: str = "assistant"
     content: str | None = None
-    tool_calls: list[ToolCall] | None = None
+    tool_calls: list[ToolCall | CustomToolCall] | None = None
     refusal: str | None = None
 
 
