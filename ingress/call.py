@@ -102,6 +102,7 @@ class Call:
         embeddings: EmbeddingsBody | None = None,
         *,
         pin: str = "",
+        cache_control: str = "",
     ) -> None:
         self.body, self.embeddings = body, embeddings
         # The ingress's own time rides with the request: the stage that ends it records it.
@@ -117,6 +118,7 @@ class Call:
             origin="http",
             spans=self.spans,
             pin=pin,
+            cache_control=cache_control,
         )
         headers = {subjects.API_KEY_HEADER: api_key_header} if api_key_header else None
         try:
@@ -285,6 +287,19 @@ async def send_failure(call: Call, send: Send, fmt: Format, f: Failure) -> None:
     await send_bytes(send, f.status, fmt.error(f), headers)
 
 
+def route_headers(reply: Chunk | Final) -> list[tuple[bytes, bytes]]:
+    """Who answered, after how many tries, and whether from the cache (a
+    stream's first chunk carries the first and the last)."""
+    out = []
+    if reply.deployment:
+        out.append((b"x-sluice-deployment", reply.deployment.encode("latin-1", "replace")))
+    if isinstance(reply, Final) and reply.attempts:
+        out.append((b"x-sluice-attempts", str(reply.attempts).encode()))
+    if reply.cache:
+        out.append((b"x-sluice-cache", reply.cache.encode()))
+    return out
+
+
 async def complete(call: Call, send: Send, fmt: Format) -> None:
     """A non-streamed answer: wait for it (joining its pieces if it was too
     large for one message), render it."""
@@ -294,7 +309,7 @@ async def complete(call: Call, send: Send, fmt: Format) -> None:
         pieces.add(reply)
         reply = await call.next_reply(call.first_timeout())
     if isinstance(reply, Final):
-        headers = JSON_HEADERS + call.id_header + fmt.rate_headers(reply.rate)
+        headers = JSON_HEADERS + call.id_header + fmt.rate_headers(reply.rate) + route_headers(reply)
         await send_bytes(send, 200, fmt.final(pieces.complete(reply)), headers)
         return
     if not isinstance(reply, Failure):
@@ -333,7 +348,7 @@ async def _relay(call: Call, send: Send, fmt: Format) -> None:
     rate = call.quota.rate if call.quota is not None else None
     if rate is None and isinstance(reply, Final):
         rate = reply.rate
-    headers = SSE_HEADERS + call.id_header + fmt.rate_headers(rate)
+    headers = SSE_HEADERS + call.id_header + fmt.rate_headers(rate) + route_headers(reply)
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     ttft_ns = time.time_ns() - call.received_ns
     idle = call.gw.settings.stream_idle_timeout_s

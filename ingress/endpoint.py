@@ -75,7 +75,8 @@ async def serve(
         parsed = parse(await read_body(scope, receive, settings.max_body_bytes, settings.body_timeout_s))
         call = Call(gw, api, parsed.model, parsed.stream, received_ns, request_id)
         pin = header(scope, b"x-sluice-deployment") or ""
-        await call.publish(api_key_header, parsed.body, parsed.embeddings, pin=pin)
+        cache_control = (header(scope, b"cache-control") or "")[:256]
+        await call.publish(api_key_header, parsed.body, parsed.embeddings, pin=pin, cache_control=cache_control)
     except ClientDisconnected:  # gone before its body arrived: nothing to answer, still a row
         gw.record(request_id, received_ns, api, "", False, client_closed(request_id), [], client_disconnected=True)
         if call is not None:

@@ -74,6 +74,15 @@ class ApiKey(msgspec.Struct, omit_defaults=True):
     may_pin: bool = False
 
 
+class CachePolicy(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
+    """A tenant's opt-in to the shared response cache. A request asks with
+    ``Cache-Control: max-age=N`` (capped at ``max_age_s``); with
+    ``default_max_age_s`` the tenant's requests are cached unasked too."""
+
+    max_age_s: int
+    default_max_age_s: int = 0
+
+
 class RedactionRule(msgspec.Struct):
     name: str
     pattern: str
@@ -87,6 +96,8 @@ class Tenant(msgspec.Struct, omit_defaults=True):
     metadata: dict[str, str] = {}
     created_at_ms: int = 0
     owner: Owner = "config"
+    # None: this tenant's answers are never cached.
+    cache: CachePolicy | None = None
 
 
 class Subscription(msgspec.Struct, omit_defaults=True):

@@ -81,6 +81,14 @@ class Envelope(BusMessage, tag="chat.request"):
     # A deployment the caller asks for by name (``x-sluice-deployment``);
     # policy refuses it unless the caller's key may pin.
     pin: str = ""
+    # The caller's Cache-Control (e.g. "max-age=300", "no-store"), as given.
+    cache_control: str = ""
+    # Set by policy alone from that and the tenant's cache policy: how long
+    # the answer may be kept (0: not at all) and whether to look it up first;
+    # then by the cache stage on a miss: the key to store the answer under.
+    cache_ttl_s: int = 0
+    cache_lookup: bool = False
+    cache_key: str = ""
     # Set by policy alone (it clears whatever a caller put here): what it took
     # from the shared limit and budget counters, settled by whoever ends the request.
     quota: Reservation | None = None

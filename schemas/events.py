@@ -53,6 +53,7 @@ class RequestEvent(BusMessage, tag="event.request"):
     policy_ns: int = 0
     redact_ns: int = 0
     route_ns: int = 0
+    cache_ns: int = 0
     provider_ns: int = 0
     bus_ns: int = 0
     upstream_ttfb_ns: int = 0

@@ -34,6 +34,10 @@ class Chunk(BusMessage, tag="chat.chunk"):
     model: str = ""
     # A slice of an embeddings answer too large for one message (see ``Final``).
     embeddings: list[list[float]] | None = None
+    # On the first chunk of a stream only (its response headers go out with
+    # it): who answers, and whether from the cache.
+    deployment: str = ""
+    cache: Literal["hit", "miss", ""] = ""
 
 
 class Final(BusMessage, tag="chat.final"):

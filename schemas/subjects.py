@@ -12,7 +12,11 @@ IN_CHAT = f"{PREFIX}.in.chat"
 FROM_INGRESS = f"{PREFIX}.ingress.request"
 STAGE_REDACT = f"{PREFIX}.stage.redact"
 STAGE_ROUTE = f"{PREFIX}.stage.route"
+STAGE_CACHE = f"{PREFIX}.stage.cache"
 STAGE_CALL = f"{PREFIX}.stage.call"
+# An answer to keep, from the provider after its Final went out (queue group
+# "cache"): stores never sit on the reply path.
+CACHE_STORE = f"{PREFIX}.cache.store"
 # Not queue-grouped: every provider replica hears a cancel and the one that
 # holds the request stops it.
 CONTROL_CANCEL = f"{PREFIX}.control.cancel"
@@ -49,6 +53,9 @@ KV_SUBSCRIPTIONS = "sluice_subscriptions"
 KV_APPROVAL_RULES = "sluice_approval_rules"
 # key id -> when it was last used (ms), written by policy a few times a minute.
 KV_KEY_USAGE = "sluice_key_usage"
+# Cached answers, shared by every replica: a KV-shaped stream whose entries
+# each carry their own TTL (``Nats-TTL``), keyed by a hash of the request.
+KV_CACHE = "sluice_cache"
 # deployment name -> its breaker state, written by routing replicas when it
 # changes: what `sluice routes` shows and what a replica starting up begins from.
 KV_HEALTH = "sluice_health"

@@ -78,6 +78,7 @@ def admit(
     # Routing's to decide, from the gateway's own records: a caller's
     # candidates could send the request (and its prompt) to any URL.
     env.group, env.candidates, env.context_candidates, env.arm, env.retries = "", [], [], "", 0
+    env.cache_ttl_s, env.cache_lookup, env.cache_key = 0, False, ""
     if from_ingress:
         env.origin = "http"
         if not env.id:

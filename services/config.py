@@ -13,6 +13,7 @@ from schemas.control import (
     ID_PATTERN,
     ApiKey,
     Budget,
+    CachePolicy,
     Limits,
     ModelRoute,
     Period,
@@ -59,6 +60,8 @@ class TenantConfig(msgspec.Struct, forbid_unknown_fields=True):
     redaction_rules: list[RedactionRule] = []
     limits: Limits = msgspec.field(default_factory=Limits)
     budget: BudgetConfig | None = None
+    # Opt in to the shared response cache, e.g. { max_age_s = 3600 }.
+    cache: CachePolicy | None = None
 
 
 class KeyConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -212,8 +215,14 @@ def control_records(config: Config, extra_keys: dict[str, ApiKey] | None = None)
     tenants = {}
     for t in config.tenants:
         _check_id("tenant", t.id)
+        if t.cache is not None and not 0 <= t.cache.default_max_age_s <= t.cache.max_age_s:
+            raise ConfigError(f"tenant {t.id!r}: cache.default_max_age_s must be between 0 and max_age_s")
         tenants[t.id] = Tenant(
-            id=t.id, redaction_rules=t.redaction_rules, limits=t.limits, budget=_budget(t.budget, f"tenant {t.id!r}")
+            id=t.id,
+            redaction_rules=t.redaction_rules,
+            limits=t.limits,
+            budget=_budget(t.budget, f"tenant {t.id!r}"),
+            cache=t.cache,
         )
     for record in keys.values():
         if record.role == "gateway_admin" and not record.tenant_id:

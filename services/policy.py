@@ -94,10 +94,14 @@ def check_subscription(tenant_id: str, model: str, subscriptions: Iterable[Subsc
     )
 
 
-def build_slip(tenant: Tenant | None) -> list[str]:
-    """The hops after policy. A stage a tenant does not use is not on its slip."""
+def build_slip(tenant: Tenant | None, *, cached: bool = False) -> list[str]:
+    """The hops after policy. A stage a tenant does not use is not on its
+    slip; the cache is after routing, which names the group it keys on."""
     slip = []
     if tenant is not None and tenant.redaction_rules:
         slip.append(subjects.STAGE_REDACT)
-    slip += [subjects.STAGE_ROUTE, subjects.STAGE_CALL]
+    slip.append(subjects.STAGE_ROUTE)
+    if cached:
+        slip.append(subjects.STAGE_CACHE)
+    slip.append(subjects.STAGE_CALL)
     return slip

@@ -16,6 +16,7 @@ _STAGE_FIELDS = {
     "policy": "policy_ns",
     "redact": "redact_ns",
     "route": "route_ns",
+    "cache": "cache_ns",
     "provider": "provider_ns",
 }
 

@@ -32,6 +32,7 @@ body_timeout_s = 2
 
 [[tenants]]
 id = "demo"
+cache = {{ max_age_s = 600 }}
 
 [[tenants]]
 id = "careful"

@@ -11,13 +11,15 @@ import msgspec
 from nats.aio.msg import Msg
 
 from schemas import bus, subjects
-from schemas.chat import Cost, Delta, Usage
+from schemas.cache import CacheStore
+from schemas.chat import Cost, Delta, Message, Usage
 from schemas.envelope import Deployment, Envelope
 from schemas.errors import ClientClosed, InternalError, StageStopping, UpstreamTimeout
 from schemas.events import AlertEvent, AttemptEvent
 from schemas.health import TryOutcome
 from schemas.ids import new_id
 from schemas.replies import Accepted, Cancel, Chunk, Failure, Final, Timing
+from services import cache
 from services import usage as usage_svc
 from services.providers.attempts import Try, Walk, WalkFailed, retryable
 from services.providers.call import CallOutcome, CallProgress, OnDelta, call_chat, call_embeddings
@@ -126,10 +128,17 @@ class ProviderStage:
             return
         seq = 0
         first_chunk_ns = 0
+        # A streamed answer to keep in the cache is joined as it goes out.
+        transcript = cache.Transcript() if env.cache_key and env.stream else None
 
         async def on_delta(delta: Delta, model: str) -> None:
             nonlocal seq, first_chunk_ns
-            await ctx.send(env, bus.encode(Chunk(id=env.id, seq=seq, delta=delta, model=model)))
+            chunk = Chunk(id=env.id, seq=seq, delta=delta, model=model)
+            if seq == 0:  # it carries the response headers' facts
+                chunk.deployment, chunk.cache = walk.current.name, "miss" if env.cache_key else ""
+            await ctx.send(env, bus.encode(chunk))
+            if transcript is not None:
+                transcript.add(delta)
             first_chunk_ns = first_chunk_ns or time.time_ns()
             seq += 1
 
@@ -213,6 +222,7 @@ class ProviderStage:
             deployment=dep.name,
             provider=dep.provider,
             attempts=len(walk.tries),
+            cache="miss" if env.cache_key else "",
             timing=Timing(
                 upstream_start_ns=outcome.start_ns,
                 upstream_first_byte_ns=outcome.first_byte_ns,
@@ -221,6 +231,18 @@ class ProviderStage:
         )
         ttft = first_chunk_ns - env.received_at_ns if first_chunk_ns else 0
         await ctx.finish(env, final, start_ns, billed=True, ttft_ns=ttft)
+        if env.cache_key and env.cache_ttl_s > 0:
+            message = transcript.message() if transcript is not None else outcome.message
+            await self._keep(ctx, env, final, message)
+
+    async def _keep(self, ctx: runner.StageContext, env: Envelope, final: Final, message: Message | None) -> None:
+        """Ask the cache stage to keep a whole answer (sent after the Final,
+        so the client never waits on it). One too large for a NATS message is
+        not kept."""
+        answer = cache.answer_of(final, message, time.time_ns() // 1_000_000, env.cache_ttl_s)
+        payload = bus.encode(CacheStore(key=env.cache_key, ttl_s=env.cache_ttl_s, answer=answer))
+        if len(payload) <= ctx.nc.max_payload - 1024:
+            await ctx.nc.publish(subjects.CACHE_STORE, payload)
 
     async def _call(
         self, env: Envelope, dep: Deployment, progress: CallProgress, on_delta: OnDelta | None

@@ -7,5 +7,6 @@ ALTER TABLE requests ADD COLUMN IF NOT EXISTS arm LowCardinality(String) AFTER p
 ALTER TABLE requests ADD COLUMN IF NOT EXISTS attempts UInt8 AFTER arm;
 ALTER TABLE requests ADD COLUMN IF NOT EXISTS cache_hit Bool AFTER client_disconnected;
 ALTER TABLE requests ADD COLUMN IF NOT EXISTS cost_saved_pico_usd UInt64 AFTER cache_hit;
+ALTER TABLE requests ADD COLUMN IF NOT EXISTS cache_ns UInt64 AFTER route_ns;
 ALTER TABLE attempts ADD COLUMN IF NOT EXISTS number UInt8 AFTER request_id;
 ALTER TABLE attempts ADD COLUMN IF NOT EXISTS error_message String AFTER error_code;

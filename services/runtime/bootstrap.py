@@ -21,7 +21,7 @@ from nats.js.errors import BucketNotFoundError, NotFoundError
 from schemas import subjects
 from schemas.control import decode_key, decode_route, decode_tenant
 from services.config import ControlRecords
-from services.runtime import quota
+from services.runtime import quota, response_cache
 from services.runtime.events import EventPublisher
 from services.runtime.kv import kv_key, kv_name
 from services.runtime.kv_writer import KvWriter
@@ -77,6 +77,7 @@ async def prepare(nc: Client, records: ControlRecords) -> list[str]:
     warnings of the seed."""
     await ensure_stream(nc)
     await quota.ensure_streams(nc)
+    await response_cache.ensure_stream(nc)
     js = nc.jetstream()
     await ensure_buckets(js)
     events = EventPublisher(js, "config")

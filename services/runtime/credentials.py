@@ -89,8 +89,19 @@ ROLES: dict[str, Permissions] = {
         f"$KV.{subjects.KV_HEALTH}.>",
         subscribe=[subjects.STAGE_ROUTE, subjects.HEALTH_ATTEMPT],
     ),
+    "cache": _stage(
+        "cache",
+        _STAGES,
+        _INBOXES,
+        f"$KV.{subjects.KV_CACHE}.>",
+        subscribe=[subjects.STAGE_CACHE, subjects.CACHE_STORE],
+    ),
     "provider": _stage(
-        "provider", _INBOXES, subjects.HEALTH_ATTEMPT, subscribe=[subjects.STAGE_CALL, subjects.CONTROL_CANCEL]
+        "provider",
+        _INBOXES,
+        subjects.HEALTH_ATTEMPT,
+        subjects.CACHE_STORE,
+        subscribe=[subjects.STAGE_CALL, subjects.CONTROL_CANCEL],
     ),
     "sink": _stage("sink", _INBOXES, subjects.DEAD_LETTER, subscribe=[subjects.ANALYTICS_QUERY]),
     # The supervisor and the command line: seeding, queries, process news.

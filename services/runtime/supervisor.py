@@ -39,6 +39,7 @@ STAGES = {
     "policy": ["-m", "workers.policy"],
     "redact": ["-m", "workers.redaction"],
     "route": ["-m", "workers.routing"],
+    "cache": ["-m", "workers.cache"],
     "provider": ["-m", "workers.provider"],
     "sink": ["-m", "analytics.sink"],
 }

@@ -9,6 +9,7 @@ from pathlib import Path
 import msgspec
 
 from schemas import bus
+from schemas.cache import CachedAnswer, CacheStore
 from schemas.chat import ChatBody, Delta, Message, Usage
 from schemas.control import ApiKey, ApprovalRule, ModelRoute, Subscription, Tenant
 from schemas.envelope import Envelope, Span
@@ -23,7 +24,10 @@ SNAPSHOT = Path(__file__).parents[2] / "schemas" / "snapshot.json"
 def current_schema() -> dict:
     """Everything stages share: bus messages, the health outcomes and breaker
     records, and the control records they read from KV."""
-    shared = [bus.AnyMessage, TryOutcome, BreakerRecord, ModelRoute, ApiKey, Tenant, Subscription, ApprovalRule]
+    shared = [
+        *(bus.AnyMessage, TryOutcome, BreakerRecord, CacheStore, CachedAnswer),
+        *(ModelRoute, ApiKey, Tenant, Subscription, ApprovalRule),
+    ]
     schemas, components = msgspec.json.schema_components(shared, ref_template="#/$defs/{name}")
     return {"anyOf": schemas[0]["anyOf"], "others": list(schemas[1:]), "$defs": components}
 

@@ -1,0 +1,86 @@
+"""The response cache's rules, key and replay, without NATS."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from schemas.chat import ChatBody, Delta, EmbeddingsBody, Message, ToolCall, Usage
+from schemas.control import CachePolicy
+from schemas.replies import Final
+from services import cache
+
+POLICY = CachePolicy(max_age_s=600)
+
+
+@pytest.mark.parametrize(
+    ("header", "policy", "expected"),
+    [
+        ("", POLICY, (0, False)),  # opted in, but nothing asked and no default
+        ("max-age=60", POLICY, (60, True)),
+        ("max-age=99999", POLICY, (600, True)),  # capped by the tenant
+        ("public, Max-Age=30", POLICY, (30, True)),
+        ("max-age=60, no-store", POLICY, (0, False)),
+        ("no-store", CachePolicy(max_age_s=600, default_max_age_s=120), (0, False)),
+        ("", CachePolicy(max_age_s=600, default_max_age_s=120), (120, True)),
+        ("no-cache", CachePolicy(max_age_s=600, default_max_age_s=120), (120, False)),  # fresh, then kept
+        ("max-age=-5", POLICY, (0, False)),
+        ("max-age=abc", POLICY, (0, False)),
+        ("max-age=60", None, (0, False)),  # the tenant did not opt in
+    ],
+)
+def test_what_a_request_may_do_with_the_cache(header: str, policy: CachePolicy | None, expected: tuple) -> None:
+    assert cache.decide(header, policy) == expected
+
+
+def body(**fields: object) -> ChatBody:
+    return ChatBody(model="m", messages=[Message(role="user", content="hi")], **fields)  # type: ignore[arg-type]
+
+
+def test_the_key_changes_with_what_changes_the_answer_and_with_nothing_else() -> None:
+    base = cache.key("t", "g", body(), None)
+    same = [body(stream=True), body(user="someone"), msgspec.structs.replace(body(), model="alias")]
+    assert all(cache.key("t", "g", b, None) == base for b in same)
+    different = [
+        cache.key("t2", "g", body(), None),
+        cache.key("t", "g2", body(), None),
+        cache.key("t", "g", body(temperature=0.5), None),
+        cache.key("t", "g", body(max_tokens=5), None),
+        cache.key("t", "g", body(tools=[{"type": "function", "function": {"name": "f"}}]), None),
+        cache.key("t", "g", ChatBody(model="m", messages=[Message(role="user", content="hi!")]), None),
+        cache.key("t", "g", None, EmbeddingsBody(model="m", input="hi")),
+    ]
+    assert base not in different and len(set(different)) == len(different)
+    assert len(base) == 64
+
+
+def test_a_stream_joins_into_the_message_and_replays_as_several_chunks() -> None:
+    t = cache.Transcript()
+    text = "one two three four five six seven eight nine ten " * 4
+    for word in text.split(" "):
+        t.add(Delta(content=word + " "))
+    t.add(
+        msgspec.convert(
+            {"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "f", "arguments": '{"a"'}}]}, Delta
+        )
+    )
+    t.add(msgspec.convert({"tool_calls": [{"index": 0, "function": {"arguments": ": 1}"}}]}, Delta))
+    m = t.message()
+    assert isinstance(m.tool_calls[0], ToolCall) and m.tool_calls[0].function.arguments == '{"a": 1}'
+    final = Final(id="r", seq=0, model="x", usage=Usage(prompt_tokens=3, completion_tokens=4), deployment="d")
+    final.cost.input, final.finish_reason = 77, "tool_calls"
+    kept = cache.answer_of(final, m, now_ms=1000, ttl_s=60)
+    assert (kept.cost_pico_usd, kept.expires_at_ms) == (77, 61_000)
+    chunks = cache.replay("q", kept)
+    assert 3 < len(chunks) <= cache.REPLAY_CHUNKS + 2
+    assert chunks[0].cache == "hit" and chunks[0].deployment == "d" and chunks[0].delta.role == "assistant"
+    assert "".join(c.delta.content or "" for c in chunks) == m.content
+    assert chunks[-2].delta.tool_calls[0].function.arguments == '{"a": 1}'
+    assert chunks[-1].delta.finish_reason == "tool_calls" and [c.seq for c in chunks] == list(range(len(chunks)))
+    hit = cache.hit("q", kept, streamed=True, seq=len(chunks))
+    assert hit.message is None and hit.usage.total_tokens == 0 and hit.cost.total == 0
+    assert hit.cost_saved_pico_usd == 77 and hit.cache == "hit"
+
+
+def test_only_one_choice_answers_are_kept() -> None:
+    assert cache.cacheable(body()) and cache.cacheable(None) and not cache.cacheable(body(n=2))
