@@ -103,6 +103,7 @@ class Call:
         *,
         pin: str = "",
         cache_control: str = "",
+        raw: bytes = b"",
     ) -> None:
         self.body, self.embeddings = body, embeddings
         # The ingress's own time rides with the request: the stage that ends it records it.
@@ -119,6 +120,7 @@ class Call:
             spans=self.spans,
             pin=pin,
             cache_control=cache_control,
+            raw=raw,
         )
         headers = {subjects.API_KEY_HEADER: api_key_header} if api_key_header else None
         try:

@@ -13,6 +13,7 @@ from schemas.chat import ChatBody
 from schemas.errors import InvalidRequest
 from schemas.quota import RateState
 from schemas.replies import Chunk, Failure, Final
+from services.providers import passthrough
 
 _decode_body = msgspec.json.Decoder(ChatBody).decode
 
@@ -21,7 +22,8 @@ def parse_body(raw: bytes) -> endpoint.Parsed:
     body = endpoint.decode_json(_decode_body, raw)
     if not body.messages:
         raise InvalidRequest("'messages' must contain at least one message.")
-    return endpoint.Parsed(model=body.model, stream=bool(body.stream), body=body)
+    raw = raw if passthrough.worth_keeping("chat", raw) else b""
+    return endpoint.Parsed(model=body.model, stream=bool(body.stream), body=body, raw=raw)
 
 
 class ChatFormat:

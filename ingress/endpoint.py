@@ -35,6 +35,8 @@ class Parsed(msgspec.Struct):
     stream: bool = False
     body: ChatBody | None = None
     embeddings: EmbeddingsBody | None = None
+    # The client's own body, when it holds more than ``body`` (pass-through).
+    raw: bytes = b""
 
 
 def decode_json(decoder: Callable[[bytes], T], raw: bytes) -> T:
@@ -76,7 +78,9 @@ async def serve(
         call = Call(gw, api, parsed.model, parsed.stream, received_ns, request_id)
         pin = header(scope, b"x-sluice-deployment") or ""
         cache_control = (header(scope, b"cache-control") or "")[:256]
-        await call.publish(api_key_header, parsed.body, parsed.embeddings, pin=pin, cache_control=cache_control)
+        await call.publish(
+            api_key_header, parsed.body, parsed.embeddings, pin=pin, cache_control=cache_control, raw=parsed.raw
+        )
     except ClientDisconnected:  # gone before its body arrived: nothing to answer, still a row
         gw.record(request_id, received_ns, api, "", False, client_closed(request_id), [], client_disconnected=True)
         if call is not None:

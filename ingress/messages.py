@@ -12,6 +12,7 @@ from ingress.http import Receive, Scope, Send, header
 from schemas.errors import InvalidRequest
 from schemas.quota import RateState
 from schemas.replies import Chunk, Failure, Final
+from services.providers import passthrough
 from services.providers.anthropic import inbound
 from services.providers.anthropic.types import ARequest
 
@@ -26,7 +27,8 @@ def parse_body(raw: bytes) -> endpoint.Parsed:
     if request.max_tokens < 1:
         raise InvalidRequest("max_tokens: must be at least 1.")
     body = inbound.to_chat_body(request)
-    return endpoint.Parsed(model=body.model, stream=bool(body.stream), body=body)
+    raw = raw if passthrough.worth_keeping("messages", raw) else b""
+    return endpoint.Parsed(model=body.model, stream=bool(body.stream), body=body, raw=raw)
 
 
 def error_body(f: Failure) -> bytes:

@@ -89,6 +89,9 @@ class Envelope(BusMessage, tag="chat.request"):
     cache_ttl_s: int = 0
     cache_lookup: bool = False
     cache_key: str = ""
+    # The client's own JSON body, kept by the ingress (only) when it holds
+    # what the unified body cannot, for a deployment of the same API family.
+    raw: bytes = b""
     # Set by policy alone (it clears whatever a caller put here): what it took
     # from the shared limit and budget counters, settled by whoever ends the request.
     quota: Reservation | None = None

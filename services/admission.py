@@ -98,6 +98,9 @@ def admit(
         env.id = new_id(now_ns)
     env.received_at_ns = now_ns
     env.spans = []
+    # Policy checks the unified body; only the ingress's own copy of the
+    # client's bytes is known to say the same.
+    env.raw = b""
     latest = now_ns + timeout_ns
     env.deadline_ns = latest if not env.deadline_ns else min(max(env.deadline_ns, now_ns), latest)
     env.api = "embeddings" if env.embeddings is not None else ("messages" if env.api == "messages" else "chat")

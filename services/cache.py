@@ -49,9 +49,13 @@ def decide(cache_control: str, policy: CachePolicy | None) -> tuple[int, bool]:
     return ttl, ttl > 0 and not no_cache
 
 
-def key(tenant_id: str, group: str, body: ChatBody | None, embeddings: EmbeddingsBody | None) -> str:
+def key(tenant_id: str, group: str, body: ChatBody | None, embeddings: EmbeddingsBody | None, raw: bytes = b"") -> str:
+    """``raw``: the client's own body when it rides along for pass-through:
+    what it holds beyond ``body`` changes the answer too."""
     h = hashlib.sha256()
     h.update(f"{tenant_id}\0{group}\0".encode())
+    if raw:
+        h.update(b"raw\0" + raw + b"\0")
     if body is not None:
         h.update(b"chat\0")
         h.update(_encode(msgspec.structs.replace(body, model="", stream=False, stream_options=None, user=None)))

@@ -52,7 +52,7 @@ class CacheStage:
 
     async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg, start_ns: int) -> None:
         assert self.store is not None
-        key = cache.key(env.tenant_id, env.group, env.body, env.embeddings)
+        key = cache.key(env.tenant_id, env.group, env.body, env.embeddings, env.raw)
         found = None
         if env.cache_lookup:
             try:

@@ -21,6 +21,7 @@ from schemas.ids import new_id
 from schemas.replies import Accepted, Cancel, Chunk, Failure, Final, Timing
 from services import cache
 from services import usage as usage_svc
+from services.providers import passthrough
 from services.providers.attempts import Try, Walk, WalkFailed, retryable
 from services.providers.call import CallOutcome, CallProgress, OnDelta, call_chat, call_embeddings
 from services.providers.http import UpstreamHTTP, make_upstream_http
@@ -253,7 +254,8 @@ class ProviderStage:
             if env.embeddings is not None:
                 return await call_embeddings(self.client, dep, env.embeddings, progress)
             assert env.body is not None  # policy let through exactly one body
-            return await call_chat(self.client, dep, env.body, on_delta=on_delta, progress=progress)
+            raw = env.raw if env.raw and passthrough.native(env.api, dep) else None
+            return await call_chat(self.client, dep, env.body, on_delta=on_delta, progress=progress, raw=raw)
         finally:
             self.calls[dep.name] -= 1
 

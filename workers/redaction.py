@@ -26,6 +26,8 @@ class RedactionStage:
 
     async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg, start_ns: int) -> None:
         tenant = self.tenants.items.get(env.tenant_id)
+        # The client's own bytes would carry the prompt past redaction.
+        env.raw = b""
         if tenant is not None and tenant.redaction_rules:
             if env.body is not None:
                 redaction.redact_messages(env.body.messages, tenant.redaction_rules)

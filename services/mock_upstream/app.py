@@ -53,6 +53,8 @@ class MockUpstream:
     def __init__(self, defaults: Behaviour | None = None) -> None:
         self.defaults = defaults or Behaviour()
         self.stats = Stats()
+        # The last request body, as it arrived (GET /mock/last-request).
+        self.last_request = b"{}"
         # One mock plays several upstreams: "/@a/v1/..." is upstream "a",
         # whose own behaviour (e.g. failing with 500) is set over HTTP.
         self.upstreams: dict[str, Behaviour] = {}
@@ -69,6 +71,8 @@ class MockUpstream:
         path = scope["path"]
         if path == "/mock/stats":
             return await self._send(send, 200, _json.encode(self.stats))
+        if path == "/mock/last-request":
+            return await self._send(send, 200, self.last_request)
         if path.startswith("/mock/upstreams/"):
             return await self._set_upstream(scope["method"], path.removeprefix("/mock/upstreams/"), receive, send)
         if scope["method"] != "POST":
@@ -79,6 +83,7 @@ class MockUpstream:
         except msgspec.DecodeError:
             return await self._send(send, 400, _json.encode(openai_shape.error(400)))
         self.stats.requests += 1
+        self.last_request = raw
         base = self.defaults
         if path.startswith("/@"):
             name, _, rest = path[2:].partition("/")

@@ -19,6 +19,7 @@ from schemas.chat import ChatBody, Cost, Delta, EmbeddingsBody, Message, ToolCal
 from schemas.envelope import Deployment
 from schemas.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from services import usage as usage_svc
+from services.providers import passthrough
 from services.providers.base import UpstreamRequest, embedding_inputs
 from services.providers.http import UpstreamHTTP
 from services.providers.registry import provider
@@ -73,13 +74,20 @@ async def call_chat(
     *,
     on_delta: OnDelta | None = None,
     progress: CallProgress | None = None,
+    raw: bytes | None = None,
 ) -> CallOutcome:
+    """``raw``: the client's own body, sent as it is (``passthrough``) to a
+    deployment of the client API's own family."""
     adapter = provider(deployment.provider).chat
     progress = progress or CallProgress()
     start_ns = time.time_ns()
     first_byte_ns = 0
     try:
-        req = _translated(adapter.build_request, deployment, body, _api_key(deployment), stream=on_delta is not None)
+        stream = on_delta is not None
+        if raw:
+            req = passthrough.request(deployment, raw, _api_key(deployment), stream=stream)
+        else:
+            req = _translated(adapter.build_request, deployment, body, _api_key(deployment), stream=stream)
         progress.sent = True
         resp = await client.post(req.url, req.headers, req.content, deployment.timeout_s)
         try:

@@ -84,3 +84,9 @@ def test_a_stream_joins_into_the_message_and_replays_as_several_chunks() -> None
 
 def test_only_one_choice_answers_are_kept() -> None:
     assert cache.cacheable(body()) and cache.cacheable(None) and not cache.cacheable(body(n=2))
+
+
+def test_a_body_passed_through_as_written_keys_by_its_own_bytes_too() -> None:
+    plain = cache.key("t", "g", body(), None)
+    assert cache.key("t", "g", body(), None, b'{"top_k": 5}') != plain
+    assert cache.key("t", "g", body(), None, b'{"top_k": 5}') != cache.key("t", "g", body(), None, b'{"top_k": 6}')

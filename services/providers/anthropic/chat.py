@@ -219,14 +219,18 @@ class AnthropicStream:
 
 
 class AnthropicChat:
-    def build_request(
-        self, deployment: Deployment, body: ChatBody, api_key: str | None, *, stream: bool
-    ) -> UpstreamRequest:
+    def endpoint(self, deployment: Deployment, api_key: str | None) -> tuple[str, dict[str, str]]:
         headers = {"content-type": "application/json", "anthropic-version": API_VERSION}
         if api_key:
             headers["x-api-key"] = api_key
+        return f"{deployment.base_url}/v1/messages", headers
+
+    def build_request(
+        self, deployment: Deployment, body: ChatBody, api_key: str | None, *, stream: bool
+    ) -> UpstreamRequest:
+        url, headers = self.endpoint(deployment, api_key)
         request = to_request(body, deployment.upstream_model, stream=stream)
-        return UpstreamRequest(url=f"{deployment.base_url}/v1/messages", headers=headers, content=_encode(request))
+        return UpstreamRequest(url=url, headers=headers, content=_encode(request))
 
     def parse_response(self, data: bytes) -> ChatResult:
         try:

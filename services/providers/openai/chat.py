@@ -77,6 +77,9 @@ class OpenAIChat:
         return _encode(body)
 
     # -- chat ---------------------------------------------------------------
+    def endpoint(self, deployment: Deployment, api_key: str | None) -> tuple[str, dict[str, str]]:
+        return self.url(deployment, "/chat/completions"), self.headers(api_key)
+
     def build_request(
         self, deployment: Deployment, body: ChatBody, api_key: str | None, *, stream: bool
     ) -> UpstreamRequest:

@@ -1,0 +1,81 @@
+"""Native pass-through: a request whose client API is the upstream's own
+family goes up as the client wrote it, so what the unified format cannot
+carry (Anthropic's ``cache_control``, ``thinking``, ``top_k``; OpenAI's
+newer fields) still reaches the upstream. Only the model (the deployment's)
+and the stream flag (and, streaming to OpenAI, a request for usage) change;
+the answer is read by the family's adapter as always, so usage and cost are
+recorded the same way.
+
+The ingress keeps the original body only when it holds something the
+unified request lost, and only requests from the ingress carry one (policy
+checked the unified request parsed from those same bytes).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, cast
+
+import msgspec
+
+from schemas.chat import ChatBody
+from schemas.envelope import Deployment
+from services.providers.base import UpstreamRequest
+from services.providers.registry import provider
+
+_fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+_encode = msgspec.json.Encoder().encode
+# What the unified request carries of each API's top-level fields.
+_CARRIED = {
+    "chat": frozenset(ChatBody.__struct_fields__),
+    "messages": frozenset(
+        {"model", "max_tokens", "messages", "system", "stop_sequences", "stream", "temperature", "top_p"}
+        | {"tools", "tool_choice", "metadata"}
+    ),
+}
+_NATIVE = {"chat": ("openai", "openai_compatible"), "messages": ("anthropic",)}
+
+
+def worth_keeping(api: str, raw: bytes) -> bool:
+    """Whether a request body holds more than its unified form."""
+    carried = _CARRIED.get(api)
+    if carried is None:
+        return False
+    if api == "messages" and b'"cache_control"' in raw:
+        return True
+    try:
+        return not carried.issuperset(_fields(raw))
+    except msgspec.DecodeError:
+        return False
+
+
+def native(api: str, dep: Deployment) -> bool:
+    return provider(dep.provider).family in _NATIVE.get(api, ())
+
+
+def rewrite(raw: bytes, dep: Deployment, *, stream: bool, ask_usage: bool) -> bytes:
+    doc = _fields(raw)
+    doc["model"] = msgspec.Raw(_encode(dep.upstream_model))
+    doc["stream"] = msgspec.Raw(b"true" if stream else b"false")
+    if ask_usage:
+        options = msgspec.json.decode(doc["stream_options"]) if "stream_options" in doc else {}
+        options = options if isinstance(options, dict) else {}
+        doc["stream_options"] = msgspec.Raw(_encode({**options, "include_usage": True}))
+    elif not stream:
+        doc.pop("stream_options", None)
+    return _encode(doc)
+
+
+class NativeAdapter(Protocol):
+    """What the adapters of the native families (OpenAI's, Anthropic's) add."""
+
+    def endpoint(self, deployment: Deployment, api_key: str | None) -> tuple[str, dict[str, str]]: ...
+
+
+def request(dep: Deployment, raw: bytes, api_key: str | None, *, stream: bool) -> UpstreamRequest:
+    """The upstream request for a native body, with the family adapter's own URL and headers."""
+    known = provider(dep.provider)
+    url, headers = cast(NativeAdapter, known.chat).endpoint(dep, api_key)
+    # OpenAI's family sends usage in a stream only when asked (and some of
+    # its servers refuse being asked: the adapter knows which).
+    ask_usage = stream and known.family != "anthropic" and bool(getattr(known.chat, "stream_usage", False))
+    return UpstreamRequest(url=url, headers=headers, content=rewrite(raw, dep, stream=stream, ask_usage=ask_usage))
