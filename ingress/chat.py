@@ -38,7 +38,7 @@ class ChatFormat:
     def final(self, f: Final) -> bytes:
         c = self.call
         assert f.message is not None
-        return fmt.completion(c.id, c.created, c.model, f.message, f.finish_reason, f.usage)
+        return fmt.completion(c.id, c.created, c.model, f.message, f.finish_reason, f.usage, f.other_choices)
 
     def chunk(self, chunk: Chunk) -> bytes:
         return fmt.sse_chunk(self.call.id, self.call.created, self.call.model, chunk.delta)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import sys
 from array import array
+from collections.abc import Sequence
 
 import msgspec
 
 from ingress.http import error_body
+from schemas.chat import Choice as UnifiedChoice
 from schemas.chat import CustomToolCall, Delta, Message, ToolCall, ToolCallDelta, Usage, content_text
 from schemas.replies import Failure
 
@@ -102,16 +104,21 @@ def usage(u: Usage) -> CompletionUsage:
 
 
 def completion(
-    request_id: str, created: int, model: str, message: Message, finish_reason: str | None, u: Usage
+    request_id: str,
+    created: int,
+    model: str,
+    message: Message,
+    finish_reason: str | None,
+    u: Usage,
+    others: Sequence[UnifiedChoice] = (),
 ) -> bytes:
+    """``others``: choices 1, 2, ... of a request with ``n`` > 1."""
+    choices = [Choice(index=0, message=response_message(message), finish_reason=finish_reason)]
+    choices += [
+        Choice(index=c.index, message=response_message(c.message), finish_reason=c.finish_reason) for c in others
+    ]
     return _json.encode(
-        ChatCompletion(
-            id=f"chatcmpl-{request_id}",
-            created=created,
-            model=model,
-            choices=[Choice(index=0, message=response_message(message), finish_reason=finish_reason)],
-            usage=usage(u),
-        )
+        ChatCompletion(id=f"chatcmpl-{request_id}", created=created, model=model, choices=choices, usage=usage(u))
     )
 
 
@@ -122,7 +129,7 @@ def sse_chunk(request_id: str, created: int, model: str, delta: Delta) -> bytes:
         model=model,
         choices=[
             ChunkChoice(
-                index=0,
+                index=delta.index,
                 delta=ChunkDelta(role=delta.role, content=delta.content, tool_calls=delta.tool_calls),
                 finish_reason=delta.finish_reason,
             )

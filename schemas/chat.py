@@ -208,11 +208,21 @@ class Usage(msgspec.Struct, omit_defaults=True):
 
 
 class Delta(msgspec.Struct, omit_defaults=True):
-    """One streamed increment of the answer."""
+    """One streamed increment of the answer; ``index`` is the choice it
+    belongs to when a request asked for several (``n``)."""
 
+    index: int = 0
     role: str | None = None
     content: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
+    finish_reason: str | None = None
+
+
+class Choice(msgspec.Struct, omit_defaults=True):
+    """One of several answers to a request with ``n`` > 1."""
+
+    index: int
+    message: Message
     finish_reason: str | None = None
 
 

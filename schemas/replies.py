@@ -12,7 +12,7 @@ from typing import Literal
 import msgspec
 
 from schemas.base import BusMessage
-from schemas.chat import Cost, Delta, Message, Usage
+from schemas.chat import Choice, Cost, Delta, Message, Usage
 from schemas.envelope import Span
 from schemas.errors import GatewayError
 from schemas.quota import RateState, Reservation
@@ -52,8 +52,11 @@ class Final(BusMessage, tag="chat.final"):
     # The total, kept for v1 readers that predate the split in ``cost``.
     cost_pico_usd: int = 0
     cost: Cost = msgspec.field(default_factory=Cost)
-    # For a non-streamed answer the whole message; for a streamed one None.
+    # For a non-streamed answer the whole message (of the first choice); for
+    # a streamed one None.
     message: Message | None = None
+    # A non-streamed answer to a request with ``n`` > 1: choices 1, 2, ...
+    other_choices: list[Choice] = []
     # For an embeddings request: one vector per input, in input order.
     embeddings: list[list[float]] | None = None
     finish_reason: str | None = None

@@ -35,14 +35,23 @@ def encode_final(reply: Final | Failure, limit: int = MAX_REPLY_BYTES) -> list[b
             for i in range(0, len(vectors), per_chunk)
         ]
         rest.embeddings = []
+    per_chunk = limit // 8  # characters: at most 4 bytes each in UTF-8, and room to spare
     if reply.message is not None and isinstance(reply.message.content, str):
         text = reply.message.content
-        per_chunk = limit // 8  # characters: at most 4 bytes each in UTF-8, and room to spare
         pieces += [
             Chunk(id=reply.id, seq=0, delta=Delta(content=text[i : i + per_chunk]))
             for i in range(0, len(text), per_chunk)
         ]
         rest.message = msgspec.structs.replace(reply.message, content="")
+    rest.other_choices = []
+    for choice in reply.other_choices:  # n > 1: each choice's text in chunks of its own index
+        text = choice.message.content if isinstance(choice.message.content, str) else ""
+        pieces += [
+            Chunk(id=reply.id, seq=0, delta=Delta(index=choice.index, content=text[i : i + per_chunk]))
+            for i in range(0, len(text), per_chunk)
+        ]
+        emptied = msgspec.structs.replace(choice.message, content="") if text else choice.message
+        rest.other_choices.append(msgspec.structs.replace(choice, message=emptied))
     for offset, chunk in enumerate(pieces):
         chunk.seq = reply.seq + offset
     rest.seq = reply.seq + len(pieces)
@@ -53,19 +62,22 @@ class Assembler:
     """Joins the pieces of a non-streamed answer sent by ``encode_final``."""
 
     def __init__(self) -> None:
-        self._text: list[str] = []
+        self._text: dict[int, list[str]] = {}
         self._vectors: list[list[float]] = []
 
     def add(self, chunk: Chunk) -> None:
         if chunk.embeddings:
             self._vectors += chunk.embeddings
         if chunk.delta.content:
-            self._text.append(chunk.delta.content)
+            self._text.setdefault(chunk.delta.index, []).append(chunk.delta.content)
 
     def complete(self, final: Final) -> Final:
         if self._vectors:
             final.embeddings = self._vectors + (final.embeddings or [])
-        if self._text and final.message is not None:
-            tail = final.message.content if isinstance(final.message.content, str) else ""
-            final.message.content = "".join(self._text) + tail
+        messages = {0: final.message} | {c.index: c.message for c in final.other_choices}
+        for index, parts in self._text.items():
+            message = messages.get(index)
+            if message is not None:
+                tail = message.content if isinstance(message.content, str) else ""
+                message.content = "".join(parts) + tail
         return final

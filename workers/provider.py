@@ -218,6 +218,7 @@ class ProviderStage:
             cost_pico_usd=outcome.cost.total,
             cost=outcome.cost,
             message=outcome.message,
+            other_choices=outcome.other_choices,
             embeddings=outcome.embeddings,
             finish_reason=outcome.finish_reason,
             deployment=dep.name,

@@ -32,10 +32,15 @@ class Answer(msgspec.Struct):
     cached_tokens: int
     reasoning_tokens: int
     behaviour: Behaviour
+    # How many choices to give (OpenAI's ``n``); choice k > 0 ends in " #k".
+    choices: int = 1
 
     @property
     def text(self) -> str:
         return "".join(self.words)
+
+    def words_of(self, choice: int) -> list[str]:
+        return self.words if choice == 0 else [*self.words, f" #{choice}"]
 
 
 def answer_words(n: int) -> list[str]:

@@ -147,6 +147,9 @@ class MockUpstream:
         if await self._fault(shape, b, send):
             return
         answer = plan(prompt, last, count, tools, b)
+        if shape is OPENAI and isinstance(req.get("n"), int) and 1 < req["n"] <= 8:
+            answer.choices = req["n"]
+            answer.completion_tokens *= req["n"]
         if not streamed:
             await self._send(send, 200, _json.encode(shape.complete(answer, model)))
             self.stats.completed_requests += 1

@@ -43,16 +43,14 @@ def _common(model: str) -> dict[str, Any]:
 
 
 def complete(a: Answer, model: str) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": a.text if a.tool is None else None}
-    if a.tool is not None:
-        message["tool_calls"] = [
-            {"id": a.tool.id, "type": "function", "function": {"name": a.tool.name, "arguments": a.tool.arguments_json}}
-        ]
-    body = {
-        **_common(model),
-        "object": "chat.completion",
-        "choices": [{"index": 0, "message": message, "finish_reason": "stop" if a.tool is None else "tool_calls"}],
-    }
+    choices = []
+    for k in range(a.choices):
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(a.words_of(k)) if a.tool is None else None}
+        if a.tool is not None:
+            call = {"name": a.tool.name, "arguments": a.tool.arguments_json}
+            message["tool_calls"] = [{"id": a.tool.id, "type": "function", "function": call}]
+        choices.append({"index": k, "message": message, "finish_reason": "stop" if a.tool is None else "tool_calls"})
+    body = {**_common(model), "object": "chat.completion", "choices": choices}
     if not a.behaviour.no_usage:
         body["usage"] = _usage(a)
     return body
@@ -61,11 +59,15 @@ def complete(a: Answer, model: str) -> dict[str, Any]:
 def stream(a: Answer, model: str, want_usage: bool) -> list[Frame]:
     common = {**_common(model), "object": "chat.completion.chunk"}
 
-    def chunk(delta: dict[str, Any], finish: str | None = None, word: bool = True) -> Frame:
-        return data_frame({**common, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}, word)
+    def chunk(delta: dict[str, Any], finish: str | None = None, word: bool = True, index: int = 0) -> Frame:
+        return data_frame({**common, "choices": [{"index": index, "delta": delta, "finish_reason": finish}]}, word)
 
     frames = [chunk({"role": "assistant", "content": ""}, word=False)]
     frames += [chunk({"content": w}) for w in a.words]
+    for k in range(1, a.choices):  # n > 1: each further choice after the first, as OpenAI may order them
+        frames.append(chunk({"role": "assistant", "content": ""}, word=False, index=k))
+        frames += [chunk({"content": w}, index=k) for w in a.words_of(k)]
+        frames.append(chunk({}, "stop", word=False, index=k))
     if a.tool is not None:
         args = a.tool.arguments_json
         head = {"index": 0, "id": a.tool.id, "type": "function", "function": {"name": a.tool.name, "arguments": ""}}

@@ -12,7 +12,7 @@ from typing import Protocol
 
 import msgspec
 
-from schemas.chat import ChatBody, Delta, EmbeddingsBody, Message, Usage
+from schemas.chat import ChatBody, Choice, Delta, EmbeddingsBody, Message, Usage
 from schemas.envelope import Deployment
 from schemas.errors import GatewayError
 
@@ -30,6 +30,8 @@ class ChatResult(msgspec.Struct):
     finish_reason: str | None
     usage: Usage | None
     model: str
+    # Choices 1, 2, ... of a request with ``n`` > 1.
+    other_choices: list[Choice] = []
 
 
 class StreamEvent(msgspec.Struct):
@@ -38,6 +40,8 @@ class StreamEvent(msgspec.Struct):
     delta: Delta | None = None
     usage: Usage | None = None
     model: str = ""
+    # Deltas of other choices in the same event (``n`` > 1).
+    extra: list[Delta] = []
 
 
 class StreamParser(Protocol):

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from schemas.chat import ChatBody, Cost, Delta, EmbeddingsBody, Message, ToolCall, Usage
+from schemas.chat import ChatBody, Choice, Cost, Delta, EmbeddingsBody, Message, ToolCall, Usage
 from schemas.envelope import Deployment
 from schemas.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from services import usage as usage_svc
@@ -40,6 +40,8 @@ class CallOutcome(msgspec.Struct):
     first_byte_ns: int
     end_ns: int
     embeddings: list[list[float]] | None = None
+    # Choices 1, 2, ... of a non-streamed request with ``n`` > 1.
+    other_choices: list[Choice] = []
 
 
 class CallProgress:
@@ -97,14 +99,11 @@ async def call_chat(
                 first_byte_ns = time.time_ns()
                 data = await resp.aread()
                 result = adapter.parse_response(data)
-                text = result.message.content if isinstance(result.message.content, str) else ""
-                text += "".join(
-                    tc.function.arguments if isinstance(tc, ToolCall) else tc.custom.input
-                    for tc in result.message.tool_calls or ()
-                )
+                text = "".join(_output_text(m) for m in (result.message, *(c.message for c in result.other_choices)))
                 model, reported, finish, message = result.model, result.usage, result.finish_reason, result.message
+                others = result.other_choices
             else:
-                model, reported, finish, message, text = "", None, None, None, ""
+                model, reported, finish, message, text, others = "", None, None, None, "", []
                 parts = progress.parts
                 done = False
                 parser = adapter.stream_parser()
@@ -117,8 +116,9 @@ async def call_chat(
                         first_byte_ns = progress.first_byte_ns = time.time_ns()
                     model = event.model or model
                     reported = progress.reported = event.usage or reported
-                    delta = event.delta
-                    if delta is not None and (delta.content or delta.tool_calls or delta.role or delta.finish_reason):
+                    for delta in (event.delta, *event.extra) if event.delta is not None else ():
+                        if not (delta.content or delta.tool_calls or delta.role or delta.finish_reason):
+                            continue
                         if delta.content:
                             parts.append(delta.content)
                         # Tool-call arguments are output tokens too, for counting.
@@ -139,6 +139,7 @@ async def call_chat(
         cost=usage_svc.cost_of(usage, deployment.catalog_model),
         finish_reason=finish,
         message=message,
+        other_choices=others,
         start_ns=start_ns,
         first_byte_ns=first_byte_ns or time.time_ns(),
         end_ns=time.time_ns(),
@@ -177,6 +178,14 @@ async def call_embeddings(
         first_byte_ns=first_byte_ns,
         end_ns=time.time_ns(),
         embeddings=result.vectors,
+    )
+
+
+def _output_text(m: Message) -> str:
+    """What a message's output tokens are made of: text and tool-call arguments."""
+    text = m.content if isinstance(m.content, str) else ""
+    return text + "".join(
+        tc.function.arguments if isinstance(tc, ToolCall) else tc.custom.input for tc in m.tool_calls or ()
     )
 
 

@@ -10,6 +10,7 @@ import msgspec
 
 from schemas.chat import (
     AudioPart,
+    ChatBody,
     ContentPart,
     FilePart,
     FunctionCall,
@@ -106,6 +107,13 @@ def tool_call_start(index: int, call_id: str, name: str, arguments: str = "") ->
 def tool_call_more(index: int, arguments: str) -> ToolCallDelta:
     """A later delta of a streamed tool call: more of its arguments."""
     return ToolCallDelta(index=index, function=FunctionDelta(arguments=arguments))
+
+
+def one_choice(body: ChatBody, family: str) -> None:
+    """A family that answers once per call cannot give ``n`` > 1 choices;
+    saying so beats answering fewer than asked."""
+    if body.n is not None and body.n > 1:
+        raise InvalidRequest(f"{family} models give one answer per request: n must be 1.", code="n_not_supported")
 
 
 def split_system(messages: list[Message]) -> tuple[str | None, list[Message]]:

@@ -124,6 +124,7 @@ def _tool_choice(body: ChatBody) -> dict[str, Any] | None:
 
 
 def to_request(body: ChatBody, model: str, *, stream: bool) -> ARequest:
+    c.one_choice(body, "Anthropic")
     system, rest = c.split_system(body.messages)
     stop = [body.stop] if isinstance(body.stop, str) else body.stop
     tools = [

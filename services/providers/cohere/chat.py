@@ -107,6 +107,7 @@ def _message(m: Message) -> dict[str, Any]:
 
 
 def to_request(body: ChatBody, model: str, *, stream: bool) -> dict[str, Any]:
+    c.one_choice(body, "Cohere")
     request: dict[str, Any] = {"model": model, "messages": [_message(m) for m in body.messages], "stream": stream}
     stop = [body.stop] if isinstance(body.stop, str) else body.stop
     for key, value in (

@@ -15,6 +15,7 @@ import msgspec
 from schemas.chat import (
     AudioPart,
     ChatBody,
+    Choice,
     Delta,
     EmbeddingsBody,
     FilePart,
@@ -35,7 +36,7 @@ from services.providers.base import (
     embedding_inputs,
 )
 from services.providers.errors import classify
-from services.providers.gemini.types import FINISH, GEmbeddings, GError, GResponse, GUsage
+from services.providers.gemini.types import FINISH, GCandidate, GEmbeddings, GError, GResponse, GUsage
 
 _encode = msgspec.json.Encoder().encode
 _decode_response = msgspec.json.Decoder(GResponse).decode
@@ -193,8 +194,10 @@ def _read_parts(parts: list[dict[str, Any]], first_call: int) -> tuple[str, list
 
 class GeminiStream:
     def __init__(self) -> None:
-        self.calls = 0
-        self.started = False
+        # Per candidate (``candidateCount`` > 1): tool calls so far, and
+        # whether its first delta (which names the role) went out.
+        self.calls: dict[int, int] = {}
+        self.started: set[int] = set()
 
     def feed(self, data: str) -> StreamEvent | None:
         try:
@@ -205,20 +208,25 @@ class GeminiStream:
         usage = usage_of(chunk.usage_metadata)  # cumulative: the last one wins
         if not chunk.candidates:
             return StreamEvent(usage=usage, model=chunk.model_version)
-        cand = chunk.candidates[0]
-        text, calls = _read_parts(cand.content.parts, self.calls)
-        deltas = [
-            c.tool_call_start(self.calls + i, t.id, t.function.name, t.function.arguments) for i, t in enumerate(calls)
+        deltas = [self._delta(cand) for cand in chunk.candidates]
+        return StreamEvent(delta=deltas[0], usage=usage, model=chunk.model_version, extra=deltas[1:])
+
+    def _delta(self, cand: GCandidate) -> Delta:
+        before = self.calls.get(cand.index, 0)
+        text, calls = _read_parts(cand.content.parts, before)
+        starts = [
+            c.tool_call_start(before + i, t.id, t.function.name, t.function.arguments) for i, t in enumerate(calls)
         ]
-        self.calls += len(calls)
+        self.calls[cand.index] = before + len(calls)
         delta = Delta(
-            role=None if self.started else "assistant",
+            index=cand.index,
+            role=None if cand.index in self.started else "assistant",
             content=text or None,
-            tool_calls=deltas or None,
-            finish_reason=_finish(cand.finish_reason, self.calls > 0),
+            tool_calls=starts or None,
+            finish_reason=_finish(cand.finish_reason, self.calls[cand.index] > 0),
         )
-        self.started = True
-        return StreamEvent(delta=delta, usage=usage, model=chunk.model_version)
+        self.started.add(cand.index)
+        return delta
 
 
 class GeminiChat:
@@ -243,13 +251,17 @@ class GeminiChat:
         _check_blocked(response)
         if not response.candidates:
             raise UpstreamError("Upstream response has no candidates.")
-        cand = response.candidates[0]
-        text, calls = _read_parts(cand.content.parts, 0)
+        choices = []
+        for cand in sorted(response.candidates, key=lambda c: c.index):
+            text, calls = _read_parts(cand.content.parts, 0)
+            message = Message(role="assistant", content=text if text or not calls else None, tool_calls=calls or None)  # type: ignore[arg-type]
+            choices.append(Choice(cand.index, message, _finish(cand.finish_reason or "STOP", bool(calls))))
         return ChatResult(
-            message=Message(role="assistant", content=text if text or not calls else None, tool_calls=calls or None),
-            finish_reason=_finish(cand.finish_reason or "STOP", bool(calls)),
+            message=choices[0].message,
+            finish_reason=choices[0].finish_reason,
             usage=usage_of(response.usage_metadata),
             model=response.model_version,
+            other_choices=choices[1:],
         )
 
     def stream_parser(self) -> GeminiStream:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from schemas.chat import ChatBody, Delta, EmbeddingsBody, Message, StreamOptions, Usage
+from schemas.chat import ChatBody, Choice, Delta, EmbeddingsBody, Message, StreamOptions, Usage
 from schemas.envelope import Deployment
 from schemas.errors import GatewayError, UpstreamError
 from services.providers.base import ChatResult, EmbeddingsResult, StreamEvent, UpstreamRequest
@@ -46,14 +46,18 @@ class OpenAIStream:
             chunk = _decode_chunk(data)
         except msgspec.DecodeError as exc:
             raise UpstreamError(f"Upstream sent an unreadable stream chunk: {exc}") from exc
-        delta = None
-        if chunk.choices:
-            c = chunk.choices[0]
+        deltas = []
+        for c in chunk.choices:
             d = c.delta
             content = d.content if d.refusal is None else (d.content or "") + d.refusal
-            delta = Delta(role=d.role, content=content, tool_calls=d.tool_calls, finish_reason=c.finish_reason)
+            deltas.append(
+                Delta(
+                    index=c.index, role=d.role, content=content, tool_calls=d.tool_calls, finish_reason=c.finish_reason
+                )
+            )
         reported = chunk.usage or (chunk.x_groq.usage if chunk.x_groq else None)
-        return StreamEvent(delta=delta, usage=usage_of(reported), model=chunk.model)
+        first = deltas[0] if deltas else None
+        return StreamEvent(delta=first, usage=usage_of(reported), model=chunk.model, extra=deltas[1:])
 
 
 class OpenAIChat:
@@ -100,14 +104,18 @@ class OpenAIChat:
             raise UpstreamError(f"Upstream sent an unreadable completion: {exc}") from exc
         if not completion.choices:
             raise UpstreamError("Upstream completion has no choices.")
-        choice = completion.choices[0]
-        m = choice.message
-        content = m.content if m.refusal is None else m.refusal
+        choices = []
+        for choice in sorted(completion.choices, key=lambda c: c.index):
+            m = choice.message
+            content = m.content if m.refusal is None else m.refusal
+            message = Message(role=m.role, content=content, tool_calls=m.tool_calls)
+            choices.append(Choice(index=choice.index, message=message, finish_reason=choice.finish_reason))
         return ChatResult(
-            message=Message(role=m.role, content=content, tool_calls=m.tool_calls),
-            finish_reason=choice.finish_reason,
+            message=choices[0].message,
+            finish_reason=choices[0].finish_reason,
             usage=usage_of(completion.usage),
             model=completion.model,
+            other_choices=choices[1:],
         )
 
     def stream_parser(self) -> OpenAIStream:
