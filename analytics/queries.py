@@ -85,6 +85,30 @@ NAMED: dict[str, Named] = {
         """,
         params={"since_ns": ("UInt64", 0), "until_ns": ("UInt64", 2**63 - 1)},
     ),
+    # Per model name: latency and the routing and cache stages' time, p50
+    # and p99 (what a group's strategy or the cache costs, measured inside).
+    "breakdown_by_model": Named(
+        sql="""
+        SELECT
+            model,
+            count() AS requests,
+            countIf(cache_hit) AS cache_hits,
+            round(quantile(0.5)(latency_ns) / 1e6, 3) AS latency_p50_ms,
+            round(quantile(0.99)(latency_ns) / 1e6, 3) AS latency_p99_ms,
+            round(quantile(0.5)(route_ns) / 1e3, 1) AS route_p50_us,
+            round(quantile(0.99)(route_ns) / 1e3, 1) AS route_p99_us,
+            round(quantile(0.5)(cache_ns) / 1e3, 1) AS cache_p50_us,
+            round(quantile(0.99)(cache_ns) / 1e3, 1) AS cache_p99_us,
+            round(quantile(0.5)(provider_ns) / 1e3, 1) AS provider_p50_us,
+            round(quantile(0.5)(upstream_ttfb_ns) / 1e3, 1) AS upstream_p50_us
+        FROM requests FINAL
+        WHERE ts >= fromUnixTimestamp64Nano(toInt64({since_ns:UInt64}))
+          AND ts < fromUnixTimestamp64Nano(toInt64({until_ns:UInt64}))
+        GROUP BY model
+        ORDER BY model
+        """,
+        params={"since_ns": ("UInt64", 0), "until_ns": ("UInt64", 2**63 - 1)},
+    ),
     "request": Named(
         sql="SELECT * FROM requests FINAL WHERE request_id = {request_id:String}",
         params={"request_id": ("String", "")},
@@ -97,7 +121,8 @@ NAMED: dict[str, Named] = {
     "alerts": Named(
         sql="""
         SELECT request_id, ts, JSONExtractString(body, 'alert') AS alert,
-               JSONExtractString(body, 'model') AS model, JSONExtractString(body, 'detail') AS detail
+               JSONExtractString(body, 'model') AS model, JSONExtractString(body, 'detail') AS detail,
+               JSONExtractString(body, 'deployment') AS deployment
         FROM events FINAL
         WHERE kind = 'alert' AND ts >= now64(9) - toIntervalMinute({minutes:UInt32})
         ORDER BY ts DESC

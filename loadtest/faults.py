@@ -30,7 +30,10 @@ import openai
 # keep requests in flight at every stage when the kill comes.
 STREAMED = "fault load [mock:chunks=8] [mock:chunk_ms=15]"
 COMPLETE = "fault load [mock:latency_ms=60] [mock:chunks=8]"
-PROCESSES = ("policy", "redact", "route", "provider", "sink", "ingress")
+PROCESSES = ("policy", "redact", "route", "cache", "provider", "sink", "ingress")
+# Every request of a caching tenant passes the cache stage (and has its answer
+# kept), yet each is answered by the upstream: the mock's count stays exact.
+FRESH = {"cache-control": "no-cache"}
 
 
 class Outcome(msgspec.Struct):
@@ -66,13 +69,19 @@ def _call(client: openai.OpenAI, stream: bool) -> Outcome:
     try:
         if stream:
             raw = client.chat.completions.with_raw_response.create(
-                model="demo-model", messages=messages, stream=True, stream_options={"include_usage": True}
+                model="demo-model",
+                messages=messages,
+                stream=True,
+                stream_options={"include_usage": True},
+                extra_headers=FRESH,
             )
             request_id = raw.headers.get("x-request-id", "")
             for _ in raw.parse():
                 pass
         else:
-            raw = client.chat.completions.with_raw_response.create(model="demo-model", messages=messages)
+            raw = client.chat.completions.with_raw_response.create(
+                model="demo-model", messages=messages, extra_headers=FRESH
+            )
             request_id = raw.headers.get("x-request-id", "")
             raw.parse()
         return Outcome(started, time.monotonic(), stream, 200, request_id)

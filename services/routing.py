@@ -21,6 +21,8 @@ class RouteTable:
     def __init__(self) -> None:
         self.groups: dict[str, ModelRoute] = {}
         self.aliases: dict[str, str] = {}
+        # Every deployment some group names: health is kept for these only.
+        self.deployments: set[str] = set()
 
     def changed(self, name: str, old: ModelRoute | None, new: ModelRoute | None) -> None:
         for alias in old.aliases if old is not None else ():
@@ -28,10 +30,11 @@ class RouteTable:
                 del self.aliases[alias]
         if new is None:
             self.groups.pop(name, None)
-            return
-        self.groups[name] = new
-        for alias in new.aliases:
-            self.aliases[alias] = name
+        else:
+            self.groups[name] = new
+            for alias in new.aliases:
+                self.aliases[alias] = name
+        self.deployments = {d.name for g in self.groups.values() for d in g.deployments}
 
     def find(self, model: str) -> ModelRoute | None:
         """A group's own name wins over another group's alias."""

@@ -70,6 +70,9 @@ class CacheStage:
         ttft = time.time_ns() - env.received_at_ns
         await ctx.finish(env, final, start_ns, ttft_ns=ttft)
 
+    async def stop(self) -> None:
+        pass  # it holds nothing the connection's drain does not end
+
 
 if __name__ == "__main__":
     runner.main(CacheStage())

@@ -18,11 +18,13 @@ from nats.js.kv import KeyValue
 from schemas import subjects
 from schemas.control import ModelRoute, decode_route
 from schemas.envelope import Envelope
-from schemas.health import BreakerRecord, BreakerStateName, decode_breaker, decode_try
+from schemas.events import AlertEvent
+from schemas.health import BreakerRecord, BreakerStateName, TryOutcome, decode_breaker, decode_try
 from services import routing
 from services.breaker import BreakerState
 from services.config import settings_from_env
 from services.health import HealthBoard
+from services.runtime.events import EventPublisher
 from services.runtime.kv import KvMirror, kv_key
 from workers import runner
 
@@ -45,9 +47,10 @@ class RoutingStage:
         self.rng = random.Random()
         self.health_kv: KeyValue | None = None
         self.instance = ""
+        self.events: EventPublisher | None = None
 
     async def start(self, ctx: runner.StageContext) -> None:
-        self.instance = ctx.instance
+        self.instance, self.events = ctx.instance, ctx.events
         await self.routes.start(ctx.js)
         await self.breakers.start(ctx.js)
         self.health_kv = await ctx.js.key_value(subjects.KV_HEALTH)
@@ -61,15 +64,32 @@ class RoutingStage:
         try:
             outcome = decode_try(msg.data)
         except msgspec.DecodeError:
+            log.warning("undecodable try outcome on %s: dropped", msg.subject)
             return
+        if outcome.deployment not in self.table.deployments:
+            return  # no group names it (any more): nothing to keep
         now = time.time()
         changed = self.board.record(outcome, now)
         if changed is not None:
-            await self._announce(outcome.deployment, changed, now)
+            await self._announce(outcome, changed, now)
 
-    async def _announce(self, deployment: str, state: BreakerState, now: float) -> None:
+    async def _announce(self, outcome: TryOutcome, state: BreakerState, now: float) -> None:
+        deployment = outcome.deployment
         reason = "a try failed" if state is BreakerState.OPEN else "a probe succeeded"
         log.warning("%s: deployment %s breaker %s (%s)", self.instance, deployment, state.value, reason)
+        if self.events is not None:
+            # Every routing replica sees the same try change the same breaker:
+            # an id (and time) from that try makes their alerts one row.
+            self.events.emit(
+                AlertEvent(
+                    event_id=f"breaker:{deployment}:{state.value}:{outcome.replica}:{outcome.at_ns}",
+                    request_id="",
+                    at_ns=outcome.at_ns,
+                    alert=f"breaker_{state.value}",
+                    deployment=deployment,
+                    detail=reason,
+                )
+            )
         name: BreakerStateName = state.value  # type: ignore[assignment]
         record = BreakerRecord(deployment, name, int(now * 1000), by=self.instance, reason=reason)
         if self.health_kv is not None:

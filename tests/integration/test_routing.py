@@ -18,6 +18,7 @@ import openai
 import pytest
 
 from schemas import subjects
+from services.keys import hash_key
 from services.runtime import cli
 from tests.stack import DEMO_KEY, Stack
 
@@ -34,8 +35,16 @@ api_key_env = ""
 {extra}"""
 
 
+PIN_KEY = "sk-test-pinner-0123456789"
 EXTRA = (
-    """
+    f"""
+[[keys]]
+id = "pinner"
+tenant = "demo"
+sha256 = "{hash_key(PIN_KEY)}"
+may_pin = true
+"""
+    + """
 [gateway.breaker]
 failures_to_open = 3
 cooldown_s = 3
@@ -155,6 +164,16 @@ def test_a_failing_deployment_is_walked_past_then_its_breaker_opens_for_both_rou
     after = calls(stack) - before
     assert after["pa"] == 10 and after["pb"] == 0, after
     assert routes(stack)["pa"]["breaker"] == "closed"
+    # Both routing replicas saw each change; each is one alert event.
+    deadline = time.monotonic() + 20
+    while True:
+        found = stack.query("alerts", minutes=10)
+        alerts = [dict(zip(found["columns"], r, strict=True)) for r in found["rows"]]
+        mine = sorted(a["alert"] for a in alerts if a["deployment"] == "pa")
+        if mine == ["breaker_closed", "breaker_open"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert mine == ["breaker_closed", "breaker_open"], alerts
 
 
 def test_weighted_80_20_over_1000_requests_lands_within_5_percent(stack: Stack) -> None:
@@ -260,7 +279,7 @@ def test_a_stream_cut_after_chunks_were_sent_ends_with_an_error_both_sdks_raise(
     assert (calls(stack) - before) == {"ta": 2}  # the second deployment was never asked
 
 
-def test_a_caller_may_not_pin_a_deployment_without_leave_or_route_to_one_outside_the_group(
+def test_a_key_that_may_pin_gets_the_deployment_it_names_and_no_other_key_may(
     stack: Stack, client: openai.OpenAI
 ) -> None:
     with pytest.raises(openai.PermissionDeniedError) as info:
@@ -268,6 +287,19 @@ def test_a_caller_may_not_pin_a_deployment_without_leave_or_route_to_one_outside
             model="pair", messages=[{"role": "user", "content": "hi"}], extra_headers={"x-sluice-deployment": "pb"}
         )
     assert info.value.code == "pin_not_allowed"
+    before = calls(stack)
+    with openai.OpenAI(base_url=stack.base_url, api_key=PIN_KEY, max_retries=0) as pinner:
+        for _ in range(3):
+            raw = pinner.chat.completions.with_raw_response.create(
+                model="pair", messages=[{"role": "user", "content": "hi"}], extra_headers={"x-sluice-deployment": "pb"}
+            )
+            assert raw.headers["x-sluice-deployment"] == "pb"
+        with pytest.raises(openai.BadRequestError) as outside:
+            pinner.chat.completions.create(
+                model="pair", messages=[{"role": "user", "content": "hi"}], extra_headers={"x-sluice-deployment": "wa"}
+            )
+    assert outside.value.code == "unknown_deployment"
+    assert (calls(stack) - before) == {"pb": 3}  # "pa" comes first by priority, but was not asked
 
 
 async def test_a_nats_caller_cannot_bring_its_own_candidates(stack: Stack) -> None:
@@ -296,6 +328,34 @@ async def test_a_nats_caller_cannot_bring_its_own_candidates(stack: Stack) -> No
         assert reply.deployment in ("pa", "pb") and reply.model_group == "pair"
     finally:
         await nc.close()
+
+
+async def test_malformed_health_and_cache_messages_harm_no_stage(stack: Stack) -> None:
+    from schemas import bus
+    from schemas.health import TryOutcome
+
+    pids = stack.supervisor.pids()
+    nc = await stack.connect("provider")
+    try:
+        for junk in (
+            b"",
+            b"\xc1",
+            b"not msgpack at all",
+            bus.encode(TryOutcome(deployment="x" * 10_000, ok=False, at_ns=1)),
+        ):
+            await nc.publish(subjects.HEALTH_ATTEMPT, junk)
+            await nc.publish(subjects.CACHE_STORE, junk)
+        await nc.flush()
+    finally:
+        await nc.close()
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=20) as http:
+        r = await http.post(
+            "/chat/completions",
+            headers={"authorization": f"Bearer {DEMO_KEY}"},
+            json={"model": "pair", "messages": [{"role": "user", "content": "still there?"}]},
+        )
+    assert r.status_code == 200
+    assert stack.supervisor.pids() == pids  # nothing crashed and was restarted
 
 
 def test_sluice_routes_prints_the_groups(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
