@@ -79,23 +79,27 @@ class HealthBoard:
         if breaker.state is not state:
             breaker.force(state, record.since_ms / 1000)
 
-    def options(self, deployments: Sequence[Deployment], costs: Sequence[int], now: float) -> list[Option]:
+    def options(
+        self, deployments: Sequence[Deployment], now: float, strategy: str = "", costs: Sequence[int] = ()
+    ) -> list[Option]:
         """The strategies' view of ``deployments``: a deployment is unhealthy
-        while its breaker holds calls back or its own minute limit is used up."""
+        while its breaker holds calls back or its own minute limit is used up.
+        Only what ``strategy`` weighs is filled in (this runs per request)."""
         out = []
-        for dep, cost in zip(deployments, costs, strict=True):
-            health = self.of(dep.name)
-            out.append(
-                Option(
-                    name=dep.name,
-                    weight=dep.weight,
-                    priority=dep.priority,
-                    latency_ms=health.latency_ms if now - health.latency_at <= self.latency_window_s else None,
-                    cost=cost,
-                    in_flight=sum(health.in_flight.values()),
-                    healthy=health.breaker.available(now) and not health.over_limit(dep, now),
-                )
-            )
+        for i, dep in enumerate(deployments):
+            health = self.deployments.get(dep.name) or self.of(dep.name)
+            breaker = health.breaker
+            healthy = breaker.state is BreakerState.CLOSED or breaker.available(now)
+            if healthy and (dep.rpm is not None or dep.tpm is not None):
+                healthy = not health.over_limit(dep, now)
+            option = Option(dep.name, dep.weight, dep.priority, healthy=healthy, index=i)
+            if strategy == "latency" and now - health.latency_at <= self.latency_window_s:
+                option.latency_ms = health.latency_ms
+            elif strategy == "least_busy":
+                option.in_flight = sum(health.in_flight.values())
+            elif costs:
+                option.cost = costs[i]
+            out.append(option)
         return out
 
     def chose(self, name: str, now: float) -> None:

@@ -147,14 +147,13 @@ def _ordered(
 ) -> list[Deployment]:
     if len(deployments) == 1:
         return list(deployments)
-    costs = [0] * len(deployments)
+    costs: list[int] = []
     if route.strategy == "cost":
         # One count of the prompt, priced per deployment.
         prompt, output = quota.estimate(req.body, req.embeddings, deployments[0].catalog_model, default_max_output)
         costs = [quota.estimate_cost(prompt, output, d.catalog_model) for d in deployments]
-    by_name = {d.name: d for d in deployments}
-    order = strategies.order(route.strategy, board.options(deployments, costs, now), rng)
-    return [by_name[name] for name in order]
+    options = board.options(deployments, now, route.strategy, costs)
+    return [deployments[o.index] for o in strategies.ranked(route.strategy, options, rng)]
 
 
 def _arm(route: ModelRoute, req: Request) -> str:

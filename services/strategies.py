@@ -31,6 +31,8 @@ class Option:
     cost: int = 0
     in_flight: int = 0
     healthy: bool = True
+    # Its place in the caller's list, to map the order back without a lookup.
+    index: int = 0
 
 
 def ewma(previous: float | None, sample: float, alpha: float = LATENCY_ALPHA) -> float:
@@ -39,9 +41,15 @@ def ewma(previous: float | None, sample: float, alpha: float = LATENCY_ALPHA) ->
 
 def order(strategy: Strategy, options: Sequence[Option], rng: random.Random) -> list[str]:
     """Names in the order to try them: healthy ones by the strategy, then the rest the same way."""
+    return [o.name for o in ranked(strategy, options, rng)]
+
+
+def ranked(strategy: Strategy, options: Sequence[Option], rng: random.Random) -> list[Option]:
     healthy = [o for o in options if o.healthy]
+    if len(healthy) == len(options):
+        return _ranked(strategy, healthy, rng)
     broken = [o for o in options if not o.healthy]
-    return [o.name for group in (healthy, broken) for o in _ranked(strategy, group, rng)]
+    return _ranked(strategy, healthy, rng) + _ranked(strategy, broken, rng)
 
 
 def _ranked(strategy: Strategy, options: list[Option], rng: random.Random) -> list[Option]:
@@ -61,20 +69,21 @@ def _weighted_shuffle(options: list[Option], rng: random.Random) -> list[Option]
     """An order drawn by weight: the first pick is weight-proportional, then
     the next among the rest, and so on (weight 0 goes last)."""
     left = list(options)
+    weights = [max(0.0, o.weight) for o in left]
+    total = sum(weights)
     out = []
     while left:
-        total = sum(max(0.0, o.weight) for o in left)
         if total <= 0:
-            out += left
-            break
+            return out + left
         point = rng.random() * total
-        for i, o in enumerate(left):
-            point -= max(0.0, o.weight)
+        pick = len(left) - 1  # float rounding at the very end
+        for i, w in enumerate(weights):
+            point -= w
             if point < 0:
-                out.append(left.pop(i))
+                pick = i
                 break
-        else:  # float rounding at the very end
-            out.append(left.pop())
+        total -= weights.pop(pick)
+        out.append(left.pop(pick))
     return out
 
 

@@ -35,6 +35,7 @@ class CacheStage:
 
     async def start(self, ctx: runner.StageContext) -> None:
         self.store = ResponseCache(ctx.js)
+        await self.store.start()
         await ctx.nc.subscribe(subjects.CACHE_STORE, queue="cache-store", cb=self._keep)
 
     async def _keep(self, msg: Msg) -> None:
@@ -71,7 +72,8 @@ class CacheStage:
         await ctx.finish(env, final, start_ns, ttft_ns=ttft)
 
     async def stop(self) -> None:
-        pass  # it holds nothing the connection's drain does not end
+        if self.store is not None:
+            await self.store.stop()
 
 
 if __name__ == "__main__":
