@@ -45,8 +45,12 @@ class Breaker:
     half_open_at: float = 0.0
     failures_in_a_row: int = 0
     probes_out: int = 0
-    # (time, ok) of recent outcomes, oldest first
-    outcomes: deque[tuple[float, bool]] = field(default_factory=deque)
+    # [second, calls, failures] per second of the window, oldest first, and
+    # their sums: at a thousand calls a second, counting a 30 s window call
+    # by call would cost more than the call's routing.
+    buckets: deque[list[int]] = field(default_factory=deque)
+    calls: int = 0
+    failures: int = 0
 
     def available(self, now: float) -> bool:
         """Whether a call could go through now, without taking a probe."""
@@ -88,20 +92,33 @@ class Breaker:
             return self.state if self.state is not before else None
         if self.state is BreakerState.OPEN:
             return None  # a call that started before it opened
-        self.outcomes.append((now, ok))
-        while self.outcomes and self.outcomes[0][0] < now - self.config.window_s:
-            self.outcomes.popleft()
+        self._count(ok, now)
         self.failures_in_a_row = 0 if ok else self.failures_in_a_row + 1
         if self.failures_in_a_row >= self.config.failures_to_open or self._rate_too_high():
             self._open(now)
         return self.state if self.state is not before else None
 
+    def _count(self, ok: bool, now: float) -> None:
+        second = int(now)
+        if self.buckets and self.buckets[-1][0] == second:
+            bucket = self.buckets[-1]
+        else:
+            bucket = [second, 0, 0]
+            self.buckets.append(bucket)
+        bucket[1] += 1
+        bucket[2] += not ok
+        self.calls += 1
+        self.failures += not ok
+        oldest = now - self.config.window_s
+        while self.buckets and self.buckets[0][0] + 1 <= oldest:
+            _, calls, failures = self.buckets.popleft()
+            self.calls -= calls
+            self.failures -= failures
+
     def _rate_too_high(self) -> bool:
-        calls = len(self.outcomes)
-        if calls < self.config.min_calls:
+        if self.calls < self.config.min_calls:
             return False
-        failed = sum(1 for _, ok in self.outcomes if not ok)
-        return failed / calls > self.config.error_rate
+        return self.failures / self.calls > self.config.error_rate
 
     def _open(self, now: float) -> None:
         self.state, self.opened_at, self.probes_out = BreakerState.OPEN, now, 0
@@ -117,4 +134,5 @@ class Breaker:
 
     def _reset(self, state: BreakerState) -> None:
         self.state, self.failures_in_a_row, self.probes_out = state, 0, 0
-        self.outcomes.clear()
+        self.buckets.clear()
+        self.calls = self.failures = 0

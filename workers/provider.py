@@ -69,8 +69,10 @@ class ProviderStage:
         if task is not None:
             task.cancel()
 
-    async def _tried(self, ctx: runner.StageContext, env: Envelope, t: Try) -> None:
-        """An attempt row, and the outcome every routing replica's health board hears."""
+    async def _tried(self, ctx: runner.StageContext, env: Envelope, t: Try, *, says_health: bool = True) -> None:
+        """An attempt row, and the outcome every routing replica's health
+        board hears (``says_health``: the try's end tells of the deployment,
+        not of the client leaving or the gateway stopping)."""
         dep = t.deployment
         ctx.events.emit(
             AttemptEvent(
@@ -89,13 +91,14 @@ class ProviderStage:
                 number=t.number,
             )
         )
-        if t.error is not None and not retryable(t.error):
+        if not says_health or (t.error is not None and not retryable(t.error)):
             return  # the caller's mistake (a 400) says nothing of the deployment's health
         outcome = TryOutcome(
             deployment=dep.name,
             ok=t.error is None,
             at_ns=t.end_ns,
             ttfb_ns=(t.first_byte_ns - t.start_ns) if t.first_byte_ns and t.error is None else 0,
+            tokens=t.tokens,
             in_flight=self.calls.get(dep.name, 0),
             replica=ctx.instance,
         )
@@ -172,7 +175,7 @@ class ProviderStage:
                 # The try cut short from outside has no row of its own yet.
                 cut = Try(len(walk.tries) + 1, walk.current, started, first_byte, time.time_ns(), error.status, error)
                 walk.tries.append(cut)
-                await self._tried(ctx, env, cut)
+                await self._tried(ctx, env, cut, says_health=isinstance(error, UpstreamTimeout))
             dep = walk.current
             failure = Failure.from_error(env.id, error, seq, deployment=dep.name, provider=dep.provider)
             failure.timing = Timing(

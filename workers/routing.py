@@ -8,6 +8,7 @@ state is written to the ``sluice_health`` bucket, which every replica watches.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 
@@ -50,7 +51,9 @@ class RoutingStage:
         self.events: EventPublisher | None = None
 
     async def start(self, ctx: runner.StageContext) -> None:
-        self.instance, self.events = ctx.instance, ctx.events
+        # With the pid: a restarted replica of the same name takes over what
+        # its predecessor wrote instead of taking it for its own.
+        self.instance, self.events = f"{ctx.instance}#{os.getpid()}", ctx.events
         await self.routes.start(ctx.js)
         await self.breakers.start(ctx.js)
         self.health_kv = await ctx.js.key_value(subjects.KV_HEALTH)

@@ -60,6 +60,8 @@ class Try:
     # 200, or the status of the error it ended with.
     status: int
     error: GatewayError | None = None
+    # Tokens a successful try used (a deployment's own TPM counts them).
+    tokens: int = 0
 
 
 Call = Callable[[Deployment, CallProgress, OnDelta | None], Awaitable[CallOutcome]]
@@ -153,7 +155,9 @@ class Walk:
             self.tries.append(done)
             await on_try(done)
             raise
-        done = Try(number, dep, outcome.start_ns, outcome.first_byte_ns, outcome.end_ns, 200)
+        done = Try(
+            number, dep, outcome.start_ns, outcome.first_byte_ns, outcome.end_ns, 200, tokens=outcome.usage.total_tokens
+        )
         self.tries.append(done)
         await on_try(done)
         return outcome

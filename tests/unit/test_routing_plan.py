@@ -166,3 +166,13 @@ def test_a_latency_average_with_no_recent_sample_is_forgotten_so_the_deployment_
     board.record(TryOutcome(deployment="b", ok=True, at_ns=0, ttfb_ns=50_000_000), NOW + 20)
     assert routing.plan(table(group), request(), board, NOW + 25, random.Random()).candidates[0].name == "b"
     assert routing.plan(table(group), request(), board, NOW + 31, random.Random()).candidates[0].name == "a"
+
+
+def test_a_deployment_whose_own_tpm_is_used_up_goes_last() -> None:
+    board = HealthBoard()
+    group = ModelRoute(name="g", strategy="priority", deployments=[dep("a", tpm=1000), dep("b", priority=1)])
+    start = 60.0 * 30_000_000
+    board.record(TryOutcome(deployment="a", ok=True, at_ns=0, tokens=600), start)
+    assert routing.plan(table(group), request(), board, start + 1, random.Random()).candidates[0].name == "a"
+    board.record(TryOutcome(deployment="a", ok=True, at_ns=0, tokens=600), start + 2)
+    assert routing.plan(table(group), request(), board, start + 3, random.Random()).candidates[0].name == "b"
