@@ -50,6 +50,7 @@ class Keys(Controller):
                 budget=views.budget_in(data.budget),
                 metadata=data.metadata,
                 expires_at_ms=expires,
+                may_pin=data.may_pin,
             ),
             now,
         )
@@ -76,7 +77,7 @@ class Keys(Controller):
         before, revision = await self._visible(key_id, actor, store)
         control.require_api_owned(before.owner, "key", key_id)
         changes: dict = {}
-        for field in ("name", "models", "metadata", "disabled"):
+        for field in ("name", "models", "metadata", "disabled", "may_pin"):
             value = getattr(data, field)
             if value is not UNSET:
                 changes[field] = value

@@ -46,19 +46,34 @@ class BudgetOut(msgspec.Struct):
     period: Period
 
 
+class CacheIn(Strict):
+    """The tenant's opt-in to the response cache: requests may ask for up to
+    ``max_age_s`` (``Cache-Control: max-age=N``); ``default_max_age_s`` caches
+    them unasked."""
+
+    max_age_s: Annotated[int, Meta(ge=1, le=86_400)]
+    default_max_age_s: Annotated[int, Meta(ge=0, le=86_400)] = 0
+
+    def __post_init__(self) -> None:
+        if self.default_max_age_s > self.max_age_s:
+            raise ValueError("default_max_age_s must not exceed max_age_s")
+
+
 class TenantCreate(Strict):
     id: Id
     limits: LimitsIn = msgspec.field(default_factory=LimitsIn)
     budget: BudgetIn | None = None
     metadata: Metadata = {}
+    cache: CacheIn | None = None
 
 
 class TenantUpdate(Strict):
-    """Only the fields sent change; ``null`` removes a budget."""
+    """Only the fields sent change; ``null`` removes a budget or the cache opt-in."""
 
     limits: LimitsIn | UnsetType = UNSET
     budget: BudgetIn | UnsetType | None = UNSET
     metadata: Metadata | UnsetType = UNSET
+    cache: CacheIn | UnsetType | None = UNSET
 
 
 class TenantOut(msgspec.Struct):
@@ -66,6 +81,7 @@ class TenantOut(msgspec.Struct):
     limits: LimitsIn
     budget: BudgetOut | None
     metadata: dict[str, str]
+    cache: CacheIn | None
     created_at: dt.datetime | None
     owner: str
 
@@ -80,6 +96,8 @@ class KeyCreate(Strict):
     budget: BudgetIn | None = None
     metadata: Metadata = {}
     expires_at: dt.datetime | None = None
+    # May choose a deployment of a group itself (``x-sluice-deployment``).
+    may_pin: bool = False
 
 
 class KeyUpdate(Strict):
@@ -92,6 +110,7 @@ class KeyUpdate(Strict):
     metadata: Metadata | UnsetType = UNSET
     disabled: bool | UnsetType = UNSET
     expires_at: dt.datetime | UnsetType | None = UNSET
+    may_pin: bool | UnsetType = UNSET
 
 
 class KeyRotate(Strict):
@@ -109,6 +128,7 @@ class KeyOut(msgspec.Struct):
     budget: BudgetOut | None
     metadata: dict[str, str]
     disabled: bool
+    may_pin: bool
     expires_at: dt.datetime | None
     created_at: dt.datetime | None
     # May lag a few seconds: policy writes it in batches.

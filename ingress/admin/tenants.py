@@ -29,6 +29,7 @@ class Tenants(Controller):
             limits=views.limits_in(data.limits),
             budget=views.budget_in(data.budget),
             metadata=data.metadata,
+            cache=views.cache_in(data.cache),
             created_at_ms=now_ms(),
             owner="api",
         )
@@ -49,7 +50,7 @@ class Tenants(Controller):
     @patch("/{tenant_id:str}", responses=ERROR_RESPONSES)
     async def update_tenant(self, tenant_id: Id, data: TenantUpdate, actor: Actor, store: ControlStore) -> TenantOut:
         control.require_visible(actor, tenant_id, "tenant", tenant_id)
-        control.require_gateway_admin(actor, "change a tenant's limits, budget or metadata")
+        control.require_gateway_admin(actor, "change a tenant's limits, budget, metadata or cache")
         before, revision = await store.tenants.get(tenant_id)
         control.require_api_owned(before.owner, "tenant", tenant_id)
         changes: dict = {}
@@ -59,6 +60,8 @@ class Tenants(Controller):
             changes["budget"] = views.budget_in(data.budget)
         if data.metadata is not UNSET:
             changes["metadata"] = data.metadata
+        if data.cache is not UNSET:
+            changes["cache"] = views.cache_in(data.cache)
         after = msgspec.structs.replace(before, **changes)
         if after != before:
             await store.tenants.replace(tenant_id, after, revision, actor, "update", before)

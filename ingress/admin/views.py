@@ -6,13 +6,14 @@ from ingress.admin.shapes import (
     ApprovalRuleOut,
     BudgetIn,
     BudgetOut,
+    CacheIn,
     KeyOut,
     KeyWithSecret,
     LimitsIn,
     SubscriptionOut,
     TenantOut,
 )
-from schemas.control import ApiKey, ApprovalRule, Budget, Limits, Subscription, Tenant
+from schemas.control import ApiKey, ApprovalRule, Budget, CachePolicy, Limits, Subscription, Tenant
 from services import control, pricing
 from services.control import time_of
 
@@ -35,12 +36,17 @@ def budget_in(budget: BudgetIn | None) -> Budget | None:
     return None if budget is None else control.budget_of(budget.usd, budget.period)
 
 
+def cache_in(cache: CacheIn | None) -> CachePolicy | None:
+    return None if cache is None else CachePolicy(cache.max_age_s, cache.default_max_age_s)
+
+
 def tenant_out(t: Tenant) -> TenantOut:
     return TenantOut(
         id=t.id,
         limits=limits_out(t.limits),
         budget=budget_out(t.budget),
         metadata=t.metadata,
+        cache=CacheIn(t.cache.max_age_s, t.cache.default_max_age_s) if t.cache else None,
         created_at=time_of(t.created_at_ms),
         owner=t.owner,
     )
@@ -57,6 +63,7 @@ def key_out(k: ApiKey, last_used_ms: int, now_ms: int) -> KeyOut:
         budget=budget_out(k.budget),
         metadata=k.metadata,
         disabled=k.disabled,
+        may_pin=k.may_pin,
         expires_at=time_of(k.expires_at_ms),
         created_at=time_of(k.created_at_ms),
         last_used_at=time_of(last_used_ms),

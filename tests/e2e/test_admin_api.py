@@ -79,6 +79,35 @@ def test_a_key_made_over_the_api_calls_models_within_a_second(stack: Stack, tena
     assert key["id"] in {k["id"] for k in admin(stack, "GET", "/keys", params={"tenant": tenant}).json()}
 
 
+def cached(stack: Stack, key: str, prompt: str) -> httpx.Response:
+    return httpx.post(
+        f"{stack.base_url}/chat/completions",
+        json={"model": "demo-model", "messages": [{"role": "user", "content": prompt}]},
+        headers={"authorization": f"Bearer {key}", "cache-control": "max-age=60"},
+        timeout=20,
+    )
+
+
+def test_a_tenants_cache_opt_in_and_a_keys_pin_right_are_set_over_the_api(stack: Stack, tenant: str) -> None:
+    key = new_key(stack, tenant, may_pin=True)["secret"]
+    prompt = unique("cache me")
+    assert "x-sluice-cache" not in cached(stack, key, prompt).headers  # not opted in yet
+    bad = admin(stack, "PATCH", f"/tenants/{tenant}", json={"cache": {"max_age_s": 60, "default_max_age_s": 90}})
+    assert error_of(bad)[0] == 400
+    shown = admin(stack, "PATCH", f"/tenants/{tenant}", json={"cache": {"max_age_s": 120}}).json()
+    assert shown["cache"]["max_age_s"] == 120 and shown["cache"].get("default_max_age_s", 0) == 0
+    until(lambda: cached(stack, key, prompt).headers.get("x-sluice-cache") == "miss")
+    assert cached(stack, key, prompt).headers["x-sluice-cache"] == "hit"
+    assert admin(stack, "PATCH", f"/tenants/{tenant}", json={"cache": None}).json()["cache"] is None
+    pinned = httpx.post(
+        f"{stack.base_url}/chat/completions",
+        json={"model": "demo-model", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"authorization": f"Bearer {key}", "x-sluice-deployment": "demo-model"},
+        timeout=20,
+    )
+    assert pinned.status_code == 200 and pinned.headers["x-sluice-deployment"] == "demo-model"
+
+
 def test_rotation_keeps_the_old_secret_working_for_its_grace_only(stack: Stack, tenant: str) -> None:
     key = new_key(stack, tenant)
     rotated = admin(stack, "POST", f"/keys/{key['id']}/rotate", json={"grace_seconds": 2}).json()
