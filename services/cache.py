@@ -21,7 +21,9 @@ from schemas.chat import ChatBody, Delta, EmbeddingsBody, FunctionDelta, Message
 from schemas.control import CachePolicy
 from schemas.replies import Chunk, Final
 
-_encode = msgspec.msgpack.Encoder().encode
+# Sorted object keys: the free-form parts (tools, response_format) of two
+# requests that differ only in key order key alike.
+_encode = msgspec.msgpack.Encoder(order="deterministic").encode
 # How many chunks a replayed answer's text is cut into, at most.
 REPLAY_CHUNKS = 16
 _WORD = re.compile(r"\S*\s*")

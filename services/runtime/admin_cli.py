@@ -158,6 +158,20 @@ def _add_budget(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget-period", choices=["daily", "monthly", "total"], default="monthly")
 
 
+def _add_cache(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache-max-age", type=int, metavar="S", help="opt in to the response cache for up to S seconds")
+    p.add_argument("--cache-default", type=int, metavar="S", help="cache requests that do not ask, for S seconds")
+
+
+def _cache_body(args: argparse.Namespace) -> dict | str | None:
+    """The cache opt-in to send; "off" for --cache-max-age 0 (opt out)."""
+    if args.cache_max_age is None:
+        return None
+    if args.cache_max_age == 0:
+        return "off"
+    return _without_none({"max_age_s": args.cache_max_age, "default_max_age_s": args.cache_default})
+
+
 def _limits_body(args: argparse.Namespace) -> dict | None:
     pairs = (("rpm", args.rpm), ("tpm", args.tpm), ("max_parallel", args.max_parallel))
     limits = {k: v for k, v in pairs if v is not None}
@@ -186,8 +200,11 @@ def _without_none(d: dict) -> dict:
 
 
 def tenants(args: argparse.Namespace) -> Any:
+    cache = _cache_body(args) if args.action in ("create", "update") else None
     if args.action == "create":
         body = _without_none({"id": args.name, "limits": _limits_body(args), "budget": _budget_body(args)})
+        if isinstance(cache, dict):
+            body["cache"] = cache
         return "tenant", call(args, "POST", "/tenants", body)
     if args.action == "list":
         return "tenant", call(args, "GET", "/tenants")
@@ -195,6 +212,8 @@ def tenants(args: argparse.Namespace) -> Any:
         return "tenant", call(args, "GET", f"/tenants/{args.name}")
     if args.action == "update":
         body = _without_none({"limits": _limits_body(args), "budget": _budget_body(args)})
+        if cache is not None:
+            body["cache"] = None if cache == "off" else cache
         return "tenant", call(args, "PATCH", f"/tenants/{args.name}", body)
     return None, call(args, "DELETE", f"/tenants/{args.name}")
 
@@ -211,6 +230,7 @@ def keys(args: argparse.Namespace) -> Any:
                 "budget": _budget_body(args),
                 "metadata": _metadata(args.meta) or None,
                 "expires_at": args.expires_at,
+                "may_pin": args.may_pin or None,
             }
         )
         return "key", call(args, "POST", "/keys", body)
@@ -294,13 +314,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name")
     _add_limits(p)
     _add_budget(p)
+    _add_cache(p)
     t.add_parser("list", parents=[common])
     for action in ("show", "delete"):
         t.add_parser(action, parents=[common]).add_argument("name")
-    p = t.add_parser("update", parents=[common], help="change a tenant's limits or budget")
+    p = t.add_parser("update", parents=[common], help="change a tenant's limits, budget or cache (0: off)")
     p.add_argument("name")
     _add_limits(p)
     _add_budget(p)
+    _add_cache(p)
 
     k = group("keys", "API keys: create (the secret is printed once), rotate, disable", keys)
     p = k.add_parser("create", parents=[common])
@@ -310,6 +332,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--models", nargs="+", metavar="PATTERN", help="model names or fnmatch patterns (default: all)")
     p.add_argument("--expires-at", help="ISO 8601 time with a zone, e.g. 2027-01-01T00:00:00Z")
     p.add_argument("--meta", nargs="+", metavar="NAME=VALUE")
+    p.add_argument("--may-pin", action="store_true", help="may choose a deployment (x-sluice-deployment)")
     _add_limits(p)
     _add_budget(p)
     p = k.add_parser("list", parents=[common])

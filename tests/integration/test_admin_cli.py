@@ -111,3 +111,15 @@ def test_errors_are_one_clear_line_and_exit_1(stack: Stack) -> None:
     env_url = ["--url", "http://127.0.0.1:9"]
     res = sluice(stack, "tenants", "list", *env_url, check=False)
     assert res.returncode == 1 and "no gateway answers" in res.stderr
+
+
+def test_a_tenants_cache_and_a_keys_pin_right_from_the_command_line(stack: Stack) -> None:
+    tenant = f"cli-cache-{time.monotonic_ns() % 10**8}"
+    made = json.loads(sluice(stack, "tenants", "create", tenant, "--cache-max-age", "300", "--json").stdout)
+    assert made["cache"]["max_age_s"] == 300
+    key = json.loads(sluice(stack, "keys", "create", "--tenant", tenant, "--may-pin", "--json").stdout)
+    assert key["may_pin"] is True
+    off = json.loads(sluice(stack, "tenants", "update", tenant, "--cache-max-age", "0", "--json").stdout)
+    assert off["cache"] is None
+    refused = sluice(stack, "tenants", "update", tenant, "--cache-max-age", "60", "--cache-default", "90", check=False)
+    assert refused.returncode == 1 and "default_max_age_s" in refused.stderr

@@ -90,3 +90,9 @@ def test_a_body_passed_through_as_written_keys_by_its_own_bytes_too() -> None:
     plain = cache.key("t", "g", body(), None)
     assert cache.key("t", "g", body(), None, b'{"top_k": 5}') != plain
     assert cache.key("t", "g", body(), None, b'{"top_k": 5}') != cache.key("t", "g", body(), None, b'{"top_k": 6}')
+
+
+def test_the_order_of_keys_in_free_form_fields_does_not_change_the_key() -> None:
+    a = msgspec.json.decode(b'{"type": "json_schema", "json_schema": {"name": "x", "schema": {"a": 1, "b": 2}}}')
+    b = msgspec.json.decode(b'{"json_schema": {"schema": {"b": 2, "a": 1}, "name": "x"}, "type": "json_schema"}')
+    assert cache.key("t", "g", body(response_format=a), None) == cache.key("t", "g", body(response_format=b), None)
