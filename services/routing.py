@@ -122,29 +122,29 @@ def plan(
         pinned = next((d for d in route.deployments if d.name == req.pin), None)
         if pinned is None:
             raise InvalidRequest(
-                f"Deployment {req.pin!r} does not serve model {req.model!r}.", code="unknown_deployment"
+                f"Deployment {req.pin[:100]!r} does not serve model {req.model!r}.", code="unknown_deployment"
             )
         return Plan(route.name, [pinned])
-    candidates = _ordered(route, route.deployments, req, board, now, rng, default_max_output)
+    candidates = _ordered(route, req, board, now, rng, default_max_output)
     arm = ""
     if route.split:
         arm = _arm(route, req)
         candidates.sort(key=lambda d: d.name != arm)  # stable: the rest keep the strategy's order
     board.chose(candidates[0].name, now)
     larger = routes.groups.get(route.context_fallback) if route.context_fallback else None
-    context = _ordered(larger, larger.deployments, req, board, now, rng, default_max_output) if larger else []
+    context = _ordered(larger, req, board, now, rng, default_max_output) if larger else []
     return Plan(route.name, candidates, context, arm, route.retries)
 
 
 def _ordered(
     route: ModelRoute,
-    deployments: list[Deployment],
     req: Request,
     board: HealthBoard,
     now: float,
     rng: random.Random,
     default_max_output: int,
 ) -> list[Deployment]:
+    deployments = route.deployments
     if len(deployments) == 1:
         return list(deployments)
     costs: list[int] = []
