@@ -39,20 +39,9 @@ from services.runtime import process
 from services.runtime.cli import query
 from services.runtime.nats_server import free_port
 from services.runtime.supervisor import Layout, Supervisor
+from tests.stack import mock_deployment as upstream
 
 KEY = "sk-bench-routing-0123456789"
-
-
-def upstream(name: str, **fields: object) -> str:
-    extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in fields.items())
-    return f"""
-[[models.deployments]]
-name = "{name}"
-provider = "openai"
-base_url = "http://127.0.0.1:{{mock}}/@{name}/v1"
-upstream_model = "gpt-4o-mini"
-api_key_env = ""
-{extra}"""
 
 
 CONFIG = (

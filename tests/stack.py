@@ -4,6 +4,7 @@ process, embedded ClickHouse, the mock upstream; all on free loopback ports."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -97,6 +98,20 @@ provider = "openai"
 base_url = "http://127.0.0.1:{dead}/v1"
 upstream_model = "not-in-the-catalog"
 """
+
+
+def mock_deployment(name: str, **fields: object) -> str:
+    """TOML for one deployment of a model group served by the mock as its
+    upstream ``name`` (paths under "/@name/"), which a test can make misbehave."""
+    extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in fields.items())
+    return f"""
+[[models.deployments]]
+name = "{name}"
+provider = "openai"
+base_url = "http://127.0.0.1:{{mock}}/@{name}/v1"
+upstream_model = "gpt-4o-mini"
+api_key_env = ""
+{extra}"""
 
 
 class Stack:

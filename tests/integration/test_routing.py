@@ -7,7 +7,6 @@ their first chunk."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -21,19 +20,7 @@ from schemas import subjects
 from services.keys import hash_key
 from services.runtime import cli
 from tests.stack import DEMO_KEY, Stack
-
-
-def deployment(name: str, **fields: object) -> str:
-    extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in fields.items())
-    return f"""
-[[models.deployments]]
-name = "{name}"
-provider = "openai"
-base_url = "http://127.0.0.1:{{mock}}/@{name}/v1"
-upstream_model = "gpt-4o-mini"
-api_key_env = ""
-{extra}"""
-
+from tests.stack import mock_deployment as deployment
 
 PIN_KEY = "sk-test-pinner-0123456789"
 EXTRA = (
