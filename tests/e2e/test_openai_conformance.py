@@ -32,10 +32,12 @@ def test_valid_chat_requests_are_answered_as_openai_would(stack: Stack) -> None:
 
 
 def test_valid_chat_requests_to_other_families_never_break_the_gateway(stack: Stack) -> None:
-    # Anthropic and Gemini cannot take every OpenAI part (uploaded file ids,
-    # audio to Anthropic, non-function tools): those are clear 400s, counted not failed.
+    # Anthropic and Gemini cannot take every OpenAI request (uploaded file ids,
+    # audio to Anthropic, non-function or custom tools, n > 1 to Anthropic):
+    # those are clear 400s, counted not failed. Every other answer is a 2xx.
     totals = drive(stack, "/chat/completions", "post", 150, GenerationMode.POSITIVE, ["claude-model", "gemini-model"])
-    assert totals.ok > totals.requests * 0.7
+    assert set(totals.statuses) <= {200, 400}, totals.statuses
+    assert totals.ok > totals.requests * 0.5, totals.problems[:10]
 
 
 @pytest.mark.parametrize(("path", "method", "count"), [("/embeddings", "post", 60), ("/models", "get", 3)])
