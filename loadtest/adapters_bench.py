@@ -13,11 +13,11 @@ from collections.abc import Callable
 
 import msgspec
 
+from loadtest.mock_upstream import anthropic_shape, gemini_shape, openai_shape
+from loadtest.mock_upstream.answer import plan
+from loadtest.mock_upstream.faults import Behaviour
 from schemas.chat import ChatBody, Delta, Message, Usage
 from schemas.envelope import Deployment
-from services.mock_upstream import anthropic_shape, gemini_shape, openai_shape
-from services.mock_upstream.answer import plan
-from services.mock_upstream.faults import Behaviour
 from services.providers.anthropic import inbound
 from services.providers.anthropic.types import ARequest
 from services.providers.registry import provider

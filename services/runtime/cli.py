@@ -246,13 +246,11 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_mock_upstream(args: argparse.Namespace) -> int:
-    from services.mock_upstream.app import serve
-    from services.mock_upstream.faults import Behaviour
-
-    defaults = Behaviour(latency_ms=args.latency_ms, chunk_ms=args.chunk_ms, chunks=args.chunks)
-    print(f"mock upstream on http://{args.host}:{args.port}/v1 ({defaults})", flush=True)
-    serve(args.host, args.port, defaults)
-    return 0
+    """The mock is a test double shipped for the demo (``loadtest/``), run as
+    its own module: the domain code never imports it."""
+    flags = ["--host", args.host, "--port", str(args.port), "--latency-ms", str(args.latency_ms)]
+    flags += ["--chunk-ms", str(args.chunk_ms), "--chunks", str(args.chunks)]
+    os.execv(sys.executable, [sys.executable, "-m", "loadtest.mock_upstream", *flags])
 
 
 def parser() -> argparse.ArgumentParser:

@@ -256,7 +256,7 @@ class Supervisor:
             for i, port in enumerate(self.layout.extra_http_ports, 1):
                 self._add(Child(f"ingress-{i}", ["-m", "ingress", "--port", str(port)]))
             if self.layout.mock_port:
-                args = ["-m", "services.runtime.cli", "mock-upstream", "--port", str(self.layout.mock_port)]
+                args = ["-m", "loadtest.mock_upstream", "--port", str(self.layout.mock_port)]
                 self._add(Child("mock-upstream", args, beats=False))
             expected = {c.name for c in self._children.values() if c.beats}
             deadline = time.monotonic() + timeout

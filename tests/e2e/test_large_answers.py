@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import openai
 
+from loadtest.mock_upstream.answer import vector
 from services import pricing
-from services.mock_upstream.answer import vector
 from tests.stack import DEMO_KEY, Stack
 
 

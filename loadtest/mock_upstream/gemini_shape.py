@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.mock_upstream.answer import Answer, vector
-from services.mock_upstream.sse import Frame, data_frame
+from loadtest.mock_upstream.answer import Answer, vector
+from loadtest.mock_upstream.sse import Frame, data_frame
 
 _STATUS = {
     400: "INVALID_ARGUMENT",

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from services.mock_upstream.faults import Behaviour
+from loadtest.mock_upstream.faults import Behaviour
 
 _WORDS = ("Sluice", "routes", "this", "answer", "through", "a", "mock", "upstream", "for", "testing", "only.")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from services.mock_upstream.answer import Answer
-from services.mock_upstream.sse import Frame, data_frame
+from loadtest.mock_upstream.answer import Answer
+from loadtest.mock_upstream.sse import Frame, data_frame
 
 _ERROR_TYPES = {
     400: "invalid_request_error",

@@ -14,10 +14,10 @@ from typing import Any
 
 import msgspec
 
-from services.mock_upstream import anthropic_shape, gemini_shape, openai_shape
-from services.mock_upstream.answer import Answer, plan
-from services.mock_upstream.faults import Behaviour, apply_directives
-from services.mock_upstream.sse import Frame
+from loadtest.mock_upstream import anthropic_shape, gemini_shape, openai_shape
+from loadtest.mock_upstream.answer import Answer, plan
+from loadtest.mock_upstream.faults import Behaviour, apply_directives
+from loadtest.mock_upstream.sse import Frame
 
 _json = msgspec.json.Encoder()
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
