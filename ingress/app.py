@@ -11,22 +11,18 @@ import time
 
 from litestar import Litestar
 
-from ingress import chat, embeddings, messages, models
+from ingress import endpoint, models
 from ingress.admin import app as admin_app
 from ingress.gateway import Gateway
 from ingress.http import Message, Receive, Scope, Send, send_gateway_error, send_json
 from schemas.errors import GatewayError, InternalError, InvalidRequest
 from schemas.ids import new_id
 from schemas.replies import Failure
+from services.apis.table import BY_PATH
 from services.config import GatewaySettings
 from services.runtime import process
 
 log = logging.getLogger("sluice.ingress")
-_POST_ENDPOINTS = {
-    "/v1/chat/completions": chat.chat_completions,
-    "/v1/messages": messages.create_message,
-    "/v1/embeddings": embeddings.create_embeddings,
-}
 
 
 def _id_header(request_id: str) -> list[tuple[bytes, bytes]]:
@@ -34,7 +30,8 @@ def _id_header(request_id: str) -> list[tuple[bytes, bytes]]:
 
 
 def _api_of(path: str) -> str:
-    return {"/v1/chat/completions": "chat", "/v1/messages": "messages", "/v1/embeddings": "embeddings"}.get(path, "")
+    api = BY_PATH.get(path)
+    return api.name if api is not None else ""
 
 
 class IngressApp:
@@ -59,7 +56,7 @@ class IngressApp:
         request_id = new_id(received_ns)
         scope["sluice.received_ns"], scope["sluice.request_id"] = received_ns, request_id
         path, method = scope["path"].rstrip("/"), scope["method"]
-        endpoint = _POST_ENDPOINTS.get(path)
+        api = BY_PATH.get(path)
         started = False
 
         async def tracked_send(message: Message) -> None:
@@ -68,14 +65,14 @@ class IngressApp:
             await send(message)
 
         try:
-            if endpoint is not None and method == "POST":
-                return await endpoint(gw, scope, receive, tracked_send)
+            if api is not None and method == "POST":
+                return await endpoint.serve(gw, api, scope, receive, tracked_send)
             if path == "/v1/models" and method == "GET":
                 return await models.list_models(gw, scope, tracked_send)
             if path == "/healthz" and method == "GET":
                 status = {"status": "ok" if gw.nc.is_connected else "degraded", "nats": gw.nc.is_connected}
                 return await send_json(tracked_send, 200, status, _id_header(request_id))
-            if endpoint is not None or path in ("/v1/models", "/healthz"):
+            if api is not None or path in ("/v1/models", "/healthz"):
                 error: GatewayError = InvalidRequest(
                     f"Method {method} is not allowed on {path}.", status=405, code="method_not_allowed"
                 )

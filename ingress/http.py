@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from schemas.errors import GatewayError, RequestTimeout, RequestTooLarge
+from services.apis.openai_shapes import error_body
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -71,10 +72,6 @@ async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[b
 
 async def send_json(send: Send, status: int, obj: object, extra: list[tuple[bytes, bytes]] | None = None) -> None:
     await send_bytes(send, status, _json.encode(obj), JSON_HEADERS + (extra or []))
-
-
-def error_body(type_: str, code: str, message: str) -> dict[str, dict[str, str | None]]:
-    return {"error": {"message": message, "type": type_, "param": None, "code": code}}
 
 
 def retry_after(seconds: float | None) -> list[tuple[bytes, bytes]]:

@@ -18,7 +18,7 @@ from loadtest.mock_upstream.answer import plan
 from loadtest.mock_upstream.faults import Behaviour
 from schemas.chat import ChatBody, Delta, Message, Usage
 from schemas.envelope import Deployment
-from services.providers.anthropic import inbound
+from services.apis import anthropic_shapes as inbound
 from services.providers.anthropic.types import ARequest
 from services.providers.registry import provider
 

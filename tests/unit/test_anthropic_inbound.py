@@ -6,7 +6,7 @@ from __future__ import annotations
 import msgspec
 
 from schemas.chat import Delta, Usage
-from services.providers.anthropic import inbound
+from services.apis import anthropic_shapes as inbound
 from services.providers.anthropic.types import ARequest
 
 

@@ -1,4 +1,4 @@
-"""The other direction, for the Anthropic-compatible ingress: an Anthropic
+"""Anthropic's Messages shapes for the Anthropic-compatible front door: an Anthropic
 Messages request -> the unified request, and unified replies -> Anthropic's
 response and stream events, whatever provider served them."""
 

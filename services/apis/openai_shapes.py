@@ -1,4 +1,5 @@
-"""OpenAI's chat-completions response shapes, rendered from bus replies."""
+"""OpenAI's response shapes (chat completions, streamed chunks, embeddings,
+errors), rendered from bus replies."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ from collections.abc import Sequence
 
 import msgspec
 
-from ingress.http import error_body
 from schemas.chat import Choice as UnifiedChoice
 from schemas.chat import CustomToolCall, Delta, Message, ToolCall, ToolCallDelta, Usage, content_text
 from schemas.replies import Failure
 
 _json = msgspec.json.Encoder()
+
+
+def error_body(type_: str, code: str, message: str) -> dict[str, dict[str, str | None]]:
+    return {"error": {"message": message, "type": type_, "param": None, "code": code}}
 
 
 class PromptDetails(msgspec.Struct):

@@ -1,15 +1,16 @@
-"""One request's trip through the bus, from the ingress's side, and how its
-replies are relayed to the client in whichever API shape it speaks."""
+"""One request's trip through the bus, from the ingress's side: publish it,
+receive its replies in order, send it again if it was lost on the way, cancel
+it, and end it when its deadline or the process holding it is gone. Each
+front door relays what ``next_reply`` gives in its own way (``http_relay``)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Protocol
+from typing import Any
 
 from ingress.gateway import Gateway
-from ingress.http import JSON_HEADERS, SSE_HEADERS, Receive, Send, retry_after, send_bytes
-from ingress.replies import DISCONNECTED, Disconnected, ProcessNews
+from ingress.replies import Disconnected, ProcessNews
 from schemas import bus, subjects
 from schemas.chat import ChatBody, Cost, EmbeddingsBody, Usage
 from schemas.envelope import Envelope, Span
@@ -21,11 +22,10 @@ from schemas.errors import (
     StageTimeout,
     UpstreamError,
 )
-from schemas.quota import RateState, Reservation
+from schemas.quota import Reservation
 from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Final
 from services import routing
 from services import usage as usage_svc
-from services.reply_split import Assembler
 from services.runtime import quota
 
 # A request that no provider took this long after it was published was lost
@@ -45,23 +45,7 @@ MAX_RESENDS = 8
 DEADLINE_GRACE_S = 0.25
 
 
-class Format(Protocol):
-    """How one API renders replies: a JSON answer, an error, a stream."""
-
-    def error(self, f: Failure) -> bytes: ...
-
-    def final(self, f: Final) -> bytes: ...
-
-    def chunk(self, c: Chunk) -> bytes: ...
-
-    def end(self, f: Final) -> bytes: ...
-
-    def stream_error(self, f: Failure) -> bytes: ...
-
-    def rate_headers(self, rate: RateState | None) -> list[tuple[bytes, bytes]]: ...
-
-
-class Call:
+class BusSession:
     def __init__(self, gw: Gateway, api: str, model: str, stream: bool, received_ns: int, request_id: str) -> None:
         self.gw = gw
         self.api = api
@@ -282,99 +266,3 @@ def _widen(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
         return float(value)
     return value
-
-
-async def send_failure(call: Call, send: Send, fmt: Format, f: Failure) -> None:
-    headers = JSON_HEADERS + call.id_header + retry_after(f.retry_after_s) + fmt.rate_headers(f.rate)
-    await send_bytes(send, f.status, fmt.error(f), headers)
-
-
-def route_headers(reply: Chunk | Final) -> list[tuple[bytes, bytes]]:
-    """Who answered, after how many tries, and whether from the cache (a
-    stream's first chunk carries the first and the last)."""
-    out = []
-    if reply.deployment:
-        out.append((b"x-sluice-deployment", reply.deployment.encode("latin-1", "replace")))
-    if isinstance(reply, Final) and reply.attempts:
-        out.append((b"x-sluice-attempts", str(reply.attempts).encode()))
-    if reply.cache:
-        out.append((b"x-sluice-cache", reply.cache.encode()))
-    return out
-
-
-async def complete(call: Call, send: Send, fmt: Format) -> None:
-    """A non-streamed answer: wait for it (joining its pieces if it was too
-    large for one message), render it."""
-    pieces = Assembler()
-    reply = await call.next_reply(call.first_timeout())
-    while isinstance(reply, Chunk):
-        pieces.add(reply)
-        reply = await call.next_reply(call.first_timeout())
-    if isinstance(reply, Final):
-        headers = JSON_HEADERS + call.id_header + fmt.rate_headers(reply.rate) + route_headers(reply)
-        await send_bytes(send, 200, fmt.final(pieces.complete(reply)), headers)
-        return
-    if not isinstance(reply, Failure):
-        reply = Failure.from_error(call.id, InternalError("The pipeline sent an unexpected reply.", status=502))
-    elif reply.code == StageTimeout.code:
-        await call.cancel()
-    await send_failure(call, send, fmt, reply)
-    call.record(reply)
-
-
-async def stream(call: Call, receive: Receive, send: Send, fmt: Format) -> None:
-    """A streamed answer, relayed as it comes; the upstream call is cancelled
-    when the client goes away (and the provider records what it billed)."""
-
-    async def watch_disconnect() -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        call.queue.put_nowait(DISCONNECTED)
-
-    watcher = asyncio.create_task(watch_disconnect())
-    try:
-        await _relay(call, send, fmt)
-    finally:
-        watcher.cancel()
-
-
-async def _relay(call: Call, send: Send, fmt: Format) -> None:
-    reply = await call.next_reply(call.first_timeout())
-    if reply is None:
-        await call.cancel()
-        return
-    if isinstance(reply, Failure):  # nothing sent yet: a plain JSON error with its status
-        await send_failure(call, send, fmt, reply)
-        call.record(reply)
-        return
-    rate = call.quota.rate if call.quota is not None else None
-    if rate is None and isinstance(reply, Final):
-        rate = reply.rate
-    headers = SSE_HEADERS + call.id_header + fmt.rate_headers(rate) + route_headers(reply)
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    ttft_ns = time.time_ns() - call.received_ns
-    idle = call.gw.settings.stream_idle_timeout_s
-    # Replies that arrived together go out in one write: one syscall, and one
-    # trip through the server, for a burst of chunks.
-    out: list[bytes] = []
-    while True:
-        if reply is None:
-            await call.cancel()
-            return
-        if isinstance(reply, Chunk):
-            out.append(fmt.chunk(reply))
-            if call.queue.empty():
-                await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
-                out.clear()
-        elif isinstance(reply, Final):
-            out.append(fmt.end(reply))
-            await send({"type": "http.response.body", "body": b"".join(out)})
-            return
-        else:  # Failure after the stream began: an error event, then the end
-            if reply.code == StageTimeout.code:
-                await call.cancel()
-            out.append(fmt.stream_error(reply))
-            await send({"type": "http.response.body", "body": b"".join(out)})
-            call.record(reply, ttft_ns=ttft_ns)
-            return
-        reply = await call.next_reply(idle)

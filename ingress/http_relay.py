@@ -1,0 +1,111 @@
+"""Relaying a bus session's replies over HTTP: one JSON answer, or a stream
+of server-sent events, in the client API's shape (its ``Renderer``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from ingress.http import JSON_HEADERS, SSE_HEADERS, Receive, Send, retry_after, send_bytes
+from ingress.replies import DISCONNECTED
+from ingress.session import BusSession
+from schemas.errors import InternalError, StageTimeout
+from schemas.replies import Chunk, Failure, Final
+from services.apis.base import Renderer
+from services.reply_split import Assembler
+
+
+async def send_failure(call: BusSession, send: Send, fmt: Renderer, f: Failure) -> None:
+    headers = JSON_HEADERS + call.id_header + retry_after(f.retry_after_s) + fmt.rate_headers(f.rate)
+    await send_bytes(send, f.status, fmt.error(f), headers)
+
+
+def route_headers(reply: Chunk | Final) -> list[tuple[bytes, bytes]]:
+    """Who answered, after how many tries, and whether from the cache (a
+    stream's first chunk carries the first and the last)."""
+    out = []
+    if reply.deployment:
+        out.append((b"x-sluice-deployment", reply.deployment.encode("latin-1", "replace")))
+    if isinstance(reply, Final) and reply.attempts:
+        out.append((b"x-sluice-attempts", str(reply.attempts).encode()))
+    if reply.cache:
+        out.append((b"x-sluice-cache", reply.cache.encode()))
+    return out
+
+
+async def complete(call: BusSession, send: Send, fmt: Renderer) -> None:
+    """A non-streamed answer: wait for it (joining its pieces if it was too
+    large for one message), render it."""
+    pieces = Assembler()
+    reply = await call.next_reply(call.first_timeout())
+    while isinstance(reply, Chunk):
+        pieces.add(reply)
+        reply = await call.next_reply(call.first_timeout())
+    if isinstance(reply, Final):
+        headers = JSON_HEADERS + call.id_header + fmt.rate_headers(reply.rate) + route_headers(reply)
+        await send_bytes(send, 200, fmt.final(pieces.complete(reply)), headers)
+        return
+    if not isinstance(reply, Failure):
+        reply = Failure.from_error(call.id, InternalError("The pipeline sent an unexpected reply.", status=502))
+    elif reply.code == StageTimeout.code:
+        await call.cancel()
+    await send_failure(call, send, fmt, reply)
+    call.record(reply)
+
+
+async def stream(call: BusSession, receive: Receive, send: Send, fmt: Renderer) -> None:
+    """A streamed answer, relayed as it comes; the upstream call is cancelled
+    when the client goes away (and the provider records what it billed)."""
+
+    async def watch_disconnect() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        call.queue.put_nowait(DISCONNECTED)
+
+    watcher = asyncio.create_task(watch_disconnect())
+    try:
+        await _relay(call, send, fmt)
+    finally:
+        watcher.cancel()
+
+
+async def _relay(call: BusSession, send: Send, fmt: Renderer) -> None:
+    reply = await call.next_reply(call.first_timeout())
+    if reply is None:
+        await call.cancel()
+        return
+    if isinstance(reply, Failure):  # nothing sent yet: a plain JSON error with its status
+        await send_failure(call, send, fmt, reply)
+        call.record(reply)
+        return
+    rate = call.quota.rate if call.quota is not None else None
+    if rate is None and isinstance(reply, Final):
+        rate = reply.rate
+    headers = SSE_HEADERS + call.id_header + fmt.rate_headers(rate) + route_headers(reply)
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    ttft_ns = time.time_ns() - call.received_ns
+    idle = call.gw.settings.stream_idle_timeout_s
+    # Replies that arrived together go out in one write: one syscall, and one
+    # trip through the server, for a burst of chunks.
+    out: list[bytes] = []
+    while True:
+        if reply is None:
+            await call.cancel()
+            return
+        if isinstance(reply, Chunk):
+            out.append(fmt.chunk(reply))
+            if call.queue.empty():
+                await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+                out.clear()
+        elif isinstance(reply, Final):
+            out.append(fmt.end(reply))
+            await send({"type": "http.response.body", "body": b"".join(out)})
+            return
+        else:  # Failure after the stream began: an error event, then the end
+            if reply.code == StageTimeout.code:
+                await call.cancel()
+            out.append(fmt.stream_error(reply))
+            await send({"type": "http.response.body", "body": b"".join(out)})
+            call.record(reply, ttft_ns=ttft_ns)
+            return
+        reply = await call.next_reply(idle)

@@ -1,0 +1,88 @@
+"""What every client API provides, whatever front door carries it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+import msgspec
+
+from schemas.chat import ChatBody, EmbeddingsBody
+from schemas.envelope import Api
+from schemas.errors import InvalidRequest
+from schemas.quota import RateState
+from schemas.replies import Chunk, Failure, Final
+
+T = TypeVar("T")
+Headers = list[tuple[bytes, bytes]]
+
+
+class Parsed(msgspec.Struct):
+    """A request body read into the unified request."""
+
+    model: str
+    stream: bool = False
+    body: ChatBody | None = None
+    embeddings: EmbeddingsBody | None = None
+    # The client's own body, when it holds more than ``body`` (pass-through).
+    raw: bytes = b""
+
+
+@dataclass(slots=True)
+class RequestView:
+    """What a renderer needs of the request it answers."""
+
+    id: str
+    created: int
+    # The model as the client named it (an alias stays an alias).
+    model: str
+    parsed: Parsed
+
+
+class Renderer(Protocol):
+    """How one API renders replies: a JSON answer, an error, a stream."""
+
+    def error(self, f: Failure) -> bytes: ...
+
+    def final(self, f: Final) -> bytes: ...
+
+    def chunk(self, c: Chunk) -> bytes: ...
+
+    def end(self, f: Final) -> bytes: ...
+
+    def stream_error(self, f: Failure) -> bytes: ...
+
+    def rate_headers(self, rate: RateState | None) -> Headers: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ClientApi:
+    """One row of the table every front door serves from."""
+
+    name: Api
+    path: str
+    parse: Callable[[bytes], Parsed]
+    renderer: Callable[[RequestView], Renderer]
+    # An error in this API's shape, before any renderer exists (bad body, no key).
+    error_body: Callable[[Failure], bytes]
+    # The header(s) that carry the caller's key, as "Bearer <key>" for the bus.
+    api_key: Callable[[Callable[[bytes], str | None]], str | None]
+
+
+def bearer(header: Callable[[bytes], str | None]) -> str | None:
+    return header(b"authorization")
+
+
+def decode_json(decoder: Callable[[bytes], T], raw: bytes) -> T:
+    """A request body, or an InvalidRequest that says what is wrong with it."""
+    try:
+        return decoder(raw)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"Invalid request body: {exc}.") from exc
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}.", code="invalid_json") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(f"The request body is not valid UTF-8: {exc}.", code="invalid_json") from exc
+    except RecursionError as exc:
+        raise InvalidRequest("The JSON body of your request is nested too deeply.", code="invalid_json") from exc

@@ -1,0 +1,71 @@
+"""Anthropic's Messages API (``POST /v1/messages``), whatever provider serves
+the model, so the official ``anthropic`` SDK works against Sluice unchanged.
+The shapes themselves (request -> unified, unified -> events) are in
+``anthropic_shapes``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+
+from schemas.errors import InvalidRequest
+from schemas.quota import RateState
+from schemas.replies import Chunk, Failure, Final
+from services.apis import anthropic_shapes as shapes
+from services.apis import rate_headers
+from services.apis.base import ClientApi, Headers, Parsed, RequestView, decode_json
+from services.providers import passthrough
+from services.providers.anthropic.types import ARequest
+
+_decode_request = msgspec.json.Decoder(ARequest).decode
+_encode = msgspec.json.Encoder().encode
+
+
+def parse(raw: bytes) -> Parsed:
+    request = decode_json(_decode_request, raw)
+    if not request.messages:
+        raise InvalidRequest("messages: at least one message is required.")
+    if request.max_tokens < 1:
+        raise InvalidRequest("max_tokens: must be at least 1.")
+    body = shapes.to_chat_body(request)
+    raw = raw if passthrough.worth_keeping("messages", raw) else b""
+    return Parsed(model=body.model, stream=bool(body.stream), body=body, raw=raw)
+
+
+def error_body(f: Failure) -> bytes:
+    return shapes.error_body(f.type, f.code, f.message)
+
+
+class MessagesRenderer:
+    def __init__(self, request: RequestView) -> None:
+        self.r = request
+        self.events = shapes.StreamRenderer(request.id, request.model)
+
+    def error(self, f: Failure) -> bytes:
+        return error_body(f)
+
+    def final(self, f: Final) -> bytes:
+        assert f.message is not None
+        return _encode(shapes.response(self.r.id, self.r.model, f.message, f.finish_reason, f.usage))
+
+    def chunk(self, c: Chunk) -> bytes:
+        return self.events.delta(c.delta)
+
+    def end(self, f: Final) -> bytes:
+        return self.events.end(f.finish_reason, f.usage)
+
+    def stream_error(self, f: Failure) -> bytes:
+        return self.events.error(f.type, f.code, f.message)
+
+    def rate_headers(self, rate: RateState | None) -> Headers:
+        return rate_headers.anthropic(rate)
+
+
+def api_key(header: Callable[[bytes], str | None]) -> str | None:
+    """The anthropic SDK sends ``x-api-key``; ``Authorization: Bearer`` works too."""
+    key = header(b"x-api-key")
+    return f"Bearer {key}" if key else header(b"authorization")
+
+
+API = ClientApi("messages", "/v1/messages", parse, MessagesRenderer, error_body, api_key)

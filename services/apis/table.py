@@ -1,0 +1,9 @@
+"""Every client API by its path: the one table the front doors serve from."""
+
+from __future__ import annotations
+
+from services.apis import chat, embeddings, messages
+from services.apis.base import ClientApi
+
+APIS: tuple[ClientApi, ...] = (chat.API, messages.API, embeddings.API)
+BY_PATH: dict[str, ClientApi] = {api.path: api for api in APIS}

@@ -1,0 +1,57 @@
+"""The client API table: every front door serves these rows, each parsing
+into the unified request and rendering in its own shape."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from schemas.chat import Delta, Message, Usage
+from schemas.errors import InvalidRequest
+from schemas.replies import Chunk, Failure, Final
+from services.apis.base import RequestView
+from services.apis.table import APIS, BY_PATH
+
+BODIES = {
+    "chat": b'{"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": true}',
+    "messages": b'{"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}], "stream": true}',
+    "embeddings": b'{"model": "m", "input": "hi"}',
+}
+
+
+def test_each_api_is_one_row_by_its_path() -> None:
+    assert {a.name for a in APIS} == {"chat", "messages", "embeddings"}
+    assert BY_PATH["/v1/messages"].name == "messages" and len(BY_PATH) == len(APIS)
+
+
+@pytest.mark.parametrize("api", APIS, ids=lambda a: a.name)
+def test_a_body_parses_into_the_unified_request_and_renders_back(api) -> None:
+    parsed = api.parse(BODIES[api.name])
+    assert parsed.model == "m" and parsed.stream == (api.name != "embeddings")
+    renderer = api.renderer(RequestView("rid", 0, "m", parsed))
+    usage = Usage(prompt_tokens=3, completion_tokens=2)
+    if api.name == "embeddings":
+        out = msgspec.json.decode(renderer.final(Final(id="rid", seq=0, model="m", usage=usage, embeddings=[[0.5]])))
+        assert out["data"][0]["embedding"] == [0.5]
+    else:
+        streamed = renderer.chunk(Chunk(id="rid", seq=0, delta=Delta(role="assistant", content="Hel")))
+        assert b"Hel" in streamed
+        answer = Final(id="rid", seq=1, model="m", usage=usage, message=Message(role="assistant", content="Hello"))
+        assert b"Hello" in renderer.final(answer)
+    error = msgspec.json.decode(
+        api.error_body(Failure(id="rid", seq=0, status=429, type="rate_limit_exceeded", code="x", message="slow"))
+    )
+    assert "slow" in str(error)
+
+
+@pytest.mark.parametrize("api", APIS, ids=lambda a: a.name)
+def test_bad_bodies_are_the_callers_400(api) -> None:
+    for bad in (b"", b"{", b"[]", b'{"model": 1}'):
+        with pytest.raises(InvalidRequest):
+            api.parse(bad)
+
+
+def test_keys_come_from_the_header_each_sdk_sends() -> None:
+    headers = {b"x-api-key": "sk-a", b"authorization": "Bearer sk-b"}
+    assert BY_PATH["/v1/messages"].api_key(headers.get) == "Bearer sk-a"
+    assert BY_PATH["/v1/chat/completions"].api_key(headers.get) == "Bearer sk-b"
