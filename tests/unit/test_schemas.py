@@ -16,6 +16,7 @@ from schemas.envelope import Envelope, Span
 from schemas.events import EventBatch, RequestEvent
 from schemas.health import BreakerRecord, TryOutcome
 from schemas.ids import new_id
+from schemas.prompts import Prompt, PromptVersion
 from schemas.replies import Cancel, Chunk, Failure, Final
 
 SNAPSHOT = Path(__file__).parents[2] / "schemas" / "snapshot.json"
@@ -26,7 +27,7 @@ def current_schema() -> dict:
     records, and the control records they read from KV."""
     shared = [
         *(bus.AnyMessage, TryOutcome, BreakerRecord, CacheStore, CachedAnswer),
-        *(ModelRoute, ApiKey, Tenant, Subscription, ApprovalRule),
+        *(ModelRoute, ApiKey, Tenant, Subscription, ApprovalRule, Prompt, PromptVersion),
     ]
     schemas, components = msgspec.json.schema_components(shared, ref_template="#/$defs/{name}")
     return {"anyOf": schemas[0]["anyOf"], "others": list(schemas[1:]), "$defs": components}
