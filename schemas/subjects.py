@@ -53,6 +53,9 @@ KV_SUBSCRIPTIONS = "sluice_subscriptions"
 KV_APPROVAL_RULES = "sluice_approval_rules"
 # key id -> when it was last used (ms), written by policy a few times a minute.
 KV_KEY_USAGE = "sluice_key_usage"
+# Prompts: name -> its labels and API; "<name>.<version>" -> one immutable version.
+KV_PROMPTS = "sluice_prompts"
+KV_PROMPT_VERSIONS = "sluice_prompt_versions"
 # Cached answers, shared by every replica: a KV-shaped stream whose entries
 # each carry their own TTL (``Nats-TTL``), keyed by a hash of the request.
 KV_CACHE = "sluice_cache"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -24,7 +24,9 @@ from schemas.control import (
     Tenant,
 )
 from schemas.envelope import Deployment
-from services import pricing
+from schemas.errors import InvalidRequest
+from schemas.prompts import PromptApi, PromptMessage, PromptParams, PromptVersion, Variable
+from services import pricing, prompts
 from services.breaker import BreakerConfig
 from services.keys import hash_key
 from services.providers.registry import PROVIDERS
@@ -125,11 +127,27 @@ class ModelConfig(DeploymentConfig, kw_only=True):
         return [msgspec.structs.replace(self, name=self.name, deployments=[])]
 
 
+class PromptConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """A prompt the config file owns: when its content changes, the next seed
+    makes a new version and points "production" at it."""
+
+    name: str
+    # The model group (or alias) that answers it.
+    model: str
+    messages: list[PromptMessage]
+    variables: list[Variable] = []
+    params: PromptParams = msgspec.field(default_factory=PromptParams)
+    output_schema: dict[str, Any] | None = None
+    # Published as POST /apis/<slug>, e.g. { slug = "summarize", state = "published" }.
+    api: PromptApi | None = None
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True):
     gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
     tenants: list[TenantConfig] = []
     keys: list[KeyConfig] = []
     models: list[ModelConfig] = []
+    prompts: list[PromptConfig] = []
 
 
 class ConfigError(Exception):
@@ -170,6 +188,8 @@ class ControlRecords(msgspec.Struct):
     keys: dict[str, ApiKey]
     tenants: dict[str, Tenant]
     routes: dict[str, ModelRoute]
+    # name -> (the content of its next version, its API)
+    prompts: dict[str, tuple[PromptVersion, PromptApi | None]] = {}
 
 
 def usd_to_pico(usd: str, what: str) -> int:
@@ -230,7 +250,41 @@ def control_records(config: Config, extra_keys: dict[str, ApiKey] | None = None)
         if record.tenant_id not in tenants:
             raise ConfigError(f"key {record.id!r} names unknown tenant {record.tenant_id!r}")
     routes = model_groups(config.models)
-    return ControlRecords(keys=keys, tenants=tenants, routes=routes)
+    return ControlRecords(keys=keys, tenants=tenants, routes=routes, prompts=prompt_records(config.prompts, routes))
+
+
+def prompt_records(
+    configured: list[PromptConfig], routes: dict[str, ModelRoute]
+) -> dict[str, tuple[PromptVersion, PromptApi | None]]:
+    names = set(routes) | {alias for r in routes.values() for alias in r.aliases}
+    out: dict[str, tuple[PromptVersion, PromptApi | None]] = {}
+    slugs: dict[str, str] = {}
+    for p in configured:
+        if not ID_PATTERN.fullmatch(p.name):
+            raise ConfigError(f"prompt {p.name!r}: use 1-64 letters, digits, '_' or '-'")
+        if p.name in out:
+            raise ConfigError(f"prompt {p.name!r} is defined twice")
+        if p.model not in names:
+            raise ConfigError(f"prompt {p.name!r}: model {p.model!r} is not a configured model")
+        version = PromptVersion(
+            prompt=p.name,
+            version=0,
+            messages=p.messages,
+            model=p.model,
+            variables=p.variables,
+            params=p.params,
+            output_schema=p.output_schema,
+        )
+        try:
+            prompts.check(version)
+        except InvalidRequest as exc:
+            raise ConfigError(f"prompt {p.name!r}: {exc.message}") from None
+        if p.api is not None and (
+            not ID_PATTERN.fullmatch(p.api.slug) or slugs.setdefault(p.api.slug, p.name) != p.name
+        ):
+            raise ConfigError(f"prompt {p.name!r}: API slug {p.api.slug!r} is invalid or already taken")
+        out[p.name] = (version, p.api)
+    return out
 
 
 def unset_key_variables(config: Config) -> list[str]:

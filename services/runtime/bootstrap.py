@@ -20,11 +20,13 @@ from nats.js.errors import BucketNotFoundError, NotFoundError
 
 from schemas import subjects
 from schemas.control import decode_key, decode_route, decode_tenant
+from schemas.prompts import decode_prompt
 from services.config import ControlRecords
 from services.runtime import quota, response_cache
 from services.runtime.events import EventPublisher
 from services.runtime.kv import kv_key, kv_name
 from services.runtime.kv_writer import KvWriter
+from services.runtime.prompt_seed import seed_prompts
 
 log = logging.getLogger("sluice.bootstrap")
 # Events wait here while ClickHouse is down: keep a week or 2 GiB.
@@ -38,6 +40,8 @@ BUCKETS = (
     subjects.KV_APPROVAL_RULES,
     subjects.KV_KEY_USAGE,
     subjects.KV_HEALTH,
+    subjects.KV_PROMPTS,
+    subjects.KV_PROMPT_VERSIONS,
 )
 # bucket -> (record type in the audit trail, decoder)
 _SEEDED: dict[str, tuple[str, Callable[[bytes], Any]]] = {
@@ -121,6 +125,8 @@ async def seed(writer: KvWriter, records: ControlRecords) -> list[str]:
                 await writer.delete(
                     bucket, name, revision=revision, actor="config", record_type=record_type, before=current
                 )
+    existing_prompts = await _read_all(writer, subjects.KV_PROMPTS, decode_prompt)
+    warnings += await seed_prompts(writer, records.prompts, existing_prompts)
     for line in warnings:
         log.warning("seed: %s", line)
     return warnings

@@ -35,6 +35,8 @@ _CONTROL_BUCKETS = [
         subjects.KV_MODELS,
         subjects.KV_SUBSCRIPTIONS,
         subjects.KV_APPROVAL_RULES,
+        subjects.KV_PROMPTS,
+        subjects.KV_PROMPT_VERSIONS,
     )
 ]
 SERVICE_PREFIX = "svc-"

@@ -195,3 +195,15 @@ def test_the_demo_ships_a_fallback_group_whose_first_deployment_is_dead() -> Non
     group = config.control_records(config.load(demo)).routes["demo-fallback"]
     assert group.strategy == "priority" and group.aliases == ["demo-failover"]
     assert group.deployments[0].base_url == "http://127.0.0.1:1/v1"
+
+
+def test_the_demo_ships_three_prompt_apis() -> None:
+    demo = Path(config.__file__).parent / "runtime" / "demo.toml"
+    found = config.control_records(config.load(demo)).prompts
+    assert {name: api.slug for name, (_, api) in found.items() if api} == {
+        "summarize": "summarize",
+        "translate": "translate",
+        "sentiment": "sentiment",
+    }
+    sentiment, _ = found["sentiment"]
+    assert sentiment.output_schema["properties"]["label"]["enum"] == ["positive", "negative", "neutral"]
