@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 from nats.js.kv import KV_DEL, KV_PURGE
 
 from schemas.control import ApiKey, decode_key
@@ -103,6 +105,22 @@ class KvMirror(Generic[T]):
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
+
+
+async def read_bucket(nc: Client, bucket: str, decode: Any) -> dict[str, Any]:
+    """Every current record of a bucket, read from the stream's last message per subject."""
+    js = nc.jetstream()
+    info = await js.stream_info(f"KV_{bucket}", subjects_filter=f"$KV.{bucket}.>")
+    out = {}
+    for subject in info.state.subjects or {}:
+        try:
+            msg = await js.get_last_msg(f"KV_{bucket}", subject)
+        except NotFoundError:
+            continue
+        if msg.headers and msg.headers.get("KV-Operation") in ("DEL", "PURGE"):
+            continue
+        out[kv_name(subject.removeprefix(f"$KV.{bucket}."))] = decode(msg.data)
+    return out
 
 
 class KeyIndex:

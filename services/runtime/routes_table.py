@@ -10,12 +10,11 @@ from typing import Any
 import msgspec
 import nats.errors
 from nats.aio.client import Client
-from nats.js.errors import NotFoundError
 
 from schemas import subjects
 from schemas.control import decode_route
 from schemas.health import decode_breaker
-from services.runtime.kv import kv_name
+from services.runtime.kv import read_bucket
 from services.runtime.table import render_table
 
 HEADERS = [
@@ -33,25 +32,9 @@ HEADERS = [
 ]
 
 
-async def _bucket(nc: Client, bucket: str, decode: Any) -> dict[str, Any]:
-    """Every current record of a bucket, read from the stream's last message per subject."""
-    js = nc.jetstream()
-    info = await js.stream_info(f"KV_{bucket}", subjects_filter=f"$KV.{bucket}.>")
-    out = {}
-    for subject in info.state.subjects or {}:
-        try:
-            msg = await js.get_last_msg(f"KV_{bucket}", subject)
-        except NotFoundError:
-            continue
-        if msg.headers and msg.headers.get("KV-Operation") in ("DEL", "PURGE"):
-            continue
-        out[kv_name(subject.removeprefix(f"$KV.{bucket}."))] = decode(msg.data)
-    return out
-
-
 async def gather(nc: Client, minutes: int = 15) -> list[dict[str, Any]]:
-    groups = await _bucket(nc, subjects.KV_MODELS, decode_route)
-    breakers = await _bucket(nc, subjects.KV_HEALTH, decode_breaker)
+    groups = await read_bucket(nc, subjects.KV_MODELS, decode_route)
+    breakers = await read_bucket(nc, subjects.KV_HEALTH, decode_breaker)
     recent: dict[str, dict[str, Any]] = {}
     try:
         ask = msgspec.json.encode({"name": "deployments", "params": {"minutes": minutes}})

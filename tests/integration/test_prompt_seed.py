@@ -5,6 +5,7 @@ left alone, one made over the admin API is never touched."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import msgspec
@@ -119,3 +120,37 @@ def test_prompt_mistakes_in_the_config_are_config_errors(tmp_path: Path, change,
     path.write_text(change(BASE.format(temperature=0.2)))
     with pytest.raises(config.ConfigError, match=message):
         config.control_records(config.load(path))
+
+
+def test_sluice_prompts_lists_shows_diffs_and_renders(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    port = nats_server.free_port()
+    server = nats_server.start(tmp_path / "nats", port)
+    url = f"nats://127.0.0.1:{port}"
+
+    def sluice(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "services.runtime.cli", "prompts", *args, "--nats", url]
+        return subprocess.run(
+            cmd, capture_output=True, text=True, env={"PATH": "/usr/bin", "SLUICE_HOME": str(tmp_path)}
+        )
+
+    try:
+        asyncio.run(seed(url, tmp_path, BASE.format(temperature=0.2)))
+        asyncio.run(seed(url, tmp_path, BASE.format(temperature=0.7)))
+        listing = sluice("list").stdout
+        assert "summarize" in listing and "production=2" in listing and "/apis/summarize (published)" in listing
+        shown = json.loads(sluice("show", "summarize", "--version", "1").stdout)
+        assert shown["version"] == 1 and shown["params"] == {"temperature": 0.2}
+        diff = sluice("diff", "summarize", "1", "production").stdout
+        assert '-    "temperature": 0.2' in diff and '+    "temperature": 0.7' in diff
+        rendered = json.loads(sluice("render", "summarize", "--var", "text=a long story").stdout)
+        assert rendered["messages"] == [{"role": "user", "content": "Summarise: a long story"}]
+        missing = sluice("render", "summarize")
+        assert missing.returncode == 1 and "Missing variable 'text'" in missing.stderr
+        unknown = sluice("show", "nothing")
+        assert unknown.returncode == 1 and "no prompt 'nothing'" in unknown.stderr
+    finally:
+        server.terminate()
+        server.wait(10)

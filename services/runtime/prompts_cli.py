@@ -1,0 +1,126 @@
+"""``sluice prompts list|show|diff|render``: the prompts in KV, read over NATS.
+
+``render`` fills a version's template with sample variables exactly as the
+gateway will, so a prompt can be checked before it is published."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+import msgspec
+import nats.errors
+
+from schemas import subjects
+from schemas.errors import GatewayError
+from schemas.prompts import Prompt, PromptVersion, decode_prompt, decode_version
+from services import prompts
+from services.runtime import process
+from services.runtime.kv import read_bucket
+from services.runtime.prompt_seed import version_name
+from services.runtime.table import render_table
+
+
+async def _load(args: argparse.Namespace) -> tuple[dict[str, Prompt], dict[str, PromptVersion]]:
+    nc = await process.connect_tool(args.nats, args.creds)
+    try:
+        return (
+            await read_bucket(nc, subjects.KV_PROMPTS, decode_prompt),
+            await read_bucket(nc, subjects.KV_PROMPT_VERSIONS, decode_version),
+        )
+    finally:
+        await nc.close()
+
+
+def _version(found: dict[str, Prompt], versions: dict[str, PromptVersion], name: str, which: str) -> PromptVersion:
+    prompt = found.get(name)
+    if prompt is None:
+        raise SystemExit(f"sluice prompts: no prompt {name!r}")
+    number = prompts.version_of(prompt, which)
+    version = versions.get(version_name(name, number))
+    if version is None:
+        raise SystemExit(f"sluice prompts: version {number} of {name!r} is missing from the store")
+    return version
+
+
+def _value(text: str) -> Any:
+    """A sample variable: a JSON number as a number, anything else as text."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else text
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        found, versions = asyncio.run(_load(args))
+    except process.GatewayNotRunning as exc:
+        print(f"sluice prompts: {exc}", file=sys.stderr)
+        return 1
+    except (TimeoutError, nats.errors.Error) as exc:
+        print(f"sluice prompts: cannot read the prompts over NATS at {args.nats} ({exc!r})", file=sys.stderr)
+        return 1
+    try:
+        out = _act(args, found, versions)
+    except GatewayError as exc:
+        print(f"sluice prompts: {exc.message}", file=sys.stderr)
+        return 1
+    print(out)
+    return 0
+
+
+def _act(args: argparse.Namespace, found: dict[str, Prompt], versions: dict[str, PromptVersion]) -> str:
+    if args.action == "list":
+        if args.json:
+            return json.dumps([msgspec.to_builtins(p) for _, p in sorted(found.items())], indent=2)
+        lines = [
+            [
+                p.name,
+                str(p.latest),
+                ", ".join(f"{label}={v}" for label, v in sorted(p.labels.items())) or "-",
+                f"/apis/{p.api.slug} ({p.api.state})" if p.api else "-",
+                p.owner,
+            ]
+            for _, p in sorted(found.items())
+        ]
+        return "\n".join(render_table(["prompt", "latest", "labels", "api", "owner"], lines, "lrlll"))
+    if args.action == "show":
+        return json.dumps(msgspec.to_builtins(_version(found, versions, args.name, args.version)), indent=2)
+    if args.action == "diff":
+        a, b = (_version(found, versions, args.name, which) for which in (args.a, args.b))
+        return prompts.diff(a, b) or f"versions {a.version} and {b.version} of {args.name!r} say the same"
+    version = _version(found, versions, args.name, args.version)
+    given = {}
+    for pair in args.var or []:
+        key, sep, text = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"sluice prompts: --var {pair!r}: write NAME=VALUE")
+        given[key] = _value(text)
+    body = prompts.render(version, prompts.bind(version, given))
+    return json.dumps(msgspec.to_builtins(body), indent=2)
+
+
+def add_parser(sub: argparse._SubParsersAction, nats_url: str, creds: str | None) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--nats", default=nats_url)
+    common.add_argument("--creds", default=creds, help="NATS credentials file (default: .sluice's admin)")
+    p = sub.add_parser("prompts", help="prompts: versions, labels, and what a version renders")
+    p.set_defaults(func=run)
+    actions = p.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", parents=[common], help="every prompt with its labels and API")
+    listing.add_argument("--json", action="store_true")
+    show = actions.add_parser("show", parents=[common], help="one version (a label or a number)")
+    show.add_argument("name")
+    show.add_argument("--version", default="production")
+    diff = actions.add_parser("diff", parents=[common], help="what changed between two versions or labels")
+    diff.add_argument("name")
+    diff.add_argument("a")
+    diff.add_argument("b")
+    render = actions.add_parser("render", parents=[common], help="fill a version with sample variables")
+    render.add_argument("name")
+    render.add_argument("--version", default="production")
+    render.add_argument("--var", nargs="+", metavar="NAME=VALUE")
