@@ -117,6 +117,15 @@ def parse_wrk(out: str) -> dict:
     }
 
 
+def write_results(results: dict, out: str, summary: str) -> Path:
+    """Keep a run's results as JSON and print its summary."""
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(summary)
+    return path
+
+
 def run_wrk(url: str, script: Path, concurrency: int, duration: int, pids: dict[str, int]) -> dict:
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     threads = min(2, concurrency)
@@ -208,10 +217,7 @@ def main() -> int:
     finally:
         sup.stop()
         shutil.rmtree(home, ignore_errors=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(summary(results))
+    out = write_results(results, args.out, summary(results))
     print(f"\nfull results: {out}")
     return 0
 

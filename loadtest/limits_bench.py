@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from statistics import median
 
-from loadtest.bench import CONFIG, LUA, PROMPT, run_wrk
+from loadtest.bench import CONFIG, LUA, PROMPT, run_wrk, write_results
 from schemas.control import ApiKey, Budget, Limits
 from services import quota as quota_svc
 from services.runtime import process
@@ -165,10 +165,7 @@ def main() -> int:
     finally:
         sup.stop()
         shutil.rmtree(home, ignore_errors=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(summary(results))
+    write_results(results, args.out, summary(results))
     return 0
 
 

@@ -31,7 +31,7 @@ from statistics import quantiles
 
 import httpx
 
-from loadtest.bench import PROMPT
+from loadtest.bench import PROMPT, write_results
 from schemas import subjects
 from schemas.control import ApiKey
 from schemas.health import decode_breaker
@@ -207,10 +207,7 @@ def main() -> int:
     finally:
         sup.stop()
         shutil.rmtree(home, ignore_errors=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(summary(results))
+    write_results(results, args.out, summary(results))
     return 0
 
 

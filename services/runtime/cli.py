@@ -158,15 +158,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_routes(args: argparse.Namespace) -> int:
     from services.runtime import routes_table
 
-    async def run() -> list[dict]:
-        nc = await process.connect_tool(args.nats, args.creds)
-        try:
-            return await routes_table.gather(nc, args.minutes)
-        finally:
-            await nc.close()
-
     try:
-        rows = asyncio.run(run())
+        rows = process.run_tool(args.nats, args.creds, lambda nc: routes_table.gather(nc, args.minutes))
     except process.GatewayNotRunning as exc:
         print(f"sluice routes: {exc}", file=sys.stderr)
         return 1
@@ -182,15 +175,8 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
     records = config_mod.control_records(config_mod.load(args.config))
 
-    async def run() -> list[str]:
-        nc = await process.connect_tool(args.nats, args.creds)
-        try:
-            return await bootstrap.prepare(nc, records)
-        finally:
-            await nc.close()
-
     try:
-        warnings = asyncio.run(run())
+        warnings = process.run_tool(args.nats, args.creds, lambda nc: bootstrap.prepare(nc, records))
     except process.GatewayNotRunning as exc:
         print(f"sluice seed: {exc}", file=sys.stderr)
         return 1

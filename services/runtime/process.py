@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import nats
 from nats.aio.client import Client
@@ -16,6 +17,7 @@ from nats.aio.client import Client
 from schemas import subjects
 from services.runtime import credentials
 
+T = TypeVar("T")
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 HEARTBEAT_S = 1.0
 log = logging.getLogger("sluice")
@@ -103,6 +105,19 @@ async def connect_tool(url: str, creds_path: str | None = None) -> Client:
         )
     except (OSError, TimeoutError, nats.errors.Error) as exc:
         raise GatewayNotRunning(f"no Sluice gateway answers at {url} ({exc}); is `sluice up` running?") from None
+
+
+def run_tool(url: str, creds_path: str | None, work: Callable[[Client], Awaitable[T]]) -> T:
+    """One command-line tool's work over one connection, closed afterwards."""
+
+    async def session() -> T:
+        nc = await connect_tool(url, creds_path)
+        try:
+            return await work(nc)
+        finally:
+            await nc.close()
+
+    return asyncio.run(session())
 
 
 def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:

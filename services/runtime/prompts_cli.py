@@ -6,13 +6,13 @@ gateway will, so a prompt can be checked before it is published."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from typing import Any
 
 import msgspec
 import nats.errors
+from nats.aio.client import Client
 
 from schemas import subjects
 from schemas.errors import GatewayError
@@ -24,15 +24,11 @@ from services.runtime.prompt_seed import version_name
 from services.runtime.table import render_table
 
 
-async def _load(args: argparse.Namespace) -> tuple[dict[str, Prompt], dict[str, PromptVersion]]:
-    nc = await process.connect_tool(args.nats, args.creds)
-    try:
-        return (
-            await read_bucket(nc, subjects.KV_PROMPTS, decode_prompt),
-            await read_bucket(nc, subjects.KV_PROMPT_VERSIONS, decode_version),
-        )
-    finally:
-        await nc.close()
+async def _load(nc: Client) -> tuple[dict[str, Prompt], dict[str, PromptVersion]]:
+    return (
+        await read_bucket(nc, subjects.KV_PROMPTS, decode_prompt),
+        await read_bucket(nc, subjects.KV_PROMPT_VERSIONS, decode_version),
+    )
 
 
 def _version(found: dict[str, Prompt], versions: dict[str, PromptVersion], name: str, which: str) -> PromptVersion:
@@ -57,7 +53,7 @@ def _value(text: str) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        found, versions = asyncio.run(_load(args))
+        found, versions = process.run_tool(args.nats, args.creds, _load)
     except process.GatewayNotRunning as exc:
         print(f"sluice prompts: {exc}", file=sys.stderr)
         return 1
