@@ -209,6 +209,34 @@ NAMED: dict[str, Named] = {
         """,
         params={"since_ns": ("UInt64", 0), "model_group": ("String", "")},
     ),
+    # One prompt-API call (the parent row), and the requests its steps made.
+    "api_call": Named(
+        sql="SELECT * FROM api_calls FINAL WHERE request_id = {request_id:String}",
+        params={"request_id": ("String", "")},
+    ),
+    "children": Named(
+        sql="SELECT * FROM requests FINAL WHERE parent_id = {parent_id:String} ORDER BY ts",
+        params={"parent_id": ("String", "")},
+    ),
+    # A prompt's versions side by side (a rollout, a rollback): calls, errors,
+    # answers that broke the output schema, cost and latency per version since a time.
+    "prompt_versions": Named(
+        sql="""
+        SELECT prompt_name, prompt_version, count() AS calls, countIf(status != 200) AS errors,
+               sum(schema_failures) AS schema_failures,
+               countIf(error_code = 'output_schema_mismatch') AS schema_errors,
+               toString(sum(cost_pico_usd)) AS total_cost_pico_usd,
+               toString(intDiv(sum(cost_pico_usd), count())) AS avg_cost_pico_usd,
+               round(quantile(0.5)(latency_ns) / 1e6, 1) AS p50_latency_ms,
+               round(quantile(0.99)(latency_ns) / 1e6, 1) AS p99_latency_ms
+        FROM api_calls FINAL
+        WHERE prompt_name != '' AND ts >= fromUnixTimestamp64Nano(toInt64({since_ns:UInt64}))
+          AND ({prompt:String} = '' OR prompt_name = {prompt:String})
+        GROUP BY prompt_name, prompt_version
+        ORDER BY prompt_name, prompt_version
+        """,
+        params={"since_ns": ("UInt64", 0), "prompt": ("String", "")},
+    ),
     "event_counts": Named(
         sql="SELECT kind, count() AS events FROM events FINAL GROUP BY kind ORDER BY kind",
         params={},

@@ -7,7 +7,16 @@ from collections.abc import Sequence
 
 import msgspec
 
-from schemas.events import AlertEvent, AttemptEvent, AuditEvent, DeadLetter, Event, RequestEvent, StageEvent
+from schemas.events import (
+    AlertEvent,
+    ApiCallEvent,
+    AttemptEvent,
+    AuditEvent,
+    DeadLetter,
+    Event,
+    RequestEvent,
+    StageEvent,
+)
 
 _json = msgspec.json.Encoder()
 
@@ -53,6 +62,32 @@ REQUEST_COLUMNS = [
     "client_disconnected",
     "cache_hit",
     "cost_saved_pico_usd",
+    "prompt_name",
+    "prompt_version",
+    "prompt_label",
+    "parent_id",
+]
+API_CALL_COLUMNS = [
+    "request_id",
+    "ts",
+    "slug",
+    "prompt_name",
+    "prompt_version",
+    "prompt_label",
+    "origin",
+    "tenant_id",
+    "key_id",
+    "stream",
+    "status",
+    "error_type",
+    "error_code",
+    "calls",
+    "schema_failures",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_pico_usd",
+    "latency_ns",
+    "ttft_ns",
 ]
 ATTEMPT_COLUMNS = [
     "event_id",
@@ -87,8 +122,21 @@ _LIMITS: dict[type, tuple[tuple[str, tuple[int, int]], ...]] = {
         ("received_at_ns", _TS),
         ("status", _U16),
         ("attempts", (0, 255)),
+        ("prompt_version", _U32),
         *((name, _U32) for name in _TOKENS),
         *((name, _U64) for name in _REQUEST_U64),
+    ),
+    ApiCallEvent: (
+        ("received_at_ns", _TS),
+        ("status", _U16),
+        ("prompt_version", _U32),
+        ("calls", (0, 255)),
+        ("schema_failures", (0, 255)),
+        ("prompt_tokens", _U32),
+        ("completion_tokens", _U32),
+        ("cost_pico_usd", _U64),
+        ("latency_ns", _U64),
+        ("ttft_ns", _U64),
     ),
     AttemptEvent: (
         ("started_at_ns", _TS),
@@ -126,6 +174,7 @@ class Rows(msgspec.Struct):
     attempts: list[list] = []
     dead_letters: list[list] = []
     audit: list[list] = []
+    api_calls: list[list] = []
 
     def __len__(self) -> int:
         return len(self.events)
@@ -143,6 +192,8 @@ def _event_row(e: Event) -> list:
             return [e.event_id, "alert", e.request_id, e.at_ns, "provider", _json.encode(e).decode()]
         case AuditEvent():
             return [e.event_id, "audit", "", e.at_ns, "control", _json.encode(e).decode()]
+        case ApiCallEvent():
+            return [e.event_id, "api_call", e.request_id, e.received_at_ns, "ingress", _json.encode(e).decode()]
     raise TypeError(f"unknown event {type(e).__name__}")
 
 
@@ -188,6 +239,10 @@ def _request_row(e: RequestEvent) -> list:
         e.client_disconnected,
         e.cache_hit,
         e.cost_saved_pico_usd,
+        e.prompt_name,
+        e.prompt_version,
+        e.prompt_label,
+        e.parent_id,
     ]
 
 
@@ -221,4 +276,6 @@ def to_rows(events: Sequence[Event], dead_letters: Sequence[DeadLetter] = ()) ->
             rows.audit.append(
                 [e.event_id, e.at_ns, e.actor, e.action, e.record_type, e.record_id, e.tenant_id, e.before, e.after]
             )
+        elif isinstance(e, ApiCallEvent):
+            rows.api_calls.append([getattr(e, c) if c != "ts" else e.received_at_ns for c in API_CALL_COLUMNS])
     return rows

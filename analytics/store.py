@@ -8,7 +8,15 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
 from analytics import migrate
-from analytics.rows import ATTEMPT_COLUMNS, AUDIT_COLUMNS, DEAD_LETTER_COLUMNS, EVENT_COLUMNS, REQUEST_COLUMNS, Rows
+from analytics.rows import (
+    API_CALL_COLUMNS,
+    ATTEMPT_COLUMNS,
+    AUDIT_COLUMNS,
+    DEAD_LETTER_COLUMNS,
+    EVENT_COLUMNS,
+    REQUEST_COLUMNS,
+    Rows,
+)
 
 
 class Store:
@@ -35,6 +43,8 @@ class Store:
                 self.client.insert("dead_letters", rows.dead_letters, column_names=DEAD_LETTER_COLUMNS)
             if rows.audit:
                 self.client.insert("audit", rows.audit, column_names=AUDIT_COLUMNS)
+            if rows.api_calls:
+                self.client.insert("api_calls", rows.api_calls, column_names=API_CALL_COLUMNS)
 
     def query(self, sql: str, parameters: dict | None = None) -> tuple[list[str], list[tuple]]:
         with self._lock:

@@ -11,10 +11,11 @@ import time
 
 from litestar import Litestar
 
-from ingress import endpoint, models
+from ingress import endpoint, models, prompt_endpoint
 from ingress.admin import app as admin_app
 from ingress.gateway import Gateway
 from ingress.http import Message, Receive, Scope, Send, send_gateway_error, send_json
+from ingress.prompt_bus import PromptBus
 from schemas.errors import GatewayError, InternalError, InvalidRequest
 from schemas.ids import new_id
 from schemas.replies import Failure
@@ -39,6 +40,7 @@ class IngressApp:
         self.settings = settings
         self.gw: Gateway | None = None
         self.admin: Litestar | None = None
+        self.prompt_bus: PromptBus | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -67,12 +69,15 @@ class IngressApp:
         try:
             if api is not None and method == "POST":
                 return await endpoint.serve(gw, api, scope, receive, tracked_send)
+            slug = prompt_endpoint.slug_of(path)
+            if slug is not None and method == "POST":
+                return await prompt_endpoint.serve(gw, slug, scope, receive, tracked_send)
             if path == "/v1/models" and method == "GET":
                 return await models.list_models(gw, scope, tracked_send)
             if path == "/healthz" and method == "GET":
                 status = {"status": "ok" if gw.nc.is_connected else "degraded", "nats": gw.nc.is_connected}
                 return await send_json(tracked_send, 200, status, _id_header(request_id))
-            if api is not None or path in ("/v1/models", "/healthz"):
+            if api is not None or slug is not None or path in ("/v1/models", "/healthz"):
                 error: GatewayError = InvalidRequest(
                     f"Method {method} is not allowed on {path}.", status=405, code="method_not_allowed"
                 )
@@ -95,6 +100,8 @@ class IngressApp:
                 try:
                     self.gw = Gateway(await process.connect("ingress"), self.settings)
                     await self.gw.start()
+                    self.prompt_bus = PromptBus(self.gw)
+                    await self.prompt_bus.start()
                     self.admin = admin_app.build(self.gw, self.gw.store)
                 except Exception as exc:
                     log.exception("ingress start-up failed")
@@ -102,6 +109,8 @@ class IngressApp:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.prompt_bus is not None:
+                    await self.prompt_bus.stop()
                 if self.gw is not None:
                     await self.gw.stop()
                 await send({"type": "lifespan.shutdown.complete"})

@@ -16,10 +16,12 @@ from schemas.control import (
     decode_subscription,
     decode_tenant,
 )
-from schemas.envelope import Span
+from schemas.envelope import Origin, PromptRef, Span
+from schemas.prompts import decode_prompt, decode_version
 from schemas.replies import Failure, Final
 from services import records, routing
 from services.config import GatewaySettings
+from services.prompt_api import PromptBook
 from services.runtime import process
 from services.runtime.events import EventPublisher
 from services.runtime.kv import KeyIndex, KvMirror
@@ -43,7 +45,12 @@ class Gateway:
             subjects.KV_SUBSCRIPTIONS: KvMirror(subjects.KV_SUBSCRIPTIONS, decode_subscription),
             subjects.KV_APPROVAL_RULES: KvMirror(subjects.KV_APPROVAL_RULES, decode_approval_rule),
             subjects.KV_KEY_USAGE: KvMirror(subjects.KV_KEY_USAGE, int),
+            subjects.KV_PROMPTS: KvMirror(subjects.KV_PROMPTS, decode_prompt),
+            subjects.KV_PROMPT_VERSIONS: KvMirror(subjects.KV_PROMPT_VERSIONS, decode_version),
         }
+        self.prompt_book = PromptBook(
+            self.mirrors[subjects.KV_PROMPTS].items, self.mirrors[subjects.KV_PROMPT_VERSIONS].items
+        )
         self.store = ControlStore(KvWriter(nc.jetstream(), self.events.emit), self.mirrors, nc)
         # Settles what policy reserved for a request whose provider died.
         self.counters = Counters(nc.jetstream(), self.events)
@@ -81,12 +88,14 @@ class Gateway:
         ttft_ns: int = 0,
         client_disconnected: bool = False,
         status: int | None = None,
+        origin: Origin = "http",
+        prompt: PromptRef | None = None,
     ) -> None:
         self.events.emit(
             records.request_event(
                 request_id=request_id,
                 received_at_ns=received_ns,
-                origin="http",
+                origin=origin,
                 api=api,
                 model=model,
                 stream=stream,
@@ -96,5 +105,6 @@ class Gateway:
                 extra_spans=spans,
                 client_disconnected=client_disconnected,
                 status=status,
+                prompt=prompt,
             )
         )

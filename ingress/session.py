@@ -13,7 +13,7 @@ from ingress.gateway import Gateway
 from ingress.replies import Disconnected, ProcessNews
 from schemas import bus, subjects
 from schemas.chat import ChatBody, Cost, EmbeddingsBody, Usage
-from schemas.envelope import Envelope, Span
+from schemas.envelope import Api, Envelope, Origin, PromptRef, Span
 from schemas.errors import (
     ClientClosed,
     GatewayError,
@@ -46,15 +46,28 @@ DEADLINE_GRACE_S = 0.25
 
 
 class BusSession:
-    def __init__(self, gw: Gateway, api: str, model: str, stream: bool, received_ns: int, request_id: str) -> None:
+    def __init__(
+        self,
+        gw: Gateway,
+        api: Api,
+        model: str,
+        stream: bool,
+        received_ns: int,
+        request_id: str,
+        *,
+        origin: Origin = "http",
+        deadline_ns: int = 0,
+    ) -> None:
         self.gw = gw
         self.api = api
         self.model = model
         self.stream = stream
         self.id = request_id
+        self.origin: Origin = origin
         self.received_ns = received_ns
         self.created = received_ns // 1_000_000_000
-        self.deadline_ns = received_ns + int(gw.settings.request_timeout_s * 1e9)
+        # A step of a prompt API gets what is left of its call's deadline.
+        self.deadline_ns = deadline_ns or received_ns + int(gw.settings.request_timeout_s * 1e9)
         self.reply_subject, self.queue = gw.replies.open(request_id)
         self.spans: list[Span] = []
         self.expected_seq = 0
@@ -74,6 +87,7 @@ class BusSession:
         # What policy reserved (it says so when it admits): if the request is
         # sent again it carries this, and if its provider dies this settles it.
         self.quota: Reservation | None = None
+        self.prompt: PromptRef | None = None
 
     @property
     def id_header(self) -> list[tuple[bytes, bytes]]:
@@ -88,8 +102,9 @@ class BusSession:
         pin: str = "",
         cache_control: str = "",
         raw: bytes = b"",
+        prompt: PromptRef | None = None,
     ) -> None:
-        self.body, self.embeddings = body, embeddings
+        self.body, self.embeddings, self.prompt = body, embeddings, prompt
         # The ingress's own time rides with the request: the stage that ends it records it.
         self.spans.append(Span("ingress", self.received_ns, time.time_ns()))
         env = Envelope(
@@ -100,11 +115,12 @@ class BusSession:
             embeddings=embeddings,
             api=self.api,
             reply=self.reply_subject,
-            origin="http",
+            origin=self.origin,
             spans=self.spans,
             pin=pin,
             cache_control=cache_control,
             raw=raw,
+            prompt=prompt,
         )
         headers = {subjects.API_KEY_HEADER: api_key_header} if api_key_header else None
         try:
@@ -231,7 +247,18 @@ class BusSession:
         sends the last reply records the request itself."""
         if reply is self._ours:
             gw, spans = self.gw, self.spans
-            gw.record(self.id, self.received_ns, self.api, self.model, self.stream, reply, spans, ttft_ns=ttft_ns)
+            gw.record(
+                self.id,
+                self.received_ns,
+                self.api,
+                self.model,
+                self.stream,
+                reply,
+                spans,
+                ttft_ns=ttft_ns,
+                origin=self.origin,
+                prompt=self.prompt,
+            )
 
     async def cancel(self) -> None:
         await self.gw.nc.publish(subjects.CONTROL_CANCEL, bus.encode(Cancel(id=self.id)))

@@ -51,6 +51,16 @@ class Deployment(msgspec.Struct, omit_defaults=True):
     tpm: int | None = None
 
 
+class PromptRef(msgspec.Struct, omit_defaults=True):
+    """Which prompt a request was made from: recorded on its row."""
+
+    name: str
+    version: int
+    label: str = ""
+    # The API call it belongs to (the parent row), when made by one.
+    parent_id: str = ""
+
+
 class Envelope(BusMessage, tag="chat.request"):
     # The subject that receives the replies (an inbox of the caller's).
     reply: str
@@ -95,6 +105,10 @@ class Envelope(BusMessage, tag="chat.request"):
     # Set by policy alone (it clears whatever a caller put here): what it took
     # from the shared limit and budget counters, settled by whoever ends the request.
     quota: Reservation | None = None
+    # The prompt this request was made from, and the prompt-API call it is a
+    # step of: set by the gateway's own prompt APIs only (policy clears it
+    # for anyone else), and recorded on the request's row.
+    prompt: PromptRef | None = None
 
     @property
     def model(self) -> str:

@@ -132,6 +132,14 @@ class QuotaExceeded(GatewayError):
     code = "insufficient_quota"
 
 
+class GatewayBusy(GatewayError):
+    """This gateway process holds as much work as it may; another try (or replica) can take it."""
+
+    status = 503
+    type = ErrorType.SERVER
+    code = "gateway_busy"
+
+
 class RecordNotFound(GatewayError):
     """An admin API record that does not exist, or that the caller may not see."""
 

@@ -63,6 +63,41 @@ class RequestEvent(BusMessage, tag="event.request"):
     # would have cost at catalog prices.
     cache_hit: bool = False
     cost_saved_pico_usd: int = 0
+    # Made by a prompt API: the prompt, its version and label, and the API
+    # call (its ``api_calls`` row) this request is a step of.
+    prompt_name: str = ""
+    prompt_version: int = 0
+    prompt_label: str = ""
+    parent_id: str = ""
+
+
+class ApiCallEvent(BusMessage, tag="event.api_call"):
+    """One per prompt-API call: the parent of the requests its steps (and
+    repair retries) made, with their totals. Its cost is theirs summed, so
+    spend is counted from ``requests`` alone."""
+
+    event_id: str
+    request_id: str
+    received_at_ns: int
+    slug: str
+    prompt_name: str
+    prompt_version: int
+    prompt_label: str
+    origin: str
+    status: int
+    stream: bool = False
+    tenant_id: str = ""
+    key_id: str = ""
+    error_type: str = ""
+    error_code: str = ""
+    # Requests made (steps plus repairs), and answers that did not match the output schema.
+    calls: int = 0
+    schema_failures: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_pico_usd: int = 0
+    latency_ns: int = 0
+    ttft_ns: int = 0
 
 
 class AttemptEvent(BusMessage, tag="event.attempt"):
@@ -126,7 +161,7 @@ class AuditEvent(BusMessage, tag="event.audit"):
     after: str = ""
 
 
-Event = RequestEvent | AttemptEvent | StageEvent | AlertEvent | AuditEvent
+Event = RequestEvent | AttemptEvent | StageEvent | AlertEvent | AuditEvent | ApiCallEvent
 
 
 class DeadLetter(BusMessage, tag="event.dead_letter"):

@@ -40,14 +40,26 @@ class PromptParams(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=Tru
     max_tokens: int | None = None
 
 
+class ChainStep(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
+    """One step of a chain: another prompt, called with the chain's variables
+    and the outputs of the steps before it (those it declares)."""
+
+    prompt: str
+    label: str = "production"
+    # The variable this step's output becomes for the steps after it.
+    output: str = ""
+
+
 class PromptVersion(msgspec.Struct, omit_defaults=True):
-    """One immutable version of a prompt."""
+    """One immutable version of a prompt: either messages sent to ``model``,
+    or a chain of ``steps`` (each another prompt) run in order."""
 
     prompt: str
     version: int
-    messages: list[PromptMessage]
-    # The model group that answers it.
-    model: str
+    messages: list[PromptMessage] = []
+    # The model group that answers it ("" for a chain).
+    model: str = ""
+    steps: list[ChainStep] = []
     variables: list[Variable] = []
     params: PromptParams = msgspec.field(default_factory=PromptParams)
     # A JSON Schema the answer must match; the answer is then parsed JSON.
@@ -66,7 +78,11 @@ class PromptApi(msgspec.Struct, omit_defaults=True):
     label: str = "production"
     # Where callers should go instead, once deprecated or retired.
     successor: str = ""
+    # When it was deprecated (the ``Deprecation`` header), and when it goes away.
+    deprecated_at_ms: int = 0
     sunset_at_ms: int = 0
+    # Callers need an approved subscription of their tenant to "apis/<slug>".
+    requires_approval: bool = False
 
 
 class Prompt(msgspec.Struct, omit_defaults=True):

@@ -98,6 +98,8 @@ class Failure(BusMessage, tag="chat.failure"):
     model_group: str = ""
     arm: str = ""
     attempts: int = 0
+    # A prompt API's answer that did not match its output schema, as given.
+    raw_output: str = ""
 
     @classmethod
     def from_error(cls, request_id: str, error: GatewayError, seq: int = 0, **fields: str) -> Failure:
@@ -110,6 +112,7 @@ class Failure(BusMessage, tag="chat.failure"):
             message=error.message,
             retry_after_s=error.retry_after_s,
             rate=getattr(error, "rate", None),
+            raw_output=getattr(error, "raw_output", ""),
             **fields,
         )
 

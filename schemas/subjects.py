@@ -6,6 +6,16 @@ PREFIX = "sluice.v1"
 
 # Internal services publish requests here (any API: the envelope says which).
 IN_CHAT = f"{PREFIX}.in.chat"
+# A prompt API called over the bus: ``sluice.v1.in.api.<slug>`` (served by
+# the ingress processes, queue group "apis").
+IN_API = f"{PREFIX}.in.api"
+IN_API_ALL = f"{IN_API}.*"
+
+
+def in_api(slug: str) -> str:
+    return f"{IN_API}.{slug}"
+
+
 # The gateway's own ingress publishes here: only its credentials may, so a
 # request on this subject is known to come from HTTP (``origin``), with the
 # id, arrival time and deadline the ingress stamped.

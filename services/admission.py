@@ -80,7 +80,7 @@ def admit(
     env.group, env.candidates, env.context_candidates, env.arm, env.retries = "", [], [], "", 0
     env.cache_ttl_s, env.cache_lookup, env.cache_key = 0, False, ""
     if from_ingress:
-        env.origin = "http"
+        # The ingress's own prompt APIs also serve NATS callers: it says which.
         if not env.id:
             env.id = new_id(now_ns)
         if not 0 < env.received_at_ns <= now_ns:
@@ -89,6 +89,8 @@ def admit(
             env.deadline_ns = env.received_at_ns + timeout_ns
         return
     env.origin = "nats"
+    # Only the gateway's prompt APIs say which prompt made a request.
+    env.prompt = None
     if not valid_reply_subject(env.reply):
         env.reply = nats_reply if valid_reply_subject(nats_reply) else ""
         env.id = new_id(now_ns)

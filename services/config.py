@@ -25,7 +25,7 @@ from schemas.control import (
 )
 from schemas.envelope import Deployment
 from schemas.errors import InvalidRequest
-from schemas.prompts import PromptApi, PromptMessage, PromptParams, PromptVersion, Variable
+from schemas.prompts import ChainStep, PromptApi, PromptMessage, PromptParams, PromptVersion, Variable
 from services import pricing, prompts
 from services.breaker import BreakerConfig
 from services.keys import hash_key
@@ -132,9 +132,10 @@ class PromptConfig(msgspec.Struct, forbid_unknown_fields=True):
     makes a new version and points "production" at it."""
 
     name: str
-    # The model group (or alias) that answers it.
-    model: str
-    messages: list[PromptMessage]
+    # The model group (or alias) that answers it; a chain has steps instead.
+    model: str = ""
+    messages: list[PromptMessage] = []
+    steps: list[ChainStep] = []
     variables: list[Variable] = []
     params: PromptParams = msgspec.field(default_factory=PromptParams)
     output_schema: dict[str, Any] | None = None
@@ -264,13 +265,14 @@ def prompt_records(
             raise ConfigError(f"prompt {p.name!r}: use 1-64 letters, digits, '_' or '-'")
         if p.name in out:
             raise ConfigError(f"prompt {p.name!r} is defined twice")
-        if p.model not in names:
+        if p.model and p.model not in names:
             raise ConfigError(f"prompt {p.name!r}: model {p.model!r} is not a configured model")
         version = PromptVersion(
             prompt=p.name,
             version=0,
             messages=p.messages,
             model=p.model,
+            steps=p.steps,
             variables=p.variables,
             params=p.params,
             output_schema=p.output_schema,
@@ -284,6 +286,10 @@ def prompt_records(
         ):
             raise ConfigError(f"prompt {p.name!r}: API slug {p.api.slug!r} is invalid or already taken")
         out[p.name] = (version, p.api)
+    for name, (version, _) in out.items():
+        for step in version.steps:
+            if step.prompt not in out or out[step.prompt][0].steps:
+                raise ConfigError(f"prompt {name!r}: step {step.prompt!r} is not a configured prompt with messages")
     return out
 
 

@@ -9,9 +9,11 @@ nothing else in a template is interpreted.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from typing import Any
 
+import jsonschema_rs
 import msgspec
 
 from schemas.chat import ChatBody, Message
@@ -32,11 +34,26 @@ class VariableInvalid(InvalidRequest):
     code = "invalid_variable"
 
 
+# The most steps a chain may have.
+MAX_STEPS = 8
+
+
 def check(version: PromptVersion) -> None:
     """A version that can be rendered: declared variables, used placeholders,
-    enums with values, defaults of the right type."""
-    if not version.messages:
-        raise PromptInvalid("A prompt needs at least one message.")
+    enums with values, defaults of the right type, a usable output schema;
+    or a chain of steps that each name a prompt."""
+    if version.steps:
+        _check_chain(version)
+    elif not version.messages:
+        raise PromptInvalid("A prompt needs at least one message, or steps (a chain).")
+    elif not version.model:
+        raise PromptInvalid("A prompt needs the model that answers it.")
+    if version.output_schema is not None:
+        if version.steps:
+            raise PromptInvalid("A chain's output is its last step's: give that prompt the output schema.")
+        problem = schema_problem(version.output_schema)
+        if problem:
+            raise PromptInvalid(f"The output schema is not a valid JSON Schema: {problem}")
     declared: dict[str, Variable] = {}
     for v in version.variables:
         if not NAME.fullmatch(v.name):
@@ -52,6 +69,35 @@ def check(version: PromptVersion) -> None:
         for name in PLACEHOLDER.findall(m.template):
             if name not in declared:
                 raise PromptInvalid(f"The template uses {{{{{name}}}}}, which is not a declared variable.")
+
+
+def _check_chain(version: PromptVersion) -> None:
+    if version.messages or version.model:
+        raise PromptInvalid("A chain has steps, not messages or a model of its own.")
+    if len(version.steps) > MAX_STEPS:
+        raise PromptInvalid(f"A chain has at most {MAX_STEPS} steps.")
+    for step in version.steps:
+        if step.prompt == version.prompt:
+            raise PromptInvalid("A chain cannot call itself.")
+        if step.output and not NAME.fullmatch(step.output):
+            raise PromptInvalid(f"Step output {step.output!r}: use letters, digits and '_'.")
+        if not LABEL.fullmatch(step.label):
+            raise PromptInvalid(f"Step label {step.label!r}: use 1-64 letters, digits, '_' or '-'.")
+
+
+@functools.lru_cache(maxsize=256)
+def output_validator(schema_json: bytes) -> Any:
+    """A compiled validator of an output schema (given as its JSON)."""
+    return jsonschema_rs.validator_for(msgspec.json.decode(schema_json))
+
+
+def schema_problem(schema: dict[str, Any]) -> str | None:
+    """Why ``schema`` is not a usable JSON Schema, or None."""
+    try:
+        output_validator(msgspec.json.encode(schema))
+    except (jsonschema_rs.ValidationError, ValueError) as exc:
+        return str(exc).splitlines()[0]
+    return None
 
 
 def bind(version: PromptVersion, given: dict[str, Any]) -> dict[str, str]:

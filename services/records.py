@@ -6,7 +6,7 @@ sees the client), else the stage that sent the last reply.
 
 from __future__ import annotations
 
-from schemas.envelope import Span
+from schemas.envelope import PromptRef, Span
 from schemas.events import RequestEvent
 from schemas.ids import new_id
 from schemas.replies import Failure, Final, Timing
@@ -59,6 +59,7 @@ def request_event(
     extra_spans: list[Span] | None = None,
     client_disconnected: bool = False,
     status: int | None = None,
+    prompt: PromptRef | None = None,
 ) -> RequestEvent:
     latency = max(0, done_ns - received_at_ns)
     split = time_split(reply.timing, extra_spans or [], latency)
@@ -104,4 +105,7 @@ def request_event(
         event.error_code = reply.code
     if status is not None:
         event.status = status
+    if prompt is not None:
+        event.prompt_name, event.prompt_version = prompt.name, prompt.version
+        event.prompt_label, event.parent_id = prompt.label, prompt.parent_id
     return event

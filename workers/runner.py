@@ -109,6 +109,7 @@ class StageContext:
                 reply=reply,
                 ttft_ns=ttft_ns,
                 client_disconnected=client_disconnected,
+                prompt=env.prompt,
             )
         )
         if billed:

@@ -10,7 +10,10 @@ from typing import Any
 import msgspec
 
 from loadtest.mock_upstream.faults import Behaviour
+from loadtest.mock_upstream.schema_instance import instance
 
+_json = msgspec.json.Encoder(order="sorted")
+_BROKEN = '{"mock": "this answer does not match the schema"}'
 _WORDS = ("Sluice", "routes", "this", "answer", "through", "a", "mock", "upstream", "for", "testing", "only.")
 
 
@@ -47,8 +50,17 @@ def answer_words(n: int) -> list[str]:
     return [(" " if i else "") + _WORDS[i % len(_WORDS)] for i in range(n)]
 
 
-def plan(prompt: str, last_message: str, messages: int, tools: list[tuple[str, dict]], b: Behaviour) -> Answer:
-    """``tools``: (name, JSON schema of the parameters) of each declared tool."""
+def plan(
+    prompt: str,
+    last_message: str,
+    messages: int,
+    tools: list[tuple[str, dict]],
+    b: Behaviour,
+    schema: dict[str, Any] | None = None,
+    answered_before: bool = False,
+) -> Answer:
+    """``tools``: (name, JSON schema of the parameters) of each declared tool;
+    ``schema``: the JSON Schema the request asks the answer to match."""
     tool = None
     if b.tool and tools:
         name, schema = tools[0]
@@ -60,6 +72,11 @@ def plan(prompt: str, last_message: str, messages: int, tools: list[tuple[str, d
         )
     if tool is not None:
         words: list[str] = []
+    elif schema is not None:
+        broken = b.bad_json or (b.bad_json_once and not answered_before)
+        text = _BROKEN if broken else _json.encode(instance(schema)).decode()
+        # Streamed a few characters at a time, as a model writes JSON.
+        words = [text[i : i + 8] for i in range(0, len(text), 8)]
     elif b.echo:
         words = [(" " if i else "") + w for i, w in enumerate(last_message.split(" "))]
     else:

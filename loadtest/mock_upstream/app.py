@@ -146,7 +146,7 @@ class MockUpstream:
         b = apply_directives(base, prompt)
         if await self._fault(shape, b, send):
             return
-        answer = plan(prompt, last, count, tools, b)
+        answer = plan(prompt, last, count, tools, b, *_structured(req))
         if shape is OPENAI and isinstance(req.get("n"), int) and 1 < req["n"] <= 8:
             answer.choices = req["n"]
             answer.completion_tokens *= req["n"]
@@ -210,6 +210,19 @@ class MockUpstream:
         finally:
             self.stats.active_streams -= 1
             watcher.cancel()
+
+
+def _structured(req: dict) -> tuple[dict | None, bool]:
+    """The JSON Schema a request asks its answer to match (OpenAI's
+    ``response_format``, Gemini's ``responseJsonSchema``), and whether the
+    conversation already holds an answer (a request to repair one)."""
+    fmt = req.get("response_format") if isinstance(req.get("response_format"), dict) else {}
+    schema = (fmt.get("json_schema") or {}).get("schema") if fmt.get("type") == "json_schema" else None
+    config = req.get("generationConfig") if isinstance(req.get("generationConfig"), dict) else {}
+    schema = schema or config.get("responseJsonSchema") or config.get("responseSchema")
+    turns = req.get("messages") or req.get("contents") or []
+    answered = any(isinstance(t, dict) and t.get("role") in ("assistant", "model") for t in turns)
+    return (schema if isinstance(schema, dict) else None), answered
 
 
 async def _read_body(receive: Any) -> bytes:

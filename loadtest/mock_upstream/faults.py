@@ -10,6 +10,8 @@ without any side channel:
 ``hang``        never answer (a timeout)         ``echo``          answer with the last message
 ``tool``        call the first declared tool      ``zero_usage``    report usage of zero tokens
 ``cached=N``    report N prompt tokens as cached  ``reasoning=N``   report N reasoning tokens
+``bad_json``    structured output that breaks its schema, also when asked again (a repair)
+``bad_json_once`` structured output that breaks its schema, unless the conversation already has an answer
 """
 
 from __future__ import annotations
@@ -34,9 +36,11 @@ class Behaviour(msgspec.Struct):
     zero_usage: bool = False
     cached: int = 0
     reasoning: int = 0
+    bad_json: bool = False
+    bad_json_once: bool = False
 
 
-_FLAGS = ("no_usage", "hang", "echo", "tool", "zero_usage")
+_FLAGS = ("no_usage", "hang", "echo", "tool", "zero_usage", "bad_json", "bad_json_once")
 _NUMBERS = ("latency_ms", "chunk_ms", "chunks", "status", "cut_after", "cached", "reasoning")
 
 

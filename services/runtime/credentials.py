@@ -73,8 +73,9 @@ ROLES: dict[str, Permissions] = {
         subjects.FROM_INGRESS,
         subjects.CONTROL_CANCEL,
         subjects.ANALYTICS_QUERY,  # the admin API's usage view
+        _INBOXES,  # answers to prompt APIs called over the bus
         *_CONTROL_BUCKETS,
-        subscribe=[subjects.CONTROL_DIED, f"{subjects.CONTROL_READY}.*"],
+        subscribe=[subjects.CONTROL_DIED, f"{subjects.CONTROL_READY}.*", subjects.IN_API_ALL],
     ),
     "policy": _stage(
         "policy",

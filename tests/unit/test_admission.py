@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from schemas.chat import ChatBody, EmbeddingsBody, Message
-from schemas.envelope import Envelope, Span
+from schemas.envelope import Envelope, PromptRef, Span
 from schemas.errors import InvalidRequest
 from schemas.ids import new_id
 from services import admission
@@ -22,9 +22,28 @@ def nats_envelope(**fields: object) -> Envelope:
 
 
 def test_ingress_requests_keep_the_ingress_stamps() -> None:
-    env = Envelope(body=BODY, reply="_INBOX.ingress.x.y", id="given", received_at_ns=NOW - 5, deadline_ns=NOW + SECOND)
+    env = Envelope(
+        body=BODY,
+        reply="_INBOX.ingress.x.y",
+        id="given",
+        received_at_ns=NOW - 5,
+        deadline_ns=NOW + SECOND,
+        origin="http",
+    )
     admission.admit(env, NOW, 2.0, from_ingress=True, ids=RecentIds())
     assert (env.origin, env.id, env.received_at_ns, env.deadline_ns) == ("http", "given", NOW - 5, NOW + SECOND)
+
+
+def test_only_the_ingress_may_say_which_prompt_made_a_request() -> None:
+    """The ingress also serves prompt APIs to NATS callers (origin "nats") and
+    names the prompt; a direct caller's claim of a prompt is dropped."""
+    ref = PromptRef(name="summarize", version=3, label="production", parent_id="p")
+    env = Envelope(body=BODY, reply="_INBOX.ingress.x.y", id="given", origin="nats", prompt=ref)
+    admission.admit(env, NOW, 2.0, from_ingress=True, ids=RecentIds())
+    assert (env.origin, env.prompt) == ("nats", ref)
+    forged = Envelope(body=BODY, reply="_INBOX.caller.x", prompt=ref)
+    admission.admit(forged, NOW, 2.0, from_ingress=False, ids=RecentIds())
+    assert forged.prompt is None
 
 
 def test_a_nats_caller_cannot_claim_http_origin_or_choose_times() -> None:

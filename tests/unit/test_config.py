@@ -197,13 +197,34 @@ def test_the_demo_ships_a_fallback_group_whose_first_deployment_is_dead() -> Non
     assert group.deployments[0].base_url == "http://127.0.0.1:1/v1"
 
 
-def test_the_demo_ships_three_prompt_apis() -> None:
+def test_the_demo_ships_three_prompt_apis_and_a_chain_of_them() -> None:
     demo = Path(config.__file__).parent / "runtime" / "demo.toml"
     found = config.control_records(config.load(demo)).prompts
     assert {name: api.slug for name, (_, api) in found.items() if api} == {
         "summarize": "summarize",
         "translate": "translate",
         "sentiment": "sentiment",
+        "digest": "digest",
     }
+    digest, _ = found["digest"]
+    assert [step.prompt for step in digest.steps] == ["extract", "summarize", "translate"]
     sentiment, _ = found["sentiment"]
     assert sentiment.output_schema["properties"]["label"]["enum"] == ["positive", "negative", "neutral"]
+
+
+def test_a_chain_step_must_name_a_configured_prompt_with_messages(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        """
+[[models]]
+name = "m"
+provider = "openai"
+base_url = "http://127.0.0.1:1/v1"
+upstream_model = "gpt-4o-mini"
+[[prompts]]
+name = "chain"
+steps = [{ prompt = "missing" }]
+"""
+    )
+    with pytest.raises(config.ConfigError, match="step 'missing' is not a configured prompt"):
+        config.control_records(config.load(path))

@@ -16,6 +16,7 @@ from schemas.envelope import Envelope, Span
 from schemas.events import EventBatch, RequestEvent
 from schemas.health import BreakerRecord, TryOutcome
 from schemas.ids import new_id
+from schemas.prompt_calls import ApiAnswer, ApiCall
 from schemas.prompts import Prompt, PromptVersion
 from schemas.replies import Cancel, Chunk, Failure, Final
 
@@ -26,7 +27,7 @@ def current_schema() -> dict:
     """Everything stages share: bus messages, the health outcomes and breaker
     records, and the control records they read from KV."""
     shared = [
-        *(bus.AnyMessage, TryOutcome, BreakerRecord, CacheStore, CachedAnswer),
+        *(bus.AnyMessage, TryOutcome, BreakerRecord, CacheStore, CachedAnswer, ApiCall, ApiAnswer),
         *(ModelRoute, ApiKey, Tenant, Subscription, ApprovalRule, Prompt, PromptVersion),
     ]
     schemas, components = msgspec.json.schema_components(shared, ref_template="#/$defs/{name}")
