@@ -51,7 +51,12 @@ class Gateway:
         self.prompt_book = PromptBook(
             self.mirrors[subjects.KV_PROMPTS].items, self.mirrors[subjects.KV_PROMPT_VERSIONS].items
         )
-        self.store = ControlStore(KvWriter(nc.jetstream(), self.events.emit), self.mirrors, nc)
+        self.store = ControlStore(
+            KvWriter(nc.jetstream(), self.events.emit),
+            self.mirrors,
+            nc,
+            model_known=lambda model: self.table.find(model) is not None,
+        )
         # Settles what policy reserved for a request whose provider died.
         self.counters = Counters(nc.jetstream(), self.events)
         self.heartbeat = process.Heartbeat(nc, process.instance_name("ingress"))

@@ -12,6 +12,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from ingress.admin.deps import DEPENDENCIES
 from ingress.admin.keys import Keys
+from ingress.admin.prompts import Prompts
 from ingress.admin.store import ControlStore
 from ingress.admin.subscriptions import ApprovalRules, Subscriptions
 from ingress.admin.tenants import Tenants
@@ -72,7 +73,7 @@ def openapi_json(request: Request) -> dict[str, Any]:
 def build(gateway: Any, store: ControlStore) -> Litestar:
     api = Router(
         path=PREFIX,
-        route_handlers=[Tenants, Keys, Subscriptions, ApprovalRules, Usage, openapi_json],
+        route_handlers=[Tenants, Keys, Subscriptions, ApprovalRules, Prompts, Usage, openapi_json],
         dependencies=DEPENDENCIES,
     )
     app = Litestar(
@@ -80,7 +81,7 @@ def build(gateway: Any, store: ControlStore) -> Litestar:
         openapi_config=OpenAPIConfig(
             title="Sluice admin API",
             version="1",
-            description="Tenants, API keys, subscriptions and approval, limits and budgets.",
+            description="Tenants, API keys, subscriptions and approval, limits and budgets, prompts and their APIs.",
             # Served by ``openapi_json`` below: Litestar's own OpenAPI routes
             # would claim every unknown path under the prefix.
             render_plugins=[],

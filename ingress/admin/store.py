@@ -24,6 +24,7 @@ from schemas.control import (
     decode_tenant,
 )
 from schemas.errors import AnalyticsUnavailable, RecordConflict, RecordNotFound
+from schemas.prompts import Prompt, PromptVersion, decode_prompt, decode_version
 from services.control import Actor
 from services.runtime.kv import KvMirror
 from services.runtime.kv_writer import Conflict, KvWriter
@@ -86,8 +87,16 @@ class Records(Generic[T]):
 
 
 class ControlStore:
-    def __init__(self, writer: KvWriter, mirrors: dict[str, KvMirror[Any]], nc: Client | None = None) -> None:
+    def __init__(
+        self,
+        writer: KvWriter,
+        mirrors: dict[str, KvMirror[Any]],
+        nc: Client | None = None,
+        model_known: Callable[[str], bool] = lambda _: True,
+    ) -> None:
         self.nc = nc
+        # Whether a model (group or alias) is served here: a prompt must name one.
+        self.model_known = model_known
         self.tenants: Records[Tenant] = Records(
             writer, "tenant", subjects.KV_TENANTS, decode_tenant, mirrors[subjects.KV_TENANTS]
         )
@@ -103,6 +112,12 @@ class ControlStore:
             mirrors[subjects.KV_APPROVAL_RULES],
         )
         self.key_usage: KvMirror[int] = mirrors[subjects.KV_KEY_USAGE]
+        self.prompts: Records[Prompt] = Records(
+            writer, "prompt", subjects.KV_PROMPTS, decode_prompt, mirrors[subjects.KV_PROMPTS]
+        )
+        self.prompt_versions: Records[PromptVersion] = Records(
+            writer, "prompt_version", subjects.KV_PROMPT_VERSIONS, decode_version, mirrors[subjects.KV_PROMPT_VERSIONS]
+        )
 
     async def recorded_spend(self, since_ns: int, tenant_id: str) -> list[dict[str, Any]]:
         """Requests, tokens and cost per key since a time, from ClickHouse

@@ -11,6 +11,7 @@ import msgspec
 
 from schemas import subjects
 from schemas.prompts import Prompt, PromptApi, PromptVersion, decode_version
+from services import prompt_records
 from services.runtime.kv_writer import KvWriter
 
 
@@ -53,7 +54,9 @@ async def seed_prompts(
                 record_type="prompt_version",
             )
             prompt = msgspec.structs.replace(prompt, latest=number, labels={**prompt.labels, "production": number})
-        prompt = msgspec.structs.replace(prompt, api=_dated(api, current, now_ms), owner="config")
+        if api is not None:
+            api = prompt_records.dated(api, current.api if current is not None else None, now_ms)
+        prompt = msgspec.structs.replace(prompt, api=api, owner="config")
         if prompt != current:
             await writer.write(
                 subjects.KV_PROMPTS,
@@ -71,12 +74,3 @@ async def seed_prompts(
                 subjects.KV_PROMPTS, name, revision=revision, actor="config", record_type="prompt", before=current
             )
     return warnings
-
-
-def _dated(api: PromptApi | None, current: Prompt | None, now_ms: int) -> PromptApi | None:
-    """An API the file deprecates keeps the date it was first seen deprecated."""
-    if api is None or api.state not in ("deprecated", "retired") or api.deprecated_at_ms:
-        return api
-    before = current.api if current is not None else None
-    since = before.deprecated_at_ms if before is not None and before.deprecated_at_ms else now_ms
-    return msgspec.structs.replace(api, deprecated_at_ms=since)

@@ -1,4 +1,6 @@
-"""``sluice prompts list|show|diff|render``: the prompts in KV, read over NATS.
+"""``sluice prompts``: the prompts in KV. Reads go over NATS (list, show,
+diff, render); changes go through the admin API (create, version, label,
+publish), so they are checked and audited like any other.
 
 ``render`` fills a version's template with sample variables exactly as the
 gateway will, so a prompt can be checked before it is published."""
@@ -6,8 +8,12 @@ gateway will, so a prompt can be checked before it is published."""
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import os
 import sys
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -18,7 +24,7 @@ from schemas import subjects
 from schemas.errors import GatewayError
 from schemas.prompts import Prompt, PromptVersion, decode_prompt, decode_version
 from services import prompts
-from services.runtime import process
+from services.runtime import admin_cli, process
 from services.runtime.kv import read_bucket
 from services.runtime.prompt_seed import version_name
 from services.runtime.table import render_table
@@ -51,7 +57,61 @@ def _value(text: str) -> Any:
     return value if isinstance(value, int | float) and not isinstance(value, bool) else text
 
 
+WRITES = ("create", "version", "label", "publish")
+
+
+def _content(path: str) -> dict[str, Any]:
+    """A version's content from a TOML or JSON file (the fields of a
+    ``[[prompts]]`` entry in the config file)."""
+    text = Path(path).read_text()
+    try:
+        data = tomllib.loads(text) if not path.endswith(".json") else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise admin_cli.AdminError(f"{path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise admin_cli.AdminError(f"{path}: expected a table of the prompt's fields")
+    return data
+
+
+def _ms_of(text: str) -> int:
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise admin_cli.AdminError(f"--sunset {text!r}: write an ISO 8601 time, e.g. 2027-01-01T00:00:00Z") from None
+    if when.tzinfo is None:
+        raise admin_cli.AdminError(f"--sunset {text!r}: give a time zone, e.g. a trailing Z for UTC")
+    return int(when.timestamp() * 1000)
+
+
+def _write(args: argparse.Namespace) -> Any:
+    name = args.name
+    if args.action == "create":
+        return admin_cli.call(args, "POST", "/prompts", {"name": name, **_content(args.file)})
+    if args.action == "version":
+        body = {**_content(args.file), **({"label": args.label} if args.label else {})}
+        return admin_cli.call(args, "POST", f"/prompts/{name}/versions", body)
+    if args.action == "label":
+        return admin_cli.call(args, "PUT", f"/prompts/{name}/labels/{args.label}", {"version": args.version})
+    api = {
+        "slug": args.slug or name,
+        "state": args.state,
+        "label": args.serve,
+        "successor": args.successor,
+        "requires_approval": args.requires_approval,
+        "sunset_at_ms": _ms_of(args.sunset) if args.sunset else 0,
+    }
+    return admin_cli.call(args, "PUT", f"/prompts/{name}/api", api)
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.action in WRITES:
+        try:
+            data = _write(args)
+        except admin_cli.AdminError as exc:
+            print(f"sluice prompts {args.action}: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps(data, indent=2))
+        return 0
     try:
         found, versions = process.run_tool(args.nats, args.creds, _load)
     except process.GatewayNotRunning as exc:
@@ -120,3 +180,25 @@ def add_parser(sub: argparse._SubParsersAction, nats_url: str, creds: str | None
     render.add_argument("name")
     render.add_argument("--version", default="production")
     render.add_argument("--var", nargs="+", metavar="NAME=VALUE")
+
+    admin = argparse.ArgumentParser(add_help=False)
+    admin.add_argument("--url", default=os.environ.get("SLUICE_URL", "http://127.0.0.1:8080"), help="the gateway")
+    create = actions.add_parser("create", parents=[admin], help="a new prompt from a TOML or JSON file (version 1)")
+    create.add_argument("name")
+    create.add_argument("file")
+    version = actions.add_parser("version", parents=[admin], help="the next version, from a TOML or JSON file")
+    version.add_argument("name")
+    version.add_argument("file")
+    version.add_argument("--label", help="point this label at the new version at once (e.g. staging)")
+    label = actions.add_parser("label", parents=[admin], help="point a label at a version (a rollout or rollback)")
+    label.add_argument("name")
+    label.add_argument("label")
+    label.add_argument("version", type=int)
+    publish = actions.add_parser("publish", parents=[admin], help="publish as POST /apis/<slug>, or change its state")
+    publish.add_argument("name")
+    publish.add_argument("--slug", help="default: the prompt's name")
+    publish.add_argument("--state", choices=["draft", "published", "deprecated", "retired"], default="published")
+    publish.add_argument("--serve", default="production", metavar="LABEL", help="the label whose version answers")
+    publish.add_argument("--successor", default="", metavar="SLUG", help="where callers should go instead")
+    publish.add_argument("--sunset", help="when it goes away: ISO 8601 time with a zone")
+    publish.add_argument("--requires-approval", action="store_true")

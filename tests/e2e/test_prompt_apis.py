@@ -17,6 +17,7 @@ import pytest
 from schemas import subjects
 from schemas.prompt_calls import ApiAnswer, ApiCall
 from schemas.replies import Failure
+from tests.integration.test_admin_cli import sluice
 from tests.stack import ADMIN_KEY, DEMO_KEY, Stack
 
 DEMO = Path(__file__).parents[2] / "services" / "runtime" / "demo.toml"
@@ -305,3 +306,108 @@ def test_an_api_over_nats_answers_in_the_encoding_it_was_asked_in(apis: Stack) -
     assert (call["origin"], call["status"]) == ("nats", 200)
     [child] = children(apis, packed.request_id, 1)
     assert child["origin"] == "nats"
+
+
+def test_versions_and_labels_move_and_roll_back_through_the_admin_api(apis: Stack, http: httpx.Client) -> None:
+    admin = httpx.Client(base_url=apis.admin_url, headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=20)
+
+    def content(text: str) -> dict:
+        return {
+            "model": "demo-model",
+            "messages": [{"role": "user", "template": text + " {{word}} [mock:echo]"}],
+            "variables": [{"name": "word"}],
+        }
+
+    made = admin.post(
+        "/prompts", json={"name": "greet", **content("v1"), "api": {"slug": "greet", "state": "published"}}
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["labels"] == {"production": 1}
+    assert http.post("/apis/greet", json={"word": "hi"}).json()["output"] == "v1 hi [mock:echo]"
+
+    second = admin.post("/prompts/greet/versions", json={**content("v2"), "label": "staging"})
+    assert second.status_code == 201 and second.json()["version"] == 2
+    # staging points at v2; production, which the API serves, still at v1
+    assert admin.get("/prompts/greet").json()["labels"] == {"production": 1, "staging": 2}
+    assert http.post("/apis/greet", json={"word": "hi"}).json()["output"] == "v1 hi [mock:echo]"
+    diff = admin.get("/prompts/greet/diff", params={"a": "production", "b": "staging"}).json()["diff"]
+    assert '-      "template": "v1 {{word}} [mock:echo]"' in diff and '+      "template": "v2' in diff
+
+    assert admin.put("/prompts/greet/labels/production", json={"version": 2}).status_code == 200
+    answer = http.post("/apis/greet", json={"word": "hi"}).json()
+    assert (answer["output"], answer["prompt"]["version"]) == ("v2 hi [mock:echo]", 2)
+    assert admin.put("/prompts/greet/labels/production", json={"version": 1}).status_code == 200  # rollback
+    assert http.post("/apis/greet", json={"word": "hi"}).json()["prompt"]["version"] == 1
+    assert admin.put("/prompts/greet/labels/production", json={"version": 9}).status_code == 404
+
+    gone = admin.put("/prompts/greet/api", json={"slug": "greet", "state": "retired", "successor": "summarize"})
+    assert gone.status_code == 200 and gone.json()["api"]["deprecated_at_ms"] > 0
+    assert http.post("/apis/greet", json={"word": "hi"}).status_code == 410
+    wanted, actions, deadline = {"create", "version", "label production", "retire"}, set(), time.monotonic() + 30
+    while not wanted <= actions and time.monotonic() < deadline:
+        time.sleep(0.2)
+        trail = apis.query("audit", limit=200)
+        actions = {row[2] for row in trail["rows"] if row[4] == "greet" and row[3] == "prompt"}
+    assert wanted <= actions
+
+
+def test_prompt_writes_need_a_gateway_admin_and_valid_content(apis: Stack) -> None:
+    as_caller = httpx.post(
+        f"{apis.admin_url}/prompts", json={"name": "x"}, headers={"authorization": f"Bearer {DEMO_KEY}"}
+    )
+    assert as_caller.status_code == 403
+    admin = httpx.Client(base_url=apis.admin_url, headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=20)
+    no_model = {"name": "bad", "model": "nope", "messages": [{"role": "user", "template": "hi"}]}
+    assert admin.post("/prompts", json=no_model).json()["error"]["code"] == "model_not_found"
+    undeclared = {"name": "bad", "model": "demo-model", "messages": [{"role": "user", "template": "{{who}}"}]}
+    r = admin.post("/prompts", json=undeclared)
+    assert r.status_code == 400 and "{{who}}" in r.json()["error"]["message"]
+    bad_schema = {**undeclared, "messages": [{"role": "user", "template": "hi"}], "output_schema": {"type": "objec"}}
+    assert "not a valid JSON Schema" in admin.post("/prompts", json=bad_schema).json()["error"]["message"]
+    taken = {**bad_schema, "output_schema": None, "name": "other", "api": {"slug": "summarize"}}
+    assert admin.post("/prompts", json=taken).status_code == 409
+    # The config file owns the demo prompts: the admin API leaves them alone.
+    assert admin.put("/prompts/summarize/labels/production", json={"version": 1}).status_code == 409
+
+
+def test_the_command_line_creates_versions_labels_and_publishes(
+    apis: Stack, http: httpx.Client, tmp_path: Path
+) -> None:
+    first = tmp_path / "v1.toml"
+    first.write_text(
+        'model = "demo-model"\n[[messages]]\nrole = "user"\ntemplate = "one {{x}} [mock:echo]"\n'
+        '[[variables]]\nname = "x"\n'
+    )
+    second = tmp_path / "v2.json"
+    second.write_text(
+        json.dumps({"model": "demo-model", "messages": [{"role": "user", "template": "two [mock:echo]"}]})
+    )
+    assert sluice(apis, "prompts", "create", "cli-made", str(first)).returncode == 0
+    made = json.loads(sluice(apis, "prompts", "version", "cli-made", str(second), "--label", "staging").stdout)
+    assert made["version"] == 2
+    sluice(apis, "prompts", "publish", "cli-made", "--slug", "cli", "--serve", "staging")
+    assert http.post("/apis/cli", json={}).json()["output"] == "two [mock:echo]"
+    sluice(apis, "prompts", "label", "cli-made", "staging", "1")  # roll staging back
+    assert http.post("/apis/cli", json={"x": "!"}).json()["output"] == "one ! [mock:echo]"
+    sluice(
+        apis,
+        "prompts",
+        "publish",
+        "cli-made",
+        "--slug",
+        "cli",
+        "--serve",
+        "staging",
+        "--state",
+        "deprecated",
+        "--successor",
+        "summarize",
+        "--sunset",
+        "2031-06-01T00:00:00Z",
+    )
+    r = http.post("/apis/cli", json={"x": "!"})
+    assert r.status_code == 200 and r.headers["sunset"] == "Sun, 01 Jun 2031 00:00:00 GMT"
+
+    wrong = sluice(apis, "prompts", "label", "cli-made", "staging", "7", check=False)
+    assert wrong.returncode == 1
+    assert wrong.stderr.count("\n") == 1 and "no version 7" in wrong.stderr
