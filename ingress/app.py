@@ -14,12 +14,13 @@ from litestar import Litestar
 from ingress import endpoint, models, prompt_endpoint
 from ingress.admin import app as admin_app
 from ingress.gateway import Gateway
-from ingress.http import Message, Receive, Scope, Send, send_gateway_error, send_json
+from ingress.http import Message, Receive, Scope, Send, header, send_bytes, send_gateway_error, send_json
 from ingress.prompt_bus import PromptBus
 from schemas.errors import GatewayError, InternalError, InvalidRequest
 from schemas.ids import new_id
 from schemas.replies import Failure
-from services.apis.table import BY_PATH
+from services.apis import docs_page, openapi
+from services.apis.table import APIS, BY_PATH
 from services.config import GatewaySettings
 from services.runtime import process
 
@@ -33,6 +34,17 @@ def _id_header(request_id: str) -> list[tuple[bytes, bytes]]:
 def _api_of(path: str) -> str:
     api = BY_PATH.get(path)
     return api.name if api is not None else ""
+
+
+async def _serve_docs(gw: Gateway, scope: Scope, path: str, send: Send) -> None:
+    """Generated per request from the current prompts: a published API, or a
+    label move, shows at once."""
+    doc = openapi.document(APIS, gw.prompt_book.published())
+    if path == "/openapi.json":
+        return await send_json(send, 200, doc)
+    host = header(scope, b"host") or "127.0.0.1:8080"
+    page = docs_page.render(doc, f"http://{host}").encode()
+    await send_bytes(send, 200, page, [(b"content-type", b"text/html; charset=utf-8")])
 
 
 class IngressApp:
@@ -74,10 +86,12 @@ class IngressApp:
                 return await prompt_endpoint.serve(gw, slug, scope, receive, tracked_send)
             if path == "/v1/models" and method == "GET":
                 return await models.list_models(gw, scope, tracked_send)
+            if path in ("/openapi.json", "/docs") and method == "GET":
+                return await _serve_docs(gw, scope, path, tracked_send)
             if path == "/healthz" and method == "GET":
                 status = {"status": "ok" if gw.nc.is_connected else "degraded", "nats": gw.nc.is_connected}
                 return await send_json(tracked_send, 200, status, _id_header(request_id))
-            if api is not None or slug is not None or path in ("/v1/models", "/healthz"):
+            if api is not None or slug is not None or path in ("/v1/models", "/healthz", "/openapi.json", "/docs"):
                 error: GatewayError = InvalidRequest(
                     f"Method {method} is not allowed on {path}.", status=405, code="method_not_allowed"
                 )

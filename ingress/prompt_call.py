@@ -6,6 +6,7 @@ call's own row with its requests' totals."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -28,6 +29,8 @@ from services.prompt_api import ApiPlan, OutputSchemaMismatch, Step
 from services.reply_split import Assembler
 
 OnText = Callable[[str], Awaitable[None]]
+# How long a cancelled step waits for the provider to say what it billed.
+CANCEL_GRACE_S = 2.0
 
 
 class PromptCall:
@@ -179,7 +182,7 @@ class PromptCall:
             reply = await session.next_reply(timeout)
             if reply is None:  # the caller went away
                 await session.cancel()
-                return Failure.from_error(self.id, ClientClosed("The client closed the connection.")), ""
+                return await self._closed(session), ""
             if isinstance(reply, Chunk):
                 if on_text is None:
                     pieces.add(reply)
@@ -203,6 +206,19 @@ class PromptCall:
                 await session.cancel()
             session.record(reply)
             return reply, ""
+
+    async def _closed(self, session: BusSession) -> Failure:
+        """The call ends as the client's leaving, with what the cancelled step
+        was billed: the provider says so in its last reply, shortly after."""
+        failure = Failure.from_error(self.id, ClientClosed("The client closed the connection."))
+        loop = asyncio.get_running_loop()
+        until = loop.time() + CANCEL_GRACE_S
+        while (left := until - loop.time()) > 0:
+            reply = await session.next_reply(left)
+            if isinstance(reply, Final | Failure):
+                failure.usage, failure.cost = reply.usage, reply.cost
+                break
+        return failure
 
     def _ref(self, version: PromptVersion, label: str) -> PromptRef:
         return PromptRef(name=version.prompt, version=version.version, label=label, parent_id=self.id)

@@ -93,15 +93,19 @@ class PromptBook:
                 return prompt
         return None
 
-    def published(self) -> list[tuple[Prompt, PromptVersion]]:
-        """Every API a caller can see (not drafts), with the version its label serves."""
+    def published(self) -> list[tuple[Prompt, PromptVersion, dict[str, Any] | None]]:
+        """Every API a caller can call now (not drafts, not retired): its
+        prompt, the version its label serves, and the output schema its
+        answer follows (a chain's is its last step's)."""
         out = []
         for prompt in sorted(self.prompts.values(), key=lambda p: p.api.slug if p.api else ""):
-            if prompt.api is None or prompt.api.state == "draft":
+            if prompt.api is None or prompt.api.state in ("draft", "retired"):
                 continue
-            version = self._labelled(prompt, prompt.api.label)
-            if version is not None:
-                out.append((prompt, version))
+            try:
+                plan = self.plan(prompt.api.slug)
+            except ApiNotFound:
+                continue
+            out.append((plan.prompt, plan.version, plan.steps[-1].version.output_schema))
         return out
 
     def _labelled(self, prompt: Prompt, label: str) -> PromptVersion | None:

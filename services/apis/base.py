@@ -68,6 +68,10 @@ class ClientApi:
     error_body: Callable[[Failure], bytes]
     # The header(s) that carry the caller's key, as "Bearer <key>" for the bus.
     api_key: Callable[[Callable[[bytes], str | None]], str | None]
+    # The Structs of its request and answer bodies, for the OpenAPI document.
+    request_type: type = dict
+    response_type: type = dict
+    summary: str = ""
 
 
 def bearer(header: Callable[[bytes], str | None]) -> str | None:

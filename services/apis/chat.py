@@ -54,4 +54,14 @@ class ChatRenderer:
         return rate_headers.openai(rate)
 
 
-API = ClientApi("chat", "/v1/chat/completions", parse, ChatRenderer, shapes.error, bearer)
+API = ClientApi(
+    "chat",
+    "/v1/chat/completions",
+    parse,
+    ChatRenderer,
+    shapes.error,
+    bearer,
+    ChatBody,
+    shapes.ChatCompletion,
+    "OpenAI chat completions, to any model of the gateway",
+)

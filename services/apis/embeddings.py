@@ -51,4 +51,14 @@ class EmbeddingsRenderer:
         return rate_headers.openai(rate)
 
 
-API = ClientApi("embeddings", "/v1/embeddings", parse, EmbeddingsRenderer, shapes.error, bearer)
+API = ClientApi(
+    "embeddings",
+    "/v1/embeddings",
+    parse,
+    EmbeddingsRenderer,
+    shapes.error,
+    bearer,
+    EmbeddingsBody,
+    shapes.EmbeddingList,
+    "OpenAI embeddings",
+)

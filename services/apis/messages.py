@@ -16,7 +16,7 @@ from services.apis import anthropic_shapes as shapes
 from services.apis import rate_headers
 from services.apis.base import ClientApi, Headers, Parsed, RequestView, decode_json
 from services.providers import passthrough
-from services.providers.anthropic.types import ARequest
+from services.providers.anthropic.types import ARequest, AResponse
 
 _decode_request = msgspec.json.Decoder(ARequest).decode
 _encode = msgspec.json.Encoder().encode
@@ -68,4 +68,14 @@ def api_key(header: Callable[[bytes], str | None]) -> str | None:
     return f"Bearer {key}" if key else header(b"authorization")
 
 
-API = ClientApi("messages", "/v1/messages", parse, MessagesRenderer, error_body, api_key)
+API = ClientApi(
+    "messages",
+    "/v1/messages",
+    parse,
+    MessagesRenderer,
+    error_body,
+    api_key,
+    ARequest,
+    AResponse,
+    "Anthropic Messages, to any model of the gateway",
+)

@@ -411,3 +411,85 @@ def test_the_command_line_creates_versions_labels_and_publishes(
     wrong = sluice(apis, "prompts", "label", "cli-made", "staging", "7", check=False)
     assert wrong.returncode == 1
     assert wrong.stderr.count("\n") == 1 and "no version 7" in wrong.stderr
+
+
+def test_openapi_describes_each_published_api_from_its_variables(apis: Stack, http: httpx.Client) -> None:
+    doc = http.get("/openapi.json").json()
+    assert doc["openapi"] == "3.1.0"
+    for path in ("/v1/chat/completions", "/v1/embeddings", "/v1/messages"):
+        assert path in doc["paths"]
+    chat_body = doc["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert "messages" in doc["components"]["schemas"][chat_body["$ref"].rsplit("/", 1)[-1]]["properties"]
+    translate = doc["paths"]["/apis/translate"]["post"]
+    variables = translate["requestBody"]["content"]["application/json"]["schema"]
+    assert variables["required"] == ["text"]
+    assert variables["properties"]["target_language"] == {"type": "string", "default": "French"}
+    scored = doc["paths"]["/apis/scored"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert scored["properties"]["unit"]["enum"] == ["cm", "m"] and scored["properties"]["n"]["type"] == "number"
+    answer = doc["paths"]["/apis/sentiment"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert answer["properties"]["output"]["properties"]["label"]["enum"] == ["positive", "negative", "neutral"]
+    # A chain answers with its last step's output.
+    assert doc["paths"]["/apis/digest"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert doc["paths"]["/apis/legacy"]["post"]["deprecated"] is True
+    for hidden in ("/apis/preview", "/apis/ancient"):  # a draft and a retired API
+        assert hidden not in doc["paths"]
+
+    page = http.get("/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "/apis/translate" in page.text and "target_language" in page.text and "<script" not in page.text
+
+
+def test_a_client_that_goes_away_mid_stream_cancels_the_upstream_call(apis: Stack) -> None:
+    before = apis.mock_stats()["cancelled_streams"]
+    url = apis.base_url.removesuffix("/v1")
+    with (
+        httpx.Client(timeout=20, headers={"authorization": f"Bearer {DEMO_KEY}"}) as client,
+        client.stream(
+            "POST", f"{url}/apis/summarize?stream=true", json={"text": "[mock:chunks=200] [mock:chunk_ms=20]"}
+        ) as r,
+    ):
+        lines = r.iter_lines()
+        assert next(lines) == "event: delta"
+        request_id = r.headers["x-request-id"]
+    deadline = time.monotonic() + 10
+    while apis.mock_stats()["cancelled_streams"] == before:
+        assert time.monotonic() < deadline, "the upstream stream was never cancelled"
+        time.sleep(0.05)
+    call = api_call_row(apis, request_id)
+    assert call["error_code"] == "client_closed"
+    [child] = children(apis, request_id, 1)
+    # The step is charged for what the upstream generated before the cancel.
+    assert child["client_disconnected"] and 0 < child["completion_tokens"] < 200
+    assert int(call["cost_pico_usd"]) == int(child["cost_pico_usd"]) > 0
+
+
+def test_hostile_bus_calls_get_a_clear_answer_and_run_nothing(apis: Stack) -> None:
+    async def go() -> list[bytes]:
+        nc = await apis.connect()
+        headers = {subjects.API_KEY_HEADER: f"Bearer {DEMO_KEY}"}
+        before = apis.mock_stats()["requests"]
+        answers = []
+        try:
+            for payload in (
+                b"\xc1\x00",
+                b'{"variables": [1, 2]}',
+                b'{"variables": {"text": "x"}, "reply": "not.an.inbox"}',
+                msgspec.msgpack.encode({"variables": {"text": "x"}, "stream": "yes"}),
+            ):
+                msg = await nc.request(subjects.in_api("summarize"), payload, timeout=10, headers=headers)
+                answers.append(msg.data)
+            # No reply subject at all: nothing to answer, so nothing runs.
+            await nc.publish(subjects.in_api("summarize"), b'{"variables": {"text": "x"}}', headers=headers)
+            await nc.flush()
+            await asyncio.sleep(0.3)
+        finally:
+            await nc.close()
+        assert apis.mock_stats()["requests"] == before
+        return answers
+
+    answers = asyncio.run(go())
+    decode = msgspec.msgpack.Decoder(Failure).decode
+    assert decode(answers[0]).code == "invalid_json"
+    assert json.loads(answers[1])["error"]["status"] == 400
+    assert "inbox" in json.loads(answers[2])["error"]["message"]
+    assert decode(answers[3]).status == 400
