@@ -9,10 +9,9 @@ import time
 from ingress.http import JSON_HEADERS, SSE_HEADERS, Receive, Send, retry_after, send_bytes
 from ingress.replies import DISCONNECTED
 from ingress.session import BusSession
-from schemas.errors import InternalError, StageTimeout
+from schemas.errors import StageTimeout
 from schemas.replies import Chunk, Failure, Final
 from services.apis.base import Renderer
-from services.reply_split import Assembler
 
 
 async def send_failure(call: BusSession, send: Send, fmt: Renderer, f: Failure) -> None:
@@ -34,23 +33,13 @@ def route_headers(reply: Chunk | Final) -> list[tuple[bytes, bytes]]:
 
 
 async def complete(call: BusSession, send: Send, fmt: Renderer) -> None:
-    """A non-streamed answer: wait for it (joining its pieces if it was too
-    large for one message), render it."""
-    pieces = Assembler()
-    reply = await call.next_reply(call.first_timeout())
-    while isinstance(reply, Chunk):
-        pieces.add(reply)
-        reply = await call.next_reply(call.first_timeout())
+    """A non-streamed answer: wait for it, render it."""
+    reply = await call.collect()
     if isinstance(reply, Final):
         headers = JSON_HEADERS + call.id_header + fmt.rate_headers(reply.rate) + route_headers(reply)
-        await send_bytes(send, 200, fmt.final(pieces.complete(reply)), headers)
-        return
-    if not isinstance(reply, Failure):
-        reply = Failure.from_error(call.id, InternalError("The pipeline sent an unexpected reply.", status=502))
-    elif reply.code == StageTimeout.code:
-        await call.cancel()
-    await send_failure(call, send, fmt, reply)
-    call.record(reply)
+        await send_bytes(send, 200, fmt.final(reply), headers)
+    elif reply is not None:
+        await send_failure(call, send, fmt, reply)
 
 
 async def stream(call: BusSession, receive: Receive, send: Send, fmt: Renderer) -> None:

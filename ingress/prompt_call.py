@@ -26,7 +26,6 @@ from schemas.replies import Chunk, Failure, Final
 from services import policy, prompt_api
 from services import prompts as prompt_svc
 from services.prompt_api import ApiPlan, OutputSchemaMismatch, Step
-from services.reply_split import Assembler
 
 OnText = Callable[[str], Awaitable[None]]
 # How long a cancelled step waits for the provider to say what it billed.
@@ -175,18 +174,21 @@ class PromptCall:
         return reply, text
 
     async def _follow(self, session: BusSession, on_text: OnText | None) -> tuple[Final | Failure, str]:
-        pieces = Assembler()
+        if on_text is None:
+            whole = await session.collect()
+            if whole is None:  # the caller went away
+                return await self._closed(session), ""
+            message = whole.message if isinstance(whole, Final) else None
+            return whole, content_text(message.content) if message is not None else ""
         texts: list[str] = []
         timeout = session.first_timeout()
         while True:
             reply = await session.next_reply(timeout)
-            if reply is None:  # the caller went away
+            if reply is None:
                 await session.cancel()
                 return await self._closed(session), ""
             if isinstance(reply, Chunk):
-                if on_text is None:
-                    pieces.add(reply)
-                elif reply.delta.content and reply.delta.index == 0:
+                if reply.delta.content and reply.delta.index == 0:
                     if not self.ttft_ns:
                         self.ttft_ns = time.time_ns() - self.received_ns
                     texts.append(reply.delta.content)
@@ -194,10 +196,7 @@ class PromptCall:
                 timeout = self.gw.settings.stream_idle_timeout_s
                 continue
             if isinstance(reply, Final):
-                if on_text is not None:
-                    return reply, "".join(texts)
-                final = pieces.complete(reply)
-                return final, content_text(final.message.content) if final.message is not None else ""
+                return reply, "".join(texts)
             if not isinstance(reply, Failure):
                 reply = Failure.from_error(
                     session.id, InternalError("The pipeline sent an unexpected reply.", status=502)

@@ -26,6 +26,7 @@ from schemas.quota import Reservation
 from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Final
 from services import routing
 from services import usage as usage_svc
+from services.reply_split import Assembler
 from services.runtime import quota
 
 # A request that no provider took this long after it was published was lost
@@ -181,6 +182,26 @@ class BusSession:
                 self.relayed.append(delta.content)
             for tc in delta.tool_calls or ():
                 self.relayed.append(tc.function.arguments or "" if tc.function else "")
+        return reply
+
+    async def collect(self) -> Final | Failure | None:
+        """A whole answer, its pieces joined (one too large for one message
+        comes in chunks first); None when the client went away."""
+        pieces = Assembler()
+        reply = await self.next_reply(self.first_timeout())
+        while isinstance(reply, Chunk):
+            pieces.add(reply)
+            reply = await self.next_reply(self.first_timeout())
+        if reply is None:
+            await self.cancel()
+            return None
+        if isinstance(reply, Final):
+            return pieces.complete(reply)
+        if not isinstance(reply, Failure):
+            reply = Failure.from_error(self.id, InternalError("The pipeline sent an unexpected reply.", status=502))
+        elif reply.code == StageTimeout.code:
+            await self.cancel()
+        self.record(reply)
         return reply
 
     def _ended_here(self, error: GatewayError, *, record: bool = False) -> Failure:

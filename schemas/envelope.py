@@ -10,7 +10,9 @@ from schemas.base import BusMessage
 from schemas.chat import ChatBody, EmbeddingsBody
 from schemas.quota import Reservation
 
-Origin = Literal["http", "nats"]
+# How a request reached the gateway: HTTP, a WebSocket connection (both
+# through the ingress), or a service publishing on NATS.
+Origin = Literal["http", "ws", "nats"]
 # Which client API the request came in on ("messages": Anthropic's shape).
 Api = Literal["chat", "messages", "embeddings"]
 # Everything that holds a request and records a span.

@@ -96,6 +96,12 @@ def http(apis: Stack) -> Iterator[httpx.Client]:
         yield c
 
 
+@pytest.fixture(scope="module")
+def admin(apis: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=apis.admin_url, headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=20) as c:
+        yield c
+
+
 def last_upstream_request(stack: Stack) -> dict:
     return httpx.get(f"{stack.mock_url}/mock/last-request").json()
 
@@ -308,8 +314,9 @@ def test_an_api_over_nats_answers_in_the_encoding_it_was_asked_in(apis: Stack) -
     assert child["origin"] == "nats"
 
 
-def test_versions_and_labels_move_and_roll_back_through_the_admin_api(apis: Stack, http: httpx.Client) -> None:
-    admin = httpx.Client(base_url=apis.admin_url, headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=20)
+def test_versions_and_labels_move_and_roll_back_through_the_admin_api(
+    apis: Stack, http: httpx.Client, admin: httpx.Client
+) -> None:
 
     def content(text: str) -> dict:
         return {
@@ -351,12 +358,11 @@ def test_versions_and_labels_move_and_roll_back_through_the_admin_api(apis: Stac
     assert wanted <= actions
 
 
-def test_prompt_writes_need_a_gateway_admin_and_valid_content(apis: Stack) -> None:
+def test_prompt_writes_need_a_gateway_admin_and_valid_content(apis: Stack, admin: httpx.Client) -> None:
     as_caller = httpx.post(
         f"{apis.admin_url}/prompts", json={"name": "x"}, headers={"authorization": f"Bearer {DEMO_KEY}"}
     )
     assert as_caller.status_code == 403
-    admin = httpx.Client(base_url=apis.admin_url, headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=20)
     no_model = {"name": "bad", "model": "nope", "messages": [{"role": "user", "template": "hi"}]}
     assert admin.post("/prompts", json=no_model).json()["error"]["code"] == "model_not_found"
     undeclared = {"name": "bad", "model": "demo-model", "messages": [{"role": "user", "template": "{{who}}"}]}
