@@ -24,6 +24,8 @@ def main() -> None:
         port=args.port,
         loop="uvloop",
         http="httptools",
+        ws="websockets-sansio",
+        ws_max_size=settings.max_body_bytes,
         lifespan="on",
         access_log=False,
         log_level="warning",

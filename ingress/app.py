@@ -11,7 +11,7 @@ import time
 
 from litestar import Litestar
 
-from ingress import endpoint, models, prompt_endpoint
+from ingress import endpoint, models, prompt_endpoint, ws_relay
 from ingress.admin import app as admin_app
 from ingress.gateway import Gateway
 from ingress.http import Message, Receive, Scope, Send, header, send_bytes, send_gateway_error, send_json
@@ -58,6 +58,8 @@ class IngressApp:
         kind = scope["type"]
         if kind == "http":
             await self._http(scope, receive, send)
+        elif kind == "websocket":
+            await self._websocket(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -106,6 +108,13 @@ class IngressApp:
             if not started:
                 await send_gateway_error(send, error, _id_header(request_id))
             gw.record(request_id, received_ns, _api_of(path), "", False, Failure.from_error(request_id, error), [])
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert self.gw is not None, "lifespan not run"
+        if scope["path"].rstrip("/") != ws_relay.PATH:
+            await send({"type": "websocket.close", "code": 1008, "reason": "unknown_url"})
+            return
+        await ws_relay.serve(self.gw, scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -140,6 +140,14 @@ class GatewayBusy(GatewayError):
     code = "gateway_busy"
 
 
+class SlowReader(GatewayError):
+    """A WebSocket client read too slowly: the gateway ended a request rather than buffer for it."""
+
+    status = 503
+    type = ErrorType.SERVER
+    code = "slow_reader"
+
+
 class RecordNotFound(GatewayError):
     """An admin API record that does not exist, or that the caller may not see."""
 

@@ -49,6 +49,10 @@ class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
     # The "latency" strategy's memory: an average with no sample this recent
     # is forgotten and its deployment measured again.
     latency_window_s: float = 60.0
+    # One WebSocket connection (/v1/ws): requests it may have in flight, and
+    # the bytes that may wait for a slow reader before its oldest request is ended.
+    ws_max_in_flight: int = 256
+    ws_max_waiting_bytes: int = 4 * 1024 * 1024
 
 
 class BudgetConfig(msgspec.Struct, forbid_unknown_fields=True):

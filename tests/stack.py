@@ -30,6 +30,7 @@ request_timeout_s = {timeout}
 stream_idle_timeout_s = {timeout}
 max_body_bytes = 65536
 body_timeout_s = 2
+{gateway}
 
 [[tenants]]
 id = "demo"
@@ -115,14 +116,18 @@ api_key_env = ""
 
 
 class Stack:
-    def __init__(self, home: Path, timeout_s: float = 3.0, extra_config: str = "", **layout: object) -> None:
+    def __init__(
+        self, home: Path, timeout_s: float = 3.0, extra_config: str = "", gateway: str = "", **layout: object
+    ) -> None:
         """``extra_config``: more TOML, formatted like CONFIG ({mock} is the
-        mock upstream's port); ``layout``: Layout fields such as replicas."""
+        mock upstream's port); ``gateway``: more settings of its [gateway]
+        table; ``layout``: Layout fields such as replicas."""
         self.home = home
         self.mock_port = free_port()
         config = home / "sluice.toml"
         home.mkdir(parents=True, exist_ok=True)
-        config.write_text((CONFIG + extra_config).format(timeout=timeout_s, mock=self.mock_port, dead=free_port()))
+        text = (CONFIG + extra_config).format(timeout=timeout_s, mock=self.mock_port, dead=free_port(), gateway=gateway)
+        config.write_text(text)
         self.layout = Layout(
             home=home,
             config=config,
