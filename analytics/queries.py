@@ -237,6 +237,18 @@ NAMED: dict[str, Named] = {
         """,
         params={"since_ns": ("UInt64", 0), "prompt": ("String", "")},
     ),
+    # Durable jobs' requests: rows per request (a job run twice would show
+    # 2) and what each cost.
+    "job_requests": Named(
+        sql="""
+        SELECT request_id, count() AS rows, toString(sum(cost_pico_usd)) AS cost_pico_usd
+        FROM requests FINAL
+        WHERE origin = 'job'
+        GROUP BY request_id
+        ORDER BY request_id
+        """,
+        params={},
+    ),
     "event_counts": Named(
         sql="SELECT kind, count() AS events FROM events FINAL GROUP BY kind ORDER BY kind",
         params={},

@@ -15,6 +15,7 @@ from ingress import endpoint, models, prompt_endpoint, ws_relay
 from ingress.admin import app as admin_app
 from ingress.gateway import Gateway
 from ingress.http import Message, Receive, Scope, Send, header, send_bytes, send_gateway_error, send_json
+from ingress.jobs import JobRunner
 from ingress.prompt_bus import PromptBus
 from schemas.errors import GatewayError, InternalError, InvalidRequest
 from schemas.ids import new_id
@@ -53,6 +54,7 @@ class IngressApp:
         self.gw: Gateway | None = None
         self.admin: Litestar | None = None
         self.prompt_bus: PromptBus | None = None
+        self.jobs: JobRunner | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -125,6 +127,8 @@ class IngressApp:
                     await self.gw.start()
                     self.prompt_bus = PromptBus(self.gw)
                     await self.prompt_bus.start()
+                    self.jobs = JobRunner(self.gw)
+                    await self.jobs.start()
                     self.admin = admin_app.build(self.gw, self.gw.store)
                 except Exception as exc:
                     log.exception("ingress start-up failed")
@@ -132,6 +136,8 @@ class IngressApp:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.jobs is not None:
+                    await self.jobs.stop()
                 if self.prompt_bus is not None:
                     await self.prompt_bus.stop()
                 if self.gw is not None:

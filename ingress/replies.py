@@ -44,12 +44,20 @@ class ReplyRouter:
 
     async def start(self) -> None:
         await self._nc.subscribe(self.prefix + "*", cb=self._on_reply, pending_msgs_limit=1_000_000)
+        # Jobs' requests answer on a subject a stream keeps (any ingress
+        # process may take a job over): every process hears them all.
+        await self._nc.subscribe(f"{subjects.JOB_REPLIES}.*", cb=self._on_job_reply, pending_msgs_limit=1_000_000)
         await self._nc.subscribe(subjects.CONTROL_DIED, cb=self._on_died)
         await self._nc.subscribe(f"{subjects.CONTROL_READY}.*", cb=self._on_ready)
 
     async def _on_reply(self, msg: Msg) -> None:
         queue = self._waiting.get(msg.subject[len(self.prefix) :])
         if queue is not None:  # else the request already ended (timeout, disconnect)
+            queue.put_nowait(msg.data)
+
+    async def _on_job_reply(self, msg: Msg) -> None:
+        queue = self._waiting.get(msg.subject[len(subjects.JOB_REPLIES) + 1 :])
+        if queue is not None:
             queue.put_nowait(msg.data)
 
     async def _on_died(self, msg: Msg) -> None:
@@ -66,10 +74,10 @@ class ReplyRouter:
         for queue in self._waiting.values():
             queue.put_nowait(news)
 
-    def open(self, request_id: str) -> tuple[str, Slot]:
+    def open(self, request_id: str, *, job: bool = False) -> tuple[str, Slot]:
         queue: Slot = asyncio.Queue()
         self._waiting[request_id] = queue
-        return self.prefix + request_id, queue
+        return (f"{subjects.JOB_REPLIES}.{request_id}" if job else self.prefix + request_id), queue
 
     def close(self, request_id: str) -> None:
         self._waiting.pop(request_id, None)

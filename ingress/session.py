@@ -58,6 +58,7 @@ class BusSession:
         *,
         origin: Origin = "http",
         deadline_ns: int = 0,
+        job: bool = False,
     ) -> None:
         self.gw = gw
         self.api = api
@@ -69,7 +70,8 @@ class BusSession:
         self.created = received_ns // 1_000_000_000
         # A step of a prompt API gets what is left of its call's deadline.
         self.deadline_ns = deadline_ns or received_ns + int(gw.settings.request_timeout_s * 1e9)
-        self.reply_subject, self.queue = gw.replies.open(request_id)
+        # A job's replies go where a stream keeps them (see ``ingress.jobs``).
+        self.reply_subject, self.queue = gw.replies.open(request_id, job=job)
         self.spans: list[Span] = []
         self.expected_seq = 0
         self.body: ChatBody | None = None
@@ -122,6 +124,8 @@ class BusSession:
             cache_control=cache_control,
             raw=raw,
             prompt=prompt,
+            # A job run again carries what policy reserved for its first run.
+            quota=self.quota,
         )
         headers = {subjects.API_KEY_HEADER: api_key_header} if api_key_header else None
         try:

@@ -11,8 +11,8 @@ from schemas.chat import ChatBody, EmbeddingsBody
 from schemas.quota import Reservation
 
 # How a request reached the gateway: HTTP, a WebSocket connection (both
-# through the ingress), or a service publishing on NATS.
-Origin = Literal["http", "ws", "nats"]
+# through the ingress), a service publishing on NATS, or a durable job.
+Origin = Literal["http", "ws", "nats", "job"]
 # Which client API the request came in on ("messages": Anthropic's shape).
 Api = Literal["chat", "messages", "embeddings"]
 # Everything that holds a request and records a span.

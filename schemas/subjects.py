@@ -16,6 +16,25 @@ def in_api(slug: str) -> str:
     return f"{IN_API}.{slug}"
 
 
+# Durable jobs: ``sluice.v1.jobs.<api>`` (chat, messages, embeddings) and
+# ``sluice.v1.jobs.api.<slug>`` for a prompt API, kept in a work-queue stream
+# until a runner (in the ingress processes) finished them. A job's requests
+# answer on ``_INBOX.jobs.<request id>``, kept in a stream of their own, so a
+# runner that takes a job over after a crash sees how far it got. Results
+# are kept in a bucket, read with a request on JOBS_RESULT.
+JOBS = f"{PREFIX}.jobs"
+JOBS_STREAM = "SLUICE_JOBS"
+JOB_REPLIES = "_INBOX.jobs"
+JOB_REPLIES_STREAM = "SLUICE_JOB_REPLIES"
+JOBS_CONSUMER = "jobs"
+JOBS_RESULT = f"{PREFIX}.in.jobs.result"
+KV_JOB_RESULTS = "sluice_job_results"
+
+
+def jobs(api: str) -> str:
+    return f"{JOBS}.{api}"
+
+
 # The gateway's own ingress publishes here: only its credentials may, so a
 # request on this subject is known to come from HTTP (``origin``), with the
 # id, arrival time and deadline the ingress stamped.
@@ -30,6 +49,8 @@ CACHE_STORE = f"{PREFIX}.cache.store"
 # Not queue-grouped: every provider replica hears a cancel and the one that
 # holds the request stops it.
 CONTROL_CANCEL = f"{PREFIX}.control.cancel"
+# The same, for services that called over the bus (they may publish only under "in").
+IN_CANCEL = f"{PREFIX}.in.cancel"
 ANALYTICS_QUERY = f"{PREFIX}.analytics.query"
 # Process life, between every process and the supervisor: each process says
 # it serves (ready) and that it is alive (heartbeat, once a second); the

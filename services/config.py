@@ -53,6 +53,10 @@ class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
     # the bytes that may wait for a slow reader before its oldest request is ended.
     ws_max_in_flight: int = 256
     ws_max_waiting_bytes: int = 4 * 1024 * 1024
+    # Durable jobs: how many of one tenant's run at once in each ingress
+    # process, and how many jobs one process holds (running or waiting).
+    jobs_per_tenant: int = 8
+    jobs_held: int = 256
 
 
 class BudgetConfig(msgspec.Struct, forbid_unknown_fields=True):

@@ -56,6 +56,9 @@ class ProviderStage:
     async def start(self, ctx: runner.StageContext) -> None:
         self.client = make_upstream_http()
         await ctx.nc.subscribe(subjects.CONTROL_CANCEL, cb=self._on_cancel)
+        # Services on the bus cancel their own requests here (by id: ids are
+        # not guessable, so a caller can only cancel one it was told of).
+        await ctx.nc.subscribe(subjects.IN_CANCEL, cb=self._on_cancel)
 
     async def _on_cancel(self, msg: Msg) -> None:
         try:

@@ -32,6 +32,9 @@ class Stats(msgspec.Struct):
     active_streams: int = 0
     completed_streams: int = 0
     cancelled_streams: int = 0
+    # Requests being answered now, and the most there ever were at once.
+    active_requests: int = 0
+    peak_active_requests: int = 0
     # Requests per named upstream (paths under "/@<name>/").
     by_upstream: dict[str, int] = {}
 
@@ -70,6 +73,8 @@ class MockUpstream:
             return
         path = scope["path"]
         if path == "/mock/stats":
+            if scope["method"] == "DELETE":  # start measuring the peak afresh
+                self.stats.peak_active_requests = self.stats.active_requests
             return await self._send(send, 200, _json.encode(self.stats))
         if path == "/mock/last-request":
             return await self._send(send, 200, self.last_request)
@@ -90,6 +95,15 @@ class MockUpstream:
             path = "/" + rest
             base = self.upstreams.get(name, self.defaults)
             self.stats.by_upstream[name] = self.stats.by_upstream.get(name, 0) + 1
+        stats = self.stats
+        stats.active_requests += 1
+        stats.peak_active_requests = max(stats.peak_active_requests, stats.active_requests)
+        try:
+            await self._route(path, base, req, receive, send)
+        finally:
+            stats.active_requests -= 1
+
+    async def _route(self, path: str, base: Behaviour, req: dict, receive: Any, send: Any) -> None:
         if path.endswith("/chat/completions"):
             await self._chat(OPENAI, base, req, req.get("model", "mock"), bool(req.get("stream")), receive, send)
         elif path.endswith("/v1/messages"):

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType, StreamConfig
+from nats.js.api import KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
 from schemas import subjects
@@ -68,6 +68,46 @@ async def ensure_stream(nc: Client) -> None:
         await js.add_stream(config)
 
 
+# A job waits at most this long to run, and its result is kept this long.
+JOBS_MAX_AGE_S = 7 * 24 * 3600
+JOB_RESULTS_TTL_S = 24 * 3600
+
+
+async def ensure_job_streams(nc: Client) -> None:
+    """The work queue, the replies of jobs' requests, and the results bucket."""
+    js = nc.jetstream()
+    configs = (
+        StreamConfig(
+            name=subjects.JOBS_STREAM,
+            subjects=[f"{subjects.JOBS}.>"],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            max_age=JOBS_MAX_AGE_S,
+            # A publisher that sends a job again with the same Nats-Msg-Id
+            # (its own retry) within a day makes no second job.
+            duplicate_window=24 * 3600,
+        ),
+        StreamConfig(
+            name=subjects.JOB_REPLIES_STREAM,
+            subjects=[f"{subjects.JOB_REPLIES}.>"],
+            storage=StorageType.FILE,
+            max_age=JOB_RESULTS_TTL_S,
+        ),
+    )
+    for config in configs:
+        try:
+            await js.stream_info(config.name)
+            await js.update_stream(config)
+        except NotFoundError:
+            await js.add_stream(config)
+    try:
+        await js.key_value(subjects.KV_JOB_RESULTS)
+    except BucketNotFoundError:
+        await js.create_key_value(
+            KeyValueConfig(bucket=subjects.KV_JOB_RESULTS, ttl=JOB_RESULTS_TTL_S, storage=StorageType.FILE)
+        )
+
+
 async def ensure_buckets(js: JetStreamContext) -> None:
     for bucket in BUCKETS:
         try:
@@ -82,6 +122,7 @@ async def prepare(nc: Client, records: ControlRecords) -> list[str]:
     await ensure_stream(nc)
     await quota.ensure_streams(nc)
     await response_cache.ensure_stream(nc)
+    await ensure_job_streams(nc)
     js = nc.jetstream()
     await ensure_buckets(js)
     events = EventPublisher(js, "config")

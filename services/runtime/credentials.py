@@ -73,9 +73,16 @@ ROLES: dict[str, Permissions] = {
         subjects.FROM_INGRESS,
         subjects.CONTROL_CANCEL,
         subjects.ANALYTICS_QUERY,  # the admin API's usage view
-        _INBOXES,  # answers to prompt APIs called over the bus
+        _INBOXES,  # answers to prompt APIs called over the bus, and jobs' claims
+        f"$KV.{subjects.KV_JOB_RESULTS}.>",
         *_CONTROL_BUCKETS,
-        subscribe=[subjects.CONTROL_DIED, f"{subjects.CONTROL_READY}.*", subjects.IN_API_ALL],
+        subscribe=[
+            subjects.CONTROL_DIED,
+            f"{subjects.CONTROL_READY}.*",
+            subjects.IN_API_ALL,
+            subjects.JOBS_RESULT,
+            f"{subjects.JOB_REPLIES}.*",
+        ],
     ),
     "policy": _stage(
         "policy",
@@ -104,7 +111,7 @@ ROLES: dict[str, Permissions] = {
         _INBOXES,
         subjects.HEALTH_ATTEMPT,
         subjects.CACHE_STORE,
-        subscribe=[subjects.STAGE_CALL, subjects.CONTROL_CANCEL],
+        subscribe=[subjects.STAGE_CALL, subjects.CONTROL_CANCEL, subjects.IN_CANCEL],
     ),
     "sink": _stage("sink", _INBOXES, subjects.DEAD_LETTER, subscribe=[subjects.ANALYTICS_QUERY]),
     # The supervisor and the command line: seeding, queries, process news.
@@ -114,7 +121,7 @@ ROLES: dict[str, Permissions] = {
 
 def service_permissions(name: str) -> Permissions:
     """An internal service: requests in, answers on its own inbox, nothing else."""
-    return Permissions(publish=[f"{subjects.PREFIX}.in.>"], subscribe=[f"_INBOX.svc.{name}.>"])
+    return Permissions(publish=[f"{subjects.PREFIX}.in.>", f"{subjects.JOBS}.>"], subscribe=[f"_INBOX.svc.{name}.>"])
 
 
 def role_of(process_name: str) -> str:

@@ -1,0 +1,237 @@
+"""Running one durable job, exactly once.
+
+The job's request answers on ``_INBOX.jobs.<request id>``, which a stream
+keeps, and a claim (when it began, its deadline) is stored beside it before
+the request is published. A job delivered again (its runner died, or
+stopped before it ended) is first looked up there:
+
+* an answer (Final or Failure) is there: that is the result, nothing runs;
+* claimed, deadline not passed: wait for the answer the request may still give;
+* claimed and past its deadline, and a provider took it (``Accepted``): it
+  may have reached the upstream, so it is not run again: it failed;
+* otherwise it never reached a provider: it runs again, under the same
+  request id, carrying the reservation policy made for it (so it is
+  neither counted twice nor refused by its own first copy).
+
+A prompt-API job runs several requests; one taken over after a crash is not
+run again (it may have been charged) but ends as interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import msgspec
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from ingress.gateway import Gateway
+from ingress.prompt_call import PromptCall
+from ingress.session import BusSession
+from schemas import bus, subjects
+from schemas.errors import GatewayError, InvalidRequest, RecordNotFound, StageTimeout, UpstreamError
+from schemas.jobs import JobClaim, JobResult
+from schemas.prompt_calls import ApiAnswer
+from schemas.quota import Reservation
+from schemas.replies import Accepted, Admitted, Chunk, Failure, Final
+from services.apis.table import APIS
+from services.reply_split import Assembler
+
+log = logging.getLogger("sluice.ingress.jobs")
+BY_NAME = {api.name: api for api in APIS}
+_decode_claim = msgspec.msgpack.Decoder(JobClaim).decode
+# How long past its deadline a claimed job's answer may still come.
+GRACE_S = 1.0
+
+
+class Replay(msgspec.Struct):
+    """What a job's reply subject holds: how far its request got."""
+
+    claim: JobClaim | None = None
+    quota: Reservation | None = None
+    accepted: bool = False
+    ended: Final | Failure | None = None
+
+
+def claim_subject(request_id: str) -> str:
+    return f"{subjects.JOB_REPLIES}.{request_id}.claim"
+
+
+class JobRun:
+    def __init__(self, gw: Gateway, job_id: str, api: str, slug: str, api_key: str, tenant_id: str) -> None:
+        self.gw = gw
+        self.id = job_id
+        self.api = api
+        self.slug = slug
+        self.api_key = api_key
+        self.tenant_id = tenant_id
+        self.request_id = f"job-{job_id}"
+
+    def result(self, reply: Final | Failure | ApiAnswer) -> JobResult:
+        return JobResult(
+            id=self.id,
+            api=self.api if self.api != "prompt" else f"api.{self.slug}",
+            request_id=self.request_id,
+            result=reply,
+            tenant_id=self.tenant_id,
+            finished_at_ns=time.time_ns(),
+        )
+
+    def fail(self, error: GatewayError) -> JobResult:
+        return self.result(Failure.from_error(self.request_id, error))
+
+    async def run(self, body: dict[str, Any] | None, variables: dict[str, Any], redelivered: bool) -> JobResult:
+        replay = await self._replay() if redelivered else Replay()
+        if redelivered:
+            log.info(
+                "job %s taken over: claimed %s, admitted %s, accepted %s, ended %s",
+                self.id,
+                replay.claim is not None,
+                replay.quota is not None,
+                replay.accepted,
+                type(replay.ended).__name__ if replay.ended is not None else "no",
+            )
+        if replay.ended is not None:
+            return self.result(replay.ended)
+        if replay.claim is not None:
+            if self.api == "prompt":
+                return self.fail(
+                    UpstreamError("The job was interrupted; it was not run again.", code="job_interrupted")
+                )
+            waited = await self._wait_for_answer(replay)
+            if waited is not None:
+                return waited
+        if self.api == "prompt":
+            return await self._prompt(variables)
+        return await self._request(body, replay.quota)
+
+    async def _claim(self) -> int:
+        now = time.time_ns()
+        deadline = now + int(self.gw.settings.request_timeout_s * 1e9)
+        claim = msgspec.msgpack.encode(JobClaim(at_ns=now, deadline_ns=deadline))
+        # Stored before the request goes out: a runner taking over must see it.
+        await self.gw.nc.jetstream().publish(claim_subject(self.request_id), claim, stream=subjects.JOB_REPLIES_STREAM)
+        return deadline
+
+    async def _request(self, body: dict[str, Any] | None, quota: Reservation | None) -> JobResult:
+        api = BY_NAME.get(self.api)
+        if api is None or body is None:
+            raise RecordNotFound(f"No job API {self.api!r}, or no 'body'.")
+        parsed = api.parse(msgspec.json.encode({**body, "stream": False} if self.api != "embeddings" else body))
+        deadline = await self._claim()
+        received = time.time_ns()
+        session = BusSession(
+            self.gw,
+            api.name,
+            parsed.model,
+            False,
+            received,
+            self.request_id,
+            origin="job",
+            deadline_ns=deadline,
+            job=True,
+        )
+        try:
+            session.quota = quota
+            await session.publish(self.api_key, parsed.body, parsed.embeddings, raw=parsed.raw)
+            whole = await session.collect()
+        finally:
+            session.close()
+        assert whole is not None  # only a client can go away, and a job has none
+        return self.result(whole)
+
+    async def _prompt(self, variables: dict[str, Any]) -> JobResult:
+        deadline = await self._claim()
+        call = PromptCall(
+            self.gw,
+            self.slug,
+            variables,
+            request_id=self.request_id,
+            received_ns=time.time_ns(),
+            origin="job",
+            api_key=self.api_key,
+        )
+        call.deadline_ns = deadline
+        return self.result(await call.run())
+
+    async def _wait_for_answer(self, replay: Replay) -> JobResult | None:
+        """A claimed job whose request may still answer: wait for it until
+        its deadline. None: it never reached a provider; run it again."""
+        assert replay.claim is not None
+        left_s = (replay.claim.deadline_ns - time.time_ns()) / 1e9 + GRACE_S
+        if left_s > 0:
+            session = BusSession(self.gw, self.api, "", False, time.time_ns(), self.request_id, job=True)
+            try:
+                reply = await session.next_reply(left_s)
+                pieces = Assembler()
+                while isinstance(reply, Chunk):
+                    pieces.add(reply)
+                    reply = await session.next_reply(left_s)
+                if isinstance(reply, Final):
+                    return self.result(pieces.complete(reply))
+                if isinstance(reply, Failure) and reply.code != StageTimeout.code:
+                    return self.result(reply)
+                replay.accepted = replay.accepted or bool(session.accepted_by)
+            finally:
+                session.close()
+            again = await self._replay()
+            if again.ended is not None:
+                return self.result(again.ended)
+            replay.accepted = replay.accepted or again.accepted
+            replay.quota = replay.quota or again.quota
+        if replay.accepted:
+            error = UpstreamError(
+                "The gateway process serving this job stopped after a provider took it; it was not run again "
+                "because the upstream may already have processed it.",
+                code="worker_died",
+            )
+            return self.fail(error)
+        return None
+
+    async def _replay(self) -> Replay:
+        """Read the job's reply subject and claim from the stream."""
+        js = self.gw.nc.jetstream()
+        out = Replay()
+        try:
+            claim = await js.get_last_msg(subjects.JOB_REPLIES_STREAM, claim_subject(self.request_id))
+        except NotFoundError:
+            return out
+        out.claim = _decode_claim(claim.data)
+        subject = f"{subjects.JOB_REPLIES}.{self.request_id}"
+        try:
+            await js.get_last_msg(subjects.JOB_REPLIES_STREAM, subject)
+        except NotFoundError:
+            return out
+        sub = await js.subscribe(
+            subject,
+            stream=subjects.JOB_REPLIES_STREAM,
+            ordered_consumer=True,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+        )
+        pieces = Assembler()
+        try:
+            while True:
+                msg = await sub.next_msg(timeout=2.0)
+                reply = bus.decode_reply(msg.data)
+                if isinstance(reply, Admitted):
+                    out.quota = reply.quota
+                elif isinstance(reply, Accepted):
+                    out.accepted = True
+                elif isinstance(reply, Chunk):
+                    pieces.add(reply)
+                else:
+                    out.ended = pieces.complete(reply) if isinstance(reply, Final) else reply
+                    break
+                if msg.metadata.num_pending == 0:
+                    break
+        except (TimeoutError, msgspec.DecodeError):
+            pass
+        finally:
+            await sub.unsubscribe()
+        return out
+
+
+def invalid(message: str) -> InvalidRequest:
+    return InvalidRequest(message, code="invalid_job")

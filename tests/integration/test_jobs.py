@@ -1,0 +1,179 @@
+"""Durable jobs over a real nats-server (JetStream work queue), driven with
+the package's Python client as an internal service would; outcomes checked
+in the results bucket and in ClickHouse."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import httpx
+import msgspec
+import pytest
+
+from schemas import subjects
+from schemas.chat import ChatBody, Message
+from schemas.jobs import JobResult
+from schemas.prompt_calls import ApiAnswer
+from schemas.replies import Failure, Final
+from services.runtime.client import SluiceClient, SluiceError
+from services.runtime.supervisor import Supervisor
+from tests.stack import DEMO_KEY, REDACT_KEY, Stack
+
+PROMPT = """
+[[prompts]]
+name = "shout"
+model = "demo-model"
+api = {{ slug = "shout", state = "published" }}
+[[prompts.messages]]
+role = "user"
+template = "{{{{text}}}} [mock:echo]"
+[[prompts.variables]]
+name = "text"
+"""
+PER_TENANT = 4
+
+
+@pytest.fixture(scope="module")
+def jobs_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    s = Stack(
+        tmp_path_factory.mktemp("jobs"), timeout_s=20, extra_config=PROMPT, gateway=f"jobs_per_tenant = {PER_TENANT}"
+    ).start()
+    yield s
+    s.stop()
+
+
+def chat_job(text: str) -> dict:
+    return {"model": "demo-model", "messages": [{"role": "user", "content": text}]}
+
+
+async def client(stack: Stack, key: str = DEMO_KEY) -> SluiceClient:
+    return await SluiceClient.connect(stack.nats_url, key, creds=stack.creds("svc-demo"))
+
+
+def test_a_chat_job_and_a_prompt_job_end_with_results_and_rows(jobs_stack: Stack) -> None:
+    async def go() -> tuple[JobResult, JobResult]:
+        async with await client(jobs_stack) as sluice:
+            chat = await sluice.submit_job("chat", chat_job("hi [mock:chunks=4]"))
+            prompt = await sluice.submit_job("api.shout", variables={"text": "loud"})
+            return await sluice.result(chat, wait_s=30), await sluice.result(prompt, wait_s=30)
+
+    chat, prompt = asyncio.run(go())
+    assert isinstance(chat.result, Final) and chat.result.message.content == "Sluice routes this answer"
+    assert chat.result.usage.completion_tokens == 4 and chat.result.cost.total > 0
+    assert isinstance(prompt.result, ApiAnswer) and prompt.result.output == "loud [mock:echo]"
+    row = jobs_stack.request_row(chat.request_id)
+    assert (row["origin"], row["status"], int(row["cost_pico_usd"])) == ("job", 200, chat.result.cost.total)
+
+
+def test_bad_jobs_end_with_a_clear_failure_and_others_cannot_read_them(jobs_stack: Stack) -> None:
+    async def go() -> tuple[JobResult, JobResult, JobResult, SluiceError]:
+        async with await client(jobs_stack) as sluice:
+            js = sluice.nc.jetstream()
+            garbage = await js.publish(subjects.jobs("chat"), b"\xc1", headers=sluice.headers)
+            # Without a key no one may read the result: the job's reply inbox hears of it.
+            inbox = sluice.nc.new_inbox()
+            told = await sluice.nc.subscribe(inbox)
+            await js.publish(subjects.jobs("chat"), msgspec.json.encode({"body": chat_job("x"), "reply": inbox}))
+            no_key = msgspec.msgpack.decode((await told.next_msg(timeout=30)).data, type=JobResult)
+            unknown = await sluice.submit_job("chat", {"model": "nope", "messages": [{"role": "user", "content": "x"}]})
+            first = await sluice.result(str(garbage.seq), wait_s=30)
+            last = await sluice.result(unknown, wait_s=30)
+        async with await client(jobs_stack, REDACT_KEY) as other:
+            with pytest.raises(SluiceError) as hidden:
+                await other.result(unknown)
+        assert first is not None and last is not None
+        return first, no_key, last, hidden.value
+
+    garbage, no_key, unknown, hidden = asyncio.run(go())
+    assert isinstance(garbage.result, Failure) and garbage.result.status == 400
+    assert isinstance(no_key.result, Failure) and no_key.result.status == 401
+    assert isinstance(unknown.result, Failure) and unknown.result.code == "model_not_found"
+    assert (hidden.status, hidden.code) == (404, "job_not_found")
+
+
+def test_a_tenants_jobs_run_at_its_concurrency_and_interactive_calls_still_pass(jobs_stack: Stack) -> None:
+    httpx.delete(f"{jobs_stack.mock_url}/mock/stats")
+
+    async def go() -> list[JobResult | None]:
+        async with await client(jobs_stack) as sluice:
+            ids = [await sluice.submit_job("chat", chat_job(f"slow {i} [mock:latency_ms=150]")) for i in range(24)]
+            # An interactive call meanwhile is not queued behind the batch.
+            final = await sluice.request(ChatBody(model="demo-model", messages=[Message(role="user", content="now")]))
+            assert final.usage.completion_tokens > 0
+            return [await sluice.result(i, wait_s=60) for i in ids]
+
+    results = asyncio.run(go())
+    assert all(r is not None and isinstance(r.result, Final) for r in results)
+    # PER_TENANT jobs, plus the one interactive request, at most at once.
+    assert jobs_stack.mock_stats()["peak_active_requests"] <= PER_TENANT + 1
+
+
+def test_a_submission_sent_twice_makes_one_job(jobs_stack: Stack) -> None:
+    async def go() -> tuple[str, str]:
+        async with await client(jobs_stack) as sluice:
+            first = await sluice.submit_job("chat", chat_job("once"), submission_id="sub-123")
+            second = await sluice.submit_job("chat", chat_job("once"), submission_id="sub-123")
+            return first, second
+
+    first, second = asyncio.run(go())
+    assert first == second
+
+
+def test_a_thousand_jobs_survive_a_restart_of_every_process_none_lost_or_charged_twice(tmp_path) -> None:
+    stack = Stack(tmp_path / "restart", timeout_s=20, gateway="jobs_per_tenant = 16").start()
+    count = 1000
+    try:
+
+        async def submit() -> list[str]:
+            async with await client(stack) as sluice:
+                return [
+                    await sluice.submit_job("chat", chat_job(f"job {i} [mock:chunks=3] [mock:latency_ms=30]"))
+                    for i in range(count)
+                ]
+
+        ids = asyncio.run(submit())
+
+        async def done_count() -> int:
+            nc = await stack.connect("admin")
+            try:
+                info = await nc.jetstream().stream_info(f"KV_{subjects.KV_JOB_RESULTS}")
+                return info.state.messages
+            finally:
+                await nc.close()
+
+        deadline = time.monotonic() + 60
+        while asyncio.run(done_count()) < count // 5:
+            assert time.monotonic() < deadline, "jobs are not running"
+            time.sleep(0.1)
+        # Every process, nats-server included, goes down mid-batch and comes back.
+        stack.supervisor.stop()
+        stack.supervisor = Supervisor(stack.layout, extra_keys=stack.supervisor.extra_keys)
+        stack.supervisor.start()
+
+        async def results() -> list[JobResult | None]:
+            async with await client(stack) as sluice:
+                return [await sluice.result(i, wait_s=120) for i in ids]
+
+        finished = asyncio.run(results())
+        # Rows of the requests ended across the restart may still be on their way to ClickHouse.
+        wanted = {r.request_id for r in finished if r is not None and isinstance(r.result, Final)}
+        deadline = time.monotonic() + 60
+        while True:
+            rows = stack.query("job_requests")
+            if wanted <= {row[0] for row in rows["rows"]} or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    finally:
+        stack.stop()
+    assert all(r is not None for r in finished), "a job was lost"
+    outcomes = [r.result for r in finished if r is not None]
+    succeeded = [o for o in outcomes if isinstance(o, Final)]
+    assert len(succeeded) >= count * 0.95, {type(o).__name__ + getattr(o, "code", "") for o in outcomes}
+    by_request = {row[0]: row for row in rows["rows"]}
+    assert all(row[1] == 1 for row in rows["rows"]), "a job was recorded (and charged) twice"
+    for r in finished:
+        assert r is not None
+        if isinstance(r.result, Final):
+            assert int(by_request[r.request_id][2]) == r.result.cost.total
