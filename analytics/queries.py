@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-
-class QueryRequest(msgspec.Struct):
-    name: str
-    params: dict[str, int | str] = {}
-
-
-class QueryResult(msgspec.Struct):
-    columns: list[str] = []
-    rows: list[list] = []
-    error: str | None = None
+from schemas.analytics import QueryRequest
 
 
 class Named(msgspec.Struct):

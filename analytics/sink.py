@@ -22,9 +22,10 @@ from nats.js.api import ConsumerConfig
 
 from analytics import intake
 from analytics.intake import Pulled
-from analytics.queries import QueryRequest, QueryResult, bind
+from analytics.queries import bind
 from analytics.store import Store
 from schemas import bus, subjects
+from schemas.analytics import QueryRequest, QueryResult
 from services.runtime import process
 
 log = logging.getLogger("sluice.sink")

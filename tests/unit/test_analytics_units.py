@@ -4,10 +4,11 @@ import pytest
 
 from analytics import intake, migrate
 from analytics.intake import Pulled
-from analytics.queries import QueryRequest, UnknownQuery, bind
+from analytics.queries import UnknownQuery, bind
 from analytics.rows import ATTEMPT_COLUMNS, REQUEST_COLUMNS, problem, to_rows
 from loadtest.mock_upstream.faults import Behaviour, apply_directives
 from schemas import bus
+from schemas.analytics import QueryRequest
 from schemas.events import AttemptEvent, EventBatch, RequestEvent, StageEvent
 from services.runtime.stats_table import render, rows_as_dicts
 

@@ -4,44 +4,71 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
+import re
 
+import jsonschema_rs
 import msgspec
 
-from schemas import bus
-from schemas.cache import CachedAnswer, CacheStore
+from schemas import bus, contract, subjects
 from schemas.chat import ChatBody, Delta, Message, Usage
-from schemas.control import ApiKey, ApprovalRule, ModelRoute, Subscription, Tenant
 from schemas.envelope import Envelope, Span
 from schemas.events import EventBatch, RequestEvent
-from schemas.health import BreakerRecord, TryOutcome
 from schemas.ids import new_id
-from schemas.prompt_calls import ApiAnswer, ApiCall
-from schemas.prompts import Prompt, PromptVersion
+from schemas.jobs import Job
+from schemas.prompt_calls import ApiCall
 from schemas.replies import Cancel, Chunk, Failure, Final
 
-SNAPSHOT = Path(__file__).parents[2] / "schemas" / "snapshot.json"
 
-
-def current_schema() -> dict:
-    """Everything stages share: bus messages, the health outcomes and breaker
-    records, and the control records they read from KV."""
-    shared = [
-        *(bus.AnyMessage, TryOutcome, BreakerRecord, CacheStore, CachedAnswer, ApiCall, ApiAnswer),
-        *(ModelRoute, ApiKey, Tenant, Subscription, ApprovalRule, Prompt, PromptVersion),
-    ]
-    schemas, components = msgspec.json.schema_components(shared, ref_template="#/$defs/{name}")
-    return {"anyOf": schemas[0]["anyOf"], "others": list(schemas[1:]), "$defs": components}
-
-
-def test_wire_contract_matches_the_reviewed_snapshot() -> None:
-    """Changing a Struct on the bus changes this snapshot. Regenerate it with
-    SLUICE_UPDATE_SNAPSHOT=1 and review the diff: new fields need defaults,
-    types never change, breaking changes get a v2 subject."""
-    schema = current_schema()
+def test_the_published_contract_matches_the_structs() -> None:
+    """The committed JSON Schema and AsyncAPI document are what schemas/
+    generates: changing a Struct or a subject changes them. Regenerate with
+    SLUICE_UPDATE_SNAPSHOT=1 (or python -m schemas.contract) and review the
+    diff: new fields need defaults, types never change, breaking changes get
+    a v2 subject."""
     if os.environ.get("SLUICE_UPDATE_SNAPSHOT"):
-        SNAPSHOT.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
-    assert json.loads(SNAPSHOT.read_text()) == schema
+        contract.main()
+    assert contract.WIRE_SCHEMA.read_text() == contract.render(contract.wire_schema())
+    assert contract.ASYNCAPI.read_text() == contract.render(contract.asyncapi())
+
+
+def test_the_wire_schema_validates_real_messages_and_refuses_wrong_ones() -> None:
+    defs = json.loads(contract.WIRE_SCHEMA.read_text())["$defs"]
+
+    def valid(name: str, message: object) -> bool:
+        return jsonschema_rs.validator_for({"$defs": defs, "$ref": f"#/$defs/{name}"}).is_valid(message)
+
+    body = ChatBody(model="m", messages=[Message(role="user", content="hi")])
+    good = [
+        Envelope(body=body, reply="_INBOX.x", id="x", spans=[Span("policy", 1, 2)]),
+        Final(id="x", seq=1, model="m", usage=Usage(prompt_tokens=1, completion_tokens=2)),
+        Failure(id="x", seq=0, status=404, type="not_found_error", code="model_not_found", message="no"),
+        ApiCall(variables={"text": "a"}),
+        Job(body={"model": "m", "messages": []}),
+    ]
+    for message in good:
+        assert valid(type(message).__name__, msgspec.to_builtins(message)), message
+    assert not valid("Final", {"kind": "chat.final", "id": "x"})  # no seq, model, usage
+    assert not valid("ApiCall", {"kind": "api.request", "variables": []})
+    assert not valid("Envelope", {"kind": "chat.final", "reply": "_INBOX.x"})
+
+
+def test_asyncapi_names_every_subject_and_every_message_it_uses_exists() -> None:
+    doc = json.loads(contract.ASYNCAPI.read_text())
+    assert doc["asyncapi"].startswith("3.")
+    addresses = [c["address"] for c in doc["channels"].values()]
+    patterns = [re.compile(re.sub(r"\\\{[a-z_]+\\\}", "[^ ]+", re.escape(a))) for a in addresses]
+    names = [v for k, v in vars(subjects).items() if k.isupper() and isinstance(v, str) and v.startswith("sluice.v1.")]
+    for subject in names:
+        if subject.endswith((".>", ".*")):
+            continue
+        assert any(p.fullmatch(subject) or p.fullmatch(subject + ".x") for p in patterns), subject
+    for channel in doc["channels"].values():
+        for ref in channel["messages"].values():
+            name = ref["$ref"].rsplit("/", 1)[-1]
+            payload = doc["components"]["messages"][name]["payload"]["$ref"].rsplit("/", 1)[-1]
+            assert payload in doc["components"]["schemas"]
+    for op in doc["operations"].values():
+        assert op["channel"]["$ref"].rsplit("/", 1)[-1] in doc["channels"]
 
 
 def test_every_message_round_trips_through_the_one_decoder() -> None:
