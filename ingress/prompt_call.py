@@ -91,9 +91,10 @@ class PromptCall:
 
     async def _run(self, on_text: OnText | None) -> ApiAnswer | Failure:
         gw = self.gw
-        self.plan = plan = gw.prompt_book.plan(self.slug)
+        # The key first: without one, which APIs exist is nobody's business.
         key = policy.authenticate(self.api_key, gw.keys.by_hash, time.time_ns() // 1_000_000)
         self._tenant_id, self._key_id = key.tenant_id, key.id
+        self.plan = plan = gw.prompt_book.plan(self.slug)
         subscriptions = gw.mirrors[subjects.KV_SUBSCRIPTIONS].items.values()
         prompt_api.check_caller(self.slug, plan.api, key, self.test, subscriptions)
         pool = prompt_svc.bind(plan.version, self.variables)

@@ -179,3 +179,22 @@ def test_a_slow_reader_gets_its_oldest_stream_ended_instead_of_unbounded_bufferi
     # The others were not touched: every one of their chunks arrived.
     for rid in set(seen) - set(ended):
         assert seen[rid][-1]["type"] == "done" and len(seen[rid]) == 3003
+
+
+def test_a_connection_that_drops_cancels_every_stream_it_had_in_flight(ws_stack: Stack) -> None:
+    before = ws_stack.mock_stats()["cancelled_streams"]
+
+    async def go() -> None:
+        ws = await open_ws(ws_stack)
+        for i in range(3):
+            await ws.send(chat(f"d{i}", "long [mock:chunks=400] [mock:chunk_ms=20]"))
+        seen: set[str] = set()
+        while len(seen) < 3:  # each has begun
+            seen.add(json.loads(await ws.recv())["id"])
+        ws.transport.abort()  # gone without a close frame
+
+    asyncio.run(go())
+    deadline = time.monotonic() + 10
+    while ws_stack.mock_stats()["cancelled_streams"] < before + 3:
+        assert time.monotonic() < deadline, "streams of a dropped connection kept running upstream"
+        time.sleep(0.05)
