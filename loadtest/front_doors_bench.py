@@ -6,7 +6,8 @@ embedded gateway (every stage its own process) and the mock upstream.
    time, alternating; client-measured p50/p99 of each and the difference.
 2. WebSocket streams per second: streamed chat requests (12 chunks) over
    ``/v1/ws``, on one connection (64 streams in flight on it) and on 64
-   connections (one stream in flight on each).
+   connections (one stream in flight on each); and the same streams as
+   HTTP server-sent events on 64 connections, from the same kind of client.
 3. Jobs per second: a batch submitted to the work queue with the Python
    client, from the first submit to the last result stored.
 
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 from statistics import quantiles
 
+import aiohttp
 import httpx
 import nats
 from websockets.asyncio.client import ClientConnection, connect
@@ -139,6 +141,29 @@ async def ws_streams(url: str, total: int, connections: int, in_flight: int) -> 
     return {"streams": counter[0], "seconds": round(elapsed, 2), "streams_per_s": round(counter[0] / elapsed, 1)}
 
 
+async def sse_streams(root: str, total: int, concurrency: int) -> dict:
+    """The same streams over HTTP (server-sent events), from a Python client
+    as light as the WebSocket one (aiohttp: httpx's own cost would dominate)."""
+    body = json.loads(_stream("x"))["body"]
+    headers = {"authorization": f"Bearer {KEY}"}
+    done = [0]
+
+    async def worker(http: aiohttp.ClientSession, n: int) -> None:
+        for _ in range(n):
+            async with http.post(f"{root}/v1/chat/completions", json=body, headers=headers) as r:
+                assert r.status == 200
+                async for _ in r.content.iter_any():
+                    pass
+            done[0] += 1
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        t = time.perf_counter()
+        await asyncio.gather(*(worker(http, total // concurrency) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - t
+    return {"streams": done[0], "seconds": round(elapsed, 2), "streams_per_s": round(done[0] / elapsed, 1)}
+
+
 async def jobs_rate(nats_url: str, creds: str, admin_creds: str, n: int) -> dict:
     async with await SluiceClient.connect(nats_url, KEY, creds=creds) as sluice:
         body = {"model": "bench-model", "messages": [{"role": "user", "content": TEXT}]}
@@ -188,6 +213,8 @@ def main() -> int:
         print("ws, 1 connection:", json.dumps(results["ws_one_connection"]), flush=True)
         results["ws_64_connections"] = asyncio.run(ws_streams(ws_url, args.streams, 64, 1))
         print("ws, 64 connections:", json.dumps(results["ws_64_connections"]), flush=True)
+        results["sse_64_connections"] = asyncio.run(sse_streams(root, args.streams, 64))
+        print("sse, 64 connections:", json.dumps(results["sse_64_connections"]), flush=True)
         # As an internal service would: its own NATS user, allowed only its entry points.
         svc = str(sup.creds_path(credentials.service_user(DEMO_SERVICE)))
         results["jobs"] = asyncio.run(jobs_rate(layout.nats_url, svc, str(sup.creds_path("admin")), args.jobs))
@@ -201,7 +228,7 @@ def main() -> int:
 
 def summary(r: dict) -> str:
     p = r["prompt_api_ms"]
-    one, many, jobs = r["ws_one_connection"], r["ws_64_connections"], r["jobs"]
+    one, many, sse, jobs = r["ws_one_connection"], r["ws_64_connections"], r["sse_64_connections"], r["jobs"]
     return "\n".join(
         [
             "",
@@ -209,7 +236,8 @@ def summary(r: dict) -> str:
             f"{p['chat']['p50']:.3f} / {p['chat']['p99']:.3f} ms (p50 / p99, concurrency 1): "
             f"{p['added_p50_ms']:+.3f} ms at p50",
             f"WebSocket streams/s: {one['streams_per_s']} on 1 connection (64 in flight), "
-            f"{many['streams_per_s']} on 64 connections (1 in flight each)",
+            f"{many['streams_per_s']} on 64 connections (1 in flight each); the same streams as HTTP SSE on "
+            f"64 connections: {sse['streams_per_s']}",
             f"jobs/s: {jobs['jobs_per_s']} ({jobs['jobs']} jobs, submitted in {jobs['submit_s']} s, "
             f"all results stored after {jobs['seconds']} s)",
         ]
