@@ -108,6 +108,8 @@ class PromptCall:
             if isinstance(result, Failure):
                 if len(plan.steps) > 1:
                     result.message = f"Step {number} ({step.version.prompt}) failed: {result.message}"
+                # The call's failure: its id, and what all its requests were billed.
+                result.id, result.usage, result.cost = self.id, self.usage, self.cost
                 return result
             output = result
             pool[step.output or "output"] = prompt_api.as_variable(output)
