@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -499,3 +501,30 @@ def test_hostile_bus_calls_get_a_clear_answer_and_run_nothing(apis: Stack) -> No
     assert json.loads(answers[1])["error"]["status"] == 400
     assert "inbox" in json.loads(answers[2])["error"]["message"]
     assert decode(answers[3]).status == 400
+
+
+def test_a_provider_killed_mid_call_ends_the_call_with_a_clear_error_and_a_row(apis: Stack) -> None:
+    """Last in this module: it kills the provider (the supervisor starts another)."""
+    url = apis.base_url.removesuffix("/v1")
+    events: list[str] = []
+    with (
+        httpx.Client(timeout=30, headers={"authorization": f"Bearer {DEMO_KEY}"}) as client,
+        client.stream(
+            "POST", f"{url}/apis/summarize?stream=true", json={"text": "[mock:chunks=300] [mock:chunk_ms=20]"}
+        ) as r,
+    ):
+        request_id = r.headers["x-request-id"]
+        before = apis.supervisor.pids()["provider"]
+        for line in r.iter_lines():
+            events.append(line)
+            if len(events) == 6:  # a few deltas in
+                os.kill(before, signal.SIGKILL)
+    assert "event: error" in events
+    error = json.loads(events[events.index("event: error") + 1].removeprefix("data: "))["error"]
+    assert error["code"] == "worker_died"
+    call = api_call_row(apis, request_id)
+    assert (call["status"], call["error_code"]) == (502, "worker_died")
+    deadline = time.monotonic() + 30
+    while apis.supervisor.pids().get("provider") in (before, None):
+        assert time.monotonic() < deadline, "the provider was not restarted"
+        time.sleep(0.1)
