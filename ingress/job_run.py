@@ -31,11 +31,13 @@ from ingress.gateway import Gateway
 from ingress.prompt_call import PromptCall
 from ingress.session import BusSession
 from schemas import bus, subjects
-from schemas.errors import GatewayError, InvalidRequest, RecordNotFound, StageTimeout, UpstreamError
+from schemas.envelope import Api
+from schemas.errors import GatewayError, InvalidRequest, RecordNotFound, UpstreamError
 from schemas.jobs import JobClaim, JobResult
 from schemas.prompt_calls import ApiAnswer
 from schemas.quota import Reservation
 from schemas.replies import Accepted, Admitted, Chunk, Failure, Final
+from services.apis.base import ClientApi, Parsed
 from services.apis.table import APIS
 from services.reply_split import Assembler
 
@@ -95,17 +97,24 @@ class JobRun:
             )
         if replay.ended is not None:
             return self.result(replay.ended)
-        if replay.claim is not None:
-            if self.api == "prompt":
+        if self.api == "prompt":
+            if replay.claim is not None:
                 return self.fail(
                     UpstreamError("The job was interrupted; it was not run again.", code="job_interrupted")
                 )
-            waited = await self._wait_for_answer(replay)
+            return await self._prompt(variables)
+        api, parsed = self._parse(body)
+        if replay.claim is not None:
+            waited = await self._wait_for_answer(replay, api.name, parsed)
             if waited is not None:
                 return waited
-        if self.api == "prompt":
-            return await self._prompt(variables)
-        return await self._request(body, replay.quota)
+        return await self._request(api.name, parsed, replay.quota)
+
+    def _parse(self, body: dict[str, Any] | None) -> tuple[ClientApi, Parsed]:
+        api = BY_NAME.get(self.api)
+        if api is None or body is None:
+            raise RecordNotFound(f"No job API {self.api!r}, or no 'body'.")
+        return api, api.parse(msgspec.json.encode({**body, "stream": False} if self.api != "embeddings" else body))
 
     async def _claim(self) -> int:
         now = time.time_ns()
@@ -115,24 +124,15 @@ class JobRun:
         await self.gw.nc.jetstream().publish(claim_subject(self.request_id), claim, stream=subjects.JOB_REPLIES_STREAM)
         return deadline
 
-    async def _request(self, body: dict[str, Any] | None, quota: Reservation | None) -> JobResult:
-        api = BY_NAME.get(self.api)
-        if api is None or body is None:
-            raise RecordNotFound(f"No job API {self.api!r}, or no 'body'.")
-        parsed = api.parse(msgspec.json.encode({**body, "stream": False} if self.api != "embeddings" else body))
-        deadline = await self._claim()
-        received = time.time_ns()
-        session = BusSession(
-            self.gw,
-            api.name,
-            parsed.model,
-            False,
-            received,
-            self.request_id,
-            origin="job",
-            deadline_ns=deadline,
-            job=True,
+    def _session(self, api: Api, parsed: Parsed, deadline_ns: int) -> BusSession:
+        now = time.time_ns()
+        return BusSession(
+            self.gw, api, parsed.model, False, now, self.request_id, origin="job", deadline_ns=deadline_ns, job=True
         )
+
+    async def _request(self, api: Api, parsed: Parsed, quota: Reservation | None) -> JobResult:
+        deadline = await self._claim()
+        session = self._session(api, parsed, deadline)
         try:
             session.quota = quota
             await session.publish(self.api_key, parsed.body, parsed.embeddings, raw=parsed.raw)
@@ -156,39 +156,43 @@ class JobRun:
         call.deadline_ns = deadline
         return self.result(await call.run())
 
-    async def _wait_for_answer(self, replay: Replay) -> JobResult | None:
+    async def _wait_for_answer(self, replay: Replay, api: Api, parsed: Parsed) -> JobResult | None:
         """A claimed job whose request may still answer: wait for it until
         its deadline. None: it never reached a provider; run it again."""
         assert replay.claim is not None
-        left_s = (replay.claim.deadline_ns - time.time_ns()) / 1e9 + GRACE_S
-        if left_s > 0:
-            session = BusSession(self.gw, self.api, "", False, time.time_ns(), self.request_id, job=True)
-            try:
-                reply = await session.next_reply(left_s)
+        session = self._session(api, parsed, replay.claim.deadline_ns)
+        session.body, session.embeddings, session.quota = parsed.body, parsed.embeddings, replay.quota
+        try:
+            left_s = (replay.claim.deadline_ns - time.time_ns()) / 1e9 + GRACE_S
+            if left_s > 0:
                 pieces = Assembler()
+                reply = await session.next_reply(left_s)
                 while isinstance(reply, Chunk):
                     pieces.add(reply)
                     reply = await session.next_reply(left_s)
                 if isinstance(reply, Final):
                     return self.result(pieces.complete(reply))
-                if isinstance(reply, Failure) and reply.code != StageTimeout.code:
+                # A failure a stage sent (and recorded) ends the job; one made
+                # here (nothing came in time) says only that we know no more.
+                if isinstance(reply, Failure) and not session.made_here(reply):
                     return self.result(reply)
-                replay.accepted = replay.accepted or bool(session.accepted_by)
-            finally:
-                session.close()
-            again = await self._replay()
-            if again.ended is not None:
-                return self.result(again.ended)
-            replay.accepted = replay.accepted or again.accepted
-            replay.quota = replay.quota or again.quota
-        if replay.accepted:
-            error = UpstreamError(
-                "The gateway process serving this job stopped after a provider took it; it was not run again "
-                "because the upstream may already have processed it.",
-                code="worker_died",
-            )
-            return self.fail(error)
-        return None
+                if isinstance(reply, Failure) and reply.code == "worker_died":  # its provider died as we waited
+                    session.record(reply)
+                    return self.result(reply)
+                again = await self._replay()
+                if again.ended is not None:
+                    return self.result(again.ended)
+                replay.accepted = replay.accepted or again.accepted or bool(session.accepted_by)
+                replay.quota = session.quota = replay.quota or again.quota
+            if not replay.accepted:
+                return None
+            # A provider took it and is gone: the upstream may have answered,
+            # so it is not run again; it is billed (once) as far as is known.
+            failure = session.end_as_worker_died()
+            session.record(failure)
+            return self.result(failure)
+        finally:
+            session.close()
 
     async def _replay(self) -> Replay:
         """Read the job's reply subject and claim from the stream."""

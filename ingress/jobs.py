@@ -38,8 +38,8 @@ log = logging.getLogger("sluice.ingress.jobs")
 
 # A held job is told "in progress" this often, well inside the ack wait, so
 # the server does not hand it to another runner meanwhile.
-ACK_WAIT_S = 30.0
-KEEPALIVE_S = 10.0
+ACK_WAIT_S = 10.0
+KEEPALIVE_S = 3.0
 # On a clean stop, jobs running get this long to end before they are left
 # to the next runner.
 STOP_WAIT_S = 5.0

@@ -220,20 +220,30 @@ class BusSession:
         not sent again); if the request never reached a provider, it was lost
         on the way and is sent again, which cannot call the upstream twice."""
         if news.died and news.died == self.accepted_by:
-            error = UpstreamError(
-                "The gateway process serving this request stopped; it was not retried because the "
-                "upstream may already have processed it.",
-                code="worker_died",
-            )
-            failure = self._ended_here(error, record=True)
-            failure.usage, failure.cost = self._billed_so_far()
-            used = failure.usage.prompt_tokens + failure.usage.completion_tokens
-            quota.settle(self.gw.counters, self.quota, used, failure.cost.total)
-            return failure
+            return self.end_as_worker_died()
         unclaimed = not self.accepted_by and self.expected_seq == 0 and self._published is not None
         if unclaimed and time.time_ns() - self._published_ns > NEWS_RESEND_AFTER_NS and self._resent < MAX_RESENDS:
             await self._resend()
         return None
+
+    def made_here(self, reply: Final | Failure | None) -> bool:
+        """True for a failure this session made up (no stage sent it, none recorded it)."""
+        return reply is not None and reply is self._ours
+
+    def end_as_worker_died(self) -> Failure:
+        """The provider that took the request is gone: it ends now, billed
+        for what the upstream was sent and sent back as far as we know (the
+        provider can no longer say), and what policy reserved is settled."""
+        error = UpstreamError(
+            "The gateway process serving this request stopped; it was not retried because the "
+            "upstream may already have processed it.",
+            code="worker_died",
+        )
+        failure = self._ended_here(error, record=True)
+        failure.usage, failure.cost = self._billed_so_far()
+        used = failure.usage.prompt_tokens + failure.usage.completion_tokens
+        quota.settle(self.gw.counters, self.quota, used, failure.cost.total)
+        return failure
 
     async def _resend(self) -> None:
         """Publish the request again. A provider that already took it ignores

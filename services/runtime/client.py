@@ -163,9 +163,15 @@ class SluiceClient:
         """The job's result; None if it is not done within ``wait_s``."""
         deadline = time.monotonic() + wait_s
         while True:
-            msg = await self.nc.request(
-                subjects.JOBS_RESULT, bus.encode(JobQuery(id=job_id)), timeout=10, headers=self.headers
-            )
+            try:
+                msg = await self.nc.request(
+                    subjects.JOBS_RESULT, bus.encode(JobQuery(id=job_id)), timeout=10, headers=self.headers
+                )
+            except nats.errors.NoRespondersError:  # the gateway is (re)starting: ask again while we may wait
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(poll_s)
+                continue
             answer = _decode_job(msg.data)
             if isinstance(answer, JobResult):
                 return answer
