@@ -151,7 +151,9 @@ class JobRunner:
 
     def _dispatch(self, tenant_id: str) -> None:
         queue = self.tenants[tenant_id]
-        while queue.waiting and queue.running < self.gw.settings.jobs_per_tenant and not self._stopping:
+        tenant = self.gw.mirrors[subjects.KV_TENANTS].items.get(tenant_id)
+        limit = (tenant.job_concurrency if tenant is not None else 0) or self.gw.settings.jobs_per_tenant
+        while queue.waiting and queue.running < limit and not self._stopping:
             held = queue.waiting.popleft()
             queue.running += 1
             held.task = asyncio.create_task(self._run(held))

@@ -98,6 +98,9 @@ class Tenant(msgspec.Struct, omit_defaults=True):
     owner: Owner = "config"
     # None: this tenant's answers are never cached.
     cache: CachePolicy | None = None
+    # Its durable jobs that may run at once in each ingress process (0: the
+    # gateway's ``jobs_per_tenant``).
+    job_concurrency: int = 0
 
 
 class Subscription(msgspec.Struct, omit_defaults=True):

@@ -72,6 +72,8 @@ class TenantConfig(msgspec.Struct, forbid_unknown_fields=True):
     budget: BudgetConfig | None = None
     # Opt in to the shared response cache, e.g. { max_age_s = 3600 }.
     cache: CachePolicy | None = None
+    # Its durable jobs running at once per ingress process (0: gateway.jobs_per_tenant).
+    job_concurrency: int = 0
 
 
 class KeyConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -252,6 +254,7 @@ def control_records(config: Config, extra_keys: dict[str, ApiKey] | None = None)
             limits=t.limits,
             budget=_budget(t.budget, f"tenant {t.id!r}"),
             cache=t.cache,
+            job_concurrency=t.job_concurrency,
         )
     for record in keys.values():
         if record.role == "gateway_admin" and not record.tenant_id:

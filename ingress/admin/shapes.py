@@ -65,6 +65,8 @@ class TenantCreate(Strict):
     budget: BudgetIn | None = None
     metadata: Metadata = {}
     cache: CacheIn | None = None
+    # Its durable jobs running at once per ingress process (0: the gateway's default).
+    job_concurrency: Annotated[int, Meta(ge=0, le=10_000)] = 0
 
 
 class TenantUpdate(Strict):
@@ -74,6 +76,7 @@ class TenantUpdate(Strict):
     budget: BudgetIn | UnsetType | None = UNSET
     metadata: Metadata | UnsetType = UNSET
     cache: CacheIn | UnsetType | None = UNSET
+    job_concurrency: Annotated[int, Meta(ge=0, le=10_000)] | UnsetType = UNSET
 
 
 class TenantOut(msgspec.Struct):
@@ -84,6 +87,7 @@ class TenantOut(msgspec.Struct):
     cache: CacheIn | None
     created_at: dt.datetime | None
     owner: str
+    job_concurrency: int = 0
 
 
 class KeyCreate(Strict):

@@ -30,6 +30,7 @@ class Tenants(Controller):
             budget=views.budget_in(data.budget),
             metadata=data.metadata,
             cache=views.cache_in(data.cache),
+            job_concurrency=data.job_concurrency,
             created_at_ms=now_ms(),
             owner="api",
         )
@@ -62,6 +63,8 @@ class Tenants(Controller):
             changes["metadata"] = data.metadata
         if data.cache is not UNSET:
             changes["cache"] = views.cache_in(data.cache)
+        if data.job_concurrency is not UNSET:
+            changes["job_concurrency"] = data.job_concurrency
         after = msgspec.structs.replace(before, **changes)
         if after != before:
             await store.tenants.replace(tenant_id, after, revision, actor, "update", before)

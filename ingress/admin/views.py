@@ -49,6 +49,7 @@ def tenant_out(t: Tenant) -> TenantOut:
         cache=CacheIn(t.cache.max_age_s, t.cache.default_max_age_s) if t.cache else None,
         created_at=time_of(t.created_at_ms),
         owner=t.owner,
+        job_concurrency=t.job_concurrency,
     )
 
 

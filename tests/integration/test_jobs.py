@@ -21,7 +21,7 @@ from schemas.prompt_calls import ApiAnswer
 from schemas.replies import Failure, Final
 from services.runtime.client import SluiceClient, SluiceError
 from services.runtime.supervisor import Supervisor
-from tests.stack import DEMO_KEY, REDACT_KEY, Stack
+from tests.stack import ADMIN_KEY, DEMO_KEY, REDACT_KEY, Stack
 
 PROMPT = """
 [[prompts]]
@@ -96,11 +96,15 @@ def test_bad_jobs_end_with_a_clear_failure_and_others_cannot_read_them(jobs_stac
 
 
 def test_a_tenants_jobs_run_at_its_concurrency_and_interactive_calls_still_pass(jobs_stack: Stack) -> None:
+    admin = {"authorization": f"Bearer {ADMIN_KEY}"}
+    made = httpx.post(f"{jobs_stack.admin_url}/tenants", json={"id": "batchy", "job_concurrency": 3}, headers=admin)
+    assert made.status_code == 201 and made.json()["job_concurrency"] == 3, made.text
+    key = httpx.post(f"{jobs_stack.admin_url}/keys", json={"tenant": "batchy"}, headers=admin).json()["secret"]
     httpx.delete(f"{jobs_stack.mock_url}/mock/stats")
 
     async def go() -> list[JobResult | None]:
-        async with await client(jobs_stack) as sluice:
-            ids = [await sluice.submit_job("chat", chat_job(f"slow {i} [mock:latency_ms=150]")) for i in range(24)]
+        async with await client(jobs_stack, key) as sluice:
+            ids = [await sluice.submit_job("chat", chat_job(f"slow {i} [mock:latency_ms=150]")) for i in range(18)]
             # An interactive call meanwhile is not queued behind the batch.
             final = await sluice.request(ChatBody(model="demo-model", messages=[Message(role="user", content="now")]))
             assert final.usage.completion_tokens > 0
@@ -108,8 +112,8 @@ def test_a_tenants_jobs_run_at_its_concurrency_and_interactive_calls_still_pass(
 
     results = asyncio.run(go())
     assert all(r is not None and isinstance(r.result, Final) for r in results)
-    # PER_TENANT jobs, plus the one interactive request, at most at once.
-    assert jobs_stack.mock_stats()["peak_active_requests"] <= PER_TENANT + 1
+    # The tenant's 3 jobs, plus the one interactive request, at most at once.
+    assert jobs_stack.mock_stats()["peak_active_requests"] <= 3 + 1
 
 
 def test_a_submission_sent_twice_makes_one_job(jobs_stack: Stack) -> None:
