@@ -10,6 +10,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
+from ingress.admin.analytics import Analytics
 from ingress.admin.deps import DEPENDENCIES
 from ingress.admin.keys import Keys
 from ingress.admin.prompts import Prompts
@@ -73,7 +74,7 @@ def openapi_json(request: Request) -> dict[str, Any]:
 def build(gateway: Any, store: ControlStore) -> Litestar:
     api = Router(
         path=PREFIX,
-        route_handlers=[Tenants, Keys, Subscriptions, ApprovalRules, Prompts, Usage, openapi_json],
+        route_handlers=[Tenants, Keys, Subscriptions, ApprovalRules, Prompts, Usage, Analytics, openapi_json],
         dependencies=DEPENDENCIES,
     )
     app = Litestar(

@@ -13,6 +13,7 @@ import nats.js.errors
 from nats.aio.client import Client
 
 from schemas import subjects
+from schemas.analytics import QueryRequest, QueryResult
 from schemas.control import (
     ApiKey,
     ApprovalRule,
@@ -120,18 +121,22 @@ class ControlStore:
         )
 
     async def recorded_spend(self, since_ns: int, tenant_id: str) -> list[dict[str, Any]]:
-        """Requests, tokens and cost per key since a time, from ClickHouse
-        (asked of the analytics sink over NATS, as every tool does)."""
+        """Requests, tokens and cost per key since a time, from ClickHouse."""
+        result = await self.named_query("spend", {"since_ns": since_ns, "tenant_id": tenant_id})
+        return [dict(zip(result.columns, row, strict=True)) for row in result.rows]
+
+    async def named_query(self, name: str, params: dict[str, int | str]) -> QueryResult:
+        """A named analytics query, asked of the analytics sink over NATS, as every tool does."""
         assert self.nc is not None
-        ask = msgspec.json.encode({"name": "spend", "params": {"since_ns": since_ns, "tenant_id": tenant_id}})
+        ask = msgspec.json.encode(QueryRequest(name=name, params=params))
         try:
-            msg = await self.nc.request(subjects.ANALYTICS_QUERY, ask, timeout=10)
+            msg = await self.nc.request(subjects.ANALYTICS_QUERY, ask, timeout=30)
         except (TimeoutError, nats.errors.Error) as exc:
             raise AnalyticsUnavailable(f"The analytics sink did not answer ({exc!r}); try again.") from None
-        result = msgspec.json.decode(msg.data)
-        if result.get("error"):
-            raise AnalyticsUnavailable(f"The spend query failed: {result['error']}")
-        return [dict(zip(result["columns"], row, strict=True)) for row in result["rows"]]
+        result = msgspec.json.decode(msg.data, type=QueryResult)
+        if result.error:
+            raise AnalyticsUnavailable(f"The {name} query failed: {result.error}")
+        return result
 
     async def committed(self, subject: str) -> int:
         """A budget counter's value: what was spent, plus what requests in

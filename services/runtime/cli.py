@@ -137,10 +137,27 @@ async def query(name: str, params: dict, nats_url: str, timeout: float = 10.0, c
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from services.runtime.stats_table import render, rows_as_dicts
+    from analytics.queries import NAMED
+    from services.runtime.stats_table import render, render_named, rows_as_dicts
 
+    if args.list:
+        for name, named in NAMED.items():
+            params = ", ".join(f"{k}={d!r}" for k, (_, d) in named.params.items())
+            print(f"{name:<20} {named.description}" + (f" [{params}]" if params else ""))
+        return 0
+    if args.name not in NAMED:
+        print(f"sluice stats: no query {args.name!r}; `sluice stats --list` shows them", file=sys.stderr)
+        return 1
+    params: dict[str, str | int] = {"minutes": args.minutes} if args.name == "stats" else {}
+    for pair in args.param or []:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in NAMED[args.name].params:
+            known = ", ".join(NAMED[args.name].params) or "none"
+            print(f"sluice stats: --param {pair!r}: write NAME=VALUE; {args.name} takes: {known}", file=sys.stderr)
+            return 1
+        params[key] = value
     try:
-        result = asyncio.run(query("stats", {"minutes": args.minutes}, args.nats, creds=args.creds))
+        result = asyncio.run(query(args.name, params, args.nats, creds=args.creds))
     except process.GatewayNotRunning as exc:
         print(f"sluice stats: {exc}", file=sys.stderr)
         return 1
@@ -150,8 +167,30 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if result.get("error"):
         print(f"query failed: {result['error']}", file=sys.stderr)
         return 1
+    if args.name != "stats":
+        rows = [dict(zip(result["columns"], row, strict=True)) for row in result["rows"]]
+        print(json.dumps(rows, indent=2, default=str) if args.json else render_named(result["columns"], result["rows"]))
+        return 0
     records = rows_as_dicts(result["columns"], result["rows"])
     print(json.dumps(records, indent=2) if args.json else render(records, args.minutes))
+    return 0
+
+
+def cmd_analytics_migrate(args: argparse.Namespace) -> int:
+    """Apply the ordered migrations to chdb or a ClickHouse server (the sink
+    also does at start): idempotent, each recorded in ``schema_migrations``."""
+    from analytics.store import Store
+
+    try:
+        store = Store(args.clickhouse)
+    except Exception as exc:  # a locked chdb directory, a server that does not answer
+        print(f"sluice analytics migrate: cannot open {args.clickhouse.split('?')[0]}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        applied = store.migrate()
+    finally:
+        store.close()
+    print("applied: " + ", ".join(applied) if applied else "already up to date")
     return 0
 
 
@@ -254,8 +293,21 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--provider-replicas", type=int, default=1)
     up.set_defaults(func=cmd_up)
 
-    stats = sub.add_parser("stats", help="requests per model from ClickHouse")
-    stats.add_argument("--minutes", type=int, default=60)
+    analytics = sub.add_parser("analytics", help="the ClickHouse side: migrations")
+    analytics_actions = analytics.add_subparsers(dest="action", required=True)
+    migrate = analytics_actions.add_parser("migrate", help="apply the ordered SQL migrations (idempotent)")
+    migrate.add_argument(
+        "--clickhouse",
+        default=os.environ.get("SLUICE_CLICKHOUSE_DSN", "chdb://.sluice/clickhouse"),
+        help="chdb://PATH (stop the gateway first: one process owns it) or http://host:8123",
+    )
+    migrate.set_defaults(func=cmd_analytics_migrate)
+
+    stats = sub.add_parser("stats", help="named analytics queries from ClickHouse (default: requests per model)")
+    stats.add_argument("name", nargs="?", default="stats", help="a named query (--list shows them)")
+    stats.add_argument("--param", nargs="+", metavar="NAME=VALUE", help="the query's parameters")
+    stats.add_argument("--list", action="store_true", help="the named queries and their parameters")
+    stats.add_argument("--minutes", type=int, default=60, help="for the default query")
     stats.add_argument("--json", action="store_true")
     stats.add_argument("--nats", default=process.nats_url())
     stats.add_argument("--creds", default=default_creds(), help="NATS credentials file (default: .sluice's admin)")

@@ -37,6 +37,25 @@ def rows_as_dicts(columns: list[str], rows: list[list]) -> list[dict]:
     return out
 
 
+def _cell(column: str, value: object) -> str:
+    if column.endswith("pico_usd") and value not in (None, ""):
+        return f"{pico_to_usd(int(str(value))).normalize():f}"
+    if isinstance(value, float):
+        return f"{value:.3f}".rstrip("0").rstrip(".")
+    if isinstance(value, list):
+        return " / ".join(_cell("", v) for v in value)
+    return "-" if value is None or value == "" else str(value)
+
+
+def render_named(columns: list[str], rows: list[list]) -> str:
+    """Any named query's answer as a table; money columns in USD."""
+    if not rows:
+        return "No rows."
+    headers = [c.replace("pico_usd", "usd") for c in columns]
+    lines = [[_cell(c, v)[:80] for c, v in zip(columns, row, strict=True)] for row in rows]
+    return "\n".join(render_table(headers, lines, "l" * len(headers)))
+
+
 def render(records: list[dict], minutes: int) -> str:
     if not records:
         return f"No requests in the last {minutes} minutes."

@@ -61,3 +61,13 @@ def test_commands_that_need_the_gateway_say_so_when_it_is_not_running(tmp_path) 
         assert done.returncode == 1
         assert "is `sluice up` running?" in done.stderr and nowhere in done.stderr
         assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1  # one plain line, no retry noise
+
+
+def test_sluice_analytics_migrate_applies_each_migration_once(tmp_path) -> None:
+    dsn = f"chdb://{tmp_path / 'ch'}"
+    cmd = [sys.executable, "-m", "services.runtime.cli", "analytics", "migrate", "--clickhouse", dsn]
+    first = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert first.startswith("applied: 001_tables.sql") and "007_prompt_apis.sql" in first
+    assert subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip() == "already up to date"
+    unreachable = subprocess.run([*cmd[:-1], f"http://127.0.0.1:{free_port()}"], capture_output=True, text=True)
+    assert unreachable.returncode == 1 and "cannot open" in unreachable.stderr
