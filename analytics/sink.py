@@ -26,6 +26,7 @@ from analytics.queries import bind
 from analytics.store import Store
 from schemas import bus, subjects
 from schemas.analytics import QueryRequest, QueryResult
+from services.config import settings_from_env
 from services.runtime import process
 
 log = logging.getLogger("sluice.sink")
@@ -44,6 +45,20 @@ async def _raw_body(msg: NatsMessage) -> bytes:
 async def _pulled(msg: NatsMessage) -> list[Pulled]:
     # A pulled batch, each message with its subject: a dead letter names where it came from.
     return [Pulled(subject=m.subject, data=m.data) for m in msg.raw_message]
+
+
+# A test hook: the path of a file that, while it does not exist, makes the
+# sink die right after an insert and before its ack (once: it writes the file).
+CRASH_AFTER_INSERT = "SLUICE_TEST_SINK_CRASH_AFTER_INSERT"
+
+
+def _crash_if_asked() -> None:
+    marker = os.environ.get(CRASH_AFTER_INSERT)
+    if marker and not os.path.exists(marker):
+        with open(marker, "w") as f:
+            f.write("crashed after an insert, before its ack\n")
+        log.warning("test hook %s: dying between insert and ack", CRASH_AFTER_INSERT)
+        os._exit(70)
 
 
 def build(store: Store, nats_url: str, batch_size: int = 1000) -> NatsBroker:
@@ -79,6 +94,7 @@ def build(store: Store, nats_url: str, batch_size: int = 1000) -> NatsBroker:
         # and block the stream behind it: it becomes a dead letter.
         events, dead = intake.sort(pulled)
         dead = await asyncio.to_thread(intake.store_all, events, dead, store.insert)
+        _crash_if_asked()
         for d in dead:
             log.error("dead letter from %s: %s", d.subject, d.reason)
             await broker.publish(bus.encode(d), subjects.DEAD_LETTER)
@@ -106,6 +122,9 @@ def main() -> None:
         applied = store.migrate()
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
+        settings = settings_from_env()
+        for change in store.apply_ttls(settings.analytics_raw_ttl_days, settings.analytics_rollup_ttl_days):
+            log.info("retention: %s", change)
         broker = build(store, process.nats_url())
         await broker.start()
         name = process.instance_name("sink")

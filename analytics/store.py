@@ -18,6 +18,14 @@ from analytics.rows import (
     Rows,
 )
 
+# Tables whose inserts feed rollups (materialized views), with each row's own id.
+_ROLLED_UP = {"requests": "request_id"}
+
+
+_TABLE_SQL = "SELECT create_table_query FROM system.tables WHERE database = currentDatabase() AND name = {t:String}"
+# Raw rows, kept shorter than the rollups made from them.
+RAW_TABLES = ("events", "requests", "attempts", "api_calls", "dead_letters")
+
 
 class Store:
     """Serialises access: chdb runs in-process and one engine serves all calls."""
@@ -32,19 +40,68 @@ class Store:
             return migrate.migrate(self.client)
 
     def insert(self, rows: Rows) -> None:
+        """Insert a batch. A batch can come twice (its ack was lost when the
+        sink died after inserting, or a stage published it again after the
+        stream's duplicate window). Every table replaces a row by its id on
+        merge (and reads use FINAL); ``requests`` also feeds the rollups'
+        views, which count what is inserted, so its rows already stored are
+        left out here: each request is counted once everywhere."""
         with self._lock:
-            if rows.events:
-                self.client.insert("events", rows.events, column_names=EVENT_COLUMNS)
-            if rows.requests:
-                self.client.insert("requests", rows.requests, column_names=REQUEST_COLUMNS)
-            if rows.attempts:
-                self.client.insert("attempts", rows.attempts, column_names=ATTEMPT_COLUMNS)
-            if rows.dead_letters:
-                self.client.insert("dead_letters", rows.dead_letters, column_names=DEAD_LETTER_COLUMNS)
-            if rows.audit:
-                self.client.insert("audit", rows.audit, column_names=AUDIT_COLUMNS)
-            if rows.api_calls:
-                self.client.insert("api_calls", rows.api_calls, column_names=API_CALL_COLUMNS)
+            for table, columns, batch in (
+                ("events", EVENT_COLUMNS, rows.events),
+                ("requests", REQUEST_COLUMNS, rows.requests),
+                ("attempts", ATTEMPT_COLUMNS, rows.attempts),
+                ("dead_letters", DEAD_LETTER_COLUMNS, rows.dead_letters),
+                ("audit", AUDIT_COLUMNS, rows.audit),
+                ("api_calls", API_CALL_COLUMNS, rows.api_calls),
+            ):
+                fresh = self._not_stored(table, columns, batch) if table in _ROLLED_UP else batch
+                if fresh:
+                    self.client.insert(table, fresh, column_names=columns)
+
+    def _not_stored(self, table: str, columns: list[str], batch: list[list]) -> list[list]:
+        if not batch:
+            return batch
+        id_column = _ROLLED_UP[table]
+        key, ts = columns.index(id_column), columns.index("ts")
+        # Both copies may come in the same pull: keep the first of each.
+        batch = list({row[key]: row for row in reversed(batch)}.values())[::-1]
+        times = [row[ts] for row in batch]
+        # Each table is ordered by time first: the time range keeps the look-up to a few granules.
+        found = self.client.query(
+            f"SELECT {id_column} FROM {table} WHERE ts >= fromUnixTimestamp64Nano({{lo:Int64}}) "
+            f"AND ts <= fromUnixTimestamp64Nano({{hi:Int64}}) AND {id_column} IN {{ids:Array(String)}}",
+            parameters={"lo": min(times), "hi": max(times), "ids": [row[key] for row in batch]},
+        ).result_rows
+        if not found:
+            return batch
+        stored = {row[0] for row in found}
+        return [row for row in batch if row[key] not in stored]
+
+    def apply_ttls(self, raw_days: int, rollup_days: int) -> list[str]:
+        """Keep raw rows ``raw_days`` and rollups ``rollup_days`` (0: for
+        ever; the audit trail always is). Only what changed is altered, and
+        old parts are trimmed by merges rather than rewritten now."""
+        changed = []
+        with self._lock:
+            for table, column, days in (
+                *((t, "toDateTime(ts)", raw_days) for t in RAW_TABLES),
+                ("requests_per_minute", "minute", rollup_days),
+                ("requests_hourly", "hour", rollup_days),
+            ):
+                wanted = f"TTL {column} + toIntervalDay({days})" if days else ""
+                current = self.client.query(_TABLE_SQL, parameters={"t": table}).result_rows[0][0]
+                has_ttl = " TTL " in current
+                if (wanted and wanted in current) or (not wanted and not has_ttl):
+                    continue
+                if wanted:
+                    self.client.command(
+                        f"ALTER TABLE {table} MODIFY {wanted}", settings={"materialize_ttl_after_modify": 0}
+                    )
+                else:
+                    self.client.command(f"ALTER TABLE {table} REMOVE TTL")
+                changed.append(f"{table}: {wanted or 'no TTL'}")
+        return changed
 
     def query(self, sql: str, parameters: dict | None = None) -> tuple[list[str], list[tuple]]:
         with self._lock:

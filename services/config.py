@@ -57,6 +57,10 @@ class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
     # process, and how many jobs one process holds (running or waiting).
     jobs_per_tenant: int = 8
     jobs_held: int = 256
+    # How long ClickHouse keeps raw rows (events, requests, attempts, ...) and
+    # the rollups made from them, in days; 0 keeps them for ever.
+    analytics_raw_ttl_days: int = 90
+    analytics_rollup_ttl_days: int = 800
 
 
 class BudgetConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -182,9 +186,17 @@ def expand_env(text: str) -> str:
 
 def load(path: str | Path) -> Config:
     try:
-        return msgspec.toml.decode(expand_env(Path(path).read_text()), type=Config)
+        config = msgspec.toml.decode(expand_env(Path(path).read_text()), type=Config)
     except (OSError, msgspec.DecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    g = config.gateway
+    raw, rollup = g.analytics_raw_ttl_days, g.analytics_rollup_ttl_days
+    if raw < 0 or rollup < 0 or (rollup and not 0 < raw <= rollup):
+        raise ConfigError(
+            f"{path}: analytics_raw_ttl_days ({raw}) must be kept no longer than analytics_rollup_ttl_days "
+            f"({rollup}): rollups are made from raw rows (0 keeps them for ever)"
+        )
+    return config
 
 
 def settings_from_env() -> GatewaySettings:

@@ -77,3 +77,30 @@ def test_a_value_no_check_foresaw_is_dead_lettered_and_the_rest_lands(store: Sto
     assert len(rows) == 1 and "insert refused" in rows[0][1]
     _, rows = store.query("SELECT count() FROM events FINAL WHERE kind = 'alert' AND request_id = 'refused-1'")
     assert rows == [(1,)]
+
+
+def test_retention_is_set_per_table_and_only_when_it_changes(store: Store) -> None:
+    store.migrate()
+    changed = store.apply_ttls(30, 400)
+    assert "requests: TTL toDateTime(ts) + toIntervalDay(30)" in changed
+    assert "requests_hourly: TTL hour + toIntervalDay(400)" in changed
+    assert not any(c.startswith("audit") for c in changed)  # the trail is kept for ever
+    assert store.apply_ttls(30, 400) == []
+    assert store.apply_ttls(0, 400)[0] == "events: no TTL"
+    assert store.apply_ttls(90, 800) != []
+
+
+def test_a_request_row_that_comes_again_is_stored_and_rolled_up_once(store: Store) -> None:
+    store.migrate()
+    event = RequestEvent(
+        event_id="again-e", request_id="again-r", received_at_ns=1_800_000_000_000_000_000, origin="http",
+        api="chat", model="again", status=200, tenant_id="again", cost_pico_usd=7,
+    )  # fmt: skip
+    for _ in range(3):
+        store.insert(to_rows([event, event]))
+    _, rows = store.query("SELECT count() FROM requests WHERE request_id = 'again-r'")
+    assert rows[0][0] == 1
+    _, rows = store.query(
+        "SELECT countMerge(requests), sumMerge(cost_pico_usd) FROM requests_hourly WHERE tenant_id = 'again'"
+    )
+    assert rows[0] == (1, 7)

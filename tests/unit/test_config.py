@@ -228,3 +228,12 @@ steps = [{ prompt = "missing" }]
     )
     with pytest.raises(config.ConfigError, match="step 'missing' is not a configured prompt"):
         config.control_records(config.load(path))
+
+
+def test_raw_rows_may_not_outlive_the_rollups_made_from_them(tmp_path: Path) -> None:
+    path = tmp_path / "ttl.toml"
+    path.write_text("[gateway]\nanalytics_raw_ttl_days = 900\nanalytics_rollup_ttl_days = 400\n")
+    with pytest.raises(config.ConfigError, match="no longer than analytics_rollup_ttl_days"):
+        config.load(path)
+    path.write_text("[gateway]\nanalytics_raw_ttl_days = 30\nanalytics_rollup_ttl_days = 0\n")
+    assert config.load(path).gateway.analytics_raw_ttl_days == 30

@@ -1,0 +1,20 @@
+-- Per hour and model since a time, from the hourly rollup: requests, errors,
+-- tokens, cost, cache hits and latency/TTFT quantiles; tenant "" means every
+-- tenant.
+-- params: since_ns UInt64 = 0, tenant_id String = ''
+SELECT
+    hour,
+    model,
+    countMerge(requests) AS requests,
+    countMergeIf(requests_hourly.requests, status >= 400) AS errors,
+    sumMerge(prompt_tokens) AS prompt_tokens,
+    sumMerge(completion_tokens) AS completion_tokens,
+    toString(sumMerge(cost_pico_usd)) AS cost_pico_usd,
+    countIfMerge(cache_hits) AS cache_hits,
+    arrayMap(x -> round(x, 2), quantilesMerge(0.5, 0.95, 0.99)(latency_ms)) AS latency_ms,
+    arrayMap(x -> round(x, 2), quantilesMerge(0.5, 0.95, 0.99)(ttft_ms)) AS ttft_ms
+FROM requests_hourly
+WHERE hour >= toStartOfHour(fromUnixTimestamp64Nano(toInt64({since_ns:UInt64})))
+  AND ({tenant_id:String} = '' OR tenant_id = {tenant_id:String})
+GROUP BY hour, model
+ORDER BY hour, model
