@@ -119,7 +119,10 @@ class JobRunner:
                 await asyncio.sleep(1.0)
                 continue
             for msg in msgs:
-                await self._take(msg)
+                try:
+                    await self._take(msg)
+                except Exception:  # the result could not be stored: the job comes back after its ack wait
+                    log.exception("job %s could not be taken", msg.metadata.sequence.stream)
 
     async def _keep_alive(self) -> None:
         while True:
@@ -129,6 +132,8 @@ class JobRunner:
 
     async def _take(self, msg: Msg) -> None:
         job_id = str(msg.metadata.sequence.stream)
+        if job_id in self.held:  # delivered again while this process still holds it: it runs once, here
+            return
         api, _, slug = msg.subject[len(subjects.JOBS) + 1 :].partition(".")
         if api == "api":
             api = "prompt"
