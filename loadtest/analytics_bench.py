@@ -83,12 +83,14 @@ def request_events(n: int) -> list[Event]:
 
 
 def sink_throughput(store: Store, seconds: float, batch_requests: int) -> dict:
-    inserted, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
+    """Only the sink's own work is timed: rows from events, and the insert."""
+    inserted, elapsed = 0, 0.0
+    while elapsed < seconds:
         events = request_events(batch_requests)
+        t = time.perf_counter()
         store.insert(to_rows(events))
+        elapsed += time.perf_counter() - t
         inserted += len(events)
-    elapsed = time.perf_counter() - started
     return {"events": inserted, "seconds": round(elapsed, 1), "events_per_s": round(inserted / elapsed)}
 
 
