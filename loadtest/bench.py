@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from schemas.control import ApiKey
@@ -115,6 +117,27 @@ def parse_wrk(out: str) -> dict:
         "p99_ms": lat.get("99"),
         "errors": errors,
     }
+
+
+@contextlib.contextmanager
+def embedded_gateway(config: str, key: str, prefix: str) -> Iterator[tuple[Layout, Supervisor]]:
+    """The whole gateway on free loopback ports, with ``config`` (formatted
+    with {mock}, the mock upstream's port) and one key of tenant "bench";
+    stopped, and its directory removed, on the way out."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    mock_port = free_port()
+    (home / "sluice.toml").write_text(config.format(mock=mock_port))
+    layout = Layout(
+        home=home, config=home / "sluice.toml", nats_port=free_port(), http_port=free_port(), mock_port=mock_port
+    )
+    sup = Supervisor(layout, extra_keys={key: ApiKey(id="bench", tenant_id="bench")})
+    print(f"starting the gateway in {home} ...", flush=True)
+    sup.start()
+    try:
+        yield layout, sup
+    finally:
+        sup.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def write_results(results: dict, out: str, summary: str) -> Path:

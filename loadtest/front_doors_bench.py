@@ -19,10 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
-import tempfile
 import time
-from pathlib import Path
 from statistics import quantiles
 
 import aiohttp
@@ -30,14 +27,12 @@ import httpx
 import nats
 from websockets.asyncio.client import ClientConnection, connect
 
-from loadtest.bench import write_results
+from loadtest.bench import embedded_gateway, write_results
 from schemas import subjects
-from schemas.control import ApiKey
 from schemas.replies import Final
 from services.runtime import credentials, process
 from services.runtime.client import SluiceClient
-from services.runtime.nats_server import free_port
-from services.runtime.supervisor import DEMO_SERVICE, Layout, Supervisor
+from services.runtime.supervisor import DEMO_SERVICE
 
 KEY = "sk-bench-doors-0123456789"
 CONFIG = """
@@ -195,18 +190,9 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--out", default="loadtest/results/front_doors.json")
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="sluice-doors-"))
-    mock_port = free_port()
-    (home / "sluice.toml").write_text(CONFIG.format(mock=mock_port))
-    layout = Layout(
-        home=home, config=home / "sluice.toml", nats_port=free_port(), http_port=free_port(), mock_port=mock_port
-    )
-    sup = Supervisor(layout, extra_keys={KEY: ApiKey(id="bench", tenant_id="bench")})
-    print(f"starting the gateway in {home} ...", flush=True)
-    sup.start()
-    root, ws_url = f"http://127.0.0.1:{layout.http_port}", f"ws://127.0.0.1:{layout.http_port}/v1/ws"
     results: dict = {}
-    try:
+    with embedded_gateway(CONFIG, KEY, "sluice-doors-") as (layout, sup):
+        root, ws_url = f"http://127.0.0.1:{layout.http_port}", f"ws://127.0.0.1:{layout.http_port}/v1/ws"
         results["prompt_api_ms"] = asyncio.run(prompt_overhead(root, args.requests))
         print("prompt API:", json.dumps(results["prompt_api_ms"]), flush=True)
         results["ws_one_connection"] = asyncio.run(ws_streams(ws_url, args.streams, 1, 64))
@@ -219,9 +205,6 @@ def main() -> int:
         svc = str(sup.creds_path(credentials.service_user(DEMO_SERVICE)))
         results["jobs"] = asyncio.run(jobs_rate(layout.nats_url, svc, str(sup.creds_path("admin")), args.jobs))
         print("jobs:", json.dumps(results["jobs"]), flush=True)
-    finally:
-        sup.stop()
-        shutil.rmtree(home, ignore_errors=True)
     write_results(results, args.out, summary(results))
     return 0
 

@@ -23,22 +23,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
-import tempfile
 import time
-from pathlib import Path
 from statistics import quantiles
 
 import httpx
 
-from loadtest.bench import PROMPT, write_results
+from loadtest.bench import PROMPT, embedded_gateway, write_results
 from schemas import subjects
-from schemas.control import ApiKey
 from schemas.health import decode_breaker
 from services.runtime import process
 from services.runtime.cli import query
-from services.runtime.nats_server import free_port
-from services.runtime.supervisor import Layout, Supervisor
 from tests.stack import mock_deployment as upstream
 
 KEY = "sk-bench-routing-0123456789"
@@ -177,19 +171,10 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2000, help="per kind, after 100 to warm up")
     parser.add_argument("--out", default="loadtest/results/routing.json")
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="sluice-routing-"))
-    mock_port = free_port()
-    (home / "sluice.toml").write_text(CONFIG.format(mock=mock_port))
-    layout = Layout(
-        home=home, config=home / "sluice.toml", nats_port=free_port(), http_port=free_port(), mock_port=mock_port
-    )
-    sup = Supervisor(layout, extra_keys={KEY: ApiKey(id="bench", tenant_id="bench")})
-    print(f"starting the gateway in {home} ...", flush=True)
-    sup.start()
-    gateway, mock = f"http://127.0.0.1:{layout.http_port}/v1", f"http://127.0.0.1:{mock_port}"
-    creds = str(sup.creds_path("admin"))
     results: dict = {}
-    try:
+    with embedded_gateway(CONFIG, KEY, "sluice-routing-") as (layout, sup):
+        gateway, mock = f"http://127.0.0.1:{layout.http_port}/v1", f"http://127.0.0.1:{layout.mock_port}"
+        creds = str(sup.creds_path("admin"))
         since = time.time_ns()
         results["client_ms"] = asyncio.run(routing_cost(gateway, mock, args.requests))
         time.sleep(2)  # the sink writes in batches
@@ -204,9 +189,6 @@ def main() -> int:
         print("cache:", json.dumps(results["cache_ms"]), json.dumps(results["cache_inside"]), flush=True)
         results["breaker"] = asyncio.run(breaker_opening(gateway, mock, layout.nats_url, creds))
         print("breaker:", json.dumps(results["breaker"]), flush=True)
-    finally:
-        sup.stop()
-        shutil.rmtree(home, ignore_errors=True)
     write_results(results, args.out, summary(results))
     return 0
 
