@@ -84,7 +84,7 @@ class JobRunner:
             stream=subjects.JOBS_STREAM,
             config=ConsumerConfig(ack_wait=ACK_WAIT_S, max_ack_pending=max(1000, 4 * held)),
         )
-        await self.gw.nc.subscribe(subjects.JOBS_RESULT, queue="jobs", cb=self._on_query)
+        self.queries = await self.gw.nc.subscribe(subjects.JOBS_RESULT, queue="jobs", cb=self._on_query)
         self._tasks = [asyncio.create_task(self._fetch()), asyncio.create_task(self._keep_alive())]
 
     async def stop(self) -> None:
@@ -92,6 +92,11 @@ class JobRunner:
         self._stopping = True
         for task in self._tasks:
             task.cancel()
+        # Unsubscribed here rather than drained with the connection: draining
+        # a pull subscription whose fetch was cut short waits out its timeout.
+        for sub in (self.sub, self.queries):
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
         running = [h.task for h in self.held.values() if h.task is not None]
         for h in list(self.held.values()):
             if h.task is None:

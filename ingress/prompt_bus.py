@@ -43,9 +43,12 @@ class PromptBus:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        await self.gw.nc.subscribe(subjects.IN_API_ALL, queue="apis", cb=self._on_call, pending_msgs_limit=100_000)
+        self.sub = await self.gw.nc.subscribe(
+            subjects.IN_API_ALL, queue="apis", cb=self._on_call, pending_msgs_limit=100_000
+        )
 
     async def stop(self) -> None:
+        await self.sub.unsubscribe()  # take no more calls
         for task in list(self._tasks):
             task.cancel()
 
