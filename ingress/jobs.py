@@ -32,7 +32,7 @@ from schemas.jobs import Job, JobQuery, JobResult
 from schemas.replies import Failure
 from services import policy
 from services.admission import valid_reply_subject
-from services.apis.base import decode_json
+from services.apis.base import decode_json, is_json
 
 log = logging.getLogger("sluice.ingress.jobs")
 
@@ -148,7 +148,7 @@ class JobRunner:
             # The key first: a result is kept for its tenant, readable by it alone.
             key = policy.authenticate(key_header, self.gw.keys.by_hash, time.time_ns() // 1_000_000)
             run.tenant_id = key.tenant_id
-            job = decode_json(_decode_job_json if msg.data.lstrip()[:1] == b"{" else _decode_job_msgpack, msg.data)
+            job = decode_json(_decode_job_json if is_json(msg.data) else _decode_job_msgpack, msg.data)
             if job.reply and not valid_reply_subject(job.reply):
                 raise invalid("'reply' must be an inbox subject (_INBOX...), without wildcards.")
         except GatewayError as exc:
@@ -212,7 +212,7 @@ class JobRunner:
     async def _on_query(self, msg: Msg) -> None:
         if not valid_reply_subject(msg.reply or ""):
             return
-        as_json = msg.data.lstrip()[:1] == b"{"
+        as_json = is_json(msg.data)
         try:
             query = decode_json(_decode_query_json if as_json else _decode_query_msgpack, msg.data)
             header = msg.headers.get(subjects.API_KEY_HEADER) if msg.headers else None
@@ -252,9 +252,7 @@ class _ReplyOnly(msgspec.Struct):
 def _reply_of(data: bytes) -> str:
     """Where a job that cannot be run asked to hear of it, if it says so readably."""
     try:
-        reply = (msgspec.json.decode if data.lstrip()[:1] == b"{" else msgspec.msgpack.decode)(
-            data, type=_ReplyOnly
-        ).reply
+        reply = (msgspec.json.decode if is_json(data) else msgspec.msgpack.decode)(data, type=_ReplyOnly).reply
     except (msgspec.DecodeError, ValueError):
         return ""
     return reply if valid_reply_subject(reply) else ""

@@ -24,7 +24,7 @@ from schemas.prompt_calls import ApiAnswer, ApiCall
 from schemas.replies import Chunk, Failure
 from services.admission import valid_reply_subject
 from services.apis import prompt_shapes
-from services.apis.base import decode_json
+from services.apis.base import decode_json, is_json
 
 log = logging.getLogger("sluice.ingress.apis")
 
@@ -60,8 +60,7 @@ class PromptBus:
     async def _serve(self, msg: Msg) -> None:
         received_ns = time.time_ns()
         request_id = new_id(received_ns)
-        # A msgpack ApiCall is a map (0x80-0x8f, 0xde, 0xdf), never "{".
-        as_json = msg.data.lstrip()[:1] == b"{"
+        as_json = is_json(msg.data)
         slug = msg.subject[len(subjects.IN_API) + 1 :]
         call = PromptCall(
             self.gw,

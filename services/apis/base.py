@@ -78,6 +78,12 @@ def bearer(header: Callable[[bytes], str | None]) -> str | None:
     return header(b"authorization")
 
 
+def is_json(data: bytes) -> bool:
+    """Whether a bus entry point's message is JSON rather than msgpack: a
+    msgpack Struct is a map (0x80-0x8f, 0xde, 0xdf), never "{"."""
+    return data.lstrip()[:1] == b"{"
+
+
 def decode_json(decoder: Callable[[bytes], T], raw: bytes) -> T:
     """A request body, or an InvalidRequest that says what is wrong with it."""
     try:
