@@ -12,6 +12,7 @@ from schemas.events import (
     ApiCallEvent,
     AttemptEvent,
     AuditEvent,
+    CallLogEvent,
     DeadLetter,
     Event,
     RequestEvent,
@@ -104,7 +105,18 @@ ATTEMPT_COLUMNS = [
     "ttfb_ns",
     "duration_ns",
 ]
-
+CALL_LOG_COLUMNS = [
+    "request_id",
+    "ts",
+    "tenant_id",
+    "key_id",
+    "model",
+    "status",
+    "request_body",
+    "response_body",
+    "request_bytes",
+    "response_bytes",
+]
 
 DEAD_LETTER_COLUMNS = ["id", "ts", "subject", "request_id", "reason", "payload"]
 AUDIT_COLUMNS = ["event_id", "ts", "actor", "action", "record_type", "record_id", "tenant_id", "before", "after"]
@@ -147,6 +159,7 @@ _LIMITS: dict[type, tuple[tuple[str, tuple[int, int]], ...]] = {
     ),
     StageEvent: (("started_at_ns", _TS),),
     AlertEvent: (("at_ns", _TS),),
+    CallLogEvent: (("at_ns", _TS), ("status", _U16), ("request_bytes", _U32), ("response_bytes", _U32)),
     AuditEvent: (("at_ns", _TS),),
 }
 
@@ -175,6 +188,7 @@ class Rows(msgspec.Struct):
     dead_letters: list[list] = []
     audit: list[list] = []
     api_calls: list[list] = []
+    call_logs: list[list] = []
 
     def __len__(self) -> int:
         return len(self.events)
@@ -267,6 +281,10 @@ def _attempt_row(e: AttemptEvent) -> list:
 def to_rows(events: Sequence[Event], dead_letters: Sequence[DeadLetter] = ()) -> Rows:
     rows = Rows(dead_letters=[dead_letter_row(d) for d in dead_letters])
     for e in events:
+        if isinstance(e, CallLogEvent):
+            # Bodies go to their own table alone, kept for their own time (not in raw events).
+            rows.call_logs.append([getattr(e, c) if c != "ts" else e.at_ns for c in CALL_LOG_COLUMNS])
+            continue
         rows.events.append(_event_row(e))
         if isinstance(e, RequestEvent):
             rows.requests.append(_request_row(e))

@@ -104,9 +104,13 @@ def build(store: Store, nats_url: str, batch_size: int = 1000) -> NatsBroker:
         try:
             sql, params = bind(_decode_query(raw))
             columns, rows = await asyncio.to_thread(store.query, sql, params)
-            return _json.encode(QueryResult(columns=columns, rows=[list(r) for r in rows]))
+            answer = _json.encode(QueryResult(columns=columns, rows=[list(r) for r in rows]))
         except Exception as exc:  # the caller gets the reason, the sink keeps serving
             return _json.encode(QueryResult(error=f"{type(exc).__name__}: {exc}"))
+        if len(answer) > broker.connection.max_payload - 1024:  # nats-server would refuse the reply
+            too_large = f"the answer is {len(answer):,} bytes, more than one NATS message: ask for fewer rows"
+            return _json.encode(QueryResult(error=too_large))
+        return answer
 
     return broker
 
@@ -123,7 +127,8 @@ def main() -> None:
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
         settings = settings_from_env()
-        for change in store.apply_ttls(settings.analytics_raw_ttl_days, settings.analytics_rollup_ttl_days):
+        ttls = (settings.analytics_raw_ttl_days, settings.analytics_rollup_ttl_days, settings.call_log_ttl_days)
+        for change in store.apply_ttls(*ttls):
             log.info("retention: %s", change)
         broker = build(store, process.nats_url())
         await broker.start()

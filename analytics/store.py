@@ -12,6 +12,7 @@ from analytics.rows import (
     API_CALL_COLUMNS,
     ATTEMPT_COLUMNS,
     AUDIT_COLUMNS,
+    CALL_LOG_COLUMNS,
     DEAD_LETTER_COLUMNS,
     EVENT_COLUMNS,
     REQUEST_COLUMNS,
@@ -54,6 +55,7 @@ class Store:
                 ("dead_letters", DEAD_LETTER_COLUMNS, rows.dead_letters),
                 ("audit", AUDIT_COLUMNS, rows.audit),
                 ("api_calls", API_CALL_COLUMNS, rows.api_calls),
+                ("call_logs", CALL_LOG_COLUMNS, rows.call_logs),
             ):
                 fresh = self._not_stored(table, columns, batch) if table in _ROLLED_UP else batch
                 if fresh:
@@ -78,16 +80,18 @@ class Store:
         stored = {row[0] for row in found}
         return [row for row in batch if row[key] not in stored]
 
-    def apply_ttls(self, raw_days: int, rollup_days: int) -> list[str]:
-        """Keep raw rows ``raw_days`` and rollups ``rollup_days`` (0: for
-        ever; the audit trail always is). Only what changed is altered, and
-        old parts are trimmed by merges rather than rewritten now."""
+    def apply_ttls(self, raw_days: int, rollup_days: int, call_log_days: int) -> list[str]:
+        """Keep raw rows ``raw_days``, rollups ``rollup_days`` and call logs
+        ``call_log_days`` (0: for ever; the audit trail always is). Only what
+        changed is altered, and old parts are trimmed by merges rather than
+        rewritten now."""
         changed = []
         with self._lock:
             for table, column, days in (
                 *((t, "toDateTime(ts)", raw_days) for t in RAW_TABLES),
                 ("requests_per_minute", "minute", rollup_days),
                 ("requests_hourly", "hour", rollup_days),
+                ("call_logs", "toDateTime(ts)", call_log_days),
             ):
                 wanted = f"TTL {column} + toIntervalDay({days})" if days else ""
                 current = self.client.query(_TABLE_SQL, parameters={"t": table}).result_rows[0][0]

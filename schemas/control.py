@@ -101,6 +101,9 @@ class Tenant(msgspec.Struct, omit_defaults=True):
     # Its durable jobs that may run at once in each ingress process (0: the
     # gateway's ``jobs_per_tenant``).
     job_concurrency: int = 0
+    # Call logs, opt-in: keep each call's request and answer bodies (after
+    # redaction), each cut at this many bytes; 0 keeps none.
+    call_log_max_bytes: int = 0
 
 
 class Subscription(msgspec.Struct, omit_defaults=True):

@@ -111,6 +111,9 @@ class Envelope(BusMessage, tag="chat.request"):
     # step of: set by the gateway's own prompt APIs only (policy clears it
     # for anyone else), and recorded on the request's row.
     prompt: PromptRef | None = None
+    # Set by policy alone from the tenant's opt-in: keep this call's bodies
+    # in the call logs, each cut at this many bytes (0: keep none).
+    call_log_max_bytes: int = 0
 
     @property
     def model(self) -> str:

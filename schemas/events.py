@@ -161,7 +161,26 @@ class AuditEvent(BusMessage, tag="event.audit"):
     after: str = ""
 
 
-Event = RequestEvent | AttemptEvent | StageEvent | AlertEvent | AuditEvent | ApiCallEvent
+class CallLogEvent(BusMessage, tag="event.call_log"):
+    """A call's request and answer bodies, for tenants that opt in: as the
+    upstream saw them (after redaction), each cut at the tenant's cap."""
+
+    event_id: str
+    request_id: str
+    at_ns: int
+    tenant_id: str
+    key_id: str
+    model: str
+    status: int
+    # JSON. A cut body ends with a marker saying how much was left out.
+    request_body: str
+    response_body: str
+    # Each body's whole size in bytes, before any cut.
+    request_bytes: int = 0
+    response_bytes: int = 0
+
+
+Event = RequestEvent | AttemptEvent | StageEvent | AlertEvent | AuditEvent | ApiCallEvent | CallLogEvent
 
 
 class DeadLetter(BusMessage, tag="event.dead_letter"):

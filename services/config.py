@@ -26,7 +26,7 @@ from schemas.control import (
 from schemas.envelope import Deployment
 from schemas.errors import InvalidRequest
 from schemas.prompts import ChainStep, PromptApi, PromptMessage, PromptParams, PromptVersion, Variable
-from services import pricing, prompts
+from services import call_logs, pricing, prompts
 from services.breaker import BreakerConfig
 from services.keys import hash_key
 from services.providers.registry import PROVIDERS
@@ -61,6 +61,8 @@ class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
     # the rollups made from them, in days; 0 keeps them for ever.
     analytics_raw_ttl_days: int = 90
     analytics_rollup_ttl_days: int = 800
+    # How long call logs (the bodies of opted-in tenants' calls) are kept; 0: for ever.
+    call_log_ttl_days: int = 30
 
 
 class BudgetConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -78,6 +80,8 @@ class TenantConfig(msgspec.Struct, forbid_unknown_fields=True):
     cache: CachePolicy | None = None
     # Its durable jobs running at once per ingress process (0: gateway.jobs_per_tenant).
     job_concurrency: int = 0
+    # Opt in to call logs: each call's bodies (after redaction), each cut at this many bytes.
+    call_log_max_bytes: int = 0
 
 
 class KeyConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -196,6 +200,8 @@ def load(path: str | Path) -> Config:
             f"{path}: analytics_raw_ttl_days ({raw}) must be kept no longer than analytics_rollup_ttl_days "
             f"({rollup}): rollups are made from raw rows (0 keeps them for ever)"
         )
+    if g.call_log_ttl_days < 0:
+        raise ConfigError(f"{path}: call_log_ttl_days must be 0 (for ever) or more")
     return config
 
 
@@ -258,6 +264,8 @@ def control_records(config: Config, extra_keys: dict[str, ApiKey] | None = None)
     tenants = {}
     for t in config.tenants:
         _check_id("tenant", t.id)
+        if not 0 <= t.call_log_max_bytes <= call_logs.MAX_CAP_BYTES:
+            raise ConfigError(f"tenant {t.id!r}: call_log_max_bytes must be between 0 and {call_logs.MAX_CAP_BYTES}")
         if t.cache is not None and not 0 <= t.cache.default_max_age_s <= t.cache.max_age_s:
             raise ConfigError(f"tenant {t.id!r}: cache.default_max_age_s must be between 0 and max_age_s")
         tenants[t.id] = Tenant(
@@ -267,6 +275,7 @@ def control_records(config: Config, extra_keys: dict[str, ApiKey] | None = None)
             budget=_budget(t.budget, f"tenant {t.id!r}"),
             cache=t.cache,
             job_concurrency=t.job_concurrency,
+            call_log_max_bytes=t.call_log_max_bytes,
         )
     for record in keys.values():
         if record.role == "gateway_admin" and not record.tenant_id:

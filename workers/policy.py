@@ -93,6 +93,8 @@ class PolicyStage:
                 await ctx.send(env, bus.encode(Admitted(id=env.id, quota=env.quota)))
         if tenant is not None and tenant.cache is not None and cache.cacheable(env.body):
             env.cache_ttl_s, env.cache_lookup = cache.decide(env.cache_control, tenant.cache)
+        # A caller's own value is never kept: only its tenant opts in.
+        env.call_log_max_bytes = tenant.call_log_max_bytes if tenant is not None else 0
         env.slip = policy.build_slip(tenant, cached=env.cache_ttl_s > 0)
         await ctx.forward(env, start_ns)
 

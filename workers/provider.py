@@ -19,7 +19,7 @@ from schemas.events import AlertEvent, AttemptEvent
 from schemas.health import TryOutcome
 from schemas.ids import new_id
 from schemas.replies import Accepted, Cancel, Chunk, Failure, Final, Timing
-from services import cache
+from services import cache, call_logs
 from services import usage as usage_svc
 from services.providers import passthrough
 from services.providers.attempts import Try, Walk, WalkFailed, retryable
@@ -135,8 +135,9 @@ class ProviderStage:
             return
         seq = 0
         first_chunk_ns = 0
-        # A streamed answer to keep in the cache is joined as it goes out.
-        transcript = cache.Transcript() if env.cache_key and env.stream else None
+        # A streamed answer to keep in the cache or the call log is joined as it goes out.
+        keeps = env.cache_key or env.call_log_max_bytes > 0
+        transcript = cache.Transcript() if keeps and env.stream else None
 
         async def on_delta(delta: Delta, model: str) -> None:
             nonlocal seq, first_chunk_ns
@@ -189,6 +190,11 @@ class ProviderStage:
             if billed is not None:
                 failure.usage, failure.cost = billed
             ttft = first_chunk_ns - env.received_at_ns if first_chunk_ns else 0
+            if env.call_log_max_bytes > 0:
+                error_body = {"type": failure.type, "code": failure.code, "message": failure.message}
+                message = transcript.message() if transcript is not None and transcript.parts else None
+                answer = call_logs.answer_json(message=message, usage=failure.usage, error=error_body)
+                ctx.events.emit(call_logs.entry(env, failure.status, answer, time.time_ns()))
             await ctx.finish(
                 env,
                 failure,
@@ -238,9 +244,17 @@ class ProviderStage:
             ),
         )
         ttft = first_chunk_ns - env.received_at_ns if first_chunk_ns else 0
+        message = transcript.message() if transcript is not None else outcome.message
+        if env.call_log_max_bytes > 0:
+            answer = call_logs.answer_json(
+                message=message,
+                embeddings=outcome.embeddings,
+                finish_reason=outcome.finish_reason,
+                usage=outcome.usage,
+            )
+            ctx.events.emit(call_logs.entry(env, 200, answer, time.time_ns()))
         await ctx.finish(env, final, start_ns, billed=True, ttft_ns=ttft)
         if env.cache_key and env.cache_ttl_s > 0:
-            message = transcript.message() if transcript is not None else outcome.message
             await self._keep(ctx, env, final, message)
 
     async def _keep(self, ctx: runner.StageContext, env: Envelope, final: Final, message: Message | None) -> None:

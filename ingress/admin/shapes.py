@@ -11,6 +11,7 @@ from litestar.openapi import ResponseSpec
 from msgspec import UNSET, Meta, UnsetType
 
 from schemas.control import Period, Role, SubscriptionState
+from services import call_logs
 
 Id = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Letters, digits, '_' or '-'; 1-64.")]
 Usd = Annotated[
@@ -24,6 +25,9 @@ Metadata = Annotated[
 ]
 Name = Annotated[str, Meta(max_length=128)]
 Reason = Annotated[str, Meta(max_length=1000)]
+CallLogBytes = Annotated[
+    int, Meta(ge=0, le=call_logs.MAX_CAP_BYTES, description="Each body cut at this many bytes; 0 keeps none.")
+]
 
 
 class Strict(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -67,6 +71,8 @@ class TenantCreate(Strict):
     cache: CacheIn | None = None
     # Its durable jobs running at once per ingress process (0: the gateway's default).
     job_concurrency: Annotated[int, Meta(ge=0, le=10_000)] = 0
+    # Opt in to call logs: bodies kept, each cut at this many bytes (0: none kept).
+    call_log_max_bytes: CallLogBytes = 0
 
 
 class TenantUpdate(Strict):
@@ -77,6 +83,7 @@ class TenantUpdate(Strict):
     metadata: Metadata | UnsetType = UNSET
     cache: CacheIn | UnsetType | None = UNSET
     job_concurrency: Annotated[int, Meta(ge=0, le=10_000)] | UnsetType = UNSET
+    call_log_max_bytes: CallLogBytes | UnsetType = UNSET
 
 
 class TenantOut(msgspec.Struct):
@@ -88,6 +95,7 @@ class TenantOut(msgspec.Struct):
     created_at: dt.datetime | None
     owner: str
     job_concurrency: int = 0
+    call_log_max_bytes: int = 0
 
 
 class KeyCreate(Strict):

@@ -31,6 +31,7 @@ class Tenants(Controller):
             metadata=data.metadata,
             cache=views.cache_in(data.cache),
             job_concurrency=data.job_concurrency,
+            call_log_max_bytes=data.call_log_max_bytes,
             created_at_ms=now_ms(),
             owner="api",
         )
@@ -65,6 +66,8 @@ class Tenants(Controller):
             changes["cache"] = views.cache_in(data.cache)
         if data.job_concurrency is not UNSET:
             changes["job_concurrency"] = data.job_concurrency
+        if data.call_log_max_bytes is not UNSET:
+            changes["call_log_max_bytes"] = data.call_log_max_bytes
         after = msgspec.structs.replace(before, **changes)
         if after != before:
             await store.tenants.replace(tenant_id, after, revision, actor, "update", before)

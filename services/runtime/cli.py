@@ -17,7 +17,7 @@ from schemas import subjects
 from schemas.control import ApiKey
 from services import config as config_mod
 from services.keys import new_key
-from services.runtime import admin_cli, credentials, nats_server, process, prompts_cli
+from services.runtime import admin_cli, credentials, logs_cli, nats_server, process, prompts_cli
 from services.runtime.supervisor import Layout, StartupError, Supervisor
 
 DEMO_CONFIG = Path(__file__).parent / "demo.toml"
@@ -343,6 +343,7 @@ def parser() -> argparse.ArgumentParser:
 
     admin_cli.add_parsers(sub)
     prompts_cli.add_parser(sub, process.nats_url(), default_creds())
+    logs_cli.add_parser(sub, process.nats_url(), default_creds())
 
     mock = sub.add_parser("mock-upstream", help="serve the mock LLM upstream")
     mock.add_argument("--host", default="127.0.0.1")

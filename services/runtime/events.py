@@ -15,10 +15,13 @@ from nats.js import JetStreamContext
 from nats.js.errors import APIError
 
 from schemas import bus, subjects
-from schemas.events import Event, EventBatch
+from schemas.events import CallLogEvent, Event, EventBatch
 from schemas.ids import new_id
 
 log = logging.getLogger("sluice.events")
+# Call logs carry bodies: a batch is sent once its bodies reach this, so it
+# stays well inside nats-server's max_payload (8 MB here).
+MAX_BODY_BYTES = 1 << 20
 
 
 class EventPublisher:
@@ -28,6 +31,7 @@ class EventPublisher:
         self._max_batch = max_batch
         self._interval = interval_s
         self._buffer: list[Event] = []
+        self._body_bytes = 0
         self._pending: set[asyncio.Task[None]] = set()
         self._ticker: asyncio.Task[None] | None = None
 
@@ -36,14 +40,16 @@ class EventPublisher:
 
     def emit(self, event: Event) -> None:
         self._buffer.append(event)
-        if len(self._buffer) >= self._max_batch:
+        if isinstance(event, CallLogEvent):
+            self._body_bytes += len(event.request_body) + len(event.response_body)
+        if len(self._buffer) >= self._max_batch or self._body_bytes >= MAX_BODY_BYTES:
             self.flush()
 
     def flush(self) -> None:
         if not self._buffer:
             return
         batch = EventBatch(id=new_id(), events=self._buffer)
-        self._buffer = []
+        self._buffer, self._body_bytes = [], 0
         task = asyncio.create_task(self._publish(batch))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
@@ -56,7 +62,7 @@ class EventPublisher:
         if not self._buffer:
             return
         batch = EventBatch(id=new_id(), events=self._buffer)
-        self._buffer = []
+        self._buffer, self._body_bytes = [], 0
         payload = bus.encode(batch)
         headers = {"Nats-Msg-Id": batch.id}
         try:

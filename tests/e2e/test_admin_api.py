@@ -108,6 +108,22 @@ def test_a_tenants_cache_opt_in_and_a_keys_pin_right_are_set_over_the_api(stack:
     assert pinned.status_code == 200 and pinned.headers["x-sluice-deployment"] == "demo-model"
 
 
+def test_a_tenant_opts_in_to_call_logs_over_the_api(stack: Stack, tenant: str) -> None:
+    key = new_key(stack, tenant)["secret"]
+    too_big = admin(stack, "PATCH", f"/tenants/{tenant}", json={"call_log_max_bytes": 10**6})
+    assert error_of(too_big)[0] == 400
+    shown = admin(stack, "PATCH", f"/tenants/{tenant}", json={"call_log_max_bytes": 2048}).json()
+    assert shown["call_log_max_bytes"] == 2048
+
+    def logged() -> bool:
+        request_id = chat(stack, key).headers["x-request-id"]
+        stack.request_row(request_id)
+        time.sleep(0.5)  # the call log comes in the same batch as the row
+        return bool(stack.query("call_logs", request_id=request_id)["rows"])
+
+    until(logged, timeout=15)
+
+
 def test_rotation_keeps_the_old_secret_working_for_its_grace_only(stack: Stack, tenant: str) -> None:
     key = new_key(stack, tenant)
     rotated = admin(stack, "POST", f"/keys/{key['id']}/rotate", json={"grace_seconds": 2}).json()

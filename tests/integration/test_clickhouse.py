@@ -81,13 +81,14 @@ def test_a_value_no_check_foresaw_is_dead_lettered_and_the_rest_lands(store: Sto
 
 def test_retention_is_set_per_table_and_only_when_it_changes(store: Store) -> None:
     store.migrate()
-    changed = store.apply_ttls(30, 400)
+    changed = store.apply_ttls(30, 400, 7)
     assert "requests: TTL toDateTime(ts) + toIntervalDay(30)" in changed
     assert "requests_hourly: TTL hour + toIntervalDay(400)" in changed
+    assert "call_logs: TTL toDateTime(ts) + toIntervalDay(7)" in changed
     assert not any(c.startswith("audit") for c in changed)  # the trail is kept for ever
-    assert store.apply_ttls(30, 400) == []
-    assert store.apply_ttls(0, 400)[0] == "events: no TTL"
-    assert store.apply_ttls(90, 800) != []
+    assert store.apply_ttls(30, 400, 7) == []
+    assert store.apply_ttls(0, 400, 7)[0] == "events: no TTL"
+    assert store.apply_ttls(90, 800, 0) != []
 
 
 def test_a_request_row_that_comes_again_is_stored_and_rolled_up_once(store: Store) -> None:

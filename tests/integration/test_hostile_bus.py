@@ -124,3 +124,12 @@ async def test_a_poison_event_is_dead_lettered_and_later_rows_keep_landing(stack
     assert any(r.startswith("undecodable event batch") for r in reasons)
     alerts = await asyncio.to_thread(stack.query, "alerts", minutes=10)
     assert any(row[0] == poison.request_id and row[2] == "dead_letter" for row in alerts["rows"])
+
+
+async def test_a_caller_cannot_turn_on_call_logs_for_a_tenant_that_did_not_opt_in(stack: Stack) -> None:
+    final = await ask(stack, lambda inbox: chat_request(inbox, call_log_max_bytes=100_000))
+    assert final["kind"] == "chat.final"
+    await asyncio.to_thread(stack.request_row, final["id"])
+    await asyncio.sleep(1.0)  # a call log would have come in the row's batch
+    result = await asyncio.to_thread(stack.query, "call_logs", request_id=final["id"])
+    assert result["error"] is None and result["rows"] == []
