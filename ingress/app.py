@@ -13,6 +13,7 @@ from litestar import Litestar
 
 from ingress import endpoint, models, prompt_endpoint, ws_relay
 from ingress.admin import app as admin_app
+from ingress.dashboard import app as dashboard_app
 from ingress.gateway import Gateway
 from ingress.http import Message, Receive, Scope, Send, header, send_bytes, send_gateway_error, send_json
 from ingress.jobs import JobRunner
@@ -53,6 +54,7 @@ class IngressApp:
         self.settings = settings
         self.gw: Gateway | None = None
         self.admin: Litestar | None = None
+        self.dashboard: Litestar | None = None
         self.prompt_bus: PromptBus | None = None
         self.jobs: JobRunner | None = None
 
@@ -70,6 +72,9 @@ class IngressApp:
         assert gw is not None and self.admin is not None, "lifespan not run"
         if scope["path"].startswith("/admin/"):
             return await self.admin(scope, receive, send)  # type: ignore[arg-type]
+        if scope["path"] == dashboard_app.PREFIX or scope["path"].startswith(dashboard_app.PREFIX + "/"):
+            assert self.dashboard is not None
+            return await self.dashboard(scope, receive, send)  # type: ignore[arg-type]
         received_ns = time.time_ns()
         request_id = new_id(received_ns)
         scope["sluice.received_ns"], scope["sluice.request_id"] = received_ns, request_id
@@ -130,6 +135,7 @@ class IngressApp:
                     self.jobs = JobRunner(self.gw)
                     await self.jobs.start()
                     self.admin = admin_app.build(self.gw, self.gw.store)
+                    self.dashboard = dashboard_app.build(self.gw, self.gw.store)
                 except Exception as exc:
                     log.exception("ingress start-up failed")
                     await send({"type": "lifespan.startup.failed", "message": repr(exc)})

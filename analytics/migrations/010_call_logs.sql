@@ -16,3 +16,7 @@ CREATE TABLE IF NOT EXISTS call_logs (
     INDEX request_id_idx request_id TYPE bloom_filter(0.01) GRANULARITY 4
 ) ENGINE = ReplacingMergeTree
 ORDER BY (tenant_id, ts, request_id);
+
+-- The request view reads one request's stage events by id.
+ALTER TABLE events ADD INDEX IF NOT EXISTS request_id_idx request_id TYPE bloom_filter(0.01) GRANULARITY 4;
+ALTER TABLE events MATERIALIZE INDEX request_id_idx;

@@ -1,6 +1,6 @@
 -- Call logs (bodies of opted-in tenants' calls, after redaction), newest
 -- first, each body's first `chars` characters. Every filter is optional: ''
--- (or 0) matches all; status is a code ("429") or "error" (400 or above).
+-- (or 0) matches all; status is a code such as 429, or the word error (400 or above).
 -- params: tenant_id String = '', key_id String = '', model String = '', status String = '', request_id String = '', since_ns UInt64 = 0, until_ns UInt64 = 0, limit UInt32 = 50, chars UInt32 = 300
 SELECT
     toUnixTimestamp64Nano(ts) AS ts_ns,

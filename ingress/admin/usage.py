@@ -50,23 +50,29 @@ class Usage(Controller):
             for r in rows
             if control.can_see(actor, r["tenant_id"])
         ]
-        budgets = []
-        records = [("tenant", t.id, t.id, t.budget) for t in store.tenants.all()]
-        records += [("key", k.id, k.tenant_id, k.budget) for k in store.keys.all()]
-        for scope, record_id, tenant_id, budget in sorted(records, key=lambda r: (r[2], r[0], r[1])):
-            if budget is None or not control.can_see(actor, tenant_id) or (tenant and tenant_id != tenant):
-                continue
-            subject, reset_ms = quota.spend_counter(scope, record_id, budget, now)
-            committed = await store.committed(subject)
-            budgets.append(
-                BudgetStanding(
-                    scope=scope,  # type: ignore[arg-type]
-                    id=record_id,
-                    period=budget.period,
-                    limit_usd=_usd(budget.limit_pico_usd),
-                    committed_usd=_usd(committed),
-                    remaining_usd=_usd(max(0, budget.limit_pico_usd - committed)),
-                    resets_at=control.time_of(now + reset_ms) if reset_ms else None,
-                )
-            )
+        budgets = await budget_standings(store, actor, tenant, now)
         return UsageOut(since=since, spend=spend, budgets=budgets)
+
+
+async def budget_standings(store: ControlStore, actor: Actor, tenant: str | None, now: int) -> list[BudgetStanding]:
+    """Every budget the actor may see (of ``tenant`` only, if given), as its counter stands now."""
+    budgets = []
+    records = [("tenant", t.id, t.id, t.budget) for t in store.tenants.all()]
+    records += [("key", k.id, k.tenant_id, k.budget) for k in store.keys.all()]
+    for scope, record_id, tenant_id, budget in sorted(records, key=lambda r: (r[2], r[0], r[1])):
+        if budget is None or not control.can_see(actor, tenant_id) or (tenant and tenant_id != tenant):
+            continue
+        subject, reset_ms = quota.spend_counter(scope, record_id, budget, now)
+        committed = await store.committed(subject)
+        budgets.append(
+            BudgetStanding(
+                scope=scope,  # type: ignore[arg-type]
+                id=record_id,
+                period=budget.period,
+                limit_usd=_usd(budget.limit_pico_usd),
+                committed_usd=_usd(committed),
+                remaining_usd=_usd(max(0, budget.limit_pico_usd - committed)),
+                resets_at=control.time_of(now + reset_ms) if reset_ms else None,
+            )
+        )
+    return budgets
