@@ -72,5 +72,5 @@ def bind(request: QueryRequest) -> tuple[str, dict[str, int | str]]:
     params: dict[str, int | str] = {}
     for key, (type_, default) in named.params.items():
         value = request.params.get(key, default)
-        params[key] = int(value) if type_.startswith("UInt") else str(value)
+        params[key] = int(value) if type_.startswith(("UInt", "Int")) else str(value)
     return named.sql, params

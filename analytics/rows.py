@@ -9,6 +9,7 @@ import msgspec
 
 from schemas.events import (
     AlertEvent,
+    AlertStateEvent,
     ApiCallEvent,
     AttemptEvent,
     AuditEvent,
@@ -105,6 +106,18 @@ ATTEMPT_COLUMNS = [
     "ttfb_ns",
     "duration_ns",
 ]
+ALERT_STATE_COLUMNS = [
+    "alert_id",
+    "ts",
+    "state",
+    "rule",
+    "kind",
+    "subject",
+    "tenant_id",
+    "value",
+    "threshold",
+    "detail",
+]
 CALL_LOG_COLUMNS = [
     "request_id",
     "ts",
@@ -159,6 +172,7 @@ _LIMITS: dict[type, tuple[tuple[str, tuple[int, int]], ...]] = {
     ),
     StageEvent: (("started_at_ns", _TS),),
     AlertEvent: (("at_ns", _TS),),
+    AlertStateEvent: (("at_ns", _TS), ("fired_at_ns", _TS)),
     CallLogEvent: (("at_ns", _TS), ("status", _U16), ("request_bytes", _U32), ("response_bytes", _U32)),
     AuditEvent: (("at_ns", _TS),),
 }
@@ -189,6 +203,7 @@ class Rows(msgspec.Struct):
     audit: list[list] = []
     api_calls: list[list] = []
     call_logs: list[list] = []
+    alert_states: list[list] = []
 
     def __len__(self) -> int:
         return len(self.events)
@@ -284,6 +299,22 @@ def to_rows(events: Sequence[Event], dead_letters: Sequence[DeadLetter] = ()) ->
         if isinstance(e, CallLogEvent):
             # Bodies go to their own table alone, kept for their own time (not in raw events).
             rows.call_logs.append([getattr(e, c) if c != "ts" else e.at_ns for c in CALL_LOG_COLUMNS])
+            continue
+        if isinstance(e, AlertStateEvent):
+            rows.alert_states.append(
+                [
+                    e.alert_id,
+                    e.at_ns,
+                    e.state,
+                    e.rule,
+                    e.rule_kind,
+                    e.subject,
+                    e.tenant_id,
+                    e.value,
+                    e.threshold,
+                    e.detail,
+                ]
+            )
             continue
         rows.events.append(_event_row(e))
         if isinstance(e, RequestEvent):

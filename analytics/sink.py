@@ -21,12 +21,13 @@ from faststream.security import SASLPlaintext
 from nats.js.api import ConsumerConfig
 
 from analytics import intake
+from analytics.alerting import Alerting
 from analytics.intake import Pulled
 from analytics.queries import bind
 from analytics.store import Store
 from schemas import bus, subjects
 from schemas.analytics import QueryRequest, QueryResult
-from services.config import settings_from_env
+from services.config import config_from_env, settings_from_env
 from services.runtime import process
 
 log = logging.getLogger("sluice.sink")
@@ -132,6 +133,12 @@ def main() -> None:
             log.info("retention: %s", change)
         broker = build(store, process.nats_url())
         await broker.start()
+        config = config_from_env()
+        alerting = None
+        if config.alerts:
+            alerting = Alerting(broker.connection, store, config.alerts, config.webhooks, settings.alert_interval_s)
+            await alerting.start()
+            log.info("alert rules: %s", ", ".join(r.name for r in config.alerts))
         name = process.instance_name("sink")
         heartbeat = process.Heartbeat(broker.connection, name)
         heartbeat.start()
@@ -139,6 +146,8 @@ def main() -> None:
         log.info("sink: consuming %s into %s", subjects.EVENTS_ALL, args.clickhouse.split("?")[0])
         await stop.wait()
         heartbeat.stop()
+        if alerting is not None:
+            await alerting.stop()
         await broker.stop()
         store.close()
 

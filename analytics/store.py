@@ -9,6 +9,7 @@ from clickhouse_connect.driver.client import Client
 
 from analytics import migrate
 from analytics.rows import (
+    ALERT_STATE_COLUMNS,
     API_CALL_COLUMNS,
     ATTEMPT_COLUMNS,
     AUDIT_COLUMNS,
@@ -56,6 +57,7 @@ class Store:
                 ("audit", AUDIT_COLUMNS, rows.audit),
                 ("api_calls", API_CALL_COLUMNS, rows.api_calls),
                 ("call_logs", CALL_LOG_COLUMNS, rows.call_logs),
+                ("alert_events", ALERT_STATE_COLUMNS, rows.alert_states),
             ):
                 fresh = self._not_stored(table, columns, batch) if table in _ROLLED_UP else batch
                 if fresh:
@@ -91,6 +93,7 @@ class Store:
                 *((t, "toDateTime(ts)", raw_days) for t in RAW_TABLES),
                 ("requests_per_minute", "minute", rollup_days),
                 ("requests_hourly", "hour", rollup_days),
+                ("requests_minutely", "minute", raw_days),
                 ("call_logs", "toDateTime(ts)", call_log_days),
             ):
                 wanted = f"TTL {column} + toIntervalDay({days})" if days else ""

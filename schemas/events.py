@@ -180,7 +180,28 @@ class CallLogEvent(BusMessage, tag="event.call_log"):
     response_bytes: int = 0
 
 
-Event = RequestEvent | AttemptEvent | StageEvent | AlertEvent | AuditEvent | ApiCallEvent | CallLogEvent
+class AlertStateEvent(BusMessage, tag="event.alert_state"):
+    """An alert rule's alert firing or resolving: a row of ``alert_events``,
+    and what its webhooks are sent (once each)."""
+
+    alert_id: str
+    state: Literal["firing", "resolved"]
+    rule: str
+    # The rule's kind (error_rate, budget, ...).
+    rule_kind: str
+    # What it is about: a model, a deployment, a key or a budget.
+    subject: str
+    at_ns: int
+    fired_at_ns: int
+    value: float
+    threshold: float
+    tenant_id: str = ""
+    detail: str = ""
+
+
+Event = (
+    RequestEvent | AttemptEvent | StageEvent | AlertEvent | AuditEvent | ApiCallEvent | CallLogEvent | AlertStateEvent
+)
 
 
 class DeadLetter(BusMessage, tag="event.dead_letter"):

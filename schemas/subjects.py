@@ -29,6 +29,9 @@ JOB_REPLIES_STREAM = "SLUICE_JOB_REPLIES"
 JOBS_CONSUMER = "jobs"
 JOBS_RESULT = f"{PREFIX}.in.jobs.result"
 KV_JOB_RESULTS = "sluice_job_results"
+# Alert rules' firing alerts (the evaluator's state), and the webhook deliveries made.
+KV_ALERTS = "sluice_alerts"
+KV_ALERT_DELIVERIES = "sluice_alert_deliveries"
 
 
 def jobs(api: str) -> str:

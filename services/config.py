@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from schemas.alerts import AlertRule, Webhook
 from schemas.control import (
     ID_PATTERN,
     ApiKey,
@@ -63,6 +64,8 @@ class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
     analytics_rollup_ttl_days: int = 800
     # How long call logs (the bodies of opted-in tenants' calls) are kept; 0: for ever.
     call_log_ttl_days: int = 30
+    # How often the analytics sink evaluates the alert rules ([[alerts]]).
+    alert_interval_s: float = 15.0
 
 
 class BudgetConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -167,6 +170,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     keys: list[KeyConfig] = []
     models: list[ModelConfig] = []
     prompts: list[PromptConfig] = []
+    alerts: list[AlertRule] = []
+    webhooks: list[Webhook] = []
 
 
 class ConfigError(Exception):
@@ -202,13 +207,47 @@ def load(path: str | Path) -> Config:
         )
     if g.call_log_ttl_days < 0:
         raise ConfigError(f"{path}: call_log_ttl_days must be 0 (for ever) or more")
+    check_alerts(config, str(path))
     return config
+
+
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def check_alerts(config: Config, path: str) -> None:
+    hooks = {h.name for h in config.webhooks}
+    if len(hooks) != len(config.webhooks):
+        raise ConfigError(f"{path}: two [[webhooks]] share a name")
+    for h in config.webhooks:
+        if not _ID.match(h.name) or not h.url.startswith(("http://", "https://")) or not 0 < h.timeout_s <= 60:
+            raise ConfigError(
+                f"{path}: webhook {h.name!r}: a name of letters, digits, _ or -, an http(s) url, "
+                "and timeout_s between 0 and 60"
+            )
+    names = set()
+    for r in config.alerts:
+        where = f"{path}: alert {r.name!r}"
+        if not _ID.match(r.name) or r.name in names:
+            raise ConfigError(f"{where}: names are unique, of letters, digits, _ or -")
+        names.add(r.name)
+        if unknown := [w for w in r.webhooks if w not in hooks]:
+            raise ConfigError(f"{where}: no [[webhooks]] named {', '.join(unknown)}")
+        if not 1 <= r.window_minutes <= 1440 or not 1 <= r.trailing_hours <= 24 * 30 or r.min_requests < 0:
+            raise ConfigError(f"{where}: window_minutes 1-1440, trailing_hours 1-720, min_requests 0 or more")
+        share = r.kind in ("error_rate", "budget")
+        if r.threshold < 0 or (share and r.threshold > 1):
+            raise ConfigError(f"{where}: threshold must be 0 or more" + (" and at most 1 (a share)" if share else ""))
+
+
+def config_from_env() -> Config:
+    """The config file named by SLUICE_CONFIG, if any."""
+    path = os.environ.get("SLUICE_CONFIG")
+    return load(path) if path else Config()
 
 
 def settings_from_env() -> GatewaySettings:
     """The gateway settings of the config file named by SLUICE_CONFIG, if any."""
-    path = os.environ.get("SLUICE_CONFIG")
-    return load(path).gateway if path else GatewaySettings()
+    return config_from_env().gateway
 
 
 class ControlRecords(msgspec.Struct):

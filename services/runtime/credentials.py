@@ -113,7 +113,16 @@ ROLES: dict[str, Permissions] = {
         subjects.CACHE_STORE,
         subscribe=[subjects.STAGE_CALL, subjects.CONTROL_CANCEL, subjects.IN_CANCEL],
     ),
-    "sink": _stage("sink", _INBOXES, subjects.DEAD_LETTER, subscribe=[subjects.ANALYTICS_QUERY]),
+    # It also evaluates the alert rules: their state, events and deliveries.
+    "sink": _stage(
+        "sink",
+        _INBOXES,
+        subjects.DEAD_LETTER,
+        subjects.events("alerts"),
+        f"$KV.{subjects.KV_ALERTS}.>",
+        f"$KV.{subjects.KV_ALERT_DELIVERIES}.>",
+        subscribe=[subjects.ANALYTICS_QUERY],
+    ),
     # The supervisor and the command line: seeding, queries, process news.
     "admin": Permissions(publish=[">"], subscribe=[">"]),
 }

@@ -237,3 +237,30 @@ def test_raw_rows_may_not_outlive_the_rollups_made_from_them(tmp_path: Path) -> 
         config.load(path)
     path.write_text("[gateway]\nanalytics_raw_ttl_days = 30\nanalytics_rollup_ttl_days = 0\n")
     assert config.load(path).gateway.analytics_raw_ttl_days == 30
+
+
+@pytest.mark.parametrize(
+    ("snippet", "message"),
+    [
+        (
+            '[[alerts]]\nname = "a"\nkind = "error_rate"\nthreshold = 0.5\nwebhooks = ["nope"]\n',
+            "no \\[\\[webhooks\\]\\] named nope",
+        ),
+        ('[[alerts]]\nname = "a"\nkind = "error_rate"\nthreshold = 5\n', "at most 1"),
+        ('[[alerts]]\nname = "a b"\nkind = "zero_cost"\nthreshold = 0\n', "names are unique"),
+        ('[[webhooks]]\nname = "w"\nurl = "ftp://x"\n', "an http\\(s\\) url"),
+        ('[[alerts]]\nname = "a"\nkind = "sideways"\nthreshold = 1\n', "sideways"),
+    ],
+)
+def test_alert_rule_mistakes_are_config_errors(tmp_path: Path, snippet: str, message: str) -> None:
+    path = tmp_path / "alerts.toml"
+    path.write_text(snippet)
+    with pytest.raises(config.ConfigError, match=message):
+        config.load(path)
+
+
+def test_a_tenant_call_log_cap_is_bounded(tmp_path: Path) -> None:
+    path = tmp_path / "logs.toml"
+    path.write_text('[[tenants]]\nid = "t"\ncall_log_max_bytes = 10000000\n')
+    with pytest.raises(config.ConfigError, match="call_log_max_bytes"):
+        config.control_records(config.load(path))
