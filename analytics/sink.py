@@ -20,13 +20,13 @@ from faststream.nats.message import NatsMessage
 from faststream.security import SASLPlaintext
 from nats.js.api import ConsumerConfig
 
-from analytics import intake
+from analytics import intake, recost
 from analytics.alerting import Alerting
 from analytics.intake import Pulled
 from analytics.queries import bind
 from analytics.store import Store
 from schemas import bus, subjects
-from schemas.analytics import QueryRequest, QueryResult
+from schemas.analytics import QueryRequest, QueryResult, RecostRequest, RecostResult
 from services.config import config_from_env, settings_from_env
 from services.runtime import process
 
@@ -34,6 +34,7 @@ log = logging.getLogger("sluice.sink")
 DURABLE = "analytics-sink"
 ACK_WAIT_S = 5.0
 _decode_query = msgspec.json.Decoder(QueryRequest).decode
+_decode_recost = msgspec.json.Decoder(RecostRequest).decode
 _json = msgspec.json.Encoder()
 
 
@@ -99,6 +100,15 @@ def build(store: Store, nats_url: str, batch_size: int = 1000) -> NatsBroker:
         for d in dead:
             log.error("dead letter from %s: %s", d.subject, d.reason)
             await broker.publish(bus.encode(d), subjects.DEAD_LETTER)
+
+    @broker.subscriber(subjects.ANALYTICS_RECOST, queue="analytics", include_in_schema=False)
+    async def on_recost(raw: bytes) -> bytes:
+        try:
+            ask = _decode_recost(raw)
+            return _json.encode(await asyncio.to_thread(recost.recost, store, config_from_env(), ask))
+        except Exception as exc:  # the caller gets the reason, the sink keeps serving
+            log.exception("recost failed")
+            return _json.encode(RecostResult(error=f"{type(exc).__name__}: {exc}"))
 
     @broker.subscriber(subjects.ANALYTICS_QUERY, queue="analytics", include_in_schema=False)
     async def on_query(raw: bytes) -> bytes:

@@ -115,5 +115,9 @@ class Store:
             result = self.client.query(sql, parameters=parameters or {})
             return list(result.column_names), result.result_rows
 
+    def command(self, sql: str, parameters: dict | None = None) -> None:
+        with self._lock:
+            self.client.command(sql, parameters=parameters or {})
+
     def close(self) -> None:
         self.client.close()

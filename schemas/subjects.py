@@ -55,6 +55,8 @@ CONTROL_CANCEL = f"{PREFIX}.control.cancel"
 # The same, for services that called over the bus (they may publish only under "in").
 IN_CANCEL = f"{PREFIX}.in.cancel"
 ANALYTICS_QUERY = f"{PREFIX}.analytics.query"
+# Re-costing stored requests from the current catalog: the admin's alone.
+ANALYTICS_RECOST = f"{PREFIX}.analytics.recost"
 # Process life, between every process and the supervisor: each process says
 # it serves (ready) and that it is alive (heartbeat, once a second); the
 # supervisor says which process died, so that requests it held end at once.

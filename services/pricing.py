@@ -9,6 +9,7 @@ rounding, and sums in ClickHouse stay exact.
 from __future__ import annotations
 
 import functools
+import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
@@ -101,8 +102,19 @@ def price_of(entry: CatalogModel) -> Price:
     )
 
 
+def catalog_path() -> Path:
+    """The catalog in use: SLUICE_CATALOG names a corrected copy, else the one shipped."""
+    named = os.environ.get("SLUICE_CATALOG")
+    return Path(named) if named else DEFAULT_CATALOG
+
+
 @functools.cache
-def load_catalog(path: Path = DEFAULT_CATALOG) -> dict[str, CatalogModel]:
+def load_catalog(path: Path | None = None) -> dict[str, CatalogModel]:
+    return read_catalog(path or catalog_path())
+
+
+def read_catalog(path: Path) -> dict[str, CatalogModel]:
+    """The catalog as the file says now (``load_catalog`` keeps what it read first)."""
     try:
         catalog = msgspec.toml.decode(path.read_bytes(), type=_CatalogFile).models
     except msgspec.ValidationError as exc:

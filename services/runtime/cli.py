@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import msgspec
@@ -194,6 +195,72 @@ def cmd_analytics_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analytics_recost(args: argparse.Namespace) -> int:
+    """Recompute stored requests' cost from the current catalog (the sink
+    does it, beside its ClickHouse) and print the difference per tenant."""
+    from schemas.analytics import RecostRequest, RecostResult
+    from services.pricing import pico_to_usd
+    from services.runtime.logs_cli import time_ns
+    from services.runtime.table import render_table
+
+    now = time.time_ns()
+    ask = RecostRequest(
+        since_ns=time_ns(args.since, now),
+        until_ns=time_ns(args.until, now) if args.until else 2**63 - 1,
+        model=args.model or "",
+        tenant_id=args.tenant or "",
+        dry_run=args.dry_run,
+    )
+
+    async def send() -> RecostResult:
+        nc = await process.connect_tool(args.nats, args.creds)
+        try:
+            msg = await nc.request(subjects.ANALYTICS_RECOST, msgspec.json.encode(ask), timeout=args.timeout)
+        finally:
+            await nc.close()
+        return msgspec.json.decode(msg.data, type=RecostResult)
+
+    try:
+        result = asyncio.run(send())
+    except process.GatewayNotRunning as exc:
+        print(f"sluice analytics recost: {exc}", file=sys.stderr)
+        return 1
+    except (TimeoutError, nats.errors.Error) as exc:
+        print(f"sluice analytics recost: the analytics sink did not answer at {args.nats} ({exc!r})", file=sys.stderr)
+        return 1
+    if result.error:
+        print(f"sluice analytics recost: {result.error}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(msgspec.json.encode(result).decode())
+        return 0
+
+    def usd(pico: int) -> str:
+        return f"{pico_to_usd(pico):.8f}"
+
+    lines = []
+    for t in result.tenants:
+        change = t.new_cost_pico_usd - t.old_cost_pico_usd
+        lines.append(
+            [
+                t.tenant_id or "(none)",
+                str(t.requests),
+                usd(t.old_cost_pico_usd),
+                usd(t.new_cost_pico_usd),
+                ("+" if change >= 0 else "-") + usd(abs(change)),
+            ]
+        )
+    what = "Would change (dry run)" if args.dry_run else f"Corrected (recost {result.recost_id})"
+    if lines:
+        print(f"{what}, per tenant:")
+        print("\n".join(render_table(["tenant", "requests", "old USD", "new USD", "difference USD"], lines, "lrrrr")))
+    else:
+        print("No stored cost differs from the current catalog: nothing to correct.")
+    if result.unpriced:
+        print(f"{result.unpriced} requests left as they were: their deployment is gone or has no catalog price.")
+    return 0
+
+
 def cmd_routes(args: argparse.Namespace) -> int:
     from services.runtime import routes_table
 
@@ -293,7 +360,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--provider-replicas", type=int, default=1)
     up.set_defaults(func=cmd_up)
 
-    analytics = sub.add_parser("analytics", help="the ClickHouse side: migrations")
+    analytics = sub.add_parser("analytics", help="the ClickHouse side: migrations, re-costing")
     analytics_actions = analytics.add_subparsers(dest="action", required=True)
     migrate = analytics_actions.add_parser("migrate", help="apply the ordered SQL migrations (idempotent)")
     migrate.add_argument(
@@ -302,6 +369,19 @@ def parser() -> argparse.ArgumentParser:
         help="chdb://PATH (stop the gateway first: one process owns it) or http://host:8123",
     )
     migrate.set_defaults(func=cmd_analytics_migrate)
+    recost = analytics_actions.add_parser(
+        "recost", help="recompute stored requests' cost from the current catalog (the originals are kept)"
+    )
+    recost.add_argument("--since", required=True, help="15m, 2h, 7d ago or an ISO time")
+    recost.add_argument("--until", help="15m, 2h, 7d ago or an ISO time (default: now)")
+    recost.add_argument("--model", help="only this model's requests")
+    recost.add_argument("--tenant", help="only this tenant's requests")
+    recost.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
+    recost.add_argument("--json", action="store_true")
+    recost.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the sink")
+    recost.add_argument("--nats", default=process.nats_url())
+    recost.add_argument("--creds", default=default_creds(), help="NATS credentials file (default: .sluice's admin)")
+    recost.set_defaults(func=cmd_analytics_recost)
 
     stats = sub.add_parser("stats", help="named analytics queries from ClickHouse (default: requests per model)")
     stats.add_argument("name", nargs="?", default="stats", help="a named query (--list shows them)")

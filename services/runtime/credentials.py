@@ -121,7 +121,7 @@ ROLES: dict[str, Permissions] = {
         subjects.events("alerts"),
         f"$KV.{subjects.KV_ALERTS}.>",
         f"$KV.{subjects.KV_ALERT_DELIVERIES}.>",
-        subscribe=[subjects.ANALYTICS_QUERY],
+        subscribe=[subjects.ANALYTICS_QUERY, subjects.ANALYTICS_RECOST],
     ),
     # The supervisor and the command line: seeding, queries, process news.
     "admin": Permissions(publish=[">"], subscribe=[">"]),
