@@ -8,14 +8,14 @@ FROM (
     SELECT tenant_id, key_id, sum(last) AS last_hour, sum(before) / {trailing_hours:UInt32} AS avg_hour
     FROM (
         SELECT tenant_id, key_id,
-               if({measure:String} = 'tokens', toFloat64(sumMerge(tokens)), toFloat64(sumMerge(cost_pico_usd))) AS last,
+               if({measure:String} = 'tokens', toFloat64(sumMerge(prompt_tokens) + sumMerge(completion_tokens)), toFloat64(sumMerge(cost_pico_usd))) AS last,
                0 AS before
         FROM requests_minutely
         WHERE minute >= now() - toIntervalHour(1)
         GROUP BY tenant_id, key_id
         UNION ALL
         SELECT tenant_id, key_id, 0 AS last,
-               if({measure:String} = 'tokens', toFloat64(sumMerge(tokens)), toFloat64(sumMerge(cost_pico_usd))) AS before
+               if({measure:String} = 'tokens', toFloat64(sumMerge(prompt_tokens) + sumMerge(completion_tokens)), toFloat64(sumMerge(cost_pico_usd))) AS before
         FROM requests_minutely
         WHERE minute >= now() - toIntervalHour(1 + {trailing_hours:UInt32}) AND minute < now() - toIntervalHour(1)
         GROUP BY tenant_id, key_id

@@ -1,6 +1,6 @@
 -- Issue 11: a per-minute rollup by tenant, key, model and deployment, for
 -- the alert rules (error rates and p95 over the last few minutes, a key's
--- last hour) and live charts. Kept as long as raw rows.
+-- last hour), `sluice stats` and live charts. Kept as long as raw rows.
 CREATE TABLE IF NOT EXISTS requests_minutely (
     minute DateTime('UTC'),
     tenant_id LowCardinality(String),
@@ -9,10 +9,14 @@ CREATE TABLE IF NOT EXISTS requests_minutely (
     deployment LowCardinality(String),
     requests AggregateFunction(count),
     errors AggregateFunction(countIf, UInt8),
-    tokens AggregateFunction(sum, UInt64),
+    prompt_tokens AggregateFunction(sum, UInt64),
+    completion_tokens AggregateFunction(sum, UInt64),
     cost_pico_usd AggregateFunction(sum, UInt64),
+    cache_hits AggregateFunction(countIf, UInt8),
     zero_cost_successes AggregateFunction(countIf, UInt8),
-    success_latency_ms AggregateFunction(quantilesIf(0.5, 0.95, 0.99), Float64, UInt8)
+    latency_ms AggregateFunction(quantiles(0.5, 0.95, 0.99), Float64),
+    success_latency_ms AggregateFunction(quantilesIf(0.5, 0.95, 0.99), Float64, UInt8),
+    success_ttft_ms AggregateFunction(quantilesIf(0.5, 0.95, 0.99), Float64, UInt8)
 ) ENGINE = AggregatingMergeTree
 ORDER BY (minute, tenant_id, key_id, model, deployment);
 
@@ -25,11 +29,15 @@ SELECT
     deployment,
     countState() AS requests,
     countIfState(status >= 400) AS errors,
-    sumState(toUInt64(prompt_tokens) + completion_tokens) AS tokens,
+    sumState(toUInt64(prompt_tokens)) AS prompt_tokens,
+    sumState(toUInt64(completion_tokens)) AS completion_tokens,
     sumState(cost_pico_usd) AS cost_pico_usd,
-    countIfState(status < 400 AND requests.cost_pico_usd = 0 AND NOT cache_hit AND prompt_tokens + completion_tokens > 0)
-        AS zero_cost_successes,
-    quantilesIfState(0.5, 0.95, 0.99)(latency_ns / 1e6, status < 400) AS success_latency_ms
+    countIfState(cache_hit) AS cache_hits,
+    countIfState(status < 400 AND requests.cost_pico_usd = 0 AND NOT cache_hit
+                 AND requests.prompt_tokens + requests.completion_tokens > 0) AS zero_cost_successes,
+    quantilesState(0.5, 0.95, 0.99)(latency_ns / 1e6) AS latency_ms,
+    quantilesIfState(0.5, 0.95, 0.99)(latency_ns / 1e6, status < 400) AS success_latency_ms,
+    quantilesIfState(0.5, 0.95, 0.99)(ttft_ns / 1e6, status < 400) AS success_ttft_ms
 FROM requests
 GROUP BY minute, tenant_id, key_id, model, deployment;
 
@@ -42,10 +50,14 @@ SELECT
     deployment,
     countState() AS requests,
     countIfState(status >= 400) AS errors,
-    sumState(toUInt64(prompt_tokens) + completion_tokens) AS tokens,
+    sumState(toUInt64(prompt_tokens)) AS prompt_tokens,
+    sumState(toUInt64(completion_tokens)) AS completion_tokens,
     sumState(cost_pico_usd) AS cost_pico_usd,
-    countIfState(status < 400 AND requests.cost_pico_usd = 0 AND NOT cache_hit AND prompt_tokens + completion_tokens > 0)
-        AS zero_cost_successes,
-    quantilesIfState(0.5, 0.95, 0.99)(latency_ns / 1e6, status < 400) AS success_latency_ms
+    countIfState(cache_hit) AS cache_hits,
+    countIfState(status < 400 AND requests.cost_pico_usd = 0 AND NOT cache_hit
+                 AND requests.prompt_tokens + requests.completion_tokens > 0) AS zero_cost_successes,
+    quantilesState(0.5, 0.95, 0.99)(latency_ns / 1e6) AS latency_ms,
+    quantilesIfState(0.5, 0.95, 0.99)(latency_ns / 1e6, status < 400) AS success_latency_ms,
+    quantilesIfState(0.5, 0.95, 0.99)(ttft_ns / 1e6, status < 400) AS success_ttft_ms
 FROM requests FINAL
 GROUP BY minute, tenant_id, key_id, model, deployment;

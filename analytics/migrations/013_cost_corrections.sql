@@ -42,10 +42,14 @@ SELECT
     toStartOfMinute(ts) AS minute, tenant_id, key_id, model, deployment,
     countStateIf(0) AS requests,
     countIfState(toUInt8(0)) AS errors,
-    sumStateIf(toUInt64(0), 0) AS tokens,
+    sumStateIf(toUInt64(0), 0) AS prompt_tokens,
+    sumStateIf(toUInt64(0), 0) AS completion_tokens,
     sumState(toUInt64(toInt64(new_cost_pico_usd) - toInt64(old_cost_pico_usd))) AS cost_pico_usd,
+    countIfState(toUInt8(0)) AS cache_hits,
     countIfState(toUInt8(0)) AS zero_cost_successes,
-    quantilesIfStateIf(0.5, 0.95, 0.99)(toFloat64(0), toUInt8(0), 0) AS success_latency_ms
+    quantilesStateIf(0.5, 0.95, 0.99)(toFloat64(0), 0) AS latency_ms,
+    quantilesIfStateIf(0.5, 0.95, 0.99)(toFloat64(0), toUInt8(0), 0) AS success_latency_ms,
+    quantilesIfStateIf(0.5, 0.95, 0.99)(toFloat64(0), toUInt8(0), 0) AS success_ttft_ms
 FROM cost_corrections
 GROUP BY minute, tenant_id, key_id, model, deployment;
 

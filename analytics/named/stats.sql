@@ -1,16 +1,18 @@
--- Per model over the last N minutes: requests, errors, tokens, cost, latency
--- and time-to-first-token quantiles (``sluice stats``).
--- params: minutes UInt32 = 60
+-- Per model over the last N minutes (whole minutes), from the per-minute
+-- rollup: requests, errors, tokens, cost, latency and time-to-first-token
+-- quantiles (``sluice stats``).
+-- params: minutes UInt32 = 60, tenant_id String = ''
 SELECT
     model,
-    count() AS requests,
-    countIf(status >= 400) AS errors,
-    sum(prompt_tokens) AS prompt_tokens,
-    sum(completion_tokens) AS completion_tokens,
-    toString(sum(cost_pico_usd)) AS cost_pico_usd,
-    arrayMap(x -> round(x, 2), quantiles(0.5, 0.95, 0.99)(latency_ns / 1e6)) AS latency_ms,
-    arrayMap(x -> round(x, 2), quantilesIf(0.5, 0.95, 0.99)(ttft_ns / 1e6, status < 400)) AS ttft_ms
-FROM requests FINAL
-WHERE ts >= now64(9) - toIntervalMinute({minutes:UInt32})
+    countMerge(requests) AS requests,
+    countIfMerge(errors) AS errors,
+    sumMerge(prompt_tokens) AS prompt_tokens,
+    sumMerge(completion_tokens) AS completion_tokens,
+    toString(sumMerge(cost_pico_usd)) AS cost_pico_usd,
+    arrayMap(x -> round(x, 2), quantilesMerge(0.5, 0.95, 0.99)(latency_ms)) AS latency_ms,
+    arrayMap(x -> round(x, 2), quantilesIfMerge(0.5, 0.95, 0.99)(success_ttft_ms)) AS ttft_ms
+FROM requests_minutely
+WHERE minute >= toStartOfMinute(now() - toIntervalMinute({minutes:UInt32}))
+  AND ({tenant_id:String} = '' OR tenant_id = {tenant_id:String})
 GROUP BY model
 ORDER BY requests DESC, model

@@ -21,7 +21,7 @@ from tests.stack import DEMO_KEY, Stack
 
 
 def counts(stack: Stack, tenant: str) -> tuple[int, int, int, int]:
-    """Requests and cost from the raw rows (``spend``) and from the hourly rollup (``hourly``)."""
+    """Requests and cost from the raw rows (``outcomes``) and from the hourly rollup (``hourly``)."""
 
     async def ask() -> tuple[int, int, int, int]:
         nc = await stack.connect("admin")
@@ -33,7 +33,7 @@ def counts(stack: Stack, tenant: str) -> tuple[int, int, int, int]:
             )
             spend = await nc.request(
                 subjects.ANALYTICS_QUERY,
-                msgspec.json.encode({"name": "spend", "params": {"tenant_id": tenant}}),
+                msgspec.json.encode({"name": "outcomes", "params": {"tenant_id": tenant}}),
                 timeout=10,
             )
         finally:
