@@ -14,6 +14,7 @@ import logging
 import os
 
 import msgspec
+from clickhouse_connect.driver.exceptions import OperationalError
 from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.message import NatsMessage
@@ -33,6 +34,7 @@ from services.runtime import process
 log = logging.getLogger("sluice.sink")
 DURABLE = "analytics-sink"
 ACK_WAIT_S = 5.0
+OUTAGE_PAUSE_S = 1.0
 _decode_query = msgspec.json.Decoder(QueryRequest).decode
 _decode_recost = msgspec.json.Decoder(RecostRequest).decode
 _json = msgspec.json.Encoder()
@@ -95,7 +97,14 @@ def build(store: Store, nats_url: str, batch_size: int = 1000) -> NatsBroker:
         # A message that can never be stored must not be redelivered forever
         # and block the stream behind it: it becomes a dead letter.
         events, dead = intake.sort(pulled)
-        dead = await asyncio.to_thread(intake.store_all, events, dead, store.insert)
+        try:
+            dead = await asyncio.to_thread(intake.store_all, events, dead, store.insert)
+        except OperationalError as exc:
+            # ClickHouse is away: the pull is redelivered (nacked), after a
+            # pause rather than at once, so an outage is not a busy loop.
+            log.warning("ClickHouse unavailable (%s); %d events wait in the stream", exc, len(pulled))
+            await asyncio.sleep(OUTAGE_PAUSE_S)
+            raise
         _crash_if_asked()
         for d in dead:
             log.error("dead letter from %s: %s", d.subject, d.reason)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import OperationalError
 
 from analytics import migrate
 from analytics.rows import (
@@ -19,6 +21,11 @@ from analytics.rows import (
     REQUEST_COLUMNS,
     Rows,
 )
+
+# A test hook: while the file it names exists, ClickHouse is "unavailable"
+# to inserts (they fail as a lost connection does), so a test can take the
+# embedded engine away and bring it back without stopping the sink.
+UNAVAILABLE = "SLUICE_TEST_CLICKHOUSE_UNAVAILABLE"
 
 # Tables whose inserts feed rollups (materialized views), with each row's own id.
 _ROLLED_UP = {"requests": "request_id"}
@@ -48,6 +55,9 @@ class Store:
         merge (and reads use FINAL); ``requests`` also feeds the rollups'
         views, which count what is inserted, so its rows already stored are
         left out here: each request is counted once everywhere."""
+        marker = os.environ.get(UNAVAILABLE)
+        if marker and os.path.exists(marker):
+            raise OperationalError(f"ClickHouse unavailable (test hook {UNAVAILABLE})")
         with self._lock:
             for table, columns, batch in (
                 ("events", EVENT_COLUMNS, rows.events),

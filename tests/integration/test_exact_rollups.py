@@ -14,6 +14,7 @@ import msgspec
 import nats.errors
 
 from analytics.sink import CRASH_AFTER_INSERT
+from analytics.store import UNAVAILABLE
 from schemas import bus, subjects
 from schemas.events import EventBatch, RequestEvent
 from schemas.ids import new_id
@@ -114,7 +115,51 @@ def test_a_sink_killed_between_insert_and_ack_leaves_every_count_exact(tmp_path:
         base, per_hour, base_cost, hour_cost = wait_for(stack, "demo", 30)
         time.sleep(6)  # past the sink's ack wait: any redelivery has landed
         again = wait_for(stack, "demo", 30)
+        everywhere = totals_everywhere(stack, "demo")
     finally:
         stack.stop()
     assert (base, per_hour) == (30, 30) and base_cost == hour_cost > 0
     assert again == (base, per_hour, base_cost, hour_cost)
+    assert set(everywhere.values()) == {(30, base_cost)}, everywhere
+
+
+def totals_everywhere(stack: Stack, tenant: str) -> dict[str, tuple[int, int]]:
+    """(requests, cost) of a tenant in the raw rows and in each rollup."""
+    out = {}
+    for name, params in (
+        ("outcomes", {"tenant_id": tenant}),
+        ("hourly", {"tenant_id": tenant}),
+        ("per_minute", {"tenant_id": tenant, "minutes": 120}),
+        ("stats", {"tenant_id": tenant, "minutes": 120}),
+        ("cost_by_tenant", {"tenant_id": tenant, "hours": 2}),
+    ):
+        result = stack.query(name, **params)
+        assert result["error"] is None, result["error"]
+        rows = [dict(zip(result["columns"], r, strict=True)) for r in result["rows"]]
+        out[name] = (sum(r["requests"] for r in rows), sum(int(r["cost_pico_usd"]) for r in rows))
+    return out
+
+
+def test_clickhouse_unavailable_then_available_leaves_every_count_exact(tmp_path: Path) -> None:
+    down = tmp_path / "clickhouse-down"
+    os.environ[UNAVAILABLE] = str(down)
+    try:
+        stack = Stack(tmp_path / "outage").start()
+    finally:
+        os.environ.pop(UNAVAILABLE)
+    try:
+        down.touch()  # from here every insert fails as a lost connection would
+        with httpx.Client(timeout=20, headers={"authorization": f"Bearer {DEMO_KEY}"}) as http:
+            for i in range(20):
+                body = {"model": "demo-model", "messages": [{"role": "user", "content": f"outage {i} [mock:chunks=3]"}]}
+                assert http.post(f"{stack.base_url}/chat/completions", json=body).status_code == 200
+        time.sleep(3)  # the sink has tried, failed and backed off a few times
+        assert totals_everywhere(stack, "demo")["outcomes"] == (0, 0)  # nothing landed while it was away
+        down.unlink()
+        base, per_hour, base_cost, hour_cost = wait_for(stack, "demo", 20)
+        time.sleep(6)  # past the sink's ack wait: any redelivery has landed
+        everywhere = totals_everywhere(stack, "demo")
+    finally:
+        stack.stop()
+    assert (base, per_hour) == (20, 20) and base_cost == hour_cost > 0
+    assert set(everywhere.values()) == {(20, base_cost)}, everywhere
