@@ -1,29 +1,33 @@
-"""The analytics sink: JetStream events -> ClickHouse, and named queries.
+"""The analytics sink: JetStream events -> ClickHouse, named queries,
+re-costing and the alert rules.
 
-FastStream runs both consumers here (DESIGN.md §6): a durable pull consumer
-that takes events in batches and acks only after ClickHouse accepted them, so
-a ClickHouse outage leaves events waiting in the stream, not lost; and a
-queue-grouped request handler for ``sluice.v1.analytics.query``.
+Events come from a durable pull consumer, taken in batches and acked only
+after ClickHouse accepted them, so a ClickHouse outage leaves events waiting
+in the stream, not lost (``analytics.pull`` reads it: nats-py's own fetch can
+drop a message on Python 3.11). FastStream serves the queue-grouped request
+handlers for ``sluice.v1.analytics.query`` and ``.recost``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 
 import msgspec
 from clickhouse_connect.driver.exceptions import OperationalError
-from faststream import AckPolicy
-from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats import NatsBroker
 from faststream.nats.message import NatsMessage
 from faststream.security import SASLPlaintext
-from nats.js.api import ConsumerConfig
+from nats.aio.client import Client
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from analytics import intake, recost
 from analytics.alerting import Alerting
 from analytics.intake import Pulled
+from analytics.pull import BatchPuller
 from analytics.queries import bind
 from analytics.store import Store
 from schemas import bus, subjects
@@ -35,6 +39,8 @@ log = logging.getLogger("sluice.sink")
 DURABLE = "analytics-sink"
 ACK_WAIT_S = 5.0
 OUTAGE_PAUSE_S = 1.0
+# How long a pull waits for a batch to fill: a row is visible no later than this after it comes.
+PULL_WAIT_S = 0.2
 _decode_query = msgspec.json.Decoder(QueryRequest).decode
 _decode_recost = msgspec.json.Decoder(RecostRequest).decode
 _json = msgspec.json.Encoder()
@@ -44,11 +50,6 @@ async def _raw_body(msg: NatsMessage) -> bytes:
     # Bodies are msgpack (events) or JSON we decode with msgspec ourselves;
     # FastStream's own decoding would turn JSON into dicts through pydantic.
     return msg.body
-
-
-async def _pulled(msg: NatsMessage) -> list[Pulled]:
-    # A pulled batch, each message with its subject: a dead letter names where it came from.
-    return [Pulled(subject=m.subject, data=m.data) for m in msg.raw_message]
 
 
 # A test hook: the path of a file that, while it does not exist, makes the
@@ -65,7 +66,7 @@ def _crash_if_asked() -> None:
         os._exit(70)
 
 
-def build(store: Store, nats_url: str, batch_size: int = 1000) -> NatsBroker:
+def build(store: Store, nats_url: str) -> NatsBroker:
     auth = process.auth_options()
     inbox = auth.get("inbox_prefix", "_INBOX")
     security = SASLPlaintext(username=auth["user"], password=auth["password"]) if auth else None
@@ -77,38 +78,6 @@ def build(store: Store, nats_url: str, batch_size: int = 1000) -> NatsBroker:
         security=security,
         inbox_prefix=inbox,
     )
-
-    @broker.subscriber(
-        subjects.EVENTS_ALL,
-        stream=JStream(subjects.EVENTS_STREAM, declare=False),
-        durable=DURABLE,
-        # A pull request that expires just as the server hands it messages can
-        # strand them until their ack wait ends; keep that wait short (events
-        # are deduplicated, so an early redelivery costs nothing).
-        config=ConsumerConfig(ack_wait=ACK_WAIT_S),
-        pull_sub=PullSub(batch_size=batch_size, timeout=1.0, batch=True),
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        include_in_schema=False,
-        decoder=_pulled,
-        # The pull requests' own inboxes: the sink's user may read only its prefix.
-        inbox_prefix=f"{inbox}.".encode(),
-    )
-    async def on_events(pulled: list[Pulled]) -> None:
-        # A message that can never be stored must not be redelivered forever
-        # and block the stream behind it: it becomes a dead letter.
-        events, dead = intake.sort(pulled)
-        try:
-            dead = await asyncio.to_thread(intake.store_all, events, dead, store.insert)
-        except OperationalError as exc:
-            # ClickHouse is away: the pull is redelivered (nacked), after a
-            # pause rather than at once, so an outage is not a busy loop.
-            log.warning("ClickHouse unavailable (%s); %d events wait in the stream", exc, len(pulled))
-            await asyncio.sleep(OUTAGE_PAUSE_S)
-            raise
-        _crash_if_asked()
-        for d in dead:
-            log.error("dead letter from %s: %s", d.subject, d.reason)
-            await broker.publish(bus.encode(d), subjects.DEAD_LETTER)
 
     @broker.subscriber(subjects.ANALYTICS_RECOST, queue="analytics", include_in_schema=False)
     async def on_recost(raw: bytes) -> bytes:
@@ -135,6 +104,59 @@ def build(store: Store, nats_url: str, batch_size: int = 1000) -> NatsBroker:
     return broker
 
 
+async def ensure_consumer(nc: Client) -> None:
+    config = ConsumerConfig(
+        durable_name=DURABLE,
+        filter_subject=subjects.EVENTS_ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        # Events are deduplicated, so a redelivery costs nothing; keep it prompt.
+        ack_wait=ACK_WAIT_S,
+        max_ack_pending=20_000,
+    )
+    # Creates it, or finds it as it is (the server takes the same config again).
+    await nc.jetstream().add_consumer(subjects.EVENTS_STREAM, config)
+
+
+async def store_events(store: Store, nc: Client, pulled: list[Pulled]) -> None:
+    """One pull's events into ClickHouse. A message that can never be stored
+    must not be redelivered forever and block the stream behind it: it
+    becomes a dead letter."""
+    events, dead = intake.sort(pulled)
+    dead = await asyncio.to_thread(intake.store_all, events, dead, store.insert)
+    _crash_if_asked()
+    for d in dead:
+        log.error("dead letter from %s: %s", d.subject, d.reason)
+        await nc.publish(subjects.DEAD_LETTER, bus.encode(d))
+
+
+async def consume_events(store: Store, nc: Client, stop: asyncio.Event, batch_size: int = 1000) -> None:
+    """Pull, store, then ack: what ClickHouse has not taken stays in the stream."""
+    await ensure_consumer(nc)
+    puller = BatchPuller(nc, subjects.EVENTS_STREAM, DURABLE, batch_size, PULL_WAIT_S)
+    await puller.start()
+    try:
+        while not stop.is_set():
+            msgs = await puller.next_batch()
+            if not msgs:
+                continue
+            try:
+                await store_events(store, nc, [Pulled(subject=m.subject, data=m.data) for m in msgs])
+            except OperationalError as exc:
+                # ClickHouse is away: the pull comes again (nacked), after a
+                # pause rather than at once, so an outage is not a busy loop.
+                log.warning("ClickHouse unavailable (%s); %d event batches wait in the stream", exc, len(msgs))
+                await asyncio.sleep(OUTAGE_PAUSE_S)
+                await asyncio.gather(*(m.nak() for m in msgs))
+                continue
+            except Exception:
+                log.exception("storing %d event batches failed; they come again", len(msgs))
+                await asyncio.gather(*(m.nak() for m in msgs))
+                continue
+            await asyncio.gather(*(m.ack() for m in msgs))
+    finally:
+        await puller.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m analytics.sink")
     parser.add_argument("--clickhouse", default=os.environ.get("SLUICE_CLICKHOUSE_DSN", "chdb://.sluice/clickhouse"))
@@ -152,6 +174,7 @@ def main() -> None:
             log.info("retention: %s", change)
         broker = build(store, process.nats_url())
         await broker.start()
+        consuming = asyncio.create_task(consume_events(store, broker.connection, stop), name="events")
         config = config_from_env()
         alerting = None
         if config.alerts:
@@ -163,8 +186,17 @@ def main() -> None:
         heartbeat.start()
         await process.announce_ready(broker.connection, name)
         log.info("sink: consuming %s into %s", subjects.EVENTS_ALL, args.clickhouse.split("?")[0])
-        await stop.wait()
+        stopping = asyncio.create_task(stop.wait())
+        # The events consumer never ends on its own: if it does, it failed, and
+        # the sink exits (to be restarted) rather than stay up storing nothing.
+        await asyncio.wait({stopping, consuming}, return_when=asyncio.FIRST_COMPLETED)
         heartbeat.stop()
+        if consuming.done():
+            stopping.cancel()
+            consuming.result()  # raises its error
+        consuming.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consuming
         if alerting is not None:
             await alerting.stop()
         await broker.stop()

@@ -379,6 +379,14 @@ def _(store: Store) -> None:
     assert (row["old_cost_pico_usd"], row["new_cost_pico_usd"], row["recost_id"]) == ("2000", "2600", "fix")
 
 
+@answer("stored_since")
+def _(store: Store) -> None:
+    since = REQUESTS[15].received_at_ns
+    assert sorted(r["request_id"] for r in run(store, "stored_since", since_ns=since)) == [
+        f"r{i}" for i in range(15, 20)
+    ]
+
+
 @pytest.mark.parametrize("name", sorted(NAMED))
 def test_each_named_query_gives_the_known_answer(store: Store, name: str) -> None:
     assert name in ANSWERS, f"named query {name!r} has no known answer in this test"
