@@ -86,8 +86,11 @@ class Evaluator:
         ).values():
             if record.alert.rule in self.firing:
                 self.firing[record.alert.rule][record.alert.subject] = record
-        # A change the last run wrote down but may not have published (it died
-        # in between): published again, the stream drops a repeat by its id.
+        self._task = asyncio.create_task(self._loop(), name="alert-rules")
+
+    async def _catch_up(self) -> None:
+        """Publish a change written down but not published (the last run died
+        in between, or NATS was away): the stream drops a repeat by its id."""
         for by_subject in self.firing.values():
             for record in list(by_subject.values()):
                 if record.resolving:
@@ -96,11 +99,14 @@ class Evaluator:
                     await self._publish(record.alert)
                     record.published = True
                     await self._keep(record)
-        self._task = asyncio.create_task(self._loop(), name="alert-rules")
 
     async def _loop(self) -> None:
         while True:
             started = time.monotonic()
+            try:
+                await self._catch_up()
+            except Exception:
+                log.exception("alert rules: publishing a pending change failed; trying again next round")
             for rule in self.rules:
                 try:
                     await self.evaluate(rule)

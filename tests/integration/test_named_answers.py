@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from analytics import recost
+from analytics.alerting import MEASURES
 from analytics.queries import NAMED, bind
 from analytics.rows import to_rows
 from analytics.store import Store
@@ -400,3 +401,28 @@ def test_recosting_the_generated_rows_changes_nothing_when_prices_are_unchanged(
 
     result = recost.recost(store, Config(), RecostRequest(since_ns=T0 - 1))
     assert result.tenants == [] and result.unpriced == sum(1 for r in REQUESTS if not r.cache_hit)
+
+
+def measure(store: Store, name: str, **params: object) -> dict[str, dict]:
+    named = MEASURES[name]
+    bound = {k: params.get(k, default) for k, (_, default) in named.params.items()}
+    columns, rows = store.query(named.sql, bound)
+    return {row[0]: dict(zip(columns, row, strict=True)) for row in rows}
+
+
+def test_the_alert_rules_measure_the_known_values(store: Store) -> None:
+    rates = measure(store, "error_rate", minutes=60, by="model", min_requests=5)
+    for model, rs in by(lambda r: r.model).items():
+        assert rates[model]["value"] == pytest.approx(sum(r.status >= 400 for r in rs) / len(rs))
+    assert measure(store, "error_rate", minutes=60, min_requests=11) == {}  # too few for a verdict
+    p95 = measure(store, "latency_p95", minutes=60, by="deployment", min_requests=1)
+    for dep, rs in by(lambda r: r.deployment, [r for r in REQUESTS if r.status < 400]).items():
+        values = [r.latency_ns / MS for r in rs]
+        assert min(values) <= p95[dep]["value"] <= max(values) and p95[dep]["volume"] == len(rs)
+    assert {k: v["value"] for k, v in measure(store, "zero_cost", minutes=60).items()} == {"m1": 1.0}
+    # All spend is in the last hour and none before it: every spending key's ratio is unbounded.
+    spikes = measure(store, "key_spike", trailing_hours=24, measure="cost")
+    spent = {f"{r.tenant_id}/{r.key_id}" for r in REQUESTS if cost(r) > 0}
+    assert set(spikes) == spent and all(v["value"] == float("inf") for v in spikes.values())
+    tokens = measure(store, "key_spike", trailing_hours=24, measure="tokens", min_value=10_000)
+    assert tokens == {}  # no key used that many tokens in the hour
