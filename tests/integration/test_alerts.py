@@ -22,6 +22,7 @@ from services.runtime.nats_server import free_port
 from tests.stack import ADMIN_KEY, DEMO_KEY, Stack
 
 MODEL = "alerting-model"
+THRIFTY_KEY = "sk-test-thrifty-0123456789"
 WAIT_S = 45
 
 
@@ -51,10 +52,10 @@ class Receiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def wait_for(self, state: str) -> dict:
+    def wait_for(self, state: str, subject: str = MODEL) -> dict:
         deadline = time.monotonic() + WAIT_S
         while time.monotonic() < deadline:
-            found = [b for b in self.taken if b["state"] == state and b["subject"] == MODEL]
+            found = [b for b in self.taken if b["state"] == state and b["subject"] == subject]
             if found:
                 return found[0]
             time.sleep(0.2)
@@ -87,23 +88,43 @@ window_minutes = 2
 min_requests = 5
 webhooks = ["receiver"]
 
+[[alerts]]
+name = "budgets"
+kind = "budget"
+threshold = 0.5
+webhooks = ["receiver"]
+
+[[tenants]]
+id = "thrifty"
+budget = {{{{ usd = "0.001" }}}}
+
+[[keys]]
+id = "thrifty"
+tenant = "thrifty"
+key_env = "SLUICE_TEST_THRIFTY_KEY"
+
 [[webhooks]]
 name = "receiver"
 url = "http://127.0.0.1:{receiver.port}/hook"
 """
-    s = Stack(Path(tmp_path_factory.mktemp("alerts")), extra_config=extra, gateway="alert_interval_s = 0.5").start()
-    yield s
-    s.stop()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SLUICE_TEST_THRIFTY_KEY", THRIFTY_KEY)
+        s = Stack(Path(tmp_path_factory.mktemp("alerts")), extra_config=extra, gateway="alert_interval_s = 0.5")
+        s.start()
+        yield s
+        s.stop()
 
 
-def calls(stack: Stack, n: int, text: str) -> None:
+def calls(stack: Stack, n: int, text: str, key: str = DEMO_KEY, model: str = MODEL) -> list[int]:
     with httpx.Client(timeout=20) as client:
-        for _ in range(n):
+        return [
             client.post(
                 f"{stack.base_url}/chat/completions",
-                json={"model": MODEL, "messages": [{"role": "user", "content": text}]},
-                headers={"authorization": f"Bearer {DEMO_KEY}"},
-            )
+                json={"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 60},
+                headers={"authorization": f"Bearer {key}"},
+            ).status_code
+            for _ in range(n)
+        ]
 
 
 def test_an_error_spike_fires_once_and_recovery_resolves_once(alert_stack: Stack, receiver: Receiver) -> None:
@@ -140,3 +161,16 @@ def test_an_error_spike_fires_once_and_recovery_resolves_once(alert_stack: Stack
         timeout=30,
     ).json()
     assert fired["alert_id"] in {a["alert_id"] for a in panels["alerts"]}
+
+
+def test_a_budget_past_its_threshold_fires_once(alert_stack: Stack, receiver: Receiver) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not any(b["subject"] == "tenant thrifty" for b in receiver.taken):
+        assert time.monotonic() < deadline, f"no budget alert; tries: {receiver.tries}"
+        # Another model than the error-rate rule's: these calls are not its business.
+        assert calls(alert_stack, 2, "spend [mock:chunks=40]", key=THRIFTY_KEY, model="demo-model") == [200, 200]
+        time.sleep(0.5)
+    fired = receiver.wait_for("firing", "tenant thrifty")
+    assert fired["rule"] == "budgets" and fired["tenant_id"] == "thrifty" and fired["value"] > 0.5
+    time.sleep(2)  # more evaluations while it stays over: sent once
+    assert [b["id"] for b in receiver.taken if b["subject"] == "tenant thrifty"] == [fired["id"]]
