@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 
 from schemas import subjects
-from schemas.analytics import QueryRequest, QueryResult
+from schemas.analytics import QueryRequest, QueryResult, RecostRequest, RecostResult
 from schemas.cache import CachedAnswer, CacheStore
 from schemas.control import ApiKey, ApprovalRule, ModelRoute, Subscription, Tenant
 from schemas.envelope import Envelope
@@ -63,6 +63,8 @@ STRUCTS: tuple[type, ...] = (
     CachedAnswer,
     QueryRequest,
     QueryResult,
+    RecostRequest,
+    RecostResult,
     ApiKey,
     Tenant,
     Subscription,
@@ -129,6 +131,8 @@ CHANNELS: list[Channel] = [
     ("deadLetters", subjects.DEAD_LETTER, {}, ["DeadLetter"], "gateway", "Events the sink could not store."),
     ("analyticsQuery", subjects.ANALYTICS_QUERY, {}, ["QueryRequest"], "operator",
      "A named analytics query, in JSON; answered with a QueryResult in JSON."),
+    ("analyticsRecost", subjects.ANALYTICS_RECOST, {}, ["RecostRequest"], "operator",
+     "Recompute stored requests' cost from the current catalog, in JSON; answered with a RecostResult in JSON."),
     ("processDied", subjects.CONTROL_DIED, {}, ["ProcessDied"], "gateway",
      "The supervisor tells that a process died."),
     ("processReady", f"{subjects.CONTROL_READY}.{{process}}", {"process": "e.g. provider-1"}, [], "gateway",
@@ -157,7 +161,7 @@ def asyncapi() -> dict[str, Any]:
     messages = {
         name: {
             "name": name,
-            "contentType": _JSON if name.startswith("Query") else _MSGPACK,
+            "contentType": _JSON if name.startswith(("Query", "Recost")) else _MSGPACK,
             "payload": {"$ref": f"#/components/schemas/{name}"},
             **({"description": "Also accepted and answered as JSON."} if name in json_too else {}),
         }

@@ -30,8 +30,10 @@ from schemas.events import (
     StageEvent,
 )
 
-NOW = time.time_ns()
-T0 = NOW - 10 * 60 * 1_000_000_000  # ten minutes ago: inside every window the queries default to
+# Ten minutes before the data is made (the module's fixture), inside every
+# window the queries default to; set there, since the suite may run long
+# after this module is imported.
+T0 = 0
 MS = 1_000_000
 
 
@@ -76,33 +78,55 @@ def request(i: int) -> RequestEvent:
     )
 
 
-REQUESTS = [request(i) for i in range(20)]
-OTHERS = [
-    AttemptEvent("a1", "r1", T0 + 1_000_000_000, "d1", "openai", "gpt", 500, error_code="upstream_error", number=1),
-    AttemptEvent("a2", "r1", T0 + 1_100_000_000, "d1", "openai", "gpt", 200, ttfb_ns=2 * MS, number=2),
-    StageEvent("s1", "r1", "policy", T0 + 1_000_000_000, 1000, "forward"),
-    StageEvent("s2", "r1", "provider", T0 + 1_000_100_000, 5000, "reply"),
-    AlertEvent("al1", "r3", T0 + 3_000_000_000, "zero_cost", model="m1", detail="cost 0"),
-    AuditEvent("au1", T0, "admin", "create", "tenant", "t1", tenant_id="t1"),
-    ApiCallEvent("c1", "call-1", T0 + 11_000_000_000, "p", "p", 1, "", "http", 200, tenant_id="t1", calls=1),
-    ApiCallEvent(
-        "c2", "call-2", T0 + 12_000_000_000, "p", "p", 2, "", "http", 502, tenant_id="t2", calls=2, schema_failures=1
-    ),
-    CallLogEvent("cl1", "r1", T0 + 1_000_000_000, "t1", "k1", "m1", 200, '{"q":1}', '{"a":2}', 7, 7),
-    CallLogEvent("cl2", "r13", T0 + 13_000_000_000, "t2", "k3", "m1", 200, "x" * 10, "y", 10, 1),
-    AlertStateEvent("x-1", "firing", "errs", "error_rate", "m1", T0, T0, 0.6, 0.5, detail="6 of 10"),
-    AlertStateEvent("x-1", "resolved", "errs", "error_rate", "m1", T0 + 60_000_000_000, T0, 0.6, 0.5),
-    AlertStateEvent("x-2", "firing", "spend", "spend_spike", "t2/k3", T0 + 5, T0 + 5, 9.0, 3.0, tenant_id="t2"),
-]
-DEAD = [DeadLetter("dl1", T0, "sluice.v1.events.provider", "bad", b"{}", "r0")]
+REQUESTS: list[RequestEvent] = []
+
+
+def others() -> list:
+    return [
+        AttemptEvent("a1", "r1", T0 + 1_000_000_000, "d1", "openai", "gpt", 500, error_code="upstream_error", number=1),
+        AttemptEvent("a2", "r1", T0 + 1_100_000_000, "d1", "openai", "gpt", 200, ttfb_ns=2 * MS, number=2),
+        StageEvent("s1", "r1", "policy", T0 + 1_000_000_000, 1000, "forward"),
+        StageEvent("s2", "r1", "provider", T0 + 1_000_100_000, 5000, "reply"),
+        AlertEvent("al1", "r3", T0 + 3_000_000_000, "zero_cost", model="m1", detail="cost 0"),
+        AuditEvent("au1", T0, "admin", "create", "tenant", "t1", tenant_id="t1"),
+        ApiCallEvent("c1", "call-1", T0 + 11_000_000_000, "p", "p", 1, "", "http", 200, tenant_id="t1", calls=1),
+        ApiCallEvent(
+            "c2",
+            "call-2",
+            T0 + 12_000_000_000,
+            "p",
+            "p",
+            2,
+            "",
+            "http",
+            502,
+            tenant_id="t2",
+            calls=2,
+            schema_failures=1,
+        ),
+        CallLogEvent("cl1", "r1", T0 + 1_000_000_000, "t1", "k1", "m1", 200, '{"q":1}', '{"a":2}', 7, 7),
+        CallLogEvent("cl2", "r13", T0 + 13_000_000_000, "t2", "k3", "m1", 200, "x" * 10, "y", 10, 1),
+        AlertStateEvent("x-1", "firing", "errs", "error_rate", "m1", T0, T0, 0.6, 0.5, detail="6 of 10"),
+        AlertStateEvent("x-1", "resolved", "errs", "error_rate", "m1", T0 + 60_000_000_000, T0, 0.6, 0.5),
+        AlertStateEvent("x-2", "firing", "spend", "spend_spike", "t2/k3", T0 + 5, T0 + 5, 9.0, 3.0, tenant_id="t2"),
+    ]
+
+
+def dead() -> list[DeadLetter]:
+    return [DeadLetter("dl1", T0, "sluice.v1.events.provider", "bad", b"{}", "r0")]
+
+
 CORRECTION = ("r1", 2000, 2600)  # r1 recorded at 2000 pico-USD, recosted to 2600
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    global T0
+    T0 = time.time_ns() - 10 * 60 * 1_000_000_000
+    REQUESTS[:] = [request(i) for i in range(20)]
     s = Store(f"chdb://{Path(tmp_path_factory.mktemp('named')) / 'data'}")
     s.migrate()
-    s.insert(to_rows([*REQUESTS, *OTHERS], DEAD))
+    s.insert(to_rows([*REQUESTS, *others()], dead()))
     rid, old, new = CORRECTION
     r = REQUESTS[1]
     s.command(

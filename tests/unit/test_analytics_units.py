@@ -29,7 +29,7 @@ def test_rows_match_their_column_lists() -> None:
 
 def test_query_binding_coerces_and_refuses_unknown_names() -> None:
     _, params = bind(QueryRequest(name="stats", params={"minutes": "15"}))
-    assert params == {"minutes": 15}
+    assert params == {"minutes": 15, "tenant_id": ""}
     with pytest.raises(UnknownQuery):
         bind(QueryRequest(name="DROP TABLE requests"))
 
