@@ -1,0 +1,56 @@
+"""PII and secret detectors: each finds spans of one kind in a text, and
+checks what it finds (a checksum, a valid range, a parse) so a look-alike is
+not taken for the real thing. ``scan`` runs the enabled ones and settles
+overlaps; nothing here sees the network or a model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from services.detectors.base import Finding
+from services.detectors.cards import find_cards
+from services.detectors.email import find_emails
+from services.detectors.iban import find_ibans
+from services.detectors.ip import find_ipv4, find_ipv6
+from services.detectors.phone import find_phones
+from services.detectors.secrets import find_secrets
+from services.detectors.ssn import find_ssns
+
+BUILT_IN = {
+    "secret": find_secrets,
+    "card": find_cards,
+    "iban": find_ibans,
+    "ssn": find_ssns,
+    "email": find_emails,
+    "ipv4": find_ipv4,
+    "ipv6": find_ipv6,
+    "phone": find_phones,
+}
+# When two findings overlap, the longer wins (an IBAN whose digits happen to
+# pass Luhn is an IBAN, a key holding digits is a secret), then the earlier
+# kind here.
+PRIORITY = {name: i for i, name in enumerate(BUILT_IN)}
+
+__all__ = ["BUILT_IN", "Finding", "scan"]
+
+
+def scan(text: str, detectors: Iterable[str] | None = None) -> list[Finding]:
+    """Findings of the named built-in detectors (all by default), in text
+    order, no two overlapping."""
+    found: list[Finding] = []
+    for name in detectors if detectors is not None else BUILT_IN:
+        found += BUILT_IN[name](text)
+    return settle(found)
+
+
+def settle(found: list[Finding]) -> list[Finding]:
+    """Keep, of overlapping findings, a tenant's own rule's (not a built-in
+    kind), then the longer, then the higher-priority kind."""
+    ranked = sorted(
+        found, key=lambda f: (f.detector in PRIORITY, -(f.end - f.start), PRIORITY.get(f.detector, -1), f.start)
+    )
+    kept: list[Finding] = []
+    for f in ranked:
+        if all(f.end <= k.start or f.start >= k.end for k in kept):
+            kept.append(f)
+    return sorted(kept, key=lambda f: f.start)
