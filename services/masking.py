@@ -1,0 +1,99 @@
+"""Reversible masking: found values become placeholders such as
+``[EMAIL_1]`` on the way in, and the placeholders become the values again in
+the answer, also when the answer streams and a placeholder is split across
+chunks.
+
+Within one request the same value is always the same placeholder, and a
+placeholder is never one the request's own text already holds, so restoring
+gives back exactly what the caller wrote.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from services.detectors.base import Finding
+
+PLACEHOLDER = re.compile(r"\[([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*)_(\d+)\]")
+_LABEL_CHARS = re.compile(r"[^A-Z0-9]+")
+
+
+def label_of(detector: str) -> str:
+    """EMAIL, PHONE, CARD, ...; a tenant rule's name made to fit (``emp-id`` -> EMP_ID)."""
+    label = _LABEL_CHARS.sub("_", detector.upper()).strip("_")
+    return label if label and label[0].isalpha() else f"X_{label}".rstrip("_")
+
+
+class Masker:
+    """The placeholders of one request. ``texts`` are all the texts the
+    request carries: no placeholder chosen is already among them."""
+
+    def __init__(self, texts: Iterable[str] = ()) -> None:
+        self.vault: dict[str, str] = {}  # placeholder -> original
+        self._by_value: dict[tuple[str, str], str] = {}
+        self._counts: dict[str, int] = {}
+        self._taken = {m.group() for t in texts for m in PLACEHOLDER.finditer(t)}
+
+    def placeholder(self, detector: str, value: str) -> str:
+        label = label_of(detector)
+        known = self._by_value.get((label, value))
+        if known is not None:
+            return known
+        n = self._counts.get(label, 0)
+        while True:
+            n += 1
+            candidate = f"[{label}_{n}]"
+            if candidate not in self._taken:
+                break
+        self._counts[label] = n
+        self._by_value[(label, value)] = candidate
+        self.vault[candidate] = value
+        return candidate
+
+    def mask(self, text: str, findings: list[Finding]) -> str:
+        """``text`` with each finding (in text order, none overlapping) replaced."""
+        out, at = [], 0
+        for f in findings:
+            out.append(text[at : f.start])
+            out.append(self.placeholder(f.detector, text[f.start : f.end]))
+            at = f.end
+        out.append(text[at:])
+        return "".join(out)
+
+
+def restore(text: str, vault: dict[str, str]) -> str:
+    """Placeholders of the vault replaced by their values; anything else as it is."""
+    if not vault or "[" not in text:
+        return text
+    return PLACEHOLDER.sub(lambda m: vault.get(m.group(), m.group()), text)
+
+
+class StreamRestorer:
+    """Restores a streamed answer chunk by chunk. It holds back only a tail
+    that could still become one of the vault's placeholders (from its last
+    ``[``, never as long as the longest placeholder) and passes the rest on
+    at once, so a stream stays a stream."""
+
+    def __init__(self, vault: dict[str, str]) -> None:
+        self.vault = vault
+        self._held = ""
+        # Every start a placeholder can have, e.g. "[", "[E", ..., "[EMAIL_1".
+        self._starts = {p[:i] for p in vault for i in range(1, len(p))}
+
+    @property
+    def held(self) -> str:
+        return self._held
+
+    def feed(self, chunk: str) -> str:
+        text = self._held + chunk
+        cut = text.rfind("[")
+        if cut != -1 and text[cut:] in self._starts:
+            self._held, text = text[cut:], text[:cut]
+        else:
+            self._held = ""
+        return restore(text, self.vault)
+
+    def flush(self) -> str:
+        rest, self._held = self._held, ""
+        return restore(rest, self.vault)

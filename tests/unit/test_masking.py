@@ -1,0 +1,77 @@
+"""Masking and restoring, by properties (hypothesis) and by example."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.detectors import scan
+from services.masking import PLACEHOLDER, Masker, StreamRestorer, label_of, restore
+
+VALUES = [
+    "jane.doe@example.com",
+    "+44 20 7946 0958",
+    "4111 1111 1111 1111",
+    "DE89 3704 0044 0532 0130 00",
+    "078-05-1120",
+    "10.0.0.1",
+    "AKIAIOSFODNN7EXAMPLE",
+]
+# Text around the values: anything, brackets and would-be placeholders included.
+filler = st.one_of(
+    st.text(max_size=20),
+    st.sampled_from(["[", "]", "[EMAIL_1]", "[EMAIL_", "[PHONE_2]", "[[", " ", "\n", "数字"]),
+)
+texts = st.lists(st.one_of(filler, st.sampled_from(VALUES)), max_size=12).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts)
+def test_masking_then_restoring_gives_back_any_text(text: str) -> None:
+    masker = Masker([text])
+    masked = masker.mask(text, scan(text))
+    assert restore(masked, masker.vault) == text
+    # Every placeholder stands in the masked text, each for one value.
+    assert all(p in masked for p in masker.vault)
+    assert len(set(masker.vault.values())) == len(masker.vault)
+    assert {m.group() for m in PLACEHOLDER.finditer(masked)} >= set(masker.vault)
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts, st.lists(st.integers(min_value=0, max_value=400), max_size=12))
+def test_restoring_chunk_by_chunk_equals_restoring_the_whole(text: str, cuts: list[int]) -> None:
+    masker = Masker([text])
+    answer = masker.mask(text, scan(text))
+    points = sorted({min(c, len(answer)) for c in cuts})
+    chunks = [answer[a:b] for a, b in zip([0, *points], [*points, len(answer)], strict=True)]
+    restorer = StreamRestorer(masker.vault)
+    longest = max((len(p) for p in masker.vault), default=0)
+    out = []
+    for chunk in chunks:
+        out.append(restorer.feed(chunk))
+        assert len(restorer.held) < max(longest, 1)  # never more than a placeholder's start
+    out.append(restorer.flush())
+    assert "".join(out) == restore(answer, masker.vault) == text
+
+
+def test_the_same_value_is_the_same_placeholder_and_taken_ones_are_skipped() -> None:
+    text = "Mail [EMAIL_1] a@example.com, then a@example.com again; b@example.org too."
+    masker = Masker([text])
+    masked = masker.mask(text, scan(text))
+    assert masked == "Mail [EMAIL_1] [EMAIL_2], then [EMAIL_2] again; [EMAIL_3] too."
+    assert restore(masked, masker.vault) == text
+
+
+def test_a_split_placeholder_is_held_only_until_it_can_no_longer_be_one() -> None:
+    restorer = StreamRestorer({"[EMAIL_1]": "a@example.com"})
+    assert restorer.feed("Write to [EMA") == "Write to "
+    assert restorer.held == "[EMA"
+    assert restorer.feed("IL_1] now") == "a@example.com now"
+    assert restorer.feed("a [note] and [E") == "a [note] and "
+    assert restorer.feed("X") == "[EX"  # no placeholder starts so: passed on at once
+    assert restorer.feed("[EMAIL_") == ""
+    assert restorer.flush() == "[EMAIL_"
+
+
+def test_labels_come_from_detector_and_rule_names() -> None:
+    assert [label_of(n) for n in ("email", "ipv4", "emp-id", "9lives")] == ["EMAIL", "IPV4", "EMP_ID", "X_9LIVES"]
