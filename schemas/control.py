@@ -88,9 +88,37 @@ class RedactionRule(msgspec.Struct):
     pattern: str
 
 
+# What happens to a value a detector finds: replaced by a placeholder and
+# restored in the answer, replaced for good, the request refused, or only
+# recorded.
+PrivacyAction = Literal["mask", "redact", "block", "flag"]
+
+
+class CustomDetector(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
+    """A tenant's own detector: a regular expression, or exact keywords
+    (whole words, any case)."""
+
+    name: str
+    pattern: str = ""
+    keywords: list[str] = []
+    action: PrivacyAction = "redact"
+
+
+class PrivacyRules(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
+    """A tenant's detectors and what each does: built-in ones by name
+    (email, phone, card, iban, ssn, ipv4, ipv6, secret), and its own."""
+
+    detectors: dict[str, PrivacyAction] = {}
+    custom: list[CustomDetector] = []
+    # Rules change as a whole; each detection records the version it was made under.
+    version: int = 1
+
+
 class Tenant(msgspec.Struct, omit_defaults=True):
     id: str
+    # The first form of rules (a pattern, redacted): read as custom detectors.
     redaction_rules: list[RedactionRule] = []
+    privacy: PrivacyRules | None = None
     limits: Limits = msgspec.field(default_factory=Limits)
     budget: Budget | None = None
     metadata: dict[str, str] = {}

@@ -114,6 +114,10 @@ class Envelope(BusMessage, tag="chat.request"):
     # Set by policy alone from the tenant's opt-in: keep this call's bodies
     # in the call logs, each cut at this many bytes (0: keep none).
     call_log_max_bytes: int = 0
+    # Set by the redaction stage alone (policy clears whatever a caller put
+    # here): placeholder -> original of the values it masked, so the answer
+    # is restored for the caller. Never copied into events, logs or rows.
+    vault: dict[str, str] = {}
 
     @property
     def model(self) -> str:

@@ -18,6 +18,7 @@ from schemas.control import (
     Limits,
     ModelRoute,
     Period,
+    PrivacyRules,
     RedactionRule,
     Role,
     Secret,
@@ -27,7 +28,7 @@ from schemas.control import (
 from schemas.envelope import Deployment
 from schemas.errors import InvalidRequest
 from schemas.prompts import ChainStep, PromptApi, PromptMessage, PromptParams, PromptVersion, Variable
-from services import call_logs, pricing, prompts
+from services import call_logs, pricing, privacy, prompts
 from services.breaker import BreakerConfig
 from services.keys import hash_key
 from services.providers.registry import PROVIDERS
@@ -85,6 +86,8 @@ class TenantConfig(msgspec.Struct, forbid_unknown_fields=True):
     job_concurrency: int = 0
     # Opt in to call logs: each call's bodies (after redaction), each cut at this many bytes.
     call_log_max_bytes: int = 0
+    # Detectors and their actions, e.g. { detectors = { email = "mask", card = "block" } }.
+    privacy: PrivacyRules | None = None
 
 
 class KeyConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -303,6 +306,10 @@ def control_records(config: Config, extra_keys: dict[str, ApiKey] | None = None)
     tenants = {}
     for t in config.tenants:
         _check_id("tenant", t.id)
+        if t.privacy is not None:
+            problem = privacy.problem(t.privacy)
+            if problem:
+                raise ConfigError(f"tenant {t.id!r}: privacy: {problem}")
         if not 0 <= t.call_log_max_bytes <= call_logs.MAX_CAP_BYTES:
             raise ConfigError(f"tenant {t.id!r}: call_log_max_bytes must be between 0 and {call_logs.MAX_CAP_BYTES}")
         if t.cache is not None and not 0 <= t.cache.default_max_age_s <= t.cache.max_age_s:
@@ -315,6 +322,7 @@ def control_records(config: Config, extra_keys: dict[str, ApiKey] | None = None)
             cache=t.cache,
             job_concurrency=t.job_concurrency,
             call_log_max_bytes=t.call_log_max_bytes,
+            privacy=t.privacy,
         )
     for record in keys.values():
         if record.role == "gateway_admin" and not record.tenant_id:

@@ -13,6 +13,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+import msgspec
+
+from schemas.chat import Delta, FunctionDelta, Message, TextPart, ToolCall, ToolCallDelta
 from services.detectors.base import Finding
 
 PLACEHOLDER = re.compile(r"\[([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*)_(\d+)\]")
@@ -97,3 +100,73 @@ class StreamRestorer:
     def flush(self) -> str:
         rest, self._held = self._held, ""
         return restore(rest, self.vault)
+
+
+class AnswerRestorer:
+    """Restores an answer for the caller: streamed deltas (text and tool-call
+    arguments, per choice and per call, each with its own hold-back) or a
+    whole message. It returns copies: what the gateway keeps (call logs, the
+    cache) stays masked."""
+
+    def __init__(self, vault: dict[str, str]) -> None:
+        self.vault = vault
+        self._streams: dict[tuple[int, int], StreamRestorer] = {}
+
+    def _stream(self, choice: int, call: int) -> StreamRestorer:
+        key = (choice, call)
+        if key not in self._streams:
+            self._streams[key] = StreamRestorer(self.vault)
+        return self._streams[key]
+
+    def delta(self, d: Delta) -> Delta:
+        out = msgspec.structs.replace(d)
+        if d.content:
+            out.content = self._stream(d.index, -1).feed(d.content)
+        if d.tool_calls:
+            calls = []
+            for tc in d.tool_calls:
+                if tc.function is not None and tc.function.arguments:
+                    args = self._stream(d.index, tc.index).feed(tc.function.arguments)
+                    tc = msgspec.structs.replace(tc, function=msgspec.structs.replace(tc.function, arguments=args))
+                calls.append(tc)
+            out.tool_calls = calls
+        return out
+
+    def rest(self) -> list[Delta]:
+        """What is still held at the end of a stream, as deltas to send before the last reply."""
+        out = []
+        for (choice, call), stream in sorted(self._streams.items()):
+            text = stream.flush()
+            if not text:
+                continue
+            if call == -1:
+                out.append(Delta(index=choice, content=text))
+            else:
+                out.append(
+                    Delta(index=choice, tool_calls=[ToolCallDelta(index=call, function=FunctionDelta(arguments=text))])
+                )
+        return out
+
+    def message(self, m: Message | None) -> Message | None:
+        if m is None or not self.vault:
+            return m
+        out = msgspec.structs.replace(m)
+        if isinstance(m.content, str):
+            out.content = restore(m.content, self.vault)
+        elif m.content:
+            out.content = [
+                msgspec.structs.replace(p, text=restore(p.text, self.vault)) if isinstance(p, TextPart) else p
+                for p in m.content
+            ]
+        if m.tool_calls:
+            out.tool_calls = [
+                msgspec.structs.replace(
+                    c, function=msgspec.structs.replace(c.function, arguments=restore(c.function.arguments, self.vault))
+                )
+                if isinstance(c, ToolCall)
+                else msgspec.structs.replace(
+                    c, custom=msgspec.structs.replace(c.custom, input=restore(c.custom.input, self.vault))
+                )
+                for c in m.tool_calls
+            ]
+        return out

@@ -16,6 +16,7 @@ from schemas.errors import (
     SubscriptionPending,
     SubscriptionRejected,
 )
+from services import privacy
 from services.keys import hash_key, key_from_header
 
 
@@ -98,7 +99,7 @@ def build_slip(tenant: Tenant | None, *, cached: bool = False) -> list[str]:
     """The hops after policy. A stage a tenant does not use is not on its
     slip; the cache is after routing, which names the group it keys on."""
     slip = []
-    if tenant is not None and tenant.redaction_rules:
+    if tenant is not None and privacy.rules_of(tenant) is not None:
         slip.append(subjects.STAGE_REDACT)
     slip.append(subjects.STAGE_ROUTE)
     if cached:

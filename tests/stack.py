@@ -23,6 +23,7 @@ DEMO_KEY = "sk-test-demo-0123456789"
 LIMITED_KEY = "sk-test-limited-0123456789"
 REDACT_KEY = "sk-test-redact-0123456789"
 ADMIN_KEY = "sk-test-admin-0123456789"
+PRIVATE_KEY = "sk-test-private-0123456789"
 
 CONFIG = """
 [gateway]
@@ -40,6 +41,20 @@ cache = {{ max_age_s = 600 }}
 id = "careful"
 redaction_rules = [{{ name = "email", pattern = "[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\\\\.[A-Za-z]{{2,}}" }}]
 call_log_max_bytes = 400
+
+[[tenants]]
+id = "private"
+[tenants.privacy]
+custom = [{{ name = "codename", keywords = ["bluebird"], action = "block" }}]
+[tenants.privacy.detectors]
+email = "mask"
+phone = "mask"
+card = "mask"
+iban = "mask"
+ssn = "mask"
+ipv4 = "mask"
+ipv6 = "mask"
+secret = "mask"
 
 [[models]]
 name = "demo-model"
@@ -144,6 +159,7 @@ class Stack:
                 LIMITED_KEY: ApiKey(id="limited", tenant_id="demo", models=["demo-*"]),
                 REDACT_KEY: ApiKey(id="careful", tenant_id="careful"),
                 ADMIN_KEY: ApiKey(id="admin", tenant_id="", role="gateway_admin"),
+                PRIVATE_KEY: ApiKey(id="private", tenant_id="private"),
             },
         )
 

@@ -21,7 +21,7 @@ from schemas.control import (
 )
 from schemas.envelope import Envelope
 from schemas.replies import Admitted
-from services import admission, cache, policy, pricing, routing, tokens, usage
+from services import admission, cache, policy, pricing, privacy, routing, tokens, usage
 from services import quota as quota_svc
 from services.config import settings_from_env
 from services.runtime.key_usage import LastUsed
@@ -91,10 +91,13 @@ class PolicyStage:
             env.quota = await self.ledger.admit(wanted, now_ms)
             if from_ingress:
                 await ctx.send(env, bus.encode(Admitted(id=env.id, quota=env.quota)))
-        if tenant is not None and tenant.cache is not None and cache.cacheable(env.body):
+        # A masked answer is restored per request: a cached one would carry another caller's values.
+        masking = tenant is not None and privacy.masks(privacy.rules_of(tenant))
+        if tenant is not None and tenant.cache is not None and cache.cacheable(env.body) and not masking:
             env.cache_ttl_s, env.cache_lookup = cache.decide(env.cache_control, tenant.cache)
         # A caller's own value is never kept: only its tenant opts in.
         env.call_log_max_bytes = tenant.call_log_max_bytes if tenant is not None else 0
+        env.vault = {}
         env.slip = policy.build_slip(tenant, cached=env.cache_ttl_s > 0)
         await ctx.forward(env, start_ns)
 

@@ -21,6 +21,7 @@ from schemas.ids import new_id
 from schemas.replies import Accepted, Cancel, Chunk, Failure, Final, Timing
 from services import cache, call_logs
 from services import usage as usage_svc
+from services.masking import AnswerRestorer
 from services.providers import passthrough
 from services.providers.attempts import Try, Walk, WalkFailed, retryable
 from services.providers.call import CallOutcome, CallProgress, OnDelta, call_chat, call_embeddings
@@ -138,10 +139,14 @@ class ProviderStage:
         # A streamed answer to keep in the cache or the call log is joined as it goes out.
         keeps = env.cache_key or env.call_log_max_bytes > 0
         transcript = cache.Transcript() if keeps and env.stream else None
+        # Masked values go back into the answer for the caller, and only there:
+        # the transcript (call log, cache) keeps what the upstream wrote.
+        restorer = AnswerRestorer(env.vault) if env.vault else None
 
         async def on_delta(delta: Delta, model: str) -> None:
             nonlocal seq, first_chunk_ns
-            chunk = Chunk(id=env.id, seq=seq, delta=delta, model=model)
+            sent = restorer.delta(delta) if restorer is not None else delta
+            chunk = Chunk(id=env.id, seq=seq, delta=sent, model=model)
             if seq == 0:  # it carries the response headers' facts
                 chunk.deployment, chunk.cache = walk.current.name, "miss" if env.cache_key else ""
             await ctx.send(env, bus.encode(chunk))
@@ -181,6 +186,8 @@ class ProviderStage:
                 walk.tries.append(cut)
                 await self._tried(ctx, env, cut, says_health=isinstance(error, UpstreamTimeout))
             dep = walk.current
+            if restorer is not None and first_chunk_ns:
+                seq = await self._send_held(ctx, env, restorer, seq)
             failure = Failure.from_error(env.id, error, seq, deployment=dep.name, provider=dep.provider)
             failure.timing = Timing(
                 upstream_start_ns=started, upstream_first_byte_ns=first_byte, upstream_end_ns=time.time_ns()
@@ -222,6 +229,11 @@ class ProviderStage:
                     f"{outcome.usage.prompt_tokens} in, {outcome.usage.completion_tokens} out)",
                 )
             )
+        answer, others = outcome.message, outcome.other_choices
+        if restorer is not None:
+            seq = await self._send_held(ctx, env, restorer, seq)
+            answer = restorer.message(answer)
+            others = [msgspec.structs.replace(c, message=restorer.message(c.message)) for c in others]
         final = Final(
             id=env.id,
             seq=seq,
@@ -229,8 +241,8 @@ class ProviderStage:
             usage=outcome.usage,
             cost_pico_usd=outcome.cost.total,
             cost=outcome.cost,
-            message=outcome.message,
-            other_choices=outcome.other_choices,
+            message=answer,
+            other_choices=others,
             embeddings=outcome.embeddings,
             finish_reason=outcome.finish_reason,
             deployment=dep.name,
@@ -256,6 +268,14 @@ class ProviderStage:
         await ctx.finish(env, final, start_ns, billed=True, ttft_ns=ttft)
         if env.cache_key and env.cache_ttl_s > 0:
             await self._keep(ctx, env, final, message)
+
+    async def _send_held(self, ctx: runner.StageContext, env: Envelope, restorer: AnswerRestorer, seq: int) -> int:
+        """What the restorer still held at the stream's end (an unfinished
+        placeholder's start is the model's own text), before the last reply."""
+        for delta in restorer.rest():
+            await ctx.send(env, bus.encode(Chunk(id=env.id, seq=seq, delta=delta, model=env.model)))
+            seq += 1
+        return seq
 
     async def _keep(self, ctx: runner.StageContext, env: Envelope, final: Final, message: Message | None) -> None:
         """Ask the cache stage to keep a whole answer (sent after the Final,

@@ -1,4 +1,5 @@
-"""Redaction stage: apply the tenant's redaction rules to the prompt."""
+"""Redaction stage: apply the tenant's privacy rules to the request (mask,
+redact, flag, or refuse it) before anything reaches the upstream."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from nats.aio.msg import Msg
 from schemas import subjects
 from schemas.control import Tenant, decode_tenant
 from schemas.envelope import Envelope
-from services import redaction
+from schemas.errors import InvalidRequest
+from services import privacy
 from services.runtime.kv import KvMirror
 from workers import runner
 
@@ -28,11 +30,18 @@ class RedactionStage:
         tenant = self.tenants.items.get(env.tenant_id)
         # The client's own bytes would carry the prompt past redaction.
         env.raw = b""
-        if tenant is not None and tenant.redaction_rules:
-            if env.body is not None:
-                redaction.redact_messages(env.body.messages, tenant.redaction_rules)
-            if env.embeddings is not None:
-                redaction.redact_embeddings_input(env.embeddings, tenant.redaction_rules)
+        rules = privacy.rules_of(tenant) if tenant is not None else None
+        if rules is not None:
+            found = privacy.inspect(env.body, env.embeddings, rules)
+            blocked = found.blocked_by
+            if blocked is not None:
+                # Names the detector and where, never the value.
+                raise InvalidRequest(
+                    f"The request holds a value this tenant's rules refuse to send ({blocked.detector}, in "
+                    f"{blocked.where}).",
+                    code=f"blocked_{blocked.detector}",
+                )
+            env.vault = found.vault
         await ctx.forward(env, start_ns)
 
     async def stop(self) -> None:

@@ -68,7 +68,8 @@ def plan(
         tool = ToolCall(
             id=f"call_mock_{hashlib.sha1(prompt.encode()).hexdigest()[:12]}",
             name=name,
-            arguments={p: "mock" for p in required},
+            # With echo, the first argument carries the last message (placeholders included).
+            arguments={p: last_message if b.echo and i == 0 else "mock" for i, p in enumerate(required)},
         )
     if tool is not None:
         words: list[str] = []

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qs
 
 import msgspec
 
@@ -52,15 +54,31 @@ ANTHROPIC = Shape(anthropic_shape.read, anthropic_shape.complete, anthropic_shap
 GEMINI = Shape(gemini_shape.read, gemini_shape.complete, gemini_shape.error)
 
 
+# Request bodies the mock keeps for GET /mock/requests.
+RECENT = 200
+
+
 class MockUpstream:
     def __init__(self, defaults: Behaviour | None = None) -> None:
         self.defaults = defaults or Behaviour()
         self.stats = Stats()
-        # The last request body, as it arrived (GET /mock/last-request).
+        # The last request body, as it arrived (GET /mock/last-request), and
+        # the last RECENT ones (GET /mock/requests?last=N, newest first): what
+        # a provider would have seen.
         self.last_request = b"{}"
+        self.recent: deque[bytes] = deque(maxlen=RECENT)
         # One mock plays several upstreams: "/@a/v1/..." is upstream "a",
         # whose own behaviour (e.g. failing with 500) is set over HTTP.
         self.upstreams: dict[str, Behaviour] = {}
+
+    def _recent(self, scope: dict) -> bytes:
+        query = parse_qs(scope.get("query_string", b"").decode())
+        try:
+            n = max(0, min(RECENT, int(query.get("last", ["10"])[0])))
+        except ValueError:
+            n = 10
+        newest = list(self.recent)[::-1][:n]
+        return b"[" + b",".join(newest) + b"]"
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -78,6 +96,8 @@ class MockUpstream:
             return await self._send(send, 200, _json.encode(self.stats))
         if path == "/mock/last-request":
             return await self._send(send, 200, self.last_request)
+        if path == "/mock/requests":
+            return await self._send(send, 200, self._recent(scope))
         if path.startswith("/mock/upstreams/"):
             return await self._set_upstream(scope["method"], path.removeprefix("/mock/upstreams/"), receive, send)
         if scope["method"] != "POST":
@@ -89,6 +109,7 @@ class MockUpstream:
             return await self._send(send, 400, _json.encode(openai_shape.error(400)))
         self.stats.requests += 1
         self.last_request = raw
+        self.recent.append(raw)
         base = self.defaults
         if path.startswith("/@"):
             name, _, rest = path[2:].partition("/")

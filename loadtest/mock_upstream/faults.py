@@ -7,7 +7,8 @@ without any side channel:
 ``status=429``  answer with that HTTP error      ``latency_ms=N``  wait before answering
 ``chunks=N``    words in the answer               ``chunk_ms=N``    gap between streamed chunks
 ``cut_after=N`` drop the connection after N chunks ``no_usage``     leave out ``usage``
-``hang``        never answer (a timeout)         ``echo``          answer with the last message
+``hang``        never answer (a timeout)         ``echo``          answer with the last message (with
+                                                  ``tool``: as the call's first argument)
 ``tool``        call the first declared tool      ``zero_usage``    report usage of zero tokens
 ``cached=N``    report N prompt tokens as cached  ``reasoning=N``   report N reasoning tokens
 ``bad_json``    structured output that breaks its schema, also when asked again (a repair)

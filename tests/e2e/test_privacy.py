@@ -1,0 +1,100 @@
+"""Masking end to end, with the official SDKs: tenant "private" masks every
+built-in detector. The mock upstream records what it received (it must never
+see the values), and the caller gets the values back, streamed or not, in
+text and in tool-call arguments."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.stack import PRIVATE_KEY, Stack
+
+EMAIL, PHONE, CARD = "jane.doe@example.com", "+44 20 7946 0958", "4111 1111 1111 1111"
+SAID = f"Reach {EMAIL} or {PHONE}; card {CARD}, twice: {EMAIL}. [mock:echo]"
+
+
+@pytest.fixture(scope="module")
+def client(stack: Stack) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=stack.base_url, api_key=PRIVATE_KEY, max_retries=0, timeout=20) as c:
+        yield c
+
+
+def upstream_saw(stack: Stack, last: int = 1) -> str:
+    return json.dumps(httpx.get(f"{stack.mock_url}/mock/requests", params={"last": last}).json())
+
+
+def assert_never_sent(seen: str) -> None:
+    for value in (EMAIL, PHONE, CARD):
+        assert value not in seen, value
+
+
+def test_the_upstream_sees_placeholders_and_the_caller_its_own_values(stack: Stack, client: openai.OpenAI) -> None:
+    answer = client.chat.completions.create(model="demo-model", messages=[{"role": "user", "content": SAID}])
+    seen = upstream_saw(stack)
+    assert_never_sent(seen)
+    assert "[EMAIL_1]" in seen and "[PHONE_1]" in seen and "[CARD_1]" in seen and "[EMAIL_2]" not in seen
+    assert answer.choices[0].message.content == SAID  # the echo, restored
+
+
+def test_a_stream_is_restored_chunk_by_chunk(stack: Stack, client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="demo-model", messages=[{"role": "user", "content": SAID}], stream=True
+    )
+    pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
+    assert_never_sent(upstream_saw(stack))
+    assert "".join(pieces) == SAID
+    assert len([p for p in pieces if p]) > 3  # still a stream, not one chunk
+
+
+def test_the_anthropic_sdk_gets_its_values_back(stack: Stack) -> None:
+    with anthropic.Anthropic(base_url=stack.base_url.removesuffix("/v1"), api_key=PRIVATE_KEY, max_retries=0) as c:
+        answer = c.messages.create(model="demo-model", max_tokens=200, messages=[{"role": "user", "content": SAID}])
+    assert_never_sent(upstream_saw(stack))
+    assert answer.content[0].text == SAID
+
+
+def test_tool_call_arguments_are_masked_and_restored(stack: Stack, client: openai.OpenAI) -> None:
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "send_mail",
+                "parameters": {"type": "object", "properties": {"to": {"type": "string"}}, "required": ["to"]},
+            },
+        }
+    ]
+    messages = [
+        {"role": "user", "content": "Who did I write to?"},
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "send_mail", "arguments": json.dumps({"to": EMAIL})},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": f"sent to {EMAIL}"},
+        {"role": "user", "content": f"Again to {EMAIL} [mock:tool][mock:echo]"},
+    ]
+    answer = client.chat.completions.create(model="demo-model", messages=messages, tools=tools)
+    seen = upstream_saw(stack)
+    assert EMAIL not in seen and seen.count("[EMAIL_1]") >= 3  # the call's arguments, the result, the prompt
+    call = answer.choices[0].message.tool_calls[0]
+    assert json.loads(call.function.arguments)["to"] == f"Again to {EMAIL} [mock:tool][mock:echo]"
+
+
+def test_a_blocked_keyword_refuses_the_request_and_sends_nothing(stack: Stack, client: openai.OpenAI) -> None:
+    before = httpx.get(f"{stack.mock_url}/mock/stats").json()["requests"]
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="demo-model", messages=[{"role": "user", "content": "Project Bluebird?"}])
+    error = refused.value.body
+    assert error["code"] == "blocked_codename" and "Bluebird" not in error["message"]
+    assert httpx.get(f"{stack.mock_url}/mock/stats").json()["requests"] == before
