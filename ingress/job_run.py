@@ -36,7 +36,7 @@ from schemas.errors import GatewayError, InvalidRequest, RecordNotFound, Upstrea
 from schemas.jobs import JobClaim, JobResult
 from schemas.prompt_calls import ApiAnswer
 from schemas.quota import Reservation
-from schemas.replies import Accepted, Admitted, Chunk, Failure, Final
+from schemas.replies import Accepted, Admitted, Chunk, Failure, Final, Redacted
 from services.apis.base import ClientApi, Parsed
 from services.apis.table import APIS
 from services.reply_split import Assembler
@@ -220,7 +220,9 @@ class JobRun:
                 msg = await sub.next_msg(timeout=2.0)
                 reply = bus.decode_reply(msg.data)
                 if isinstance(reply, Admitted):
-                    out.quota = reply.quota
+                    out.quota = reply.quota or out.quota
+                elif isinstance(reply, Redacted):
+                    pass
                 elif isinstance(reply, Accepted):
                     out.accepted = True
                 elif isinstance(reply, Chunk):

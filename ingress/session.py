@@ -19,11 +19,12 @@ from schemas.errors import (
     GatewayError,
     InternalError,
     InvalidRequest,
+    RedactionUnavailable,
     StageTimeout,
     UpstreamError,
 )
 from schemas.quota import Reservation
-from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Final
+from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Final, Redacted
 from services import routing
 from services import usage as usage_svc
 from services.reply_split import Assembler
@@ -91,6 +92,10 @@ class BusSession:
         # sent again it carries this, and if its provider dies this settles it.
         self.quota: Reservation | None = None
         self.prompt: PromptRef | None = None
+        # Set when policy says redaction is on the slip: the time it must have
+        # passed the request by (it says so), else the request fails closed.
+        self.redaction_by_ns = 0
+        self.redacted = False
 
     @property
     def id_header(self) -> list[tuple[bytes, bytes]]:
@@ -150,10 +155,18 @@ class BusSession:
             unclaimed = not self.accepted_by and self.expected_seq == 0 and self._published is not None
             if unclaimed:
                 wait = min(wait, RESEND_AFTER_S if self._resent else FIRST_RESEND_AFTER_S)
+            redacting = self.redaction_by_ns and not self.redacted
+            if redacting:
+                wait = min(wait, (self.redaction_by_ns - time.time_ns()) / 1e9)
             try:
                 async with asyncio.timeout(max(0.0, wait)):
                     data = await self.queue.get()
             except TimeoutError:
+                if redacting and time.time_ns() >= self.redaction_by_ns:
+                    # Fail closed: a late pass is refused by the provider (cancelled).
+                    await self.cancel()
+                    unavailable = RedactionUnavailable("The redaction stage did not pass the request in time.")
+                    return self._ended_here(unavailable, record=True)
                 if unclaimed and loop.time() < deadline and self._resent < MAX_RESENDS:
                     await self._resend()
                     continue
@@ -171,7 +184,11 @@ class BusSession:
                 return None
             reply = bus.decode_reply(data)
             if isinstance(reply, Admitted):
-                self.quota = reply.quota
+                self.quota = reply.quota or self.quota
+                self.redaction_by_ns = reply.redaction_by_ns or self.redaction_by_ns
+                continue
+            if isinstance(reply, Redacted):
+                self.redacted = True
                 continue
             if not isinstance(reply, Accepted):
                 break

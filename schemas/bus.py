@@ -7,10 +7,12 @@ import msgspec
 from schemas.envelope import Envelope
 from schemas.events import DeadLetter, EventBatch
 from schemas.lifecycle import ProcessDied
-from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Final
+from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Final, Redacted
 
-Reply = Chunk | Final | Failure | Accepted | Admitted
-AnyMessage = Envelope | Chunk | Final | Failure | Accepted | Admitted | Cancel | EventBatch | DeadLetter | ProcessDied
+Reply = Chunk | Final | Failure | Accepted | Admitted | Redacted
+AnyMessage = (
+    Envelope | Chunk | Final | Failure | Accepted | Admitted | Redacted | Cancel | EventBatch | DeadLetter | ProcessDied
+)
 
 encoder = msgspec.msgpack.Encoder()
 encode = encoder.encode

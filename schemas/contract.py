@@ -33,7 +33,7 @@ from schemas.jobs import Job, JobClaim, JobQuery, JobResult
 from schemas.lifecycle import ProcessDied
 from schemas.prompt_calls import ApiAnswer, ApiCall
 from schemas.prompts import Prompt, PromptVersion
-from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Final
+from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Final, Redacted
 
 HERE = Path(__file__).parent / "contract"
 WIRE_SCHEMA = HERE / "wire.schema.json"
@@ -47,6 +47,7 @@ STRUCTS: tuple[type, ...] = (
     Failure,
     Accepted,
     Admitted,
+    Redacted,
     Cancel,
     ApiCall,
     ApiAnswer,
@@ -112,11 +113,11 @@ CHANNELS: list[Channel] = [
     ("jobResultIn", subjects.JOBS_RESULT, {}, ["JobQuery"], "service",
      "Ask for a job's result (answered with a JobResult, or a Failure: 202 job_pending, 404 job_not_found)."),
     ("replies", "_INBOX.{inbox}", {"inbox": "The caller's own inbox."},
-     ["Admitted", "Accepted", "Chunk", "Final", "Failure", "ApiAnswer", "JobResult"], "gateway",
+     ["Admitted", "Redacted", "Accepted", "Chunk", "Final", "Failure", "ApiAnswer", "JobResult"], "gateway",
      "Answers, in order (each Chunk, Final and Failure has a 'seq'); Admitted and Accepted say how far a "
      "request got."),
     ("jobReplies", f"{subjects.JOB_REPLIES}.{{request_id}}", {"request_id": "job-<job id>"},
-     ["Admitted", "Accepted", "Chunk", "Final", "Failure", "JobClaim"], "gateway",
+     ["Admitted", "Redacted", "Accepted", "Chunk", "Final", "Failure", "JobClaim"], "gateway",
      "A job's request answers here; a stream keeps it, so a runner taking a job over sees how far it got."),
     ("fromIngress", subjects.FROM_INGRESS, {}, ["Envelope"], "gateway",
      "Requests from the gateway's own front doors (HTTP, WebSocket, prompt APIs, jobs): only they may publish."),

@@ -132,6 +132,16 @@ class QuotaExceeded(GatewayError):
     code = "insufficient_quota"
 
 
+class RedactionUnavailable(GatewayError):
+    """The redaction stage did not pass the request in its time: it fails
+    closed, and nothing reaches the upstream."""
+
+    status = 503
+    type = ErrorType.SERVER
+    code = "redaction_unavailable"
+    retryable = True
+
+
 class GatewayBusy(GatewayError):
     """This gateway process holds as much work as it may; another try (or replica) can take it."""
 

@@ -135,7 +135,16 @@ class Admitted(BusMessage, tag="chat.admitted"):
     admitted (and counted) once however often it travels."""
 
     id: str
-    quota: Reservation
+    quota: Reservation | None = None
+    # When the tenant's privacy rules put redaction on the slip: the time by
+    # which it must pass the request (a ``Redacted`` reply), else it fails closed.
+    redaction_by_ns: int = 0
+
+
+class Redacted(BusMessage, tag="chat.redacted"):
+    """The redaction stage passed the request on (to the gateway's own ingress only)."""
+
+    id: str
 
 
 class Cancel(BusMessage, tag="chat.cancel"):

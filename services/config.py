@@ -65,6 +65,9 @@ class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
     analytics_rollup_ttl_days: int = 800
     # How long call logs (the bodies of opted-in tenants' calls) are kept; 0: for ever.
     call_log_ttl_days: int = 30
+    # How long the redaction stage may take to pass a request on before it
+    # fails closed (503 redaction_unavailable; nothing reaches the upstream).
+    redaction_budget_s: float = 2.0
     # How often the analytics sink evaluates the alert rules ([[alerts]]).
     alert_interval_s: float = 15.0
 

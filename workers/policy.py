@@ -40,6 +40,7 @@ class PolicyStage:
         settings = settings_from_env()
         self.timeout_s = settings.request_timeout_s
         self.default_max_output = settings.default_max_output_tokens
+        self.redaction_budget_ns = int(settings.redaction_budget_s * 1e9)
         self.ids = admission.RecentIds()
         self.keys = KeyIndex()
         self.tenants: KvMirror[Tenant] = KvMirror(subjects.KV_TENANTS, decode_tenant)
@@ -85,12 +86,12 @@ class PolicyStage:
             group = route.name if route is not None else env.model
             policy.check_subscription(key.tenant_id, group, self.subscriptions.items.values())
         tenant = self.tenants.items.get(key.tenant_id)
+        admitted = False
         if resent is not None:
             env.quota = resent
         elif wanted := self._needs(env, key, tenant, route, now_ms):
             env.quota = await self.ledger.admit(wanted, now_ms)
-            if from_ingress:
-                await ctx.send(env, bus.encode(Admitted(id=env.id, quota=env.quota)))
+            admitted = True
         # A masked answer is restored per request: a cached one would carry another caller's values.
         masking = tenant is not None and privacy.masks(privacy.rules_of(tenant))
         if tenant is not None and tenant.cache is not None and cache.cacheable(env.body) and not masking:
@@ -99,6 +100,10 @@ class PolicyStage:
         env.call_log_max_bytes = tenant.call_log_max_bytes if tenant is not None else 0
         env.vault = {}
         env.slip = policy.build_slip(tenant, cached=env.cache_ttl_s > 0)
+        redaction_by = start_ns + self.redaction_budget_ns if subjects.STAGE_REDACT in env.slip else 0
+        if from_ingress and (admitted or redaction_by):
+            reservation = env.quota if admitted else None
+            await ctx.send(env, bus.encode(Admitted(id=env.id, quota=reservation, redaction_by_ns=redaction_by)))
         await ctx.forward(env, start_ns)
 
     def _needs(

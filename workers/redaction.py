@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from nats.aio.msg import Msg
 
-from schemas import subjects
+from schemas import bus, subjects
 from schemas.control import Tenant, decode_tenant
 from schemas.envelope import Envelope
 from schemas.errors import InvalidRequest
+from schemas.replies import Redacted
 from services import privacy
 from services.runtime.kv import KvMirror
 from workers import runner
@@ -42,6 +43,8 @@ class RedactionStage:
                     code=f"blocked_{blocked.detector}",
                 )
             env.vault = found.vault
+            if env.origin != "nats":  # the gateway's own ingress waits for this (fail closed otherwise)
+                await ctx.send(env, bus.encode(Redacted(id=env.id)))
         await ctx.forward(env, start_ns)
 
     async def stop(self) -> None:

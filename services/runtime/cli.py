@@ -53,6 +53,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     process.setup_logging("supervisor")
     home = Path(args.home).resolve()
     key = secret_file(home, "demo-key")
+    private_key = secret_file(home, "demo-private-key")
     admin_key = secret_file(home, "admin-key")
     os.environ["SLUICE_MOCK_PORT"] = str(args.mock_port)
     layout = Layout(
@@ -74,6 +75,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     extra_keys = {admin_key: ApiKey(id="admin", tenant_id="", role="gateway_admin")}
     if demo:
         extra_keys[key] = ApiKey(id="demo", tenant_id="demo")
+    # Its sibling that masks every built-in detector, to see masking at work.
+    private = any(t.id == "demo-private" for t in config.tenants)
+    if private:
+        extra_keys[private_key] = ApiKey(id="demo-private", tenant_id="demo-private")
     sup = Supervisor(layout, extra_keys=extra_keys)
     # SIGTERM (from a service manager or `kill`) stops cleanly, like Ctrl-C.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -94,10 +99,16 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"sluice up: start-up failed: {exc!r}", file=sys.stderr)
         return 1
     demo_line = f"{key}   (also in {home / 'demo-key'})" if demo else "(none: the config has no tenant 'demo')"
+    private_line = (
+        f"  masking demo key       in {home / 'demo-private-key'} (its tenant, demo-private, masks PII)\n"
+        if private
+        else ""
+    )
     print(
         f"\nSluice is up.\n"
         f"  OpenAI-compatible API  http://127.0.0.1:{args.port}/v1\n"
         f"  demo API key           {demo_line}\n"
+        f"{private_line}"
         f"  gateway admin key      in {home / 'admin-key'} (manages keys, tenants, limits: sluice keys --help)\n"
         f"  NATS                   {layout.nats_url}\n"
         f"  ClickHouse             {layout.dsn}\n"
