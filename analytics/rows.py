@@ -15,6 +15,7 @@ from schemas.events import (
     AuditEvent,
     CallLogEvent,
     DeadLetter,
+    DetectionEvent,
     Event,
     RequestEvent,
     StageEvent,
@@ -118,6 +119,18 @@ ALERT_STATE_COLUMNS = [
     "threshold",
     "detail",
 ]
+DETECTION_COLUMNS = [
+    "event_id",
+    "request_id",
+    "ts",
+    "tenant_id",
+    "detector",
+    "action",
+    "location",
+    "start",
+    "end",
+    "rules_version",
+]
 CALL_LOG_COLUMNS = [
     "request_id",
     "ts",
@@ -173,6 +186,7 @@ _LIMITS: dict[type, tuple[tuple[str, tuple[int, int]], ...]] = {
     StageEvent: (("started_at_ns", _TS),),
     AlertEvent: (("at_ns", _TS),),
     AlertStateEvent: (("at_ns", _TS), ("fired_at_ns", _TS)),
+    DetectionEvent: (("at_ns", _TS), ("start", _U32), ("end", _U32), ("rules_version", _U32)),
     CallLogEvent: (("at_ns", _TS), ("status", _U16), ("request_bytes", _U32), ("response_bytes", _U32)),
     AuditEvent: (("at_ns", _TS),),
 }
@@ -204,6 +218,7 @@ class Rows(msgspec.Struct):
     api_calls: list[list] = []
     call_logs: list[list] = []
     alert_states: list[list] = []
+    detections: list[list] = []
 
     def __len__(self) -> int:
         return len(self.events)
@@ -299,6 +314,12 @@ def to_rows(events: Sequence[Event], dead_letters: Sequence[DeadLetter] = ()) ->
         if isinstance(e, CallLogEvent):
             # Bodies go to their own table alone, kept for their own time (not in raw events).
             rows.call_logs.append([getattr(e, c) if c != "ts" else e.at_ns for c in CALL_LOG_COLUMNS])
+            continue
+        if isinstance(e, DetectionEvent):
+            rows.detections.append(
+                [e.event_id, e.request_id, e.at_ns, e.tenant_id, e.detector, e.action, e.where, e.start, e.end,
+                 e.rules_version]
+            )  # fmt: skip
             continue
         if isinstance(e, AlertStateEvent):
             rows.alert_states.append(

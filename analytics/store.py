@@ -17,6 +17,7 @@ from analytics.rows import (
     AUDIT_COLUMNS,
     CALL_LOG_COLUMNS,
     DEAD_LETTER_COLUMNS,
+    DETECTION_COLUMNS,
     EVENT_COLUMNS,
     REQUEST_COLUMNS,
     Rows,
@@ -33,7 +34,7 @@ _ROLLED_UP = {"requests": "request_id"}
 
 _TABLE_SQL = "SELECT create_table_query FROM system.tables WHERE database = currentDatabase() AND name = {t:String}"
 # Raw rows, kept shorter than the rollups made from them.
-RAW_TABLES = ("events", "requests", "attempts", "api_calls", "dead_letters")
+RAW_TABLES = ("events", "requests", "attempts", "api_calls", "dead_letters", "detections")
 
 
 class Store:
@@ -68,6 +69,7 @@ class Store:
                 ("api_calls", API_CALL_COLUMNS, rows.api_calls),
                 ("call_logs", CALL_LOG_COLUMNS, rows.call_logs),
                 ("alert_events", ALERT_STATE_COLUMNS, rows.alert_states),
+                ("detections", DETECTION_COLUMNS, rows.detections),
             ):
                 fresh = self._not_stored(table, columns, batch) if table in _ROLLED_UP else batch
                 if fresh:

@@ -199,8 +199,33 @@ class AlertStateEvent(BusMessage, tag="event.alert_state"):
     detail: str = ""
 
 
+class DetectionEvent(BusMessage, tag="event.detection"):
+    """A privacy rule found something in a request: which detector, what
+    was done, and where (the text and span). Never the value itself."""
+
+    event_id: str
+    request_id: str
+    at_ns: int
+    tenant_id: str
+    detector: str
+    action: str
+    # Which text ("messages[2].content", "input[0]") and the span in it.
+    where: str
+    start: int
+    end: int
+    rules_version: int = 0
+
+
 Event = (
-    RequestEvent | AttemptEvent | StageEvent | AlertEvent | AuditEvent | ApiCallEvent | CallLogEvent | AlertStateEvent
+    RequestEvent
+    | AttemptEvent
+    | StageEvent
+    | AlertEvent
+    | AuditEvent
+    | ApiCallEvent
+    | CallLogEvent
+    | AlertStateEvent
+    | DetectionEvent
 )
 
 

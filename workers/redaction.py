@@ -3,12 +3,16 @@ redact, flag, or refuse it) before anything reaches the upstream."""
 
 from __future__ import annotations
 
+import time
+
 from nats.aio.msg import Msg
 
 from schemas import bus, subjects
 from schemas.control import Tenant, decode_tenant
 from schemas.envelope import Envelope
 from schemas.errors import InvalidRequest
+from schemas.events import DetectionEvent
+from schemas.ids import new_id
 from schemas.replies import Redacted
 from services import privacy
 from services.runtime.kv import KvMirror
@@ -34,6 +38,22 @@ class RedactionStage:
         rules = privacy.rules_of(tenant) if tenant is not None else None
         if rules is not None:
             found = privacy.inspect(env.body, env.embeddings, rules)
+            now = time.time_ns()
+            for d in found.detections:
+                ctx.events.emit(
+                    DetectionEvent(
+                        event_id=new_id(),
+                        request_id=env.id,
+                        at_ns=now,
+                        tenant_id=env.tenant_id,
+                        detector=d.detector,
+                        action=d.action,
+                        where=d.where,
+                        start=d.start,
+                        end=d.end,
+                        rules_version=rules.version,
+                    )
+                )
             blocked = found.blocked_by
             if blocked is not None:
                 # Names the detector and where, never the value.

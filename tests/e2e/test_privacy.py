@@ -6,6 +6,7 @@ text and in tool-call arguments."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import anthropic
@@ -35,11 +36,24 @@ def assert_never_sent(seen: str) -> None:
 
 
 def test_the_upstream_sees_placeholders_and_the_caller_its_own_values(stack: Stack, client: openai.OpenAI) -> None:
-    answer = client.chat.completions.create(model="demo-model", messages=[{"role": "user", "content": SAID}])
+    raw = client.chat.completions.with_raw_response.create(
+        model="demo-model", messages=[{"role": "user", "content": SAID}]
+    )
     seen = upstream_saw(stack)
     assert_never_sent(seen)
     assert "[EMAIL_1]" in seen and "[PHONE_1]" in seen and "[CARD_1]" in seen and "[EMAIL_2]" not in seen
-    assert answer.choices[0].message.content == SAID  # the echo, restored
+    assert raw.parse().choices[0].message.content == SAID  # the echo, restored
+
+    # Each detection is audited: where and what was done, never the value.
+    request_id = raw.headers["x-request-id"]
+    stack.request_row(request_id)
+    deadline = time.monotonic() + 20
+    while not (found := stack.query("detections", request_id=request_id)["rows"]):
+        assert time.monotonic() < deadline, "no detections recorded"
+        time.sleep(0.2)
+    assert sorted(row[3] for row in found) == ["card", "email", "email", "phone"]
+    assert {row[4] for row in found} == {"mask"} and {row[5] for row in found} == {"messages[0].content"}
+    assert_never_sent(json.dumps(found))
 
 
 def test_a_stream_is_restored_chunk_by_chunk(stack: Stack, client: openai.OpenAI) -> None:
