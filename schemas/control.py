@@ -104,12 +104,21 @@ class CustomDetector(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=T
     action: PrivacyAction = "redact"
 
 
+class InjectionCheck(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
+    """Prompt-injection heuristics on what users and tools wrote: at or
+    above ``threshold`` (0-1) the request is flagged, or refused."""
+
+    action: Literal["flag", "block"] = "flag"
+    threshold: float = 0.6
+
+
 class PrivacyRules(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
     """A tenant's detectors and what each does: built-in ones by name
     (email, phone, card, iban, ssn, ipv4, ipv6, secret), and its own."""
 
     detectors: dict[str, PrivacyAction] = {}
     custom: list[CustomDetector] = []
+    injection: InjectionCheck | None = None
     # Rules change as a whole; each detection records the version it was made under.
     version: int = 1
 

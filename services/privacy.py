@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from functools import partial
+from typing import NamedTuple
 
 import msgspec
 
@@ -19,6 +21,7 @@ from schemas.control import CustomDetector, PrivacyAction, PrivacyRules, Tenant
 from services import detectors
 from services.detectors.base import Finding
 from services.detectors.custom import find_keywords, find_pattern
+from services.injection import score as injection_score
 from services.masking import Masker
 
 
@@ -61,6 +64,8 @@ def problem(rules: PrivacyRules) -> str | None:
     names = [c.name for c in rules.custom]
     if len(set(names)) != len(names) or set(names) & set(detectors.BUILT_IN):
         return "custom detectors need names of their own"
+    if rules.injection is not None and not 0 < rules.injection.threshold <= 1:
+        return "injection.threshold must be above 0 and at most 1"
     for c in rules.custom:
         if bool(c.pattern) == bool(c.keywords):
             return f"custom detector {c.name!r}: give a pattern or keywords, one of the two"
@@ -79,37 +84,46 @@ def masks(rules: PrivacyRules | None) -> bool:
 
 # -- where the texts are --------------------------------------------------------
 
-Slot = tuple[str, str, Callable[[str], None]]
+
+class Slot(NamedTuple):
+    """One text the upstream would receive: where it is, the text, how to
+    put a new one there, and who wrote it (a message's role; "" for input)."""
+
+    where: str
+    text: str
+    put: Callable[[str], None]
+    role: str = ""
 
 
 def _slots(body: ChatBody | None, embeddings: EmbeddingsBody | None) -> Iterator[Slot]:
     if body is not None:
         for i, m in enumerate(body.messages):
             if isinstance(m.content, str):
-                yield f"messages[{i}].content", m.content, lambda v, m=m: setattr(m, "content", v)
+                yield Slot(f"messages[{i}].content", m.content, partial(setattr, m, "content"), m.role)
             elif m.content:
                 for j, part in enumerate(m.content):
                     if isinstance(part, TextPart):
-                        yield f"messages[{i}].content[{j}]", part.text, lambda v, p=part: setattr(p, "text", v)
+                        yield Slot(f"messages[{i}].content[{j}]", part.text, partial(setattr, part, "text"), m.role)
             for j, call in enumerate(m.tool_calls or ()):
                 if isinstance(call, ToolCall):
                     f = call.function
-                    yield (
+                    yield Slot(
                         f"messages[{i}].tool_calls[{j}].arguments",
                         f.arguments,
-                        lambda v, f=f: setattr(f, "arguments", v),
+                        partial(setattr, f, "arguments"),
+                        m.role,
                     )
                 else:
                     c = call.custom
-                    yield f"messages[{i}].tool_calls[{j}].input", c.input, lambda v, c=c: setattr(c, "input", v)
+                    yield Slot(f"messages[{i}].tool_calls[{j}].input", c.input, partial(setattr, c, "input"), m.role)
     if embeddings is not None:
         if isinstance(embeddings.input, str):
-            yield "input", embeddings.input, lambda v: setattr(embeddings, "input", v)
+            yield Slot("input", embeddings.input, partial(setattr, embeddings, "input"))
         else:
             items = embeddings.input
             for i, item in enumerate(items):
                 if isinstance(item, str):
-                    yield f"input[{i}]", item, lambda v, i=i: items.__setitem__(i, v)
+                    yield Slot(f"input[{i}]", item, partial(items.__setitem__, i))
 
 
 # -- finding and acting -----------------------------------------------------------
@@ -127,10 +141,10 @@ def inspect(body: ChatBody | None, embeddings: EmbeddingsBody | None, rules: Pri
     request is refused); otherwise masked and redacted values are replaced."""
     actions: dict[str, PrivacyAction] = {**rules.detectors, **{c.name: c.action for c in rules.custom}}
     slots = list(_slots(body, embeddings))
-    masker = Masker(text for _, text, _ in slots)
+    masker = Masker(slot.text for slot in slots)
     detections: list[Detection] = []
     changes: list[tuple[Callable[[str], None], str]] = []
-    for where, text, put in slots:
+    for where, text, put, _ in slots:
         found = _find(text, rules)
         if not found:
             continue
@@ -154,3 +168,19 @@ def inspect(body: ChatBody | None, embeddings: EmbeddingsBody | None, rules: Pri
         for put, text in changes:
             put(text)
     return inspection
+
+
+def injection(body: ChatBody | None, rules: PrivacyRules) -> list[Detection]:
+    """The user and tool texts whose injection score reaches the tenant's
+    threshold, one detection per rule that matched (``injection:<rule>``)."""
+    check = rules.injection
+    if check is None or body is None:
+        return []
+    out = []
+    for slot in _slots(body, None):
+        if slot.role not in ("user", "tool"):
+            continue  # the system prompt is the tenant's own
+        verdict = injection_score(slot.text)
+        if verdict.score >= check.threshold:
+            out += [Detection(f"injection:{n}", check.action, slot.where, 0, len(slot.text)) for n in verdict.matched]
+    return out

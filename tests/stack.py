@@ -46,6 +46,7 @@ call_log_max_bytes = 400
 id = "private"
 [tenants.privacy]
 custom = [{{ name = "codename", keywords = ["bluebird"], action = "block" }}]
+injection = {{ action = "block", threshold = 0.6 }}
 [tenants.privacy.detectors]
 email = "mask"
 phone = "mask"

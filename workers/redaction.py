@@ -38,6 +38,7 @@ class RedactionStage:
         rules = privacy.rules_of(tenant) if tenant is not None else None
         if rules is not None:
             found = privacy.inspect(env.body, env.embeddings, rules)
+            found.detections += privacy.injection(env.body, rules)
             now = time.time_ns()
             for d in found.detections:
                 ctx.events.emit(
@@ -55,6 +56,15 @@ class RedactionStage:
                     )
                 )
             blocked = found.blocked_by
+            if blocked is not None and blocked.detector.startswith("injection:"):
+                rules_hit = sorted(
+                    {d.detector.removeprefix("injection:") for d in found.detections if d.action == "block"}
+                )
+                raise InvalidRequest(
+                    f"The request looks like a prompt injection ({', '.join(rules_hit)}, in {blocked.where}); "
+                    "this tenant's rules refuse it.",
+                    code="prompt_injection",
+                )
             if blocked is not None:
                 # Names the detector and where, never the value.
                 raise InvalidRequest(
