@@ -6,6 +6,7 @@ Japanese or Chinese text a number sits right against the words around it
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 
@@ -15,3 +16,11 @@ class Finding(NamedTuple):
     detector: str
     start: int
     end: int
+
+
+_DIGIT = re.compile(r"\d")
+
+
+def has_digit(text: str) -> bool:
+    """A cheap first look: most detectors find nothing in a text without digits."""
+    return _DIGIT.search(text) is not None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from services.detectors.base import Finding
+from services.detectors.base import Finding, has_digit
 
 _CANDIDATE = re.compile(r"(?<![A-Za-z0-9_.-])\d(?:[ -]?\d){12,18}(?![A-Za-z0-9_]|[.-]\d)")
 # Issuer prefixes (IIN ranges) of the networks cards come from, by length.
@@ -37,6 +37,8 @@ def _issued(digits: str) -> bool:
 
 
 def find_cards(text: str) -> list[Finding]:
+    if not has_digit(text):
+        return []
     out = []
     for m in _CANDIDATE.finditer(text):
         raw = m.group()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from services.detectors.base import Finding
+from services.detectors.base import Finding, has_digit
 
 # The IBAN length of each country that issues them (the SWIFT registry).
 LENGTHS = {
@@ -28,6 +28,8 @@ def mod97_ok(iban: str) -> bool:
 
 
 def find_ibans(text: str) -> list[Finding]:
+    if not has_digit(text):
+        return []
     out = []
     for m in _CANDIDATE.finditer(text):
         compact = m.group().replace(" ", "")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from services.detectors.base import Finding
+from services.detectors.base import Finding, has_digit
 
 _V4 = re.compile(r"(?<![A-Za-z0-9_.])(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?!\.?\d|[A-Za-z0-9_])")
 _NUMBERING = re.compile(
@@ -19,6 +19,8 @@ _V6 = re.compile(r"(?<![A-Za-z0-9_:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(
 
 
 def find_ipv4(text: str) -> list[Finding]:
+    if not has_digit(text):
+        return []
     out = []
     for m in _V4.finditer(text):
         if any(int(g) > 255 or (len(g) > 1 and g[0] == "0") for g in m.groups()):

@@ -12,7 +12,7 @@ import re
 
 import phonenumbers
 
-from services.detectors.base import Finding
+from services.detectors.base import Finding, has_digit
 
 # Digits with spaces, dots, dashes or one bracketed area code between them,
 # optionally led by + (or 00).
@@ -48,6 +48,8 @@ def _balanced(raw: str, start: int) -> tuple[str, int]:
 
 
 def find_phones(text: str, region: str = DEFAULT_REGION) -> list[Finding]:
+    if not has_digit(text):
+        return []
     out = []
     for m in _CANDIDATE.finditer(text):
         raw, start = _balanced(m.group(), m.start())

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import re
 
-from services.detectors.base import Finding
+from services.detectors.base import Finding, has_digit
 
 _SSN = re.compile(r"(?<![A-Za-z0-9_-])(\d{3})([- ])(\d{2})\2(\d{4})(?![A-Za-z0-9_]|-\d)")
 
 
 def find_ssns(text: str) -> list[Finding]:
+    if not has_digit(text):
+        return []
     out = []
     for m in _SSN.finditer(text):
         area, group, serial = int(m.group(1)), int(m.group(3)), int(m.group(4))
