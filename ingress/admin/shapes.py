@@ -10,7 +10,7 @@ import msgspec
 from litestar.openapi import ResponseSpec
 from msgspec import UNSET, Meta, UnsetType
 
-from schemas.control import Period, Role, SubscriptionState
+from schemas.control import Period, PrivacyRules, Role, SubscriptionState
 from services import call_logs
 
 Id = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Letters, digits, '_' or '-'; 1-64.")]
@@ -73,6 +73,8 @@ class TenantCreate(Strict):
     job_concurrency: Annotated[int, Meta(ge=0, le=10_000)] = 0
     # Opt in to call logs: bodies kept, each cut at this many bytes (0: none kept).
     call_log_max_bytes: CallLogBytes = 0
+    # Detectors and what each does (mask, redact, block, flag), custom ones, injection checks.
+    privacy: PrivacyRules | None = None
 
 
 class TenantUpdate(Strict):
@@ -84,6 +86,8 @@ class TenantUpdate(Strict):
     cache: CacheIn | UnsetType | None = UNSET
     job_concurrency: Annotated[int, Meta(ge=0, le=10_000)] | UnsetType = UNSET
     call_log_max_bytes: CallLogBytes | UnsetType = UNSET
+    # The whole set of rules, replacing the last (its version goes up by one); null removes them.
+    privacy: PrivacyRules | UnsetType | None = UNSET
 
 
 class TenantOut(msgspec.Struct):
@@ -96,6 +100,7 @@ class TenantOut(msgspec.Struct):
     owner: str
     job_concurrency: int = 0
     call_log_max_bytes: int = 0
+    privacy: PrivacyRules | None = None
 
 
 class KeyCreate(Strict):

@@ -11,10 +11,16 @@ from ingress.admin import views
 from ingress.admin.deps import now_ms
 from ingress.admin.shapes import ERROR_RESPONSES, Deleted, Id, TenantCreate, TenantOut, TenantUpdate
 from ingress.admin.store import ControlStore
-from schemas.control import Tenant
-from schemas.errors import RecordConflict
-from services import control
+from schemas.control import PrivacyRules, Tenant
+from schemas.errors import InvalidRequest, RecordConflict
+from services import control, privacy
 from services.control import Actor
+
+
+def _checked(rules: PrivacyRules | None) -> PrivacyRules | None:
+    if rules is not None and (problem := privacy.problem(rules)):
+        raise InvalidRequest(f"privacy: {problem}", code="invalid_privacy_rules")
+    return rules
 
 
 class Tenants(Controller):
@@ -32,6 +38,7 @@ class Tenants(Controller):
             cache=views.cache_in(data.cache),
             job_concurrency=data.job_concurrency,
             call_log_max_bytes=data.call_log_max_bytes,
+            privacy=_checked(data.privacy),
             created_at_ms=now_ms(),
             owner="api",
         )
@@ -68,6 +75,12 @@ class Tenants(Controller):
             changes["job_concurrency"] = data.job_concurrency
         if data.call_log_max_bytes is not UNSET:
             changes["call_log_max_bytes"] = data.call_log_max_bytes
+        if data.privacy is not UNSET:
+            rules = _checked(data.privacy)
+            if rules is not None:  # versions only go up, so a detection names the rules it was made under
+                last = before.privacy.version if before.privacy is not None else 0
+                rules = msgspec.structs.replace(rules, version=max(rules.version, last + 1))
+            changes["privacy"] = rules
         after = msgspec.structs.replace(before, **changes)
         if after != before:
             await store.tenants.replace(tenant_id, after, revision, actor, "update", before)

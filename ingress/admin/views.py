@@ -51,6 +51,7 @@ def tenant_out(t: Tenant) -> TenantOut:
         owner=t.owner,
         job_concurrency=t.job_concurrency,
         call_log_max_bytes=t.call_log_max_bytes,
+        privacy=t.privacy,
     )
 
 

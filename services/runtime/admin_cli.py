@@ -163,6 +163,26 @@ def _add_cache(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-default", type=int, metavar="S", help="cache requests that do not ask, for S seconds")
 
 
+def _add_privacy(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--privacy-file",
+        metavar="PATH",
+        help='privacy rules as JSON, e.g. {"detectors": {"email": "mask"}} ("-": standard input; "off" removes them)',
+    )
+
+
+def _privacy_body(args: argparse.Namespace) -> Any:
+    """The rules to send, UNSET-like None when not asked, "off" to remove them."""
+    source = getattr(args, "privacy_file", None)
+    if source is None or source == "off":
+        return source
+    text = sys.stdin.read() if source == "-" else Path(source).read_text()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AdminError(f"--privacy-file {source}: not JSON ({exc})") from None
+
+
 def _cache_body(args: argparse.Namespace) -> dict | str | None:
     """The cache opt-in to send; "off" for --cache-max-age 0 (opt out)."""
     if args.cache_max_age is None:
@@ -205,6 +225,9 @@ def tenants(args: argparse.Namespace) -> Any:
         body = _without_none({"id": args.name, "limits": _limits_body(args), "budget": _budget_body(args)})
         if isinstance(cache, dict):
             body["cache"] = cache
+        rules = _privacy_body(args)
+        if rules not in (None, "off"):
+            body["privacy"] = rules
         return "tenant", call(args, "POST", "/tenants", body)
     if args.action == "list":
         return "tenant", call(args, "GET", "/tenants")
@@ -214,6 +237,9 @@ def tenants(args: argparse.Namespace) -> Any:
         body = _without_none({"limits": _limits_body(args), "budget": _budget_body(args)})
         if cache is not None:
             body["cache"] = None if cache == "off" else cache
+        rules = _privacy_body(args)
+        if rules is not None:
+            body["privacy"] = None if rules == "off" else rules
         return "tenant", call(args, "PATCH", f"/tenants/{args.name}", body)
     return None, call(args, "DELETE", f"/tenants/{args.name}")
 
@@ -315,14 +341,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     _add_limits(p)
     _add_budget(p)
     _add_cache(p)
+    _add_privacy(p)
     t.add_parser("list", parents=[common])
     for action in ("show", "delete"):
         t.add_parser(action, parents=[common]).add_argument("name")
-    p = t.add_parser("update", parents=[common], help="change a tenant's limits, budget or cache (0: off)")
+    p = t.add_parser(
+        "update", parents=[common], help="change a tenant's limits, budget, cache (0: off) or privacy rules"
+    )
     p.add_argument("name")
     _add_limits(p)
     _add_budget(p)
     _add_cache(p)
+    _add_privacy(p)
 
     k = group("keys", "API keys: create (the secret is printed once), rotate, disable", keys)
     p = k.add_parser("create", parents=[common])

@@ -315,3 +315,26 @@ def test_the_openapi_document_describes_the_admin_api(stack: Stack) -> None:
     ):
         assert path in doc["paths"]
     assert "KeyCreate" in doc["components"]["schemas"]
+
+
+def test_privacy_rules_set_over_the_api_take_effect_and_are_versioned(stack: Stack, tenant: str) -> None:
+    key = new_key(stack, tenant)["secret"]
+    bad = admin(stack, "PATCH", f"/tenants/{tenant}", json={"privacy": {"detectors": {"passport": "mask"}}})
+    assert error_of(bad) == (400, "invalid_request_error", "invalid_privacy_rules")
+    rules = {"detectors": {"email": "block"}}
+    first = admin(stack, "PATCH", f"/tenants/{tenant}", json={"privacy": rules}).json()
+    again = admin(stack, "PATCH", f"/tenants/{tenant}", json={"privacy": rules}).json()
+    assert again["privacy"]["version"] == first["privacy"].get("version", 1) + 1  # 1 is left out as the default
+
+    def refused() -> bool:
+        resp = httpx.post(
+            f"{stack.base_url}/chat/completions",
+            json={"model": "demo-model", "messages": [{"role": "user", "content": "mail x@example.com"}]},
+            headers={"authorization": f"Bearer {key}"},
+            timeout=20,
+        )
+        return resp.status_code == 400 and resp.json()["error"]["code"] == "blocked_email"
+
+    until(refused, timeout=2.0)  # within a second or so: stages follow the record through KV
+    assert admin(stack, "PATCH", f"/tenants/{tenant}", json={"privacy": None}).json().get("privacy") is None
+    until(lambda: not refused(), timeout=2.0)

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
@@ -123,3 +124,17 @@ def test_a_tenants_cache_and_a_keys_pin_right_from_the_command_line(stack: Stack
     assert off["cache"] is None
     refused = sluice(stack, "tenants", "update", tenant, "--cache-max-age", "60", "--cache-default", "90", check=False)
     assert refused.returncode == 1 and "default_max_age_s" in refused.stderr
+
+
+def test_privacy_rules_from_a_file_and_off_again(stack: Stack, tmp_path: Path) -> None:
+    tenant = f"cli-priv-{time.monotonic_ns() % 10**8}"
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"detectors": {"email": "mask", "card": "block"}}))
+    made = json.loads(sluice(stack, "tenants", "create", tenant, "--privacy-file", str(rules), "--json").stdout)
+    assert made["privacy"]["detectors"] == {"email": "mask", "card": "block"}
+    broken = tmp_path / "broken.json"
+    broken.write_text("{detectors")
+    failed = sluice(stack, "tenants", "update", tenant, "--privacy-file", str(broken), check=False)
+    assert failed.returncode == 1 and "not JSON" in failed.stderr
+    off = json.loads(sluice(stack, "tenants", "update", tenant, "--privacy-file", "off", "--json").stdout)
+    assert off.get("privacy") is None
