@@ -118,6 +118,9 @@ class PrivacyRules(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=Tru
 
     detectors: dict[str, PrivacyAction] = {}
     custom: list[CustomDetector] = []
+    # Checks of the answer, for values the caller never gave (a leaked key):
+    # built-in detectors by name, each mask, redact or flag.
+    output: dict[str, PrivacyAction] = {}
     injection: InjectionCheck | None = None
     # Rules change as a whole; each detection records the version it was made under.
     version: int = 1

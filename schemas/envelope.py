@@ -118,6 +118,9 @@ class Envelope(BusMessage, tag="chat.request"):
     # here): placeholder -> original of the values it masked, so the answer
     # is restored for the caller. Never copied into events, logs or rows.
     vault: dict[str, str] = {}
+    # Set by the redaction stage alone, from the tenant's output checks:
+    # detector -> mask, redact or flag, applied to the answer.
+    output_checks: dict[str, str] = {}
 
     @property
     def model(self) -> str:

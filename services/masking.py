@@ -11,7 +11,7 @@ gives back exactly what the caller wrote.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import msgspec
 
@@ -105,12 +105,27 @@ class StreamRestorer:
 class AnswerRestorer:
     """Restores an answer for the caller: streamed deltas (text and tool-call
     arguments, per choice and per call, each with its own hold-back) or a
-    whole message. It returns copies: what the gateway keeps (call logs, the
-    cache) stays masked."""
+    whole message; and, given ``output`` (a scanner for each choice), checks
+    its text for values the caller never gave. It returns copies: what the
+    gateway keeps (call logs, the cache) stays as the upstream wrote it."""
 
-    def __init__(self, vault: dict[str, str]) -> None:
+    def __init__(self, vault: dict[str, str], output: Callable[[], OutputScanner] | None = None) -> None:
         self.vault = vault
         self._streams: dict[tuple[int, int], StreamRestorer] = {}
+        self._output = output
+        self._scanners: dict[int, OutputScanner] = {}
+
+    @property
+    def found(self) -> list[Finding]:
+        """What the output checks found so far (positions within each scanned piece)."""
+        return [f for s in self._scanners.values() for f in s.found]
+
+    def _scanner(self, choice: int) -> OutputScanner | None:
+        if self._output is None:
+            return None
+        if choice not in self._scanners:
+            self._scanners[choice] = self._output()
+        return self._scanners[choice]
 
     def _stream(self, choice: int, call: int) -> StreamRestorer:
         key = (choice, call)
@@ -122,6 +137,9 @@ class AnswerRestorer:
         out = msgspec.structs.replace(d)
         if d.content:
             out.content = self._stream(d.index, -1).feed(d.content)
+            scanner = self._scanner(d.index)
+            if scanner is not None:
+                out.content = scanner.feed(out.content)
         if d.tool_calls:
             calls = []
             for tc in d.tool_calls:
@@ -134,25 +152,32 @@ class AnswerRestorer:
 
     def rest(self) -> list[Delta]:
         """What is still held at the end of a stream, as deltas to send before the last reply."""
-        out = []
+        out, texts = [], dict.fromkeys(self._scanners, "")
         for (choice, call), stream in sorted(self._streams.items()):
             text = stream.flush()
-            if not text:
-                continue
             if call == -1:
-                out.append(Delta(index=choice, content=text))
-            else:
+                texts[choice] = text
+            elif text:
                 out.append(
                     Delta(index=choice, tool_calls=[ToolCallDelta(index=call, function=FunctionDelta(arguments=text))])
                 )
+        for choice, text in sorted(texts.items()):
+            scanner = self._scanners.get(choice)
+            if scanner is not None:
+                text = scanner.feed(text) + scanner.flush()
+            if text:
+                out.append(Delta(index=choice, content=text))
         return out
 
-    def message(self, m: Message | None) -> Message | None:
-        if m is None or not self.vault:
+    def message(self, m: Message | None, choice: int = 0) -> Message | None:
+        if m is None or (not self.vault and self._output is None):
             return m
         out = msgspec.structs.replace(m)
         if isinstance(m.content, str):
             out.content = restore(m.content, self.vault)
+            scanner = self._scanner(choice)
+            if scanner is not None:
+                out.content = scanner.whole(out.content)
         elif m.content:
             out.content = [
                 msgspec.structs.replace(p, text=restore(p.text, self.vault)) if isinstance(p, TextPart) else p
@@ -170,3 +195,73 @@ class AnswerRestorer:
                 for c in m.tool_calls
             ]
         return out
+
+
+# Characters already passed on that an output scan still looks at, for context.
+CONTEXT = 32
+
+
+class OutputScanner:
+    """Checks an answer for values the caller never gave (a key or an email
+    the model produced): each found one is replaced (``mask``: a placeholder,
+    ``redact``: ``[REDACTED:kind]``) or only reported (``flag``). Streamed,
+    it holds back the last ``hold`` characters, so a value split across
+    chunks is seen whole, and never a value it has started to pass on."""
+
+    def __init__(
+        self,
+        find: Callable[[str], list[Finding]],
+        actions: dict[str, str],
+        given: Iterable[str] = (),
+        hold: int = 96,
+    ) -> None:
+        self.find, self.actions, self.hold = find, actions, hold
+        self.given = set(given)  # the caller's own values, restored into the answer: not a leak
+        self.found: list[Finding] = []
+        self._held = ""
+        self._passed = ""
+        self._masker = Masker()
+
+    def _apply(self, text: str, findings: list[Finding]) -> str:
+        out, at = [], 0
+        for f in findings:
+            value = text[f.start : f.end]
+            action = self.actions.get(f.detector, "flag")
+            if value in self.given:
+                continue
+            self.found.append(f)
+            if action == "flag":
+                continue
+            out.append(text[at : f.start])
+            out.append(self._masker.placeholder(f.detector, value) if action == "mask" else f"[REDACTED:{f.detector}]")
+            at = f.end
+        out.append(text[at:])
+        return "".join(out)
+
+    def whole(self, text: str) -> str:
+        return self._apply(text, self.find(text)) if text else text
+
+    def feed(self, chunk: str) -> str:
+        # What was passed on last is looked at again, as context only: a
+        # detector's boundaries see the same characters as on the whole text.
+        before = self._passed[-CONTEXT:]
+        text = before + self._held + chunk
+        findings = [f for f in self.find(text) if f.start >= len(before)]
+        cut = max(len(before), len(text) - self.hold)
+        for f in findings:  # a value reaching into the held tail waits with it
+            if f.start < cut < f.end:
+                cut = f.start
+        self._held = text[cut:]
+        shift = len(before)
+        passed = [Finding(f.detector, f.start - shift, f.end - shift) for f in findings if f.end <= cut]
+        out = self._apply(text[shift:cut], passed)
+        self._passed = (self._passed + text[shift:cut])[-CONTEXT:]
+        return out
+
+    def flush(self) -> str:
+        rest, self._held = self._held, ""
+        before = self._passed[-CONTEXT:]
+        text = before + rest
+        shift = len(before)
+        found = [Finding(f.detector, f.start - shift, f.end - shift) for f in self.find(text) if f.start >= shift]
+        return self._apply(rest, found) if rest else rest

@@ -64,6 +64,11 @@ def problem(rules: PrivacyRules) -> str | None:
     names = [c.name for c in rules.custom]
     if len(set(names)) != len(names) or set(names) & set(detectors.BUILT_IN):
         return "custom detectors need names of their own"
+    unknown = sorted(set(rules.output) - set(detectors.BUILT_IN))
+    if unknown:
+        return f"output: no built-in detector {', '.join(unknown)}"
+    if "block" in rules.output.values():
+        return "output: an answer is masked, redacted or flagged, not blocked (it is already written)"
     if rules.injection is not None and not 0 < rules.injection.threshold <= 1:
         return "injection.threshold must be above 0 and at most 1"
     for c in rules.custom:
@@ -78,8 +83,11 @@ def problem(rules: PrivacyRules) -> str | None:
 
 
 def masks(rules: PrivacyRules | None) -> bool:
-    """Whether answers need restoring (the outbound hop is on the slip)."""
-    return rules is not None and ("mask" in rules.detectors.values() or any(c.action == "mask" for c in rules.custom))
+    """Whether answers need work for the caller (restoring, output checks):
+    then no cached answer may stand in for one."""
+    return rules is not None and (
+        "mask" in rules.detectors.values() or any(c.action == "mask" for c in rules.custom) or bool(rules.output)
+    )
 
 
 # -- where the texts are --------------------------------------------------------

@@ -41,6 +41,7 @@ cache = {{ max_age_s = 600 }}
 id = "careful"
 redaction_rules = [{{ name = "email", pattern = "[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\\\\.[A-Za-z]{{2,}}" }}]
 call_log_max_bytes = 400
+privacy = {{ output = {{ secret = "redact" }} }}
 
 [[tenants]]
 id = "private"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import msgspec
 from nats.aio.msg import Msg
@@ -15,13 +16,13 @@ from schemas.cache import CacheStore
 from schemas.chat import Cost, Delta, Message, Usage
 from schemas.envelope import Deployment, Envelope
 from schemas.errors import ClientClosed, InternalError, StageStopping, UpstreamTimeout
-from schemas.events import AlertEvent, AttemptEvent
+from schemas.events import AlertEvent, AttemptEvent, DetectionEvent
 from schemas.health import TryOutcome
 from schemas.ids import new_id
 from schemas.replies import Accepted, Cancel, Chunk, Failure, Final, Timing
-from services import cache, call_logs
+from services import cache, call_logs, detectors
 from services import usage as usage_svc
-from services.masking import AnswerRestorer
+from services.masking import AnswerRestorer, OutputScanner
 from services.providers import passthrough
 from services.providers.attempts import Try, Walk, WalkFailed, retryable
 from services.providers.call import CallOutcome, CallProgress, OnDelta, call_chat, call_embeddings
@@ -141,7 +142,7 @@ class ProviderStage:
         transcript = cache.Transcript() if keeps and env.stream else None
         # Masked values go back into the answer for the caller, and only there:
         # the transcript (call log, cache) keeps what the upstream wrote.
-        restorer = AnswerRestorer(env.vault) if env.vault else None
+        restorer = AnswerRestorer(env.vault, self._output(env)) if env.vault or env.output_checks else None
 
         async def on_delta(delta: Delta, model: str) -> None:
             nonlocal seq, first_chunk_ns
@@ -233,7 +234,8 @@ class ProviderStage:
         if restorer is not None:
             seq = await self._send_held(ctx, env, restorer, seq)
             answer = restorer.message(answer)
-            others = [msgspec.structs.replace(c, message=restorer.message(c.message)) for c in others]
+            others = [msgspec.structs.replace(c, message=restorer.message(c.message, c.index)) for c in others]
+            self._report_output(ctx, env, restorer)
         final = Final(
             id=env.id,
             seq=seq,
@@ -268,6 +270,27 @@ class ProviderStage:
         await ctx.finish(env, final, start_ns, billed=True, ttft_ns=ttft)
         if env.cache_key and env.cache_ttl_s > 0:
             await self._keep(ctx, env, final, message)
+
+    @staticmethod
+    def _output(env: Envelope) -> Callable[[], OutputScanner] | None:
+        """The tenant's output checks, one scanner per choice; the caller's own
+        (restored) values are not leaks."""
+        if not env.output_checks:
+            return None
+        kinds, actions, given = list(env.output_checks), env.output_checks, list(env.vault.values())
+        return lambda: OutputScanner(lambda text: detectors.scan(text, kinds), actions, given)
+
+    @staticmethod
+    def _report_output(ctx: runner.StageContext, env: Envelope, restorer: AnswerRestorer) -> None:
+        now = time.time_ns()
+        for f in restorer.found:
+            action = env.output_checks.get(f.detector, "flag")
+            ctx.events.emit(
+                DetectionEvent(
+                    event_id=new_id(), request_id=env.id, at_ns=now, tenant_id=env.tenant_id, detector=f.detector,
+                    action=action, where="answer", start=f.start, end=f.end,
+                )
+            )  # fmt: skip
 
     async def _send_held(self, ctx: runner.StageContext, env: Envelope, restorer: AnswerRestorer, seq: int) -> int:
         """What the restorer still held at the stream's end (an unfinished

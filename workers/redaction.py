@@ -72,7 +72,7 @@ class RedactionStage:
                     f"{blocked.where}).",
                     code=f"blocked_{blocked.detector}",
                 )
-            env.vault = found.vault
+            env.vault, env.output_checks = found.vault, dict(rules.output)
             if env.origin != "nats":  # the gateway's own ingress waits for this (fail closed otherwise)
                 await ctx.send(env, bus.encode(Redacted(id=env.id)))
         await ctx.forward(env, start_ns)

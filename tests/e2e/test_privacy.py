@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from tests.stack import PRIVATE_KEY, Stack
+from tests.stack import PRIVATE_KEY, REDACT_KEY, Stack
 
 EMAIL, PHONE, CARD = "jane.doe@example.com", "+44 20 7946 0958", "4111 1111 1111 1111"
 SAID = f"Reach {EMAIL} or {PHONE}; card {CARD}, twice: {EMAIL}. [mock:echo]"
@@ -134,3 +134,27 @@ def test_a_known_jailbreak_is_refused_and_recorded(stack: Stack, client: openai.
         time.sleep(0.2)
     assert {row[3] for row in found} == {"injection:ignore_instructions", "injection:reveal_system_prompt"}
     assert {(row[4], row[5]) for row in found} == {("block", "messages[1].content")}  # not the system prompt
+
+
+def test_a_key_the_model_writes_is_redacted_in_the_answer_streamed_or_not(stack: Stack) -> None:
+    # Tenant "careful" checks answers for secrets; its input rules leave this one alone, and the echo "leaks" it.
+    key = "sk-proj-" + "Zq7_" * 12
+    said = f"Repeat after me: {key} done [mock:echo]"
+    with openai.OpenAI(base_url=stack.base_url, api_key=REDACT_KEY, max_retries=0, timeout=20) as careful:
+        whole = careful.chat.completions.with_raw_response.create(
+            model="demo-model", messages=[{"role": "user", "content": said}]
+        )
+        stream = careful.chat.completions.create(
+            model="demo-model", messages=[{"role": "user", "content": said}], stream=True
+        )
+        streamed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    expected = "Repeat after me: [REDACTED:secret] done [mock:echo]"
+    assert whole.parse().choices[0].message.content == expected
+    assert streamed == expected
+    request_id = whole.headers["x-request-id"]
+    stack.request_row(request_id)
+    deadline = time.monotonic() + 20
+    while not (found := stack.query("detections", request_id=request_id)["rows"]):
+        assert time.monotonic() < deadline, "no detection recorded"
+        time.sleep(0.2)
+    assert [(row[3], row[4], row[5]) for row in found] == [("secret", "redact", "answer")]

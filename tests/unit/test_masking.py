@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.detectors import scan
-from services.masking import PLACEHOLDER, Masker, StreamRestorer, label_of, restore
+from services.masking import PLACEHOLDER, Masker, OutputScanner, StreamRestorer, label_of, restore
 
 VALUES = [
     "jane.doe@example.com",
@@ -75,3 +75,29 @@ def test_a_split_placeholder_is_held_only_until_it_can_no_longer_be_one() -> Non
 
 def test_labels_come_from_detector_and_rule_names() -> None:
     assert [label_of(n) for n in ("email", "ipv4", "emp-id", "9lives")] == ["EMAIL", "IPV4", "EMP_ID", "X_9LIVES"]
+
+
+LEAKS = ["sk-proj-" + "Ab9_" * 12, "leaked@example.org", "4111 1111 1111 1111"]
+answers = st.lists(st.one_of(filler, st.sampled_from(LEAKS), st.just(" ")), max_size=10).map("".join)
+
+
+def _scanner() -> OutputScanner:
+    return OutputScanner(scan, {"secret": "redact", "email": "mask", "card": "flag"}, given=["given@example.com"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(answers, st.lists(st.integers(min_value=0, max_value=300), max_size=10))
+def test_an_output_scan_of_a_stream_equals_the_scan_of_the_whole(text: str, cuts: list[int]) -> None:
+    points = sorted({min(c, len(text)) for c in cuts})
+    chunks = [text[a:b] for a, b in zip([0, *points], [*points, len(text)], strict=True)]
+    streamed = _scanner()
+    out = "".join(streamed.feed(c) for c in chunks) + streamed.flush()
+    assert out == _scanner().whole(text)
+
+
+def test_an_output_scan_leaves_the_callers_own_values_and_flags_without_changing() -> None:
+    scanner = _scanner()
+    text = f"Your address given@example.com; mine is leaked@example.org; card 4111 1111 1111 1111; {LEAKS[0]}"
+    out = scanner.whole(text)
+    assert out == "Your address given@example.com; mine is [EMAIL_1]; card 4111 1111 1111 1111; [REDACTED:secret]"
+    assert sorted(f.detector for f in scanner.found) == ["card", "email", "secret"]
