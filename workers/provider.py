@@ -201,8 +201,8 @@ class ProviderStage:
             if env.call_log_max_bytes > 0:
                 error_body = {"type": failure.type, "code": failure.code, "message": failure.message}
                 message = transcript.message() if transcript is not None and transcript.parts else None
-                answer = call_logs.answer_json(message=message, usage=failure.usage, error=error_body)
-                ctx.events.emit(call_logs.entry(env, failure.status, answer, time.time_ns()))
+                logged = call_logs.answer_json(message=message, usage=failure.usage, error=error_body)
+                ctx.events.emit(call_logs.entry(env, failure.status, logged, time.time_ns()))
             await ctx.finish(
                 env,
                 failure,
@@ -260,13 +260,13 @@ class ProviderStage:
         ttft = first_chunk_ns - env.received_at_ns if first_chunk_ns else 0
         message = transcript.message() if transcript is not None else outcome.message
         if env.call_log_max_bytes > 0:
-            answer = call_logs.answer_json(
+            logged = call_logs.answer_json(
                 message=message,
                 embeddings=outcome.embeddings,
                 finish_reason=outcome.finish_reason,
                 usage=outcome.usage,
             )
-            ctx.events.emit(call_logs.entry(env, 200, answer, time.time_ns()))
+            ctx.events.emit(call_logs.entry(env, 200, logged, time.time_ns()))
         await ctx.finish(env, final, start_ns, billed=True, ttft_ns=ttft)
         if env.cache_key and env.cache_ttl_s > 0:
             await self._keep(ctx, env, final, message)
