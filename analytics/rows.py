@@ -186,7 +186,7 @@ _LIMITS: dict[type, tuple[tuple[str, tuple[int, int]], ...]] = {
     StageEvent: (("started_at_ns", _TS),),
     AlertEvent: (("at_ns", _TS),),
     AlertStateEvent: (("at_ns", _TS), ("fired_at_ns", _TS)),
-    DetectionEvent: (("at_ns", _TS), ("start", _U32), ("end", _U32), ("rules_version", _U32)),
+    DetectionEvent: (("at_ns", _TS), ("rules_version", _U32)),
     CallLogEvent: (("at_ns", _TS), ("status", _U16), ("request_bytes", _U32), ("response_bytes", _U32)),
     AuditEvent: (("at_ns", _TS),),
 }
@@ -198,6 +198,11 @@ def problem(e: Event) -> str | None:
         value = getattr(e, name)
         if not low <= value <= high:
             return f"{type(e).__name__}.{name} = {value} is outside [{low}, {high}]"
+    if isinstance(e, DetectionEvent):
+        low, high = _U32
+        for d in e.found:
+            if not (low <= d.start <= high and low <= d.end <= high):
+                return f"DetectionEvent span {d.start}..{d.end} is outside [{low}, {high}]"
     return None
 
 
@@ -316,10 +321,12 @@ def to_rows(events: Sequence[Event], dead_letters: Sequence[DeadLetter] = ()) ->
             rows.call_logs.append([getattr(e, c) if c != "ts" else e.at_ns for c in CALL_LOG_COLUMNS])
             continue
         if isinstance(e, DetectionEvent):
-            rows.detections.append(
-                [e.event_id, e.request_id, e.at_ns, e.tenant_id, e.detector, e.action, e.where, e.start, e.end,
-                 e.rules_version]
-            )  # fmt: skip
+            # Row ids derive from the event's, so a redelivered event replaces its rows.
+            rows.detections += [
+                [f"{e.event_id}.{i}", e.request_id, e.at_ns, e.tenant_id, d.detector, d.action, d.where, d.start,
+                 d.end, e.rules_version]
+                for i, d in enumerate(e.found)
+            ]  # fmt: skip
             continue
         if isinstance(e, AlertStateEvent):
             rows.alert_states.append(

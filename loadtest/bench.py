@@ -30,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from schemas.control import ApiKey
 from services.runtime.cli import query
@@ -120,21 +121,27 @@ def parse_wrk(out: str) -> dict:
 
 
 @contextlib.contextmanager
-def embedded_gateway(config: str, key: str, prefix: str) -> Iterator[tuple[Layout, Supervisor]]:
+def embedded_gateway(config: str, key: str, prefix: str, **layout: Any) -> Iterator[tuple[Layout, Supervisor]]:
     """The whole gateway on free loopback ports, with ``config`` (formatted
-    with {mock}, the mock upstream's port) and one key of tenant "bench";
-    stopped, and its directory removed, on the way out."""
+    with {mock}, the mock upstream's port), one key of tenant "bench" and
+    ``layout`` options (replicas); stopped, and its directory removed, on the
+    way out."""
     home = Path(tempfile.mkdtemp(prefix=prefix))
     mock_port = free_port()
     (home / "sluice.toml").write_text(config.format(mock=mock_port))
-    layout = Layout(
-        home=home, config=home / "sluice.toml", nats_port=free_port(), http_port=free_port(), mock_port=mock_port
+    options = Layout(
+        home=home,
+        config=home / "sluice.toml",
+        nats_port=free_port(),
+        http_port=free_port(),
+        mock_port=mock_port,
+        **layout,
     )
-    sup = Supervisor(layout, extra_keys={key: ApiKey(id="bench", tenant_id="bench")})
+    sup = Supervisor(options, extra_keys={key: ApiKey(id="bench", tenant_id="bench")})
     print(f"starting the gateway in {home} ...", flush=True)
     sup.start()
     try:
-        yield layout, sup
+        yield options, sup
     finally:
         sup.stop()
         shutil.rmtree(home, ignore_errors=True)

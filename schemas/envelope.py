@@ -121,6 +121,8 @@ class Envelope(BusMessage, tag="chat.request"):
     # Set by the redaction stage alone, from the tenant's output checks:
     # detector -> mask, redact or flag, applied to the answer.
     output_checks: dict[str, str] = {}
+    # The version of the rules those checks came from, for their audit rows.
+    privacy_version: int = 0
 
     @property
     def model(self) -> str:

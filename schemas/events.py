@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+import msgspec
+
 from schemas.base import BusMessage
 from schemas.chat import UsageSource
 from schemas.envelope import StageName
@@ -199,20 +201,27 @@ class AlertStateEvent(BusMessage, tag="event.alert_state"):
     detail: str = ""
 
 
+class Detection(msgspec.Struct, array_like=True, frozen=True):
+    """One detection: which detector, what was done, and where (the text,
+    "messages[2].content" or "answer", and the span in it). Never the value."""
+
+    detector: str
+    action: str
+    where: str
+    start: int
+    end: int
+
+
 class DetectionEvent(BusMessage, tag="event.detection"):
-    """A privacy rule found something in a request: which detector, what
-    was done, and where (the text and span). Never the value itself."""
+    """What a privacy check found in one request (or its answer): one event
+    for all of it, one ClickHouse row per detection. A dense prompt holds
+    hundreds, and an event per detection cost more than the scan."""
 
     event_id: str
     request_id: str
     at_ns: int
     tenant_id: str
-    detector: str
-    action: str
-    # Which text ("messages[2].content", "input[0]") and the span in it.
-    where: str
-    start: int
-    end: int
+    found: list[Detection]
     rules_version: int = 0
 
 

@@ -18,20 +18,13 @@ import msgspec
 
 from schemas.chat import ChatBody, EmbeddingsBody, TextPart, ToolCall
 from schemas.control import CustomDetector, PrivacyAction, PrivacyRules, Tenant
+from schemas.events import Detection, DetectionEvent
+from schemas.ids import new_id
 from services import detectors
 from services.detectors.base import Finding
 from services.detectors.custom import find_keywords, find_pattern
 from services.injection import score as injection_score
 from services.masking import Masker
-
-
-class Detection(msgspec.Struct, frozen=True):
-    detector: str
-    action: PrivacyAction
-    # Which text: "messages[2].content", "messages[1].tool_calls[0].arguments", "input[3]".
-    where: str
-    start: int
-    end: int
 
 
 class Inspection(msgspec.Struct):
@@ -42,6 +35,28 @@ class Inspection(msgspec.Struct):
     @property
     def blocked_by(self) -> Detection | None:
         return next((d for d in self.detections if d.action == "block"), None)
+
+
+# A dense prompt can hold thousands of values; each event stays well under a
+# NATS message.
+DETECTIONS_PER_EVENT = 1000
+
+
+def events(
+    request_id: str, tenant_id: str, found: list[Detection], rules_version: int, now_ns: int
+) -> list[DetectionEvent]:
+    """The audit events for ``found``: few, whatever its length."""
+    return [
+        DetectionEvent(
+            event_id=new_id(now_ns),
+            request_id=request_id,
+            at_ns=now_ns,
+            tenant_id=tenant_id,
+            found=found[i : i + DETECTIONS_PER_EVENT],
+            rules_version=rules_version,
+        )
+        for i in range(0, len(found), DETECTIONS_PER_EVENT)
+    ]
 
 
 def rules_of(tenant: Tenant) -> PrivacyRules | None:

@@ -16,11 +16,11 @@ from schemas.cache import CacheStore
 from schemas.chat import Cost, Delta, Message, Usage
 from schemas.envelope import Deployment, Envelope
 from schemas.errors import ClientClosed, InternalError, StageStopping, UpstreamTimeout
-from schemas.events import AlertEvent, AttemptEvent, DetectionEvent
+from schemas.events import AlertEvent, AttemptEvent, Detection
 from schemas.health import TryOutcome
 from schemas.ids import new_id
 from schemas.replies import Accepted, Cancel, Chunk, Failure, Final, Timing
-from services import cache, call_logs, detectors
+from services import cache, call_logs, detectors, privacy
 from services import usage as usage_svc
 from services.masking import AnswerRestorer, OutputScanner
 from services.providers import passthrough
@@ -282,15 +282,12 @@ class ProviderStage:
 
     @staticmethod
     def _report_output(ctx: runner.StageContext, env: Envelope, restorer: AnswerRestorer) -> None:
-        now = time.time_ns()
-        for f in restorer.found:
-            action = env.output_checks.get(f.detector, "flag")
-            ctx.events.emit(
-                DetectionEvent(
-                    event_id=new_id(), request_id=env.id, at_ns=now, tenant_id=env.tenant_id, detector=f.detector,
-                    action=action, where="answer", start=f.start, end=f.end,
-                )
-            )  # fmt: skip
+        found = [
+            Detection(f.detector, env.output_checks.get(f.detector, "flag"), "answer", f.start, f.end)
+            for f in restorer.found
+        ]
+        for event in privacy.events(env.id, env.tenant_id, found, env.privacy_version, time.time_ns()):
+            ctx.events.emit(event)
 
     async def _send_held(self, ctx: runner.StageContext, env: Envelope, restorer: AnswerRestorer, seq: int) -> int:
         """What the restorer still held at the stream's end (an unfinished

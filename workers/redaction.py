@@ -11,8 +11,6 @@ from schemas import bus, subjects
 from schemas.control import Tenant, decode_tenant
 from schemas.envelope import Envelope
 from schemas.errors import InvalidRequest
-from schemas.events import DetectionEvent
-from schemas.ids import new_id
 from schemas.replies import Redacted
 from services import privacy
 from services.runtime.kv import KvMirror
@@ -39,22 +37,8 @@ class RedactionStage:
         if rules is not None:
             found = privacy.inspect(env.body, env.embeddings, rules)
             found.detections += privacy.injection(env.body, rules)
-            now = time.time_ns()
-            for d in found.detections:
-                ctx.events.emit(
-                    DetectionEvent(
-                        event_id=new_id(),
-                        request_id=env.id,
-                        at_ns=now,
-                        tenant_id=env.tenant_id,
-                        detector=d.detector,
-                        action=d.action,
-                        where=d.where,
-                        start=d.start,
-                        end=d.end,
-                        rules_version=rules.version,
-                    )
-                )
+            for event in privacy.events(env.id, env.tenant_id, found.detections, rules.version, time.time_ns()):
+                ctx.events.emit(event)
             blocked = found.blocked_by
             if blocked is not None and blocked.detector.startswith("injection:"):
                 rules_hit = sorted(
@@ -72,7 +56,7 @@ class RedactionStage:
                     f"{blocked.where}).",
                     code=f"blocked_{blocked.detector}",
                 )
-            env.vault, env.output_checks = found.vault, dict(rules.output)
+            env.vault, env.output_checks, env.privacy_version = found.vault, dict(rules.output), rules.version
             if env.origin != "nats":  # the gateway's own ingress waits for this (fail closed otherwise)
                 await ctx.send(env, bus.encode(Redacted(id=env.id)))
         await ctx.forward(env, start_ns)

@@ -5,6 +5,7 @@ overlaps; nothing here sees the network or a model."""
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable
 
 from services.detectors.base import Finding
@@ -49,8 +50,14 @@ def settle(found: list[Finding]) -> list[Finding]:
     ranked = sorted(
         found, key=lambda f: (f.detector in PRIORITY, -(f.end - f.start), PRIORITY.get(f.detector, -1), f.start)
     )
+    # Kept findings never overlap, so sorted by start their ends are sorted
+    # too: a new one need only be checked against its two neighbours.
     kept: list[Finding] = []
+    starts: list[int] = []
     for f in ranked:
-        if all(f.end <= k.start or f.start >= k.end for k in kept):
-            kept.append(f)
-    return sorted(kept, key=lambda f: f.start)
+        i = bisect_right(starts, f.start)
+        if (i and kept[i - 1].end > f.start) or (i < len(kept) and kept[i].start < f.end):
+            continue
+        kept.insert(i, f)
+        starts.insert(i, f.start)
+    return kept

@@ -64,6 +64,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         mock_port=None if args.no_mock else args.mock_port,
         clickhouse_dsn=args.clickhouse,
         provider_replicas=args.provider_replicas,
+        redact_replicas=args.redact_replicas,
     )
     try:
         config = config_mod.load(layout.config)
@@ -369,6 +370,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--no-mock", action="store_true", help="do not start the mock upstream")
     up.add_argument("--clickhouse", default=None, help="ClickHouse DSN (default: embedded chdb under --home)")
     up.add_argument("--provider-replicas", type=int, default=1)
+    up.add_argument("--redact-replicas", type=int, default=1, help="processes scanning prompts (CPU-bound)")
     up.set_defaults(func=cmd_up)
 
     analytics = sub.add_parser("analytics", help="the ClickHouse side: migrations, re-costing")

@@ -71,6 +71,9 @@ class Layout(msgspec.Struct):
     provider_replicas: int = 1
     policy_replicas: int = 1
     route_replicas: int = 1
+    # The redaction stage scans each request one after another (it is CPU
+    # only): a tenant that masks everything is served by as many as run.
+    redact_replicas: int = 1
     # More ingress processes, one per port, beside the one on ``http_port``.
     extra_http_ports: list[int] = []
     # Each process connects as its role's NATS user, allowed only its own
@@ -247,6 +250,7 @@ class Supervisor:
                 "provider": self.layout.provider_replicas,
                 "policy": self.layout.policy_replicas,
                 "route": self.layout.route_replicas,
+                "redact": self.layout.redact_replicas,
             }
             for name, args in STAGES.items():
                 replicas = counts.get(name, 1)

@@ -26,6 +26,7 @@ from schemas.events import (
     AuditEvent,
     CallLogEvent,
     DeadLetter,
+    Detection,
     DetectionEvent,
     RequestEvent,
     StageEvent,
@@ -108,7 +109,17 @@ def others() -> list:
         CallLogEvent("cl1", "r1", T0 + 1_000_000_000, "t1", "k1", "m1", 200, '{"q":1}', '{"a":2}', 7, 7),
         CallLogEvent("cl2", "r13", T0 + 13_000_000_000, "t2", "k3", "m1", 200, "x" * 10, "y", 10, 1),
         AlertStateEvent("x-1", "firing", "errs", "error_rate", "m1", T0, T0, 0.6, 0.5, detail="6 of 10"),
-        DetectionEvent("d1", "r2", T0 + 2_000_000_000, "t1", "email", "mask", "messages[0].content", 5, 21, 3),
+        DetectionEvent(
+            "d1",
+            "r2",
+            T0 + 2_000_000_000,
+            "t1",
+            [
+                Detection("phone", "flag", "messages[1].content", 0, 16),
+                Detection("email", "mask", "messages[0].content", 5, 21),
+            ],
+            3,
+        ),
         AlertStateEvent("x-1", "resolved", "errs", "error_rate", "m1", T0 + 60_000_000_000, T0, 0.6, 0.5),
         AlertStateEvent("x-2", "firing", "spend", "spend_spike", "t2/k3", T0 + 5, T0 + 5, 9.0, 3.0, tenant_id="t2"),
     ]
@@ -408,14 +419,13 @@ def _(store: Store) -> None:
 
 @answer("detections")
 def _(store: Store) -> None:
-    (row,) = run(store, "detections", request_id="r2")
-    assert (row["detector"], row["action"], row["location"], row["start"], row["end"]) == (
-        "email",
-        "mask",
-        "messages[0].content",
-        5,
-        21,
-    )
+    # One event, one row per detection, in text order.
+    rows = run(store, "detections", request_id="r2")
+    assert [(r["detector"], r["action"], r["location"], r["start"], r["end"]) for r in rows] == [
+        ("email", "mask", "messages[0].content", 5, 21),
+        ("phone", "flag", "messages[1].content", 0, 16),
+    ]
+    row = rows[0]
     assert row["rules_version"] == 3 and run(store, "detections", tenant_id="t2") == []
 
 

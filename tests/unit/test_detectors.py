@@ -9,11 +9,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from services.detectors import BUILT_IN, Finding, scan, settle
+from services.detectors import BUILT_IN, PRIORITY, Finding, scan, settle
 from services.detectors.cards import find_cards, luhn_ok
 from services.detectors.custom import find_keywords, find_pattern
-from services.detectors.email import find_emails
+from services.detectors.email import _EMAIL, find_emails
 from services.detectors.iban import find_ibans, mod97_ok
 from services.detectors.ip import find_ipv4, find_ipv6
 from services.detectors.phone import find_phones
@@ -93,6 +95,42 @@ def test_overlaps_keep_the_tenants_own_rule_then_the_longer_finding() -> None:
     found = [Finding("card", 5, 20), Finding("iban", 0, 27), Finding("codename", 0, 4)]
     assert settle(found) == [Finding("codename", 0, 4), Finding("card", 5, 20)]
     assert settle([Finding("card", 5, 20), Finding("iban", 0, 27)]) == [Finding("iban", 0, 27)]
+
+
+_findings = st.lists(
+    st.builds(
+        lambda kind, start, length: Finding(kind, start, start + length),
+        st.sampled_from(["card", "iban", "phone", "codename"]),
+        st.integers(0, 60),
+        st.integers(1, 20),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_findings)
+def test_settling_keeps_what_checking_every_pair_would(found: list[Finding]) -> None:
+    # The plain quadratic rule: in rank order, keep what overlaps nothing kept.
+    ranked = sorted(
+        found, key=lambda f: (f.detector in PRIORITY, -(f.end - f.start), PRIORITY.get(f.detector, -1), f.start)
+    )
+    kept: list[Finding] = []
+    for f in ranked:
+        if all(f.end <= k.start or f.start >= k.end for k in kept):
+            kept.append(f)
+    assert settle(found) == sorted(kept, key=lambda f: f.start)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["a", "b.c", "1", "@", "mail.io", "..", "-", "_", "+", " ", "\n", "x" * 40]), max_size=40
+    ).map("".join)
+)
+def test_emails_found_from_each_at_sign_are_those_of_the_whole_scan(text: str) -> None:
+    whole = [Finding("email", m.start(), m.end()) for m in _EMAIL.finditer(text) if ".." not in m.group()]
+    assert find_emails(text) == whole
 
 
 def test_the_corpus_has_positives_and_near_misses_for_every_detector() -> None:
