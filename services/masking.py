@@ -102,49 +102,56 @@ class StreamRestorer:
         return restore(rest, self.vault)
 
 
+def _where(choice: int, call: int) -> str:
+    return f"choices[{choice}].content" if call == -1 else f"choices[{choice}].tool_calls[{call}].arguments"
+
+
 class AnswerRestorer:
     """Restores an answer for the caller: streamed deltas (text and tool-call
     arguments, per choice and per call, each with its own hold-back) or a
-    whole message; and, given ``output`` (a scanner for each choice), checks
-    its text for values the caller never gave. It returns copies: what the
-    gateway keeps (call logs, the cache) stays as the upstream wrote it."""
+    whole message; and, given ``output`` (a new scanner for each text),
+    checks the text and the tool-call arguments for values the caller never
+    gave. It returns copies: what the gateway keeps (call logs, the cache)
+    stays as the upstream wrote it."""
 
     def __init__(self, vault: dict[str, str], output: Callable[[], OutputScanner] | None = None) -> None:
         self.vault = vault
+        # Keyed by (choice, tool call), the call -1 being the choice's text.
         self._streams: dict[tuple[int, int], StreamRestorer] = {}
         self._output = output
-        self._scanners: dict[int, OutputScanner] = {}
+        self._scanners: dict[tuple[int, int], OutputScanner] = {}
 
     @property
-    def found(self) -> list[Finding]:
-        """What the output checks found so far (positions within each scanned piece)."""
-        return [f for s in self._scanners.values() for f in s.found]
+    def found(self) -> list[tuple[str, Finding]]:
+        """What the output checks found so far: where ("choices[0].content",
+        "choices[0].tool_calls[1].arguments") and the span there."""
+        return [(_where(*key), f) for key, s in sorted(self._scanners.items()) for f in s.found]
 
-    def _scanner(self, choice: int) -> OutputScanner | None:
+    def _scanner(self, choice: int, call: int = -1) -> OutputScanner | None:
         if self._output is None:
             return None
-        if choice not in self._scanners:
-            self._scanners[choice] = self._output()
-        return self._scanners[choice]
+        key = (choice, call)
+        if key not in self._scanners:
+            self._scanners[key] = self._output()
+        return self._scanners[key]
 
-    def _stream(self, choice: int, call: int) -> StreamRestorer:
+    def _feed(self, choice: int, call: int, text: str) -> str:
         key = (choice, call)
         if key not in self._streams:
             self._streams[key] = StreamRestorer(self.vault)
-        return self._streams[key]
+        text = self._streams[key].feed(text)
+        scanner = self._scanner(choice, call)
+        return scanner.feed(text) if scanner is not None else text
 
     def delta(self, d: Delta) -> Delta:
         out = msgspec.structs.replace(d)
         if d.content:
-            out.content = self._stream(d.index, -1).feed(d.content)
-            scanner = self._scanner(d.index)
-            if scanner is not None:
-                out.content = scanner.feed(out.content)
+            out.content = self._feed(d.index, -1, d.content)
         if d.tool_calls:
             calls = []
             for tc in d.tool_calls:
                 if tc.function is not None and tc.function.arguments:
-                    args = self._stream(d.index, tc.index).feed(tc.function.arguments)
+                    args = self._feed(d.index, tc.index, tc.function.arguments)
                     tc = msgspec.structs.replace(tc, function=msgspec.structs.replace(tc.function, arguments=args))
                 calls.append(tc)
             out.tool_calls = calls
@@ -152,47 +159,52 @@ class AnswerRestorer:
 
     def rest(self) -> list[Delta]:
         """What is still held at the end of a stream, as deltas to send before the last reply."""
-        out, texts = [], dict.fromkeys(self._scanners, "")
-        for (choice, call), stream in sorted(self._streams.items()):
-            text = stream.flush()
+        out = []
+        for key in sorted(self._streams.keys() | self._scanners.keys()):
+            choice, call = key
+            stream, scanner = self._streams.get(key), self._scanners.get(key)
+            text = stream.flush() if stream is not None else ""
+            if scanner is not None:
+                text = scanner.feed(text) + scanner.flush()
+            if not text:
+                continue
             if call == -1:
-                texts[choice] = text
-            elif text:
+                out.append(Delta(index=choice, content=text))
+            else:
                 out.append(
                     Delta(index=choice, tool_calls=[ToolCallDelta(index=call, function=FunctionDelta(arguments=text))])
                 )
-        for choice, text in sorted(texts.items()):
-            scanner = self._scanners.get(choice)
-            if scanner is not None:
-                text = scanner.feed(text) + scanner.flush()
-            if text:
-                out.append(Delta(index=choice, content=text))
         return out
+
+    def _whole(self, text: str, choice: int, call: int) -> str:
+        text = restore(text, self.vault)
+        scanner = self._scanner(choice, call)
+        return scanner.whole(text) if scanner is not None else text
 
     def message(self, m: Message | None, choice: int = 0) -> Message | None:
         if m is None or (not self.vault and self._output is None):
             return m
         out = msgspec.structs.replace(m)
         if isinstance(m.content, str):
-            out.content = restore(m.content, self.vault)
-            scanner = self._scanner(choice)
-            if scanner is not None:
-                out.content = scanner.whole(out.content)
+            out.content = self._whole(m.content, choice, -1)
         elif m.content:
             out.content = [
-                msgspec.structs.replace(p, text=restore(p.text, self.vault)) if isinstance(p, TextPart) else p
+                msgspec.structs.replace(p, text=self._whole(p.text, choice, -1)) if isinstance(p, TextPart) else p
                 for p in m.content
             ]
         if m.tool_calls:
             out.tool_calls = [
                 msgspec.structs.replace(
-                    c, function=msgspec.structs.replace(c.function, arguments=restore(c.function.arguments, self.vault))
+                    c,
+                    function=msgspec.structs.replace(
+                        c.function, arguments=self._whole(c.function.arguments, choice, k)
+                    ),
                 )
                 if isinstance(c, ToolCall)
                 else msgspec.structs.replace(
-                    c, custom=msgspec.structs.replace(c.custom, input=restore(c.custom.input, self.vault))
+                    c, custom=msgspec.structs.replace(c.custom, input=self._whole(c.custom.input, choice, k))
                 )
-                for c in m.tool_calls
+                for k, c in enumerate(m.tool_calls)
             ]
         return out
 

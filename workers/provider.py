@@ -283,8 +283,8 @@ class ProviderStage:
     @staticmethod
     def _report_output(ctx: runner.StageContext, env: Envelope, restorer: AnswerRestorer) -> None:
         found = [
-            Detection(f.detector, env.output_checks.get(f.detector, "flag"), "answer", f.start, f.end)
-            for f in restorer.found
+            Detection(f.detector, env.output_checks.get(f.detector, "flag"), where, f.start, f.end)
+            for where, f in restorer.found
         ]
         for event in privacy.events(env.id, env.tenant_id, found, env.privacy_version, time.time_ns()):
             ctx.events.emit(event)

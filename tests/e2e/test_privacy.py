@@ -157,4 +157,31 @@ def test_a_key_the_model_writes_is_redacted_in_the_answer_streamed_or_not(stack:
     while not (found := stack.query("detections", request_id=request_id)["rows"]):
         assert time.monotonic() < deadline, "no detection recorded"
         time.sleep(0.2)
-    assert [(row[3], row[4], row[5]) for row in found] == [("secret", "redact", "answer")]
+    assert [(row[3], row[4], row[5]) for row in found] == [("secret", "redact", "choices[0].content")]
+
+
+def test_a_key_the_model_writes_into_a_tool_call_is_redacted_there(stack: Stack) -> None:
+    key = "sk-proj-" + "Xy3_" * 12
+    said = f"Store {key} [mock:tool][mock:echo]"
+    params = {"type": "object", "properties": {"note": {"type": "string"}}}
+    tools = [{"type": "function", "function": {"name": "store", "parameters": params}}]
+    ask = {"model": "demo-model", "messages": [{"role": "user", "content": said}], "tools": tools}
+    with openai.OpenAI(base_url=stack.base_url, api_key=REDACT_KEY, max_retries=0, timeout=20) as careful:
+        whole = careful.chat.completions.with_raw_response.create(**ask)
+        streamed_args = "".join(
+            call.function.arguments or ""
+            for chunk in careful.chat.completions.create(**ask, stream=True)
+            for choice in chunk.choices
+            for call in choice.delta.tool_calls or ()
+            if call.function is not None
+        )
+    (call,) = whole.parse().choices[0].message.tool_calls
+    for args in (call.function.arguments, streamed_args):
+        assert key not in args
+        assert list(json.loads(args).values()) == ["Store [REDACTED:secret] [mock:tool][mock:echo]"]
+    request_id = whole.headers["x-request-id"]
+    deadline = time.monotonic() + 20
+    while not (found := stack.query("detections", request_id=request_id)["rows"]):
+        assert time.monotonic() < deadline, "no detection recorded"
+        time.sleep(0.2)
+    assert [(row[3], row[4], row[5]) for row in found] == [("secret", "redact", "choices[0].tool_calls[0].arguments")]

@@ -5,8 +5,17 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from schemas.chat import Delta, FunctionCall, FunctionDelta, Message, ToolCall, ToolCallDelta
 from services.detectors import scan
-from services.masking import PLACEHOLDER, Masker, OutputScanner, StreamRestorer, label_of, restore
+from services.masking import (
+    PLACEHOLDER,
+    AnswerRestorer,
+    Masker,
+    OutputScanner,
+    StreamRestorer,
+    label_of,
+    restore,
+)
 
 VALUES = [
     "jane.doe@example.com",
@@ -101,3 +110,31 @@ def test_an_output_scan_leaves_the_callers_own_values_and_flags_without_changing
     out = scanner.whole(text)
     assert out == "Your address given@example.com; mine is [EMAIL_1]; card 4111 1111 1111 1111; [REDACTED:secret]"
     assert sorted(f.detector for f in scanner.found) == ["card", "email", "secret"]
+
+
+def test_tool_call_arguments_are_restored_and_checked_streamed_or_whole() -> None:
+    vault = {"[EMAIL_1]": "given@example.com"}
+    args = '{"to": "[EMAIL_1]", "cc": "leaked@example.org", "note": "[EMAIL_"}'
+    expected = '{"to": "given@example.com", "cc": "[EMAIL_1]", "note": "[EMAIL_"}'
+
+    def call_delta(text: str) -> Delta:
+        return Delta(index=0, tool_calls=[ToolCallDelta(index=1, function=FunctionDelta(arguments=text))])
+
+    streamed = AnswerRestorer(vault, _scanner)
+    sent = [streamed.delta(call_delta(args[i : i + 7])) for i in range(0, len(args), 7)] + streamed.rest()
+    assert "".join(tc.function.arguments for d in sent for tc in d.tool_calls or () if tc.function) == expected
+
+    whole = AnswerRestorer(vault, _scanner)
+    call = ToolCall(id="c0", function=FunctionCall(name="n", arguments="{}"))
+    message = Message(
+        role="assistant",
+        content=None,
+        tool_calls=[call, ToolCall(id="c1", function=FunctionCall(name="send", arguments=args))],
+    )
+    restored = whole.message(message)
+    assert restored is not None and restored.tool_calls is not None
+    assert restored.tool_calls[1].function.arguments == expected
+    assert message.tool_calls[1].function.arguments == args  # what the gateway keeps is the upstream's
+
+    for r in (streamed, whole):
+        assert [(where, f.detector) for where, f in r.found] == [("choices[0].tool_calls[1].arguments", "email")]
