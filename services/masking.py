@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 
 import msgspec
 
-from schemas.chat import Delta, FunctionDelta, Message, TextPart, ToolCall, ToolCallDelta
+from schemas.chat import CustomToolCall, Delta, FunctionDelta, Message, TextPart, ToolCall, ToolCallDelta
 from services.detectors.base import Finding
 
 PLACEHOLDER = re.compile(r"\[([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*)_(\d+)\]")
@@ -181,6 +181,15 @@ class AnswerRestorer:
         scanner = self._scanner(choice, call)
         return scanner.whole(text) if scanner is not None else text
 
+    def _call(self, c: ToolCall | CustomToolCall, choice: int, k: int) -> ToolCall | CustomToolCall:
+        if isinstance(c, ToolCall):
+            return msgspec.structs.replace(
+                c, function=msgspec.structs.replace(c.function, arguments=self._whole(c.function.arguments, choice, k))
+            )
+        return msgspec.structs.replace(
+            c, custom=msgspec.structs.replace(c.custom, input=self._whole(c.custom.input, choice, k))
+        )
+
     def message(self, m: Message | None, choice: int = 0) -> Message | None:
         if m is None or (not self.vault and self._output is None):
             return m
@@ -193,19 +202,7 @@ class AnswerRestorer:
                 for p in m.content
             ]
         if m.tool_calls:
-            out.tool_calls = [
-                msgspec.structs.replace(
-                    c,
-                    function=msgspec.structs.replace(
-                        c.function, arguments=self._whole(c.function.arguments, choice, k)
-                    ),
-                )
-                if isinstance(c, ToolCall)
-                else msgspec.structs.replace(
-                    c, custom=msgspec.structs.replace(c.custom, input=self._whole(c.custom.input, choice, k))
-                )
-                for k, c in enumerate(m.tool_calls)
-            ]
+            out.tool_calls = [self._call(c, choice, k) for k, c in enumerate(m.tool_calls)]
         return out
 
 
