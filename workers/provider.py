@@ -201,7 +201,9 @@ class ProviderStage:
             if env.call_log_max_bytes > 0:
                 error_body = {"type": failure.type, "code": failure.code, "message": failure.message}
                 message = transcript.message() if transcript is not None and transcript.parts else None
-                logged = call_logs.answer_json(message=message, usage=failure.usage, error=error_body)
+                logged = call_logs.answer_json(
+                    message=self._loggable(env, message), usage=failure.usage, error=error_body
+                )
                 ctx.events.emit(call_logs.entry(env, failure.status, logged, time.time_ns()))
             await ctx.finish(
                 env,
@@ -261,7 +263,7 @@ class ProviderStage:
         message = transcript.message() if transcript is not None else outcome.message
         if env.call_log_max_bytes > 0:
             logged = call_logs.answer_json(
-                message=message,
+                message=self._loggable(env, message),
                 embeddings=outcome.embeddings,
                 finish_reason=outcome.finish_reason,
                 usage=outcome.usage,
@@ -279,6 +281,14 @@ class ProviderStage:
             return None
         kinds, actions, given = list(env.output_checks), env.output_checks, list(env.vault.values())
         return lambda: OutputScanner(lambda text: detectors.scan(text, kinds), actions, given)
+
+    @classmethod
+    def _loggable(cls, env: Envelope, message: Message | None) -> Message | None:
+        """The answer as its call log keeps it: as the upstream wrote it
+        (placeholders unrestored), less what the output checks take out, so
+        a key the model leaked is not kept in a log either."""
+        output = cls._output(env)
+        return AnswerRestorer({}, output).message(message) if output is not None else message
 
     @staticmethod
     def _report_output(ctx: runner.StageContext, env: Envelope, restorer: AnswerRestorer) -> None:

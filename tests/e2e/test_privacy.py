@@ -158,6 +158,10 @@ def test_a_key_the_model_writes_is_redacted_in_the_answer_streamed_or_not(stack:
         assert time.monotonic() < deadline, "no detection recorded"
         time.sleep(0.2)
     assert [(row[3], row[4], row[5]) for row in found] == [("secret", "redact", "choices[0].content")]
+    # The call log keeps the answer as the model wrote it, less the leaked key.
+    logged = stack.query("call_logs", request_id=request_id, chars=100_000)
+    (row,) = [dict(zip(logged["columns"], r, strict=True)) for r in logged["rows"]]
+    assert key not in row["response_body"] and "[REDACTED:secret]" in row["response_body"]
 
 
 def test_a_key_the_model_writes_into_a_tool_call_is_redacted_there(stack: Stack) -> None:
@@ -185,3 +189,15 @@ def test_a_key_the_model_writes_into_a_tool_call_is_redacted_there(stack: Stack)
         assert time.monotonic() < deadline, "no detection recorded"
         time.sleep(0.2)
     assert [(row[3], row[4], row[5]) for row in found] == [("secret", "redact", "choices[0].tool_calls[0].arguments")]
+
+
+def test_no_process_log_holds_a_masked_value(stack: Stack, client: openai.OpenAI) -> None:
+    """After this module's requests (which sent every value above, and
+    refused some requests), nothing any process wrote holds one."""
+    client.chat.completions.create(model="demo-model", messages=[{"role": "user", "content": SAID}])
+    logs = sorted((stack.home / "logs").glob("*.log"))
+    assert {p.stem for p in logs} >= {"policy", "redact", "provider", "ingress", "sink"}
+    for path in logs:
+        text = path.read_text(errors="replace")
+        for value in (EMAIL, PHONE, CARD):
+            assert value not in text, f"{value} in {path.name}"
