@@ -20,7 +20,7 @@ from schemas import subjects
 from schemas.prompt_calls import ApiAnswer, ApiCall
 from schemas.replies import Failure
 from tests.integration.test_admin_cli import sluice
-from tests.stack import ADMIN_KEY, DEMO_KEY, Stack
+from tests.stack import ADMIN_KEY, DEMO_KEY, PRIVATE_KEY, Stack
 
 DEMO = Path(__file__).parents[2] / "services" / "runtime" / "demo.toml"
 SUNSET_MS = 1_893_456_000_000  # 2030-01-01
@@ -528,3 +528,15 @@ def test_a_provider_killed_mid_call_ends_the_call_with_a_clear_error_and_a_row(a
     while apis.supervisor.pids().get("provider") in (before, None):
         assert time.monotonic() < deadline, "the provider was not restarted"
         time.sleep(0.1)
+
+
+def test_a_prompt_apis_variables_are_masked_like_any_message(apis: Stack) -> None:
+    """Tenant "private" masks every detector: a value bound into the
+    template never reaches the upstream, and the answer has it back."""
+    url = apis.base_url.removesuffix("/v1")
+    with httpx.Client(base_url=url, headers={"authorization": f"Bearer {PRIVATE_KEY}"}, timeout=20) as private:
+        r = private.post("/apis/summarize", json={"text": "Write to jane.doe@example.com today. [mock:echo]"})
+    assert r.status_code == 200, r.text
+    assert r.json()["output"] == "Write to jane.doe@example.com today. [mock:echo]"
+    sent = json.dumps(last_upstream_request(apis))
+    assert "jane.doe@example.com" not in sent and "[EMAIL_1]" in sent
