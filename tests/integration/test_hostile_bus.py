@@ -14,14 +14,14 @@ import msgspec
 from schemas import bus, subjects
 from schemas.events import EventBatch, RequestEvent
 from schemas.ids import new_id
-from tests.stack import DEMO_KEY, Stack
+from tests.stack import DEMO_KEY, PRIVATE_KEY, REDACT_KEY, Stack
 
 AUTH = {"Authorization": f"Bearer {DEMO_KEY}"}
 
 
 def chat_request(reply: str, **fields: object) -> bytes:
     body = {"model": "demo-model", "messages": [{"role": "user", "content": "Hi [mock:chunks=2]"}]}
-    return msgspec.msgpack.encode({"kind": "chat.request", "reply": reply, "body": body, **fields})
+    return msgspec.msgpack.encode({"kind": "chat.request", "reply": reply, "body": body} | fields)
 
 
 async def ask(stack: Stack, payload: Callable[[str], bytes], *, headers: dict | None = AUTH) -> dict:
@@ -133,3 +133,34 @@ async def test_a_caller_cannot_turn_on_call_logs_for_a_tenant_that_did_not_opt_i
     await asyncio.sleep(1.0)  # a call log would have come in the row's batch
     result = await asyncio.to_thread(stack.query, "call_logs", request_id=final["id"])
     assert result["error"] is None and result["rows"] == []
+
+
+async def test_a_caller_cannot_plant_a_vault_or_turn_output_checks_off(stack: Stack) -> None:
+    # A planted vault would have the gateway write the caller's text into the answer as "restored",
+    # for a tenant with rules (whose stage makes its own) and one without (which has no stage).
+    said = "say [EMAIL_9] as is [mock:echo]"
+    for key in (PRIVATE_KEY, DEMO_KEY):
+        final = await ask(
+            stack,
+            lambda inbox: chat_request(
+                inbox,
+                body={"model": "demo-model", "messages": [{"role": "user", "content": said}]},
+                vault={"[EMAIL_9]": "planted@example.com"},
+            ),
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert final["kind"] == "chat.final" and final["message"]["content"] == said
+
+    # Tenant "careful" checks answers for keys: a caller saying "no checks" changes nothing.
+    key = "sk-proj-" + "Qw8_" * 12
+    final = await ask(
+        stack,
+        lambda inbox: chat_request(
+            inbox,
+            body={"model": "demo-model", "messages": [{"role": "user", "content": f"{key} [mock:echo]"}]},
+            output_checks={},
+            privacy_version=99,
+        ),
+        headers={"Authorization": f"Bearer {REDACT_KEY}"},
+    )
+    assert final["message"]["content"] == "[REDACTED:secret] [mock:echo]"
