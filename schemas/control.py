@@ -122,6 +122,9 @@ class PrivacyRules(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=Tru
     # built-in detectors by name, each mask, redact or flag.
     output: dict[str, PrivacyAction] = {}
     injection: InjectionCheck | None = None
+    # The country whose way of writing national numbers (no + or 00) the
+    # phone detector reads, as an ISO 3166 code: "DE" reads 030 901820.
+    phone_region: str = "US"
     # Rules change as a whole; each detection records the version it was made under.
     version: int = 1
 

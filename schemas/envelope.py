@@ -63,6 +63,20 @@ class PromptRef(msgspec.Struct, omit_defaults=True):
     parent_id: str = ""
 
 
+class Privacy(msgspec.Struct, omit_defaults=True):
+    """What the answer needs from the redaction stage's work on the request."""
+
+    # placeholder -> original of the values it masked, so the answer is
+    # restored for the caller. Never copied into events, logs or rows.
+    vault: dict[str, str] = {}
+    # The tenant's output checks: detector -> mask, redact or flag.
+    output: dict[str, str] = {}
+    # The rules' version, for the output checks' audit rows.
+    version: int = 0
+    # How national phone numbers are read in the answer (as in the prompt).
+    phone_region: str = "US"
+
+
 class Envelope(BusMessage, tag="chat.request"):
     # The subject that receives the replies (an inbox of the caller's).
     reply: str
@@ -115,14 +129,8 @@ class Envelope(BusMessage, tag="chat.request"):
     # in the call logs, each cut at this many bytes (0: keep none).
     call_log_max_bytes: int = 0
     # Set by the redaction stage alone (policy clears whatever a caller put
-    # here): placeholder -> original of the values it masked, so the answer
-    # is restored for the caller. Never copied into events, logs or rows.
-    vault: dict[str, str] = {}
-    # Set by the redaction stage alone, from the tenant's output checks:
-    # detector -> mask, redact or flag, applied to the answer.
-    output_checks: dict[str, str] = {}
-    # The version of the rules those checks came from, for their audit rows.
-    privacy_version: int = 0
+    # here), for tenants whose answers need work: see ``Privacy``.
+    privacy: Privacy | None = None
 
     @property
     def model(self) -> str:

@@ -15,6 +15,7 @@ from functools import partial
 from typing import NamedTuple
 
 import msgspec
+import phonenumbers
 
 from schemas.chat import ChatBody, EmbeddingsBody, TextPart, ToolCall
 from schemas.control import CustomDetector, PrivacyAction, PrivacyRules, Tenant
@@ -84,6 +85,8 @@ def problem(rules: PrivacyRules) -> str | None:
         return f"output: no built-in detector {', '.join(unknown)}"
     if "block" in rules.output.values():
         return "output: an answer is masked, redacted or flagged, not blocked (it is already written)"
+    if rules.phone_region not in phonenumbers.SUPPORTED_REGIONS:
+        return f"phone_region {rules.phone_region!r} is no region libphonenumber knows (an ISO 3166 code: US, DE, JP)"
     if rules.injection is not None and not 0 < rules.injection.threshold <= 1:
         return "injection.threshold must be above 0 and at most 1"
     for c in rules.custom:
@@ -153,7 +156,7 @@ def _slots(body: ChatBody | None, embeddings: EmbeddingsBody | None) -> Iterator
 
 
 def _find(text: str, rules: PrivacyRules) -> list[Finding]:
-    found = detectors.scan(text, [d for d in rules.detectors if d in detectors.BUILT_IN])
+    found = detectors.scan(text, [d for d in rules.detectors if d in detectors.BUILT_IN], rules.phone_region)
     for c in rules.custom:
         found += find_pattern(text, c.name, c.pattern) if c.pattern else find_keywords(text, c.name, tuple(c.keywords))
     return detectors.settle(found)

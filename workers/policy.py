@@ -98,7 +98,7 @@ class PolicyStage:
             env.cache_ttl_s, env.cache_lookup = cache.decide(env.cache_control, tenant.cache)
         # A caller's own value is never kept: only its tenant opts in.
         env.call_log_max_bytes = tenant.call_log_max_bytes if tenant is not None else 0
-        env.vault, env.output_checks, env.privacy_version = {}, {}, 0
+        env.privacy = None
         env.slip = policy.build_slip(tenant, cached=env.cache_ttl_s > 0)
         redaction_by = start_ns + self.redaction_budget_ns if subjects.STAGE_REDACT in env.slip else 0
         if from_ingress and (admitted or redaction_by):

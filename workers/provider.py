@@ -142,7 +142,7 @@ class ProviderStage:
         transcript = cache.Transcript() if keeps and env.stream else None
         # Masked values go back into the answer for the caller, and only there:
         # the transcript (call log, cache) keeps what the upstream wrote.
-        restorer = AnswerRestorer(env.vault, self._output(env)) if env.vault or env.output_checks else None
+        restorer = AnswerRestorer(env.privacy.vault, self._output(env)) if env.privacy is not None else None
 
         async def on_delta(delta: Delta, model: str) -> None:
             nonlocal seq, first_chunk_ns
@@ -277,10 +277,11 @@ class ProviderStage:
     def _output(env: Envelope) -> Callable[[], OutputScanner] | None:
         """The tenant's output checks, one scanner per choice; the caller's own
         (restored) values are not leaks."""
-        if not env.output_checks:
+        p = env.privacy
+        if p is None or not p.output:
             return None
-        kinds, actions, given = list(env.output_checks), env.output_checks, list(env.vault.values())
-        return lambda: OutputScanner(lambda text: detectors.scan(text, kinds), actions, given)
+        kinds, given = list(p.output), list(p.vault.values())
+        return lambda: OutputScanner(lambda text: detectors.scan(text, kinds, p.phone_region), p.output, given)
 
     @classmethod
     def _loggable(cls, env: Envelope, message: Message | None) -> Message | None:
@@ -292,11 +293,14 @@ class ProviderStage:
 
     @staticmethod
     def _report_output(ctx: runner.StageContext, env: Envelope, restorer: AnswerRestorer) -> None:
+        p = env.privacy
+        if p is None:
+            return
         found = [
-            Detection(f.detector, env.output_checks.get(f.detector, "flag"), where, f.start, f.end)
+            Detection(f.detector, p.output.get(f.detector, "flag"), where, f.start, f.end)
             for where, f in restorer.found
         ]
-        for event in privacy.events(env.id, env.tenant_id, found, env.privacy_version, time.time_ns()):
+        for event in privacy.events(env.id, env.tenant_id, found, p.version, time.time_ns()):
             ctx.events.emit(event)
 
     async def _send_held(self, ctx: runner.StageContext, env: Envelope, restorer: AnswerRestorer, seq: int) -> int:

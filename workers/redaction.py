@@ -9,7 +9,7 @@ from nats.aio.msg import Msg
 
 from schemas import bus, subjects
 from schemas.control import Tenant, decode_tenant
-from schemas.envelope import Envelope
+from schemas.envelope import Envelope, Privacy
 from schemas.errors import InvalidRequest
 from schemas.replies import Redacted
 from services import privacy
@@ -56,7 +56,8 @@ class RedactionStage:
                     f"{blocked.where}).",
                     code=f"blocked_{blocked.detector}",
                 )
-            env.vault, env.output_checks, env.privacy_version = found.vault, dict(rules.output), rules.version
+            if found.vault or rules.output:
+                env.privacy = Privacy(found.vault, dict(rules.output), rules.version, rules.phone_region)
             if env.origin != "nats":  # the gateway's own ingress waits for this (fail closed otherwise)
                 await ctx.send(env, bus.encode(Redacted(id=env.id)))
         await ctx.forward(env, start_ns)

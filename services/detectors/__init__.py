@@ -13,7 +13,7 @@ from services.detectors.cards import find_cards
 from services.detectors.email import find_emails
 from services.detectors.iban import find_ibans
 from services.detectors.ip import find_ipv4, find_ipv6
-from services.detectors.phone import find_phones
+from services.detectors.phone import DEFAULT_REGION, find_phones
 from services.detectors.secrets import find_secrets
 from services.detectors.ssn import find_ssns
 
@@ -35,12 +35,13 @@ PRIORITY = {name: i for i, name in enumerate(BUILT_IN)}
 __all__ = ["BUILT_IN", "Finding", "scan"]
 
 
-def scan(text: str, detectors: Iterable[str] | None = None) -> list[Finding]:
+def scan(text: str, detectors: Iterable[str] | None = None, phone_region: str = DEFAULT_REGION) -> list[Finding]:
     """Findings of the named built-in detectors (all by default), in text
-    order, no two overlapping."""
+    order, no two overlapping; national phone numbers read as
+    ``phone_region`` writes them."""
     found: list[Finding] = []
     for name in detectors if detectors is not None else BUILT_IN:
-        found += BUILT_IN[name](text)
+        found += find_phones(text, phone_region) if name == "phone" else BUILT_IN[name](text)
     return settle(found)
 
 

@@ -145,7 +145,7 @@ async def test_a_caller_cannot_plant_a_vault_or_turn_output_checks_off(stack: St
             lambda inbox: chat_request(
                 inbox,
                 body={"model": "demo-model", "messages": [{"role": "user", "content": said}]},
-                vault={"[EMAIL_9]": "planted@example.com"},
+                privacy={"vault": {"[EMAIL_9]": "planted@example.com"}},
             ),
             headers={"Authorization": f"Bearer {key}"},
         )
@@ -158,8 +158,7 @@ async def test_a_caller_cannot_plant_a_vault_or_turn_output_checks_off(stack: St
         lambda inbox: chat_request(
             inbox,
             body={"model": "demo-model", "messages": [{"role": "user", "content": f"{key} [mock:echo]"}]},
-            output_checks={},
-            privacy_version=99,
+            privacy={"output": {}, "version": 99},
         ),
         headers={"Authorization": f"Bearer {REDACT_KEY}"},
     )

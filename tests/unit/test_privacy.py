@@ -85,3 +85,15 @@ def test_rules_that_cannot_work_are_named() -> None:
     assert "output: no built-in detector" in (privacy.problem(PrivacyRules(output={"passport": "flag"})) or "")
     assert privacy.problem(PrivacyRules(detectors={"email": "mask"}, output={"secret": "redact"})) is None
     assert privacy.masks(PrivacyRules(output={"secret": "flag"}))  # the answer needs a pass: no cached stand-in
+
+
+def test_national_phone_numbers_are_read_as_the_tenants_country_writes_them() -> None:
+    text = "Berlin office: 030 901820, New York: (212) 555-0100."
+    read = {}
+    for region in ("DE", "US"):
+        b = body(message(role="user", content=text))
+        privacy.inspect(b, None, PrivacyRules(detectors={"phone": "mask"}, phone_region=region))
+        read[region] = b.messages[0].content
+    assert read["DE"] == "Berlin office: [PHONE_1], New York: (212) 555-0100."
+    assert read["US"] == "Berlin office: 030 901820, New York: [PHONE_1]."
+    assert "phone_region" in (privacy.problem(PrivacyRules(phone_region="XX")) or "")
