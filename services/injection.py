@@ -23,6 +23,21 @@ class Rule(NamedTuple):
     name: str
     weight: float
     matches: Callable[[str], bool]
+    # Cheap first look, on the folded text (see ``fold``): the rule can
+    # match only if, for each group, one of its words is there.
+    needs: tuple[tuple[str, ...], ...] = ()
+
+
+def fold(text: str) -> str:
+    """``text`` such that a case-insensitive match of an ASCII word in it
+    is a plain substring here. re's IGNORECASE also takes \u017f (long s)
+    for s, \u212a (Kelvin) for k, and \u0130 and \u0131 (dotted and dotless
+    I) for i; casefold maps the first two, and \u0130 to i plus a combining dot."""
+    return text.casefold().replace("\u0131", "i").replace("\u0307", "")
+
+
+def _may_match(rule: Rule, folded: str) -> bool:
+    return all(any(word in folded for word in group) for group in rule.needs)
 
 
 def _pattern(regex: str) -> Callable[[str], bool]:
@@ -65,6 +80,7 @@ RULES = (
             rf"\b(ignore|disregard|forget|override|bypass)\b{_NEAR}\b(previous|prior|above|earlier|all|your|system)\b"
             rf"{_NEAR}\b(instructions?|rules|prompts?|directions|guidelines|context)\b"
         ),
+        (("ignore", "disregard", "forget", "override", "bypass"),),
     ),
     Rule(
         "reveal_system_prompt",
@@ -74,12 +90,17 @@ RULES = (
             r"\b(system prompt|system message|initial (instructions|prompt)|hidden (instructions|prompt)|"
             r"(your|the) (instructions|rules|prompt)( above)?)\b"
         ),
+        (
+            ("reveal", "show", "print", "repeat", "output", "display", "tell me", "leak", "dump"),
+            ("prompt", "system message", "instructions", "rules"),
+        ),
     ),
     Rule(
         "role_play_jailbreak",
         0.7,
         # "DAN" in capitals only: Dan is a name.
         lambda text: _DAN.search(text) is not None or _ROLES(text),
+        (("dan", "do anything now", "developer mode", "jailbreak", "evil", "unfiltered", "god mode"),),
     ),
     Rule(
         "lift_restrictions",
@@ -88,6 +109,10 @@ RULES = (
             rf"\b(pretend|act as|you are now|from now on|roleplay as|imagine you are)\b{_NEAR}"
             r"\b(no|without|free (of|from)|not bound by|ignores?)\b[^.!?\n]{0,30}?"
             r"\b(restrictions|filters?|rules|guidelines|limits|policies|ethics|censorship)\b"
+        ),
+        (
+            ("pretend", "act as", "you are now", "from now on", "roleplay as", "imagine you are"),
+            ("restrictions", "filter", "rules", "guidelines", "limits", "policies", "ethics", "censorship"),
         ),
     ),
     Rule("hidden_unicode", 0.6, lambda text: _HIDDEN.search(text) is not None),
@@ -103,7 +128,8 @@ class Verdict(NamedTuple):
 def score(text: str) -> Verdict:
     """1 - the product of (1 - weight) over the rules that match: 0 when
     none does, never above 1."""
-    matched = [r for r in RULES if r.matches(text)]
+    folded = fold(text)
+    matched = [r for r in RULES if _may_match(r, folded) and r.matches(text)]
     left = 1.0
     for r in matched:
         left *= 1.0 - r.weight
