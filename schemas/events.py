@@ -203,7 +203,8 @@ class AlertStateEvent(BusMessage, tag="event.alert_state"):
 
 class Detection(msgspec.Struct, array_like=True, frozen=True):
     """One detection: which detector, what was done, and where (the text,
-    "messages[2].content" or "answer", and the span in it). Never the value."""
+    "messages[2].content" or "choices[0].content", and the span in it). Never
+    the value."""
 
     detector: str
     action: str

@@ -275,8 +275,9 @@ class ProviderStage:
 
     @staticmethod
     def _output(env: Envelope) -> Callable[[], OutputScanner] | None:
-        """The tenant's output checks, one scanner per choice; the caller's own
-        (restored) values are not leaks."""
+        """The tenant's output checks, a scanner for each text (a choice's
+        content, a tool call's arguments); the caller's own (restored) values
+        are not leaks."""
         p = env.privacy
         if p is None or not p.output:
             return None
