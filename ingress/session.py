@@ -185,7 +185,11 @@ class BusSession:
             reply = bus.decode_reply(data)
             if isinstance(reply, Admitted):
                 self.quota = reply.quota or self.quota
-                self.redaction_by_ns = reply.redaction_by_ns or self.redaction_by_ns
+                if reply.redaction_by_ns:
+                    # The first admission's budget holds: a resent copy's
+                    # admission must not push the fail-closed deadline out.
+                    first = self.redaction_by_ns or reply.redaction_by_ns
+                    self.redaction_by_ns = min(first, reply.redaction_by_ns)
                 continue
             if isinstance(reply, Redacted):
                 self.redacted = True
