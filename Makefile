@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint bench clean chromium
+.PHONY: up test lint bench bench-tools clean chromium
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,8 +29,16 @@ test: $(STAMP) chromium
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-bench: $(STAMP)
-	$(BIN)/python -m loadtest.bench
+# The performance table: Sluice against nginx (a fixed-answer upstream),
+# side by side with nginx direct, driven by wrk (loadtest/nginx_bench.py).
+bench-tools:
+	@command -v wrk >/dev/null && test -x /usr/sbin/nginx || { \
+	  echo "installing Debian's nginx and wrk for the benchmark"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nginx wrk >/dev/null; }
+
+bench: $(STAMP) bench-tools
+	$(BIN)/python -m loadtest.nginx_bench
 
 clean:
 	rm -rf $(VENV) .sluice

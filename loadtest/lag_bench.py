@@ -75,17 +75,19 @@ class Watch:
                 del self.sent_ns[rid]
 
 
-async def drive(url: str, rate: int, seconds: float, watch: Watch, in_flight: int) -> dict:
+async def drive(
+    url: str, rate: int, seconds: float, watch: Watch, in_flight: int, key: str = KEY, body: str = BODY
+) -> dict:
     latencies: list[float] = []
     errors = 0
     gate = asyncio.Semaphore(in_flight)
-    headers = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
+    headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
 
     async def one(session: aiohttp.ClientSession) -> None:
         nonlocal errors
         async with gate:
             sent = time.time_ns()
-            async with session.post(url, data=BODY, headers=headers) as resp:
+            async with session.post(url, data=body, headers=headers) as resp:
                 await resp.read()
                 done = time.time_ns()
                 if resp.status != 200:
@@ -112,7 +114,9 @@ async def drive(url: str, rate: int, seconds: float, watch: Watch, in_flight: in
             "achieved_rps": round(total / elapsed), "latency_ms": pct(latencies)}  # fmt: skip
 
 
-async def run(layout_nats: str, creds: str, url: str, args: argparse.Namespace) -> dict:
+async def run(
+    layout_nats: str, creds: str, url: str, args: argparse.Namespace, key: str = KEY, body: str = BODY
+) -> dict:
     nc = await process.connect_tool(layout_nats, creds)
     watch = Watch()
     stop = asyncio.Event()
@@ -125,7 +129,7 @@ async def run(layout_nats: str, creds: str, url: str, args: argparse.Namespace) 
     give_up = float("inf")
     watching = asyncio.create_task(watcher())
     try:
-        load = await drive(url, args.rate, args.seconds, watch, args.in_flight)
+        load = await drive(url, args.rate, args.seconds, watch, args.in_flight, key, body)
         give_up = time.monotonic() + 60
         stop.set()
         await watching

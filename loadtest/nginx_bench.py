@@ -1,0 +1,374 @@
+"""`make bench`: Sluice against nginx as a fixed-answer upstream, side by
+side with nginx called directly, in one run on this machine.
+
+nginx (Debian's package) answers on loopback with a fixed chat completion
+(with usage) and a fixed 21-chunk SSE stream. Sluice runs as `sluice up`
+runs it (every process the supervisor starts, events into the embedded
+ClickHouse), with what a real deployment has on: a key with limits and a
+budget, a model group of two deployments, analytics. wrk drives both
+(a Lua script for the body), at 1 and at 64 connections, completions and
+streams; a Python client measures the time to the first chunk at one
+connection; a tenant that masks every detector is driven with a 4 KB prompt
+full of PII. Reported against the targets: requests/s, added p50/p99, added
+time to first chunk, streams/s, masked requests/s, the memory of all Sluice
+processes together, CPU µs per request per process, and how long a
+request's row takes to show in ClickHouse under full load.
+
+    python -m loadtest.nginx_bench [--duration 10] [--out loadtest/results/nginx_bench.json]
+
+Needs nginx and wrk (`make bench` installs them with apt-get when missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from statistics import quantiles
+
+import aiohttp
+
+from loadtest import lag_bench
+from loadtest.bench import LUA, rss_mb, run_wrk, write_results
+from loadtest.privacy_bench import prompt as pii_prompt
+from schemas.control import ApiKey, Budget, Limits
+from services.runtime.nats_server import free_port
+from services.runtime.supervisor import Layout, Supervisor
+
+KEY = "sk-bench-nginx-0123456789"
+MASKING_KEY = "sk-bench-nginx-masking-0123456789"
+NGINX = "/usr/sbin/nginx"
+CHUNKS = 21
+# Far above what a run reaches: nothing is refused, and the counters still work on every request.
+LIMITS = Limits(rpm=10**9, tpm=10**12, max_parallel=100_000)
+BUDGET = Budget(limit_pico_usd=10**6 * 10**12, period="monthly")
+# ~1 KB of prompt, as in the other benchmarks.
+PROMPT = "Summarise the following text. " + "lorem ipsum dolor sit amet " * 36
+
+ANSWER = {
+    "id": "chatcmpl-nginx",
+    "object": "chat.completion",
+    "created": 1700000000,
+    "model": "gpt-4o-mini",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "A fixed answer."}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 250, "completion_tokens": 21, "total_tokens": 271},
+}
+
+
+def sse_answer() -> str:
+    """21 content chunks, a finish chunk with usage, then [DONE]."""
+    base = {"id": "chatcmpl-nginx", "object": "chat.completion.chunk", "created": 1700000000, "model": "gpt-4o-mini"}
+    events = [
+        base | {"choices": [{"index": 0, "delta": {"content": f"w{i} "}, "finish_reason": None}]} for i in range(CHUNKS)
+    ]
+    events.append(
+        base
+        | {
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 250, "completion_tokens": CHUNKS, "total_tokens": 250 + CHUNKS},
+        }
+    )
+    return "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+
+
+NGINX_CONF = """
+{user}
+worker_processes 1;
+daemon off;
+pid {home}/nginx.pid;
+error_log {home}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {home}/body;
+    keepalive_requests 1000000;
+    server {{
+        listen 127.0.0.1:{port} reuseport;
+        location = /complete/v1/chat/completions {{
+            default_type application/json;
+            return 200 '{answer}';
+        }}
+        # The stream is longer than one config string may be: a file,
+        # reached by a redirect that turns the POST into a GET.
+        location = /stream/v1/chat/completions {{
+            error_page 405 =200 /answers/stream.sse;
+            return 405;
+        }}
+        location /answers/ {{
+            internal;
+            alias {home}/answers/;
+            types {{ }}
+            default_type text/event-stream;
+        }}
+    }}
+}}
+"""
+
+SLUICE_CONFIG = """
+[gateway]
+request_timeout_s = 30
+
+[[tenants]]
+id = "bench"
+limits = {{ rpm = 1000000000, tpm = 1000000000000, max_parallel = 100000 }}
+budget = {{ usd = "1000000.00", period = "monthly" }}
+
+[[tenants]]
+id = "masking"
+[tenants.privacy.detectors]
+email = "mask"
+phone = "mask"
+card = "mask"
+iban = "mask"
+ssn = "mask"
+ipv4 = "mask"
+ipv6 = "mask"
+secret = "mask"
+
+{groups}
+"""
+
+
+def group(name: str, port: int, path: str) -> str:
+    """A model group of two deployments behind the same nginx, weighted."""
+    deployments = "".join(
+        f"""
+[[models.deployments]]
+name = "{name}-{n}"
+provider = "openai"
+base_url = "http://127.0.0.1:{port}/{path}/v1"
+upstream_model = "gpt-4o-mini"
+api_key_env = ""
+"""
+        for n in ("a", "b")
+    )
+    return f'[[models]]\nname = "{name}"\nstrategy = "weighted"\n{deployments}'
+
+
+@contextmanager
+def nginx(home: Path) -> Iterator[int]:
+    """nginx on a free loopback port, stopped (by pid) on the way out."""
+    port = free_port()
+    (home / "body").mkdir(parents=True, exist_ok=True)
+    (home / "answers").mkdir(exist_ok=True)
+    (home / "answers" / "stream.sse").write_text(sse_answer())
+    conf = home / "nginx.conf"
+    # As root, nginx's worker would run as nobody, who cannot read a private temporary directory.
+    user = "user root;" if os.geteuid() == 0 else ""
+    conf.write_text(NGINX_CONF.format(user=user, home=home, port=port, answer=json.dumps(ANSWER)))
+    proc = subprocess.Popen([NGINX, "-p", str(home), "-c", str(conf)], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError as exc:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                said = proc.stderr.read().decode() if proc.stderr else ""
+                raise RuntimeError(f"nginx did not start: {said}") from exc
+            time.sleep(0.05)
+    try:
+        yield port
+    finally:
+        proc.send_signal(signal.SIGQUIT)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def chat_body(model: str, stream: bool, text: str = PROMPT) -> str:
+    doc: dict = {"model": model, "messages": [{"role": "user", "content": text}]}
+    if stream:
+        doc |= {"stream": True, "stream_options": {"include_usage": True}}
+    return json.dumps(doc)
+
+
+async def first_chunk_ms(url: str, body: str, headers: dict[str, str], n: int) -> list[float]:
+    """Time from sending to the first SSE data line, one request at a time."""
+    out = []
+    async with aiohttp.ClientSession() as s:
+        for _ in range(n):
+            start = time.perf_counter()
+            async with s.post(url, data=body, headers=headers) as resp:
+                assert resp.status == 200, await resp.text()
+                async for line in resp.content:
+                    if line.startswith(b"data: "):
+                        out.append((time.perf_counter() - start) * 1000)
+                        break
+                await resp.read()
+    return out
+
+
+def pct(values: list[float]) -> dict[str, float]:
+    cuts = quantiles(values, n=100, method="inclusive")
+    return {"p50": round(cuts[49], 3), "p99": round(cuts[98], 3)}
+
+
+def measure(layout_name: str, layout_options: dict, ngx: int, home: Path, duration: int) -> dict:
+    """One layout of Sluice, every measure, against nginx direct in the same run."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "sluice.toml").write_text(
+        SLUICE_CONFIG.format(groups=group("bench-model", ngx, "complete") + "\n" + group("bench-stream", ngx, "stream"))
+    )
+    layout = Layout(
+        home=home,
+        config=home / "sluice.toml",
+        nats_port=free_port(),
+        http_port=free_port(),
+        mock_port=None,
+        **layout_options,
+    )
+    keys = {
+        KEY: ApiKey(id="bench", tenant_id="bench", limits=LIMITS, budget=BUDGET),
+        MASKING_KEY: ApiKey(id="masking", tenant_id="masking"),
+    }
+    sup = Supervisor(layout, extra_keys=keys)
+    print(f"[{layout_name}] starting Sluice in {home} ...", flush=True)
+    sup.start()
+    result: dict = {"layout": layout_name, "options": layout_options, "runs": {}}
+    try:
+        pids = sup.pids()
+        gw = f"http://127.0.0.1:{layout.http_port}/v1/chat/completions"
+        direct = {False: f"http://127.0.0.1:{ngx}/complete/v1/chat/completions",
+                  True: f"http://127.0.0.1:{ngx}/stream/v1/chat/completions"}  # fmt: skip
+        for stream in (False, True):
+            model = "bench-stream" if stream else "bench-model"
+            script = home / f"chat-{stream}.lua"
+            script.write_text(LUA.format(body=json.dumps(chat_body(model, stream)), key=KEY))
+            for target, url, watched in (("direct", direct[stream], {}), ("sluice", gw, pids)):
+                for c in (1, 64):
+                    run_wrk(url, script, c, 2, watched)  # warm-up
+                    r = run_wrk(url, script, c, duration, watched)
+                    name = f"{target} {'stream' if stream else 'complete'} c={c}"
+                    result["runs"][name] = r
+                    print(
+                        f"  {name:24} {r['rps']:>8.0f}/s  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms"
+                        f"  errors {r['errors']}",
+                        flush=True,
+                    )
+        headers = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
+        body = chat_body("bench-stream", True)
+        for target, url in (("direct", direct[True]), ("sluice", gw)):
+            asyncio.run(first_chunk_ms(url, body, headers, 20))
+            result[f"ttft_ms {target}"] = pct(asyncio.run(first_chunk_ms(url, body, headers, 300)))
+        print(f"  first chunk at c=1: direct {result['ttft_ms direct']}, sluice {result['ttft_ms sluice']}")
+
+        masking = home / "masking.lua"
+        masking.write_text(
+            LUA.format(body=json.dumps(chat_body("bench-model", False, pii_prompt(True))), key=MASKING_KEY)
+        )
+        run_wrk(gw, masking, 64, 2, pids)
+        result["runs"]["sluice masking c=64"] = r = run_wrk(gw, masking, 64, duration, pids)
+        print(f"  masking 4 KB PII c=64     {r['rps']:>8.0f}/s  p50 {r['p50_ms']:.2f} ms  errors {r['errors']}")
+
+        result["rss_mb"] = {name: round(rss_mb(pid), 1) for name, pid in pids.items()}
+        result["rss_mb_total"] = round(sum(result["rss_mb"].values()), 1)
+        result["row_lag_ms"] = row_lag(layout, sup, gw, home, duration)
+        print(f"  row visible after its response (full load): {result['row_lag_ms']}", flush=True)
+    finally:
+        sup.stop()
+    return result
+
+
+def row_lag(layout: Layout, sup: Supervisor, url: str, home: Path, duration: int) -> dict:
+    """The time from a response to its row in ClickHouse, while wrk keeps
+    the gateway at full load and a sampler sends its own requests among it
+    (lag_bench's watcher: it asks the sink over NATS, as any tool would)."""
+    script = home / "lag.lua"
+    script.write_text(LUA.format(body=json.dumps(chat_body("bench-model", False)), key=KEY))
+    load = subprocess.Popen(
+        ["wrk", "-t2", "-c60", f"-d{duration + 10}s", "-s", str(script), url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(2)  # at full load before the sample starts
+        args = argparse.Namespace(rate=50, seconds=duration, poll_ms=50, in_flight=4)
+        found = asyncio.run(
+            lag_bench.run(
+                layout.nats_url, str(sup.creds_path("admin")), url, args, KEY, chat_body("bench-model", False)
+            )
+        )
+        return found["lag_ms"] | {"rows_seen": found["rows_seen"], "never_seen": found["never_seen"]}
+    finally:
+        load.kill()
+        load.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.nginx_bench")
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--out", default="loadtest/results/nginx_bench.json")
+    args = parser.parse_args()
+    for tool in (NGINX, "wrk"):
+        if not shutil.which(tool):
+            print(f"{tool} not found: `make bench` installs it (apt-get install nginx wrk)", file=sys.stderr)
+            return 2
+    root = Path(tempfile.mkdtemp(prefix="sluice-nginx-bench-"))
+    results: dict = {"cpus": os.cpu_count(), "duration_s": args.duration, "layouts": []}
+    try:
+        with nginx(root / "nginx") as ngx:
+            layouts = {"default": {}}
+            for name, options in layouts.items():
+                results["layouts"].append(measure(name, options, ngx, root / name, args.duration))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    write_results(results, args.out, summary(results))
+    return 0
+
+
+TARGETS = (
+    ("non-streaming, 64 connections", ">= 5,000 requests/s"),
+    ("added p50 at 1 connection", "<= 1.0 ms (p99 <= 3 ms)"),
+    ("streaming (21 chunks), 64 connections", ">= 2,000 streams/s"),
+    ("added time to first chunk, 1 connection", "<= 1.0 ms"),
+    ("masking on (4 KB prompt with PII), 64", ">= 2,500 requests/s"),
+    ("memory of all Sluice processes", "<= 1 GB"),
+    ("row visible after its response, p99", "<= 2 s"),
+)
+
+
+def summary(results: dict) -> str:
+    lines = [""]
+    for lay in results["layouts"]:
+        runs = lay["runs"]
+        d1, s1 = runs["direct complete c=1"], runs["sluice complete c=1"]
+        s64, st64 = runs["sluice complete c=64"], runs["sluice stream c=64"]
+        tt_d, tt_s = lay["ttft_ms direct"], lay["ttft_ms sluice"]
+        got = (
+            f"{s64['rps']:.0f}/s, {s64['errors']} errors (nginx direct {runs['direct complete c=64']['rps']:.0f}/s)",
+            f"+{s1['p50_ms'] - d1['p50_ms']:.2f} ms (p99 +{s1['p99_ms'] - d1['p99_ms']:.2f} ms)",
+            f"{st64['rps']:.0f}/s, {st64['errors']} errors",
+            f"+{tt_s['p50'] - tt_d['p50']:.2f} ms (p99 +{tt_s['p99'] - tt_d['p99']:.2f} ms)",
+            f"{runs['sluice masking c=64']['rps']:.0f}/s, {runs['sluice masking c=64']['errors']} errors",
+            f"{lay['rss_mb_total']:.0f} MB",
+            f"{lay['row_lag_ms'].get('p99', '?')} ms",
+        )
+        lines.append(f"layout {lay['layout']}:")
+        lines.append(f"  {'measure':42} {'target':26} this run")
+        for (measure_name, target), value in zip(TARGETS, got, strict=True):
+            lines.append(f"  {measure_name:42} {target:26} {value}")
+        lines.append("  CPU µs per request, by process:")
+        for name in ("sluice complete c=64", "sluice stream c=64", "sluice masking c=64"):
+            cpu = runs[name]["cpu_us_per_request"]
+            lines.append(
+                f"    {name:22} total {sum(cpu.values()):>6.0f}  " + "  ".join(f"{k}={v:.0f}" for k, v in cpu.items())
+            )
+        lines.append("  RSS MB: " + "  ".join(f"{k}={v:.0f}" for k, v in lay["rss_mb"].items()))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
