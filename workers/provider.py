@@ -26,7 +26,7 @@ from services.masking import AnswerRestorer, OutputScanner
 from services.providers import passthrough
 from services.providers.attempts import Try, Walk, WalkFailed, retryable
 from services.providers.call import CallOutcome, CallProgress, OnDelta, call_chat, call_embeddings
-from services.providers.http import UpstreamHTTP, make_upstream_http
+from services.providers.http import Upstream, make_upstream_http
 from services.recent import RecentSet
 from workers import runner
 
@@ -45,7 +45,7 @@ class ProviderStage:
     concurrent = True
 
     def __init__(self) -> None:
-        self.client: UpstreamHTTP | None = None
+        self.client: Upstream | None = None
         self.inflight: dict[str, asyncio.Task] = {}
         # request id -> when its client went away
         self.cancelled = RecentSet(MEMORY_NS, MEMORY_MAX)

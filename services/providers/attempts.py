@@ -34,6 +34,9 @@ BACKOFF_CAP_S = 8.0
 # Longest wait between rounds that is worth it (a Retry-After may ask more).
 RETRY_AFTER_CAP_S = 30.0
 
+# Seeding a Random costs an os.urandom call: one per process, not per request.
+_RNG = random.Random()
+
 
 def retryable(error: GatewayError) -> bool:
     """A failure another deployment (or the same one later) may not have."""
@@ -94,7 +97,7 @@ class Walk:
         self.context_candidates = context_candidates or []
         self.retries = max(0, retries)
         self.deadline_ns = deadline_ns
-        self.rng = rng or random.Random()
+        self.rng = rng or _RNG
         self.sleep = sleep
         self.tries: list[Try] = []
         # The deployment being called and how far its call got: when the walk

@@ -21,7 +21,7 @@ from schemas.errors import GatewayError, InvalidRequest, UpstreamError, Upstream
 from services import usage as usage_svc
 from services.providers import passthrough
 from services.providers.base import UpstreamRequest, embedding_inputs
-from services.providers.http import UpstreamHTTP
+from services.providers.http import Upstream
 from services.providers.registry import provider
 from services.providers.sse import sse_data
 
@@ -70,7 +70,7 @@ class CallFailed(Exception):
 
 
 async def call_chat(
-    client: UpstreamHTTP,
+    client: Upstream,
     deployment: Deployment,
     body: ChatBody,
     *,
@@ -147,7 +147,7 @@ async def call_chat(
 
 
 async def call_embeddings(
-    client: UpstreamHTTP, deployment: Deployment, body: EmbeddingsBody, progress: CallProgress | None = None
+    client: Upstream, deployment: Deployment, body: EmbeddingsBody, progress: CallProgress | None = None
 ) -> CallOutcome:
     adapter = provider(deployment.provider).embeddings
     if adapter is None:
@@ -209,7 +209,7 @@ def _api_key(deployment: Deployment) -> str | None:
 
 
 async def _post_and_read(
-    client: UpstreamHTTP,
+    client: Upstream,
     req: UpstreamRequest,
     deployment: Deployment,
     map_error: Callable[[int, bytes, httpx.Headers], GatewayError],

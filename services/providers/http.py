@@ -1,22 +1,54 @@
-"""The upstream HTTP client: httpx's transport API over the aiohttp transport.
+"""The upstream HTTP client, behind one small seam: ``post`` sends a request
+and returns a response whose body is read (``aread``) or streamed
+(``aiter_bytes``), then closed (``aclose``).
 
-Requests go straight to the transport (``handle_async_request``) as
-``httpx.Request`` objects, skipping ``AsyncClient``'s per-request work (URL
-merging, cookie jar, auth and redirect flows, event hooks) that an upstream
-call needs none of. Measured here at 64 in flight: 559 µs of CPU per call
-through ``AsyncClient.stream``, 489 through ``AsyncClient.send``, 384 through
-the transport. Tests pass ``httpx.MockTransport``: the same interface.
+The gateway's provider process calls upstreams with plain aiohttp
+(``AiohttpUpstream``). httpx stays for everything else, and for tests:
+``UpstreamHTTP`` takes any httpx transport (``httpx.MockTransport`` in the
+adapters' fixture tests), with the same interface. Measured at 64 in flight
+against nginx: plain aiohttp spends less CPU per call than httpx's transport
+API over aiohttp (``make bench``, issue 13's note), which itself beat
+``AsyncClient.send`` (489 µs) and ``AsyncClient.stream`` (559 µs).
+
+Errors are httpx's in both: aiohttp's are raised as the httpx exception
+that means the same (refused: ``ConnectError``; no connection in time:
+``ConnectTimeout``; no bytes in time: ``ReadTimeout``; cut off:
+``ReadError``), so the caller maps one family.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import AsyncIterator, Mapping
+from typing import Protocol
 
+import aiohttp
 import httpx
 
 CONNECT_S = 5.0
 WRITE_S = 10.0
 POOL_S = 5.0
+
+
+class UpstreamResponse(Protocol):
+    status_code: int
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    async def aread(self) -> bytes: ...
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Upstream(Protocol):
+    async def post(
+        self, url: str, headers: dict[str, str], content: bytes, read_timeout_s: float
+    ) -> UpstreamResponse: ...
+
+    async def aclose(self) -> None: ...
 
 
 @functools.lru_cache(maxsize=1024)
@@ -26,13 +58,14 @@ def _url(url: str) -> httpx.URL:
 
 
 class UpstreamHTTP:
-    """One per process: one connection pool, explicit limits and timeouts."""
+    """Any httpx transport, called directly (``handle_async_request``):
+    ``AsyncClient``'s per-request work (URL merging, cookies, auth and
+    redirect flows, hooks) is nothing an upstream call needs."""
 
     def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
         self.transport = transport
 
     async def post(self, url: str, headers: dict[str, str], content: bytes, read_timeout_s: float) -> httpx.Response:
-        """Send a POST; the response body is not read yet (stream it, then ``aclose``)."""
         timeout = {"connect": CONNECT_S, "read": read_timeout_s, "write": WRITE_S, "pool": POOL_S}
         request = httpx.Request("POST", _url(url), headers=headers, content=content, extensions={"timeout": timeout})
         return await self.transport.handle_async_request(request)
@@ -41,8 +74,87 @@ class UpstreamHTTP:
         await self.transport.aclose()
 
 
-def make_upstream_http(max_connections: int = 512) -> UpstreamHTTP:
-    from httpx_aiohttp import AiohttpTransport
+@functools.lru_cache(maxsize=64)
+def _timeout(read_s: float) -> aiohttp.ClientTimeout:
+    # Waiting for a pooled connection and making a new one share one bound,
+    # as httpx's pool and connect timeouts would.
+    return aiohttp.ClientTimeout(total=None, connect=POOL_S + CONNECT_S, sock_connect=CONNECT_S, sock_read=read_s)
 
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    return UpstreamHTTP(AiohttpTransport(limits=limits))
+
+def _as_httpx(exc: BaseException, url: str) -> httpx.TransportError:
+    """aiohttp's error as the httpx error that means the same."""
+    request = httpx.Request("POST", _url(url))
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        error: httpx.TransportError = httpx.ConnectTimeout(str(exc) or "connect timed out", request=request)
+    elif isinstance(exc, TimeoutError):  # sock_read, or the connect bound
+        error = httpx.ReadTimeout(str(exc) or "read timed out", request=request)
+    elif isinstance(exc, aiohttp.ClientConnectorError):
+        error = httpx.ConnectError(str(exc), request=request)
+    else:  # the server went away, a broken body, a reset
+        error = httpx.ReadError(str(exc) or type(exc).__name__, request=request)
+    error.__cause__ = exc
+    return error
+
+
+class _AiohttpResponse:
+    __slots__ = ("_resp", "_url", "status_code")
+
+    def __init__(self, resp: aiohttp.ClientResponse, url: str) -> None:
+        self._resp = resp
+        self._url = url
+        self.status_code = resp.status
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._resp.headers
+
+    async def aread(self) -> bytes:
+        try:
+            return await self._resp.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _as_httpx(exc, self._url) from exc
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        try:
+            async for data in self._resp.content.iter_any():
+                yield data
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _as_httpx(exc, self._url) from exc
+
+    async def aclose(self) -> None:
+        self._resp.release()
+
+
+class AiohttpUpstream:
+    """One per process: one aiohttp session, one connection pool."""
+
+    def __init__(self, max_connections: int = 512) -> None:
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        # Made on first use, inside the running loop that will use it.
+        connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0, ttl_dns_cache=300)
+        # No cookies kept between calls, and no client name of ours sent.
+        self._session = aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), skip_auto_headers=("User-Agent",)
+        )
+        return self._session
+
+    async def post(self, url: str, headers: dict[str, str], content: bytes, read_timeout_s: float) -> _AiohttpResponse:
+        session = self._session or self._open()
+        try:
+            resp = await session.post(
+                url, data=content, headers=headers, timeout=_timeout(read_timeout_s), allow_redirects=False
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _as_httpx(exc, url) from exc
+        return _AiohttpResponse(resp, url)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+def make_upstream_http(max_connections: int = 512) -> AiohttpUpstream:
+    return AiohttpUpstream(max_connections)
