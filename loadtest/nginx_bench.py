@@ -41,6 +41,7 @@ import aiohttp
 
 from loadtest import lag_bench
 from loadtest.bench import LUA, rss_mb, run_wrk, write_results
+from loadtest.privacy_bench import MASKING_TENANT
 from loadtest.privacy_bench import prompt as pii_prompt
 from schemas.control import ApiKey, Budget, Limits
 from services.runtime.nats_server import free_port
@@ -124,18 +125,7 @@ id = "bench"
 limits = {{ rpm = 1000000000, tpm = 1000000000000, max_parallel = 100000 }}
 budget = {{ usd = "1000000.00", period = "monthly" }}
 
-[[tenants]]
-id = "masking"
-[tenants.privacy.detectors]
-email = "mask"
-phone = "mask"
-card = "mask"
-iban = "mask"
-ssn = "mask"
-ipv4 = "mask"
-ipv6 = "mask"
-secret = "mask"
-
+{masking}
 {groups}
 """
 
@@ -220,7 +210,10 @@ def measure(layout_name: str, layout_options: dict, ngx: int, home: Path, durati
     """One layout of Sluice, every measure, against nginx direct in the same run."""
     home.mkdir(parents=True, exist_ok=True)
     (home / "sluice.toml").write_text(
-        SLUICE_CONFIG.format(groups=group("bench-model", ngx, "complete") + "\n" + group("bench-stream", ngx, "stream"))
+        SLUICE_CONFIG.format(
+            masking=MASKING_TENANT,
+            groups=group("bench-model", ngx, "complete") + "\n" + group("bench-stream", ngx, "stream"),
+        )
     )
     layout = Layout(
         home=home,

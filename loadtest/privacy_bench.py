@@ -92,23 +92,19 @@ def restore_us_per_chunk(seconds: float) -> dict:
 
 
 PLAIN_KEY, MASKING_KEY = "sk-bench-plain-0123456789", "sk-bench-masking-0123456789"
-GATEWAY_CONFIG = """
+# A tenant masking every built-in detector (the config's own words, shared with make bench).
+MASKING_TENANT = '[[tenants]]\nid = "masking"\n[tenants.privacy.detectors]\n' + "".join(
+    f'{name} = "mask"\n' for name in RULES.detectors
+)
+GATEWAY_CONFIG = (
+    """
 [gateway]
 request_timeout_s = 30
 [[tenants]]
 id = "bench"
-[[tenants]]
-id = "masking"
-[tenants.privacy.detectors]
-email = "mask"
-phone = "mask"
-card = "mask"
-iban = "mask"
-ssn = "mask"
-ipv4 = "mask"
-ipv6 = "mask"
-secret = "mask"
-[[keys]]
+"""
+    + MASKING_TENANT
+    + """[[keys]]
 id = "masking"
 tenant = "masking"
 key_env = "SLUICE_BENCH_MASKING_KEY"
@@ -118,6 +114,7 @@ provider = "openai"
 base_url = "http://127.0.0.1:{mock}/v1"
 upstream_model = "gpt-4o-mini"
 """
+)
 
 
 def _pct(values: list[float]) -> dict[str, float]:
