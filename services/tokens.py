@@ -105,7 +105,13 @@ def encoding(name: str) -> tiktoken.Encoding:
     loader = _LOADERS.get(name)
     if loader is None:
         raise TokenizerUnavailable(f"no offline encoding file for {name!r}; shipped: {available()}")
-    return loader()
+    enc = loader()
+    # tiktoken keeps a Python copy of the ranks beside its Rust one, only to
+    # pickle the encoding (we never do): 25 MB for o200k in every process
+    # that counts tokens. Pickling now fails loudly instead.
+    if hasattr(enc, "_mergeable_ranks"):
+        del enc._mergeable_ranks
+    return enc
 
 
 def available() -> list[str]:
