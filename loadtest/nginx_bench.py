@@ -40,7 +40,7 @@ from statistics import quantiles
 import aiohttp
 
 from loadtest import lag_bench
-from loadtest.bench import LUA, rss_mb, run_wrk, write_results
+from loadtest.bench import LUA, breakdown, rss_mb, run_wrk, write_results
 from loadtest.privacy_bench import MASKING_TENANT
 from loadtest.privacy_bench import prompt as pii_prompt
 from schemas.control import ApiKey, Budget, Limits
@@ -233,6 +233,7 @@ def measure(layout_name: str, layout_options: dict, ngx: int, home: Path, durati
     result: dict = {"layout": layout_name, "options": layout_options, "runs": {}}
     try:
         pids = sup.pids()
+        admin = str(sup.creds_path("admin"))
         gw = f"http://127.0.0.1:{layout.http_port}/v1/chat/completions"
         direct = {False: f"http://127.0.0.1:{ngx}/complete/v1/chat/completions",
                   True: f"http://127.0.0.1:{ngx}/stream/v1/chat/completions"}  # fmt: skip
@@ -243,9 +244,12 @@ def measure(layout_name: str, layout_options: dict, ngx: int, home: Path, durati
             for target, url, watched in (("direct", direct[stream], {}), ("sluice", gw, pids)):
                 for c in (1, 64):
                     run_wrk(url, script, c, 2, watched)  # warm-up
+                    since = time.time_ns()
                     r = run_wrk(url, script, c, duration, watched)
                     name = f"{target} {'stream' if stream else 'complete'} c={c}"
                     result["runs"][name] = r
+                    if target == "sluice" and c == 1:  # where the time goes, from the requests rows
+                        r["breakdown_ms"] = breakdown(layout.nats_url, since, time.time_ns(), admin)
                     print(
                         f"  {name:24} {r['rps']:>8.0f}/s  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms"
                         f"  errors {r['errors']}",
@@ -359,6 +363,10 @@ def summary(results: dict) -> str:
             lines.append(
                 f"    {name:22} total {sum(cpu.values()):>6.0f}  " + "  ".join(f"{k}={v:.0f}" for k, v in cpu.items())
             )
+        lines.append("  Median ms per part at 1 connection (requests rows):")
+        for name in ("sluice complete c=1", "sluice stream c=1"):
+            parts = {k: v for k, v in runs[name].get("breakdown_ms", {}).items() if k not in ("stream", "requests")}
+            lines.append(f"    {name:22} " + "  ".join(f"{k.removesuffix('_ms')}={v}" for k, v in parts.items()))
         lines.append("  RSS MB: " + "  ".join(f"{k}={v:.0f}" for k, v in lay["rss_mb"].items()))
     return "\n".join(lines)
 
