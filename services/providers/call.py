@@ -231,11 +231,7 @@ def _failed(exc: GatewayError | httpx.TransportError, start_ns: int, first_byte_
     if isinstance(exc, httpx.ConnectError):
         return CallFailed(UpstreamUnreachable(f"Upstream unreachable: {exc}"), start_ns, 0)
     if isinstance(exc, httpx.ConnectTimeout):
-        # httpx-aiohttp 0.2 maps every aiohttp connection error, a refused
-        # connection included, to ConnectTimeout; only a real timeout is one.
-        if isinstance(exc.__cause__, TimeoutError):
-            return CallFailed(UpstreamTimeout("Upstream did not accept the connection in time."), start_ns, 0)
-        return CallFailed(UpstreamUnreachable(f"Upstream unreachable: {exc}"), start_ns, 0)
+        return CallFailed(UpstreamTimeout("Upstream did not accept the connection in time."), start_ns, 0)
     if isinstance(exc, httpx.TimeoutException):
         return CallFailed(UpstreamTimeout("Upstream did not answer in time."), start_ns, first_byte_ns)
     # The transport's own words (aiohttp's, through httpx) go to the log, not
