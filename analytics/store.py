@@ -103,7 +103,6 @@ class Store:
         with self._lock:
             for table, column, days in (
                 *((t, "toDateTime(ts)", raw_days) for t in RAW_TABLES),
-                ("requests_per_minute", "minute", rollup_days),
                 ("requests_hourly", "hour", rollup_days),
                 ("requests_minutely", "minute", raw_days),
                 ("call_logs", "toDateTime(ts)", call_log_days),

@@ -6,7 +6,7 @@ SELECT
     countMerge(requests) AS requests,
     countIfMerge(errors) AS errors,
     toString(sumMerge(cost_pico_usd)) AS cost_pico_usd
-FROM requests_per_minute
+FROM requests_minutely
 WHERE minute >= toStartOfMinute(now() - toIntervalMinute({minutes:UInt32}))
   AND ({tenant_id:String} = '' OR tenant_id = {tenant_id:String})
 GROUP BY minute

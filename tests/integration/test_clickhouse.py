@@ -28,7 +28,7 @@ def test_migrations_apply_once(store: Store) -> None:
     assert first[:3] == ["001_tables.sql", "002_rollups.sql", "003_usage_detail.sql"]
     assert store.migrate() == []
     _, rows = store.query("SELECT name FROM system.tables WHERE database = currentDatabase() ORDER BY name")
-    assert {"events", "requests", "attempts", "requests_per_minute"} <= {r[0] for r in rows}
+    assert {"events", "requests", "attempts", "requests_minutely", "requests_hourly"} <= {r[0] for r in rows}
     _, cols = store.query("SELECT name FROM system.columns WHERE table = 'requests' AND database = currentDatabase()")
     assert {"cached_tokens", "reasoning_tokens", "cost_cached_input_pico_usd"} <= {c[0] for c in cols}
 
