@@ -201,3 +201,27 @@ def test_no_process_log_holds_a_masked_value(stack: Stack, client: openai.OpenAI
         text = path.read_text(errors="replace")
         for value in (EMAIL, PHONE, CARD):
             assert value not in text, f"{value} in {path.name}"
+
+
+def test_a_caller_leaving_a_masked_stream_stops_it_and_the_next_is_whole(stack: Stack, client: openai.OpenAI) -> None:
+    before = stack.mock_stats()["cancelled_streams"]
+    raw = client.chat.completions.with_raw_response.create(
+        model="demo-model",
+        messages=[{"role": "user", "content": f"Reach {EMAIL} or {PHONE}. [mock:chunks=400] [mock:chunk_ms=20]"}],
+        stream=True,
+    )
+    stream = raw.parse()
+    for i, _ in enumerate(stream):
+        if i == 3:
+            break
+    stream.close()
+    deadline = time.monotonic() + 5
+    while stack.mock_stats()["cancelled_streams"] == before:
+        assert time.monotonic() < deadline, "the upstream stream kept running after the caller left"
+        time.sleep(0.05)
+    row = stack.request_row(raw.headers["x-request-id"])
+    assert row["status"] == 499 and row["client_disconnected"]
+    # Nothing of the abandoned stream's restore state leaks into the next request.
+    again = client.chat.completions.create(model="demo-model", messages=[{"role": "user", "content": SAID}])
+    assert again.choices[0].message.content == SAID
+    assert_never_sent(upstream_saw(stack, last=2))
