@@ -156,7 +156,8 @@ def _slots(body: ChatBody | None, embeddings: EmbeddingsBody | None) -> Iterator
 
 
 def _find(text: str, rules: PrivacyRules) -> list[Finding]:
-    found = detectors.scan(text, [d for d in rules.detectors if d in detectors.BUILT_IN], rules.phone_region)
+    # Settled once, with the tenant's own findings among them.
+    found = detectors.find(text, [d for d in rules.detectors if d in detectors.BUILT_IN], rules.phone_region)
     for c in rules.custom:
         found += find_pattern(text, c.name, c.pattern) if c.pattern else find_keywords(text, c.name, tuple(c.keywords))
     return detectors.settle(found)

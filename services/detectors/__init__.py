@@ -31,17 +31,22 @@ BUILT_IN = {
 # kind here.
 PRIORITY = {name: i for i, name in enumerate(BUILT_IN)}
 
-__all__ = ["BUILT_IN", "Finding", "scan"]
+__all__ = ["BUILT_IN", "Finding", "find", "scan", "settle"]
 
 
-def scan(text: str, detectors: Iterable[str] | None = None, phone_region: str = DEFAULT_REGION) -> list[Finding]:
-    """Findings of the named built-in detectors (all by default), in text
-    order, no two overlapping; national phone numbers read as
-    ``phone_region`` writes them."""
+def find(text: str, detectors: Iterable[str] | None = None, phone_region: str = DEFAULT_REGION) -> list[Finding]:
+    """Findings of the named built-in detectors (all by default), overlaps
+    not yet settled; national phone numbers read as ``phone_region`` writes
+    them."""
     found: list[Finding] = []
     for name in detectors if detectors is not None else BUILT_IN:
         found += find_phones(text, phone_region) if name == "phone" else BUILT_IN[name](text)
-    return settle(found)
+    return found
+
+
+def scan(text: str, detectors: Iterable[str] | None = None, phone_region: str = DEFAULT_REGION) -> list[Finding]:
+    """``find``'s findings in text order, no two overlapping."""
+    return settle(find(text, detectors, phone_region))
 
 
 def settle(found: list[Finding]) -> list[Finding]:

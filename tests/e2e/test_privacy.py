@@ -30,6 +30,15 @@ def upstream_saw(stack: Stack, last: int = 1) -> str:
     return json.dumps(httpx.get(f"{stack.mock_url}/mock/requests", params={"last": last}).json())
 
 
+def detections_of(stack: Stack, request_id: str) -> list[list]:
+    """The request's rows of ``detections``, once the sink has written them."""
+    deadline = time.monotonic() + 20
+    while not (found := stack.query("detections", request_id=request_id)["rows"]):
+        assert time.monotonic() < deadline, f"no detections recorded for {request_id}"
+        time.sleep(0.2)
+    return found
+
+
 def assert_never_sent(seen: str) -> None:
     for value in (EMAIL, PHONE, CARD):
         assert value not in seen, value
@@ -47,10 +56,7 @@ def test_the_upstream_sees_placeholders_and_the_caller_its_own_values(stack: Sta
     # Each detection is audited: where and what was done, never the value.
     request_id = raw.headers["x-request-id"]
     stack.request_row(request_id)
-    deadline = time.monotonic() + 20
-    while not (found := stack.query("detections", request_id=request_id)["rows"]):
-        assert time.monotonic() < deadline, "no detections recorded"
-        time.sleep(0.2)
+    found = detections_of(stack, request_id)
     assert sorted(row[3] for row in found) == ["card", "email", "email", "phone"]
     assert {row[4] for row in found} == {"mask"} and {row[5] for row in found} == {"messages[0].content"}
     assert_never_sent(json.dumps(found))
@@ -128,10 +134,7 @@ def test_a_known_jailbreak_is_refused_and_recorded(stack: Stack, client: openai.
     assert error["code"] == "prompt_injection" and "ignore_instructions" in error["message"]
     assert httpx.get(f"{stack.mock_url}/mock/stats").json()["requests"] == before
     request_id = refused.value.response.headers["x-request-id"]
-    deadline = time.monotonic() + 20
-    while not (found := stack.query("detections", request_id=request_id)["rows"]):
-        assert time.monotonic() < deadline, "no detections recorded"
-        time.sleep(0.2)
+    found = detections_of(stack, request_id)
     assert {row[3] for row in found} == {"injection:ignore_instructions", "injection:reveal_system_prompt"}
     assert {(row[4], row[5]) for row in found} == {("block", "messages[1].content")}  # not the system prompt
 
@@ -153,10 +156,7 @@ def test_a_key_the_model_writes_is_redacted_in_the_answer_streamed_or_not(stack:
     assert streamed == expected
     request_id = whole.headers["x-request-id"]
     stack.request_row(request_id)
-    deadline = time.monotonic() + 20
-    while not (found := stack.query("detections", request_id=request_id)["rows"]):
-        assert time.monotonic() < deadline, "no detection recorded"
-        time.sleep(0.2)
+    found = detections_of(stack, request_id)
     assert [(row[3], row[4], row[5]) for row in found] == [("secret", "redact", "choices[0].content")]
     # The call log keeps the answer as the model wrote it, less the leaked key.
     logged = stack.query("call_logs", request_id=request_id, chars=100_000)
@@ -184,10 +184,7 @@ def test_a_key_the_model_writes_into_a_tool_call_is_redacted_there(stack: Stack)
         assert key not in args
         assert list(json.loads(args).values()) == ["Store [REDACTED:secret] [mock:tool][mock:echo]"]
     request_id = whole.headers["x-request-id"]
-    deadline = time.monotonic() + 20
-    while not (found := stack.query("detections", request_id=request_id)["rows"]):
-        assert time.monotonic() < deadline, "no detection recorded"
-        time.sleep(0.2)
+    found = detections_of(stack, request_id)
     assert [(row[3], row[4], row[5]) for row in found] == [("secret", "redact", "choices[0].tool_calls[0].arguments")]
 
 
