@@ -26,9 +26,7 @@ from pathlib import Path
 
 from loadtest import nginx_bench as nb
 from loadtest.bench import LUA, cpu_seconds, run_wrk
-from schemas.control import ApiKey
 from services.runtime.nats_server import free_port
-from services.runtime.supervisor import Layout, Supervisor
 
 APP = """
 from ingress.app import IngressApp
@@ -73,29 +71,19 @@ def main() -> int:
         return 2
     root = Path(tempfile.mkdtemp(prefix="sluice-http-ab-"))
     try:
-        with nb.nginx(root / "nginx") as ngx:
-            home = root / "sluice"
-            home.mkdir()
-            groups = nb.group("bench-model", ngx, "complete") + "\n" + nb.group("bench-stream", ngx, "stream")
-            (home / "sluice.toml").write_text(nb.SLUICE_CONFIG.format(masking=nb.MASKING_TENANT, groups=groups))
-            layout = Layout(
-                home=home, config=home / "sluice.toml", nats_port=free_port(), http_port=free_port(), mock_port=None
-            )
-            key = ApiKey(id="bench", tenant_id="bench", limits=nb.LIMITS, budget=nb.BUDGET)
-            sup = Supervisor(layout, extra_keys={nb.KEY: key})
-            sup.start()
+        with nb.nginx(root / "nginx") as ngx, nb.sluice(root / "sluice", ngx) as (layout, sup):
             granian: subprocess.Popen | None = None
             try:
                 pids = sup.pids()
                 ingress = pids["ingress"]
                 raw_env = Path(f"/proc/{ingress}/environ").read_bytes().decode().split("\0")
                 env = dict(item.split("=", 1) for item in raw_env if "=" in item)
-                granian, port = start_granian(env, Path(f"/proc/{ingress}/cwd").resolve(), home)
+                granian, port = start_granian(env, Path(f"/proc/{ingress}/cwd").resolve(), layout.home)
                 time.sleep(2)
                 servers = {"uvicorn": (layout.http_port, ingress), "granian": (port, granian.pid)}
                 for stream in (False, True):
                     model = "bench-stream" if stream else "bench-model"
-                    script = home / f"chat-{stream}.lua"
+                    script = layout.home / f"chat-{stream}.lua"
                     script.write_text(LUA.format(body=json.dumps(nb.chat_body(model, stream)), key=nb.KEY))
                     for _ in range(2):
                         for name, (server_port, pid) in servers.items():
@@ -115,7 +103,6 @@ def main() -> int:
                 if granian is not None:
                     granian.terminate()
                     granian.wait(5)
-                sup.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

@@ -36,6 +36,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from statistics import quantiles
+from typing import Any
 
 import aiohttp
 
@@ -206,15 +207,13 @@ def pct(values: list[float]) -> dict[str, float]:
     return {"p50": round(cuts[49], 3), "p99": round(cuts[98], 3)}
 
 
-def measure(layout_name: str, layout_options: dict, ngx: int, home: Path, duration: int) -> dict:
-    """One layout of Sluice, every measure, against nginx direct in the same run."""
+@contextmanager
+def sluice(home: Path, ngx: int, **layout_options: Any) -> Iterator[tuple[Layout, Supervisor]]:
+    """Sluice as `sluice up` runs it, its models behind nginx on port
+    ``ngx``, with the bench's keys; stopped on the way out."""
     home.mkdir(parents=True, exist_ok=True)
-    (home / "sluice.toml").write_text(
-        SLUICE_CONFIG.format(
-            masking=MASKING_TENANT,
-            groups=group("bench-model", ngx, "complete") + "\n" + group("bench-stream", ngx, "stream"),
-        )
-    )
+    groups = group("bench-model", ngx, "complete") + "\n" + group("bench-stream", ngx, "stream")
+    (home / "sluice.toml").write_text(SLUICE_CONFIG.format(masking=MASKING_TENANT, groups=groups))
     layout = Layout(
         home=home,
         config=home / "sluice.toml",
@@ -228,54 +227,64 @@ def measure(layout_name: str, layout_options: dict, ngx: int, home: Path, durati
         MASKING_KEY: ApiKey(id="masking", tenant_id="masking"),
     }
     sup = Supervisor(layout, extra_keys=keys)
-    print(f"[{layout_name}] starting Sluice in {home} ...", flush=True)
+    print(f"starting Sluice in {home} ...", flush=True)
     sup.start()
-    result: dict = {"layout": layout_name, "options": layout_options, "runs": {}}
     try:
-        pids = sup.pids()
-        admin = str(sup.creds_path("admin"))
-        gw = f"http://127.0.0.1:{layout.http_port}/v1/chat/completions"
-        direct = {False: f"http://127.0.0.1:{ngx}/complete/v1/chat/completions",
-                  True: f"http://127.0.0.1:{ngx}/stream/v1/chat/completions"}  # fmt: skip
-        for stream in (False, True):
-            model = "bench-stream" if stream else "bench-model"
-            script = home / f"chat-{stream}.lua"
-            script.write_text(LUA.format(body=json.dumps(chat_body(model, stream)), key=KEY))
-            for target, url, watched in (("direct", direct[stream], {}), ("sluice", gw, pids)):
-                for c in (1, 64):
-                    run_wrk(url, script, c, 2, watched)  # warm-up
-                    since = time.time_ns()
-                    r = run_wrk(url, script, c, duration, watched)
-                    name = f"{target} {'stream' if stream else 'complete'} c={c}"
-                    result["runs"][name] = r
-                    if target == "sluice" and c == 1:  # where the time goes, from the requests rows
-                        r["breakdown_ms"] = breakdown(layout.nats_url, since, time.time_ns(), admin)
-                    print(
-                        f"  {name:24} {r['rps']:>8.0f}/s  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms"
-                        f"  errors {r['errors']}",
-                        flush=True,
-                    )
-        headers = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
-        body = chat_body("bench-stream", True)
-        for target, url in (("direct", direct[True]), ("sluice", gw)):
-            asyncio.run(first_chunk_ms(url, body, headers, 20))
-            result[f"ttft_ms {target}"] = pct(asyncio.run(first_chunk_ms(url, body, headers, 300)))
-        print(f"  first chunk at c=1: direct {result['ttft_ms direct']}, sluice {result['ttft_ms sluice']}")
-
-        masking = home / "masking.lua"
-        masking.write_text(
-            LUA.format(body=json.dumps(chat_body("bench-model", False, pii_prompt(True))), key=MASKING_KEY)
-        )
-        run_wrk(gw, masking, 64, 2, pids)
-        result["runs"]["sluice masking c=64"] = r = run_wrk(gw, masking, 64, duration, pids)
-        print(f"  masking 4 KB PII c=64     {r['rps']:>8.0f}/s  p50 {r['p50_ms']:.2f} ms  errors {r['errors']}")
-
-        result["rss_mb"] = {name: round(rss_mb(pid), 1) for name, pid in pids.items()}
-        result["rss_mb_total"] = round(sum(result["rss_mb"].values()), 1)
-        result["row_lag_ms"] = row_lag(layout, sup, gw, home, duration)
-        print(f"  row visible after its response (full load): {result['row_lag_ms']}", flush=True)
+        yield layout, sup
     finally:
         sup.stop()
+
+
+def measure(layout_name: str, layout_options: dict, ngx: int, home: Path, duration: int) -> dict:
+    """One layout of Sluice, every measure, against nginx direct in the same run."""
+    with sluice(home, ngx, **layout_options) as (layout, sup):
+        return _measure(layout_name, layout_options, layout, sup, ngx, home, duration)
+
+
+def _measure(
+    layout_name: str, layout_options: dict, layout: Layout, sup: Supervisor, ngx: int, home: Path, duration: int
+) -> dict:
+    result: dict = {"layout": layout_name, "options": layout_options, "runs": {}}
+    pids = sup.pids()
+    admin = str(sup.creds_path("admin"))
+    gw = f"http://127.0.0.1:{layout.http_port}/v1/chat/completions"
+    direct = {False: f"http://127.0.0.1:{ngx}/complete/v1/chat/completions",
+              True: f"http://127.0.0.1:{ngx}/stream/v1/chat/completions"}  # fmt: skip
+    for stream in (False, True):
+        model = "bench-stream" if stream else "bench-model"
+        script = home / f"chat-{stream}.lua"
+        script.write_text(LUA.format(body=json.dumps(chat_body(model, stream)), key=KEY))
+        for target, url, watched in (("direct", direct[stream], {}), ("sluice", gw, pids)):
+            for c in (1, 64):
+                run_wrk(url, script, c, 2, watched)  # warm-up
+                since = time.time_ns()
+                r = run_wrk(url, script, c, duration, watched)
+                name = f"{target} {'stream' if stream else 'complete'} c={c}"
+                result["runs"][name] = r
+                if target == "sluice" and c == 1:  # where the time goes, from the requests rows
+                    r["breakdown_ms"] = breakdown(layout.nats_url, since, time.time_ns(), admin)
+                print(
+                    f"  {name:24} {r['rps']:>8.0f}/s  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms"
+                    f"  errors {r['errors']}",
+                    flush=True,
+                )
+    headers = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
+    body = chat_body("bench-stream", True)
+    for target, url in (("direct", direct[True]), ("sluice", gw)):
+        asyncio.run(first_chunk_ms(url, body, headers, 20))
+        result[f"ttft_ms {target}"] = pct(asyncio.run(first_chunk_ms(url, body, headers, 300)))
+    print(f"  first chunk at c=1: direct {result['ttft_ms direct']}, sluice {result['ttft_ms sluice']}")
+
+    masking = home / "masking.lua"
+    masking.write_text(LUA.format(body=json.dumps(chat_body("bench-model", False, pii_prompt(True))), key=MASKING_KEY))
+    run_wrk(gw, masking, 64, 2, pids)
+    result["runs"]["sluice masking c=64"] = r = run_wrk(gw, masking, 64, duration, pids)
+    print(f"  masking 4 KB PII c=64     {r['rps']:>8.0f}/s  p50 {r['p50_ms']:.2f} ms  errors {r['errors']}")
+
+    result["rss_mb"] = {name: round(rss_mb(pid), 1) for name, pid in pids.items()}
+    result["rss_mb_total"] = round(sum(result["rss_mb"].values()), 1)
+    result["row_lag_ms"] = row_lag(layout, sup, gw, home, duration)
+    print(f"  row visible after its response (full load): {result['row_lag_ms']}", flush=True)
     return result
 
 
