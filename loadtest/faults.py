@@ -26,11 +26,14 @@ import httpx
 import msgspec
 import openai
 
+from services.runtime.supervisor import stage_processes
+
 # One word per streamed chunk, a little latency for the non-streamed: both
 # keep requests in flight at every stage when the kill comes.
 STREAMED = "fault load [mock:chunks=8] [mock:chunk_ms=15]"
 COMPLETE = "fault load [mock:latency_ms=60] [mock:chunks=8]"
-PROCESSES = ("policy", "redact", "route", "cache", "provider", "sink", "ingress")
+# What is killed in turn: every stage process of the default layout, and the ingress.
+PROCESSES = (*stage_processes(), "ingress")
 # Every request of a caching tenant passes the cache stage (and has its answer
 # kept), yet each is answered by the upstream: the mock's count stays exact.
 FRESH = {"cache-control": "no-cache"}

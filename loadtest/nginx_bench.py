@@ -313,10 +313,16 @@ def row_lag(layout: Layout, sup: Supervisor, url: str, home: Path, duration: int
         load.wait()
 
 
+# What `sluice up` runs (policy, routing and provider in one process), and
+# every stage in its own process (`sluice up --separate-stages`).
+LAYOUTS: dict[str, dict[str, Any]] = {"default": {}, "separate": {"separate_stages": True}}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.nginx_bench")
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--out", default="loadtest/results/nginx_bench.json")
+    parser.add_argument("--layout", choices=[*LAYOUTS, "both"], default="both")
     args = parser.parse_args()
     for tool in (NGINX, "wrk"):
         if not shutil.which(tool):
@@ -326,8 +332,9 @@ def main() -> int:
     results: dict = {"cpus": os.cpu_count(), "duration_s": args.duration, "layouts": []}
     try:
         with nginx(root / "nginx") as ngx:
-            layouts = {"default": {}}
-            for name, options in layouts.items():
+            for name, options in LAYOUTS.items():
+                if args.layout not in (name, "both"):
+                    continue
                 results["layouts"].append(measure(name, options, ngx, root / name, args.duration))
     finally:
         shutil.rmtree(root, ignore_errors=True)

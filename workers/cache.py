@@ -51,7 +51,7 @@ class CacheStage:
         except Exception:  # a cache that cannot keep an answer costs a later call, nothing more
             log.exception("cannot keep the answer under %s", ask.key)
 
-    async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg, start_ns: int) -> None:
+    async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg | None, start_ns: int) -> None:
         assert self.store is not None
         key = cache.key(env.tenant_id, env.group, env.body, env.embeddings, env.raw)
         found = None

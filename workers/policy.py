@@ -63,7 +63,8 @@ class PolicyStage:
         await asyncio.to_thread(tokens.encoding, usage.ESTIMATE_ENCODING)
         pricing.load_catalog()
 
-    async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg, start_ns: int) -> None:
+    async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg | None, start_ns: int) -> None:
+        assert msg is not None  # the entry stage: requests come in from the bus only
         from_ingress = msg.subject == subjects.FROM_INGRESS
         # A reservation is policy's to make. Only the ingress may bring one: on a
         # request it sends again, the one policy made for the first copy.

@@ -124,7 +124,7 @@ class ProviderStage:
             usage = usage_svc.settle_cut_short(progress.reported, env.body, text, dep.catalog_model)
         return usage, usage_svc.cost_of(usage, dep.catalog_model)
 
-    async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg, start_ns: int) -> None:
+    async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg | None, start_ns: int) -> None:
         if not env.candidates or self.client is None:
             raise InternalError("Request reached the provider stage without a deployment.")
         if not self.seen.add(env.id):  # a copy the ingress sent again, which this process already took

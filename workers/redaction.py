@@ -29,7 +29,7 @@ class RedactionStage:
     async def start(self, ctx: runner.StageContext) -> None:
         await self.tenants.start(ctx.js)
 
-    async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg, start_ns: int) -> None:
+    async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg | None, start_ns: int) -> None:
         tenant = self.tenants.items.get(env.tenant_id)
         # The client's own bytes would carry the prompt past redaction.
         env.raw = b""

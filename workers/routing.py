@@ -101,7 +101,7 @@ class RoutingStage:
             except Exception:  # the board here already has it; others still hear the same tries
                 log.exception("cannot write the breaker state of %s", deployment)
 
-    async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg, start_ns: int) -> None:
+    async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg | None, start_ns: int) -> None:
         request = routing.Request(env.model, env.api, env.key_id, body=env.body, embeddings=env.embeddings, pin=env.pin)
         plan = routing.plan(self.table, request, self.board, start_ns / 1e9, self.rng, self.default_max_output)
         env.group, env.candidates, env.context_candidates = plan.group, plan.candidates, plan.context_candidates

@@ -1,9 +1,17 @@
 """The one stage runner every request-path stage uses.
 
-It owns the nats-py connection, the queue subscription, decoding, the routing
-slip, failure replies and stage events, so a stage is only its ``handle``.
-Raw nats-py, not FastStream, because per-hop CPU is what bounds the pipeline
-(DESIGN.md §6).
+It owns the nats-py connection, the queue subscriptions, decoding, the
+routing slip, failure replies and stage events, so a stage is only its
+``handle``. Raw nats-py, not FastStream, because per-hop CPU is what bounds
+the pipeline.
+
+A process may host several stages (``serve`` takes a list). Each still
+listens on its own subjects in its own queue group, so requests from other
+processes reach it as before; but when a stage forwards to a subject a stage
+in the same process listens on, the envelope is handed over in memory: no
+encode, no NATS round trip, the same slip, spans and stage events. Like
+operator chaining in a stream processor, this is a deployment choice, not a
+change of the stages.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Literal, Protocol
 
 import msgspec
@@ -34,17 +43,32 @@ log = logging.getLogger("sluice.stage")
 STOP_WAIT_S = 1.0
 
 
+# Takes an envelope from a stage in the same process (see ``forward``).
+HandOff = Callable[[Envelope], Awaitable[None]]
+
+
 class StageContext:
     """What a stage's ``handle`` may do with a request."""
 
-    def __init__(self, name: StageName, nc: Client, js: JetStreamContext, events: EventPublisher) -> None:
+    def __init__(
+        self,
+        name: StageName,
+        nc: Client,
+        js: JetStreamContext,
+        events: EventPublisher,
+        counters: quota.Counters,
+        local: dict[str, HandOff],
+    ) -> None:
         self.name = name
-        # This process among the stage's replicas, e.g. "provider-1".
+        # This process among its role's replicas, e.g. "provider-1"; stages
+        # hosted together share it.
         self.instance = process.instance_name(name)
         self.nc = nc
         self.js = js
         self.events = events
-        self.counters = quota.Counters(js, events)
+        self.counters = counters
+        # subject -> the stage in this process that listens on it
+        self._local = local
 
     def span(self, start_ns: int) -> Span:
         return Span(self.name, start_ns, time.time_ns())
@@ -67,8 +91,13 @@ class StageContext:
         if not env.slip:
             raise InternalError(f"stage {self.name}: routing slip is empty")
         subject = env.slip.pop(0)
-        await self.nc.publish(subject, bus.encode(env))
+        # Before the hand-off: a next stage in this process runs within this call.
         self._stage_event(env, start_ns, "forward")
+        hand_off = self._local.get(subject)
+        if hand_off is not None:
+            await hand_off(env)
+        else:
+            await self.nc.publish(subject, bus.encode(env))
 
     async def send(self, env: Envelope, payload: bytes) -> None:
         """Publish an already-encoded reply (a streamed chunk) to the requester."""
@@ -138,7 +167,9 @@ class Stage(Protocol):
 
     async def start(self, ctx: StageContext) -> None: ...
 
-    async def handle(self, ctx: StageContext, env: Envelope, msg: Msg, start_ns: int) -> None: ...
+    # ``msg`` is the NATS message the envelope came in, or None when a stage
+    # in the same process handed it over (never so for the entry stage).
+    async def handle(self, ctx: StageContext, env: Envelope, msg: Msg | None, start_ns: int) -> None: ...
 
     async def stop(self) -> None: ...
 
@@ -170,13 +201,7 @@ async def _refuse_undecodable(ctx: StageContext, msg: Msg, error: msgspec.Decode
     await ctx.finish(env, failure, now)
 
 
-async def _dispatch(stage: Stage, ctx: StageContext, msg: Msg) -> None:
-    start_ns = time.time_ns()
-    try:
-        env = bus.decode_envelope(msg.data)
-    except msgspec.DecodeError as exc:
-        await _refuse_undecodable(ctx, msg, exc)
-        return
+async def _run(stage: Stage, ctx: StageContext, env: Envelope, msg: Msg | None, start_ns: int) -> None:
     try:
         if not stage.entry and env.deadline_ns and start_ns > env.deadline_ns:
             raise StageTimeout(f"Request deadline passed before stage {stage.name}.")
@@ -190,43 +215,70 @@ async def _dispatch(stage: Stage, ctx: StageContext, msg: Msg) -> None:
         await ctx.fail(env, InternalError(f"Stage {stage.name} failed."), start_ns)
 
 
-async def serve(stage: Stage, stop: asyncio.Event) -> None:
-    nc = await process.connect(stage.name)
-    js = nc.jetstream()
-    events = EventPublisher(js, stage.name)
-    events.start()
-    ctx = StageContext(stage.name, nc, js, events)
-    await stage.start(ctx)
-    tasks: set[asyncio.Task[None]] = set()
+class _Hosted:
+    """One stage in this process: how a request reaches its ``handle``, from
+    the bus or from the stage before it."""
 
-    async def on_message(msg: Msg) -> None:
-        if not stage.concurrent:
-            await _dispatch(stage, ctx, msg)
+    def __init__(self, stage: Stage, ctx: StageContext, tasks: set[asyncio.Task[None]]) -> None:
+        self.stage, self.ctx, self._tasks = stage, ctx, tasks
+
+    async def take(self, env: Envelope, msg: Msg | None = None, start_ns: int = 0) -> None:
+        run = _run(self.stage, self.ctx, env, msg, start_ns or time.time_ns())
+        if not self.stage.concurrent:
+            await run
             return
-        task = asyncio.create_task(_dispatch(stage, ctx, msg))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        task = asyncio.create_task(run)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    subs = [
-        await nc.subscribe(subject, queue=stage.name, cb=on_message, pending_msgs_limit=1_000_000)
-        for subject in stage.listen_on
-    ]
-    log.info("%s: serving %s (queue %s)", ctx.instance, ", ".join(stage.listen_on), stage.name)
-    heartbeat = process.Heartbeat(nc, ctx.instance)
+    async def on_message(self, msg: Msg) -> None:
+        start_ns = time.time_ns()
+        try:
+            env = bus.decode_envelope(msg.data)
+        except msgspec.DecodeError as exc:
+            await _refuse_undecodable(self.ctx, msg, exc)
+            return
+        await self.take(env, msg, start_ns)
+
+
+async def serve(stages: list[Stage], stop: asyncio.Event, role: str) -> None:
+    """Serve ``stages`` from one process until ``stop`` is set."""
+    nc = await process.connect(role)
+    js = nc.jetstream()
+    events = EventPublisher(js, role)
+    events.start()
+    counters = quota.Counters(js, events)
+    local: dict[str, HandOff] = {}
+    tasks: set[asyncio.Task[None]] = set()
+    hosted = [_Hosted(stage, StageContext(stage.name, nc, js, events, counters, local), tasks) for stage in stages]
+    for h in hosted:
+        await h.stage.start(h.ctx)
+    subs = []
+    for h in hosted:
+        for subject in h.stage.listen_on:
+            local[subject] = h.take
+            subs.append(await nc.subscribe(subject, queue=h.stage.name, cb=h.on_message, pending_msgs_limit=1_000_000))
+    instance = process.instance_name(role)
+    log.info("%s: serving %s", instance, ", ".join(f"{s.name} ({', '.join(s.listen_on)})" for s in stages))
+    heartbeat = process.Heartbeat(nc, instance)
     heartbeat.start()
-    await process.announce_ready(nc, ctx.instance)
+    await process.announce_ready(nc, instance)
     await stop.wait()
     heartbeat.stop()
     for sub in subs:
         await sub.unsubscribe()
     if tasks:
         await asyncio.wait(tasks, timeout=STOP_WAIT_S)
-    await stage.stop()
-    await ctx.counters.close()
+    for h in hosted:
+        await h.stage.stop()
+    await counters.close()
     await events.close()
     await nc.drain()
 
 
-def main(stage: Stage) -> None:
-    process.setup_logging(stage.name)
-    process.run(lambda stop: serve(stage, stop))
+def main(*stages: Stage, role: str = "") -> None:
+    """Run ``stages`` in this process: one stage's role is its name; stages
+    hosted together go by the ``role`` given."""
+    role = role or stages[0].name
+    process.setup_logging(role)
+    process.run(lambda stop: serve(list(stages), stop, role))

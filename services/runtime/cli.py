@@ -65,6 +65,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         clickhouse_dsn=args.clickhouse,
         provider_replicas=args.provider_replicas,
         redact_replicas=args.redact_replicas,
+        separate_stages=args.separate_stages,
     )
     try:
         config = config_mod.load(layout.config)
@@ -369,7 +370,17 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--mock-port", type=int, default=9100)
     up.add_argument("--no-mock", action="store_true", help="do not start the mock upstream")
     up.add_argument("--clickhouse", default=None, help="ClickHouse DSN (default: embedded chdb under --home)")
-    up.add_argument("--provider-replicas", type=int, default=1)
+    up.add_argument(
+        "--provider-replicas",
+        type=int,
+        default=1,
+        help="pipeline processes (policy, routing and provider together); with --separate-stages, provider processes",
+    )
+    up.add_argument(
+        "--separate-stages",
+        action="store_true",
+        help="run policy, routing and the provider each in its own process instead of together in a pipeline",
+    )
     up.add_argument("--redact-replicas", type=int, default=1, help="processes scanning prompts (CPU-bound)")
     up.set_defaults(func=cmd_up)
 

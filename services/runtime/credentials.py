@@ -25,6 +25,7 @@ _JETSTREAM = ["$JS.API.>", "$JS.ACK.>", "$JS.FC.>"]
 _LIFE = [f"{subjects.CONTROL_READY}.*", f"{subjects.CONTROL_HEARTBEAT}.*"]
 _STAGES = f"{subjects.PREFIX}.stage.>"
 _INBOXES = "_INBOX.>"
+_EVENTS = subjects.events("")
 # Limit and budget counters: policy takes from them, whoever ends a request settles.
 _QUOTA = f"{subjects.QUOTA}.>"
 _CONTROL_BUCKETS = [
@@ -62,6 +63,18 @@ def _stage(name: str, *publish: str, subscribe: list[str]) -> Permissions:
     return Permissions(
         publish=[*publish, subjects.events(name), _QUOTA, *_JETSTREAM, *_LIFE],
         subscribe=[f"_INBOX.{name}.>", *subscribe],
+    )
+
+
+def _hosting(name: str, *roles: str) -> Permissions:
+    """A process hosting several stages: what each of them may, but under
+    its own name (its inbox, its events subject)."""
+    own = _stage(name, subscribe=[])
+    publish = [s for r in roles for s in ROLES[r].publish if not s.startswith(_EVENTS)]
+    subscribe = [s for r in roles for s in ROLES[r].subscribe if not s.startswith("_INBOX.")]
+    return Permissions(
+        publish=list(dict.fromkeys([*own.publish, *publish])),
+        subscribe=list(dict.fromkeys([*own.subscribe, *subscribe])),
     )
 
 
@@ -126,6 +139,9 @@ ROLES: dict[str, Permissions] = {
     # The supervisor and the command line: seeding, queries, process news.
     "admin": Permissions(publish=[">"], subscribe=[">"]),
 }
+# Stages hosted together in one process (``workers.pipeline``): any of the
+# request-path stages.
+ROLES["pipeline"] = _hosting("pipeline", "policy", "redact", "route", "cache", "provider")
 
 
 def service_permissions(name: str) -> Permissions:

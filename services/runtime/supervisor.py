@@ -43,6 +43,10 @@ STAGES = {
     "provider": ["-m", "workers.provider"],
     "sink": ["-m", "analytics.sink"],
 }
+# The default layout hosts these stages together, handing each request from
+# one to the next in memory: one process per replica, named "pipeline",
+# "pipeline-1", ... (``Layout.separate_stages`` runs each alone instead).
+PIPELINE = ("policy", "route", "provider")
 # Credentials for one internal service are made at start, so the README's
 # NATS example runs as written.
 DEMO_SERVICE = "demo"
@@ -54,6 +58,16 @@ BACKOFF_FIRST_S = 0.25
 BACKOFF_MAX_S = 10.0
 BACKOFF_RESET_S = 30.0
 MONITOR_TICK_S = 0.1
+
+
+def process_of(stage: str, *, separate_stages: bool = False) -> str:
+    """The name of the (first) process that runs ``stage`` in a layout."""
+    return "pipeline" if stage in PIPELINE and not separate_stages else stage
+
+
+def stage_processes(*, separate_stages: bool = False) -> list[str]:
+    """The names of a layout's stage processes (first replicas)."""
+    return list(dict.fromkeys(process_of(stage, separate_stages=separate_stages) for stage in STAGES))
 
 
 class StartupError(RuntimeError):
@@ -76,9 +90,16 @@ class Layout(msgspec.Struct):
     redact_replicas: int = 1
     # More ingress processes, one per port, beside the one on ``http_port``.
     extra_http_ports: list[int] = []
+    # Every stage in its own process, no pipeline (the two layouts are
+    # measured side by side by ``make bench``).
+    separate_stages: bool = False
     # Each process connects as its role's NATS user, allowed only its own
     # subjects. Off only to measure what authorization costs.
     auth: bool = True
+
+    def process_of(self, stage: str) -> str:
+        """The name of the (first) process that runs ``stage``."""
+        return process_of(stage, separate_stages=self.separate_stages)
 
     @property
     def nats_url(self) -> str:
@@ -252,8 +273,7 @@ class Supervisor:
                 "route": self.layout.route_replicas,
                 "redact": self.layout.redact_replicas,
             }
-            for name, args in STAGES.items():
-                replicas = counts.get(name, 1)
+            for name, args, replicas in self._stage_processes(counts):
                 for i in range(replicas):
                     self._add(Child(name if i == 0 else f"{name}-{i}", args))
             self._add(Child("ingress", ["-m", "ingress", "--port", str(self.layout.http_port)]))
@@ -276,6 +296,15 @@ class Supervisor:
             wait_for_port(port, max(1.0, deadline - time.monotonic()), self.children[f"ingress-{i}"])
         if self.layout.mock_port:
             wait_for_port(self.layout.mock_port, 10, self.children["mock-upstream"])
+
+    def _stage_processes(self, counts: dict[str, int]) -> list[tuple[str, list[str], int]]:
+        """(name, arguments, replicas) of each stage process. A pipeline runs
+        as many times as the most replicas any stage in it was given."""
+        if self.layout.separate_stages:
+            return [(name, args, counts.get(name, 1)) for name, args in STAGES.items()]
+        pipeline = ("pipeline", ["-m", "workers.pipeline", *PIPELINE], max(counts.get(n, 1) for n in PIPELINE))
+        alone = [(name, args, counts.get(name, 1)) for name, args in STAGES.items() if name not in PIPELINE]
+        return [pipeline, *alone]
 
     def _add(self, child: Child) -> None:
         with self._lock:

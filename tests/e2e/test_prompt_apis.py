@@ -514,7 +514,8 @@ def test_a_provider_killed_mid_call_ends_the_call_with_a_clear_error_and_a_row(a
         ) as r,
     ):
         request_id = r.headers["x-request-id"]
-        before = apis.supervisor.pids()["provider"]
+        provider = apis.layout.process_of("provider")
+        before = apis.supervisor.pids()[provider]
         for line in r.iter_lines():
             events.append(line)
             if len(events) == 6:  # a few deltas in
@@ -525,7 +526,7 @@ def test_a_provider_killed_mid_call_ends_the_call_with_a_clear_error_and_a_row(a
     call = api_call_row(apis, request_id)
     assert (call["status"], call["error_code"]) == (502, "worker_died")
     deadline = time.monotonic() + 30
-    while apis.supervisor.pids().get("provider") in (before, None):
+    while apis.supervisor.pids().get(provider) in (before, None):
         assert time.monotonic() < deadline, "the provider was not restarted"
         time.sleep(0.1)
 

@@ -58,10 +58,11 @@ def test_a_restarted_router_starts_from_the_breaker_states_in_kv(tmp_path_factor
         for _ in range(5):
             ask(stack)
         assert calls(stack)["xa"] == 3  # open after three failures
-        before = stack.supervisor.pids()["route"]
+        router = stack.layout.process_of("route")
+        before = stack.supervisor.pids()[router]
         os.kill(before, signal.SIGKILL)
         deadline = time.monotonic() + 20
-        while stack.supervisor.pids().get("route") in (before, None):
+        while stack.supervisor.pids().get(router) in (before, None):
             assert time.monotonic() < deadline, "the router was not restarted"
             time.sleep(0.1)
         counted = calls(stack)

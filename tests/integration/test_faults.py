@@ -74,20 +74,25 @@ def assert_rows_match_what_the_upstream_answered(stack: Stack, report: Report) -
     assert set(counts) <= {(200, ""), (502, "worker_died")}, counts
 
 
-@pytest.mark.parametrize("name", faults.PROCESSES)
-def test_a_killed_process_is_replaced_and_nothing_billed_is_lost(fault_stack: Stack, name: str) -> None:
-    report = inflict(fault_stack, name, signal.SIGKILL, after_s=5)
+def assert_killed_and_recovered(stack: Stack, name: str) -> None:
+    report = inflict(stack, name, signal.SIGKILL, after_s=5)
     assert report.serving_again_s is not None, "the gateway never served again after the kill"
     assert_every_request_ended_cleanly(report)
-    assert_rows_match_what_the_upstream_answered(fault_stack, report)
-    assert any(n == name and "exited" in why for _, n, why in fault_stack.supervisor.restarts)
+    assert_rows_match_what_the_upstream_answered(stack, report)
+    assert any(n == name and "exited" in why for _, n, why in stack.supervisor.restarts)
+
+
+@pytest.mark.parametrize("name", faults.PROCESSES)
+def test_a_killed_process_is_replaced_and_nothing_billed_is_lost(fault_stack: Stack, name: str) -> None:
+    assert_killed_and_recovered(fault_stack, name)
 
 
 def test_a_frozen_provider_is_detected_and_replaced(fault_stack: Stack) -> None:
-    before = fault_stack.supervisor.pids()["provider"]
-    report = inflict(fault_stack, "provider", signal.SIGSTOP, after_s=10)
-    assert any(n == "provider" and "no heartbeat" in why for _, n, why in fault_stack.supervisor.restarts)
-    assert fault_stack.supervisor.pids()["provider"] != before
+    provider = fault_stack.layout.process_of("provider")
+    before = fault_stack.supervisor.pids()[provider]
+    report = inflict(fault_stack, provider, signal.SIGSTOP, after_s=10)
+    assert any(n == provider and "no heartbeat" in why for _, n, why in fault_stack.supervisor.restarts)
+    assert fault_stack.supervisor.pids()[provider] != before
     assert report.serving_again_s is not None
     assert_every_request_ended_cleanly(report)
     # The requests the frozen process held ended when it was replaced, not at their deadline.

@@ -94,7 +94,7 @@ def test_up_serves_stops_cleanly_and_restarts_on_the_same_data(tmp_path: Path) -
     proc, pids, key = start(tmp_path, ports)
     try:
         assert (tmp_path / "demo-key").read_text().strip() == key
-        assert set(pids) >= {"policy", "redact", "route", "provider", "sink", "ingress", "mock-upstream", "nats-server"}
+        assert set(pids) >= {"pipeline", "redact", "cache", "sink", "ingress", "mock-upstream", "nats-server"}
         assert chat(ports, key).status_code == 200
         admin_key_file = tmp_path / "admin-key"
         assert admin_key_file.stat().st_mode & 0o777 == 0o600
