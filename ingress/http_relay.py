@@ -83,7 +83,7 @@ async def _relay(call: BusSession, send: Send, fmt: Renderer) -> None:
             return
         if isinstance(reply, Chunk):
             out.append(fmt.chunk(reply))
-            if call.queue.empty():
+            if not call.has_more():
                 await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
                 out.clear()
         elif isinstance(reply, Final):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from typing import Any
 
 from ingress.gateway import Gateway
@@ -75,6 +76,9 @@ class BusSession:
         self.reply_subject, self.queue = gw.replies.open(request_id, job=job)
         self.spans: list[Span] = []
         self.expected_seq = 0
+        # The deltas after the first of a reply that carried several (one
+        # upstream read's), handed out one chunk at a time.
+        self._held: deque[Chunk] = deque()
         self.body: ChatBody | None = None
         self.embeddings: EmbeddingsBody | None = None
         # What was published, kept to send again if the request is lost on
@@ -131,6 +135,7 @@ class BusSession:
             prompt=prompt,
             # A job run again carries what policy reserved for its first run.
             quota=self.quota,
+            batch_chunks=True,
         )
         headers = {subjects.API_KEY_HEADER: api_key_header} if api_key_header else None
         try:
@@ -144,8 +149,14 @@ class BusSession:
         self._published_ns = time.time_ns()
         await self.gw.nc.publish(subjects.FROM_INGRESS, payload, headers=headers)
 
+    def has_more(self) -> bool:
+        """A reply is here already: ``next_reply`` returns without waiting."""
+        return bool(self._held) or not self.queue.empty()
+
     async def next_reply(self, timeout_s: float) -> Chunk | Final | Failure | None:
         """The next reply in order; None when the client went away."""
+        if self._held:
+            return self._relayed(self._held.popleft())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
@@ -206,6 +217,12 @@ class BusSession:
             # The stage that sent the rest records the request; a gap is ours to report only.
             return self._ended_here(InternalError(f"Reply {self.expected_seq} was lost on the bus.", status=502))
         self.expected_seq += 1
+        if isinstance(reply, Chunk) and reply.more:
+            self._held.extend(Chunk(id=reply.id, seq=reply.seq, delta=d, model=reply.model) for d in reply.more)
+            reply.more = []
+        return self._relayed(reply)
+
+    def _relayed(self, reply: Chunk | Final | Failure) -> Chunk | Final | Failure:
         if isinstance(reply, Chunk) and self.stream:
             delta = reply.delta
             if delta.content:

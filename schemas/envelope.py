@@ -131,6 +131,10 @@ class Envelope(BusMessage, tag="chat.request"):
     # Set by the redaction stage alone (policy clears whatever a caller put
     # here), for tenants whose answers need work: see ``Privacy``.
     privacy: Privacy | None = None
+    # The requester reads ``Chunk.more``: the deltas of one upstream read
+    # come in one message (fewer messages, same deltas). The gateway's own
+    # ingress asks for it; a bus caller may.
+    batch_chunks: bool = False
 
     @property
     def model(self) -> str:

@@ -32,6 +32,9 @@ class Chunk(BusMessage, tag="chat.chunk"):
     seq: int
     delta: Delta
     model: str = ""
+    # Only to a requester that asked (``Envelope.batch_chunks``): the deltas
+    # after ``delta`` that came in the same read of the upstream's stream.
+    more: list[Delta] = []
     # A slice of an embeddings answer too large for one message (see ``Final``).
     embeddings: list[list[float]] | None = None
     # On the first chunk of a stream only (its response headers go out with

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 import msgspec
 
 from schemas.chat import CustomToolCall, Delta, FunctionDelta, Message, TextPart, ToolCall, ToolCallDelta
+from services import detectors
 from services.detectors.base import Finding
 
 PLACEHOLDER = re.compile(r"\[([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*)_(\d+)\]")
@@ -206,8 +207,10 @@ class AnswerRestorer:
         return out
 
 
-# Characters already passed on that an output scan still looks at, for context.
-CONTEXT = 32
+# Characters already passed on that an output scan still looks at, for
+# context: more than any detector looks back from where a value ends (an
+# email's local part: 64), so a value in the held text is seen as in the whole.
+CONTEXT = 80
 
 
 class OutputScanner:
@@ -224,7 +227,9 @@ class OutputScanner:
         given: Iterable[str] = (),
         hold: int = 96,
     ) -> None:
-        self.find, self.actions, self.hold = find, actions, hold
+        # ``find``: the detectors' findings with overlaps not yet settled
+        # (``detectors.find``): the scanner settles them itself (see ``_find``).
+        self._find_all, self.actions, self.hold = find, actions, hold
         self.given = set(given)  # the caller's own values, restored into the answer: not a leak
         self.found: list[Finding] = []
         self._held = ""
@@ -247,15 +252,23 @@ class OutputScanner:
         out.append(text[at:])
         return "".join(out)
 
+    def _find(self, text: str, start: int = 0) -> list[Finding]:
+        """The findings that start at ``start`` or later. Those before are
+        dropped before overlaps are settled: the context passed on already
+        begins mid-text, where a detector sees a boundary that the whole text
+        does not have, and a value it finds there must not crowd out one
+        that the whole text has."""
+        return detectors.settle([f for f in self._find_all(text) if f.start >= start])
+
     def whole(self, text: str) -> str:
-        return self._apply(text, self.find(text)) if text else text
+        return self._apply(text, self._find(text)) if text else text
 
     def feed(self, chunk: str) -> str:
         # What was passed on last is looked at again, as context only: a
         # detector's boundaries see the same characters as on the whole text.
         before = self._passed[-CONTEXT:]
         text = before + self._held + chunk
-        findings = [f for f in self.find(text) if f.start >= len(before)]
+        findings = self._find(text, len(before))
         cut = max(len(before), len(text) - self.hold)
         for f in findings:  # a value reaching into the held tail waits with it
             if f.start < cut < f.end:
@@ -272,5 +285,5 @@ class OutputScanner:
         before = self._passed[-CONTEXT:]
         text = before + rest
         shift = len(before)
-        found = [Finding(f.detector, f.start - shift, f.end - shift) for f in self.find(text) if f.start >= shift]
+        found = [Finding(f.detector, f.start - shift, f.end - shift) for f in self._find(text, shift)]
         return self._apply(rest, found) if rest else rest

@@ -68,8 +68,9 @@ class Assembler:
     def add(self, chunk: Chunk) -> None:
         if chunk.embeddings:
             self._vectors += chunk.embeddings
-        if chunk.delta.content:
-            self._text.setdefault(chunk.delta.index, []).append(chunk.delta.content)
+        for delta in (chunk.delta, *chunk.more):
+            if delta.content:
+                self._text.setdefault(delta.index, []).append(delta.content)
 
     def complete(self, final: Final) -> Final:
         if self._vectors:

@@ -25,7 +25,7 @@ from services import usage as usage_svc
 from services.masking import AnswerRestorer, OutputScanner
 from services.providers import passthrough
 from services.providers.attempts import Try, Walk, WalkFailed, retryable
-from services.providers.call import CallOutcome, CallProgress, OnDelta, call_chat, call_embeddings
+from services.providers.call import CallOutcome, CallProgress, OnDelta, OnRead, call_chat, call_embeddings
 from services.providers.http import Upstream, make_upstream_http
 from services.recent import RecentSet
 from workers import runner
@@ -144,15 +144,28 @@ class ProviderStage:
         # the transcript (call log, cache) keeps what the upstream wrote.
         restorer = AnswerRestorer(env.privacy.vault, self._output(env)) if env.privacy is not None else None
 
+        # Deltas of one upstream read, for a requester that takes them together.
+        batch: list[Delta] = []
+        upstream_model = env.model
+
         async def on_delta(delta: Delta, model: str) -> None:
+            nonlocal upstream_model
+            batch.append(restorer.delta(delta) if restorer is not None else delta)
+            if transcript is not None:
+                transcript.add(delta)
+            upstream_model = model or upstream_model
+            if not env.batch_chunks:
+                await send_batch()
+
+        async def send_batch() -> None:
             nonlocal seq, first_chunk_ns
-            sent = restorer.delta(delta) if restorer is not None else delta
-            chunk = Chunk(id=env.id, seq=seq, delta=sent, model=model)
+            if not batch:
+                return
+            chunk = Chunk(id=env.id, seq=seq, delta=batch[0], model=upstream_model, more=batch[1:])
+            batch.clear()
             if seq == 0:  # it carries the response headers' facts
                 chunk.deployment, chunk.cache = walk.current.name, "miss" if env.cache_key else ""
             await ctx.send(env, bus.encode(chunk))
-            if transcript is not None:
-                transcript.add(delta)
             first_chunk_ns = first_chunk_ns or time.time_ns()
             seq += 1
 
@@ -167,7 +180,7 @@ class ProviderStage:
             remaining = max(0.0, (env.deadline_ns - call_start) / 1e9)
             async with asyncio.timeout(remaining):
                 outcome = await walk.run(
-                    lambda dep, progress, send: self._call(env, dep, progress, send),
+                    lambda dep, progress, send: self._call(env, dep, progress, send, send_batch),
                     lambda t: self._tried(ctx, env, t),
                     on_delta if env.stream else None,
                 )
@@ -187,6 +200,7 @@ class ProviderStage:
                 walk.tries.append(cut)
                 await self._tried(ctx, env, cut, says_health=isinstance(error, UpstreamTimeout))
             dep = walk.current
+            await send_batch()  # what came before the end reaches the client before it
             if restorer is not None and first_chunk_ns:
                 seq = await self._send_held(ctx, env, restorer, seq)
             failure = Failure.from_error(env.id, error, seq, deployment=dep.name, provider=dep.provider)
@@ -233,6 +247,7 @@ class ProviderStage:
                 )
             )
         answer, others = outcome.message, outcome.other_choices
+        await send_batch()
         if restorer is not None:
             seq = await self._send_held(ctx, env, restorer, seq)
             answer = restorer.message(answer)
@@ -282,7 +297,7 @@ class ProviderStage:
         if p is None or not p.output:
             return None
         kinds, given = list(p.output), list(p.vault.values())
-        return lambda: OutputScanner(lambda text: detectors.scan(text, kinds, p.phone_region), p.output, given)
+        return lambda: OutputScanner(lambda text: detectors.find(text, kinds, p.phone_region), p.output, given)
 
     @classmethod
     def _loggable(cls, env: Envelope, message: Message | None) -> Message | None:
@@ -322,7 +337,7 @@ class ProviderStage:
             await ctx.nc.publish(subjects.CACHE_STORE, payload)
 
     async def _call(
-        self, env: Envelope, dep: Deployment, progress: CallProgress, on_delta: OnDelta | None
+        self, env: Envelope, dep: Deployment, progress: CallProgress, on_delta: OnDelta | None, on_read: OnRead
     ) -> CallOutcome:
         assert self.client is not None
         self.calls[dep.name] = self.calls.get(dep.name, 0) + 1
@@ -331,7 +346,9 @@ class ProviderStage:
                 return await call_embeddings(self.client, dep, env.embeddings, progress)
             assert env.body is not None  # policy let through exactly one body
             raw = env.raw if env.raw and passthrough.native(env.api, dep) else None
-            return await call_chat(self.client, dep, env.body, on_delta=on_delta, progress=progress, raw=raw)
+            return await call_chat(
+                self.client, dep, env.body, on_delta=on_delta, on_read=on_read, progress=progress, raw=raw
+            )
         finally:
             self.calls[dep.name] -= 1
 

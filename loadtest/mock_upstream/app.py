@@ -227,7 +227,7 @@ class MockUpstream:
             pending = b""
             for frame in frames:
                 pending += frame.data
-                if not frame.word:
+                if not frame.word or b.burst:
                     continue
                 if words == b.cut_after:
                     raise ConnectionAbortedError  # uvicorn drops the connection mid-body

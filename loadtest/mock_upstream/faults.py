@@ -13,6 +13,7 @@ without any side channel:
 ``cached=N``    report N prompt tokens as cached  ``reasoning=N``   report N reasoning tokens
 ``bad_json``    structured output that breaks its schema, also when asked again (a repair)
 ``bad_json_once`` structured output that breaks its schema, unless the conversation already has an answer
+``burst``       the whole stream in one write (as a fast server's, or a busy network's, reaches the gateway)
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ class Behaviour(msgspec.Struct):
     reasoning: int = 0
     bad_json: bool = False
     bad_json_once: bool = False
+    burst: bool = False
 
 
-_FLAGS = ("no_usage", "hang", "echo", "tool", "zero_usage", "bad_json", "bad_json_once")
+_FLAGS = ("no_usage", "hang", "echo", "tool", "zero_usage", "bad_json", "bad_json_once", "burst")
 _NUMBERS = ("latency_ms", "chunk_ms", "chunks", "status", "cut_after", "cached", "reasoning")
 
 

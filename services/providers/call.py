@@ -1,7 +1,8 @@
 """One upstream call over httpx (chat, streamed or not, or embeddings) in the unified format.
 
 The provider worker passes ``on_delta`` to stream: every upstream event is
-handed over the moment it is parsed, nothing is buffered.
+handed over the moment it is parsed, and ``on_read`` after the events of
+each read of the upstream's stream (so that those can travel on together).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from services.providers.registry import provider
 from services.providers.sse import sse_data
 
 OnDelta = Callable[[Delta, str], Awaitable[None]]
+OnRead = Callable[[], Awaitable[None]]
 log = logging.getLogger("sluice.provider")
 
 
@@ -75,6 +77,7 @@ async def call_chat(
     body: ChatBody,
     *,
     on_delta: OnDelta | None = None,
+    on_read: OnRead | None = None,
     progress: CallProgress | None = None,
     raw: bytes | None = None,
 ) -> CallOutcome:
@@ -107,24 +110,29 @@ async def call_chat(
                 parts = progress.parts
                 done = False
                 parser = adapter.stream_parser()
-                async for data in sse_data(resp.aiter_bytes()):
-                    event = parser.feed(data)
-                    if event is None:
-                        done = True
+                async for events in sse_data(resp.aiter_bytes()):
+                    for data in events:
+                        event = parser.feed(data)
+                        if event is None:
+                            done = True
+                            break
+                        if not first_byte_ns:
+                            first_byte_ns = progress.first_byte_ns = time.time_ns()
+                        model = event.model or model
+                        reported = progress.reported = event.usage or reported
+                        for delta in (event.delta, *event.extra) if event.delta is not None else ():
+                            if not (delta.content or delta.tool_calls or delta.role or delta.finish_reason):
+                                continue
+                            if delta.content:
+                                parts.append(delta.content)
+                            # Tool-call arguments are output tokens too, for counting.
+                            parts += [tc.function.arguments or "" for tc in delta.tool_calls or () if tc.function]
+                            finish = delta.finish_reason or finish
+                            await on_delta(delta, model)
+                    if on_read is not None:
+                        await on_read()
+                    if done:
                         break
-                    if not first_byte_ns:
-                        first_byte_ns = progress.first_byte_ns = time.time_ns()
-                    model = event.model or model
-                    reported = progress.reported = event.usage or reported
-                    for delta in (event.delta, *event.extra) if event.delta is not None else ():
-                        if not (delta.content or delta.tool_calls or delta.role or delta.finish_reason):
-                            continue
-                        if delta.content:
-                            parts.append(delta.content)
-                        # Tool-call arguments are output tokens too, for counting.
-                        parts += [tc.function.arguments or "" for tc in delta.tool_calls or () if tc.function]
-                        finish = delta.finish_reason or finish
-                        await on_delta(delta, model)
                 if not done and finish is None:
                     raise UpstreamError("Upstream stream ended before the answer was complete.")
                 text = "".join(parts)

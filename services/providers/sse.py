@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator
 
 
-async def sse_data(chunks: AsyncIterable[bytes]) -> AsyncIterator[str]:
-    """Yield each event's data (multi-line data joined by newlines).
+async def sse_data(chunks: AsyncIterable[bytes]) -> AsyncIterator[list[str]]:
+    """Yield, for each piece of the byte stream read, the data of every
+    event it completed (multi-line data joined by newlines), maybe none:
+    events that came in one read are handled, and forwarded, together.
 
     Comments, ``event:``, ``id:`` and ``retry:`` fields are skipped: the
     families we speak put everything in ``data``.
@@ -15,6 +17,7 @@ async def sse_data(chunks: AsyncIterable[bytes]) -> AsyncIterator[str]:
     data: list[str] = []
     async for chunk in chunks:
         buffer += chunk
+        events: list[str] = []
         while True:
             nl = buffer.find(b"\n")
             if nl < 0:
@@ -23,10 +26,12 @@ async def sse_data(chunks: AsyncIterable[bytes]) -> AsyncIterator[str]:
             buffer = buffer[nl + 1 :]
             if not line:
                 if data:
-                    yield "\n".join(data)
+                    events.append("\n".join(data))
                     data = []
             elif line.startswith(b"data:"):
                 value = line[5:]
                 data.append((value[1:] if value.startswith(b" ") else value).decode())
+        if events:
+            yield events
     if data:
-        yield "\n".join(data)
+        yield ["\n".join(data)]

@@ -10,23 +10,24 @@ import msgspec
 from tests.stack import DEMO_KEY, Stack
 
 
-def envelope(reply: str, content: str, stream: bool = False) -> bytes:
+def envelope(reply: str, content: str, stream: bool = False, **fields: object) -> bytes:
     # Plain msgpack, as the README documents it: no Sluice code needed.
     return msgspec.msgpack.encode(
         {
             "kind": "chat.request",
             "reply": reply,
             "body": {"model": "demo-model", "messages": [{"role": "user", "content": content}], "stream": stream},
+            **fields,
         }
     )
 
 
-async def collect(stack: Stack, content: str, stream: bool, key: str | None = DEMO_KEY) -> list[dict]:
+async def collect(stack: Stack, content: str, stream: bool, key: str | None = DEMO_KEY, **fields: object) -> list[dict]:
     nc = await stack.connect()
     inbox = nc.new_inbox()
     sub = await nc.subscribe(inbox)
     headers = {"Authorization": f"Bearer {key}"} if key else None
-    await nc.publish("sluice.v1.in.chat", envelope(inbox, content, stream), headers=headers)
+    await nc.publish("sluice.v1.in.chat", envelope(inbox, content, stream, **fields), headers=headers)
     replies = []
     try:
         while True:
@@ -52,7 +53,9 @@ async def test_request_over_nats_gets_final_answer(stack: Stack) -> None:
 
 
 async def test_streamed_request_over_nats_gets_ordered_chunks_then_final(stack: Stack) -> None:
-    replies = await collect(stack, "Hi [mock:chunks=4]", stream=True)
+    # ``burst``: the whole stream in one read; a caller that did not ask for
+    # batches still gets one delta per chunk.
+    replies = await collect(stack, "Hi [mock:chunks=4] [mock:burst]", stream=True)
     chunks, final = replies[:-1], replies[-1]
     # The role (as OpenAI sends it, with empty content), four words, then the finish.
     assert [c["kind"] for c in chunks] == ["chat.chunk"] * 6
@@ -60,6 +63,17 @@ async def test_streamed_request_over_nats_gets_ordered_chunks_then_final(stack: 
     assert [r["seq"] for r in replies] == list(range(7))
     assert "".join(c["delta"].get("content", "") for c in chunks) == "Sluice routes this answer"
     assert chunks[-1]["delta"]["finish_reason"] == "stop"
+    assert final["kind"] == "chat.final" and final["usage"]["completion_tokens"] == 4
+
+
+async def test_a_caller_that_asks_for_batches_gets_one_reads_deltas_in_one_chunk(stack: Stack) -> None:
+    replies = await collect(stack, "Hi [mock:chunks=4] [mock:burst]", stream=True, batch_chunks=True)
+    chunks, final = replies[:-1], replies[-1]
+    deltas = [d for c in chunks for d in (c["delta"], *c.get("more", []))]
+    assert len(chunks) < len(deltas) == 6  # the role, four words, the finish
+    assert [r["seq"] for r in replies] == list(range(len(replies)))
+    assert "".join(d.get("content", "") for d in deltas) == "Sluice routes this answer"
+    assert deltas[0]["role"] == "assistant" and deltas[-1]["finish_reason"] == "stop"
     assert final["kind"] == "chat.final" and final["usage"]["completion_tokens"] == 4
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from schemas.chat import Delta, FunctionCall, FunctionDelta, Message, ToolCall, ToolCallDelta
-from services.detectors import scan
+from services.detectors import find, scan
 from services.masking import (
     PLACEHOLDER,
     AnswerRestorer,
@@ -91,11 +91,15 @@ answers = st.lists(st.one_of(filler, st.sampled_from(LEAKS), st.just(" ")), max_
 
 
 def _scanner() -> OutputScanner:
-    return OutputScanner(scan, {"secret": "redact", "email": "mask", "card": "flag"}, given=["given@example.com"])
+    return OutputScanner(find, {"secret": "redact", "email": "mask", "card": "flag"}, given=["given@example.com"])
 
 
 @settings(max_examples=300, deadline=None)
 @given(answers, st.lists(st.integers(min_value=0, max_value=300), max_size=10))
+# The context kept from what was passed on began inside a long token: read
+# from there, "Ab9_…0@0.AA" was an address the whole text does not have,
+# and it crowded out the one it has ("0.AA@0.AA").
+@example("0" + LEAKS[0] + "0" * 15 + "@0.AA@0.AA:" + "0" * 10 + LEAKS[0], [])
 def test_an_output_scan_of_a_stream_equals_the_scan_of_the_whole(text: str, cuts: list[int]) -> None:
     points = sorted({min(c, len(text)) for c in cuts})
     chunks = [text[a:b] for a, b in zip([0, *points], [*points, len(text)], strict=True)]

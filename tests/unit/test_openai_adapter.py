@@ -92,9 +92,16 @@ async def chunks_of(data: bytes, size: int):
 @pytest.mark.parametrize("size", [1, 7, 64, 100_000])
 async def test_sse_parser_is_indifferent_to_chunk_boundaries(size: int) -> None:
     raw = (FIXTURES / "stream.txt").read_bytes().replace(b"\n", b"\r\n") + b": comment\n\ndata: a\ndata: b\n\n"
-    events = [e async for e in sse_data(chunks_of(raw, size))]
+    batches = [b async for b in sse_data(chunks_of(raw, size))]
+    events = [e for batch in batches for e in batch]
     assert events[-2:] == ["[DONE]", "a\nb"]
     assert len(events) == 7  # five chunks, [DONE], and the two-line event
+    # Events are handed on per read: all of them together when one read holds them.
+    assert all(batches)
+    if size >= len(raw):
+        assert len(batches) == 1
+    if size == 1:
+        assert [len(b) for b in batches] == [1] * 7
 
 
 def stream_transport(body: bytes, status: int = 200) -> UpstreamHTTP:
