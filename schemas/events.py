@@ -13,7 +13,7 @@ import msgspec
 
 from schemas.base import BusMessage
 from schemas.chat import UsageSource
-from schemas.envelope import StageName
+from schemas.envelope import Span, StageName
 
 
 class RequestEvent(BusMessage, tag="event.request"):
@@ -71,6 +71,9 @@ class RequestEvent(BusMessage, tag="event.request"):
     prompt_version: int = 0
     prompt_label: str = ""
     parent_id: str = ""
+    # Each stage's visit in order, the ingress's too (the request view's
+    # "stages"); kept in the ``events`` row, not as columns.
+    spans: list[Span] = []
 
 
 class ApiCallEvent(BusMessage, tag="event.api_call"):
@@ -122,7 +125,9 @@ class AttemptEvent(BusMessage, tag="event.attempt"):
 
 
 class StageEvent(BusMessage, tag="event.stage"):
-    """One per stage visit: who held the request, for how long, and how it left."""
+    """One per stage visit: who held the request, for how long, and how it
+    left. No longer sent (the visits ride on the request's own event, its
+    ``spans``); still stored, from streams and tables written before."""
 
     event_id: str
     request_id: str

@@ -82,6 +82,7 @@ def request_event(
         ttft_ns=ttft_ns or latency,
         client_disconnected=client_disconnected,
         status=200,
+        spans=[*reply.timing.spans, *(extra_spans or [])],
         **split,
     )
     if reply.usage is not None:

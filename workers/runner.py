@@ -9,7 +9,7 @@ A process may host several stages (``serve`` takes a list). Each still
 listens on its own subjects in its own queue group, so requests from other
 processes reach it as before; but when a stage forwards to a subject a stage
 in the same process listens on, the envelope is handed over in memory: no
-encode, no NATS round trip, the same slip, spans and stage events. Like
+encode, no NATS round trip, the same slip and spans. Like
 operator chaining in a stream processor, this is a deployment choice, not a
 change of the stages.
 """
@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Literal, Protocol
+from typing import Protocol
 
 import msgspec
 from nats.aio.client import Client
@@ -30,7 +30,6 @@ from nats.js import JetStreamContext
 from schemas import bus
 from schemas.envelope import Envelope, Span, StageName
 from schemas.errors import GatewayError, InternalError, InvalidRequest, StageTimeout
-from schemas.events import StageEvent
 from schemas.ids import new_id
 from schemas.replies import Failure, Final
 from services import admission, records, reply_split
@@ -73,26 +72,12 @@ class StageContext:
     def span(self, start_ns: int) -> Span:
         return Span(self.name, start_ns, time.time_ns())
 
-    def _stage_event(self, env: Envelope, start_ns: int, outcome: Literal["forward", "reply", "failure"]) -> None:
-        self.events.emit(
-            StageEvent(
-                event_id=new_id(),
-                request_id=env.id,
-                stage=self.name,
-                started_at_ns=start_ns,
-                duration_ns=time.time_ns() - start_ns,
-                outcome=outcome,
-            )
-        )
-
     async def forward(self, env: Envelope, start_ns: int) -> None:
         """Send the request to the next subject on its slip."""
         env.spans.append(self.span(start_ns))
         if not env.slip:
             raise InternalError(f"stage {self.name}: routing slip is empty")
         subject = env.slip.pop(0)
-        # Before the hand-off: a next stage in this process runs within this call.
-        self._stage_event(env, start_ns, "forward")
         hand_off = self._local.get(subject)
         if hand_off is not None:
             await hand_off(env)
@@ -125,7 +110,6 @@ class StageContext:
             reply.rate = reply.rate or env.quota.rate
             used = reply.usage.prompt_tokens + reply.usage.completion_tokens if reply.usage else 0
             quota.settle(self.counters, env.quota, used, reply.cost.total if reply.cost else 0)
-        self._stage_event(env, start_ns, "reply" if isinstance(reply, Final) else "failure")
         self.events.emit(
             records.request_event(
                 request_id=env.id,

@@ -18,6 +18,7 @@ from analytics.queries import NAMED, bind
 from analytics.rows import to_rows
 from analytics.store import Store
 from schemas.analytics import QueryRequest
+from schemas.envelope import Span
 from schemas.events import (
     AlertEvent,
     AlertStateEvent,
@@ -37,6 +38,7 @@ from schemas.events import (
 # after this module is imported.
 T0 = 0
 MS = 1_000_000
+S = 1_000_000_000
 
 
 def request(i: int) -> RequestEvent:
@@ -74,6 +76,10 @@ def request(i: int) -> RequestEvent:
         latency_ns=(i + 1) * MS,
         ttft_ns=(i + 1) * MS // 2,
         policy_ns=1000,
+        # Request 2's visits, as every request now carries them.
+        spans=[Span("ingress", T0 + 2 * S, T0 + 2 * S + 300), Span("policy", T0 + 2 * S + 500, T0 + 2 * S + 1500)]
+        if i == 2
+        else [],
         prompt_name="p" if i == 11 else "",
         prompt_version=1 if i == 11 else 0,
         parent_id="call-1" if i == 11 else "",
@@ -205,10 +211,16 @@ def _(store: Store) -> None:
 
 @answer("stages")
 def _(store: Store) -> None:
+    # Request 1 was stored with one event per visit (as before spans rode on the request's event).
     rows = run(store, "stages", request_id="r1")
     assert [(r["stage"], r["duration_ns"], r["outcome"]) for r in rows] == [
         ("policy", 1000, "forward"),
         ("provider", 5000, "reply"),
+    ]
+    rows = run(store, "stages", request_id="r2")
+    assert [(r["stage"], int(r["start_ns"]), r["duration_ns"], r["outcome"]) for r in rows] == [
+        ("ingress", T0 + 2 * S, 300, "forward"),
+        ("policy", T0 + 2 * S + 500, 1000, "reply"),
     ]
 
 
