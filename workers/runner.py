@@ -1,7 +1,7 @@
 """The one stage runner every request-path stage uses.
 
 It owns the nats-py connection, the queue subscriptions, decoding, the
-routing slip, failure replies and stage events, so a stage is only its
+routing slip, failure replies and the request's row, so a stage is only its
 ``handle``. Raw nats-py, not FastStream, because per-hop CPU is what bounds
 the pipeline.
 

@@ -126,3 +126,21 @@ async def test_nats_user_create_gives_a_new_service_a_working_login(stack: Stack
         timeout=20,
     )
     assert resp.status_code == 200
+
+
+async def test_a_pipeline_may_what_its_stages_may_under_its_own_name_only(stack: Stack) -> None:
+    """The process hosting policy, routing and the provider: it serves their
+    subjects, but writes events only under its own name and cannot speak as
+    the ingress (resend requests with their reservations) or cancel calls."""
+
+    async def act(nc: nats.aio.client.Client) -> None:
+        for subject in (subjects.STAGE_ROUTE, subjects.STAGE_CALL, subjects.IN_CHAT):
+            await nc.subscribe(subject, queue="probe")
+        await nc.publish(subjects.events("provider"), b"forged events")
+        await nc.publish(subjects.FROM_INGRESS, b"forged request")
+        await nc.publish(subjects.CONTROL_CANCEL, b"forged cancel")
+
+    refused = await refusals_for(stack, "pipeline", act)
+    assert not any("subscription" in r.lower() for r in refused), refused
+    for subject in (subjects.events("provider"), subjects.FROM_INGRESS, subjects.CONTROL_CANCEL):
+        assert any("permissions violation for publish" in r.lower() and subject in r for r in refused), refused
