@@ -18,7 +18,7 @@ from ingress.gateway import Gateway
 from ingress.http import Message, Receive, Scope, Send, header, send_bytes, send_gateway_error, send_json
 from ingress.jobs import JobRunner
 from ingress.prompt_bus import PromptBus
-from schemas.errors import GatewayError, InternalError, InvalidRequest
+from schemas.errors import GatewayBusy, GatewayError, InternalError, InvalidRequest
 from schemas.ids import new_id
 from schemas.replies import Failure
 from services.apis import docs_page, openapi
@@ -36,6 +36,12 @@ def _id_header(request_id: str) -> list[tuple[bytes, bytes]]:
 def _api_of(path: str) -> str:
     api = BY_PATH.get(path)
     return api.name if api is not None else ""
+
+
+async def _refuse(gw: Gateway, send: Send, request_id: str, received_ns: int, path: str, error: GatewayError) -> None:
+    """Answer with the error, and record the request as refused."""
+    await send_gateway_error(send, error, _id_header(request_id))
+    gw.record(request_id, received_ns, _api_of(path), "", False, Failure.from_error(request_id, error), [])
 
 
 async def _serve_docs(gw: Gateway, scope: Scope, path: str, send: Send) -> None:
@@ -57,6 +63,8 @@ class IngressApp:
         self.dashboard: Litestar | None = None
         self.prompt_bus: PromptBus | None = None
         self.jobs: JobRunner | None = None
+        # Model and prompt-API requests this process holds now (see ``max_in_flight``).
+        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -88,11 +96,20 @@ class IngressApp:
             await send(message)
 
         try:
-            if api is not None and method == "POST":
-                return await endpoint.serve(gw, api, scope, receive, tracked_send)
             slug = prompt_endpoint.slug_of(path)
-            if slug is not None and method == "POST":
-                return await prompt_endpoint.serve(gw, slug, scope, receive, tracked_send)
+            if method == "POST" and (api is not None or slug is not None):
+                if self.in_flight >= self.settings.max_in_flight:
+                    busy = GatewayBusy("This gateway process holds as many requests as it may; retry shortly.")
+                    busy.retry_after_s = 1
+                    return await _refuse(gw, tracked_send, request_id, received_ns, path, busy)
+                self.in_flight += 1
+                try:
+                    if api is not None:
+                        return await endpoint.serve(gw, api, scope, receive, tracked_send)
+                    assert slug is not None
+                    return await prompt_endpoint.serve(gw, slug, scope, receive, tracked_send)
+                finally:
+                    self.in_flight -= 1
             if path == "/v1/models" and method == "GET":
                 return await models.list_models(gw, scope, tracked_send)
             if path in ("/openapi.json", "/docs") and method == "GET":
@@ -106,8 +123,7 @@ class IngressApp:
                 )
             else:
                 error = InvalidRequest(f"Unknown request URL: {method} {path}.", status=404, code="unknown_url")
-            await send_gateway_error(tracked_send, error, _id_header(request_id))
-            gw.record(request_id, received_ns, _api_of(path), "", False, Failure.from_error(request_id, error), [])
+            await _refuse(gw, tracked_send, request_id, received_ns, path, error)
         except Exception:
             # A bug, not the caller's fault: still one JSON answer with the id, and a row.
             log.exception("unhandled error on %s %s (request %s)", method, path, request_id)

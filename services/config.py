@@ -51,6 +51,10 @@ class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
     # The "latency" strategy's memory: an average with no sample this recent
     # is forgotten and its deployment measured again.
     latency_window_s: float = 60.0
+    # HTTP model and prompt-API requests one ingress process holds at once;
+    # past this it answers 503 gateway_busy with Retry-After at once rather
+    # than queue without bound (memory, and answers too late to matter).
+    max_in_flight: int = 4096
     # One WebSocket connection (/v1/ws): requests it may have in flight, and
     # the bytes that may wait for a slow reader before its oldest request is ended.
     ws_max_in_flight: int = 256
