@@ -185,7 +185,7 @@ def main() -> None:
             await alerting.start()
             log.info("alert rules: %s", ", ".join(r.name for r in config.alerts))
         name = process.instance_name("sink")
-        heartbeat = process.Heartbeat(broker.connection, name)
+        heartbeat = process.Heartbeat(broker.connection, name, ("sink",))
         heartbeat.start()
         await process.announce_ready(broker.connection, name)
         log.info("sink: consuming %s into %s", subjects.EVENTS_ALL, args.clickhouse.split("?")[0])

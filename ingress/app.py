@@ -29,6 +29,10 @@ from services.runtime import process
 log = logging.getLogger("sluice.ingress")
 
 
+# Paths served on GET only: another method gets a 405, not a 404.
+_GET_PATHS = ("/v1/models", "/healthz", "/readyz", "/openapi.json", "/docs")
+
+
 def _id_header(request_id: str) -> list[tuple[bytes, bytes]]:
     return [(b"x-request-id", request_id.encode())]
 
@@ -117,7 +121,10 @@ class IngressApp:
             if path == "/healthz" and method == "GET":
                 status = {"status": "ok" if gw.nc.is_connected else "degraded", "nats": gw.nc.is_connected}
                 return await send_json(tracked_send, 200, status, _id_header(request_id))
-            if api is not None or slug is not None or path in ("/v1/models", "/healthz", "/openapi.json", "/docs"):
+            if path == "/readyz" and method == "GET":
+                ready, report = gw.ready()
+                return await send_json(tracked_send, 200 if ready else 503, report, _id_header(request_id))
+            if api is not None or slug is not None or path in _GET_PATHS:
                 error: GatewayError = InvalidRequest(
                     f"Method {method} is not allowed on {path}.", status=405, code="method_not_allowed"
                 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from ingress.admin.store import ControlStore
 from ingress.replies import ReplyRouter
@@ -22,6 +23,7 @@ from schemas.replies import Failure, Final
 from services import records, routing
 from services.config import GatewaySettings
 from services.prompt_api import PromptBook
+from services.readiness import Readiness
 from services.runtime import process
 from services.runtime.events import EventPublisher
 from services.runtime.kv import KeyIndex, KvMirror
@@ -60,6 +62,8 @@ class Gateway:
         # Settles what policy reserved for a request whose provider died.
         self.counters = Counters(nc.jetstream(), self.events)
         self.heartbeat = process.Heartbeat(nc, process.instance_name("ingress"))
+        # Which stages have a live process, from every process's heartbeat.
+        self.readiness = Readiness()
 
     async def start(self) -> None:
         js = self.nc.jetstream()
@@ -67,9 +71,17 @@ class Gateway:
         for mirror in self.mirrors.values():
             await mirror.start(js)
         await self.replies.start()
+        await self.nc.subscribe(f"{subjects.CONTROL_HEARTBEAT}.*", cb=self._on_beat)
         self.events.start()
         self.heartbeat.start()
         await process.announce_ready(self.nc, process.instance_name("ingress"))
+
+    async def _on_beat(self, msg: Msg) -> None:
+        # Only the names of known stages count (a beat is anyone's who may publish it).
+        self.readiness.saw(msg.data.decode(errors="replace").split(","), time.monotonic())
+
+    def ready(self) -> tuple[bool, dict]:
+        return self.readiness.report(time.monotonic(), self.nc.is_connected)
 
     async def stop(self) -> None:
         self.heartbeat.stop()

@@ -244,7 +244,7 @@ async def serve(stages: list[Stage], stop: asyncio.Event, role: str) -> None:
             subs.append(await nc.subscribe(subject, queue=h.stage.name, cb=h.on_message, pending_msgs_limit=1_000_000))
     instance = process.instance_name(role)
     log.info("%s: serving %s", instance, ", ".join(f"{s.name} ({', '.join(s.listen_on)})" for s in stages))
-    heartbeat = process.Heartbeat(nc, instance)
+    heartbeat = process.Heartbeat(nc, instance, tuple(s.name for s in stages))
     heartbeat.start()
     await process.announce_ready(nc, instance)
     await stop.wait()

@@ -92,6 +92,7 @@ ROLES: dict[str, Permissions] = {
         subscribe=[
             subjects.CONTROL_DIED,
             f"{subjects.CONTROL_READY}.*",
+            f"{subjects.CONTROL_HEARTBEAT}.*",  # which stages are up (/readyz)
             subjects.IN_API_ALL,
             subjects.JOBS_RESULT,
             f"{subjects.JOB_REPLIES}.*",

@@ -143,11 +143,13 @@ async def announce_ready(nc: Client, name: str) -> None:
 class Heartbeat:
     """Publishes ``<name>`` alive once a second from the process's event loop:
     a process that is stopped, deadlocked or stuck in a loop stops beating,
-    and the supervisor replaces it."""
+    and the supervisor replaces it. The beat names the stages the process
+    serves (comma-separated), for the ingress's readiness check."""
 
-    def __init__(self, nc: Client, name: str) -> None:
+    def __init__(self, nc: Client, name: str, serves: tuple[str, ...] = ()) -> None:
         self._nc = nc
         self._subject = f"{subjects.CONTROL_HEARTBEAT}.{name}"
+        self._payload = ",".join(serves).encode()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -156,7 +158,7 @@ class Heartbeat:
     async def _beat(self) -> None:
         while True:
             with contextlib.suppress(nats.errors.Error):  # reconnecting: the next beat will do
-                await self._nc.publish(self._subject, b"")
+                await self._nc.publish(self._subject, self._payload)
             await asyncio.sleep(HEARTBEAT_S)
 
     def stop(self) -> None:
