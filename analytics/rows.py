@@ -69,6 +69,7 @@ REQUEST_COLUMNS = [
     "prompt_version",
     "prompt_label",
     "parent_id",
+    "trace_id",
 ]
 API_CALL_COLUMNS = [
     "request_id",
@@ -292,6 +293,7 @@ def _request_row(e: RequestEvent) -> list:
         e.prompt_version,
         e.prompt_label,
         e.parent_id,
+        e.trace_id,
     ]
 
 

@@ -42,6 +42,7 @@ async def serve(gw: Gateway, api: ClientApi, scope: Scope, receive: Receive, sen
             pin=header(scope, b"x-sluice-deployment") or "",
             cache_control=(header(scope, b"cache-control") or "")[:256],
             raw=parsed.raw,
+            traceparent=header(scope, b"traceparent") or "",
         )
     except ClientDisconnected:  # gone before its body arrived: nothing to answer, still a row
         gw.record(request_id, received_ns, api.name, "", False, client_closed(request_id), [], client_disconnected=True)

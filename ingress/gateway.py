@@ -107,6 +107,7 @@ class Gateway:
         status: int | None = None,
         origin: Origin = "http",
         prompt: PromptRef | None = None,
+        trace_id: str = "",
     ) -> None:
         self.events.emit(
             records.request_event(
@@ -123,5 +124,6 @@ class Gateway:
                 client_disconnected=client_disconnected,
                 status=status,
                 prompt=prompt,
+                trace_id=trace_id,
             )
         )

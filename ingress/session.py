@@ -26,7 +26,7 @@ from schemas.errors import (
 )
 from schemas.quota import Reservation
 from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Final, Redacted
-from services import routing
+from services import routing, trace
 from services import usage as usage_svc
 from services.reply_split import Assembler
 from services.runtime import quota
@@ -100,6 +100,8 @@ class BusSession:
         # passed the request by (it says so), else the request fails closed.
         self.redaction_by_ns = 0
         self.redacted = False
+        # The caller's W3C trace id (a valid traceparent), for rows made here.
+        self.trace_id = ""
 
     @property
     def id_header(self) -> list[tuple[bytes, bytes]]:
@@ -115,8 +117,10 @@ class BusSession:
         cache_control: str = "",
         raw: bytes = b"",
         prompt: PromptRef | None = None,
+        traceparent: str = "",
     ) -> None:
         self.body, self.embeddings, self.prompt = body, embeddings, prompt
+        self.trace_id = trace.trace_id(traceparent)
         # The ingress's own time rides with the request: the stage that ends it records it.
         self.spans.append(Span("ingress", self.received_ns, time.time_ns()))
         env = Envelope(
@@ -137,7 +141,10 @@ class BusSession:
             quota=self.quota,
             batch_chunks=True,
         )
-        headers = {subjects.API_KEY_HEADER: api_key_header} if api_key_header else None
+        given = {subjects.API_KEY_HEADER: api_key_header} if api_key_header else {}
+        if self.trace_id:
+            given[subjects.TRACEPARENT_HEADER] = traceparent.strip()
+        headers = given or None
         try:
             payload = bus.encode(env)
         except OverflowError:
@@ -336,6 +343,7 @@ class BusSession:
                 ttft_ns=ttft_ns,
                 origin=self.origin,
                 prompt=self.prompt,
+                trace_id=self.trace_id,
             )
 
     async def cancel(self) -> None:

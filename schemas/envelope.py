@@ -135,6 +135,9 @@ class Envelope(BusMessage, tag="chat.request"):
     # come in one message (fewer messages, same deltas). The gateway's own
     # ingress asks for it; a bus caller may.
     batch_chunks: bool = False
+    # Set by policy alone, from a valid ``traceparent`` header on the request
+    # (the ingress passes the HTTP caller's on): recorded on the request's row.
+    trace_id: str = ""
 
     @property
     def model(self) -> str:

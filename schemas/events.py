@@ -71,6 +71,8 @@ class RequestEvent(BusMessage, tag="event.request"):
     prompt_version: int = 0
     prompt_label: str = ""
     parent_id: str = ""
+    # The caller's W3C trace id, when it sent a valid traceparent.
+    trace_id: str = ""
     # Each stage's visit in order, the ingress's too (the request view's
     # "stages"); kept in the ``events`` row, not as columns.
     spans: list[Span] = []

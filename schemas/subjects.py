@@ -111,3 +111,5 @@ SPEND_ALL = f"{QUOTA}.spend.>"
 
 # Header that carries the caller's API key on a request published to NATS.
 API_KEY_HEADER = "Authorization"
+# W3C trace context, from a caller on the bus or passed on by the ingress.
+TRACEPARENT_HEADER = "traceparent"

@@ -60,6 +60,7 @@ def request_event(
     client_disconnected: bool = False,
     status: int | None = None,
     prompt: PromptRef | None = None,
+    trace_id: str = "",
 ) -> RequestEvent:
     latency = max(0, done_ns - received_at_ns)
     split = time_split(reply.timing, extra_spans or [], latency)
@@ -83,6 +84,7 @@ def request_event(
         client_disconnected=client_disconnected,
         status=200,
         spans=[*reply.timing.spans, *(extra_spans or [])],
+        trace_id=trace_id,
         **split,
     )
     if reply.usage is not None:

@@ -123,6 +123,7 @@ class StageContext:
                 ttft_ns=ttft_ns,
                 client_disconnected=client_disconnected,
                 prompt=env.prompt,
+                trace_id=env.trace_id,
             )
         )
         if billed:

@@ -80,6 +80,8 @@ def request(i: int) -> RequestEvent:
         spans=[Span("ingress", T0 + 2 * S, T0 + 2 * S + 300), Span("policy", T0 + 2 * S + 500, T0 + 2 * S + 1500)]
         if i == 2
         else [],
+        # Requests 4 and 6 came in one caller's trace.
+        trace_id="4bf92f3577b34da6a3ce929d0e0e4736" if i in (4, 6) else "",
         prompt_name="p" if i == 11 else "",
         prompt_version=1 if i == 11 else 0,
         parent_id="call-1" if i == 11 else "",
@@ -227,6 +229,13 @@ def _(store: Store) -> None:
 @answer("children")
 def _(store: Store) -> None:
     assert [r["request_id"] for r in run(store, "children", parent_id="call-1")] == ["r11"]
+
+
+@answer("trace")
+def _(store: Store) -> None:
+    rows = run(store, "trace", trace_id="4bf92f3577b34da6a3ce929d0e0e4736")
+    assert [r["request_id"] for r in rows] == ["r4", "r6"]
+    assert run(store, "trace", trace_id="") == []  # requests without a trace are not one trace
 
 
 @answer("api_call")
