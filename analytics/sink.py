@@ -33,7 +33,7 @@ from analytics.store import Store
 from schemas import bus, subjects
 from schemas.analytics import QueryRequest, QueryResult, RecostRequest, RecostResult
 from services.config import config_from_env, settings_from_env
-from services.runtime import process
+from services.runtime import metrics, process
 
 log = logging.getLogger("sluice.sink")
 DURABLE = "analytics-sink"
@@ -156,6 +156,7 @@ async def consume_events(store: Store, nc: Client, stop: asyncio.Event, batch_si
                 await asyncio.gather(*(m.nak() for m in msgs))
                 continue
             await asyncio.gather(*(m.ack() for m in msgs))
+            metrics.EVENTS_PENDING.set(msgs[-1].metadata.num_pending)
     finally:
         await puller.stop()
 

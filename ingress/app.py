@@ -24,13 +24,13 @@ from schemas.replies import Failure
 from services.apis import docs_page, openapi
 from services.apis.table import APIS, BY_PATH
 from services.config import GatewaySettings
-from services.runtime import process
+from services.runtime import metrics, process
 
 log = logging.getLogger("sluice.ingress")
 
 
 # Paths served on GET only: another method gets a 405, not a 404.
-_GET_PATHS = ("/v1/models", "/healthz", "/readyz", "/openapi.json", "/docs")
+_GET_PATHS = ("/v1/models", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs")
 
 
 def _id_header(request_id: str) -> list[tuple[bytes, bytes]]:
@@ -121,6 +121,11 @@ class IngressApp:
             if path == "/healthz" and method == "GET":
                 status = {"status": "ok" if gw.nc.is_connected else "degraded", "nats": gw.nc.is_connected}
                 return await send_json(tracked_send, 200, status, _id_header(request_id))
+            if path == "/metrics" and method == "GET":
+                metrics.flush()  # this process's own, up to now
+                return await send_bytes(
+                    tracked_send, 200, metrics.exposition(), [(b"content-type", metrics.CONTENT_TYPE.encode())]
+                )
             if path == "/readyz" and method == "GET":
                 ready, report = gw.ready()
                 return await send_json(tracked_send, 200 if ready else 503, report, _id_header(request_id))
@@ -152,6 +157,7 @@ class IngressApp:
             if message["type"] == "lifespan.startup":
                 try:
                     self.gw = Gateway(await process.connect("ingress"), self.settings)
+                    metrics.sample(metrics.HTTP_IN_FLIGHT, lambda: self.in_flight)
                     await self.gw.start()
                     self.prompt_bus = PromptBus(self.gw)
                     await self.prompt_bus.start()

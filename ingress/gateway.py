@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from nats.aio.client import Client
@@ -24,7 +25,7 @@ from services import records, routing
 from services.config import GatewaySettings
 from services.prompt_api import PromptBook
 from services.readiness import Readiness
-from services.runtime import process
+from services.runtime import metrics, process
 from services.runtime.events import EventPublisher
 from services.runtime.kv import KeyIndex, KvMirror
 from services.runtime.kv_writer import KvWriter
@@ -64,6 +65,7 @@ class Gateway:
         self.heartbeat = process.Heartbeat(nc, process.instance_name("ingress"))
         # Which stages have a live process, from every process's heartbeat.
         self.readiness = Readiness()
+        self._metrics: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         js = self.nc.jetstream()
@@ -73,6 +75,7 @@ class Gateway:
         await self.replies.start()
         await self.nc.subscribe(f"{subjects.CONTROL_HEARTBEAT}.*", cb=self._on_beat)
         self.events.start()
+        self._metrics = asyncio.create_task(metrics.run_flusher(), name="metrics")
         self.heartbeat.start()
         await process.announce_ready(self.nc, process.instance_name("ingress"))
 
@@ -85,6 +88,8 @@ class Gateway:
 
     async def stop(self) -> None:
         self.heartbeat.stop()
+        if self._metrics is not None:
+            self._metrics.cancel()
         await self.routes.stop()
         for mirror in self.mirrors.values():
             await mirror.stop()
@@ -109,21 +114,21 @@ class Gateway:
         prompt: PromptRef | None = None,
         trace_id: str = "",
     ) -> None:
-        self.events.emit(
-            records.request_event(
-                request_id=request_id,
-                received_at_ns=received_ns,
-                origin=origin,
-                api=api,
-                model=model,
-                stream=stream,
-                done_ns=time.time_ns(),
-                reply=reply,
-                ttft_ns=ttft_ns,
-                extra_spans=spans,
-                client_disconnected=client_disconnected,
-                status=status,
-                prompt=prompt,
-                trace_id=trace_id,
-            )
+        row = records.request_event(
+            request_id=request_id,
+            received_at_ns=received_ns,
+            origin=origin,
+            api=api,
+            model=model,
+            stream=stream,
+            done_ns=time.time_ns(),
+            reply=reply,
+            ttft_ns=ttft_ns,
+            extra_spans=spans,
+            client_disconnected=client_disconnected,
+            status=status,
+            prompt=prompt,
+            trace_id=trace_id,
         )
+        self.events.emit(row)
+        metrics.request_ended(row)

@@ -33,7 +33,7 @@ from schemas.errors import GatewayError, InternalError, InvalidRequest, StageTim
 from schemas.ids import new_id
 from schemas.replies import Failure, Final
 from services import admission, records, reply_split
-from services.runtime import process, quota
+from services.runtime import metrics, process, quota
 from services.runtime.events import EventPublisher
 
 log = logging.getLogger("sluice.stage")
@@ -110,22 +110,22 @@ class StageContext:
             reply.rate = reply.rate or env.quota.rate
             used = reply.usage.prompt_tokens + reply.usage.completion_tokens if reply.usage else 0
             quota.settle(self.counters, env.quota, used, reply.cost.total if reply.cost else 0)
-        self.events.emit(
-            records.request_event(
-                request_id=env.id,
-                received_at_ns=env.received_at_ns,
-                origin=env.origin,
-                api=env.api,
-                model=env.model,
-                stream=env.stream,
-                done_ns=time.time_ns(),
-                reply=reply,
-                ttft_ns=ttft_ns,
-                client_disconnected=client_disconnected,
-                prompt=env.prompt,
-                trace_id=env.trace_id,
-            )
+        row = records.request_event(
+            request_id=env.id,
+            received_at_ns=env.received_at_ns,
+            origin=env.origin,
+            api=env.api,
+            model=env.model,
+            stream=env.stream,
+            done_ns=time.time_ns(),
+            reply=reply,
+            ttft_ns=ttft_ns,
+            client_disconnected=client_disconnected,
+            prompt=env.prompt,
+            trace_id=env.trace_id,
         )
+        self.events.emit(row)
+        metrics.request_ended(row)
         if billed:
             await self.events.flush_now()
         # A failure may end a request before policy checked its reply subject:
@@ -247,9 +247,11 @@ async def serve(stages: list[Stage], stop: asyncio.Event, role: str) -> None:
     log.info("%s: serving %s", instance, ", ".join(f"{s.name} ({', '.join(s.listen_on)})" for s in stages))
     heartbeat = process.Heartbeat(nc, instance, tuple(s.name for s in stages))
     heartbeat.start()
+    flushing = asyncio.create_task(metrics.run_flusher(), name="metrics")
     await process.announce_ready(nc, instance)
     await stop.wait()
     heartbeat.stop()
+    flushing.cancel()
     for sub in subs:
         await sub.unsubscribe()
     if tasks:

@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,7 +31,7 @@ import msgspec
 from schemas import bus, subjects
 from schemas.lifecycle import ProcessDied
 from services import config as config_mod
-from services.runtime import bootstrap, credentials, nats_server, process
+from services.runtime import bootstrap, credentials, metrics, nats_server, process
 from services.runtime.nats_server import port_is_free, wait_for_port
 
 log = logging.getLogger("sluice.supervisor")
@@ -159,10 +160,16 @@ class Supervisor:
             SLUICE_PROCESS_NAME=name,
             PYTHONUNBUFFERED="1",
         )
+        env[metrics.MULTIPROC_ENV] = str(self.metrics_dir)
         env.pop("SLUICE_NATS_CREDS", None)
         if self.layout.auth:
             env["SLUICE_NATS_CREDS"] = str(self.creds_path(credentials.role_of(name)))
         return env
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Where every process writes its Prometheus samples (made empty at start)."""
+        return self.layout.home / "metrics"
 
     def creds_path(self, user: str) -> Path:
         return credentials.path_of(self.layout.home, user)
@@ -200,6 +207,9 @@ class Supervisor:
         self._take_home_lock()
         try:
             self._check_ports()
+            # Samples of a gateway run before would be summed with this one's.
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+            self.metrics_dir.mkdir(parents=True)
             self._server_name = f"sluice-{os.getpid()}-{time.time_ns()}"
             self.nats = self._start_nats()
             asyncio.run(self._start_processes(records, timeout))
@@ -374,6 +384,7 @@ class Supervisor:
         if proc is not None:  # it has exited: say so once, then restart after its backoff
             self._note(child.name, f"exited with {proc.returncode}; restarting in {child.backoff:g}s")
             await self._announce_death(nc, child.name, proc.pid)
+            metrics.process_died(proc.pid, self.metrics_dir)
             ran = now - child.started_at
             child.restart_at = now + (0 if ran > BACKOFF_RESET_S else child.backoff)
             child.backoff = BACKOFF_FIRST_S if ran > BACKOFF_RESET_S else min(child.backoff * 2, BACKOFF_MAX_S)
