@@ -103,8 +103,9 @@ class IngressApp:
             slug = prompt_endpoint.slug_of(path)
             if method == "POST" and (api is not None or slug is not None):
                 if self.in_flight >= self.settings.max_in_flight:
-                    busy = GatewayBusy("This gateway process holds as many requests as it may; retry shortly.")
-                    busy.retry_after_s = 1
+                    busy = GatewayBusy(
+                        "This gateway process holds as many requests as it may; retry shortly.", retry_after_s=1
+                    )
                     return await _refuse(gw, tracked_send, request_id, received_ns, path, busy)
                 self.in_flight += 1
                 try:
