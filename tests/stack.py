@@ -191,6 +191,14 @@ class Stack:
     def mock_stats(self) -> dict:
         return httpx.get(f"{self.mock_url}/mock/stats").json()
 
+    def wait_upstream_cancelled(self, before: int, timeout: float = 10.0) -> None:
+        """Wait until the mock saw a stream cancelled beyond the ``before``
+        it had (``mock_stats()["cancelled_streams"]``); fail if it never does."""
+        deadline = time.monotonic() + timeout
+        while self.mock_stats()["cancelled_streams"] == before:
+            assert time.monotonic() < deadline, "the upstream stream kept running: it was never cancelled"
+            time.sleep(0.05)
+
     def creds(self, user: str = "admin") -> str:
         """The credentials file of a NATS user: a role, or "svc-demo" (an internal service)."""
         return str(self.supervisor.creds_path(user))
