@@ -69,6 +69,8 @@ class IngressApp:
         self.jobs: JobRunner | None = None
         # Model and prompt-API requests this process holds now (see ``max_in_flight``).
         self.in_flight = 0
+        # Set on SIGTERM: every answer closes its connection (see ``python -m ingress``).
+        self.draining = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -97,6 +99,8 @@ class IngressApp:
         async def tracked_send(message: Message) -> None:
             nonlocal started
             started = True
+            if self.draining and message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
             await send(message)
 
         try:
@@ -151,6 +155,11 @@ class IngressApp:
             await send({"type": "websocket.close", "code": 1008, "reason": "unknown_url"})
             return
         await ws_relay.serve(self.gw, scope, receive, send)
+
+    async def serving(self) -> None:
+        """The server listens now (see ``python -m ingress``)."""
+        assert self.gw is not None, "lifespan not run"
+        await self.gw.serving()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -76,6 +76,11 @@ class Gateway:
         await self.nc.subscribe(f"{subjects.CONTROL_HEARTBEAT}.*", cb=self._on_beat)
         self.events.start()
         self._metrics = asyncio.create_task(metrics.run_flusher(), name="metrics")
+
+    async def serving(self) -> None:
+        """Tell the supervisor this process takes connections: called once
+        its port listens, so a rolling restart waits for that before it
+        stops the next replica of the port."""
         self.heartbeat.start()
         await process.announce_ready(self.nc, process.instance_name("ingress"))
 

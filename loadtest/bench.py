@@ -35,7 +35,7 @@ from typing import Any
 from schemas.control import ApiKey
 from services.runtime.cli import query
 from services.runtime.nats_server import free_port
-from services.runtime.supervisor import Layout, Supervisor
+from services.runtime.supervisor import Layout, Supervisor, parse_replicas
 
 KEY = "sk-bench-0123456789"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -184,7 +184,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.bench")
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--provider-replicas", type=int, default=1)
+    parser.add_argument("--replicas", type=parse_replicas, default={}, help="e.g. provider=2,ingress=2")
     parser.add_argument("--upstream", choices=sorted(UPSTREAMS), default="openai")
     parser.add_argument("--no-auth", action="store_true", help="NATS without authorization, to measure its cost")
     parser.add_argument("--out", default="loadtest/results/bench.json")
@@ -202,7 +202,7 @@ def main() -> int:
         nats_port=free_port(),
         http_port=free_port(),
         mock_port=mock,
-        provider_replicas=args.provider_replicas,
+        replicas=args.replicas,
         auth=not args.no_auth,
     )
     sup = Supervisor(layout, extra_keys={KEY: ApiKey(id="bench", tenant_id="bench")})

@@ -20,6 +20,7 @@ import signal
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -52,8 +53,8 @@ class Outcome(msgspec.Struct):
 
 
 class Report(msgspec.Struct):
-    process: str
-    signal: str
+    # What was done, e.g. "SIGKILL pipeline" or "rolling restart".
+    fault: str
     killed_at: float
     outcomes: list[Outcome]
     # Seconds from the kill to the end of the first successful request that
@@ -104,22 +105,27 @@ def _call(client: openai.OpenAI, stream: bool) -> Outcome:
         return Outcome(started, time.monotonic(), stream, "stream_error", request_id, json_error=exc.body is not None)
 
 
+def signal_to(pid: int, sig: signal.Signals) -> Callable[[], None]:
+    return lambda: os.kill(pid, sig)
+
+
 def run(
     base_url: str,
     keys: list[str],
     mock_url: str,
-    kill: tuple[int, str, signal.Signals],
+    fault: str,
+    act: Callable[[], object],
     *,
     callers: int = 6,
     before_s: float = 1.5,
     after_s: float = 7.0,
 ) -> Report:
-    """Drive the gateway with ``callers`` threads; ``kill`` = (pid, name, signal)
-    is sent ``before_s`` in, and the load goes on ``after_s`` more."""
-    pid, name, sig = kill
+    """Drive the gateway with ``callers`` threads; ``act`` (the fault: a
+    signal, or a rolling restart that takes a while) runs ``before_s`` in,
+    and the load goes on ``after_s`` after it returns."""
     outcomes: list[Outcome] = []
     lock = threading.Lock()
-    end_at = time.monotonic() + before_s + after_s
+    end_at = float("inf")  # set once the fault is done
 
     def caller(index: int) -> None:
         key = keys[index % len(keys)]
@@ -140,7 +146,10 @@ def run(
         t.start()
     time.sleep(before_s)
     killed_at = time.monotonic()
-    os.kill(pid, sig)
+    try:
+        act()
+    finally:
+        end_at = time.monotonic() + after_s
     for t in threads:
         t.join(120)
     until_ns = time.time_ns()
@@ -148,8 +157,7 @@ def run(
     after = [o for o in outcomes if o.ended >= killed_at]
     firsts = [o.ended - killed_at for o in outcomes if o.started >= killed_at and o.result == 200]
     return Report(
-        process=name,
-        signal=sig.name,
+        fault=fault,
         killed_at=killed_at,
         outcomes=outcomes,
         serving_again_s=min(firsts) if firsts else None,
@@ -175,7 +183,7 @@ def main() -> None:
     args = parser.parse_args()
     stack = Stack(Path(tempfile.mkdtemp(prefix="sluice-faults-")), timeout_s=30).start()
     sig = signal.SIGSTOP if args.stop else signal.SIGKILL
-    print(f"{'process':10} {'signal':8} {'requests':>8} {'failed':>6} {'serving again':>13}  mock answered")
+    print(f"{'fault':20} {'requests':>8} {'failed':>6} {'serving again':>13}  mock answered")
     try:
         for name in PROCESSES:
             pid = stack.supervisor.pids()[name]
@@ -183,13 +191,14 @@ def main() -> None:
                 stack.base_url,
                 [DEMO_KEY, REDACT_KEY],
                 stack.mock_url,
-                (pid, name, sig),
+                f"{sig.name} {name}",
+                signal_to(pid, sig),
                 callers=args.callers,
                 before_s=args.before,
                 after_s=args.after,
             )
             again = f"{r.serving_again_s:.2f} s" if r.serving_again_s is not None else "never"
-            print(f"{name:10} {r.signal:8} {len(r.outcomes):>8} {r.failed:>6} {again:>13}  {r.mock_answered}")
+            print(f"{r.fault:20} {len(r.outcomes):>8} {r.failed:>6} {again:>13}  {r.mock_answered}")
             time.sleep(2)
     finally:
         stack.stop()

@@ -74,7 +74,7 @@ def main() -> int:
         nats_port=free_port(),
         http_port=free_port(),
         mock_port=mock,
-        policy_replicas=2,
+        replicas={"policy": 2},
         extra_http_ports=[extra],
     )
     sup = Supervisor(layout, extra_keys={ADMIN_KEY: ApiKey(id="admin", tenant_id="", role="gateway_admin")})

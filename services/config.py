@@ -74,6 +74,10 @@ class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
     redaction_budget_s: float = 2.0
     # How often the analytics sink evaluates the alert rules ([[alerts]]).
     alert_interval_s: float = 15.0
+    # On SIGTERM a process stops taking work and lets what it holds finish for
+    # at most this long (a stream to its end, a row to the stream), then ends
+    # the rest; a supervisor waits this plus a little before it kills.
+    drain_s: float = 10.0
 
 
 class BudgetConfig(msgspec.Struct, forbid_unknown_fields=True):

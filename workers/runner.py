@@ -25,6 +25,7 @@ from typing import Protocol
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
 from schemas import bus
@@ -33,13 +34,11 @@ from schemas.errors import GatewayError, InternalError, InvalidRequest, StageTim
 from schemas.ids import new_id
 from schemas.replies import Failure, Final
 from services import admission, records, reply_split
+from services.config import settings_from_env
 from services.runtime import metrics, process, quota
 from services.runtime.events import EventPublisher
 
 log = logging.getLogger("sluice.stage")
-# On SIGTERM a stage lets requests in flight finish this long, then cancels
-# them (the provider records what each had billed): a stop stays under 2 s.
-STOP_WAIT_S = 1.0
 
 
 # Takes an envelope from a stage in the same process (see ``forward``).
@@ -228,6 +227,7 @@ class _Hosted:
 
 async def serve(stages: list[Stage], stop: asyncio.Event, role: str) -> None:
     """Serve ``stages`` from one process until ``stop`` is set."""
+    drain_s = settings_from_env().drain_s
     nc = await process.connect(role)
     js = nc.jetstream()
     events = EventPublisher(js, role)
@@ -250,17 +250,33 @@ async def serve(stages: list[Stage], stop: asyncio.Event, role: str) -> None:
     flushing = asyncio.create_task(metrics.run_flusher(), name="metrics")
     await process.announce_ready(nc, instance)
     await stop.wait()
+    await _drain(subs, tasks, drain_s, instance)
+    # Beating until here: a long drain is not mistaken for a stuck process.
     heartbeat.stop()
     flushing.cancel()
-    for sub in subs:
-        await sub.unsubscribe()
-    if tasks:
-        await asyncio.wait(tasks, timeout=STOP_WAIT_S)
     for h in hosted:
         await h.stage.stop()
     await counters.close()
     await events.close()
     await nc.drain()
+
+
+async def _drain(subs: list[Subscription], tasks: set[asyncio.Task[None]], bound_s: float, instance: str) -> None:
+    """Stop taking requests and finish the ones held, for at most ``bound_s``.
+    Draining (not unsubscribing) also handles the messages NATS had already
+    delivered to this process: dropped, each would wait for the ingress to
+    send it again. What still runs at the bound is cancelled by the stage's
+    ``stop`` (the provider records what each had billed)."""
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(bound_s):
+            for sub in subs:
+                await sub.drain()
+            while tasks:
+                await asyncio.wait(set(tasks))
+    except TimeoutError:
+        log.warning("%s: drain bound of %gs reached with %d requests in flight", instance, bound_s, len(tasks))
+    log.info("%s: drained in %.2fs", instance, time.monotonic() - started)
 
 
 def main(*stages: Stage, role: str = "") -> None:

@@ -19,7 +19,7 @@ from schemas.control import ApiKey
 from services import config as config_mod
 from services.keys import new_key
 from services.runtime import admin_cli, credentials, logs_cli, nats_server, process, prompts_cli
-from services.runtime.supervisor import Layout, StartupError, Supervisor
+from services.runtime.supervisor import Layout, StartupError, Supervisor, parse_replicas
 
 DEMO_CONFIG = Path(__file__).parent / "demo.toml"
 DEMO_BODY = '{"model": "demo-model", "messages": [{"role": "user", "content": "Hi"}]}'
@@ -63,8 +63,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         http_port=args.port,
         mock_port=None if args.no_mock else args.mock_port,
         clickhouse_dsn=args.clickhouse,
-        provider_replicas=args.provider_replicas,
-        redact_replicas=args.redact_replicas,
+        replicas=args.replicas,
         separate_stages=args.separate_stages,
     )
     try:
@@ -358,6 +357,13 @@ def cmd_mock_upstream(args: argparse.Namespace) -> int:
     os.execv(sys.executable, [sys.executable, "-m", "loadtest.mock_upstream", *flags])
 
 
+def _replicas(text: str) -> dict[str, int]:
+    try:
+        return parse_replicas(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sluice", description="Sluice, an AI API gateway over NATS.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -371,17 +377,18 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--no-mock", action="store_true", help="do not start the mock upstream")
     up.add_argument("--clickhouse", default=None, help="ClickHouse DSN (default: embedded chdb under --home)")
     up.add_argument(
-        "--provider-replicas",
-        type=int,
-        default=1,
-        help="pipeline processes (policy, routing and provider together); with --separate-stages, provider processes",
+        "--replicas",
+        type=_replicas,
+        default={},
+        metavar="STAGE=N,...",
+        help="processes per stage, e.g. route=3,provider=2,ingress=2 (ingress replicas share --port); "
+        "policy, route and provider run together, as many times as the most any of them is given",
     )
     up.add_argument(
         "--separate-stages",
         action="store_true",
         help="run policy, routing and the provider each in its own process instead of together in a pipeline",
     )
-    up.add_argument("--redact-replicas", type=int, default=1, help="processes scanning prompts (CPU-bound)")
     up.set_defaults(func=cmd_up)
 
     analytics = sub.add_parser("analytics", help="the ClickHouse side: migrations, re-costing")

@@ -71,6 +71,24 @@ def stage_processes(*, separate_stages: bool = False) -> list[str]:
     return list(dict.fromkeys(process_of(stage, separate_stages=separate_stages) for stage in STAGES))
 
 
+def _replica(name: str, index: int) -> str:
+    return name if index == 0 else f"{name}-{index}"
+
+
+def parse_replicas(text: str) -> dict[str, int]:
+    """``route=3,provider=2`` as a dict; a ValueError says what is wrong."""
+    known = {*STAGES, "ingress"}
+    out: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, count = part.partition("=")
+        if name not in known:
+            raise ValueError(f"unknown stage {name!r} in --replicas (known: {', '.join(sorted(known))})")
+        if not count.isdigit() or not 1 <= int(count) <= 64:
+            raise ValueError(f"--replicas {name}= takes a whole number from 1 to 64, not {count!r}")
+        out[name] = int(count)
+    return out
+
+
 class StartupError(RuntimeError):
     """The gateway cannot start as asked; the message says what to change."""
 
@@ -82,13 +100,10 @@ class Layout(msgspec.Struct):
     http_port: int = 8080
     mock_port: int | None = 9100
     clickhouse_dsn: str | None = None
-    # Replicas of the provider stage (the one that waits on upstream I/O).
-    provider_replicas: int = 1
-    policy_replicas: int = 1
-    route_replicas: int = 1
-    # The redaction stage scans each request one after another (it is CPU
-    # only): a tenant that masks everything is served by as many as run.
-    redact_replicas: int = 1
+    # Processes per stage, and per "ingress" (its replicas share ``http_port``
+    # through SO_REUSEPORT); 1 for any not named. In the default layout the
+    # pipeline runs as many times as the most any of its stages was given.
+    replicas: dict[str, int] = {}
     # More ingress processes, one per port, beside the one on ``http_port``.
     extra_http_ports: list[int] = []
     # Every stage in its own process, no pipeline (the two layouts are
@@ -143,6 +158,7 @@ class Supervisor:
         self._stopping = threading.Event()
         self._monitor: threading.Thread | None = None
         self._server_name = ""
+        self._drain_s = config_mod.GatewaySettings().drain_s
         # What the monitor did, for the CLI and the tests: (time, name, why).
         self.restarts: list[tuple[float, str, str]] = []
 
@@ -202,10 +218,13 @@ class Supervisor:
         StartupError (ports taken, another gateway on this home, a stage that
         cannot start) having started nothing that keeps running."""
         cfg = config_mod.load(self.layout.config)
+        self._drain_s = cfg.gateway.drain_s
         records = config_mod.control_records(cfg, self.extra_keys)
         self.layout.home.mkdir(parents=True, exist_ok=True)
         self._take_home_lock()
         try:
+            if self.layout.replicas.get("sink", 1) > 1 and self.layout.dsn.startswith("chdb://"):
+                raise StartupError("the embedded ClickHouse is one process's: sink=1, or --clickhouse http://...")
             self._check_ports()
             # Samples of a gateway run before would be summed with this one's.
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
@@ -277,18 +296,13 @@ class Supervisor:
             await nc.subscribe(f"{subjects.CONTROL_READY}.*", cb=on_ready)
             await nc.subscribe(f"{subjects.CONTROL_HEARTBEAT}.*", cb=on_ready)
             await nc.flush()
-            counts = {
-                "provider": self.layout.provider_replicas,
-                "policy": self.layout.policy_replicas,
-                "route": self.layout.route_replicas,
-                "redact": self.layout.redact_replicas,
-            }
-            for name, args, replicas in self._stage_processes(counts):
+            for name, args, replicas in self._stage_processes(self.layout.replicas):
                 for i in range(replicas):
-                    self._add(Child(name if i == 0 else f"{name}-{i}", args))
-            self._add(Child("ingress", ["-m", "ingress", "--port", str(self.layout.http_port)]))
-            for i, port in enumerate(self.layout.extra_http_ports, 1):
-                self._add(Child(f"ingress-{i}", ["-m", "ingress", "--port", str(port)]))
+                    self._add(Child(_replica(name, i), args))
+            ingresses = self.layout.replicas.get("ingress", 1)
+            ports = [self.layout.http_port] * ingresses + self.layout.extra_http_ports
+            for i, port in enumerate(ports):
+                self._add(Child(_replica("ingress", i), ["-m", "ingress", "--port", str(port)]))
             if self.layout.mock_port:
                 args = ["-m", "loadtest.mock_upstream", "--port", str(self.layout.mock_port)]
                 self._add(Child("mock-upstream", args, beats=False))
@@ -302,8 +316,8 @@ class Supervisor:
         finally:
             await nc.close()
         wait_for_port(self.layout.http_port, max(1.0, deadline - time.monotonic()), self.children["ingress"])
-        for i, port in enumerate(self.layout.extra_http_ports, 1):
-            wait_for_port(port, max(1.0, deadline - time.monotonic()), self.children[f"ingress-{i}"])
+        for i, port in enumerate(self.layout.extra_http_ports, ingresses):
+            wait_for_port(port, max(1.0, deadline - time.monotonic()), self.children[_replica("ingress", i)])
         if self.layout.mock_port:
             wait_for_port(self.layout.mock_port, 10, self.children["mock-upstream"])
 
@@ -404,13 +418,29 @@ class Supervisor:
 
     # -- operator actions --------------------------------------------------
 
-    def hold(self, name: str, timeout: float = 10.0) -> None:
+    def hold(self, name: str) -> None:
         """Stop one process and keep it stopped (maintenance, or a test of an outage)."""
         child = self._children[name]
         child.held = True
         if child.proc is not None and child.proc.poll() is None:
             child.proc.terminate()
-            child.proc.wait(timeout)
+            child.proc.wait(self._drain_s + 5.0)
+
+    def restart(self, name: str, timeout: float = 60.0) -> float:
+        """Stop one process gracefully (SIGTERM: it drains) and wait until the
+        monitor's replacement serves; returns the seconds that took. A rolling
+        restart is this, one process after another."""
+        child = self._children[name]
+        old = child.proc
+        started = time.monotonic()
+        if old is not None and old.poll() is None:
+            old.terminate()
+            old.wait(self._drain_s + 5.0)
+        while not (child.proc not in (None, old) and (not child.beats or child.last_beat > child.started_at)):
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"{name} did not serve again within {timeout}s")
+            time.sleep(0.02)
+        return time.monotonic() - started
 
     def release(self, name: str) -> None:
         """Start a held process again."""
@@ -427,7 +457,10 @@ class Supervisor:
 
     # -- stop ----------------------------------------------------------------
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float | None = None) -> None:
+        """SIGTERM every process, wait while they drain, kill what is left."""
+        if timeout is None:
+            timeout = self._drain_s + 5.0
         self._stopping.set()
         if self._monitor is not None:
             self._monitor.join(5)

@@ -88,7 +88,7 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         tmp_path_factory.mktemp("replicas"),
         timeout_s=20,
         extra_config=EXTRA,
-        policy_replicas=2,
+        replicas={"policy": 2},
         extra_http_ports=[free_port()],
     ).start()
     yield s

@@ -79,7 +79,7 @@ retries = 0
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = Stack(tmp_path_factory.mktemp("routing"), timeout_s=20, extra_config=EXTRA, route_replicas=2).start()
+    s = Stack(tmp_path_factory.mktemp("routing"), timeout_s=20, extra_config=EXTRA, replicas={"route": 2}).start()
     yield s
     s.stop()
 
