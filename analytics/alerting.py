@@ -62,13 +62,15 @@ class AlertRecord(msgspec.Struct):
     resolving: bool = False
 
 
-async def ensure_buckets(nc: Client) -> None:
+async def ensure_buckets(nc: Client, replicas: int = 1) -> None:
     js = nc.jetstream()
     for bucket, ttl in ((subjects.KV_ALERTS, 0), (subjects.KV_ALERT_DELIVERIES, DELIVERIES_TTL_S)):
         try:
             await js.key_value(bucket)
         except BucketNotFoundError:
-            await js.create_key_value(KeyValueConfig(bucket=bucket, ttl=ttl, storage=StorageType.FILE))
+            await js.create_key_value(
+                KeyValueConfig(bucket=bucket, ttl=ttl, storage=StorageType.FILE, replicas=replicas)
+            )
 
 
 class Evaluator:

@@ -74,7 +74,7 @@ def build(store: Store, nats_url: str) -> NatsBroker:
     inbox = auth.get("inbox_prefix", "_INBOX")
     security = SASLPlaintext(username=auth["user"], password=auth["password"]) if auth else None
     broker = NatsBroker(
-        nats_url,
+        process.servers(nats_url),
         logger=None,
         apply_types=False,
         decoder=_raw_body,

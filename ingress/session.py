@@ -25,7 +25,7 @@ from schemas.errors import (
     UpstreamError,
 )
 from schemas.quota import Reservation
-from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Final, Redacted
+from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Final, Redacted, Replay
 from services import routing, trace
 from services import usage as usage_svc
 from services.reply_split import Assembler
@@ -42,6 +42,14 @@ FIRST_RESEND_AFTER_S = 0.5
 RESEND_AFTER_S = 1.0
 NEWS_RESEND_AFTER_NS = 100_000_000
 MAX_RESENDS = 8
+
+# Replies travel on core NATS, which keeps nothing: one in flight when a
+# NATS node dies is lost. A request its provider took that is silent this
+# long asks that provider to send its replies again from the first one
+# missing (``Replay``); so does a gap in the replies' order, at once, at most
+# MAX_GAP_REPLAYS times. Copies already relayed are dropped by their seq.
+REPLAY_AFTER_S = 2.0
+MAX_GAP_REPLAYS = 3
 
 # The ingress waits this long past the deadline, so that a stage that gave up
 # at the deadline (e.g. the provider on a slow upstream) can still say why.
@@ -86,6 +94,8 @@ class BusSession:
         self._published: tuple[Envelope, bytes, dict[str, str] | None] | None = None
         self._published_ns = 0
         self._resent = 0
+        self._gap_replays = 0
+        self._replay_asked = 0.0
         # The provider process that took the request, once it said so.
         self.accepted_by = ""
         # Streamed text relayed so far: what is billed if the provider dies.
@@ -173,6 +183,8 @@ class BusSession:
             unclaimed = not self.accepted_by and self.expected_seq == 0 and self._published is not None
             if unclaimed:
                 wait = min(wait, RESEND_AFTER_S if self._resent else FIRST_RESEND_AFTER_S)
+            elif self.accepted_by:
+                wait = min(wait, REPLAY_AFTER_S)
             redacting = self.redaction_by_ns and not self.redacted
             if redacting:
                 wait = min(wait, (self.redaction_by_ns - time.time_ns()) / 1e9)
@@ -192,6 +204,9 @@ class BusSession:
                     return self._ended_here(unavailable, record=True)
                 if unclaimed and loop.time() < deadline and self._resent < MAX_RESENDS:
                     await self._resend()
+                    continue
+                if self.accepted_by and loop.time() < deadline:
+                    await self._ask_replay()
                     continue
                 # Nothing came: unless a stage answers late, no one else will record it.
                 # What policy reserved is not settled here: a stage still holding
@@ -218,6 +233,14 @@ class BusSession:
                 self.redacted = True
                 continue
             if not isinstance(reply, Accepted):
+                if reply.seq < self.expected_seq:
+                    continue  # a copy sent again: relayed already
+                if reply.seq > self.expected_seq and self.accepted_by and self._gap_replays < MAX_GAP_REPLAYS:
+                    # One missing: its copy and those after it are coming.
+                    if loop.time() - self._replay_asked > REPLAY_AFTER_S:
+                        self._gap_replays += 1
+                        await self._ask_replay()
+                    continue
                 break
             self.accepted_by = reply.worker
         if reply.seq != self.expected_seq:
@@ -294,6 +317,10 @@ class BusSession:
         used = failure.usage.prompt_tokens + failure.usage.completion_tokens
         quota.settle(self.gw.counters, self.quota, used, failure.cost.total)
         return failure
+
+    async def _ask_replay(self) -> None:
+        self._replay_asked = asyncio.get_running_loop().time()
+        await self.gw.nc.publish(subjects.CONTROL_REPLAY, bus.encode(Replay(id=self.id, from_seq=self.expected_seq)))
 
     async def _resend(self) -> None:
         """Publish the request again. A provider that already took it ignores

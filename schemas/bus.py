@@ -7,11 +7,22 @@ import msgspec
 from schemas.envelope import Envelope
 from schemas.events import DeadLetter, EventBatch
 from schemas.lifecycle import ProcessDied
-from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Final, Redacted
+from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Final, Redacted, Replay
 
 Reply = Chunk | Final | Failure | Accepted | Admitted | Redacted
 AnyMessage = (
-    Envelope | Chunk | Final | Failure | Accepted | Admitted | Redacted | Cancel | EventBatch | DeadLetter | ProcessDied
+    Envelope
+    | Chunk
+    | Final
+    | Failure
+    | Accepted
+    | Admitted
+    | Redacted
+    | Cancel
+    | Replay
+    | EventBatch
+    | DeadLetter
+    | ProcessDied
 )
 
 encoder = msgspec.msgpack.Encoder()

@@ -154,3 +154,13 @@ class Cancel(BusMessage, tag="chat.cancel"):
     """The client went away: whoever works on ``id`` should stop."""
 
     id: str
+
+
+class Replay(BusMessage, tag="chat.replay"):
+    """The ingress heard nothing for a while from the provider that took
+    ``id``, or a reply was missing (a NATS node died with it in flight): that
+    provider sends its replies from ``from_seq`` on again. The ingress drops
+    the ones it already has, by ``seq``."""
+
+    id: str
+    from_seq: int = 0

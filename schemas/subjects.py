@@ -52,6 +52,9 @@ CACHE_STORE = f"{PREFIX}.cache.store"
 # Not queue-grouped: every provider replica hears a cancel and the one that
 # holds the request stops it.
 CONTROL_CANCEL = f"{PREFIX}.control.cancel"
+# Not queue-grouped either: the provider holding the request sends its
+# replies again (``Replay``); the others ignore it.
+CONTROL_REPLAY = f"{PREFIX}.control.replay"
 # The same, for services that called over the bus (they may publish only under "in").
 IN_CANCEL = f"{PREFIX}.in.cancel"
 ANALYTICS_QUERY = f"{PREFIX}.analytics.query"

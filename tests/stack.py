@@ -146,6 +146,10 @@ class Stack:
         home.mkdir(parents=True, exist_ok=True)
         text = (CONFIG + extra_config).format(timeout=timeout_s, mock=self.mock_port, dead=free_port(), gateway=gateway)
         config.write_text(text)
+        if layout.get("cluster", 1) > 1:  # type: ignore[operator]
+            nodes = int(layout["cluster"])  # type: ignore[call-overload]
+            layout.setdefault("extra_nats_ports", [free_port() for _ in range(nodes - 1)])
+            layout.setdefault("route_ports", [free_port() for _ in range(nodes)])
         self.layout = Layout(
             home=home,
             config=config,
@@ -204,7 +208,7 @@ class Stack:
         return str(self.supervisor.creds_path(user))
 
     async def connect(self, user: str = "svc-demo", **options: object) -> nats.aio.client.Client:
-        return await nats.connect(self.nats_url, **process.auth_options(self.creds(user)), **options)
+        return await nats.connect(process.servers(self.nats_url), **process.auth_options(self.creds(user)), **options)
 
     def query(self, name: str, **params: object) -> dict:
         return asyncio.run(query(name, params, self.nats_url, creds=self.creds()))

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 import msgspec
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from schemas import bus, subjects
@@ -19,7 +20,7 @@ from schemas.errors import ClientClosed, InternalError, StageStopping, UpstreamT
 from schemas.events import AlertEvent, AttemptEvent, Detection
 from schemas.health import TryOutcome
 from schemas.ids import new_id
-from schemas.replies import Accepted, Cancel, Chunk, Failure, Final, Timing
+from schemas.replies import Accepted, Cancel, Chunk, Failure, Final, Replay, Timing
 from services import cache, call_logs, detectors, privacy
 from services import usage as usage_svc
 from services.masking import AnswerRestorer, OutputScanner
@@ -28,6 +29,7 @@ from services.providers.attempts import Try, Walk, WalkFailed, retryable
 from services.providers.call import CallOutcome, CallProgress, OnDelta, OnRead, call_chat, call_embeddings
 from services.providers.http import Upstream, make_upstream_http
 from services.recent import RecentSet
+from services.reply_log import ReplyLog
 from workers import runner
 
 # Request ids are remembered this long (and at most this many): a cancel that
@@ -46,6 +48,7 @@ class ProviderStage:
 
     def __init__(self) -> None:
         self.client: Upstream | None = None
+        self._nc: Client | None = None
         self.inflight: dict[str, asyncio.Task] = {}
         # request id -> when its client went away
         self.cancelled = RecentSet(MEMORY_NS, MEMORY_MAX)
@@ -54,10 +57,14 @@ class ProviderStage:
         self.seen = RecentSet(MEMORY_NS, MEMORY_MAX)
         # deployment name -> calls in flight from this process (least-busy routing)
         self.calls: dict[str, int] = {}
+        self.replies = ReplyLog()
 
     async def start(self, ctx: runner.StageContext) -> None:
         self.client = make_upstream_http()
         await ctx.nc.subscribe(subjects.CONTROL_CANCEL, cb=self._on_cancel)
+        ctx.replies = self.replies
+        self._nc = ctx.nc
+        await ctx.nc.subscribe(subjects.CONTROL_REPLAY, cb=self._on_replay)
         # Services on the bus cancel their own requests here (by id: ids are
         # not guessable, so a caller can only cancel one it was told of).
         await ctx.nc.subscribe(subjects.IN_CANCEL, cb=self._on_cancel)
@@ -73,6 +80,26 @@ class ProviderStage:
         task = self.inflight.get(cancel.id)
         if task is not None:
             task.cancel()
+
+    async def _on_replay(self, msg: Msg) -> None:
+        """Send a request's replies again from ``from_seq`` on, if this
+        process holds them (every provider hears the ask)."""
+        try:
+            ask = bus.decode(msg.data)
+        except msgspec.DecodeError:
+            return
+        if not isinstance(ask, Replay):
+            return
+        kept = self.replies.replies(ask.id)
+        nc = self._nc
+        if kept is None or nc is None:
+            return
+        reply_to, payloads, _ = kept
+        for payload in payloads:
+            reply = bus.decode_reply(payload)
+            # Accepted is not sent again: the ingress asks only once it had it.
+            if isinstance(reply, Chunk | Final | Failure) and reply.seq >= ask.from_seq:
+                await nc.publish(reply_to, payload)
 
     async def _tried(self, ctx: runner.StageContext, env: Envelope, t: Try, *, says_health: bool = True) -> None:
         """An attempt row, and the outcome every routing replica's health

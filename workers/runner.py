@@ -35,6 +35,7 @@ from schemas.ids import new_id
 from schemas.replies import Failure, Final
 from services import admission, records, reply_split
 from services.config import settings_from_env
+from services.reply_log import ReplyLog
 from services.runtime import metrics, process, quota
 from services.runtime.events import EventPublisher
 
@@ -67,6 +68,8 @@ class StageContext:
         self.counters = counters
         # subject -> the stage in this process that listens on it
         self._local = local
+        # Set by a stage whose replies may be asked for again (the provider).
+        self.replies: ReplyLog | None = None
 
     def span(self, start_ns: int) -> Span:
         return Span(self.name, start_ns, time.time_ns())
@@ -85,6 +88,8 @@ class StageContext:
 
     async def send(self, env: Envelope, payload: bytes) -> None:
         """Publish an already-encoded reply (a streamed chunk) to the requester."""
+        if self.replies is not None:
+            self.replies.sent(env.id, env.reply, payload)
         await self.nc.publish(env.reply, payload)
 
     async def finish(
@@ -131,7 +136,11 @@ class StageContext:
         # never answer onto anything but an inbox.
         if isinstance(reply, Final) or admission.valid_reply_subject(env.reply):
             for payload in reply_split.encode_final(reply):
+                if self.replies is not None:
+                    self.replies.sent(env.id, env.reply, payload)
                 await self.nc.publish(env.reply, payload)
+        if self.replies is not None:
+            self.replies.ended(env.id)
 
     async def fail(self, env: Envelope, error: GatewayError, start_ns: int) -> None:
         await self.finish(env, Failure.from_error(env.id, error), start_ns)

@@ -18,6 +18,7 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
+from analytics import alerting
 from schemas import subjects
 from schemas.control import decode_key, decode_route, decode_tenant
 from schemas.prompts import decode_prompt
@@ -51,7 +52,7 @@ _SEEDED: dict[str, tuple[str, Callable[[bytes], Any]]] = {
 }
 
 
-async def ensure_stream(nc: Client) -> None:
+async def ensure_stream(nc: Client, replicas: int = 1) -> None:
     js = nc.jetstream()
     config = StreamConfig(
         name=subjects.EVENTS_STREAM,
@@ -60,6 +61,7 @@ async def ensure_stream(nc: Client) -> None:
         max_age=EVENTS_MAX_AGE_S,
         max_bytes=EVENTS_MAX_BYTES,
         duplicate_window=120,
+        num_replicas=replicas,
     )
     try:
         await js.stream_info(subjects.EVENTS_STREAM)
@@ -73,7 +75,7 @@ JOBS_MAX_AGE_S = 7 * 24 * 3600
 JOB_RESULTS_TTL_S = 24 * 3600
 
 
-async def ensure_job_streams(nc: Client) -> None:
+async def ensure_job_streams(nc: Client, replicas: int = 1) -> None:
     """The work queue, the replies of jobs' requests, and the results bucket."""
     js = nc.jetstream()
     configs = (
@@ -86,12 +88,14 @@ async def ensure_job_streams(nc: Client) -> None:
             # A publisher that sends a job again with the same Nats-Msg-Id
             # (its own retry) within a day makes no second job.
             duplicate_window=24 * 3600,
+            num_replicas=replicas,
         ),
         StreamConfig(
             name=subjects.JOB_REPLIES_STREAM,
             subjects=[f"{subjects.JOB_REPLIES}.>"],
             storage=StorageType.FILE,
             max_age=JOB_RESULTS_TTL_S,
+            num_replicas=replicas,
         ),
     )
     for config in configs:
@@ -104,27 +108,32 @@ async def ensure_job_streams(nc: Client) -> None:
         await js.key_value(subjects.KV_JOB_RESULTS)
     except BucketNotFoundError:
         await js.create_key_value(
-            KeyValueConfig(bucket=subjects.KV_JOB_RESULTS, ttl=JOB_RESULTS_TTL_S, storage=StorageType.FILE)
+            KeyValueConfig(
+                bucket=subjects.KV_JOB_RESULTS, ttl=JOB_RESULTS_TTL_S, storage=StorageType.FILE, replicas=replicas
+            )
         )
 
 
-async def ensure_buckets(js: JetStreamContext) -> None:
+async def ensure_buckets(js: JetStreamContext, replicas: int = 1) -> None:
     for bucket in BUCKETS:
         try:
             await js.key_value(bucket)
         except BucketNotFoundError:
-            await js.create_key_value(KeyValueConfig(bucket=bucket, history=5, storage=StorageType.FILE))
+            await js.create_key_value(
+                KeyValueConfig(bucket=bucket, history=5, storage=StorageType.FILE, replicas=replicas)
+            )
 
 
-async def prepare(nc: Client, records: ControlRecords) -> list[str]:
+async def prepare(nc: Client, records: ControlRecords, replicas: int = 1) -> list[str]:
     """Everything a fresh or existing NATS needs before stages start; the
     warnings of the seed."""
-    await ensure_stream(nc)
-    await quota.ensure_streams(nc)
-    await response_cache.ensure_stream(nc)
-    await ensure_job_streams(nc)
+    await ensure_stream(nc, replicas)
+    await quota.ensure_streams(nc, replicas)
+    await response_cache.ensure_stream(nc, replicas)
+    await ensure_job_streams(nc, replicas)
     js = nc.jetstream()
-    await ensure_buckets(js)
+    await ensure_buckets(js, replicas)
+    await alerting.ensure_buckets(nc, replicas)
     events = EventPublisher(js, "config")
     events.start()
     try:

@@ -72,7 +72,7 @@ class SluiceClient:
     @classmethod
     async def connect(cls, url: str, api_key: str, *, creds: str | None = None) -> SluiceClient:
         options = process.auth_options(creds) if creds else {}
-        return cls(await nats.connect(url, **options), api_key)
+        return cls(await nats.connect(process.servers(url), **options), api_key)
 
     async def __aenter__(self) -> SluiceClient:
         return self

@@ -85,6 +85,7 @@ ROLES: dict[str, Permissions] = {
         "ingress",
         subjects.FROM_INGRESS,
         subjects.CONTROL_CANCEL,
+        subjects.CONTROL_REPLAY,
         subjects.ANALYTICS_QUERY,  # the admin API's usage view
         _INBOXES,  # answers to prompt APIs called over the bus, and jobs' claims
         f"$KV.{subjects.KV_JOB_RESULTS}.>",
@@ -125,7 +126,7 @@ ROLES: dict[str, Permissions] = {
         _INBOXES,
         subjects.HEALTH_ATTEMPT,
         subjects.CACHE_STORE,
-        subscribe=[subjects.STAGE_CALL, subjects.CONTROL_CANCEL, subjects.IN_CANCEL],
+        subscribe=[subjects.STAGE_CALL, subjects.CONTROL_CANCEL, subjects.CONTROL_REPLAY, subjects.IN_CANCEL],
     ),
     # It also evaluates the alert rules: their state, events and deliveries.
     "sink": _stage(

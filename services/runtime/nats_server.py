@@ -82,12 +82,31 @@ def reload(store_dir: Path) -> bool:
     return True
 
 
+CLUSTER_NAME = "sluice"
+
+
+def cluster_block(route_port: int, peers: list[int]) -> str:
+    """The config of one node of a cluster: where it listens for the other
+    nodes and where they listen. Routes stay on loopback and carry no
+    credentials here; across machines they need the cluster's own
+    ``authorization`` and TLS (see compose/)."""
+    routes = ", ".join(f'"nats-route://127.0.0.1:{p}"' for p in peers)
+    return f'cluster {{\n  name: "{CLUSTER_NAME}"\n  listen: "127.0.0.1:{route_port}"\n  routes: [{routes}]\n}}'
+
+
 def start(
-    store_dir: Path, port: int, log_file: Path | None = None, server_name: str = "", authorization: str = ""
+    store_dir: Path,
+    port: int,
+    log_file: Path | None = None,
+    server_name: str = "",
+    authorization: str = "",
+    cluster: str = "",
 ) -> subprocess.Popen:
     """Start nats-server with JetStream on loopback; returns once it listens.
     ``server_name`` lets the caller check that the server answering is this
-    one; ``authorization`` is the users block (no block: anyone may connect)."""
+    one (a node of a cluster needs one of its own); ``authorization`` is the
+    users block (no block: anyone may connect); ``cluster``, a
+    ``cluster_block`` to join the other nodes."""
     store_dir.mkdir(parents=True, exist_ok=True)
     # Request bodies may be several MB and ride in one envelope; the 1 MB
     # default would refuse them. Only settable in a config file.
@@ -98,6 +117,8 @@ def start(
     if authorization:
         write_auth(store_dir, authorization)
         lines.append(f"include ./{AUTH_CONF}")
+    if cluster:
+        lines.append(cluster)
     conf.write_text("\n".join(lines) + "\n")
     with open(log_file or os.devnull, "ab") as out:  # the child keeps its own copy
         proc = subprocess.Popen(

@@ -54,6 +54,12 @@ def nats_url() -> str:
     return os.environ.get("SLUICE_NATS_URL", DEFAULT_NATS_URL)
 
 
+def servers(url: str) -> list[str]:
+    """The URLs of a comma-separated list (a cluster's nodes): nats-py fails
+    over among them, and learns further nodes from the cluster itself."""
+    return [u.strip() for u in url.split(",") if u.strip()]
+
+
 def auth_options(creds_path: str | None = None) -> dict[str, str]:
     """nats-py connect options for the credentials file named (or in
     SLUICE_NATS_CREDS): user, password and the inbox prefix the user may read."""
@@ -69,7 +75,7 @@ async def connect(name: str, url: str | None = None, creds_path: str | None = No
         log.warning("nats: %r", exc)
 
     return await nats.connect(
-        url or nats_url(),
+        servers(url or nats_url()),
         name=f"sluice-{name}",
         error_cb=on_error,
         max_reconnect_attempts=-1,
@@ -93,7 +99,7 @@ async def connect_tool(url: str, creds_path: str | None = None) -> Client:
 
     try:
         return await nats.connect(
-            url,
+            servers(url),
             name="sluice-cli",
             allow_reconnect=False,
             connect_timeout=2,

@@ -41,7 +41,7 @@ RATES_MAX_AGE_S = 15 * 60
 ALERT_SHARES = (80, 100)
 
 
-async def ensure_streams(nc: Client) -> None:
+async def ensure_streams(nc: Client, replicas: int = 1) -> None:
     js = nc.jetstream()
     for config in (
         StreamConfig(
@@ -53,6 +53,7 @@ async def ensure_streams(nc: Client) -> None:
             max_age=RATES_MAX_AGE_S,
             duplicate_window=120,
             storage=StorageType.FILE,
+            num_replicas=replicas,
         ),
         StreamConfig(
             name=subjects.SPEND_STREAM,
@@ -62,6 +63,7 @@ async def ensure_streams(nc: Client) -> None:
             max_msgs_per_subject=1,
             duplicate_window=120,
             storage=StorageType.FILE,
+            num_replicas=replicas,
         ),
     ):
         try:

@@ -37,7 +37,7 @@ def _subject(key: str) -> str:
     return f"$KV.{subjects.KV_CACHE}.{key}"
 
 
-async def ensure_stream(nc: Client) -> None:
+async def ensure_stream(nc: Client, replicas: int = 1) -> None:
     js = nc.jetstream()
     config = StreamConfig(
         name=STREAM,
@@ -48,6 +48,7 @@ async def ensure_stream(nc: Client) -> None:
         max_age=MAX_AGE_S,
         max_bytes=MAX_BYTES,
         storage=StorageType.FILE,
+        num_replicas=replicas,
     )
     try:
         await js.stream_info(STREAM)

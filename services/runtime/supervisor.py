@@ -109,6 +109,13 @@ class Layout(msgspec.Struct):
     # Every stage in its own process, no pipeline (the two layouts are
     # measured side by side by ``make bench``).
     separate_stages: bool = False
+    # NATS nodes: 1, or a cluster on loopback whose streams and buckets keep
+    # a copy on each of up to 3 nodes (R3), so one node may die. Node i
+    # (from 0) serves clients on ``nats_port + i`` and the other nodes on
+    # ``nats_port + 2000 + i``, unless the two lists name the ports.
+    cluster: int = 1
+    extra_nats_ports: list[int] = []
+    route_ports: list[int] = []
     # Each process connects as its role's NATS user, allowed only its own
     # subjects. Off only to measure what authorization costs.
     auth: bool = True
@@ -118,8 +125,22 @@ class Layout(msgspec.Struct):
         return process_of(stage, separate_stages=self.separate_stages)
 
     @property
+    def nats_ports(self) -> list[int]:
+        extra = self.extra_nats_ports or [self.nats_port + i for i in range(1, self.cluster)]
+        return [self.nats_port, *extra[: self.cluster - 1]]
+
+    @property
+    def cluster_ports(self) -> list[int]:
+        return self.route_ports or [self.nats_port + 2000 + i for i in range(self.cluster)]
+
+    @property
     def nats_url(self) -> str:
-        return f"nats://127.0.0.1:{self.nats_port}"
+        """Every node's URL, comma-separated: a client fails over among them."""
+        return ",".join(f"nats://127.0.0.1:{port}" for port in self.nats_ports)
+
+    @property
+    def stream_replicas(self) -> int:
+        return min(self.cluster, 3)
 
     @property
     def dsn(self) -> str:
@@ -151,7 +172,8 @@ class Supervisor:
     def __init__(self, layout: Layout, extra_keys: dict | None = None) -> None:
         self.layout = layout
         self.extra_keys = extra_keys or {}
-        self.nats: subprocess.Popen | None = None
+        # One per NATS node, in node order (None: being restarted).
+        self.nats_nodes: list[subprocess.Popen | None] = []
         self._children: dict[str, Child] = {}
         self._lock_file: IO[str] | None = None
         self._lock = threading.Lock()
@@ -230,7 +252,7 @@ class Supervisor:
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
             self.metrics_dir.mkdir(parents=True)
             self._server_name = f"sluice-{os.getpid()}-{time.time_ns()}"
-            self.nats = self._start_nats()
+            self.nats_nodes = [self._start_node(i) for i in range(self.layout.cluster)]
             asyncio.run(self._start_processes(records, timeout))
         except BaseException:
             self.stop()
@@ -258,23 +280,57 @@ class Supervisor:
         self._lock_file = lock_file
 
     def _check_ports(self) -> None:
-        wanted = [(self.layout.nats_port, "NATS", "--nats-port"), (self.layout.http_port, "HTTP", "--port")]
+        wanted = [(port, "NATS", "--nats-port") for port in self.layout.nats_ports]
+        if self.layout.cluster > 1:
+            wanted += [(port, "NATS cluster", "--nats-port") for port in self.layout.cluster_ports]
+        wanted.append((self.layout.http_port, "HTTP", "--port"))
         if self.layout.mock_port:
             wanted.append((self.layout.mock_port, "mock upstream", "--mock-port"))
         for port, what, flag in wanted:
             if not port_is_free(port):
                 raise StartupError(f"port {port} ({what}) is already in use: free it, or choose another with {flag}")
 
-    def _start_nats(self) -> subprocess.Popen:
+    def node_name(self, index: int) -> str:
+        """The process name of NATS node ``index``: "nats-server", "nats-server-2", ..."""
+        return "nats-server" if index == 0 else f"nats-server-{index + 1}"
+
+    def node_dir(self, index: int) -> Path:
+        return self.layout.home / ("nats" if index == 0 else f"nats-{index + 1}")
+
+    def _start_node(self, index: int) -> subprocess.Popen:
         home, url = self.layout.home, self.layout.nats_url
         authorization = ""
         if self.layout.auth:
             for user in [*credentials.ROLES, credentials.service_user(DEMO_SERVICE)]:
                 credentials.ensure(home, user, url)
             authorization = credentials.server_block(credentials.users(home))
+        cluster = ""
+        if self.layout.cluster > 1:
+            routes = self.layout.cluster_ports
+            cluster = nats_server.cluster_block(routes[index], [p for i, p in enumerate(routes) if i != index])
         return nats_server.start(
-            home / "nats", self.layout.nats_port, home / "nats.log", self._server_name, authorization
+            self.node_dir(index),
+            self.layout.nats_ports[index],
+            home / f"{self.node_name(index).replace('nats-server', 'nats')}.log",
+            self._node_server_name(index),
+            authorization,
+            cluster,
         )
+
+    def _node_server_name(self, index: int) -> str:
+        return self._server_name if self.layout.cluster == 1 else f"{self._server_name}-n{index + 1}"
+
+    async def _wait_for_jetstream(self, nc, deadline: float) -> None:
+        """A cluster's JetStream answers once its nodes elected a leader."""
+        js = nc.jetstream()
+        while True:
+            try:
+                await js.account_info()
+                return
+            except Exception as exc:
+                if time.monotonic() > deadline:
+                    raise StartupError(f"NATS JetStream not available after start: {exc!r}") from None
+                await asyncio.sleep(0.2)
 
     async def _start_processes(self, records: config_mod.ControlRecords, timeout: float) -> None:
         nc = await process.connect("supervisor", self.layout.nats_url, self._admin)
@@ -282,9 +338,11 @@ class Supervisor:
             # Seed only our own nats-server: if another one answers on the
             # port (it was taken between the check and the start), stop here.
             answering = nc._server_info.get("server_name")
-            if answering != self._server_name:
+            if answering not in {self._node_server_name(i) for i in range(self.layout.cluster)}:
                 raise StartupError(f"the NATS answering on port {self.layout.nats_port} is not the one Sluice started")
-            await bootstrap.prepare(nc, records)
+            deadline = time.monotonic() + timeout
+            await self._wait_for_jetstream(nc, deadline)
+            await bootstrap.prepare(nc, records, self.layout.stream_replicas)
             ready: set[str] = set()
 
             async def on_ready(msg) -> None:
@@ -307,7 +365,6 @@ class Supervisor:
                 args = ["-m", "loadtest.mock_upstream", "--port", str(self.layout.mock_port)]
                 self._add(Child("mock-upstream", args, beats=False))
             expected = {c.name for c in self._children.values() if c.beats}
-            deadline = time.monotonic() + timeout
             while not expected <= ready:
                 self._raise_if_any_exited()
                 if time.monotonic() > deadline:
@@ -381,9 +438,11 @@ class Supervisor:
                 await nc.close()
 
     def _watch_nats(self) -> None:
-        if self.nats is not None and self.nats.poll() is not None and not self._stopping.is_set():
-            self._note("nats-server", f"exited with {self.nats.returncode}; restarting it")
-            self.nats = self._start_nats()
+        for index, node in enumerate(self.nats_nodes):
+            if node is not None and node.poll() is not None and not self._stopping.is_set():
+                self._note(self.node_name(index), f"exited with {node.returncode}; restarting it")
+                self.nats_nodes[index] = None
+                self.nats_nodes[index] = self._start_node(index)
 
     async def _watch(self, nc, child: Child) -> None:
         now = time.monotonic()
@@ -451,8 +510,9 @@ class Supervisor:
 
     def pids(self) -> dict[str, int]:
         out = {name: p.pid for name, p in self.children.items()}
-        if self.nats:
-            out["nats-server"] = self.nats.pid
+        for index, node in enumerate(self.nats_nodes):
+            if node is not None:
+                out[self.node_name(index)] = node.pid
         return out
 
     # -- stop ----------------------------------------------------------------
@@ -478,14 +538,16 @@ class Supervisor:
                 proc.wait()
         with self._lock:
             self._children.clear()
-        if self.nats and self.nats.poll() is None:
-            self.nats.send_signal(signal.SIGTERM)
+        nodes = [node for node in self.nats_nodes if node is not None and node.poll() is None]
+        for node in nodes:
+            node.send_signal(signal.SIGTERM)
+        for node in nodes:
             try:
-                self.nats.wait(timeout)
+                node.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.nats.kill()
-                self.nats.wait()
-        self.nats = None
+                node.kill()
+                node.wait()
+        self.nats_nodes = []
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
