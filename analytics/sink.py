@@ -36,7 +36,7 @@ from services.config import config_from_env, settings_from_env
 from services.runtime import metrics, process
 
 log = logging.getLogger("sluice.sink")
-DURABLE = "analytics-sink"
+DURABLE = subjects.SINK_DURABLE
 ACK_WAIT_S = 5.0
 OUTAGE_PAUSE_S = 1.0
 # How long a pull waits for a batch to fill: a row is visible no later than

@@ -168,6 +168,7 @@ class IngressApp:
                 try:
                     self.gw = Gateway(await process.connect("ingress"), self.settings)
                     metrics.sample(metrics.HTTP_IN_FLIGHT, lambda: self.in_flight)
+                    self.gw.in_flight = lambda: self.in_flight
                     await self.gw.start()
                     self.prompt_bus = PromptBus(self.gw)
                     await self.prompt_bus.start()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
+import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
@@ -19,6 +21,7 @@ from schemas.control import (
     decode_tenant,
 )
 from schemas.envelope import Origin, PromptRef, Span
+from schemas.lifecycle import decode_beat
 from schemas.prompts import decode_prompt, decode_version
 from schemas.replies import Failure, Final
 from services import records, routing
@@ -62,7 +65,9 @@ class Gateway:
         )
         # Settles what policy reserved for a request whose provider died.
         self.counters = Counters(nc.jetstream(), self.events)
-        self.heartbeat = process.Heartbeat(nc, process.instance_name("ingress"))
+        # Requests this process holds, told by the app (model calls, prompt APIs).
+        self.in_flight: Callable[[], int] = lambda: 0
+        self.heartbeat = process.Heartbeat(nc, process.instance_name("ingress"), in_flight=lambda: self.in_flight())
         # Which stages have a live process, from every process's heartbeat.
         self.readiness = Readiness()
         self._metrics: asyncio.Task[None] | None = None
@@ -86,7 +91,11 @@ class Gateway:
 
     async def _on_beat(self, msg: Msg) -> None:
         # Only the names of known stages count (a beat is anyone's who may publish it).
-        self.readiness.saw(msg.data.decode(errors="replace").split(","), time.monotonic())
+        try:
+            beat = decode_beat(msg.data)
+        except msgspec.DecodeError:
+            return
+        self.readiness.saw(beat.serves, time.monotonic())
 
     def ready(self) -> tuple[bool, dict]:
         return self.readiness.report(time.monotonic(), self.nc.is_connected)

@@ -6,7 +6,7 @@ import msgspec
 
 from schemas.envelope import Envelope
 from schemas.events import DeadLetter, EventBatch
-from schemas.lifecycle import ProcessDied
+from schemas.lifecycle import Beat, ProcessDied
 from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Final, Redacted, Replay
 
 Reply = Chunk | Final | Failure | Accepted | Admitted | Redacted
@@ -23,6 +23,7 @@ AnyMessage = (
     | EventBatch
     | DeadLetter
     | ProcessDied
+    | Beat
 )
 
 encoder = msgspec.msgpack.Encoder()

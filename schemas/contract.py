@@ -30,7 +30,7 @@ from schemas.envelope import Envelope
 from schemas.events import DeadLetter, EventBatch
 from schemas.health import BreakerRecord, TryOutcome
 from schemas.jobs import Job, JobClaim, JobQuery, JobResult
-from schemas.lifecycle import ProcessDied
+from schemas.lifecycle import Beat, ProcessDied
 from schemas.prompt_calls import ApiAnswer, ApiCall
 from schemas.prompts import Prompt, PromptVersion
 from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Final, Redacted, Replay
@@ -59,6 +59,7 @@ STRUCTS: tuple[type, ...] = (
     EventBatch,
     DeadLetter,
     ProcessDied,
+    Beat,
     TryOutcome,
     BreakerRecord,
     CacheStore,
@@ -141,8 +142,8 @@ CHANNELS: list[Channel] = [
      "The supervisor tells that a process died."),
     ("processReady", f"{subjects.CONTROL_READY}.{{process}}", {"process": "e.g. provider-1"}, [], "gateway",
      "A process tells the supervisor it serves (an empty message)."),
-    ("processHeartbeat", f"{subjects.CONTROL_HEARTBEAT}.{{process}}", {"process": "e.g. provider-1"}, [],
-     "gateway", "A process says it is alive, once a second (an empty message)."),
+    ("processHeartbeat", f"{subjects.CONTROL_HEARTBEAT}.{{process}}", {"process": "e.g. provider-1"}, ["Beat"],
+     "gateway", "A process says it is alive, once a second: what it serves and holds."),
     ("quota", f"{subjects.QUOTA}.{{counter}}", {"counter": "e.g. rate.key.<id>.rpm.<window>"}, [], "gateway",
      "Shared limit and budget counters (JetStream counter streams SLUICE_RATES and SLUICE_SPEND)."),
     ("controlRecords", "$KV.{bucket}.{key}", {"bucket": "sluice_keys, sluice_tenants, sluice_models, "

@@ -72,6 +72,8 @@ CONTROL_DIED = f"{PREFIX}.control.died"
 DEAD_LETTER = f"{PREFIX}.deadletter.events"
 
 EVENTS_STREAM = "SLUICE_EVENTS"
+# The analytics sink's durable consumer of that stream.
+SINK_DURABLE = "analytics-sink"
 EVENTS_ALL = f"{PREFIX}.events.>"
 
 

@@ -254,7 +254,7 @@ async def serve(stages: list[Stage], stop: asyncio.Event, role: str) -> None:
             subs.append(await nc.subscribe(subject, queue=h.stage.name, cb=h.on_message, pending_msgs_limit=1_000_000))
     instance = process.instance_name(role)
     log.info("%s: serving %s", instance, ", ".join(f"{s.name} ({', '.join(s.listen_on)})" for s in stages))
-    heartbeat = process.Heartbeat(nc, instance, tuple(s.name for s in stages))
+    heartbeat = process.Heartbeat(nc, instance, tuple(s.name for s in stages), in_flight=lambda: len(tasks))
     heartbeat.start()
     flushing = asyncio.create_task(metrics.run_flusher(), name="metrics")
     await process.announce_ready(nc, instance)

@@ -64,6 +64,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         mock_port=None if args.no_mock else args.mock_port,
         clickhouse_dsn=args.clickhouse,
         replicas=args.replicas,
+        cluster=args.cluster,
         separate_stages=args.separate_stages,
     )
     try:
@@ -187,6 +188,16 @@ def cmd_stats(args: argparse.Namespace) -> int:
     records = rows_as_dicts(result["columns"], result["rows"])
     print(json.dumps(records, indent=2) if args.json else render(records, args.minutes))
     return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from services.runtime import status
+
+    try:
+        return status.run(args.nats, args.creds, args.json)
+    except process.GatewayNotRunning as exc:
+        print(f"sluice status: {exc}", file=sys.stderr)
+        return 1
 
 
 def cmd_analytics_migrate(args: argparse.Namespace) -> int:
@@ -315,12 +326,11 @@ def cmd_nats_user_create(args: argparse.Namespace) -> int:
         print(f"sluice nats-user: {exc}", file=sys.stderr)
         return 2
     creds = credentials.ensure(home, user, args.nats)
-    nats_dir = home / "nats"
-    if nats_dir.exists():
+    running = False
+    # Every node of a cluster has its own copy of the users ("nats", "nats-2", ...).
+    for nats_dir in [d for d in sorted(home.glob("nats*")) if d.is_dir() and d.name.partition("-")[0] == "nats"]:
         nats_server.write_auth(nats_dir, credentials.server_block(credentials.users(home)))
-        running = nats_server.reload(nats_dir)
-    else:
-        running = False
+        running = nats_server.reload(nats_dir) or running
     path = credentials.path_of(home, user)
     print(f"credentials for {creds.user!r} in {path} (mode 600)")
     print(f"  may publish to   sluice.v1.in.>  and read  {creds.inbox_prefix}.>")
@@ -385,11 +395,26 @@ def parser() -> argparse.ArgumentParser:
         "policy, route and provider run together, as many times as the most any of them is given",
     )
     up.add_argument(
+        "--cluster",
+        type=int,
+        default=1,
+        choices=range(1, 6),
+        metavar="N",
+        help="NATS nodes clustered on loopback (clients on --nats-port and the N-1 ports after it, routes "
+        "2000 above): with 3, every stream and bucket keeps 3 copies and one node may die",
+    )
+    up.add_argument(
         "--separate-stages",
         action="store_true",
         help="run policy, routing and the provider each in its own process instead of together in a pipeline",
     )
     up.set_defaults(func=cmd_up)
+
+    status = sub.add_parser("status", help="processes, replicas, in-flight work, event lag, NATS and ClickHouse")
+    status.add_argument("--json", action="store_true")
+    status.add_argument("--nats", default=process.nats_url())
+    status.add_argument("--creds", default=default_creds(), help="NATS credentials file (default: .sluice's admin)")
+    status.set_defaults(func=cmd_status)
 
     analytics = sub.add_parser("analytics", help="the ClickHouse side: migrations, re-costing")
     analytics_actions = analytics.add_subparsers(dest="action", required=True)

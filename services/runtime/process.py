@@ -14,7 +14,8 @@ from typing import TypeVar
 import nats
 from nats.aio.client import Client
 
-from schemas import subjects
+from schemas import bus, subjects
+from schemas.lifecycle import Beat
 from services.runtime import credentials
 
 T = TypeVar("T")
@@ -149,13 +150,17 @@ async def announce_ready(nc: Client, name: str) -> None:
 class Heartbeat:
     """Publishes ``<name>`` alive once a second from the process's event loop:
     a process that is stopped, deadlocked or stuck in a loop stops beating,
-    and the supervisor replaces it. The beat names the stages the process
-    serves (comma-separated), for the ingress's readiness check."""
+    and the supervisor replaces it. The beat (``Beat``) names the stages the
+    process serves, for the ingress's readiness check, and the requests it
+    holds, for ``sluice status``."""
 
-    def __init__(self, nc: Client, name: str, serves: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, nc: Client, name: str, serves: tuple[str, ...] = (), in_flight: Callable[[], int] = lambda: 0
+    ) -> None:
         self._nc = nc
         self._subject = f"{subjects.CONTROL_HEARTBEAT}.{name}"
-        self._payload = ",".join(serves).encode()
+        self._serves = list(serves)
+        self._in_flight = in_flight
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -163,8 +168,9 @@ class Heartbeat:
 
     async def _beat(self) -> None:
         while True:
+            beat = Beat(serves=self._serves, in_flight=self._in_flight(), pid=os.getpid())
             with contextlib.suppress(nats.errors.Error):  # reconnecting: the next beat will do
-                await self._nc.publish(self._subject, self._payload)
+                await self._nc.publish(self._subject, bus.encode(beat))
             await asyncio.sleep(HEARTBEAT_S)
 
     def stop(self) -> None:

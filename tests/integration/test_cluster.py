@@ -7,7 +7,10 @@ once: the mock upstream's own count is the reference."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,6 +51,27 @@ def test_every_stream_and_bucket_keeps_three_copies(cluster: Stack) -> None:
     found = asyncio.run(replicas())
     assert subjects.EVENTS_STREAM in found and f"KV_{subjects.KV_KEYS}" in found
     assert set(found.values()) == {3}, found
+
+
+def test_status_shows_replicas_the_cluster_and_clickhouse(cluster: Stack) -> None:
+    args = ["--nats", cluster.nats_url, "--creds", cluster.creds("admin")]
+    out = subprocess.run(
+        [sys.executable, "-m", "services.runtime.cli", "status", "--json", *args], capture_output=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    status = json.loads(out.stdout)
+    pids = cluster.supervisor.pids()
+    beating = {p["name"]: p["pid"] for p in status["processes"]}
+    assert beating == {n: pid for n, pid in pids.items() if not n.startswith(("nats-server", "mock"))}
+    assert status["stages"]["provider"] == ["pipeline", "pipeline-1"]
+    assert len(status["stages"]["redact"]) == 2 and status["stages"]["sink"] == ["sink"]
+    copies = status["events_stream"]
+    assert len(copies) == 3 and sum(c["leader"] for c in copies) == 1
+    assert status["clickhouse"] == "ok" and status["events_pending"] is not None
+    text = subprocess.run(
+        [sys.executable, "-m", "services.runtime.cli", "status", *args], capture_output=True, text=True, timeout=60
+    ).stdout
+    assert "provider   2 replicas  (pipeline, pipeline-1)" in text and "ClickHouse  ok" in text
 
 
 def test_a_killed_nats_node_loses_nothing(cluster: Stack) -> None:
