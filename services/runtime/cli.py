@@ -305,7 +305,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
     records = config_mod.control_records(config_mod.load(args.config))
 
     try:
-        warnings = process.run_tool(args.nats, args.creds, lambda nc: bootstrap.prepare(nc, records))
+        warnings = process.run_tool(args.nats, args.creds, lambda nc: bootstrap.prepare(nc, records, args.replicas))
     except process.GatewayNotRunning as exc:
         print(f"sluice seed: {exc}", file=sys.stderr)
         return 1
@@ -335,6 +335,18 @@ def cmd_nats_user_create(args: argparse.Namespace) -> int:
     print(f"credentials for {creds.user!r} in {path} (mode 600)")
     print(f"  may publish to   sluice.v1.in.>  and read  {creds.inbox_prefix}.>")
     print("  the running gateway's NATS took them" if running else "  they take effect at the next `sluice up`")
+    return 0
+
+
+def cmd_nats_user_roles(args: argparse.Namespace) -> int:
+    """For a deployment not made by `sluice up` (compose/): one user per role,
+    and the ``authorization`` block every NATS node includes."""
+    home = Path(args.home)
+    for user in credentials.ROLES:
+        credentials.ensure(home, user, args.nats)
+    nats_server.write_auth(home, credentials.server_block(credentials.users(home)))
+    print(f"credentials for {', '.join(credentials.ROLES)} in {home / 'creds'} (mode 600)")
+    print(f"nats-server authorization in {home / nats_server.AUTH_CONF}: include it in every node's config")
     return 0
 
 
@@ -465,6 +477,14 @@ def parser() -> argparse.ArgumentParser:
 
     seed = sub.add_parser("seed", help="create the event stream and KV buckets and load a config into them")
     seed.add_argument("--config", required=True)
+    seed.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        choices=range(1, 6),
+        metavar="R",
+        help="copies of each stream and bucket (3 on a 3-node cluster)",
+    )
     seed.add_argument("--nats", default=process.nats_url())
     seed.add_argument("--creds", default=default_creds(), help="NATS credentials file (default: .sluice's admin)")
     seed.set_defaults(func=cmd_seed)
@@ -476,6 +496,12 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--home", default=os.environ.get("SLUICE_HOME", ".sluice"))
     create.add_argument("--nats", default=process.nats_url())
     create.set_defaults(func=cmd_nats_user_create)
+    roles = users_sub.add_parser(
+        "roles", help="credentials for every gateway role, and the nats-server authorization file (a deployment)"
+    )
+    roles.add_argument("--home", required=True, help="where to write creds/<role>.json and sluice-auth.conf")
+    roles.add_argument("--nats", default=process.nats_url())
+    roles.set_defaults(func=cmd_nats_user_roles)
 
     admin_cli.add_parsers(sub)
     prompts_cli.add_parser(sub, process.nats_url(), default_creds())
