@@ -61,6 +61,13 @@ def _http_error(_: Request, exc: HTTPException) -> Response:
     return _error(status, type_, code, str(exc.detail))
 
 
+def _not_utf8(_: Request, exc: UnicodeDecodeError) -> Response:
+    # Litestar decodes the body as UTF-8 before msgspec sees it, and lets the error out.
+    return _error(
+        400, ErrorType.INVALID_REQUEST.value, "invalid_encoding", f"The body is not valid UTF-8: {exc.reason}."
+    )
+
+
 def _crash(request: Request, exc: Exception) -> Response:
     log.exception("admin API failed on %s %s", request.method, request.url.path, exc_info=exc)
     return _error(500, ErrorType.SERVER.value, "internal_error", "The admin API failed on this request.")
@@ -103,6 +110,7 @@ def build(gateway: Any, store: ControlStore) -> Litestar:
             # handler; Litestar finds their handlers by status code.
             404: _http_error,
             405: _http_error,
+            UnicodeDecodeError: _not_utf8,
             Exception: _crash,
         },
         request_max_body_size=MAX_BODY_BYTES,
