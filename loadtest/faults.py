@@ -66,14 +66,14 @@ class Report(msgspec.Struct):
     window_ns: tuple[int, int]
 
 
-def _call(client: openai.OpenAI, stream: bool) -> Outcome:
+def _call(client: openai.OpenAI, stream: bool, model: str) -> Outcome:
     started = time.monotonic()
     request_id = ""
     messages = [{"role": "user", "content": STREAMED if stream else COMPLETE}]
     try:
         if stream:
             raw = client.chat.completions.with_raw_response.create(
-                model="demo-model",
+                model=model,
                 messages=messages,
                 stream=True,
                 stream_options={"include_usage": True},
@@ -83,9 +83,7 @@ def _call(client: openai.OpenAI, stream: bool) -> Outcome:
             for _ in raw.parse():
                 pass
         else:
-            raw = client.chat.completions.with_raw_response.create(
-                model="demo-model", messages=messages, extra_headers=FRESH
-            )
+            raw = client.chat.completions.with_raw_response.create(model=model, messages=messages, extra_headers=FRESH)
             request_id = raw.headers.get("x-request-id", "")
             raw.parse()
         return Outcome(started, time.monotonic(), stream, 200, request_id)
@@ -119,6 +117,7 @@ def run(
     callers: int = 6,
     before_s: float = 1.5,
     after_s: float = 7.0,
+    model: str = "demo-model",
 ) -> Report:
     """Drive the gateway with ``callers`` threads; ``act`` (the fault: a
     signal, or a rolling restart that takes a while) runs ``before_s`` in,
@@ -132,7 +131,7 @@ def run(
         with openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=40) as client:
             n = 0
             while time.monotonic() < end_at:
-                outcome = _call(client, stream=(index + n) % 2 == 1)
+                outcome = _call(client, (index + n) % 2 == 1, model)
                 with lock:
                     outcomes.append(outcome)
                 if outcome.result == "connection":

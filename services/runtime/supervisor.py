@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO
 
 import msgspec
+from nats.js.errors import APIError
 
 from schemas import bus, subjects
 from schemas.lifecycle import ProcessDied
@@ -59,6 +60,8 @@ BACKOFF_FIRST_S = 0.25
 BACKOFF_MAX_S = 10.0
 BACKOFF_RESET_S = 30.0
 MONITOR_TICK_S = 0.1
+# JetStream's "no suitable peers for placement".
+NO_PLACEMENT = 10005
 
 
 def process_of(stage: str, *, separate_stages: bool = False) -> str:
@@ -320,6 +323,18 @@ class Supervisor:
     def _node_server_name(self, index: int) -> str:
         return self._server_name if self.layout.cluster == 1 else f"{self._server_name}-n{index + 1}"
 
+    async def _prepare(self, nc, records: config_mod.ControlRecords, deadline: float) -> None:
+        """Streams, buckets and records. A cluster's nodes join one by one:
+        until enough have, a stream with 3 copies finds no place (10005)."""
+        while True:
+            try:
+                await bootstrap.prepare(nc, records, self.layout.stream_replicas)
+                return
+            except APIError as exc:
+                if self.layout.cluster == 1 or exc.err_code != NO_PLACEMENT or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.25)
+
     async def _wait_for_jetstream(self, nc, deadline: float) -> None:
         """A cluster's JetStream answers once its nodes elected a leader."""
         js = nc.jetstream()
@@ -342,7 +357,7 @@ class Supervisor:
                 raise StartupError(f"the NATS answering on port {self.layout.nats_port} is not the one Sluice started")
             deadline = time.monotonic() + timeout
             await self._wait_for_jetstream(nc, deadline)
-            await bootstrap.prepare(nc, records, self.layout.stream_replicas)
+            await self._prepare(nc, records, deadline)
             ready: set[str] = set()
 
             async def on_ready(msg) -> None:

@@ -11,9 +11,11 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from loadtest import faults
@@ -23,14 +25,23 @@ from tests.integration.test_faults import (
     assert_every_request_ended_cleanly,
     assert_rows_match_what_the_upstream_answered,
 )
-from tests.stack import DEMO_KEY, REDACT_KEY, Stack
+from tests.stack import DEMO_KEY, REDACT_KEY, Stack, mock_deployment
 
 REPLICAS = {"provider": 2, "redact": 2, "cache": 2, "ingress": 2}
+# Long enough for events to pile up; `python -m loadtest.reliability` holds it a minute.
+OUTAGE_S = 10
+# A model served by one mock upstream that a test makes misbehave for a while.
+FLAKY = """
+[[models]]
+name = "flaky"
+retries = 0
+""" + mock_deployment("flaky", timeout_s=1)
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = Stack(Path(tmp_path_factory.mktemp("cluster")), timeout_s=30, cluster=3, replicas=REPLICAS).start()
+    home = Path(tmp_path_factory.mktemp("cluster"))
+    s = Stack(home, timeout_s=30, extra_config=FLAKY, cluster=3, replicas=REPLICAS).start()
     yield s
     s.stop()
 
@@ -96,3 +107,65 @@ def test_a_killed_replica_fails_only_what_it_held(cluster: Stack, name: str) -> 
     assert all(o.started < report.killed_at for o in failed), failed
     assert len(failed) <= 6, failed  # at most one per caller
     print(f"{name}: {len(report.outcomes)} requests, {len(failed)} failed")
+
+
+def assert_one_row_each_as_the_client_saw_it(stack: Stack, report: faults.Report) -> None:
+    for o in report.outcomes:
+        assert o.request_id, o
+        rows = stack.query("request", request_id=o.request_id)["rows"]
+        if not rows:
+            stack.request_row(o.request_id)  # waits while the sink catches up
+            rows = stack.query("request", request_id=o.request_id)["rows"]
+        assert len(rows) == 1, (o, rows)
+        row = stack.request_row(o.request_id)
+        if o.result == 200:
+            assert row["status"] == 200 and row["cost_pico_usd"] > 0, row
+        elif isinstance(o.result, int):
+            assert row["status"] == o.result, (o, row)
+        else:  # an error event after the stream began
+            assert row["status"] >= 400, (o, row)
+
+
+@pytest.mark.parametrize(
+    ("fault", "streams_only"), [("[mock:status=500]", False), ("[mock:hang]", False), ("[mock:cut_after=2]", True)]
+)
+def test_an_upstream_failing_for_a_while_gets_clear_errors_and_recovers(
+    cluster: Stack, fault: str, streams_only: bool
+) -> None:
+    upstream = f"{cluster.mock_url}/mock/upstreams/flaky"
+
+    def misbehave() -> None:
+        httpx.put(upstream, json={"directives": fault}, timeout=5).raise_for_status()
+        time.sleep(3)
+        httpx.delete(upstream, timeout=5).raise_for_status()
+        lifted.append(time.monotonic())
+
+    lifted: list[float] = []
+    report = faults.run(
+        cluster.base_url, [DEMO_KEY], cluster.mock_url, fault, misbehave, before_s=1, after_s=3, model="flaky"
+    )
+    assert_every_request_ended_cleanly(report)
+    during = [
+        o
+        for o in report.outcomes
+        if report.killed_at + 0.5 < o.started < lifted[0] - 1.5 and (o.stream or not streams_only)
+    ]
+    assert during and all(o.result != 200 and o.json_error for o in during), during[:3]
+    # Once the upstream behaves, so does everything (a hang ends at its 1 s timeout).
+    after = [o for o in report.outcomes if o.started > lifted[0] + 1.5]
+    assert after and all(o.result == 200 for o in after), [o for o in after if o.result != 200][:3]
+    assert_one_row_each_as_the_client_saw_it(cluster, report)
+
+
+def test_the_sink_stopped_under_load_loses_no_row(cluster: Stack) -> None:
+    sup = cluster.supervisor
+
+    def outage() -> None:
+        sup.hold("sink")
+        time.sleep(OUTAGE_S)
+        sup.release("sink")
+
+    report = load_during(cluster, "sink stopped", outage)
+    # The request path does not depend on analytics.
+    assert all(o.result == 200 for o in report.outcomes), [o for o in report.outcomes if o.result != 200][:3]
+    assert_one_row_each_as_the_client_saw_it(cluster, report)
