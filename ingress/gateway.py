@@ -28,7 +28,7 @@ from services import records, routing
 from services.config import GatewaySettings
 from services.prompt_api import PromptBook
 from services.readiness import Readiness
-from services.runtime import metrics, process
+from services.runtime import metrics, process, tracing
 from services.runtime.events import EventPublisher
 from services.runtime.kv import KeyIndex, KvMirror
 from services.runtime.kv_writer import KvWriter
@@ -81,6 +81,7 @@ class Gateway:
         await self.nc.subscribe(f"{subjects.CONTROL_HEARTBEAT}.*", cb=self._on_beat)
         self.events.start()
         self._metrics = asyncio.create_task(metrics.run_flusher(), name="metrics")
+        tracing.setup(process.instance_name("ingress"))
 
     async def serving(self) -> None:
         """Tell the supervisor this process takes connections: called once
@@ -109,6 +110,7 @@ class Gateway:
             await mirror.stop()
         await self.counters.close()
         await self.events.close()
+        await asyncio.to_thread(tracing.shutdown)
         await self.nc.drain()
 
     def record(
@@ -127,6 +129,7 @@ class Gateway:
         origin: Origin = "http",
         prompt: PromptRef | None = None,
         trace_id: str = "",
+        parent_span_id: str = "",
     ) -> None:
         row = records.request_event(
             request_id=request_id,
@@ -146,3 +149,4 @@ class Gateway:
         )
         self.events.emit(row)
         metrics.request_ended(row)
+        tracing.request_ended(row, parent_span_id)

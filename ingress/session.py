@@ -112,6 +112,7 @@ class BusSession:
         self.redacted = False
         # The caller's W3C trace id (a valid traceparent), for rows made here.
         self.trace_id = ""
+        self.parent_span_id = ""
 
     @property
     def id_header(self) -> list[tuple[bytes, bytes]]:
@@ -130,7 +131,7 @@ class BusSession:
         traceparent: str = "",
     ) -> None:
         self.body, self.embeddings, self.prompt = body, embeddings, prompt
-        self.trace_id = trace.trace_id(traceparent)
+        self.trace_id, self.parent_span_id = trace.parse(traceparent)
         # The ingress's own time rides with the request: the stage that ends it records it.
         self.spans.append(Span("ingress", self.received_ns, time.time_ns()))
         env = Envelope(
@@ -371,6 +372,7 @@ class BusSession:
                 origin=self.origin,
                 prompt=self.prompt,
                 trace_id=self.trace_id,
+                parent_span_id=self.parent_span_id,
             )
 
     async def cancel(self) -> None:

@@ -56,6 +56,8 @@ class Report(msgspec.Struct):
     # What was done, e.g. "SIGKILL pipeline" or "rolling restart".
     fault: str
     killed_at: float
+    # When the fault's action returned (a rolling restart, an outage: its end).
+    fault_ended: float
     outcomes: list[Outcome]
     # Seconds from the kill to the end of the first successful request that
     # started after it; None if none succeeded.
@@ -148,7 +150,8 @@ def run(
     try:
         act()
     finally:
-        end_at = time.monotonic() + after_s
+        fault_ended = time.monotonic()
+        end_at = fault_ended + after_s
     for t in threads:
         t.join(120)
     until_ns = time.time_ns()
@@ -158,6 +161,7 @@ def run(
     return Report(
         fault=fault,
         killed_at=killed_at,
+        fault_ended=fault_ended,
         outcomes=outcomes,
         serving_again_s=min(firsts) if firsts else None,
         failed=sum(1 for o in after if o.result != 200),

@@ -138,6 +138,9 @@ class Envelope(BusMessage, tag="chat.request"):
     # Set by policy alone, from a valid ``traceparent`` header on the request
     # (the ingress passes the HTTP caller's on): recorded on the request's row.
     trace_id: str = ""
+    # The caller's span in that trace: the parent of the request's own spans
+    # (OpenTelemetry, when an exporter is configured). Set by policy alone too.
+    parent_span_id: str = ""
 
     @property
     def model(self) -> str:

@@ -13,17 +13,22 @@ import re
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:-.*)?")
 
 
-def trace_id(traceparent: str | None) -> str:
-    """The trace id of a valid ``traceparent``, else ""."""
+def parse(traceparent: str | None) -> tuple[str, str]:
+    """(trace id, the caller's span id) of a valid ``traceparent``, else ("", "")."""
     if not traceparent or len(traceparent) > 512:
-        return ""
+        return "", ""
     m = _TRACEPARENT.fullmatch(traceparent.strip())
     if m is None:
-        return ""
+        return "", ""
     version, trace, parent, _flags = m.groups()
     if version == "ff" or trace == "0" * 32 or parent == "0" * 16:
-        return ""
+        return "", ""
     # Version 00 has exactly four fields; later versions may append more.
     if version == "00" and len(traceparent.strip()) != 55:
-        return ""
-    return trace
+        return "", ""
+    return trace, parent
+
+
+def trace_id(traceparent: str | None) -> str:
+    """The trace id of a valid ``traceparent``, else ""."""
+    return parse(traceparent)[0]

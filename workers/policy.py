@@ -66,7 +66,8 @@ class PolicyStage:
     async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg | None, start_ns: int) -> None:
         assert msg is not None  # the entry stage: requests come in from the bus only
         # First: a row written for a refusal below must not carry a trace id the caller planted.
-        env.trace_id = trace.trace_id(msg.headers.get(subjects.TRACEPARENT_HEADER) if msg.headers else None)
+        traceparent = msg.headers.get(subjects.TRACEPARENT_HEADER) if msg.headers else None
+        env.trace_id, env.parent_span_id = trace.parse(traceparent)
         from_ingress = msg.subject == subjects.FROM_INGRESS
         # A reservation is policy's to make. Only the ingress may bring one: on a
         # request it sends again, the one policy made for the first copy.

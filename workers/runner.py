@@ -36,7 +36,7 @@ from schemas.replies import Failure, Final
 from services import admission, records, reply_split
 from services.config import settings_from_env
 from services.reply_log import ReplyLog
-from services.runtime import metrics, process, quota
+from services.runtime import metrics, process, quota, tracing
 from services.runtime.events import EventPublisher
 
 log = logging.getLogger("sluice.stage")
@@ -130,6 +130,7 @@ class StageContext:
         )
         self.events.emit(row)
         metrics.request_ended(row)
+        tracing.request_ended(row, env.parent_span_id)
         if billed:
             await self.events.flush_now()
         # A failure may end a request before policy checked its reply subject:
@@ -253,6 +254,7 @@ async def serve(stages: list[Stage], stop: asyncio.Event, role: str) -> None:
             local[subject] = h.take
             subs.append(await nc.subscribe(subject, queue=h.stage.name, cb=h.on_message, pending_msgs_limit=1_000_000))
     instance = process.instance_name(role)
+    tracing.setup(instance)
     log.info("%s: serving %s", instance, ", ".join(f"{s.name} ({', '.join(s.listen_on)})" for s in stages))
     heartbeat = process.Heartbeat(nc, instance, tuple(s.name for s in stages), in_flight=lambda: len(tasks))
     heartbeat.start()
@@ -267,6 +269,7 @@ async def serve(stages: list[Stage], stop: asyncio.Event, role: str) -> None:
         await h.stage.stop()
     await counters.close()
     await events.close()
+    await asyncio.to_thread(tracing.shutdown)
     await nc.drain()
 
 

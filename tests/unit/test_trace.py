@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.trace import trace_id
+from services.trace import parse, trace_id
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -11,6 +11,8 @@ def test_a_valid_traceparent_gives_its_trace_id() -> None:
     assert trace_id(f"00-{TRACE}-00f067aa0ba902b7-01") == TRACE
     assert trace_id(f" 00-{TRACE}-00f067aa0ba902b7-00 ") == TRACE
     assert trace_id(f"01-{TRACE}-00f067aa0ba902b7-01-later-fields") == TRACE  # a later version may add fields
+    # The caller's span: the parent of the request's own spans.
+    assert parse(f"00-{TRACE}-00f067aa0ba902b7-01") == (TRACE, "00f067aa0ba902b7")
 
 
 @pytest.mark.parametrize(
@@ -29,4 +31,4 @@ def test_a_valid_traceparent_gives_its_trace_id() -> None:
     ],
 )
 def test_anything_else_is_ignored(header: str | None) -> None:
-    assert trace_id(header) == ""
+    assert trace_id(header) == "" and parse(header) == ("", "")
