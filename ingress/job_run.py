@@ -62,8 +62,12 @@ def claim_subject(request_id: str) -> str:
 
 
 class JobRun:
-    def __init__(self, gw: Gateway, job_id: str, api: str, slug: str, api_key: str, tenant_id: str) -> None:
+    def __init__(
+        self, gw: Gateway, job_id: str, api: str, slug: str, api_key: str, tenant_id: str, traceparent: str = ""
+    ) -> None:
         self.gw = gw
+        # The submitter's W3C trace context (the job message's header).
+        self.traceparent = traceparent
         self.id = job_id
         self.api = api
         self.slug = slug
@@ -135,7 +139,9 @@ class JobRun:
         session = self._session(api, parsed, deadline)
         try:
             session.quota = quota
-            await session.publish(self.api_key, parsed.body, parsed.embeddings, raw=parsed.raw)
+            await session.publish(
+                self.api_key, parsed.body, parsed.embeddings, raw=parsed.raw, traceparent=self.traceparent
+            )
             whole = await session.collect()
         finally:
             session.close()
@@ -152,6 +158,7 @@ class JobRun:
             received_ns=time.time_ns(),
             origin="job",
             api_key=self.api_key,
+            traceparent=self.traceparent,
         )
         call.deadline_ns = deadline
         return self.result(await call.run())

@@ -143,7 +143,8 @@ class JobRunner:
         if api == "api":
             api = "prompt"
         key_header = msg.headers.get(subjects.API_KEY_HEADER) if msg.headers else None
-        run = JobRun(self.gw, job_id, api, slug, key_header or "", "")
+        traceparent = msg.headers.get(subjects.TRACEPARENT_HEADER, "") if msg.headers else ""
+        run = JobRun(self.gw, job_id, api, slug, key_header or "", "", traceparent)
         try:
             # The key first: a result is kept for its tenant, readable by it alone.
             key = policy.authenticate(key_header, self.gw.keys.by_hash, time.time_ns() // 1_000_000)

@@ -70,6 +70,7 @@ class PromptBus:
             received_ns=received_ns,
             origin="nats",
             api_key=msg.headers.get(subjects.API_KEY_HEADER) if msg.headers else None,
+            traceparent=msg.headers.get(subjects.TRACEPARENT_HEADER, "") if msg.headers else "",
         )
         reply_to = msg.reply if valid_reply_subject(msg.reply or "") else ""
         try:

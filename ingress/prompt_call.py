@@ -45,6 +45,7 @@ class PromptCall:
         api_key: str | None,
         stream: bool = False,
         test: bool = False,
+        traceparent: str = "",
     ) -> None:
         self.gw = gw
         self.slug = slug
@@ -55,6 +56,8 @@ class PromptCall:
         self.api_key = api_key
         self.stream = stream
         self.test = test
+        # The caller's W3C trace context, passed on to each step's request.
+        self.traceparent = traceparent
         self.deadline_ns = received_ns + int(gw.settings.request_timeout_s * 1e9)
         # Known once the slug resolved: the lifecycle headers come from it.
         self.plan: ApiPlan | None = None
@@ -168,7 +171,9 @@ class PromptCall:
         self._current = session
         self.calls += 1
         try:
-            await session.publish(self.api_key, body, prompt=self._ref(step.version, step.label))
+            await session.publish(
+                self.api_key, body, prompt=self._ref(step.version, step.label), traceparent=self.traceparent
+            )
             reply, text = await self._follow(session, on_text)
         finally:
             self._current = None

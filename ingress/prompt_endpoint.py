@@ -56,6 +56,7 @@ async def serve(gw: Gateway, slug: str, scope: Scope, receive: Receive, send: Se
         api_key=header(scope, b"authorization"),
         stream=stream,
         test=(header(scope, b"x-sluice-test") or "").lower() in _TRUE,
+        traceparent=header(scope, b"traceparent") or "",
     )
     try:
         raw = await read_body(scope, receive, gw.settings.max_body_bytes, gw.settings.body_timeout_s)

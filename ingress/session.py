@@ -25,7 +25,7 @@ from schemas.errors import (
     UpstreamError,
 )
 from schemas.quota import Reservation
-from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Final, Redacted, Replay
+from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Final, Redacted, ReplayAsk
 from services import routing, trace
 from services import usage as usage_svc
 from services.reply_split import Assembler
@@ -46,7 +46,7 @@ MAX_RESENDS = 8
 # Replies travel on core NATS, which keeps nothing: one in flight when a
 # NATS node dies is lost. A request its provider took that is silent this
 # long asks that provider to send its replies again from the first one
-# missing (``Replay``); so does a gap in the replies' order, at once, at most
+# missing (``ReplayAsk``); so does a gap in the replies' order, at once, at most
 # MAX_GAP_REPLAYS times. Copies already relayed are dropped by their seq.
 REPLAY_AFTER_S = 2.0
 MAX_GAP_REPLAYS = 3
@@ -321,7 +321,7 @@ class BusSession:
 
     async def _ask_replay(self) -> None:
         self._replay_asked = asyncio.get_running_loop().time()
-        await self.gw.nc.publish(subjects.CONTROL_REPLAY, bus.encode(Replay(id=self.id, from_seq=self.expected_seq)))
+        await self.gw.nc.publish(subjects.CONTROL_REPLAY, bus.encode(ReplayAsk(id=self.id, from_seq=self.expected_seq)))
 
     async def _resend(self) -> None:
         """Publish the request again. A provider that already took it ignores

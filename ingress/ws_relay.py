@@ -89,9 +89,11 @@ def events_of(request_id: str, frames: bytes) -> list[bytes]:
 
 
 class Connection:
-    def __init__(self, gw: Gateway, send: Send, api_key: str) -> None:
+    def __init__(self, gw: Gateway, send: Send, api_key: str, traceparent: str = "") -> None:
         self.gw = gw
         self.api_key = api_key
+        # The upgrade request's W3C trace context: every request on the socket is in that trace.
+        self.traceparent = traceparent
         self.outbox = Outbox(self._send_text, gw.settings.ws_max_waiting_bytes, self._overflow)
         self._ws_send = send
         # client id -> (when it began, its task, how to stop it)
@@ -175,7 +177,9 @@ class Connection:
         )
         holder["session"] = session
         try:
-            await session.publish(self.api_key, parsed.body, parsed.embeddings, raw=parsed.raw)
+            await session.publish(
+                self.api_key, parsed.body, parsed.embeddings, raw=parsed.raw, traceparent=self.traceparent
+            )
             fmt = api.renderer(RequestView(session.id, session.created, session.model, parsed))
             if not parsed.stream:
                 whole = await session.collect()
@@ -230,6 +234,7 @@ class Connection:
             api_key=self.api_key,
             stream=msg.stream,
             test=msg.test,
+            traceparent=self.traceparent,
         )
         holder["call"] = call
 
@@ -276,7 +281,7 @@ async def serve(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None
         return
     except _Gone:
         return
-    conn = Connection(gw, send, api_key or "")
+    conn = Connection(gw, send, api_key or "", header(scope, b"traceparent") or "")
     writer = asyncio.create_task(conn.outbox.run())
     conn.outbox.put("", _json.encode({"type": "ready", "key_id": key.id}))
     try:

@@ -34,8 +34,9 @@ from typing import Any
 
 from schemas.control import ApiKey
 from services.runtime.cli import query
+from services.runtime.layout import Layout, parse_replicas
 from services.runtime.nats_server import free_port
-from services.runtime.supervisor import Layout, Supervisor, parse_replicas
+from services.runtime.supervisor import Supervisor
 
 KEY = "sk-bench-0123456789"
 CLK_TCK = os.sysconf("SC_CLK_TCK")

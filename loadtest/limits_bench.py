@@ -30,9 +30,10 @@ from schemas.control import ApiKey, Budget, Limits
 from services import quota as quota_svc
 from services.runtime import process
 from services.runtime.cli import query
+from services.runtime.layout import Layout
 from services.runtime.nats_server import free_port
 from services.runtime.quota import Counters, QuotaLedger, settle
-from services.runtime.supervisor import Layout, Supervisor
+from services.runtime.supervisor import Supervisor
 
 OPEN_KEY = "sk-bench-open-0123456789"
 LIMITED_KEY = "sk-bench-limited-0123456789"

@@ -7,7 +7,7 @@ import msgspec
 from schemas.envelope import Envelope
 from schemas.events import DeadLetter, EventBatch
 from schemas.lifecycle import Beat, ProcessDied
-from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Final, Redacted, Replay
+from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Final, Redacted, ReplayAsk
 
 Reply = Chunk | Final | Failure | Accepted | Admitted | Redacted
 AnyMessage = (
@@ -19,7 +19,7 @@ AnyMessage = (
     | Admitted
     | Redacted
     | Cancel
-    | Replay
+    | ReplayAsk
     | EventBatch
     | DeadLetter
     | ProcessDied

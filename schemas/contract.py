@@ -33,7 +33,7 @@ from schemas.jobs import Job, JobClaim, JobQuery, JobResult
 from schemas.lifecycle import Beat, ProcessDied
 from schemas.prompt_calls import ApiAnswer, ApiCall
 from schemas.prompts import Prompt, PromptVersion
-from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Final, Redacted, Replay
+from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Final, Redacted, ReplayAsk
 
 HERE = Path(__file__).parent / "contract"
 WIRE_SCHEMA = HERE / "wire.schema.json"
@@ -49,7 +49,7 @@ STRUCTS: tuple[type, ...] = (
     Admitted,
     Redacted,
     Cancel,
-    Replay,
+    ReplayAsk,
     ApiCall,
     ApiAnswer,
     Job,
@@ -126,7 +126,7 @@ CHANNELS: list[Channel] = [
     ("stages", f"{subjects.PREFIX}.stage.{{stage}}", {"stage": "redact, route, cache or call"},
      ["Envelope"], "gateway", "The pipeline: each stage publishes the envelope to the next on its slip."),
     ("controlCancel", subjects.CONTROL_CANCEL, {}, ["Cancel"], "gateway", "The ingress cancels a request."),
-    ("controlReplay", subjects.CONTROL_REPLAY, {}, ["Replay"], "gateway",
+    ("controlReplay", subjects.CONTROL_REPLAY, {}, ["ReplayAsk"], "gateway",
      "The ingress asks the provider holding a request to send its replies again from a seq on."),
     ("cacheStore", subjects.CACHE_STORE, {}, ["CacheStore"], "gateway", "An answer to keep in the response cache."),
     ("health", subjects.HEALTH_ATTEMPT, {}, ["TryOutcome"], "gateway",

@@ -156,7 +156,7 @@ class Cancel(BusMessage, tag="chat.cancel"):
     id: str
 
 
-class Replay(BusMessage, tag="chat.replay"):
+class ReplayAsk(BusMessage, tag="chat.replay"):
     """The ingress heard nothing for a while from the provider that took
     ``id``, or a reply was missing (a NATS node died with it in flight): that
     provider sends its replies from ``from_seq`` on again. The ingress drops

@@ -5,7 +5,7 @@ Replies travel on core NATS, which keeps nothing: a reply in flight when a
 NATS node dies is gone, and the ingress waiting for it would wait until the
 deadline although the upstream answered (and was billed). The provider
 keeps each request's encoded replies while it runs and ``KEEP_NS`` after,
-and sends them again when the ingress asks (``Replay``). Memory stays
+and sends them again when the ingress asks (``ReplayAsk``). Memory stays
 bounded: at most ``MAX_REQUESTS`` finished requests, and ``MAX_BYTES`` per
 request (a longer answer keeps only its last replies; a replay that would
 need the dropped ones cannot be served, and the request ends as before, at

@@ -20,7 +20,7 @@ from schemas.errors import ClientClosed, InternalError, StageStopping, UpstreamT
 from schemas.events import AlertEvent, AttemptEvent, Detection
 from schemas.health import TryOutcome
 from schemas.ids import new_id
-from schemas.replies import Accepted, Cancel, Chunk, Failure, Final, Replay, Timing
+from schemas.replies import Accepted, Cancel, Chunk, Failure, Final, ReplayAsk, Timing
 from services import cache, call_logs, detectors, privacy
 from services import usage as usage_svc
 from services.masking import AnswerRestorer, OutputScanner
@@ -88,7 +88,7 @@ class ProviderStage:
             ask = bus.decode(msg.data)
         except msgspec.DecodeError:
             return
-        if not isinstance(ask, Replay):
+        if not isinstance(ask, ReplayAsk):
             return
         kept = self.replies.replies(ask.id)
         nc = self._nc

@@ -19,7 +19,8 @@ from schemas.control import ApiKey
 from services import config as config_mod
 from services.keys import new_key
 from services.runtime import admin_cli, credentials, logs_cli, nats_server, process, prompts_cli
-from services.runtime.supervisor import Layout, StartupError, Supervisor, parse_replicas
+from services.runtime.layout import Layout, parse_replicas
+from services.runtime.supervisor import StartupError, Supervisor
 
 DEMO_CONFIG = Path(__file__).parent / "demo.toml"
 DEMO_BODY = '{"model": "demo-model", "messages": [{"role": "user", "content": "Hi"}]}'
@@ -49,6 +50,16 @@ def _stop_uninterrupted(sup: Supervisor) -> None:
     sup.stop()
 
 
+def _replicas_for(args: argparse.Namespace) -> dict[str, int]:
+    """A cluster is for surviving a death: two of each stage and of the
+    ingress unless --replicas says otherwise (one sink with the embedded
+    ClickHouse, which is one process's)."""
+    if args.cluster == 1:
+        return args.replicas
+    two = {"provider": 2, "redact": 2, "cache": 2, "ingress": 2, **({"sink": 2} if args.clickhouse else {})}
+    return {**two, **args.replicas}
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     process.setup_logging("supervisor")
     home = Path(args.home).resolve()
@@ -63,7 +74,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         http_port=args.port,
         mock_port=None if args.no_mock else args.mock_port,
         clickhouse_dsn=args.clickhouse,
-        replicas=args.replicas,
+        replicas=_replicas_for(args),
         cluster=args.cluster,
         separate_stages=args.separate_stages,
     )

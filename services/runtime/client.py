@@ -146,14 +146,18 @@ class SluiceClient:
         *,
         variables: dict[str, Any] | None = None,
         submission_id: str | None = None,
+        traceparent: str | None = None,
     ) -> str:
         """Queue a durable job (``api``: chat, messages, embeddings, or
         "api.<slug>" for a prompt API); its id. The same ``submission_id``
-        sent again within a day makes no second job (a safe retry)."""
+        sent again within a day makes no second job (a safe retry); a W3C
+        ``traceparent`` puts the job's requests in the caller's trace."""
         job = Job(body=body, variables=variables or {})
         headers = dict(self.headers)
         if submission_id:
             headers["Nats-Msg-Id"] = submission_id
+        if traceparent:
+            headers[subjects.TRACEPARENT_HEADER] = traceparent
         ack = await self.nc.jetstream().publish(
             subjects.jobs(api), bus.encode(job), stream=subjects.JOBS_STREAM, headers=headers
         )

@@ -26,29 +26,18 @@ import time
 from pathlib import Path
 from typing import IO
 
-import msgspec
 from nats.js.errors import APIError
 
 from schemas import bus, subjects
 from schemas.lifecycle import ProcessDied
 from services import config as config_mod
-from services.runtime import bootstrap, credentials, metrics, nats_server, process
+from services.runtime import bootstrap, credentials, metrics, process
+from services.runtime.layout import PIPELINE, STAGES, Layout, replica_name
+from services.runtime.nats_nodes import NatsNodes
 from services.runtime.nats_server import port_is_free, wait_for_port
 
 log = logging.getLogger("sluice.supervisor")
 
-STAGES = {
-    "policy": ["-m", "workers.policy"],
-    "redact": ["-m", "workers.redaction"],
-    "route": ["-m", "workers.routing"],
-    "cache": ["-m", "workers.cache"],
-    "provider": ["-m", "workers.provider"],
-    "sink": ["-m", "analytics.sink"],
-}
-# The default layout hosts these stages together, handing each request from
-# one to the next in memory: one process per replica, named "pipeline",
-# "pipeline-1", ... (``Layout.separate_stages`` runs each alone instead).
-PIPELINE = ("policy", "route", "provider")
 # Credentials for one internal service are made at start, so the README's
 # NATS example runs as written.
 DEMO_SERVICE = "demo"
@@ -64,90 +53,8 @@ MONITOR_TICK_S = 0.1
 NO_PLACEMENT = 10005
 
 
-def process_of(stage: str, *, separate_stages: bool = False) -> str:
-    """The name of the (first) process that runs ``stage`` in a layout."""
-    return "pipeline" if stage in PIPELINE and not separate_stages else stage
-
-
-def stage_processes(*, separate_stages: bool = False) -> list[str]:
-    """The names of a layout's stage processes (first replicas)."""
-    return list(dict.fromkeys(process_of(stage, separate_stages=separate_stages) for stage in STAGES))
-
-
-def _replica(name: str, index: int) -> str:
-    return name if index == 0 else f"{name}-{index}"
-
-
-def parse_replicas(text: str) -> dict[str, int]:
-    """``route=3,provider=2`` as a dict; a ValueError says what is wrong."""
-    known = {*STAGES, "ingress"}
-    out: dict[str, int] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, _, count = part.partition("=")
-        if name not in known:
-            raise ValueError(f"unknown stage {name!r} in --replicas (known: {', '.join(sorted(known))})")
-        if not count.isdigit() or not 1 <= int(count) <= 64:
-            raise ValueError(f"--replicas {name}= takes a whole number from 1 to 64, not {count!r}")
-        out[name] = int(count)
-    return out
-
-
 class StartupError(RuntimeError):
     """The gateway cannot start as asked; the message says what to change."""
-
-
-class Layout(msgspec.Struct):
-    home: Path
-    config: Path
-    nats_port: int = 4222
-    http_port: int = 8080
-    mock_port: int | None = 9100
-    clickhouse_dsn: str | None = None
-    # Processes per stage, and per "ingress" (its replicas share ``http_port``
-    # through SO_REUSEPORT); 1 for any not named. In the default layout the
-    # pipeline runs as many times as the most any of its stages was given.
-    replicas: dict[str, int] = {}
-    # More ingress processes, one per port, beside the one on ``http_port``.
-    extra_http_ports: list[int] = []
-    # Every stage in its own process, no pipeline (the two layouts are
-    # measured side by side by ``make bench``).
-    separate_stages: bool = False
-    # NATS nodes: 1, or a cluster on loopback whose streams and buckets keep
-    # a copy on each of up to 3 nodes (R3), so one node may die. Node i
-    # (from 0) serves clients on ``nats_port + i`` and the other nodes on
-    # ``nats_port + 2000 + i``, unless the two lists name the ports.
-    cluster: int = 1
-    extra_nats_ports: list[int] = []
-    route_ports: list[int] = []
-    # Each process connects as its role's NATS user, allowed only its own
-    # subjects. Off only to measure what authorization costs.
-    auth: bool = True
-
-    def process_of(self, stage: str) -> str:
-        """The name of the (first) process that runs ``stage``."""
-        return process_of(stage, separate_stages=self.separate_stages)
-
-    @property
-    def nats_ports(self) -> list[int]:
-        extra = self.extra_nats_ports or [self.nats_port + i for i in range(1, self.cluster)]
-        return [self.nats_port, *extra[: self.cluster - 1]]
-
-    @property
-    def cluster_ports(self) -> list[int]:
-        return self.route_ports or [self.nats_port + 2000 + i for i in range(self.cluster)]
-
-    @property
-    def nats_url(self) -> str:
-        """Every node's URL, comma-separated: a client fails over among them."""
-        return ",".join(f"nats://127.0.0.1:{port}" for port in self.nats_ports)
-
-    @property
-    def stream_replicas(self) -> int:
-        return min(self.cluster, 3)
-
-    @property
-    def dsn(self) -> str:
-        return self.clickhouse_dsn or f"chdb://{self.home / 'clickhouse'}"
 
 
 class Child:
@@ -175,14 +82,14 @@ class Supervisor:
     def __init__(self, layout: Layout, extra_keys: dict | None = None) -> None:
         self.layout = layout
         self.extra_keys = extra_keys or {}
-        # One per NATS node, in node order (None: being restarted).
-        self.nats_nodes: list[subprocess.Popen | None] = []
+        self.nats = NatsNodes(
+            layout.home, layout.nats_ports, layout.cluster_ports if layout.cluster > 1 else [], self._authorization
+        )
         self._children: dict[str, Child] = {}
         self._lock_file: IO[str] | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._monitor: threading.Thread | None = None
-        self._server_name = ""
         self._drain_s = config_mod.GatewaySettings().drain_s
         # What the monitor did, for the CLI and the tests: (time, name, why).
         self.restarts: list[tuple[float, str, str]] = []
@@ -254,8 +161,7 @@ class Supervisor:
             # Samples of a gateway run before would be summed with this one's.
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
             self.metrics_dir.mkdir(parents=True)
-            self._server_name = f"sluice-{os.getpid()}-{time.time_ns()}"
-            self.nats_nodes = [self._start_node(i) for i in range(self.layout.cluster)]
+            self.nats.start()
             asyncio.run(self._start_processes(records, timeout))
         except BaseException:
             self.stop()
@@ -293,35 +199,14 @@ class Supervisor:
             if not port_is_free(port):
                 raise StartupError(f"port {port} ({what}) is already in use: free it, or choose another with {flag}")
 
-    def node_name(self, index: int) -> str:
-        """The process name of NATS node ``index``: "nats-server", "nats-server-2", ..."""
-        return "nats-server" if index == 0 else f"nats-server-{index + 1}"
-
-    def node_dir(self, index: int) -> Path:
-        return self.layout.home / ("nats" if index == 0 else f"nats-{index + 1}")
-
-    def _start_node(self, index: int) -> subprocess.Popen:
+    def _authorization(self) -> str:
+        """The users block every NATS node includes (none: anyone may connect)."""
+        if not self.layout.auth:
+            return ""
         home, url = self.layout.home, self.layout.nats_url
-        authorization = ""
-        if self.layout.auth:
-            for user in [*credentials.ROLES, credentials.service_user(DEMO_SERVICE)]:
-                credentials.ensure(home, user, url)
-            authorization = credentials.server_block(credentials.users(home))
-        cluster = ""
-        if self.layout.cluster > 1:
-            routes = self.layout.cluster_ports
-            cluster = nats_server.cluster_block(routes[index], [p for i, p in enumerate(routes) if i != index])
-        return nats_server.start(
-            self.node_dir(index),
-            self.layout.nats_ports[index],
-            home / f"{self.node_name(index).replace('nats-server', 'nats')}.log",
-            self._node_server_name(index),
-            authorization,
-            cluster,
-        )
-
-    def _node_server_name(self, index: int) -> str:
-        return self._server_name if self.layout.cluster == 1 else f"{self._server_name}-n{index + 1}"
+        for user in [*credentials.ROLES, credentials.service_user(DEMO_SERVICE)]:
+            credentials.ensure(home, user, url)
+        return credentials.server_block(credentials.users(home))
 
     async def _prepare(self, nc, records: config_mod.ControlRecords, deadline: float) -> None:
         """Streams, buckets and records. A cluster's nodes join one by one:
@@ -335,28 +220,19 @@ class Supervisor:
                     raise
                 await asyncio.sleep(0.25)
 
-    async def _wait_for_jetstream(self, nc, deadline: float) -> None:
-        """A cluster's JetStream answers once its nodes elected a leader."""
-        js = nc.jetstream()
-        while True:
-            try:
-                await js.account_info()
-                return
-            except Exception as exc:
-                if time.monotonic() > deadline:
-                    raise StartupError(f"NATS JetStream not available after start: {exc!r}") from None
-                await asyncio.sleep(0.2)
-
     async def _start_processes(self, records: config_mod.ControlRecords, timeout: float) -> None:
         nc = await process.connect("supervisor", self.layout.nats_url, self._admin)
         try:
             # Seed only our own nats-server: if another one answers on the
             # port (it was taken between the check and the start), stop here.
             answering = nc._server_info.get("server_name")
-            if answering not in {self._node_server_name(i) for i in range(self.layout.cluster)}:
+            if not self.nats.ours(answering):
                 raise StartupError(f"the NATS answering on port {self.layout.nats_port} is not the one Sluice started")
             deadline = time.monotonic() + timeout
-            await self._wait_for_jetstream(nc, deadline)
+            try:
+                await self.nats.wait_for_jetstream(nc, deadline)
+            except Exception as exc:
+                raise StartupError(f"NATS JetStream not available after start: {exc!r}") from None
             await self._prepare(nc, records, deadline)
             ready: set[str] = set()
 
@@ -371,11 +247,11 @@ class Supervisor:
             await nc.flush()
             for name, args, replicas in self._stage_processes(self.layout.replicas):
                 for i in range(replicas):
-                    self._add(Child(_replica(name, i), args))
+                    self._add(Child(replica_name(name, i), args))
             ingresses = self.layout.replicas.get("ingress", 1)
             ports = [self.layout.http_port] * ingresses + self.layout.extra_http_ports
             for i, port in enumerate(ports):
-                self._add(Child(_replica("ingress", i), ["-m", "ingress", "--port", str(port)]))
+                self._add(Child(replica_name("ingress", i), ["-m", "ingress", "--port", str(port)]))
             if self.layout.mock_port:
                 args = ["-m", "loadtest.mock_upstream", "--port", str(self.layout.mock_port)]
                 self._add(Child("mock-upstream", args, beats=False))
@@ -389,7 +265,7 @@ class Supervisor:
             await nc.close()
         wait_for_port(self.layout.http_port, max(1.0, deadline - time.monotonic()), self.children["ingress"])
         for i, port in enumerate(self.layout.extra_http_ports, ingresses):
-            wait_for_port(port, max(1.0, deadline - time.monotonic()), self.children[_replica("ingress", i)])
+            wait_for_port(port, max(1.0, deadline - time.monotonic()), self.children[replica_name("ingress", i)])
         if self.layout.mock_port:
             wait_for_port(self.layout.mock_port, 10, self.children["mock-upstream"])
 
@@ -444,20 +320,14 @@ class Supervisor:
                     for child in self._children.values():
                         child.last_beat = max(child.last_beat, now) if child.last_beat else 0.0
                 last_tick = now
-                self._watch_nats()
+                if not self._stopping.is_set():
+                    self.nats.restart_exited(self._note)
                 for child in list(self._children.values()):
                     await self._watch(nc, child)
                 await asyncio.sleep(MONITOR_TICK_S)
         finally:
             with contextlib.suppress(Exception):
                 await nc.close()
-
-    def _watch_nats(self) -> None:
-        for index, node in enumerate(self.nats_nodes):
-            if node is not None and node.poll() is not None and not self._stopping.is_set():
-                self._note(self.node_name(index), f"exited with {node.returncode}; restarting it")
-                self.nats_nodes[index] = None
-                self.nats_nodes[index] = self._start_node(index)
 
     async def _watch(self, nc, child: Child) -> None:
         now = time.monotonic()
@@ -525,9 +395,7 @@ class Supervisor:
 
     def pids(self) -> dict[str, int]:
         out = {name: p.pid for name, p in self.children.items()}
-        for index, node in enumerate(self.nats_nodes):
-            if node is not None:
-                out[self.node_name(index)] = node.pid
+        out.update(self.nats.pids())
         return out
 
     # -- stop ----------------------------------------------------------------
@@ -553,16 +421,7 @@ class Supervisor:
                 proc.wait()
         with self._lock:
             self._children.clear()
-        nodes = [node for node in self.nats_nodes if node is not None and node.poll() is None]
-        for node in nodes:
-            node.send_signal(signal.SIGTERM)
-        for node in nodes:
-            try:
-                node.wait(timeout)
-            except subprocess.TimeoutExpired:
-                node.kill()
-                node.wait()
-        self.nats_nodes = []
+        self.nats.stop(timeout)
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None

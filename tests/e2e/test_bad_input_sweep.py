@@ -45,6 +45,21 @@ WRONG_TYPES = [
 ]
 
 
+def mangled(rng: random.Random, good: bytes) -> Iterator[bytes]:
+    """Without end: random bytes, ``good`` cut short, ``good`` with bytes changed."""
+    while True:
+        kind = rng.randrange(3)
+        if kind == 0:
+            yield rng.randbytes(rng.randrange(1, 4096))
+        elif kind == 1:
+            yield good[: rng.randrange(1, len(good))]
+        else:
+            cut = bytearray(good)
+            for _ in range(rng.randrange(1, 6)):
+                cut[rng.randrange(len(cut))] = rng.randrange(256)
+            yield bytes(cut)
+
+
 def hostile_bodies(rng: random.Random) -> Iterator[bytes]:
     valid = json.dumps(VALID).encode()
     for case in WRONG_TYPES:
@@ -57,17 +72,7 @@ def hostile_bodies(rng: random.Random) -> Iterator[bytes]:
     yield b'{"model": "demo-model", "temperature": NaN, "messages": []}'
     yield b"1e999999"
     yield b""
-    while True:
-        kind = rng.randrange(3)
-        if kind == 0:
-            yield rng.randbytes(rng.randrange(1, 2048))
-        elif kind == 1:
-            yield valid[: rng.randrange(1, len(valid))]
-        else:
-            cut = bytearray(valid)
-            for _ in range(rng.randrange(1, 6)):
-                cut[rng.randrange(len(cut))] = rng.randrange(256)
-            yield bytes(cut)
+    yield from mangled(rng, valid)
 
 
 @pytest.fixture(scope="module")
@@ -127,17 +132,7 @@ def bus_payloads(rng: random.Random) -> Iterator[bytes]:
     yield b"\xdd\xff\xff\xff\xff"  # an array claiming 4 billion items
     yield json.dumps({"variables": {"text": 1}, "stream": "no"}).encode()
     yield b"\x91" * 100_000 + b"\xc0"
-    while True:
-        kind = rng.randrange(3)
-        if kind == 0:
-            yield rng.randbytes(rng.randrange(1, 4096))
-        elif kind == 1:
-            yield good[: rng.randrange(1, len(good))]
-        else:
-            cut = bytearray(good)
-            for _ in range(rng.randrange(1, 6)):
-                cut[rng.randrange(len(cut))] = rng.randrange(256)
-            yield bytes(cut)
+    yield from mangled(rng, good)
 
 
 async def _sweep_bus(stack: Stack, rng: random.Random) -> int:

@@ -152,6 +152,15 @@ def test_summarize_fills_its_variable_and_answers_the_models_text(apis: Stack, h
     assert int(call["cost_pico_usd"]) == int(child["cost_pico_usd"]) == body["cost"]["pico_usd"] > 0
 
 
+def test_a_calls_traceparent_is_on_each_steps_row(apis: Stack, http: httpx.Client) -> None:
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    traceparent = f"00-{trace}-00f067aa0ba902b7-01"
+    r = http.post("/apis/summarize", json={"text": "traced [mock:echo]"}, headers={"traceparent": traceparent})
+    assert r.status_code == 200, r.text
+    [child] = children(apis, r.json()["request_id"], 1)
+    assert child["trace_id"] == trace
+
+
 def test_translate_uses_the_default_and_the_given_language(apis: Stack, http: httpx.Client) -> None:
     assert http.post("/apis/translate", json={"text": "Hallo"}).status_code == 200
     assert "into French." in last_upstream_request(apis)["messages"][0]["content"]

@@ -104,6 +104,23 @@ def test_twenty_streams_share_one_connection_and_one_is_cancelled(ws_stack: Stac
     ws_stack.wait_upstream_cancelled(before)
 
 
+def test_the_upgrades_traceparent_is_on_every_request_of_the_socket(ws_stack: Stack) -> None:
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    headers = {"authorization": f"Bearer {DEMO_KEY}", "traceparent": f"00-{trace}-00f067aa0ba902b7-01"}
+
+    async def go() -> dict[str, list[dict]]:
+        async with connect(ws_url(ws_stack), additional_headers=headers) as ws:
+            assert json.loads(await ws.recv())["type"] == "ready"
+            await ws.send(chat("t1", "traced [mock:chunks=2]", stream=False))
+            await ws.send(chat("t2", "traced [mock:chunks=2]", stream=False))
+            return await collect(ws, {"t1", "t2"})
+
+    seen = asyncio.run(go())
+    for rid in ("t1", "t2"):
+        answer = seen[rid][-1]["body"]
+        assert ws_stack.request_row(answer["id"].removeprefix("chatcmpl-"))["trace_id"] == trace
+
+
 def test_each_api_answers_on_the_same_connection(ws_stack: Stack) -> None:
     async def go() -> dict[str, list[dict]]:
         async with await open_ws(ws_stack) as ws:

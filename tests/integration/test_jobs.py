@@ -69,6 +69,27 @@ def test_a_chat_job_and_a_prompt_job_end_with_results_and_rows(jobs_stack: Stack
     assert (row["origin"], row["status"], int(row["cost_pico_usd"])) == ("job", 200, chat.result.cost.total)
 
 
+def test_a_jobs_traceparent_is_on_its_requests_rows(jobs_stack: Stack) -> None:
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    traceparent = f"00-{trace}-00f067aa0ba902b7-01"
+
+    async def go() -> tuple[JobResult, JobResult]:
+        async with await client(jobs_stack) as sluice:
+            chat = await sluice.submit_job("chat", chat_job("traced"), traceparent=traceparent)
+            prompt = await sluice.submit_job("api.shout", variables={"text": "x"}, traceparent=traceparent)
+            return await sluice.result(chat, wait_s=30), await sluice.result(prompt, wait_s=30)
+
+    chat, prompt = asyncio.run(go())
+    assert jobs_stack.request_row(chat.request_id)["trace_id"] == trace
+    assert isinstance(prompt.result, ApiAnswer)
+    deadline = time.monotonic() + 30
+    while not (steps := jobs_stack.query("children", parent_id=prompt.result.request_id))["rows"]:
+        assert time.monotonic() < deadline, "the prompt job's steps never landed"
+        time.sleep(0.2)
+    trace_col = steps["columns"].index("trace_id")
+    assert all(row[trace_col] == trace for row in steps["rows"])
+
+
 def test_bad_jobs_end_with_a_clear_failure_and_others_cannot_read_them(jobs_stack: Stack) -> None:
     async def go() -> tuple[JobResult, JobResult, JobResult, SluiceError]:
         async with await client(jobs_stack) as sluice:

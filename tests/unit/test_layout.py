@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from services.runtime.supervisor import Layout, StartupError, Supervisor, parse_replicas
+from services.runtime.layout import Layout, parse_replicas
+from services.runtime.supervisor import StartupError, Supervisor
 
 
 def test_replicas_are_read_per_stage() -> None:
@@ -39,3 +40,16 @@ def test_the_embedded_clickhouse_takes_one_sink(tmp_path: Path) -> None:
     with pytest.raises(StartupError, match="sink=1"):
         sup.start()
     assert sup.pids() == {}
+
+
+def test_a_cluster_runs_two_of_each_process_unless_told_otherwise() -> None:
+    from services.runtime.cli import _replicas_for, parser
+
+    def replicas(*argv: str) -> dict[str, int]:
+        return _replicas_for(parser().parse_args(["up", *argv]))
+
+    assert replicas() == {}
+    assert replicas("--cluster", "3") == {"provider": 2, "redact": 2, "cache": 2, "ingress": 2}
+    told = replicas("--cluster", "3", "--replicas", "provider=3,cache=1")
+    assert told == {"provider": 3, "redact": 2, "cache": 1, "ingress": 2}
+    assert replicas("--cluster", "3", "--clickhouse", "http://ch:8123")["sink"] == 2
