@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -28,10 +29,31 @@ def binary() -> str:
     return found
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A loopback port nothing listens on, below the kernel's range of
+    ephemeral ports: a port the kernel handed out (bind to 0) may be taken
+    again, before the server binds it, as the source port of any outgoing
+    connection on the machine, and the server's bind then fails."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(max(1025, low - 12_000), low)
+        # Not one handed out already: its server may not have bound it yet.
+        if port not in _handed_out and port_is_free(port):
+            _handed_out.add(port)
+            return port
+    with socket.socket() as s:  # a machine with no room below: the old way
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def port_is_free(port: int) -> bool:

@@ -94,21 +94,22 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Co
     yield s, collector
     s.stop()
     collector.server.shutdown()
+    collector.server.server_close()
 
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_traced_request_is_a_child_of_the_callers_span(traced: tuple[Stack, Collector], stream: bool) -> None:
     stack, collector = traced
-    client = openai.OpenAI(base_url=stack.base_url, api_key=DEMO_KEY, max_retries=0)
-    raw = client.chat.completions.with_raw_response.create(
-        model="demo-model",
-        messages=[{"role": "user", "content": "traced"}],
-        stream=stream,
-        extra_headers={"traceparent": f"00-{TRACE}-{CALLER_SPAN}-01"},
-    )
-    request_id = raw.headers["x-request-id"]
-    if stream:
-        list(raw.parse())
+    with openai.OpenAI(base_url=stack.base_url, api_key=DEMO_KEY, max_retries=0) as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="demo-model",
+            messages=[{"role": "user", "content": "traced"}],
+            stream=stream,
+            extra_headers={"traceparent": f"00-{TRACE}-{CALLER_SPAN}-01"},
+        )
+        request_id = raw.headers["x-request-id"]
+        if stream:
+            list(raw.parse())
     top, children = collector.of_request(request_id)
     assert top.trace_id.hex() == TRACE and top.parent_span_id.hex() == CALLER_SPAN
     attrs = _attrs(top)
@@ -123,9 +124,9 @@ def test_a_traced_request_is_a_child_of_the_callers_span(traced: tuple[Stack, Co
 
 def test_a_request_without_a_traceparent_starts_its_own_trace(traced: tuple[Stack, Collector]) -> None:
     stack, collector = traced
-    client = openai.OpenAI(base_url=stack.base_url, api_key=DEMO_KEY, max_retries=0)
-    raw = client.chat.completions.with_raw_response.create(
-        model="demo-model", messages=[{"role": "user", "content": "untraced"}]
-    )
+    with openai.OpenAI(base_url=stack.base_url, api_key=DEMO_KEY, max_retries=0) as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="demo-model", messages=[{"role": "user", "content": "untraced"}]
+        )
     top, _ = collector.of_request(raw.headers["x-request-id"])
     assert top.parent_span_id == b"" and top.trace_id.hex() != TRACE

@@ -102,10 +102,13 @@ def test_a_killed_replica_fails_only_what_it_held(cluster: Stack, name: str) -> 
     report = load_during(cluster, f"SIGKILL {name}", faults.signal_to(pid, signal.SIGKILL))
     assert_every_request_ended_cleanly(report)
     assert_rows_match_what_the_upstream_answered(cluster, report)
-    # The other replica served on: only requests already in flight at the kill failed.
+    # The other replica served on: only requests already in flight at the kill
+    # failed, and for the ingress, a caller's next request on a kept-alive
+    # connection to it (reset before any answer: nothing reached the gateway).
     failed = [o for o in report.outcomes if o.result != 200]
-    assert all(o.started < report.killed_at for o in failed), failed
-    assert len(failed) <= 6, failed  # at most one per caller
+    late = [o for o in failed if o.started >= report.killed_at]
+    assert not late or (name.startswith("ingress") and all(o.result == "connection" for o in late)), late
+    assert len(failed) <= 2 * 6, failed  # one in flight and one kept-alive connection per caller, at most
     print(f"{name}: {len(report.outcomes)} requests, {len(failed)} failed")
 
 
