@@ -57,6 +57,7 @@ async def gather(nc: Client) -> Status:
             beats[msg.subject.rsplit(".", 1)[1]] = decode_beat(msg.data)
 
     sub = await nc.subscribe(f"{subjects.CONTROL_HEARTBEAT}.*", cb=on_beat)
+    listening_since = time.monotonic()
     clickhouse, took = await _clickhouse(nc)
     js = nc.jetstream()
     pending: int | None = None
@@ -69,11 +70,11 @@ async def gather(nc: Client) -> Status:
     try:
         cluster = (await js.stream_info(subjects.EVENTS_STREAM)).cluster
         if cluster is not None:
-            nodes = [NatsNode(cluster.leader or "?", True, True)] if cluster.leader else []
+            nodes = [NatsNode(cluster.leader, True, True)] if cluster.leader else []
             nodes += [NatsNode(r.name, False, bool(r.current), r.lag or 0) for r in cluster.replicas or []]
     except nats.errors.Error:
         pass
-    await asyncio.sleep(max(0.0, LISTEN_S - took / 1000 if took else LISTEN_S))
+    await asyncio.sleep(max(0.0, LISTEN_S - (time.monotonic() - listening_since)))
     await sub.unsubscribe()
     processes = [ProcessState(n, b.serves, b.in_flight, b.pid) for n, b in sorted(beats.items())]
     stages: dict[str, list[str]] = {}

@@ -54,7 +54,11 @@ def test_commands_that_need_the_gateway_say_so_when_it_is_not_running(tmp_path) 
     nowhere = f"nats://127.0.0.1:{free_port()}"
     config = tmp_path / "c.toml"
     config.write_text("")
-    for args in (["stats", "--nats", nowhere], ["seed", "--config", str(config), "--nats", nowhere]):
+    for args in (
+        ["stats", "--nats", nowhere],
+        ["seed", "--config", str(config), "--nats", nowhere],
+        ["status", "--nats", nowhere],
+    ):
         done = subprocess.run(
             [sys.executable, "-m", "services.runtime.cli", *args], capture_output=True, text=True, timeout=30
         )
