@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 
 import jsonschema_rs
 import msgspec
+from hypothesis import given
+from hypothesis import strategies as st
 
 from schemas import bus, contract, subjects
 from schemas.chat import ChatBody, Delta, Message, Usage
 from schemas.envelope import Envelope, Span
 from schemas.events import EventBatch, RequestEvent
-from schemas.ids import new_id
+from schemas.ids import CROCKFORD, encode, new_id
 from schemas.jobs import Job
 from schemas.prompt_calls import ApiCall
 from schemas.replies import Cancel, Chunk, Failure, Final
@@ -102,3 +105,10 @@ def test_ids_sort_by_time_and_do_not_collide() -> None:
     assert ids == sorted(ids)
     assert len({new_id() for _ in range(10_000)}) == 10_000
     assert all(len(i) == 26 for i in ids)
+
+
+@given(st.binary(min_size=16, max_size=16))
+def test_ids_are_crockford_base32_of_their_bits(raw: bytes) -> None:
+    # The definition: RFC 4648 base32 of the 16 bytes, 26 characters, in Crockford's alphabet.
+    rfc = base64.b32encode(raw)[:26].decode()
+    assert encode(raw) == rfc.translate(str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", CROCKFORD))
