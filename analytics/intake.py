@@ -12,6 +12,7 @@ import msgspec
 from clickhouse_connect.driver.exceptions import OperationalError
 
 from analytics.rows import Rows, problem, to_rows
+from analytics.store import NotWriter
 from schemas import bus
 from schemas.events import AlertEvent, DeadLetter, Event
 from schemas.ids import new_id
@@ -73,11 +74,12 @@ def alerts_for(dead: Sequence[DeadLetter]) -> list[AlertEvent]:
 def store_all(events: list[Event], dead: list[DeadLetter], insert: Callable[[Rows], None]) -> list[DeadLetter]:
     """Insert everything; if the batch is refused for its data, insert event by
     event and dead-letter the ones refused. A lost connection is raised: then
-    the whole pull is redelivered later, as an outage should be."""
+    the whole pull is redelivered later, as an outage should be, and so is
+    ``NotWriter`` (another sink replica writes now)."""
     try:
         insert(to_rows([*events, *alerts_for(dead)], dead))
         return dead
-    except OperationalError:
+    except (OperationalError, NotWriter):
         raise
     except Exception as exc:  # a value our checks did not foresee: find it
         log.warning("insert of %d events refused (%r); inserting them one by one", len(events), exc)
@@ -85,7 +87,7 @@ def store_all(events: list[Event], dead: list[DeadLetter], insert: Callable[[Row
     for e in events:
         try:
             insert(to_rows([e]))
-        except OperationalError:
+        except (OperationalError, NotWriter):
             raise
         except Exception as exc:
             refused.append(_dead("(insert)", f"insert refused: {exc!r}"[:1000], _payload(e), e.request_id))

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
+from collections.abc import Callable
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
 
 from analytics import migrate
+from analytics.conflicts import CONFLICT_COLUMNS, Conflict, Sorted, alert_for, conflict_row, describe, sort_requests
 from analytics.rows import (
     ALERT_STATE_COLUMNS,
     API_CALL_COLUMNS,
@@ -21,15 +25,37 @@ from analytics.rows import (
     EVENT_COLUMNS,
     REQUEST_COLUMNS,
     Rows,
+    to_rows,
 )
+from services.runtime import metrics
+
+log = logging.getLogger("sluice.sink")
 
 # A test hook: while the file it names exists, ClickHouse is "unavailable"
 # to inserts (they fail as a lost connection does), so a test can take the
 # embedded engine away and bring it back without stopping the sink.
 UNAVAILABLE = "SLUICE_TEST_CLICKHOUSE_UNAVAILABLE"
 
-# Tables whose inserts feed rollups (materialized views), with each row's own id.
-_ROLLED_UP = {"requests": "request_id"}
+# How far apart in time two rows of one request are looked for. Rows of a
+# request carry the time it was received, but a failure made up by a stage
+# (workers/runner.py) carries its own: a minute each side finds those and
+# keeps the look-up to the few granules around the batch (the table is
+# ordered by time first).
+LOOKUP_MARGIN_NS = 60 * 1_000_000_000
+_STORED_REQUESTS = (
+    "SELECT "
+    + ", ".join("toUnixTimestamp64Nano(ts)" if c == "ts" else c for c in REQUEST_COLUMNS)
+    + " FROM requests WHERE ts >= fromUnixTimestamp64Nano({lo:Int64}) AND ts <= fromUnixTimestamp64Nano({hi:Int64})"
+    " AND request_id IN {ids:Array(String)}"
+)
+_STORED_CONFLICTS = (
+    "SELECT conflict_id FROM request_conflicts WHERE ts >= fromUnixTimestamp64Nano({lo:Int64})"
+    " AND ts <= fromUnixTimestamp64Nano({hi:Int64}) AND conflict_id IN {ids:Array(String)}"
+)
+
+
+class NotWriter(RuntimeError):
+    """This sink may not write now: another replica holds the writer's lease."""
 
 
 _TABLE_SQL = "SELECT create_table_query FROM system.tables WHERE database = currentDatabase() AND name = {t:String}"
@@ -49,20 +75,32 @@ class Store:
         with self._lock:
             return migrate.migrate(self.client)
 
-    def insert(self, rows: Rows) -> None:
+    def insert(self, rows: Rows, guard: Callable[[], None] | None = None) -> None:
         """Insert a batch. A batch can come twice (its ack was lost when the
         sink died after inserting, or a stage published it again after the
         stream's duplicate window). Every table replaces a row by its id on
         merge (and reads use FINAL); ``requests`` also feeds the rollups'
-        views, which count what is inserted, so its rows already stored are
-        left out here: each request is counted once everywhere."""
+        views, which count what is inserted, so a request's second row never
+        goes there: a copy is dropped, one that differs is kept in
+        ``request_conflicts`` and alerted (``analytics.conflicts``).
+
+        ``guard`` raises ``NotWriter`` when this process may not write; it
+        runs once the lock is ours, since a query ahead of us may have held
+        it for longer than the lease."""
         marker = os.environ.get(UNAVAILABLE)
         if marker and os.path.exists(marker):
             raise OperationalError(f"ClickHouse unavailable (test hook {UNAVAILABLE})")
         with self._lock:
+            if guard is not None:
+                guard()
+            sorted_ = self._sort_requests(rows.requests)
+            conflicts = self._not_stored_conflicts(sorted_.conflicts)
+            now = time.time_ns()
+            alerts = to_rows([alert_for(c, now) for c in conflicts]).events
             for table, columns, batch in (
-                ("events", EVENT_COLUMNS, rows.events),
-                ("requests", REQUEST_COLUMNS, rows.requests),
+                ("events", EVENT_COLUMNS, [*rows.events, *alerts]),
+                ("requests", REQUEST_COLUMNS, sorted_.fresh),
+                ("request_conflicts", CONFLICT_COLUMNS, [conflict_row(c, now) for c in conflicts]),
                 ("attempts", ATTEMPT_COLUMNS, rows.attempts),
                 ("dead_letters", DEAD_LETTER_COLUMNS, rows.dead_letters),
                 ("audit", AUDIT_COLUMNS, rows.audit),
@@ -71,28 +109,43 @@ class Store:
                 ("alert_events", ALERT_STATE_COLUMNS, rows.alert_states),
                 ("detections", DETECTION_COLUMNS, rows.detections),
             ):
-                fresh = self._not_stored(table, columns, batch) if table in _ROLLED_UP else batch
-                if fresh:
-                    self.client.insert(table, fresh, column_names=columns)
+                if batch:
+                    self.client.insert(table, batch, column_names=columns)
+        # Counted once the whole batch is in: a refused insert comes again.
+        if sorted_.duplicates:
+            metrics.DUPLICATE_ROWS.inc(sorted_.duplicates)
+        if conflicts:
+            metrics.ROW_CONFLICTS.inc(len(conflicts))
+        for c in conflicts:
+            log.warning("row conflict: %s", describe(c))
 
-    def _not_stored(self, table: str, columns: list[str], batch: list[list]) -> list[list]:
+    def _sort_requests(self, batch: list[list]) -> Sorted:
         if not batch:
-            return batch
-        id_column = _ROLLED_UP[table]
-        key, ts = columns.index(id_column), columns.index("ts")
-        # Both copies may come in the same pull: keep the first of each.
-        batch = list({row[key]: row for row in reversed(batch)}.values())[::-1]
+            return Sorted()
+        key, ts = REQUEST_COLUMNS.index("request_id"), REQUEST_COLUMNS.index("ts")
         times = [row[ts] for row in batch]
-        # Each table is ordered by time first: the time range keeps the look-up to a few granules.
-        found = self.client.query(
-            f"SELECT {id_column} FROM {table} WHERE ts >= fromUnixTimestamp64Nano({{lo:Int64}}) "
-            f"AND ts <= fromUnixTimestamp64Nano({{hi:Int64}}) AND {id_column} IN {{ids:Array(String)}}",
-            parameters={"lo": min(times), "hi": max(times), "ids": [row[key] for row in batch]},
+        stored = self.client.query(
+            _STORED_REQUESTS,
+            parameters={
+                "lo": min(times) - LOOKUP_MARGIN_NS,
+                "hi": max(times) + LOOKUP_MARGIN_NS,
+                "ids": list({row[key] for row in batch}),
+            },
         ).result_rows
-        if not found:
-            return batch
-        stored = {row[0] for row in found}
-        return [row for row in batch if row[key] not in stored]
+        return sort_requests(stored, batch)
+
+    def _not_stored_conflicts(self, conflicts: list[Conflict]) -> list[Conflict]:
+        """Leave out conflicts already recorded (their batch came again), so
+        each is counted and alerted once."""
+        if not conflicts:
+            return conflicts
+        times = [c.new["ts"] for c in conflicts]
+        found = self.client.query(
+            _STORED_CONFLICTS,
+            parameters={"lo": min(times), "hi": max(times), "ids": [c.conflict_id for c in conflicts]},
+        ).result_rows
+        recorded = {row[0] for row in found}
+        return [c for c in conflicts if c.conflict_id not in recorded]
 
     def apply_ttls(self, raw_days: int, rollup_days: int, call_log_days: int) -> list[str]:
         """Keep raw rows ``raw_days``, rollups ``rollup_days`` and call logs

@@ -63,6 +63,15 @@ EVENTS_PENDING = Gauge(
     "Event batches in the stream not yet stored in ClickHouse (as the sink last saw)",
     multiprocess_mode="livemax",
 )
+# Counted by the analytics sink as it stores ``requests`` rows (issue 24).
+DUPLICATE_ROWS = Counter(
+    "sluice_duplicate_rows",
+    "Request rows dropped as copies of one already stored (a batch redelivered or published again)",
+)
+ROW_CONFLICTS = Counter(
+    "sluice_row_conflicts",
+    "Second rows of a request that differ from the stored one: kept in request_conflicts and alerted",
+)
 
 
 FLUSH_S = 0.5

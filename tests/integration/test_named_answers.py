@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from analytics import recost
@@ -148,6 +149,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     s = Store(f"chdb://{Path(tmp_path_factory.mktemp('named')) / 'data'}")
     s.migrate()
     s.insert(to_rows([*REQUESTS, *others()], dead()))
+    # Request 0 comes again as it was (dropped), request 7 with another status (a conflict).
+    s.insert(to_rows([REQUESTS[0], msgspec.structs.replace(REQUESTS[7], status=200, error_type="", error_code="")]))
     rid, old, new = CORRECTION
     r = REQUESTS[1]
     s.command(
@@ -271,7 +274,9 @@ def _(store: Store) -> None:
 
 @answer("alerts")
 def _(store: Store) -> None:
-    assert [(r["request_id"], r["alert"]) for r in run(store, "alerts")] == [("r3", "zero_cost")]
+    # The conflict's alert was raised as the rows were stored (now): the newest.
+    got = [(r["request_id"], r["alert"]) for r in run(store, "alerts")]
+    assert got == [("r7", "row_conflict"), ("r3", "zero_cost")]
 
 
 @answer("audit")
@@ -288,7 +293,7 @@ def _(store: Store) -> None:
 def _(store: Store) -> None:
     got = {r["kind"]: r["events"] for r in run(store, "event_counts")}
     # call logs and alert states go to their own tables only
-    assert got == {"request": 20, "attempt": 2, "stage": 2, "alert": 1, "audit": 1, "api_call": 2}
+    assert got == {"request": 20, "attempt": 2, "stage": 2, "alert": 2, "audit": 1, "api_call": 2}
 
 
 @answer("deployments")
@@ -448,6 +453,19 @@ def _(store: Store) -> None:
     ]
     row = rows[0]
     assert row["rules_version"] == 3 and run(store, "detections", tenant_id="t2") == []
+
+
+@answer("conflicts")
+def _(store: Store) -> None:
+    (row,) = run(store, "conflicts")
+    assert (row["request_id"], row["tenant_id"], row["differs"]) == ("r7", "t1", ["status", "error_type", "error_code"])
+    assert '"status":502' in row["stored_row"] and '"status":200' in row["new_row"]
+    assert run(store, "conflicts", tenant_id="t2") == [] and run(store, "conflicts", request_id="r0") == []
+
+
+@answer("duplicate_rows")
+def _(store: Store) -> None:
+    assert run(store, "duplicate_rows", since_ns=T0) == [{"duplicate_rows": 0, "conflicts": 1}]
 
 
 @answer("stored_since")
