@@ -26,6 +26,7 @@ from schemas.prompts import decode_prompt, decode_version
 from schemas.replies import Failure, Final
 from services import records, routing
 from services.config import GatewaySettings
+from services.fence import ProviderRoster
 from services.prompt_api import PromptBook
 from services.readiness import Readiness
 from services.runtime import metrics, process, tracing
@@ -39,7 +40,9 @@ class Gateway:
     def __init__(self, nc: Client, settings: GatewaySettings) -> None:
         self.nc = nc
         self.settings = settings
-        self.replies = ReplyRouter(nc)
+        # Which provider processes must answer a fence before a request is sent again.
+        self.providers = ProviderRoster()
+        self.replies = ReplyRouter(nc, self.providers)
         self.events = EventPublisher(nc.jetstream(), "ingress")
         self.table = routing.RouteTable()
         self.routes: KvMirror[ModelRoute] = KvMirror(subjects.KV_MODELS, decode_route, self.table.changed)
@@ -96,7 +99,9 @@ class Gateway:
             beat = decode_beat(msg.data)
         except msgspec.DecodeError:
             return
-        self.readiness.saw(beat.serves, time.monotonic())
+        now = time.monotonic()
+        self.readiness.saw(beat.serves, now)
+        self.providers.saw(msg.subject.rsplit(".", 1)[1], beat.serves, now)
 
     def ready(self) -> tuple[bool, dict]:
         return self.readiness.report(time.monotonic(), self.nc.is_connected)

@@ -9,9 +9,12 @@ stopped before it ended) is first looked up there:
 * claimed, deadline not passed: wait for the answer the request may still give;
 * claimed and past its deadline, and a provider took it (``Accepted``): it
   may have reached the upstream, so it is not run again: it failed;
-* otherwise it never reached a provider: it runs again, under the same
+* otherwise no provider said it took it: it runs again, under the same
   request id, carrying the reservation policy made for it (so it is
-  neither counted twice nor refused by its own first copy).
+  neither counted twice nor refused by its own first copy), once every
+  live provider said it holds no earlier copy and will take none
+  (``services.fence``): a copy of the earlier run still on its way can
+  then never reach the upstream too.
 
 A prompt-API job runs several requests; one taken over after a crash is not
 run again (it may have been charged) but ends as interrupted.
@@ -39,6 +42,7 @@ from schemas.quota import Reservation
 from schemas.replies import Accepted, Admitted, Chunk, Failure, Final, Redacted
 from services.apis.base import ClientApi, Parsed
 from services.apis.table import APIS
+from services.fence import COPIES_PER_RUN
 from services.reply_split import Assembler
 
 log = logging.getLogger("sluice.ingress.jobs")
@@ -88,7 +92,9 @@ class JobRun:
     def fail(self, error: GatewayError) -> JobResult:
         return self.result(Failure.from_error(self.request_id, error))
 
-    async def run(self, body: dict[str, Any] | None, variables: dict[str, Any], redelivered: bool) -> JobResult:
+    async def run(self, body: dict[str, Any] | None, variables: dict[str, Any], delivery: int) -> JobResult:
+        """Run the job's ``delivery``-th time (1: the first)."""
+        redelivered = delivery > 1
         replay = await self._replay() if redelivered else Replay()
         if redelivered:
             log.info(
@@ -112,7 +118,9 @@ class JobRun:
             waited = await self._wait_for_answer(replay, api.name, parsed)
             if waited is not None:
                 return waited
-        return await self._request(api.name, parsed, replay.quota)
+        # A copy sent by an earlier run may still be on its way: this run's
+        # copies are numbered above all of its, and fence them off first.
+        return await self._request(api.name, parsed, replay.quota, (delivery - 1) * COPIES_PER_RUN)
 
     def _parse(self, body: dict[str, Any] | None) -> tuple[ClientApi, Parsed]:
         api = BY_NAME.get(self.api)
@@ -128,15 +136,24 @@ class JobRun:
         await self.gw.nc.jetstream().publish(claim_subject(self.request_id), claim, stream=subjects.JOB_REPLIES_STREAM)
         return deadline
 
-    def _session(self, api: Api, parsed: Parsed, deadline_ns: int) -> BusSession:
+    def _session(self, api: Api, parsed: Parsed, deadline_ns: int, first_copy: int = 0) -> BusSession:
         now = time.time_ns()
         return BusSession(
-            self.gw, api, parsed.model, False, now, self.request_id, origin="job", deadline_ns=deadline_ns, job=True
+            self.gw,
+            api,
+            parsed.model,
+            False,
+            now,
+            self.request_id,
+            origin="job",
+            deadline_ns=deadline_ns,
+            job=True,
+            first_copy=first_copy,
         )
 
-    async def _request(self, api: Api, parsed: Parsed, quota: Reservation | None) -> JobResult:
+    async def _request(self, api: Api, parsed: Parsed, quota: Reservation | None, first_copy: int) -> JobResult:
         deadline = await self._claim()
-        session = self._session(api, parsed, deadline)
+        session = self._session(api, parsed, deadline, first_copy)
         try:
             session.quota = quota
             await session.publish(

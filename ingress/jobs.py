@@ -174,8 +174,7 @@ class JobRunner:
         try:
             done = await self._stored(run.id)
             if done is None:
-                redelivered = msg.metadata.num_delivered > 1
-                result = await run.run(held.job.body, held.job.variables, redelivered)
+                result = await run.run(held.job.body, held.job.variables, msg.metadata.num_delivered)
                 await self._finish(msg, result, held.job.reply)
             else:
                 await msg.ack()

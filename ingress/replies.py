@@ -16,6 +16,7 @@ from nats.aio.msg import Msg
 
 from schemas import bus, subjects
 from schemas.ids import new_id
+from services.fence import ProviderRoster
 
 
 class Disconnected:
@@ -36,8 +37,9 @@ Slot = asyncio.Queue[bytes | Disconnected | ProcessNews]
 
 
 class ReplyRouter:
-    def __init__(self, nc: Client) -> None:
+    def __init__(self, nc: Client, providers: ProviderRoster) -> None:
         self._nc = nc
+        self._providers = providers
         # Under _INBOX: stages answer only to inboxes.
         self.prefix = f"_INBOX.ingress.{new_id()}."
         self._waiting: dict[str, Slot] = {}
@@ -65,6 +67,7 @@ class ReplyRouter:
             died = bus.decode_died(msg.data)
         except msgspec.DecodeError:
             return
+        self._providers.died(died.name)
         self._tell_all(ProcessNews(at_ns=died.at_ns, died=died.name))
 
     async def _on_ready(self, msg: Msg) -> None:

@@ -25,21 +25,25 @@ from schemas.errors import (
     UpstreamError,
 )
 from schemas.quota import Reservation
-from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Final, Redacted, ReplayAsk
+from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Fence, Fenced, Final, Redacted, ReplayAsk
 from services import routing, trace
 from services import usage as usage_svc
+from services.fence import FenceRound
 from services.reply_split import Assembler
 from services.runtime import quota
 
-# A request that no provider took this long after it was published was lost
-# on the way (a stage died holding it, or had no live replica when it was
-# sent): policy and routing take well under a millisecond, so it is sent
-# again, up to MAX_RESENDS times while its deadline allows. When a process
-# dies or comes back, requests unclaimed for NEWS_RESEND_AFTER_NS go at once.
-# A copy can reach a provider while the first is still queued only in a
-# gateway far past saturation; the provider that took one ignores the other.
+# A request that no provider took this long after it was published may have
+# been lost on the way (a stage died holding it, or had no live replica when
+# it was sent): policy and routing take well under a millisecond, so it is
+# sent again, up to MAX_RESENDS times while its deadline allows. When a
+# process dies or comes back, requests unclaimed for NEWS_RESEND_AFTER_NS go
+# at once. Every copy after the first goes out only once every live provider
+# said it holds no copy and will take no older one (``services.fence``): a
+# first copy merely queued somewhere can then never reach the upstream too.
+# A fence not answered by everyone is asked again every FENCE_AGAIN_S.
 FIRST_RESEND_AFTER_S = 0.5
 RESEND_AFTER_S = 1.0
+FENCE_AGAIN_S = 0.5
 NEWS_RESEND_AFTER_NS = 100_000_000
 MAX_RESENDS = 8
 
@@ -69,6 +73,7 @@ class BusSession:
         origin: Origin = "http",
         deadline_ns: int = 0,
         job: bool = False,
+        first_copy: int = 0,
     ) -> None:
         self.gw = gw
         self.api = api
@@ -93,6 +98,12 @@ class BusSession:
         # the way to the provider (a stage died while holding it).
         self._published: tuple[Envelope, bytes, dict[str, str] | None] | None = None
         self._published_ns = 0
+        # The copy sent last (or to send first: a job taken over after its
+        # runner died starts above every copy the earlier runs sent, and
+        # fences them before its first send).
+        self._copy = first_copy
+        self._sent = False
+        self._fence: FenceRound | None = None
         self._resent = 0
         self._gap_replays = 0
         self._replay_asked = 0.0
@@ -151,6 +162,8 @@ class BusSession:
             # A job run again carries what policy reserved for its first run.
             quota=self.quota,
             batch_chunks=True,
+            progress=True,
+            copy=self._copy,
         )
         given = {subjects.API_KEY_HEADER: api_key_header} if api_key_header else {}
         if self.trace_id:
@@ -165,6 +178,10 @@ class BusSession:
                 raise InvalidRequest("A number in the request is out of range: integers must fit in 64 bits.") from None
         self._published = (env, payload, headers)
         self._published_ns = time.time_ns()
+        if self._copy:  # a run taken over: earlier runs' copies are fenced off first
+            await self._fence_then_send()
+            return
+        self._sent = True
         await self.gw.nc.publish(subjects.FROM_INGRESS, payload, headers=headers)
 
     def has_more(self) -> bool:
@@ -183,7 +200,10 @@ class BusSession:
             # a request no provider took by then was lost on the way.
             unclaimed = not self.accepted_by and self.expected_seq == 0 and self._published is not None
             if unclaimed:
-                wait = min(wait, RESEND_AFTER_S if self._resent else FIRST_RESEND_AFTER_S)
+                if self._fence is not None:
+                    wait = min(wait, FENCE_AGAIN_S)
+                else:
+                    wait = min(wait, RESEND_AFTER_S if self._resent else FIRST_RESEND_AFTER_S)
             elif self.accepted_by:
                 wait = min(wait, REPLAY_AFTER_S)
             redacting = self.redaction_by_ns and not self.redacted
@@ -204,7 +224,7 @@ class BusSession:
                     unavailable = RedactionUnavailable("The redaction stage did not pass the request in time.")
                     return self._ended_here(unavailable, record=True)
                 if unclaimed and loop.time() < deadline and self._resent < MAX_RESENDS:
-                    await self._resend()
+                    await self._fence_then_send()
                     continue
                 if self.accepted_by and loop.time() < deadline:
                     await self._ask_replay()
@@ -232,6 +252,9 @@ class BusSession:
                 continue
             if isinstance(reply, Redacted):
                 self.redacted = True
+                continue
+            if isinstance(reply, Fenced):
+                await self._on_fenced(reply)
                 continue
             if not isinstance(reply, Accepted):
                 if reply.seq < self.expected_seq:
@@ -295,9 +318,13 @@ class BusSession:
         on the way and is sent again, which cannot call the upstream twice."""
         if news.died and news.died == self.accepted_by:
             return self.end_as_worker_died()
+        if self._fence is not None:
+            # The dead one will take nothing; its answer is no longer awaited.
+            await self._fence_then_send()
+            return None
         unclaimed = not self.accepted_by and self.expected_seq == 0 and self._published is not None
         if unclaimed and time.time_ns() - self._published_ns > NEWS_RESEND_AFTER_NS and self._resent < MAX_RESENDS:
-            await self._resend()
+            await self._fence_then_send()
         return None
 
     def made_here(self, reply: Final | Failure | None) -> bool:
@@ -323,18 +350,46 @@ class BusSession:
         self._replay_asked = asyncio.get_running_loop().time()
         await self.gw.nc.publish(subjects.CONTROL_REPLAY, bus.encode(ReplayAsk(id=self.id, from_seq=self.expected_seq)))
 
-    async def _resend(self) -> None:
-        """Publish the request again. A provider that already took it ignores
-        the copy, so this never calls the upstream twice through one provider."""
-        assert self._published is not None
-        env, payload, headers = self._published
+    async def _fence_then_send(self) -> None:
+        """Ask every live provider whether it holds the request (again, for
+        those that have not answered); send the next copy once none does."""
+        live = self.gw.providers.live(time.monotonic())
+        if self._fence is None:
+            self._fence = FenceRound(self._copy + 1 if self._sent else self._copy, live)
+        else:
+            self._fence.gone(live)
+        if self._fence.clear:
+            await self._send_copy()
+            return
+        fence = Fence(id=self.id, copy=self._fence.copy)
+        await self.gw.nc.publish(subjects.CONTROL_FENCE, bus.encode(fence), reply=self.reply_subject)
+
+    async def _on_fenced(self, answer: Fenced) -> None:
+        if answer.holds:
+            # It took a copy: as good as its Accepted (a replay asks it for
+            # whatever replies were lost), and nothing is sent again.
+            self.accepted_by = self.accepted_by or answer.worker
+            self._fence = None
+            return
+        if self._fence is not None:
+            self._fence.answered(answer.worker, answer.copy)
+            if self._fence.clear:
+                await self._send_copy()
+
+    async def _send_copy(self) -> None:
+        """Publish the fenced-off request's next copy. It carries what policy
+        admitted the first copy with, so it is neither counted twice nor
+        refused by its own first copy."""
+        assert self._published is not None and self._fence is not None
+        env, _, headers = self._published
+        env.copy, self._copy, self._fence = self._fence.copy, self._fence.copy, None
         if self.quota is not None and env.quota is None:
-            # Policy admitted the first copy: this one carries that admission,
-            # so it is neither counted twice nor refused by its own first copy.
             env.quota = self.quota
-            payload = bus.encode(env)
-            self._published = (env, payload, headers)
-        self._resent += 1
+        payload = bus.encode(env)
+        self._published = (env, payload, headers)
+        if self._sent:
+            self._resent += 1
+        self._sent = True
         self._published_ns = time.time_ns()
         await self.gw.nc.publish(subjects.FROM_INGRESS, payload, headers=headers)
 

@@ -7,9 +7,9 @@ import msgspec
 from schemas.envelope import Envelope
 from schemas.events import DeadLetter, EventBatch
 from schemas.lifecycle import Beat, ProcessDied
-from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Final, Redacted, ReplayAsk
+from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Fence, Fenced, Final, Redacted, ReplayAsk
 
-Reply = Chunk | Final | Failure | Accepted | Admitted | Redacted
+Reply = Chunk | Final | Failure | Accepted | Admitted | Redacted | Fenced
 AnyMessage = (
     Envelope
     | Chunk
@@ -20,6 +20,8 @@ AnyMessage = (
     | Redacted
     | Cancel
     | ReplayAsk
+    | Fence
+    | Fenced
     | EventBatch
     | DeadLetter
     | ProcessDied

@@ -33,7 +33,7 @@ from schemas.jobs import Job, JobClaim, JobQuery, JobResult
 from schemas.lifecycle import Beat, ProcessDied
 from schemas.prompt_calls import ApiAnswer, ApiCall
 from schemas.prompts import Prompt, PromptVersion
-from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Final, Redacted, ReplayAsk
+from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Fence, Fenced, Final, Redacted, ReplayAsk
 
 HERE = Path(__file__).parent / "contract"
 WIRE_SCHEMA = HERE / "wire.schema.json"
@@ -50,6 +50,8 @@ STRUCTS: tuple[type, ...] = (
     Redacted,
     Cancel,
     ReplayAsk,
+    Fence,
+    Fenced,
     ApiCall,
     ApiAnswer,
     Job,
@@ -115,11 +117,12 @@ CHANNELS: list[Channel] = [
     ("jobResultIn", subjects.JOBS_RESULT, {}, ["JobQuery"], "service",
      "Ask for a job's result (answered with a JobResult, or a Failure: 202 job_pending, 404 job_not_found)."),
     ("replies", "_INBOX.{inbox}", {"inbox": "The caller's own inbox."},
-     ["Admitted", "Redacted", "Accepted", "Chunk", "Final", "Failure", "ApiAnswer", "JobResult"], "gateway",
+     ["Admitted", "Redacted", "Accepted", "Fenced", "Chunk", "Final", "Failure", "ApiAnswer", "JobResult"],
+     "gateway",
      "Answers, in order (each Chunk, Final and Failure has a 'seq'); Admitted and Accepted say how far a "
-     "request got."),
+     "request got, to a requester that set 'progress'."),
     ("jobReplies", f"{subjects.JOB_REPLIES}.{{request_id}}", {"request_id": "job-<job id>"},
-     ["Admitted", "Redacted", "Accepted", "Chunk", "Final", "Failure", "JobClaim"], "gateway",
+     ["Admitted", "Redacted", "Accepted", "Fenced", "Chunk", "Final", "Failure", "JobClaim"], "gateway",
      "A job's request answers here; a stream keeps it, so a runner taking a job over sees how far it got."),
     ("fromIngress", subjects.FROM_INGRESS, {}, ["Envelope"], "gateway",
      "Requests from the gateway's own front doors (HTTP, WebSocket, prompt APIs, jobs): only they may publish."),
@@ -128,6 +131,9 @@ CHANNELS: list[Channel] = [
     ("controlCancel", subjects.CONTROL_CANCEL, {}, ["Cancel"], "gateway", "The ingress cancels a request."),
     ("controlReplay", subjects.CONTROL_REPLAY, {}, ["ReplayAsk"], "gateway",
      "The ingress asks the provider holding a request to send its replies again from a seq on."),
+    ("controlFence", subjects.CONTROL_FENCE, {}, ["Fence"], "gateway",
+     "Before a request is sent again, every provider says (a Fenced reply) whether it holds it, and if not "
+     "refuses every older copy from then on."),
     ("cacheStore", subjects.CACHE_STORE, {}, ["CacheStore"], "gateway", "An answer to keep in the response cache."),
     ("health", subjects.HEALTH_ATTEMPT, {}, ["TryOutcome"], "gateway",
      "Every upstream try's outcome, heard by every routing replica."),

@@ -135,6 +135,18 @@ class Envelope(BusMessage, tag="chat.request"):
     # come in one message (fewer messages, same deltas). The gateway's own
     # ingress asks for it; a bus caller may.
     batch_chunks: bool = False
+    # The requester wants progress replies (``Accepted``, ``Admitted``,
+    # ``Redacted``) and may send the request again under the fence protocol
+    # (``schemas.replies.Fence``). The gateway's own sessions set it, whatever
+    # the door: stages read this, never ``origin``.
+    progress: bool = False
+    # Which send of the request this is: 0 the first, higher for a copy sent
+    # again after a fence (``Fence.copy``). Policy clears it for bus callers.
+    copy: int = 0
+    # Set by policy alone when redaction is on the slip: the version of the
+    # tenant's privacy rules it routed with. The redaction stage refuses a
+    # request whose rules it does not hold yet (fails closed).
+    rules_version: int = 0
     # Set by policy alone, from a valid ``traceparent`` header on the request
     # (the ingress passes the HTTP caller's on): recorded on the request's row.
     trace_id: str = ""

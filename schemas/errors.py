@@ -183,6 +183,12 @@ class RecordConflict(GatewayError):
     code = "conflict"
 
 
+class RequestIdReused(RecordConflict):
+    """A bus caller chose an id that names another request already."""
+
+    code = "request_id_reused"
+
+
 class ModelNotFound(GatewayError):
     status = 404
     type = ErrorType.NOT_FOUND

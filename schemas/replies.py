@@ -121,11 +121,11 @@ class Failure(BusMessage, tag="chat.failure"):
 
 
 class Accepted(BusMessage, tag="chat.accepted"):
-    """The provider took the request and is calling the upstream. Sent to the
-    gateway's own ingress only (not to NATS callers, whose protocol is chunks
-    then a final): it tells the ingress which process holds the request, so
-    that if that process dies the request ends at once, and that a request
-    never accepted may be sent again without calling the upstream twice."""
+    """The provider took the request and is calling the upstream. Sent to a
+    requester that asked for progress (``Envelope.progress``): it tells which
+    process holds the request, so that if that process dies the request ends
+    at once, and that it must not be sent again. Written to the bus before
+    the upstream call starts."""
 
     id: str
     worker: str
@@ -133,7 +133,7 @@ class Accepted(BusMessage, tag="chat.accepted"):
 
 class Admitted(BusMessage, tag="chat.admitted"):
     """Policy admitted the request under the caller's limits and took this
-    from their counters. Sent to the gateway's own ingress only: a copy of
+    from their counters. Sent to a requester that asked for progress: a copy of
     the request it sends again carries the same reservation, so a request is
     admitted (and counted) once however often it travels."""
 
@@ -145,7 +145,7 @@ class Admitted(BusMessage, tag="chat.admitted"):
 
 
 class Redacted(BusMessage, tag="chat.redacted"):
-    """The redaction stage passed the request on (to the gateway's own ingress only)."""
+    """The redaction stage passed the request on (to a requester that asked for progress)."""
 
     id: str
 
@@ -164,3 +164,27 @@ class ReplayAsk(BusMessage, tag="chat.replay"):
 
     id: str
     from_seq: int = 0
+
+
+class Fence(BusMessage, tag="chat.fence"):
+    """Before a request is sent again, every provider process is asked
+    whether it holds it (``sluice.v1.control.fence``, answered on the
+    message's reply subject with ``Fenced``). One that does not refuses from
+    then on every copy of ``id`` numbered below ``copy``: a copy still on its
+    way can no longer reach the upstream, so the new one may go out once
+    every live provider has answered. This costs nothing on a request that
+    is never sent again: the first copy is called without asking anyone."""
+
+    id: str
+    copy: int
+
+
+class Fenced(BusMessage, tag="chat.fenced"):
+    """A provider's answer to a ``Fence``: it holds the request (took a copy:
+    the requester treats it as ``Accepted``), or it does not and will not."""
+
+    id: str
+    worker: str
+    holds: bool
+    # The fence's copy: an answer counts only for the round that asked it.
+    copy: int = 0

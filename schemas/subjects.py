@@ -57,6 +57,8 @@ CONTROL_CANCEL = f"{PREFIX}.control.cancel"
 CONTROL_REPLAY = f"{PREFIX}.control.replay"
 # The same, for services that called over the bus (they may publish only under "in").
 IN_CANCEL = f"{PREFIX}.in.cancel"
+# Published by the ingress, heard by every provider replica (not queue-grouped).
+CONTROL_FENCE = f"{PREFIX}.control.fence"
 ANALYTICS_QUERY = f"{PREFIX}.analytics.query"
 # Re-costing stored requests from the current catalog: the admin's alone.
 ANALYTICS_RECOST = f"{PREFIX}.analytics.recost"
@@ -103,6 +105,8 @@ KV_CACHE = "sluice_cache"
 # deployment name -> its breaker state, written by routing replicas when it
 # changes: what `sluice routes` shows and what a replica starting up begins from.
 KV_HEALTH = "sluice_health"
+# Request ids policy has taken: it writes each with create, and reads them.
+KV_REQUEST_IDS = "sluice_request_ids"
 
 # Shared counters for limits and budgets (JetStream streams with
 # ``allow_msg_counter``): one subject per counter, e.g.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from schemas.envelope import Envelope
-from schemas.errors import InvalidRequest
+from schemas.errors import InvalidRequest, RequestIdReused
 from schemas.ids import new_id
 from services.recent import RecentSet
 
@@ -48,13 +48,13 @@ class RecentIds:
         self._window_ns = window_ns
         self._seen = RecentSet(window_ns, max_size)
 
+    def checkable(self, request_id: str, now_ns: int) -> bool:
+        """Ours in shape and made within the window: a reuse of it can be told."""
+        return bool(_ID.fullmatch(request_id)) and abs(id_time_ms(request_id) * 1_000_000 - now_ns) <= self._window_ns
+
     def admit(self, request_id: str, now_ns: int) -> bool:
         """True the first time a fresh, well-formed id is seen; False otherwise."""
-        if not _ID.fullmatch(request_id):
-            return False
-        if abs(id_time_ms(request_id) * 1_000_000 - now_ns) > self._window_ns:
-            return False
-        return self._seen.add(request_id, now_ns)
+        return self.checkable(request_id, now_ns) and self._seen.add(request_id, now_ns)
 
 
 def valid_reply_subject(subject: str) -> bool:
@@ -65,14 +65,20 @@ def valid_reply_subject(subject: str) -> bool:
 
 def admit(
     env: Envelope, now_ns: int, timeout_s: float, *, from_ingress: bool, ids: RecentIds, nats_reply: str = ""
-) -> None:
+) -> bool:
     """Set what the gateway decides about a request that just reached policy.
 
     From the ingress, the id, arrival and deadline are its own; from anyone
     else, origin and arrival are set here, the deadline is kept only within the
-    gateway's timeout, and an id is kept only if well-formed and unused.
-    An envelope whose ``reply`` is no inbox is refused, answered on the NATS
-    message's own reply subject if that one is an inbox, else not at all.
+    gateway's timeout, and an id is kept only if well-formed and fresh (else
+    it is replaced). An envelope whose ``reply`` is no inbox is refused,
+    answered on the NATS message's own reply subject if that one is an inbox,
+    else not at all. An id this process saw before is refused (409) under a
+    new id of its own, so the refusal's row never stands for the first request.
+
+    True when the request keeps an id its caller chose: the caller of
+    ``admit`` then claims it cluster-wide (``refuse_reused``), since another
+    policy replica may have seen it.
     """
     timeout_ns = int(timeout_s * 1e9)
     # Routing's to decide, from the gateway's own records: a caller's
@@ -87,8 +93,10 @@ def admit(
             env.received_at_ns = now_ns
         if not env.received_at_ns < env.deadline_ns <= env.received_at_ns + timeout_ns:
             env.deadline_ns = env.received_at_ns + timeout_ns
-        return
+        return False
     env.origin = "nats"
+    # Only the gateway's sessions send a request again (the fence protocol).
+    env.copy = 0
     # Only the gateway's prompt APIs say which prompt made a request.
     env.prompt = None
     if not valid_reply_subject(env.reply):
@@ -96,7 +104,8 @@ def admit(
         env.id = new_id(now_ns)
         env.received_at_ns, env.deadline_ns = now_ns, now_ns + timeout_ns
         raise InvalidRequest(f"'reply' must be an inbox subject ({INBOX_PREFIX}...), without wildcards.")
-    if not ids.admit(env.id, now_ns):
+    own_id = ids.checkable(env.id, now_ns)
+    if not own_id:
         env.id = new_id(now_ns)
     env.received_at_ns = now_ns
     env.spans = []
@@ -106,3 +115,12 @@ def admit(
     latest = now_ns + timeout_ns
     env.deadline_ns = latest if not env.deadline_ns else min(max(env.deadline_ns, now_ns), latest)
     env.api = "embeddings" if env.embeddings is not None else ("messages" if env.api == "messages" else "chat")
+    if own_id and not ids.admit(env.id, now_ns):
+        refuse_reused(env, now_ns)
+    return own_id
+
+
+def refuse_reused(env: Envelope, now_ns: int) -> None:
+    """Refuse a request whose caller-chosen id was used before."""
+    reused, env.id = env.id, new_id(now_ns)
+    raise RequestIdReused(f"The request id {reused!r} was used before; a request id names one request.")

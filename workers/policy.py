@@ -27,6 +27,7 @@ from services.config import settings_from_env
 from services.runtime.key_usage import LastUsed
 from services.runtime.kv import KeyIndex, KvMirror
 from services.runtime.quota import QuotaLedger
+from services.runtime.request_ids import RequestIds
 from workers import runner
 
 
@@ -50,6 +51,7 @@ class PolicyStage:
         self.approval_rules: KvMirror[ApprovalRule] = KvMirror(subjects.KV_APPROVAL_RULES, decode_approval_rule)
         self.ledger: QuotaLedger | None = None
         self.last_used: LastUsed | None = None
+        self.request_ids = RequestIds()
 
     async def start(self, ctx: runner.StageContext) -> None:
         for mirror in (self.keys, self.tenants, self.routes, self.subscriptions, self.approval_rules):
@@ -58,6 +60,7 @@ class PolicyStage:
         self.ledger.start()
         self.last_used = LastUsed(ctx.js)
         self.last_used.start()
+        await self.request_ids.start(ctx.js)
         # Token limits and budgets count prompts: load the tokenizer now, not
         # on the first limited request (it takes a good part of a second).
         await asyncio.to_thread(tokens.encoding, usage.ESTIMATE_ENCODING)
@@ -73,9 +76,12 @@ class PolicyStage:
         # request it sends again, the one policy made for the first copy.
         resent = env.quota if from_ingress else None
         env.quota = None
-        admission.admit(
+        own_id = admission.admit(
             env, start_ns, self.timeout_s, from_ingress=from_ingress, ids=self.ids, nats_reply=msg.reply or ""
         )
+        # Another replica may have served this id: one of the two is refused.
+        if own_id and not await self.request_ids.take(env.id, ctx.instance):
+            admission.refuse_reused(env, start_ns)
         policy.check_body(env)
         now_ms = start_ns // 1_000_000
         header = msg.headers.get(subjects.API_KEY_HEADER) if msg.headers else None
@@ -96,16 +102,20 @@ class PolicyStage:
         elif wanted := self._needs(env, key, tenant, route, now_ms):
             env.quota = await self.ledger.admit(wanted, now_ms)
             admitted = True
+        rules = privacy.rules_of(tenant) if tenant is not None else None
         # A masked answer is restored per request: a cached one would carry another caller's values.
-        masking = tenant is not None and privacy.masks(privacy.rules_of(tenant))
+        masking = privacy.masks(rules)
         if tenant is not None and tenant.cache is not None and cache.cacheable(env.body) and not masking:
             env.cache_ttl_s, env.cache_lookup = cache.decide(env.cache_control, tenant.cache)
         # A caller's own value is never kept: only its tenant opts in.
         env.call_log_max_bytes = tenant.call_log_max_bytes if tenant is not None else 0
         env.privacy = None
         env.slip = policy.build_slip(tenant, cached=env.cache_ttl_s > 0)
-        redaction_by = start_ns + self.redaction_budget_ns if subjects.STAGE_REDACT in env.slip else 0
-        if from_ingress and (admitted or redaction_by):
+        redacting = subjects.STAGE_REDACT in env.slip
+        # The rules routed with: a redaction replica that holds older ones refuses the request.
+        env.rules_version = rules.version if rules is not None and redacting else 0
+        redaction_by = start_ns + self.redaction_budget_ns if redacting else 0
+        if env.progress and (admitted or redaction_by):
             reservation = env.quota if admitted else None
             await ctx.send(env, bus.encode(Admitted(id=env.id, quota=reservation, redaction_by_ns=redaction_by)))
         await ctx.forward(env, start_ns)

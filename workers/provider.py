@@ -20,9 +20,11 @@ from schemas.errors import ClientClosed, InternalError, StageStopping, UpstreamT
 from schemas.events import AlertEvent, AttemptEvent, Detection
 from schemas.health import TryOutcome
 from schemas.ids import new_id
-from schemas.replies import Accepted, Cancel, Chunk, Failure, Final, ReplayAsk, Timing
-from services import cache, call_logs, detectors, privacy
+from schemas.replies import Accepted, Cancel, Chunk, Failure, Fence, Fenced, Final, ReplayAsk, Timing
+from services import admission, cache, call_logs, detectors, privacy
 from services import usage as usage_svc
+from services.config import settings_from_env
+from services.fence import Fences
 from services.masking import AnswerRestorer, OutputScanner
 from services.providers import passthrough
 from services.providers.attempts import Try, Walk, WalkFailed, retryable
@@ -30,6 +32,7 @@ from services.providers.call import CallOutcome, CallProgress, OnDelta, OnRead, 
 from services.providers.http import Upstream, make_upstream_http
 from services.recent import RecentSet
 from services.reply_log import ReplyLog
+from services.runtime import process
 from workers import runner
 
 # Request ids are remembered this long (and at most this many): a cancel that
@@ -42,6 +45,7 @@ MEMORY_MAX = 50_000
 
 _decode_cancel = msgspec.msgpack.Decoder(Cancel).decode
 _decode_replay_ask = msgspec.msgpack.Decoder(ReplayAsk).decode
+_decode_fence = msgspec.msgpack.Decoder(Fence).decode
 
 
 class ProviderStage:
@@ -53,12 +57,17 @@ class ProviderStage:
     def __init__(self) -> None:
         self.client: Upstream | None = None
         self._nc: Client | None = None
+        self._instance = ""
         self.inflight: dict[str, asyncio.Task] = {}
         # request id -> when its client went away
         self.cancelled = RecentSet(MEMORY_NS, MEMORY_MAX)
         # request id -> when it arrived: the ingress may send a request again
         # when it saw no acceptance in time; a second copy is not called again.
         self.seen = RecentSet(MEMORY_NS, MEMORY_MAX)
+        # request id -> the lowest copy this process may still take (see ``services.fence``)
+        # Kept past any deadline: a copy is never taken after its deadline.
+        timeout_ns = int(settings_from_env().request_timeout_s * 1e9)
+        self.fences = Fences(max(MEMORY_NS, timeout_ns), MEMORY_MAX)
         # deployment name -> calls in flight from this process (least-busy routing)
         self.calls: dict[str, int] = {}
         self.replies = ReplyLog()
@@ -69,6 +78,8 @@ class ProviderStage:
         ctx.replies = self.replies
         self._nc = ctx.nc
         await ctx.nc.subscribe(subjects.CONTROL_REPLAY, cb=self._on_replay)
+        self._instance = ctx.instance
+        await ctx.nc.subscribe(subjects.CONTROL_FENCE, cb=self._on_fence)
         # Services on the bus cancel their own requests here (by id: ids are
         # not guessable, so a caller can only cancel one it was told of).
         await ctx.nc.subscribe(subjects.IN_CANCEL, cb=self._on_cancel)
@@ -100,6 +111,23 @@ class ProviderStage:
             # Accepted is not sent again: the ingress asks only once it had it.
             if isinstance(reply, Chunk | Final | Failure) and reply.seq >= ask.from_seq:
                 await nc.publish(reply_to, payload)
+
+    async def _on_fence(self, msg: Msg) -> None:
+        """Say whether this process took a copy of the request; if it did
+        not, it takes none older than the fence's from now on. Both the
+        check and the mark happen before any await, as in ``handle``: a copy
+        is either taken before the fence (this answers "holds") or refused."""
+        try:
+            fence = _decode_fence(msg.data)
+        except msgspec.DecodeError:
+            return
+        if self._nc is None or not admission.valid_reply_subject(msg.reply or ""):
+            return
+        holds = fence.id in self.seen
+        if not holds:
+            self.fences.raise_to(fence.id, fence.copy)
+        answer = Fenced(id=fence.id, worker=self._instance, holds=holds, copy=fence.copy)
+        await self._nc.publish(msg.reply, bus.encode(answer))
 
     async def _tried(self, ctx: runner.StageContext, env: Envelope, t: Try, *, says_health: bool = True) -> None:
         """An attempt row, and the outcome every routing replica's health
@@ -154,6 +182,8 @@ class ProviderStage:
     async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg | None, start_ns: int) -> None:
         if not env.candidates or self.client is None:
             raise InternalError("Request reached the provider stage without a deployment.")
+        if not self.fences.admits(env.id, env.copy):
+            return  # sent before a fence this process answered: the requester has moved on
         if not self.seen.add(env.id):  # a copy the ingress sent again, which this process already took
             return  # it carries the first copy's reservation, which the first copy settles
         first = env.candidates[0]
@@ -197,8 +227,12 @@ class ProviderStage:
             seq += 1
 
         self.inflight[env.id] = asyncio.current_task()  # type: ignore[assignment]
-        if env.origin == "http":
+        if env.progress:
             await ctx.send(env, bus.encode(Accepted(id=env.id, worker=ctx.instance)))
+            # On the socket before the upstream hears of the request: if this
+            # process dies calling it, the requester knows who held it and
+            # does not send it again.
+            await process.written(ctx.nc)
         walk = Walk(
             env.candidates, context_candidates=env.context_candidates, retries=env.retries, deadline_ns=env.deadline_ns
         )

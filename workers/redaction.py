@@ -10,7 +10,7 @@ from nats.aio.msg import Msg
 from schemas import bus, subjects
 from schemas.control import Tenant, decode_tenant
 from schemas.envelope import Envelope, Privacy
-from schemas.errors import InvalidRequest
+from schemas.errors import InvalidRequest, RedactionUnavailable
 from schemas.replies import Redacted
 from services import privacy
 from services.runtime.kv import KvMirror
@@ -34,6 +34,16 @@ class RedactionStage:
         # The client's own bytes would carry the prompt past redaction.
         env.raw = b""
         rules = privacy.rules_of(tenant) if tenant is not None else None
+        held = rules.version if rules is not None else 0
+        if env.rules_version > held:
+            # Policy routed with rules this replica's copy does not have yet
+            # (they were just enabled or changed): passing the request on
+            # unmasked is what redaction exists to prevent.
+            raise RedactionUnavailable(
+                f"The redaction stage does not hold this tenant's privacy rules (version {env.rules_version}) "
+                "yet; nothing was sent upstream.",
+                code="redaction_rules_pending",
+            )
         if rules is not None:
             found = privacy.inspect(env.body, env.embeddings, rules)
             found.detections += privacy.injection(env.body, rules)
@@ -58,7 +68,7 @@ class RedactionStage:
                 )
             if found.vault or rules.output:
                 env.privacy = Privacy(found.vault, dict(rules.output), rules.version, rules.phone_region)
-            if env.origin != "nats":  # the gateway's own ingress waits for this (fail closed otherwise)
+            if env.progress:  # the requester waits for this (fail closed otherwise)
                 await ctx.send(env, bus.encode(Redacted(id=env.id)))
         await ctx.forward(env, start_ns)
 

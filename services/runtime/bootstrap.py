@@ -23,7 +23,7 @@ from schemas import subjects
 from schemas.control import decode_key, decode_route, decode_tenant
 from schemas.prompts import decode_prompt
 from services.config import ControlRecords
-from services.runtime import quota, response_cache
+from services.runtime import quota, request_ids, response_cache
 from services.runtime.events import EventPublisher
 from services.runtime.kv import kv_key, kv_name
 from services.runtime.kv_writer import KvWriter
@@ -133,6 +133,7 @@ async def prepare(nc: Client, records: ControlRecords, replicas: int = 1) -> lis
     await ensure_job_streams(nc, replicas)
     js = nc.jetstream()
     await ensure_buckets(js, replicas)
+    await request_ids.ensure_bucket(js, replicas)
     await alerting.ensure_buckets(nc, replicas)
     events = EventPublisher(js, "config")
     events.start()

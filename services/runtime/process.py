@@ -147,6 +147,15 @@ async def announce_ready(nc: Client, name: str) -> None:
     await nc.flush()
 
 
+async def written(nc: Client) -> None:
+    """Wait until what was published so far is written to the connection's
+    socket (not until the server has it: that would be a round trip). nats-py
+    writes from a task of its own, so without this, bytes published before
+    an upstream call may leave after it."""
+    # nats-py has no public call for this; ``flush`` would PING the server.
+    await nc._flush_pending(force_flush=True)
+
+
 class Heartbeat:
     """Publishes ``<name>`` alive once a second from the process's event loop:
     a process that is stopped, deadlocked or stuck in a loop stops beating,

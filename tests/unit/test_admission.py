@@ -6,7 +6,7 @@ import pytest
 
 from schemas.chat import ChatBody, EmbeddingsBody, Message
 from schemas.envelope import Envelope, PromptRef, Span
-from schemas.errors import InvalidRequest
+from schemas.errors import InvalidRequest, RequestIdReused
 from schemas.ids import new_id
 from services import admission
 from services.admission import RecentIds
@@ -66,14 +66,17 @@ def test_caller_ids_are_kept_once_and_only_when_well_formed_and_fresh() -> None:
     ids = RecentIds()
     mine = new_id(NOW - SECOND)
     first = nats_envelope(id=mine)
-    admission.admit(first, NOW, 2.0, from_ingress=False, ids=ids)
+    assert admission.admit(first, NOW, 2.0, from_ingress=False, ids=ids)  # kept: policy claims it cluster-wide
     assert first.id == mine
     again = nats_envelope(id=mine)
-    admission.admit(again, NOW, 2.0, from_ingress=False, ids=ids)
+    with pytest.raises(RequestIdReused) as refused:
+        admission.admit(again, NOW, 2.0, from_ingress=False, ids=ids)
+    assert refused.value.status == 409 and mine in refused.value.message
+    # The refusal is recorded under an id of its own, never as the first request's.
     assert again.id != mine and len(again.id) == 26
     for bad in ["", "x", "'; DROP TABLE requests", "I" * 26, new_id(NOW - 3600 * SECOND), new_id(NOW + 3600 * SECOND)]:
         env = nats_envelope(id=bad)
-        admission.admit(env, NOW, 2.0, from_ingress=False, ids=ids)
+        assert not admission.admit(env, NOW, 2.0, from_ingress=False, ids=ids)  # replaced, nothing to claim
         assert env.id != bad and admission.id_time_ms(env.id) == NOW // 1_000_000
 
 

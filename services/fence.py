@@ -1,0 +1,105 @@
+"""The fence protocol: a request is sent again without ever reaching the
+upstream twice, and the first send costs nothing extra.
+
+A requester (the ingress's session) sends a request once. If no provider
+says it took it (``Accepted``) in time, the request may have been lost on
+the way, or may be queued behind others, or its provider's ``Accepted``
+may have been lost. Before it sends a copy, the requester asks every live
+provider process (``Fence``, one broadcast): each answers that it holds the
+request (it took a copy: the requester waits for that one), or that it does
+not, and from then on refuses every older copy. Once every live provider
+has answered "not here", no older copy can reach the upstream any more, and
+the new copy goes out.
+
+Why no race is left: a provider takes a copy (``Fences.admits`` then its
+``seen`` set) and answers a fence (``holds`` then ``Fences.raise_to``) in
+its one event loop, each without awaiting between the check and the
+mark, so for any copy either the take came first (the answer says "holds")
+or the fence did (the take refuses it). A provider that dies holding the
+request has written its ``Accepted`` before calling the upstream, so the
+requester knows the process and ends the request when the supervisor says
+it died, rather than sending it again. A provider that stops answering
+(a NATS node it was on died, a stall) is waited for while its heartbeat is
+younger than ``STALE_S``, longer than the supervisor waits before it kills
+a silent process and says so.
+
+This module is the bookkeeping of both sides, with no NATS in it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+# A provider not heard of for this long is gone: the supervisor kills a
+# process silent for 5 s (and says it died), so one silent longer was.
+STALE_S = 6.0
+# Copies of one request per delivery of a job: a job taken over after its
+# runner died sends copies numbered from ``(delivery - 1) * COPIES_PER_RUN``,
+# above any copy an earlier runner sent.
+COPIES_PER_RUN = 100
+
+
+class ProviderRoster:
+    """The provider processes a requester must hear from before it sends a
+    copy: every process whose heartbeat names the provider stage, until it
+    is stale or the supervisor says it died."""
+
+    def __init__(self, stale_s: float = STALE_S) -> None:
+        self.stale_s = stale_s
+        self._last: dict[str, float] = {}
+
+    def saw(self, name: str, serves: list[str], now: float) -> None:
+        if "provider" in serves:
+            self._last[name] = now
+
+    def died(self, name: str) -> None:
+        self._last.pop(name, None)
+
+    def live(self, now: float) -> set[str]:
+        return {name for name, at in self._last.items() if now - at <= self.stale_s}
+
+
+class FenceRound:
+    """One round of asking, for the copy that goes out when it is clear."""
+
+    def __init__(self, copy: int, waiting: set[str]) -> None:
+        self.copy = copy
+        self.waiting = waiting
+
+    def answered(self, worker: str, copy: int) -> None:
+        """A provider holds no copy and will take none below this round's."""
+        if copy == self.copy:  # a late "not here" from an earlier round says nothing of this one's copies
+            self.waiting.discard(worker)
+
+    def gone(self, live: set[str]) -> None:
+        """Providers that died or went stale will take nothing."""
+        self.waiting &= live
+
+    @property
+    def clear(self) -> bool:
+        return not self.waiting
+
+
+class Fences:
+    """A provider's memory of fences: request id -> the lowest copy it may
+    still take. Bounded like ``RecentSet``: kept ``window_ns`` (longer than
+    any request's deadline, after which no copy is taken anyway), at most
+    ``max_size``, the oldest forgotten first."""
+
+    def __init__(self, window_ns: int, max_size: int) -> None:
+        self._window_ns = window_ns
+        self._max = max_size
+        self._floor: OrderedDict[str, tuple[int, int]] = OrderedDict()
+
+    def raise_to(self, request_id: str, copy: int, now_ns: int | None = None) -> None:
+        now_ns = time.time_ns() if now_ns is None else now_ns
+        floor = self._floor
+        while floor and (len(floor) >= self._max or next(iter(floor.values()))[1] < now_ns - self._window_ns):
+            floor.popitem(last=False)
+        known = floor.pop(request_id, (0, 0))[0]
+        floor[request_id] = (max(known, copy), now_ns)
+
+    def admits(self, request_id: str, copy: int) -> bool:
+        known = self._floor.get(request_id)
+        return known is None or copy >= known[0]

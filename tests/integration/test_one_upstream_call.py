@@ -1,0 +1,174 @@
+"""One upstream call per request with two replicas of the pipeline and an
+upstream that takes seconds, whatever door the request came in by: the mock
+upstream's own count of calls is compared with the requests sent and the
+rows ClickHouse holds.
+
+Before every requester asked for progress replies, WebSocket and job
+sessions never heard a provider's ``Accepted``, sent their request again
+after half a second, and the copy reached the other replica: 20 WebSocket
+requests to a 2 s upstream made ~38 upstream calls. A copy that is only
+delayed (its replica stalled) is now fenced off before another is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from collections.abc import Iterator
+
+import httpx
+import msgspec
+import pytest
+from websockets.asyncio.client import connect
+
+from schemas import subjects
+from schemas.ids import new_id
+from schemas.replies import Final
+from services.runtime.client import SluiceClient
+from tests.stack import DEMO_KEY, Stack
+
+SLOW = "[mock:latency_ms=2000]"
+N = 20
+
+
+@pytest.fixture(scope="module")
+def two_pipelines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    s = Stack(tmp_path_factory.mktemp("once"), timeout_s=30, replicas={"provider": 2}).start()
+    yield s
+    s.stop()
+
+
+def calls(stack: Stack) -> int:
+    return stack.mock_stats()["requests"]
+
+
+def rows_of(stack: Stack, ids: list[str]) -> list[str]:
+    """The raw ``requests`` rows of these ids (not FINAL): one each, or a duplicate shows."""
+    found: list[str] = []
+    for request_id in ids:
+        stack.request_row(request_id)  # waits until the sink wrote it
+        result = stack.query("request", request_id=request_id)
+        found += [request_id] * len(result["rows"])
+    return found
+
+
+def test_websocket_requests_to_a_slow_upstream_are_called_once(two_pipelines: Stack) -> None:
+    before = calls(two_pipelines)
+
+    async def go() -> dict[str, dict]:
+        url = f"ws://127.0.0.1:{two_pipelines.layout.http_port}/v1/ws"
+        async with connect(url, additional_headers={"authorization": f"Bearer {DEMO_KEY}"}) as ws:
+            assert json.loads(await ws.recv())["type"] == "ready"
+            for i in range(N):
+                body = {"model": "demo-model", "messages": [{"role": "user", "content": f"ws {i} {SLOW}"}]}
+                await ws.send(json.dumps({"type": "request", "id": f"w{i}", "api": "chat", "body": body}))
+            done: dict[str, dict] = {}
+            while len(done) < N:
+                message = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                if message["type"] == "response":
+                    done[message["id"]] = message
+            return done
+
+    done = asyncio.run(go())
+    assert {m["status"] for m in done.values()} == {200}, done
+    assert calls(two_pipelines) - before == N
+    ids = [m["body"]["id"].removeprefix("chatcmpl-") for m in done.values()]
+    assert sorted(rows_of(two_pipelines, ids)) == sorted(ids)
+
+
+def test_jobs_to_a_slow_upstream_are_called_once(two_pipelines: Stack) -> None:
+    before = calls(two_pipelines)
+
+    async def go() -> list:
+        async with await SluiceClient.connect(
+            two_pipelines.nats_url, DEMO_KEY, creds=two_pipelines.creds("svc-demo")
+        ) as sluice:
+            jobs = [
+                await sluice.submit_job(
+                    "chat", {"model": "demo-model", "messages": [{"role": "user", "content": f"job {i} {SLOW}"}]}
+                )
+                for i in range(N)
+            ]
+            return [await sluice.result(job, wait_s=60) for job in jobs]
+
+    results = asyncio.run(go())
+    assert all(isinstance(r.result, Final) for r in results), [r.result for r in results]
+    assert calls(two_pipelines) - before == N
+    ids = [r.request_id for r in results]
+    assert sorted(rows_of(two_pipelines, ids)) == sorted(ids)
+
+
+def test_a_stalled_replica_s_requests_are_fenced_not_called_twice(two_pipelines: Stack) -> None:
+    """One pipeline replica stops for 2 s with requests queued for it: each
+    is unclaimed past the resend time, but is sent again only once both
+    replicas answered the fence, so the stalled one's copies are either
+    its own to call (it answers "holds") or refused when it wakes."""
+    before = calls(two_pipelines)
+    pid = two_pipelines.supervisor.pids()["pipeline-1"]
+
+    async def go() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=40, headers={"authorization": f"Bearer {DEMO_KEY}"}) as client:
+
+            async def one(i: int) -> httpx.Response:
+                text = f"stall {i} [mock:latency_ms=300]"
+                body = {"model": "demo-model", "messages": [{"role": "user", "content": text}]}
+                return await client.post(f"{two_pipelines.base_url}/chat/completions", json=body)
+
+            sent = [asyncio.create_task(one(i)) for i in range(N)]
+            await asyncio.sleep(0.05)  # they are on their way to both replicas
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                await asyncio.sleep(2.0)  # past the resend time, within the supervisor's patience
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            return await asyncio.gather(*sent)
+
+    answers = asyncio.run(go())
+    assert [r.status_code for r in answers] == [200] * N, [r.text for r in answers if r.status_code != 200]
+    assert calls(two_pipelines) - before == N
+    ids = [r.headers["x-request-id"] for r in answers]
+    assert sorted(rows_of(two_pipelines, ids)) == sorted(ids)
+
+
+def test_a_reused_caller_id_is_served_once_across_policy_replicas(two_pipelines: Stack) -> None:
+    """Pairs of requests naming one id, published at once: whichever policy
+    replicas they reach, one is served and the other refused with 409."""
+
+    async def go() -> list[tuple[dict, dict]]:
+        nc = await two_pipelines.connect("svc-demo")
+        try:
+            pairs = []
+            for i in range(10):
+                request_id = new_id()
+                inboxes = [nc.new_inbox(), nc.new_inbox()]
+                subs = [await nc.subscribe(inbox) for inbox in inboxes]
+                for inbox in inboxes:
+                    envelope = {
+                        "kind": "chat.request",
+                        "id": request_id,
+                        "reply": inbox,
+                        "body": {"model": "demo-model", "messages": [{"role": "user", "content": f"pair {i}"}]},
+                    }
+                    key = {"Authorization": f"Bearer {DEMO_KEY}"}
+                    await nc.publish(subjects.IN_CHAT, msgspec.msgpack.encode(envelope), headers=key)
+                ends = []
+                for sub in subs:
+                    while True:
+                        reply = msgspec.msgpack.decode((await sub.next_msg(timeout=20)).data)
+                        if reply["kind"] in ("chat.final", "chat.failure"):
+                            ends.append(reply | {"asked": request_id})
+                            break
+                pairs.append((ends[0], ends[1]))
+            return pairs
+        finally:
+            await nc.close()
+
+    for a, b in asyncio.run(go()):
+        kinds = sorted([a["kind"], b["kind"]])
+        assert kinds == ["chat.failure", "chat.final"], (a, b)
+        served, refused = (a, b) if a["kind"] == "chat.final" else (b, a)
+        assert served["id"] == served["asked"]
+        assert (refused["status"], refused["code"]) == (409, "request_id_reused")
+        assert refused["id"] != refused["asked"]  # its row stands for the refusal, not the served request
