@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import signal
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -44,18 +45,18 @@ def calls(stack: Stack) -> int:
     return stack.mock_stats()["requests"]
 
 
-def rows_of(stack: Stack, ids: list[str]) -> list[str]:
-    """The raw ``requests`` rows of these ids (not FINAL): one each, or a duplicate shows."""
-    found: list[str] = []
+def assert_one_row_each(stack: Stack, ids: list[str], since_ns: int) -> None:
+    """Every request has its row, and the raw table (not FINAL, where a
+    merge would hide one) holds no second row nor a conflict since then."""
     for request_id in ids:
         stack.request_row(request_id)  # waits until the sink wrote it
-        result = stack.query("request", request_id=request_id)
-        found += [request_id] * len(result["rows"])
-    return found
+    result = stack.query("duplicate_rows", since_ns=since_ns)
+    assert result["error"] is None, result["error"]
+    assert result["rows"] == [[0, 0]], result
 
 
 def test_websocket_requests_to_a_slow_upstream_are_called_once(two_pipelines: Stack) -> None:
-    before = calls(two_pipelines)
+    before, since = calls(two_pipelines), time.time_ns()
 
     async def go() -> dict[str, dict]:
         url = f"ws://127.0.0.1:{two_pipelines.layout.http_port}/v1/ws"
@@ -75,11 +76,11 @@ def test_websocket_requests_to_a_slow_upstream_are_called_once(two_pipelines: St
     assert {m["status"] for m in done.values()} == {200}, done
     assert calls(two_pipelines) - before == N
     ids = [m["body"]["id"].removeprefix("chatcmpl-") for m in done.values()]
-    assert sorted(rows_of(two_pipelines, ids)) == sorted(ids)
+    assert_one_row_each(two_pipelines, ids, since)
 
 
 def test_jobs_to_a_slow_upstream_are_called_once(two_pipelines: Stack) -> None:
-    before = calls(two_pipelines)
+    before, since = calls(two_pipelines), time.time_ns()
 
     async def go() -> list:
         async with await SluiceClient.connect(
@@ -96,8 +97,7 @@ def test_jobs_to_a_slow_upstream_are_called_once(two_pipelines: Stack) -> None:
     results = asyncio.run(go())
     assert all(isinstance(r.result, Final) for r in results), [r.result for r in results]
     assert calls(two_pipelines) - before == N
-    ids = [r.request_id for r in results]
-    assert sorted(rows_of(two_pipelines, ids)) == sorted(ids)
+    assert_one_row_each(two_pipelines, [r.request_id for r in results], since)
 
 
 def test_a_stalled_replica_s_requests_are_fenced_not_called_twice(two_pipelines: Stack) -> None:
@@ -105,7 +105,7 @@ def test_a_stalled_replica_s_requests_are_fenced_not_called_twice(two_pipelines:
     is unclaimed past the resend time, but is sent again only once both
     replicas answered the fence, so the stalled one's copies are either
     its own to call (it answers "holds") or refused when it wakes."""
-    before = calls(two_pipelines)
+    before, since = calls(two_pipelines), time.time_ns()
     pid = two_pipelines.supervisor.pids()["pipeline-1"]
 
     async def go() -> list[httpx.Response]:
@@ -128,8 +128,7 @@ def test_a_stalled_replica_s_requests_are_fenced_not_called_twice(two_pipelines:
     answers = asyncio.run(go())
     assert [r.status_code for r in answers] == [200] * N, [r.text for r in answers if r.status_code != 200]
     assert calls(two_pipelines) - before == N
-    ids = [r.headers["x-request-id"] for r in answers]
-    assert sorted(rows_of(two_pipelines, ids)) == sorted(ids)
+    assert_one_row_each(two_pipelines, [r.headers["x-request-id"] for r in answers], since)
 
 
 def test_a_reused_caller_id_is_served_once_across_policy_replicas(two_pipelines: Stack) -> None:
