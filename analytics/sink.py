@@ -6,6 +6,10 @@ after ClickHouse accepted them, so a ClickHouse outage leaves events waiting
 in the stream, not lost (``analytics.pull`` reads it: nats-py's own fetch can
 drop a message on Python 3.11). FastStream serves the queue-grouped request
 handlers for ``sluice.v1.analytics.query`` and ``.recost``.
+
+Of several replicas (on a ClickHouse server), one pulls and writes events at
+a time, the holder of the lease in ``analytics.lease``; the others answer
+queries and stand by to take over.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Callable
+from functools import partial
 
 import msgspec
 from clickhouse_connect.driver.exceptions import OperationalError
@@ -24,12 +30,12 @@ from faststream.security import SASLPlaintext
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from analytics import intake, recost
+from analytics import intake, lease, recost
 from analytics.alerting import Alerting
 from analytics.intake import Pulled
 from analytics.pull import BatchPuller
 from analytics.queries import bind
-from analytics.store import Store
+from analytics.store import NotWriter, Store
 from schemas import bus, subjects
 from schemas.analytics import QueryRequest, QueryResult, RecostRequest, RecostResult
 from services.config import config_from_env, settings_from_env
@@ -44,6 +50,8 @@ OUTAGE_PAUSE_S = 1.0
 # every materialized view once per block): from 0.2 to 0.5 s halved the sink's
 # CPU per request under load (issue 13's note) for ~0.3 s more lag.
 PULL_WAIT_S = 0.5
+# How often a standby looks whether it may write now.
+STANDBY_POLL_S = 0.2
 _decode_query = msgspec.json.Decoder(QueryRequest).decode
 _decode_recost = msgspec.json.Decoder(RecostRequest).decode
 _json = msgspec.json.Encoder()
@@ -120,30 +128,53 @@ async def ensure_consumer(nc: Client) -> None:
     await nc.jetstream().add_consumer(subjects.EVENTS_STREAM, config)
 
 
-async def store_events(store: Store, nc: Client, pulled: list[Pulled]) -> None:
+def _always() -> bool:
+    return True
+
+
+async def store_events(store: Store, nc: Client, pulled: list[Pulled], may_write: Callable[[], bool] = _always) -> None:
     """One pull's events into ClickHouse. A message that can never be stored
     must not be redelivered forever and block the stream behind it: it
-    becomes a dead letter."""
+    becomes a dead letter. Raises ``NotWriter``, having stored nothing, when
+    ``may_write`` says another replica writes now."""
+
+    def guard() -> None:
+        if not may_write():
+            raise NotWriter("another sink replica holds the writer's lease, or ours was not renewed in time")
+
     events, dead = intake.sort(pulled)
-    dead = await asyncio.to_thread(intake.store_all, events, dead, store.insert)
+    dead = await asyncio.to_thread(intake.store_all, events, dead, partial(store.insert, guard=guard))
     _crash_if_asked()
     for d in dead:
         log.error("dead letter from %s: %s", d.subject, d.reason)
         await nc.publish(subjects.DEAD_LETTER, bus.encode(d))
 
 
-async def consume_events(store: Store, nc: Client, stop: asyncio.Event, batch_size: int = 1000) -> None:
-    """Pull, store, then ack: what ClickHouse has not taken stays in the stream."""
+async def consume_events(
+    store: Store, nc: Client, stop: asyncio.Event, batch_size: int = 1000, may_write: Callable[[], bool] = _always
+) -> None:
+    """Pull, store, then ack: what ClickHouse has not taken stays in the
+    stream. While ``may_write`` says no, nothing is pulled: another replica
+    writes."""
     await ensure_consumer(nc)
     puller = BatchPuller(nc, subjects.EVENTS_STREAM, DURABLE, batch_size, PULL_WAIT_S)
     await puller.start()
     try:
         while not stop.is_set():
+            if not may_write():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), STANDBY_POLL_S)
+                continue
             msgs = await puller.next_batch()
             if not msgs:
                 continue
             try:
-                await store_events(store, nc, [Pulled(subject=m.subject, data=m.data) for m in msgs])
+                await store_events(store, nc, [Pulled(subject=m.subject, data=m.data) for m in msgs], may_write)
+            except NotWriter:
+                # The lease went while this pull was in hand: the writer gets it now.
+                log.warning("not the writer any more; %d event batches go back to the stream", len(msgs))
+                await asyncio.gather(*(m.nak() for m in msgs))
+                continue
             except OperationalError as exc:
                 # ClickHouse is away: the pull comes again (nacked), after a
                 # pause rather than at once, so an outage is not a busy loop.
@@ -159,6 +190,20 @@ async def consume_events(store: Store, nc: Client, stop: asyncio.Event, batch_si
             metrics.EVENTS_PENDING.set(msgs[-1].metadata.num_pending)
     finally:
         await puller.stop()
+
+
+def _writer_lease(nc: Client, name: str, dsn: str) -> tuple[lease.Lease, Callable[[], bool]]:
+    """The lease, and whether this replica may write now. The embedded
+    ClickHouse locks its data to one process, so there this sink is the only
+    one that can write: it takes the lease at once, and writes even when the
+    lease cannot be reached (a NATS user not granted the bucket)."""
+    embedded = dsn.startswith("chdb://")
+    writer = lease.Lease(nc, lease.holder_name(name), take_over_at_once=embedded)
+
+    def may_write() -> bool:
+        return writer.may_write() or (embedded and writer.failing)
+
+    return writer, may_write
 
 
 def main() -> None:
@@ -178,14 +223,20 @@ def main() -> None:
             log.info("retention: %s", change)
         broker = build(store, process.nats_url())
         await broker.start()
-        consuming = asyncio.create_task(consume_events(store, broker.connection, stop), name="events")
+        name = process.instance_name("sink")
+        writer, may_write = _writer_lease(broker.connection, name, args.clickhouse)
+        # Its own stop: the lease is given up only after the last insert.
+        lease_stop = asyncio.Event()
+        leasing = asyncio.create_task(writer.run(lease_stop), name="lease")
+        consuming = asyncio.create_task(
+            consume_events(store, broker.connection, stop, may_write=may_write), name="events"
+        )
         config = config_from_env()
         alerting = None
         if config.alerts:
             alerting = Alerting(broker.connection, store, config.alerts, config.webhooks, settings.alert_interval_s)
             await alerting.start()
             log.info("alert rules: %s", ", ".join(r.name for r in config.alerts))
-        name = process.instance_name("sink")
         heartbeat = process.Heartbeat(broker.connection, name, ("sink",))
         heartbeat.start()
         await process.announce_ready(broker.connection, name)
@@ -195,12 +246,19 @@ def main() -> None:
         # the sink exits (to be restarted) rather than stay up storing nothing.
         await asyncio.wait({stopping, consuming}, return_when=asyncio.FIRST_COMPLETED)
         heartbeat.stop()
-        if consuming.done():
-            stopping.cancel()
-            consuming.result()  # raises its error
-        consuming.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await consuming
+        try:
+            if consuming.done():
+                stopping.cancel()
+                consuming.result()  # raises its error
+            consuming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await consuming
+        finally:
+            # A cancelled insert's thread runs on: the lease is given up (and
+            # a standby takes over at once) only when none can be running.
+            await asyncio.to_thread(store.wait_idle)
+            lease_stop.set()
+            await leasing
         if alerting is not None:
             await alerting.stop()
         await broker.stop()

@@ -183,5 +183,10 @@ class Store:
         with self._lock:
             self.client.command(sql, parameters=parameters or {})
 
+    def wait_idle(self) -> None:
+        """Return once no insert or query is running."""
+        with self._lock:
+            pass
+
     def close(self) -> None:
         self.client.close()

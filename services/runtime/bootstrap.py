@@ -18,7 +18,7 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
-from analytics import alerting
+from analytics import alerting, lease
 from schemas import subjects
 from schemas.control import decode_key, decode_route, decode_tenant
 from schemas.prompts import decode_prompt
@@ -135,6 +135,7 @@ async def prepare(nc: Client, records: ControlRecords, replicas: int = 1) -> lis
     await ensure_buckets(js, replicas)
     await request_ids.ensure_bucket(js, replicas)
     await alerting.ensure_buckets(nc, replicas)
+    await lease.ensure_bucket(nc, replicas)  # which sink replica writes
     events = EventPublisher(js, "config")
     events.start()
     try:
