@@ -30,6 +30,7 @@ from schemas.errors import InvalidRequest
 from schemas.prompts import ChainStep, PromptApi, PromptMessage, PromptParams, PromptVersion, Variable
 from services import call_logs, pricing, privacy, prompts
 from services.breaker import BreakerConfig
+from services.detectors.custom import check_pattern
 from services.keys import hash_key
 from services.providers.registry import PROVIDERS
 
@@ -335,6 +336,14 @@ def control_records(config: Config, extra_keys: dict[str, ApiKey] | None = None)
             call_log_max_bytes=t.call_log_max_bytes,
             privacy=t.privacy,
         )
+        # Every pattern it defines, its first-form rules' too, must run on RE2
+        # (a keyword detector's empty pattern does).
+        rules = privacy.rules_of(tenants[t.id])
+        for c in rules.custom if rules is not None else ():
+            try:
+                check_pattern(c.name, c.pattern)
+            except InvalidRequest as exc:
+                raise ConfigError(f"tenant {t.id!r}: {exc.message}") from None
     for record in keys.values():
         if record.role == "gateway_admin" and not record.tenant_id:
             continue  # a gateway admin belongs to no tenant
