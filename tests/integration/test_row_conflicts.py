@@ -5,21 +5,27 @@ rollups count the request once either way."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import msgspec
 import pytest
 from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
 
 from analytics import intake
 from analytics.conflicts import ROW_CONFLICT
 from analytics.queries import bind
 from analytics.rows import to_rows
 from analytics.store import NotWriter, Store
+from schemas import bus, subjects
 from schemas.analytics import QueryRequest
-from schemas.events import RequestEvent
+from schemas.events import EventBatch, RequestEvent
+from schemas.ids import new_id
+from tests.stack import Stack
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +141,52 @@ def test_a_second_row_with_its_own_time_is_found_too(store: Store) -> None:
     assert raw_rows(store, "own-time") == 1
     (conflict,) = named(store, "conflicts", request_id="own-time")
     assert conflict["differs"] == ["ts", "status"]
+
+
+def test_through_the_sink_a_conflict_lands_beside_the_row_and_shows_in_metrics(stack: Stack) -> None:
+    request_id, now = new_id(), time.time_ns()
+    timed_out = RequestEvent(
+        event_id=new_id(), request_id=request_id, received_at_ns=now, origin="nats", api="chat", model="m",
+        status=504, error_type="timeout", tenant_id="sink-conflict",
+    )  # fmt: skip
+    billed = msgspec.structs.replace(timed_out, event_id=new_id(), status=200, error_type="", cost_pico_usd=1500)
+    before = metric_samples(stack)
+
+    async def publish(*events: RequestEvent) -> None:
+        nc = await stack.connect("admin")
+        try:
+            batch = EventBatch(id=new_id(), events=list(events))
+            await nc.jetstream().publish(
+                subjects.events("provider"), bus.encode(batch), headers={"Nats-Msg-Id": batch.id}
+            )
+        finally:
+            await nc.close()
+
+    asyncio.run(publish(timed_out))
+    assert stack.request_row(request_id)["status"] == 504
+    asyncio.run(publish(timed_out, billed))  # a copy of the first, and the provider's billed row
+    deadline = time.monotonic() + 30
+    while not (found := stack.query("conflicts", request_id=request_id)["rows"]):
+        assert time.monotonic() < deadline, "no conflict recorded"
+        time.sleep(0.2)
+    (conflict,) = [dict(zip(stack.query("conflicts")["columns"], row, strict=True)) for row in found]
+    assert conflict["differs"] == ["status", "error_type", "cost_pico_usd"]
+    assert stack.request_row(request_id)["status"] == 504  # still the first row, counted once
+    assert stack.query("duplicate_rows", since_ns=now)["rows"] == [[0, 1]]
+    alerts = stack.query("alerts")
+    assert any(row[0] == request_id and row[2] == ROW_CONFLICT for row in alerts["rows"])
+    while True:  # each process writes its samples as it counts; the ingress sums them
+        after = metric_samples(stack)
+        grew = [
+            after.get(n, 0.0) - before.get(n, 0.0)
+            for n in ("sluice_row_conflicts_total", "sluice_duplicate_rows_total")
+        ]
+        if grew == [1.0, 1.0] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert grew == [1.0, 1.0]
+
+
+def metric_samples(stack: Stack) -> dict[str, float]:
+    r = httpx.get(stack.base_url.removesuffix("/v1") + "/metrics", timeout=10)
+    return {s.name: s.value for family in text_string_to_metric_families(r.text) for s in family.samples}
