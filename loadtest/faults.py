@@ -170,6 +170,20 @@ def run(
     )
 
 
+def rows_beyond_one(query: Callable[..., dict], since_ns: int) -> tuple[int, int]:
+    """Rows beyond one per request among those received since ``since_ns``,
+    counted in the raw ``requests`` table (no FINAL: a merge would fold
+    copies away, and the sink leaves out a request's second row before it
+    could be seen), and the conflicts recorded for them: a second row that
+    differed, kept in ``request_conflicts``. ``query`` runs a named query
+    (``Stack.query``)."""
+    result = query("duplicate_rows", since_ns=since_ns)
+    if result["error"]:
+        raise RuntimeError(result["error"])
+    ((duplicates, conflicts),) = result["rows"]
+    return int(duplicates), int(conflicts)
+
+
 def _mock_answered(mock_url: str) -> int:
     stats = httpx.get(f"{mock_url}/mock/stats", timeout=10).json()
     return stats["completed_requests"] + stats["completed_streams"]

@@ -8,8 +8,10 @@ embedded ClickHouse), and the numbers that say nothing was lost.
 Per fault: requests attempted; succeeded; failed with a clear error (a JSON
 error with a request id, an error event inside a stream, or a connection
 refused or reset with no answer); lost (a success with no row, or a request
-with no outcome: must be 0); duplicate rows (requests with more than one
-row: must be 0); the spend difference (the rows' cost minus what the
+with no outcome: must be 0); duplicate rows (rows beyond one per request
+in the raw table, no FINAL: must be 0) and conflicts (a request's second,
+different row, kept in ``request_conflicts``: 0 unless a fault made a
+request end twice); the spend difference (the rows' cost minus what the
 upstream's complete answers cost, each priced as a baseline request of its
 kind: 0, or more where work cut short was billed as it should be, a
 killed provider's prompt or a cut stream's prompt and chunks); and
@@ -175,7 +177,7 @@ def measure(stack: Stack, fault: Fault, costs: dict[bool, int], callers: int) ->
     clear = [o for o in report.outcomes if o.result != 200 and (o.json_error or o.result == "connection")]
     lost = [o for o in ok if not rows.get(o.request_id)]
     lost += [o for o in report.outcomes if o.result != 200 and o not in clear]
-    duplicates = [rid for rid, found in rows.items() if len(found) > 1]
+    duplicates, conflicts = faults.rows_beyond_one(stack.query, report.window_ns[0])
     stored = sum(found[0]["cost_pico_usd"] for found in rows.values() if found)
     answered = {
         False: after["completed_requests"] - before["completed_requests"],
@@ -194,7 +196,8 @@ def measure(stack: Stack, fault: Fault, costs: dict[bool, int], callers: int) ->
         "failed_clearly": len(clear),
         "failed_by_kind": _kinds(clear),
         "lost": len(lost),
-        "duplicate_rows": len(duplicates),
+        "duplicate_rows": duplicates,
+        "row_conflicts": conflicts,
         "spend_difference_usd": (stored - expected) / 1e12,
         "upstream_answers": answered[False] + answered[True],
         "recover_s": None if recover is None else round(max(recover, 0.0), 2),
@@ -291,7 +294,7 @@ def main() -> None:
     try:
         costs = {"demo-model": baseline_costs(stack, "demo-model"), "flaky": baseline_costs(stack, "flaky")}
         header = (f"{'fault':30} {'tried':>6} {'ok':>6} {'clear err':>9} {'lost':>5} {'dup rows':>8} "
-                  f"{'spend diff $':>12} {'recover s':>9}")  # fmt: skip
+                  f"{'conflicts':>9} {'spend diff $':>12} {'recover s':>9}")  # fmt: skip
         print(header)
         for fault in faults_of(stack, args.outage_s):
             if args.only and not any(word in fault.name for word in args.only):
@@ -300,7 +303,8 @@ def main() -> None:
             results.append(r)
             recover = "-" if r["recover_s"] is None else f"{r['recover_s']:.2f}"
             print(f"{r['fault']:30} {r['attempted']:>6} {r['succeeded']:>6} {r['failed_clearly']:>9} {r['lost']:>5} "
-                  f"{r['duplicate_rows']:>8} {r['spend_difference_usd']:>12.6f} {recover:>9}", flush=True)  # fmt: skip
+                  f"{r['duplicate_rows']:>8} {r['row_conflicts']:>9} {r['spend_difference_usd']:>12.6f} {recover:>9}",
+                  flush=True)  # fmt: skip
             time.sleep(2)
     finally:
         stack.stop()
