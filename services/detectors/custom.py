@@ -7,7 +7,9 @@ and one pattern like ``(a+)+$`` would hold the redaction stage, for every
 tenant, for as long as a 100 KB prompt takes to fail it (for ever, in
 practice). What RE2 cannot run (backreferences, lookarounds, atomic groups)
 is refused where rules are defined, by ``check_pattern``. Its match
-positions on a ``str`` are character offsets, as ``re``'s are."""
+positions on a ``str`` are character offsets, as ``re``'s are; but its
+``\\d``, ``\\w``, ``\\s`` and ``\\b`` are ASCII, where ``re``'s take any
+script's digits and letters."""
 
 from __future__ import annotations
 
