@@ -36,12 +36,16 @@ log = logging.getLogger("sluice.sink")
 # embedded engine away and bring it back without stopping the sink.
 UNAVAILABLE = "SLUICE_TEST_CLICKHOUSE_UNAVAILABLE"
 
-# How far apart in time two rows of one request are looked for. Rows of a
-# request carry the time it was received, but a failure made up by a stage
-# (workers/runner.py) carries its own: a minute each side finds those and
-# keeps the look-up to the few granules around the batch (the table is
-# ordered by time first).
-LOOKUP_MARGIN_NS = 60 * 1_000_000_000
+# Every row of a request carries the time it was received (the envelope's),
+# and the table is ordered by time first: the batch's time range keeps the
+# look-up to a few granules. Measured on chdb with 300k rows over two
+# minutes and a pull of 1,000 new ids: ~6 ms for the ids alone, 11 ms
+# fetching whole rows, 17 ms with a minute more each side; so the ids first,
+# and whole rows only of those found (a redelivery): 6.6 ms.
+_STORED_IDS = (
+    "SELECT DISTINCT request_id FROM requests WHERE ts >= fromUnixTimestamp64Nano({lo:Int64})"
+    " AND ts <= fromUnixTimestamp64Nano({hi:Int64}) AND request_id IN {ids:Array(String)}"
+)
 _STORED_REQUESTS = (
     "SELECT "
     + ", ".join("toUnixTimestamp64Nano(ts)" if c == "ts" else c for c in REQUEST_COLUMNS)
@@ -124,14 +128,10 @@ class Store:
             return Sorted()
         key, ts = REQUEST_COLUMNS.index("request_id"), REQUEST_COLUMNS.index("ts")
         times = [row[ts] for row in batch]
-        stored = self.client.query(
-            _STORED_REQUESTS,
-            parameters={
-                "lo": min(times) - LOOKUP_MARGIN_NS,
-                "hi": max(times) + LOOKUP_MARGIN_NS,
-                "ids": list({row[key] for row in batch}),
-            },
-        ).result_rows
+        span = {"lo": min(times), "hi": max(times)}
+        ids = list({row[key] for row in batch})
+        found = [row[0] for row in self.client.query(_STORED_IDS, parameters={**span, "ids": ids}).result_rows]
+        stored = self.client.query(_STORED_REQUESTS, parameters={**span, "ids": found}).result_rows if found else []
         return sort_requests(stored, batch)
 
     def _not_stored_conflicts(self, conflicts: list[Conflict]) -> list[Conflict]:
