@@ -3,9 +3,15 @@
 The sink looks up a batch's request ids and then inserts the ones not
 stored (``analytics.conflicts``): two sinks doing that at once could both
 insert one request's row, and the rollups would count it twice. ClickHouse's
-insert deduplication does not help: it matches whole blocks, and an event
-redelivered comes back in a pull composed differently. So one replica writes
-at a time, and the others stand by (they still answer named queries).
+insert deduplication does not help: it matches whole blocks (one token per
+insert), and an event redelivered comes back in a pull composed
+differently; a token per row would take an insert per row, measured on chdb
+at 23-36 ms a row against 0.02 ms in an insert of 1,000. So one replica
+writes at a time, and the others stand by (they still answer named queries).
+
+What the lease cannot fence: a writer paused for longer than half the lease
+between its check and its insert (the check runs under the store's lock,
+just before the look-up and insert, a few milliseconds).
 
 The lease is the key ``writer`` of the bucket ``sluice_sink_lease``: taken
 with ``create`` (or an update at the revision seen), renewed every
