@@ -1,6 +1,8 @@
 """Who may say what on the bus: one NATS user per process role, each allowed
 only the subjects its job needs, and users for internal services that may
-only send requests in and read their own inbox.
+only send requests in and read their own inbox. What a role may do with
+JetStream (which streams, consumers and buckets) is the table in
+``jetstream_grants``: no role but ``admin`` may purge or delete anything.
 
 The embedded nats-server enforces these (``authorization`` in its config);
 a publish outside a user's permissions is refused by the server, not by us.
@@ -20,26 +22,12 @@ from pathlib import Path
 import msgspec
 
 from schemas import subjects
+from services.runtime.jetstream_grants import jetstream_publish
 
-_JETSTREAM = ["$JS.API.>", "$JS.ACK.>", "$JS.FC.>"]
 _LIFE = [f"{subjects.CONTROL_READY}.*", f"{subjects.CONTROL_HEARTBEAT}.*"]
 _STAGES = f"{subjects.PREFIX}.stage.>"
 _INBOXES = "_INBOX.>"
 _EVENTS = subjects.events("")
-# Limit and budget counters: policy takes from them, whoever ends a request settles.
-_QUOTA = f"{subjects.QUOTA}.>"
-_CONTROL_BUCKETS = [
-    f"$KV.{b}.>"
-    for b in (
-        subjects.KV_KEYS,
-        subjects.KV_TENANTS,
-        subjects.KV_MODELS,
-        subjects.KV_SUBSCRIPTIONS,
-        subjects.KV_APPROVAL_RULES,
-        subjects.KV_PROMPTS,
-        subjects.KV_PROMPT_VERSIONS,
-    )
-]
 SERVICE_PREFIX = "svc-"
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,40}")
 
@@ -61,7 +49,7 @@ class Credentials(msgspec.Struct):
 
 def _stage(name: str, *publish: str, subscribe: list[str]) -> Permissions:
     return Permissions(
-        publish=[*publish, subjects.events(name), _QUOTA, *_JETSTREAM, *_LIFE],
+        publish=[*publish, subjects.events(name), *jetstream_publish(name), *_LIFE],
         subscribe=[f"_INBOX.{name}.>", *subscribe],
     )
 
@@ -88,8 +76,7 @@ ROLES: dict[str, Permissions] = {
         subjects.CONTROL_REPLAY,
         subjects.ANALYTICS_QUERY,  # the admin API's usage view
         _INBOXES,  # answers to prompt APIs called over the bus, and jobs' claims
-        f"$KV.{subjects.KV_JOB_RESULTS}.>",
-        *_CONTROL_BUCKETS,
+        subjects.CONTROL_FENCE,  # asks every provider before it sends a request again
         subscribe=[
             subjects.CONTROL_DIED,
             f"{subjects.CONTROL_READY}.*",
@@ -103,7 +90,6 @@ ROLES: dict[str, Permissions] = {
         "policy",
         _STAGES,
         _INBOXES,
-        f"$KV.{subjects.KV_KEY_USAGE}.>",
         subscribe=[subjects.IN_CHAT, subjects.FROM_INGRESS],
     ),
     "redact": _stage("redact", _STAGES, _INBOXES, subscribe=[subjects.STAGE_REDACT]),
@@ -111,14 +97,12 @@ ROLES: dict[str, Permissions] = {
         "route",
         _STAGES,
         _INBOXES,
-        f"$KV.{subjects.KV_HEALTH}.>",
         subscribe=[subjects.STAGE_ROUTE, subjects.HEALTH_ATTEMPT],
     ),
     "cache": _stage(
         "cache",
         _STAGES,
         _INBOXES,
-        f"$KV.{subjects.KV_CACHE}.>",
         subscribe=[subjects.STAGE_CACHE, subjects.CACHE_STORE],
     ),
     "provider": _stage(
@@ -126,7 +110,13 @@ ROLES: dict[str, Permissions] = {
         _INBOXES,
         subjects.HEALTH_ATTEMPT,
         subjects.CACHE_STORE,
-        subscribe=[subjects.STAGE_CALL, subjects.CONTROL_CANCEL, subjects.CONTROL_REPLAY, subjects.IN_CANCEL],
+        subscribe=[
+            subjects.STAGE_CALL,
+            subjects.CONTROL_CANCEL,
+            subjects.CONTROL_REPLAY,
+            subjects.CONTROL_FENCE,
+            subjects.IN_CANCEL,
+        ],
     ),
     # It also evaluates the alert rules: their state, events and deliveries.
     "sink": _stage(
@@ -134,8 +124,6 @@ ROLES: dict[str, Permissions] = {
         _INBOXES,
         subjects.DEAD_LETTER,
         subjects.events("alerts"),
-        f"$KV.{subjects.KV_ALERTS}.>",
-        f"$KV.{subjects.KV_ALERT_DELIVERIES}.>",
         subscribe=[subjects.ANALYTICS_QUERY, subjects.ANALYTICS_RECOST],
     ),
     # The supervisor and the command line: seeding, queries, process news.

@@ -144,3 +144,112 @@ async def test_a_pipeline_may_what_its_stages_may_under_its_own_name_only(stack:
     assert not any("subscription" in r.lower() for r in refused), refused
     for subject in (subjects.events("provider"), subjects.FROM_INGRESS, subjects.CONTROL_CANCEL):
         assert any("permissions violation for publish" in r.lower() and subject in r for r in refused), refused
+
+
+class JetStreamState(msgspec.Struct):
+    """What a purge or delete on JetStream would take away, seen as ``admin``."""
+
+    events: int
+    key_revision: int
+    sink_consumer_created: object
+
+
+async def jetstream_state(stack: Stack) -> JetStreamState:
+    nc = await stack.connect("admin")
+    try:
+        js = nc.jetstream()
+        events = (await js.stream_info(subjects.EVENTS_STREAM)).state.messages
+        key = await (await js.key_value(subjects.KV_KEYS)).get("demo")
+        consumer = await js.consumer_info(subjects.EVENTS_STREAM, subjects.SINK_DURABLE)
+    finally:
+        await nc.close()
+    return JetStreamState(events, key.revision or 0, consumer.created)
+
+
+def kv_delete_and_purge(bucket: str, key: str) -> list[tuple[str, dict[str, str]]]:
+    # How nats-py deletes and purges one key: a publish to the key's subject
+    # with a header the server's permissions cannot see.
+    subject = f"$KV.{bucket}.{key}"
+    return [(subject, {"KV-Operation": "DEL"}), (subject, {"KV-Operation": "PURGE", "Nats-Rollup": "sub"})]
+
+
+@pytest.mark.parametrize("role", ["ingress", "policy", "redact", "route", "cache", "provider", "sink", "pipeline"])
+async def test_no_process_role_may_purge_or_delete_on_jetstream(stack: Stack, role: str) -> None:
+    """A compromised stage cannot empty the events stream, delete API keys,
+    drop a stream or the sink's consumer: the server refuses each, and the
+    data is still there afterwards. (The ingress writes API keys for the
+    admin API, deletes included: it is refused the bucket's purge instead.)"""
+    before = await jetstream_state(stack)
+    if before.events == 0:  # this test alone: make some events to keep
+        resp = httpx.post(
+            f"{stack.base_url}/chat/completions",
+            json={"model": "demo-model", "messages": [{"role": "user", "content": "leave a trace"}]},
+            headers={"authorization": f"Bearer {DEMO_KEY}"},
+            timeout=20,
+        )
+        assert resp.status_code == 200
+        for _ in range(50):
+            if (before := await jetstream_state(stack)).events:
+                break
+            await asyncio.sleep(0.1)
+    assert before.events > 0
+    keys_stream = f"KV_{subjects.KV_KEYS}"
+    probes: list[tuple[str, dict[str, str]]] = [
+        (f"$JS.API.STREAM.PURGE.{subjects.EVENTS_STREAM}", {}),
+        (f"$JS.API.STREAM.DELETE.{subjects.EVENTS_STREAM}", {}),
+        (f"$JS.API.STREAM.MSG.DELETE.{subjects.EVENTS_STREAM}", {}),
+        (f"$JS.API.CONSUMER.DELETE.{subjects.EVENTS_STREAM}.{subjects.SINK_DURABLE}", {}),
+        (f"$JS.API.CONSUMER.DELETE.{subjects.JOBS_STREAM}.{subjects.JOBS_CONSUMER}", {}),
+        (f"$JS.API.STREAM.PURGE.{keys_stream}", {}),
+        (f"$JS.API.STREAM.DELETE.{keys_stream}", {}),
+    ]
+    if role != "ingress":
+        probes += kv_delete_and_purge(subjects.KV_KEYS, "demo")
+
+    async def act(nc: nats.aio.client.Client) -> None:
+        for subject, headers in probes:
+            await nc.publish(subject, b"{}", reply=nc.new_inbox(), headers=headers or None)
+
+    refused = await refusals_for(stack, role, act)
+    said = [r.lower() for r in refused]  # nats-py hands the server's -ERR on in lower case
+    for subject in dict.fromkeys(s for s, _ in probes):
+        assert any(f'permissions violation for publish to "{subject.lower()}"' in r for r in said), (subject, said)
+    after = await jetstream_state(stack)
+    assert after.events >= before.events  # nothing purged (events only come)
+    assert after.key_revision == before.key_revision  # the key neither deleted nor purged
+    assert after.sink_consumer_created == before.sink_consumer_created  # the same consumer, never deleted
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="nats-server 2.15 delivers a push consumer's messages onto whatever subject its creator names, "
+    "without checking that the creator may publish there (nats-io/nats-server#8274)",
+)
+async def test_a_consumer_cannot_deliver_where_its_maker_may_not_publish(stack: Stack) -> None:
+    """What subject permissions cannot hold: the cache writes its stream and
+    makes a consumer on it (its watch), and a consumer's deliver subject is
+    in the request's body, not its subject. So a compromised cache could have
+    the server deliver what it wrote onto a subject it may not publish to.
+    Fails (as expected) until the server checks the deliver subject."""
+    probe = f"{subjects.PREFIX}.probe.{nats.nuid.NUID().next().decode()}"
+    key = f"probe-{nats.nuid.NUID().next().decode()}"
+    admin = await stack.connect("admin")
+    cache = await stack.connect("cache")
+    try:
+        sub = await admin.subscribe(probe)
+        await admin.flush()
+        await cache.request(f"$KV.{subjects.KV_CACHE}.{key}", b"forged", headers={"Nats-TTL": "10s"}, timeout=5)
+        config = {
+            "deliver_subject": probe,
+            "filter_subject": f"$KV.{subjects.KV_CACHE}.{key}",
+            "ack_policy": "none",
+            "inactive_threshold": 5_000_000_000,
+        }
+        stream = f"KV_{subjects.KV_CACHE}"
+        request = json.dumps({"stream_name": stream, "config": config}).encode()
+        await cache.request(f"$JS.API.CONSUMER.CREATE.{stream}", request, timeout=5)
+        with pytest.raises(nats.errors.TimeoutError):
+            await sub.next_msg(timeout=1.0)
+    finally:
+        await cache.close()
+        await admin.close()

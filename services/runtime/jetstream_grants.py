@@ -1,0 +1,181 @@
+"""What each process role may do with JetStream, as a table.
+
+Every JetStream operation is a publish: a request to an API subject that
+names the stream (and the consumer) it acts on (``$JS.API.STREAM.INFO.<stream>``,
+``$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>``), a message onto a subject a
+stream captures (a KV put is a publish to ``$KV.<bucket>.<key>``), an ack to
+``$JS.ACK.<stream>.<consumer>.…``. So a role's JetStream rights are publish
+permissions, and granting ``$JS.API.>`` would let any stage purge or delete
+every stream, bucket and consumer. Each helper below names one way a role uses
+a stream or bucket and gives exactly the subjects nats-py 2.16 sends for it
+(read from ``nats/js/client.py``, ``manager.py`` and ``kv.py``); what no helper
+gives (purge, stream or consumer delete, stream create or update) only the
+``admin`` role may do. Deliveries and API answers arrive on the role's own
+inbox, which it reads already.
+
+A KV put, delete and purge are all publishes to the key's subject, told apart
+by a header the server's permissions do not see: a role that writes a bucket
+can also delete its keys. Only what must write a bucket does.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from analytics import lease
+from schemas import subjects
+
+API = "$JS.API"
+
+
+class Grant(NamedTuple):
+    """One use of one stream or bucket, and the publish permissions it takes."""
+
+    does: str
+    on: str
+    publish: tuple[str, ...]
+
+
+def _kv(bucket: str) -> str:
+    return f"KV_{bucket}"
+
+
+def _watch(stream: str) -> tuple[str, ...]:
+    # An ordered consumer (a KV watch, ``ordered_consumer=True``) is created
+    # without a name, on ``CONSUMER.CREATE.<stream>``, which the server allows
+    # for ephemeral consumers only; it names it, and removes it once nobody
+    # listens. nats-py asks for its info once, and answers flow control.
+    return (f"{API}.CONSUMER.CREATE.{stream}", f"{API}.CONSUMER.INFO.{stream}.*", f"$JS.FC.{stream}.>")
+
+
+def _get(stream: str) -> tuple[str, ...]:
+    # A message by subject or sequence: direct (a stream with ``allow_direct``)
+    # or through the stream's leader; which one depends on the stream.
+    return (f"{API}.DIRECT.GET.{stream}", f"{API}.DIRECT.GET.{stream}.>", f"{API}.STREAM.MSG.GET.{stream}")
+
+
+def follows(*buckets: str) -> tuple[Grant, ...]:
+    """Keeps a copy of a bucket current with a watch (``KvMirror``)."""
+    return tuple(Grant("follows", b, (f"{API}.STREAM.INFO.{_kv(b)}", *_watch(_kv(b)))) for b in buckets)
+
+
+def reads(*buckets: str) -> tuple[Grant, ...]:
+    """Reads keys (``kv.get``, ``read_bucket``): never changes one."""
+    return tuple(Grant("reads", b, (f"{API}.STREAM.INFO.{_kv(b)}", *_get(_kv(b)))) for b in buckets)
+
+
+def writes(*buckets: str) -> tuple[Grant, ...]:
+    """Reads and writes keys (put, create, update, delete of one key); never
+    purges or deletes the bucket."""
+    return tuple(Grant("writes", b, (*reads(b)[0].publish, f"$KV.{b}.>")) for b in buckets)
+
+
+def caches() -> tuple[Grant, ...]:
+    """The response cache (a KV-shaped stream of its own): follows which keys
+    exist from the headers, reads an entry directly, stores answers."""
+    stream = _kv(subjects.KV_CACHE)
+    return (Grant("caches in", subjects.KV_CACHE, (*_watch(stream), *_get(stream), f"$KV.{subjects.KV_CACHE}.>")),)
+
+
+def counts() -> tuple[Grant, ...]:
+    """Adds to the limit and budget counters (a publish each counter stream
+    captures): policy takes, whichever stage ends a request settles."""
+    return (Grant("adds to", f"{subjects.RATES_STREAM}, {subjects.SPEND_STREAM}", (f"{subjects.QUOTA}.>",)),)
+
+
+def reads_last(stream: str, under: str) -> tuple[Grant, ...]:
+    """Reads a subject's last message, directly (a budget counter's value)."""
+    return (Grant("reads last of", stream, (f"{API}.DIRECT.GET.{stream}.{under}",)),)
+
+
+def reads_messages(stream: str) -> tuple[Grant, ...]:
+    """Reads single messages by sequence or last by subject; no consumer."""
+    return (Grant("reads messages of", stream, (f"{API}.STREAM.MSG.GET.{stream}",)),)
+
+
+def replays(stream: str) -> tuple[Grant, ...]:
+    """Reads a subject's messages again through an ordered consumer."""
+    return (Grant("replays", stream, _watch(stream)),)
+
+
+def pulls(stream: str, consumer: str, filter_subject: str) -> tuple[Grant, ...]:
+    """Takes messages from a durable pull consumer it creates at start (or
+    finds), and acks them. ``consumer`` may be ``*`` for a family of durables
+    named from config (one per webhook), all filtered on ``filter_subject``."""
+    publish = (
+        f"{API}.CONSUMER.INFO.{stream}.{consumer}",
+        # A consumer named in its config is created with its filter in the
+        # subject (``pull_subscribe``), so the grant holds the filter too...
+        f"{API}.CONSUMER.CREATE.{stream}.{consumer}.{filter_subject}",
+        f"{API}.CONSUMER.MSG.NEXT.{stream}.{consumer}",
+        f"$JS.ACK.{stream}.{consumer}.>",
+    )
+    # ...one given only a durable name (``add_consumer``) in the older form,
+    # which says nothing of the filter: never granted for a family of names.
+    durable = (f"{API}.CONSUMER.DURABLE.CREATE.{stream}.{consumer}",) if consumer != "*" else ()
+    return (Grant("pulls", f"{stream} ({consumer})", (*publish, *durable)),)
+
+
+# The records the admin API (in the ingress) creates, changes and deletes;
+# models are seeded from the config file alone (by ``admin``).
+ADMIN_API_BUCKETS = (
+    subjects.KV_KEYS,
+    subjects.KV_TENANTS,
+    subjects.KV_SUBSCRIPTIONS,
+    subjects.KV_APPROVAL_RULES,
+    subjects.KV_PROMPTS,
+    subjects.KV_PROMPT_VERSIONS,
+)
+_ALERTS = subjects.events("alerts")
+
+# role -> what it does with which stream or bucket. ``pipeline`` hosts several
+# of these roles and takes theirs; ``admin`` (supervisor, seeding, command
+# line) may do anything and is not listed.
+JETSTREAM: dict[str, tuple[tuple[Grant, ...], ...]] = {
+    "ingress": (
+        follows(subjects.KV_MODELS, subjects.KV_KEY_USAGE, *ADMIN_API_BUCKETS),
+        writes(*ADMIN_API_BUCKETS),
+        pulls(subjects.JOBS_STREAM, subjects.JOBS_CONSUMER, f"{subjects.JOBS}.>"),
+        reads_messages(subjects.JOBS_STREAM),  # whose a pending job is
+        replays(subjects.JOB_REPLIES_STREAM),  # a job's replies, when it takes one over
+        reads_messages(subjects.JOB_REPLIES_STREAM),  # whether a job was claimed
+        writes(subjects.KV_JOB_RESULTS),
+        counts(),  # settles what a dead provider's requests reserved
+        reads_last(subjects.SPEND_STREAM, subjects.SPEND_ALL),  # the admin API's budget view
+    ),
+    "policy": (
+        follows(
+            subjects.KV_KEYS,
+            subjects.KV_TENANTS,
+            subjects.KV_MODELS,
+            subjects.KV_SUBSCRIPTIONS,
+            subjects.KV_APPROVAL_RULES,
+        ),
+        writes(subjects.KV_KEY_USAGE, subjects.KV_REQUEST_IDS),
+        counts(),
+    ),
+    "redact": (follows(subjects.KV_TENANTS), counts()),
+    "route": (follows(subjects.KV_MODELS, subjects.KV_HEALTH), writes(subjects.KV_HEALTH), counts()),
+    "cache": (caches(), counts()),
+    "provider": (counts(),),
+    # One sink replica writes at a time, the lease's holder. The sink also
+    # evaluates the alert rules: their state, the webhooks' deliveries (one
+    # durable per webhook), the budgets they watch.
+    "sink": (
+        writes(lease.BUCKET),
+        pulls(subjects.EVENTS_STREAM, subjects.SINK_DURABLE, subjects.EVENTS_ALL),
+        pulls(subjects.EVENTS_STREAM, "*", _ALERTS),
+        writes(subjects.KV_ALERTS, subjects.KV_ALERT_DELIVERIES),
+        reads(subjects.KV_TENANTS, subjects.KV_KEYS),
+        reads_last(subjects.SPEND_STREAM, subjects.SPEND_ALL),
+    ),
+}
+
+
+def grants_of(role: str) -> list[Grant]:
+    return [g for row in JETSTREAM.get(role, ()) for g in row]
+
+
+def jetstream_publish(role: str) -> list[str]:
+    """The JetStream subjects ``role`` may publish to, each once."""
+    return list(dict.fromkeys(s for g in grants_of(role) for s in g.publish))
