@@ -5,8 +5,10 @@ overlaps; nothing here sees the network or a model."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 
+from services.detectors import cards, email, iban, ip, phone, secrets, ssn
 from services.detectors.base import Finding
 from services.detectors.cards import find_cards
 from services.detectors.email import find_emails
@@ -31,7 +33,19 @@ BUILT_IN = {
 # kind here.
 PRIORITY = {name: i for i, name in enumerate(BUILT_IN)}
 
-__all__ = ["BUILT_IN", "Finding", "find", "scan", "settle"]
+# Where each kind's value still being written could start (see base.py).
+UNFINISHED: dict[str, Callable[[str], int]] = {
+    "secret": secrets.unfinished,
+    "card": cards.unfinished,
+    "iban": iban.unfinished,
+    "ssn": ssn.unfinished,
+    "email": email.unfinished,
+    "ipv4": ip.unfinished_ipv4,
+    "ipv6": ip.unfinished_ipv6,
+    "phone": phone.unfinished,
+}
+
+__all__ = ["BUILT_IN", "UNFINISHED", "Finding", "find", "fresh_start", "scan", "settle", "unfinished", "unfinished_of"]
 
 
 def find(text: str, detectors: Iterable[str] | None = None, phone_region: str = DEFAULT_REGION) -> list[Finding]:
@@ -65,3 +79,36 @@ def settle(found: list[Finding]) -> list[Finding]:
             taken[f.start : f.end] = b"\x01" * (f.end - f.start)
             kept.append(f)
     return sorted(kept, key=lambda f: f.start)
+
+
+def unfinished(text: str, detectors: Iterable[str] | None = None) -> int:
+    """The first position of ``text`` where a value of one of the named
+    kinds (all by default) could still be being written: what comes before
+    it, ``find`` reads as it will whatever follows; ``len(text)`` if none."""
+    return unfinished_of(UNFINISHED if detectors is None else detectors)(text)
+
+
+def unfinished_of(detectors: Iterable[str]) -> Callable[[str], int]:
+    """``unfinished`` for the named kinds, looked up once (it runs on every
+    chunk of a stream)."""
+    found = [UNFINISHED[name] for name in dict.fromkeys(detectors)]
+    if len(found) == 1:
+        return found[0]
+    return lambda text: min((f(text) for f in found), default=len(text))
+
+
+# Characters that no value holds (bar a private key block's body) and that
+# no detector's look-behind refuses to start a value after; and a space that
+# does not follow a digit, a capital or ")": the only values with spaces
+# (phone, card, IBAN and SSN numbers) have one of those before each.
+_FRESH = re.compile(r"[\s\S]*(?:[^A-Za-z0-9_.%+:@() -]|[^A-Z0-9)] )")
+
+
+def fresh_start(text: str, end: int) -> int:
+    """The last position, at least ``ip.LOOKS_BACK`` characters before
+    ``end``, where a search of ``text`` can start and find, from ``end`` on,
+    what a search of all of it finds: just after a character that no value
+    spans and no look-behind minds. 0 if none: a search from the text's
+    start, blind to what came before it."""
+    m = _FRESH.match(text, 0, max(0, end - ip.LOOKS_BACK))
+    return m.end() if m is not None else 0

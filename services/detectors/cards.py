@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from services.detectors.base import Finding, has_digit
+from services.detectors.base import Finding, has_digit, open_start
 
 _CANDIDATE = re.compile(r"(?<![A-Za-z0-9_.-])\d(?:[ -]?\d){12,18}(?![A-Za-z0-9_]|[.-]\d)")
 # Issuer prefixes (IIN ranges) of the networks cards come from, by length.
@@ -49,3 +49,13 @@ def find_cards(text: str) -> list[Finding]:
         if len(set(digits)) > 1 and _issued(digits) and luhn_ok(digits):
             out.append(Finding("card", m.start(), m.end()))
     return out
+
+
+# Up to 19 digits in groups, and a dot or dash the look-ahead reads (a
+# number followed by ".5" is not a card).
+_OPEN = re.compile(r"(?<![A-Za-z0-9_.-])\d(?:[ -]?\d){0,18}[ .-]?\Z")
+
+
+def unfinished(text: str) -> int:
+    """Where a card number still being written could start (see base.py)."""
+    return open_start(text, "0123456789 .-", _OPEN)

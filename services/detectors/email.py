@@ -4,8 +4,9 @@ top-level domain of letters (``user@localhost`` and ``a@b.c1`` are not)."""
 from __future__ import annotations
 
 import re
+import string
 
-from services.detectors.base import Finding
+from services.detectors.base import Finding, open_start
 
 _EMAIL = re.compile(
     r"(?<![A-Za-z0-9_.%+-])"
@@ -34,3 +35,13 @@ def find_emails(text: str) -> list[Finding]:
         pos = m.end()
         at = text.find("@", pos)
     return out
+
+
+# A local part not yet longer than the pattern takes, and a domain that more
+# letters, dots or labels could still end (``a@b.co`` may become ``a@b.com.au``).
+_OPEN = re.compile(r"(?<![A-Za-z0-9_.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}(?:@[A-Za-z0-9.-]*)?\Z")
+
+
+def unfinished(text: str) -> int:
+    """Where an address still being written could start (see base.py)."""
+    return open_start(text, string.ascii_letters + string.digits + "._%+-@", _OPEN)

@@ -5,8 +5,9 @@ passing the ISO 7064 mod-97 check."""
 from __future__ import annotations
 
 import re
+import string
 
-from services.detectors.base import Finding, has_digit
+from services.detectors.base import Finding, has_digit, open_start
 
 # The IBAN length of each country that issues them (the SWIFT registry).
 LENGTHS = {
@@ -36,3 +37,13 @@ def find_ibans(text: str) -> list[Finding]:
         if LENGTHS.get(compact[:2]) == len(compact) and mod97_ok(compact):
             out.append(Finding("iban", m.start(), m.end()))
     return out
+
+
+# A country code, its check digits, and groups up to the 44 characters the
+# pattern takes.
+_OPEN = re.compile(r"(?<![A-Za-z0-9])[A-Z](?:[A-Z](?:\d(?:\d[ A-Z0-9]{0,41})?)?)?\Z")
+
+
+def unfinished(text: str) -> int:
+    """Where an IBAN still being written could start (see base.py)."""
+    return open_start(text, string.ascii_uppercase + string.digits + " ", _OPEN)

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import string
 
-from services.detectors.base import Finding, has_digit
+from services.detectors.base import Finding, has_digit, open_start
 
 _V4 = re.compile(r"(?<![A-Za-z0-9_.])(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?!\.?\d|[A-Za-z0-9_])")
 _NUMBERING = re.compile(
@@ -49,3 +50,22 @@ def find_ipv6(text: str) -> list[Finding]:
             continue
         out.append(Finding("ipv6", m.start(), m.end()))
     return out
+
+
+# Four numbers and the ".5" the look-ahead reads after them; for v6, up to
+# eight groups and a zone (``%eth0``) that runs until a character not in one.
+_OPEN_V4 = re.compile(r"(?<![A-Za-z0-9_.])\d[\d.]{0,16}\Z")
+_OPEN_V6 = re.compile(r"(?<![A-Za-z0-9_:])(?:[0-9A-Fa-f]{0,4}:){0,7}[0-9A-Fa-f]{0,4}(?:%[A-Za-z0-9_]*)?\Z")
+# A v4 address is not one after "version " and the like: an address found
+# this far after where a scan starts is judged as in the whole text.
+LOOKS_BACK = 16
+
+
+def unfinished_ipv4(text: str) -> int:
+    """Where a v4 address still being written could start (see base.py)."""
+    return open_start(text, "0123456789.", _OPEN_V4)
+
+
+def unfinished_ipv6(text: str) -> int:
+    """Where a v6 address still being written could start (see base.py)."""
+    return open_start(text, string.ascii_letters + string.digits + "_:%", _OPEN_V6)

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import phonenumbers
 from phonenumbers import PhoneMetadata, PhoneNumber
 
-from services.detectors.base import Finding, has_digit
+from services.detectors.base import Finding, has_digit, open_start
 
 # Digits with spaces, dots, dashes or one bracketed area code between them,
 # optionally led by + (or 00).
@@ -150,3 +150,14 @@ def find_phones(text: str, region: str = DEFAULT_REGION) -> list[Finding]:
             continue
         out.append(Finding("phone", start, start + len(raw)))
     return out
+
+
+# A candidate's characters, from where one may start, up to its longest (8
+# for "+(1234)", then 6 groups of 8 such as " (12345)") and the two
+# characters its look-ahead reads.
+_OPEN = re.compile(r"(?<![A-Za-z0-9_+.-])[+(0-9][0-9 .()+-]{0,59}\Z")
+
+
+def unfinished(text: str) -> int:
+    """Where a number still being written could start (see base.py)."""
+    return open_start(text, "0123456789 .()+-", _OPEN)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from services.detectors.base import Finding, has_digit
+from services.detectors.base import Finding, has_digit, open_start
 
 _SSN = re.compile(r"(?<![A-Za-z0-9_-])(\d{3})([- ])(\d{2})\2(\d{4})(?![A-Za-z0-9_]|-\d)")
 
@@ -20,3 +20,12 @@ def find_ssns(text: str) -> list[Finding]:
             continue
         out.append(Finding("ssn", m.start(), m.end()))
     return out
+
+
+# AAA-GG-SSSS and the "-5" the look-ahead reads after it.
+_OPEN = re.compile(r"(?<![A-Za-z0-9_-])\d[\d -]{0,12}\Z")
+
+
+def unfinished(text: str) -> int:
+    """Where an SSN still being written could start (see base.py)."""
+    return open_start(text, "0123456789 -", _OPEN)

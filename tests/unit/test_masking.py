@@ -6,7 +6,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from schemas.chat import Delta, FunctionCall, FunctionDelta, Message, ToolCall, ToolCallDelta
-from services.detectors import find, scan
+from services.detectors import find, scan, unfinished
 from services.masking import (
     PLACEHOLDER,
     AnswerRestorer,
@@ -91,7 +91,9 @@ answers = st.lists(st.one_of(filler, st.sampled_from(LEAKS), st.just(" ")), max_
 
 
 def _scanner() -> OutputScanner:
-    return OutputScanner(find, {"secret": "redact", "email": "mask", "card": "flag"}, given=["given@example.com"])
+    # ``find`` looks for every kind, so the stream waits on every kind's unfinished values.
+    actions = {"secret": "redact", "email": "mask", "card": "flag"}
+    return OutputScanner(find, actions, given=["given@example.com"], unfinished=unfinished)
 
 
 @settings(max_examples=300, deadline=None)
