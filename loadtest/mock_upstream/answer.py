@@ -78,6 +78,8 @@ def plan(
         text = _BROKEN if broken else _json.encode(instance(schema)).decode()
         # Streamed a few characters at a time, as a model writes JSON.
         words = [text[i : i + 8] for i in range(0, len(text), 8)]
+    elif b.echo and b.split > 0:
+        words = [last_message[i : i + b.split] for i in range(0, len(last_message), b.split)]
     elif b.echo:
         words = [(" " if i else "") + w for i, w in enumerate(last_message.split(" "))]
     else:

@@ -14,6 +14,7 @@ without any side channel:
 ``bad_json``    structured output that breaks its schema, also when asked again (a repair)
 ``bad_json_once`` structured output that breaks its schema, unless the conversation already has an answer
 ``burst``       the whole stream in one write (as a fast server's, or a busy network's, reaches the gateway)
+``split=N``     with ``echo``, the answer in pieces of N characters, not words (a value arrives in many chunks)
 """
 
 from __future__ import annotations
@@ -41,10 +42,11 @@ class Behaviour(msgspec.Struct):
     bad_json: bool = False
     bad_json_once: bool = False
     burst: bool = False
+    split: int = 0
 
 
 _FLAGS = ("no_usage", "hang", "echo", "tool", "zero_usage", "bad_json", "bad_json_once", "burst")
-_NUMBERS = ("latency_ms", "chunk_ms", "chunks", "status", "cut_after", "cached", "reasoning")
+_NUMBERS = ("latency_ms", "chunk_ms", "chunks", "status", "cut_after", "cached", "reasoning", "split")
 
 
 def apply_directives(base: Behaviour, text: str) -> Behaviour:

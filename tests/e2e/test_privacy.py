@@ -220,3 +220,28 @@ def test_a_caller_leaving_a_masked_stream_stops_it_and_the_next_is_whole(stack: 
     again = client.chat.completions.create(model="demo-model", messages=[{"role": "user", "content": SAID}])
     assert again.choices[0].message.content == SAID
     assert_never_sent(upstream_saw(stack, last=2))
+
+
+def test_a_streamed_answer_is_checked_as_strictly_as_a_whole_one(stack: Stack) -> None:
+    # Tenant "careful" redacts secrets in answers. Echoed 5 characters at a
+    # time, each value reaches the gateway in many chunks: none of it may go
+    # on to the caller before the whole of it has been checked.
+    body = "\n".join(["MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7" + "Qx3vR8" * 2] * 20)
+    block = f"-----BEGIN RSA PRIVATE KEY-----\n{body}\n-----END RSA PRIVATE KEY-----"
+    jwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9." + "eyJzdWIiOiIxMjM0NTY3ODkwIn0" * 4 + "." + "SflKxwRJSMeKKF2QT4fw" * 5
+    key = "sk-proj-" + "Vb8_" * 12
+    said = f"Keys follow.\n{block}\nThe token {jwt} and the key {key}. [mock:echo][mock:split=5]"
+    ask = {"model": "demo-model", "messages": [{"role": "user", "content": said}]}
+    with openai.OpenAI(base_url=stack.base_url, api_key=REDACT_KEY, max_retries=0, timeout=20) as careful:
+        whole = careful.chat.completions.create(**ask).choices[0].message.content
+        pieces = [
+            c.choices[0].delta.content or "" for c in careful.chat.completions.create(**ask, stream=True) if c.choices
+        ]
+    streamed = "".join(pieces)
+    assert whole == said.replace(block, "[REDACTED:secret]").replace(jwt, "[REDACTED:secret]").replace(
+        key, "[REDACTED:secret]"
+    )
+    assert streamed == whole
+    for start in ("-----BEGIN", "eyJ", "sk-proj-"):  # not a piece of any of them
+        assert start not in streamed
+    assert len([p for p in pieces if p]) > 10  # still a stream
