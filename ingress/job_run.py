@@ -67,7 +67,7 @@ def claim_subject(request_id: str) -> str:
 
 class JobRun:
     def __init__(
-        self, gw: Gateway, job_id: str, api: str, slug: str, api_key: str, tenant_id: str, traceparent: str = ""
+        self, gw: Gateway, job_id: str, api: str, slug: str, key_id: str, tenant_id: str, traceparent: str = ""
     ) -> None:
         self.gw = gw
         # The submitter's W3C trace context (the job message's header).
@@ -75,7 +75,8 @@ class JobRun:
         self.id = job_id
         self.api = api
         self.slug = slug
-        self.api_key = api_key
+        # The key it was submitted with, by id: the job never holds its secret.
+        self.key_id = key_id
         self.tenant_id = tenant_id
         self.request_id = f"job-{job_id}"
 
@@ -157,7 +158,7 @@ class JobRun:
         try:
             session.quota = quota
             await session.publish(
-                self.api_key, parsed.body, parsed.embeddings, raw=parsed.raw, traceparent=self.traceparent
+                None, parsed.body, parsed.embeddings, raw=parsed.raw, traceparent=self.traceparent, key_id=self.key_id
             )
             whole = await session.collect()
         finally:
@@ -174,7 +175,8 @@ class JobRun:
             request_id=self.request_id,
             received_ns=time.time_ns(),
             origin="job",
-            api_key=self.api_key,
+            api_key=None,
+            key_id=self.key_id,
             traceparent=self.traceparent,
         )
         call.deadline_ns = deadline

@@ -1,30 +1,34 @@
-"""Durable jobs, taken from the work queue by every ingress process (one
-shared durable consumer), run at most ``jobs_per_tenant`` at a time per
-tenant, their results kept in a bucket and sent to the job's ``reply``.
+"""Durable jobs: taken in by every ingress process (``job_intake``), queued
+per tenant in a work-queue stream, and run by every ingress process, their
+results kept in a bucket and sent to the job's ``reply``.
 
-A job is acknowledged only once its result is stored, so a runner that dies
-or stops leaves it to another (see ``job_run`` for how it is then run once).
-Results are read with a request on ``sluice.v1.in.jobs.result``: a caller
-sees only its own tenant's.
+Tenants take turns: each round, a runner asks each tenant that has jobs
+waiting (and room under its concurrency) for one job, so one tenant's
+backlog of thousands never stands in front of another tenant's first job.
+A tenant's concurrency holds across every runner: its consumer's ack limit
+is that number, and a job is acknowledged only once its result is stored,
+so a runner that dies or stops leaves it to another (see ``job_run`` for
+how it is then run once). Results are read with a request on
+``sluice.v1.in.jobs.result``: a caller sees only its own tenant's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import msgspec
 from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig
 from nats.js.errors import KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from ingress.gateway import Gateway
+from ingress.job_intake import JobIntake, reply_of
 from ingress.job_run import JobRun, invalid
 from schemas import bus, subjects
 from schemas.errors import GatewayError, InternalError, RecordNotFound
@@ -38,11 +42,19 @@ log = logging.getLogger("sluice.ingress.jobs")
 
 # A held job is told "in progress" this often, well inside the ack wait, so
 # the server does not hand it to another runner meanwhile.
-ACK_WAIT_S = 10.0
 KEEPALIVE_S = 3.0
 # On a clean stop, jobs running get this long to end before they are left
 # to the next runner.
 STOP_WAIT_S = 5.0
+# With nothing to take, a runner looks again after this (sooner when told of new jobs).
+IDLE_S = 1.0
+# How long one round waits for the tenants' answers (each comes at once: no_wait).
+ROUND_S = 2.0
+# Statuses that end a pull request without a job: none waiting (404), the
+# ack limit reached (409), the request expired (408).
+_NO_JOB = {"404", "408", "409"}
+# The server lists consumers this many at a time.
+CONSUMERS_PAGE = 256
 _decode_job_msgpack = msgspec.msgpack.Decoder(Job).decode
 _decode_job_json = msgspec.json.Decoder(Job).decode
 _decode_query_msgpack = msgspec.msgpack.Decoder(JobQuery).decode
@@ -54,53 +66,50 @@ _decode_result = msgspec.msgpack.Decoder(JobResult).decode
 class Held:
     msg: Msg
     run: JobRun
-    job: Job
+    job: Job | None = None
     task: asyncio.Task[None] | None = None
-
-
-@dataclass
-class TenantQueue:
-    running: int = 0
-    waiting: deque[Held] = field(default_factory=deque)
 
 
 class JobRunner:
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
-        self.tenants: dict[str, TenantQueue] = {}
+        self.intake = JobIntake(gw)
         self.held: dict[str, Held] = {}
         self._room = asyncio.Event()
+        self._news = asyncio.Event()
+        # tenant -> its pull request in flight this round
+        self._asked: dict[str, asyncio.Future[None]] = {}
+        self._turn = 0
+        # Jobs taken since start: how a round tells it took any.
+        self._taken = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self.kv: KeyValue | None = None
 
     async def start(self) -> None:
-        js = self.gw.nc.jetstream()
-        self.kv = await js.key_value(subjects.KV_JOB_RESULTS)
-        held = self.gw.settings.jobs_held
-        self.sub = await js.pull_subscribe(
-            f"{subjects.JOBS}.>",
-            durable=subjects.JOBS_CONSUMER,
-            stream=subjects.JOBS_STREAM,
-            config=ConsumerConfig(ack_wait=ACK_WAIT_S, max_ack_pending=max(1000, 4 * held)),
-        )
-        self.queries = await self.gw.nc.subscribe(subjects.JOBS_RESULT, queue="jobs", cb=self._on_query)
-        self._tasks = [asyncio.create_task(self._fetch()), asyncio.create_task(self._keep_alive())]
+        nc = self.gw.nc
+        self.kv = await nc.jetstream().key_value(subjects.KV_JOB_RESULTS)
+        await self.intake.start()
+        # Jobs answer pull requests here, one subject per tenant.
+        self._inbox = nc.new_inbox()
+        self.pulls = await nc.subscribe(f"{self._inbox}.*", cb=self._on_pulled)
+        self.news = await nc.subscribe(subjects.CONTROL_JOBS, cb=self._on_news)
+        self.queries = await nc.subscribe(subjects.JOBS_RESULT, queue="jobs", cb=self._on_query)
+        self._tasks = [asyncio.create_task(self._rounds()), asyncio.create_task(self._keep_alive())]
 
     async def stop(self) -> None:
-        """Take no more; what waits goes back at once, what runs gets a moment."""
+        """Take no more; what runs gets a moment, then goes back to the queue."""
         self._stopping = True
         for task in self._tasks:
             task.cancel()
-        # Unsubscribed here rather than drained with the connection: draining
-        # a pull subscription whose fetch was cut short waits out its timeout.
-        for sub in (self.sub, self.queries):
+        # Unsubscribed here rather than drained with the connection: a pull
+        # answered after this must not start a job this process cannot finish.
+        for sub in (self.pulls, self.news, self.queries):
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+        with contextlib.suppress(Exception):
+            await self.intake.stop()
         running = [h.task for h in self.held.values() if h.task is not None]
-        for h in list(self.held.values()):
-            if h.task is None:
-                await _quietly(h.msg.nak())
         if running:
             await asyncio.wait(running, timeout=STOP_WAIT_S)
         for h in list(self.held.values()):
@@ -108,26 +117,79 @@ class JobRunner:
                 h.task.cancel()
                 await _quietly(h.msg.nak())
 
-    async def _fetch(self) -> None:
+    async def _on_news(self, _msg: Msg) -> None:
+        self._news.set()
+
+    async def _rounds(self) -> None:
         while not self._stopping:
-            room = self.gw.settings.jobs_held - len(self.held)
-            if room <= 0:
-                self._room.clear()
-                await self._room.wait()
-                continue
+            # Cleared before the round: news during it (a job queued or ended) means look again.
+            self._news.clear()
             try:
-                msgs = await self.sub.fetch(batch=min(room, 64), timeout=1.0)
-            except TimeoutError:
-                continue
+                took = await self._round()
             except Exception:
-                log.exception("fetching jobs failed; trying again")
+                log.exception("taking jobs failed; trying again")
+                took = 0
                 await asyncio.sleep(1.0)
+            if took:
                 continue
-            for msg in msgs:
-                try:
-                    await self._take(msg)
-                except Exception:  # the result could not be stored: the job comes back after its ack wait
-                    log.exception("job %s could not be taken", msg.metadata.sequence.stream)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(IDLE_S):
+                    await self._news.wait()
+
+    async def _round(self) -> int:
+        """Ask each tenant with work (and room) for one job, starting one
+        further along each round; the jobs are taken as they come."""
+        room = self.gw.settings.jobs_held - len(self.held)
+        if room <= 0:
+            self._room.clear()
+            await self._room.wait()
+            return 1
+        tenants = await self._tenants_with_work()
+        if not tenants:
+            return 0
+        self._turn = (self._turn + 1) % len(tenants)
+        turn = (tenants[self._turn :] + tenants[: self._turn])[:room]
+        before = self._taken
+        loop = asyncio.get_running_loop()
+        for tenant in turn:
+            self._asked[tenant] = loop.create_future()
+            ask = {"batch": 1, "no_wait": True}
+            api = f"$JS.API.CONSUMER.MSG.NEXT.{subjects.JOBS_STREAM}.{subjects.jobs_consumer(tenant)}"
+            await self.gw.nc.publish(api, json.dumps(ask).encode(), reply=f"{self._inbox}.{tenant}")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(ROUND_S):
+                await asyncio.gather(*self._asked.values())
+        self._asked.clear()
+        return self._taken - before
+
+    async def _tenants_with_work(self) -> list[str]:
+        js = self.gw.nc.jetstream()
+        infos = page = await js.consumers_info(subjects.JOBS_STREAM)
+        while len(page) == CONSUMERS_PAGE:
+            page = await js.consumers_info(subjects.JOBS_STREAM, offset=len(infos))
+            infos += page
+        prefix = subjects.jobs_consumer("")
+        # Jobs held past their ack wait (their runner died) come again only
+        # to a pull, so a tenant at its limit is asked too: the server
+        # answers at once with a job due again, or that none may go out.
+        waiting = [c for c in infos if c.name.startswith(prefix) and (c.num_pending or c.num_ack_pending)]
+        return sorted(c.name.removeprefix(prefix) for c in waiting)
+
+    async def _on_pulled(self, msg: Msg) -> None:
+        status = msg.headers.get("Status") if msg.headers else None
+        # A job comes under its own subject (``...jobq.<tenant>.<api>``); a
+        # status under the pull request's (``<inbox>.<tenant>``).
+        tenant = msg.subject.rsplit(".", 1)[1] if status else _tenant_of(msg.subject)
+        asked = self._asked.get(tenant)
+        if status is None:
+            try:
+                await self._take(msg)
+            except Exception:  # the result could not be stored: the job comes back after its ack wait
+                log.exception("job %s could not be taken", msg.metadata.sequence.stream)
+        elif status not in _NO_JOB:
+            log.warning("pulling tenant %s's jobs: status %s", tenant, status)
+        if asked is not None and not asked.done():
+            asked.set_result(None)
 
     async def _keep_alive(self) -> None:
         while True:
@@ -139,58 +201,54 @@ class JobRunner:
         job_id = str(msg.metadata.sequence.stream)
         if job_id in self.held:  # delivered again while this process still holds it: it runs once, here
             return
-        api, _, slug = msg.subject[len(subjects.JOBS) + 1 :].partition(".")
+        tenant_id = _tenant_of(msg.subject)
+        api, _, slug = msg.subject[len(subjects.JOB_QUEUE) + len(tenant_id) + 2 :].partition(".")
         if api == "api":
             api = "prompt"
-        key_header = msg.headers.get(subjects.API_KEY_HEADER) if msg.headers else None
-        traceparent = msg.headers.get(subjects.TRACEPARENT_HEADER, "") if msg.headers else ""
-        run = JobRun(self.gw, job_id, api, slug, key_header or "", "", traceparent)
+        headers = msg.headers or {}
+        key_id = headers.get(subjects.KEY_ID_HEADER, "")
+        run = JobRun(self.gw, job_id, api, slug, key_id, tenant_id, headers.get(subjects.TRACEPARENT_HEADER, ""))
+        held = Held(msg, run)
+        self.held[job_id] = held
+        self._taken += 1
         try:
-            # The key first: a result is kept for its tenant, readable by it alone.
-            key = policy.authenticate(key_header, self.gw.keys.by_hash, time.time_ns() // 1_000_000)
-            run.tenant_id = key.tenant_id
-            job = decode_json(_decode_job_json if is_json(msg.data) else _decode_job_msgpack, msg.data)
-            if job.reply and not valid_reply_subject(job.reply):
+            # The key as it is now: disabled or deleted since the job came in, it is refused.
+            policy.key_by_id(key_id, self.gw.keys.mirror.items, time.time_ns() // 1_000_000)
+            held.job = decode_json(_decode_job_json if is_json(msg.data) else _decode_job_msgpack, msg.data)
+            if held.job.reply and not valid_reply_subject(held.job.reply):
                 raise invalid("'reply' must be an inbox subject (_INBOX...), without wildcards.")
         except GatewayError as exc:
-            await self._finish(msg, run.fail(exc), _reply_of(msg.data))
+            try:
+                await self._finish(msg, run.fail(exc), reply_of(msg.data))
+            finally:
+                self._release(job_id)
             return
-        held = Held(msg, run, job)
-        self.held[job_id] = held
-        self.tenants.setdefault(key.tenant_id, TenantQueue()).waiting.append(held)
-        self._dispatch(key.tenant_id)
-
-    def _dispatch(self, tenant_id: str) -> None:
-        queue = self.tenants[tenant_id]
-        tenant = self.gw.mirrors[subjects.KV_TENANTS].items.get(tenant_id)
-        limit = (tenant.job_concurrency if tenant is not None else 0) or self.gw.settings.jobs_per_tenant
-        while queue.waiting and queue.running < limit and not self._stopping:
-            held = queue.waiting.popleft()
-            queue.running += 1
-            held.task = asyncio.create_task(self._run(held))
+        held.task = asyncio.create_task(self._run(held))
 
     async def _run(self, held: Held) -> None:
-        run, msg = held.run, held.msg
+        run, msg, job = held.run, held.msg, held.job
+        assert job is not None
         try:
             done = await self._stored(run.id)
             if done is None:
-                result = await run.run(held.job.body, held.job.variables, msg.metadata.num_delivered)
-                await self._finish(msg, result, held.job.reply)
+                result = await run.run(job.body, job.variables, msg.metadata.num_delivered)
+                await self._finish(msg, result, job.reply)
             else:
                 await msg.ack()
         except GatewayError as exc:
-            await self._finish(msg, run.fail(exc), held.job.reply)
+            await self._finish(msg, run.fail(exc), job.reply)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("job %s failed", run.id)
-            await self._finish(msg, run.fail(InternalError("The gateway failed on this job.")), held.job.reply)
+            await self._finish(msg, run.fail(InternalError("The gateway failed on this job.")), job.reply)
         finally:
-            self.held.pop(run.id, None)
-            queue = self.tenants[run.tenant_id]
-            queue.running -= 1
-            self._dispatch(run.tenant_id)
-            self._room.set()
+            self._release(run.id)
+
+    def _release(self, job_id: str) -> None:
+        self.held.pop(job_id, None)
+        self._room.set()
+        self._news.set()  # the tenant may have room again
 
     async def _stored(self, job_id: str) -> JobResult | None:
         assert self.kv is not None
@@ -238,24 +296,12 @@ class JobRunner:
             raw = await self.gw.nc.jetstream().get_msg(subjects.JOBS_STREAM, int(job_id))
         except NotFoundError:
             return False
-        header = raw.headers.get(subjects.API_KEY_HEADER) if raw.headers else None
-        try:
-            return policy.authenticate(header, self.gw.keys.by_hash, time.time_ns() // 1_000_000).tenant_id == tenant_id
-        except GatewayError:
-            return False
+        # Queued under its tenant: the subject says whose it is.
+        return (raw.subject or "").startswith(f"{subjects.JOB_QUEUE}.{tenant_id}.")
 
 
-class _ReplyOnly(msgspec.Struct):
-    reply: str = ""
-
-
-def _reply_of(data: bytes) -> str:
-    """Where a job that cannot be run asked to hear of it, if it says so readably."""
-    try:
-        reply = (msgspec.json.decode if is_json(data) else msgspec.msgpack.decode)(data, type=_ReplyOnly).reply
-    except (msgspec.DecodeError, ValueError):
-        return ""
-    return reply if valid_reply_subject(reply) else ""
+def _tenant_of(job_subject: str) -> str:
+    return job_subject[len(subjects.JOB_QUEUE) + 1 :].partition(".")[0]
 
 
 async def _quietly(ack: Awaitable[None]) -> None:

@@ -43,6 +43,7 @@ class PromptCall:
         received_ns: int,
         origin: Origin,
         api_key: str | None,
+        key_id: str = "",
         stream: bool = False,
         test: bool = False,
         traceparent: str = "",
@@ -53,7 +54,8 @@ class PromptCall:
         self.id = request_id
         self.received_ns = received_ns
         self.origin: Origin = origin
-        self.api_key = api_key
+        # A durable job names its key by id (it never keeps the secret).
+        self.api_key, self.key_id = api_key, key_id
         self.stream = stream
         self.test = test
         # The caller's W3C trace context, passed on to each step's request.
@@ -95,7 +97,11 @@ class PromptCall:
     async def _run(self, on_text: OnText | None) -> ApiAnswer | Failure:
         gw = self.gw
         # The key first: without one, which APIs exist is nobody's business.
-        key = policy.authenticate(self.api_key, gw.keys.by_hash, time.time_ns() // 1_000_000)
+        now_ms = time.time_ns() // 1_000_000
+        if self.key_id:
+            key = policy.key_by_id(self.key_id, gw.keys.mirror.items, now_ms)
+        else:
+            key = policy.authenticate(self.api_key, gw.keys.by_hash, now_ms)
         self._tenant_id, self._key_id = key.tenant_id, key.id
         self.plan = plan = gw.prompt_book.plan(self.slug)
         subscriptions = gw.mirrors[subjects.KV_SUBSCRIPTIONS].items.values()
@@ -172,7 +178,11 @@ class PromptCall:
         self.calls += 1
         try:
             await session.publish(
-                self.api_key, body, prompt=self._ref(step.version, step.label), traceparent=self.traceparent
+                self.api_key,
+                body,
+                prompt=self._ref(step.version, step.label),
+                traceparent=self.traceparent,
+                key_id=self.key_id,
             )
             reply, text = await self._follow(session, on_text)
         finally:

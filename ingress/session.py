@@ -140,7 +140,10 @@ class BusSession:
         raw: bytes = b"",
         prompt: PromptRef | None = None,
         traceparent: str = "",
+        key_id: str = "",
     ) -> None:
+        """Send the request. A durable job's request names its key by id
+        (``key_id``; policy trusts it from the ingress alone), never by secret."""
         self.body, self.embeddings, self.prompt = body, embeddings, prompt
         self.trace_id, self.parent_span_id = trace.parse(traceparent)
         # The ingress's own time rides with the request: the stage that ends it records it.
@@ -166,6 +169,8 @@ class BusSession:
             copy=self._copy,
         )
         given = {subjects.API_KEY_HEADER: api_key_header} if api_key_header else {}
+        if key_id:
+            given = {subjects.KEY_ID_HEADER: key_id}
         if self.trace_id:
             given[subjects.TRACEPARENT_HEADER] = traceparent.strip()
         headers = given or None

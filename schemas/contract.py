@@ -112,8 +112,15 @@ CHANNELS: list[Channel] = [
     ("cancelIn", subjects.IN_CANCEL, {}, ["Cancel"], "service", "Cancel a request of yours by its id."),
     ("jobs", f"{subjects.JOBS}.{{api}}", {"api": "chat, messages, embeddings, or api.<slug> (a prompt API)."},
      ["Job"], "service",
-     "A durable job, kept in the work queue until run once; JetStream's acknowledgement carries its id "
-     "(the stream sequence). A Nats-Msg-Id header makes a resubmission within a day a no-op."),
+     "A durable job, with the caller's key: the ingress checks it and queues the job (under its tenant, "
+     "with the key's id, never its secret) until run once, and answers with JetStream's acknowledgement, "
+     "whose sequence is the job's id (publish it as to a stream). A Nats-Msg-Id header makes a "
+     "resubmission within a day a no-op."),
+    ("jobQueue", f"{subjects.JOB_QUEUE}.{{queue}}", {"queue": "<tenant>.<api>: the job's tenant and API."},
+     ["Job"], "gateway",
+     "The work queue (stream SLUICE_JOBS), written by the ingress alone; one consumer per tenant, whose "
+     "ack limit is the tenant's job concurrency."),
+    ("controlJobs", subjects.CONTROL_JOBS, {}, [], "gateway", "A tenant's jobs were queued: runners look now."),
     ("jobResultIn", subjects.JOBS_RESULT, {}, ["JobQuery"], "service",
      "Ask for a job's result (answered with a JobResult, or a Failure: 202 job_pending, 404 job_not_found)."),
     ("replies", "_INBOX.{inbox}", {"inbox": "The caller's own inbox."},

@@ -141,8 +141,8 @@ class Tenant(msgspec.Struct, omit_defaults=True):
     owner: Owner = "config"
     # None: this tenant's answers are never cached.
     cache: CachePolicy | None = None
-    # Its durable jobs that may run at once in each ingress process (0: the
-    # gateway's ``jobs_per_tenant``).
+    # Its durable jobs that may run at once, across every ingress process
+    # (0: the gateway's ``jobs_per_tenant``).
     job_concurrency: int = 0
     # Call logs, opt-in: keep each call's request and answer bodies (after
     # redaction), each cut at this many bytes; 0 keeps none.

@@ -26,8 +26,18 @@ JOBS = f"{PREFIX}.jobs"
 JOBS_STREAM = "SLUICE_JOBS"
 JOB_REPLIES = "_INBOX.jobs"
 JOB_REPLIES_STREAM = "SLUICE_JOB_REPLIES"
-JOBS_CONSUMER = "jobs"
 JOBS_RESULT = f"{PREFIX}.in.jobs.result"
+# What a caller publishes on ``sluice.v1.jobs.<api>`` is taken by the
+# ingress (queue group "jobs"): it checks the key and queues the job under
+# ``sluice.v1.jobq.<tenant>.<api>`` with the key's id (never its secret),
+# and answers with the stream's acknowledgement. Each tenant has a consumer
+# of its own whose ack limit is the tenant's job concurrency, across every
+# runner; runners take from tenants in turn.
+JOB_QUEUE = f"{PREFIX}.jobq"
+# Runners are told (core NATS) that a tenant has new jobs, so they look now.
+CONTROL_JOBS = f"{PREFIX}.control.jobs"
+# On a job's request: the key it runs under, set only by the gateway's own ingress.
+KEY_ID_HEADER = "Sluice-Key-Id"
 KV_JOB_RESULTS = "sluice_job_results"
 # Alert rules' firing alerts (the evaluator's state), and the webhook deliveries made.
 KV_ALERTS = "sluice_alerts"
@@ -36,6 +46,14 @@ KV_ALERT_DELIVERIES = "sluice_alert_deliveries"
 
 def jobs(api: str) -> str:
     return f"{JOBS}.{api}"
+
+
+def job_queue(tenant_id: str, api: str) -> str:
+    return f"{JOB_QUEUE}.{tenant_id}.{api}"
+
+
+def jobs_consumer(tenant_id: str) -> str:
+    return f"jobs-{tenant_id}"
 
 
 # The gateway's own ingress publishes here: only its credentials may, so a

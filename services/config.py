@@ -94,7 +94,7 @@ class TenantConfig(msgspec.Struct, forbid_unknown_fields=True):
     budget: BudgetConfig | None = None
     # Opt in to the shared response cache, e.g. { max_age_s = 3600 }.
     cache: CachePolicy | None = None
-    # Its durable jobs running at once per ingress process (0: gateway.jobs_per_tenant).
+    # Its durable jobs running at once, across every ingress process (0: gateway.jobs_per_tenant).
     job_concurrency: int = 0
     # Opt in to call logs: each call's bodies (after redaction), each cut at this many bytes.
     call_log_max_bytes: int = 0

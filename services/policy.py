@@ -38,14 +38,29 @@ def authenticate(header: str | None, by_hash: Mapping[str, ApiKey], now_ms: int)
     record = by_hash.get(digest)
     if record is None:
         raise AuthenticationFailed("Incorrect API key provided.")
-    if record.disabled:
-        raise AuthenticationFailed(f"API key {record.id!r} is disabled.", code="api_key_disabled")
-    if record.expires_at_ms and now_ms >= record.expires_at_ms:
-        raise KeyExpired(f"API key {record.id!r} has expired.")
+    check_usable(record, now_ms)
     for secret in record.secrets:
         if secret.sha256 == digest and secret.expires_at_ms and now_ms >= secret.expires_at_ms:
             raise KeyExpired(f"This secret of API key {record.id!r} was rotated out and its grace period has ended.")
     return record
+
+
+def key_by_id(key_id: str, by_id: Mapping[str, ApiKey], now_ms: int) -> ApiKey:
+    """The key a durable job was submitted with, named by its id: the job
+    stores the id, never the secret, and is run under the key as it is now
+    (disabled or expired since: the job is refused)."""
+    record = by_id.get(key_id)
+    if record is None:
+        raise AuthenticationFailed(f"API key {key_id!r} no longer exists.", code="api_key_deleted")
+    check_usable(record, now_ms)
+    return record
+
+
+def check_usable(record: ApiKey, now_ms: int) -> None:
+    if record.disabled:
+        raise AuthenticationFailed(f"API key {record.id!r} is disabled.", code="api_key_disabled")
+    if record.expires_at_ms and now_ms >= record.expires_at_ms:
+        raise KeyExpired(f"API key {record.id!r} has expired.")
 
 
 def may_call(record: ApiKey, model: str) -> bool:

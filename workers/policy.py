@@ -85,7 +85,13 @@ class PolicyStage:
         policy.check_body(env)
         now_ms = start_ns // 1_000_000
         header = msg.headers.get(subjects.API_KEY_HEADER) if msg.headers else None
-        key = policy.authenticate(header, self.keys.by_hash, now_ms)
+        # A durable job's request names its key by id: only the ingress may
+        # publish on its subject, and it checked the secret when the job came in.
+        key_id = msg.headers.get(subjects.KEY_ID_HEADER) if from_ingress and msg.headers else None
+        if key_id:
+            key = policy.key_by_id(key_id, self.keys.mirror.items, now_ms)
+        else:
+            key = policy.authenticate(header, self.keys.by_hash, now_ms)
         env.key_id, env.tenant_id = key.id, key.tenant_id
         assert self.last_used is not None and self.ledger is not None
         self.last_used.saw(key.id, now_ms)

@@ -81,7 +81,7 @@ async def ensure_job_streams(nc: Client, replicas: int = 1) -> None:
     configs = (
         StreamConfig(
             name=subjects.JOBS_STREAM,
-            subjects=[f"{subjects.JOBS}.>"],
+            subjects=[f"{subjects.JOB_QUEUE}.>"],
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
             max_age=JOBS_MAX_AGE_S,

@@ -77,11 +77,14 @@ ROLES: dict[str, Permissions] = {
         subjects.ANALYTICS_QUERY,  # the admin API's usage view
         _INBOXES,  # answers to prompt APIs called over the bus, and jobs' claims
         subjects.CONTROL_FENCE,  # asks every provider before it sends a request again
+        subjects.CONTROL_JOBS,  # tells every runner a tenant has jobs
         subscribe=[
             subjects.CONTROL_DIED,
             f"{subjects.CONTROL_READY}.*",
             f"{subjects.CONTROL_HEARTBEAT}.*",  # which stages are up (/readyz)
             subjects.IN_API_ALL,
+            f"{subjects.JOBS}.>",  # jobs coming in (the ingress queues them)
+            subjects.CONTROL_JOBS,
             subjects.JOBS_RESULT,
             f"{subjects.JOB_REPLIES}.*",
         ],

@@ -116,6 +116,26 @@ def pulls(stream: str, consumer: str, filter_subject: str) -> tuple[Grant, ...]:
     return (Grant("pulls", f"{stream} ({consumer})", (*publish, *durable)),)
 
 
+def runs_jobs() -> tuple[Grant, ...]:
+    """Queues jobs (a publish the work queue captures) under each tenant's
+    own durable consumer, made on its first job with the tenant's ack limit,
+    lists those consumers for the ones with work, takes from them and acks.
+    A permission's ``*`` stands for a whole token, not the tail of a name
+    (``jobs-*`` would be literal), and the durable's create names no filter
+    (``add_consumer``): so any consumer is granted, on this stream alone,
+    which holds only jobs, and only the ingress runs them."""
+    stream = subjects.JOBS_STREAM
+    family = "*"
+    publish = (
+        f"{subjects.JOB_QUEUE}.>",
+        f"{API}.CONSUMER.DURABLE.CREATE.{stream}.{family}",
+        f"{API}.CONSUMER.LIST.{stream}",
+        f"{API}.CONSUMER.MSG.NEXT.{stream}.{family}",
+        f"$JS.ACK.{stream}.{family}.>",
+    )
+    return (Grant("runs jobs of", f"{stream} ({family})", publish),)
+
+
 # The records the admin API (in the ingress) creates, changes and deletes;
 # models are seeded from the config file alone (by ``admin``).
 ADMIN_API_BUCKETS = (
@@ -135,7 +155,7 @@ JETSTREAM: dict[str, tuple[tuple[Grant, ...], ...]] = {
     "ingress": (
         follows(subjects.KV_MODELS, subjects.KV_KEY_USAGE, *ADMIN_API_BUCKETS),
         writes(*ADMIN_API_BUCKETS),
-        pulls(subjects.JOBS_STREAM, subjects.JOBS_CONSUMER, f"{subjects.JOBS}.>"),
+        runs_jobs(),
         reads_messages(subjects.JOBS_STREAM),  # whose a pending job is
         replays(subjects.JOB_REPLIES_STREAM),  # a job's replies, when it takes one over
         reads_messages(subjects.JOB_REPLIES_STREAM),  # whether a job was claimed

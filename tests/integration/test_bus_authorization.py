@@ -199,7 +199,7 @@ async def test_no_process_role_may_purge_or_delete_on_jetstream(stack: Stack, ro
         (f"$JS.API.STREAM.DELETE.{subjects.EVENTS_STREAM}", {}),
         (f"$JS.API.STREAM.MSG.DELETE.{subjects.EVENTS_STREAM}", {}),
         (f"$JS.API.CONSUMER.DELETE.{subjects.EVENTS_STREAM}.{subjects.SINK_DURABLE}", {}),
-        (f"$JS.API.CONSUMER.DELETE.{subjects.JOBS_STREAM}.{subjects.JOBS_CONSUMER}", {}),
+        (f"$JS.API.CONSUMER.DELETE.{subjects.JOBS_STREAM}.{subjects.jobs_consumer('demo')}", {}),
         (f"$JS.API.STREAM.PURGE.{keys_stream}", {}),
         (f"$JS.API.STREAM.DELETE.{keys_stream}", {}),
     ]

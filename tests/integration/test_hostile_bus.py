@@ -50,13 +50,15 @@ async def test_hostile_times_and_origin_are_replaced_and_the_row_lands(stack: St
     assert before / 1e9 - 1 <= ts <= time.time()
 
 
-async def test_a_reused_request_id_is_replaced_so_each_request_has_its_own_row(stack: Stack) -> None:
+async def test_a_reused_request_id_is_refused_and_each_request_has_its_own_row(stack: Stack) -> None:
     chosen = new_id()
     first = await ask(stack, lambda inbox: chat_request(inbox, id=chosen))
     second = await ask(stack, lambda inbox: chat_request(inbox, id=chosen))
-    assert first["id"] == chosen and second["id"] != chosen
-    for final in (first, second):
-        assert (await asyncio.to_thread(stack.request_row, final["id"]))["status"] == 200
+    assert (first["kind"], first["id"]) == ("chat.final", chosen)
+    assert (second["kind"], second["status"], second["code"]) == ("chat.failure", 409, "request_id_reused")
+    assert second["id"] != chosen  # the refusal is recorded under an id of its own
+    assert (await asyncio.to_thread(stack.request_row, first["id"]))["status"] == 200
+    assert (await asyncio.to_thread(stack.request_row, second["id"]))["status"] == 409
 
 
 async def test_an_undecodable_request_is_answered_where_it_asks(stack: Stack) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import httpx
 import msgspec
+import nats.js.errors
 import pytest
 
 from schemas import subjects
@@ -95,10 +96,13 @@ def test_bad_jobs_end_with_a_clear_failure_and_others_cannot_read_them(jobs_stac
         async with await client(jobs_stack) as sluice:
             js = sluice.nc.jetstream()
             garbage = await js.publish(subjects.jobs("chat"), b"\xc1", headers=sluice.headers)
-            # Without a key no one may read the result: the job's reply inbox hears of it.
+            # Without a key the job is refused as it comes in (nothing queued):
+            # the publisher's acknowledgement says why, and so does the job's reply inbox.
             inbox = sluice.nc.new_inbox()
             told = await sluice.nc.subscribe(inbox)
-            await js.publish(subjects.jobs("chat"), msgspec.json.encode({"body": chat_job("x"), "reply": inbox}))
+            with pytest.raises(nats.js.errors.APIError) as refused:
+                await js.publish(subjects.jobs("chat"), msgspec.json.encode({"body": chat_job("x"), "reply": inbox}))
+            assert refused.value.code == 401 and "missing_api_key" in refused.value.description
             no_key = msgspec.msgpack.decode((await told.next_msg(timeout=30)).data, type=JobResult)
             unknown = await sluice.submit_job("chat", {"model": "nope", "messages": [{"role": "user", "content": "x"}]})
             first = await sluice.result(str(garbage.seq), wait_s=30)

@@ -81,7 +81,7 @@ def test_no_process_role_may_purge_or_delete(role: str) -> None:
             f"$JS.API.STREAM.UPDATE.{stream}",
             f"$JS.API.STREAM.CREATE.{stream}",
             f"$JS.API.CONSUMER.DELETE.{stream}.{subjects.SINK_DURABLE}",
-            f"$JS.API.CONSUMER.DELETE.{stream}.{subjects.JOBS_CONSUMER}",
+            f"$JS.API.CONSUMER.DELETE.{stream}.{subjects.jobs_consumer('demo')}",
         ):
             assert not may_publish(role, subject), (role, subject)
 
@@ -125,11 +125,11 @@ def test_stages_follow_the_control_buckets_they_read() -> None:
 
 def test_each_durable_consumer_is_taken_by_its_role_alone() -> None:
     events = f"$JS.API.CONSUMER.MSG.NEXT.{subjects.EVENTS_STREAM}.{subjects.SINK_DURABLE}"
-    jobs = f"$JS.API.CONSUMER.MSG.NEXT.{subjects.JOBS_STREAM}.{subjects.JOBS_CONSUMER}"
+    jobs = f"$JS.API.CONSUMER.MSG.NEXT.{subjects.JOBS_STREAM}.{subjects.jobs_consumer('demo')}"
     assert {r for r in PROCESS_ROLES if may_publish(r, events)} == {"sink"}
     assert {r for r in PROCESS_ROLES if may_publish(r, jobs)} == {"ingress"}
     assert may_publish("sink", f"$JS.ACK.{subjects.EVENTS_STREAM}.{subjects.SINK_DURABLE}.1.2.3.4.5")
-    assert not may_publish("sink", f"$JS.ACK.{subjects.JOBS_STREAM}.{subjects.JOBS_CONSUMER}.1.2.3.4.5")
+    assert not may_publish("sink", f"$JS.ACK.{subjects.JOBS_STREAM}.{subjects.jobs_consumer('demo')}.1.2.3.4.5")
     # Nobody but the sink may make a consumer on the events stream, not even an ephemeral one.
     assert {r for r in PROCESS_ROLES if may_publish(r, f"$JS.API.CONSUMER.CREATE.{subjects.EVENTS_STREAM}")} == set()
 
