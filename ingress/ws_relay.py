@@ -10,7 +10,8 @@ messages, each tagged with its own ``id``:
 
 and receives, tagged with the same ``id``: ``event`` messages (a stream's
 events, as its API's server-sent events would carry them) then ``done``;
-or one ``response`` (``status`` and ``body``, an answer or an error);
+or one ``response`` (``status`` and ``body``, an answer or an error, and
+``request_id``, the gateway's id of the request, as HTTP's ``x-request-id``);
 ``cancelled`` after a cancel. Each request is its own bus session, so
 limits, budgets and analytics are those of HTTP (origin "ws").
 """
@@ -67,8 +68,12 @@ def _tagged(kind: str, client_id: str, **fields: Any) -> bytes:
     return _json.encode({"type": kind, "id": client_id, **fields})
 
 
-def response(request_id: str, status: int, body: bytes) -> bytes:
-    return b'{"type":"response","id":' + _json.encode(request_id) + b',"status":%d,"body":' % status + body + b"}"
+def response(request_id: str, status: int, body: bytes, gateway_id: str = "") -> bytes:
+    """``gateway_id``: the gateway's own id of the request (HTTP's ``x-request-id``),
+    which names its row, also when the body is an error that carries none."""
+    ours = b',"request_id":' + _json.encode(gateway_id) if gateway_id else b""
+    head = b'{"type":"response","id":' + _json.encode(request_id) + ours
+    return head + b',"status":%d,"body":' % status + body + b"}"
 
 
 def events_of(request_id: str, frames: bytes) -> list[bytes]:
@@ -184,13 +189,14 @@ class Connection:
             if not parsed.stream:
                 whole = await session.collect()
                 if isinstance(whole, Final):
-                    self.outbox.put(rid, response(rid, 200, fmt.final(whole)))
+                    self.outbox.put(rid, response(rid, 200, fmt.final(whole), session.id))
                 elif whole is not None:
-                    self.outbox.put(rid, response(rid, whole.status, fmt.error(whole)))
+                    self.outbox.put(rid, response(rid, whole.status, fmt.error(whole), session.id))
                 return
             await self._relay(rid, session, fmt)
         except GatewayError as exc:
-            self.outbox.put(rid, response(rid, exc.status, api.error_body(Failure.from_error(session.id, exc))))
+            body = api.error_body(Failure.from_error(session.id, exc))
+            self.outbox.put(rid, response(rid, exc.status, body, session.id))
         finally:
             session.close()
 
@@ -246,9 +252,9 @@ class Connection:
         if call.cancelled:
             return
         if isinstance(result, ApiAnswer):
-            self.outbox.put(rid, response(rid, 200, prompt_shapes.answer(result)))
+            self.outbox.put(rid, response(rid, 200, prompt_shapes.answer(result), call.id))
         else:
-            self.outbox.put(rid, response(rid, result.status, prompt_shapes.error(result)))
+            self.outbox.put(rid, response(rid, result.status, prompt_shapes.error(result), call.id))
 
 
 def _stop(holder: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -39,6 +40,10 @@ class Stats(msgspec.Struct):
     peak_active_requests: int = 0
     # Requests per named upstream (paths under "/@<name>/").
     by_upstream: dict[str, int] = {}
+    # Requests whose body was byte for byte one the mock had already seen:
+    # a gateway that sends one request twice shows here (tests give each
+    # request a prompt of its own).
+    repeated: int = 0
 
 
 class Shape(msgspec.Struct):
@@ -56,12 +61,15 @@ GEMINI = Shape(gemini_shape.read, gemini_shape.complete, gemini_shape.error)
 
 # Request bodies the mock keeps for GET /mock/requests.
 RECENT = 200
+SEEN_MAX = 1_000_000
 
 
 class MockUpstream:
     def __init__(self, defaults: Behaviour | None = None) -> None:
         self.defaults = defaults or Behaviour()
         self.stats = Stats()
+        # Digests of the bodies seen (bounded: forgotten all at once past SEEN_MAX).
+        self._seen: set[bytes] = set()
         # The last request body, as it arrived (GET /mock/last-request), and
         # the last RECENT ones (GET /mock/requests?last=N, newest first): what
         # a provider would have seen.
@@ -108,6 +116,7 @@ class MockUpstream:
         except msgspec.DecodeError:
             return await self._send(send, 400, _json.encode(openai_shape.error(400)))
         self.stats.requests += 1
+        self._count_repeat(raw)
         self.last_request = raw
         self.recent.append(raw)
         base = self.defaults
@@ -123,6 +132,15 @@ class MockUpstream:
             await self._route(path, base, req, receive, send)
         finally:
             stats.active_requests -= 1
+
+    def _count_repeat(self, raw: bytes) -> None:
+        digest = hashlib.blake2b(raw, digest_size=16).digest()
+        if digest in self._seen:
+            self.stats.repeated += 1
+            return
+        if len(self._seen) >= SEEN_MAX:
+            self._seen.clear()
+        self._seen.add(digest)
 
     async def _route(self, path: str, base: Behaviour, req: dict, receive: Any, send: Any) -> None:
         if path.endswith("/chat/completions"):

@@ -14,10 +14,15 @@ import pytest
 
 from loadtest import faults
 from loadtest.faults import Report
+from services.runtime.supervisor import HEARTBEAT_STALE_S
 from tests.stack import DEMO_KEY, REDACT_KEY, Stack
 
 # Long, so that a request that waited for its deadline would show.
 DEADLINE_S = 30
+
+# A killed process's requests go elsewhere and a new one serves within this
+# (the bound these tests were written for; measured well under a second).
+RECOVERY_S = 5.0
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +83,7 @@ def assert_rows_match_what_the_upstream_answered(stack: Stack, report: Report) -
 def assert_killed_and_recovered(stack: Stack, name: str) -> None:
     report = inflict(stack, name, signal.SIGKILL, after_s=5)
     assert report.serving_again_s is not None, "the gateway never served again after the kill"
+    assert report.serving_again_s < RECOVERY_S, f"served again only {report.serving_again_s:.2f}s after the kill"
     assert_every_request_ended_cleanly(report)
     assert_rows_match_what_the_upstream_answered(stack, report)
     assert any(n == name and "exited" in why for _, n, why in stack.supervisor.restarts)
@@ -94,7 +100,8 @@ def test_a_frozen_provider_is_detected_and_replaced(fault_stack: Stack) -> None:
     report = inflict(fault_stack, provider, signal.SIGSTOP, after_s=10)
     assert any(n == provider and "no heartbeat" in why for _, n, why in fault_stack.supervisor.restarts)
     assert fault_stack.supervisor.pids()[provider] != before
-    assert report.serving_again_s is not None
+    # Replaced once silent past the supervisor's bound, then serving within the usual time.
+    assert report.serving_again_s is not None and report.serving_again_s < HEARTBEAT_STALE_S + RECOVERY_S
     assert_every_request_ended_cleanly(report)
     # The requests the frozen process held ended when it was replaced, not at their deadline.
     held = [o for o in report.outcomes if o.result != 200]

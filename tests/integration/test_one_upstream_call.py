@@ -42,7 +42,10 @@ def two_pipelines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def calls(stack: Stack) -> int:
-    return stack.mock_stats()["requests"]
+    """Upstream calls so far; and none of them a body the mock had seen before."""
+    stats = stack.mock_stats()
+    assert stats["repeated"] == 0, "a request reached the upstream twice"
+    return stats["requests"]
 
 
 def assert_one_row_each(stack: Stack, ids: list[str], since_ns: int) -> None:
