@@ -171,7 +171,9 @@ class SluiceClient:
                 msg = await self.nc.request(
                     subjects.JOBS_RESULT, bus.encode(JobQuery(id=job_id)), timeout=10, headers=self.headers
                 )
-            except nats.errors.NoRespondersError:  # the gateway is (re)starting: ask again while we may wait
+            # The gateway is (re)starting: no one answers, or the ask went to a
+            # process that had just died. Reading a result is safe to ask again.
+            except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
                 if time.monotonic() >= deadline:
                     raise
                 await asyncio.sleep(poll_s)

@@ -245,3 +245,47 @@ def test_a_thousand_jobs_survive_a_restart_of_every_process_none_lost_or_charged
         assert r is not None
         if isinstance(r.result, Final):
             assert int(by_request[r.request_id][2]) == r.result.cost.total
+
+
+def test_a_thousand_jobs_with_the_pipeline_and_a_runner_killed_each_end_and_call_once(tmp_path) -> None:
+    """SIGKILL, not a clean stop: the pipeline (holding calls in flight) and
+    the ingress (holding jobs) die mid-run and are restarted. Every job ends
+    with a result; no job's request reached the upstream twice (the mock
+    counts bodies it saw before); the upstream's calls are the jobs answered
+    plus those whose provider died holding them."""
+    stack = Stack(tmp_path / "kill9", timeout_s=20, gateway="jobs_per_tenant = 16").start()
+    count = 1000
+    try:
+
+        async def submit() -> list[str]:
+            async with await client(stack) as sluice:
+                return [
+                    await sluice.submit_job("chat", chat_job(f"kill9 {i} [mock:latency_ms=40]")) for i in range(count)
+                ]
+
+        ids = asyncio.run(submit())
+        for name in ("pipeline", "ingress"):
+            deadline = time.monotonic() + 60
+            while stack.mock_stats()["requests"] < count // (4 if name == "pipeline" else 2):
+                assert time.monotonic() < deadline, "jobs are not running"
+                time.sleep(0.05)
+            os.kill(stack.supervisor.pids()[name], signal.SIGKILL)
+
+        async def results() -> list[JobResult | None]:
+            async with await client(stack) as sluice:
+                return [await sluice.result(i, wait_s=120) for i in ids]
+
+        finished = asyncio.run(results())
+        mock = stack.mock_stats()
+        by_request = job_rows(stack, {r.request_id for r in finished if r is not None})
+    finally:
+        stack.stop()
+    assert all(r is not None for r in finished), "a job was lost"
+    outcomes = [r.result for r in finished if r is not None]
+    answered = sum(isinstance(o, Final) for o in outcomes)
+    died = sum(isinstance(o, Failure) and o.code == "worker_died" for o in outcomes)
+    assert answered + died == count, {type(o).__name__ + getattr(o, "code", "") for o in outcomes}
+    assert mock["repeated"] == 0, "a job's request reached the upstream twice"
+    assert answered <= mock["requests"] <= answered + died, (mock["requests"], answered, died)
+    assert all(row[1] == 1 for row in by_request.values()), "a job was recorded (and charged) twice"
+    print(f"kill -9 jobs: {count} jobs, {mock['requests']} upstream calls, {answered} answered, {died} worker_died")
