@@ -9,7 +9,6 @@ value itself: they become audit rows, and a value must not reach a log.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import NamedTuple
@@ -19,11 +18,12 @@ import phonenumbers
 
 from schemas.chat import ChatBody, EmbeddingsBody, TextPart, ToolCall
 from schemas.control import CustomDetector, PrivacyAction, PrivacyRules, Tenant
+from schemas.errors import InvalidRequest
 from schemas.events import Detection, DetectionEvent
 from schemas.ids import new_id
 from services import detectors
 from services.detectors.base import Finding
-from services.detectors.custom import find_keywords, find_pattern
+from services.detectors.custom import check_pattern, find_keywords, find_pattern
 from services.injection import score as injection_score
 from services.masking import Masker
 
@@ -93,10 +93,10 @@ def problem(rules: PrivacyRules) -> str | None:
         if bool(c.pattern) == bool(c.keywords):
             return f"custom detector {c.name!r}: give a pattern or keywords, one of the two"
         if c.pattern:
-            try:
-                re.compile(c.pattern)
-            except re.error as exc:
-                return f"custom detector {c.name!r}: pattern does not compile ({exc})"
+            try:  # the engine that runs it (RE2), not Python's: what runs is what is checked
+                check_pattern(c.name, c.pattern)
+            except InvalidRequest as exc:
+                return exc.message
     return None
 
 

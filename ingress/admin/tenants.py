@@ -19,10 +19,10 @@ from services.detectors.custom import check_pattern
 
 
 def _checked(rules: PrivacyRules | None) -> PrivacyRules | None:
-    if rules is not None and (problem := privacy.problem(rules)):
-        raise InvalidRequest(f"privacy: {problem}", code="invalid_privacy_rules")
     for c in rules.custom if rules is not None else ():
         check_pattern(c.name, c.pattern)  # 400 invalid_pattern unless RE2 runs it
+    if rules is not None and (problem := privacy.problem(rules)):
+        raise InvalidRequest(f"privacy: {problem}", code="invalid_privacy_rules")
     return rules
 
 
