@@ -37,16 +37,37 @@ DEFAULT_REGION = "US"
 # (tests/fixtures/pii/phone_corpus.jsonl: 6 digits would find 22 more phones
 # and 6 more false positives).
 _MIN_NATIONAL, _MIN_INTERNATIONAL = 7, 6
+# The longest national number libphonenumber knows of, in digits.
+_MAX_NSN = 17
 
 
-def _plausible(raw: str) -> bool:
+@functools.lru_cache(maxsize=512)
+def _longest_national(region: str) -> int:
+    """The most digits a national number of ``region`` can be written with:
+    its longest number and its national prefix (where the prefix is more
+    than one fixed string, such as carrier codes, the longest of those)."""
+    meta = PhoneMetadata.metadata_for_region(region)
+    if meta is None or not meta.general_desc.possible_length:
+        return _MAX_NSN
+    prefix = meta.national_prefix or ""
+    parsing = meta.national_prefix_for_parsing or prefix
+    return max(meta.general_desc.possible_length) + (len(prefix) if parsing == prefix else 6)
+
+
+def _plausible(raw: str, region: str) -> bool:
     digits = sum(ch.isdigit() for ch in raw)
     if _DATE.match(raw):
         return False
     if raw.startswith(("+", "00")):
         return digits - (2 if raw.startswith("00") else 0) >= _MIN_INTERNATIONAL
-    # A national number is written with separators; a bare run of digits is an id.
-    return digits >= _MIN_NATIONAL and any(ch in raw for ch in " .-()") and raw.count(".") != 3
+    # A national number is written with separators; a bare run of digits is an
+    # id. One longer than any the region dials (a card number) is never
+    # parsed: parsing is most of this detector's time.
+    return (
+        _MIN_NATIONAL <= digits <= _longest_national(region)
+        and any(ch in raw for ch in " .-()")
+        and raw.count(".") != 3
+    )
 
 
 def _groups(s: str) -> tuple[int, ...]:
@@ -144,7 +165,7 @@ def find_phones(text: str, region: str = DEFAULT_REGION) -> list[Finding]:
     out = []
     for m in _CANDIDATE.finditer(text):
         raw, start = _balanced(m.group(), m.start())
-        if not _plausible(raw) or (parsed := _parsed(raw, region)) is None:
+        if not _plausible(raw, region) or (parsed := _parsed(raw, region)) is None:
             continue
         if not raw.startswith(("+", "00")) and _groups(raw) not in _national_groupings(parsed, region):
             continue
