@@ -153,6 +153,10 @@ async def written(nc: Client) -> None:
     writes from a task of its own, so without this, bytes published before
     an upstream call may leave after it."""
     # nats-py has no public call for this; ``flush`` would PING the server.
+    # Writing the pending bytes ourselves, at once, was measured (make bench,
+    # 64 connections): nats-server's CPU per request went from ~75 to ~140 µs,
+    # each request's messages in a write of their own; through the flusher
+    # task, what other requests published meanwhile goes in the same write.
     await nc._flush_pending(force_flush=True)
 
 
