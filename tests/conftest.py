@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from analytics.store import Store
+from services.runtime import nats_server
 from tests.stack import Stack
 
 
@@ -12,3 +15,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = Stack(tmp_path_factory.mktemp("sluice")).start()
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="module")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A nats-server with JetStream and nothing else around it, for one module."""
+    port = nats_server.free_port()
+    server = nats_server.start(tmp_path_factory.mktemp("nats") / "nats", port)
+    yield f"nats://127.0.0.1:{port}"
+    server.terminate()
+    server.wait(10)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """An embedded ClickHouse, migrated, for one module (chdb holds one data
+    directory per process: a module has one store)."""
+    s = Store(f"chdb://{Path(tmp_path_factory.mktemp('clickhouse')) / 'data'}")
+    s.migrate()
+    yield s
+    s.close()

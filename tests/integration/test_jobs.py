@@ -152,6 +152,24 @@ def test_a_submission_sent_twice_makes_one_job(jobs_stack: Stack) -> None:
     assert first == second
 
 
+def submit_all(stack: Stack, texts: list[str]) -> list[str]:
+    """A chat job for each text, submitted one after another; their ids."""
+
+    async def go() -> list[str]:
+        async with await client(stack) as sluice:
+            return [await sluice.submit_job("chat", chat_job(text)) for text in texts]
+
+    return asyncio.run(go())
+
+
+def results_of(stack: Stack, ids: list[str], wait_s: float) -> list[JobResult | None]:
+    async def go() -> list[JobResult | None]:
+        async with await client(stack) as sluice:
+            return [await sluice.result(i, wait_s=wait_s) for i in ids]
+
+    return asyncio.run(go())
+
+
 def job_rows(stack: Stack, request_ids: set[str], timeout: float = 60) -> dict[str, list]:
     """``job_requests`` rows by request id, once every one of ``request_ids`` has one."""
     deadline = time.monotonic() + timeout
@@ -169,11 +187,7 @@ def test_jobs_of_a_killed_runner_are_taken_over_and_end_once(tmp_path) -> None:
     stack = Stack(tmp_path / "kill", timeout_s=20, gateway="jobs_per_tenant = 8").start()
     try:
 
-        async def submit(n: int) -> list[str]:
-            async with await client(stack) as sluice:
-                return [await sluice.submit_job("chat", chat_job(f"k{i} [mock:latency_ms=400]")) for i in range(n)]
-
-        ids = asyncio.run(submit(40))
+        ids = submit_all(stack, [f"k{i} [mock:latency_ms=400]" for i in range(40)])
         time.sleep(0.6)  # the first eight are at the upstream
         before = stack.supervisor.pids()["ingress"]
         os.kill(before, signal.SIGKILL)
@@ -182,11 +196,7 @@ def test_jobs_of_a_killed_runner_are_taken_over_and_end_once(tmp_path) -> None:
             assert time.monotonic() < deadline, "the ingress was not restarted"
             time.sleep(0.1)
 
-        async def results() -> list[JobResult | None]:
-            async with await client(stack) as sluice:
-                return [await sluice.result(i, wait_s=90) for i in ids]
-
-        finished = asyncio.run(results())
+        finished = results_of(stack, ids, wait_s=90)
         assert all(r is not None and isinstance(r.result, Final) for r in finished), finished
         rows = job_rows(stack, {r.request_id for r in finished if r is not None})
     finally:
@@ -201,14 +211,7 @@ def test_a_thousand_jobs_survive_a_restart_of_every_process_none_lost_or_charged
     count = 1000
     try:
 
-        async def submit() -> list[str]:
-            async with await client(stack) as sluice:
-                return [
-                    await sluice.submit_job("chat", chat_job(f"job {i} [mock:chunks=3] [mock:latency_ms=30]"))
-                    for i in range(count)
-                ]
-
-        ids = asyncio.run(submit())
+        ids = submit_all(stack, [f"job {i} [mock:chunks=3] [mock:latency_ms=30]" for i in range(count)])
 
         async def done_count() -> int:
             nc = await stack.connect("admin")
@@ -227,11 +230,7 @@ def test_a_thousand_jobs_survive_a_restart_of_every_process_none_lost_or_charged
         stack.supervisor = Supervisor(stack.layout, extra_keys=stack.supervisor.extra_keys)
         stack.supervisor.start()
 
-        async def results() -> list[JobResult | None]:
-            async with await client(stack) as sluice:
-                return [await sluice.result(i, wait_s=120) for i in ids]
-
-        finished = asyncio.run(results())
+        finished = results_of(stack, ids, wait_s=120)
         # Rows of the requests ended across the restart may still be on their way to ClickHouse.
         by_request = job_rows(stack, {r.request_id for r in finished if r is not None and isinstance(r.result, Final)})
     finally:
@@ -257,13 +256,7 @@ def test_a_thousand_jobs_with_the_pipeline_and_a_runner_killed_each_end_and_call
     count = 1000
     try:
 
-        async def submit() -> list[str]:
-            async with await client(stack) as sluice:
-                return [
-                    await sluice.submit_job("chat", chat_job(f"kill9 {i} [mock:latency_ms=40]")) for i in range(count)
-                ]
-
-        ids = asyncio.run(submit())
+        ids = submit_all(stack, [f"kill9 {i} [mock:latency_ms=40]" for i in range(count)])
         for name in ("pipeline", "ingress"):
             deadline = time.monotonic() + 60
             while stack.mock_stats()["requests"] < count // (4 if name == "pipeline" else 2):
@@ -271,11 +264,7 @@ def test_a_thousand_jobs_with_the_pipeline_and_a_runner_killed_each_end_and_call
                 time.sleep(0.05)
             os.kill(stack.supervisor.pids()[name], signal.SIGKILL)
 
-        async def results() -> list[JobResult | None]:
-            async with await client(stack) as sluice:
-                return [await sluice.result(i, wait_s=120) for i in ids]
-
-        finished = asyncio.run(results())
+        finished = results_of(stack, ids, wait_s=120)
         mock = stack.mock_stats()
         by_request = job_rows(stack, {r.request_id for r in finished if r is not None})
     finally:

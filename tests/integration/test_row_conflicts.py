@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import msgspec
@@ -26,16 +24,6 @@ from schemas.analytics import QueryRequest
 from schemas.events import EventBatch, RequestEvent
 from schemas.ids import new_id
 from tests.stack import Stack
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    # chdb holds one data directory per process: one store for the module.
-    s = Store(f"chdb://{Path(tmp_path_factory.mktemp('conflicts')) / 'data'}")
-    s.migrate()
-    yield s
-    s.close()
-
 
 # A minute ago: inside every window the named queries default to.
 T = time.time_ns() - 60 * 10**9

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import nats
@@ -19,15 +19,6 @@ from nats.js.errors import KeyNotFoundError
 from analytics import sink
 from analytics.lease import BUCKET, KEY, LEASE_S, PUBLISH, Lease, ensure_bucket
 from services.runtime import nats_server, process
-
-
-@pytest.fixture(scope="module")
-def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = nats_server.free_port()
-    server = nats_server.start(tmp_path_factory.mktemp("lease") / "nats", port)
-    yield f"nats://127.0.0.1:{port}"
-    server.terminate()
-    server.wait(10)
 
 
 class Clock:

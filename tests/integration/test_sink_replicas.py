@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 
-import pytest
 from nats.aio.client import Client
 
 from analytics import lease, sink
@@ -21,24 +19,7 @@ from analytics.store import Store
 from schemas import bus, subjects
 from schemas.events import EventBatch, RequestEvent
 from schemas.ids import new_id
-from services.runtime import bootstrap, nats_server, process
-
-
-@pytest.fixture(scope="module")
-def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = nats_server.free_port()
-    server = nats_server.start(tmp_path_factory.mktemp("replicas") / "nats", port)
-    yield f"nats://127.0.0.1:{port}"
-    server.terminate()
-    server.wait(10)
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    s = Store(f"chdb://{Path(tmp_path_factory.mktemp('replicas')) / 'data'}")
-    s.migrate()
-    yield s
-    s.close()
+from services.runtime import bootstrap, process
 
 
 class Replica:
