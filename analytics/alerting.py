@@ -38,7 +38,7 @@ from schemas.alerts import AlertRule, Webhook
 from schemas.control import Budget, decode_key, decode_tenant
 from schemas.events import AlertStateEvent, EventBatch
 from services import alerts, quota
-from services.runtime.kv import read_bucket
+from services.bus.kv import read_bucket
 
 log = logging.getLogger("sluice.alerts")
 MEASURES: dict[str, Named] = load(Path(__file__).parent / "alert_measures")

@@ -41,8 +41,10 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from schemas import subjects
+
 log = logging.getLogger("sluice.sink")
-BUCKET = "sluice_sink_lease"
+BUCKET = subjects.KV_SINK_LEASE
 KEY = "writer"
 LEASE_S = 10.0
 RENEW_S = 2.0
@@ -61,7 +63,7 @@ PUBLISH = (
 
 
 async def ensure_bucket(nc: Client, replicas: int = 1) -> None:
-    """Made at start-up (``services.runtime.bootstrap``): the sink may read
+    """Made at start-up (``services.cli.bootstrap``): the sink may read
     and write its key, not make buckets."""
     js = nc.jetstream()
     try:

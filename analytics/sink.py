@@ -38,8 +38,8 @@ from analytics.queries import bind
 from analytics.store import NotWriter, Store
 from schemas import bus, subjects
 from schemas.analytics import QueryRequest, QueryResult, RecostRequest, RecostResult
+from services.bus import metrics, process
 from services.config import config_from_env, settings_from_env
-from services.runtime import metrics, process
 
 log = logging.getLogger("sluice.sink")
 DURABLE = subjects.SINK_DURABLE

@@ -27,7 +27,7 @@ from analytics.rows import (
     Rows,
     to_rows,
 )
-from services.runtime import metrics
+from services.bus import metrics
 
 log = logging.getLogger("sluice.sink")
 

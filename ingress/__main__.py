@@ -11,7 +11,7 @@ import uvicorn
 
 from ingress.app import IngressApp
 from services import config as config_mod
-from services.runtime import process
+from services.bus import process
 
 
 def shared_listener(host: str, port: int) -> socket.socket:

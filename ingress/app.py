@@ -23,8 +23,8 @@ from schemas.ids import new_id
 from schemas.replies import Failure
 from services.apis import docs_page, openapi
 from services.apis.table import APIS, BY_PATH
+from services.bus import metrics, process
 from services.config import GatewaySettings
-from services.runtime import metrics, process
 
 log = logging.getLogger("sluice.ingress")
 
@@ -114,9 +114,9 @@ class IngressApp:
                 self.in_flight += 1
                 try:
                     if api is not None:
-                        return await endpoint.serve(gw, api, scope, receive, tracked_send)
+                        return await endpoint.serve_api(gw, api, scope, receive, tracked_send)
                     assert slug is not None
-                    return await prompt_endpoint.serve(gw, slug, scope, receive, tracked_send)
+                    return await prompt_endpoint.serve_prompt_api(gw, slug, scope, receive, tracked_send)
                 finally:
                     self.in_flight -= 1
             if path == "/v1/models" and method == "GET":
@@ -154,7 +154,7 @@ class IngressApp:
         if scope["path"].rstrip("/") != ws_relay.PATH:
             await send({"type": "websocket.close", "code": 1008, "reason": "unknown_url"})
             return
-        await ws_relay.serve(self.gw, scope, receive, send)
+        await ws_relay.serve_websocket(self.gw, scope, receive, send)
 
     async def serving(self) -> None:
         """The server listens now (see ``python -m ingress``)."""

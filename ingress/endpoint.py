@@ -28,7 +28,7 @@ def request_of(scope: Scope) -> tuple[int, str]:
     return scope["sluice.received_ns"], scope["sluice.request_id"]
 
 
-async def serve(gw: Gateway, api: ClientApi, scope: Scope, receive: Receive, send: Send) -> None:
+async def serve_api(gw: Gateway, api: ClientApi, scope: Scope, receive: Receive, send: Send) -> None:
     received_ns, request_id = request_of(scope)
     session: BusSession | None = None
     try:

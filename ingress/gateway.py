@@ -25,15 +25,15 @@ from schemas.lifecycle import decode_beat
 from schemas.prompts import decode_prompt, decode_version
 from schemas.replies import Failure, Final
 from services import records, routing
+from services.bus import metrics, process, tracing
+from services.bus.events import EventPublisher
+from services.bus.kv import KeyIndex, KvMirror
+from services.bus.kv_writer import KvWriter
+from services.bus.quota_ledger import Counters
 from services.config import GatewaySettings
 from services.fence import ProviderRoster
 from services.prompt_api import PromptBook
 from services.readiness import Readiness
-from services.runtime import metrics, process, tracing
-from services.runtime.events import EventPublisher
-from services.runtime.kv import KeyIndex, KvMirror
-from services.runtime.kv_writer import KvWriter
-from services.runtime.quota import Counters
 
 
 class Gateway:

@@ -38,8 +38,8 @@ from schemas.envelope import Api
 from schemas.errors import GatewayError, InvalidRequest, RecordNotFound, UpstreamError
 from schemas.jobs import JobClaim, JobResult
 from schemas.prompt_calls import ApiAnswer
-from schemas.quota import Reservation
 from schemas.replies import Accepted, Admitted, Chunk, Failure, Final, Redacted
+from schemas.reservation import Reservation
 from services.apis.base import ClientApi, Parsed
 from services.apis.table import APIS
 from services.fence import COPIES_PER_RUN

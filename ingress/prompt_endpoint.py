@@ -42,7 +42,7 @@ def slug_of(path: str) -> str | None:
     return slug if slug and "/" not in slug else None
 
 
-async def serve(gw: Gateway, slug: str, scope: Scope, receive: Receive, send: Send) -> None:
+async def serve_prompt_api(gw: Gateway, slug: str, scope: Scope, receive: Receive, send: Send) -> None:
     received_ns, request_id = request_of(scope)
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     stream = query.get("stream", ["false"])[-1].lower() in _TRUE

@@ -24,13 +24,13 @@ from schemas.errors import (
     StageTimeout,
     UpstreamError,
 )
-from schemas.quota import Reservation
 from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Fence, Fenced, Final, Redacted, ReplayAsk
+from schemas.reservation import Reservation
 from services import routing, trace
 from services import usage as usage_svc
+from services.bus import quota_ledger
 from services.fence import FenceRound
 from services.reply_split import Assembler
-from services.runtime import quota
 
 # A request that no provider took this long after it was published may have
 # been lost on the way (a stage died holding it, or had no live replica when
@@ -348,7 +348,7 @@ class BusSession:
         failure = self._ended_here(error, record=True)
         failure.usage, failure.cost = self._billed_so_far()
         used = failure.usage.prompt_tokens + failure.usage.completion_tokens
-        quota.settle(self.gw.counters, self.quota, used, failure.cost.total)
+        quota_ledger.settle(self.gw.counters, self.quota, used, failure.cost.total)
         return failure
 
     async def _ask_replay(self) -> None:

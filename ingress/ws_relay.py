@@ -270,7 +270,7 @@ def _bad(message: str, code: str = "invalid_request") -> bytes:
     return prompt_shapes.error(Failure.from_error("", error))
 
 
-async def serve(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+async def serve_websocket(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     if (await receive())["type"] != "websocket.connect":
         return
     await send({"type": "websocket.accept"})

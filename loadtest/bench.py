@@ -33,10 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from schemas.control import ApiKey
-from services.runtime.cli import query
-from services.runtime.layout import Layout, parse_replicas
-from services.runtime.nats_server import free_port
-from services.runtime.supervisor import Supervisor
+from services.cli.layout import Layout, parse_replicas
+from services.cli.named_query import query
+from services.cli.nats_server import free_port
+from services.cli.supervisor import Supervisor
 
 KEY = "sk-bench-0123456789"
 CLK_TCK = os.sysconf("SC_CLK_TCK")

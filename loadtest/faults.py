@@ -27,7 +27,7 @@ import httpx
 import msgspec
 import openai
 
-from services.runtime.layout import stage_processes
+from services.cli.layout import stage_processes
 
 # One word per streamed chunk, a little latency for the non-streamed: both
 # keep requests in flight at every stage when the kill comes.

@@ -30,9 +30,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from loadtest.bench import embedded_gateway, write_results
 from schemas import subjects
 from schemas.replies import Final
-from services.runtime import credentials, process
-from services.runtime.client import SluiceClient
-from services.runtime.supervisor import DEMO_SERVICE
+from services.bus import credentials, process
+from services.bus.client import SluiceClient
+from services.cli.supervisor import DEMO_SERVICE
 
 KEY = "sk-bench-doors-0123456789"
 CONFIG = """

@@ -26,12 +26,12 @@ from pathlib import Path
 
 from loadtest import nginx_bench as nb
 from loadtest.bench import LUA, cpu_seconds, run_wrk
-from services.runtime.nats_server import free_port
+from services.cli.nats_server import free_port
 
 APP = """
 from ingress.app import IngressApp
 from services import config as config_mod
-from services.runtime import process
+from services.bus import process
 
 process.setup_logging("ingress")
 app = IngressApp(config_mod.settings_from_env())

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 
 from schemas import subjects
-from services.runtime.client import SluiceClient
+from services.bus.client import SluiceClient
 from tests.stack import ADMIN_KEY, DEMO_KEY, Stack
 
 

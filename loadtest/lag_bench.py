@@ -26,7 +26,7 @@ import nats
 from analytics.sink import DURABLE
 from loadtest.bench import embedded_gateway, write_results
 from schemas import subjects
-from services.runtime import process
+from services.bus import process
 
 KEY = "sk-bench-lag-0123456789"
 CONFIG = """

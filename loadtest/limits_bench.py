@@ -28,12 +28,12 @@ from statistics import median
 from loadtest.bench import CONFIG, LUA, PROMPT, run_wrk, write_results
 from schemas.control import ApiKey, Budget, Limits
 from services import quota as quota_svc
-from services.runtime import process
-from services.runtime.cli import query
-from services.runtime.layout import Layout
-from services.runtime.nats_server import free_port
-from services.runtime.quota import Counters, QuotaLedger, settle
-from services.runtime.supervisor import Supervisor
+from services.bus import process
+from services.bus.quota_ledger import Counters, QuotaLedger, settle
+from services.cli.layout import Layout
+from services.cli.named_query import query
+from services.cli.nats_server import free_port
+from services.cli.supervisor import Supervisor
 
 OPEN_KEY = "sk-bench-open-0123456789"
 LIMITED_KEY = "sk-bench-limited-0123456789"

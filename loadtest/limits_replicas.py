@@ -23,9 +23,9 @@ import httpx
 
 from loadtest.bench import CONFIG
 from schemas.control import ApiKey
-from services.runtime.layout import Layout
-from services.runtime.nats_server import free_port
-from services.runtime.supervisor import Supervisor
+from services.cli.layout import Layout
+from services.cli.nats_server import free_port
+from services.cli.supervisor import Supervisor
 
 ADMIN_KEY = "sk-bench-admin-0123456789"
 BODY = {"model": "bench-model", "messages": [{"role": "user", "content": "hi [mock:chunks=1]"}]}

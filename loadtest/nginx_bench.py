@@ -45,9 +45,9 @@ from loadtest.bench import LUA, breakdown, rss_mb, run_wrk, write_results
 from loadtest.privacy_bench import MASKING_TENANT
 from loadtest.privacy_bench import prompt as pii_prompt
 from schemas.control import ApiKey, Budget, Limits
-from services.runtime.layout import Layout
-from services.runtime.nats_server import free_port
-from services.runtime.supervisor import Supervisor
+from services.cli.layout import Layout
+from services.cli.nats_server import free_port
+from services.cli.supervisor import Supervisor
 
 KEY = "sk-bench-nginx-0123456789"
 MASKING_KEY = "sk-bench-nginx-masking-0123456789"

@@ -47,7 +47,7 @@ from loadtest import faults
 from loadtest.bench import parse_wrk, rss_mb
 from loadtest.faults import Report
 from schemas import subjects
-from services.runtime import process
+from services.bus import process
 
 if TYPE_CHECKING:
     from tests.stack import Stack

@@ -31,8 +31,8 @@ import httpx
 from loadtest.bench import PROMPT, embedded_gateway, write_results
 from schemas import subjects
 from schemas.health import decode_breaker
-from services.runtime import process
-from services.runtime.cli import query
+from services.bus import process
+from services.cli.named_query import query
 from tests.stack import mock_deployment as upstream
 
 KEY = "sk-bench-routing-0123456789"

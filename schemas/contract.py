@@ -24,7 +24,7 @@ import msgspec
 
 from schemas import subjects
 from schemas.analytics import QueryRequest, QueryResult, RecostRequest, RecostResult
-from schemas.cache import CachedAnswer, CacheStore
+from schemas.cached_answer import CachedAnswer, CacheStore
 from schemas.control import ApiKey, ApprovalRule, ModelRoute, Subscription, Tenant
 from schemas.envelope import Envelope
 from schemas.events import DeadLetter, EventBatch

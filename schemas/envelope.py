@@ -8,7 +8,7 @@ import msgspec
 
 from schemas.base import BusMessage
 from schemas.chat import ChatBody, EmbeddingsBody
-from schemas.quota import Reservation
+from schemas.reservation import Reservation
 
 # How a request reached the gateway: HTTP, a WebSocket connection (both
 # through the ingress), a service publishing on NATS, or a durable job.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from schemas.quota import RateState
+from schemas.reservation import RateState
 
 
 class ErrorType(StrEnum):

@@ -15,7 +15,7 @@ from schemas.base import BusMessage
 from schemas.chat import Choice, Cost, Delta, Message, Usage
 from schemas.envelope import Span
 from schemas.errors import GatewayError
-from schemas.quota import RateState, Reservation
+from schemas.reservation import RateState, Reservation
 
 
 class Timing(msgspec.Struct, omit_defaults=True):

@@ -125,6 +125,8 @@ KV_CACHE = "sluice_cache"
 KV_HEALTH = "sluice_health"
 # Request ids policy has taken: it writes each with create, and reads them.
 KV_REQUEST_IDS = "sluice_request_ids"
+# The analytics sink's writer lease: one sink replica writes at a time.
+KV_SINK_LEASE = "sluice_sink_lease"
 
 # Shared counters for limits and budgets (JetStream streams with
 # ``allow_msg_counter``): one subject per counter, e.g.

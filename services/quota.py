@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from schemas import subjects
 from schemas.chat import ChatBody, EmbeddingsBody
 from schemas.control import Budget, Limits
-from schemas.quota import HOLD_PARALLEL, HOLD_REQUESTS, HOLD_SPEND, HOLD_TOKENS
+from schemas.reservation import HOLD_PARALLEL, HOLD_REQUESTS, HOLD_SPEND, HOLD_TOKENS
 from services import pricing, tokens, usage
 
 MINUTE_MS = 60_000

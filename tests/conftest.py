@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from analytics.store import Store
-from services.runtime import nats_server
+from services.cli import nats_server
 from tests.stack import Stack
 
 

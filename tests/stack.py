@@ -14,11 +14,11 @@ import nats.aio.client
 import nats.errors
 
 from schemas.control import ApiKey
-from services.runtime import process
-from services.runtime.cli import query
-from services.runtime.layout import Layout
-from services.runtime.nats_server import free_port
-from services.runtime.supervisor import Supervisor
+from services.bus import process
+from services.cli.layout import Layout
+from services.cli.named_query import query
+from services.cli.nats_server import free_port
+from services.cli.supervisor import Supervisor
 
 DEMO_KEY = "sk-test-demo-0123456789"
 LIMITED_KEY = "sk-test-limited-0123456789"

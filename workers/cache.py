@@ -15,10 +15,10 @@ import msgspec
 from nats.aio.msg import Msg
 
 from schemas import bus, subjects
-from schemas.cache import decode_store
+from schemas.cached_answer import decode_store
 from schemas.envelope import Envelope
-from services import cache
-from services.runtime.response_cache import ResponseCache
+from services import answer_cache
+from services.bus.response_cache import ResponseCache
 from workers import runner
 
 log = logging.getLogger("sluice.cache")
@@ -53,7 +53,7 @@ class CacheStage:
 
     async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg | None, start_ns: int) -> None:
         assert self.store is not None
-        key = cache.key(env.tenant_id, env.group, env.body, env.embeddings, env.raw)
+        key = answer_cache.key(env.tenant_id, env.group, env.body, env.embeddings, env.raw)
         found = None
         if env.cache_lookup:
             try:
@@ -64,10 +64,10 @@ class CacheStage:
             env.cache_key = key
             await ctx.forward(env, start_ns)
             return
-        chunks = cache.replay(env.id, found) if env.stream else []
+        chunks = answer_cache.replay(env.id, found) if env.stream else []
         for chunk in chunks:
             await ctx.send(env, bus.encode(chunk))
-        final = cache.hit(env.id, found, streamed=env.stream, seq=len(chunks))
+        final = answer_cache.hit(env.id, found, streamed=env.stream, seq=len(chunks))
         ttft = time.time_ns() - env.received_at_ns
         await ctx.finish(env, final, start_ns, ttft_ns=ttft)
 

@@ -21,13 +21,13 @@ from schemas.control import (
 )
 from schemas.envelope import Envelope
 from schemas.replies import Admitted
-from services import admission, cache, policy, pricing, privacy, routing, tokens, trace, usage
+from services import admission, answer_cache, policy, pricing, privacy, routing, tokens, trace, usage
 from services import quota as quota_svc
+from services.bus.key_usage import LastUsed
+from services.bus.kv import KeyIndex, KvMirror
+from services.bus.quota_ledger import QuotaLedger
+from services.bus.request_ids import RequestIds
 from services.config import settings_from_env
-from services.runtime.key_usage import LastUsed
-from services.runtime.kv import KeyIndex, KvMirror
-from services.runtime.quota import QuotaLedger
-from services.runtime.request_ids import RequestIds
 from workers import runner
 
 
@@ -111,8 +111,8 @@ class PolicyStage:
         rules = privacy.rules_of(tenant) if tenant is not None else None
         # A masked answer is restored per request: a cached one would carry another caller's values.
         masking = privacy.masks(rules)
-        if tenant is not None and tenant.cache is not None and cache.cacheable(env.body) and not masking:
-            env.cache_ttl_s, env.cache_lookup = cache.decide(env.cache_control, tenant.cache)
+        if tenant is not None and tenant.cache is not None and answer_cache.cacheable(env.body) and not masking:
+            env.cache_ttl_s, env.cache_lookup = answer_cache.decide(env.cache_control, tenant.cache)
         # A caller's own value is never kept: only its tenant opts in.
         env.call_log_max_bytes = tenant.call_log_max_bytes if tenant is not None else 0
         env.privacy = None

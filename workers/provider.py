@@ -13,7 +13,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from schemas import bus, subjects
-from schemas.cache import CacheStore
+from schemas.cached_answer import CacheStore
 from schemas.chat import Cost, Delta, Message, Usage
 from schemas.envelope import Deployment, Envelope
 from schemas.errors import ClientClosed, InternalError, StageStopping, UpstreamTimeout
@@ -21,8 +21,9 @@ from schemas.events import AlertEvent, AttemptEvent, Detection
 from schemas.health import TryOutcome
 from schemas.ids import new_id
 from schemas.replies import Accepted, Cancel, Chunk, Failure, Fence, Fenced, Final, ReplayAsk, Timing
-from services import admission, cache, call_logs, detectors, privacy
+from services import admission, answer_cache, call_logs, detectors, privacy
 from services import usage as usage_svc
+from services.bus import process
 from services.config import settings_from_env
 from services.fence import Fences
 from services.masking import AnswerRestorer, OutputScanner
@@ -32,7 +33,6 @@ from services.providers.call import CallOutcome, CallProgress, OnDelta, OnRead, 
 from services.providers.http import Upstream, make_upstream_http
 from services.recent import RecentSet
 from services.reply_log import ReplyLog
-from services.runtime import process
 from workers import runner
 
 # Request ids are remembered this long (and at most this many): a cancel that
@@ -196,7 +196,7 @@ class ProviderStage:
         first_chunk_ns = 0
         # A streamed answer to keep in the cache or the call log is joined as it goes out.
         keeps = env.cache_key or env.call_log_max_bytes > 0
-        transcript = cache.Transcript() if keeps and env.stream else None
+        transcript = answer_cache.Transcript() if keeps and env.stream else None
         # Masked values go back into the answer for the caller, and only there:
         # the transcript (call log, cache) keeps what the upstream wrote.
         restorer = AnswerRestorer(env.privacy.vault, self._output(env)) if env.privacy is not None else None
@@ -392,7 +392,7 @@ class ProviderStage:
         """Ask the cache stage to keep a whole answer (sent after the Final,
         so the client never waits on it). One too large for a NATS message is
         not kept."""
-        answer = cache.answer_of(final, message, time.time_ns() // 1_000_000, env.cache_ttl_s)
+        answer = answer_cache.answer_of(final, message, time.time_ns() // 1_000_000, env.cache_ttl_s)
         payload = bus.encode(CacheStore(key=env.cache_key, ttl_s=env.cache_ttl_s, answer=answer))
         if len(payload) <= ctx.nc.max_payload - 1024:
             await ctx.nc.publish(subjects.CACHE_STORE, payload)

@@ -13,7 +13,7 @@ from schemas.envelope import Envelope, Privacy
 from schemas.errors import InvalidRequest, RedactionUnavailable
 from schemas.replies import Redacted
 from services import privacy
-from services.runtime.kv import KvMirror
+from services.bus.kv import KvMirror
 from workers import runner
 
 

@@ -23,10 +23,10 @@ from schemas.events import AlertEvent
 from schemas.health import BreakerRecord, BreakerStateName, TryOutcome, decode_breaker, decode_try
 from services import routing
 from services.breaker import BreakerState
+from services.bus.events import EventPublisher
+from services.bus.kv import KvMirror, kv_key
 from services.config import settings_from_env
 from services.health import HealthBoard
-from services.runtime.events import EventPublisher
-from services.runtime.kv import KvMirror, kv_key
 from workers import runner
 
 log = logging.getLogger("sluice.route")

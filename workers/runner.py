@@ -34,10 +34,10 @@ from schemas.errors import GatewayError, InternalError, InvalidRequest, StageTim
 from schemas.ids import new_id
 from schemas.replies import Failure, Final
 from services import admission, records, reply_split
+from services.bus import metrics, process, quota_ledger, tracing
+from services.bus.events import EventPublisher
 from services.config import settings_from_env
 from services.reply_log import ReplyLog
-from services.runtime import metrics, process, quota, tracing
-from services.runtime.events import EventPublisher
 
 log = logging.getLogger("sluice.stage")
 
@@ -55,7 +55,7 @@ class StageContext:
         nc: Client,
         js: JetStreamContext,
         events: EventPublisher,
-        counters: quota.Counters,
+        counters: quota_ledger.Counters,
         local: dict[str, HandOff],
     ) -> None:
         self.name = name
@@ -113,7 +113,7 @@ class StageContext:
         if env.quota is not None:
             reply.rate = reply.rate or env.quota.rate
             used = reply.usage.prompt_tokens + reply.usage.completion_tokens if reply.usage else 0
-            quota.settle(self.counters, env.quota, used, reply.cost.total if reply.cost else 0)
+            quota_ledger.settle(self.counters, env.quota, used, reply.cost.total if reply.cost else 0)
         row = records.request_event(
             request_id=env.id,
             received_at_ns=env.received_at_ns,
@@ -235,14 +235,14 @@ class _Hosted:
         await self.take(env, msg, start_ns)
 
 
-async def serve(stages: list[Stage], stop: asyncio.Event, role: str) -> None:
+async def run_stages(stages: list[Stage], stop: asyncio.Event, role: str) -> None:
     """Serve ``stages`` from one process until ``stop`` is set."""
     drain_s = settings_from_env().drain_s
     nc = await process.connect(role)
     js = nc.jetstream()
     events = EventPublisher(js, role)
     events.start()
-    counters = quota.Counters(js, events)
+    counters = quota_ledger.Counters(js, events)
     local: dict[str, HandOff] = {}
     tasks: set[asyncio.Task[None]] = set()
     hosted = [_Hosted(stage, StageContext(stage.name, nc, js, events, counters, local), tasks) for stage in stages]
@@ -296,4 +296,4 @@ def main(*stages: Stage, role: str = "") -> None:
     hosted together go by the ``role`` given."""
     role = role or stages[0].name
     process.setup_logging(role)
-    process.run(lambda stop: serve(list(stages), stop, role))
+    process.run(lambda stop: run_stages(list(stages), stop, role))

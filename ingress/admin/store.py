@@ -26,9 +26,9 @@ from schemas.control import (
 )
 from schemas.errors import AnalyticsUnavailable, RecordConflict, RecordNotFound
 from schemas.prompts import Prompt, PromptVersion, decode_prompt, decode_version
+from services.bus.kv import KvMirror
+from services.bus.kv_writer import Conflict, KvWriter
 from services.control import Actor
-from services.runtime.kv import KvMirror
-from services.runtime.kv_writer import Conflict, KvWriter
 
 T = TypeVar("T")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from loadtest.mock_upstream.app import serve
+from loadtest.mock_upstream.app import run_mock
 from loadtest.mock_upstream.faults import Behaviour
 
 
@@ -19,7 +19,7 @@ def main() -> None:
     args = parser.parse_args()
     defaults = Behaviour(latency_ms=args.latency_ms, chunk_ms=args.chunk_ms, chunks=args.chunks)
     print(f"mock upstream on http://{args.host}:{args.port}/v1 ({defaults})", flush=True)
-    serve(args.host, args.port, defaults)
+    run_mock(args.host, args.port, defaults)
 
 
 if __name__ == "__main__":

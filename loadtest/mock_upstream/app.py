@@ -287,7 +287,7 @@ async def _read_body(receive: Any) -> bytes:
             return raw
 
 
-def serve(host: str, port: int, defaults: Behaviour) -> None:
+def run_mock(host: str, port: int, defaults: Behaviour) -> None:
     import uvicorn
 
     uvicorn.run(

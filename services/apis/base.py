@@ -11,8 +11,8 @@ import msgspec
 from schemas.chat import ChatBody, EmbeddingsBody
 from schemas.envelope import Api
 from schemas.errors import InvalidRequest
-from schemas.quota import RateState
 from schemas.replies import Chunk, Failure, Final
+from schemas.reservation import RateState
 
 T = TypeVar("T")
 Headers = list[tuple[bytes, bytes]]

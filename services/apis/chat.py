@@ -6,8 +6,8 @@ import msgspec
 
 from schemas.chat import ChatBody
 from schemas.errors import InvalidRequest
-from schemas.quota import RateState
 from schemas.replies import Chunk, Failure, Final
+from schemas.reservation import RateState
 from services.apis import openai_shapes as shapes
 from services.apis import rate_headers
 from services.apis.base import ClientApi, Headers, Parsed, RequestView, bearer, decode_json

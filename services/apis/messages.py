@@ -10,8 +10,8 @@ from collections.abc import Callable
 import msgspec
 
 from schemas.errors import InvalidRequest
-from schemas.quota import RateState
 from schemas.replies import Chunk, Failure, Final
+from schemas.reservation import RateState
 from services.apis import anthropic_shapes as shapes
 from services.apis import rate_headers
 from services.apis.base import ClientApi, Headers, Parsed, RequestView, decode_json

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 
-from schemas.quota import RateState
+from schemas.reservation import RateState
 
 Headers = list[tuple[bytes, bytes]]
 

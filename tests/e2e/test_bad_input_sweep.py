@@ -20,7 +20,7 @@ import pytest
 from schemas import bus, subjects
 from schemas.chat import ChatBody, Message
 from schemas.envelope import Envelope
-from services.runtime.client import SluiceClient
+from services.bus.client import SluiceClient
 from tests.stack import ADMIN_KEY, DEMO_KEY, Stack
 
 SEED = 14

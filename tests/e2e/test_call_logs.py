@@ -108,7 +108,7 @@ def test_sluice_logs_filters_and_follow_shows_a_new_request(stack: Stack, carefu
     assert bad.returncode != 0 and "is not a time" in bad.stderr
 
     follow = subprocess.Popen(
-        [sys.executable, "-m", "services.runtime.cli", "logs", "--follow", "--interval", "0.3", "--since", "1m", *env],
+        [sys.executable, "-m", "services.cli.cli", "logs", "--follow", "--interval", "0.3", "--since", "1m", *env],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

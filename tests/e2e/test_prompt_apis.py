@@ -22,7 +22,7 @@ from schemas.replies import Failure
 from tests.integration.test_admin_cli import sluice
 from tests.stack import ADMIN_KEY, DEMO_KEY, PRIVATE_KEY, Stack
 
-DEMO = Path(__file__).parents[2] / "services" / "runtime" / "demo.toml"
+DEMO = Path(__file__).parents[2] / "services" / "cli" / "demo.toml"
 SUNSET_MS = 1_893_456_000_000  # 2030-01-01
 
 

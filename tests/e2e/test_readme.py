@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from services import config
-from services.runtime.nats_server import free_port
+from services.cli.nats_server import free_port
 from tests.integration.test_sluice_up import start, stop
 
 README = Path(__file__).parents[2] / "README.md"

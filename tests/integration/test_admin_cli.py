@@ -19,7 +19,7 @@ def sluice(stack: Stack, *args: str, key: str = ADMIN_KEY, check: bool = True) -
     env = {**os.environ, "SLUICE_ADMIN_KEY": key, "SLUICE_URL": f"http://127.0.0.1:{stack.layout.http_port}"}
     env.pop("SLUICE_HOME", None)
     return subprocess.run(
-        [sys.executable, "-m", "services.runtime.cli", *args], capture_output=True, text=True, env=env, check=check
+        [sys.executable, "-m", "services.cli.cli", *args], capture_output=True, text=True, env=env, check=check
     )
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.runtime.nats_server import free_port
+from services.cli.nats_server import free_port
 from tests.stack import ADMIN_KEY, DEMO_KEY, Stack
 
 MODEL = "alerting-model"

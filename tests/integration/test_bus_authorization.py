@@ -18,7 +18,7 @@ import nats.errors
 import pytest
 
 from schemas import subjects
-from services.runtime import credentials, process
+from services.bus import credentials, process
 from tests.stack import DEMO_KEY, Stack
 
 
@@ -102,7 +102,7 @@ def test_credentials_files_are_private(stack: Stack) -> None:
 
 async def test_nats_user_create_gives_a_new_service_a_working_login(stack: Stack) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "services.runtime.cli", "nats-user", "create", "billing", "--home", str(stack.home),
+        [sys.executable, "-m", "services.cli.cli", "nats-user", "create", "billing", "--home", str(stack.home),
          "--nats", stack.nats_url],
         capture_output=True, text=True, timeout=30, check=True,
     )  # fmt: skip

@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from services.runtime.nats_server import free_port
+from services.cli.nats_server import free_port
 from tests.stack import DEMO_KEY, Stack
 
 EXTRA = """

@@ -8,7 +8,7 @@ import sys
 
 import httpx
 
-from services.runtime.nats_server import free_port
+from services.cli.nats_server import free_port
 from tests.stack import DEMO_KEY, Stack
 
 
@@ -20,7 +20,7 @@ def test_sluice_stats_prints_table_and_json(stack: Stack) -> None:
     )
     assert resp.status_code == 200
     stack.request_row(resp.headers["x-request-id"])
-    cmd = [sys.executable, "-m", "services.runtime.cli", "stats", "--nats", stack.nats_url, "--creds", stack.creds()]
+    cmd = [sys.executable, "-m", "services.cli.cli", "stats", "--nats", stack.nats_url, "--creds", stack.creds()]
     table = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     assert "other-model" in table and "p99 ms" in table and "cost USD" in table
     data = json.loads(subprocess.run([*cmd, "--json"], capture_output=True, text=True, check=True).stdout)
@@ -30,7 +30,7 @@ def test_sluice_stats_prints_table_and_json(stack: Stack) -> None:
 
 
 def test_sluice_models_shows_configured_models_with_prices(stack: Stack) -> None:
-    cmd = [sys.executable, "-m", "services.runtime.cli", "models", "--config", str(stack.layout.config)]
+    cmd = [sys.executable, "-m", "services.cli.cli", "models", "--config", str(stack.layout.config)]
     table = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     lines = {line.split()[0]: line.split() for line in table.splitlines()[3:]}
     assert lines["claude-model"][:3] == ["claude-model", "anthropic", "claude-sonnet-4-20250514"]
@@ -42,7 +42,7 @@ def test_sluice_models_shows_configured_models_with_prices(stack: Stack) -> None
 
 
 def test_sluice_models_catalog_lists_every_family() -> None:
-    cmd = [sys.executable, "-m", "services.runtime.cli", "models", "--catalog", "--json"]
+    cmd = [sys.executable, "-m", "services.cli.cli", "models", "--catalog", "--json"]
     data = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
     assert len(data) >= 100
     assert {"openai", "azure", "anthropic", "gemini", "mistral", "cohere", "groq"} <= {r["provider"] for r in data}
@@ -60,7 +60,7 @@ def test_commands_that_need_the_gateway_say_so_when_it_is_not_running(tmp_path) 
         ["status", "--nats", nowhere],
     ):
         done = subprocess.run(
-            [sys.executable, "-m", "services.runtime.cli", *args], capture_output=True, text=True, timeout=30
+            [sys.executable, "-m", "services.cli.cli", *args], capture_output=True, text=True, timeout=30
         )
         assert done.returncode == 1
         assert "is `sluice up` running?" in done.stderr and nowhere in done.stderr
@@ -69,7 +69,7 @@ def test_commands_that_need_the_gateway_say_so_when_it_is_not_running(tmp_path) 
 
 def test_sluice_analytics_migrate_applies_each_migration_once(tmp_path) -> None:
     dsn = f"chdb://{tmp_path / 'ch'}"
-    cmd = [sys.executable, "-m", "services.runtime.cli", "analytics", "migrate", "--clickhouse", dsn]
+    cmd = [sys.executable, "-m", "services.cli.cli", "analytics", "migrate", "--clickhouse", dsn]
     first = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     assert first.startswith("applied: 001_tables.sql") and "007_prompt_apis.sql" in first
     assert subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip() == "already up to date"

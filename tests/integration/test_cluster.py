@@ -20,7 +20,7 @@ import pytest
 
 from loadtest import faults
 from schemas import subjects
-from services.runtime import process
+from services.bus import process
 from tests.integration.test_faults import (
     RECOVERY_S,
     assert_every_request_ended_cleanly,
@@ -68,7 +68,7 @@ def test_every_stream_and_bucket_keeps_three_copies(cluster: Stack) -> None:
 def test_status_shows_replicas_the_cluster_and_clickhouse(cluster: Stack) -> None:
     args = ["--nats", cluster.nats_url, "--creds", cluster.creds("admin")]
     out = subprocess.run(
-        [sys.executable, "-m", "services.runtime.cli", "status", "--json", *args], capture_output=True, timeout=60
+        [sys.executable, "-m", "services.cli.cli", "status", "--json", *args], capture_output=True, timeout=60
     )
     assert out.returncode == 0, out.stderr
     status = json.loads(out.stdout)
@@ -81,7 +81,7 @@ def test_status_shows_replicas_the_cluster_and_clickhouse(cluster: Stack) -> Non
     assert len(copies) == 3 and sum(c["leader"] for c in copies) == 1
     assert status["clickhouse"] == "ok" and status["events_pending"] is not None
     text = subprocess.run(
-        [sys.executable, "-m", "services.runtime.cli", "status", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "services.cli.cli", "status", *args], capture_output=True, text=True, timeout=60
     ).stdout
     assert "provider   2 replicas  (pipeline, pipeline-1)" in text and "ClickHouse  ok" in text
 

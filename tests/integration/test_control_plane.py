@@ -13,7 +13,7 @@ import pytest
 from schemas import subjects
 from schemas.control import ModelRoute, kv_encode
 from schemas.envelope import Deployment
-from services.runtime import process
+from services.bus import process
 from tests.stack import DEMO_KEY, Stack
 
 LATE = "late-model"

@@ -14,7 +14,7 @@ import pytest
 
 from loadtest import faults
 from loadtest.faults import Report
-from services.runtime.supervisor import HEARTBEAT_STALE_S
+from services.cli.supervisor import HEARTBEAT_STALE_S
 from tests.stack import DEMO_KEY, REDACT_KEY, Stack
 
 # Long, so that a request that waited for its deadline would show.

@@ -13,8 +13,8 @@ import pytest
 
 from schemas import subjects
 from schemas.replies import Final
-from services.runtime.client import SluiceClient
-from services.runtime.nats_server import free_port
+from services.bus.client import SluiceClient
+from services.cli.nats_server import free_port
 from tests.stack import ADMIN_KEY, DEMO_KEY, Stack
 
 BACKLOG = 200

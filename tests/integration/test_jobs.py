@@ -20,8 +20,8 @@ from schemas.chat import ChatBody, Message
 from schemas.jobs import JobResult
 from schemas.prompt_calls import ApiAnswer
 from schemas.replies import Failure, Final
-from services.runtime.client import SluiceClient, SluiceError
-from services.runtime.supervisor import Supervisor
+from services.bus.client import SluiceClient, SluiceError
+from services.cli.supervisor import Supervisor
 from tests.stack import ADMIN_KEY, DEMO_KEY, REDACT_KEY, Stack
 
 PROMPT = """

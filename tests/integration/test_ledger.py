@@ -34,7 +34,7 @@ from websockets.asyncio.client import connect
 
 from schemas import subjects
 from schemas.replies import Final
-from services.runtime.client import SluiceClient, SluiceError
+from services.bus.client import SluiceClient, SluiceError
 from tests.integration.test_exact_rollups import counts
 from tests.stack import DEMO_KEY, Stack
 

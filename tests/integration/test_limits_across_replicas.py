@@ -18,11 +18,11 @@ import pytest
 
 from schemas import subjects
 from schemas.control import decode_key
-from schemas.quota import HOLD_SPEND
+from schemas.reservation import HOLD_SPEND
 from services import quota
+from services.cli.nats_server import free_port
+from services.cli.supervisor import Supervisor
 from services.keys import hash_key
-from services.runtime.nats_server import free_port
-from services.runtime.supervisor import Supervisor
 from tests.stack import ADMIN_KEY, DEMO_KEY, Stack
 
 RPM_KEY = "sk-test-rpm-100-0123456789"

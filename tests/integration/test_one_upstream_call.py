@@ -27,7 +27,7 @@ from websockets.asyncio.client import connect
 from schemas import subjects
 from schemas.ids import new_id
 from schemas.replies import Final
-from services.runtime.client import SluiceClient
+from services.bus.client import SluiceClient
 from tests.stack import DEMO_KEY, Stack
 
 SLOW = "[mock:latency_ms=2000]"

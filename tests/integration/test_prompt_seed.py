@@ -14,9 +14,10 @@ import pytest
 from schemas import subjects
 from schemas.prompts import Prompt, decode_prompt, decode_version
 from services import config
-from services.runtime import bootstrap, nats_server, process
-from services.runtime.kv import kv_key
-from services.runtime.prompt_seed import version_name
+from services.bus import process
+from services.bus.kv import kv_key
+from services.cli import bootstrap, nats_server
+from services.cli.prompt_seed import version_name
 
 BASE = """
 [[tenants]]
@@ -131,7 +132,7 @@ def test_sluice_prompts_lists_shows_diffs_and_renders(tmp_path: Path) -> None:
     url = f"nats://127.0.0.1:{port}"
 
     def sluice(*args: str) -> subprocess.CompletedProcess[str]:
-        cmd = [sys.executable, "-m", "services.runtime.cli", "prompts", *args, "--nats", url]
+        cmd = [sys.executable, "-m", "services.cli.cli", "prompts", *args, "--nats", url]
         return subprocess.run(
             cmd, capture_output=True, text=True, env={"PATH": "/usr/bin", "SLUICE_HOME": str(tmp_path)}
         )

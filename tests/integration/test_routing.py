@@ -17,8 +17,8 @@ import openai
 import pytest
 
 from schemas import subjects
+from services.cli import cli
 from services.keys import hash_key
-from services.runtime import cli
 from tests.stack import DEMO_KEY, Stack
 from tests.stack import mock_deployment as deployment
 
@@ -107,7 +107,7 @@ def routes(stack: Stack) -> dict[str, dict]:
 
 
 async def _routes(stack: Stack) -> list[dict]:
-    from services.runtime import routes_table
+    from services.cli import routes_table
 
     nc = await stack.connect("admin")
     try:

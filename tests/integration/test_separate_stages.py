@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services.runtime.layout import PIPELINE
+from services.cli.layout import PIPELINE
 from tests.integration.test_faults import DEADLINE_S, assert_killed_and_recovered
 from tests.integration.test_pipeline import stage_messages
 from tests.stack import REDACT_KEY, Stack

@@ -18,7 +18,8 @@ from nats.js.errors import KeyNotFoundError
 
 from analytics import sink
 from analytics.lease import BUCKET, KEY, LEASE_S, PUBLISH, Lease, ensure_bucket
-from services.runtime import nats_server, process
+from services.bus import process
+from services.cli import nats_server
 
 
 class Clock:

@@ -13,7 +13,7 @@ import pytest
 
 from analytics.sink import ACK_WAIT_S, DURABLE
 from schemas import subjects
-from services.runtime import process
+from services.bus import process
 from tests.stack import DEMO_KEY, Stack
 
 

@@ -19,7 +19,8 @@ from analytics.store import Store
 from schemas import bus, subjects
 from schemas.events import EventBatch, RequestEvent
 from schemas.ids import new_id
-from services.runtime import bootstrap, process
+from services.bus import process
+from services.cli import bootstrap
 
 
 class Replica:

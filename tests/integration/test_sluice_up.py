@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from services.runtime.nats_server import free_port
+from services.cli.nats_server import free_port
 
 
 def start(home: Path, ports: dict[str, int]) -> tuple[subprocess.Popen, dict[str, int], str]:
@@ -21,7 +21,7 @@ def start(home: Path, ports: dict[str, int]) -> tuple[subprocess.Popen, dict[str
         [
             sys.executable,
             "-m",
-            "services.runtime.cli",
+            "services.cli.cli",
             "up",
             "--home",
             str(home),
@@ -78,7 +78,7 @@ def stats(ports: dict[str, int], home: Path) -> str:
     cmd = [
         sys.executable,
         "-m",
-        "services.runtime.cli",
+        "services.cli.cli",
         "stats",
         "--json",
         "--nats",
@@ -137,7 +137,7 @@ def attempt(home: Path, ports: dict[str, int]) -> subprocess.CompletedProcess:
     args = ["--home", str(home), "--port", str(ports["http"]), "--nats-port", str(ports["nats"])]
     args += ["--mock-port", str(ports["mock"])]
     return subprocess.run(
-        [sys.executable, "-m", "services.runtime.cli", "up", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "services.cli.cli", "up", *args], capture_output=True, text=True, timeout=60
     )
 
 

@@ -15,7 +15,8 @@ import pytest
 
 from schemas.control import ApiKey
 from services import config
-from services.runtime import bootstrap, nats_server, process
+from services.bus import process
+from services.cli import bootstrap, nats_server
 
 KEY = "sk-test-lonely-ingress"
 

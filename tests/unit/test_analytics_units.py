@@ -10,7 +10,7 @@ from loadtest.mock_upstream.faults import Behaviour, apply_directives
 from schemas import bus
 from schemas.analytics import QueryRequest
 from schemas.events import AttemptEvent, EventBatch, RequestEvent, StageEvent
-from services.runtime.stats_table import render, rows_as_dicts
+from services.cli.stats_table import render, rows_as_dicts
 
 
 def test_rows_match_their_column_lists() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.runtime import credentials
+from services.bus import credentials
 
 COMPOSE = Path(__file__).resolve().parents[2] / "compose"
 NODES = ("nats-1", "nats-2", "nats-3")

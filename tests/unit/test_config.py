@@ -7,8 +7,8 @@ import pytest
 
 from schemas.control import ApiKey
 from services import config
+from services.bus.kv import kv_key, kv_name
 from services.keys import hash_key
-from services.runtime.kv import kv_key, kv_name
 
 GOOD = """
 [gateway]
@@ -191,14 +191,14 @@ def test_group_mistakes_are_config_errors(tmp_path: Path, change, message: str) 
 
 
 def test_the_demo_ships_a_fallback_group_whose_first_deployment_is_dead() -> None:
-    demo = Path(config.__file__).parent / "runtime" / "demo.toml"
+    demo = Path(config.__file__).parent / "cli" / "demo.toml"
     group = config.control_records(config.load(demo)).routes["demo-fallback"]
     assert group.strategy == "priority" and group.aliases == ["demo-failover"]
     assert group.deployments[0].base_url == "http://127.0.0.1:1/v1"
 
 
 def test_the_demo_ships_three_prompt_apis_and_a_chain_of_them() -> None:
-    demo = Path(config.__file__).parent / "runtime" / "demo.toml"
+    demo = Path(config.__file__).parent / "cli" / "demo.toml"
     found = config.control_records(config.load(demo)).prompts
     assert {name: api.slug for name, (_, api) in found.items() if api} == {
         "summarize": "summarize",

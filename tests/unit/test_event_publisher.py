@@ -9,7 +9,7 @@ import asyncio
 import msgspec
 
 from schemas.events import EventBatch, StageEvent
-from services.runtime.events import EventPublisher
+from services.bus.events import EventPublisher
 
 
 class RecordingJetStream:

@@ -9,8 +9,8 @@ import pytest
 
 from analytics import lease
 from schemas import subjects
-from services.runtime import credentials
-from services.runtime.jetstream_grants import ADMIN_API_BUCKETS, JETSTREAM, grants_of
+from services.bus import credentials
+from services.bus.jetstream_grants import ADMIN_API_BUCKETS, JETSTREAM, grants_of
 
 STREAMS = [
     subjects.EVENTS_STREAM,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from services.runtime.layout import Layout, parse_replicas
-from services.runtime.supervisor import StartupError, Supervisor
+from services.cli.layout import Layout, parse_replicas
+from services.cli.supervisor import StartupError, Supervisor
 
 
 def test_replicas_are_read_per_stage() -> None:
@@ -43,7 +43,7 @@ def test_the_embedded_clickhouse_takes_one_sink(tmp_path: Path) -> None:
 
 
 def test_a_cluster_runs_two_of_each_process_unless_told_otherwise() -> None:
-    from services.runtime.cli import _replicas_for, parser
+    from services.cli.cli import _replicas_for, parser
 
     def replicas(*argv: str) -> dict[str, int]:
         return _replicas_for(parser().parse_args(["up", *argv]))

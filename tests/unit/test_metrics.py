@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry, Histogram
 
 from schemas.envelope import Span
 from schemas.events import RequestEvent
-from services.runtime import metrics
+from services.bus import metrics
 
 
 def histogram_samples(h: Histogram) -> dict:

@@ -10,7 +10,7 @@ import pytest
 
 from schemas.chat import ChatBody, Message
 from schemas.control import Budget, Limits
-from schemas.quota import HOLD_PARALLEL, HOLD_REQUESTS, HOLD_SPEND, HOLD_TOKENS
+from schemas.reservation import HOLD_PARALLEL, HOLD_REQUESTS, HOLD_SPEND, HOLD_TOKENS
 from services import quota
 
 

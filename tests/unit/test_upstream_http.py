@@ -14,8 +14,8 @@ import httpx
 import pytest
 from aiohttp import web
 
+from services.cli.nats_server import free_port
 from services.providers.http import AiohttpUpstream
-from services.runtime.nats_server import free_port
 
 
 async def answer(request: web.Request) -> web.StreamResponse:

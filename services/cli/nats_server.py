@@ -12,7 +12,7 @@ import sysconfig
 import time
 from pathlib import Path
 
-from services.runtime.process import die_with_parent
+from services.bus.process import die_with_parent
 
 
 class NatsServerError(RuntimeError):

@@ -22,7 +22,7 @@ from pathlib import Path
 import msgspec
 
 from schemas import subjects
-from services.runtime.jetstream_grants import jetstream_publish
+from services.bus.jetstream_grants import jetstream_publish
 
 _LIFE = [f"{subjects.CONTROL_READY}.*", f"{subjects.CONTROL_HEARTBEAT}.*"]
 _STAGES = f"{subjects.PREFIX}.stage.>"

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from analytics import lease
 from schemas import subjects
 
 API = "$JS.API"
@@ -182,7 +181,7 @@ JETSTREAM: dict[str, tuple[tuple[Grant, ...], ...]] = {
     # evaluates the alert rules: their state, the webhooks' deliveries (one
     # durable per webhook), the budgets they watch.
     "sink": (
-        writes(lease.BUCKET),
+        writes(subjects.KV_SINK_LEASE),
         pulls(subjects.EVENTS_STREAM, subjects.SINK_DURABLE, subjects.EVENTS_ALL),
         pulls(subjects.EVENTS_STREAM, "*", _ALERTS),
         writes(subjects.KV_ALERTS, subjects.KV_ALERT_DELIVERIES),

@@ -17,7 +17,7 @@ from typing import Any
 
 import nats.errors
 
-from services.runtime import process
+from services.bus import process
 
 Query = Callable[[str, dict, str, float, str | None], Coroutine[Any, Any, dict]]
 # Whole bodies: a tenant's cap is at most 256 KiB, and the cut marker follows.
@@ -139,7 +139,7 @@ def add_parser(sub: argparse._SubParsersAction, nats_url: str, creds: str | None
 
 
 def main(args: argparse.Namespace) -> int:
-    from services.runtime.cli import query
+    from services.cli.named_query import query
 
     if not 1 <= args.limit <= 10_000:
         print("sluice logs: --limit must be between 1 and 10000", file=sys.stderr)

@@ -12,7 +12,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import APIError
 
 from schemas import subjects
-from services.runtime.kv import kv_key
+from services.bus.kv import kv_key
 
 log = logging.getLogger("sluice.key_usage")
 FLUSH_S = 2.0

@@ -32,7 +32,7 @@ from schemas.ids import new_id
 from schemas.jobs import Job, JobQuery, JobResult
 from schemas.prompt_calls import ApiAnswer, ApiCall
 from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Final
-from services.runtime import process
+from services.bus import process
 
 _decode_answer = msgspec.msgpack.Decoder(ApiAnswer | Failure | Chunk).decode
 _decode_job = msgspec.msgpack.Decoder(JobResult | Failure).decode

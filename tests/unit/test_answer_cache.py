@@ -8,7 +8,7 @@ import pytest
 from schemas.chat import ChatBody, Delta, EmbeddingsBody, Message, ToolCall, Usage
 from schemas.control import CachePolicy
 from schemas.replies import Final
-from services import cache
+from services import answer_cache
 
 POLICY = CachePolicy(max_age_s=600)
 
@@ -30,7 +30,7 @@ POLICY = CachePolicy(max_age_s=600)
     ],
 )
 def test_what_a_request_may_do_with_the_cache(header: str, policy: CachePolicy | None, expected: tuple) -> None:
-    assert cache.decide(header, policy) == expected
+    assert answer_cache.decide(header, policy) == expected
 
 
 def body(**fields: object) -> ChatBody:
@@ -38,24 +38,24 @@ def body(**fields: object) -> ChatBody:
 
 
 def test_the_key_changes_with_what_changes_the_answer_and_with_nothing_else() -> None:
-    base = cache.key("t", "g", body(), None)
+    base = answer_cache.key("t", "g", body(), None)
     same = [body(stream=True), body(user="someone"), msgspec.structs.replace(body(), model="alias")]
-    assert all(cache.key("t", "g", b, None) == base for b in same)
+    assert all(answer_cache.key("t", "g", b, None) == base for b in same)
     different = [
-        cache.key("t2", "g", body(), None),
-        cache.key("t", "g2", body(), None),
-        cache.key("t", "g", body(temperature=0.5), None),
-        cache.key("t", "g", body(max_tokens=5), None),
-        cache.key("t", "g", body(tools=[{"type": "function", "function": {"name": "f"}}]), None),
-        cache.key("t", "g", ChatBody(model="m", messages=[Message(role="user", content="hi!")]), None),
-        cache.key("t", "g", None, EmbeddingsBody(model="m", input="hi")),
+        answer_cache.key("t2", "g", body(), None),
+        answer_cache.key("t", "g2", body(), None),
+        answer_cache.key("t", "g", body(temperature=0.5), None),
+        answer_cache.key("t", "g", body(max_tokens=5), None),
+        answer_cache.key("t", "g", body(tools=[{"type": "function", "function": {"name": "f"}}]), None),
+        answer_cache.key("t", "g", ChatBody(model="m", messages=[Message(role="user", content="hi!")]), None),
+        answer_cache.key("t", "g", None, EmbeddingsBody(model="m", input="hi")),
     ]
     assert base not in different and len(set(different)) == len(different)
     assert len(base) == 64
 
 
 def test_a_stream_joins_into_the_message_and_replays_as_several_chunks() -> None:
-    t = cache.Transcript()
+    t = answer_cache.Transcript()
     text = "one two three four five six seven eight nine ten " * 4
     for word in text.split(" "):
         t.add(Delta(content=word + " "))
@@ -69,30 +69,32 @@ def test_a_stream_joins_into_the_message_and_replays_as_several_chunks() -> None
     assert isinstance(m.tool_calls[0], ToolCall) and m.tool_calls[0].function.arguments == '{"a": 1}'
     final = Final(id="r", seq=0, model="x", usage=Usage(prompt_tokens=3, completion_tokens=4), deployment="d")
     final.cost.input, final.finish_reason = 77, "tool_calls"
-    kept = cache.answer_of(final, m, now_ms=1000, ttl_s=60)
+    kept = answer_cache.answer_of(final, m, now_ms=1000, ttl_s=60)
     assert (kept.cost_pico_usd, kept.expires_at_ms) == (77, 61_000)
-    chunks = cache.replay("q", kept)
-    assert 3 < len(chunks) <= cache.REPLAY_CHUNKS + 2
+    chunks = answer_cache.replay("q", kept)
+    assert 3 < len(chunks) <= answer_cache.REPLAY_CHUNKS + 2
     assert chunks[0].cache == "hit" and chunks[0].deployment == "d" and chunks[0].delta.role == "assistant"
     assert "".join(c.delta.content or "" for c in chunks) == m.content
     assert chunks[-2].delta.tool_calls[0].function.arguments == '{"a": 1}'
     assert chunks[-1].delta.finish_reason == "tool_calls" and [c.seq for c in chunks] == list(range(len(chunks)))
-    hit = cache.hit("q", kept, streamed=True, seq=len(chunks))
+    hit = answer_cache.hit("q", kept, streamed=True, seq=len(chunks))
     assert hit.message is None and hit.usage.total_tokens == 0 and hit.cost.total == 0
     assert hit.cost_saved_pico_usd == 77 and hit.cache == "hit"
 
 
 def test_only_one_choice_answers_are_kept() -> None:
-    assert cache.cacheable(body()) and cache.cacheable(None) and not cache.cacheable(body(n=2))
+    assert answer_cache.cacheable(body()) and answer_cache.cacheable(None) and not answer_cache.cacheable(body(n=2))
 
 
 def test_a_body_passed_through_as_written_keys_by_its_own_bytes_too() -> None:
-    plain = cache.key("t", "g", body(), None)
-    assert cache.key("t", "g", body(), None, b'{"top_k": 5}') != plain
-    assert cache.key("t", "g", body(), None, b'{"top_k": 5}') != cache.key("t", "g", body(), None, b'{"top_k": 6}')
+    plain = answer_cache.key("t", "g", body(), None)
+    assert answer_cache.key("t", "g", body(), None, b'{"top_k": 5}') != plain
+    top_k_6 = answer_cache.key("t", "g", body(), None, b'{"top_k": 6}')
+    assert answer_cache.key("t", "g", body(), None, b'{"top_k": 5}') != top_k_6
 
 
 def test_the_order_of_keys_in_free_form_fields_does_not_change_the_key() -> None:
     a = msgspec.json.decode(b'{"type": "json_schema", "json_schema": {"name": "x", "schema": {"a": 1, "b": 2}}}')
     b = msgspec.json.decode(b'{"json_schema": {"schema": {"b": 2, "a": 1}, "name": "x"}, "type": "json_schema"}')
-    assert cache.key("t", "g", body(response_format=a), None) == cache.key("t", "g", body(response_format=b), None)
+    b_key = answer_cache.key("t", "g", body(response_format=b), None)
+    assert answer_cache.key("t", "g", body(response_format=a), None) == b_key

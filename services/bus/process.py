@@ -16,7 +16,7 @@ from nats.aio.client import Client
 
 from schemas import bus, subjects
 from schemas.lifecycle import Beat
-from services.runtime import credentials
+from services.bus import credentials
 
 T = TypeVar("T")
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"

@@ -24,10 +24,11 @@ from schemas import subjects
 from schemas.errors import GatewayError
 from schemas.prompts import Prompt, PromptVersion, decode_prompt, decode_version
 from services import prompts
-from services.runtime import admin_cli, process
-from services.runtime.kv import read_bucket
-from services.runtime.prompt_seed import version_name
-from services.runtime.table import render_table
+from services.bus import process
+from services.bus.kv import read_bucket
+from services.cli import admin_cli
+from services.cli.prompt_seed import version_name
+from services.cli.text_table import render_table
 
 
 async def _load(nc: Client) -> tuple[dict[str, Prompt], dict[str, PromptVersion]]:

@@ -31,10 +31,11 @@ from nats.js.errors import APIError
 from schemas import bus, subjects
 from schemas.lifecycle import ProcessDied
 from services import config as config_mod
-from services.runtime import bootstrap, credentials, metrics, process
-from services.runtime.layout import PIPELINE, STAGES, Layout, replica_name
-from services.runtime.nats_nodes import NatsNodes
-from services.runtime.nats_server import port_is_free, wait_for_port
+from services.bus import credentials, metrics, process
+from services.cli import bootstrap
+from services.cli.layout import PIPELINE, STAGES, Layout, replica_name
+from services.cli.nats_nodes import NatsNodes
+from services.cli.nats_server import port_is_free, wait_for_port
 
 log = logging.getLogger("sluice.supervisor")
 

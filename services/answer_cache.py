@@ -16,7 +16,7 @@ import re
 
 import msgspec
 
-from schemas.cache import CachedAnswer
+from schemas.cached_answer import CachedAnswer
 from schemas.chat import ChatBody, Delta, EmbeddingsBody, FunctionDelta, Message, ToolCall, ToolCallDelta, Usage
 from schemas.control import CachePolicy
 from schemas.replies import Chunk, Final

@@ -12,7 +12,7 @@ import msgspec
 from schemas import subjects
 from schemas.prompts import Prompt, PromptApi, PromptVersion, decode_version
 from services import prompt_records
-from services.runtime.kv_writer import KvWriter
+from services.bus.kv_writer import KvWriter
 
 
 def version_name(prompt: str, version: int) -> str:

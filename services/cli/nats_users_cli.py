@@ -9,7 +9,8 @@ import os
 import sys
 from pathlib import Path
 
-from services.runtime import credentials, nats_server
+from services.bus import credentials
+from services.cli import nats_server
 
 
 def cmd_nats_user_create(args: argparse.Namespace) -> int:

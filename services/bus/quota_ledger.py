@@ -23,10 +23,10 @@ from schemas import subjects
 from schemas.errors import GatewayError, QuotaExceeded, QuotaUnavailable, RateLimitExceeded
 from schemas.events import AlertEvent
 from schemas.ids import new_id
-from schemas.quota import HOLD_PARALLEL, HOLD_REQUESTS, HOLD_SPEND, HOLD_TOKENS, Hold, RateState, Reservation
+from schemas.reservation import HOLD_PARALLEL, HOLD_REQUESTS, HOLD_SPEND, HOLD_TOKENS, Hold, RateState, Reservation
 from services import pricing
+from services.bus.events import EventPublisher
 from services.quota import RATE_BLOCK_DIVISOR, SPEND_BLOCK_DIVISOR, Lease, Need
-from services.runtime.events import EventPublisher
 
 log = logging.getLogger("sluice.quota")
 INCR = "Nats-Incr"

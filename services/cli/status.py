@@ -19,7 +19,7 @@ from nats.aio.client import Client
 
 from schemas import subjects
 from schemas.lifecycle import Beat, decode_beat
-from services.runtime import process
+from services.bus import process
 
 LISTEN_S = 1.3  # heartbeats come every second
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from services import catalog_view, pricing
+from services.cli.text_table import render_table
 from services.config import Config, deployment
-from services.runtime.table import render_table
 
 HEADERS = ["model", "provider", "catalog model", "context", "max out", "in $/M", "cached $/M", "out $/M", "caps"]
 CATALOG_HEADERS = [h for h in HEADERS if h != "catalog model"]

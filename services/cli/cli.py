@@ -18,10 +18,12 @@ import nats.errors
 from schemas import subjects
 from schemas.control import ApiKey
 from services import config as config_mod
+from services.bus import credentials, process
+from services.cli import admin_cli, logs_cli, nats_users_cli, prompts_cli
+from services.cli.layout import Layout, parse_replicas
+from services.cli.named_query import query
+from services.cli.supervisor import StartupError, Supervisor
 from services.keys import new_key
-from services.runtime import admin_cli, credentials, logs_cli, nats_users_cli, process, prompts_cli
-from services.runtime.layout import Layout, parse_replicas
-from services.runtime.supervisor import StartupError, Supervisor
 
 DEMO_CONFIG = Path(__file__).parent / "demo.toml"
 DEMO_BODY = '{"model": "demo-model", "messages": [{"role": "user", "content": "Hi"}]}'
@@ -151,20 +153,9 @@ def default_creds() -> str | None:
     return str(local) if local.exists() else None
 
 
-async def query(name: str, params: dict, nats_url: str, timeout: float = 10.0, creds: str | None = None) -> dict:
-    nc = await process.connect_tool(nats_url, creds)
-    try:
-        msg = await nc.request(
-            subjects.ANALYTICS_QUERY, msgspec.json.encode({"name": name, "params": params}), timeout=timeout
-        )
-    finally:
-        await nc.close()
-    return json.loads(msg.data)
-
-
 def cmd_stats(args: argparse.Namespace) -> int:
     from analytics.queries import NAMED
-    from services.runtime.stats_table import render, render_named, rows_as_dicts
+    from services.cli.stats_table import render, render_named, rows_as_dicts
 
     if args.list:
         for name, named in NAMED.items():
@@ -203,7 +194,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from services.runtime import status
+    from services.cli import status
 
     try:
         return status.run(args.nats, args.creds, args.json)
@@ -234,9 +225,9 @@ def cmd_analytics_recost(args: argparse.Namespace) -> int:
     """Recompute stored requests' cost from the current catalog (the sink
     does it, beside its ClickHouse) and print the difference per tenant."""
     from schemas.analytics import RecostRequest, RecostResult
+    from services.cli.logs_cli import time_ns
+    from services.cli.text_table import render_table
     from services.pricing import pico_to_usd
-    from services.runtime.logs_cli import time_ns
-    from services.runtime.table import render_table
 
     now = time.time_ns()
     ask = RecostRequest(
@@ -297,7 +288,7 @@ def cmd_analytics_recost(args: argparse.Namespace) -> int:
 
 
 def cmd_routes(args: argparse.Namespace) -> int:
-    from services.runtime import routes_table
+    from services.cli import routes_table
 
     try:
         rows = process.run_tool(args.nats, args.creds, lambda nc: routes_table.gather(nc, args.minutes))
@@ -312,7 +303,7 @@ def cmd_routes(args: argparse.Namespace) -> int:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
-    from services.runtime import bootstrap
+    from services.cli import bootstrap
 
     records = config_mod.control_records(config_mod.load(args.config))
 
@@ -330,7 +321,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from services import config
-    from services.runtime import models_table
+    from services.cli import models_table
 
     if args.catalog:
         records = models_table.catalog(args.provider)

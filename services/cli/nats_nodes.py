@@ -14,7 +14,7 @@ from pathlib import Path
 
 from nats.aio.client import Client
 
-from services.runtime import nats_server
+from services.cli import nats_server
 
 
 class NatsNodes:

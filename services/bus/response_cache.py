@@ -18,7 +18,7 @@ from nats.js.api import DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from schemas import subjects
-from schemas.cache import CachedAnswer, decode_answer
+from schemas.cached_answer import CachedAnswer, decode_answer
 
 log = logging.getLogger("sluice.cache")
 STREAM = f"KV_{subjects.KV_CACHE}"

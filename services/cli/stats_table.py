@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from services.cli.text_table import render_table
 from services.pricing import pico_to_usd
-from services.runtime.table import render_table
 
 HEADERS = [
     "model",

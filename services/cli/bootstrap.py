@@ -22,12 +22,12 @@ from analytics import alerting, lease
 from schemas import subjects
 from schemas.control import decode_key, decode_route, decode_tenant
 from schemas.prompts import decode_prompt
+from services.bus import quota_ledger, request_ids, response_cache
+from services.bus.events import EventPublisher
+from services.bus.kv import kv_key, kv_name
+from services.bus.kv_writer import KvWriter
+from services.cli.prompt_seed import seed_prompts
 from services.config import ControlRecords
-from services.runtime import quota, request_ids, response_cache
-from services.runtime.events import EventPublisher
-from services.runtime.kv import kv_key, kv_name
-from services.runtime.kv_writer import KvWriter
-from services.runtime.prompt_seed import seed_prompts
 
 log = logging.getLogger("sluice.bootstrap")
 # Events wait here while ClickHouse is down: keep a week or 2 GiB.
@@ -128,7 +128,7 @@ async def prepare(nc: Client, records: ControlRecords, replicas: int = 1) -> lis
     """Everything a fresh or existing NATS needs before stages start; the
     warnings of the seed."""
     await ensure_stream(nc, replicas)
-    await quota.ensure_streams(nc, replicas)
+    await quota_ledger.ensure_streams(nc, replicas)
     await response_cache.ensure_stream(nc, replicas)
     await ensure_job_streams(nc, replicas)
     js = nc.jetstream()

@@ -19,7 +19,7 @@ from nats.js.kv import KeyValue
 from schemas.control import ApiKey, kv_encode
 from schemas.events import AuditEvent
 from schemas.ids import new_id
-from services.runtime.kv import kv_key
+from services.bus.kv import kv_key
 
 T = TypeVar("T")
 _json = msgspec.json.Encoder()

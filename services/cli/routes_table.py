@@ -14,8 +14,8 @@ from nats.aio.client import Client
 from schemas import subjects
 from schemas.control import decode_route
 from schemas.health import decode_breaker
-from services.runtime.kv import read_bucket
-from services.runtime.table import render_table
+from services.bus.kv import read_bucket
+from services.cli.text_table import render_table
 
 HEADERS = [
     "model",
