@@ -1,5 +1,6 @@
-"""The mock upstream's ASGI app: OpenAI, Anthropic and Gemini shapes, streamed
-or not, plus embeddings, with faults injected by directives (see ``faults``).
+"""The mock upstream's ASGI app: OpenAI (chat and Responses), Anthropic and
+Gemini shapes, streamed or not, plus embeddings, with faults injected by
+directives (see ``faults``).
 
 Each request is read by its shape's module into one ``Answer`` plan; the app
 owns what is common: directives, latency, errors, and pacing the stream.
@@ -17,7 +18,7 @@ from urllib.parse import parse_qs
 
 import msgspec
 
-from loadtest.mock_upstream import anthropic_shape, gemini_shape, openai_shape
+from loadtest.mock_upstream import anthropic_shape, gemini_shape, openai_shape, responses_shape
 from loadtest.mock_upstream.answer import Answer, plan
 from loadtest.mock_upstream.faults import Behaviour, apply_directives
 from loadtest.mock_upstream.sse import Frame
@@ -50,13 +51,15 @@ class Shape(msgspec.Struct):
     """How one API family reads a request and renders an answer or an error."""
 
     read: Callable[[dict[str, Any]], tuple[str, str, int, list[tuple[str, dict]]]]
-    complete: Callable[[Answer, str], dict[str, Any]]
+    # (the answer, the model named); the Responses shape's takes the request instead of the model
+    complete: Callable[[Answer, Any], dict[str, Any]]
     error: Callable[[int], dict[str, Any]]
 
 
 OPENAI = Shape(openai_shape.read, openai_shape.complete, openai_shape.error)
 ANTHROPIC = Shape(anthropic_shape.read, anthropic_shape.complete, anthropic_shape.error)
 GEMINI = Shape(gemini_shape.read, gemini_shape.complete, gemini_shape.error)
+RESPONSES = Shape(responses_shape.read, responses_shape.complete, responses_shape.error)
 
 
 # Request bodies the mock keeps for GET /mock/requests.
@@ -145,6 +148,8 @@ class MockUpstream:
     async def _route(self, path: str, base: Behaviour, req: dict, receive: Any, send: Any) -> None:
         if path.endswith("/chat/completions"):
             await self._chat(OPENAI, base, req, req.get("model", "mock"), bool(req.get("stream")), receive, send)
+        elif path.endswith("/responses"):  # /v1/responses; Azure's /openai/responses and /openai/v1/responses
+            await self._responses(base, req, receive, send)
         elif path.endswith("/v1/messages"):
             await self._chat(ANTHROPIC, base, req, req.get("model", "mock"), bool(req.get("stream")), receive, send)
         elif ":generateContent" in path or ":streamGenerateContent" in path:
@@ -215,6 +220,26 @@ class MockUpstream:
         else:
             frames = gemini_shape.stream(answer, model)
         await self._stream(receive, send, frames, b)
+
+    async def _responses(self, base: Behaviour, req: dict, receive: Any, send: Any) -> None:
+        refused = responses_shape.refuse(req)
+        if refused is not None:
+            return await self._send(send, 400, _json.encode(refused))
+        try:
+            prompt, last, count, tools = responses_shape.read(req)
+        except (KeyError, TypeError, AttributeError):
+            return await self._send(send, 400, _json.encode(responses_shape.error(400)))
+        b = apply_directives(base, prompt)
+        if await self._fault(RESPONSES, b, send):
+            return
+        answer = responses_shape.with_arguments(
+            plan(prompt, last, count, tools, b, *responses_shape.structured(req)), tools, last
+        )
+        if not req.get("stream"):
+            await self._send(send, 200, _json.encode(responses_shape.complete(answer, req)))
+            self.stats.completed_requests += 1
+            return
+        await self._stream(receive, send, responses_shape.stream(answer, req), b)
 
     async def _embed(self, shape: Shape, base: Behaviour, render: Callable[[dict], dict], req: dict, send: Any) -> None:
         b = apply_directives(base, _json.encode(req).decode())
