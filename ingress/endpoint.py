@@ -43,6 +43,8 @@ async def serve_api(gw: Gateway, api: ClientApi, scope: Scope, receive: Receive,
             cache_control=(header(scope, b"cache-control") or "")[:256],
             raw=parsed.raw,
             traceparent=header(scope, b"traceparent") or "",
+            dropped=parsed.dropped,
+            anthropic_beta=api.anthropic_beta(lambda name: header(scope, name)),
         )
     except ClientDisconnected:  # gone before its body arrived: nothing to answer, still a row
         gw.record(request_id, received_ns, api.name, "", False, client_closed(request_id), [], client_disconnected=True)

@@ -141,6 +141,8 @@ class BusSession:
         prompt: PromptRef | None = None,
         traceparent: str = "",
         key_id: str = "",
+        dropped: list[str] | None = None,
+        anthropic_beta: str = "",
     ) -> None:
         """Send the request. A durable job's request names its key by id
         (``key_id``; policy trusts it from the ingress alone), never by secret."""
@@ -161,6 +163,8 @@ class BusSession:
             pin=pin,
             cache_control=cache_control,
             raw=raw,
+            dropped=dropped or [],
+            anthropic_beta=anthropic_beta,
             prompt=prompt,
             # A job run again carries what policy reserved for its first run.
             quota=self.quota,

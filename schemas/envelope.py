@@ -118,6 +118,14 @@ class Envelope(BusMessage, tag="chat.request"):
     # The client's own JSON body, kept by the ingress (only) when it holds
     # what the unified body cannot, for a deployment of the same API family.
     raw: bytes = b""
+    # What the unified body leaves out of the client's (field names,
+    # "tools[3]:web_search_20250305", "content:thinking"): what a deployment
+    # of another family does not get. Set by the ingress; at most 32 names.
+    dropped: list[str] = []
+    # The caller's ``anthropic-beta`` header (a messages request over HTTP),
+    # beta names separated by commas: an Anthropic deployment gets it as it
+    # is. The ingress refuses any other value; the adapter leaves one out.
+    anthropic_beta: str = ""
     # Set by policy alone (it clears whatever a caller put here): what it took
     # from the shared limit and budget counters, settled by whoever ends the request.
     quota: Reservation | None = None

@@ -408,7 +408,14 @@ class ProviderStage:
             assert env.body is not None  # policy let through exactly one body
             raw = env.raw if env.raw and passthrough.native(env.api, dep) else None
             return await call_chat(
-                self.client, dep, env.body, on_delta=on_delta, on_read=on_read, progress=progress, raw=raw
+                self.client,
+                dep,
+                env.body,
+                on_delta=on_delta,
+                on_read=on_read,
+                progress=progress,
+                raw=raw,
+                anthropic_beta=env.anthropic_beta,
             )
         finally:
             self.calls[dep.name] -= 1

@@ -77,6 +77,8 @@ class MockUpstream:
         # the last RECENT ones (GET /mock/requests?last=N, newest first): what
         # a provider would have seen.
         self.last_request = b"{}"
+        # Its headers (GET /mock/last-headers, an object: the last of a repeated name).
+        self.last_headers: list[tuple[bytes, bytes]] = []
         self.recent: deque[bytes] = deque(maxlen=RECENT)
         # One mock plays several upstreams: "/@a/v1/..." is upstream "a",
         # whose own behaviour (e.g. failing with 500) is set over HTTP.
@@ -107,6 +109,9 @@ class MockUpstream:
             return await self._send(send, 200, _json.encode(self.stats))
         if path == "/mock/last-request":
             return await self._send(send, 200, self.last_request)
+        if path == "/mock/last-headers":
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in self.last_headers}
+            return await self._send(send, 200, _json.encode(headers))
         if path == "/mock/requests":
             return await self._send(send, 200, self._recent(scope))
         if path.startswith("/mock/upstreams/"):
@@ -121,6 +126,7 @@ class MockUpstream:
         self.stats.requests += 1
         self._count_repeat(raw)
         self.last_request = raw
+        self.last_headers = scope["headers"]
         self.recent.append(raw)
         base = self.defaults
         if path.startswith("/@"):

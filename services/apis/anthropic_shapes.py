@@ -12,6 +12,8 @@ from schemas.chat import (
     ChatBody,
     ContentPart,
     Delta,
+    FilePart,
+    FileRef,
     FunctionDelta,
     ImagePart,
     ImageUrl,
@@ -20,7 +22,7 @@ from schemas.chat import (
     Usage,
     content_text,
 )
-from schemas.errors import ErrorType, InvalidRequest
+from schemas.errors import ErrorType
 from services.providers.anthropic.chat import from_blocks, tool_use_block
 from services.providers.anthropic.types import STOP_FROM_FINISH, ARequest, AResponse, AUsage
 from services.providers.content import function_calls
@@ -51,43 +53,150 @@ def error_body(our_type: str, code: str, message: str) -> bytes:
     return _json.encode({"type": "error", "error": {"type": error_type(our_type, code), "message": message}})
 
 
-def _text_of_blocks(content: str | list[dict[str, Any]] | None) -> str:
+# Anthropic's effort levels -> OpenAI's ``reasoning_effort``: "xhigh" only
+# OpenAI's newest models take, "max" none, so both ask for "high".
+EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+# At most this many names in a request's ``dropped`` (the caller chooses them).
+MAX_DROPPED = 32
+# The keys of each content block type that the unified request carries.
+_BLOCK_KEYS = {
+    "text": frozenset({"type", "text"}),
+    "image": frozenset({"type", "source"}),
+    "tool_use": frozenset({"type", "id", "name", "input"}),
+    "tool_result": frozenset({"type", "tool_use_id", "content"}),
+}
+
+
+class Inbound(msgspec.Struct):
+    """An Anthropic request read into the unified one."""
+
+    body: ChatBody
+    # What ``body`` leaves out, each named once: a field ("top_k",
+    # "context_management"), a tool ("tools[3]:web_search_20250305"), a kind
+    # of content block ("content:thinking"). Lost on a deployment of another family.
+    dropped: list[str]
+    # Whether an Anthropic deployment would get less from ``body`` than from
+    # the client's own (dropped or moved content, a block's or a tool's fields
+    # beyond those ``body`` carries): then the client's body goes up instead.
+    lossy: bool
+
+
+class _Reading:
+    def __init__(self) -> None:
+        self.dropped: dict[str, None] = {}
+        self.lossy = False
+
+    def drop(self, name: str) -> None:
+        self.lossy = True
+        if len(self.dropped) < MAX_DROPPED:
+            self.dropped[name[:80]] = None
+
+    def check(self, blocks: list[dict[str, Any]]) -> None:
+        """Blocks with fields the unified request does not carry (``cache_control``, ``citations``, ...)."""
+        if not self.lossy:
+            self.lossy = any(not _BLOCK_KEYS.get(_kind(b), frozenset()).issuperset(b) for b in blocks)
+
+
+def _kind(block: dict[str, Any]) -> str:
+    kind = block.get("type")
+    return kind if isinstance(kind, str) else ""
+
+
+def _text_of_blocks(content: Any, reading: _Reading) -> str:
+    """The text of a ``system`` or a tool result: a string, or its text blocks."""
     if isinstance(content, str) or content is None:
         return content or ""
-    return "".join(b.get("text", "") for b in content if b.get("type") == "text")
+    if not isinstance(content, list):
+        reading.lossy = True
+        return ""
+    blocks = [b for b in content if isinstance(b, dict)]
+    reading.check(blocks)
+    for b in blocks:
+        if _kind(b) != "text":
+            reading.drop(f"content:{_kind(b)}")
+    return "".join(str(b.get("text", "")) for b in blocks if _kind(b) == "text")
 
 
-def _part(block: dict[str, Any]) -> ContentPart:
-    kind = block.get("type")
+def _system_text(content: str | list[dict[str, Any]], reading: _Reading) -> str:
+    """The text of a ``system`` message: text blocks, and those a
+    ``mid_conv_system`` block holds (tool additions and removals are Anthropic's own)."""
+    if isinstance(content, str):
+        return content
+    inner = [b.get("content") if _kind(b) == "mid_conv_system" else [b] for b in content]
+    return "".join(_text_of_blocks(blocks, reading) for blocks in inner)
+
+
+def _part(block: dict[str, Any], reading: _Reading) -> ContentPart | None:
+    kind = _kind(block)
     if kind == "text":
         return TextPart(text=str(block.get("text", "")))
-    if kind == "image":
-        source = block.get("source") or {}
-        if source.get("type") == "base64":
-            url = f"data:{source.get('media_type', 'image/png')};base64,{source.get('data', '')}"
-        elif source.get("type") == "url":
-            url = str(source.get("url", ""))
-        else:
-            raise InvalidRequest(f"Image source type {source.get('type')!r} is not supported.")
-        return ImagePart(image_url=ImageUrl(url=url))
-    raise InvalidRequest(f"Content block type {kind!r} is not supported here.")
+    source = block.get("source")
+    source = source if isinstance(source, dict) else {}
+    of = source.get("type")
+    default_mime = "image/png" if kind == "image" else "application/pdf"
+    inline = f"data:{source.get('media_type', default_mime)};base64,{source.get('data', '')}"
+    if kind == "image" and of in ("base64", "url"):
+        return ImagePart(image_url=ImageUrl(url=inline if of == "base64" else str(source.get("url", ""))))
+    reading.lossy = True  # a document's title, context and citations
+    if kind == "document" and of == "base64":
+        title = block.get("title")
+        return FilePart(file=FileRef(file_data=inline, filename=title if isinstance(title, str) else None))
+    if kind == "document" and of == "text":
+        return TextPart(text=str(source.get("data", "")))
+    # Thinking, server tool results, files by id, and block types to come:
+    # an Anthropic deployment gets them in the client's own body.
+    reading.drop(f"content:{kind}" if of is None else f"content:{kind}.{of}")
+    return None
 
 
-def _user_turn(content: str | list[dict[str, Any]]) -> list[Message]:
+def _user_turn(content: str | list[dict[str, Any]], reading: _Reading) -> list[Message]:
     if isinstance(content, str):
         return [Message(role="user", content=content)]
+    reading.check(content)
     # Tool results become tool messages, ahead of the turn's other content:
     # OpenAI wants them right after the assistant's tool calls.
     out = [
-        Message(role="tool", tool_call_id=b.get("tool_use_id", ""), content=_text_of_blocks(b.get("content")))
+        Message(
+            role="tool", tool_call_id=str(b.get("tool_use_id", "")), content=_text_of_blocks(b.get("content"), reading)
+        )
         for b in content
-        if b.get("type") == "tool_result"
+        if _kind(b) == "tool_result"
     ]
-    parts = [_part(b) for b in content if b.get("type") != "tool_result"]
+    system = [b for b in content if _kind(b) == "mid_conv_system"]
+    text = _system_text(system, reading) if system else ""
+    if text:
+        out.append(Message(role="system", content=text))
+    rest = [b for b in content if _kind(b) not in ("tool_result", "mid_conv_system")]
+    parts = [p for b in rest if (p := _part(b, reading)) is not None]
     if parts:
         only_text = all(isinstance(p, TextPart) for p in parts)
         out.append(Message(role="user", content=content_text(parts) if only_text else parts))
     return out
+
+
+def _after_system(messages: list[Message], turn: list[Message]) -> list[Message]:
+    """A user turn's tool results go right after the calls they answer (as
+    OpenAI wants), ahead of a system message between the two; the rest of it,
+    to be added after ``messages``."""
+    results = [m for m in turn if m.role == "tool"]
+    at = len(messages)
+    while at and messages[at - 1].role == "system":
+        at -= 1
+    if results and at < len(messages) and at and messages[at - 1].role == "assistant":
+        messages[at:at] = results
+        return turn[len(results) :]
+    return turn
+
+
+def _assistant_turn(content: str | list[dict[str, Any]], reading: _Reading) -> Message:
+    """The same blocks an Anthropic upstream answers with: text and tool calls."""
+    if isinstance(content, str):
+        return Message(role="assistant", content=content)
+    reading.check(content)
+    for b in content:
+        if _kind(b) not in ("text", "tool_use"):
+            reading.drop(f"content:{_kind(b)}")
+    return from_blocks(content)
 
 
 def _tool_choice(choice: dict[str, Any] | None) -> tuple[str | dict[str, Any] | None, bool | None]:
@@ -100,28 +209,65 @@ def _tool_choice(choice: dict[str, Any] | None) -> tuple[str | dict[str, Any] | 
     return {"auto": "auto", "any": "required", "none": "none"}.get(kind or "", "auto"), parallel
 
 
-def to_chat_body(req: ARequest) -> ChatBody:
+def _reasoning_effort(req: ARequest, reading: _Reading) -> str | None:
+    """How hard to think, in OpenAI's words: the effort the client set, else
+    one read from a thinking budget (at the thresholds LiteLLM's low, medium
+    and high budgets of 1,024, 2,048 and 4,096 tokens meet). Adaptive thinking
+    leaves it to the model, and so does the unified request."""
+    config, thinking = req.output_config, req.thinking
+    if config is not None and config.format is not None:
+        reading.drop("output_config.format")
+    if config is not None and config.effort is not None:
+        if config.effort not in EFFORTS:
+            reading.drop("output_config.effort")
+        return EFFORTS.get(config.effort)
+    if thinking is None or thinking.type in ("disabled", "adaptive"):
+        return None
+    if thinking.type != "enabled" or thinking.budget_tokens is None:
+        reading.drop("thinking")
+        return None
+    budget = thinking.budget_tokens
+    return "low" if budget < 2048 else "medium" if budget < 4096 else "high"
+
+
+def to_chat_body(req: ARequest) -> Inbound:
+    """The unified request, and what it leaves out of the fields ``ARequest``
+    reads. A ``system`` message keeps its place as a unified system message:
+    OpenAI's family takes those anywhere, and the families with a single
+    system instruction (Gemini's, Anthropic's) append it to theirs
+    (``content.split_system``). A user turn marked as the system's would keep
+    the order too, but give the instruction no more than a user's authority."""
+    reading = _Reading()
     messages: list[Message] = []
     if req.system:
-        messages.append(Message(role="system", content=_text_of_blocks(req.system)))
+        messages.append(Message(role="system", content=_text_of_blocks(req.system, reading)))
     for m in req.messages:
         if m.role == "assistant":
-            # The same blocks an Anthropic upstream answers with (thinking is dropped).
-            messages.append(
-                Message(role="assistant", content=m.content) if isinstance(m.content, str) else from_blocks(m.content)
-            )
+            messages.append(_assistant_turn(m.content, reading))
+        elif m.role == "system":
+            reading.lossy = True  # an Anthropic upstream would get it moved into ``system``
+            text = _system_text(m.content, reading)
+            messages += [Message(role="system", content=text)] if text else []
         else:
-            messages += _user_turn(m.content)
+            messages += _after_system(messages, _user_turn(m.content, reading))
+    tools = []
+    for i, t in enumerate(req.tools or ()):
+        if not t.custom:  # Anthropic's own tools (web search, bash, ...): no other family has them
+            reading.drop(f"tools[{i}]:{t.type}")
+            continue
+        fn = {"name": t.name, "parameters": t.input_schema} | ({"description": t.description} if t.description else {})
+        tools.append({"type": "function", "function": fn})
+    # A tool's fields beyond these (defer_loading, strict, input_examples, ...)
+    # are not seen by the typed decoding: a request with tools keeps its body.
+    reading.lossy = reading.lossy or bool(req.tools)
     tool_choice, parallel = _tool_choice(req.tool_choice)
-    tools = [
-        {
-            "type": "function",
-            "function": {"name": t.name, "parameters": t.input_schema}
-            | ({"description": t.description} if t.description else {}),
-        }
-        for t in req.tools or ()
-    ]
-    return ChatBody(
+    forced = tool_choice.get("function", {}).get("name") if isinstance(tool_choice, dict) else None
+    if forced is not None and forced not in {t["function"]["name"] for t in tools}:
+        reading.drop("tool_choice")  # it names a tool left out above
+        tool_choice = "auto"
+    if req.top_k is not None:
+        reading.drop("top_k")
+    body = ChatBody(
         model=req.model,
         messages=messages,
         stream=req.stream,
@@ -133,7 +279,9 @@ def to_chat_body(req: ARequest) -> ChatBody:
         tools=tools or None,
         tool_choice=tool_choice if tools else None,
         parallel_tool_calls=parallel if tools else None,
+        reasoning_effort=_reasoning_effort(req, reading),
     )
+    return Inbound(body, list(reading.dropped), reading.lossy)
 
 
 def usage(u: Usage) -> AUsage:

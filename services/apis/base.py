@@ -27,6 +27,8 @@ class Parsed(msgspec.Struct):
     embeddings: EmbeddingsBody | None = None
     # The client's own body, when it holds more than ``body`` (pass-through).
     raw: bytes = b""
+    # What ``body`` leaves out of the client's (``Envelope.dropped``).
+    dropped: list[str] = []
 
 
 @dataclass(slots=True)
@@ -72,6 +74,9 @@ class ClientApi:
     request_type: type = dict
     response_type: type = dict
     summary: str = ""
+    # The Anthropic betas the caller asks for (``anthropic-beta``), checked:
+    # an Anthropic deployment gets them (``Envelope.anthropic_beta``).
+    anthropic_beta: Callable[[Callable[[bytes], str | None]], str] = lambda header: ""
 
 
 def bearer(header: Callable[[bytes], str | None]) -> str | None:

@@ -19,8 +19,10 @@ import msgspec
 from schemas.chat import ChatBody, Choice, Cost, Delta, EmbeddingsBody, Message, ToolCall, Usage
 from schemas.envelope import Deployment
 from schemas.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout, UpstreamUnreachable
+from services import pricing
 from services import usage as usage_svc
 from services.providers import passthrough
+from services.providers.anthropic.chat import beta_headers
 from services.providers.base import UpstreamRequest, embedding_inputs
 from services.providers.http import Upstream
 from services.providers.registry import provider
@@ -80,10 +82,13 @@ async def call_chat(
     on_read: OnRead | None = None,
     progress: CallProgress | None = None,
     raw: bytes | None = None,
+    anthropic_beta: str = "",
 ) -> CallOutcome:
     """``raw``: the client's own body, sent as it is (``passthrough``) to a
-    deployment of the client API's own family."""
-    adapter = provider(deployment.provider).chat
+    deployment of the client API's own family; ``anthropic_beta``: the
+    client's ``anthropic-beta`` header, sent as it is to an Anthropic deployment."""
+    known = provider(deployment.provider)
+    adapter = known.chat
     progress = progress or CallProgress()
     start_ns = time.time_ns()
     first_byte_ns = 0
@@ -92,7 +97,11 @@ async def call_chat(
         if raw:
             req = passthrough.request(deployment, raw, _api_key(deployment), stream=stream)
         else:
-            req = _translated(adapter.build_request, deployment, body, _api_key(deployment), stream=stream)
+            req = _translated(
+                adapter.build_request, deployment, _for_model(body, deployment), _api_key(deployment), stream=stream
+            )
+        if known.family == "anthropic":
+            req.headers.update(beta_headers(anthropic_beta))
         progress.sent = True
         resp = await client.post(req.url, req.headers, req.content, deployment.timeout_s)
         try:
@@ -210,6 +219,16 @@ def _translated(
         raise InvalidRequest(
             f"The request cannot be translated for a {deployment.provider} model: {type(exc).__name__}: {exc}."
         ) from exc
+
+
+def _for_model(body: ChatBody, deployment: Deployment) -> ChatBody:
+    """No ``reasoning_effort`` for a model the catalog says does not reason
+    (OpenAI answers those 400): one read from an Anthropic request's thinking
+    settings must not make an error of a request Anthropic would serve."""
+    entry = pricing.load_catalog().get(deployment.catalog_model or "")
+    if body.reasoning_effort is None or entry is None or "reasoning" in entry.caps:
+        return body
+    return msgspec.structs.replace(body, reasoning_effort=None)
 
 
 def _api_key(deployment: Deployment) -> str | None:

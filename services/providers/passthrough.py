@@ -35,17 +35,25 @@ _CARRIED = {
 _NATIVE = {"chat": ("openai", "openai_compatible"), "messages": ("anthropic",)}
 
 
-def worth_keeping(api: str, raw: bytes) -> bool:
-    """Whether a request body holds more than its unified form."""
+def uncarried(api: str, raw: bytes) -> list[str]:
+    """The top-level fields of a request body that its unified form does not carry."""
     carried = _CARRIED.get(api)
     if carried is None:
-        return False
+        return []
+    try:
+        return [name for name in _fields(raw) if name not in carried]
+    except msgspec.DecodeError:
+        return []
+
+
+def worth_keeping(api: str, raw: bytes) -> bool:
+    """Whether a request body holds more than its unified form, as far as its
+    top-level fields (and Anthropic's ``cache_control`` anywhere) tell. What
+    is deeper (a ``system`` message, a thinking block, a server tool) the
+    translation into the unified form tells (``anthropic_shapes.Inbound.lossy``)."""
     if api == "messages" and b'"cache_control"' in raw:
         return True
-    try:
-        return not carried.issuperset(_fields(raw))
-    except msgspec.DecodeError:
-        return False
+    return bool(uncarried(api, raw))
 
 
 def native(api: str, dep: Deployment) -> bool:

@@ -5,7 +5,11 @@ and nothing passes through redaction or to another family."""
 
 from __future__ import annotations
 
+import copy
+import json
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import anthropic
 import httpx
@@ -24,6 +28,31 @@ def claude_client(stack: Stack, key: str = DEMO_KEY) -> anthropic.Anthropic:
 
 def received(stack: Stack) -> dict:
     return httpx.get(f"{stack.mock_url}/mock/last-request").json()
+
+
+def received_headers(stack: Stack) -> dict:
+    return httpx.get(f"{stack.mock_url}/mock/last-headers").json()
+
+
+# Every field of Claude Code 2.1's requests (tests/unit/test_anthropic_inbound.py),
+# and the betas it asks for, as it writes them.
+EVERY_FIELD: dict[str, Any] = json.loads(
+    (Path(__file__).parents[1] / "fixtures" / "anthropic" / "request_every_field.json").read_text()
+)
+CLAUDE_CODE_BETAS = (
+    "claude-code-20250219, interleaved-thinking-2025-05-14, context-management-2025-06-27, "
+    "mid-conversation-tool-changes-2026-07-01, thinking-token-count-2026-05-13, advanced-tool-use-2025-11-20, "
+    "effort-2025-11-24"
+)
+
+
+def claude_code_post(stack: Stack, model: str, *, stream: bool, key: str = DEMO_KEY) -> httpx.Response:
+    """A request as Claude Code sends it: ``?beta=true``, its betas, every field."""
+    body = copy.deepcopy(EVERY_FIELD) | {"model": model, "stream": stream}
+    headers = {"x-api-key": key, "anthropic-version": "2023-06-01", "anthropic-beta": CLAUDE_CODE_BETAS}
+    return httpx.post(
+        f"{stack.base_url.removesuffix('/v1')}/v1/messages?beta=true", json=body, headers=headers, timeout=20
+    )
 
 
 @pytest.fixture
@@ -90,3 +119,50 @@ def test_a_tenant_that_redacts_never_passes_its_clients_bytes_through(stack: Sta
         )
     body = received(stack)
     assert "a@b.com" not in str(body) and "top_k" not in body
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_claude_code_request_reaches_anthropic_as_written_with_its_betas(stack: Stack, stream: bool) -> None:
+    resp = claude_code_post(stack, "claude-model", stream=stream)
+    assert resp.status_code == 200, resp.text
+    assert ("event: message_stop" in resp.text) if stream else resp.json()["type"] == "message"
+    body = received(stack)
+    assert body == EVERY_FIELD | {"model": "claude-sonnet-4-20250514", "stream": stream}
+    assert received_headers(stack)["anthropic-beta"] == CLAUDE_CODE_BETAS
+
+
+@pytest.mark.parametrize(("model", "path"), [("demo-model", "messages"), ("gemini-model", "contents")])
+def test_a_claude_code_request_to_another_family_is_served_without_what_it_cannot_take(
+    stack: Stack, model: str, path: str
+) -> None:
+    resp = claude_code_post(stack, model, stream=False)
+    assert resp.status_code == 200, resp.text
+    body = received(stack)
+    assert path in body and "anthropic-beta" not in received_headers(stack)
+    text = json.dumps(body)
+    assert "context_management" not in text and "web_search_20250305" not in text and "redacted_thinking" not in text
+    assert "The user prefers short answers." in text
+
+
+def test_an_invalid_anthropic_beta_header_is_the_callers_400(claude: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        claude.messages.create(
+            model="claude-model",
+            max_tokens=5,
+            messages=[{"role": "user", "content": "hi"}],
+            extra_headers={"anthropic-beta": "a;b"},
+        )
+    assert caught.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+
+
+def test_the_sdks_beta_messages_go_to_the_same_endpoint(claude: anthropic.Anthropic, stack: Stack) -> None:
+    message = claude.beta.messages.create(
+        model="claude-model",
+        max_tokens=50,
+        betas=["context-management-2025-06-27", "effort-2025-11-24"],
+        messages=[{"role": "user", "content": "hi"}, {"role": "system", "content": "Answer briefly."}],
+        extra_body={"output_config": {"effort": "low"}, "context_management": {"edits": []}},
+    )
+    assert message.content[0].type == "text"
+    assert received(stack)["output_config"] == {"effort": "low"}
+    assert received_headers(stack)["anthropic-beta"] == "context-management-2025-06-27,effort-2025-11-24"

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+
+import httpx
+import msgspec
 import pytest
 
 from schemas.chat import ChatBody
 from schemas.envelope import Deployment
 from schemas.errors import ContextLengthExceeded, UpstreamOverloaded, UpstreamRateLimited
-from services.providers.anthropic.chat import AnthropicChat
-from services.providers.call import CallFailed
+from services.providers.anthropic.chat import AnthropicChat, beta_headers, to_request
+from services.providers.call import CallFailed, call_chat
+from services.providers.http import UpstreamHTTP
 from tests.adapters import assemble, call_with, fixture, message, sent_json
 
 DEP = Deployment(
@@ -136,3 +141,58 @@ def test_error_mapping(status: int, path: str, kind: type, retryable: bool) -> N
     err = adapter.map_error(status, fixture(path), {"retry-after": "3"})
     assert type(err) is kind and err.retryable is retryable
     assert "Overloaded" in err.message or "prompt is too long" in err.message
+
+
+CLAUDE_CODE_BETAS = "claude-code-20250219, interleaved-thinking-2025-05-14, effort-2025-11-24"
+
+
+async def _sent(dep: Deployment, body: ChatBody, answer: bytes, **options: object) -> httpx.Request:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=answer)
+
+    async with contextlib.aclosing(UpstreamHTTP(httpx.MockTransport(handler))) as client:
+        await call_chat(client, dep, body, **options)  # type: ignore[arg-type]
+    return seen[0]
+
+
+@pytest.mark.parametrize("raw", [None, b'{"model": "m", "max_tokens": 5, "messages": [], "thinking": {}}'])
+async def test_the_callers_betas_reach_anthropic_as_written(raw: bytes | None) -> None:
+    body = ChatBody(model="x", messages=[message(role="user", content="hi")])
+    answer = fixture("anthropic/message_tool_use.json")
+    sent = await _sent(DEP, body, answer, raw=raw, anthropic_beta=CLAUDE_CODE_BETAS)
+    assert sent.headers["anthropic-beta"] == CLAUDE_CODE_BETAS
+    assert "anthropic-beta" not in (await _sent(DEP, body, answer, raw=raw)).headers
+
+
+async def test_no_betas_for_another_family_and_no_reasoning_effort_for_a_model_that_does_not_reason() -> None:
+    body = ChatBody(model="x", messages=[message(role="user", content="hi")], reasoning_effort="high")
+    answer = fixture("openai/completion.json")
+    gpt = Deployment(name="o", provider="openai", base_url="http://o.test", upstream_model="m", catalog_model="gpt-4o")
+    sent = await _sent(gpt, body, answer, anthropic_beta=CLAUDE_CODE_BETAS)
+    assert "anthropic-beta" not in sent.headers and "reasoning_effort" not in sent_json(sent.content)
+    reasoner = msgspec.structs.replace(gpt, catalog_model="o3")
+    assert sent_json((await _sent(reasoner, body, answer)).content)["reasoning_effort"] == "high"
+
+
+@pytest.mark.parametrize("betas", ["a\r\nx-evil: 1", "a;b", "x" * 1025, "a,,b"])
+def test_a_header_that_is_not_beta_names_is_left_out(betas: str) -> None:
+    assert beta_headers(betas) == {} and beta_headers("") == {}
+
+
+def test_system_messages_anywhere_join_the_system_prompt_and_max_tokens_0_stays_0() -> None:
+    body = ChatBody(
+        model="x",
+        max_tokens=0,
+        messages=[
+            message(role="system", content="Be brief."),
+            message(role="user", content="hi"),
+            message(role="system", content="Now be kind."),
+            message(role="user", content="again"),
+        ],
+    )
+    request = to_request(body, "up", stream=False)
+    assert request.system == "Be brief.\n\nNow be kind." and request.max_tokens == 0
+    assert [m.role for m in request.messages] == ["user"]

@@ -3,11 +3,21 @@ unified deltas -> Anthropic's stream events."""
 
 from __future__ import annotations
 
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
 import msgspec
+import pytest
 
 from schemas.chat import Delta, Usage
+from schemas.envelope import Deployment
+from schemas.errors import InvalidRequest
 from services.apis import anthropic_shapes as inbound
+from services.apis import messages
 from services.providers.anthropic.types import ARequest
+from services.providers.registry import provider
 
 
 def events(raw: bytes) -> list[tuple[str, dict]]:
@@ -58,7 +68,7 @@ def test_request_translation() -> None:
         ),
         type=ARequest,
     )
-    body = inbound.to_chat_body(req)
+    body = inbound.to_chat_body(req).body
     assert [m.role for m in body.messages] == ["system", "user", "assistant", "tool", "user"]
     assert body.messages[0].content == "Be brief."
     assert msgspec.to_builtins(body.messages[1].content[1]) == {
@@ -123,3 +133,171 @@ def test_errors_take_anthropic_types() -> None:
     }
     assert inbound.error_type("upstream_error", "upstream_overloaded") == "overloaded_error"
     assert inbound.error_type("server_error", "internal_error") == "api_error"
+
+
+# A body with every field of Claude Code 2.1's requests that Sluice's decoding
+# refused or lost, written from Anthropic's API reference (anthropic-sdk-python's
+# MessageCreateParams, MessageParam, ToolUnionParam, beta context management);
+# the requests captured in tests/fixtures/clients/ join it.
+CLAUDE_CODE_BETAS = (
+    "claude-code-20250219, interleaved-thinking-2025-05-14, context-management-2025-06-27, "
+    "mid-conversation-tool-changes-2026-07-01, thinking-token-count-2026-05-13, advanced-tool-use-2025-11-20, "
+    "effort-2025-11-24"
+)
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+CLAUDE_CODE_BODY: dict[str, Any] = json.loads((FIXTURES / "anthropic" / "request_every_field.json").read_text())
+CAPTURED = sorted((FIXTURES / "clients").glob("claude_code*.json"))
+
+
+def _request_bodies(path: Path) -> list[dict[str, Any]]:
+    """The Messages request bodies of a captured fixture (a body, a logged
+    request with one, or a list of either)."""
+    doc = json.loads(path.read_text())
+    docs = doc if isinstance(doc, list) else [doc]
+    bodies = [d.get("body", d) for d in docs if isinstance(d, dict)]
+    return [b for b in bodies if isinstance(b, dict) and "messages" in b]
+
+
+@pytest.mark.parametrize(
+    "body", [CLAUDE_CODE_BODY] + [b for p in CAPTURED for b in _request_bodies(p)], ids=lambda b: b.get("model")
+)
+def test_claude_code_requests_are_read_and_kept_whole(body: dict[str, Any]) -> None:
+    parsed = messages.parse(json.dumps(body).encode())
+    # Its own body goes to an Anthropic deployment, unchanged but for model and stream.
+    assert parsed.raw and json.loads(parsed.raw) == body
+    assert parsed.body is not None and parsed.body.max_tokens == body["max_tokens"]
+
+
+def test_what_the_unified_request_leaves_out_is_named() -> None:
+    parsed = messages.parse(json.dumps(CLAUDE_CODE_BODY).encode())
+    assert parsed.dropped == [
+        "context_management",
+        "content:thinking",
+        "content:redacted_thinking",
+        "content:server_tool_use",
+        "content:web_search_tool_result",
+        "content:tool_addition",
+        "tools[3]:web_search_20250305",
+        "tools[4]:tool_search_tool_regex_20251119",
+    ]
+    body = parsed.body
+    assert body is not None and body.reasoning_effort == "high" and body.user == "user_abc_account_def_session_ghi"
+    assert [t["function"]["name"] for t in body.tools or ()] == ["Bash", "Read", "mcp__docs__search"]
+    # System messages keep their place; a tool result still follows its call.
+    assert [(m.role, m.content) for m in body.messages if m.role != "assistant"] == [
+        ("system", "You are Claude Code. Help with software tasks."),
+        ("user", "<system-reminder>context</system-reminder>List the files."),
+        ("system", "The user prefers short answers."),
+        ("tool", "a.txt"),
+        ("system", "Mind the tool results."),
+        ("system", "Read is available now."),
+        ("user", "Summarise."),
+    ]
+    assert [m.role for m in body.messages][3:5] == ["assistant", "tool"]
+
+
+def test_a_plain_request_keeps_no_body_and_drops_nothing() -> None:
+    parsed = messages.parse(b'{"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}')
+    assert parsed.raw == b"" and parsed.dropped == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "effort", "dropped"),
+    [
+        ({"thinking": {"type": "enabled", "budget_tokens": 1024}}, "low", []),
+        ({"thinking": {"type": "enabled", "budget_tokens": 3000}}, "medium", []),
+        ({"thinking": {"type": "enabled", "budget_tokens": 31999, "display": "summarized"}}, "high", []),
+        ({"thinking": {"type": "adaptive"}}, None, []),
+        ({"thinking": {"type": "disabled"}}, None, []),
+        ({"thinking": {"type": "adaptive"}, "output_config": {"effort": "max"}}, "high", []),
+        ({"output_config": {"effort": "low"}}, "low", []),
+        ({"output_config": {"effort": "ludicrous"}}, None, ["output_config.effort"]),
+        ({"thinking": {"type": "someday"}}, None, ["thinking"]),
+        ({"output_config": {"format": {"type": "json_schema", "schema": {}}}}, None, ["output_config.format"]),
+        ({"top_k": 5, "service_tier": "auto", "speed": "fast"}, None, ["service_tier", "speed", "top_k"]),
+    ],
+)
+def test_thinking_and_effort_become_a_reasoning_effort(fields: dict, effort: str | None, dropped: list) -> None:
+    body = {"model": "m", "max_tokens": 32000, "messages": [{"role": "user", "content": "hi"}], **fields}
+    parsed = messages.parse(json.dumps(body).encode())
+    assert parsed.body is not None and parsed.body.reasoning_effort == effort
+    assert parsed.dropped == dropped and parsed.raw  # an Anthropic deployment gets them all
+
+
+@pytest.mark.parametrize("family", ["openai", "azure", "gemini", "mistral", "cohere", "anthropic"])
+def test_every_family_builds_its_request_from_a_claude_code_body(family: str) -> None:
+    parsed = messages.parse(json.dumps(CLAUDE_CODE_BODY).encode())
+    assert parsed.body is not None
+    dep = Deployment(name="d", provider=family, base_url="http://u.test", upstream_model="up", api_version="v")
+    sent = msgspec.json.decode(provider(family).chat.build_request(dep, parsed.body, "k", stream=True).content)
+    if family in ("openai", "azure"):
+        assert [m["role"] for m in sent["messages"]] == [
+            *("system", "user", "system", "assistant", "tool", "system", "system", "user")
+        ]
+        assert sent["reasoning_effort"] == "high" and len(sent["tools"]) == 3
+    if family == "gemini":
+        assert sent["systemInstruction"]["parts"][0]["text"].endswith(
+            "The user prefers short answers.\n\nMind the tool results.\n\nRead is available now."
+        )
+        assert "thinking" not in json.dumps(sent) and len(sent["tools"][0]["functionDeclarations"]) == 3
+    if family == "anthropic":  # translated (a tenant with redaction): system messages join ``system``
+        assert sent["system"].endswith("Read is available now.") and "thinking" not in sent
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        [{"type": ["not", "a", "string"]}],
+        [{"type": "image", "source": "nowhere"}],
+        [{"type": "image", "source": {"type": "file", "file_id": "file_1"}}],
+        [{"type": "tool_result", "tool_use_id": "t", "content": 5}],
+        [{"type": "tool_result", "tool_use_id": "t", "content": [1, "x", {"type": "image"}]}],
+        [{"type": "mid_conv_system", "content": {"not": "a list"}}],
+        [{"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "notes"}}],
+    ],
+)
+def test_odd_content_is_dropped_or_read_never_a_crash(content: list) -> None:
+    body = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": content}]}
+    parsed = messages.parse(json.dumps(body).encode())
+    assert parsed.raw
+
+
+def test_a_tool_choice_of_a_tool_left_out_becomes_auto() -> None:
+    body = copy.deepcopy(CLAUDE_CODE_BODY) | {"tool_choice": {"type": "tool", "name": "web_search"}}
+    parsed = messages.parse(json.dumps(body).encode())
+    assert parsed.body is not None and parsed.body.tool_choice == "auto" and "tool_choice" in parsed.dropped
+
+
+def test_what_anthropic_refuses_is_refused() -> None:
+    with pytest.raises(InvalidRequest):
+        messages.parse(b'{"model": "m", "max_tokens": 5, "messages": [{"role": "tool", "content": "x"}]}')
+    with pytest.raises(InvalidRequest):
+        messages.parse(b'{"model": "m", "max_tokens": -1, "messages": [{"role": "user", "content": "x"}]}')
+    # 0 only fills Anthropic's prompt cache: Anthropic takes it.
+    assert messages.parse(b'{"model": "m", "max_tokens": 0, "messages": [{"role": "user", "content": "x"}]}')
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        (CLAUDE_CODE_BETAS, True),
+        ("context-1m-2025-08-07", True),
+        ("a,b", True),
+        ("", True),
+        ("a\r\nx-api-key: stolen", False),
+        ("a;b", False),
+        ("a,,b", False),
+        ("a,", False),
+        ("é", False),
+        ("a" * 1025, False),
+    ],
+)
+def test_the_anthropic_beta_header_is_beta_names_or_a_400(value: str, ok: bool) -> None:
+    def header(name: bytes) -> str | None:
+        return value if name == b"anthropic-beta" else None
+
+    if ok:
+        assert messages.API.anthropic_beta(header) == value
+    else:
+        with pytest.raises(InvalidRequest):
+            messages.API.anthropic_beta(header)

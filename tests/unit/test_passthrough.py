@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import msgspec
 import pytest
 
+from schemas.chat import ChatBody
 from schemas.envelope import Deployment
+from services.apis import chat
 from services.providers import passthrough
 
 
@@ -27,6 +31,8 @@ def dep(provider: str) -> Deployment:
             b'"cache_control": {"type": "ephemeral"}}]}]}',
             True,
         ),
+        ("messages", b'{"model": "m", "max_tokens": 5, "messages": [], "context_management": {"edits": []}}', True),
+        ("messages", b'{"model": "m", "max_tokens": 5, "messages": [], "output_config": {"effort": "high"}}', True),
         ("embeddings", b'{"model": "m", "input": "x", "new": 1}', False),
         ("chat", b"not json", False),
     ],
@@ -56,3 +62,37 @@ def test_the_native_families_and_their_endpoints() -> None:
     req = passthrough.request(dep("anthropic"), b'{"model": "m", "top_k": 2}', "key", stream=False)
     assert req.url == "http://u.test/v1/messages" and req.headers["x-api-key"] == "key"
     assert msgspec.json.decode(req.content) == {"model": "up-model", "top_k": 2, "stream": False}
+
+
+def test_the_fields_the_unified_form_does_not_carry_are_named() -> None:
+    raw = b'{"model": "m", "max_tokens": 5, "messages": [], "thinking": {}, "context_management": {}, "top_k": 1}'
+    assert passthrough.uncarried("messages", raw) == ["thinking", "context_management", "top_k"]
+    assert passthrough.uncarried("chat", b'{"model": "m", "messages": [], "verbosity": "low"}') == ["verbosity"]
+    assert passthrough.uncarried("chat", b"[1]") == [] and passthrough.uncarried("embeddings", raw) == []
+
+
+# What OpenAI added to chat completions after Sluice's unified format was
+# written: each decodes (never a 400 by itself), and a new top-level field
+# keeps the client's body for an OpenAI deployment.
+NEWER_CHAT_FIELDS = [
+    {"messages": [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "hi"}]},
+    {"tools": [{"type": "custom", "custom": {"name": "sql", "format": {"type": "grammar", "grammar": {}}}}]},
+    {"tools": [{"type": "web_search_preview", "search_context_size": "low"}], "tool_choice": {"type": "allowed_tools"}},
+    {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}, "strict": True}}},
+    {"response_format": {"type": "grammar", "grammar": "start: WORD"}},
+    {"messages": [{"role": "user", "content": "hi", "name": "a"}, {"role": "assistant", "audio": {"id": "au_1"}}]},
+    {"verbosity": "low", "prediction": {"type": "content", "content": "x"}, "prompt_cache_key": "k"},
+    {"web_search_options": {}, "modalities": ["text"], "service_tier": "flex", "store": False, "metadata": {"a": "b"}},
+    {"reasoning_effort": "minimal", "safety_identifier": "s", "max_completion_tokens": 5},
+]
+
+
+@pytest.mark.parametrize("fields", NEWER_CHAT_FIELDS)
+def test_newer_openai_chat_fields_decode_and_new_top_level_ones_ride_along(fields: dict) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]} | fields
+    parsed = chat.parse(json.dumps(body).encode())
+    assert parsed.body is not None
+    if set(fields) - set(ChatBody.__struct_fields__):
+        assert json.loads(parsed.raw) == body
+    else:
+        assert parsed.raw == b""

@@ -3,6 +3,7 @@ Anthropic's answer and stream events -> unified."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +28,10 @@ from services.providers.base import ChatResult, StreamEvent, UpstreamRequest
 from services.providers.errors import classify
 
 API_VERSION = "2023-06-01"
+# The caller's ``anthropic-beta`` header: beta names ([A-Za-z0-9._-]) separated
+# by commas (and spaces around them), bounded; sent on as the caller wrote it.
+BETA_MAX_CHARS = 1024
+_BETAS = re.compile(r"[A-Za-z0-9._-]+(?:[ \t]*,[ \t]*[A-Za-z0-9._-]+)*")
 # Anthropic requires max_tokens; OpenAI-shaped callers often leave it out.
 DEFAULT_MAX_TOKENS = 4096
 
@@ -123,6 +128,12 @@ def _tool_choice(body: ChatBody) -> dict[str, Any] | None:
     return out
 
 
+def _max_tokens(body: ChatBody) -> int:
+    """The caller's limit (0 too: Anthropic then only fills its prompt cache), else a default."""
+    limit = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
+    return DEFAULT_MAX_TOKENS if limit is None else limit  # type: ignore[return-value]
+
+
 def to_request(body: ChatBody, model: str, *, stream: bool) -> ARequest:
     c.one_choice(body, "Anthropic")
     system, rest = c.split_system(body.messages)
@@ -135,7 +146,7 @@ def to_request(body: ChatBody, model: str, *, stream: bool) -> ARequest:
     ]
     return ARequest(
         model=model,
-        max_tokens=body.max_completion_tokens or body.max_tokens or DEFAULT_MAX_TOKENS,
+        max_tokens=_max_tokens(body),
         messages=to_messages(rest),
         system=system,
         stop_sequences=stop or None,
@@ -217,6 +228,17 @@ class AnthropicStream:
             status = 529 if detail is not None and detail.type == "overloaded_error" else 500
             raise classify(status, detail.message if detail else "stream error", code=detail.type if detail else None)
         return StreamEvent(model=self.model)  # ping, content_block_stop, and future event types
+
+
+def valid_betas(value: str) -> bool:
+    return len(value) <= BETA_MAX_CHARS and _BETAS.fullmatch(value) is not None
+
+
+def beta_headers(betas: str) -> dict[str, str]:
+    """The caller's ``anthropic-beta`` header for an Anthropic upstream, as it
+    came; none if it is not a list of beta names (a bus caller's: the ingress
+    refuses such a header itself)."""
+    return {"anthropic-beta": betas} if betas and valid_betas(betas) else {}
 
 
 class AnthropicChat:

@@ -21,22 +21,56 @@ class AUsage(msgspec.Struct):
 
 
 class AMessage(msgspec.Struct, omit_defaults=True):
-    role: Literal["user", "assistant"]
+    # "system": instructions from this point of the conversation on (a
+    # request's, never an answer's).
+    role: Literal["user", "assistant", "system"]
     # A string or a list of content blocks (text, image, tool_use, tool_result, ...).
     content: str | list[dict[str, Any]]
 
 
 class ATool(msgspec.Struct, omit_defaults=True):
-    name: str
+    """A tool: the caller's own (``type`` absent or "custom", with an input
+    schema), or one Anthropic defines and may run itself (``web_search_20250305``,
+    ``bash_20250124``, ...; some, like an MCP toolset, have no name)."""
+
+    name: str = ""
     input_schema: dict[str, Any] = msgspec.field(default_factory=lambda: {"type": "object"})
     description: str | None = None
+    type: str | None = None
+
+    @property
+    def custom(self) -> bool:
+        return self.type in (None, "custom")
 
 
 class AMetadata(msgspec.Struct, omit_defaults=True):
     user_id: str | None = None
 
 
+class AThinking(msgspec.Struct, omit_defaults=True):
+    """Extended thinking: "enabled" (with a budget), "adaptive" (the model
+    decides), "disabled"; ``display`` "summarized" or "omitted"."""
+
+    type: str
+    budget_tokens: Integral | None = None
+    display: str | None = None
+
+    def __post_init__(self) -> None:
+        self.budget_tokens = integral("budget_tokens", self.budget_tokens)
+
+
+class AOutputConfig(msgspec.Struct, omit_defaults=True):
+    # "low", "medium", "high", "xhigh", "max".
+    effort: str | None = None
+    # Structured output: {"type": "json_schema", "schema": {...}}.
+    format: dict[str, Any] | None = None
+
+
 class ARequest(msgspec.Struct, omit_defaults=True):
+    """The fields Sluice reads. Any other field (``context_management``,
+    ``container``, ``service_tier``, ...) is ignored here, and reaches an
+    Anthropic deployment in the client's own body (``passthrough``)."""
+
     model: str
     max_tokens: Integral
     messages: list[AMessage]
@@ -49,6 +83,8 @@ class ARequest(msgspec.Struct, omit_defaults=True):
     tools: list[ATool] | None = None
     tool_choice: dict[str, Any] | None = None
     metadata: AMetadata | None = None
+    thinking: AThinking | None = None
+    output_config: AOutputConfig | None = None
 
     def __post_init__(self) -> None:
         self.max_tokens = integral("max_tokens", self.max_tokens)  # type: ignore[assignment]
