@@ -4,30 +4,15 @@ narrowed to its own."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import msgspec
 from litestar import Controller, Request, get
 
 from analytics.queries import NAMED
-from ingress.admin.shapes import ERROR_RESPONSES
+from ingress.admin.deps import ERROR_RESPONSES
 from ingress.admin.store import ControlStore
+from schemas.admin import NamedQueryInfo, QueryOut
 from schemas.errors import InvalidRequest, PermissionDenied, RecordNotFound
 from services import control
 from services.control import Actor
-
-
-class QueryOut(msgspec.Struct):
-    name: str
-    columns: list[str]
-    rows: list[list[Any]]
-
-
-class NamedQueryInfo(msgspec.Struct):
-    name: str
-    description: str
-    params: dict[str, str]
-    per_tenant: bool
 
 
 class Analytics(Controller):

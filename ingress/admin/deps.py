@@ -1,4 +1,5 @@
-"""What every admin handler is given: the calling admin and the records."""
+"""What every admin handler is given: the calling admin and the records,
+and the error answers every endpoint documents."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import time
 
 from litestar import Request
 from litestar.di import Provide
+from litestar.openapi import ResponseSpec
 
 from ingress.admin.store import ControlStore
+from schemas.admin import ErrorOut
 from services import control, policy
 
 
@@ -27,3 +30,16 @@ async def provide_store(request: Request) -> ControlStore:
 
 
 DEPENDENCIES = {"actor": Provide(provide_actor), "store": Provide(provide_store)}
+
+
+# Every admin endpoint may answer these, each with an ``ErrorOut`` body.
+ERROR_RESPONSES = {
+    status: ResponseSpec(data_container=ErrorOut, description=what)
+    for status, what in (
+        (400, "The request is malformed or invalid"),
+        (401, "No key, or a key that is not valid"),
+        (403, "The key may not do this"),
+        (404, "No such record (or another tenant's)"),
+        (409, "The record exists, changed meanwhile, or comes from the config file"),
+    )
+}

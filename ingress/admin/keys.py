@@ -8,9 +8,9 @@ from litestar import Controller, delete, get, patch, post
 from msgspec import UNSET
 
 from ingress.admin import views
-from ingress.admin.deps import now_ms
-from ingress.admin.shapes import ERROR_RESPONSES, Deleted, Id, KeyCreate, KeyOut, KeyRotate, KeyUpdate, KeyWithSecret
+from ingress.admin.deps import ERROR_RESPONSES, now_ms
 from ingress.admin.store import ControlStore
+from schemas.admin import Deleted, Id, KeyCreate, KeyOut, KeyRotate, KeyUpdate, KeyWithSecret
 from schemas.control import ApiKey
 from schemas.errors import InvalidRequest
 from services import control

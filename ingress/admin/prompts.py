@@ -4,65 +4,26 @@ immutable; a label move (or rollback) and an API state change are audited."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
-import msgspec
 from litestar import Controller, delete, get, post, put
-from msgspec import Meta
 
-from ingress.admin.deps import now_ms
-from ingress.admin.shapes import ERROR_RESPONSES, Deleted, Id, Strict
+from ingress.admin.deps import ERROR_RESPONSES, now_ms
 from ingress.admin.store import ControlStore
-from schemas.prompts import ApiState, ChainStep, Prompt, PromptApi, PromptMessage, PromptParams, PromptVersion, Variable
+from schemas.admin import (
+    ApiIn,
+    Deleted,
+    DiffOut,
+    Id,
+    Label,
+    LabelMove,
+    Number,
+    PromptContent,
+    PromptCreate,
+    VersionCreate,
+)
+from schemas.prompts import Prompt, PromptApi, PromptVersion
 from services import control, prompt_records, prompts
 from services.control import Actor
 from services.prompt_api import version_key
-
-Label = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="A label, e.g. production or staging.")]
-Number = Annotated[int, Meta(ge=1, le=10**9)]
-
-
-class PromptContent(Strict):
-    """What a version says: messages sent to a model, or a chain of steps."""
-
-    messages: Annotated[list[PromptMessage], Meta(max_length=64)] = []
-    model: Annotated[str, Meta(max_length=256)] = ""
-    steps: Annotated[list[ChainStep], Meta(max_length=8)] = []
-    variables: Annotated[list[Variable], Meta(max_length=64)] = []
-    params: PromptParams = msgspec.field(default_factory=PromptParams)
-    output_schema: dict[str, Any] | None = None
-    note: Annotated[str, Meta(max_length=1000)] = ""
-
-    def version(self) -> PromptVersion:
-        fields = {f: getattr(self, f) for f in PromptContent.__struct_fields__}
-        return PromptVersion(prompt="", version=0, **fields)
-
-
-class ApiIn(Strict):
-    slug: Id
-    state: ApiState = "draft"
-    label: Label = "production"
-    successor: Annotated[str, Meta(max_length=64)] = ""
-    sunset_at_ms: Annotated[int, Meta(ge=0)] = 0
-    requires_approval: bool = False
-
-
-class PromptCreate(PromptContent):
-    name: Id = ""
-    api: ApiIn | None = None
-
-
-class VersionCreate(PromptContent):
-    # A label to point at the new version at once (e.g. "staging").
-    label: Label | None = None
-
-
-class LabelMove(Strict):
-    version: Number
-
-
-class DiffOut(msgspec.Struct):
-    diff: str
 
 
 class Prompts(Controller):
@@ -80,7 +41,7 @@ class Prompts(Controller):
     @post("/", responses=ERROR_RESPONSES)
     async def create_prompt(self, data: PromptCreate, actor: Actor, store: ControlStore) -> Prompt:
         control.require_gateway_admin(actor, "create prompts")
-        prompt, version = prompt_records.first(data.name, data.version(), now_ms(), actor.key_id)
+        prompt, version = prompt_records.first(data.name, _version(data), now_ms(), actor.key_id)
         self._check(store, version)
         if data.api is not None:
             prompt, _ = prompt_records.with_api(prompt, _api(data.api), store.prompts.mirror.items, now_ms())
@@ -111,7 +72,7 @@ class Prompts(Controller):
         control.require_gateway_admin(actor, "add prompt versions")
         before, revision = await store.prompts.get(name)
         control.require_api_owned(before.owner, "prompt", name)
-        prompt, version = prompt_records.next_version(before, data.version(), now_ms(), actor.key_id, data.label or "")
+        prompt, version = prompt_records.next_version(before, _version(data), now_ms(), actor.key_id, data.label or "")
         self._check(store, version)
         await store.prompt_versions.create(version_key(name, version.version), version, actor)
         await store.prompts.replace(name, prompt, revision, actor, "version", before)
@@ -150,6 +111,12 @@ class Prompts(Controller):
         first, _ = await store.prompt_versions.get(version_key(name, prompts.version_of(prompt, a)))
         second, _ = await store.prompt_versions.get(version_key(name, prompts.version_of(prompt, b)))
         return DiffOut(diff=prompts.diff(first, second))
+
+
+def _version(data: PromptContent) -> PromptVersion:
+    """The version a request's content makes (its prompt and number are set by the records)."""
+    fields = {f: getattr(data, f) for f in PromptContent.__struct_fields__}
+    return PromptVersion(prompt="", version=0, **fields)
 
 
 def _api(data: ApiIn) -> PromptApi:

@@ -7,9 +7,9 @@ import msgspec
 from litestar import Controller, delete, get, post
 
 from ingress.admin import views
-from ingress.admin.deps import now_ms
-from ingress.admin.shapes import (
-    ERROR_RESPONSES,
+from ingress.admin.deps import ERROR_RESPONSES, now_ms
+from ingress.admin.store import ControlStore
+from schemas.admin import (
     ApprovalRuleCreate,
     ApprovalRuleOut,
     Decision,
@@ -18,7 +18,6 @@ from ingress.admin.shapes import (
     SubscriptionCreate,
     SubscriptionOut,
 )
-from ingress.admin.store import ControlStore
 from schemas.control import ApprovalRule, Subscription, SubscriptionState
 from schemas.errors import RecordConflict
 from schemas.ids import new_id

@@ -8,9 +8,9 @@ from litestar import Controller, delete, get, patch, post
 from msgspec import UNSET
 
 from ingress.admin import views
-from ingress.admin.deps import now_ms
-from ingress.admin.shapes import ERROR_RESPONSES, Deleted, Id, TenantCreate, TenantOut, TenantUpdate
+from ingress.admin.deps import ERROR_RESPONSES, now_ms
 from ingress.admin.store import ControlStore
+from schemas.admin import Deleted, Id, TenantCreate, TenantOut, TenantUpdate
 from schemas.control import PrivacyRules, Tenant
 from schemas.errors import InvalidRequest, RecordConflict
 from services import control, privacy

@@ -7,9 +7,9 @@ import datetime as dt
 
 from litestar import Controller, get
 
-from ingress.admin.deps import now_ms
-from ingress.admin.shapes import ERROR_RESPONSES, BudgetStanding, Id, SpendRow, UsageOut
+from ingress.admin.deps import ERROR_RESPONSES, now_ms
 from ingress.admin.store import ControlStore
+from schemas.admin import BudgetStanding, Id, SpendRow, UsageOut
 from schemas.errors import InvalidRequest
 from services import control, pricing, quota
 from services.control import Actor

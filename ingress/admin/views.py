@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ingress.admin.shapes import (
+from schemas.admin import (
     ApprovalRuleOut,
     BudgetIn,
     BudgetOut,

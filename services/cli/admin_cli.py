@@ -3,20 +3,51 @@ the command line, as tables for people and ``--json`` for scripts.
 
 The admin key comes from ``SLUICE_ADMIN_KEY``, else from the file ``sluice up``
 wrote (``.sluice/admin-key``); the gateway from ``--url`` / ``SLUICE_URL``.
+
+Requests are the admin API's own shapes (``schemas.admin``), encoded by
+msgspec; answers are read back into them for the tables, and ``--json``
+prints them as the API gave them.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, get_args
 
 import httpx
+import msgspec
+from msgspec import UNSET, UnsetType
 from rich.console import Console
 from rich.table import Table
+
+from schemas.admin import (
+    BudgetIn,
+    BudgetOut,
+    CacheIn,
+    Decision,
+    Deleted,
+    KeyCreate,
+    KeyOut,
+    KeyRotate,
+    KeyUpdate,
+    KeyWithSecret,
+    LimitsIn,
+    SubscriptionCreate,
+    SubscriptionOut,
+    TenantCreate,
+    TenantOut,
+    TenantUpdate,
+    UsageOut,
+)
+from schemas.control import Period, PrivacyRules, Role, SubscriptionState
+
+T = TypeVar("T")
 
 
 class AdminError(Exception):
@@ -33,12 +64,21 @@ def admin_key() -> str:
     raise AdminError(f"no admin key: set SLUICE_ADMIN_KEY, or run `sluice up` (it writes {path})")
 
 
-def call(args: argparse.Namespace, method: str, path: str, body: dict | None = None, params: dict | None = None) -> Any:
+_json = msgspec.json.Encoder()
+
+
+def call(
+    args: argparse.Namespace, method: str, path: str, body: msgspec.Struct | None = None, params: dict | None = None
+) -> Any:
+    """The admin API's JSON answer; ``body`` is one of its request shapes (``schemas.admin``)."""
     url = f"{args.url.rstrip('/')}/admin/v1{path}"
+    headers = {"authorization": f"Bearer {admin_key()}"}
+    content = None
+    if body is not None:
+        content = _json.encode(body)
+        headers["content-type"] = "application/json"
     try:
-        resp = httpx.request(
-            method, url, json=body, params=params, headers={"authorization": f"Bearer {admin_key()}"}, timeout=30
-        )
+        resp = httpx.request(method, url, content=content, params=params, headers=headers, timeout=30)
     except httpx.TransportError as exc:
         raise AdminError(f"no gateway answers at {args.url} ({exc}); start one with `sluice up`") from None
     if resp.status_code >= 400:
@@ -53,94 +93,91 @@ def call(args: argparse.Namespace, method: str, path: str, body: dict | None = N
 # --- rendering -----------------------------------------------------------------
 
 
-def _limits(d: dict) -> str:
-    parts = [
-        f"{d[k]} {label}" for k, label in (("rpm", "rpm"), ("tpm", "tpm"), ("max_parallel", "parallel")) if d.get(k)
+def _limits(limits: LimitsIn) -> str:
+    pairs = ((limits.rpm, "rpm"), (limits.tpm, "tpm"), (limits.max_parallel, "parallel"))
+    return ", ".join(f"{n} {label}" for n, label in pairs if n) or "-"
+
+
+def _budget(b: BudgetOut | None) -> str:
+    return f"${b.usd} {b.period}" if b else "-"
+
+
+def _when(value: dt.datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def _tenant_row(t: TenantOut) -> list[str]:
+    return [t.id, _limits(t.limits), _budget(t.budget), t.owner, _when(t.created_at)]
+
+
+def _key_row(k: KeyOut) -> list[str]:
+    return [
+        k.id,
+        k.tenant or "-",
+        k.name or "-",
+        k.role,
+        " ".join(k.models),
+        _limits(k.limits),
+        _budget(k.budget),
+        "disabled" if k.disabled else "active",
+        _when(k.expires_at),
+        _when(k.last_used_at),
     ]
-    return ", ".join(parts) or "-"
 
 
-def _budget(b: dict | None) -> str:
-    return f"${b['usd']} {b['period']}" if b else "-"
+def _subscription_row(s: SubscriptionOut) -> list[str]:
+    return [s.id, s.tenant, s.model, s.state, s.reason or "-", s.decided_by or "-", _when(s.created_at)]
 
 
-def _when(value: str | None) -> str:
-    return value[:19].replace("T", " ") if value else "-"
-
-
-COLUMNS: dict[str, list[tuple[str, Any]]] = {
-    "tenant": [
-        ("id", lambda r: r["id"]),
-        ("limits", lambda r: _limits(r["limits"])),
-        ("budget", lambda r: _budget(r["budget"])),
-        ("owner", lambda r: r["owner"]),
-        ("created", lambda r: _when(r["created_at"])),
-    ],
-    "key": [
-        ("id", lambda r: r["id"]),
-        ("tenant", lambda r: r["tenant"] or "-"),
-        ("name", lambda r: r["name"] or "-"),
-        ("role", lambda r: r["role"]),
-        ("models", lambda r: " ".join(r["models"])),
-        ("limits", lambda r: _limits(r["limits"])),
-        ("budget", lambda r: _budget(r["budget"])),
-        ("state", lambda r: "disabled" if r["disabled"] else "active"),
-        ("expires", lambda r: _when(r["expires_at"])),
-        ("last used", lambda r: _when(r["last_used_at"])),
-    ],
-    "subscription": [
-        ("id", lambda r: r["id"]),
-        ("tenant", lambda r: r["tenant"]),
-        ("model", lambda r: r["model"]),
-        ("state", lambda r: r["state"]),
-        ("reason", lambda r: r["reason"] or "-"),
-        ("decided by", lambda r: r["decided_by"] or "-"),
-        ("created", lambda r: _when(r["created_at"])),
-    ],
+_KEY_TABLE = (
+    ["id", "tenant", "name", "role", "models", "limits", "budget", "state", "expires", "last used"],
+    _key_row,
+)
+# An answer's shape -> its table's titles, and a row of it.
+TABLES: dict[type, tuple[list[str], Callable[[Any], list[str]]]] = {
+    TenantOut: (["id", "limits", "budget", "owner", "created"], _tenant_row),
+    KeyOut: _KEY_TABLE,
+    KeyWithSecret: _KEY_TABLE,
+    SubscriptionOut: (["id", "tenant", "model", "state", "reason", "decided by", "created"], _subscription_row),
 }
 
 
-def show(args: argparse.Namespace, kind: str, data: Any) -> None:
+def show(args: argparse.Namespace, shape: type, data: Any) -> None:
+    """The answer as the API gave it (``--json``), else read as ``shape`` into a table."""
     if args.json:
         print(json.dumps(data, indent=2))
         return
-    if kind == "usage":
-        show_usage(data)
+    if shape is UsageOut:
+        show_usage(msgspec.convert(data, UsageOut))
         return
-    rows = data if isinstance(data, list) else [data]
+    rows = msgspec.convert(data if isinstance(data, list) else [data], list[shape])
+    titles, row_of = TABLES[shape]
     table = Table(show_edge=False, header_style="bold")
-    for title, _ in COLUMNS[kind]:
+    for title in titles:
         table.add_column(title, no_wrap=title in ("id", "tenant"), overflow="fold")
     for row in rows:
-        table.add_row(*(str(get(row)) for _, get in COLUMNS[kind]))
+        table.add_row(*row_of(row))
     # Piped into a file or another program, rows stay whole rather than wrap at 80.
     console = Console(width=None if sys.stdout.isatty() else 250)
     console.print(table)
-    if not isinstance(data, list) and data.get("secret"):
-        console.print(f"\nsecret (shown once): [bold]{data['secret']}[/bold]")
+    for row in rows:
+        if isinstance(row, KeyWithSecret):
+            console.print(f"\nsecret (shown once): [bold]{row.secret}[/bold]")
 
 
-def show_usage(data: dict) -> None:
+def show_usage(data: UsageOut) -> None:
     console = Console(width=None if sys.stdout.isatty() else 250)
-    spend = Table(title=f"spend since {_when(data['since'])} UTC", show_edge=False, header_style="bold")
+    spend = Table(title=f"spend since {_when(data.since)} UTC", show_edge=False, header_style="bold")
     for title in ("tenant", "key", "requests", "tokens", "cost USD"):
         spend.add_column(title, justify="right" if title in ("requests", "tokens", "cost USD") else "left")
-    for r in data["spend"]:
-        spend.add_row(r["tenant"], r["key"], str(r["requests"]), str(r["tokens"]), r["cost_usd"])
+    for r in data.spend:
+        spend.add_row(r.tenant, r.key, str(r.requests), str(r.tokens), r.cost_usd)
     console.print(spend)
     budgets = Table(title="budgets now", show_edge=False, header_style="bold")
     for title in ("scope", "id", "period", "limit USD", "committed USD", "remaining USD", "resets"):
         budgets.add_column(title)
-    for b in data["budgets"]:
-        budgets.add_row(
-            b["scope"],
-            b["id"],
-            b["period"],
-            b["limit_usd"],
-            b["committed_usd"],
-            b["remaining_usd"],
-            _when(b["resets_at"]),
-        )
+    for b in data.budgets:
+        budgets.add_row(b.scope, b.id, b.period, b.limit_usd, b.committed_usd, b.remaining_usd, _when(b.resets_at))
     console.print(budgets)
 
 
@@ -155,12 +192,14 @@ def _add_limits(p: argparse.ArgumentParser) -> None:
 
 def _add_budget(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget-usd", help='spending cap in USD, e.g. "25.00"')
-    p.add_argument("--budget-period", choices=["daily", "monthly", "total"], default="monthly")
+    p.add_argument("--budget-period", choices=get_args(Period), default="monthly")
 
 
 def _add_cache(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-max-age", type=int, metavar="S", help="opt in to the response cache for up to S seconds")
-    p.add_argument("--cache-default", type=int, metavar="S", help="cache requests that do not ask, for S seconds")
+    p.add_argument(
+        "--cache-default", type=int, default=0, metavar="S", help="cache requests that do not ask, for S seconds"
+    )
 
 
 def _add_privacy(p: argparse.ArgumentParser) -> None:
@@ -171,35 +210,47 @@ def _add_privacy(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _privacy_body(args: argparse.Namespace) -> Any:
-    """The rules to send, UNSET-like None when not asked, "off" to remove them."""
-    source = getattr(args, "privacy_file", None)
-    if source is None or source == "off":
-        return source
+def _privacy_of(args: argparse.Namespace) -> PrivacyRules | UnsetType | None:
+    """The rules to send: UNSET when not asked, None to remove them ("off")."""
+    source = args.privacy_file
+    if source is None:
+        return UNSET
+    if source == "off":
+        return None
     text = sys.stdin.read() if source == "-" else Path(source).read_text()
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
+        # As lax as the admin API's own reading (Litestar converts with strict=False).
+        return msgspec.json.decode(text, type=PrivacyRules, strict=False)
+    except msgspec.ValidationError as exc:
+        raise AdminError(f"--privacy-file {source}: {exc}") from None
+    except msgspec.DecodeError as exc:
         raise AdminError(f"--privacy-file {source}: not JSON ({exc})") from None
 
 
-def _cache_body(args: argparse.Namespace) -> dict | str | None:
-    """The cache opt-in to send; "off" for --cache-max-age 0 (opt out)."""
+def _cache_of(args: argparse.Namespace) -> CacheIn | UnsetType | None:
+    """The cache opt-in to send: UNSET when not asked, None to opt out (--cache-max-age 0)."""
     if args.cache_max_age is None:
-        return None
+        return UNSET
     if args.cache_max_age == 0:
-        return "off"
-    return _without_none({"max_age_s": args.cache_max_age, "default_max_age_s": args.cache_default})
+        return None
+    try:
+        return CacheIn(max_age_s=args.cache_max_age, default_max_age_s=args.cache_default)
+    except ValueError as exc:  # what the API would refuse too
+        raise AdminError(f"--cache-default: {exc}") from None
 
 
-def _limits_body(args: argparse.Namespace) -> dict | None:
-    pairs = (("rpm", args.rpm), ("tpm", args.tpm), ("max_parallel", args.max_parallel))
-    limits = {k: v for k, v in pairs if v is not None}
-    return limits or None
+def _limits_of(args: argparse.Namespace, base: LimitsIn | None = None) -> LimitsIn:
+    """``base`` (no limits, unless given) with the limits named on the command line."""
+    base = base or LimitsIn()
+    return LimitsIn(
+        rpm=base.rpm if args.rpm is None else args.rpm,
+        tpm=base.tpm if args.tpm is None else args.tpm,
+        max_parallel=base.max_parallel if args.max_parallel is None else args.max_parallel,
+    )
 
 
-def _budget_body(args: argparse.Namespace) -> dict | None:
-    return {"usd": args.budget_usd, "period": args.budget_period} if args.budget_usd is not None else None
+def _budget_of(args: argparse.Namespace) -> BudgetIn | None:
+    return BudgetIn(usd=args.budget_usd, period=args.budget_period) if args.budget_usd is not None else None
 
 
 def _metadata(pairs: list[str] | None) -> dict[str, str]:
@@ -212,116 +263,135 @@ def _metadata(pairs: list[str] | None) -> dict[str, str]:
     return out
 
 
+def _time_of(flag: str, text: str | None) -> dt.datetime | None:
+    if text is None:
+        return None
+    try:
+        return msgspec.convert(text, dt.datetime)
+    except msgspec.ValidationError:
+        raise AdminError(f"{flag} {text!r}: write an ISO 8601 time with a zone, e.g. 2027-01-01T00:00:00Z") from None
+
+
+def _unset_if_none(value: T | None) -> T | UnsetType:
+    return UNSET if value is None else value
+
+
 def _without_none(d: dict) -> dict:
     return {k: v for k, v in d.items() if v is not None}
 
 
 # --- commands ------------------------------------------------------------------
+# Each answers (the shape of the API's answer, the answer).
 
 
-def tenants(args: argparse.Namespace) -> Any:
-    cache = _cache_body(args) if args.action in ("create", "update") else None
+def tenants(args: argparse.Namespace) -> tuple[type, Any]:
     if args.action == "create":
-        body = _without_none({"id": args.name, "limits": _limits_body(args), "budget": _budget_body(args)})
-        if isinstance(cache, dict):
-            body["cache"] = cache
-        rules = _privacy_body(args)
-        if rules not in (None, "off"):
-            body["privacy"] = rules
-        return "tenant", call(args, "POST", "/tenants", body)
-    if args.action == "list":
-        return "tenant", call(args, "GET", "/tenants")
-    if args.action == "show":
-        return "tenant", call(args, "GET", f"/tenants/{args.name}")
-    if args.action == "update":
-        body = _without_none({"limits": _limits_body(args), "budget": _budget_body(args)})
-        if cache is not None:
-            body["cache"] = None if cache == "off" else cache
-        rules = _privacy_body(args)
-        if rules is not None:
-            body["privacy"] = None if rules == "off" else rules
-        return "tenant", call(args, "PATCH", f"/tenants/{args.name}", body)
-    return None, call(args, "DELETE", f"/tenants/{args.name}")
-
-
-def keys(args: argparse.Namespace) -> Any:
-    if args.action == "create":
-        body = _without_none(
-            {
-                "tenant": args.tenant,
-                "name": args.name,
-                "role": args.role,
-                "models": args.models,
-                "limits": _limits_body(args),
-                "budget": _budget_body(args),
-                "metadata": _metadata(args.meta) or None,
-                "expires_at": args.expires_at,
-                "may_pin": args.may_pin or None,
-            }
+        cache, rules = _cache_of(args), _privacy_of(args)
+        body = TenantCreate(
+            id=args.name,
+            limits=_limits_of(args),
+            budget=_budget_of(args),
+            cache=cache if isinstance(cache, CacheIn) else None,
+            privacy=rules if isinstance(rules, PrivacyRules) else None,
         )
-        return "key", call(args, "POST", "/keys", body)
+        return TenantOut, call(args, "POST", "/tenants", body)
     if args.action == "list":
-        return "key", call(args, "GET", "/keys", params=_without_none({"tenant": args.tenant}))
+        return TenantOut, call(args, "GET", "/tenants")
     if args.action == "show":
-        return "key", call(args, "GET", f"/keys/{args.id}")
-    if args.action == "rotate":
-        return "key", call(args, "POST", f"/keys/{args.id}/rotate", {"grace_seconds": args.grace_seconds})
-    if args.action == "disable":
-        return "key", call(args, "POST", f"/keys/{args.id}/disable")
-    if args.action == "enable":
-        return "key", call(args, "PATCH", f"/keys/{args.id}", {"disabled": False})
-    return None, call(args, "DELETE", f"/keys/{args.id}")
+        return TenantOut, call(args, "GET", f"/tenants/{args.name}")
+    if args.action == "update":
+        limits = _limits_of(args)
+        change = TenantUpdate(
+            limits=limits if limits != LimitsIn() else UNSET,
+            budget=_unset_if_none(_budget_of(args)),
+            cache=_cache_of(args),
+            privacy=_privacy_of(args),
+        )
+        return TenantOut, call(args, "PATCH", f"/tenants/{args.name}", change)
+    return Deleted, call(args, "DELETE", f"/tenants/{args.name}")
 
 
-def subscriptions(args: argparse.Namespace) -> Any:
+def keys(args: argparse.Namespace) -> tuple[type, Any]:
     if args.action == "create":
-        return "subscription", call(
-            args, "POST", "/subscriptions", _without_none({"model": args.model, "tenant": args.tenant})
+        body = KeyCreate(
+            tenant=args.tenant,
+            name=args.name,
+            role=args.role,
+            models=args.models,
+            limits=_limits_of(args),
+            budget=_budget_of(args),
+            metadata=_metadata(args.meta),
+            expires_at=_time_of("--expires-at", args.expires_at),
+            may_pin=args.may_pin,
+        )
+        return KeyWithSecret, call(args, "POST", "/keys", body)
+    if args.action == "list":
+        return KeyOut, call(args, "GET", "/keys", params=_without_none({"tenant": args.tenant}))
+    if args.action == "show":
+        return KeyOut, call(args, "GET", f"/keys/{args.id}")
+    if args.action == "rotate":
+        return KeyWithSecret, call(args, "POST", f"/keys/{args.id}/rotate", KeyRotate(grace_seconds=args.grace_seconds))
+    if args.action == "disable":
+        return KeyOut, call(args, "POST", f"/keys/{args.id}/disable")
+    if args.action == "enable":
+        return KeyOut, call(args, "PATCH", f"/keys/{args.id}", KeyUpdate(disabled=False))
+    return Deleted, call(args, "DELETE", f"/keys/{args.id}")
+
+
+def subscriptions(args: argparse.Namespace) -> tuple[type, Any]:
+    if args.action == "create":
+        return SubscriptionOut, call(
+            args, "POST", "/subscriptions", SubscriptionCreate(model=args.model, tenant=args.tenant)
         )
     if args.action == "list":
         params = _without_none({"tenant": args.tenant, "status": args.status})
-        return "subscription", call(args, "GET", "/subscriptions", params=params)
+        return SubscriptionOut, call(args, "GET", "/subscriptions", params=params)
     if args.action == "show":
-        return "subscription", call(args, "GET", f"/subscriptions/{args.id}")
-    return "subscription", call(args, "POST", f"/subscriptions/{args.id}/{args.action}", {"reason": args.reason})
+        return SubscriptionOut, call(args, "GET", f"/subscriptions/{args.id}")
+    decision = Decision(reason=args.reason)
+    return SubscriptionOut, call(args, "POST", f"/subscriptions/{args.id}/{args.action}", decision)
 
 
-def _target(args: argparse.Namespace) -> tuple[str, str]:
-    return ("key", f"/keys/{args.key}") if args.key else ("tenant", f"/tenants/{args.tenant}")
+def _target(args: argparse.Namespace) -> tuple[type[KeyOut] | type[TenantOut], type[KeyUpdate | TenantUpdate], str]:
+    """(its answer's shape, its change's shape, its path) for --key or --tenant."""
+    if args.key:
+        return KeyOut, KeyUpdate, f"/keys/{args.key}"
+    return TenantOut, TenantUpdate, f"/tenants/{args.tenant}"
 
 
-def limits(args: argparse.Namespace) -> Any:
-    kind, path = _target(args)
+def limits(args: argparse.Namespace) -> tuple[type, Any]:
+    shape, update, path = _target(args)
     current = call(args, "GET", path)
     if args.action == "show":
-        return kind, current
+        return shape, current
     # Only the limits named change; `--rpm 0` is refused by the API, not dropped.
-    return kind, call(args, "PATCH", path, {"limits": {**current["limits"], **(_limits_body(args) or {})}})
+    now = msgspec.convert(current, shape).limits
+    return shape, call(args, "PATCH", path, update(limits=_limits_of(args, now)))
 
 
-def budgets(args: argparse.Namespace) -> Any:
-    kind, path = _target(args)
+def budgets(args: argparse.Namespace) -> tuple[type, Any]:
+    shape, update, path = _target(args)
     if args.action == "show":
-        return kind, call(args, "GET", path)
+        return shape, call(args, "GET", path)
     if args.action == "clear":
-        return kind, call(args, "PATCH", path, {"budget": None})
-    return kind, call(args, "PATCH", path, {"budget": {"usd": args.usd, "period": args.period}})
+        return shape, call(args, "PATCH", path, update(budget=None))
+    return shape, call(args, "PATCH", path, update(budget=BudgetIn(usd=args.usd, period=args.period)))
 
 
-def usage(args: argparse.Namespace) -> Any:
-    return "usage", call(args, "GET", "/usage", params=_without_none({"tenant": args.tenant, "since": args.since}))
+def usage(args: argparse.Namespace) -> tuple[type, Any]:
+    return UsageOut, call(args, "GET", "/usage", params=_without_none({"tenant": args.tenant, "since": args.since}))
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        kind, data = args.handler(args)
+        shape, data = args.handler(args)
     except AdminError as exc:
         print(f"sluice {args.command} {args.action}: {exc}", file=sys.stderr)
         return 1
-    if kind is None:  # a deletion
-        print(json.dumps(data) if args.json else f"deleted {data['id']}")
+    if shape is Deleted:
+        print(json.dumps(data) if args.json else f"deleted {msgspec.convert(data, Deleted).id}")
     else:
-        show(args, kind, data)
+        show(args, shape, data)
     return 0
 
 
@@ -357,9 +427,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     k = group("keys", "API keys: create (the secret is printed once), rotate, disable", keys)
     p = k.add_parser("create", parents=[common])
     p.add_argument("--tenant", help="required with a gateway admin key")
-    p.add_argument("--name")
-    p.add_argument("--role", choices=["caller", "tenant_admin", "gateway_admin"])
-    p.add_argument("--models", nargs="+", metavar="PATTERN", help="model names or fnmatch patterns (default: all)")
+    p.add_argument("--name", default="")
+    p.add_argument("--role", choices=get_args(Role), default="caller")
+    p.add_argument(
+        "--models", nargs="+", default=["*"], metavar="PATTERN", help="model names or fnmatch patterns (default: all)"
+    )
     p.add_argument("--expires-at", help="ISO 8601 time with a zone, e.g. 2027-01-01T00:00:00Z")
     p.add_argument("--meta", nargs="+", metavar="NAME=VALUE")
     p.add_argument("--may-pin", action="store_true", help="may choose a deployment (x-sluice-deployment)")
@@ -379,7 +451,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tenant")
     p = s.add_parser("list", parents=[common])
     p.add_argument("--tenant")
-    p.add_argument("--status", choices=["pending", "approved", "rejected", "revoked"])
+    p.add_argument("--status", choices=get_args(SubscriptionState))
     s.add_parser("show", parents=[common]).add_argument("id")
     for action in ("approve", "reject", "revoke"):
         p = s.add_parser(action, parents=[common])
@@ -403,4 +475,4 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                 _add_limits(p)
             elif action == "set":
                 p.add_argument("--usd", required=True)
-                p.add_argument("--period", choices=["daily", "monthly", "total"], default="monthly")
+                p.add_argument("--period", choices=get_args(Period), default="monthly")

@@ -14,15 +14,16 @@ import os
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, get_args
 
 import msgspec
 import nats.errors
 from nats.aio.client import Client
 
 from schemas import subjects
+from schemas.admin import ApiIn, LabelMove, PromptContent, PromptCreate, VersionCreate
 from schemas.errors import GatewayError
-from schemas.prompts import Prompt, PromptVersion, decode_prompt, decode_version
+from schemas.prompts import ApiState, Prompt, PromptVersion, decode_prompt, decode_version
 from services import prompts
 from services.bus import process
 from services.bus.kv import read_bucket
@@ -59,11 +60,12 @@ def _value(text: str) -> Any:
 
 
 WRITES = ("create", "version", "label", "publish")
+C = TypeVar("C", bound=PromptContent)
 
 
-def _content(path: str) -> dict[str, Any]:
+def _content(path: str, shape: type[C]) -> C:
     """A version's content from a TOML or JSON file (the fields of a
-    ``[[prompts]]`` entry in the config file)."""
+    ``[[prompts]]`` entry in the config file), read as ``shape``."""
     text = Path(path).read_text()
     try:
         data = tomllib.loads(text) if not path.endswith(".json") else json.loads(text)
@@ -71,7 +73,11 @@ def _content(path: str) -> dict[str, Any]:
         raise admin_cli.AdminError(f"{path}: {exc}") from None
     if not isinstance(data, dict):
         raise admin_cli.AdminError(f"{path}: expected a table of the prompt's fields")
-    return data
+    try:
+        # As lax as the admin API's own reading (Litestar converts with strict=False).
+        return msgspec.convert(data, shape, strict=False)
+    except msgspec.ValidationError as exc:
+        raise admin_cli.AdminError(f"{path}: {exc}") from None
 
 
 def _ms_of(text: str) -> int:
@@ -87,20 +93,24 @@ def _ms_of(text: str) -> int:
 def _write(args: argparse.Namespace) -> Any:
     name = args.name
     if args.action == "create":
-        return admin_cli.call(args, "POST", "/prompts", {"name": name, **_content(args.file)})
+        prompt = msgspec.structs.replace(_content(args.file, PromptCreate), name=name)
+        return admin_cli.call(args, "POST", "/prompts", prompt)
     if args.action == "version":
-        body = {**_content(args.file), **({"label": args.label} if args.label else {})}
-        return admin_cli.call(args, "POST", f"/prompts/{name}/versions", body)
+        version = _content(args.file, VersionCreate)
+        if args.label:
+            version = msgspec.structs.replace(version, label=args.label)
+        return admin_cli.call(args, "POST", f"/prompts/{name}/versions", version)
     if args.action == "label":
-        return admin_cli.call(args, "PUT", f"/prompts/{name}/labels/{args.label}", {"version": args.version})
-    api = {
-        "slug": args.slug or name,
-        "state": args.state,
-        "label": args.serve,
-        "successor": args.successor,
-        "requires_approval": args.requires_approval,
-        "sunset_at_ms": _ms_of(args.sunset) if args.sunset else 0,
-    }
+        move = LabelMove(version=args.version)
+        return admin_cli.call(args, "PUT", f"/prompts/{name}/labels/{args.label}", move)
+    api = ApiIn(
+        slug=args.slug or name,
+        state=args.state,
+        label=args.serve,
+        successor=args.successor,
+        requires_approval=args.requires_approval,
+        sunset_at_ms=_ms_of(args.sunset) if args.sunset else 0,
+    )
     return admin_cli.call(args, "PUT", f"/prompts/{name}/api", api)
 
 
@@ -198,7 +208,7 @@ def add_parser(sub: argparse._SubParsersAction, nats_url: str, creds: str | None
     publish = actions.add_parser("publish", parents=[admin], help="publish as POST /apis/<slug>, or change its state")
     publish.add_argument("name")
     publish.add_argument("--slug", help="default: the prompt's name")
-    publish.add_argument("--state", choices=["draft", "published", "deprecated", "retired"], default="published")
+    publish.add_argument("--state", choices=get_args(ApiState), default="published")
     publish.add_argument("--serve", default="production", metavar="LABEL", help="the label whose version answers")
     publish.add_argument("--successor", default="", metavar="SLUG", help="where callers should go instead")
     publish.add_argument("--sunset", help="when it goes away: ISO 8601 time with a zone")

@@ -1,17 +1,32 @@
-"""What the admin API reads and answers: msgspec Structs, validated by
-Litestar before any handler runs and published in the OpenAPI document."""
+"""The admin API's wire shapes: what crosses HTTP between a client (the
+``sluice`` command, a script) and ``/admin/v1``.
+
+The ingress serves them (``ingress/admin``: Litestar validates every request
+against them before a handler runs, and publishes them in the API's OpenAPI
+document, ``GET /admin/v1/openapi.json``); the command line builds its
+requests from them (``services/cli/admin_cli.py``, ``prompts_cli.py``), so a
+renamed field fails in the tests of both. They never ride on the bus, so the
+bus contract (``schemas/contract.py``) leaves them out: the OpenAPI document
+is their published contract.
+
+Requests are ``Strict`` (an unknown field is refused; defaults are left out
+when encoded); ``...Update`` shapes leave a field ``UNSET`` to keep it.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar.openapi import ResponseSpec
 from msgspec import UNSET, Meta, UnsetType
 
 from schemas.control import Period, PrivacyRules, Role, SubscriptionState
-from services import call_logs
+from schemas.prompts import ApiState, ChainStep, PromptMessage, PromptParams, Variable
+
+# The largest call-log cap a tenant may set: a call log travels in an event
+# batch. services.call_logs.MAX_CAP_BYTES (the config file's bound) is the same number.
+CALL_LOG_MAX_BYTES = 262_144
 
 Id = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Letters, digits, '_' or '-'; 1-64.")]
 Usd = Annotated[
@@ -26,8 +41,13 @@ Metadata = Annotated[
 Name = Annotated[str, Meta(max_length=128)]
 Reason = Annotated[str, Meta(max_length=1000)]
 CallLogBytes = Annotated[
-    int, Meta(ge=0, le=call_logs.MAX_CAP_BYTES, description="Each body cut at this many bytes; 0 keeps none.")
+    int, Meta(ge=0, le=CALL_LOG_MAX_BYTES, description="Each body cut at this many bytes; 0 keeps none.")
 ]
+Label = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="A label, e.g. production or staging.")]
+Number = Annotated[int, Meta(ge=1, le=10**9)]
+
+
+# --- shared --------------------------------------------------------------------
 
 
 class Strict(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -61,6 +81,9 @@ class CacheIn(Strict):
     def __post_init__(self) -> None:
         if self.default_max_age_s > self.max_age_s:
             raise ValueError("default_max_age_s must not exceed max_age_s")
+
+
+# --- tenants -------------------------------------------------------------------
 
 
 class TenantCreate(Strict):
@@ -101,6 +124,9 @@ class TenantOut(msgspec.Struct):
     job_concurrency: int = 0
     call_log_max_bytes: int = 0
     privacy: PrivacyRules | None = None
+
+
+# --- keys ----------------------------------------------------------------------
 
 
 class KeyCreate(Strict):
@@ -160,6 +186,9 @@ class KeyWithSecret(KeyOut):
     secret: str
 
 
+# --- subscriptions and approval rules ------------------------------------------
+
+
 class SubscriptionCreate(Strict):
     model: Pattern
     tenant: Id | None = None
@@ -191,6 +220,9 @@ class ApprovalRuleOut(msgspec.Struct):
     created_at: dt.datetime | None
 
 
+# --- usage ---------------------------------------------------------------------
+
+
 class SpendRow(msgspec.Struct):
     tenant: str
     key: str
@@ -218,6 +250,9 @@ class UsageOut(msgspec.Struct):
     budgets: list[BudgetStanding]
 
 
+# --- errors and deletions ------------------------------------------------------
+
+
 class ErrorBody(msgspec.Struct):
     message: str
     type: str
@@ -236,14 +271,59 @@ class Deleted(msgspec.Struct):
     deleted: Literal[True] = True
 
 
-# Every admin endpoint may answer these, each with an ``ErrorOut`` body.
-ERROR_RESPONSES = {
-    status: ResponseSpec(data_container=ErrorOut, description=what)
-    for status, what in (
-        (400, "The request is malformed or invalid"),
-        (401, "No key, or a key that is not valid"),
-        (403, "The key may not do this"),
-        (404, "No such record (or another tenant's)"),
-        (409, "The record exists, changed meanwhile, or comes from the config file"),
-    )
-}
+# --- prompts -------------------------------------------------------------------
+
+
+class PromptContent(Strict):
+    """What a version says: messages sent to a model, or a chain of steps."""
+
+    messages: Annotated[list[PromptMessage], Meta(max_length=64)] = []
+    model: Annotated[str, Meta(max_length=256)] = ""
+    steps: Annotated[list[ChainStep], Meta(max_length=8)] = []
+    variables: Annotated[list[Variable], Meta(max_length=64)] = []
+    params: PromptParams = msgspec.field(default_factory=PromptParams)
+    output_schema: dict[str, Any] | None = None
+    note: Annotated[str, Meta(max_length=1000)] = ""
+
+
+class ApiIn(Strict):
+    slug: Id
+    state: ApiState = "draft"
+    label: Label = "production"
+    successor: Annotated[str, Meta(max_length=64)] = ""
+    sunset_at_ms: Annotated[int, Meta(ge=0)] = 0
+    requires_approval: bool = False
+
+
+class PromptCreate(PromptContent):
+    name: Id = ""
+    api: ApiIn | None = None
+
+
+class VersionCreate(PromptContent):
+    # A label to point at the new version at once (e.g. "staging").
+    label: Label | None = None
+
+
+class LabelMove(Strict):
+    version: Number
+
+
+class DiffOut(msgspec.Struct):
+    diff: str
+
+
+# --- analytics -----------------------------------------------------------------
+
+
+class QueryOut(msgspec.Struct):
+    name: str
+    columns: list[str]
+    rows: list[list[Any]]
+
+
+class NamedQueryInfo(msgspec.Struct):
+    name: str
+    description: str
+    params: dict[str, str]
+    per_tenant: bool
