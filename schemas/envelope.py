@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import msgspec
 
@@ -15,8 +15,15 @@ from schemas.reservation import Reservation
 Origin = Literal["http", "ws", "nats", "job"]
 # Which client API the request came in on ("messages": Anthropic's shape).
 Api = Literal["chat", "messages", "embeddings"]
+# The stages after the ingress, in the order a request visits them (it skips
+# those its slip leaves out): each a worker that ``workers/runner.py`` runs, in
+# a process alone or hosted with others (``workers/pipeline.py``).
+WorkerStage = Literal["policy", "redact", "route", "cache", "provider"]
 # Everything that holds a request and records a span.
-StageName = Literal["ingress", "policy", "redact", "route", "cache", "provider"]
+StageName = Literal["ingress", WorkerStage]
+# The one list of stages: every table of them (processes, NATS roles, what
+# /readyz waits for) is built from it.
+WORKER_STAGES: tuple[WorkerStage, ...] = get_args(WorkerStage)
 
 
 class Span(msgspec.Struct, array_like=True):

@@ -8,9 +8,11 @@ connected and every needed stage is up.
 
 from __future__ import annotations
 
-# Everything a request may need: policy, redaction (tenants with rules), routing,
-# the cache (tenants that cache), the upstream call, and the sink that records it.
-NEEDED = ("policy", "redact", "route", "cache", "provider", "sink")
+from schemas.envelope import WORKER_STAGES
+
+# Everything a request may need: every worker stage (redaction for tenants with
+# rules, the cache for tenants that cache), and the sink that records it.
+NEEDED: tuple[str, ...] = (*WORKER_STAGES, "sink")
 
 
 class Readiness:

@@ -22,6 +22,7 @@ from pathlib import Path
 import msgspec
 
 from schemas import subjects
+from schemas.envelope import WORKER_STAGES
 from services.bus.jetstream_grants import jetstream_publish
 
 _LIFE = [f"{subjects.CONTROL_READY}.*", f"{subjects.CONTROL_HEARTBEAT}.*"]
@@ -133,8 +134,8 @@ ROLES: dict[str, Permissions] = {
     "admin": Permissions(publish=[">"], subscribe=[">"]),
 }
 # Stages hosted together in one process (``workers.pipeline``): any of the
-# request-path stages.
-ROLES["pipeline"] = _hosting("pipeline", "policy", "redact", "route", "cache", "provider")
+# worker stages (each must have its role above).
+ROLES["pipeline"] = _hosting("pipeline", *WORKER_STAGES)
 
 
 def service_permissions(name: str) -> Permissions:

@@ -8,18 +8,25 @@ from pathlib import Path
 
 import msgspec
 
-STAGES = {
-    "policy": ["-m", "workers.policy"],
-    "redact": ["-m", "workers.redaction"],
-    "route": ["-m", "workers.routing"],
-    "cache": ["-m", "workers.cache"],
-    "provider": ["-m", "workers.provider"],
-    "sink": ["-m", "analytics.sink"],
+from schemas.envelope import WorkerStage
+from services.readiness import NEEDED
+
+# The module each stage's process runs.
+_MODULES: dict[str, str] = {
+    "policy": "workers.policy",
+    "redact": "workers.redaction",
+    "route": "workers.routing",
+    "cache": "workers.cache",
+    "provider": "workers.provider",
+    "sink": "analytics.sink",
 }
+# A process for every stage ``/readyz`` waits for (a stage without a module
+# fails here, at import), in the order a request visits them.
+STAGES = {stage: ["-m", _MODULES[stage]] for stage in NEEDED}
 # The default layout hosts these stages together, handing each request from
 # one to the next in memory: one process per replica, named "pipeline",
 # "pipeline-1", ... (``Layout.separate_stages`` runs each alone instead).
-PIPELINE = ("policy", "route", "provider")
+PIPELINE: tuple[WorkerStage, ...] = ("policy", "route", "provider")
 
 
 def process_of(stage: str, *, separate_stages: bool = False) -> str:
