@@ -135,6 +135,9 @@ class Message(msgspec.Struct, omit_defaults=True):
     # A string on a tool message. OpenAI's schema lets other messages carry
     # extra fields of any type; this one means nothing there and is dropped.
     tool_call_id: str | int | float | bool | list[Any] | dict[str, Any] | None = None
+    # An answer's reasoning summary, as the backend gave it (OpenAI's
+    # Responses API); what an assistant message in history says it thought.
+    reasoning: str | None = None
 
     def __post_init__(self) -> None:
         if self.role != "tool":
@@ -216,6 +219,8 @@ class Delta(msgspec.Struct, omit_defaults=True):
     content: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
     finish_reason: str | None = None
+    # More of the answer's reasoning summary (see ``Message.reasoning``).
+    reasoning: str | None = None
 
 
 class Choice(msgspec.Struct, omit_defaults=True):

@@ -1,0 +1,572 @@
+"""OpenAI's Responses shapes for the ``/v1/responses`` front door: a
+create-response request -> the unified request, and unified replies -> the
+``Response`` object and its stream events, whatever provider served them.
+
+A conversation continued with ``previous_response_id`` is the stored items
+followed by the request's own: ``to_chat_body`` takes them as one list.
+What the unified request cannot carry (built-in tools, items of OpenAI's own
+tools, image and file references by URL-less id) is named by
+``builtin_tools`` and ``openai_only_items``, so that the provider stage can
+refuse it for a deployment that is not OpenAI's; an OpenAI deployment gets
+the client's own body.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from schemas.chat import (
+    ChatBody,
+    ContentPart,
+    Delta,
+    FilePart,
+    FileRef,
+    FunctionCall,
+    FunctionDelta,
+    ImagePart,
+    ImageUrl,
+    Message,
+    RefusalPart,
+    TextPart,
+    ToolCall,
+    Usage,
+    content_text,
+)
+from schemas.errors import ErrorType, InvalidRequest
+from schemas.responses import (
+    BuiltinChoice,
+    BuiltinTool,
+    FormatJsonObject,
+    FormatJsonSchema,
+    FormatText,
+    FunctionCallItem,
+    FunctionCallOutputItem,
+    FunctionTool,
+    IncompleteDetails,
+    InputFile,
+    InputImage,
+    InputText,
+    InputTokensDetails,
+    Item,
+    ItemReference,
+    ItemStatus,
+    KeptItem,
+    MessageItem,
+    OutputItem,
+    OutputText,
+    OutputTokensDetails,
+    Reasoning,
+    ReasoningItem,
+    Refusal,
+    Response,
+    ResponseCompletedEvent,
+    ResponseContentPartAddedEvent,
+    ResponseContentPartDoneEvent,
+    ResponseCreatedEvent,
+    ResponseError,
+    ResponseFailedEvent,
+    ResponseFunctionCallArgumentsDeltaEvent,
+    ResponseFunctionCallArgumentsDoneEvent,
+    ResponseIncompleteEvent,
+    ResponseInProgressEvent,
+    ResponseOutputItemAddedEvent,
+    ResponseOutputItemDoneEvent,
+    ResponseReasoningSummaryPartAddedEvent,
+    ResponseReasoningSummaryPartDoneEvent,
+    ResponseReasoningSummaryTextDeltaEvent,
+    ResponseReasoningSummaryTextDoneEvent,
+    ResponsesRequest,
+    ResponseStatus,
+    ResponseStreamEvent,
+    ResponseTextDeltaEvent,
+    ResponseTextDoneEvent,
+    ResponseUsage,
+    SummaryText,
+    TextConfig,
+    ToolChoiceAllowed,
+    ToolChoiceFunction,
+    encode_wire,
+)
+
+_json = msgspec.json.Encoder()
+
+# -- request -> unified ---------------------------------------------------------
+
+
+def items_of(input: str | list[Item] | None) -> list[Item]:
+    """A request's ``input`` as items: a string is one user message."""
+    if input is None:
+        return []
+    if isinstance(input, str):
+        return [MessageItem(role="user", content=input)]
+    return list(input)
+
+
+def builtin_tools(request: ResponsesRequest) -> list[str]:
+    """The types of the request's tools that run on OpenAI's side (``web_search``, ``mcp``, ...)."""
+    return [t.kind for t in request.tools or () if isinstance(t, BuiltinTool)]
+
+
+def openai_only_items(request: ResponsesRequest, input_items: list[Item]) -> list[str]:
+    """What of the conversation (``input_items``, as ``to_chat_body`` takes
+    them) the unified request leaves out because only OpenAI reads it, each
+    named as ``input[2] (web_search_call)``: items of OpenAI's own tools, item
+    references, images and files given only by an id or a URL."""
+    offset = len(input_items) - len(items_of(request.input))
+    found = []
+    for i, item in enumerate(input_items):
+        where = _name(i, offset)
+        if isinstance(item, KeptItem | ItemReference):
+            found.append(f"{where} ({item.kind if isinstance(item, KeptItem) else 'item_reference'})")
+        elif isinstance(item, MessageItem) and isinstance(item.content, list):
+            for j, part in enumerate(item.content):
+                if isinstance(part, InputImage) and not part.image_url:
+                    found.append(f"{where}.content[{j}] (input_image by file_id)")
+                elif isinstance(part, InputFile) and not (part.file_data or part.file_id):
+                    found.append(f"{where}.content[{j}] (input_file by file_url)")
+    return found
+
+
+def _part(part: Any, where: str) -> ContentPart | None:
+    """One content part in chat's shape; None for one only OpenAI reads."""
+    match part:
+        case InputText(text=text) | OutputText(text=text):
+            return TextPart(text=text)
+        case Refusal(refusal=refusal):
+            return RefusalPart(refusal=refusal)
+        case InputImage(image_url=url, file_id=file_id, detail=detail):
+            if url:
+                return ImagePart(image_url=ImageUrl(url=url, detail=detail))
+            if file_id:
+                return None
+            raise InvalidRequest(f"Invalid '{where}': an input_image needs an 'image_url' or a 'file_id'.")
+        case InputFile(file_data=data, file_id=file_id, filename=filename, file_url=url):
+            if data or file_id:
+                return FilePart(file=FileRef(file_data=data, file_id=file_id, filename=filename))
+            if url:
+                return None
+            raise InvalidRequest(f"Invalid '{where}': an input_file needs 'file_data', a 'file_id' or a 'file_url'.")
+    raise InvalidRequest(f"Invalid '{where}': content of type {type(part).__name__} is not supported here.")
+
+
+def _content(content: str | list[Any], where: str) -> str | list[ContentPart]:
+    if isinstance(content, str):
+        return content
+    parts = [p for j, part in enumerate(content) if (p := _part(part, f"{where}[{j}]")) is not None]
+    if len(parts) == 1 and isinstance(parts[0], TextPart):
+        return parts[0].text
+    return parts
+
+
+def _name(i: int, offset: int) -> str:
+    """How an error names item ``i`` of the joined list: by its place in the request's ``input``."""
+    return f"input[{i - offset}]" if i >= offset else f"previous_response_id (item {i})"
+
+
+def _chat_tool(tool: FunctionTool) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": tool.name}
+    if tool.description is not None:
+        function["description"] = tool.description
+    if tool.parameters is not None:
+        function["parameters"] = tool.parameters
+    if tool.strict is not None:
+        function["strict"] = tool.strict
+    return {"type": "function", "function": function}
+
+
+def _chat_tool_choice(choice: Any) -> str | dict[str, Any] | None:
+    match choice:
+        case str():
+            return choice
+        case ToolChoiceFunction(name=name):
+            return {"type": "function", "function": {"name": name}}
+        case ToolChoiceAllowed(mode=mode, tools=tools):
+            named = [
+                {"type": "function", "function": {"name": t.get("name")}} for t in tools if t.get("type") == "function"
+            ]
+            return {"type": "allowed_tools", "allowed_tools": {"mode": mode, "tools": named}}
+    return None  # None, or a built-in tool's (named by builtin_tools)
+
+
+def _response_format(text: TextConfig | None) -> dict[str, Any] | None:
+    match text.format if text else None:
+        case FormatJsonSchema(name=name, schema=schema, description=description, strict=strict):
+            spec: dict[str, Any] = {"name": name, "schema": schema}
+            if description is not None:
+                spec["description"] = description
+            if strict is not None:
+                spec["strict"] = strict
+            return {"type": "json_schema", "json_schema": spec}
+        case FormatJsonObject():
+            return {"type": "json_object"}
+    return None
+
+
+def to_chat_body(request: ResponsesRequest, input_items: list[Item]) -> ChatBody:
+    """The unified request. ``input_items``: the conversation's items, the
+    stored ones (``previous_response_id``) first, then ``items_of(request.input)``.
+
+    Message items become messages (``developer`` a system message);
+    consecutive function calls one assistant message with ``tool_calls``
+    (joined to the assistant's text just before them); a function call's
+    output a tool message; reasoning items, and what ``openai_only_items``
+    names, are left out."""
+    offset = len(input_items) - len(items_of(request.input))
+    if not input_items and not request.instructions:
+        raise InvalidRequest("Missing required parameter: 'input'.")
+    # A call's output must answer a call before it, unless an earlier item is
+    # out of sight (a reference, a stored conversation or prompt of OpenAI's).
+    check_calls = request.conversation is None and request.prompt is None
+    check_calls = check_calls and not any(isinstance(item, ItemReference) for item in input_items)
+    messages: list[Message] = []
+    if request.instructions:
+        messages.append(Message(role="system", content=request.instructions))
+    calls: set[str] = set()
+    # The assistant message that function calls right after it join.
+    assistant: Message | None = None
+    for i, item in enumerate(input_items):
+        where = _name(i, offset)
+        match item:
+            case MessageItem(role=role, content=content):
+                message = Message(
+                    role="system" if role == "developer" else role, content=_content(content, f"{where}.content")
+                )
+                messages.append(message)
+                assistant = message if role == "assistant" else None
+            case FunctionCallItem(call_id=call_id, name=name, arguments=arguments):
+                if not call_id:
+                    raise InvalidRequest(f"Missing required parameter: '{where}.call_id'.")
+                calls.add(call_id)
+                call = ToolCall(id=call_id, function=FunctionCall(name=name, arguments=arguments))
+                if assistant is None:
+                    assistant = Message(role="assistant")
+                    messages.append(assistant)
+                assistant.tool_calls = [*(assistant.tool_calls or ()), call]
+            case FunctionCallOutputItem(call_id=call_id, output=output):
+                if not call_id:
+                    raise InvalidRequest(f"Missing required parameter: '{where}.call_id'.")
+                if check_calls and call_id not in calls:
+                    raise InvalidRequest(f"No tool call found for function call output with call_id {call_id}.")
+                messages.append(Message(role="tool", tool_call_id=call_id, content=_content(output, f"{where}.output")))
+                assistant = None
+            case ReasoningItem():
+                pass
+            case _:  # an item reference, a kept item: see openai_only_items
+                assistant = None
+    tools = [_chat_tool(t) for t in request.tools or () if isinstance(t, FunctionTool)]
+    return ChatBody(
+        model=request.model,
+        messages=messages,
+        stream=bool(request.stream),
+        temperature=request.temperature,
+        top_p=request.top_p,
+        max_completion_tokens=request.max_output_tokens,
+        user=request.user,
+        response_format=_response_format(request.text),
+        tools=tools or None,
+        tool_choice=_chat_tool_choice(request.tool_choice) if tools else None,
+        parallel_tool_calls=request.parallel_tool_calls if tools else None,
+        reasoning_effort=request.reasoning.effort if request.reasoning else None,
+    )
+
+
+# -- unified -> the response ------------------------------------------------------
+
+
+def usage(u: Usage) -> ResponseUsage:
+    return ResponseUsage(
+        input_tokens=u.prompt_tokens,
+        input_tokens_details=InputTokensDetails(cached_tokens=u.cached_tokens, cache_write_tokens=u.cache_write_tokens),
+        output_tokens=u.completion_tokens,
+        output_tokens_details=OutputTokensDetails(reasoning_tokens=u.reasoning_tokens),
+        total_tokens=u.total_tokens,
+    )
+
+
+_INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+def incomplete_reason(finish_reason: str | None) -> str | None:
+    """Why an answer that ended with ``finish_reason`` is incomplete, or None when it is not."""
+    return _INCOMPLETE.get(finish_reason or "")
+
+
+def _suffix(response_id: str) -> str:
+    return response_id.removeprefix("resp_")
+
+
+def item_id(response_id: str, prefix: str, output_index: int) -> str:
+    """An output item's id, the same however the answer was rendered: ``msg_<response>_<index>``."""
+    return f"{prefix}_{_suffix(response_id)}_{output_index}"
+
+
+def output_items(response_id: str, message: Message, status: ItemStatus = "completed") -> list[OutputItem]:
+    """A complete answer as output items: its reasoning summary, its text, its function calls."""
+    items: list[OutputItem] = []
+    if message.reasoning:
+        items.append(ReasoningItem(id=item_id(response_id, "rs", 0), summary=[SummaryText(text=message.reasoning)]))
+    text = content_text(message.content)
+    if text:
+        part = OutputText(text=text)
+        items.append(
+            MessageItem(id=item_id(response_id, "msg", len(items)), role="assistant", status=status, content=[part])
+        )
+    for call in message.tool_calls or ():
+        if isinstance(call, ToolCall):  # custom tools' calls never come back here: they are OpenAI's own
+            fn = call.function
+            items.append(
+                FunctionCallItem(
+                    id=item_id(response_id, "fc", len(items)),
+                    call_id=call.id,
+                    name=fn.name,
+                    arguments=fn.arguments,
+                    status="completed",
+                )
+            )
+    return items
+
+
+def response(
+    id: str,
+    created_at: int,
+    model: str,
+    request: ResponsesRequest,
+    message: Message | None,
+    finish_reason: str | None,
+    u: Usage | None,
+    status: ResponseStatus | None = None,
+    *,
+    output: list[OutputItem] | None = None,
+    error: ResponseError | None = None,
+) -> Response:
+    """The response object, echoing what the request asked for as OpenAI
+    does. ``status`` None: "incomplete" when the answer was cut short
+    (``max_output_tokens``, ``content_filter``), else "completed".
+    ``output``: the items, when already made (a stream's)."""
+    reason = incomplete_reason(finish_reason) if status in (None, "incomplete") else None
+    if status is None:
+        status = "incomplete" if reason else "completed"
+    if output is None:
+        output = output_items(id, message, "incomplete" if reason else "completed") if message else []
+    r = request
+    text = r.text or TextConfig()
+    return Response(
+        id=id,
+        object="response",
+        created_at=created_at,
+        status=status,
+        background=bool(r.background),
+        error=error,
+        incomplete_details=IncompleteDetails(reason=reason) if reason else None,  # type: ignore[arg-type]
+        instructions=r.instructions,
+        max_output_tokens=r.max_output_tokens,  # type: ignore[arg-type]
+        max_tool_calls=r.max_tool_calls,  # type: ignore[arg-type]
+        model=model,
+        output=output,
+        parallel_tool_calls=r.parallel_tool_calls is not False,
+        previous_response_id=r.previous_response_id,
+        prompt_cache_key=r.prompt_cache_key,
+        reasoning=r.reasoning or Reasoning(),
+        safety_identifier=r.safety_identifier,
+        service_tier=r.service_tier if r.service_tier not in (None, "auto") else "default",
+        store=r.store is not False,
+        temperature=r.temperature if r.temperature is not None else 1.0,
+        text=TextConfig(format=text.format or FormatText(), verbosity=text.verbosity or "medium"),
+        tool_choice=r.tool_choice if r.tool_choice is not None else "auto",
+        tools=list(r.tools or ()),
+        top_logprobs=r.top_logprobs if r.top_logprobs is not None else 0,  # type: ignore[arg-type]
+        top_p=r.top_p if r.top_p is not None else 1.0,
+        truncation=r.truncation or "disabled",
+        metadata=r.metadata or {},
+        usage=usage(u) if u is not None else None,
+        user=r.user,
+    )
+
+
+def _keeps_builtins(request: ResponsesRequest) -> bool:
+    """Whether the request's echo holds a built-in tool or tool choice, which
+    only ``encode_wire`` writes as the client sent them."""
+    return bool(builtin_tools(request)) or isinstance(request.tool_choice, BuiltinChoice)
+
+
+def encode_response(r: Response, request: ResponsesRequest) -> bytes:
+    """The response object as JSON, in OpenAI's shape."""
+    return encode_wire(r) if _keeps_builtins(request) else _json.encode(r)
+
+
+# Our error types -> OpenAI's ResponseErrorCode (a failed response's ``error.code``).
+_ERROR_CODES = {
+    ErrorType.RATE_LIMIT: "rate_limit_exceeded",
+    ErrorType.INSUFFICIENT_QUOTA: "rate_limit_exceeded",
+    ErrorType.INVALID_REQUEST: "invalid_prompt",
+}
+
+
+def error_code(our_type: str, code: str) -> str:
+    return _ERROR_CODES.get(our_type, "server_error")  # type: ignore[call-overload]
+
+
+# -- unified deltas -> stream events ----------------------------------------------
+
+
+class ResponsesStream:
+    """Unified deltas -> OpenAI's event sequence. Output is framed in items
+    (a reasoning summary, a message, one function call each), so the stream
+    opens and closes items as the deltas switch between reasoning, text and
+    tool calls. Every event is numbered (``sequence_number``, from 0)."""
+
+    def __init__(self, id: str, created_at: int, model: str, request: ResponsesRequest) -> None:
+        self.id = id
+        self.created_at = created_at
+        self.model = model
+        self.request = request
+        self.seq = 0
+        self.started = False
+        self.items: list[OutputItem] = []
+        self.open: OutputItem | None = None  # the item being streamed (the last of ``items``)
+        self.text: list[str] = []  # the open message's text, or reasoning summary's, so far
+        self.calls: dict[int, FunctionCallItem] = {}  # by the unified tool call index
+        self.arguments: dict[str, list[str]] = {}  # a call's arguments so far, by item id
+        self.builtins = _keeps_builtins(request)
+        # The response as the last event carried it (completed, incomplete or failed).
+        self.response: Response | None = None
+
+    def _event(self, event: ResponseStreamEvent) -> bytes:
+        event.sequence_number = self.seq
+        self.seq += 1
+        kind: str = type(event).__struct_config__.tag  # type: ignore[assignment]
+        data = encode_wire(event) if self.builtins and hasattr(event, "response") else _json.encode(event)
+        return b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n"
+
+    def _response(self, status: ResponseStatus, finish: str | None = None, u: Usage | None = None) -> Response:
+        return response(
+            self.id, self.created_at, self.model, self.request, None, finish, u, status, output=self.output()
+        )
+
+    def _start(self) -> list[bytes]:
+        if self.started:
+            return []
+        self.started = True
+        return [
+            self._event(ResponseCreatedEvent(response=self._response("in_progress"))),
+            self._event(ResponseInProgressEvent(response=self._response("in_progress"))),
+        ]
+
+    def _open(self, item: OutputItem) -> list[bytes]:
+        out = self._close()
+        self.open = item
+        self.items.append(item)
+        self.text = []
+        return [*out, self._event(ResponseOutputItemAddedEvent(output_index=len(self.items) - 1, item=item))]
+
+    def _close(self, status: ItemStatus = "completed") -> list[bytes]:
+        item, index, text = self.open, len(self.items) - 1, "".join(self.text)
+        if item is None:
+            return []
+        self.open = None
+        ids = {"item_id": item.id or "", "output_index": index}
+        match item:
+            case MessageItem():
+                part = OutputText(text=text)
+                item.content, item.status = [part], status
+                out = [
+                    self._event(ResponseTextDoneEvent(**ids, content_index=0, text=text)),
+                    self._event(ResponseContentPartDoneEvent(**ids, content_index=0, part=part)),
+                ]
+            case ReasoningItem():
+                summary = SummaryText(text=text)
+                item.summary = [summary]
+                out = [
+                    self._event(ResponseReasoningSummaryTextDoneEvent(**ids, summary_index=0, text=text)),
+                    self._event(ResponseReasoningSummaryPartDoneEvent(**ids, summary_index=0, part=summary)),
+                ]
+            case FunctionCallItem():
+                item.arguments, item.status = "".join(self.arguments[ids["item_id"]]), status
+                done = ResponseFunctionCallArgumentsDoneEvent(**ids, name=item.name, arguments=item.arguments)
+                out = [self._event(done)]
+        return [*out, self._event(ResponseOutputItemDoneEvent(output_index=index, item=item))]
+
+    def _ids(self) -> dict[str, Any]:
+        """The open item's ``item_id`` and ``output_index``, as its events name it."""
+        return {"item_id": self.open.id if self.open else "", "output_index": len(self.items) - 1}
+
+    def delta(self, d: Delta) -> bytes:
+        out = self._start()
+        if d.reasoning:
+            if not isinstance(self.open, ReasoningItem):
+                out += self._open(ReasoningItem(id=item_id(self.id, "rs", len(self.items)), summary=[]))
+                part = SummaryText(text="")
+                out.append(
+                    self._event(ResponseReasoningSummaryPartAddedEvent(**self._ids(), summary_index=0, part=part))
+                )
+            self.text.append(d.reasoning)
+            out.append(
+                self._event(ResponseReasoningSummaryTextDeltaEvent(**self._ids(), summary_index=0, delta=d.reasoning))
+            )
+        if d.content:
+            if not isinstance(self.open, MessageItem):
+                index = len(self.items)
+                message = MessageItem(
+                    id=item_id(self.id, "msg", index), role="assistant", content=[], status="in_progress"
+                )
+                out += self._open(message)
+                out.append(
+                    self._event(ResponseContentPartAddedEvent(**self._ids(), content_index=0, part=OutputText(text="")))
+                )
+            self.text.append(d.content)
+            out.append(self._event(ResponseTextDeltaEvent(**self._ids(), content_index=0, delta=d.content)))
+        for call in d.tool_calls or ():
+            fn = call.function or FunctionDelta()
+            item = self.calls.get(call.index)
+            if item is None:
+                index = len(self.items)
+                item = FunctionCallItem(
+                    id=item_id(self.id, "fc", index),
+                    call_id=call.id or f"call_{_suffix(self.id)}_{index}",
+                    name=fn.name or "",
+                    arguments="",
+                    status="in_progress",
+                )
+                out += self._open(item)
+                self.calls[call.index] = item
+                self.arguments[item.id or ""] = []
+            if fn.arguments:
+                self.arguments[item.id or ""].append(fn.arguments)
+                # Arguments of a call already closed (calls interleaved) reach the final response only.
+                if item is self.open:
+                    out.append(self._event(ResponseFunctionCallArgumentsDeltaEvent(**self._ids(), delta=fn.arguments)))
+        return b"".join(out)
+
+    def end(self, finish_reason: str | None, u: Usage) -> bytes:
+        """Every pending ``*.done`` event, then ``response.completed`` (or
+        ``response.incomplete``) with the whole response."""
+        incomplete = incomplete_reason(finish_reason) is not None
+        out = [*self._start(), *self._close("incomplete" if incomplete else "completed")]
+        if incomplete:
+            self.response = self._response("incomplete", finish_reason, u)
+            out.append(self._event(ResponseIncompleteEvent(response=self.response)))
+        else:
+            self.response = self._response("completed", finish_reason, u)
+            out.append(self._event(ResponseCompletedEvent(response=self.response)))
+        return b"".join(out)
+
+    def error(self, our_type: str, code: str, message: str) -> bytes:
+        """``response.failed``, after ``response.created`` and ``in_progress`` if not sent yet."""
+        out = self._start()
+        self.response = failed = self._response("failed")
+        failed.error = ResponseError(code=error_code(our_type, code), message=message)
+        out.append(self._event(ResponseFailedEvent(response=failed)))
+        return b"".join(out)
+
+    def output(self) -> list[OutputItem]:
+        """The output items so far (all of them, complete, once ``end`` was called)."""
+        for item in self.items:
+            if isinstance(item, FunctionCallItem):
+                item.arguments = "".join(self.arguments[item.id or ""])
+        if isinstance(self.open, MessageItem):
+            self.open.content = [OutputText(text="".join(self.text))]
+        elif isinstance(self.open, ReasoningItem):
+            self.open.summary = [SummaryText(text="".join(self.text))]
+        return list(self.items)
