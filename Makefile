@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint bench bench-tools clean chromium
+.PHONY: up test lint bench bench-tools clean chromium agent-clients
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,7 +22,27 @@ chromium:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-test: $(STAMP) chromium
+# The real agent CLIs the client tests drive (tests/agent_clients.py): npm's Codex and Claude Code,
+# pinned, each shipping its Linux binary, installed into .agent-clients/ (skipped when those versions are there).
+AGENT_CLIENTS := .agent-clients
+CODEX_VERSION := 0.171.0
+CLAUDE_CODE_VERSION := 2.1.332
+
+agent-clients:
+	@command -v npm >/dev/null || { \
+	  echo "installing Debian's npm for the agent clients"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq npm >/dev/null; }
+	@v() { node -p "require('./$(AGENT_CLIENTS)/node_modules/$$1/package.json').version" 2>/dev/null; }; \
+	[ "$$(v @openai/codex)" = $(CODEX_VERSION) ] && [ "$$(v @anthropic-ai/claude-code)" = $(CLAUDE_CODE_VERSION) ] || \
+	  npm install --prefix $(AGENT_CLIENTS) --no-audit --no-fund --save-exact \
+	    @openai/codex@$(CODEX_VERSION) @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION)
+	@# Claude Code's postinstall puts its native binary in place; an npm that held the script back gets it run here.
+	@$(AGENT_CLIENTS)/node_modules/.bin/claude --version >/dev/null 2>&1 || \
+	  (cd $(AGENT_CLIENTS)/node_modules/@anthropic-ai/claude-code && node install.cjs)
+	@$(AGENT_CLIENTS)/node_modules/.bin/codex --version && $(AGENT_CLIENTS)/node_modules/.bin/claude --version
+
+test: $(STAMP) chromium agent-clients
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
