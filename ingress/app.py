@@ -11,7 +11,7 @@ import time
 
 from litestar import Litestar
 
-from ingress import endpoint, models, prompt_endpoint, ws_relay
+from ingress import endpoint, models, prompt_endpoint, responses_by_id, ws_relay
 from ingress.admin import app as admin_app
 from ingress.dashboard import app as dashboard_app
 from ingress.gateway import Gateway
@@ -119,6 +119,8 @@ class IngressApp:
                     return await prompt_endpoint.serve_prompt_api(gw, slug, scope, receive, tracked_send)
                 finally:
                     self.in_flight -= 1
+            if responses_by_id.matches(path):
+                return await responses_by_id.serve_response_by_id(gw, scope, tracked_send)
             if path == "/v1/models" and method == "GET":
                 return await models.list_models(gw, scope, tracked_send)
             if path in ("/openapi.json", "/docs") and method == "GET":

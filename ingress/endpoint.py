@@ -4,7 +4,7 @@ record it), open a bus session, relay the answer."""
 
 from __future__ import annotations
 
-from ingress import http_relay
+from ingress import conversations, http_relay
 from ingress.gateway import Gateway
 from ingress.http import (
     JSON_HEADERS,
@@ -34,9 +34,11 @@ async def serve_api(gw: Gateway, api: ClientApi, scope: Scope, receive: Receive,
     try:
         settings = gw.settings
         parsed = api.parse(await read_body(scope, receive, settings.max_body_bytes, settings.body_timeout_s))
+        key_header = api.api_key(lambda name: header(scope, name))
         session = BusSession(gw, api.name, parsed.model, parsed.stream, received_ns, request_id)
+        parsed, caller = await conversations.resume(gw, api, parsed, key_header)
         await session.publish(
-            api.api_key(lambda name: header(scope, name)),
+            key_header,
             parsed.body,
             parsed.embeddings,
             pin=header(scope, b"x-sluice-deployment") or "",
@@ -61,9 +63,10 @@ async def serve_api(gw: Gateway, api: ClientApi, scope: Scope, receive: Receive,
         return
     try:
         renderer = api.renderer(RequestView(session.id, session.created, session.model, parsed))
+        keep = None if caller is None else lambda fmt: conversations.keep(gw, api, parsed, fmt, caller)
         if parsed.stream:
-            await http_relay.stream(session, receive, send, renderer)
+            await http_relay.stream(session, receive, send, renderer, keep)
         else:
-            await http_relay.complete(session, send, renderer)
+            await http_relay.complete(session, send, renderer, keep)
     finally:
         session.close()

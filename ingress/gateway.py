@@ -30,6 +30,7 @@ from services.bus.events import EventPublisher
 from services.bus.kv import KeyIndex, KvMirror
 from services.bus.kv_writer import KvWriter
 from services.bus.quota_ledger import Counters
+from services.bus.stored_responses import StoredResponses
 from services.config import GatewaySettings
 from services.fence import ProviderRoster
 from services.prompt_api import PromptBook
@@ -73,6 +74,8 @@ class Gateway:
         self.heartbeat = process.Heartbeat(nc, process.instance_name("ingress"), in_flight=lambda: self.in_flight())
         # Which stages have a live process, from every process's heartbeat.
         self.readiness = Readiness()
+        # The Responses API's answers, for ``previous_response_id`` and GET /v1/responses/{id}.
+        self.responses = StoredResponses()
         self._metrics: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -81,6 +84,7 @@ class Gateway:
         for mirror in self.mirrors.values():
             await mirror.start(js)
         await self.replies.start()
+        await self.responses.start(js)
         await self.nc.subscribe(f"{subjects.CONTROL_HEARTBEAT}.*", cb=self._on_beat)
         self.events.start()
         self._metrics = asyncio.create_task(metrics.run_flusher(), name="metrics")

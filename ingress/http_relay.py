@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 from ingress.http import JSON_HEADERS, SSE_HEADERS, Receive, Send, retry_after, send_bytes
 from ingress.replies import DISCONNECTED
@@ -12,6 +13,9 @@ from ingress.session import BusSession
 from schemas.errors import StageTimeout
 from schemas.replies import Chunk, Failure, Final
 from services.apis.base import Renderer
+
+# Called once the answer is rendered, before the client has it (``ingress.conversations.keep``).
+Keep = Callable[[Renderer], Awaitable[None]]
 
 
 async def send_failure(call: BusSession, send: Send, fmt: Renderer, f: Failure) -> None:
@@ -32,17 +36,20 @@ def route_headers(reply: Chunk | Final) -> list[tuple[bytes, bytes]]:
     return out
 
 
-async def complete(call: BusSession, send: Send, fmt: Renderer) -> None:
+async def complete(call: BusSession, send: Send, fmt: Renderer, keep: Keep | None = None) -> None:
     """A non-streamed answer: wait for it, render it."""
     reply = await call.collect()
     if isinstance(reply, Final):
         headers = JSON_HEADERS + call.id_header + fmt.rate_headers(reply.rate) + route_headers(reply)
-        await send_bytes(send, 200, fmt.final(reply), headers)
+        body = fmt.final(reply)
+        if keep is not None:
+            await keep(fmt)
+        await send_bytes(send, 200, body, headers)
     elif reply is not None:
         await send_failure(call, send, fmt, reply)
 
 
-async def stream(call: BusSession, receive: Receive, send: Send, fmt: Renderer) -> None:
+async def stream(call: BusSession, receive: Receive, send: Send, fmt: Renderer, keep: Keep | None = None) -> None:
     """A streamed answer, relayed as it comes; the upstream call is cancelled
     when the client goes away (and the provider records what it billed)."""
 
@@ -53,12 +60,12 @@ async def stream(call: BusSession, receive: Receive, send: Send, fmt: Renderer) 
 
     watcher = asyncio.create_task(watch_disconnect())
     try:
-        await _relay(call, send, fmt)
+        await _relay(call, send, fmt, keep)
     finally:
         watcher.cancel()
 
 
-async def _relay(call: BusSession, send: Send, fmt: Renderer) -> None:
+async def _relay(call: BusSession, send: Send, fmt: Renderer, keep: Keep | None) -> None:
     reply = await call.next_reply(call.first_timeout())
     if reply is None:
         await call.cancel()
@@ -88,6 +95,8 @@ async def _relay(call: BusSession, send: Send, fmt: Renderer) -> None:
                 out.clear()
         elif isinstance(reply, Final):
             out.append(fmt.end(reply))
+            if keep is not None:
+                await keep(fmt)
             await send({"type": "http.response.body", "body": b"".join(out)})
             return
         else:  # Failure after the stream began: an error event, then the end

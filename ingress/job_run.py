@@ -30,6 +30,7 @@ import msgspec
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from ingress import conversations
 from ingress.gateway import Gateway
 from ingress.prompt_call import PromptCall
 from ingress.session import BusSession
@@ -115,6 +116,7 @@ class JobRun:
                 )
             return await self._prompt(variables)
         api, parsed = self._parse(body)
+        parsed, _ = await conversations.resume(self.gw, api, parsed, None, self.key_id)
         if replay.claim is not None:
             waited = await self._wait_for_answer(replay, api.name, parsed)
             if waited is not None:

@@ -4,7 +4,7 @@ The client authenticates once (the upgrade's ``Authorization`` header, or a
 first message ``{"type": "auth", "api_key": ...}``), then sends JSON text
 messages, each tagged with its own ``id``:
 
-* ``{"type": "request", "id": "a", "api": "chat" | "messages" | "embeddings", "body": {...}}``
+* ``{"type": "request", "id": "a", "api": "chat" | "messages" | "embeddings" | "responses", "body": {...}}``
 * ``{"type": "request", "id": "b", "api": "prompt", "slug": "summarize", "variables": {...}, "stream": true}``
 * ``{"type": "cancel", "id": "a"}`` (the upstream call is cancelled too)
 
@@ -21,10 +21,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import msgspec
 
+from ingress import conversations
 from ingress.gateway import Gateway
 from ingress.http import Receive, Scope, Send, header
 from ingress.prompt_call import PromptCall
@@ -52,7 +54,7 @@ class Incoming(msgspec.Struct, forbid_unknown_fields=True):
     type: Literal["auth", "request", "cancel"]
     id: str = ""
     api_key: str = ""
-    api: Literal["chat", "messages", "embeddings", "prompt"] = "chat"
+    api: Literal["chat", "messages", "embeddings", "responses", "prompt"] = "chat"
     body: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"{}"))
     slug: str = ""
     variables: dict[str, Any] = {}
@@ -182,6 +184,7 @@ class Connection:
         )
         holder["session"] = session
         try:
+            parsed, caller = await conversations.resume(self.gw, api, parsed, self.api_key)
             await session.publish(
                 self.api_key, parsed.body, parsed.embeddings, raw=parsed.raw, traceparent=self.traceparent
             )
@@ -189,18 +192,20 @@ class Connection:
             if not parsed.stream:
                 whole = await session.collect()
                 if isinstance(whole, Final):
-                    self.outbox.put(rid, response(rid, 200, fmt.final(whole), session.id))
+                    body = fmt.final(whole)
+                    await conversations.keep(self.gw, api, parsed, fmt, caller)
+                    self.outbox.put(rid, response(rid, 200, body, session.id))
                 elif whole is not None:
                     self.outbox.put(rid, response(rid, whole.status, fmt.error(whole), session.id))
                 return
-            await self._relay(rid, session, fmt)
+            await self._relay(rid, session, fmt, lambda: conversations.keep(self.gw, api, parsed, fmt, caller))
         except GatewayError as exc:
             body = api.error_body(Failure.from_error(session.id, exc))
             self.outbox.put(rid, response(rid, exc.status, body, session.id))
         finally:
             session.close()
 
-    async def _relay(self, rid: str, session: BusSession, fmt: Any) -> None:
+    async def _relay(self, rid: str, session: BusSession, fmt: Any, keep: Callable[[], Awaitable[None]]) -> None:
         reply = await session.next_reply(session.first_timeout())
         started = False
         while True:
@@ -212,7 +217,9 @@ class Connection:
                 for message in events_of(rid, fmt.chunk(reply)):
                     self.outbox.put(rid, message)
             elif isinstance(reply, Final):
-                for message in events_of(rid, fmt.end(reply)):
+                frames = fmt.end(reply)
+                await keep()
+                for message in events_of(rid, frames):
                     self.outbox.put(rid, message)
                 self.outbox.put(rid, _tagged("done", rid, request_id=session.id))
                 return

@@ -14,7 +14,7 @@ from schemas.reservation import Reservation
 # through the ingress), a service publishing on NATS, or a durable job.
 Origin = Literal["http", "ws", "nats", "job"]
 # Which client API the request came in on ("messages": Anthropic's shape).
-Api = Literal["chat", "messages", "embeddings"]
+Api = Literal["chat", "messages", "embeddings", "responses"]
 # The stages after the ingress, in the order a request visits them (it skips
 # those its slip leaves out): each a worker that ``workers/runner.py`` runs, in
 # a process alone or hosted with others (``workers/pipeline.py``).

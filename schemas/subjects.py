@@ -127,6 +127,9 @@ KV_HEALTH = "sluice_health"
 KV_REQUEST_IDS = "sluice_request_ids"
 # The analytics sink's writer lease: one sink replica writes at a time.
 KV_SINK_LEASE = "sluice_sink_lease"
+# The Responses API's answers, "<tenant>.<response id>" -> its conversation
+# (``services.bus.stored_responses``); entries age out after ``responses_ttl_s``.
+KV_RESPONSES = "sluice_responses"
 
 # Shared counters for limits and budgets (JetStream streams with
 # ``allow_msg_counter``): one subject per counter, e.g.

@@ -114,7 +114,12 @@ def admit(
     env.raw = b""
     latest = now_ns + timeout_ns
     env.deadline_ns = latest if not env.deadline_ns else min(max(env.deadline_ns, now_ns), latest)
-    env.api = "embeddings" if env.embeddings is not None else ("messages" if env.api == "messages" else "chat")
+    # The body says which kind of request it is; of a chat request, ``api``
+    # says in which client API's shape it came (its row's ``api``).
+    if env.embeddings is not None:
+        env.api = "embeddings"
+    elif env.api not in ("messages", "responses"):
+        env.api = "chat"
     if own_id and not ids.admit(env.id, now_ns):
         refuse_reused(env, now_ns)
     return own_id

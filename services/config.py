@@ -79,6 +79,9 @@ class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
     # at most this long (a stream to its end, a row to the stream), then ends
     # the rest; a supervisor waits this plus a little before it kills.
     drain_s: float = 10.0
+    # How long the Responses API keeps an answer for ``previous_response_id``
+    # and GET /v1/responses/{id} (OpenAI: 30 days); set when its bucket is made.
+    responses_ttl_s: float = 30 * 86400.0
 
 
 class BudgetConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -273,6 +276,7 @@ class ControlRecords(msgspec.Struct):
     routes: dict[str, ModelRoute]
     # name -> (the content of its next version, its API)
     prompts: dict[str, tuple[PromptVersion, PromptApi | None]] = {}
+    responses_ttl_s: float = GatewaySettings.responses_ttl_s
 
 
 def usd_to_pico(usd: str, what: str) -> int:
@@ -348,7 +352,9 @@ def control_records(config: Config, extra_keys: dict[str, ApiKey] | None = None)
         if record.tenant_id not in tenants:
             raise ConfigError(f"key {record.id!r} names unknown tenant {record.tenant_id!r}")
     routes = model_groups(config.models)
-    return ControlRecords(keys=keys, tenants=tenants, routes=routes, prompts=prompt_records(config.prompts, routes))
+    prompts = prompt_records(config.prompts, routes)
+    ttl = config.gateway.responses_ttl_s
+    return ControlRecords(keys=keys, tenants=tenants, routes=routes, prompts=prompts, responses_ttl_s=ttl)
 
 
 def prompt_records(

@@ -13,6 +13,8 @@ from schemas.envelope import Api
 from schemas.errors import InvalidRequest
 from schemas.replies import Chunk, Failure, Final
 from schemas.reservation import RateState
+from schemas.responses import Item, ResponsesRequest
+from schemas.stored_response import StoredResponse
 
 T = TypeVar("T")
 Headers = list[tuple[bytes, bytes]]
@@ -29,6 +31,12 @@ class Parsed(msgspec.Struct):
     raw: bytes = b""
     # What ``body`` leaves out of the client's (``Envelope.dropped``).
     dropped: list[str] = []
+    # A Responses API request as the client wrote it (its answer echoes it),
+    # the stored response it continues, and every input item it answers:
+    # that conversation's, then its own (set by ``Conversation.resume``).
+    responses: ResponsesRequest | None = None
+    previous_id: str = ""
+    conversation: list[Item] = []
 
 
 @dataclass(slots=True)
@@ -58,6 +66,21 @@ class Renderer(Protocol):
     def rate_headers(self, rate: RateState | None) -> Headers: ...
 
 
+class Conversation(Protocol):
+    """An API whose answers are kept, and whose requests may continue one
+    (the Responses API). The front doors do the I/O (``ingress.conversations``)."""
+
+    def resume(self, parsed: Parsed, earlier: StoredResponse | None) -> Parsed:
+        """The request with the conversation it continues (``earlier``, when
+        ``parsed.previous_id`` named one) put before its own input."""
+        ...
+
+    def keep(self, parsed: Parsed, renderer: Renderer, tenant_id: str, key_id: str) -> StoredResponse | None:
+        """What to store once the renderer rendered the answer (None: nothing,
+        e.g. ``store: false``)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class ClientApi:
     """One row of the table every front door serves from."""
@@ -77,6 +100,7 @@ class ClientApi:
     # The Anthropic betas the caller asks for (``anthropic-beta``), checked:
     # an Anthropic deployment gets them (``Envelope.anthropic_beta``).
     anthropic_beta: Callable[[Callable[[bytes], str | None]], str] = lambda header: ""
+    conversation: Conversation | None = None
 
 
 def bearer(header: Callable[[bytes], str | None]) -> str | None:

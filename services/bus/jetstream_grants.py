@@ -159,6 +159,7 @@ JETSTREAM: dict[str, tuple[tuple[Grant, ...], ...]] = {
         replays(subjects.JOB_REPLIES_STREAM),  # a job's replies, when it takes one over
         reads_messages(subjects.JOB_REPLIES_STREAM),  # whether a job was claimed
         writes(subjects.KV_JOB_RESULTS),
+        writes(subjects.KV_RESPONSES),  # the Responses API's stored answers
         counts(),  # settles what a dead provider's requests reserved
         reads_last(subjects.SPEND_STREAM, subjects.SPEND_ALL),  # the admin API's budget view
     ),

@@ -19,7 +19,9 @@ import msgspec
 
 from schemas.chat import ChatBody
 from schemas.envelope import Deployment
+from services.providers.azure import responses as azure_responses
 from services.providers.base import UpstreamRequest
+from services.providers.openai import responses as openai_responses
 from services.providers.registry import provider
 
 _fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
@@ -32,7 +34,10 @@ _CARRIED = {
         | {"tools", "tool_choice", "metadata"}
     ),
 }
-_NATIVE = {"chat": ("openai", "openai_compatible"), "messages": ("anthropic",)}
+# A Responses request goes natively to OpenAI and Azure only: of the
+# compatible servers, few serve /responses.
+_NATIVE = {"chat": ("openai", "openai_compatible"), "messages": ("anthropic",), "responses": ("openai", "azure")}
+_RESPONSES_AT = {"openai": openai_responses.endpoint, "azure": azure_responses.endpoint}
 
 
 def uncarried(api: str, raw: bytes) -> list[str]:
@@ -79,9 +84,12 @@ class NativeAdapter(Protocol):
     def endpoint(self, deployment: Deployment, api_key: str | None) -> tuple[str, dict[str, str]]: ...
 
 
-def request(dep: Deployment, raw: bytes, api_key: str | None, *, stream: bool) -> UpstreamRequest:
+def request(dep: Deployment, raw: bytes, api_key: str | None, *, stream: bool, api: str = "chat") -> UpstreamRequest:
     """The upstream request for a native body, with the family adapter's own URL and headers."""
     known = provider(dep.provider)
+    if api == "responses":  # every answer carries its usage: nothing to ask for
+        url, headers = _RESPONSES_AT[known.family](dep, api_key)
+        return UpstreamRequest(url=url, headers=headers, content=rewrite(raw, dep, stream=stream, ask_usage=False))
     url, headers = cast(NativeAdapter, known.chat).endpoint(dep, api_key)
     # OpenAI's family sends usage in a stream only when asked (and some of
     # its servers refuse being asked: the adapter knows which).

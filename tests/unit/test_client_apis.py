@@ -16,18 +16,22 @@ BODIES = {
     "chat": b'{"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": true}',
     "messages": b'{"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}], "stream": true}',
     "embeddings": b'{"model": "m", "input": "hi"}',
+    "responses": b'{"model": "m", "input": "hi", "stream": true}',
 }
 
 
 def test_each_api_is_one_row_by_its_path() -> None:
-    assert {a.name for a in APIS} == {"chat", "messages", "embeddings"}
+    assert {a.name for a in APIS} == {"chat", "messages", "embeddings", "responses"}
     assert BY_PATH["/v1/messages"].name == "messages" and len(BY_PATH) == len(APIS)
 
 
 @pytest.mark.parametrize("api", APIS, ids=lambda a: a.name)
 def test_a_body_parses_into_the_unified_request_and_renders_back(api) -> None:
     parsed = api.parse(BODIES[api.name])
+    if api.conversation is not None:  # the unified body is made once the conversation is known
+        parsed = api.conversation.resume(parsed, None)
     assert parsed.model == "m" and parsed.stream == (api.name != "embeddings")
+    assert (parsed.body or parsed.embeddings) is not None
     renderer = api.renderer(RequestView("rid", 0, "m", parsed))
     usage = Usage(prompt_tokens=3, completion_tokens=2)
     if api.name == "embeddings":
