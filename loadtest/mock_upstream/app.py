@@ -20,7 +20,7 @@ import msgspec
 
 from loadtest.mock_upstream import anthropic_shape, gemini_shape, openai_shape, responses_shape
 from loadtest.mock_upstream.answer import Answer, plan
-from loadtest.mock_upstream.faults import Behaviour, apply_directives
+from loadtest.mock_upstream.faults import Behaviour, apply_directives, holds_tool_result
 from loadtest.mock_upstream.sse import Frame
 
 _json = msgspec.json.Encoder()
@@ -208,6 +208,8 @@ class MockUpstream:
         except (KeyError, TypeError, AttributeError):
             return await self._send(send, 400, _json.encode(shape.error(400)))
         b = apply_directives(base, prompt)
+        if b.tool_once:
+            b.tool = not holds_tool_result(_json.encode(req))
         if await self._fault(shape, b, send):
             return
         answer = plan(prompt, last, count, tools, b, *_structured(req))
@@ -236,6 +238,8 @@ class MockUpstream:
         except (KeyError, TypeError, AttributeError):
             return await self._send(send, 400, _json.encode(responses_shape.error(400)))
         b = apply_directives(base, prompt)
+        if b.tool_once:
+            b.tool = not holds_tool_result(_json.encode(req))
         if await self._fault(RESPONSES, b, send):
             return
         answer = responses_shape.with_arguments(

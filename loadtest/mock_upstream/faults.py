@@ -10,6 +10,8 @@ without any side channel:
 ``hang``        never answer (a timeout)         ``echo``          answer with the last message (with
                                                   ``tool``: as the call's first argument)
 ``tool``        call the first declared tool      ``zero_usage``    report usage of zero tokens
+``tool_once``   call the first declared tool, unless the conversation already holds a tool's result
+                (an agent that runs the tool and sends its output back then gets a text answer)
 ``cached=N``    report N prompt tokens as cached  ``reasoning=N``   report N reasoning tokens
 ``bad_json``    structured output that breaks its schema, also when asked again (a repair)
 ``bad_json_once`` structured output that breaks its schema, unless the conversation already has an answer
@@ -36,6 +38,7 @@ class Behaviour(msgspec.Struct):
     hang: bool = False
     echo: bool = False
     tool: bool = False
+    tool_once: bool = False
     zero_usage: bool = False
     cached: int = 0
     reasoning: int = 0
@@ -45,8 +48,17 @@ class Behaviour(msgspec.Struct):
     split: int = 0
 
 
-_FLAGS = ("no_usage", "hang", "echo", "tool", "zero_usage", "bad_json", "bad_json_once", "burst")
+_FLAGS = ("no_usage", "hang", "echo", "tool", "tool_once", "zero_usage", "bad_json", "bad_json_once", "burst")
 _NUMBERS = ("latency_ms", "chunk_ms", "chunks", "status", "cut_after", "cached", "reasoning", "split")
+
+
+# How each API family writes a tool's result into a conversation.
+_TOOL_RESULTS = (b'"role":"tool"', b'"tool_result"', b'"functionResponse"', b'"function_call_output"')
+
+
+def holds_tool_result(body: bytes) -> bool:
+    compact = body.replace(b'": "', b'":"')
+    return any(marker in compact for marker in _TOOL_RESULTS)
 
 
 def apply_directives(base: Behaviour, text: str) -> Behaviour:
