@@ -26,6 +26,8 @@ from services.apis.base import ClientApi, Headers, Parsed, Renderer, RequestView
 
 # The gateway's response ids: "resp_" and the request's id (26 characters of Crockford base32).
 ID_PREFIX = "resp_"
+# At most this many names in a request's ``dropped``.
+MAX_DROPPED = 32
 _CROCKFORD = frozenset(CROCKFORD)
 
 
@@ -86,7 +88,12 @@ class ResponsesConversation:
         conversation = [*history, *shapes.items_of(request.input)]
         body = shapes.to_chat_body(request, conversation)
         raw = native_body(parsed.raw, conversation) if history else parsed.raw
-        return msgspec.structs.replace(parsed, body=body, raw=raw, conversation=conversation)
+        # What only an OpenAI deployment gets (another family's row names it).
+        dropped = [f"tools:{kind}" for kind in shapes.builtin_tools(request)]
+        dropped += shapes.openai_only_items(request, conversation)
+        return msgspec.structs.replace(
+            parsed, body=body, raw=raw, conversation=conversation, dropped=dropped[:MAX_DROPPED]
+        )
 
     def keep(self, parsed: Parsed, renderer: Renderer, tenant_id: str, key_id: str) -> StoredResponse | None:
         request = parsed.responses

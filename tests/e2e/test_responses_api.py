@@ -171,7 +171,21 @@ def test_streamed_function_call(client: openai.OpenAI, model: str) -> None:
     assert [o.type for o in final.output] == ["function_call"] and final.output[0].arguments == done[0].arguments
 
 
-def test_builtin_tool_is_refused_off_openai(client: openai.OpenAI) -> None:
+def test_builtin_tool_required_is_refused_off_openai(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        client.responses.create(model="gemini-model", input="Search", tools=[{"type": "web_search"}])
-    assert "web_search" in caught.value.message
+        client.responses.create(
+            model="gemini-model", input="Search", tools=[{"type": "web_search"}], tool_choice="required"
+        )
+    assert "runs on OpenAI's side" in caught.value.message
+
+
+def test_builtin_tool_is_left_out_off_openai_and_kept_on_it(client: openai.OpenAI, stack: Stack) -> None:
+    """Agents (Codex) declare web_search with every request: another family
+    answers without it; an OpenAI deployment gets it as sent."""
+    tools = [TOOL, {"type": "web_search", "external_web_access": False}]
+    answer = client.responses.create(model="gemini-model", input="Hi [mock:chunks=2]", tools=tools)  # type: ignore[arg-type]
+    assert answer.status == "completed" and answer.output_text
+    declared = last_upstream_request(stack)["tools"][0]["functionDeclarations"]
+    assert [d["name"] for d in declared] == ["get_weather"]
+    client.responses.create(model="demo-model", input="Hi [mock:chunks=2]", tools=tools)  # type: ignore[arg-type]
+    assert last_upstream_request(stack)["tools"][1] == {"type": "web_search", "external_web_access": False}
