@@ -65,8 +65,11 @@ def native(api: str, dep: Deployment) -> bool:
     return provider(dep.provider).family in _NATIVE.get(api, ())
 
 
-def rewrite(raw: bytes, dep: Deployment, *, stream: bool, ask_usage: bool) -> bytes:
+def rewrite(raw: bytes, dep: Deployment, *, stream: bool, ask_usage: bool, drop: tuple[str, ...] = ()) -> bytes:
+    """``drop``: fields the gateway itself served (the upstream must not act on them)."""
     doc = _fields(raw)
+    for name in drop:
+        doc.pop(name, None)
     doc["model"] = msgspec.Raw(_encode(dep.upstream_model))
     doc["stream"] = msgspec.Raw(b"true" if stream else b"false")
     if ask_usage:
@@ -89,7 +92,9 @@ def request(dep: Deployment, raw: bytes, api_key: str | None, *, stream: bool, a
     known = provider(dep.provider)
     if api == "responses":  # every answer carries its usage: nothing to ask for
         url, headers = _RESPONSES_AT[known.family](dep, api_key)
-        return UpstreamRequest(url=url, headers=headers, content=rewrite(raw, dep, stream=stream, ask_usage=False))
+        # The gateway keeps the conversation and runs background responses.
+        content = rewrite(raw, dep, stream=stream, ask_usage=False, drop=("previous_response_id", "background"))
+        return UpstreamRequest(url=url, headers=headers, content=content)
     url, headers = cast(NativeAdapter, known.chat).endpoint(dep, api_key)
     # OpenAI's family sends usage in a stream only when asked (and some of
     # its servers refuse being asked: the adapter knows which).

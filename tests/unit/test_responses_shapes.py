@@ -44,6 +44,8 @@ from schemas.responses import (
 )
 from services.apis import responses_shapes as shapes
 from services.apis.base import decode_json
+from services.apis.responses import native_body
+from services.providers import passthrough
 from services.providers.azure import responses as azure
 from services.providers.openai import responses as upstream
 
@@ -862,24 +864,20 @@ def test_openai_and_azure_endpoints() -> None:
     )
 
 
-def test_rewrite_body_sets_model_stream_and_a_rebuilt_conversation() -> None:
+def test_the_native_body_has_the_deployments_model_and_the_whole_conversation() -> None:
     dep = Deployment(name="o", provider="openai", base_url="https://api.openai.com/v1", upstream_model="gpt-4.1")
     raw = b'{"model": "alias", "input": "And Rome?", "previous_response_id": "resp_1", "brand_new": [1]}'
-    assert json.loads(upstream.rewrite_body(raw, dep, stream=True)) == {
-        "model": "gpt-4.1",
-        "input": "And Rome?",
-        "previous_response_id": "resp_1",
-        "brand_new": [1],
-        "stream": True,
-    }
+    sent = passthrough.request(dep, raw, "sk-1", stream=True, api="responses")
+    assert sent.url == "https://api.openai.com/v1/responses"
+    assert json.loads(sent.content) == {"model": "gpt-4.1", "input": "And Rome?", "brand_new": [1], "stream": True}
     items: list[Item] = [
         MessageItem(role="user", content="Paris?"),
         KeptItem(item={"type": "web_search_call", "id": "ws_1", "status": "completed"}),
         MessageItem(role="assistant", content=[OutputText(text="18C")], id="msg_1", status="completed"),
         MessageItem(role="user", content="And Rome?"),
     ]
-    doc = json.loads(upstream.rewrite_body(raw, dep, stream=False, input_items=items))
-    assert "previous_response_id" not in doc and doc["brand_new"] == [1] and doc["stream"] is False
+    doc = json.loads(native_body(raw, items))
+    assert "previous_response_id" not in doc and doc["brand_new"] == [1]
     assert doc["input"][1] == {"type": "web_search_call", "id": "ws_1", "status": "completed"}
     assert decode_items(json.dumps(doc["input"])) == items
 

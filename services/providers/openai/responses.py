@@ -18,7 +18,6 @@ import msgspec
 from schemas.chat import Delta, FunctionDelta, Message, ToolCallDelta, Usage
 from schemas.envelope import Deployment
 from schemas.errors import GatewayError, UpstreamError
-from schemas.responses import Item, wire
 from services.providers.base import ChatResult, StreamEvent
 from services.providers.content import tool_call, tool_call_start
 from services.providers.errors import classify
@@ -259,17 +258,3 @@ def headers(api_key: str | None) -> dict[str, str]:
 def endpoint(deployment: Deployment, api_key: str | None) -> tuple[str, dict[str, str]]:
     """OpenAI's URL and headers for a Responses call."""
     return f"{deployment.base_url}/responses", headers(api_key)
-
-
-def rewrite_body(raw: bytes, deployment: Deployment, *, stream: bool, input_items: list[Item] | None = None) -> bytes:
-    """The client's body for the deployment: its model and the stream flag;
-    with ``input_items`` (a conversation continued from a stored response)
-    those as the input, and no ``previous_response_id`` (the id is Sluice's,
-    unknown upstream)."""
-    doc = _fields(raw)
-    doc["model"] = msgspec.Raw(_encode(deployment.upstream_model))
-    doc["stream"] = msgspec.Raw(b"true" if stream else b"false")
-    if input_items is not None:
-        doc["input"] = msgspec.Raw(_encode(wire(input_items)))
-        doc.pop("previous_response_id", None)
-    return _encode(doc)
