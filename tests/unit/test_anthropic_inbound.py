@@ -149,23 +149,29 @@ CLAUDE_CODE_BODY: dict[str, Any] = json.loads((FIXTURES / "anthropic" / "request
 CAPTURED = sorted((FIXTURES / "clients").glob("claude_code*.json"))
 
 
-def _request_bodies(path: Path) -> list[dict[str, Any]]:
-    """The Messages request bodies of a captured fixture (a body, a logged
-    request with one, or a list of either)."""
-    doc = json.loads(path.read_text())
-    docs = doc if isinstance(doc, list) else [doc]
-    bodies = [d.get("body", d) for d in docs if isinstance(d, dict)]
-    return [b for b in bodies if isinstance(b, dict) and "messages" in b]
+def _claude_code_requests() -> list[tuple[dict[str, Any], str]]:
+    """(body, anthropic-beta) of every Messages request Claude Code was seen
+    sending (tests/fixtures/clients/README.md), and of the body written here."""
+    out = [(CLAUDE_CODE_BODY, CLAUDE_CODE_BETAS)]
+    for path in CAPTURED:
+        doc = json.loads(path.read_text())
+        if doc.get("method") == "POST" and doc.get("path", "").partition("?")[0] == "/v1/messages":
+            out.append((doc["body"], doc["headers"].get("anthropic-beta", "")))
+    return out
 
 
-@pytest.mark.parametrize(
-    "body", [CLAUDE_CODE_BODY] + [b for p in CAPTURED for b in _request_bodies(p)], ids=lambda b: b.get("model")
-)
-def test_claude_code_requests_are_read_and_kept_whole(body: dict[str, Any]) -> None:
+@pytest.mark.parametrize(("body", "betas"), _claude_code_requests())
+def test_claude_code_requests_are_read_and_kept_whole(body: dict[str, Any], betas: str) -> None:
     parsed = messages.parse(json.dumps(body).encode())
     # Its own body goes to an Anthropic deployment, unchanged but for model and stream.
     assert parsed.raw and json.loads(parsed.raw) == body
     assert parsed.body is not None and parsed.body.max_tokens == body["max_tokens"]
+    assert parsed.body.reasoning_effort == "high" and "context_management" in parsed.dropped
+    assert messages.anthropic_beta(lambda name: betas if name == b"anthropic-beta" else None) == betas
+
+
+def test_the_captured_requests_are_here() -> None:
+    assert len(_claude_code_requests()) >= 5  # the one written here and four captured
 
 
 def test_what_the_unified_request_leaves_out_is_named() -> None:
