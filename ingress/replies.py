@@ -3,7 +3,7 @@ waiting request by id, never a subscription per request.
 
 The router also hears the supervisor's news of processes (one died, one is
 ready again) and hands it to every waiting request: each decides what it
-means for itself (see ``Call.next_reply``).
+means for itself (see ``BusSession.next_reply``).
 """
 
 from __future__ import annotations

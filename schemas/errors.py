@@ -3,7 +3,7 @@
 Every error a stage can end a request with is one of these. Each carries the
 HTTP status and the OpenAI error ``type`` it maps to, so the ingress renders
 ``{"error": {"message", "type", "code"}}`` without a lookup table of its own,
-and a ``Failure`` reply on the bus is just ``GatewayError.to_failure()``.
+and a ``Failure`` reply on the bus is just ``Failure.from_error(request_id, error)``.
 """
 
 from __future__ import annotations

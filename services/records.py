@@ -1,7 +1,9 @@
 """The one wide ``requests`` row per finished request, and where its time went.
 
-Whoever finishes a request builds it: the ingress for HTTP requests (it alone
-sees the client), else the stage that sent the last reply.
+Whoever ends a request builds it: the stage that sends its last reply
+(``StageContext.finish``), whichever door the request came in by; the ingress
+only for a request that ended without one (refused before it reached the bus,
+or its deadline passed or the process holding it died first).
 """
 
 from __future__ import annotations

@@ -1,12 +1,14 @@
-"""Provider stage: call the request's candidate deployments in order (the
-walk is ``services.providers.attempts``), stream the answer back chunk by
-chunk, and tell every routing replica how each try went."""
+"""Provider stage: take each request once (fences, copies sent again,
+cancels) and drive its upstream call, a ``RequestCall``
+(``services.providers.request_call``: the walk over the candidate
+deployments, the answer streamed back chunk by chunk, the last reply); send
+what it produces, record the request, keep the answer in the cache, and tell
+every routing replica how each try went."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 
 import msgspec
 from nats.aio.client import Client
@@ -14,23 +16,22 @@ from nats.aio.msg import Msg
 
 from schemas import bus, subjects
 from schemas.cached_answer import CacheStore
-from schemas.chat import Cost, Delta, Message, Usage
+from schemas.chat import Message
 from schemas.envelope import Deployment, Envelope
-from schemas.errors import ClientClosed, InternalError, StageStopping, UpstreamTimeout
+from schemas.errors import ClientClosed, InternalError
 from schemas.events import AlertEvent, AttemptEvent, Detection
 from schemas.health import TryOutcome
 from schemas.ids import new_id
-from schemas.replies import Accepted, Cancel, Chunk, Failure, Fence, Fenced, Final, ReplayAsk, Timing
-from services import admission, answer_cache, call_logs, detectors, privacy
+from schemas.replies import Accepted, Cancel, Chunk, Failure, Fence, Fenced, Final, ReplayAsk
+from services import admission, answer_cache, call_logs, privacy
 from services import usage as usage_svc
 from services.bus import process
 from services.config import settings_from_env
 from services.fence import Fences
-from services.masking import AnswerRestorer, OutputScanner
-from services.providers import passthrough
-from services.providers.attempts import Try, Walk, WalkFailed, retryable
-from services.providers.call import CallOutcome, CallProgress, OnDelta, OnRead, call_chat, call_embeddings
+from services.providers.attempts import Try, WalkFailed, retryable
+from services.providers.call import CallOutcome
 from services.providers.http import Upstream, make_upstream_http
+from services.providers.request_call import RequestCall
 from services.recent import RecentSet
 from services.reply_log import ReplyLog
 from workers import runner
@@ -164,21 +165,6 @@ class ProviderStage:
         )
         await ctx.nc.publish(subjects.HEALTH_ATTEMPT, bus.encode(outcome))
 
-    def _billed_so_far(self, env: Envelope, walk: Walk, *, refused: bool) -> tuple[Usage, Cost] | None:
-        """What the upstream processed and generated of a call that ended
-        early. ``refused``: the upstream answered with an error (a 429, a 5xx,
-        no connection), which bills nothing unless a stream had begun."""
-        progress, dep = walk.progress, walk.current
-        if not progress.sent or (refused and not progress.first_byte_ns):
-            return None
-        if env.embeddings is not None:
-            usage = usage_svc.settle_embeddings(None, env.embeddings, dep.catalog_model)
-        else:
-            assert env.body is not None
-            text = "".join(progress.parts)
-            usage = usage_svc.settle_cut_short(progress.reported, env.body, text, dep.catalog_model)
-        return usage, usage_svc.cost_of(usage, dep.catalog_model)
-
     async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg | None, start_ns: int) -> None:
         if not env.candidates or self.client is None:
             raise InternalError("Request reached the provider stage without a deployment.")
@@ -186,46 +172,19 @@ class ProviderStage:
             return  # sent before a fence this process answered: the requester has moved on
         if not self.seen.add(env.id):  # a copy the ingress sent again, which this process already took
             return  # it carries the first copy's reservation, which the first copy settles
-        first = env.candidates[0]
         if env.id in self.cancelled:  # its client left before it got here: never sent upstream
+            first = env.candidates[0]
             closed = ClientClosed("The client closed the connection before the upstream was called.")
             failure = Failure.from_error(env.id, closed, deployment=first.name, provider=first.provider)
             await ctx.finish(env, failure, start_ns, client_disconnected=True)
             return
-        seq = 0
-        first_chunk_ns = 0
-        # A streamed answer to keep in the cache or the call log is joined as it goes out.
-        keeps = env.cache_key or env.call_log_max_bytes > 0
-        transcript = answer_cache.Transcript() if keeps and env.stream else None
-        # Masked values go back into the answer for the caller, and only there:
-        # the transcript (call log, cache) keeps what the upstream wrote.
-        restorer = AnswerRestorer(env.privacy.vault, self._output(env)) if env.privacy is not None else None
-
-        # Deltas of one upstream read, for a requester that takes them together.
-        batch: list[Delta] = []
-        upstream_model = env.model
-
-        async def on_delta(delta: Delta, model: str) -> None:
-            nonlocal upstream_model
-            batch.append(restorer.delta(delta) if restorer is not None else delta)
-            if transcript is not None:
-                transcript.add(delta)
-            upstream_model = model or upstream_model
-            if not env.batch_chunks:
-                await send_batch()
-
-        async def send_batch() -> None:
-            nonlocal seq, first_chunk_ns
-            if not batch:
-                return
-            chunk = Chunk(id=env.id, seq=seq, delta=batch[0], model=upstream_model, more=batch[1:])
-            batch.clear()
-            if seq == 0:  # it carries the response headers' facts
-                chunk.deployment, chunk.cache = walk.current.name, "miss" if env.cache_key else ""
-            await ctx.send(env, bus.encode(chunk))
-            first_chunk_ns = first_chunk_ns or time.time_ns()
-            seq += 1
-
+        call = RequestCall(
+            env,
+            self.client,
+            send=lambda chunk: ctx.send(env, bus.encode(chunk)),
+            tried=lambda t, says_health: self._tried(ctx, env, t, says_health=says_health),
+            in_flight=self.calls,
+        )
         self.inflight[env.id] = asyncio.current_task()  # type: ignore[assignment]
         if env.progress:
             await ctx.send(env, bus.encode(Accepted(id=env.id, worker=ctx.instance)))
@@ -233,160 +192,61 @@ class ProviderStage:
             # process dies calling it, the requester knows who held it and
             # does not send it again.
             await process.written(ctx.nc)
-        walk = Walk(
-            env.candidates, context_candidates=env.context_candidates, retries=env.retries, deadline_ns=env.deadline_ns
-        )
-        call_start = time.time_ns()
         try:
-            remaining = max(0.0, (env.deadline_ns - call_start) / 1e9)
-            async with asyncio.timeout(remaining):
-                outcome = await walk.run(
-                    lambda dep, progress, send: self._call(env, dep, progress, send, send_batch),
-                    lambda t: self._tried(ctx, env, t),
-                    on_delta if env.stream else None,
-                )
+            outcome = await call.run()
         except (WalkFailed, TimeoutError, asyncio.CancelledError) as exc:
-            if isinstance(exc, WalkFailed):
-                error, started, first_byte = exc.error, exc.last.start_ns, exc.last.first_byte_ns
-            else:
-                if isinstance(exc, TimeoutError):
-                    error = UpstreamTimeout("Request deadline passed while waiting for the upstream.")
-                elif env.id in self.cancelled:
-                    error = ClientClosed("The client closed the connection.")
-                else:
-                    error = StageStopping("The gateway stopped while calling the upstream.")
-                started, first_byte = call_start, walk.progress.first_byte_ns
-                # The try cut short from outside has no row of its own yet.
-                cut = Try(len(walk.tries) + 1, walk.current, started, first_byte, time.time_ns(), error.status, error)
-                walk.tries.append(cut)
-                await self._tried(ctx, env, cut, says_health=isinstance(error, UpstreamTimeout))
-            dep = walk.current
-            await send_batch()  # what came before the end reaches the client before it
-            if restorer is not None and first_chunk_ns:
-                seq = await self._send_held(ctx, env, restorer, seq)
-            failure = Failure.from_error(env.id, error, seq, deployment=dep.name, provider=dep.provider)
-            failure.timing = Timing(
-                upstream_start_ns=started, upstream_first_byte_ns=first_byte, upstream_end_ns=time.time_ns()
-            )
-            failure.attempts = len(walk.tries)
-            billed = self._billed_so_far(env, walk, refused=isinstance(exc, WalkFailed))
-            if billed is not None:
-                failure.usage, failure.cost = billed
-            ttft = first_chunk_ns - env.received_at_ns if first_chunk_ns else 0
-            if env.call_log_max_bytes > 0:
-                error_body = {"type": failure.type, "code": failure.code, "message": failure.message}
-                message = transcript.message() if transcript is not None and transcript.parts else None
-                logged = call_logs.answer_json(
-                    message=self._loggable(env, message), usage=failure.usage, error=error_body
-                )
-                ctx.events.emit(call_logs.entry(env, failure.status, logged, time.time_ns()))
+            client_gone = isinstance(exc, asyncio.CancelledError) and env.id in self.cancelled
+            failure = await call.failure(exc, client_gone=client_gone)
+            self._log_call(ctx, env, call, failure)
+            # A Failure carries usage only when the upstream billed some.
+            billed = failure.usage is not None
             await ctx.finish(
-                env,
-                failure,
-                start_ns,
-                billed=billed is not None,
-                ttft_ns=ttft,
-                client_disconnected=isinstance(error, ClientClosed),
+                env, failure, start_ns, billed=billed, ttft_ns=call.ttft_ns, client_disconnected=client_gone
             )
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
         finally:
             self.inflight.pop(env.id, None)
-        dep = walk.current
-        if usage_svc.is_suspiciously_free(outcome.cost, dep.catalog_model):
-            ctx.events.emit(
-                AlertEvent(
-                    event_id=new_id(),
-                    request_id=env.id,
-                    at_ns=time.time_ns(),
-                    alert="zero_cost",
-                    model=env.model,
-                    deployment=dep.name,
-                    detail=f"priced model {dep.catalog_model!r} cost 0 (usage {outcome.usage.source}: "
-                    f"{outcome.usage.prompt_tokens} in, {outcome.usage.completion_tokens} out)",
-                )
-            )
-        answer, others = outcome.message, outcome.other_choices
-        await send_batch()
-        if restorer is not None:
-            seq = await self._send_held(ctx, env, restorer, seq)
-            answer = restorer.message(answer)
-            others = [msgspec.structs.replace(c, message=restorer.message(c.message, c.index)) for c in others]
-            self._report_output(ctx, env, restorer)
-        final = Final(
-            id=env.id,
-            seq=seq,
-            model=outcome.model,
-            usage=outcome.usage,
-            cost_pico_usd=outcome.cost.total,
-            cost=outcome.cost,
-            message=answer,
-            other_choices=others,
-            embeddings=outcome.embeddings,
-            finish_reason=outcome.finish_reason,
-            deployment=dep.name,
-            provider=dep.provider,
-            attempts=len(walk.tries),
-            cache="miss" if env.cache_key else "",
-            timing=Timing(
-                upstream_start_ns=outcome.start_ns,
-                upstream_first_byte_ns=outcome.first_byte_ns,
-                upstream_end_ns=outcome.end_ns,
-            ),
-        )
-        ttft = first_chunk_ns - env.received_at_ns if first_chunk_ns else 0
-        message = transcript.message() if transcript is not None else outcome.message
-        if env.call_log_max_bytes > 0:
-            logged = call_logs.answer_json(
-                message=self._loggable(env, message),
-                embeddings=outcome.embeddings,
-                finish_reason=outcome.finish_reason,
-                usage=outcome.usage,
-            )
-            ctx.events.emit(call_logs.entry(env, 200, logged, time.time_ns()))
-        await ctx.finish(env, final, start_ns, billed=True, ttft_ns=ttft)
+        self._alert_if_free(ctx, env, outcome, call.deployment)
+        final = await call.final(outcome)
+        self._report_output(ctx, env, call.detections())
+        self._log_call(ctx, env, call, final)
+        await ctx.finish(env, final, start_ns, billed=True, ttft_ns=call.ttft_ns)
         if env.cache_key and env.cache_ttl_s > 0:
-            await self._keep(ctx, env, final, message)
+            await self._keep(ctx, env, final, call.written)
 
     @staticmethod
-    def _output(env: Envelope) -> Callable[[], OutputScanner] | None:
-        """The tenant's output checks, a scanner for each text (a choice's
-        content, a tool call's arguments); the caller's own (restored) values
-        are not leaks."""
-        p = env.privacy
-        if p is None or not p.output:
-            return None
-        kinds, given = list(p.output), list(p.vault.values())
-        return lambda: OutputScanner(lambda text: detectors.find(text, kinds, p.phone_region), p.output, given)
-
-    @classmethod
-    def _loggable(cls, env: Envelope, message: Message | None) -> Message | None:
-        """The answer as its call log keeps it: as the upstream wrote it
-        (placeholders unrestored), less what the output checks take out, so
-        a key the model leaked is not kept in a log either."""
-        output = cls._output(env)
-        return AnswerRestorer({}, output).message(message) if output is not None else message
+    def _alert_if_free(ctx: runner.StageContext, env: Envelope, outcome: CallOutcome, dep: Deployment) -> None:
+        if not usage_svc.is_suspiciously_free(outcome.cost, dep.catalog_model):
+            return
+        ctx.events.emit(
+            AlertEvent(
+                event_id=new_id(),
+                request_id=env.id,
+                at_ns=time.time_ns(),
+                alert="zero_cost",
+                model=env.model,
+                deployment=dep.name,
+                detail=f"priced model {dep.catalog_model!r} cost 0 (usage {outcome.usage.source}: "
+                f"{outcome.usage.prompt_tokens} in, {outcome.usage.completion_tokens} out)",
+            )
+        )
 
     @staticmethod
-    def _report_output(ctx: runner.StageContext, env: Envelope, restorer: AnswerRestorer) -> None:
+    def _log_call(ctx: runner.StageContext, env: Envelope, call: RequestCall, reply: Final | Failure) -> None:
+        """The call log, for a tenant that opted in."""
+        if env.call_log_max_bytes > 0:
+            status = reply.status if isinstance(reply, Failure) else 200
+            ctx.events.emit(call_logs.entry(env, status, call.logged_answer(reply), time.time_ns()))
+
+    @staticmethod
+    def _report_output(ctx: runner.StageContext, env: Envelope, found: list[Detection]) -> None:
         p = env.privacy
         if p is None:
             return
-        found = [
-            Detection(f.detector, p.output.get(f.detector, "flag"), where, f.start, f.end)
-            for where, f in restorer.found
-        ]
         for event in privacy.events(env.id, env.tenant_id, found, p.version, time.time_ns()):
             ctx.events.emit(event)
-
-    async def _send_held(self, ctx: runner.StageContext, env: Envelope, restorer: AnswerRestorer, seq: int) -> int:
-        """What the restorer still held at the stream's end (an unfinished
-        placeholder's start is the model's own text), before the last reply."""
-        for delta in restorer.rest():
-            await ctx.send(env, bus.encode(Chunk(id=env.id, seq=seq, delta=delta, model=env.model)))
-            seq += 1
-        return seq
 
     async def _keep(self, ctx: runner.StageContext, env: Envelope, final: Final, message: Message | None) -> None:
         """Ask the cache stage to keep a whole answer (sent after the Final,
@@ -396,29 +256,6 @@ class ProviderStage:
         payload = bus.encode(CacheStore(key=env.cache_key, ttl_s=env.cache_ttl_s, answer=answer))
         if len(payload) <= ctx.nc.max_payload - 1024:
             await ctx.nc.publish(subjects.CACHE_STORE, payload)
-
-    async def _call(
-        self, env: Envelope, dep: Deployment, progress: CallProgress, on_delta: OnDelta | None, on_read: OnRead
-    ) -> CallOutcome:
-        assert self.client is not None
-        self.calls[dep.name] = self.calls.get(dep.name, 0) + 1
-        try:
-            if env.embeddings is not None:
-                return await call_embeddings(self.client, dep, env.embeddings, progress)
-            assert env.body is not None  # policy let through exactly one body
-            raw = env.raw if env.raw and passthrough.native(env.api, dep) else None
-            return await call_chat(
-                self.client,
-                dep,
-                env.body,
-                on_delta=on_delta,
-                on_read=on_read,
-                progress=progress,
-                raw=raw,
-                anthropic_beta=env.anthropic_beta,
-            )
-        finally:
-            self.calls[dep.name] -= 1
 
     async def stop(self) -> None:
         for task in list(self.inflight.values()):

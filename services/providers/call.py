@@ -1,8 +1,14 @@
-"""One upstream call over httpx (chat, streamed or not, or embeddings) in the unified format.
+"""One upstream try over httpx (chat, streamed or not, or embeddings) in the unified format.
 
-The provider worker passes ``on_delta`` to stream: every upstream event is
-handed over the moment it is parsed, and ``on_read`` after the events of
-each read of the upstream's stream (so that those can travel on together).
+``call_chat`` reads top-down: the request (the client's own body to a
+deployment of its API's family, else the adapter's translation), the
+upstream's answer read whole or from its stream into an ``Answer``, then the
+usage settled and priced into a ``CallOutcome``. ``reader_for`` is the one
+place that picks what reads the answer.
+
+To stream, the caller passes ``on_delta``: every upstream event is handed
+over the moment it is parsed, and ``on_read`` after the events of each read
+of the upstream's stream (so that those can travel on together).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -23,8 +30,8 @@ from services import pricing
 from services import usage as usage_svc
 from services.providers import passthrough
 from services.providers.anthropic.chat import beta_headers
-from services.providers.base import UpstreamRequest, embedding_inputs
-from services.providers.http import Upstream
+from services.providers.base import ChatAdapter, ChatResult, StreamParser, UpstreamRequest, embedding_inputs
+from services.providers.http import Upstream, UpstreamResponse
 from services.providers.registry import provider
 from services.providers.sse import sse_data
 
@@ -48,6 +55,22 @@ class CallOutcome(msgspec.Struct):
     other_choices: list[Choice] = []
 
 
+class Answer(msgspec.Struct):
+    """What one upstream answer said, read whole or from its stream, before
+    its usage is settled."""
+
+    model: str
+    finish_reason: str | None
+    # Usage as the upstream reported it, if it did.
+    reported: Usage | None
+    # What its output tokens are made of (text and tool-call arguments of
+    # every choice): counted when the upstream reported no usage.
+    output_text: str
+    # The whole message of the first choice; None when streamed (it went out as deltas).
+    message: Message | None = None
+    other_choices: list[Choice] = []
+
+
 class CallProgress:
     """How far a call got, kept outside it: when the call is cancelled (the
     client went away), what the upstream already processed and generated is
@@ -60,6 +83,7 @@ class CallProgress:
         self.parts: list[str] = []
         # Usage the upstream reported in the stream so far, if any.
         self.reported: Usage | None = None
+        # When a streamed answer's first event came (not set for a whole answer).
         self.first_byte_ns = 0
 
 
@@ -73,6 +97,25 @@ class CallFailed(Exception):
         self.first_byte_ns = first_byte_ns
 
 
+@dataclass(frozen=True, slots=True)
+class AnswerReader:
+    """What reads an upstream's chat answer into the unified format: a whole
+    one (``parse``), or a stream (a new ``stream_parser()`` per stream)."""
+
+    parse: Callable[[bytes], ChatResult]
+    stream_parser: Callable[[], StreamParser]
+
+
+def reader_for(api: str, deployment: Deployment, raw: bytes | None) -> AnswerReader:
+    """What reads ``deployment``'s answer to a request of the client's
+    ``api`` (``raw``: the client's own body, if the ingress kept it). Today
+    always the deployment family's adapter, pass-through or not; a client
+    API whose native answers the adapter cannot read gets its own row here
+    (and may refuse, as ``InvalidRequest``, a body no other family can serve)."""
+    adapter = provider(deployment.provider).chat
+    return AnswerReader(adapter.parse_response, adapter.stream_parser)
+
+
 async def call_chat(
     client: Upstream,
     deployment: Deployment,
@@ -81,25 +124,24 @@ async def call_chat(
     on_delta: OnDelta | None = None,
     on_read: OnRead | None = None,
     progress: CallProgress | None = None,
+    api: str = "chat",
     raw: bytes | None = None,
     anthropic_beta: str = "",
 ) -> CallOutcome:
-    """``raw``: the client's own body, sent as it is (``passthrough``) to a
-    deployment of the client API's own family; ``anthropic_beta``: the
-    client's ``anthropic-beta`` header, sent as it is to an Anthropic deployment."""
+    """One try at ``deployment``, streamed when ``on_delta`` is given.
+    ``api`` is the client's API and ``raw`` its own body, if the ingress
+    kept it: a deployment of that API's own family gets it as it is
+    (``passthrough``); an Anthropic deployment gets ``anthropic_beta``, the
+    client's ``anthropic-beta`` header, as it is."""
     known = provider(deployment.provider)
     adapter = known.chat
     progress = progress or CallProgress()
     start_ns = time.time_ns()
-    first_byte_ns = 0
+    # When a whole answer began to be read (a stream's first event is ``progress.first_byte_ns``).
+    whole_ns = 0
     try:
-        stream = on_delta is not None
-        if raw:
-            req = passthrough.request(deployment, raw, _api_key(deployment), stream=stream)
-        else:
-            req = _translated(
-                adapter.build_request, deployment, _for_model(body, deployment), _api_key(deployment), stream=stream
-            )
+        reader = reader_for(api, deployment, raw)
+        req = _chat_request(adapter, deployment, body, api, raw, stream=on_delta is not None)
         if known.family == "anthropic":
             req.headers.update(beta_headers(anthropic_beta))
         progress.sent = True
@@ -108,59 +150,90 @@ async def call_chat(
             if resp.status_code >= 400:
                 raise adapter.map_error(resp.status_code, await resp.aread(), resp.headers)
             if on_delta is None:
-                first_byte_ns = time.time_ns()
-                data = await resp.aread()
-                result = adapter.parse_response(data)
-                text = "".join(_output_text(m) for m in (result.message, *(c.message for c in result.other_choices)))
-                model, reported, finish, message = result.model, result.usage, result.finish_reason, result.message
-                others = result.other_choices
+                whole_ns = time.time_ns()
+                answer = _whole(reader.parse(await resp.aread()))
             else:
-                model, reported, finish, message, text, others = "", None, None, None, "", []
-                parts = progress.parts
-                done = False
-                parser = adapter.stream_parser()
-                async for events in sse_data(resp.aiter_bytes()):
-                    for data in events:
-                        event = parser.feed(data)
-                        if event is None:
-                            done = True
-                            break
-                        if not first_byte_ns:
-                            first_byte_ns = progress.first_byte_ns = time.time_ns()
-                        model = event.model or model
-                        reported = progress.reported = event.usage or reported
-                        for delta in (event.delta, *event.extra) if event.delta is not None else ():
-                            if not (delta.content or delta.tool_calls or delta.role or delta.finish_reason):
-                                continue
-                            if delta.content:
-                                parts.append(delta.content)
-                            # Tool-call arguments are output tokens too, for counting.
-                            parts += [tc.function.arguments or "" for tc in delta.tool_calls or () if tc.function]
-                            finish = delta.finish_reason or finish
-                            await on_delta(delta, model)
-                    if on_read is not None:
-                        await on_read()
-                    if done:
-                        break
-                if not done and finish is None:
-                    raise UpstreamError("Upstream stream ended before the answer was complete.")
-                text = "".join(parts)
+                answer = await _streamed(resp, reader.stream_parser(), progress, on_delta, on_read)
         finally:
             await resp.aclose()
     except (GatewayError, httpx.TransportError) as exc:
-        raise _failed(exc, start_ns, first_byte_ns) from exc
-    usage = usage_svc.settle(reported, body, text, deployment.catalog_model)
+        raise _failed(exc, start_ns, whole_ns or progress.first_byte_ns) from exc
+    usage = usage_svc.settle(answer.reported, body, answer.output_text, deployment.catalog_model)
     return CallOutcome(
-        model=model or deployment.upstream_model,
+        model=answer.model or deployment.upstream_model,
         usage=usage,
         cost=usage_svc.cost_of(usage, deployment.catalog_model),
-        finish_reason=finish,
-        message=message,
-        other_choices=others,
+        finish_reason=answer.finish_reason,
+        message=answer.message,
+        other_choices=answer.other_choices,
         start_ns=start_ns,
-        first_byte_ns=first_byte_ns or time.time_ns(),
+        first_byte_ns=whole_ns or progress.first_byte_ns or time.time_ns(),
         end_ns=time.time_ns(),
     )
+
+
+def _chat_request(
+    adapter: ChatAdapter, deployment: Deployment, body: ChatBody, api: str, raw: bytes | None, *, stream: bool
+) -> UpstreamRequest:
+    """The client's own body to a deployment of its API's own family, else
+    the family adapter's translation of the unified body."""
+    if raw and passthrough.native(api, deployment):
+        return passthrough.request(deployment, raw, _api_key(deployment), stream=stream)
+    return _translated(
+        adapter.build_request, deployment, _for_model(body, deployment), _api_key(deployment), stream=stream
+    )
+
+
+def _for_model(body: ChatBody, deployment: Deployment) -> ChatBody:
+    """No ``reasoning_effort`` for a model the catalog says does not reason
+    (OpenAI answers those 400): one read from an Anthropic request's thinking
+    settings must not make an error of a request Anthropic would serve."""
+    entry = pricing.load_catalog().get(deployment.catalog_model or "")
+    if body.reasoning_effort is None or entry is None or "reasoning" in entry.caps:
+        return body
+    return msgspec.structs.replace(body, reasoning_effort=None)
+
+
+def _whole(result: ChatResult) -> Answer:
+    text = "".join(_output_text(m) for m in (result.message, *(c.message for c in result.other_choices)))
+    return Answer(result.model, result.finish_reason, result.usage, text, result.message, result.other_choices)
+
+
+async def _streamed(
+    resp: UpstreamResponse, parser: StreamParser, progress: CallProgress, on_delta: OnDelta, on_read: OnRead | None
+) -> Answer:
+    """Reads a stream to its end marker (or its last choice's finish),
+    handing each delta over as it is parsed; keeps in ``progress`` what a
+    call cut short still bills."""
+    model, reported, finish = "", None, None
+    parts = progress.parts
+    done = False
+    async for events in sse_data(resp.aiter_bytes()):
+        for data in events:
+            event = parser.feed(data)
+            if event is None:
+                done = True
+                break
+            if not progress.first_byte_ns:
+                progress.first_byte_ns = time.time_ns()
+            model = event.model or model
+            reported = progress.reported = event.usage or reported
+            for delta in (event.delta, *event.extra) if event.delta is not None else ():
+                if not (delta.content or delta.tool_calls or delta.role or delta.finish_reason or delta.reasoning):
+                    continue
+                if delta.content:
+                    parts.append(delta.content)
+                # Tool-call arguments are output tokens too, for counting.
+                parts += [tc.function.arguments or "" for tc in delta.tool_calls or () if tc.function]
+                finish = delta.finish_reason or finish
+                await on_delta(delta, model)
+        if on_read is not None:
+            await on_read()
+        if done:
+            break
+    if not done and finish is None:
+        raise UpstreamError("Upstream stream ended before the answer was complete.")
+    return Answer(model, finish, reported, "".join(parts))
 
 
 async def call_embeddings(
@@ -219,16 +292,6 @@ def _translated(
         raise InvalidRequest(
             f"The request cannot be translated for a {deployment.provider} model: {type(exc).__name__}: {exc}."
         ) from exc
-
-
-def _for_model(body: ChatBody, deployment: Deployment) -> ChatBody:
-    """No ``reasoning_effort`` for a model the catalog says does not reason
-    (OpenAI answers those 400): one read from an Anthropic request's thinking
-    settings must not make an error of a request Anthropic would serve."""
-    entry = pricing.load_catalog().get(deployment.catalog_model or "")
-    if body.reasoning_effort is None or entry is None or "reasoning" in entry.caps:
-        return body
-    return msgspec.structs.replace(body, reasoning_effort=None)
 
 
 def _api_key(deployment: Deployment) -> str | None:

@@ -1,0 +1,271 @@
+"""One request's call to its upstreams, from its first try to its last reply.
+
+The provider stage makes a ``RequestCall`` for each request it takes and
+drives it in two steps:
+
+* ``run`` walks the candidate deployments (``attempts.Walk``) within the
+  request's deadline; a streamed answer goes out as ``Chunk`` replies
+  through ``send`` as its deltas arrive, each restored for the caller;
+* then ``final`` (the walk answered) or ``failure`` (every try failed, the
+  deadline passed, or the call was cancelled) sends what the stream still
+  held and builds the last reply, ``Final`` or ``Failure``.
+
+The stage sends that last reply, records the request and emits the events:
+each try's end comes back to it through ``tried``. Nothing here knows of
+NATS, so a request's whole call runs in a unit test against a fake upstream.
+
+A call holds what its replies need along the way: their sequence numbers,
+the deltas of one upstream read (one ``Chunk`` to a requester that batches),
+when the first chunk went out (time to first token), the restorer of masked
+values (the caller gets its values back, and only the caller) and, for the
+cache and the call log, the transcript of a streamed answer as the upstream
+wrote it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import msgspec
+
+from schemas.chat import Cost, Delta, Message, Usage
+from schemas.envelope import Deployment, Envelope
+from schemas.errors import ClientClosed, StageStopping, UpstreamTimeout
+from schemas.events import Detection
+from schemas.replies import Chunk, Failure, Final, Timing
+from services import answer_cache, call_logs, detectors
+from services import usage as usage_svc
+from services.masking import AnswerRestorer, OutputScanner
+from services.providers.attempts import Try, Walk, WalkFailed
+from services.providers.call import CallOutcome, CallProgress, OnDelta, call_chat, call_embeddings
+from services.providers.http import Upstream
+
+# Where a chunk of the answer goes (the requester's inbox, in the stage).
+Send = Callable[[Chunk], Awaitable[None]]
+# A try that ended, and whether its end tells of the deployment's health
+# (not when the client left or the gateway stopped while it ran).
+Tried = Callable[[Try, bool], Awaitable[None]]
+
+
+def output_checks(env: Envelope) -> Callable[[], OutputScanner] | None:
+    """The tenant's output checks, a scanner for each text (a choice's
+    content, a tool call's arguments); the caller's own (restored) values
+    are not leaks."""
+    p = env.privacy
+    if p is None or not p.output:
+        return None
+    kinds, given = list(p.output), list(p.vault.values())
+    return lambda: OutputScanner(lambda text: detectors.find(text, kinds, p.phone_region), p.output, given)
+
+
+class RequestCall:
+    """One request's upstream call; ``send`` takes its chunks, ``tried`` each
+    try's end, ``in_flight`` counts the calls to each deployment."""
+
+    def __init__(
+        self, env: Envelope, client: Upstream, send: Send, tried: Tried, in_flight: dict[str, int] | None = None
+    ) -> None:
+        self.env = env
+        self.client = client
+        self.send = send
+        self.tried = tried
+        # deployment name -> calls in flight to it (shared by the process's calls)
+        self.in_flight = in_flight if in_flight is not None else {}
+        self.walk = Walk(
+            env.candidates, context_candidates=env.context_candidates, retries=env.retries, deadline_ns=env.deadline_ns
+        )
+        self.seq = 0
+        self.started_ns = 0
+        self.first_chunk_ns = 0
+        # Deltas of one upstream read, for a requester that takes them together.
+        self.batch: list[Delta] = []
+        # The model the upstream's stream names, for the chunks.
+        self.model = env.model
+        # A streamed answer to keep in the cache or the call log is joined as it goes out.
+        keeps = bool(env.cache_key) or env.call_log_max_bytes > 0
+        self.transcript = answer_cache.Transcript() if keeps and env.stream else None
+        # Masked values go back into the answer for the caller, and only there:
+        # the transcript (call log, cache) keeps what the upstream wrote.
+        self.restorer = AnswerRestorer(env.privacy.vault, output_checks(env)) if env.privacy is not None else None
+        # The answer as the upstream wrote it (placeholders unrestored), once
+        # the call ended: what the cache keeps and the call log shows.
+        self.written: Message | None = None
+
+    @property
+    def deployment(self) -> Deployment:
+        """The deployment called last (the one that answered, once ``run`` returned)."""
+        return self.walk.current
+
+    @property
+    def ttft_ns(self) -> int:
+        return self.first_chunk_ns - self.env.received_at_ns if self.first_chunk_ns else 0
+
+    async def run(self) -> CallOutcome:
+        """Try the candidates until one answers, within the request's
+        deadline. Raises ``WalkFailed`` (no try answered), ``TimeoutError``
+        (the deadline passed) or ``asyncio.CancelledError``: each is the
+        ``failure`` to send."""
+        env = self.env
+        self.started_ns = time.time_ns()
+        async with asyncio.timeout(max(0.0, (env.deadline_ns - self.started_ns) / 1e9)):
+            return await self.walk.run(self._try, self._ended, self._on_delta if env.stream else None)
+
+    async def final(self, outcome: CallOutcome) -> Final:
+        """Send what the stream still held; the ``Final`` of the answer, restored for the caller."""
+        env, dep = self.env, self.walk.current
+        answer, others = outcome.message, outcome.other_choices
+        await self._send_batch()
+        if self.restorer is not None:
+            await self._send_held()
+            answer = self.restorer.message(answer)
+            others = [msgspec.structs.replace(c, message=self.restorer.message(c.message, c.index)) for c in others]
+        self.written = self.transcript.message() if self.transcript is not None else outcome.message
+        return Final(
+            id=env.id,
+            seq=self.seq,
+            model=outcome.model,
+            usage=outcome.usage,
+            cost_pico_usd=outcome.cost.total,
+            cost=outcome.cost,
+            message=answer,
+            other_choices=others,
+            embeddings=outcome.embeddings,
+            finish_reason=outcome.finish_reason,
+            deployment=dep.name,
+            provider=dep.provider,
+            attempts=len(self.walk.tries),
+            cache="miss" if env.cache_key else "",
+            timing=Timing(
+                upstream_start_ns=outcome.start_ns,
+                upstream_first_byte_ns=outcome.first_byte_ns,
+                upstream_end_ns=outcome.end_ns,
+            ),
+        )
+
+    async def failure(self, exc: BaseException, *, client_gone: bool = False) -> Failure:
+        """The ``Failure`` of a call that ``run`` ended with ``exc``, after
+        what the stream held; it bills what the upstream processed and
+        generated. A cancelled call ended because its client left
+        (``client_gone``) or the gateway is stopping."""
+        walk = self.walk
+        if isinstance(exc, WalkFailed):
+            error, started, first_byte = exc.error, exc.last.start_ns, exc.last.first_byte_ns
+        else:
+            if isinstance(exc, TimeoutError):
+                error = UpstreamTimeout("Request deadline passed while waiting for the upstream.")
+            elif client_gone:
+                error = ClientClosed("The client closed the connection.")
+            else:
+                error = StageStopping("The gateway stopped while calling the upstream.")
+            started, first_byte = self.started_ns, walk.progress.first_byte_ns
+            # The try cut short from outside has no row of its own yet.
+            cut = Try(len(walk.tries) + 1, walk.current, started, first_byte, time.time_ns(), error.status, error)
+            walk.tries.append(cut)
+            await self.tried(cut, isinstance(error, UpstreamTimeout))
+        dep = walk.current
+        await self._send_batch()  # what came before the end reaches the client before it
+        if self.restorer is not None and self.first_chunk_ns:
+            await self._send_held()
+        failure = Failure.from_error(self.env.id, error, self.seq, deployment=dep.name, provider=dep.provider)
+        failure.timing = Timing(
+            upstream_start_ns=started, upstream_first_byte_ns=first_byte, upstream_end_ns=time.time_ns()
+        )
+        failure.attempts = len(walk.tries)
+        billed = self._billed_so_far(refused=isinstance(exc, WalkFailed))
+        if billed is not None:
+            failure.usage, failure.cost = billed
+        t = self.transcript
+        self.written = t.message() if t is not None and t.parts else None
+        return failure
+
+    def detections(self) -> list[Detection]:
+        """What the tenant's output checks found in the answer, and what each did."""
+        p = self.env.privacy
+        if p is None or self.restorer is None:
+            return []
+        return [
+            Detection(f.detector, p.output.get(f.detector, "flag"), where, f.start, f.end)
+            for where, f in self.restorer.found
+        ]
+
+    def logged_answer(self, reply: Final | Failure) -> str:
+        """The answer as the call log keeps it: as the upstream wrote it
+        (placeholders unrestored), less what the output checks take out, so
+        a key the model leaked is not kept in a log either."""
+        output = output_checks(self.env)
+        message = AnswerRestorer({}, output).message(self.written) if output is not None else self.written
+        if isinstance(reply, Failure):
+            error = {"type": reply.type, "code": reply.code, "message": reply.message}
+            return call_logs.answer_json(message=message, usage=reply.usage, error=error)
+        return call_logs.answer_json(
+            message=message, embeddings=reply.embeddings, finish_reason=reply.finish_reason, usage=reply.usage
+        )
+
+    async def _try(self, dep: Deployment, progress: CallProgress, on_delta: OnDelta | None) -> CallOutcome:
+        """One try at ``dep`` (the walk's call)."""
+        env = self.env
+        self.in_flight[dep.name] = self.in_flight.get(dep.name, 0) + 1
+        try:
+            if env.embeddings is not None:
+                return await call_embeddings(self.client, dep, env.embeddings, progress)
+            assert env.body is not None  # policy let through exactly one body
+            return await call_chat(
+                self.client,
+                dep,
+                env.body,
+                on_delta=on_delta,
+                on_read=self._send_batch,
+                progress=progress,
+                api=env.api,
+                raw=env.raw or None,
+                anthropic_beta=env.anthropic_beta,
+            )
+        finally:
+            self.in_flight[dep.name] -= 1
+
+    async def _ended(self, t: Try) -> None:
+        await self.tried(t, True)
+
+    async def _on_delta(self, delta: Delta, model: str) -> None:
+        self.batch.append(self.restorer.delta(delta) if self.restorer is not None else delta)
+        if self.transcript is not None:
+            self.transcript.add(delta)
+        self.model = model or self.model
+        if not self.env.batch_chunks:
+            await self._send_batch()
+
+    async def _send_batch(self) -> None:
+        if not self.batch:
+            return
+        env = self.env
+        chunk = Chunk(id=env.id, seq=self.seq, delta=self.batch[0], model=self.model, more=self.batch[1:])
+        self.batch.clear()
+        if self.seq == 0:  # it carries the response headers' facts
+            chunk.deployment, chunk.cache = self.walk.current.name, "miss" if env.cache_key else ""
+        await self.send(chunk)
+        self.first_chunk_ns = self.first_chunk_ns or time.time_ns()
+        self.seq += 1
+
+    async def _send_held(self) -> None:
+        """What the restorer still held at the stream's end (an unfinished
+        placeholder's start is the model's own text), before the last reply."""
+        assert self.restorer is not None
+        for delta in self.restorer.rest():
+            await self.send(Chunk(id=self.env.id, seq=self.seq, delta=delta, model=self.env.model))
+            self.seq += 1
+
+    def _billed_so_far(self, *, refused: bool) -> tuple[Usage, Cost] | None:
+        """What the upstream processed and generated of a call that ended
+        early. ``refused``: the upstream answered with an error (a 429, a 5xx,
+        no connection), which bills nothing unless a stream had begun."""
+        env, progress, dep = self.env, self.walk.progress, self.walk.current
+        if not progress.sent or (refused and not progress.first_byte_ns):
+            return None
+        if env.embeddings is not None:
+            usage = usage_svc.settle_embeddings(None, env.embeddings, dep.catalog_model)
+        else:
+            assert env.body is not None
+            usage = usage_svc.settle_cut_short(progress.reported, env.body, "".join(progress.parts), dep.catalog_model)
+        return usage, usage_svc.cost_of(usage, dep.catalog_model)
