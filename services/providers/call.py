@@ -26,12 +26,14 @@ import msgspec
 from schemas.chat import ChatBody, Choice, Cost, Delta, EmbeddingsBody, Message, ToolCall, Usage
 from schemas.envelope import Deployment
 from schemas.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout, UpstreamUnreachable
+from schemas.responses import BuiltinChoice, BuiltinTool, decode_request
 from services import pricing
 from services import usage as usage_svc
 from services.providers import passthrough
 from services.providers.anthropic.chat import beta_headers
 from services.providers.base import ChatAdapter, ChatResult, StreamParser, UpstreamRequest, embedding_inputs
 from services.providers.http import Upstream, UpstreamResponse
+from services.providers.openai import responses as openai_responses
 from services.providers.registry import provider
 from services.providers.sse import sse_data
 
@@ -108,10 +110,25 @@ class AnswerReader:
 
 def reader_for(api: str, deployment: Deployment, raw: bytes | None) -> AnswerReader:
     """What reads ``deployment``'s answer to a request of the client's
-    ``api`` (``raw``: the client's own body, if the ingress kept it). Today
-    always the deployment family's adapter, pass-through or not; a client
-    API whose native answers the adapter cannot read gets its own row here
-    (and may refuse, as ``InvalidRequest``, a body no other family can serve)."""
+    ``api`` (``raw``: the client's own body, if the ingress kept it): the
+    deployment family's adapter, pass-through or not, except for a client
+    API whose native answers the adapter cannot read (OpenAI's Responses),
+    which may also refuse, as ``InvalidRequest``, what no other family can serve."""
+    if api == "responses" and raw:
+        if passthrough.native(api, deployment):
+            return AnswerReader(openai_responses.parse_response, openai_responses.ResponsesStreamParser)
+        # Tools that run on OpenAI's side are left out for another family
+        # (the row names them: agents such as Codex declare web_search with
+        # every request); a request that must call one is refused.
+        request = decode_request(raw)
+        forced = request.tool_choice
+        if isinstance(forced, BuiltinChoice) or (
+            forced == "required" and all(isinstance(t, BuiltinTool) for t in request.tools or ())
+        ):
+            raise InvalidRequest(
+                "The request's tool_choice requires a tool that runs on OpenAI's side: "
+                f"model deployment {deployment.name!r} ({deployment.provider}) cannot serve it."
+            )
     adapter = provider(deployment.provider).chat
     return AnswerReader(adapter.parse_response, adapter.stream_parser)
 
@@ -178,7 +195,7 @@ def _chat_request(
     """The client's own body to a deployment of its API's own family, else
     the family adapter's translation of the unified body."""
     if raw and passthrough.native(api, deployment):
-        return passthrough.request(deployment, raw, _api_key(deployment), stream=stream)
+        return passthrough.request(deployment, raw, _api_key(deployment), stream=stream, api=api)
     return _translated(
         adapter.build_request, deployment, _for_model(body, deployment), _api_key(deployment), stream=stream
     )
