@@ -176,6 +176,7 @@ class IngressApp:
                     await self.prompt_bus.start()
                     self.jobs = JobRunner(self.gw)
                     await self.jobs.start()
+                    self.gw.queue_job = self.jobs.intake.queue
                     self.admin = admin_app.build(self.gw, self.gw.store)
                     self.dashboard = dashboard_app.build(self.gw, self.gw.store)
                 except Exception as exc:

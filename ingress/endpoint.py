@@ -4,7 +4,7 @@ record it), open a bus session, relay the answer."""
 
 from __future__ import annotations
 
-from ingress import conversations, http_relay
+from ingress import conversations, http_relay, responses_background
 from ingress.gateway import Gateway
 from ingress.http import (
     JSON_HEADERS,
@@ -37,6 +37,12 @@ async def serve_api(gw: Gateway, api: ClientApi, scope: Scope, receive: Receive,
         key_header = api.api_key(lambda name: header(scope, name))
         session = BusSession(gw, api.name, parsed.model, parsed.stream, received_ns, request_id)
         parsed, caller = await conversations.resume(gw, api, parsed, key_header)
+        if caller is not None and parsed.responses is not None and parsed.responses.background:
+            traceparent = header(scope, b"traceparent") or ""
+            queued = await responses_background.submit(gw, parsed, caller, request_id, session.created, traceparent)
+            await send_bytes(send, 200, queued, [*JSON_HEADERS, (b"x-request-id", request_id.encode())])
+            session.close()
+            return
         await session.publish(
             key_header,
             parsed.body,

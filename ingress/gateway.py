@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import msgspec
 from nats.aio.client import Client
@@ -76,6 +76,9 @@ class Gateway:
         self.readiness = Readiness()
         # The Responses API's answers, for ``previous_response_id`` and GET /v1/responses/{id}.
         self.responses = StoredResponses()
+        # Queues a job the gateway made (a background response): the job
+        # intake's ``queue``, set by the app once the job runner started.
+        self.queue_job: Callable[[bytes, str, str, str, str, str], Awaitable[int]] | None = None
         self._metrics: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

@@ -39,6 +39,7 @@ log = logging.getLogger("sluice.ingress.jobs")
 
 # A held job is told "in progress" well inside this (``jobs.KEEPALIVE_S``).
 ACK_WAIT_S = 10.0
+_CALLER_HEADERS = (subjects.TRACEPARENT_HEADER, "Nats-Msg-Id")
 
 
 class _ReplyOnly(msgspec.Struct):
@@ -75,7 +76,9 @@ class JobIntake:
         api = msg.subject[len(subjects.JOBS) + 1 :]
         try:
             key = policy.authenticate(headers.get(subjects.API_KEY_HEADER), self.gw.keys.by_hash, _now_ms())
-            answer = await self._queue(msg, key.tenant_id, key.id, api)
+            # Of a caller's headers only these go on (never the gateway's own, e.g. a response id).
+            given = {k: v for k, v in (msg.headers or {}).items() if k in _CALLER_HEADERS}
+            answer = await self._queue(msg.data, given, key.tenant_id, key.id, api)
         except GatewayError as exc:
             answer = {"error": {"code": exc.status, "err_code": 0, "description": f"{exc.code}: {exc.message}"}}
             told = reply_of(msg.data)
@@ -85,9 +88,20 @@ class JobIntake:
         if msg.reply:
             await self.gw.nc.publish(msg.reply, json.dumps(answer).encode())
 
-    async def _queue(self, msg: Msg, tenant_id: str, key_id: str, api: str) -> dict:
-        headers = msg.headers or {}
+    async def queue(
+        self, data: bytes, tenant_id: str, key_id: str, api: str, response_id: str = "", traceparent: str = ""
+    ) -> int:
+        """Queue a job the gateway itself made (a background response, whose
+        answer is stored under ``response_id``); its sequence, the job's id."""
+        headers = {subjects.TRACEPARENT_HEADER: traceparent} if traceparent else {}
+        if response_id:
+            headers[subjects.RESPONSE_ID_HEADER] = response_id
+        return (await self._queue(data, headers, tenant_id, key_id, api))["seq"]
+
+    async def _queue(self, data: bytes, headers: dict[str, str], tenant_id: str, key_id: str, api: str) -> dict:
         queued = {subjects.KEY_ID_HEADER: key_id}
+        if response_id := headers.get(subjects.RESPONSE_ID_HEADER):
+            queued[subjects.RESPONSE_ID_HEADER] = response_id
         if traceparent := headers.get(subjects.TRACEPARENT_HEADER):
             queued[subjects.TRACEPARENT_HEADER] = traceparent
         if submission := headers.get("Nats-Msg-Id"):
@@ -97,7 +111,7 @@ class JobIntake:
         try:
             await self._ensure_consumer(tenant_id)
             ack = await js.publish(
-                subjects.job_queue(tenant_id, api), msg.data, stream=subjects.JOBS_STREAM, headers=queued
+                subjects.job_queue(tenant_id, api), data, stream=subjects.JOBS_STREAM, headers=queued
             )
         except (JetStreamError, nats.errors.Error) as exc:
             log.warning("a job of tenant %s could not be queued: %s", tenant_id, exc)

@@ -30,13 +30,13 @@ import msgspec
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from ingress import conversations
+from ingress import conversations, responses_background
 from ingress.gateway import Gateway
 from ingress.prompt_call import PromptCall
 from ingress.session import BusSession
 from schemas import bus, subjects
 from schemas.envelope import Api
-from schemas.errors import GatewayError, InvalidRequest, RecordNotFound, UpstreamError
+from schemas.errors import ClientClosed, GatewayError, InvalidRequest, RecordNotFound, UpstreamError
 from schemas.jobs import JobClaim, JobResult
 from schemas.prompt_calls import ApiAnswer
 from schemas.replies import Accepted, Admitted, Chunk, Failure, Final, Redacted
@@ -80,6 +80,8 @@ class JobRun:
         self.key_id = key_id
         self.tenant_id = tenant_id
         self.request_id = f"job-{job_id}"
+        # A background response's id (set by the ingress that queued it): its answer is stored there.
+        self.response_id = ""
 
     def result(self, reply: Final | Failure | ApiAnswer) -> JobResult:
         return JobResult(
@@ -117,13 +119,18 @@ class JobRun:
             return await self._prompt(variables)
         api, parsed = self._parse(body)
         parsed, _ = await conversations.resume(self.gw, api, parsed, None, self.key_id)
+        if self.response_id and not await responses_background.started(self.gw, self.tenant_id, self.response_id):
+            return self.fail(ClientClosed("The background response was cancelled before it ran."))
+        result = None
         if replay.claim is not None:
-            waited = await self._wait_for_answer(replay, api.name, parsed)
-            if waited is not None:
-                return waited
+            result = await self._wait_for_answer(replay, api.name, parsed)
         # A copy sent by an earlier run may still be on its way: this run's
         # copies are numbered above all of its, and fence them off first.
-        return await self._request(api.name, parsed, replay.quota, (delivery - 1) * COPIES_PER_RUN)
+        if result is None:
+            result = await self._request(api.name, parsed, replay.quota, (delivery - 1) * COPIES_PER_RUN)
+        if self.response_id and isinstance(result.result, Final | Failure):
+            await responses_background.finish(self.gw, self.tenant_id, self.response_id, parsed, result.result)
+        return result
 
     def _parse(self, body: dict[str, Any] | None) -> tuple[ClientApi, Parsed]:
         api = BY_NAME.get(self.api)

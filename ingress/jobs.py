@@ -208,6 +208,7 @@ class JobRunner:
         headers = msg.headers or {}
         key_id = headers.get(subjects.KEY_ID_HEADER, "")
         run = JobRun(self.gw, job_id, api, slug, key_id, tenant_id, headers.get(subjects.TRACEPARENT_HEADER, ""))
+        run.response_id = headers.get(subjects.RESPONSE_ID_HEADER, "") if api == "responses" else ""
         held = Held(msg, run)
         self.held[job_id] = held
         self._taken += 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs
 
+from ingress import responses_background
 from ingress.endpoint import request_of
 from ingress.gateway import Gateway
 from ingress.http import Scope, Send, header, send_bytes, send_gateway_error, send_json
@@ -50,12 +51,13 @@ async def serve_response_by_id(gw: Gateway, scope: Scope, send: Send) -> None:
             page = input_items(stored, parse_qs(scope.get("query_string", b"").decode("latin-1")))
             await send_bytes(send, 200, page, [*_json(), *id_header])
         elif (method, action) == ("POST", "cancel"):
-            stored = await _find(gw, key, response_id)
-            raise InvalidRequest(
-                "Only responses created with 'background': true can be cancelled; "
-                f"{stored.response.id} has status {stored.response.status!r}.",
-                code="not_cancellable",
-            )
+            if request_id_of(response_id) is None:
+                raise _not_found(response_id)
+            stored, revision = await gw.responses.get_with_revision(key.tenant_id, response_id)
+            if stored is None:
+                raise _not_found(response_id)
+            answer = await responses_background.cancel(gw, key.tenant_id, stored, revision)
+            await send_bytes(send, 200, encode_wire(answer), [*_json(), *id_header])
         elif action in ("", "input_items", "cancel"):
             raise InvalidRequest(f"Method {method} is not allowed on {scope['path']}.", status=405)
         else:

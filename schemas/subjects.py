@@ -38,6 +38,9 @@ JOB_QUEUE = f"{PREFIX}.jobq"
 CONTROL_JOBS = f"{PREFIX}.control.jobs"
 # On a job's request: the key it runs under, set only by the gateway's own ingress.
 KEY_ID_HEADER = "Sluice-Key-Id"
+# On a background response's job (set by the ingress alone: the intake never
+# copies a caller's): the response id its answer is stored under.
+RESPONSE_ID_HEADER = "Sluice-Response-Id"
 KV_JOB_RESULTS = "sluice_job_results"
 # Alert rules' firing alerts (the evaluator's state), and the webhook deliveries made.
 KV_ALERTS = "sluice_alerts"

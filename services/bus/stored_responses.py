@@ -18,7 +18,7 @@ import msgspec
 import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyDeletedError, KeyNotFoundError
+from nats.js.errors import BucketNotFoundError, KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from schemas import subjects
@@ -85,21 +85,37 @@ class StoredResponses:
         return self._kv
 
     async def get(self, tenant_id: str, response_id: str) -> StoredResponse | None:
+        return (await self.get_with_revision(tenant_id, response_id))[0]
+
+    async def put(self, record: StoredResponse) -> int:
+        """Store ``record``; its revision."""
+        kv = await self._bucket()
+        try:
+            return await kv.put(_key(record.tenant_id, record.response.id), pack(record))
+        except nats.errors.Error as exc:
+            raise InternalError(f"The response could not be stored ({exc}).", status=503) from exc
+
+    async def get_with_revision(self, tenant_id: str, response_id: str) -> tuple[StoredResponse | None, int]:
         kv = await self._bucket()
         try:
             entry = await kv.get(_key(tenant_id, response_id))
         except (KeyNotFoundError, KeyDeletedError):
-            return None
+            return None, 0
         except nats.errors.Error as exc:
             raise InternalError(f"Stored responses could not be read ({exc}); try again.", status=503) from exc
-        return unpack(entry.value) if entry.value else None
+        return (unpack(entry.value) if entry.value else None), entry.revision or 0
 
-    async def put(self, record: StoredResponse) -> None:
+    async def replace(self, record: StoredResponse, revision: int) -> bool:
+        """Store ``record`` if its entry is still at ``revision`` (no one
+        wrote it since); False if someone did."""
         kv = await self._bucket()
         try:
-            await kv.put(_key(record.tenant_id, record.response.id), pack(record))
+            await kv.update(_key(record.tenant_id, record.response.id), pack(record), last=revision)
+        except KeyWrongLastSequenceError:
+            return False
         except nats.errors.Error as exc:
             raise InternalError(f"The response could not be stored ({exc}).", status=503) from exc
+        return True
 
     async def delete(self, tenant_id: str, response_id: str) -> bool:
         """False if there was no such response."""

@@ -5,6 +5,7 @@ upstream received is read back from it."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -189,3 +190,31 @@ def test_builtin_tool_is_left_out_off_openai_and_kept_on_it(client: openai.OpenA
     assert [d["name"] for d in declared] == ["get_weather"]
     client.responses.create(model="demo-model", input="Hi [mock:chunks=2]", tools=tools)  # type: ignore[arg-type]
     assert last_upstream_request(stack)["tools"][1] == {"type": "web_search", "external_web_access": False}
+
+
+def test_background_response_runs_as_a_job(client: openai.OpenAI) -> None:
+    queued = client.responses.create(model="claude-model", input="Later [mock:chunks=3]", background=True)
+    assert queued.status == "queued" and queued.background is True and queued.output == []
+    deadline = time.monotonic() + 20
+    got = client.responses.retrieve(queued.id)
+    while got.status in ("queued", "in_progress"):
+        assert time.monotonic() < deadline, got.status
+        time.sleep(0.1)
+        got = client.responses.retrieve(queued.id)
+    assert got.status == "completed" and got.id == queued.id and got.output_text == "Sluice routes this"
+    assert got.background is True and got.usage is not None and got.usage.output_tokens == 3
+    follow = client.responses.create(model="claude-model", input="And then?", previous_response_id=got.id)
+    assert follow.status == "completed"
+
+
+def test_background_response_cancelled_never_completes(client: openai.OpenAI, stack: Stack) -> None:
+    queued = client.responses.create(
+        model="demo-model", input="Slow [mock:latency_ms=3000]", background=True
+    )
+    time.sleep(0.5)  # the job is running: the upstream takes 3 s to answer
+    cancelled = client.responses.cancel(queued.id)
+    assert cancelled.status == "cancelled"
+    time.sleep(3.0)  # past when the upstream would have answered
+    assert client.responses.retrieve(queued.id).status == "cancelled"
+    with pytest.raises(openai.BadRequestError):
+        client.responses.cancel(client.responses.create(model="demo-model", input="Now").id)
