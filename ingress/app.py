@@ -13,6 +13,7 @@ from litestar import Litestar
 
 from ingress import endpoint, models, prompt_endpoint, responses_by_id, ws_relay
 from ingress.admin import app as admin_app
+from ingress.api_bus import ApiBus
 from ingress.dashboard import app as dashboard_app
 from ingress.gateway import Gateway
 from ingress.http import Message, Receive, Scope, Send, header, send_bytes, send_gateway_error, send_json
@@ -66,6 +67,7 @@ class IngressApp:
         self.admin: Litestar | None = None
         self.dashboard: Litestar | None = None
         self.prompt_bus: PromptBus | None = None
+        self.api_bus: ApiBus | None = None
         self.jobs: JobRunner | None = None
         # Model and prompt-API requests this process holds now (see ``max_in_flight``).
         self.in_flight = 0
@@ -174,6 +176,8 @@ class IngressApp:
                     await self.gw.start()
                     self.prompt_bus = PromptBus(self.gw)
                     await self.prompt_bus.start()
+                    self.api_bus = ApiBus(self.gw)
+                    await self.api_bus.start()
                     self.jobs = JobRunner(self.gw)
                     await self.jobs.start()
                     self.gw.queue_job = self.jobs.intake.queue
@@ -189,6 +193,8 @@ class IngressApp:
                     await self.jobs.stop()
                 if self.prompt_bus is not None:
                     await self.prompt_bus.stop()
+                if self.api_bus is not None:
+                    await self.api_bus.stop()
                 if self.gw is not None:
                     await self.gw.stop()
                 await send({"type": "lifespan.shutdown.complete"})

@@ -34,6 +34,8 @@ from schemas.lifecycle import Beat, ProcessDied
 from schemas.prompt_calls import ApiAnswer, ApiCall
 from schemas.prompts import Prompt, PromptVersion
 from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Fence, Fenced, Final, Redacted, ReplayAsk
+from schemas.responses import Response, ResponsesRequest
+from schemas.stored_response import StoredResponse
 
 HERE = Path(__file__).parent / "contract"
 WIRE_SCHEMA = HERE / "wire.schema.json"
@@ -77,6 +79,9 @@ STRUCTS: tuple[type, ...] = (
     ModelRoute,
     Prompt,
     PromptVersion,
+    ResponsesRequest,
+    Response,
+    StoredResponse,
 )
 
 _MSGPACK = "application/msgpack"
@@ -110,6 +115,10 @@ CHANNELS: list[Channel] = [
     ("apiIn", f"{subjects.IN_API}.{{slug}}", {"slug": "A published prompt API, e.g. summarize."},
      ["ApiCall"], "service", "Call a prompt API (msgpack, or the same fields as JSON)."),
     ("cancelIn", subjects.IN_CANCEL, {}, ["Cancel"], "service", "Cancel a request of yours by its id."),
+    ("responsesIn", subjects.IN_RESPONSES, {}, ["ResponsesRequest"], "service",
+     "OpenAI's Responses API for services: the JSON body POST /v1/responses takes, with the caller's key in "
+     "an Authorization header. The reply is the JSON an HTTP caller gets (a Response, or an OpenAI error), "
+     "its status in a Sluice-Status header; whole, never streamed."),
     ("jobs", f"{subjects.JOBS}.{{api}}", {"api": "chat, messages, embeddings, or api.<slug> (a prompt API)."},
      ["Job"], "service",
      "A durable job, with the caller's key: the ingress checks it and queues the job (under its tenant, "
@@ -179,7 +188,7 @@ def asyncapi() -> dict[str, Any]:
     messages = {
         name: {
             "name": name,
-            "contentType": _JSON if name.startswith(("Query", "Recost")) else _MSGPACK,
+            "contentType": _JSON if name.startswith(("Query", "Recost", "Responses")) else _MSGPACK,
             "payload": {"$ref": f"#/components/schemas/{name}"},
             **({"description": "Also accepted and answered as JSON."} if name in json_too else {}),
         }

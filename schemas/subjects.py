@@ -16,6 +16,15 @@ def in_api(slug: str) -> str:
     return f"{IN_API}.{slug}"
 
 
+# A client API in its own JSON shape for services (``ingress.api_bus``):
+# ``sluice.v1.in.responses`` (OpenAI's Responses API).
+IN_RESPONSES = f"{PREFIX}.in.responses"
+
+
+def in_client_api(name: str) -> str:
+    return f"{PREFIX}.in.{name}"
+
+
 # Durable jobs: ``sluice.v1.jobs.<api>`` (chat, messages, embeddings) and
 # ``sluice.v1.jobs.api.<slug>`` for a prompt API, kept in a work-queue stream
 # until a runner (in the ingress processes) finished them. A job's requests

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import msgspec
+import openai
 
 from tests.stack import DEMO_KEY, Stack
 
@@ -92,3 +94,34 @@ async def test_nats_request_is_recorded_by_the_finishing_stage(stack: Stack) -> 
     assert row["origin"] == "nats"
     assert row["status"] == 200 and row["completion_tokens"] == 2
     assert row["tenant_id"] == "demo" and row["key_id"] == "demo"
+
+
+async def ask_responses(stack: Stack, body: dict, key: str = DEMO_KEY) -> tuple[int, dict]:
+    """``sluice.v1.in.responses`` with nothing but nats-py: JSON in, JSON and a status header back."""
+    nc = await stack.connect()
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    try:
+        await nc.publish(
+            "sluice.v1.in.responses", msgspec.json.encode(body), reply=inbox, headers={"Authorization": f"Bearer {key}"}
+        )
+        msg = await sub.next_msg(timeout=10)
+    finally:
+        await nc.close()
+    assert msg.headers is not None
+    return int(msg.headers["Sluice-Status"]), msgspec.json.decode(msg.data)
+
+
+async def test_responses_api_over_nats_continues_an_http_conversation(stack: Stack) -> None:
+    with openai.OpenAI(base_url=stack.base_url, api_key=DEMO_KEY, max_retries=0) as client:
+        first = client.responses.create(model="gemini-model", input="Remember: bluebird [mock:chunks=2]")
+    asked = {"model": "claude-model", "input": "What was it? [mock:echo]", "previous_response_id": first.id}
+    status, second = await ask_responses(stack, {**asked, "stream": True})
+    assert status == 200 and second["object"] == "response" and second["status"] == "completed"
+    assert second["previous_response_id"] == first.id
+    # ``echo`` answers with the last message: this turn's, after the earlier one reached the upstream too.
+    assert second["output"][0]["content"][0]["text"] == "What was it? [mock:echo]"
+    last = httpx.get(f"{stack.mock_url}/mock/last-request").json()
+    assert "Remember: bluebird" in str(last["messages"])
+    status, error = await ask_responses(stack, {"model": "demo-model", "input": "x"}, key="sk-not-a-key")
+    assert status == 401 and error["error"]["message"]
