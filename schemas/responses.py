@@ -546,6 +546,18 @@ def decode_request(raw: bytes | str) -> ResponsesRequest:
     return msgspec.convert(doc, ResponsesRequest)
 
 
+def decode_response(raw: bytes | str) -> Response:
+    """A response object in OpenAI's shape (as ``encode_wire`` writes it)."""
+    doc = _decode_any(raw)
+    if isinstance(doc, dict):
+        if isinstance(doc.get("tools"), list):
+            doc["tools"] = [_tool(t) for t in doc["tools"]]
+        doc["tool_choice"] = _choice(doc.get("tool_choice"))
+        if isinstance(doc.get("instructions"), list):
+            doc["instructions"] = wrapped_items(doc["instructions"])
+    return msgspec.convert(doc, Response)
+
+
 def decode_items(raw: bytes | str) -> list[Item]:
     """A JSON array of items in OpenAI's shape (what ``encode_wire`` writes)."""
     return msgspec.convert(wrapped_items(_decode_any(raw)), list[Item])

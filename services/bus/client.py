@@ -6,6 +6,7 @@ with the wire Structs:
         async for chunk in sluice.stream(body):
             ...
         answer = await sluice.call_api("summarize", {"text": "..."})
+        response = await sluice.respond(ResponsesRequest(model="gpt-4o-mini", input="Hi"))
         job = await sluice.submit_job("chat", {"model": ..., "messages": [...]})
         result = await sluice.result(job, wait_s=60)
 
@@ -32,6 +33,7 @@ from schemas.ids import new_id
 from schemas.jobs import Job, JobQuery, JobResult
 from schemas.prompt_calls import ApiAnswer, ApiCall
 from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Final
+from schemas.responses import Response, ResponsesRequest, decode_response, encode_wire
 from services.bus import process
 
 _decode_answer = msgspec.msgpack.Decoder(ApiAnswer | Failure | Chunk).decode
@@ -138,6 +140,20 @@ class SluiceClient:
             raise SluiceError(answer)
         assert isinstance(answer, ApiAnswer)
         return answer
+
+    async def respond(self, request: ResponsesRequest, *, timeout_s: float = 60.0) -> Response:
+        """OpenAI's Responses API over the bus (whole answers: ``stream`` is
+        ignored); ``previous_response_id`` continues any of the tenant's
+        responses, made here or over HTTP."""
+        payload = encode_wire(request)
+        msg = await self.nc.request(subjects.IN_RESPONSES, payload, timeout=timeout_s, headers=self.headers)
+        status = int((msg.headers or {}).get("Sluice-Status", "500"))
+        if status != 200:
+            error = msgspec.json.decode(msg.data).get("error") or {}
+            said = {k: str(error.get(k) or "") for k in ("type", "code", "message")}
+            request_id = (msg.headers or {}).get("x-request-id", "")
+            raise SluiceError(Failure(id=request_id, seq=0, status=status, **said))
+        return decode_response(msg.data)
 
     async def submit_job(
         self,

@@ -9,6 +9,8 @@ import httpx
 import msgspec
 import openai
 
+from schemas.responses import ResponsesRequest
+from services.bus.client import SluiceClient, SluiceError
 from tests.stack import DEMO_KEY, Stack
 
 
@@ -125,3 +127,19 @@ async def test_responses_api_over_nats_continues_an_http_conversation(stack: Sta
     assert "Remember: bluebird" in str(last["messages"])
     status, error = await ask_responses(stack, {"model": "demo-model", "input": "x"}, key="sk-not-a-key")
     assert status == 401 and error["error"]["message"]
+
+
+async def test_python_client_responds_over_the_bus(stack: Stack) -> None:
+    async with await SluiceClient.connect(stack.nats_url, DEMO_KEY, creds=stack.creds("svc-demo")) as sluice:
+        first = await sluice.respond(ResponsesRequest(model="demo-model", input="One [mock:chunks=3]"))
+        assert first.status == "completed" and first.usage is not None and first.usage.output_tokens == 3
+        second = await sluice.respond(
+            ResponsesRequest(model="gemini-model", input="Two [mock:chunks=2]", previous_response_id=first.id)
+        )
+        assert second.previous_response_id == first.id and second.output
+        try:
+            await sluice.respond(ResponsesRequest(model="demo-model", input="x", previous_response_id="resp_nope"))
+        except SluiceError as exc:
+            assert exc.status == 404 and exc.code == "previous_response_not_found"
+        else:
+            raise AssertionError("an unknown previous response was answered")
