@@ -20,6 +20,7 @@ PANELS = {
     "per_minute": ("per_minute", "minutes"),
     "cost_by_tenant": ("cost_by_tenant", "hours"),
     "cost_by_model": ("cost_by_model", "hours"),
+    "by_api": ("by_api", "hours"),
     "latency": ("latency_by_model", "hours"),
     "cache": ("cache_savings", "hours"),
     "recent": ("recent_requests", "minutes"),

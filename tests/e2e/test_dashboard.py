@@ -47,6 +47,11 @@ def made(stack: Stack) -> dict[str, str]:
         "demo": chat(stack, DEMO_KEY, "demo-model", "dashboard one").headers["x-request-id"],
         "careful": chat(stack, REDACT_KEY, "other-model", "dashboard mail bob@example.org").headers["x-request-id"],
         "failed": chat(stack, DEMO_KEY, "demo-model", "dashboard [mock:status=400]").headers["x-request-id"],
+        "responses": httpx.post(
+            f"{stack.base_url}/responses",
+            json={"model": "claude-model", "input": "dashboard responses"},
+            headers={"authorization": f"Bearer {DEMO_KEY}"},
+        ).headers["x-request-id"],
     }
     for request_id in ids.values():
         stack.request_row(request_id)
@@ -126,6 +131,10 @@ def test_a_gateway_admin_signs_in_and_sees_the_requests_just_made(
         models = chart(page, "chart-cost-model")[0]
         assert {"demo-model", "other-model"} <= set(models["x"])
         assert all(y > 0 for x, y in zip(models["x"], models["y"], strict=True) if x in ("demo-model", "other-model"))
+        by_api = chart(page, "chart-by-api")[0]
+        assert {"chat", "responses"} <= set(by_api["x"]) and all(n > 0 for n in by_api["y"])
+        row = page.locator("#recent tbody tr", has_text=made["responses"])
+        assert row.locator("td", has_text="responses").count() == 1
         tenants = set(chart(page, "chart-cost-tenant")[0]["x"])
         assert {"demo", "careful"} <= tenants
         requests, errors = chart(page, "chart-per-minute")

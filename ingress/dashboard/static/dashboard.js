@@ -52,6 +52,10 @@ function render(p) {
   ], { xaxis: { type: "date" } });
   draw("chart-cost-tenant", [{ type: "bar", name: "USD", x: p.cost_by_tenant.map((r) => r.tenant_id || "(none)"), y: p.cost_by_tenant.map((r) => usd(r.cost_pico_usd)) }]);
   draw("chart-cost-model", [{ type: "bar", name: "USD", x: p.cost_by_model.map((r) => r.model || "(none)"), y: p.cost_by_model.map((r) => usd(r.cost_pico_usd)) }]);
+  draw("chart-by-api", [
+    { type: "bar", name: "requests", x: p.by_api.map((r) => r.api || "(none)"), y: p.by_api.map((r) => r.requests) },
+    { type: "bar", name: "errors", x: p.by_api.map((r) => r.api || "(none)"), y: p.by_api.map((r) => r.errors), marker: { color: "#d62728" } },
+  ]);
   const label = (r) => `${r.model} @ ${r.deployment || "-"}`;
   const q = (rows, field) => ["p50", "p95", "p99"].map((name, i) => ({ type: "bar", name, x: rows.map(label), y: rows.map((r) => (r[field] || [])[i]) }));
   draw("chart-latency", q(p.latency, "latency_ms"));
@@ -63,7 +67,7 @@ function render(p) {
     x: p.budgets.map((b) => (Number(b.limit_usd) ? (100 * Number(b.committed_usd)) / Number(b.limit_usd) : 0)),
   }], { xaxis: { range: [0, 100] }, margin: { t: 10, r: 10, b: 40, l: 160 } });
   fill("alerts", p.alerts, ["state", "rule", "subject", "value", "threshold", (r) => when(r.fired_at_ms), (r) => when(r.resolved_at_ms), "detail"]);
-  fill("recent", p.recent, [(r) => when(r.ts_ms), "request_id", "tenant_id", "key_id", "model", "status", "tokens", (r) => usd(r.cost_pico_usd).toFixed(8), "latency_ms"], (r) => showRequest(r.request_id));
+  fill("recent", p.recent, [(r) => when(r.ts_ms), "request_id", "tenant_id", "key_id", "api", "model", "status", "tokens", (r) => usd(r.cost_pico_usd).toFixed(8), "latency_ms"], (r) => showRequest(r.request_id));
 }
 
 async function getJSON(url) {
