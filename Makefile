@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint bench bench-tools clean chromium agent-clients
+.PHONY: up test lint bench bench-responses bench-tools clean chromium agent-clients
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -59,6 +59,10 @@ bench-tools:
 
 bench: $(STAMP) bench-tools
 	$(BIN)/python -m loadtest.nginx_bench
+
+# /v1/responses against /v1/chat/completions, the same nginx (loadtest/responses_bench.py).
+bench-responses: $(STAMP) bench-tools
+	$(BIN)/python -m loadtest.responses_bench
 
 clean:
 	rm -rf $(VENV) .sluice

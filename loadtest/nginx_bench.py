@@ -114,6 +114,7 @@ http {{
             types {{ }}
             default_type text/event-stream;
         }}
+{locations}
     }}
 }}
 """
@@ -149,8 +150,9 @@ api_key_env = ""
 
 
 @contextmanager
-def nginx(home: Path) -> Iterator[int]:
-    """nginx on a free loopback port, stopped (by pid) on the way out."""
+def nginx(home: Path, locations: str = "") -> Iterator[int]:
+    """nginx on a free loopback port, stopped (by pid) on the way out;
+    ``locations``: more ``location`` blocks for its server (another bench's answers)."""
     port = free_port()
     (home / "body").mkdir(parents=True, exist_ok=True)
     (home / "answers").mkdir(exist_ok=True)
@@ -158,7 +160,7 @@ def nginx(home: Path) -> Iterator[int]:
     conf = home / "nginx.conf"
     # As root, nginx's worker would run as nobody, who cannot read a private temporary directory.
     user = "user root;" if os.geteuid() == 0 else ""
-    conf.write_text(NGINX_CONF.format(user=user, home=home, port=port, answer=json.dumps(ANSWER)))
+    conf.write_text(NGINX_CONF.format(user=user, home=home, port=port, answer=json.dumps(ANSWER), locations=locations))
     proc = subprocess.Popen([NGINX, "-p", str(home), "-c", str(conf)], stderr=subprocess.PIPE)
     deadline = time.monotonic() + 10
     while True:
