@@ -70,6 +70,7 @@ REQUEST_COLUMNS = [
     "prompt_label",
     "parent_id",
     "trace_id",
+    "dropped",
 ]
 API_CALL_COLUMNS = [
     "request_id",
@@ -294,6 +295,7 @@ def _request_row(e: RequestEvent) -> list:
         e.prompt_label,
         e.parent_id,
         e.trace_id,
+        e.dropped,
     ]
 
 

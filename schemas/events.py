@@ -73,6 +73,9 @@ class RequestEvent(BusMessage, tag="event.request"):
     parent_id: str = ""
     # The caller's W3C trace id, when it sent a valid traceparent.
     trace_id: str = ""
+    # What the answering deployment never got of the request (its family
+    # cannot take it): e.g. "context_management", "tools:web_search".
+    dropped: list[str] = []
     # Each stage's visit in order, the ingress's too (the request view's
     # "stages"); kept in the ``events`` row, not as columns.
     spans: list[Span] = []

@@ -99,6 +99,8 @@ def admit(
     env.copy = 0
     # Only the gateway's prompt APIs say which prompt made a request.
     env.prompt = None
+    # A bus caller's unified body is its whole request: nothing was left out.
+    env.dropped = []
     if not valid_reply_subject(env.reply):
         env.reply = nats_reply if valid_reply_subject(nats_reply) else ""
         env.id = new_id(now_ns)
@@ -115,10 +117,11 @@ def admit(
     latest = now_ns + timeout_ns
     env.deadline_ns = latest if not env.deadline_ns else min(max(env.deadline_ns, now_ns), latest)
     # The body says which kind of request it is; of a chat request, ``api``
-    # says in which client API's shape it came (its row's ``api``).
+    # says in which client API's shape it came (its row's ``api``), or that
+    # it asks for a count of its input tokens ("count_tokens"), not an answer.
     if env.embeddings is not None:
         env.api = "embeddings"
-    elif env.api not in ("messages", "responses"):
+    elif env.api not in ("messages", "responses", "count_tokens"):
         env.api = "chat"
     if own_id and not ids.admit(env.id, now_ns):
         refuse_reused(env, now_ns)

@@ -63,6 +63,7 @@ def request_event(
     status: int | None = None,
     prompt: PromptRef | None = None,
     trace_id: str = "",
+    dropped: list[str] | None = None,
 ) -> RequestEvent:
     latency = max(0, done_ns - received_at_ns)
     split = time_split(reply.timing, extra_spans or [], latency)
@@ -87,6 +88,7 @@ def request_event(
         status=200,
         spans=[*reply.timing.spans, *(extra_spans or [])],
         trace_id=trace_id,
+        dropped=dropped or [],
         **split,
     )
     if reply.usage is not None:

@@ -37,6 +37,7 @@ from services import admission, records, reply_split
 from services.bus import metrics, process, quota_ledger, tracing
 from services.bus.events import EventPublisher
 from services.config import settings_from_env
+from services.providers import passthrough
 from services.reply_log import ReplyLog
 
 log = logging.getLogger("sluice.stage")
@@ -127,6 +128,7 @@ class StageContext:
             client_disconnected=client_disconnected,
             prompt=env.prompt,
             trace_id=env.trace_id,
+            dropped=passthrough.dropped_for(env, reply.deployment),
         )
         self.events.emit(row)
         metrics.request_ended(row)

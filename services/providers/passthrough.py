@@ -18,7 +18,7 @@ from typing import Protocol, cast
 import msgspec
 
 from schemas.chat import ChatBody
-from schemas.envelope import Deployment
+from schemas.envelope import Deployment, Envelope
 from services.providers.azure import responses as azure_responses
 from services.providers.base import UpstreamRequest
 from services.providers.openai import responses as openai_responses
@@ -100,3 +100,12 @@ def request(dep: Deployment, raw: bytes, api_key: str | None, *, stream: bool, a
     # its servers refuse being asked: the adapter knows which).
     ask_usage = stream and known.family != "anthropic" and bool(getattr(known.chat, "stream_usage", False))
     return UpstreamRequest(url=url, headers=headers, content=rewrite(raw, dep, stream=stream, ask_usage=ask_usage))
+
+
+def dropped_for(env: Envelope, deployment: str) -> list[str]:
+    """What the deployment that answered never got of the request: nothing
+    when the client's own body went to it (its API's own family)."""
+    if not env.dropped or not deployment:
+        return []
+    dep = next((d for d in (*env.candidates, *env.context_candidates) if d.name == deployment), None)
+    return [] if dep is not None and env.raw and native(env.api, dep) else env.dropped

@@ -184,12 +184,15 @@ def test_builtin_tool_is_left_out_off_openai_and_kept_on_it(client: openai.OpenA
     """Agents (Codex) declare web_search with every request: another family
     answers without it; an OpenAI deployment gets it as sent."""
     tools = [TOOL, {"type": "web_search", "external_web_access": False}]
-    answer = client.responses.create(model="gemini-model", input="Hi [mock:chunks=2]", tools=tools)  # type: ignore[arg-type]
+    raw = client.responses.with_raw_response.create(model="gemini-model", input="Hi [mock:chunks=2]", tools=tools)  # type: ignore[arg-type]
+    answer = raw.parse()
     assert answer.status == "completed" and answer.output_text
     declared = last_upstream_request(stack)["tools"][0]["functionDeclarations"]
     assert [d["name"] for d in declared] == ["get_weather"]
-    client.responses.create(model="demo-model", input="Hi [mock:chunks=2]", tools=tools)  # type: ignore[arg-type]
+    assert stack.request_row(raw.headers["x-request-id"])["dropped"] == ["tools:web_search"]
+    raw = client.responses.with_raw_response.create(model="demo-model", input="Hi [mock:chunks=2]", tools=tools)  # type: ignore[arg-type]
     assert last_upstream_request(stack)["tools"][1] == {"type": "web_search", "external_web_access": False}
+    assert stack.request_row(raw.headers["x-request-id"])["dropped"] == []  # OpenAI got the whole body
 
 
 def test_background_response_runs_as_a_job(client: openai.OpenAI) -> None:
