@@ -196,3 +196,29 @@ def test_system_messages_anywhere_join_the_system_prompt_and_max_tokens_0_stays_
     request = to_request(body, "up", stream=False)
     assert request.system == "Be brief.\n\nNow be kind." and request.max_tokens == 0
     assert [m.role for m in request.messages] == ["user"]
+
+
+def test_stream_events_the_union_does_not_read_are_not_shown() -> None:
+    from schemas.errors import UpstreamError
+    from services.providers.anthropic.chat import AnthropicStream
+
+    stream = AnthropicStream()
+    start = '{"type":"message_start","message":{"id":"m","model":"claude-x","content":[],"usage":{"input_tokens":3}}}'
+    assert stream.feed(start).delta.role == "assistant"  # type: ignore[union-attr]
+    for unread in (
+        '{"type":"ping"}',
+        '{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}',
+        '{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hmm"}}',
+        '{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"x"}}',
+        '{"type":"content_block_stop","index":0}',
+        '{"type":"a_type_from_next_year","whatever":1}',
+    ):
+        event = stream.feed(unread)
+        assert event is not None and event.delta is None and event.model == "claude-x", unread
+    text = stream.feed('{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"Hi"}}')
+    assert text is not None and text.delta is not None and text.delta.content == "Hi"
+    with pytest.raises(UpstreamError):
+        stream.feed('{"type":"message_start","message":{"model":"no id, content or usage"}}')
+    with pytest.raises(UpstreamError):
+        stream.feed("not json")
+    assert stream.feed('{"type":"message_stop"}') is None

@@ -16,6 +16,7 @@ from services.providers import content as c
 from services.providers.anthropic.types import (
     FINISH_FROM_STOP,
     AError,
+    AEventKind,
     AMessage,
     AMetadata,
     ARequest,
@@ -23,6 +24,16 @@ from services.providers.anthropic.types import (
     AStreamEvent,
     ATool,
     AUsage,
+    ContentBlockDelta,
+    ContentBlockStart,
+    InputJsonDelta,
+    MessageDelta,
+    MessageStart,
+    MessageStop,
+    StreamError,
+    TextDelta,
+    TextStart,
+    ToolUseStart,
 )
 from services.providers.base import ChatResult, StreamEvent, UpstreamRequest
 from services.providers.errors import classify
@@ -38,6 +49,10 @@ DEFAULT_MAX_TOKENS = 4096
 _encode = msgspec.json.Encoder().encode
 _decode_response = msgspec.json.Decoder(AResponse).decode
 _decode_event = msgspec.json.Decoder(AStreamEvent).decode
+_decode_kind = msgspec.json.Decoder(AEventKind).decode
+_READ_KINDS = frozenset(kind.__struct_config__.tag for kind in AStreamEvent.__args__)
+# Events the union reads whose block or delta may be of a type it does not.
+_SKIPPABLE = frozenset({"content_block_start", "content_block_delta"})
 _decode_error = msgspec.json.Decoder(AError).decode
 
 
@@ -183,51 +198,48 @@ class AnthropicStream:
     def feed(self, data: str) -> StreamEvent | None:
         try:
             event = _decode_event(data)
+        except msgspec.ValidationError as exc:
+            # A type the union does not read: ping, content_block_stop, a
+            # thinking block or delta, one Anthropic added later. Not shown.
+            if _decode_kind(data).type in _READ_KINDS - _SKIPPABLE:
+                raise UpstreamError(f"Upstream sent an unreadable stream event: {exc}") from exc
+            return StreamEvent(model=self.model)
         except msgspec.DecodeError as exc:
             raise UpstreamError(f"Upstream sent an unreadable stream event: {exc}") from exc
-        kind = event.type
-        if kind == "content_block_delta" and event.delta is not None:
-            d = event.delta
-            if d.get("type") == "text_delta":
-                return StreamEvent(delta=Delta(content=d.get("text", "")), model=self.model)
-            if d.get("type") == "input_json_delta" and event.index in self.tool_index:
-                call = c.tool_call_more(self.tool_index[event.index], str(d.get("partial_json", "")))
+        match event:
+            case ContentBlockDelta(delta=TextDelta(text=text)):
+                return StreamEvent(delta=Delta(content=text), model=self.model)
+            case ContentBlockDelta(index=index, delta=InputJsonDelta(partial_json=part)) if index in self.tool_index:
+                call = c.tool_call_more(self.tool_index[index], part)
                 return StreamEvent(delta=Delta(tool_calls=[call]), model=self.model)
-            return StreamEvent(model=self.model)  # thinking and signature deltas are not shown
-        if kind == "content_block_start" and event.content_block is not None:
-            block = event.content_block
-            if block.get("type") == "tool_use":
-                index = self.tool_index[event.index] = len(self.tool_index)
-                call = c.tool_call_start(index, str(block.get("id", "")), str(block.get("name", "")))
-                return StreamEvent(delta=Delta(tool_calls=[call]), model=self.model)
-            if block.get("type") == "text" and block.get("text"):
-                return StreamEvent(delta=Delta(content=block["text"]), model=self.model)
-            return StreamEvent(model=self.model)
-        if kind == "message_start" and event.message is not None:
-            self.model = event.message.model
-            self.usage = event.message.usage
-            return StreamEvent(delta=Delta(role="assistant"), model=self.model)
-        if kind == "message_delta":
-            if event.usage is not None:
-                # output_tokens is cumulative; the input counts may be repeated here.
-                u = event.usage
-                self.usage.output_tokens = u.output_tokens
-                if u.input_tokens:
-                    self.usage.input_tokens = u.input_tokens
-                if u.cache_read_input_tokens is not None:
-                    self.usage.cache_read_input_tokens = u.cache_read_input_tokens
-                if u.cache_creation_input_tokens is not None:
-                    self.usage.cache_creation_input_tokens = u.cache_creation_input_tokens
-            stop = (event.delta or {}).get("stop_reason")
-            delta = Delta(finish_reason=FINISH_FROM_STOP.get(stop, "stop")) if stop else None
-            return StreamEvent(delta=delta, usage=usage_of(self.usage), model=self.model)
-        if kind == "message_stop":
-            return None
-        if kind == "error":
-            detail = event.error
-            status = 529 if detail is not None and detail.type == "overloaded_error" else 500
-            raise classify(status, detail.message if detail else "stream error", code=detail.type if detail else None)
-        return StreamEvent(model=self.model)  # ping, content_block_stop, and future event types
+            case ContentBlockStart(index=index, content_block=ToolUseStart(id=call_id, name=name)):
+                position = self.tool_index[index] = len(self.tool_index)
+                start = c.tool_call_start(position, call_id, name)
+                return StreamEvent(delta=Delta(tool_calls=[start]), model=self.model)
+            case ContentBlockStart(content_block=TextStart(text=text)) if text:
+                return StreamEvent(delta=Delta(content=text), model=self.model)
+            case MessageStart(message=message):
+                self.model, self.usage = message.model, message.usage
+                return StreamEvent(delta=Delta(role="assistant"), model=self.model)
+            case MessageDelta(delta=delta, usage=u):
+                if u is not None:
+                    # output_tokens is cumulative; the input counts may be repeated here.
+                    self.usage.output_tokens = u.output_tokens
+                    if u.input_tokens:
+                        self.usage.input_tokens = u.input_tokens
+                    if u.cache_read_input_tokens is not None:
+                        self.usage.cache_read_input_tokens = u.cache_read_input_tokens
+                    if u.cache_creation_input_tokens is not None:
+                        self.usage.cache_creation_input_tokens = u.cache_creation_input_tokens
+                stop = delta.stop_reason
+                finish = Delta(finish_reason=FINISH_FROM_STOP.get(stop, "stop")) if stop else None
+                return StreamEvent(delta=finish, usage=usage_of(self.usage), model=self.model)
+            case MessageStop():
+                return None
+            case StreamError(error=detail):
+                status = 529 if detail.type == "overloaded_error" else 500
+                raise classify(status, detail.message or "stream error", code=detail.type)
+        return StreamEvent(model=self.model)
 
 
 def valid_betas(value: str) -> bool:

@@ -112,16 +112,76 @@ class AError(msgspec.Struct):
     type: str = "error"
 
 
-class AStreamEvent(msgspec.Struct, omit_defaults=True):
-    """Any streamed event; which fields are set depends on ``type``."""
+# -- streamed events: one tagged union (``type``), read by ``AnthropicStream``.
+# A block or delta type not listed here (Anthropic adds them) is not shown.
+class _AStartBlock(msgspec.Struct, tag_field="type"):
+    pass
 
-    type: str
-    message: AResponse | None = None
-    index: int = 0
-    content_block: dict[str, Any] | None = None
-    delta: dict[str, Any] | None = None
+
+class TextStart(_AStartBlock, tag="text"):
+    text: str = ""
+
+
+class ToolUseStart(_AStartBlock, tag="tool_use"):
+    id: str = ""
+    name: str = ""
+
+
+class _ABlockDelta(msgspec.Struct, tag_field="type"):
+    pass
+
+
+class TextDelta(_ABlockDelta, tag="text_delta"):
+    text: str = ""
+
+
+class InputJsonDelta(_ABlockDelta, tag="input_json_delta"):
+    partial_json: str = ""
+
+
+class AMessageDelta(msgspec.Struct):
+    stop_reason: str | None = None
+    stop_sequence: str | None = None
+
+
+class _AEvent(msgspec.Struct, tag_field="type"):
+    pass
+
+
+class MessageStart(_AEvent, tag="message_start"):
+    message: AResponse
+
+
+class ContentBlockStart(_AEvent, tag="content_block_start"):
+    index: int
+    content_block: TextStart | ToolUseStart
+
+
+class ContentBlockDelta(_AEvent, tag="content_block_delta"):
+    index: int
+    delta: TextDelta | InputJsonDelta
+
+
+class MessageDelta(_AEvent, tag="message_delta"):
+    delta: AMessageDelta = msgspec.field(default_factory=AMessageDelta)
     usage: AUsage | None = None
-    error: AErrorDetail | None = None
+
+
+class MessageStop(_AEvent, tag="message_stop"):
+    pass
+
+
+class StreamError(_AEvent, tag="error"):
+    error: AErrorDetail = msgspec.field(default_factory=AErrorDetail)
+
+
+AStreamEvent = MessageStart | ContentBlockStart | ContentBlockDelta | MessageDelta | MessageStop | StreamError
+
+
+class AEventKind(msgspec.Struct):
+    """Only an event's type: what an event the union does not read is."""
+
+    type: str = ""
 
 
 # Anthropic's stop_reason <-> OpenAI's finish_reason.
