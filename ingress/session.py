@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import Any
 
 from ingress.gateway import Gateway
 from ingress.replies import Disconnected, ProcessNews
@@ -451,24 +450,12 @@ def client_closed(request_id: str) -> Failure:
 
 
 def _widen_huge_integers(env: Envelope) -> Envelope:
-    """JSON has integers of any size, msgpack only 64-bit ones. A larger one
-    can only sit in the free-form parts of a request (tool parameter schemas,
-    response formats: the typed fields refuse it), where it goes on as the
-    nearest float, as most JSON parsers upstream would read it."""
+    """The envelope with integers past 64 bits in the free-form parts of its
+    body as floats (``bus.widen_huge_ints``)."""
     body = env.body
     if body is not None:
-        body.tools = _widen(body.tools)
-        body.tool_choice = _widen(body.tool_choice)
-        body.response_format = _widen(body.response_format)
-        body.logit_bias = _widen(body.logit_bias)
+        body.tools = bus.widen_huge_ints(body.tools)
+        body.tool_choice = bus.widen_huge_ints(body.tool_choice)
+        body.response_format = bus.widen_huge_ints(body.response_format)
+        body.logit_bias = bus.widen_huge_ints(body.logit_bias)
     return env
-
-
-def _widen(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _widen(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_widen(v) for v in value]
-    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
-        return float(value)
-    return value

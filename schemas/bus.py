@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from schemas.envelope import Envelope
@@ -42,3 +44,18 @@ decode_envelope = _envelope.decode
 decode_reply = _reply.decode
 decode_batch = _batch.decode
 decode_died = _died.decode
+
+
+def widen_huge_ints(value: Any) -> Any:
+    """``value`` (builtins: dicts, lists, scalars) with every integer msgpack
+    cannot hold (JSON has integers of any size, msgpack only 64-bit ones) as
+    the nearest float, as most JSON parsers upstream would read it. Such an
+    integer can only sit in the free-form parts of a request (tool parameter
+    schemas, response formats, items kept as sent): the typed fields refuse it."""
+    if isinstance(value, dict):
+        return {k: widen_huge_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [widen_huge_ints(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return float(value)
+    return value

@@ -21,7 +21,7 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from schemas import subjects
+from schemas import bus, subjects
 from schemas.errors import InternalError
 from schemas.stored_response import StoredResponse
 
@@ -54,7 +54,10 @@ def _key(tenant_id: str, response_id: str) -> str:
 
 
 def pack(record: StoredResponse) -> bytes:
-    data = _encode(record)
+    try:
+        data = _encode(record)
+    except OverflowError:  # an integer past 64 bits in a free-form part (a tool's schema, a kept item)
+        data = _encode(bus.widen_huge_ints(msgspec.to_builtins(record)))
     if len(data) > COMPRESS_ABOVE:
         return _ZLIB + zlib.compress(data, 1)
     return _PLAIN + data
