@@ -24,7 +24,10 @@ def check_body(env: Envelope) -> None:
     """A direct NATS caller must send exactly one body, and one that names a model."""
     if (env.body is None) == (env.embeddings is None):
         raise InvalidRequest("An envelope carries exactly one of 'body' (chat) and 'embeddings'.")
-    if env.body is not None and not env.body.messages:
+    # A Responses request's input may hold only items the unified body leaves
+    # out (a compaction, OpenAI's tools' items): an OpenAI deployment gets the
+    # client's own body, and another family's upstream says what it makes of none.
+    if env.body is not None and not env.body.messages and not (env.api == "responses" and env.raw):
         raise InvalidRequest("'messages' must contain at least one message.")
     if not env.model:
         raise InvalidRequest("'model' is required.")

@@ -142,12 +142,20 @@ def test_an_alias_is_callable_by_a_key_allowed_its_group() -> None:
             "embeddings": EmbeddingsBody(model="m", input="hi"),
         },  # both
         {"body": ChatBody(model="m", messages=[])},
+        {"body": ChatBody(model="m", messages=[]), "api": "responses"},  # and no client body
+        {"body": ChatBody(model="m", messages=[]), "api": "chat", "raw": b'{"messages": []}'},
         {"embeddings": EmbeddingsBody(model="", input="hi")},
     ],
 )
 def test_envelope_must_carry_exactly_one_usable_body(fields: dict) -> None:
     with pytest.raises(InvalidRequest):
         policy.check_body(Envelope(reply="r", **fields))
+
+
+def test_a_responses_request_of_items_only_openai_reads_goes_on() -> None:
+    # Its unified body has no message; an OpenAI deployment gets the client's body.
+    raw = b'{"model": "m", "input": [{"type": "compaction", "encrypted_content": "x"}]}'
+    policy.check_body(Envelope(reply="r", body=ChatBody(model="m", messages=[]), api="responses", raw=raw))
 
 
 def test_envelope_model_and_stream_come_from_its_body() -> None:
