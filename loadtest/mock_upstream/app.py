@@ -159,6 +159,9 @@ class MockUpstream:
         elif path.endswith("/v1/messages"):
             await self._chat(ANTHROPIC, base, req, req.get("model", "mock"), bool(req.get("stream")), receive, send)
         elif ":generateContent" in path or ":streamGenerateContent" in path:
+            refused = gemini_shape.refuse(req)
+            if refused is not None:
+                return await self._send(send, 400, _json.encode(refused))
             model = path.rsplit("/", 1)[-1].split(":", 1)[0]
             await self._chat(GEMINI, base, req, model, ":streamGenerateContent" in path, receive, send)
         elif path.endswith("/embeddings"):

@@ -31,15 +31,20 @@ def _text(parts: list[dict[str, Any]]) -> str:
     return " ".join(texts)
 
 
+def _declarations(req: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Each function declaration, with where it is (as Gemini names a place in its errors)."""
+    return [
+        (f"tools[{i}].function_declarations[{j}]", f)
+        for i, t in enumerate(req.get("tools") or ())
+        for j, f in enumerate(t.get("functionDeclarations") or ())
+    ]
+
+
 def read(req: dict[str, Any]) -> tuple[str, str, int, list[tuple[str, dict]]]:
     texts = [_text(c.get("parts") or []) for c in req["contents"]]
     system = req.get("systemInstruction")
     prompt = [_text(system.get("parts") or [])] if system else []
-    tools = [
-        (f["name"], f.get("parameters") or {})
-        for t in req.get("tools") or ()
-        for f in t.get("functionDeclarations") or ()
-    ]
+    tools = [(f["name"], f.get("parametersJsonSchema") or f.get("parameters") or {}) for _, f in _declarations(req)]
     return "\n".join(prompt + texts), texts[-1] if texts else "", len(texts), tools
 
 
@@ -94,8 +99,43 @@ def stream(a: Answer, model: str) -> list[Frame]:
     return frames
 
 
-def error(status: int) -> dict[str, Any]:
-    return {"error": {"code": status, "message": f"mock error {status}", "status": _STATUS.get(status, "UNKNOWN")}}
+def error(status: int, message: str | None = None) -> dict[str, Any]:
+    kind = _STATUS.get(status, "UNKNOWN")
+    return {"error": {"code": status, "message": message or f"mock error {status}", "status": kind}}
+
+
+# The fields of Gemini's Schema, the OpenAPI subset a declaration's ``parameters`` takes.
+_SCHEMA_FIELDS = frozenset({
+    "type", "format", "title", "description", "nullable", "enum", "maxItems", "minItems", "properties", "required",
+    "minProperties", "maxProperties", "minLength", "maxLength", "pattern", "example", "anyOf", "propertyOrdering",
+    "default", "items", "minimum", "maximum",
+})  # fmt: skip
+
+
+def _unknown_field(schema: Any, at: str) -> str | None:
+    """Where a Schema holds a field Gemini's has not (additionalProperties, $schema, ...), or None."""
+    if not isinstance(schema, dict):
+        return None
+    for name in schema:
+        if name not in _SCHEMA_FIELDS:
+            return f"Unknown name \"{name}\" at '{at}': Cannot find field."
+    subs = [(f"{at}.properties[{k}].value", v) for k, v in (schema.get("properties") or {}).items()]
+    subs += [(f"{at}.any_of[{i}]", v) for i, v in enumerate(schema.get("anyOf") or ())]
+    subs += [(f"{at}.items", schema["items"])] if "items" in schema else []
+    return next((found for where, sub in subs if (found := _unknown_field(sub, where))), None)
+
+
+def refuse(req: dict[str, Any]) -> dict[str, Any] | None:
+    """Gemini's 400 for a function declaration it cannot take, before any model runs, or None:
+    ``parameters`` is its OpenAPI subset (a strict tool's schema is refused), ``parametersJsonSchema``
+    takes JSON Schema, and a declaration has one or the other."""
+    for at, f in _declarations(req):
+        if "parameters" in f and "parametersJsonSchema" in f:
+            return error(400, f"{at}: parameters and parameters_json_schema are mutually exclusive.")
+        problem = _unknown_field(f.get("parameters"), f"{at}.parameters")
+        if problem:
+            return error(400, f"Invalid JSON payload received. {problem}")
+    return None
 
 
 def embeddings(req: dict[str, Any]) -> dict[str, Any]:

@@ -55,7 +55,9 @@ def test_request_translation() -> None:
     assert sent["contents"][1]["parts"] == [{"functionCall": {"name": "get_weather", "args": {"city": "Oslo"}}}]
     # A function result names its function (Gemini has no call ids): found from the call.
     assert sent["contents"][2]["parts"] == [{"functionResponse": {"name": "get_weather", "response": {"temp": -3}}}]
-    assert sent["tools"] == [{"functionDeclarations": [{"name": "get_weather", "parameters": {"type": "object"}}]}]
+    assert sent["tools"] == [
+        {"functionDeclarations": [{"name": "get_weather", "parametersJsonSchema": {"type": "object"}}]}
+    ]
     assert sent["toolConfig"] == {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_weather"]}}
     assert sent["generationConfig"] == {
         "maxOutputTokens": 50,
@@ -108,6 +110,40 @@ async def test_blocked_prompt_is_a_content_filter_error() -> None:
         await call_with(DEP, body, fixture("gemini/blocked.json"))
     assert isinstance(info.value.error, ContentFiltered) and info.value.error.status == 400
     assert "SAFETY" in info.value.error.message and not info.value.error.retryable
+
+
+def test_tools_declare_their_json_schema_whole() -> None:
+    """A strict tool's schema (additionalProperties, nested objects, as Codex and the Agents SDK
+    send) goes as parametersJsonSchema: Gemini's ``parameters`` refuses additionalProperties (400
+    "Unknown name") and an object without properties. A function without parameters declares none."""
+    strict = {
+        "type": "object",
+        "properties": {
+            "cmd": {"type": "string"},
+            "env": {"type": "object", "properties": {"k": {"type": "string"}}, "additionalProperties": False},
+        },
+        "required": ["cmd", "env"],
+        "additionalProperties": False,
+    }
+    body = ChatBody(
+        model="alias",
+        messages=[message(role="user", content="Run it")],
+        tools=[
+            {"type": "function", "function": {"name": "exec_command", "description": "Runs", "parameters": strict}},
+            {"type": "function", "function": {"name": "get_goal", "parameters": {}}},
+            {"type": "function", "function": {"name": "now"}},
+        ],
+    )
+    sent = sent_json(adapter.build_request(DEP, body, None, stream=False).content)
+    assert sent["tools"] == [
+        {
+            "functionDeclarations": [
+                {"name": "exec_command", "description": "Runs", "parametersJsonSchema": strict},
+                {"name": "get_goal"},
+                {"name": "now"},
+            ]
+        }
+    ]
 
 
 @pytest.mark.parametrize(

@@ -133,6 +133,16 @@ def _generation_config(body: ChatBody) -> dict[str, Any]:
     return config
 
 
+def _declaration(fn: dict[str, Any]) -> dict[str, Any]:
+    """A function tool as Gemini declares one. Its parameters go as ``parametersJsonSchema`` (JSON
+    Schema, as clients write it): ``parameters`` takes only an OpenAPI subset, and Gemini answers 400
+    "Unknown name additionalProperties" to the schemas of strict tools (Codex's, the Agents SDK's)."""
+    declared = {k: fn[k] for k in ("name", "description") if k in fn}
+    if fn.get("parameters"):  # none, or {}: a function without parameters
+        declared["parametersJsonSchema"] = fn["parameters"]
+    return declared
+
+
 def _tool_config(body: ChatBody) -> dict[str, Any] | None:
     name = c.forced_tool(body.tool_choice)
     if name:
@@ -148,13 +158,7 @@ def to_request(body: ChatBody) -> dict[str, Any]:
         request["systemInstruction"] = {"parts": [{"text": system}]}
     functions = c.function_tools(body.tools)
     if functions:
-        request["tools"] = [
-            {
-                "functionDeclarations": [
-                    {k: fn[k] for k in ("name", "description", "parameters") if k in fn} for fn in functions
-                ]
-            }
-        ]
+        request["tools"] = [{"functionDeclarations": [_declaration(fn) for fn in functions]}]
         tool_config = _tool_config(body)
         if tool_config:
             request["toolConfig"] = tool_config
