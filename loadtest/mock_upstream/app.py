@@ -62,7 +62,7 @@ GEMINI = Shape(gemini_shape.read, gemini_shape.complete, gemini_shape.error)
 RESPONSES = Shape(responses_shape.read, responses_shape.complete, responses_shape.error)
 
 
-# Request bodies the mock keeps for GET /mock/requests.
+# Request bodies (and answers' usage) the mock keeps for GET /mock/requests (/mock/usage).
 RECENT = 200
 SEEN_MAX = 1_000_000
 
@@ -80,18 +80,26 @@ class MockUpstream:
         # Its headers (GET /mock/last-headers, an object: the last of a repeated name).
         self.last_headers: list[tuple[bytes, bytes]] = []
         self.recent: deque[bytes] = deque(maxlen=RECENT)
+        # The tokens counted for each answer made, in the order made (GET /mock/usage?last=N,
+        # newest first): {"prompt_tokens", "completion_tokens"}, as its usage says them, or
+        # null for an answer sent without usage. What a gateway's rows should hold.
+        self.usages: deque[bytes] = deque(maxlen=RECENT)
         # One mock plays several upstreams: "/@a/v1/..." is upstream "a",
         # whose own behaviour (e.g. failing with 500) is set over HTTP.
         self.upstreams: dict[str, Behaviour] = {}
 
-    def _recent(self, scope: dict) -> bytes:
+    def _newest(self, kept: deque[bytes], scope: dict) -> bytes:
         query = parse_qs(scope.get("query_string", b"").decode())
         try:
             n = max(0, min(RECENT, int(query.get("last", ["10"])[0])))
         except ValueError:
             n = 10
-        newest = list(self.recent)[::-1][:n]
+        newest = list(kept)[::-1][:n]
         return b"[" + b",".join(newest) + b"]"
+
+    def _counted(self, b: Behaviour, prompt_tokens: int, completion_tokens: int) -> None:
+        counted = None if b.no_usage else {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+        self.usages.append(_json.encode(counted))
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -113,7 +121,9 @@ class MockUpstream:
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in self.last_headers}
             return await self._send(send, 200, _json.encode(headers))
         if path == "/mock/requests":
-            return await self._send(send, 200, self._recent(scope))
+            return await self._send(send, 200, self._newest(self.recent, scope))
+        if path == "/mock/usage":
+            return await self._send(send, 200, self._newest(self.usages, scope))
         if path.startswith("/mock/upstreams/"):
             return await self._set_upstream(scope["method"], path.removeprefix("/mock/upstreams/"), receive, send)
         if scope["method"] != "POST":
@@ -219,6 +229,7 @@ class MockUpstream:
         if shape is OPENAI and isinstance(req.get("n"), int) and 1 < req["n"] <= 8:
             answer.choices = req["n"]
             answer.completion_tokens *= req["n"]
+        self._counted(b, answer.prompt_tokens, answer.completion_tokens)
         if not streamed:
             await self._send(send, 200, _json.encode(shape.complete(answer, model)))
             self.stats.completed_requests += 1
@@ -248,6 +259,7 @@ class MockUpstream:
         answer = responses_shape.with_arguments(
             plan(prompt, last, count, tools, b, *responses_shape.structured(req)), tools, last
         )
+        self._counted(b, *responses_shape.counted(answer, req))
         if not req.get("stream"):
             await self._send(send, 200, _json.encode(responses_shape.complete(answer, req)))
             self.stats.completed_requests += 1

@@ -209,6 +209,12 @@ def _usage(a: Answer, o: _Outcome) -> dict[str, Any]:
     }
 
 
+def counted(a: Answer, req: dict[str, Any]) -> tuple[int, int]:
+    """The input and output tokens the answer's usage says (``max_output_tokens`` had its say)."""
+    usage = _usage(a, _outcome(a, req))
+    return usage["input_tokens"], usage["output_tokens"]
+
+
 def _tool_echo(tool: Any) -> Any:
     """A declared tool as the response lists it: function tools with every field."""
     if not isinstance(tool, dict) or tool.get("type") != "function":
