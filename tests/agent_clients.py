@@ -33,12 +33,16 @@ def _version(package: str) -> str | None:
         return None
 
 
+def codex_installed() -> bool:
+    """Codex at its pinned version (`make agent-clients`)."""
+    return _version("@openai/codex") == CODEX_VERSION and os.access(CODEX_BIN, os.X_OK)
+
+
 def installed() -> bool:
     """Both clients at their pinned versions (`make agent-clients`)."""
     return (
-        _version("@openai/codex") == CODEX_VERSION
+        codex_installed()
         and _version("@anthropic-ai/claude-code") == CLAUDE_CODE_VERSION
-        and os.access(CODEX_BIN, os.X_OK)
         and os.access(CLAUDE_BIN, os.X_OK)
     )
 
