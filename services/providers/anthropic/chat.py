@@ -220,7 +220,9 @@ class AnthropicStream:
                 return StreamEvent(delta=Delta(content=text), model=self.model)
             case MessageStart(message=message):
                 self.model, self.usage = message.model, message.usage
-                return StreamEvent(delta=Delta(role="assistant"), model=self.model)
+                # The input is reported now, the output at the end: a stream cut
+                # short (the client gone) still bills the input Anthropic counted.
+                return StreamEvent(delta=Delta(role="assistant"), usage=usage_of(self.usage), model=self.model)
             case MessageDelta(delta=delta, usage=u):
                 if u is not None:
                     # output_tokens is cumulative; the input counts may be repeated here.
