@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
@@ -212,3 +213,86 @@ def test_a_connection_that_drops_cancels_every_stream_it_had_in_flight(ws_stack:
     while ws_stack.mock_stats()["cancelled_streams"] < before + 3:
         assert time.monotonic() < deadline, "streams of a dropped connection kept running upstream"
         time.sleep(0.05)
+
+
+def responses(request_id: str, body: dict[str, Any]) -> str:
+    return json.dumps({"type": "request", "id": request_id, "api": "responses", "body": body})
+
+
+def test_responses_whole_and_streamed(ws_stack: Stack) -> None:
+    async def go() -> dict[str, list[dict]]:
+        async with await open_ws(ws_stack) as ws:
+            await ws.send(responses("whole", {"model": "claude-model", "input": "Hi [mock:chunks=4]"}))
+            await ws.send(responses("streamed", {"model": "demo-model", "input": "Hi [mock:chunks=4]", "stream": True}))
+            return await collect(ws, {"whole", "streamed"})
+
+    seen = asyncio.run(go())
+    (whole,) = seen["whole"]
+    assert whole["type"] == "response" and whole["status"] == 200
+    answer = whole["body"]
+    assert answer["object"] == "response" and answer["status"] == "completed"
+    assert answer["id"] == "resp_" + whole["request_id"] and answer["output"][0]["content"][0]["text"] == (
+        "Sluice routes this answer"
+    )
+    assert answer["usage"]["output_tokens"] == 4
+
+    *events, done = seen["streamed"]
+    assert done["type"] == "done" and all(m["type"] == "event" for m in events)
+    # Each event as its server-sent event carried it: the name is its data's type, numbered from 0.
+    assert all(m["event"] == m["data"]["type"] for m in events)
+    assert [m["data"]["sequence_number"] for m in events] == list(range(len(events)))
+    types = [m["event"] for m in events]
+    assert types[:2] == ["response.created", "response.in_progress"] and types[-1] == "response.completed"
+    deltas = "".join(m["data"]["delta"] for m in events if m["event"] == "response.output_text.delta")
+    final = events[-1]["data"]["response"]
+    assert deltas == "Sluice routes this answer" == final["output"][0]["content"][0]["text"]
+    assert final["id"] == "resp_" + done["request_id"] and final["usage"]["output_tokens"] == 4
+    for rid, api_id in ((whole["request_id"], "whole"), (done["request_id"], "streamed")):
+        row = ws_stack.request_row(rid)
+        assert (row["origin"], row["api"], row["status"]) == ("ws", "responses", 200), api_id
+        assert row["completion_tokens"] == 4
+
+
+def test_responses_continue_by_previous_response_id_across_connections(ws_stack: Stack) -> None:
+    """The first answer is stored before the client has it; a request on
+    another connection continues it, streamed, and is stored in turn."""
+
+    async def go() -> tuple[dict, list[dict]]:
+        async with await open_ws(ws_stack) as ws:
+            await ws.send(responses("one", {"model": "gemini-model", "input": "My name is Ada. [mock:chunks=2]"}))
+            first = (await collect(ws, {"one"}))["one"][-1]
+        async with await open_ws(ws_stack) as ws:
+            body = {
+                "model": "gemini-model",
+                "input": "What is my name? [mock:chunks=3]",
+                "previous_response_id": first["body"]["id"],
+                "stream": True,
+            }
+            await ws.send(responses("two", body))
+            return first, (await collect(ws, {"two"}))["two"]
+
+    first, second = asyncio.run(go())
+    assert first["status"] == 200
+    sent = json.dumps(httpx.get(f"{ws_stack.mock_url}/mock/last-request").json()["contents"])
+    # Both turns, the model's first answer between them, reached the upstream in order.
+    at = [sent.index(t) for t in ("My name is Ada.", first["body"]["output"][0]["content"][0]["text"], "What is my")]
+    assert at == sorted(at)
+    final = second[-2]["data"]["response"]
+    assert second[-1]["type"] == "done" and final["status"] == "completed"
+    assert final["previous_response_id"] == first["body"]["id"]
+    # The streamed answer was kept too: its conversation holds all three turns' input.
+    with httpx.Client(base_url=ws_stack.base_url, headers={"authorization": f"Bearer {DEMO_KEY}"}) as c:
+        assert c.get(f"responses/{final['id']}").json()["output"] == final["output"]
+        items = c.get(f"responses/{final['id']}/input_items", params={"order": "asc"}).json()["data"]
+    texts = [part["text"] for item in items for part in item["content"]]
+    assert texts[0].startswith("My name is Ada.") and texts[-1].startswith("What is my name?") and len(texts) == 3
+
+    # A previous response this tenant does not have: 404 in OpenAI's shape, on the socket too.
+    async def unknown() -> dict:
+        async with await open_ws(ws_stack) as ws:
+            body = {"model": "gemini-model", "input": "Go on", "previous_response_id": "resp_" + "0" * 26}
+            await ws.send(responses("gone", body))
+            return (await collect(ws, {"gone"}))["gone"][-1]
+
+    gone = asyncio.run(unknown())
+    assert gone["status"] == 404 and gone["body"]["error"]["code"] == "previous_response_not_found"
