@@ -24,13 +24,16 @@ async def send_failure(call: BusSession, send: Send, fmt: Renderer, f: Failure) 
 
 
 def route_headers(reply: Chunk | Final) -> list[tuple[bytes, bytes]]:
-    """Who answered, after how many tries, and whether from the cache (a
-    stream's first chunk carries the first and the last)."""
+    """Who answered, after how many tries, whether from the cache (a
+    stream's first chunk carries the first and the last), and who counted
+    a token count's tokens (``upstream`` or ``gateway``)."""
     out = []
     if reply.deployment:
         out.append((b"x-sluice-deployment", reply.deployment.encode("latin-1", "replace")))
     if isinstance(reply, Final) and reply.attempts:
         out.append((b"x-sluice-attempts", str(reply.attempts).encode()))
+    if isinstance(reply, Final) and reply.count is not None:
+        out.append((b"x-sluice-token-count", reply.count.by.encode()))
     if reply.cache:
         out.append((b"x-sluice-cache", reply.cache.encode()))
     return out

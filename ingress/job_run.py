@@ -136,7 +136,7 @@ class JobRun:
         api = BY_NAME.get(self.api)
         if api is None or body is None:
             raise RecordNotFound(f"No job API {self.api!r}, or no 'body'.")
-        return api, api.parse(msgspec.json.encode({**body, "stream": False} if self.api != "embeddings" else body))
+        return api, api.parse(msgspec.json.encode({**body, "stream": False} if api.streams else body))
 
     async def _claim(self) -> int:
         now = time.time_ns()

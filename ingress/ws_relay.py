@@ -4,7 +4,8 @@ The client authenticates once (the upgrade's ``Authorization`` header, or a
 first message ``{"type": "auth", "api_key": ...}``), then sends JSON text
 messages, each tagged with its own ``id``:
 
-* ``{"type": "request", "id": "a", "api": "chat" | "messages" | "embeddings" | "responses", "body": {...}}``
+* ``{"type": "request", "id": "a", "api": "chat" | "messages" | "count_tokens" | "embeddings" | "responses",
+  "body": {...}}``
 * ``{"type": "request", "id": "b", "api": "prompt", "slug": "summarize", "variables": {...}, "stream": true}``
 * ``{"type": "cancel", "id": "a"}`` (the upstream call is cancelled too)
 
@@ -54,7 +55,7 @@ class Incoming(msgspec.Struct, forbid_unknown_fields=True):
     type: Literal["auth", "request", "cancel"]
     id: str = ""
     api_key: str = ""
-    api: Literal["chat", "messages", "embeddings", "responses", "prompt"] = "chat"
+    api: Literal["chat", "messages", "count_tokens", "embeddings", "responses", "prompt"] = "chat"
     body: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"{}"))
     slug: str = ""
     variables: dict[str, Any] = {}

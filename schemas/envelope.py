@@ -13,8 +13,10 @@ from schemas.reservation import Reservation
 # How a request reached the gateway: HTTP, a WebSocket connection (both
 # through the ingress), a service publishing on NATS, or a durable job.
 Origin = Literal["http", "ws", "nats", "job"]
-# Which client API the request came in on ("messages": Anthropic's shape).
-Api = Literal["chat", "messages", "embeddings", "responses"]
+# Which client API the request came in on ("messages": Anthropic's shape;
+# "count_tokens": Anthropic's token count of a Messages request, answered
+# with a count, never with a completion).
+Api = Literal["chat", "messages", "embeddings", "responses", "count_tokens"]
 # The stages after the ingress, in the order a request visits them (it skips
 # those its slip leaves out): each a worker that ``workers/runner.py`` runs, in
 # a process alone or hosted with others (``workers/pipeline.py``).

@@ -43,6 +43,16 @@ class Chunk(BusMessage, tag="chat.chunk"):
     cache: Literal["hit", "miss", ""] = ""
 
 
+class TokenCount(msgspec.Struct):
+    """The answer to a token count (``Envelope.api`` "count_tokens"): the
+    request's input tokens, counted by the deployment's own count endpoint
+    ("upstream", Anthropic's) or by the gateway's tokenizer for the model
+    ("gateway"). A count uses no tokens: its ``Final.usage`` is zero."""
+
+    input_tokens: int
+    by: Literal["upstream", "gateway"]
+
+
 class Final(BusMessage, tag="chat.final"):
     """The end of an answer. A non-streamed answer too large for one NATS
     message comes as chunks first (content pieces, or slices of embeddings),
@@ -78,6 +88,8 @@ class Final(BusMessage, tag="chat.final"):
     # ``cost_saved_pico_usd``; "miss": looked up, not found; "": not looked up.
     cache: Literal["hit", "miss", ""] = ""
     cost_saved_pico_usd: int = 0
+    # For a token count: the count (no message, no usage).
+    count: TokenCount | None = None
 
 
 class Failure(BusMessage, tag="chat.failure"):

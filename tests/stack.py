@@ -30,7 +30,7 @@ CONFIG = """
 [gateway]
 request_timeout_s = {timeout}
 stream_idle_timeout_s = {timeout}
-max_body_bytes = 65536
+max_body_bytes = {max_body_bytes}
 body_timeout_s = 2
 {gateway}
 
@@ -136,16 +136,26 @@ api_key_env = ""
 
 class Stack:
     def __init__(
-        self, home: Path, timeout_s: float = 3.0, extra_config: str = "", gateway: str = "", **layout: object
+        self,
+        home: Path,
+        timeout_s: float = 3.0,
+        extra_config: str = "",
+        gateway: str = "",
+        max_body_bytes: int = 65536,
+        **layout: object,
     ) -> None:
         """``extra_config``: more TOML, formatted like CONFIG ({mock} is the
         mock upstream's port); ``gateway``: more settings of its [gateway]
-        table; ``layout``: Layout fields such as replicas."""
+        table; ``max_body_bytes``: the largest request body (small, so tests
+        of the limit send little; an agent client's requests need more);
+        ``layout``: Layout fields such as replicas."""
         self.home = home
         self.mock_port = free_port()
         config = home / "sluice.toml"
         home.mkdir(parents=True, exist_ok=True)
-        text = (CONFIG + extra_config).format(timeout=timeout_s, mock=self.mock_port, dead=free_port(), gateway=gateway)
+        text = (CONFIG + extra_config).format(
+            timeout=timeout_s, mock=self.mock_port, dead=free_port(), gateway=gateway, max_body_bytes=max_body_bytes
+        )
         config.write_text(text)
         if layout.get("cluster", 1) > 1:  # type: ignore[operator]
             nodes = int(layout["cluster"])  # type: ignore[call-overload]

@@ -111,7 +111,9 @@ class PolicyStage:
         rules = privacy.rules_of(tenant) if tenant is not None else None
         # A masked answer is restored per request: a cached one would carry another caller's values.
         masking = privacy.masks(rules)
-        if tenant is not None and tenant.cache is not None and answer_cache.cacheable(env.body) and not masking:
+        # A token count is not kept either: it is cheap, and the cache keeps answers.
+        keeps = answer_cache.cacheable(env.body) and not masking and env.api != "count_tokens"
+        if tenant is not None and tenant.cache is not None and keeps:
             env.cache_ttl_s, env.cache_lookup = answer_cache.decide(env.cache_control, tenant.cache)
         # A caller's own value is never kept: only its tenant opts in.
         env.call_log_max_bytes = tenant.call_log_max_bytes if tenant is not None else 0
@@ -133,9 +135,14 @@ class PolicyStage:
         limited = [(r, scope) for r, scope in limited if r.limits.any() or r.budget is not None]
         if not limited:
             return []
-        catalog_model = routing.priciest_catalog_model(route) if route is not None else None
-        prompt, output = quota_svc.estimate(env.body, env.embeddings, catalog_model, self.default_max_output)
-        cost = quota_svc.estimate_cost(prompt, output, catalog_model)
+        if env.api == "count_tokens":
+            # A count uses no tokens and costs nothing: it takes a request
+            # (and a parallel slot) from the limits, nothing from the rest.
+            prompt, output, cost = 0, 0, 0
+        else:
+            catalog_model = routing.priciest_catalog_model(route) if route is not None else None
+            prompt, output = quota_svc.estimate(env.body, env.embeddings, catalog_model, self.default_max_output)
+            cost = quota_svc.estimate_cost(prompt, output, catalog_model)
         out: list[quota_svc.Need] = []
         for r, scope in limited:
             out += quota_svc.needs(scope, r.id, r.limits, r.budget, r.created_at_ms, now_ms, prompt + output, cost)

@@ -218,8 +218,8 @@ class ProviderStage:
 
     @staticmethod
     def _alert_if_free(ctx: runner.StageContext, env: Envelope, outcome: CallOutcome, dep: Deployment) -> None:
-        if not usage_svc.is_suspiciously_free(outcome.cost, dep.catalog_model):
-            return
+        if outcome.count is not None or not usage_svc.is_suspiciously_free(outcome.cost, dep.catalog_model):
+            return  # a token count is free by design
         ctx.events.emit(
             AlertEvent(
                 event_id=new_id(),

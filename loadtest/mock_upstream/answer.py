@@ -50,6 +50,12 @@ def answer_words(n: int) -> list[str]:
     return [(" " if i else "") + _WORDS[i % len(_WORDS)] for i in range(n)]
 
 
+def count_prompt(prompt: str, messages: int) -> int:
+    """The mock's input tokens: a word each, and 4 a message (its count
+    endpoint says the same as its answers' usage)."""
+    return len(prompt.split()) + 4 * messages
+
+
 def plan(
     prompt: str,
     last_message: str,
@@ -84,7 +90,7 @@ def plan(
         words = [(" " if i else "") + w for i, w in enumerate(last_message.split(" "))]
     else:
         words = answer_words(b.chunks)
-    prompt_tokens = len(prompt.split()) + 4 * messages
+    prompt_tokens = count_prompt(prompt, messages)
     completion = len(words) if tool is None else 1 + len(tool.arguments_json) // 4
     if b.zero_usage:
         prompt_tokens = completion = 0

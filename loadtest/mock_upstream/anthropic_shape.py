@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from loadtest.mock_upstream.answer import Answer
+from loadtest.mock_upstream.answer import Answer, count_prompt
 from loadtest.mock_upstream.sse import Frame, data_frame
 
 _ERROR_TYPES = {
@@ -35,8 +35,16 @@ def _text(content: Any) -> str:
 def read(req: dict[str, Any]) -> tuple[str, str, int, list[tuple[str, dict]]]:
     texts = [_text(m.get("content")) for m in req["messages"]]
     system = [_text(req["system"])] if req.get("system") else []
-    tools = [(t["name"], t.get("input_schema") or {}) for t in req.get("tools") or () if "name" in t]
+    # A deferred tool is not in the model's context until a tool search finds
+    # it (Claude Code declares a placeholder first): the model cannot call it.
+    seen = [t for t in req.get("tools") or () if "name" in t and not t.get("defer_loading")]
+    tools = [(t["name"], t.get("input_schema") or {}) for t in seen]
     return "\n".join(system + texts), texts[-1] if texts else "", len(texts), tools
+
+
+def count(prompt: str, messages: int) -> dict[str, Any]:
+    """``POST /v1/messages/count_tokens``'s answer: the input tokens a message would report."""
+    return {"input_tokens": count_prompt(prompt, messages)}
 
 
 def _usage(a: Answer, output_tokens: int) -> dict[str, Any]:

@@ -168,6 +168,8 @@ class MockUpstream:
             await self._responses(base, req, receive, send)
         elif path.endswith("/v1/messages"):
             await self._chat(ANTHROPIC, base, req, req.get("model", "mock"), bool(req.get("stream")), receive, send)
+        elif path.endswith("/v1/messages/count_tokens"):
+            await self._count_tokens(base, req, send)
         elif ":generateContent" in path or ":streamGenerateContent" in path:
             refused = gemini_shape.refuse(req)
             if refused is not None:
@@ -242,6 +244,17 @@ class MockUpstream:
         else:
             frames = gemini_shape.stream(answer, model)
         await self._stream(receive, send, frames, b)
+
+    async def _count_tokens(self, base: Behaviour, req: dict, send: Any) -> None:
+        """Anthropic's token count: what a message of this request would report as its input tokens."""
+        try:
+            prompt, _, messages, _ = anthropic_shape.read(req)
+        except (KeyError, TypeError, AttributeError):
+            return await self._send(send, 400, _json.encode(anthropic_shape.error(400)))
+        if await self._fault(ANTHROPIC, apply_directives(base, prompt), send):
+            return
+        await self._send(send, 200, _json.encode(anthropic_shape.count(prompt, messages)))
+        self.stats.completed_requests += 1
 
     async def _responses(self, base: Behaviour, req: dict, receive: Any, send: Any) -> None:
         refused = responses_shape.refuse(req)

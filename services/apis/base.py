@@ -101,6 +101,9 @@ class ClientApi:
     # an Anthropic deployment gets them (``Envelope.anthropic_beta``).
     anthropic_beta: Callable[[Callable[[bytes], str | None]], str] = lambda header: ""
     conversation: Conversation | None = None
+    # Whether a request may ask for its answer as a stream (embeddings and
+    # token counts are answered whole).
+    streams: bool = True
 
 
 def bearer(header: Callable[[bytes], str | None]) -> str | None:

@@ -61,4 +61,5 @@ API = ClientApi(
     EmbeddingsBody,
     shapes.EmbeddingList,
     "OpenAI embeddings",
+    streams=False,
 )

@@ -145,7 +145,7 @@ def document(
                 "summary": api.summary,
                 "tags": ["client APIs"],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": schemas[2 * i]}}},
-                "responses": _responses(schemas[2 * i + 1], stream=api.name != "embeddings"),
+                "responses": _responses(schemas[2 * i + 1], stream=api.streams),
             }
         }
     for prompt, version, output in published:

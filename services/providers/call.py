@@ -1,4 +1,4 @@
-"""One upstream try over httpx (chat, streamed or not, or embeddings) in the unified format.
+"""One upstream try over httpx (chat, streamed or not, embeddings, or a token count) in the unified format.
 
 ``call_chat`` reads top-down: the request (the client's own body to a
 deployment of its API's family, else the adapter's translation), the
@@ -26,10 +26,12 @@ import msgspec
 from schemas.chat import ChatBody, Choice, Cost, Delta, EmbeddingsBody, Message, ToolCall, Usage
 from schemas.envelope import Deployment
 from schemas.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout, UpstreamUnreachable
+from schemas.replies import TokenCount
 from schemas.responses import BuiltinChoice, BuiltinTool, decode_request
-from services import pricing
+from services import pricing, tokens
 from services import usage as usage_svc
 from services.providers import passthrough
+from services.providers.anthropic import count as anthropic_count
 from services.providers.anthropic.chat import beta_headers
 from services.providers.base import ChatAdapter, ChatResult, StreamParser, UpstreamRequest, embedding_inputs
 from services.providers.http import Upstream, UpstreamResponse
@@ -55,6 +57,8 @@ class CallOutcome(msgspec.Struct):
     embeddings: list[list[float]] | None = None
     # Choices 1, 2, ... of a non-streamed request with ``n`` > 1.
     other_choices: list[Choice] = []
+    # A token count's answer (its usage is zero: a count uses no tokens).
+    count: TokenCount | None = None
 
 
 class Answer(msgspec.Struct):
@@ -285,6 +289,52 @@ async def call_embeddings(
         first_byte_ns=first_byte_ns,
         end_ns=time.time_ns(),
         embeddings=result.vectors,
+    )
+
+
+async def call_count_tokens(
+    client: Upstream,
+    deployment: Deployment,
+    body: ChatBody,
+    progress: CallProgress | None = None,
+    *,
+    raw: bytes | None = None,
+    anthropic_beta: str = "",
+) -> CallOutcome:
+    """The input tokens of ``body`` on ``deployment``: Anthropic's own count
+    (its count endpoint, exact, with the client's body ``raw`` and betas),
+    else the gateway's, with the tokenizer that counts the model's usage
+    when its upstream reports none (``usage.tokenizer_for``), so a count and
+    a completion's counted prompt agree. Nothing is billed either way."""
+    progress = progress or CallProgress()
+    start_ns = time.time_ns()
+    if provider(deployment.provider).family != "anthropic":
+        name, _ = usage_svc.tokenizer_for(deployment.catalog_model)
+        counted = tokens.count_prompt(body.messages, tokens.encoding(name))
+        return _counted(deployment, TokenCount(counted, "gateway"), start_ns, time.time_ns())
+    first_byte_ns = 0
+    try:
+        req = _translated(anthropic_count.request, deployment, body, raw, _api_key(deployment), anthropic_beta)
+        progress.sent = True
+        data = await _post_and_read(client, req, deployment, provider(deployment.provider).chat.map_error)
+        first_byte_ns = time.time_ns()
+        counted = anthropic_count.parse(data)
+    except (GatewayError, httpx.TransportError) as exc:
+        raise _failed(exc, start_ns, first_byte_ns) from exc
+    return _counted(deployment, TokenCount(counted, "upstream"), start_ns, first_byte_ns)
+
+
+def _counted(deployment: Deployment, count: TokenCount, start_ns: int, first_byte_ns: int) -> CallOutcome:
+    return CallOutcome(
+        model=deployment.upstream_model,
+        usage=Usage(),
+        cost=Cost(),
+        finish_reason=None,
+        message=None,
+        start_ns=start_ns,
+        first_byte_ns=first_byte_ns,
+        end_ns=time.time_ns(),
+        count=count,
     )
 
 

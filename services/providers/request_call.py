@@ -39,7 +39,7 @@ from services import answer_cache, call_logs, detectors
 from services import usage as usage_svc
 from services.masking import AnswerRestorer, OutputScanner
 from services.providers.attempts import Try, Walk, WalkFailed
-from services.providers.call import CallOutcome, CallProgress, OnDelta, call_chat, call_embeddings
+from services.providers.call import CallOutcome, CallProgress, OnDelta, call_chat, call_count_tokens, call_embeddings
 from services.providers.http import Upstream
 
 # Where a chunk of the answer goes (the requester's inbox, in the stage).
@@ -99,6 +99,13 @@ class RequestCall:
         return self.walk.current
 
     @property
+    def tells_health(self) -> bool:
+        """Whether the call's tries tell of its deployments' health. A token
+        count's do not: it is another endpoint, or no call at all, and its
+        speed and failures say nothing of how a deployment answers completions."""
+        return self.env.api != "count_tokens"
+
+    @property
     def ttft_ns(self) -> int:
         return self.first_chunk_ns - self.env.received_at_ns if self.first_chunk_ns else 0
 
@@ -133,6 +140,7 @@ class RequestCall:
             other_choices=others,
             embeddings=outcome.embeddings,
             finish_reason=outcome.finish_reason,
+            count=outcome.count,
             deployment=dep.name,
             provider=dep.provider,
             attempts=len(self.walk.tries),
@@ -163,7 +171,7 @@ class RequestCall:
             # The try cut short from outside has no row of its own yet.
             cut = Try(len(walk.tries) + 1, walk.current, started, first_byte, time.time_ns(), error.status, error)
             walk.tries.append(cut)
-            await self.tried(cut, isinstance(error, UpstreamTimeout))
+            await self.tried(cut, self.tells_health and isinstance(error, UpstreamTimeout))
         dep = walk.current
         await self._send_batch()  # what came before the end reaches the client before it
         if self.restorer is not None and self.first_chunk_ns:
@@ -211,6 +219,11 @@ class RequestCall:
             if env.embeddings is not None:
                 return await call_embeddings(self.client, dep, env.embeddings, progress)
             assert env.body is not None  # policy let through exactly one body
+            if env.api == "count_tokens":
+                raw = env.raw or None
+                return await call_count_tokens(
+                    self.client, dep, env.body, progress, raw=raw, anthropic_beta=env.anthropic_beta
+                )
             return await call_chat(
                 self.client,
                 dep,
@@ -226,7 +239,7 @@ class RequestCall:
             self.in_flight[dep.name] -= 1
 
     async def _ended(self, t: Try) -> None:
-        await self.tried(t, True)
+        await self.tried(t, self.tells_health)
 
     async def _on_delta(self, delta: Delta, model: str) -> None:
         self.batch.append(self.restorer.delta(delta) if self.restorer is not None else delta)
@@ -261,8 +274,8 @@ class RequestCall:
         early. ``refused``: the upstream answered with an error (a 429, a 5xx,
         no connection), which bills nothing unless a stream had begun."""
         env, progress, dep = self.env, self.walk.progress, self.walk.current
-        if not progress.sent or (refused and not progress.first_byte_ns):
-            return None
+        if not progress.sent or (refused and not progress.first_byte_ns) or env.api == "count_tokens":
+            return None  # a count bills nothing, even cut short
         if env.embeddings is not None:
             usage = usage_svc.settle_embeddings(None, env.embeddings, dep.catalog_model)
         else:
