@@ -15,9 +15,10 @@ A Responses request is drawn as OpenAI's schema allows it, which says less
 than OpenAI's API does: ``prepare`` gives one without ``input`` (or with an
 empty one) an input, and a function tool without a name a name (OpenAI
 answers 400 to both, as Sluice does), and takes out ``conversation`` (the
-Conversations API, which Sluice does not serve) and ``previous_response_id``
-(a drawn id is no response's: 404, as OpenAI answers; those ids are drawn
-by the operations on ``/responses/{response_id}``, which must answer 404).
+Conversations API, which Sluice does not serve), ``previous_response_id`` and
+item references (a drawn id is no response's or item's: 404, as OpenAI
+answers; such ids are drawn by the operations on ``/responses/{response_id}``,
+which must answer 404).
 
     python -m loadtest.conformance [--chat 400] [--embeddings 80] [--responses 150]
 
@@ -122,6 +123,13 @@ def _error_shape(response: httpx.Response) -> str | None:
     return None
 
 
+def _item_reference(item: Any) -> bool:
+    """An input item that names an earlier item by its id (its ``type`` may be left out)."""
+    return isinstance(item, dict) and (
+        item.get("type") == "item_reference" or ("type" not in item and "role" not in item)
+    )
+
+
 def prepare(path: str, body: Any, model: str | None, pick: random.Random) -> Any:
     """A drawn body as it is sent: ``model`` one of Sluice's; a Responses
     request with an input, and without what names objects Sluice does not
@@ -136,6 +144,8 @@ def prepare(path: str, body: Any, model: str | None, pick: random.Random) -> Any
             body["stream"] = not body.get("background") and pick.random() < 0.5
         body.pop("conversation", None)
         body.pop("previous_response_id", None)
+        if isinstance(body.get("input"), list):
+            body["input"] = [item for item in body["input"] if not _item_reference(item)]
         if body.get("input") in (None, []):
             body["input"] = DEFAULT_INPUT
         tools = body.get("tools")
