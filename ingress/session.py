@@ -12,7 +12,7 @@ from collections import deque
 from ingress.gateway import Gateway
 from ingress.replies import Disconnected, ProcessNews
 from schemas import bus, subjects
-from schemas.chat import ChatBody, Cost, EmbeddingsBody, Usage
+from schemas.chat import ChatBody, Cost, EmbeddingsBody, ToolChoice, Usage
 from schemas.envelope import Api, Envelope, Origin, PromptRef, Span
 from schemas.errors import (
     ClientClosed,
@@ -454,8 +454,14 @@ def _widen_huge_integers(env: Envelope) -> Envelope:
     body as floats (``bus.widen_huge_ints``)."""
     body = env.body
     if body is not None:
-        body.tools = bus.widen_huge_ints(body.tools)
-        body.tool_choice = bus.widen_huge_ints(body.tool_choice)
+        for tool in body.tools or ():
+            if tool.function is not None:
+                tool.function.parameters = bus.widen_huge_ints(tool.function.parameters)
+            if tool.custom is not None:
+                tool.custom.format = bus.widen_huge_ints(tool.custom.format)
+        choice = body.tool_choice
+        if isinstance(choice, ToolChoice) and choice.allowed_tools is not None:
+            choice.allowed_tools.tools = bus.widen_huge_ints(choice.allowed_tools.tools)
         body.response_format = bus.widen_huge_ints(body.response_format)
         body.logit_bias = bus.widen_huge_ints(body.logit_bias)
     return env

@@ -157,6 +157,67 @@ class StreamOptions(msgspec.Struct, omit_defaults=True):
     include_usage: bool = False
 
 
+# -- tool definitions and tool choice (OpenAI's ChatCompletionTool,
+# CustomToolChatCompletions and ChatCompletionToolChoiceOption) -------------
+class FunctionDef(msgspec.Struct, omit_defaults=True):
+    """A function the model may call. Fields in OpenAI's order: encoded, a
+    definition is the JSON the client wrote (without its nulls)."""
+
+    name: str
+    description: str | None = None
+    # A JSON schema: free-form (and so the one place of a tool where an
+    # integer past 64 bits can sit: ``bus.widen_huge_ints``).
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class CustomDef(msgspec.Struct, omit_defaults=True):
+    """An OpenAI custom tool: the model writes its input as free text, or in
+    the grammar ``format`` gives; only OpenAI's family has them."""
+
+    name: str
+    description: str | None = None
+    # {"type": "text"} or {"type": "grammar", "grammar": {...}}: free-form.
+    format: dict[str, Any] | None = None
+
+
+class ToolDef(msgspec.Struct, omit_defaults=True):
+    """A tool definition. Not a tagged union: OpenAI adds tool types, and a
+    tool of a type this does not name still decodes, as its ``type`` alone
+    (``passthrough.worth_keeping`` then keeps the client's body, so an OpenAI
+    deployment gets it whole; other families refuse it). ``type`` is
+    required, as in OpenAI's schema, so it is always encoded."""
+
+    type: str
+    function: FunctionDef | None = None
+    custom: CustomDef | None = None
+
+
+class NamedTool(msgspec.Struct):
+    name: str
+
+
+class AllowedTools(msgspec.Struct):
+    mode: Literal["auto", "required"]
+    # Tool definitions by type and name ({"type": "function", "function":
+    # {"name": ...}}): free-form in OpenAI's schema.
+    tools: list[dict[str, Any]]
+
+
+class ToolChoice(msgspec.Struct, omit_defaults=True):
+    """A ``tool_choice`` object: a named function or custom tool, or the
+    tools the model may pick from (``allowed_tools``). A plain struct with a
+    ``type``, as ``ToolDef`` is, so a choice of a type added later decodes."""
+
+    type: str
+    function: NamedTool | None = None
+    custom: NamedTool | None = None
+    allowed_tools: AllowedTools | None = None
+
+
+ToolChoiceOption = Literal["none", "auto", "required"] | ToolChoice
+
+
 class ChatBody(msgspec.Struct, omit_defaults=True):
     """A chat-completions request body. Unknown JSON fields are ignored."""
 
@@ -176,8 +237,8 @@ class ChatBody(msgspec.Struct, omit_defaults=True):
     seed: Integral | None = None
     user: str | None = None
     response_format: dict[str, Any] | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tools: list[ToolDef] | None = None
+    tool_choice: ToolChoiceOption | None = None
     parallel_tool_calls: bool | None = None
     reasoning_effort: str | None = None
     logit_bias: dict[str, float] | None = None

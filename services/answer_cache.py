@@ -17,7 +17,17 @@ import re
 import msgspec
 
 from schemas.cached_answer import CachedAnswer
-from schemas.chat import ChatBody, Delta, EmbeddingsBody, FunctionDelta, Message, ToolCall, ToolCallDelta, Usage
+from schemas.chat import (
+    ChatBody,
+    Delta,
+    EmbeddingsBody,
+    FunctionDelta,
+    Message,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
+    Usage,
+)
 from schemas.control import CachePolicy
 from schemas.replies import Chunk, Final
 
@@ -60,7 +70,19 @@ def key(tenant_id: str, group: str, body: ChatBody | None, embeddings: Embedding
         h.update(b"raw\0" + raw + b"\0")
     if body is not None:
         h.update(b"chat\0")
-        h.update(_encode(msgspec.structs.replace(body, model="", stream=False, stream_options=None, user=None)))
+        # Tools and a tool_choice object keyed as plain objects (keys sorted),
+        # as they were before they were typed: the same request, the same key.
+        tools, choice = body.tools, body.tool_choice
+        same = msgspec.structs.replace(
+            body,
+            model="",
+            stream=False,
+            stream_options=None,
+            user=None,
+            tools=msgspec.to_builtins(tools) if tools else tools,
+            tool_choice=msgspec.to_builtins(choice) if isinstance(choice, ToolChoice) else choice,
+        )
+        h.update(_encode(same))
     elif embeddings is not None:
         h.update(b"embeddings\0")
         # The gateway keeps vectors as floats; base64 is only how the ingress writes them.

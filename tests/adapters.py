@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import msgspec
 
-from schemas.chat import ChatBody, Delta, Message
+from schemas.chat import ChatBody, Delta, Message, ToolChoiceOption, ToolDef
 from schemas.envelope import Deployment
 from services.providers.call import CallOutcome, call_chat
 from services.providers.http import UpstreamHTTP
@@ -68,3 +68,12 @@ def message(**fields: object) -> Message:
     """A unified message from OpenAI-shaped JSON (content parts, tool calls),
     read the way the ingress reads a request body."""
     return msgspec.convert(fields, Message)
+
+
+def tools(*defs: dict) -> list[ToolDef]:
+    """Unified tool definitions from OpenAI-shaped JSON, read as the ingress reads them."""
+    return msgspec.convert(list(defs), list[ToolDef])
+
+
+def tool_choice(choice: object) -> ToolChoiceOption:
+    return msgspec.convert(choice, ToolChoiceOption)  # type: ignore[arg-type]

@@ -14,18 +14,23 @@ from schemas.chat import (
     Delta,
     FilePart,
     FileRef,
+    FunctionDef,
     FunctionDelta,
     ImagePart,
     ImageUrl,
     Message,
+    NamedTool,
     TextPart,
+    ToolChoice,
+    ToolChoiceOption,
+    ToolDef,
     Usage,
     content_text,
 )
 from schemas.errors import ErrorType
 from services.providers.anthropic.chat import from_blocks, tool_use_block
 from services.providers.anthropic.types import STOP_FROM_FINISH, ARequest, AResponse, AUsage
-from services.providers.content import function_calls
+from services.providers.content import forced_tool, function_calls
 
 _json = msgspec.json.Encoder()
 
@@ -199,14 +204,18 @@ def _assistant_turn(content: str | list[dict[str, Any]], reading: _Reading) -> M
     return from_blocks(content)
 
 
-def _tool_choice(choice: dict[str, Any] | None) -> tuple[str | dict[str, Any] | None, bool | None]:
+# Anthropic's tool_choice types, in OpenAI's words (a "tool" one names its tool).
+_CHOICES: dict[str, ToolChoiceOption] = {"auto": "auto", "any": "required", "none": "none"}
+
+
+def _tool_choice(choice: dict[str, Any] | None) -> tuple[ToolChoiceOption | None, bool | None]:
     if choice is None:
         return None, None
     parallel = False if choice.get("disable_parallel_tool_use") else None
     kind = choice.get("type")
     if kind == "tool":
-        return {"type": "function", "function": {"name": choice.get("name", "")}}, parallel
-    return {"auto": "auto", "any": "required", "none": "none"}.get(kind or "", "auto"), parallel
+        return ToolChoice(type="function", function=NamedTool(name=str(choice.get("name", "")))), parallel
+    return _CHOICES.get(kind, "auto") if isinstance(kind, str) else "auto", parallel
 
 
 def _reasoning_effort(req: ARequest, reading: _Reading) -> str | None:
@@ -255,14 +264,14 @@ def to_chat_body(req: ARequest) -> Inbound:
         if not t.custom:  # Anthropic's own tools (web search, bash, ...): no other family has them
             reading.drop(f"tools[{i}]:{t.type}")
             continue
-        fn = {"name": t.name, "parameters": t.input_schema} | ({"description": t.description} if t.description else {})
-        tools.append({"type": "function", "function": fn})
+        fn = FunctionDef(name=t.name, description=t.description or None, parameters=t.input_schema)
+        tools.append(ToolDef(type="function", function=fn))
     # A tool's fields beyond these (defer_loading, strict, input_examples, ...)
     # are not seen by the typed decoding: a request with tools keeps its body.
     reading.lossy = reading.lossy or bool(req.tools)
     tool_choice, parallel = _tool_choice(req.tool_choice)
-    forced = tool_choice.get("function", {}).get("name") if isinstance(tool_choice, dict) else None
-    if forced is not None and forced not in {t["function"]["name"] for t in tools}:
+    forced = forced_tool(tool_choice)
+    if forced is not None and forced not in {t.function.name for t in tools if t.function is not None}:
         reading.drop("tool_choice")  # it names a tool left out above
         tool_choice = "auto"
     if req.top_k is not None:

@@ -18,19 +18,25 @@ from typing import Any
 import msgspec
 
 from schemas.chat import (
+    AllowedTools,
     ChatBody,
     ContentPart,
     Delta,
     FilePart,
     FileRef,
     FunctionCall,
+    FunctionDef,
     FunctionDelta,
     ImagePart,
     ImageUrl,
     Message,
+    NamedTool,
     RefusalPart,
     TextPart,
     ToolCall,
+    ToolChoice,
+    ToolChoiceOption,
+    ToolDef,
     Usage,
     content_text,
 )
@@ -165,28 +171,22 @@ def _name(i: int, offset: int) -> str:
     return f"input[{i - offset}]" if i >= offset else f"previous_response_id (item {i})"
 
 
-def _chat_tool(tool: FunctionTool) -> dict[str, Any]:
-    function: dict[str, Any] = {"name": tool.name}
-    if tool.description is not None:
-        function["description"] = tool.description
-    if tool.parameters is not None:
-        function["parameters"] = tool.parameters
-    if tool.strict is not None:
-        function["strict"] = tool.strict
-    return {"type": "function", "function": function}
+def _chat_tool(tool: FunctionTool) -> ToolDef:
+    function = FunctionDef(name=tool.name, description=tool.description, parameters=tool.parameters, strict=tool.strict)
+    return ToolDef(type="function", function=function)
 
 
-def _chat_tool_choice(choice: Any) -> str | dict[str, Any] | None:
+def _chat_tool_choice(choice: Any) -> ToolChoiceOption | None:
     match choice:
         case str():
-            return choice
+            return choice  # "none", "auto" or "required", the same words in both APIs
         case ToolChoiceFunction(name=name):
-            return {"type": "function", "function": {"name": name}}
+            return ToolChoice(type="function", function=NamedTool(name=name))
         case ToolChoiceAllowed(mode=mode, tools=tools):
             named = [
                 {"type": "function", "function": {"name": t.get("name")}} for t in tools if t.get("type") == "function"
             ]
-            return {"type": "allowed_tools", "allowed_tools": {"mode": mode, "tools": named}}
+            return ToolChoice(type="allowed_tools", allowed_tools=AllowedTools(mode=mode, tools=named))
     return None  # None, or a built-in tool's (named by builtin_tools)
 
 

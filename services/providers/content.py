@@ -14,12 +14,16 @@ from schemas.chat import (
     ContentPart,
     FilePart,
     FunctionCall,
+    FunctionDef,
     FunctionDelta,
     Message,
     RefusalPart,
     TextPart,
     ToolCall,
     ToolCallDelta,
+    ToolChoice,
+    ToolChoiceOption,
+    ToolDef,
     content_text,
 )
 from schemas.errors import InvalidRequest
@@ -123,21 +127,20 @@ def split_system(messages: list[Message]) -> tuple[str | None, list[Message]]:
     return ("\n\n".join(system) if system else None), rest
 
 
-def function_tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
-    """The ``function`` objects of OpenAI tool definitions."""
+def function_tools(tools: list[ToolDef] | None) -> list[FunctionDef]:
+    """The functions of OpenAI tool definitions; a tool of another type
+    (custom, or one OpenAI added) is OpenAI's own: the caller's 400."""
     out = []
-    for tool in tools or ():
-        fn = tool.get("function") if tool.get("type", "function") == "function" else None
-        if not isinstance(fn, dict) or "name" not in fn:
-            raise InvalidRequest("Only function tools with a 'name' can be translated for this provider.")
-        out.append(fn)
+    for i, tool in enumerate(tools or ()):
+        if tool.type != "function" or tool.function is None:
+            what = f"of type '{tool.type}'" if tool.type != "function" else "a function tool without its 'function'"
+            raise InvalidRequest(f"Only function tools can be translated for this provider: tools[{i}] is {what}.")
+        out.append(tool.function)
     return out
 
 
-def forced_tool(tool_choice: str | dict[str, Any] | None) -> str | None:
+def forced_tool(tool_choice: ToolChoiceOption | None) -> str | None:
     """The function name a ``tool_choice`` object forces, if any."""
-    if isinstance(tool_choice, dict):
-        fn = tool_choice.get("function")
-        if isinstance(fn, dict):
-            return fn.get("name")
+    if isinstance(tool_choice, ToolChoice) and tool_choice.function is not None:
+        return tool_choice.function.name
     return None

@@ -13,11 +13,12 @@ checked the unified request parsed from those same bytes).
 
 from __future__ import annotations
 
-from typing import Protocol, cast
+from collections.abc import Callable
+from typing import Any, Protocol, cast
 
 import msgspec
 
-from schemas.chat import ChatBody
+from schemas.chat import ChatBody, ToolChoiceOption, ToolDef
 from schemas.envelope import Deployment, Envelope
 from services.providers.azure import responses as azure_responses
 from services.providers.base import UpstreamRequest
@@ -25,7 +26,13 @@ from services.providers.openai import responses as openai_responses
 from services.providers.registry import provider
 
 _fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+_any = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
+# A chat request's typed fields that may hold what their types do not name.
+_CHAT_TYPED: dict[str, Callable[[bytes], Any]] = {
+    "tools": msgspec.json.Decoder(list[ToolDef] | None).decode,
+    "tool_choice": msgspec.json.Decoder(ToolChoiceOption | None).decode,
+}
 # What the unified request carries of each API's top-level fields.
 _CARRIED = {
     "chat": frozenset(ChatBody.__struct_fields__),
@@ -51,14 +58,35 @@ def uncarried(api: str, raw: bytes) -> list[str]:
         return []
 
 
+def _typed_in_full(decode: Callable[[bytes], Any], raw: msgspec.Raw) -> bool:
+    """Whether a field decoded into its type keeps all the client wrote: a
+    Struct drops the fields it does not name (those of a tool of a type added
+    after Sluice's, a null), which only the client's own body still holds."""
+    try:
+        return bool(msgspec.to_builtins(decode(raw)) == _any(raw))
+    except msgspec.DecodeError:  # the unified body refuses it: a 400 either way
+        return True
+
+
 def worth_keeping(api: str, raw: bytes) -> bool:
     """Whether a request body holds more than its unified form, as far as its
-    top-level fields (and Anthropic's ``cache_control`` anywhere) tell. What
-    is deeper (a ``system`` message, a thinking block, a server tool) the
-    translation into the unified form tells (``anthropic_shapes.Inbound.lossy``)."""
+    top-level fields, a chat request's tools and tool choice (typed, so a
+    tool of another type than function and custom keeps only its ``type``),
+    and Anthropic's ``cache_control`` anywhere tell. What is deeper in a
+    Messages request (a ``system`` message, a thinking block, a server tool)
+    the translation into the unified form tells (``anthropic_shapes.Inbound.lossy``)."""
     if api == "messages" and b'"cache_control"' in raw:
         return True
-    return bool(uncarried(api, raw))
+    carried = _CARRIED.get(api)
+    if carried is None:
+        return False
+    try:
+        doc = _fields(raw)
+    except msgspec.DecodeError:
+        return False
+    if any(name not in carried for name in doc):
+        return True
+    return api == "chat" and not all(_typed_in_full(decode, doc[n]) for n, decode in _CHAT_TYPED.items() if n in doc)
 
 
 def native(api: str, dep: Deployment) -> bool:

@@ -128,6 +128,47 @@ def test_a_new_openai_field_reaches_an_openai_upstream(stack: Stack) -> None:
     assert body["model"] == "gpt-3.5-turbo"
 
 
+FUNCTION_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "f",
+        "description": "Finds.",
+        "parameters": {"type": "object", "properties": {}},
+        "strict": True,
+    },
+}
+# A tool of a type Sluice's unified tools name only the type of.
+NEWER_TOOL = {"type": "web_search_preview", "search_context_size": "low"}
+
+
+@pytest.mark.parametrize("tools", [[FUNCTION_TOOL], [FUNCTION_TOOL, NEWER_TOOL]])
+def test_tools_reach_an_openai_upstream_as_written(stack: Stack, tools: list[dict]) -> None:
+    """Function tools, typed, are encoded as the client wrote them (the same
+    keys in the same order); a tool of a type Sluice does not know is no 400
+    and reaches an OpenAI upstream whole, in the client's own body."""
+    choice = {"type": "function", "function": {"name": "f"}}
+    with openai.OpenAI(base_url=stack.base_url, api_key=DEMO_KEY, max_retries=0) as client:
+        client.chat.completions.create(
+            model="demo-model",
+            messages=[{"role": "user", "content": "hi"}],
+            tools=tools,  # type: ignore[arg-type]
+            tool_choice=choice,  # type: ignore[arg-type]
+        )
+    body = received(stack)
+    assert json.dumps(body["tools"]) == json.dumps(tools) and body["tool_choice"] == choice
+    # Another family cannot take a tool of OpenAI's own: the caller's 400, naming it.
+    resp = httpx.post(
+        f"{stack.base_url}/chat/completions",
+        json={"model": "claude-model", "messages": [{"role": "user", "content": "hi"}], "tools": tools},
+        headers={"authorization": f"Bearer {DEMO_KEY}"},
+        timeout=20,
+    )
+    if len(tools) == 1:
+        assert resp.status_code == 200, resp.text
+    else:
+        assert resp.status_code == 400 and "tools[1] is of type 'web_search_preview'" in resp.json()["error"]["message"]
+
+
 def test_another_family_gets_the_translated_request(claude: anthropic.Anthropic, stack: Stack) -> None:
     claude.messages.create(
         model="demo-model", max_tokens=20, messages=[{"role": "user", "content": CACHED_TURN}], extra_body={"top_k": 3}

@@ -5,10 +5,11 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from schemas.chat import ChatBody, Delta, EmbeddingsBody, Message, ToolCall, Usage
+from schemas.chat import ChatBody, Delta, EmbeddingsBody, FunctionDef, Message, ToolCall, ToolDef, Usage
 from schemas.control import CachePolicy
 from schemas.replies import Final
 from services import answer_cache
+from services.apis import chat
 
 POLICY = CachePolicy(max_age_s=600)
 
@@ -46,12 +47,70 @@ def test_the_key_changes_with_what_changes_the_answer_and_with_nothing_else() ->
         answer_cache.key("t", "g2", body(), None),
         answer_cache.key("t", "g", body(temperature=0.5), None),
         answer_cache.key("t", "g", body(max_tokens=5), None),
-        answer_cache.key("t", "g", body(tools=[{"type": "function", "function": {"name": "f"}}]), None),
+        answer_cache.key("t", "g", body(tools=[ToolDef(type="function", function=FunctionDef(name="f"))]), None),
         answer_cache.key("t", "g", ChatBody(model="m", messages=[Message(role="user", content="hi!")]), None),
         answer_cache.key("t", "g", None, EmbeddingsBody(model="m", input="hi")),
     ]
     assert base not in different and len(set(different)) == len(different)
     assert len(base) == 64
+
+
+# Keys of requests with tools, as they were while the unified body held its
+# tools and tool_choice as plain objects: typing them kept every entry.
+KEPT_KEYS = [
+    ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "227a4d31d13506f5"),
+    (
+        {
+            "tools": [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "get_weather",
+                        "description": "Weather.",
+                        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+                        "strict": True,
+                    },
+                }
+            ],
+            "tool_choice": "required",
+        },
+        "bcdf22f99d360f4c",
+    ),
+    (
+        {
+            "tools": [
+                {"function": {"parameters": {"type": "object"}, "name": "f", "description": "d"}, "type": "function"}
+            ],
+            "tool_choice": {"type": "function", "function": {"name": "f"}},
+        },
+        "b59851c805a00f59",
+    ),
+    (
+        {
+            "tools": [{"type": "custom", "custom": {"name": "sql", "format": {"type": "grammar", "grammar": {}}}}],
+            "tool_choice": {"type": "custom", "custom": {"name": "sql"}},
+        },
+        "ef9eade3631e482a",
+    ),
+    (
+        {
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+            "tool_choice": {
+                "type": "allowed_tools",
+                "allowed_tools": {"mode": "auto", "tools": [{"type": "function", "function": {"name": "f"}}]},
+            },
+        },
+        "aff02eadc27899b5",
+    ),
+]
+
+
+@pytest.mark.parametrize(("fields", "kept"), KEPT_KEYS)
+def test_a_request_with_tools_keys_as_before_they_were_typed(fields: dict, kept: str) -> None:
+    raw = msgspec.json.encode({"model": "m", "messages": [{"role": "user", "content": "hi"}]} | fields)
+    parsed = chat.parse(raw)
+    assert parsed.raw == b""
+    assert answer_cache.key("t", "g", parsed.body, None).startswith(kept)
 
 
 def test_a_stream_joins_into_the_message_and_replays_as_several_chunks() -> None:

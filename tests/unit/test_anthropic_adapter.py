@@ -8,7 +8,7 @@ import httpx
 import msgspec
 import pytest
 
-from schemas.chat import ChatBody
+from schemas.chat import ChatBody, FunctionDef, ToolDef
 from schemas.envelope import Deployment
 from schemas.errors import ContextLengthExceeded, UpstreamOverloaded, UpstreamRateLimited
 from services.providers.anthropic.chat import AnthropicChat, beta_headers, to_request
@@ -23,7 +23,9 @@ DEP = Deployment(
     upstream_model="claude-sonnet-4-20250514",
     catalog_model="claude-sonnet-4-20250514",
 )
-TOOL = {"type": "function", "function": {"name": "get_weather", "description": "d", "parameters": {"type": "object"}}}
+TOOL = ToolDef(
+    type="function", function=FunctionDef(name="get_weather", description="d", parameters={"type": "object"})
+)
 adapter = AnthropicChat()
 
 

@@ -82,7 +82,9 @@ def test_request_translation() -> None:
     assert (body.messages[3].tool_call_id, body.messages[3].content) == ("t1", "42")
     assert body.tool_choice == "required" and body.parallel_tool_calls is False
     assert body.stop == ["END"] and body.max_tokens == 50
-    assert body.tools == [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    assert msgspec.to_builtins(body.tools) == [
+        {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    ]
 
 
 def test_stream_renderer_frames_text_and_tool_calls_in_blocks() -> None:
@@ -188,7 +190,7 @@ def test_what_the_unified_request_leaves_out_is_named() -> None:
     ]
     body = parsed.body
     assert body is not None and body.reasoning_effort == "high" and body.user == "user_abc_account_def_session_ghi"
-    assert [t["function"]["name"] for t in body.tools or ()] == ["Bash", "Read", "mcp__docs__search"]
+    assert [t.function.name for t in body.tools or () if t.function] == ["Bash", "Read", "mcp__docs__search"]
     # System messages keep their place; a tool result still follows its call.
     assert [(m.role, m.content) for m in body.messages if m.role != "assistant"] == [
         ("system", "You are Claude Code. Help with software tasks."),

@@ -8,7 +8,7 @@ from schemas.chat import ChatBody, EmbeddingsBody
 from schemas.envelope import Deployment
 from schemas.errors import InvalidRequest, UpstreamRateLimited
 from services.providers.cohere.chat import CohereChat
-from tests.adapters import assemble, call_with, fixture, message, sent_json
+from tests.adapters import assemble, call_with, fixture, message, sent_json, tool_choice, tools
 
 DEP = Deployment(
     name="co",
@@ -17,7 +17,8 @@ DEP = Deployment(
     upstream_model="command-a-03-2025",
     catalog_model="command-a-03-2025",
 )
-TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+TOOLS_JSON = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+TOOLS = tools(*TOOLS_JSON)
 adapter = CohereChat()
 
 
@@ -46,13 +47,13 @@ def test_request_translation() -> None:
     assert [m["role"] for m in sent["messages"]] == ["system", "user", "assistant", "tool"]
     assert sent["messages"][3] == {"role": "tool", "tool_call_id": "c1", "content": "sunny"}
     assert sent["p"] == 0.5 and sent["stop_sequences"] == ["END"] and sent["max_tokens"] == 20
-    assert sent["tool_choice"] == "REQUIRED" and sent["tools"] == TOOLS
+    assert sent["tool_choice"] == "REQUIRED" and sent["tools"] == TOOLS_JSON
     with pytest.raises(InvalidRequest):  # Cohere cannot force one named tool
         forced = ChatBody(
             model="a",
             messages=body.messages,
             tools=TOOLS,
-            tool_choice={"type": "function", "function": {"name": "get_weather"}},
+            tool_choice=tool_choice({"type": "function", "function": {"name": "get_weather"}}),
         )
         adapter.build_request(DEP, forced, None, stream=False)
 

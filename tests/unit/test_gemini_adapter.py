@@ -10,7 +10,7 @@ from schemas.envelope import Deployment
 from schemas.errors import ContentFiltered, ContextLengthExceeded, UpstreamAuthFailed, UpstreamOverloaded
 from services.providers.call import CallFailed
 from services.providers.gemini.chat import GeminiChat
-from tests.adapters import assemble, call_with, fixture, message, sent_json
+from tests.adapters import assemble, call_with, fixture, message, sent_json, tool_choice, tools
 
 DEP = Deployment(
     name="g",
@@ -40,8 +40,8 @@ def test_request_translation() -> None:
             ),
             message(role="tool", tool_call_id="c1", content='{"temp": -3}'),
         ],
-        tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
-        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        tools=tools({"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}),
+        tool_choice=tool_choice({"type": "function", "function": {"name": "get_weather"}}),
         max_completion_tokens=50,
         stop=["END"],
         response_format={"type": "json_schema", "json_schema": {"name": "w", "schema": {"type": "object"}}},
@@ -128,11 +128,11 @@ def test_tools_declare_their_json_schema_whole() -> None:
     body = ChatBody(
         model="alias",
         messages=[message(role="user", content="Run it")],
-        tools=[
+        tools=tools(
             {"type": "function", "function": {"name": "exec_command", "description": "Runs", "parameters": strict}},
             {"type": "function", "function": {"name": "get_goal", "parameters": {}}},
             {"type": "function", "function": {"name": "now"}},
-        ],
+        ),
     )
     sent = sent_json(adapter.build_request(DEP, body, None, stream=False).content)
     assert sent["tools"] == [
@@ -144,6 +144,23 @@ def test_tools_declare_their_json_schema_whole() -> None:
             ]
         }
     ]
+
+
+def test_an_allowed_tools_choice_leaves_the_choice_to_the_model() -> None:
+    """Gemini is not told of an allowed_tools choice (nor is Anthropic): the model picks among all the tools."""
+    body = ChatBody(
+        model="alias",
+        messages=[message(role="user", content="hi")],
+        tools=tools({"type": "function", "function": {"name": "f"}}),
+        tool_choice=tool_choice(
+            {
+                "type": "allowed_tools",
+                "allowed_tools": {"mode": "auto", "tools": [{"type": "function", "function": {"name": "f"}}]},
+            }
+        ),
+    )
+    sent = sent_json(adapter.build_request(DEP, body, None, stream=False).content)
+    assert sent["tools"] == [{"functionDeclarations": [{"name": "f"}]}] and "toolConfig" not in sent
 
 
 @pytest.mark.parametrize(

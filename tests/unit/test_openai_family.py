@@ -8,10 +8,12 @@ import pytest
 
 from schemas.chat import ChatBody, EmbeddingsBody
 from schemas.envelope import Deployment
-from schemas.errors import ContextLengthExceeded, UpstreamAuthFailed, UpstreamInvalidRequest
+from schemas.errors import ContextLengthExceeded, InvalidRequest, UpstreamAuthFailed, UpstreamInvalidRequest
 from services import config
+from services.apis import chat
+from services.providers import passthrough
 from services.providers.registry import PROVIDERS, provider
-from tests.adapters import call_with, fixture, message, sent_json
+from tests.adapters import call_with, fixture, message, sent_json, tools
 
 BODY = ChatBody(
     model="alias",
@@ -24,7 +26,7 @@ BODY = ChatBody(
             ],
         )
     ],
-    tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+    tools=tools({"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}),
     tool_choice="required",
     response_format={"type": "json_object"},
     seed=7,
@@ -46,8 +48,70 @@ def dep(name: str, **kw: str) -> Deployment:
 def test_openai_passes_tools_vision_and_response_format_through() -> None:
     sent = sent_json(provider("openai").chat.build_request(dep("openai"), BODY, "k", stream=False).content)
     assert sent["messages"] == msgspec.to_builtins(BODY.messages)
-    assert sent["tools"] == BODY.tools and sent["tool_choice"] == "required"
+    assert sent["tools"] == msgspec.to_builtins(BODY.tools) and sent["tool_choice"] == "required"
     assert sent["response_format"] == {"type": "json_object"} and sent["seed"] == 7
+
+
+# Function tools as OpenAI's reference writes them (name, description,
+# parameters, strict), a custom tool, and each kind of tool_choice object.
+TOOLS_JSON = (
+    b'"tools":[{"type":"function","function":{"name":"f","description":"Finds.","parameters":{"type":"object",'
+    b'"properties":{"q":{"type":"string"}},"required":["q"],"additionalProperties":false},"strict":true}},'
+    b'{"type":"function","function":{"name":"g"}},'
+    b'{"type":"custom","custom":{"name":"sql","description":"SQL.","format":{"type":"grammar",'
+    b'"grammar":{"definition":"start: x","syntax":"lark"}}}}]'
+)
+CHOICES_JSON = [
+    b'"tool_choice":"auto"',
+    b'"tool_choice":{"type":"function","function":{"name":"f"}}',
+    b'"tool_choice":{"type":"custom","custom":{"name":"sql"}}',
+    b'"tool_choice":{"type":"allowed_tools","allowed_tools":{"mode":"required","tools":[{"type":"function",'
+    b'"function":{"name":"f"}}]}}',
+]
+
+
+@pytest.mark.parametrize("choice", CHOICES_JSON)
+def test_tools_and_tool_choice_reach_the_openai_family_byte_for_byte(choice: bytes) -> None:
+    """Typed, a request's tools and tool choice encode as the JSON the client
+    wrote: no body of the client's is kept for them, and the OpenAI family's
+    upstreams get the same bytes."""
+    raw = b'{"model":"m","messages":[{"role":"user","content":"hi"}],' + TOOLS_JSON + b"," + choice + b"}"
+    parsed = chat.parse(raw)
+    assert parsed.body is not None and parsed.raw == b""
+    for name in ("openai", "azure", "groq"):
+        sent = provider(name).chat.build_request(dep(name), parsed.body, "k", stream=False).content
+        assert TOOLS_JSON + b"," + choice in sent
+
+
+@pytest.mark.parametrize(
+    "tool",
+    [
+        {"type": "web_search_preview", "search_context_size": "low"},
+        {"type": "function", "function": {"name": "f", "parameters": {}, "defer_loading": True}},
+        {"type": "function", "function": {"name": "f", "strict": None}},
+        {"type": "custom", "custom": {"name": "sql"}, "cache": "x"},
+    ],
+)
+def test_a_tool_the_types_do_not_hold_whole_decodes_and_keeps_the_clients_body(tool: dict) -> None:
+    """A tool of a type Sluice does not know (or with fields, or nulls, its
+    type drops) is no 400 by itself: the client's own body rides along, and an
+    OpenAI deployment gets the tool as written. Another family cannot take it."""
+    doc = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": [tool]}
+    parsed = chat.parse(msgspec.json.encode(doc))
+    assert parsed.body is not None and parsed.body.tools and parsed.body.tools[0].type == tool["type"]
+    assert msgspec.json.decode(parsed.raw) == doc
+    native = passthrough.request(dep("openai"), parsed.raw, "k", stream=False)
+    assert msgspec.json.decode(native.content)["tools"] == [tool]
+    if tool["type"] != "function":
+        with pytest.raises(InvalidRequest, match=f"tools\\[0\\] is of type '{tool['type']}'"):
+            provider("anthropic").chat.build_request(dep("anthropic"), parsed.body, "k", stream=False)
+
+
+def test_a_tool_choice_the_types_do_not_hold_whole_keeps_the_clients_body() -> None:
+    for choice in ({"type": "allowed_tools"}, {"type": "web_search", "x": 1}, {"type": "function", "function": None}):
+        doc = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "tool_choice": choice}
+        parsed = chat.parse(msgspec.json.encode(doc))
+        assert parsed.body is not None and (parsed.raw != b"") is (choice != {"type": "allowed_tools"})
 
 
 async def test_openai_cached_and_reasoning_tokens_are_read() -> None:

@@ -22,6 +22,18 @@ def dep(provider: str) -> Deployment:
     [
         ("chat", b'{"model": "m", "messages": [], "temperature": 1}', False),
         ("chat", b'{"model": "m", "messages": [], "prediction": {"type": "content"}}', True),
+        # Tools and tool_choice are typed: kept when their types drop what the client wrote.
+        (
+            "chat",
+            b'{"model": "m", "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "auto"}',
+            False,
+        ),
+        ("chat", b'{"model": "m", "tools": [{"type": "custom", "custom": {"name": "f"}}]}', False),
+        ("chat", b'{"model": "m", "tools": [{"type": "web_search", "filters": {}}]}', True),
+        ("chat", b'{"model": "m", "tools": [{"type": "function", "function": {"name": "f", "x": 1}}]}', True),
+        ("chat", b'{"model": "m", "tools": [{"type": "function", "function": {"name": "f", "strict": null}}]}', True),
+        ("chat", b'{"model": "m", "tool_choice": {"type": "mcp", "server_label": "s"}}', True),
+        ("chat", b'{"model": "m", "tools": "not a list"}', False),  # the unified body's 400
         ("messages", b'{"model": "m", "max_tokens": 5, "messages": []}', False),
         ("messages", b'{"model": "m", "max_tokens": 5, "messages": [], "top_k": 3}', True),
         ("messages", b'{"model": "m", "max_tokens": 5, "thinking": {"type": "enabled", "budget_tokens": 1024}}', True),
@@ -73,7 +85,7 @@ def test_the_fields_the_unified_form_does_not_carry_are_named() -> None:
 
 # What OpenAI added to chat completions after Sluice's unified format was
 # written: each decodes (never a 400 by itself), and a new top-level field
-# keeps the client's body for an OpenAI deployment.
+# (or a tool of a new type) keeps the client's body for an OpenAI deployment.
 NEWER_CHAT_FIELDS = [
     {"messages": [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "hi"}]},
     {"tools": [{"type": "custom", "custom": {"name": "sql", "format": {"type": "grammar", "grammar": {}}}}]},
@@ -92,7 +104,9 @@ def test_newer_openai_chat_fields_decode_and_new_top_level_ones_ride_along(field
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]} | fields
     parsed = chat.parse(json.dumps(body).encode())
     assert parsed.body is not None
-    if set(fields) - set(ChatBody.__struct_fields__):
+    # Kept for a new top-level field, or a tool of a type the unified tools hold only the type of.
+    tool_types = {t["type"] for t in fields.get("tools", ())}
+    if set(fields) - set(ChatBody.__struct_fields__) or tool_types - {"function", "custom"}:
         assert json.loads(parsed.raw) == body
     else:
         assert parsed.raw == b""

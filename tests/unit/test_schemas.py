@@ -9,9 +9,11 @@ import re
 
 import jsonschema_rs
 import msgspec
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ingress.session import _widen_huge_integers
 from schemas import bus, contract, subjects
 from schemas.chat import ChatBody, Delta, Message, Usage
 from schemas.envelope import Envelope, Span
@@ -20,6 +22,7 @@ from schemas.ids import CROCKFORD, encode, new_id
 from schemas.jobs import Job
 from schemas.prompt_calls import ApiCall
 from schemas.replies import Cancel, Chunk, Failure, Final
+from services.apis import chat
 
 
 def test_the_published_contract_matches_the_structs() -> None:
@@ -112,3 +115,30 @@ def test_ids_are_crockford_base32_of_their_bits(raw: bytes) -> None:
     # The definition: RFC 4648 base32 of the 16 bytes, 26 characters, in Crockford's alphabet.
     rfc = base64.b32encode(raw)[:26].decode()
     assert encode(raw) == rfc.translate(str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", CROCKFORD))
+
+
+def test_huge_integers_in_a_tools_free_form_parts_go_on_as_floats() -> None:
+    """JSON holds integers of any size, msgpack 64-bit ones: the ingress widens
+    those in a tool's parameters (a JSON schema), a custom tool's format and an
+    allowed_tools list (``_widen_huge_integers``); the typed fields stay as they are."""
+    huge = 10**25
+    raw = msgspec.json.encode(
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "hi"}],
+            "tools": [
+                {"type": "function", "function": {"name": "f", "parameters": {"maximum": huge}, "strict": True}},
+                {"type": "custom", "custom": {"name": "g", "format": {"type": "grammar", "n": [huge]}}},
+            ],
+            "tool_choice": {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [{"n": huge}]}},
+        }
+    )
+    env = Envelope(body=chat.parse(raw).body, reply="r", id="x")
+    with pytest.raises(OverflowError):
+        bus.encode(env)
+    body = bus.decode(bus.encode(_widen_huge_integers(env))).body
+    assert msgspec.to_builtins(body.tools) == [
+        {"type": "function", "function": {"name": "f", "parameters": {"maximum": 1e25}, "strict": True}},
+        {"type": "custom", "custom": {"name": "g", "format": {"type": "grammar", "n": [1e25]}}},
+    ]
+    assert body.tool_choice.allowed_tools.tools == [{"n": 1e25}]

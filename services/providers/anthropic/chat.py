@@ -154,9 +154,7 @@ def to_request(body: ChatBody, model: str, *, stream: bool) -> ARequest:
     system, rest = c.split_system(body.messages)
     stop = [body.stop] if isinstance(body.stop, str) else body.stop
     tools = [
-        ATool(
-            name=fn["name"], description=fn.get("description"), input_schema=fn.get("parameters") or {"type": "object"}
-        )
+        ATool(name=fn.name, description=fn.description, input_schema=fn.parameters or {"type": "object"})
         for fn in c.function_tools(body.tools)
     ]
     return ARequest(

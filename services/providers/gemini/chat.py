@@ -19,6 +19,7 @@ from schemas.chat import (
     Delta,
     EmbeddingsBody,
     FilePart,
+    FunctionDef,
     ImagePart,
     Message,
     ToolCall,
@@ -133,13 +134,15 @@ def _generation_config(body: ChatBody) -> dict[str, Any]:
     return config
 
 
-def _declaration(fn: dict[str, Any]) -> dict[str, Any]:
+def _declaration(fn: FunctionDef) -> dict[str, Any]:
     """A function tool as Gemini declares one. Its parameters go as ``parametersJsonSchema`` (JSON
     Schema, as clients write it): ``parameters`` takes only an OpenAPI subset, and Gemini answers 400
     "Unknown name additionalProperties" to the schemas of strict tools (Codex's, the Agents SDK's)."""
-    declared = {k: fn[k] for k in ("name", "description") if k in fn}
-    if fn.get("parameters"):  # none, or {}: a function without parameters
-        declared["parametersJsonSchema"] = fn["parameters"]
+    declared: dict[str, Any] = {"name": fn.name}
+    if fn.description is not None:
+        declared["description"] = fn.description
+    if fn.parameters:  # none, or {}: a function without parameters
+        declared["parametersJsonSchema"] = fn.parameters
     return declared
 
 
@@ -147,7 +150,9 @@ def _tool_config(body: ChatBody) -> dict[str, Any] | None:
     name = c.forced_tool(body.tool_choice)
     if name:
         return {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [name]}}
-    mode = {"auto": "AUTO", "required": "ANY", "none": "NONE"}.get(body.tool_choice or "")  # type: ignore[arg-type]
+    # An allowed_tools choice is not passed on: the model picks among all the tools, as on Anthropic.
+    choice = body.tool_choice
+    mode = {"auto": "AUTO", "required": "ANY", "none": "NONE"}.get(choice) if isinstance(choice, str) else None
     return {"functionCallingConfig": {"mode": mode}} if mode else None
 
 
