@@ -115,6 +115,19 @@ def test_usage_and_cost_are_the_upstreams_own_counts(stack: Stack, model: str, s
     assert row["cost_pico_usd"] == cost > 0
 
 
+def test_an_input_only_openai_reads_goes_to_an_openai_deployment_and_is_billed(stack: Stack) -> None:
+    """A compaction item (how OpenAI hands back a compacted conversation)
+    holds nothing the unified request carries: the OpenAI deployment gets it
+    as sent (it was a 400, "'messages' must contain at least one message")."""
+    items = [{"type": "compaction", "encrypted_content": "gAAAAB-compacted-conversation"}]
+    request_id, response, _ = create(stack, {"model": "demo-model", "input": items})
+    assert upstream_saw(stack)["input"] == items and response["status"] == "completed"
+    mock = mock_answer(stack, "demo-model")
+    row = stack.request_row(request_id)
+    assert row["prompt_tokens"] == mock.prompt_tokens and row["completion_tokens"] == mock.completion_tokens
+    assert row["cost_pico_usd"] == catalog_cost("demo-model", mock.prompt_tokens, mock.completion_tokens) > 0
+
+
 # -- a client that leaves mid-stream -------------------------------------------------
 
 
