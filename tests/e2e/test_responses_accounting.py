@@ -100,6 +100,8 @@ def test_usage_and_cost_are_the_upstreams_own_counts(stack: Stack, model: str, s
     # Anthropic reports no reasoning tokens of their own (they are in its output tokens).
     reasoning = 0 if model == "claude-model" else 5
     assert (mock.cached_tokens, mock.reasoning_tokens, mock.completion_tokens) == (3, 5, 7 + 5)
+    reported = httpx.get(f"{stack.mock_url}/mock/usage", params={"last": 1}).json()[0]
+    assert reported == {"prompt_tokens": mock.prompt_tokens, "completion_tokens": mock.completion_tokens}
 
     usage = response["usage"]
     assert usage["input_tokens"] == mock.prompt_tokens and usage["output_tokens"] == mock.completion_tokens
