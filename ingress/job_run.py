@@ -109,7 +109,9 @@ class JobRun:
                 replay.accepted,
                 type(replay.ended).__name__ if replay.ended is not None else "no",
             )
-        if replay.ended is not None:
+        # Ended in an earlier run: its result, unless a background response
+        # still has to be stored from it (below).
+        if replay.ended is not None and not self.response_id:
             return self.result(replay.ended)
         if self.api == "prompt":
             if replay.claim is not None:
@@ -119,18 +121,25 @@ class JobRun:
             return await self._prompt(variables)
         api, parsed = self._parse(body)
         parsed, _ = await conversations.resume(self.gw, api, parsed, None, self.key_id)
-        if self.response_id and not await responses_background.started(self.gw, self.tenant_id, self.response_id):
-            return self.fail(ClientClosed("The background response was cancelled before it ran."))
-        result = None
-        if replay.claim is not None:
-            result = await self._wait_for_answer(replay, api.name, parsed)
-        # A copy sent by an earlier run may still be on its way: this run's
-        # copies are numbered above all of its, and fence them off first.
-        if result is None:
-            result = await self._request(api.name, parsed, replay.quota, (delivery - 1) * COPIES_PER_RUN)
+        result = await self._answer(api, parsed, replay, delivery)
+        # A background response's answer is stored under its id, also when an
+        # earlier run got the answer and died before storing it.
         if self.response_id and isinstance(result.result, Final | Failure):
             await responses_background.finish(self.gw, self.tenant_id, self.response_id, parsed, result.result)
         return result
+
+    async def _answer(self, api: ClientApi, parsed: Parsed, replay: Replay, delivery: int) -> JobResult:
+        if replay.ended is not None:
+            return self.result(replay.ended)
+        if self.response_id and not await responses_background.started(self.gw, self.tenant_id, self.response_id):
+            return self.fail(ClientClosed("The background response was cancelled before it ran."))
+        if replay.claim is not None:
+            waited = await self._wait_for_answer(replay, api.name, parsed)
+            if waited is not None:
+                return waited
+        # A copy sent by an earlier run may still be on its way: this run's
+        # copies are numbered above all of its, and fence them off first.
+        return await self._request(api.name, parsed, replay.quota, (delivery - 1) * COPIES_PER_RUN)
 
     def _parse(self, body: dict[str, Any] | None) -> tuple[ClientApi, Parsed]:
         api = BY_NAME.get(self.api)
@@ -138,32 +147,34 @@ class JobRun:
             raise RecordNotFound(f"No job API {self.api!r}, or no 'body'.")
         return api, api.parse(msgspec.json.encode({**body, "stream": False} if api.streams else body))
 
-    async def _claim(self) -> int:
+    async def _claim(self) -> JobClaim:
         now = time.time_ns()
-        deadline = now + int(self.gw.settings.request_timeout_s * 1e9)
-        claim = msgspec.msgpack.encode(JobClaim(at_ns=now, deadline_ns=deadline))
+        claim = JobClaim(at_ns=now, deadline_ns=now + int(self.gw.settings.request_timeout_s * 1e9))
         # Stored before the request goes out: a runner taking over must see it.
-        await self.gw.nc.jetstream().publish(claim_subject(self.request_id), claim, stream=subjects.JOB_REPLIES_STREAM)
-        return deadline
+        await self.gw.nc.jetstream().publish(
+            claim_subject(self.request_id), msgspec.msgpack.encode(claim), stream=subjects.JOB_REPLIES_STREAM
+        )
+        return claim
 
-    def _session(self, api: Api, parsed: Parsed, deadline_ns: int, first_copy: int = 0) -> BusSession:
-        now = time.time_ns()
+    def _session(self, api: Api, parsed: Parsed, claim: JobClaim, first_copy: int = 0) -> BusSession:
+        # Received when claimed, in every run that waits on this claim: a row
+        # the runner taking over records (worker_died) carries the same time
+        # as the provider's, so the sink finds the two and counts one.
         return BusSession(
             self.gw,
             api,
             parsed.model,
             False,
-            now,
+            claim.at_ns,
             self.request_id,
             origin="job",
-            deadline_ns=deadline_ns,
+            deadline_ns=claim.deadline_ns,
             job=True,
             first_copy=first_copy,
         )
 
     async def _request(self, api: Api, parsed: Parsed, quota: Reservation | None, first_copy: int) -> JobResult:
-        deadline = await self._claim()
-        session = self._session(api, parsed, deadline, first_copy)
+        session = self._session(api, parsed, await self._claim(), first_copy)
         try:
             session.quota = quota
             await session.publish(
@@ -176,26 +187,26 @@ class JobRun:
         return self.result(whole)
 
     async def _prompt(self, variables: dict[str, Any]) -> JobResult:
-        deadline = await self._claim()
+        claim = await self._claim()
         call = PromptCall(
             self.gw,
             self.slug,
             variables,
             request_id=self.request_id,
-            received_ns=time.time_ns(),
+            received_ns=claim.at_ns,
             origin="job",
             api_key=None,
             key_id=self.key_id,
             traceparent=self.traceparent,
         )
-        call.deadline_ns = deadline
+        call.deadline_ns = claim.deadline_ns
         return self.result(await call.run())
 
     async def _wait_for_answer(self, replay: Replay, api: Api, parsed: Parsed) -> JobResult | None:
         """A claimed job whose request may still answer: wait for it until
         its deadline. None: it never reached a provider; run it again."""
         assert replay.claim is not None
-        session = self._session(api, parsed, replay.claim.deadline_ns)
+        session = self._session(api, parsed, replay.claim)
         session.body, session.embeddings, session.quota = parsed.body, parsed.embeddings, replay.quota
         try:
             left_s = (replay.claim.deadline_ns - time.time_ns()) / 1e9 + GRACE_S

@@ -72,7 +72,7 @@ def native_body(raw: bytes, conversation: list[Item]) -> bytes:
 
 def _not_found(previous: str) -> InvalidRequest:
     return InvalidRequest(
-        f"Previous response with id '{previous}' not found.",
+        f"Previous response with id '{previous[:100]}' not found.",
         status=404,
         code="previous_response_not_found",
     )

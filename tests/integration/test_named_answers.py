@@ -57,7 +57,7 @@ def request(i: int) -> RequestEvent:
         request_id=f"r{i}",
         received_at_ns=T0 + i * 1_000_000_000,
         origin="job" if i == 9 else "http",
-        api="chat",
+        api="responses" if i % 4 == 1 else "chat",
         model="m1" if i % 2 else "m2",
         model_group="g" if i % 3 == 0 else "",
         arm=("a" if i % 2 else "b") if i % 3 == 0 else "",
@@ -409,6 +409,25 @@ def _(store: Store) -> None:
     got = {r["model"]: (r["requests"], int(r["cost_pico_usd"])) for r in run(store, "cost_by_model", tenant_id="t1")}
     t1 = [r for r in REQUESTS if r.tenant_id == "t1"]
     assert got == {m: (len(v), sum(cost(r) for r in v)) for m, v in by(lambda r: r.model, t1).items()}
+
+
+@answer("by_api")
+def _(store: Store) -> None:
+    got = {r["api"]: r for r in run(store, "by_api")}
+    assert set(got) == {"chat", "responses"}
+    # Request 7 is in conflict (two rows): "responses" holds none of it, so its sums are exact.
+    rs = [r for r in REQUESTS if r.api == "responses"]
+    row = got["responses"]
+    assert (row["requests"], row["errors"]) == (len(rs), sum(r.status >= 400 for r in rs))
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (
+        sum(r.prompt_tokens for r in rs),
+        sum(r.completion_tokens for r in rs),
+    )
+    assert int(row["cost_pico_usd"]) == sum(r.cost_pico_usd for r in rs)  # as recorded, before corrections
+    assert_quantiles(row["latency_ms"], [r.latency_ns / MS for r in rs])
+    assert got["chat"]["requests"] == 20 - len(rs)
+    t2 = by(lambda r: r.api, [r for r in REQUESTS if r.tenant_id == "t2"])
+    assert {r["api"]: r["requests"] for r in run(store, "by_api", tenant_id="t2")} == {a: len(v) for a, v in t2.items()}
 
 
 @answer("latency_by_model")
