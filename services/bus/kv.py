@@ -14,6 +14,7 @@ from nats.js.kv import KV_DEL, KV_PURGE
 
 from schemas.control import ApiKey, decode_key
 from schemas.subjects import KV_KEYS
+from services.bus import process
 
 T = TypeVar("T")
 log = logging.getLogger("sluice.kv")
@@ -67,8 +68,8 @@ class KvMirror(Generic[T]):
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, js: JetStreamContext, timeout: float = 10.0) -> None:
-        kv = await js.key_value(self.bucket)
-        watcher = await kv.watchall()
+        kv = await process.jetstream_ready(lambda: js.key_value(self.bucket), f"bucket {self.bucket}")
+        watcher = await process.jetstream_ready(kv.watchall, f"bucket {self.bucket}'s watcher")
         self._task = asyncio.create_task(self._follow(watcher), name=f"kv-{self.bucket}")
         await asyncio.wait_for(self._ready.wait(), timeout)
 

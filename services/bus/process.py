@@ -141,6 +141,22 @@ def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     uvloop.run(wrapper())
 
 
+async def jetstream_ready(op: Callable[[], Awaitable[T]], what: str, within_s: float = 20.0) -> T:
+    """``op`` (a JetStream API call a process makes as it starts), tried again
+    while JetStream does not answer yet: a cluster that just started, or
+    that is busy making its replicated streams, may take seconds to, and a
+    stage that gave up would fail the whole start."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        try:
+            return await op()
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            log.warning("%s: JetStream did not answer (%r); trying again", what, exc)
+            await asyncio.sleep(0.5)
+
+
 async def announce_ready(nc: Client, name: str) -> None:
     """Tell the supervisor this process serves (start-up waits for every one)."""
     await nc.publish(f"{subjects.CONTROL_READY}.{name}", b"")

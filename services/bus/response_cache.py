@@ -19,6 +19,7 @@ from nats.js.errors import NotFoundError
 
 from schemas import subjects
 from schemas.cached_answer import CachedAnswer, decode_answer
+from services.bus import process
 
 log = logging.getLogger("sluice.cache")
 STREAM = f"KV_{subjects.KV_CACHE}"
@@ -74,13 +75,16 @@ class ResponseCache:
         self._sub = None
 
     async def start(self) -> None:
-        self._sub = await self.js.subscribe(
-            _subject(">"),
-            stream=STREAM,
-            cb=self._seen,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
-            headers_only=True,
+        self._sub = await process.jetstream_ready(
+            lambda: self.js.subscribe(
+                _subject(">"),
+                stream=STREAM,
+                cb=self._seen,
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+                headers_only=True,
+            ),
+            "the response cache's index",
         )
 
     async def _seen(self, msg: Msg) -> None:
