@@ -285,8 +285,13 @@ class JobRunner:
         stored = await self._stored(job_id) if job_id.isdigit() else None
         if stored is not None and stored.tenant_id == tenant_id:
             return stored
-        if stored is None and job_id.isdigit() and await self._pending(job_id, tenant_id):
-            return Failure(id="", seq=0, status=202, type="pending", code="job_pending", message="Not done yet.")
+        if stored is None and job_id.isdigit():
+            if await self._pending(job_id, tenant_id):
+                return Failure(id="", seq=0, status=202, type="pending", code="job_pending", message="Not done yet.")
+            # It may have ended between the two looks (stored, then taken off the queue).
+            stored = await self._stored(job_id)
+            if stored is not None and stored.tenant_id == tenant_id:
+                return stored
         # Another tenant's job is as unknown as one that never was.
         raise RecordNotFound(f"No job {job_id!r} (or its result has expired).", code="job_not_found")
 
