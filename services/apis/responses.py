@@ -23,6 +23,7 @@ from schemas.stored_response import StoredResponse
 from services.apis import openai_shapes, rate_headers
 from services.apis import responses_shapes as shapes
 from services.apis.base import ClientApi, Headers, Parsed, Renderer, RequestView, bearer, decode_json
+from services.apis.responses_stream import ResponsesStream
 
 # The gateway's response ids: "resp_" and the request's id (26 characters of Crockford base32).
 ID_PREFIX = "resp_"
@@ -113,7 +114,7 @@ class ResponsesRenderer:
         assert request is not None
         self.view, self.request = view, request
         self.id = response_id(view.id)
-        self.events = shapes.ResponsesStream(self.id, view.created, view.model, request)
+        self.events = ResponsesStream(self.id, view.created, view.model, request)
         # The response as the client got it, once rendered (what is stored).
         self.answered: Response | None = None
 

@@ -45,6 +45,7 @@ from schemas.responses import (
 from services.apis import responses_shapes as shapes
 from services.apis.base import decode_json
 from services.apis.responses import native_body
+from services.apis.responses_stream import ResponsesStream
 from services.providers import passthrough
 from services.providers.azure import responses as azure
 from services.providers.openai import responses as upstream
@@ -501,8 +502,8 @@ def test_the_schemas_have_teeth() -> None:
 # -- unified deltas -> stream events ---------------------------------------------------
 
 
-def stream(req: ResponsesRequest | None = None) -> shapes.ResponsesStream:
-    return shapes.ResponsesStream("resp_s", 1741290958, "gpt", req or request(input="hi", stream=True))
+def stream(req: ResponsesRequest | None = None) -> ResponsesStream:
+    return ResponsesStream("resp_s", 1741290958, "gpt", req or request(input="hi", stream=True))
 
 
 def checked(sse: bytes, first_seq: int = 0) -> list[dict[str, Any]]:
