@@ -261,6 +261,7 @@ def test_responses_continue_by_previous_response_id_across_connections(ws_stack:
         async with await open_ws(ws_stack) as ws:
             await ws.send(responses("one", {"model": "gemini-model", "input": "My name is Ada. [mock:chunks=2]"}))
             first = (await collect(ws, {"one"}))["one"][-1]
+        assert first["status"] == 200, first
         async with await open_ws(ws_stack) as ws:
             body = {
                 "model": "gemini-model",
@@ -272,7 +273,6 @@ def test_responses_continue_by_previous_response_id_across_connections(ws_stack:
             return first, (await collect(ws, {"two"}))["two"]
 
     first, second = asyncio.run(go())
-    assert first["status"] == 200
     sent = json.dumps(httpx.get(f"{ws_stack.mock_url}/mock/last-request").json()["contents"])
     # Both turns, the model's first answer between them, reached the upstream in order.
     at = [sent.index(t) for t in ("My name is Ada.", first["body"]["output"][0]["content"][0]["text"], "What is my")]
