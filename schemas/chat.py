@@ -299,10 +299,12 @@ class Cost(msgspec.Struct, omit_defaults=True):
     input: int = 0
     cached_input: int = 0
     output: int = 0
+    # A price per call (an MCP tool's), whatever it read or returned.
+    call: int = 0
 
     @property
     def total(self) -> int:
-        return self.input + self.cached_input + self.output
+        return self.input + self.cached_input + self.output + self.call
 
 
 class EmbeddingsBody(msgspec.Struct, omit_defaults=True):

@@ -72,6 +72,9 @@ class ApiKey(msgspec.Struct, omit_defaults=True):
     name: str = ""
     # May choose the deployment itself (``x-sluice-deployment``), e.g. to test one.
     may_pin: bool = False
+    # fnmatch patterns of MCP tools (as callers name them, "<server>__<tool>")
+    # this key may call, within its tenant's; None: all of its tenant's.
+    mcp_tools: list[str] | None = None
 
 
 class CachePolicy(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
@@ -147,6 +150,12 @@ class Tenant(msgspec.Struct, omit_defaults=True):
     # Call logs, opt-in: keep each call's request and answer bodies (after
     # redaction), each cut at this many bytes; 0 keeps none.
     call_log_max_bytes: int = 0
+    # fnmatch patterns of the MCP tools ("<server>__<tool>") its keys may
+    # list and call; none by default, so a tool a server adds later is not
+    # offered until a pattern names it.
+    mcp_tools: list[str] = []
+    # Only tools their server marks ``readOnlyHint: true``.
+    mcp_read_only: bool = False
 
 
 class Subscription(msgspec.Struct, omit_defaults=True):

@@ -8,6 +8,7 @@ import msgspec
 
 from schemas.base import BusMessage
 from schemas.chat import ChatBody, EmbeddingsBody
+from schemas.mcp import McpCall, tool_name
 from schemas.reservation import Reservation
 
 # How a request reached the gateway: HTTP, a WebSocket connection (both
@@ -15,8 +16,9 @@ from schemas.reservation import Reservation
 Origin = Literal["http", "ws", "nats", "job"]
 # Which client API the request came in on ("messages": Anthropic's shape;
 # "count_tokens": Anthropic's token count of a Messages request, answered
-# with a count, never with a completion).
-Api = Literal["chat", "messages", "embeddings", "responses", "count_tokens"]
+# with a count, never with a completion; "mcp": a call to an upstream MCP
+# server, a tool's, a prompt's or a resource's).
+Api = Literal["chat", "messages", "embeddings", "responses", "count_tokens", "mcp"]
 # The stages after the ingress, in the order a request visits them (it skips
 # those its slip leaves out): each a worker that ``workers/runner.py`` runs, in
 # a process alone or hosted with others (``workers/pipeline.py``).
@@ -89,10 +91,12 @@ class Privacy(msgspec.Struct, omit_defaults=True):
 class Envelope(BusMessage, tag="chat.request"):
     # The subject that receives the replies (an inbox of the caller's).
     reply: str
-    # Exactly one of the two bodies: a chat request (``api`` "chat", or
-    # "messages" when it came in Anthropic's shape) or an embeddings request.
+    # Exactly one of the bodies: a chat request (``api`` "chat", or
+    # "messages" when it came in Anthropic's shape), an embeddings request,
+    # or a call to an MCP server (``api`` "mcp").
     body: ChatBody | None = None
     embeddings: EmbeddingsBody | None = None
+    tool: McpCall | None = None
     # Left empty by a direct NATS caller, the policy stage stamps these.
     id: str = ""
     received_at_ns: int = 0
@@ -173,8 +177,11 @@ class Envelope(BusMessage, tag="chat.request"):
 
     @property
     def model(self) -> str:
+        """What the request calls: a model, or a server's tool as callers name it."""
         if self.body is not None:
             return self.body.model
+        if self.tool is not None:
+            return tool_name(self.tool.server, self.tool.name)
         return self.embeddings.model if self.embeddings is not None else ""
 
     @property

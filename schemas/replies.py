@@ -90,6 +90,9 @@ class Final(BusMessage, tag="chat.final"):
     cost_saved_pico_usd: int = 0
     # For a token count: the count (no message, no usage).
     count: TokenCount | None = None
+    # For an MCP call: the upstream's result as JSON (a CallToolResult,
+    # GetPromptResult or ReadResourceResult), masked values restored.
+    tool_result: bytes = b""
 
 
 class Failure(BusMessage, tag="chat.failure"):

@@ -142,6 +142,16 @@ KV_SINK_LEASE = "sluice_sink_lease"
 # The Responses API's answers, "<tenant>.<response id>" -> its conversation
 # (``services.bus.stored_responses``); entries age out after ``responses_ttl_s``.
 KV_RESPONSES = "sluice_responses"
+# The MCP gateway: upstream servers by name (``schemas.mcp.McpServer``), what
+# each offers (``ServerCatalog``, kept by the provider stage), and the
+# sessions the ingress opened ("<session id>" -> its caller), which age out.
+KV_MCP_SERVERS = "sluice_mcp_servers"
+KV_MCP_CATALOG = "sluice_mcp_catalog"
+KV_MCP_SESSIONS = "sluice_mcp_sessions"
+# MCP for services on the bus: a JSON-RPC request (tools/list, tools/call,
+# prompts/list, prompts/get, resources/list, resources/read) with the key in
+# the Authorization header, answered with the JSON-RPC response.
+IN_MCP = f"{PREFIX}.in.mcp"
 
 # Shared counters for limits and budgets (JetStream streams with
 # ``allow_msg_counter``): one subject per counter, e.g.
