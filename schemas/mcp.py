@@ -94,10 +94,10 @@ class ToolAnnotations(msgspec.Struct, omit_defaults=True):
     """MCP's tool annotations (hints a server gives; the gateway can require them)."""
 
     title: str | None = None
-    readOnlyHint: bool | None = None  # noqa: N815 - MCP's own names
-    destructiveHint: bool | None = None  # noqa: N815
-    idempotentHint: bool | None = None  # noqa: N815
-    openWorldHint: bool | None = None  # noqa: N815
+    readOnlyHint: bool | None = None  # MCP's own names (camelCase on the wire)
+    destructiveHint: bool | None = None
+    idempotentHint: bool | None = None
+    openWorldHint: bool | None = None
 
 
 class CatalogTool(msgspec.Struct, omit_defaults=True):
