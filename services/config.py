@@ -27,6 +27,7 @@ from schemas.control import (
 )
 from schemas.envelope import Deployment
 from schemas.errors import InvalidRequest
+from schemas.mcp import McpServer
 from schemas.prompts import ChainStep, PromptApi, PromptMessage, PromptParams, PromptVersion, Variable
 from services import call_logs, pricing, privacy, prompts
 from services.breaker import BreakerConfig
@@ -82,6 +83,8 @@ class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
     # How long the Responses API keeps an answer for ``previous_response_id``
     # and GET /v1/responses/{id} (OpenAI: 30 days); set when its bucket is made.
     responses_ttl_s: float = 30 * 86400.0
+    # An MCP session no request used for this long is forgotten; set when its bucket is made.
+    mcp_session_ttl_s: float = 24 * 3600.0
 
 
 class BudgetConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -277,6 +280,8 @@ class ControlRecords(msgspec.Struct):
     # name -> (the content of its next version, its API)
     prompts: dict[str, tuple[PromptVersion, PromptApi | None]] = {}
     responses_ttl_s: float = GatewaySettings.responses_ttl_s
+    mcp_servers: dict[str, McpServer] = {}
+    mcp_session_ttl_s: float = GatewaySettings.mcp_session_ttl_s
 
 
 def usd_to_pico(usd: str, what: str) -> int:
