@@ -9,7 +9,7 @@ value itself: they become audit rows, and a value must not reach a log.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import NamedTuple
 
@@ -166,9 +166,14 @@ def _find(text: str, rules: PrivacyRules) -> list[Finding]:
 def inspect(body: ChatBody | None, embeddings: EmbeddingsBody | None, rules: PrivacyRules) -> Inspection:
     """Apply ``rules`` in place. A blocking detection changes nothing (the
     request is refused); otherwise masked and redacted values are replaced."""
+    return inspect_slots(list(_slots(body, embeddings)), rules)
+
+
+def inspect_slots(slots: list[Slot], rules: PrivacyRules, taken: Iterable[str] = ()) -> Inspection:
+    """``inspect`` over any texts (an MCP call's arguments too): ``taken``
+    are other texts of the request no placeholder may already be in."""
     actions: dict[str, PrivacyAction] = {**rules.detectors, **{c.name: c.action for c in rules.custom}}
-    slots = list(_slots(body, embeddings))
-    masker = Masker(slot.text for slot in slots)
+    masker = Masker([*(slot.text for slot in slots), *taken])
     detections: list[Detection] = []
     changes: list[tuple[Callable[[str], None], str]] = []
     for where, text, put, _ in slots:

@@ -1,0 +1,146 @@
+"""A tenant's privacy rules on an MCP call: the same detectors as chat over
+every string value of the call's arguments on the way in (mask, redact,
+flag or refuse), and on the way out the masked values restored in the
+upstream's result and the tenant's output checks applied to its strings.
+
+Only string values are read, never object keys: a tool's schema names its
+keys, the caller's data is in the values. Binary payloads (a resource's
+``blob``, an image's or audio's ``data``, base64) are left alone: a
+detector reading base64 finds noise, and a replacement would corrupt them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any
+
+import msgspec
+
+from schemas.control import PrivacyRules
+from schemas.envelope import Privacy
+from schemas.events import Detection
+from schemas.mcp import McpCall
+from services import detectors
+from services.masking import OutputScanner, restore
+from services.privacy import Inspection, Slot, inspect_slots
+
+_decode = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
+# A key shown in a detection's ``where`` (an audit row): a plain name only;
+# any other key (a hostile one could hold the very value found) by position.
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
+_BINARY_TYPES = frozenset({"image", "audio"})
+
+
+def _step(where: str, key: str, i: int) -> str:
+    return f"{where}.{key}" if _PLAIN_KEY.fullmatch(key) else f"{where}[#{i}]"
+
+
+def _binary(parent: dict[str, Any], key: str) -> bool:
+    return key == "blob" or (key == "data" and parent.get("type") in _BINARY_TYPES)
+
+
+def _strings(doc: Any, root: str) -> Iterator[Slot]:
+    """Every string value in ``doc`` (decoded JSON), with a way to replace
+    it. Iterative: the depth is the caller's to choose."""
+    stack: list[tuple[Any, str]] = [(doc, root)]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, dict):
+            for i, (k, v) in enumerate(node.items()):
+                if isinstance(v, str):
+                    if not _binary(node, k):
+                        yield Slot(_step(where, k, i), v, partial(node.__setitem__, k))
+                elif isinstance(v, dict | list):
+                    stack.append((v, _step(where, k, i)))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                if isinstance(v, str):
+                    yield Slot(f"{where}[{i}]", v, partial(node.__setitem__, i))
+                elif isinstance(v, dict | list):
+                    stack.append((v, f"{where}[{i}]"))
+
+
+def _keys(doc: Any) -> Iterator[str]:
+    stack = [doc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            yield from node
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def inspect_call(call: McpCall, rules: PrivacyRules) -> Inspection:
+    """Apply ``rules`` to ``call.arguments`` in place, as ``privacy.inspect``
+    does to a chat body: a blocking detection changes nothing (the call is
+    refused); otherwise masked and redacted values are replaced and the
+    arguments re-encoded (left byte for byte as they were when nothing
+    changed). ``call.arguments`` must be a JSON object (policy checked it)."""
+    doc = _decode(call.arguments)
+    slots = list(_strings(doc, "arguments"))
+    found = inspect_slots(slots, rules, taken=_keys(doc))
+    if found.blocked_by is None and any(d.action in ("mask", "redact") for d in found.detections):
+        call.arguments = _encode(doc)
+    return found
+
+
+def _output_scanner(privacy: Privacy) -> OutputScanner | None:
+    if not privacy.output:
+        return None
+    kinds = list(privacy.output)
+    # The caller's own values, restored into the result, are not leaks.
+    return OutputScanner(
+        lambda text: detectors.find(text, kinds, privacy.phone_region), privacy.output, privacy.vault.values()
+    )
+
+
+def restore_result(result: bytes, privacy: Privacy) -> tuple[bytes, list[Detection]]:
+    """The upstream's result JSON for the caller: placeholders in its string
+    values restored from ``privacy.vault``, then the tenant's output checks
+    (``privacy.output``) applied to them (a key or an address the tool
+    returned is masked, redacted or flagged). Returns the new JSON and what
+    the checks found (``where`` a path in the result: "result.content[0].text").
+    A result that is not JSON is read as one text."""
+    scanner = _output_scanner(privacy)
+    if not privacy.vault and scanner is None:
+        return result, []
+    try:
+        doc = _decode(result)
+    except msgspec.DecodeError:
+        text = result.decode("utf-8", "replace")
+        out, found = _apply([Slot("result", text, lambda _: None)], privacy.vault, scanner)
+        return (out[0].encode() if out else result), found
+    if isinstance(doc, str):
+        box = [doc]
+        slots = [Slot("result", doc, partial(box.__setitem__, 0))]
+        out, found = _apply(slots, privacy.vault, scanner)
+        return (_encode(box[0]) if out else result), found
+    slots = list(_strings(doc, "result"))
+    out, found = _apply(slots, privacy.vault, scanner)
+    return (_encode(doc) if out else result), found
+
+
+def _apply(
+    slots: list[Slot], vault: dict[str, str], scanner: OutputScanner | None
+) -> tuple[list[str], list[Detection]]:
+    """Restore and check each slot, putting back those that changed; the
+    new texts (empty when none changed) and the detections."""
+    changed: list[str] = []
+    found: list[Detection] = []
+    check: Callable[[str], str] = scanner.whole if scanner is not None else (lambda t: t)
+    for slot in slots:
+        seen = len(scanner.found) if scanner is not None else 0
+        text = check(restore(slot.text, vault))
+        if scanner is not None:
+            found += [
+                Detection(f.detector, scanner.actions.get(f.detector, "flag"), slot.where, f.start, f.end)
+                for f in scanner.found[seen:]
+            ]
+        if text != slot.text:
+            slot.put(text)
+            changed.append(text)
+    return changed, found
