@@ -21,7 +21,9 @@ from schemas.control import (
     decode_tenant,
 )
 from schemas.envelope import Origin, PromptRef, Span
+from schemas.events import add_tool_call
 from schemas.lifecycle import decode_beat
+from schemas.mcp import McpCall
 from schemas.prompts import decode_prompt, decode_version
 from schemas.replies import Failure, Final
 from services import records, routing
@@ -142,6 +144,7 @@ class Gateway:
         prompt: PromptRef | None = None,
         trace_id: str = "",
         parent_span_id: str = "",
+        tool: McpCall | None = None,
     ) -> None:
         row = records.request_event(
             request_id=request_id,
@@ -159,6 +162,8 @@ class Gateway:
             prompt=prompt,
             trace_id=trace_id,
         )
+        if tool is not None:
+            add_tool_call(row, tool, reply)
         self.events.emit(row)
         metrics.request_ended(row)
         tracing.request_ended(row, parent_span_id)

@@ -14,6 +14,8 @@ import msgspec
 from schemas.base import BusMessage
 from schemas.chat import UsageSource
 from schemas.envelope import Span, StageName
+from schemas.mcp import McpCall
+from schemas.replies import Failure, Final
 
 
 class RequestEvent(BusMessage, tag="event.request"):
@@ -76,9 +78,30 @@ class RequestEvent(BusMessage, tag="event.request"):
     # What the answering deployment never got of the request (its family
     # cannot take it): e.g. "context_management", "tools:web_search".
     dropped: list[str] = []
+    # An MCP call (``api`` "mcp"): the server, the upstream's own tool or
+    # prompt name (or the resource's URI), the method, the sizes in bytes of
+    # the arguments (as the stage that ended the call held them: masked after
+    # redaction) and of the result JSON; ``tool_error`` when the tool answered
+    # ``isError: true`` (a 200: the call worked, the tool said it failed).
+    # Its row is also a ``tool_calls`` row (migration 019).
+    mcp_server: str = ""
+    mcp_tool: str = ""
+    mcp_method: str = ""
+    request_bytes: int = 0
+    response_bytes: int = 0
+    tool_error: bool = False
     # Each stage's visit in order, the ingress's too (the request view's
     # "stages"); kept in the ``events`` row, not as columns.
     spans: list[Span] = []
+
+
+def add_tool_call(event: RequestEvent, call: McpCall, reply: Final | Failure) -> None:
+    """Put what the row of an MCP call needs on its request event."""
+    event.mcp_server, event.mcp_tool, event.mcp_method = call.server, call.name, call.method
+    event.request_bytes = len(call.arguments)
+    if isinstance(reply, Final):
+        event.response_bytes = len(reply.tool_result)
+        event.tool_error = reply.finish_reason == "is_error"
 
 
 class ApiCallEvent(BusMessage, tag="event.api_call"):

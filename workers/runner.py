@@ -31,6 +31,7 @@ from nats.js import JetStreamContext
 from schemas import bus
 from schemas.envelope import Envelope, Span, StageName
 from schemas.errors import GatewayError, InternalError, InvalidRequest, StageTimeout
+from schemas.events import add_tool_call
 from schemas.ids import new_id
 from schemas.replies import Failure, Final
 from services import admission, records, reply_split
@@ -130,6 +131,8 @@ class StageContext:
             trace_id=env.trace_id,
             dropped=passthrough.dropped_for(env, reply.deployment),
         )
+        if env.tool is not None:
+            add_tool_call(row, env.tool, reply)
         self.events.emit(row)
         metrics.request_ended(row)
         tracing.request_ended(row, env.parent_span_id)
