@@ -1,6 +1,6 @@
 """The mock upstream's ASGI app: OpenAI (chat and Responses), Anthropic and
 Gemini shapes, streamed or not, plus embeddings, with faults injected by
-directives (see ``faults``).
+directives (see ``faults``), and an MCP server at /mcp (see ``mcp_server``).
 
 Each request is read by its shape's module into one ``Answer`` plan; the app
 owns what is common: directives, latency, errors, and pacing the stream.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +22,7 @@ import msgspec
 from loadtest.mock_upstream import anthropic_shape, gemini_shape, openai_shape, responses_shape
 from loadtest.mock_upstream.answer import Answer, plan
 from loadtest.mock_upstream.faults import Behaviour, apply_directives, holds_tool_result
+from loadtest.mock_upstream.mcp_server import MockMcp, upstream_of
 from loadtest.mock_upstream.sse import Frame
 
 _json = msgspec.json.Encoder()
@@ -68,8 +70,10 @@ SEEN_MAX = 1_000_000
 
 
 class MockUpstream:
-    def __init__(self, defaults: Behaviour | None = None) -> None:
+    def __init__(self, defaults: Behaviour | None = None, mcp_token: str | None = None) -> None:
+        """``mcp_token``: the bearer token /mcp requires (default: $MOCK_MCP_TOKEN; none: open)."""
         self.defaults = defaults or Behaviour()
+        self.mcp = MockMcp(mcp_token if mcp_token is not None else os.environ.get("MOCK_MCP_TOKEN") or None)
         self.stats = Stats()
         # Digests of the bodies seen (bounded: forgotten all at once past SEEN_MAX).
         self._seen: set[bytes] = set()
@@ -103,14 +107,14 @@ class MockUpstream:
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                msg = await receive()
-                await send({"type": msg["type"] + ".complete"})
-                if msg["type"] == "lifespan.shutdown":
-                    return
+            return await self._lifespan(receive, send)
         if scope["type"] != "http":
             return
         path = scope["path"]
+        if path == "/mcp" or (path.startswith("/@") and path.endswith("/mcp") and path.count("/") == 2):
+            return await self._mcp(path, scope, receive, send)
+        if path.startswith("/mock/mcp/"):
+            return await self._mcp_control(scope["method"], path.removeprefix("/mock/mcp/"), receive, send)
         if path == "/mock/stats":
             if scope["method"] == "DELETE":  # start measuring the peak afresh
                 self.stats.peak_active_requests = self.stats.active_requests
@@ -151,6 +155,53 @@ class MockUpstream:
             await self._route(path, base, req, receive, send)
         finally:
             stats.active_requests -= 1
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        """The MCP session manager runs from startup to shutdown."""
+        await receive()  # lifespan.startup
+        started = False
+        try:
+            async with self.mcp.running():
+                await send({"type": "lifespan.startup.complete"})
+                started = True
+                await receive()  # lifespan.shutdown
+        except Exception as exc:  # uvicorn reports it (and stops, at startup)
+            await send({"type": f"lifespan.{'shutdown' if started else 'startup'}.failed", "message": repr(exc)})
+            return
+        await send({"type": "lifespan.shutdown.complete"})
+
+    async def _mcp(self, path: str, scope: dict, receive: Any, send: Any) -> None:
+        """/mcp, or "/@<name>/mcp": one instance of the server that PUT
+        /mock/upstreams/<name> can make slow, hang or fail (its status, as a
+        whole HTTP answer), e.g. to take one instance of several down."""
+        name = upstream_of(path)
+        b = self.upstreams.get(name, self.defaults) if name is not None else self.defaults
+        if b.hang:
+            await asyncio.Event().wait()
+        if b.latency_ms:
+            await asyncio.sleep(b.latency_ms / 1000)
+        if b.status != 200:
+            error = {"jsonrpc": "2.0", "id": None, "error": {"code": -32603, "message": f"mock status {b.status}"}}
+            return await self._send(send, b.status, _json.encode(error))
+        await self.mcp.handle(scope, receive, send)
+
+    async def _mcp_control(self, method: str, what: str, receive: Any, send: Any) -> None:
+        """GET stats, POST reset; PUT token {"token": "t"} (null: none) sets the bearer token /mcp requires."""
+        if what == "stats" and method == "GET":
+            return await self._send(send, 200, _json.encode(self.mcp.stats))
+        if what == "reset" and method == "POST":
+            self.mcp.reset()
+            return await self._send(send, 200, b"{}")
+        if what == "token" and method == "PUT":
+            try:
+                token = _decode(await _read_body(receive)).get("token")
+            except msgspec.DecodeError:
+                token = 0
+            if token is not None and (not isinstance(token, str) or not token):
+                return await self._send(send, 400, _json.encode(openai_shape.error(400)))
+            self.mcp.token = token
+            return await self._send(send, 200, b"{}")
+        await self._send(send, 404, _json.encode(openai_shape.error(404)))
 
     def _count_repeat(self, raw: bytes) -> None:
         digest = hashlib.blake2b(raw, digest_size=16).digest()
