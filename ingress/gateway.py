@@ -23,7 +23,7 @@ from schemas.control import (
 from schemas.envelope import Origin, PromptRef, Span
 from schemas.events import add_tool_call
 from schemas.lifecycle import decode_beat
-from schemas.mcp import McpCall
+from schemas.mcp import McpCall, McpServer, ServerCatalog, decode_catalog, decode_server
 from schemas.prompts import decode_prompt, decode_version
 from schemas.replies import Failure, Final
 from services import records, routing
@@ -59,7 +59,13 @@ class Gateway:
             subjects.KV_KEY_USAGE: KvMirror(subjects.KV_KEY_USAGE, int),
             subjects.KV_PROMPTS: KvMirror(subjects.KV_PROMPTS, decode_prompt),
             subjects.KV_PROMPT_VERSIONS: KvMirror(subjects.KV_PROMPT_VERSIONS, decode_version),
+            subjects.KV_MCP_SERVERS: KvMirror(subjects.KV_MCP_SERVERS, decode_server),
+            subjects.KV_MCP_CATALOG: KvMirror(subjects.KV_MCP_CATALOG, decode_catalog),
         }
+        # The MCP servers callers may reach, and what each offers (its
+        # catalog, kept by the provider stage): what /mcp lists and checks.
+        self.mcp_servers: KvMirror[McpServer] = self.mirrors[subjects.KV_MCP_SERVERS]
+        self.mcp_catalog: KvMirror[ServerCatalog] = self.mirrors[subjects.KV_MCP_CATALOG]
         self.prompt_book = PromptBook(
             self.mirrors[subjects.KV_PROMPTS].items, self.mirrors[subjects.KV_PROMPT_VERSIONS].items
         )

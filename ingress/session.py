@@ -23,6 +23,7 @@ from schemas.errors import (
     StageTimeout,
     UpstreamError,
 )
+from schemas.mcp import McpCall
 from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Fence, Fenced, Final, Redacted, ReplayAsk
 from schemas.reservation import Reservation
 from services import routing, trace
@@ -93,6 +94,7 @@ class BusSession:
         self._held: deque[Chunk] = deque()
         self.body: ChatBody | None = None
         self.embeddings: EmbeddingsBody | None = None
+        self.tool: McpCall | None = None
         # What was published, kept to send again if the request is lost on
         # the way to the provider (a stage died while holding it).
         self._published: tuple[Envelope, bytes, dict[str, str] | None] | None = None
@@ -142,10 +144,12 @@ class BusSession:
         key_id: str = "",
         dropped: list[str] | None = None,
         anthropic_beta: str = "",
+        tool: McpCall | None = None,
     ) -> None:
-        """Send the request. A durable job's request names its key by id
-        (``key_id``; policy trusts it from the ingress alone), never by secret."""
-        self.body, self.embeddings, self.prompt = body, embeddings, prompt
+        """Send the request: a chat or embeddings body, or a call to an MCP
+        server (``tool``, api "mcp"). A durable job's request names its key by
+        id (``key_id``; policy trusts it from the ingress alone), never by secret."""
+        self.body, self.embeddings, self.prompt, self.tool = body, embeddings, prompt, tool
         self.trace_id, self.parent_span_id = trace.parse(traceparent)
         # The ingress's own time rides with the request: the stage that ends it records it.
         self.spans.append(Span("ingress", self.received_ns, time.time_ns()))
@@ -155,6 +159,7 @@ class BusSession:
             deadline_ns=self.deadline_ns,
             body=body,
             embeddings=embeddings,
+            tool=tool,
             api=self.api,
             reply=self.reply_subject,
             origin=self.origin,
@@ -404,6 +409,11 @@ class BusSession:
     def _billed_so_far(self) -> tuple[Usage, Cost]:
         """What the upstream was sent, and generated as far as it reached us,
         when the provider that held the request died: it can no longer say."""
+        if self.tool is not None:
+            # A tool is priced per call, and the upstream may have run it.
+            server = self.gw.mcp_servers.items.get(self.tool.server)
+            price = server.rule(self.tool.name).price_pico_usd if server is not None else 0
+            return Usage(), Cost(call=price if self.tool.method == "tools/call" else 0)
         # Which candidate it was calling died with it: bill at the dearest.
         route = self.gw.table.find(self.model)
         catalog_model = routing.priciest_catalog_model(route) if route is not None else None
@@ -436,6 +446,7 @@ class BusSession:
                 prompt=self.prompt,
                 trace_id=self.trace_id,
                 parent_span_id=self.parent_span_id,
+                tool=self.tool,
             )
 
     async def cancel(self) -> None:
