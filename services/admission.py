@@ -121,6 +121,8 @@ def admit(
     # it asks for a count of its input tokens ("count_tokens"), not an answer.
     if env.embeddings is not None:
         env.api = "embeddings"
+    elif env.tool is not None:
+        env.api = "mcp"
     elif env.api not in ("messages", "responses", "count_tokens"):
         env.api = "chat"
     if own_id and not ids.admit(env.id, now_ns):

@@ -20,6 +20,7 @@ import msgspec
 
 from schemas.control import PrivacyRules
 from schemas.envelope import Privacy
+from schemas.errors import InvalidRequest
 from schemas.events import Detection
 from schemas.mcp import McpCall
 from services import detectors
@@ -80,7 +81,11 @@ def inspect_call(call: McpCall, rules: PrivacyRules) -> Inspection:
     refused); otherwise masked and redacted values are replaced and the
     arguments re-encoded (left byte for byte as they were when nothing
     changed). ``call.arguments`` must be a JSON object (policy checked it)."""
-    doc = _decode(call.arguments)
+    try:
+        doc = _decode(call.arguments)
+    except (msgspec.DecodeError, RecursionError):
+        # Policy let only an object through; nothing undecodable goes on unread.
+        raise InvalidRequest("'tool.arguments' must be a JSON object.", code="invalid_arguments") from None
     slots = list(_strings(doc, "arguments"))
     found = inspect_slots(slots, rules, taken=_keys(doc))
     if found.blocked_by is None and any(d.action in ("mask", "redact") for d in found.detections):

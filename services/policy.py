@@ -21,7 +21,10 @@ from services.keys import hash_key, key_from_header
 
 
 def check_body(env: Envelope) -> None:
-    """A direct NATS caller must send exactly one body, and one that names a model."""
+    """A direct NATS caller must send exactly one body, and one that names a
+    model. (An MCP call, ``api`` "mcp", is checked by ``mcp_policy.check_call``.)"""
+    if env.tool is not None:
+        raise InvalidRequest("A request that carries 'tool' (an MCP call) is an MCP request ('api': 'mcp').")
     if (env.body is None) == (env.embeddings is None):
         raise InvalidRequest("An envelope carries exactly one of 'body' (chat) and 'embeddings'.")
     # A Responses request's input may hold only items the unified body leaves

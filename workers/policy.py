@@ -20,8 +20,9 @@ from schemas.control import (
     decode_tenant,
 )
 from schemas.envelope import Envelope
+from schemas.mcp import McpServer, ServerCatalog, decode_catalog, decode_server
 from schemas.replies import Admitted
-from services import admission, answer_cache, policy, pricing, privacy, routing, tokens, trace, usage
+from services import admission, answer_cache, mcp_policy, policy, pricing, privacy, routing, tokens, trace, usage
 from services import quota as quota_svc
 from services.bus.key_usage import LastUsed
 from services.bus.kv import KeyIndex, KvMirror
@@ -49,12 +50,14 @@ class PolicyStage:
         self.routes: KvMirror[ModelRoute] = KvMirror(subjects.KV_MODELS, decode_route, self.table.changed)
         self.subscriptions: KvMirror[Subscription] = KvMirror(subjects.KV_SUBSCRIPTIONS, decode_subscription)
         self.approval_rules: KvMirror[ApprovalRule] = KvMirror(subjects.KV_APPROVAL_RULES, decode_approval_rule)
+        self.mcp_servers: KvMirror[McpServer] = KvMirror(subjects.KV_MCP_SERVERS, decode_server)
+        self.mcp_catalogs: KvMirror[ServerCatalog] = KvMirror(subjects.KV_MCP_CATALOG, decode_catalog)
         self.ledger: QuotaLedger | None = None
         self.last_used: LastUsed | None = None
         self.request_ids = RequestIds()
 
     async def start(self, ctx: runner.StageContext) -> None:
-        for mirror in (self.keys, self.tenants, self.routes, self.subscriptions, self.approval_rules):
+        for mirror in self._mirrors():
             await mirror.start(ctx.js)
         self.ledger = QuotaLedger(ctx.counters)
         self.ledger.start()
@@ -65,6 +68,17 @@ class PolicyStage:
         # on the first limited request (it takes a good part of a second).
         await asyncio.to_thread(tokens.encoding, usage.ESTIMATE_ENCODING)
         pricing.load_catalog()
+
+    def _mirrors(self) -> tuple[KeyIndex | KvMirror, ...]:
+        return (
+            self.keys,
+            self.tenants,
+            self.routes,
+            self.subscriptions,
+            self.approval_rules,
+            self.mcp_servers,
+            self.mcp_catalogs,
+        )
 
     async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg | None, start_ns: int) -> None:
         assert msg is not None  # the entry stage: requests come in from the bus only
@@ -82,7 +96,9 @@ class PolicyStage:
         # Another replica may have served this id: one of the two is refused.
         if own_id and not await self.request_ids.take(env.id, ctx.instance):
             admission.refuse_reused(env, start_ns)
-        policy.check_body(env)
+        mcp = mcp_policy.check_call(env) if env.api == "mcp" else None
+        if mcp is None:
+            policy.check_body(env)
         now_ms = start_ns // 1_000_000
         header = msg.headers.get(subjects.API_KEY_HEADER) if msg.headers else None
         # A durable job's request names its key by id: only the ingress may
@@ -95,24 +111,38 @@ class PolicyStage:
         env.key_id, env.tenant_id = key.id, key.tenant_id
         assert self.last_used is not None and self.ledger is not None
         self.last_used.saw(key.id, now_ms)
-        route = self.table.find(env.model)
-        policy.check_model(key, env.model, route)
-        policy.check_pin(key, env.pin)
-        if policy.needs_approval(env.model, route, self.approval_rules.items.values()):
-            group = route.name if route is not None else env.model
-            policy.check_subscription(key.tenant_id, group, self.subscriptions.items.values())
         tenant = self.tenants.items.get(key.tenant_id)
+        route: ModelRoute | None = None
+        server: McpServer | None = None
+        if mcp is not None:
+            policy.check_pin(key, env.pin)
+            # A tool is no model: the MCP allow-list and the server's approval stand for the model checks.
+            server = mcp_policy.check_access(
+                mcp, tenant, key, self.mcp_servers.items, self.mcp_catalogs.items, self.subscriptions.items.values()
+            )
+        else:
+            route = self.table.find(env.model)
+            policy.check_model(key, env.model, route)
+            policy.check_pin(key, env.pin)
+            if policy.needs_approval(env.model, route, self.approval_rules.items.values()):
+                group = route.name if route is not None else env.model
+                policy.check_subscription(key.tenant_id, group, self.subscriptions.items.values())
         admitted = False
         if resent is not None:
             env.quota = resent
-        elif wanted := self._needs(env, key, tenant, route, now_ms):
+        elif wanted := (
+            mcp_policy.needs(mcp, server, key, tenant, now_ms)
+            if mcp is not None and server is not None
+            else self._needs(env, key, tenant, route, now_ms)
+        ):
             env.quota = await self.ledger.admit(wanted, now_ms)
             admitted = True
         rules = privacy.rules_of(tenant) if tenant is not None else None
         # A masked answer is restored per request: a cached one would carry another caller's values.
         masking = privacy.masks(rules)
         # A token count is not kept either: it is cheap, and the cache keeps answers.
-        keeps = answer_cache.cacheable(env.body) and not masking and env.api != "count_tokens"
+        # Nor is a tool's result: a call acts (or reads what changes), it is not a completion to reuse.
+        keeps = answer_cache.cacheable(env.body) and not masking and env.api not in ("count_tokens", "mcp")
         if tenant is not None and tenant.cache is not None and keeps:
             env.cache_ttl_s, env.cache_lookup = answer_cache.decide(env.cache_control, tenant.cache)
         # A caller's own value is never kept: only its tenant opts in.
@@ -149,7 +179,7 @@ class PolicyStage:
         return out
 
     async def stop(self) -> None:
-        for mirror in (self.keys, self.tenants, self.routes, self.subscriptions, self.approval_rules):
+        for mirror in self._mirrors():
             await mirror.stop()
         if self.ledger is not None:
             await self.ledger.close()

@@ -12,7 +12,7 @@ from schemas.control import Tenant, decode_tenant
 from schemas.envelope import Envelope, Privacy
 from schemas.errors import InvalidRequest, RedactionUnavailable
 from schemas.replies import Redacted
-from services import privacy
+from services import mcp_privacy, privacy
 from services.bus.kv import KvMirror
 from workers import runner
 
@@ -45,8 +45,12 @@ class RedactionStage:
                 code="redaction_rules_pending",
             )
         if rules is not None:
-            found = privacy.inspect(env.body, env.embeddings, rules)
-            found.detections += privacy.injection(env.body, rules)
+            if env.tool is not None:
+                # An MCP call's arguments: the same detectors, over their string values.
+                found = mcp_privacy.inspect_call(env.tool, rules)
+            else:
+                found = privacy.inspect(env.body, env.embeddings, rules)
+                found.detections += privacy.injection(env.body, rules)
             for event in privacy.events(env.id, env.tenant_id, found.detections, rules.version, time.time_ns()):
                 ctx.events.emit(event)
             blocked = found.blocked_by

@@ -21,7 +21,8 @@ from schemas.control import ModelRoute, decode_route
 from schemas.envelope import Envelope
 from schemas.events import AlertEvent
 from schemas.health import BreakerRecord, BreakerStateName, TryOutcome, decode_breaker, decode_try
-from services import routing
+from schemas.mcp import McpServer, ServerCatalog, decode_catalog, decode_server
+from services import mcp_routing, routing
 from services.breaker import BreakerState
 from services.bus.events import EventPublisher
 from services.bus.kv import KvMirror, kv_key
@@ -45,6 +46,10 @@ class RoutingStage:
         self.routes: KvMirror[ModelRoute] = KvMirror(subjects.KV_MODELS, decode_route, self.table.changed)
         self.board = HealthBoard(settings.breaker, settings.latency_window_s)
         self.breakers: KvMirror[BreakerRecord] = KvMirror(subjects.KV_HEALTH, decode_breaker, self._taken_over)
+        self.mcp_servers: KvMirror[McpServer] = KvMirror(subjects.KV_MCP_SERVERS, decode_server, self._mcp_changed)
+        self.mcp_catalogs: KvMirror[ServerCatalog] = KvMirror(subjects.KV_MCP_CATALOG, decode_catalog)
+        # Every MCP server's instances as deployments: health is kept for these too.
+        self.mcp_deployments: set[str] = set()
         self.rng = random.Random()
         self.health_kv: KeyValue | None = None
         self.instance = ""
@@ -56,8 +61,15 @@ class RoutingStage:
         self.instance, self.events = f"{ctx.instance}#{os.getpid()}", ctx.events
         await self.routes.start(ctx.js)
         await self.breakers.start(ctx.js)
+        await self.mcp_servers.start(ctx.js)
+        await self.mcp_catalogs.start(ctx.js)
         self.health_kv = await ctx.js.key_value(subjects.KV_HEALTH)
         await ctx.nc.subscribe(subjects.HEALTH_ATTEMPT, cb=self._on_try, pending_msgs_limit=1_000_000)
+
+    def _mcp_changed(self, _name: str, _old: McpServer | None, _new: McpServer | None) -> None:
+        self.mcp_deployments = {
+            d.name for server in self.mcp_servers.items.values() for d in mcp_routing.deployments(server, "")
+        }
 
     def _taken_over(self, _name: str, _old: BreakerRecord | None, new: BreakerRecord | None) -> None:
         if new is not None and new.by != self.instance:
@@ -69,7 +81,7 @@ class RoutingStage:
         except msgspec.DecodeError:
             log.warning("undecodable try outcome on %s: dropped", msg.subject)
             return
-        if outcome.deployment not in self.table.deployments:
+        if outcome.deployment not in self.table.deployments and outcome.deployment not in self.mcp_deployments:
             return  # no group names it (any more): nothing to keep
         now = time.time()
         changed = self.board.record(outcome, now)
@@ -102,6 +114,14 @@ class RoutingStage:
                 log.exception("cannot write the breaker state of %s", deployment)
 
     async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg | None, start_ns: int) -> None:
+        if env.tool is not None:
+            plan = mcp_routing.plan(
+                self.mcp_servers.items, self.mcp_catalogs.items, env.tool, self.board, start_ns / 1e9, self.rng, env.pin
+            )
+            env.group, env.candidates, env.context_candidates = plan.group, plan.candidates, []
+            env.arm, env.retries = "", plan.retries
+            await ctx.forward(env, start_ns)
+            return
         request = routing.Request(env.model, env.api, env.key_id, body=env.body, embeddings=env.embeddings, pin=env.pin)
         plan = routing.plan(self.table, request, self.board, start_ns / 1e9, self.rng, self.default_max_output)
         env.group, env.candidates, env.context_candidates = plan.group, plan.candidates, plan.context_candidates
@@ -109,8 +129,8 @@ class RoutingStage:
         await ctx.forward(env, start_ns)
 
     async def stop(self) -> None:
-        await self.routes.stop()
-        await self.breakers.stop()
+        for mirror in (self.routes, self.breakers, self.mcp_servers, self.mcp_catalogs):
+            await mirror.stop()
 
 
 if __name__ == "__main__":
