@@ -29,10 +29,11 @@ from schemas.envelope import Deployment
 from schemas.errors import InvalidRequest
 from schemas.mcp import McpServer
 from schemas.prompts import ChainStep, PromptApi, PromptMessage, PromptParams, PromptVersion, Variable
-from services import call_logs, pricing, privacy, prompts
+from services import call_logs, mcp_config, pricing, privacy, prompts
 from services.breaker import BreakerConfig
 from services.detectors.custom import check_pattern
 from services.keys import hash_key
+from services.mcp_config import McpServerConfig
 from services.providers.registry import PROVIDERS
 
 
@@ -106,6 +107,9 @@ class TenantConfig(msgspec.Struct, forbid_unknown_fields=True):
     call_log_max_bytes: int = 0
     # Detectors and their actions, e.g. { detectors = { email = "mask", card = "block" } }.
     privacy: PrivacyRules | None = None
+    # MCP tools its keys may list and call: fnmatch patterns of "<server>__<tool>" (none by default).
+    mcp_tools: list[str] = []
+    mcp_read_only: bool = False
 
 
 class KeyConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -120,6 +124,8 @@ class KeyConfig(msgspec.Struct, forbid_unknown_fields=True):
     budget: BudgetConfig | None = None
     metadata: dict[str, str] = {}
     may_pin: bool = False
+    # Narrows its tenant's mcp_tools; unset: all of them.
+    mcp_tools: list[str] | None = None
 
 
 class DeploymentConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -193,6 +199,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     prompts: list[PromptConfig] = []
     alerts: list[AlertRule] = []
     webhooks: list[Webhook] = []
+    mcp_servers: list[McpServerConfig] = []
 
 
 class ConfigError(Exception):
@@ -228,6 +235,8 @@ def load(path: str | Path) -> Config:
         )
     if g.call_log_ttl_days < 0:
         raise ConfigError(f"{path}: call_log_ttl_days must be 0 (for ever) or more")
+    if not g.mcp_session_ttl_s > 0:
+        raise ConfigError(f"{path}: mcp_session_ttl_s must be more than 0")
     check_alerts(config, str(path))
     return config
 
@@ -321,7 +330,10 @@ def control_records(config: Config, extra_keys: dict[str, ApiKey] | None = None)
             budget=_budget(k.budget, f"key {k.id!r} budget"),
             metadata=k.metadata,
             may_pin=k.may_pin,
+            mcp_tools=k.mcp_tools,
         )
+        if k.mcp_tools is not None and (problem := mcp_config.patterns_problem(k.mcp_tools)):
+            raise ConfigError(f"key {k.id!r}: {problem}")
     for plain, record in (extra_keys or {}).items():
         keys[record.id] = msgspec.structs.replace(record, secrets=[Secret(sha256=hash_key(plain))])
     tenants = {}
@@ -344,7 +356,11 @@ def control_records(config: Config, extra_keys: dict[str, ApiKey] | None = None)
             job_concurrency=t.job_concurrency,
             call_log_max_bytes=t.call_log_max_bytes,
             privacy=t.privacy,
+            mcp_tools=t.mcp_tools,
+            mcp_read_only=t.mcp_read_only,
         )
+        if problem := mcp_config.patterns_problem(t.mcp_tools):
+            raise ConfigError(f"tenant {t.id!r}: {problem}")
         # First-form rules run as custom detectors, on RE2 (privacy.problem checked the others).
         for c in t.redaction_rules:
             try:
@@ -358,8 +374,20 @@ def control_records(config: Config, extra_keys: dict[str, ApiKey] | None = None)
             raise ConfigError(f"key {record.id!r} names unknown tenant {record.tenant_id!r}")
     routes = model_groups(config.models)
     prompts = prompt_records(config.prompts, routes)
-    ttl = config.gateway.responses_ttl_s
-    return ControlRecords(keys=keys, tenants=tenants, routes=routes, prompts=prompts, responses_ttl_s=ttl)
+    try:
+        servers = mcp_config.server_records(config.mcp_servers)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    g = config.gateway
+    return ControlRecords(
+        keys=keys,
+        tenants=tenants,
+        routes=routes,
+        prompts=prompts,
+        responses_ttl_s=g.responses_ttl_s,
+        mcp_servers=servers,
+        mcp_session_ttl_s=g.mcp_session_ttl_s,
+    )
 
 
 def prompt_records(

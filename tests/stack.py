@@ -37,15 +37,18 @@ body_timeout_s = 2
 [[tenants]]
 id = "demo"
 cache = {{ max_age_s = 600 }}
+mcp_tools = ["demo-tools__*"]
 
 [[tenants]]
 id = "careful"
 redaction_rules = [{{ name = "email", pattern = "[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\\\\.[A-Za-z]{{2,}}" }}]
 call_log_max_bytes = 400
 privacy = {{ output = {{ secret = "redact" }} }}
+mcp_tools = ["demo-tools__*"]
 
 [[tenants]]
 id = "private"
+mcp_tools = ["demo-tools__*"]
 [tenants.privacy]
 custom = [{{ name = "codename", keywords = ["bluebird"], action = "block" }}]
 injection = {{ action = "block", threshold = 0.6 }}
@@ -58,6 +61,16 @@ ssn = "mask"
 ipv4 = "mask"
 ipv6 = "mask"
 secret = "mask"
+
+# The mock's MCP server, as the demo config registers it (callers: "demo-tools__echo").
+[[mcp_servers]]
+name = "demo-tools"
+transport = "http"
+urls = ["http://127.0.0.1:{mock}/mcp"]
+timeout_s = 30
+
+[mcp_servers.tools.echo]
+price_pico_usd = 1000000
 
 [[models]]
 name = "demo-model"

@@ -21,6 +21,7 @@ from nats.js.errors import BucketNotFoundError, NotFoundError
 from analytics import alerting, lease
 from schemas import subjects
 from schemas.control import decode_key, decode_route, decode_tenant
+from schemas.mcp import decode_server
 from schemas.prompts import decode_prompt
 from services.bus import mcp_buckets, quota_ledger, request_ids, response_cache, stored_responses
 from services.bus.events import EventPublisher
@@ -49,6 +50,7 @@ _SEEDED: dict[str, tuple[str, Callable[[bytes], Any]]] = {
     subjects.KV_TENANTS: ("tenant", decode_tenant),
     subjects.KV_KEYS: ("key", decode_key),
     subjects.KV_MODELS: ("model", decode_route),
+    subjects.KV_MCP_SERVERS: ("mcp_server", decode_server),
 }
 
 
@@ -149,7 +151,12 @@ async def prepare(nc: Client, records: ControlRecords, replicas: int = 1) -> lis
 async def seed(writer: KvWriter, records: ControlRecords) -> list[str]:
     warnings: list[str] = []
     now_ms = int(time.time() * 1000)
-    wanted = {subjects.KV_TENANTS: records.tenants, subjects.KV_KEYS: records.keys, subjects.KV_MODELS: records.routes}
+    wanted = {
+        subjects.KV_TENANTS: records.tenants,
+        subjects.KV_KEYS: records.keys,
+        subjects.KV_MODELS: records.routes,
+        subjects.KV_MCP_SERVERS: records.mcp_servers,
+    }
     for bucket, items in wanted.items():
         record_type, decode = _SEEDED[bucket]
         existing = await _read_all(writer, bucket, decode)
