@@ -85,6 +85,7 @@ ROLES: dict[str, Permissions] = {
             f"{subjects.CONTROL_HEARTBEAT}.*",  # which stages are up (/readyz)
             subjects.IN_API_ALL,
             subjects.IN_RESPONSES,  # the Responses API for services
+            subjects.IN_MCP,  # MCP's JSON-RPC for services
             f"{subjects.JOBS}.>",  # jobs coming in (the ingress queues them)
             subjects.CONTROL_JOBS,
             subjects.JOBS_RESULT,

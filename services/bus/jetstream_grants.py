@@ -144,7 +144,11 @@ ADMIN_API_BUCKETS = (
     subjects.KV_APPROVAL_RULES,
     subjects.KV_PROMPTS,
     subjects.KV_PROMPT_VERSIONS,
+    subjects.KV_MCP_SERVERS,
 )
+# What every stage that handles an MCP call follows: the upstream servers and
+# what each offers. Only the provider stage writes a catalog.
+MCP_RECORDS = (subjects.KV_MCP_SERVERS, subjects.KV_MCP_CATALOG)
 _ALERTS = subjects.events("alerts")
 
 # role -> what it does with which stream or bucket. ``pipeline`` hosts several
@@ -160,6 +164,9 @@ JETSTREAM: dict[str, tuple[tuple[Grant, ...], ...]] = {
         reads_messages(subjects.JOB_REPLIES_STREAM),  # whether a job was claimed
         writes(subjects.KV_JOB_RESULTS),
         writes(subjects.KV_RESPONSES),  # the Responses API's stored answers
+        follows(subjects.KV_MCP_CATALOG),  # what /mcp lists
+        reads(subjects.KV_MCP_CATALOG),
+        writes(subjects.KV_MCP_SESSIONS),  # MCP sessions it opened, checked and ended
         counts(),  # settles what a dead provider's requests reserved
         reads_last(subjects.SPEND_STREAM, subjects.SPEND_ALL),  # the admin API's budget view
     ),
@@ -170,14 +177,26 @@ JETSTREAM: dict[str, tuple[tuple[Grant, ...], ...]] = {
             subjects.KV_MODELS,
             subjects.KV_SUBSCRIPTIONS,
             subjects.KV_APPROVAL_RULES,
+            *MCP_RECORDS,
         ),
         writes(subjects.KV_KEY_USAGE, subjects.KV_REQUEST_IDS),
         counts(),
     ),
     "redact": (follows(subjects.KV_TENANTS), counts()),
-    "route": (follows(subjects.KV_MODELS, subjects.KV_HEALTH), writes(subjects.KV_HEALTH), counts()),
+    "route": (
+        follows(subjects.KV_MODELS, subjects.KV_HEALTH, *MCP_RECORDS),
+        writes(subjects.KV_HEALTH),
+        counts(),
+    ),
     "cache": (caches(), counts()),
-    "provider": (counts(),),
+    # It keeps each MCP server's catalog (listing the server at start, on its
+    # announcements and at each health check).
+    "provider": (
+        counts(),
+        follows(*MCP_RECORDS),
+        reads(subjects.KV_MCP_SERVERS),
+        writes(subjects.KV_MCP_CATALOG),
+    ),
     # One sink replica writes at a time, the lease's holder. The sink also
     # evaluates the alert rules: their state, the webhooks' deliveries (one
     # durable per webhook), the budgets they watch.
