@@ -71,9 +71,9 @@ SEEN_MAX = 1_000_000
 
 class MockUpstream:
     def __init__(self, defaults: Behaviour | None = None, mcp_token: str | None = None) -> None:
-        """``mcp_token``: the bearer token /mcp requires (default: $MOCK_MCP_TOKEN; none: open)."""
+        """``mcp_token``: the bearer token /mcp requires (default: $MOCK_MCP_TOKEN; "" or none: open)."""
         self.defaults = defaults or Behaviour()
-        self.mcp = MockMcp(mcp_token if mcp_token is not None else os.environ.get("MOCK_MCP_TOKEN") or None)
+        self.mcp = MockMcp((mcp_token if mcp_token is not None else os.environ.get("MOCK_MCP_TOKEN")) or None)
         self.stats = Stats()
         # Digests of the bodies seen (bounded: forgotten all at once past SEEN_MAX).
         self._seen: set[bytes] = set()
