@@ -50,6 +50,8 @@ _MEASURE_OF = {
     "zero_cost": "zero_cost",
     "spend_spike": "key_spike",
     "tokens_spike": "key_spike",
+    "tool_error_rate": "tool_error_rate",
+    "tool_latency_p95": "tool_latency_p95",
 }
 
 

@@ -39,6 +39,7 @@ FROM (
       AND ts < fromUnixTimestamp64Nano(toInt64({until_ns:UInt64}))
       AND deployment IN {deployments:Array(String)}
       AND NOT cache_hit
+      AND api != 'mcp'
       AND ({model:String} = '' OR model = {model:String})
       AND ({tenant_id:String} = '' OR tenant_id = {tenant_id:String})
 ) AS r

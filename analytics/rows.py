@@ -71,6 +71,12 @@ REQUEST_COLUMNS = [
     "parent_id",
     "trace_id",
     "dropped",
+    "mcp_server",
+    "mcp_tool",
+    "mcp_method",
+    "request_bytes",
+    "response_bytes",
+    "tool_error",
 ]
 API_CALL_COLUMNS = [
     "request_id",
@@ -156,7 +162,7 @@ _U16 = (0, 2**16 - 1)
 _U32 = (0, 2**32 - 1)
 _U64 = (0, 2**64 - 1)
 _TOKENS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens")
-_REQUEST_U64 = tuple(c for c in REQUEST_COLUMNS if c.endswith(("_ns", "_usd")))
+_REQUEST_U64 = tuple(c for c in REQUEST_COLUMNS if c.endswith(("_ns", "_usd", "_bytes")))
 _LIMITS: dict[type, tuple[tuple[str, tuple[int, int]], ...]] = {
     RequestEvent: (
         ("received_at_ns", _TS),
@@ -296,6 +302,12 @@ def _request_row(e: RequestEvent) -> list:
         e.parent_id,
         e.trace_id,
         e.dropped,
+        e.mcp_server,
+        e.mcp_tool,
+        e.mcp_method,
+        e.request_bytes,
+        e.response_bytes,
+        e.tool_error,
     ]
 
 

@@ -64,7 +64,7 @@ class NotWriter(RuntimeError):
 
 _TABLE_SQL = "SELECT create_table_query FROM system.tables WHERE database = currentDatabase() AND name = {t:String}"
 # Raw rows, kept shorter than the rollups made from them.
-RAW_TABLES = ("events", "requests", "attempts", "api_calls", "dead_letters", "detections")
+RAW_TABLES = ("events", "requests", "attempts", "api_calls", "dead_letters", "detections", "tool_calls")
 
 
 class Store:

@@ -10,18 +10,30 @@ import msgspec
 # latency_p95: p95 latency of successes in ms, per model or deployment;
 # spend_spike / tokens_spike: a key's last hour against K times its trailing hourly average;
 # zero_cost: successes that used tokens but cost nothing (a price missing), per model;
-# budget: a budget's current period, share used (threshold 0.8 = 80 %).
-AlertKind = Literal["error_rate", "latency_p95", "spend_spike", "tokens_spike", "zero_cost", "budget"]
+# budget: a budget's current period, share used (threshold 0.8 = 80 %);
+# tool_error_rate: share of MCP calls that failed or answered isError, per tool or server;
+# tool_latency_p95: p95 latency of MCP calls that did not fail, in ms, per tool or server.
+AlertKind = Literal[
+    "error_rate",
+    "latency_p95",
+    "spend_spike",
+    "tokens_spike",
+    "zero_cost",
+    "budget",
+    "tool_error_rate",
+    "tool_latency_p95",
+]
 
 
 class AlertRule(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: str
     kind: AlertKind
     threshold: float
-    # What a rule is evaluated per: "model" or "deployment" (error_rate, latency_p95, zero_cost).
-    by: Literal["model", "deployment"] = "model"
+    # What a rule is evaluated per: "model" or "deployment" (error_rate, latency_p95, zero_cost);
+    # for the tool kinds "server", else each tool (server__tool).
+    by: Literal["model", "deployment", "server", "tool"] = "model"
     window_minutes: int = 5
-    # Below this many requests in the window there is no verdict (error_rate, latency_p95).
+    # Below this many requests in the window there is no verdict (error_rate, latency_p95, the tool kinds).
     min_requests: int = 10
     # spend_spike / tokens_spike: the trailing hours the average is taken over, and
     # the least last-hour value that may fire (pico-USD or tokens), so a key that

@@ -21,6 +21,7 @@ PANELS = {
     "cost_by_tenant": ("cost_by_tenant", "hours"),
     "cost_by_model": ("cost_by_model", "hours"),
     "by_api": ("by_api", "hours"),
+    "tools": ("tools_by_server", "hours"),
     "latency": ("latency_by_model", "hours"),
     "cache": ("cache_savings", "hours"),
     "recent": ("recent_requests", "minutes"),

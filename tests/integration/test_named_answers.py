@@ -495,6 +495,16 @@ def _(store: Store) -> None:
     ]
 
 
+@answer("tool_calls")
+@answer("tools_by_server")
+@answer("tool_errors")
+def _tool_queries(store: Store) -> None:
+    # Only MCP calls (api "mcp") are tool calls: none of these requests is.
+    # Their known answers over MCP rows: tests/integration/test_tool_calls.py.
+    for name in ("tool_calls", "tools_by_server", "tool_errors"):
+        assert run(store, name) == [], name
+
+
 @pytest.mark.parametrize("name", sorted(NAMED))
 def test_each_named_query_gives_the_known_answer(store: Store, name: str) -> None:
     assert name in ANSWERS, f"named query {name!r} has no known answer in this test"

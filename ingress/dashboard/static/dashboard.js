@@ -56,6 +56,14 @@ function render(p) {
     { type: "bar", name: "requests", x: p.by_api.map((r) => r.api || "(none)"), y: p.by_api.map((r) => r.requests) },
     { type: "bar", name: "errors", x: p.by_api.map((r) => r.api || "(none)"), y: p.by_api.map((r) => r.errors), marker: { color: "#d62728" } },
   ]);
+  // A tool as callers name it (server__tool); hover shows its p50/p95 and cost.
+  const tool = (r) => `${r.server}__${r.tool}`;
+  const toolHover = p.tools.map((r) => `p50 ${(r.latency_ms || [])[0]} ms, p95 ${(r.latency_ms || [])[1]} ms, ${usd(r.cost_pico_usd).toFixed(6)} USD`);
+  draw("chart-tools", [
+    { type: "bar", name: "calls", x: p.tools.map(tool), y: p.tools.map((r) => r.calls), hovertext: toolHover },
+    { type: "bar", name: "failed", x: p.tools.map(tool), y: p.tools.map((r) => r.errors), marker: { color: "#d62728" } },
+    { type: "bar", name: "isError", x: p.tools.map(tool), y: p.tools.map((r) => r.tool_errors), marker: { color: "#ff7f0e" } },
+  ]);
   const label = (r) => `${r.model} @ ${r.deployment || "-"}`;
   const q = (rows, field) => ["p50", "p95", "p99"].map((name, i) => ({ type: "bar", name, x: rows.map(label), y: rows.map((r) => (r[field] || [])[i]) }));
   draw("chart-latency", q(p.latency, "latency_ms"));
