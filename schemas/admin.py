@@ -22,6 +22,7 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from schemas.control import Period, PrivacyRules, Role, SubscriptionState
+from schemas.mcp import CatalogPrompt, CatalogResource, McpTransport, ToolAnnotations
 from schemas.prompts import ApiState, ChainStep, PromptMessage, PromptParams, Variable
 
 # The largest call-log cap a tenant may set: a call log travels in an event
@@ -45,6 +46,14 @@ CallLogBytes = Annotated[
 ]
 Label = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="A label, e.g. production or staging.")]
 Number = Annotated[int, Meta(ge=1, le=10**9)]
+ToolPattern = Annotated[
+    str,
+    Meta(
+        pattern=r"^[^\x00-\x1f\x7f]{1,200}$",
+        description='An MCP tool as callers name it ("<server>__<tool>"), or a pattern: "demo-tools__*".',
+    ),
+]
+ToolPatterns = Annotated[list[ToolPattern], Meta(max_length=256)]
 
 
 # --- shared --------------------------------------------------------------------
@@ -98,6 +107,10 @@ class TenantCreate(Strict):
     call_log_max_bytes: CallLogBytes = 0
     # Detectors and what each does (mask, redact, block, flag), custom ones, injection checks.
     privacy: PrivacyRules | None = None
+    # MCP tools its keys may list and call ("<server>__<tool>" patterns; none by default).
+    mcp_tools: ToolPatterns = []
+    # Only tools their server marks readOnlyHint.
+    mcp_read_only: bool = False
 
 
 class TenantUpdate(Strict):
@@ -111,6 +124,8 @@ class TenantUpdate(Strict):
     call_log_max_bytes: CallLogBytes | UnsetType = UNSET
     # The whole set of rules, replacing the last (its version goes up by one); null removes them.
     privacy: PrivacyRules | UnsetType | None = UNSET
+    mcp_tools: ToolPatterns | UnsetType = UNSET
+    mcp_read_only: bool | UnsetType = UNSET
 
 
 class TenantOut(msgspec.Struct):
@@ -124,6 +139,8 @@ class TenantOut(msgspec.Struct):
     job_concurrency: int = 0
     call_log_max_bytes: int = 0
     privacy: PrivacyRules | None = None
+    mcp_tools: list[str] = []
+    mcp_read_only: bool = False
 
 
 # --- keys ----------------------------------------------------------------------
@@ -141,6 +158,8 @@ class KeyCreate(Strict):
     expires_at: dt.datetime | None = None
     # May choose a deployment of a group itself (``x-sluice-deployment``).
     may_pin: bool = False
+    # Narrows its tenant's MCP tools to these patterns; null: all of the tenant's.
+    mcp_tools: ToolPatterns | None = None
 
 
 class KeyUpdate(Strict):
@@ -154,6 +173,8 @@ class KeyUpdate(Strict):
     disabled: bool | UnsetType = UNSET
     expires_at: dt.datetime | UnsetType | None = UNSET
     may_pin: bool | UnsetType = UNSET
+    # null: all of its tenant's MCP tools again.
+    mcp_tools: ToolPatterns | UnsetType | None = UNSET
 
 
 class KeyRotate(Strict):
@@ -179,6 +200,8 @@ class KeyOut(msgspec.Struct):
     # When the previous secret stops working, while a rotation's grace lasts.
     previous_secret_expires_at: dt.datetime | None
     owner: str
+    # Its MCP tool patterns within its tenant's; null: all of the tenant's.
+    mcp_tools: list[str] | None
 
 
 class KeyWithSecret(KeyOut):
@@ -218,6 +241,88 @@ class ApprovalRuleOut(msgspec.Struct):
     id: str
     pattern: str
     created_at: dt.datetime | None
+
+
+# --- MCP servers ---------------------------------------------------------------
+
+ServerName = Annotated[
+    str,
+    Meta(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,47}$",
+        description="Letters, digits and '-' (no '_': callers see its tools as <server>__<tool>); 1-48.",
+    ),
+]
+ToolKey = Annotated[str, Meta(min_length=1, max_length=128, description='An upstream tool name, or "*".')]
+EnvName = Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+
+
+class ToolRuleIn(Strict):
+    """What the gateway enforces on one tool: calls per minute and at once
+    (across every replica), a price per call charged to budgets, and whether
+    a failed call may be tried again."""
+
+    rpm: Annotated[int, Meta(ge=0, le=10**9)] | None = None
+    max_parallel: Annotated[int, Meta(ge=0, le=10**9)] | None = None
+    price_pico_usd: Annotated[int, Meta(ge=0, le=10**15, description="1 USD = 10^12 pico-USD.")] = 0
+    idempotent: bool = False
+
+
+class McpServerIn(Strict):
+    """A whole server, replacing any the admin API made under the same name.
+    Over the API only Streamable HTTP servers are registered: a stdio server
+    runs a command on the gateway's hosts, so it belongs in the config file."""
+
+    transport: McpTransport = "http"
+    urls: Annotated[list[Annotated[str, Meta(max_length=2048)]], Meta(min_length=1, max_length=16)] = []
+    # The provider process's environment variable whose value is sent in
+    # ``auth_header`` ("Bearer <value>" for Authorization); never its value.
+    auth_env: EnvName | Literal[""] = ""
+    auth_header: Annotated[str, Meta(min_length=1, max_length=64)] = "Authorization"
+    timeout_s: Annotated[float, Meta(gt=0, le=3600)] = 60.0
+    requires_approval: bool = False
+    tools: Annotated[dict[ToolKey, ToolRuleIn], Meta(max_length=256)] = {}
+    description: Annotated[str, Meta(max_length=1000)] = ""
+
+
+class McpServerOut(msgspec.Struct):
+    name: str
+    transport: str
+    urls: list[str]
+    # A stdio server's program and arguments, and the names of the variables
+    # it is given (their values are not shown).
+    command: list[str]
+    env_names: list[str]
+    auth_env: str
+    auth_header: str
+    timeout_s: float
+    requires_approval: bool
+    tools: dict[str, ToolRuleIn]
+    description: str
+    created_at: dt.datetime | None
+    owner: str
+
+
+class CatalogToolOut(msgspec.Struct):
+    # As callers see it ("<server>__<tool>"), and the upstream's own name.
+    name: str
+    upstream_name: str
+    title: str
+    description: str
+    input_schema: Any
+    annotations: ToolAnnotations | None
+
+
+class McpCatalogOut(msgspec.Struct):
+    """What the server offered at its last listing (by the provider stage)."""
+
+    server: str
+    tools: list[CatalogToolOut]
+    prompts: list[CatalogPrompt]
+    resources: list[CatalogResource]
+    # Instances that answered the last health check; why the others did not.
+    healthy: list[str]
+    error: str
+    refreshed_at: dt.datetime | None
 
 
 # --- usage ---------------------------------------------------------------------

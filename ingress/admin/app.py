@@ -13,6 +13,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from ingress.admin.analytics import Analytics
 from ingress.admin.deps import DEPENDENCIES
 from ingress.admin.keys import Keys
+from ingress.admin.mcp_servers import McpServers
 from ingress.admin.prompts import Prompts
 from ingress.admin.store import ControlStore
 from ingress.admin.subscriptions import ApprovalRules, Subscriptions
@@ -81,7 +82,17 @@ def openapi_json(request: Request) -> dict[str, Any]:
 def build(gateway: Any, store: ControlStore) -> Litestar:
     api = Router(
         path=PREFIX,
-        route_handlers=[Tenants, Keys, Subscriptions, ApprovalRules, Prompts, Usage, Analytics, openapi_json],
+        route_handlers=[
+            Tenants,
+            Keys,
+            Subscriptions,
+            ApprovalRules,
+            Prompts,
+            McpServers,
+            Usage,
+            Analytics,
+            openapi_json,
+        ],
         dependencies=DEPENDENCIES,
     )
     app = Litestar(
@@ -89,7 +100,10 @@ def build(gateway: Any, store: ControlStore) -> Litestar:
         openapi_config=OpenAPIConfig(
             title="Sluice admin API",
             version="1",
-            description="Tenants, API keys, subscriptions and approval, limits and budgets, prompts and their APIs.",
+            description=(
+                "Tenants, API keys, subscriptions and approval, limits and budgets, prompts and their APIs, "
+                "upstream MCP servers."
+            ),
             # Served by ``openapi_json`` below: Litestar's own OpenAPI routes
             # would claim every unknown path under the prefix.
             render_plugins=[],

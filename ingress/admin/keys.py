@@ -51,6 +51,7 @@ class Keys(Controller):
                 metadata=data.metadata,
                 expires_at_ms=expires,
                 may_pin=data.may_pin,
+                mcp_tools=data.mcp_tools,
             ),
             now,
         )
@@ -77,7 +78,7 @@ class Keys(Controller):
         before, revision = await self._visible(key_id, actor, store)
         control.require_api_owned(before.owner, "key", key_id)
         changes: dict = {}
-        for field in ("name", "models", "metadata", "disabled", "may_pin"):
+        for field in ("name", "models", "metadata", "disabled", "may_pin", "mcp_tools"):
             value = getattr(data, field)
             if value is not UNSET:
                 changes[field] = value

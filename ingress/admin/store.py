@@ -25,6 +25,7 @@ from schemas.control import (
     decode_tenant,
 )
 from schemas.errors import AnalyticsUnavailable, RecordConflict, RecordNotFound
+from schemas.mcp import McpServer, ServerCatalog, decode_server
 from schemas.prompts import Prompt, PromptVersion, decode_prompt, decode_version
 from services.bus.kv import KvMirror
 from services.bus.kv_writer import Conflict, KvWriter
@@ -119,6 +120,11 @@ class ControlStore:
         self.prompt_versions: Records[PromptVersion] = Records(
             writer, "prompt_version", subjects.KV_PROMPT_VERSIONS, decode_version, mirrors[subjects.KV_PROMPT_VERSIONS]
         )
+        self.mcp_servers: Records[McpServer] = Records(
+            writer, "mcp_server", subjects.KV_MCP_SERVERS, decode_server, mirrors[subjects.KV_MCP_SERVERS]
+        )
+        # Kept by the provider stage; the admin API only shows it.
+        self.mcp_catalog: KvMirror[ServerCatalog] = mirrors[subjects.KV_MCP_CATALOG]
 
     async def recorded_spend(self, since_ns: int, tenant_id: str) -> list[dict[str, Any]]:
         """Requests, tokens and cost per key since a time, from ClickHouse."""

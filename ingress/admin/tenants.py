@@ -42,6 +42,8 @@ class Tenants(Controller):
             job_concurrency=data.job_concurrency,
             call_log_max_bytes=data.call_log_max_bytes,
             privacy=_checked(data.privacy),
+            mcp_tools=data.mcp_tools,
+            mcp_read_only=data.mcp_read_only,
             created_at_ms=now_ms(),
             owner="api",
         )
@@ -78,6 +80,10 @@ class Tenants(Controller):
             changes["job_concurrency"] = data.job_concurrency
         if data.call_log_max_bytes is not UNSET:
             changes["call_log_max_bytes"] = data.call_log_max_bytes
+        if data.mcp_tools is not UNSET:
+            changes["mcp_tools"] = data.mcp_tools
+        if data.mcp_read_only is not UNSET:
+            changes["mcp_read_only"] = data.mcp_read_only
         if data.privacy is not UNSET:
             rules = _checked(data.privacy)
             if rules is not None:  # versions only go up, so a detection names the rules it was made under

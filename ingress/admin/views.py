@@ -52,6 +52,8 @@ def tenant_out(t: Tenant) -> TenantOut:
         job_concurrency=t.job_concurrency,
         call_log_max_bytes=t.call_log_max_bytes,
         privacy=t.privacy,
+        mcp_tools=t.mcp_tools,
+        mcp_read_only=t.mcp_read_only,
     )
 
 
@@ -72,6 +74,7 @@ def key_out(k: ApiKey, last_used_ms: int, now_ms: int) -> KeyOut:
         last_used_at=time_of(last_used_ms),
         previous_secret_expires_at=time_of(control.grace_ends_ms(k, now_ms)),
         owner=k.owner,
+        mcp_tools=k.mcp_tools,
     )
 
 

@@ -19,7 +19,7 @@ from schemas import subjects
 from schemas.control import ApiKey
 from services import config as config_mod
 from services.bus import credentials, process
-from services.cli import admin_cli, logs_cli, nats_users_cli, prompts_cli
+from services.cli import admin_cli, logs_cli, mcp_cli, nats_users_cli, prompts_cli
 from services.cli.layout import Layout, parse_replicas
 from services.cli.named_query import query
 from services.cli.supervisor import StartupError, Supervisor
@@ -27,6 +27,12 @@ from services.keys import new_key
 
 DEMO_CONFIG = Path(__file__).parent / "demo.toml"
 DEMO_BODY = '{"model": "demo-model", "messages": [{"role": "user", "content": "Hi"}]}'
+# A tool call through the gateway's MCP endpoint (JSON-RPC over Streamable HTTP;
+# a request without a session is served on its key alone).
+MCP_DEMO_BODY = (
+    '{"jsonrpc": "2.0", "id": 1, "method": "tools/call", '
+    '"params": {"name": "demo-tools__echo", "arguments": {"text": "Hi"}}}'
+)
 
 
 def secret_file(home: Path, name: str) -> str:
@@ -120,6 +126,15 @@ def cmd_up(args: argparse.Namespace) -> int:
         if private
         else ""
     )
+    mcp_line = (
+        f"MCP:  curl http://127.0.0.1:{args.port}/mcp -H 'Authorization: Bearer {key}' "
+        f"-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' "
+        f"-d '{MCP_DEMO_BODY}'\n"
+        f"      (or any MCP client at http://127.0.0.1:{args.port}/mcp with the demo key; "
+        f"`sluice mcp-servers tools` lists the servers' tools)\n"
+        if demo and "demo-tools" in {s.name for s in config.mcp_servers}
+        else ""
+    )
     print(
         f"\nSluice is up.\n"
         f"  OpenAI-compatible API  http://127.0.0.1:{args.port}/v1\n"
@@ -132,6 +147,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         f"  processes              {', '.join(f'{n}={p}' for n, p in sup.pids().items())}\n\n"
         f"Try:  curl http://127.0.0.1:{args.port}/v1/chat/completions -H 'Authorization: Bearer {key}' "
         f"-H 'Content-Type: application/json' -d '{DEMO_BODY}'\n"
+        f"{mcp_line}"
         f"Ctrl-C stops everything.",
         flush=True,
     )
@@ -460,6 +476,7 @@ def parser() -> argparse.ArgumentParser:
 
     nats_users_cli.add_parser(sub, process.nats_url())
     admin_cli.add_parsers(sub)
+    mcp_cli.add_parser(sub)
     prompts_cli.add_parser(sub, process.nats_url(), default_creds())
     logs_cli.add_parser(sub, process.nats_url(), default_creds())
 
