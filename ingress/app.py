@@ -11,13 +11,15 @@ import time
 
 from litestar import Litestar
 
-from ingress import endpoint, models, prompt_endpoint, responses_by_id, ws_relay
+from ingress import endpoint, mcp_endpoint, models, prompt_endpoint, responses_by_id, ws_relay
 from ingress.admin import app as admin_app
 from ingress.api_bus import ApiBus
 from ingress.dashboard import app as dashboard_app
 from ingress.gateway import Gateway
 from ingress.http import Message, Receive, Scope, Send, header, send_bytes, send_gateway_error, send_json
 from ingress.jobs import JobRunner
+from ingress.mcp_bus import McpBus
+from ingress.mcp_endpoint import McpEndpoint
 from ingress.prompt_bus import PromptBus
 from schemas.errors import GatewayBusy, GatewayError, InternalError, InvalidRequest
 from schemas.ids import new_id
@@ -69,6 +71,8 @@ class IngressApp:
         self.prompt_bus: PromptBus | None = None
         self.api_bus: ApiBus | None = None
         self.jobs: JobRunner | None = None
+        self.mcp: McpEndpoint | None = None
+        self.mcp_bus: McpBus | None = None
         # Model and prompt-API requests this process holds now (see ``max_in_flight``).
         self.in_flight = 0
         # Set on SIGTERM: every answer closes its connection (see ``python -m ingress``).
@@ -106,6 +110,8 @@ class IngressApp:
             await send(message)
 
         try:
+            if mcp_endpoint.matches(path):
+                return await self._mcp(scope, receive, tracked_send)
             slug = prompt_endpoint.slug_of(path)
             if method == "POST" and (api is not None or slug is not None):
                 if self.in_flight >= self.settings.max_in_flight:
@@ -153,6 +159,21 @@ class IngressApp:
                 await send_gateway_error(send, error, _id_header(request_id))
             gw.record(request_id, received_ns, _api_of(path), "", False, Failure.from_error(request_id, error), [])
 
+    async def _mcp(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """MCP's messages come by POST: each holds a slot of ``max_in_flight``
+        as a model request does (a tool call may wait on its upstream as long)."""
+        assert self.mcp is not None
+        if scope["method"] != "POST":
+            return await self.mcp.serve(scope, receive, send)
+        if self.in_flight >= self.settings.max_in_flight:
+            busy = GatewayBusy("This gateway process holds as many requests as it may; retry shortly.", retry_after_s=1)
+            return await mcp_endpoint.refuse(send, busy)
+        self.in_flight += 1
+        try:
+            await self.mcp.serve(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert self.gw is not None, "lifespan not run"
         if scope["path"].rstrip("/") != ws_relay.PATH:
@@ -181,6 +202,10 @@ class IngressApp:
                     self.jobs = JobRunner(self.gw)
                     await self.jobs.start()
                     self.gw.queue_job = self.jobs.intake.queue
+                    self.mcp = McpEndpoint(self.gw)
+                    await self.mcp.start()
+                    self.mcp_bus = McpBus(self.gw, self.mcp.calls)
+                    await self.mcp_bus.start()
                     self.admin = admin_app.build(self.gw, self.gw.store)
                     self.dashboard = dashboard_app.build(self.gw, self.gw.store)
                 except Exception as exc:
@@ -195,6 +220,10 @@ class IngressApp:
                     await self.prompt_bus.stop()
                 if self.api_bus is not None:
                     await self.api_bus.stop()
+                if self.mcp_bus is not None:
+                    await self.mcp_bus.stop()
+                if self.mcp is not None:
+                    await self.mcp.stop()
                 if self.gw is not None:
                     await self.gw.stop()
                 await send({"type": "lifespan.shutdown.complete"})
