@@ -304,3 +304,48 @@ async def test_the_bus_door_refuses_bad_messages_with_json_rpc_errors_and_publis
     if status is not None:
         assert answer["error"]["data"]["status"] == status
     assert fake.published == []
+
+
+class FakePromptCall:
+    """Stands in for PromptCall: the variables it was given, and its answer."""
+
+    made: list[FakePromptCall] = []
+    answer: Any = None
+
+    def __init__(self, gw: Any, slug: str, variables: dict, **kw: Any) -> None:
+        self.slug, self.variables, self.kw = slug, variables, kw
+        FakePromptCall.made.append(self)
+
+    async def run(self) -> Any:
+        return FakePromptCall.answer
+
+    def refuse(self, error: Any) -> Failure:
+        return Failure.from_error(self.kw["request_id"], error)
+
+
+async def test_a_prompt_api_is_called_as_a_tool_with_its_variables_and_answers_its_output(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from schemas.envelope import PromptRef
+    from schemas.prompt_calls import ApiAnswer
+
+    monkeypatch.setattr(mcp_calls, "PromptCall", FakePromptCall)
+    FakePromptCall.made = []
+    _, calls, caller, fake = setup(ALL)
+    FakePromptCall.answer = ApiAnswer(
+        request_id="r", output={"label": "good"}, prompt=PromptRef(name="summ", version=1), usage=Usage()
+    )
+    result = await calls.call_tool(caller, "prompt__summarize", {"text": "long text"})
+    [made] = FakePromptCall.made
+    assert made.slug == "summarize" and made.variables == {"text": "long text"}
+    assert made.kw["api_key"] == f"Bearer {SECRET}" and made.kw["origin"] == "http"
+    assert json.loads(result.content[0].text) == {"label": "good"}  # type: ignore[union-attr]
+    assert result.structured_content == {"label": "good"}
+    FakePromptCall.answer = Failure.from_error("r2", QuotaExceeded("Budget spent."))
+    with pytest.raises(CallFailed) as refused:
+        await calls.call_tool(caller, "prompt__summarize", {"text": "x"})
+    assert refused.value.failure.status == 429
+    with pytest.raises(CallFailed) as too_large:
+        await calls.call_tool(caller, "prompt__summarize", {"text": "a" * (1 << 20)})
+    assert too_large.value.failure.status == 413 and len(FakePromptCall.made) == 3
+    assert fake.published == []  # a prompt API's steps are its own requests, not MCP calls
