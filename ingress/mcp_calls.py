@@ -329,6 +329,8 @@ class McpCalls:
             call.server, call.name = parts
             server = self._servers().get(call.server)
             catalog = self.gw.mcp_catalog.items.get(call.server)
+            if server is None:
+                raise RecordNotFound(f"Tool {name!r} does not exist (see tools/list).", code="tool_not_found")
             mcp_access.check_tool(self._tenant(caller), caller.key, server, catalog, call.name)
             call.arguments = encode_arguments(arguments)
         except GatewayError as exc:

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from mcp.client.client import Client
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
@@ -218,3 +219,16 @@ async def test_a_tenants_endpoint_serves_that_tenants_keys_only() -> None:
         assert theirs.status_code == 403 and theirs.json()["error"]["data"]["code"] == "wrong_tenant"
         nobody = await http.post("/mcp/nope", content=json.dumps(INIT), headers={"authorization": f"Bearer {SECRET}"})
         assert nobody.status_code == 404
+
+
+async def test_a_client_of_mcps_stateless_revision_is_served_without_a_session() -> None:
+    # The SDK's Client probes server/discover (2026-07-28): no initialize, so no session.
+    async with gateway() as (http, fake, kv):
+        async with Client(client(http, SECRET)) as mcp:
+            assert "demo-tools__echo" in [t.name for t in (await mcp.list_tools()).tools]
+            result = await mcp.call_tool("demo-tools__echo", {"text": "x"})
+            assert result.content[0].text == "hi"  # type: ignore[union-attr]
+            with pytest.raises(MCPError) as refused:
+                await mcp.call_tool("nope__x", {})
+            assert refused.value.error.data["code"] == "tool_not_found" and "'nope__x'" in refused.value.message
+        assert kv.entries == {} and [c.name for c in fake.published] == ["echo"]
