@@ -3,7 +3,11 @@ cancels) and drive its upstream call, a ``RequestCall``
 (``services.providers.request_call``: the walk over the candidate
 deployments, the answer streamed back chunk by chunk, the last reply); send
 what it produces, record the request, keep the answer in the cache, and tell
-every routing replica how each try went."""
+every routing replica how each try went.
+
+It also holds the gateway's sessions with upstream MCP servers and keeps
+their catalogs (``McpSide``): it is the one stage that speaks MCP upstream,
+so it is the one that lists what each server offers."""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ import time
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
 
 from schemas import bus, subjects
 from schemas.cached_answer import CacheStore
@@ -22,15 +28,18 @@ from schemas.errors import ClientClosed, InternalError
 from schemas.events import AlertEvent, AttemptEvent, Detection
 from schemas.health import TryOutcome
 from schemas.ids import new_id
+from schemas.mcp import McpServer, ServerCatalog, decode_catalog, decode_server, kv_encode
 from schemas.replies import Accepted, Cancel, Chunk, Failure, Fence, Fenced, Final, ReplayAsk
 from services import admission, answer_cache, call_logs, privacy
 from services import usage as usage_svc
 from services.bus import process
+from services.bus.kv import KvMirror, kv_key
 from services.config import settings_from_env
 from services.fence import Fences
 from services.providers.attempts import Try, WalkFailed, retryable
 from services.providers.call import CallOutcome
 from services.providers.http import Upstream, make_upstream_http
+from services.providers.mcp import REFRESH_S, CatalogKeeper, McpCaller, McpPool
 from services.providers.request_call import RequestCall
 from services.recent import RecentSet
 from services.reply_log import ReplyLog
@@ -47,6 +56,48 @@ MEMORY_MAX = 50_000
 _decode_cancel = msgspec.msgpack.Decoder(Cancel).decode
 _decode_replay_ask = msgspec.msgpack.Decoder(ReplayAsk).decode
 _decode_fence = msgspec.msgpack.Decoder(Fence).decode
+
+
+class McpSide:
+    """The provider's MCP side: the servers' and catalogs' buckets mirrored,
+    a session pool with the servers, the keeper of their catalogs, and the
+    caller an MCP request's tries go through."""
+
+    def __init__(self, refresh_s: float = REFRESH_S) -> None:
+        self.pool = McpPool()
+        self.servers: KvMirror[McpServer] = KvMirror(subjects.KV_MCP_SERVERS, decode_server, self._server_changed)
+        self.catalogs: KvMirror[ServerCatalog] = KvMirror(subjects.KV_MCP_CATALOG, decode_catalog)
+        self.keeper = CatalogKeeper(
+            self.pool, self.servers.items, self.catalogs.items, self._write, self._delete, refresh_s
+        )
+        self.caller = McpCaller(self.pool, self.servers.items)
+        self._kv: KeyValue | None = None
+
+    async def start(self, js: JetStreamContext) -> None:
+        bucket = subjects.KV_MCP_CATALOG
+        self._kv = await process.jetstream_ready(lambda: js.key_value(bucket), f"bucket {bucket}")
+        await self.catalogs.start(js)
+        await self.servers.start(js)
+        self.keeper.start()
+
+    def _server_changed(self, name: str, old: McpServer | None, new: McpServer | None) -> None:
+        self.keeper.server_changed(name, old, new)
+
+    async def _write(self, catalog: ServerCatalog) -> None:
+        assert self._kv is not None
+        await self._kv.put(kv_key(catalog.server), kv_encode(catalog))
+        self.catalogs.apply(catalog.server, catalog)
+
+    async def _delete(self, name: str) -> None:
+        assert self._kv is not None
+        await self._kv.delete(kv_key(name))
+        self.catalogs.apply(name, None)
+
+    async def stop(self) -> None:
+        await self.keeper.stop()
+        await self.servers.stop()
+        await self.catalogs.stop()
+        await self.pool.aclose()
 
 
 class ProviderStage:
@@ -72,9 +123,11 @@ class ProviderStage:
         # deployment name -> calls in flight from this process (least-busy routing)
         self.calls: dict[str, int] = {}
         self.replies = ReplyLog()
+        self.mcp = McpSide()
 
     async def start(self, ctx: runner.StageContext) -> None:
         self.client = make_upstream_http()
+        await self.mcp.start(ctx.js)
         await ctx.nc.subscribe(subjects.CONTROL_CANCEL, cb=self._on_cancel)
         ctx.replies = self.replies
         self._nc = ctx.nc
@@ -184,6 +237,7 @@ class ProviderStage:
             send=lambda chunk: ctx.send(env, bus.encode(chunk)),
             tried=lambda t, says_health: self._tried(ctx, env, t, says_health=says_health),
             in_flight=self.calls,
+            mcp=self.mcp.caller,
         )
         self.inflight[env.id] = asyncio.current_task()  # type: ignore[assignment]
         if env.progress:
@@ -264,6 +318,7 @@ class ProviderStage:
             await asyncio.wait(list(self.inflight.values()), timeout=1.0)
         if self.client is not None:
             await self.client.aclose()
+        await self.mcp.stop()
 
 
 if __name__ == "__main__":

@@ -59,6 +59,8 @@ class CallOutcome(msgspec.Struct):
     other_choices: list[Choice] = []
     # A token count's answer (its usage is zero: a count uses no tokens).
     count: TokenCount | None = None
+    # An MCP call's answer: the upstream's result JSON, as it sent it.
+    tool_result: bytes = b""
 
 
 class Answer(msgspec.Struct):

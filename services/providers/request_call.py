@@ -20,6 +20,12 @@ when the first chunk went out (time to first token), the restorer of masked
 values (the caller gets its values back, and only the caller) and, for the
 cache and the call log, the transcript of a streamed answer as the upstream
 wrote it.
+
+An MCP call (api "mcp") walks its candidates the same way, each one an
+instance of the server: the try is the MCP adapter's (``services.providers.mcp``)
+instead of a model's, and its answer is the upstream's result JSON, its
+masked values restored and the output checks applied before the caller has
+it (``services.mcp_privacy``).
 """
 
 from __future__ import annotations
@@ -32,15 +38,24 @@ import msgspec
 
 from schemas.chat import Cost, Delta, Message, Usage
 from schemas.envelope import Deployment, Envelope
-from schemas.errors import ClientClosed, StageStopping, UpstreamTimeout
+from schemas.errors import ClientClosed, InternalError, StageStopping, UpstreamTimeout
 from schemas.events import Detection
 from schemas.replies import Chunk, Failure, Final, Timing
-from services import answer_cache, call_logs, detectors
+from services import answer_cache, call_logs, detectors, mcp_privacy
 from services import usage as usage_svc
 from services.masking import AnswerRestorer, OutputScanner
 from services.providers.attempts import Try, Walk, WalkFailed
-from services.providers.call import CallOutcome, CallProgress, OnDelta, call_chat, call_count_tokens, call_embeddings
+from services.providers.call import (
+    CallFailed,
+    CallOutcome,
+    CallProgress,
+    OnDelta,
+    call_chat,
+    call_count_tokens,
+    call_embeddings,
+)
 from services.providers.http import Upstream
+from services.providers.mcp import McpCaller
 
 # Where a chunk of the answer goes (the requester's inbox, in the stage).
 Send = Callable[[Chunk], Awaitable[None]]
@@ -62,13 +77,21 @@ def output_checks(env: Envelope) -> Callable[[], OutputScanner] | None:
 
 class RequestCall:
     """One request's upstream call; ``send`` takes its chunks, ``tried`` each
-    try's end, ``in_flight`` counts the calls to each deployment."""
+    try's end, ``in_flight`` counts the calls to each deployment, ``mcp``
+    makes an MCP call's tries."""
 
     def __init__(
-        self, env: Envelope, client: Upstream, send: Send, tried: Tried, in_flight: dict[str, int] | None = None
+        self,
+        env: Envelope,
+        client: Upstream,
+        send: Send,
+        tried: Tried,
+        in_flight: dict[str, int] | None = None,
+        mcp: McpCaller | None = None,
     ) -> None:
         self.env = env
         self.client = client
+        self.mcp = mcp
         self.send = send
         self.tried = tried
         # deployment name -> calls in flight to it (shared by the process's calls)
@@ -88,10 +111,14 @@ class RequestCall:
         self.transcript = answer_cache.Transcript() if keeps and env.stream else None
         # Masked values go back into the answer for the caller, and only there:
         # the transcript (call log, cache) keeps what the upstream wrote.
-        self.restorer = AnswerRestorer(env.privacy.vault, output_checks(env)) if env.privacy is not None else None
+        chat = env.privacy is not None and env.tool is None
+        self.restorer = AnswerRestorer(env.privacy.vault, output_checks(env)) if chat else None
         # The answer as the upstream wrote it (placeholders unrestored), once
         # the call ended: what the cache keeps and the call log shows.
         self.written: Message | None = None
+        # An MCP call's result as the upstream wrote it, and what the output checks found in it.
+        self.tool_result = b""
+        self.tool_found: list[Detection] = []
 
     @property
     def deployment(self) -> Deployment:
@@ -129,6 +156,9 @@ class RequestCall:
             answer = self.restorer.message(answer)
             others = [msgspec.structs.replace(c, message=self.restorer.message(c.message, c.index)) for c in others]
         self.written = self.transcript.message() if self.transcript is not None else outcome.message
+        tool_result = self.tool_result = outcome.tool_result
+        if env.tool is not None and env.privacy is not None:
+            tool_result, self.tool_found = mcp_privacy.restore_result(tool_result, env.privacy)
         return Final(
             id=env.id,
             seq=self.seq,
@@ -141,6 +171,7 @@ class RequestCall:
             embeddings=outcome.embeddings,
             finish_reason=outcome.finish_reason,
             count=outcome.count,
+            tool_result=tool_result,
             deployment=dep.name,
             provider=dep.provider,
             attempts=len(self.walk.tries),
@@ -191,6 +222,8 @@ class RequestCall:
     def detections(self) -> list[Detection]:
         """What the tenant's output checks found in the answer, and what each did."""
         p = self.env.privacy
+        if self.env.tool is not None:
+            return self.tool_found
         if p is None or self.restorer is None:
             return []
         return [
@@ -202,6 +235,8 @@ class RequestCall:
         """The answer as the call log keeps it: as the upstream wrote it
         (placeholders unrestored), less what the output checks take out, so
         a key the model leaked is not kept in a log either."""
+        if self.env.tool is not None:
+            return self._logged_tool_answer(reply)
         output = output_checks(self.env)
         message = AnswerRestorer({}, output).message(self.written) if output is not None else self.written
         if isinstance(reply, Failure):
@@ -211,11 +246,30 @@ class RequestCall:
             message=message, embeddings=reply.embeddings, finish_reason=reply.finish_reason, usage=reply.usage
         )
 
+    def _logged_tool_answer(self, reply: Final | Failure) -> str:
+        """An MCP call's log: the result as the upstream wrote it, less what
+        the output checks take out (as a model's answer)."""
+        p, result = self.env.privacy, self.tool_result
+        if p is not None and p.output and result:
+            result, _ = mcp_privacy.restore_result(result, msgspec.structs.replace(p, vault={}))
+        answer: dict[str, object] = {}
+        if isinstance(reply, Failure):
+            answer["error"] = {"type": reply.type, "code": reply.code, "message": reply.message}
+        else:
+            answer["finish_reason"] = reply.finish_reason
+        if result:
+            answer["result"] = msgspec.Raw(result)
+        return msgspec.json.encode(answer).decode()
+
     async def _try(self, dep: Deployment, progress: CallProgress, on_delta: OnDelta | None) -> CallOutcome:
         """One try at ``dep`` (the walk's call)."""
         env = self.env
         self.in_flight[dep.name] = self.in_flight.get(dep.name, 0) + 1
         try:
+            if env.tool is not None:
+                if self.mcp is None:
+                    raise CallFailed(InternalError("This provider process makes no MCP calls."), time.time_ns(), 0)
+                return await self.mcp.call(dep, env.tool, progress)
             if env.embeddings is not None:
                 return await call_embeddings(self.client, dep, env.embeddings, progress)
             assert env.body is not None  # policy let through exactly one body
@@ -274,8 +328,8 @@ class RequestCall:
         early. ``refused``: the upstream answered with an error (a 429, a 5xx,
         no connection), which bills nothing unless a stream had begun."""
         env, progress, dep = self.env, self.walk.progress, self.walk.current
-        if not progress.sent or (refused and not progress.first_byte_ns) or env.api == "count_tokens":
-            return None  # a count bills nothing, even cut short
+        if not progress.sent or (refused and not progress.first_byte_ns) or env.api in ("count_tokens", "mcp"):
+            return None  # a count bills nothing, even cut short; a tool's price is for its result
         if env.embeddings is not None:
             usage = usage_svc.settle_embeddings(None, env.embeddings, dep.catalog_model)
         else:
