@@ -41,6 +41,9 @@ from schemas import subjects
 from schemas.errors import GatewayError, InvalidRequest, PermissionDenied, RecordNotFound
 
 log = logging.getLogger("sluice.ingress.mcp")
+# The SDK's transport logs a line at INFO for each request it ends ("Terminating
+# session: None" in stateless mode): one log line per MCP message otherwise.
+logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
 
 PATH = "/mcp"
 SESSION_HEADER = b"mcp-session-id"
