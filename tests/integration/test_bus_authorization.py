@@ -18,7 +18,9 @@ import nats.errors
 import pytest
 
 from schemas import subjects
+from schemas.mcp import decode_catalog, decode_server
 from services.bus import credentials, process
+from services.bus.kv import KvMirror
 from tests.stack import DEMO_KEY, Stack
 
 
@@ -253,3 +255,103 @@ async def test_a_consumer_cannot_deliver_where_its_maker_may_not_publish(stack: 
     finally:
         await cache.close()
         await admin.close()
+
+
+# --- the MCP gateway's buckets and subject --------------------------------------
+
+MCP_BUCKETS = (subjects.KV_MCP_SERVERS, subjects.KV_MCP_CATALOG, subjects.KV_MCP_SESSIONS)
+# Who may write which: the admin API (servers) and the ingress's sessions;
+# the provider stage keeps catalogs. Nobody else.
+MCP_WRITERS = {
+    "ingress": {subjects.KV_MCP_SERVERS, subjects.KV_MCP_SESSIONS},
+    "provider": {subjects.KV_MCP_CATALOG},
+    "pipeline": {subjects.KV_MCP_CATALOG},
+}
+# Who keeps a watched copy: every stage an MCP call passes that reads them.
+MCP_FOLLOWERS = {"ingress", "policy", "route", "provider", "pipeline"}
+USERS = ["ingress", "policy", "redact", "route", "cache", "provider", "sink", "pipeline", "svc-demo"]
+
+
+@pytest.mark.parametrize("user", USERS)
+async def test_each_mcp_bucket_is_written_only_by_its_roles(stack: Stack, user: str) -> None:
+    """A delete marker on a key no one uses: the server's permissions see
+    only the subject (a put's, too), and a marker changes no record."""
+    probe = f"probe-{nats.nuid.NUID().next().decode()}"
+    acked: list[str] = []
+
+    async def on_ack(msg: nats.aio.msg.Msg) -> None:
+        acked.append(msg.data.decode())
+
+    async def act(nc: nats.aio.client.Client) -> None:
+        inbox = nc.new_inbox()
+        await nc.subscribe(inbox, cb=on_ack)
+        for bucket in MCP_BUCKETS:
+            await nc.publish(f"$KV.{bucket}.{probe}", b"", reply=inbox, headers={"KV-Operation": "DEL"})
+
+    refused = [r.lower() for r in await refusals_for(stack, user, act)]
+    may = MCP_WRITERS.get(user, set())
+    for bucket in MCP_BUCKETS:
+        said = any(f'permissions violation for publish to "$kv.{bucket}.{probe.lower()}"' in r for r in refused)
+        assert said == (bucket not in may), (user, bucket, refused)
+    # Each write allowed reached its stream (the stream's acknowledgement came back).
+    assert len([a for a in acked if '"stream"' in a]) == len(may), acked
+
+
+@pytest.mark.parametrize("user", USERS)
+async def test_the_mcp_records_are_followed_by_the_stages_that_read_them(stack: Stack, user: str) -> None:
+    nc = await stack.connect(user)
+    try:
+        js = nc.jetstream()
+        for bucket, decode in ((subjects.KV_MCP_SERVERS, decode_server), (subjects.KV_MCP_CATALOG, decode_catalog)):
+            mirror = KvMirror(bucket, decode)
+            if user in MCP_FOLLOWERS:
+                await mirror.start(js, timeout=5)
+                if bucket == subjects.KV_MCP_SERVERS:
+                    assert "demo-tools" in mirror.items  # the config file's server, seen by this stage
+                await mirror.stop()
+            else:
+                with pytest.raises((nats.errors.Error, TimeoutError)):
+                    await asyncio.wait_for(js.stream_info(f"KV_{bucket}"), 2)
+        # Sessions are the ingress's alone: read, written and ended there.
+        sessions = js.stream_info(f"KV_{subjects.KV_MCP_SESSIONS}")
+        if user == "ingress":
+            assert (await sessions).config.max_age == 24 * 3600
+        else:
+            with pytest.raises((nats.errors.Error, TimeoutError)):
+                await asyncio.wait_for(sessions, 2)
+    finally:
+        await nc.close()
+
+
+async def test_services_send_mcp_requests_and_only_the_ingress_takes_them(stack: Stack) -> None:
+    async def publish(nc: nats.aio.client.Client) -> None:
+        await nc.publish(subjects.IN_MCP, b"{}", reply=nc.new_inbox())
+
+    assert await refusals_for(stack, "svc-demo", publish) == []  # a service may ask
+
+    async def take(nc: nats.aio.client.Client) -> None:
+        await nc.subscribe(subjects.IN_MCP, queue="mcp-probe")
+
+    assert await refusals_for(stack, "ingress", take) == []
+    for user in ("policy", "provider", "pipeline", "svc-demo"):
+        refused = await refusals_for(stack, user, take)
+        assert any("permissions violation for subscription" in r.lower() for r in refused), (user, refused)
+
+
+@pytest.mark.parametrize("role", ["ingress", "policy", "route", "provider", "pipeline"])
+async def test_no_role_may_purge_or_delete_an_mcp_bucket(stack: Stack, role: str) -> None:
+    probes = [f"$JS.API.STREAM.{op}.KV_{b}" for b in MCP_BUCKETS for op in ("PURGE", "DELETE", "UPDATE")]
+
+    async def act(nc: nats.aio.client.Client) -> None:
+        for subject in probes:
+            await nc.publish(subject, b"{}", reply=nc.new_inbox())
+
+    said = [r.lower() for r in await refusals_for(stack, role, act)]
+    for subject in probes:
+        assert any(f'permissions violation for publish to "{subject.lower()}"' in r for r in said), (subject, said)
+    nc = await stack.connect("admin")
+    try:
+        servers = await nc.jetstream().key_value(subjects.KV_MCP_SERVERS)
+        assert (await servers.get("demo-tools")).value  # still there
+    finally:
+        await nc.close()
