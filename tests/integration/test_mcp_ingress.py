@@ -21,9 +21,10 @@ from mcp.shared.exceptions import MCPError
 
 from schemas import subjects
 from services.keys import hash_key
-from tests.stack import DEMO_KEY, Stack
+from tests.stack import ADMIN_KEY, DEMO_KEY, Stack
 
 NARROW_KEY = "sk-test-mcp-narrow-0123456789"
+GATED_KEY = "sk-test-mcp-gated-0123456789"
 
 EXTRA = f"""
 [[tenants]]
@@ -34,6 +35,21 @@ mcp_tools = ["demo-tools__lookup"]
 id = "narrow"
 tenant = "narrow"
 sha256 = "{hash_key(NARROW_KEY)}"
+
+[[tenants]]
+id = "gated"
+mcp_tools = ["gated-tools__*"]
+
+[[keys]]
+id = "gated"
+tenant = "gated"
+sha256 = "{hash_key(GATED_KEY)}"
+
+# The mock's tools again, under a server whose calls need an approved subscription.
+[[mcp_servers]]
+name = "gated-tools"
+urls = ["http://127.0.0.1:{{mock}}/@gated/mcp"]
+requires_approval = true
 """
 
 INIT = {
@@ -50,6 +66,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s.start()
     try:
         wait_listed(s)
+        wait_listed(s, GATED_KEY)
         yield s
     finally:
         s.stop()
@@ -59,11 +76,11 @@ def mcp_url(stack: Stack, path: str = "/mcp") -> str:
     return f"http://127.0.0.1:{stack.layout.http_port}{path}"
 
 
-def wait_listed(stack: Stack, timeout: float = 30) -> None:
-    """Until the provider stage has listed the mock's server and the ingress mirrors it."""
+def wait_listed(stack: Stack, key: str = DEMO_KEY, timeout: float = 30) -> None:
+    """Until the provider stage has listed the key's servers and the ingress mirrors them."""
     deadline = time.monotonic() + timeout
     while True:
-        answer = post(stack, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        answer = post(stack, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, key)
         if answer.status_code == 200 and rpc(answer).get("result", {}).get("tools"):
             return
         assert time.monotonic() < deadline, f"no tools listed after {timeout}s: {answer.text[:300]}"
@@ -223,3 +240,35 @@ def test_services_call_tools_over_the_bus(stack: Stack) -> None:
     refused = asyncio.run(ask({"jsonrpc": "2.0", "id": "c", "method": "tools/call", "params": echo}, key=NARROW_KEY))
     assert refused["error"]["data"]["status"] == 403
     assert upstream_calls(stack)["echo"] == before + 1
+
+
+def test_a_server_that_needs_approval_is_refused_until_the_tenants_subscription_is_approved(stack: Stack) -> None:
+    def gated_calls() -> int:
+        return httpx.get(f"{stack.mock_url}/mock/mcp/stats").json()["by_upstream"].get("gated", 0)
+
+    async def call(session: ClientSession) -> Any:
+        try:
+            return await session.call_tool("gated-tools__echo", {"text": "let me in"})
+        except MCPError as exc:
+            return exc
+
+    refused = asyncio.run(with_client(stack, GATED_KEY, call))
+    assert isinstance(refused, MCPError) and refused.error.data["code"] == "subscription_required", refused
+    admin = {"authorization": f"Bearer {ADMIN_KEY}"}
+    created = httpx.post(
+        f"{stack.admin_url}/subscriptions", json={"tenant": "gated", "model": "mcp:gated-tools"}, headers=admin
+    )
+    sub = created.json()
+    deadline = time.monotonic() + 10
+    pending = asyncio.run(with_client(stack, GATED_KEY, call))
+    # Until policy's mirror has the subscription, the call is refused as before.
+    while isinstance(pending, MCPError) and pending.error.data["code"] == "subscription_required":
+        assert time.monotonic() < deadline, pending.message
+        pending = asyncio.run(with_client(stack, GATED_KEY, call))
+    assert isinstance(pending, MCPError) and pending.error.data["code"] == "subscription_pending", pending
+    assert "pending approval" in pending.message and gated_calls() == 0
+    assert httpx.post(f"{stack.admin_url}/subscriptions/{sub['id']}/approve", headers=admin).status_code == 200
+    while isinstance(answer := asyncio.run(with_client(stack, GATED_KEY, call)), MCPError):
+        assert time.monotonic() < deadline + 10, answer.message
+    assert answer.content[0].text == "let me in"  # type: ignore[union-attr]
+    assert gated_calls() == 1
