@@ -330,7 +330,10 @@ def cmd_seed(args: argparse.Namespace) -> int:
         return 1
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    counts = f"{len(records.keys)} keys, {len(records.tenants)} tenants, {len(records.routes)} models"
+    counts = (
+        f"{len(records.keys)} keys, {len(records.tenants)} tenants, {len(records.routes)} models, "
+        f"{len(records.mcp_servers)} MCP servers"
+    )
     print(f"seeded {counts} into {args.nats}")
     return 0
 

@@ -332,3 +332,42 @@ def test_a_reseed_changes_only_the_config_files_servers(nats_url: str, tmp_path:
     assert configs[subjects.KV_MCP_SERVERS][0] == 5
     assert configs[subjects.KV_MCP_CATALOG] == (1, 0)
     assert configs[subjects.KV_MCP_SESSIONS] == (1, 24 * 3600)
+
+
+def test_the_provider_stages_listing_of_demo_tools_is_shown(stack: Stack) -> None:
+    deadline = time.monotonic() + 30
+    while not (shown := admin(stack, "GET", "/mcp-servers/demo-tools/catalog").json())["tools"]:
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.2)
+    names = {t["name"] for t in shown["tools"]}
+    assert {"demo-tools__echo", "demo-tools__lookup", "demo-tools__delete_item"} <= names
+    lookup = next(t for t in shown["tools"] if t["upstream_name"] == "lookup")
+    assert lookup["annotations"]["readOnlyHint"] is True
+    assert shown["healthy"] == [f"{stack.mock_url}/mcp"] and not shown["error"]
+    row = next(line for line in sluice(stack, "tools").stdout.splitlines() if line.startswith("demo-tools "))
+    assert row.split()[1] == str(len(names)) and row.split()[4] == "1/1"
+    assert "read-only" in next(
+        line for line in sluice(stack, "tools", "demo-tools").stdout.splitlines() if "lookup" in line
+    )
+
+
+def test_the_mcp_example_sluice_up_prints_answers(stack: Stack) -> None:
+    from services.cli.cli import MCP_DEMO_BODY
+
+    before = httpx.get(f"{stack.mock_url}/mock/mcp/stats").json()["calls"].get("echo", 0)
+    resp = httpx.post(
+        f"http://127.0.0.1:{stack.layout.http_port}/mcp",
+        content=MCP_DEMO_BODY,
+        headers={
+            "authorization": f"Bearer {DEMO_KEY}",
+            "content-type": "application/json",
+            "accept": "application/json, text/event-stream",
+        },
+        timeout=30,
+    )
+    assert resp.status_code == 200, resp.text
+    # Streamable HTTP answers JSON or one SSE event; either way the result is the echo.
+    body = resp.text if resp.headers["content-type"].startswith("application/json") else resp.text.split("data: ", 1)[1]
+    answer = json.loads(body)
+    assert answer["result"]["content"][0]["text"] == "Hi" and not answer["result"].get("isError"), answer
+    assert httpx.get(f"{stack.mock_url}/mock/mcp/stats").json()["calls"]["echo"] == before + 1
