@@ -25,6 +25,8 @@ from tests.stack import ADMIN_KEY, DEMO_KEY, Stack
 
 NARROW_KEY = "sk-test-mcp-narrow-0123456789"
 GATED_KEY = "sk-test-mcp-gated-0123456789"
+# Short, so a test sees sessions age out (and the ones in use kept).
+SESSION_TTL_S = 4
 
 EXTRA = f"""
 [[tenants]]
@@ -62,7 +64,13 @@ INIT = {
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = Stack(tmp_path_factory.mktemp("mcp-ingress"), timeout_s=20, extra_config=EXTRA, max_body_bytes=4 << 20)
+    s = Stack(
+        tmp_path_factory.mktemp("mcp-ingress"),
+        timeout_s=20,
+        extra_config=EXTRA,
+        max_body_bytes=4 << 20,
+        gateway=f"mcp_session_ttl_s = {SESSION_TTL_S}",
+    )
     s.start()
     try:
         wait_listed(s)
@@ -272,3 +280,24 @@ def test_a_server_that_needs_approval_is_refused_until_the_tenants_subscription_
         assert time.monotonic() < deadline + 10, answer.message
     assert answer.content[0].text == "let me in"  # type: ignore[union-attr]
     assert gated_calls() == 1
+
+
+def test_delete_ends_a_session_for_every_replica(stack: Stack) -> None:
+    session_id = post(stack, INIT).headers["mcp-session-id"]
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    assert post(stack, ping, **{"mcp-session-id": session_id}).status_code == 200
+    headers = {"authorization": f"Bearer {DEMO_KEY}", "mcp-session-id": session_id}
+    assert httpx.delete(mcp_url(stack), headers=headers).status_code == 200
+    gone = post(stack, ping, **{"mcp-session-id": session_id})
+    assert gone.status_code == 404 and rpc(gone)["error"]["data"]["code"] == "mcp_session_not_found"
+
+
+def test_a_session_in_use_outlives_the_ttl_and_an_idle_one_ages_out(stack: Stack) -> None:
+    session_id = post(stack, INIT).headers["mcp-session-id"]
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    started = time.monotonic()
+    while time.monotonic() - started < SESSION_TTL_S * 1.5:
+        assert post(stack, ping, **{"mcp-session-id": session_id}).status_code == 200
+        time.sleep(0.5)
+    time.sleep(SESSION_TTL_S * 1.5)
+    assert post(stack, ping, **{"mcp-session-id": session_id}).status_code == 404
