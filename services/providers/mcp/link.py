@@ -43,6 +43,10 @@ from schemas.mcp import McpServer
 from services.providers.mcp import errors
 
 log = logging.getLogger("sluice.mcp")
+# The SDK's HTTP client logs every request at INFO, and its transport each
+# session id it is given: a log line per tool call otherwise.
+logging.getLogger("httpx2").setLevel(logging.WARNING)
+logging.getLogger("mcp.client.streamable_http").setLevel(logging.WARNING)
 
 # What routing names a stdio server's one instance (it has no address).
 STDIO = "stdio"
@@ -51,9 +55,11 @@ BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0
 # A session that stayed up this long was a good one: its end starts the backoff over.
 STEADY_S = 30.0
-# Closing waits this long for a session to end (a stdio child gets 2 s after
-# its stdin closes and 2 s after SIGTERM before SIGKILL), then cancels it.
-CLOSE_WAIT_S = 6.0
+# Closing waits this long for a session to end, then cancels it: the stage
+# stops within it (a stdio child that exits on its stdin's end, as MCP asks,
+# takes milliseconds; one that does not gets SIGTERM after 2 s and SIGKILL
+# after 2 more from the SDK's shutdown, which a cancel does not cut short).
+CLOSE_WAIT_S = 3.0
 # Connecting and sending a request's body; reading has no limit here (the
 # standalone stream of server notifications is quiet for hours), a call's
 # own timeout bounds its answer.
