@@ -55,7 +55,16 @@ from schemas.errors import (
     UpstreamError,
 )
 from schemas.ids import new_id
-from schemas.mcp import SERVER_NAME, CatalogTool, McpCall, McpServer, ServerCatalog, split_name, tool_name
+from schemas.mcp import (
+    PROMPT_NAMESPACE,
+    SERVER_NAME,
+    CatalogTool,
+    McpCall,
+    McpServer,
+    ServerCatalog,
+    split_name,
+    tool_name,
+)
 from schemas.prompt_calls import ApiAnswer
 from schemas.replies import Failure, Final
 from services import mcp_access, policy, prompt_api
@@ -65,7 +74,7 @@ from services.keys import hash_key, key_from_header
 log = logging.getLogger("sluice.ingress.mcp")
 
 # Prompt APIs are offered as tools under this prefix.
-PROMPT_TOOLS = "prompt"
+PROMPT_TOOLS = PROMPT_NAMESPACE
 PROMPT_TOOL_PREFIX = PROMPT_TOOLS + "__"
 # Resources are listed under URIs of this scheme: the server, then its own URI.
 RESOURCE_SCHEME = "sluice-mcp://"

@@ -25,6 +25,9 @@ McpMethod = Literal["tools/call", "prompts/get", "resources/read"]
 # digits, "-" (no "_": "__" separates a server from its tool).
 SERVER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,47}")
 SEPARATOR = "__"
+# The namespace of the gateway's own prompt APIs offered as tools
+# (``prompt__<slug>``): no server may take it.
+PROMPT_NAMESPACE = "prompt"
 
 
 def tool_name(server: str, tool: str) -> str:

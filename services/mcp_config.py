@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from schemas.mcp import SERVER_NAME, McpServer, McpTransport, ToolRule
+from schemas.mcp import PROMPT_NAMESPACE, SERVER_NAME, McpServer, McpTransport, ToolRule
 
 MAX_URLS = 16
 MAX_URL_CHARS = 2048
@@ -124,6 +124,8 @@ def problem(server: McpServer) -> str | None:
     """What is wrong with a server record, or None."""
     if SERVER_NAME.fullmatch(server.name) is None:
         return "name: 1-48 letters, digits or '-', starting with a letter or digit (no '_': '__' separates tools)"
+    if server.name == PROMPT_NAMESPACE:
+        return f"name: {PROMPT_NAMESPACE!r} is the namespace of the gateway's prompt APIs as tools"
     if server.transport == "http":
         if not server.urls:
             return "transport http needs at least one URL in urls"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.mcp import McpServer, ToolRule
+from schemas.mcp import PROMPT_NAMESPACE, McpServer, ToolRule
 from services import config, mcp_config
 
 GOOD = """
@@ -187,3 +187,9 @@ def test_the_demo_config_registers_demo_tools_for_tenant_demo(monkeypatch: pytes
     assert (server.transport, server.urls) == ("http", ["http://127.0.0.1:9555/mcp"])
     assert server.rule("echo").price_pico_usd > 0
     assert "demo-tools__*" in records.tenants["demo"].mcp_tools
+
+
+def test_no_server_may_take_the_prompt_apis_namespace() -> None:
+    urls = ["http://127.0.0.1:1/mcp"]
+    assert "prompt APIs" in (mcp_config.problem(McpServer(name=PROMPT_NAMESPACE, urls=urls)) or "")
+    assert mcp_config.problem(McpServer(name="prompts", urls=urls)) is None
