@@ -247,6 +247,7 @@ def test_raw_rows_may_not_outlive_the_rollups_made_from_them(tmp_path: Path) -> 
             "no \\[\\[webhooks\\]\\] named nope",
         ),
         ('[[alerts]]\nname = "a"\nkind = "error_rate"\nthreshold = 5\n', "at most 1"),
+        ('[[alerts]]\nname = "a"\nkind = "tool_error_rate"\nthreshold = 5\n', "at most 1"),
         ('[[alerts]]\nname = "a b"\nkind = "zero_cost"\nthreshold = 0\n', "names are unique"),
         ('[[webhooks]]\nname = "w"\nurl = "ftp://x"\n', "an http\\(s\\) url"),
         ('[[alerts]]\nname = "a"\nkind = "sideways"\nthreshold = 1\n', "sideways"),
