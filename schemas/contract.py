@@ -31,6 +31,7 @@ from schemas.events import DeadLetter, EventBatch
 from schemas.health import BreakerRecord, TryOutcome
 from schemas.jobs import Job, JobClaim, JobQuery, JobResult
 from schemas.lifecycle import Beat, ProcessDied
+from schemas.mcp import McpServer, ServerCatalog
 from schemas.prompt_calls import ApiAnswer, ApiCall
 from schemas.prompts import Prompt, PromptVersion
 from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Fence, Fenced, Final, Redacted, ReplayAsk
@@ -82,6 +83,8 @@ STRUCTS: tuple[type, ...] = (
     ResponsesRequest,
     Response,
     StoredResponse,
+    McpServer,
+    ServerCatalog,
 )
 
 _MSGPACK = "application/msgpack"
@@ -119,6 +122,11 @@ CHANNELS: list[Channel] = [
      "OpenAI's Responses API for services: the JSON body POST /v1/responses takes, with the caller's key in "
      "an Authorization header. The reply is the JSON an HTTP caller gets (a Response, or an OpenAI error), "
      "its status in a Sluice-Status header; whole, never streamed."),
+    ("mcpIn", subjects.IN_MCP, {}, [], "service",
+     "MCP for services: one JSON-RPC request (tools/list, tools/call, prompts/list, prompts/get, "
+     "resources/list, resources/read, ping) as JSON, with the caller's key in an Authorization header; "
+     "answered with the JSON-RPC response (a refusal is a JSON-RPC error whose data holds the HTTP status, "
+     "type and code). Tools are named <server>__<tool>, as on /mcp."),
     ("jobs", f"{subjects.JOBS}.{{api}}", {"api": "chat, messages, embeddings, or api.<slug> (a prompt API)."},
      ["Job"], "service",
      "A durable job, with the caller's key: the ingress checks it and queues the job (under its tenant, "
@@ -169,10 +177,11 @@ CHANNELS: list[Channel] = [
     ("quota", f"{subjects.QUOTA}.{{counter}}", {"counter": "e.g. rate.key.<id>.rpm.<window>"}, [], "gateway",
      "Shared limit and budget counters (JetStream counter streams SLUICE_RATES and SLUICE_SPEND)."),
     ("controlRecords", "$KV.{bucket}.{key}", {"bucket": "sluice_keys, sluice_tenants, sluice_models, "
-     "sluice_subscriptions, sluice_approval_rules, sluice_prompts, sluice_prompt_versions, sluice_health",
+     "sluice_subscriptions, sluice_approval_rules, sluice_prompts, sluice_prompt_versions, sluice_health, "
+     "sluice_mcp_servers, sluice_mcp_catalog (written by the provider stage)",
      "key": "The record's id."},
      ["ApiKey", "Tenant", "ModelRoute", "Subscription", "ApprovalRule", "Prompt", "PromptVersion",
-      "BreakerRecord"], "admin",
+      "BreakerRecord", "McpServer", "ServerCatalog"], "admin",
      "The control plane (written by the admin API and the config seed, audited; read by every stage's watch)."),
 ]  # fmt: skip
 
