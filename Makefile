@@ -24,9 +24,13 @@ chromium:
 
 # The real agent CLIs the client tests drive (tests/agent_clients.py): npm's Codex and Claude Code,
 # pinned, each shipping its Linux binary, installed into .agent-clients/ (skipped when those versions are there).
+# With them, the MCP side's strangers: the reference MCP server (run over stdio by the gateway as an
+# upstream) and the MCP Inspector (its CLI lists the gateway's tools).
 AGENT_CLIENTS := .agent-clients
 CODEX_VERSION := 0.171.0
 CLAUDE_CODE_VERSION := 2.1.332
+MCP_EVERYTHING_VERSION := 2026.8.31
+MCP_INSPECTOR_VERSION := 2.12.0
 
 agent-clients:
 	@command -v npm >/dev/null || { \
@@ -34,9 +38,13 @@ agent-clients:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq npm >/dev/null; }
 	@v() { node -p "require('./$(AGENT_CLIENTS)/node_modules/$$1/package.json').version" 2>/dev/null; }; \
-	[ "$$(v @openai/codex)" = $(CODEX_VERSION) ] && [ "$$(v @anthropic-ai/claude-code)" = $(CLAUDE_CODE_VERSION) ] || \
+	[ "$$(v @openai/codex)" = $(CODEX_VERSION) ] && [ "$$(v @anthropic-ai/claude-code)" = $(CLAUDE_CODE_VERSION) ] && \
+	[ "$$(v @modelcontextprotocol/server-everything)" = $(MCP_EVERYTHING_VERSION) ] && \
+	[ "$$(v @modelcontextprotocol/inspector)" = $(MCP_INSPECTOR_VERSION) ] || \
 	  npm install --prefix $(AGENT_CLIENTS) --no-audit --no-fund --save-exact \
-	    @openai/codex@$(CODEX_VERSION) @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION)
+	    @openai/codex@$(CODEX_VERSION) @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION) \
+	    @modelcontextprotocol/server-everything@$(MCP_EVERYTHING_VERSION) \
+	    @modelcontextprotocol/inspector@$(MCP_INSPECTOR_VERSION)
 	@# Claude Code's postinstall puts its native binary in place; an npm that held the script back gets it run here.
 	@$(AGENT_CLIENTS)/node_modules/.bin/claude --version >/dev/null 2>&1 || \
 	  (cd $(AGENT_CLIENTS)/node_modules/@anthropic-ai/claude-code && node install.cjs)

@@ -1,4 +1,6 @@
-"""The real agent CLIs, run against a gateway on this machine: npm's Codex and Claude Code.
+"""The real agent CLIs, run against a gateway on this machine: npm's Codex and Claude Code; and
+the MCP side's strangers: the reference MCP server (``@modelcontextprotocol/server-everything``,
+an upstream the gateway runs over stdio) and the MCP Inspector's CLI (a client of ``/mcp``).
 
 `make agent-clients` installs the pinned versions into .agent-clients/. Each helper runs its client
 non-interactively with a fresh environment (only PATH is inherited, so no real key or proxy leaks in),
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -24,6 +27,11 @@ CLAUDE_CODE_VERSION = "2.1.332"
 CODEX_BIN = CLIENTS_DIR / "node_modules" / ".bin" / "codex"  # a Node launcher of the package's native binary
 CLAUDE_BIN = CLIENTS_DIR / "node_modules" / ".bin" / "claude"  # the native binary itself
 CODEX_KEY_ENV = "SLUICE_API_KEY"  # the variable Codex's provider entry reads its key from (env_key)
+MCP_EVERYTHING_VERSION = "2026.8.31"
+MCP_INSPECTOR_VERSION = "2.12.0"
+# The package's one bin (mcp-server-everything); its first argument picks the transport.
+MCP_EVERYTHING_JS = CLIENTS_DIR / "node_modules" / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
+MCP_INSPECTOR_BIN = CLIENTS_DIR / "node_modules" / ".bin" / "mcp-inspector"
 
 
 def _version(package: str) -> str | None:
@@ -45,6 +53,36 @@ def installed() -> bool:
         and _version("@anthropic-ai/claude-code") == CLAUDE_CODE_VERSION
         and os.access(CLAUDE_BIN, os.X_OK)
     )
+
+
+def mcp_everything_installed() -> bool:
+    """The reference MCP server at its pinned version (`make agent-clients`)."""
+    return _version("@modelcontextprotocol/server-everything") == MCP_EVERYTHING_VERSION and MCP_EVERYTHING_JS.is_file()
+
+
+def mcp_everything_command() -> list[str]:
+    """The command that serves the reference MCP server over stdio (what an ``[[mcp_servers]]``
+    of transport "stdio" runs). Node by its full path: the gateway's stdio child gets only
+    MCP's default environment."""
+    node = shutil.which("node") or "node"
+    return [node, str(MCP_EVERYTHING_JS), "stdio"]
+
+
+def mcp_inspector_installed() -> bool:
+    """The MCP Inspector at its pinned version (`make agent-clients`)."""
+    return _version("@modelcontextprotocol/inspector") == MCP_INSPECTOR_VERSION and os.access(
+        MCP_INSPECTOR_BIN, os.X_OK
+    )
+
+
+def mcp_inspector_cli(url: str, api_key: str, home: Path, timeout_s: float, method: str = "tools/list",
+                      extra_args: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+    """``mcp-inspector --cli URL --transport http --method METHOD`` with the key as a bearer
+    header; its answer (the method's result as JSON) is on stdout. Its catalog file goes
+    under ``home`` (it writes ~/.mcp-inspector/mcp.json)."""
+    cmd = [str(MCP_INSPECTOR_BIN), "--cli", url, "--transport", "http",
+           "--header", f"Authorization: Bearer {api_key}", "--method", method, *extra_args]
+    return _run(cmd, _env(home, {}), home, timeout_s)
 
 
 def _env(home: Path, extra: dict[str, str]) -> dict[str, str]:
