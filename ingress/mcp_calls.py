@@ -400,7 +400,7 @@ class McpCalls:
         self, caller: Caller, call: McpCall, request_id: str, received_ns: int, exc: GatewayError
     ) -> CallFailed:
         """A call refused before it was published: recorded (a row like any call's) and raised."""
-        failure = Failure.from_error(request_id, exc)
+        failure = Failure.from_error(request_id, exc, key_id=caller.key.id, tenant_id=caller.key.tenant_id)
         model = tool_name(call.server, call.name) if call.server else call.name
         self.gw.record(request_id, received_ns, "mcp", model, False, failure, [], origin=caller.origin, tool=call)
         return CallFailed(failure)
@@ -420,6 +420,7 @@ class McpCalls:
             origin=caller.origin,
             deadline_ns=received_ns + int(timeout_s * 1e9),
         )
+        session.key_id, session.tenant_id = caller.key.id, caller.key.tenant_id
         try:
             await session.publish(caller.authorization, tool=call, traceparent=caller.traceparent)
             reply = await session.collect()

@@ -125,6 +125,10 @@ class BusSession:
         # The caller's W3C trace id (a valid traceparent), for rows made here.
         self.trace_id = ""
         self.parent_span_id = ""
+        # The caller, when the door authenticated it itself (an MCP call): a
+        # row made here carries them, as a stage's reply does.
+        self.key_id = ""
+        self.tenant_id = ""
 
     @property
     def id_header(self) -> list[tuple[bytes, bytes]]:
@@ -319,7 +323,7 @@ class BusSession:
         return reply
 
     def _ended_here(self, error: GatewayError, *, record: bool = False) -> Failure:
-        failure = Failure.from_error(self.id, error, self.expected_seq)
+        failure = Failure.from_error(self.id, error, self.expected_seq, key_id=self.key_id, tenant_id=self.tenant_id)
         if record:
             self._ours = failure
         return failure

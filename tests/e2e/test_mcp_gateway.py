@@ -311,6 +311,9 @@ def test_a_key_whose_mcp_tools_exclude_a_tool_gets_mcps_error_and_no_upstream_ca
     assert "demo-tools__echo" in refused.message
     time.sleep(0.5)
     assert mcp_stats(stack)["calls"] == before
+    # Refused at the door, it is still the key's row (its tenant's and key's error rates count it).
+    [row] = tool_rows(stack, "mcp-narrow", 1)
+    assert (row["tenant_id"], row["tool"], row["status"]) == ("mcp-e2e", "echo", 403), row
 
 
 @pytest.mark.timeout(90)
