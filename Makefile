@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint bench bench-responses bench-tools clean chromium agent-clients
+.PHONY: up test lint bench bench-responses bench-mcp bench-tools clean chromium agent-clients
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -71,6 +71,10 @@ bench: $(STAMP) bench-tools
 # /v1/responses against /v1/chat/completions, the same nginx (loadtest/responses_bench.py).
 bench-responses: $(STAMP) bench-tools
 	$(BIN)/python -m loadtest.responses_bench
+
+# MCP tool calls through /mcp against the mock's MCP server called directly, and memory per session (loadtest/mcp_bench.py).
+bench-mcp: $(STAMP) bench-tools
+	$(BIN)/python -m loadtest.mcp_bench
 
 clean:
 	rm -rf $(VENV) .sluice
