@@ -20,6 +20,7 @@ gateway answers under whatever host name it is deployed at.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from importlib.metadata import PackageNotFoundError, version
@@ -112,6 +113,9 @@ class McpEndpoint:
         self.manager = StreamableHTTPSessionManager(
             self.server,
             stateless=True,
+            # One JSON answer per POST: this server sends no notifications
+            # of its own, and an SSE answer costs ~0.7 ms more CPU a call.
+            json_response=True,
             security_settings=None,
             max_request_body_size=gw.settings.max_body_bytes,
         )
@@ -167,7 +171,7 @@ class McpEndpoint:
         except ClientDisconnected:
             return
         scope[CALLER] = caller
-        await self.manager.handle_request(scope, _replay(body, receive), _with_session(send, session_id))
+        await _until_done_or_gone(self.manager.handle_request, scope, body, receive, _with_session(send, session_id))
 
     # -- the SDK's handlers
 
@@ -211,16 +215,36 @@ class McpEndpoint:
             raise _raised(exc) from None
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """The body this door read, given to the SDK as if it came now; then the connection's own messages."""
-    pending = [{"type": "http.request", "body": body, "more_body": False}]
+async def _until_done_or_gone(handle: Any, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
+    """Let the SDK answer the request, with the body this door already
+    read; cancel it if the client leaves first. Answers are plain JSON
+    (``json_response``), so the SDK itself listens for no disconnect (its
+    SSE answers did, at ~0.7 ms of CPU a call): a call in flight is
+    cancelled here, and with it the request on the bus."""
+    gone = asyncio.Event()
+    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
 
     async def replayed() -> Message:
         if pending:
             return pending.pop()
-        return await receive()
+        await gone.wait()
+        return {"type": "http.disconnect"}
 
-    return replayed
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    answering = asyncio.ensure_future(handle(scope, replayed, send))
+    watching = asyncio.ensure_future(watch())
+    try:
+        await asyncio.wait((answering, watching), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watching.cancel()
+        if not answering.done():
+            gone.set()
+            answering.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await answering
 
 
 def _with_session(send: Send, session_id: str | None) -> Send:
