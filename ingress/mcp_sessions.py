@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import OrderedDict
 
 import msgspec
 import nats.errors
@@ -32,6 +33,13 @@ SESSION_ID = re.compile(r"[0-9A-Z]{26}")
 # A session is written again when used after this share of the bucket's TTL,
 # so one in use does not age out: at most a few writes per TTL per session.
 REFRESH_SHARE = 8
+# A session read from the bucket is taken as it was for this long, so a
+# busy session costs one read per interval, not one per request (the read
+# was a tenth of the ingress's CPU per tool call). A session ended through
+# another ingress process stays usable here for at most this long.
+CONFIRMED_S = 5.0
+# At most this many sessions remembered (the most recently used).
+CONFIRMED_MAX = 4096
 
 
 class McpSession(msgspec.Struct, omit_defaults=True):
@@ -70,6 +78,8 @@ class McpSessions:
         self._js = js
         self._kv: KeyValue | None = None
         self._refresh_ms = int(ttl_s * 1000 / REFRESH_SHARE) if ttl_s > 0 else 0
+        # session id -> (its record, revision, when read: monotonic s)
+        self._confirmed: OrderedDict[str, tuple[McpSession, int, float]] = OrderedDict()
 
     async def _bucket(self) -> KeyValue:
         # Looked up at first use: the bootstrap makes the bucket, and a
@@ -95,7 +105,7 @@ class McpSessions:
 
     async def check(self, session_id: str, key: ApiKey, secret_sha256: str) -> McpSession:
         """The session, if it is this caller's; else SessionNotFound."""
-        record, revision = await self._read(session_id)
+        record, revision = await self._recent(session_id)
         if record is None or record.key_id != key.id or record.secret_sha256 != secret_sha256:
             raise _not_found(session_id)
         now_ms = time.time_ns() // 1_000_000
@@ -103,7 +113,8 @@ class McpSessions:
             record.touched_ms = now_ms
             kv = await self._bucket()
             try:
-                await kv.update(session_id, _encode(record), last=revision)
+                revision = await kv.update(session_id, _encode(record), last=revision)
+                self._remember(session_id, record, revision)
             except KeyWrongLastSequenceError:
                 pass  # another request of the session refreshed it, or it was ended
             except nats.errors.Error as exc:
@@ -113,11 +124,31 @@ class McpSessions:
     async def end(self, session_id: str, key: ApiKey, secret_sha256: str) -> None:
         """End the caller's session (``DELETE /mcp``); SessionNotFound if it has none by that id."""
         await self.check(session_id, key, secret_sha256)
+        self._confirmed.pop(session_id, None)
         kv = await self._bucket()
         try:
             await kv.purge(session_id)
         except nats.errors.Error as exc:
             raise InternalError(f"The MCP session could not be ended ({exc}).", status=503) from exc
+
+    async def _recent(self, session_id: str) -> tuple[McpSession | None, int]:
+        now = time.monotonic()
+        kept = self._confirmed.get(session_id)
+        if kept is not None and now - kept[2] < CONFIRMED_S:
+            self._confirmed.move_to_end(session_id)
+            return kept[0], kept[1]
+        record, revision = await self._read(session_id)
+        if record is not None:
+            self._remember(session_id, record, revision, now)
+        else:
+            self._confirmed.pop(session_id, None)
+        return record, revision
+
+    def _remember(self, session_id: str, record: McpSession, revision: int, at: float | None = None) -> None:
+        self._confirmed[session_id] = (record, revision, time.monotonic() if at is None else at)
+        self._confirmed.move_to_end(session_id)
+        while len(self._confirmed) > CONFIRMED_MAX:
+            self._confirmed.popitem(last=False)
 
     async def _read(self, session_id: str) -> tuple[McpSession | None, int]:
         if SESSION_ID.fullmatch(session_id) is None:

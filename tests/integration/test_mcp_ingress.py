@@ -282,7 +282,7 @@ def test_a_server_that_needs_approval_is_refused_until_the_tenants_subscription_
     assert gated_calls() == 1
 
 
-def test_delete_ends_a_session_for_every_replica(stack: Stack) -> None:
+def test_delete_ends_a_session(stack: Stack) -> None:
     session_id = post(stack, INIT).headers["mcp-session-id"]
     ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
     assert post(stack, ping, **{"mcp-session-id": session_id}).status_code == 200
