@@ -22,7 +22,7 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from schemas.control import Period, PrivacyRules, Role, SubscriptionState
-from schemas.mcp import CatalogPrompt, CatalogResource, McpTransport, ToolAnnotations
+from schemas.mcp import CatalogPrompt, CatalogResource, McpSafety, McpTransport, ToolAnnotations
 from schemas.prompts import ApiState, ChainStep, PromptMessage, PromptParams, Variable
 
 # The largest call-log cap a tenant may set: a call log travels in an event
@@ -109,8 +109,8 @@ class TenantCreate(Strict):
     privacy: PrivacyRules | None = None
     # MCP tools its keys may list and call ("<server>__<tool>" patterns; none by default).
     mcp_tools: ToolPatterns = []
-    # Only tools their server marks readOnlyHint.
-    mcp_read_only: bool = False
+    # "any", "non_destructive" (read-only or destructiveHint false) or "read_only" (readOnlyHint).
+    mcp_safety: McpSafety = "any"
 
 
 class TenantUpdate(Strict):
@@ -125,7 +125,7 @@ class TenantUpdate(Strict):
     # The whole set of rules, replacing the last (its version goes up by one); null removes them.
     privacy: PrivacyRules | UnsetType | None = UNSET
     mcp_tools: ToolPatterns | UnsetType = UNSET
-    mcp_read_only: bool | UnsetType = UNSET
+    mcp_safety: McpSafety | UnsetType = UNSET
 
 
 class TenantOut(msgspec.Struct):
@@ -140,7 +140,7 @@ class TenantOut(msgspec.Struct):
     call_log_max_bytes: int = 0
     privacy: PrivacyRules | None = None
     mcp_tools: list[str] = []
-    mcp_read_only: bool = False
+    mcp_safety: McpSafety = "any"
 
 
 # --- keys ----------------------------------------------------------------------

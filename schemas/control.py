@@ -13,6 +13,7 @@ from typing import Literal
 import msgspec
 
 from schemas.envelope import Deployment
+from schemas.mcp import McpSafety
 
 Owner = Literal["config", "api"]
 Role = Literal["caller", "tenant_admin", "gateway_admin"]
@@ -154,8 +155,8 @@ class Tenant(msgspec.Struct, omit_defaults=True):
     # list and call; none by default, so a tool a server adds later is not
     # offered until a pattern names it.
     mcp_tools: list[str] = []
-    # Only tools their server marks ``readOnlyHint: true``.
-    mcp_read_only: bool = False
+    # Which of those by their annotations (``schemas.mcp.McpSafety``).
+    mcp_safety: McpSafety = "any"
 
 
 class Subscription(msgspec.Struct, omit_defaults=True):

@@ -18,6 +18,11 @@ Owner = Literal["config", "api"]
 # How the gateway reaches a server: MCP's Streamable HTTP, or a command the
 # provider stage starts and keeps running (stdio).
 McpTransport = Literal["http", "stdio"]
+# Which tools a tenant may use by what their server says of them (MCP's
+# annotations): any; "non_destructive", tools marked read-only or
+# ``destructiveHint: false`` (MCP reads a tool without hints as
+# destructive); "read_only", tools marked ``readOnlyHint: true``.
+McpSafety = Literal["any", "non_destructive", "read_only"]
 # What a request on the bus asks of a server. Listing is not one: callers
 # list from the catalog (``sluice_mcp_catalog``), which the provider stage keeps.
 McpMethod = Literal["tools/call", "prompts/get", "resources/read"]

@@ -27,7 +27,7 @@ from schemas.control import (
 )
 from schemas.envelope import Deployment
 from schemas.errors import InvalidRequest
-from schemas.mcp import McpServer
+from schemas.mcp import McpSafety, McpServer
 from schemas.prompts import ChainStep, PromptApi, PromptMessage, PromptParams, PromptVersion, Variable
 from services import call_logs, mcp_config, pricing, privacy, prompts
 from services.breaker import BreakerConfig
@@ -109,7 +109,8 @@ class TenantConfig(msgspec.Struct, forbid_unknown_fields=True):
     privacy: PrivacyRules | None = None
     # MCP tools its keys may list and call: fnmatch patterns of "<server>__<tool>" (none by default).
     mcp_tools: list[str] = []
-    mcp_read_only: bool = False
+    # "any", "non_destructive" or "read_only": by the tools' annotations.
+    mcp_safety: McpSafety = "any"
 
 
 class KeyConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -357,7 +358,7 @@ def control_records(config: Config, extra_keys: dict[str, ApiKey] | None = None)
             call_log_max_bytes=t.call_log_max_bytes,
             privacy=t.privacy,
             mcp_tools=t.mcp_tools,
-            mcp_read_only=t.mcp_read_only,
+            mcp_safety=t.mcp_safety,
         )
         if problem := mcp_config.patterns_problem(t.mcp_tools):
             raise ConfigError(f"tenant {t.id!r}: {problem}")

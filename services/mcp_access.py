@@ -4,8 +4,9 @@ caller who would be refused it, nor callable by one it is hidden from.
 
 Deny by default: a tenant's keys use the tools its ``mcp_tools`` patterns
 name, narrowed by the key's own; a tool a server adds later is not offered
-until a pattern names it. A tenant may require read-only tools
-(``mcp_read_only``): only tools whose server says ``readOnlyHint: true``.
+until a pattern names it. A tenant may also take only the tools whose
+server says they change nothing (``mcp_safety``): "read_only" ones, or
+"non_destructive" ones (read-only, or ``destructiveHint: false``).
 """
 
 from __future__ import annotations
@@ -36,10 +37,21 @@ def is_read_only(tool: CatalogTool) -> bool:
     return tool.annotations is not None and tool.annotations.readOnlyHint is True
 
 
+def is_destructive(tool: CatalogTool) -> bool:
+    """As MCP reads the hints: a tool that is not read-only is destructive
+    unless its server says ``destructiveHint: false``."""
+    return not is_read_only(tool) and (tool.annotations is None or tool.annotations.destructiveHint is not False)
+
+
+def safe_enough(tenant: Tenant | None, tool: CatalogTool) -> bool:
+    safety = tenant.mcp_safety if tenant is not None else "any"
+    if safety == "read_only":
+        return is_read_only(tool)
+    return safety != "non_destructive" or not is_destructive(tool)
+
+
 def may_use(tenant: Tenant | None, key: ApiKey, server: str, tool: CatalogTool) -> bool:
-    if not named(tenant, key, tool_name(server, tool.name)):
-        return False
-    return not (tenant is not None and tenant.mcp_read_only and not is_read_only(tool))
+    return named(tenant, key, tool_name(server, tool.name)) and safe_enough(tenant, tool)
 
 
 def visible_tools(
@@ -76,10 +88,16 @@ def check_tool(
         raise RecordNotFound(f"Tool {name!r} does not exist or is not available now.", code="tool_not_found")
     if not named(tenant, key, name):
         raise PermissionDenied(f"Key {key.id!r} may not call tool {name!r}.", code="tool_not_allowed")
-    if tenant is not None and tenant.mcp_read_only and not is_read_only(found):
+    if tenant is not None and not safe_enough(tenant, found):
+        if tenant.mcp_safety == "read_only":
+            raise PermissionDenied(
+                f"Tenant {tenant.id!r} may call read-only tools only; {name!r} is not marked readOnlyHint.",
+                code="tool_not_read_only",
+            )
         raise PermissionDenied(
-            f"Tenant {tenant.id!r} may call read-only tools only; {name!r} is not marked readOnlyHint.",
-            code="tool_not_read_only",
+            f"Tenant {tenant.id!r} may call non-destructive tools only; {name!r} is neither marked readOnlyHint "
+            "nor destructiveHint false.",
+            code="tool_destructive",
         )
     return found
 

@@ -43,7 +43,7 @@ class Tenants(Controller):
             call_log_max_bytes=data.call_log_max_bytes,
             privacy=_checked(data.privacy),
             mcp_tools=data.mcp_tools,
-            mcp_read_only=data.mcp_read_only,
+            mcp_safety=data.mcp_safety,
             created_at_ms=now_ms(),
             owner="api",
         )
@@ -82,8 +82,8 @@ class Tenants(Controller):
             changes["call_log_max_bytes"] = data.call_log_max_bytes
         if data.mcp_tools is not UNSET:
             changes["mcp_tools"] = data.mcp_tools
-        if data.mcp_read_only is not UNSET:
-            changes["mcp_read_only"] = data.mcp_read_only
+        if data.mcp_safety is not UNSET:
+            changes["mcp_safety"] = data.mcp_safety
         if data.privacy is not UNSET:
             rules = _checked(data.privacy)
             if rules is not None:  # versions only go up, so a detection names the rules it was made under

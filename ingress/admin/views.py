@@ -53,7 +53,7 @@ def tenant_out(t: Tenant) -> TenantOut:
         call_log_max_bytes=t.call_log_max_bytes,
         privacy=t.privacy,
         mcp_tools=t.mcp_tools,
-        mcp_read_only=t.mcp_read_only,
+        mcp_safety=t.mcp_safety,
     )
 
 

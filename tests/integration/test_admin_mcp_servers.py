@@ -209,10 +209,11 @@ def test_a_server_not_listed_yet_says_so(stack: Stack) -> None:
 
 def test_tenants_and_keys_get_their_mcp_tools_over_the_api(stack: Stack) -> None:
     tenant = unique("mcp-t")
-    made = admin(stack, "POST", "/tenants", json={"id": tenant, "mcp_tools": ["demo-tools__*"], "mcp_read_only": True})
-    assert (made.json()["mcp_tools"], made.json()["mcp_read_only"]) == (["demo-tools__*"], True)
-    changed = admin(stack, "PATCH", f"/tenants/{tenant}", json={"mcp_read_only": False}).json()
-    assert (changed["mcp_tools"], changed["mcp_read_only"]) == (["demo-tools__*"], False)
+    body = {"id": tenant, "mcp_tools": ["demo-tools__*"], "mcp_safety": "read_only"}
+    made = admin(stack, "POST", "/tenants", json=body)
+    assert (made.json()["mcp_tools"], made.json()["mcp_safety"]) == (["demo-tools__*"], "read_only")
+    changed = admin(stack, "PATCH", f"/tenants/{tenant}", json={"mcp_safety": "non_destructive"}).json()
+    assert (changed["mcp_tools"], changed["mcp_safety"]) == (["demo-tools__*"], "non_destructive")
     key = admin(stack, "POST", "/keys", json={"tenant": tenant, "mcp_tools": ["demo-tools__echo"]}).json()
     assert key["mcp_tools"] == ["demo-tools__echo"]
     widened = admin(stack, "PATCH", f"/keys/{key['id']}", json={"mcp_tools": None}).json()

@@ -17,7 +17,7 @@ mcp_session_ttl_s = 600
 [[tenants]]
 id = "demo"
 mcp_tools = ["demo-tools__*", "files__read_*"]
-mcp_read_only = true
+mcp_safety = "read_only"
 
 [[keys]]
 id = "narrow"
@@ -84,9 +84,9 @@ def test_servers_tenants_and_keys_become_records(tmp_path: Path) -> None:
         "/srv",
         {"LOG_LEVEL": "debug"},
     )
-    assert (records.tenants["demo"].mcp_tools, records.tenants["demo"].mcp_read_only) == (
+    assert (records.tenants["demo"].mcp_tools, records.tenants["demo"].mcp_safety) == (
         ["demo-tools__*", "files__read_*"],
-        True,
+        "read_only",
     )
     assert records.keys["narrow"].mcp_tools == ["demo-tools__echo"]
     assert records.keys["wide"].mcp_tools is None  # all of its tenant's
@@ -96,7 +96,7 @@ def test_servers_tenants_and_keys_become_records(tmp_path: Path) -> None:
 def test_nothing_configured_is_no_tools(tmp_path: Path) -> None:
     records = records_of(tmp_path, '[[tenants]]\nid = "t"\n')
     assert records.mcp_servers == {}
-    assert records.tenants["t"].mcp_tools == [] and not records.tenants["t"].mcp_read_only  # deny by default
+    assert records.tenants["t"].mcp_tools == [] and records.tenants["t"].mcp_safety == "any"  # deny by default
     assert records.mcp_session_ttl_s == 24 * 3600
 
 

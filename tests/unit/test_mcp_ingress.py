@@ -148,7 +148,7 @@ def test_deny_by_default_a_keys_own_patterns_narrow_and_read_only_tenants_see_re
     assert names(setup(Tenant(id="acme"))[1].list_tools(setup(Tenant(id="acme"))[2])) == ["prompt__summarize"]
     _, calls, caller, _ = setup(ALL, key_patterns=["demo-tools__echo"])
     assert names(calls.list_tools(caller)) == ["demo-tools__echo", "prompt__summarize"]
-    _, calls, caller, _ = setup(Tenant(id="acme", mcp_tools=["demo-tools__*"], mcp_read_only=True))
+    _, calls, caller, _ = setup(Tenant(id="acme", mcp_tools=["demo-tools__*"], mcp_safety="read_only"))
     assert names(calls.list_tools(caller)) == ["demo-tools__lookup", "prompt__summarize"]
 
 

@@ -141,7 +141,7 @@ def test_an_allowed_tool_resolves_its_server() -> None:
         ),
         (
             call(),
-            Tenant(id="t1", mcp_tools=["demo__*"], mcp_read_only=True),
+            Tenant(id="t1", mcp_tools=["demo__*"], mcp_safety="read_only"),
             KEY,
             PermissionDenied,
             "tool_not_read_only",
@@ -165,7 +165,7 @@ def test_a_call_the_caller_may_not_make_is_refused(
 
 
 def test_read_only_tenants_may_call_read_only_tools_and_read_prompts() -> None:
-    tenant = Tenant(id="t1", mcp_tools=["demo__*"], mcp_read_only=True)
+    tenant = Tenant(id="t1", mcp_tools=["demo__*"], mcp_safety="read_only")
     assert access(call("lookup"), tenant).name == "demo"
     assert access(call("greeting", method="prompts/get"), tenant).name == "demo"
 
