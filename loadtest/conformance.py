@@ -14,7 +14,11 @@ draws requests that break the schema: they must get a 4xx, never a 5xx.
 A Responses request is drawn as OpenAI's schema allows it, which says less
 than OpenAI's API does: ``prepare`` gives one without ``input`` (or with an
 empty one) an input, and a function tool without a name a name (OpenAI
-answers 400 to both, as Sluice does), and takes out ``conversation`` (the
+answers 400 to both, as Sluice does), takes out a ``function_call_output``
+whose ``call_id`` no ``function_call`` of the input made and an
+``input_image`` with neither ``image_url`` nor ``file_id`` (400 from OpenAI
+and from Sluice: "No tool call found for function call output ..."), and
+takes out ``conversation`` (the
 Conversations API, which Sluice does not serve), ``previous_response_id`` and
 item references (a drawn id is no response's or item's: 404, as OpenAI
 answers; such ids are drawn by the operations on ``/responses/{response_id}``,
@@ -130,6 +134,35 @@ def _item_reference(item: Any) -> bool:
     )
 
 
+def _answerable(items: list[Any]) -> list[Any]:
+    """Input items less what OpenAI refuses though its schema allows it: a
+    tool's output with no call of it before, an image with no source."""
+    calls: set[Any] = set()
+    out = []
+    for item in items:
+        if not isinstance(item, dict):
+            out.append(item)
+            continue
+        if item.get("type") == "function_call":
+            calls.add(item.get("call_id"))
+        elif item.get("type") == "function_call_output" and item.get("call_id") not in calls:
+            continue
+        for field in ("content", "output"):  # a message's parts, or a tool output's
+            if isinstance(item.get(field), list):
+                item[field] = [part for part in item[field] if not _sourceless_image(part)]
+        out.append(item)
+    return out
+
+
+def _sourceless_image(part: Any) -> bool:
+    return (
+        isinstance(part, dict)
+        and part.get("type") == "input_image"
+        and not part.get("image_url")
+        and not part.get("file_id")
+    )
+
+
 def prepare(path: str, body: Any, model: str | None, pick: random.Random) -> Any:
     """A drawn body as it is sent: ``model`` one of Sluice's; a Responses
     request with an input, and without what names objects Sluice does not
@@ -145,7 +178,7 @@ def prepare(path: str, body: Any, model: str | None, pick: random.Random) -> Any
         body.pop("conversation", None)
         body.pop("previous_response_id", None)
         if isinstance(body.get("input"), list):
-            body["input"] = [item for item in body["input"] if not _item_reference(item)]
+            body["input"] = _answerable([item for item in body["input"] if not _item_reference(item)])
         if body.get("input") in (None, []):
             body["input"] = DEFAULT_INPUT
         tools = body.get("tools")
