@@ -77,7 +77,10 @@ def assert_rows_match_what_the_upstream_answered(stack: Stack, report: Report) -
             break
         assert time.monotonic() < deadline, f"mock answered {report.mock_answered}, rows {counts}"
         time.sleep(0.5)
-    assert set(counts) <= {(200, ""), (502, "worker_died")}, counts
+    if not set(counts) <= {(200, ""), (502, "worker_died")}:
+        failed = [(o.result, o.request_id) for o in report.outcomes if o.result != 200]
+        rows = [stack.query("request", request_id=rid)["rows"] for _, rid in failed if rid]
+        raise AssertionError(f"rows {counts}; the failed requests {failed}: {rows}")
 
 
 def assert_killed_and_recovered(stack: Stack, name: str) -> None:
