@@ -64,10 +64,6 @@ CLOSE_WAIT_S = 3.0
 # standalone stream of server notifications is quiet for hours), a call's
 # own timeout bounds its answer.
 HTTP_TIMEOUT = httpx2.Timeout(30.0, read=None)
-# Each call in flight is a POST of its own on one session: keep as many
-# connections alive as calls run at once (httpx keeps 20 by default, so a
-# busier instance reconnected, resolving its host in a thread, per call).
-HTTP_LIMITS = httpx2.Limits(max_connections=512, max_keepalive_connections=512, keepalive_expiry=30.0)
 LIST_CHANGED = frozenset(
     {
         "notifications/tools/list_changed",
@@ -307,7 +303,6 @@ class Link:
         client = httpx2.AsyncClient(
             headers=credential_headers(server),
             timeout=HTTP_TIMEOUT,
-            limits=HTTP_LIMITS,
             event_hooks={"response": [self._saw]},
         )
         await stack.enter_async_context(client)
