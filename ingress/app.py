@@ -6,12 +6,14 @@ halves requests per second for a 1 KB JSON POST (DESIGN.md §6).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from litestar import Litestar
 
-from ingress import endpoint, mcp_endpoint, models, prompt_endpoint, responses_by_id, ws_relay
+from ingress import endpoint, models, prompt_endpoint, responses_by_id, ws_relay
 from ingress.admin import app as admin_app
 from ingress.api_bus import ApiBus
 from ingress.dashboard import app as dashboard_app
@@ -19,7 +21,6 @@ from ingress.gateway import Gateway
 from ingress.http import Message, Receive, Scope, Send, header, send_bytes, send_gateway_error, send_json
 from ingress.jobs import JobRunner
 from ingress.mcp_bus import McpBus
-from ingress.mcp_endpoint import McpEndpoint
 from ingress.prompt_bus import PromptBus
 from schemas.errors import GatewayBusy, GatewayError, InternalError, InvalidRequest
 from schemas.ids import new_id
@@ -29,7 +30,21 @@ from services.apis.table import APIS, BY_PATH
 from services.bus import metrics, process
 from services.config import GatewaySettings
 
+if TYPE_CHECKING:
+    from ingress.mcp_calls import McpCalls
+    from ingress.mcp_endpoint import McpEndpoint
+
 log = logging.getLogger("sluice.ingress")
+
+
+# /mcp and /mcp/<tenant> (``ingress.mcp_endpoint.PATH``), told apart here
+# without importing that module: it imports the mcp SDK, which the ingress
+# loads only with the first MCP request (see ``IngressApp._mcp_endpoint``).
+MCP_PATH = "/mcp"
+
+
+def _is_mcp(path: str) -> bool:
+    return path == MCP_PATH or path.startswith(MCP_PATH + "/")
 
 
 # Paths served on GET only: another method gets a 405, not a 404.
@@ -71,8 +86,13 @@ class IngressApp:
         self.prompt_bus: PromptBus | None = None
         self.api_bus: ApiBus | None = None
         self.jobs: JobRunner | None = None
+        # MCP's doors: /mcp's endpoint is made with its first request; the
+        # bus door listens from the start and makes its part with its first
+        # message. Both share one McpCalls (``_mcp_calls``).
         self.mcp: McpEndpoint | None = None
         self.mcp_bus: McpBus | None = None
+        self._calls: McpCalls | None = None
+        self._mcp_starting = asyncio.Lock()
         # Model and prompt-API requests this process holds now (see ``max_in_flight``).
         self.in_flight = 0
         # Set on SIGTERM: every answer closes its connection (see ``python -m ingress``).
@@ -110,7 +130,7 @@ class IngressApp:
             await send(message)
 
         try:
-            if mcp_endpoint.matches(path):
+            if _is_mcp(path):
                 return await self._mcp(scope, receive, tracked_send)
             slug = prompt_endpoint.slug_of(path)
             if method == "POST" and (api is not None or slug is not None):
@@ -162,17 +182,44 @@ class IngressApp:
     async def _mcp(self, scope: Scope, receive: Receive, send: Send) -> None:
         """MCP's messages come by POST: each holds a slot of ``max_in_flight``
         as a model request does (a tool call may wait on its upstream as long)."""
-        assert self.mcp is not None
+        mcp = self.mcp if self.mcp is not None else await self._mcp_endpoint()
         if scope["method"] != "POST":
-            return await self.mcp.serve(scope, receive, send)
+            return await mcp.serve(scope, receive, send)
         if self.in_flight >= self.settings.max_in_flight:
+            from ingress.mcp_endpoint import refuse  # loaded with the endpoint above
+
             busy = GatewayBusy("This gateway process holds as many requests as it may; retry shortly.", retry_after_s=1)
-            return await mcp_endpoint.refuse(send, busy)
+            return await refuse(send, busy)
         self.in_flight += 1
         try:
-            await self.mcp.serve(scope, receive, send)
+            await mcp.serve(scope, receive, send)
         finally:
             self.in_flight -= 1
+
+    async def _mcp_endpoint(self) -> McpEndpoint:
+        """/mcp's endpoint, made and started by the first request. The SDK
+        is imported here, not at the top: ~50 MB of the process's memory an
+        ingress nobody asks for MCP should not hold. The lock keeps two
+        first requests from making two (each would run a session manager)."""
+        async with self._mcp_starting:
+            if self.mcp is None:
+                from ingress.mcp_endpoint import McpEndpoint
+
+                assert self.gw is not None, "lifespan not run"
+                endpoint = McpEndpoint(self.gw, self._mcp_calls())
+                await endpoint.start()
+                self.mcp = endpoint
+            return self.mcp
+
+    def _mcp_calls(self) -> McpCalls:
+        """What both MCP doors answer with, made by the first of them used
+        (imported here for the reason ``_mcp_endpoint`` gives)."""
+        if self._calls is None:
+            from ingress.mcp_calls import McpCalls
+
+            assert self.gw is not None, "lifespan not run"
+            self._calls = McpCalls(self.gw)
+        return self._calls
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert self.gw is not None, "lifespan not run"
@@ -202,9 +249,7 @@ class IngressApp:
                     self.jobs = JobRunner(self.gw)
                     await self.jobs.start()
                     self.gw.queue_job = self.jobs.intake.queue
-                    self.mcp = McpEndpoint(self.gw)
-                    await self.mcp.start()
-                    self.mcp_bus = McpBus(self.gw, self.mcp.calls)
+                    self.mcp_bus = McpBus(self.gw, self._mcp_calls)
                     await self.mcp_bus.start()
                     self.admin = admin_app.build(self.gw, self.gw.store)
                     self.dashboard = dashboard_app.build(self.gw, self.gw.store)
@@ -222,8 +267,9 @@ class IngressApp:
                     await self.api_bus.stop()
                 if self.mcp_bus is not None:
                     await self.mcp_bus.stop()
-                if self.mcp is not None:
-                    await self.mcp.stop()
+                async with self._mcp_starting:  # not while a first request is starting it
+                    if self.mcp is not None:
+                        await self.mcp.stop()
                 if self.gw is not None:
                     await self.gw.stop()
                 await send({"type": "lifespan.shutdown.complete"})

@@ -16,6 +16,10 @@ per session would be memory per session.
 The SDK's DNS-rebinding checks (Host, Origin) are off: every request
 carries a key, which a page a browser was lured to does not have, and the
 gateway answers under whatever host name it is deployed at.
+
+This module imports the SDK (~50 MB of a process's memory with pydantic,
+starlette and httpx2): ``ingress.app`` imports it, and makes and starts the
+endpoint, with the first request to ``/mcp``.
 """
 
 from __future__ import annotations
@@ -95,9 +99,11 @@ def _raised(exc: GatewayError | CallFailed) -> MCPError:
 
 
 class McpEndpoint:
-    def __init__(self, gw: Gateway) -> None:
+    """``calls``: the ``McpCalls`` shared with the bus door, if it made them first."""
+
+    def __init__(self, gw: Gateway, calls: McpCalls | None = None) -> None:
         self.gw = gw
-        self.calls = McpCalls(gw)
+        self.calls = calls if calls is not None else McpCalls(gw)
         self.sessions = McpSessions(gw.nc.jetstream(), gw.settings.mcp_session_ttl_s)
         self.server: Server[Any] = Server(
             "sluice",
@@ -119,14 +125,36 @@ class McpEndpoint:
             security_settings=None,
             max_request_body_size=gw.settings.max_body_bytes,
         )
-        self._running = contextlib.AsyncExitStack()
+        self._runner: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     async def start(self) -> None:
-        """Run the SDK's session manager (its task group serves each request's server)."""
-        await self._running.enter_async_context(self.manager.run())
+        """Run the SDK's session manager (its task group serves each
+        request's server) in a task of its own: an anyio task group is left
+        by the task that entered it, and the ingress starts the endpoint
+        from the first request's task, which ends long before the shutdown."""
+        running: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._runner = asyncio.create_task(self._run(running), name="mcp-session-manager")
+        await running
+
+    async def _run(self, running: asyncio.Future[None]) -> None:
+        try:
+            async with self.manager.run():
+                running.set_result(None)
+                await self._stopping.wait()
+        except Exception as exc:
+            if not running.done():
+                running.set_exception(exc)
+            raise
+        finally:
+            if not running.done():  # cancelled before it ran
+                running.cancel()
 
     async def stop(self) -> None:
-        await self._running.aclose()
+        if self._runner is None:
+            return
+        self._stopping.set()
+        await asyncio.gather(self._runner, return_exceptions=True)
 
     # -- the door
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
 
 import msgspec
 from nats.aio.client import Client
@@ -24,7 +25,7 @@ from schemas import bus, subjects
 from schemas.cached_answer import CacheStore
 from schemas.chat import Message
 from schemas.envelope import Deployment, Envelope
-from schemas.errors import ClientClosed, InternalError
+from schemas.errors import ClientClosed, InternalError, RecordNotFound
 from schemas.events import AlertEvent, AttemptEvent, Detection
 from schemas.health import TryOutcome
 from schemas.ids import new_id
@@ -37,13 +38,18 @@ from services.bus.kv import KvMirror, kv_key
 from services.config import settings_from_env
 from services.fence import Fences
 from services.providers.attempts import Try, WalkFailed, retryable
-from services.providers.call import CallOutcome
+from services.providers.call import CallFailed, CallOutcome, CallProgress
 from services.providers.http import Upstream, make_upstream_http
-from services.providers.mcp import REFRESH_S, CatalogKeeper, McpCaller, McpPool
 from services.providers.request_call import RequestCall
 from services.recent import RecentSet
 from services.reply_log import ReplyLog
 from workers import runner
+
+if TYPE_CHECKING:
+    from schemas.mcp import McpCall
+    from services.providers.mcp.call import McpCaller
+    from services.providers.mcp.keeper import CatalogKeeper
+    from services.providers.mcp.pool import McpPool
 
 # Request ids are remembered this long (and at most this many): a cancel that
 # arrives before its request (the client left while the request was still in
@@ -61,27 +67,62 @@ _decode_fence = msgspec.msgpack.Decoder(Fence).decode
 class McpSide:
     """The provider's MCP side: the servers' and catalogs' buckets mirrored,
     a session pool with the servers, the keeper of their catalogs, and the
-    caller an MCP request's tries go through."""
+    caller an MCP request's tries go through.
 
-    def __init__(self, refresh_s: float = REFRESH_S) -> None:
-        self.pool = McpPool()
+    The pool, keeper and caller are made when the servers' mirror first
+    holds a server (``_load``): they import the ``mcp`` SDK (with pydantic
+    and httpx2, ~50 MB of the process's memory), which a gateway with no
+    MCP server should not pay for in every pipeline process. The mirrors are
+    msgspec only, and start at once."""
+
+    def __init__(self, refresh_s: float | None = None) -> None:
+        self.refresh_s = refresh_s
+        self.pool: McpPool | None = None
+        self.keeper: CatalogKeeper | None = None
+        self.caller: McpCaller | None = None
         self.servers: KvMirror[McpServer] = KvMirror(subjects.KV_MCP_SERVERS, decode_server, self._server_changed)
         self.catalogs: KvMirror[ServerCatalog] = KvMirror(subjects.KV_MCP_CATALOG, decode_catalog)
-        self.keeper = CatalogKeeper(
-            self.pool, self.servers.items, self.catalogs.items, self._write, self._delete, refresh_s
-        )
-        self.caller = McpCaller(self.pool, self.servers.items)
         self._kv: KeyValue | None = None
+        self._started = False
 
     async def start(self, js: JetStreamContext) -> None:
         bucket = subjects.KV_MCP_CATALOG
         self._kv = await process.jetstream_ready(lambda: js.key_value(bucket), f"bucket {bucket}")
         await self.catalogs.start(js)
         await self.servers.start(js)
-        self.keeper.start()
+        self._started = True
+        if self.keeper is not None:
+            self.keeper.start()
 
     def _server_changed(self, name: str, old: McpServer | None, new: McpServer | None) -> None:
-        self.keeper.server_changed(name, old, new)
+        if self.keeper is not None:
+            self.keeper.server_changed(name, old, new)
+        elif new is not None:
+            self._load()
+
+    def _load(self) -> None:
+        """The pool, keeper and caller, with the SDK they import (here, not
+        at the module's top: see the class's doc). The keeper starts with the
+        servers the mirror holds, the one just registered included."""
+        from services.providers.mcp.call import McpCaller
+        from services.providers.mcp.keeper import REFRESH_S, CatalogKeeper
+        from services.providers.mcp.pool import McpPool
+
+        self.pool = McpPool()
+        refresh_s = self.refresh_s if self.refresh_s is not None else REFRESH_S
+        self.keeper = CatalogKeeper(
+            self.pool, self.servers.items, self.catalogs.items, self._write, self._delete, refresh_s
+        )
+        self.caller = McpCaller(self.pool, self.servers.items)
+        if self._started:  # else ``start`` starts it once both mirrors are current
+            self.keeper.start()
+
+    async def call(self, dep: Deployment, call: McpCall, progress: CallProgress) -> CallOutcome:
+        """One try of an MCP request (``RequestCall``'s ``mcp``)."""
+        if self.caller is None:  # no server was ever registered here: none to call
+            error = RecordNotFound(f"MCP server {call.server!r} is not registered.", code="tool_not_found")
+            raise CallFailed(error, time.time_ns(), 0)
+        return await self.caller.call(dep, call, progress)
 
     async def _write(self, catalog: ServerCatalog) -> None:
         assert self._kv is not None
@@ -94,10 +135,12 @@ class McpSide:
         self.catalogs.apply(name, None)
 
     async def stop(self) -> None:
-        await self.keeper.stop()
+        if self.keeper is not None:
+            await self.keeper.stop()
         await self.servers.stop()
         await self.catalogs.stop()
-        await self.pool.aclose()
+        if self.pool is not None:
+            await self.pool.aclose()
 
 
 class ProviderStage:
@@ -237,7 +280,7 @@ class ProviderStage:
             send=lambda chunk: ctx.send(env, bus.encode(chunk)),
             tried=lambda t, says_health: self._tried(ctx, env, t, says_health=says_health),
             in_flight=self.calls,
-            mcp=self.mcp.caller,
+            mcp=self.mcp,
         )
         self.inflight[env.id] = asyncio.current_task()  # type: ignore[assignment]
         if env.progress:

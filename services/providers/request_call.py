@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import msgspec
 
@@ -40,6 +41,7 @@ from schemas.chat import Cost, Delta, Message, Usage
 from schemas.envelope import Deployment, Envelope
 from schemas.errors import ClientClosed, InternalError, StageStopping, UpstreamTimeout
 from schemas.events import Detection
+from schemas.mcp import McpCall
 from schemas.replies import Chunk, Failure, Final, Timing
 from services import answer_cache, call_logs, detectors, mcp_privacy
 from services import usage as usage_svc
@@ -55,7 +57,16 @@ from services.providers.call import (
     call_embeddings,
 )
 from services.providers.http import Upstream
-from services.providers.mcp import McpCaller
+
+
+class McpTries(Protocol):
+    """What makes an MCP call's tries: ``services.providers.mcp.McpCaller``,
+    or the provider's ``McpSide`` in front of it. Named by its shape, not
+    imported: the adapter imports the ``mcp`` SDK, which a process loads
+    only once it has an MCP server to call."""
+
+    async def call(self, dep: Deployment, call: McpCall, progress: CallProgress) -> CallOutcome: ...
+
 
 # Where a chunk of the answer goes (the requester's inbox, in the stage).
 Send = Callable[[Chunk], Awaitable[None]]
@@ -87,7 +98,7 @@ class RequestCall:
         send: Send,
         tried: Tried,
         in_flight: dict[str, int] | None = None,
-        mcp: McpCaller | None = None,
+        mcp: McpTries | None = None,
     ) -> None:
         self.env = env
         self.client = client
