@@ -53,6 +53,11 @@ class ReplyRouter:
         await self._nc.subscribe(f"{subjects.CONTROL_READY}.*", cb=self._on_ready)
 
     async def _on_reply(self, msg: Msg) -> None:
+        if not msg.data:
+            # NATS's "no responders" status (empty, Status 503): a fence sent
+            # while no provider was up to answer it (all dead or restarting).
+            # The fence's own wait covers that; it is no reply.
+            return
         queue = self._waiting.get(msg.subject[len(self.prefix) :])
         if queue is not None:  # else the request already ended (timeout, disconnect)
             queue.put_nowait(msg.data)

@@ -9,6 +9,8 @@ import asyncio
 import time
 from collections import deque
 
+import msgspec
+
 from ingress.gateway import Gateway
 from ingress.replies import Disconnected, ProcessNews
 from schemas import bus, subjects
@@ -258,7 +260,10 @@ class BusSession:
                 continue
             if isinstance(data, Disconnected):
                 return None
-            reply = bus.decode_reply(data)
+            try:
+                reply = bus.decode_reply(data)
+            except msgspec.DecodeError:
+                continue  # not a reply of any stage's: it cannot end the request (a bug's, or anyone's on the inbox)
             if isinstance(reply, Admitted):
                 self.quota = reply.quota or self.quota
                 if reply.redaction_by_ns:
