@@ -72,21 +72,9 @@ class McpServerConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 def record_of(c: McpServerConfig) -> McpServer:
-    return McpServer(
-        name=c.name,
-        transport=c.transport,
-        urls=c.urls,
-        command=c.command,
-        cwd=c.cwd,
-        env=c.env,
-        auth_env=c.auth_env,
-        auth_header=c.auth_header,
-        timeout_s=c.timeout_s,
-        requires_approval=c.requires_approval,
-        tools=c.tools,
-        description=c.description,
-        owner="config",
-    )
+    # Every field of the table is the record's, by name: a field added to
+    # both needs no copying here.
+    return McpServer(**msgspec.structs.asdict(c), owner="config")
 
 
 def _url_problem(url: str) -> str | None:
