@@ -27,12 +27,6 @@ from services.keys import new_key
 
 DEMO_CONFIG = Path(__file__).parent / "demo.toml"
 DEMO_BODY = '{"model": "demo-model", "messages": [{"role": "user", "content": "Hi"}]}'
-# A tool call through the gateway's MCP endpoint (JSON-RPC over Streamable HTTP;
-# a request without a session is served on its key alone).
-MCP_DEMO_BODY = (
-    '{"jsonrpc": "2.0", "id": 1, "method": "tools/call", '
-    '"params": {"name": "demo-tools__echo", "arguments": {"text": "Hi"}}}'
-)
 
 
 def secret_file(home: Path, name: str) -> str:
@@ -127,13 +121,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         else ""
     )
     mcp_line = (
-        f"MCP:  curl http://127.0.0.1:{args.port}/mcp -H 'Authorization: Bearer {key}' "
-        f"-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' "
-        f"-d '{MCP_DEMO_BODY}'\n"
-        f"      (or any MCP client at http://127.0.0.1:{args.port}/mcp with the demo key; "
-        f"`sluice mcp-servers tools` lists the servers' tools)\n"
-        if demo and "demo-tools" in {s.name for s in config.mcp_servers}
-        else ""
+        mcp_cli.demo_line(args.port, key) if demo and "demo-tools" in {m.name for m in config.mcp_servers} else ""
     )
     print(
         f"\nSluice is up.\n"

@@ -23,6 +23,25 @@ from schemas.admin import Deleted, McpCatalogOut, McpServerIn, McpServerOut, Too
 from services.cli.admin_cli import AdminError, call
 from services.cli.text_table import render_table
 
+# A tool call through the gateway's MCP endpoint (JSON-RPC over Streamable HTTP;
+# a request without a session is served on its key alone).
+MCP_DEMO_BODY = (
+    '{"jsonrpc": "2.0", "id": 1, "method": "tools/call", '
+    '"params": {"name": "demo-tools__echo", "arguments": {"text": "Hi"}}}'
+)
+
+
+def demo_line(port: int, key: str) -> str:
+    """What ``sluice up`` prints to try the demo's MCP server."""
+    return (
+        f"MCP:  curl http://127.0.0.1:{port}/mcp -H 'Authorization: Bearer {key}' "
+        f"-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' "
+        f"-d '{MCP_DEMO_BODY}'\n"
+        f"      (or any MCP client at http://127.0.0.1:{port}/mcp with the demo key; "
+        f"`sluice mcp-servers tools` lists the servers' tools)\n"
+    )
+
+
 _RULE_FIELDS = {"rpm": int, "max_parallel": int, "price_pico_usd": int, "idempotent": bool}
 
 

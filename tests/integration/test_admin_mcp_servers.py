@@ -26,6 +26,7 @@ from services.bus import process
 from services.bus.kv import kv_key, read_bucket
 from services.bus.kv_writer import KvWriter
 from services.cli import bootstrap
+from services.cli.mcp_cli import MCP_DEMO_BODY
 from tests.stack import ADMIN_KEY, DEMO_KEY, Stack
 
 
@@ -331,8 +332,6 @@ def test_the_provider_stages_listing_of_demo_tools_is_shown(stack: Stack) -> Non
 
 
 def test_the_mcp_example_sluice_up_prints_answers(stack: Stack) -> None:
-    from services.cli.cli import MCP_DEMO_BODY
-
     before = httpx.get(f"{stack.mock_url}/mock/mcp/stats").json()["calls"].get("echo", 0)
     resp = httpx.post(
         f"http://127.0.0.1:{stack.layout.http_port}/mcp",
