@@ -32,10 +32,12 @@ from schemas.health import BreakerRecord, TryOutcome
 from schemas.jobs import Job, JobClaim, JobQuery, JobResult
 from schemas.lifecycle import Beat, ProcessDied
 from schemas.mcp import McpServer, ServerCatalog
+from schemas.people import App, Invitation, PortalSession, User
 from schemas.prompt_calls import ApiAnswer, ApiCall
 from schemas.prompts import Prompt, PromptVersion
 from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Fence, Fenced, Final, Redacted, ReplayAsk
 from schemas.responses import Response, ResponsesRequest
+from schemas.rest import RestService
 from schemas.stored_response import StoredResponse
 
 HERE = Path(__file__).parent / "contract"
@@ -85,6 +87,11 @@ STRUCTS: tuple[type, ...] = (
     StoredResponse,
     McpServer,
     ServerCatalog,
+    RestService,
+    User,
+    Invitation,
+    PortalSession,
+    App,
 )
 
 _MSGPACK = "application/msgpack"
@@ -178,10 +185,12 @@ CHANNELS: list[Channel] = [
      "Shared limit and budget counters (JetStream counter streams SLUICE_RATES and SLUICE_SPEND)."),
     ("controlRecords", "$KV.{bucket}.{key}", {"bucket": "sluice_keys, sluice_tenants, sluice_models, "
      "sluice_subscriptions, sluice_approval_rules, sluice_prompts, sluice_prompt_versions, sluice_health, "
-     "sluice_mcp_servers, sluice_mcp_catalog (written by the provider stage)",
+     "sluice_mcp_servers, sluice_mcp_catalog (written by the provider stage), sluice_services, "
+     "sluice_users, sluice_invitations, sluice_portal_sessions, sluice_apps",
      "key": "The record's id."},
      ["ApiKey", "Tenant", "ModelRoute", "Subscription", "ApprovalRule", "Prompt", "PromptVersion",
-      "BreakerRecord", "McpServer", "ServerCatalog"], "admin",
+      "BreakerRecord", "McpServer", "ServerCatalog", "RestService", "User", "Invitation", "PortalSession", "App"],
+     "admin",
      "The control plane (written by the admin API and the config seed, audited; read by every stage's watch)."),
 ]  # fmt: skip
 

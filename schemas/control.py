@@ -76,6 +76,9 @@ class ApiKey(msgspec.Struct, omit_defaults=True):
     # fnmatch patterns of MCP tools (as callers name them, "<server>__<tool>")
     # this key may call, within its tenant's; None: all of its tenant's.
     mcp_tools: list[str] | None = None
+    # The portal app (schemas.people.App) the key belongs to: a developer's
+    # keys are made in an app; "" for keys made by admins and config.
+    app_id: str = ""
 
 
 class CachePolicy(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):

@@ -10,6 +10,7 @@ from schemas.base import BusMessage
 from schemas.chat import ChatBody, EmbeddingsBody
 from schemas.mcp import McpCall, tool_name
 from schemas.reservation import Reservation
+from schemas.rest import RestCall, service_model
 
 # How a request reached the gateway: HTTP, a WebSocket connection (both
 # through the ingress), a service publishing on NATS, or a durable job.
@@ -17,8 +18,9 @@ Origin = Literal["http", "ws", "nats", "job"]
 # Which client API the request came in on ("messages": Anthropic's shape;
 # "count_tokens": Anthropic's token count of a Messages request, answered
 # with a count, never with a completion; "mcp": a call to an upstream MCP
-# server, a tool's, a prompt's or a resource's).
-Api = Literal["chat", "messages", "embeddings", "responses", "count_tokens", "mcp"]
+# server, a tool's, a prompt's or a resource's; "rest": a call to a REST
+# service published through the gateway).
+Api = Literal["chat", "messages", "embeddings", "responses", "count_tokens", "mcp", "rest"]
 # The stages after the ingress, in the order a request visits them (it skips
 # those its slip leaves out): each a worker that ``workers/runner.py`` runs, in
 # a process alone or hosted with others (``workers/pipeline.py``).
@@ -93,10 +95,11 @@ class Envelope(BusMessage, tag="chat.request"):
     reply: str
     # Exactly one of the bodies: a chat request (``api`` "chat", or
     # "messages" when it came in Anthropic's shape), an embeddings request,
-    # or a call to an MCP server (``api`` "mcp").
+    # a call to an MCP server (``api`` "mcp") or to a REST service (``api`` "rest").
     body: ChatBody | None = None
     embeddings: EmbeddingsBody | None = None
     tool: McpCall | None = None
+    rest: RestCall | None = None
     # Left empty by a direct NATS caller, the policy stage stamps these.
     id: str = ""
     received_at_ns: int = 0
@@ -182,6 +185,8 @@ class Envelope(BusMessage, tag="chat.request"):
             return self.body.model
         if self.tool is not None:
             return tool_name(self.tool.server, self.tool.name)
+        if self.rest is not None:
+            return service_model(self.rest.service, self.rest.version)
         return self.embeddings.model if self.embeddings is not None else ""
 
     @property

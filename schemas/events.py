@@ -90,6 +90,13 @@ class RequestEvent(BusMessage, tag="event.request"):
     request_bytes: int = 0
     response_bytes: int = 0
     tool_error: bool = False
+    # A REST call (``api`` "rest"): the service's slug and version, the
+    # method, and the OpenAPI route template it matched (``/users/{id}``);
+    # ``request_bytes``/``response_bytes`` are its body sizes (migration 020).
+    rest_service: str = ""
+    rest_version: int = 0
+    http_method: str = ""
+    route: str = ""
     # Each stage's visit in order, the ingress's too (the request view's
     # "stages"); kept in the ``events`` row, not as columns.
     spans: list[Span] = []

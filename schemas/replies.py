@@ -16,6 +16,7 @@ from schemas.chat import Choice, Cost, Delta, Message, Usage
 from schemas.envelope import Span
 from schemas.errors import GatewayError
 from schemas.reservation import RateState, Reservation
+from schemas.rest import RestHead, RestResult
 
 
 class Timing(msgspec.Struct, omit_defaults=True):
@@ -41,6 +42,11 @@ class Chunk(BusMessage, tag="chat.chunk"):
     # it): who answers, and whether from the cache.
     deployment: str = ""
     cache: Literal["hit", "miss", ""] = ""
+    # A REST call's answer (api "rest"): the first chunk carries the
+    # response's head; every chunk a slice of its body, in order (``delta``
+    # is empty). The ingress relays each as it comes.
+    head: RestHead | None = None
+    data: bytes = b""
 
 
 class TokenCount(msgspec.Struct):
@@ -93,6 +99,10 @@ class Final(BusMessage, tag="chat.final"):
     # For an MCP call: the upstream's result as JSON (a CallToolResult,
     # GetPromptResult or ReadResourceResult), masked values restored.
     tool_result: bytes = b""
+    # For a REST call: how it ended (see ``RestResult``), and the body's last
+    # bytes (all of it for an answer that came in this reply alone).
+    rest: RestResult | None = None
+    data: bytes = b""
 
 
 class Failure(BusMessage, tag="chat.failure"):

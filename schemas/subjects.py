@@ -153,6 +153,17 @@ KV_MCP_SESSIONS = "sluice_mcp_sessions"
 # the Authorization header, answered with the JSON-RPC response.
 IN_MCP = f"{PREFIX}.in.mcp"
 
+# REST services published through the gateway (schemas.rest), by
+# ``<slug>.v<version>``.
+KV_SERVICES = "sluice_services"
+# The developer portal's people (schemas.people): users by id, one-time
+# invitations and sign-in sessions by their token's digest (sessions age
+# out), and apps by id.
+KV_USERS = "sluice_users"
+KV_INVITATIONS = "sluice_invitations"
+KV_PORTAL_SESSIONS = "sluice_portal_sessions"
+KV_APPS = "sluice_apps"
+
 # Shared counters for limits and budgets (JetStream streams with
 # ``allow_msg_counter``): one subject per counter, e.g.
 # ``sluice.v1.quota.rate.key.<id>.rpm.<window>``. Rates live in a stream whose
