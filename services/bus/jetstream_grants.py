@@ -145,6 +145,10 @@ ADMIN_API_BUCKETS = (
     subjects.KV_PROMPTS,
     subjects.KV_PROMPT_VERSIONS,
     subjects.KV_MCP_SERVERS,
+    subjects.KV_SERVICES,
+    # The portal's people and apps (the ingress serves the portal).
+    subjects.KV_USERS,
+    subjects.KV_APPS,
 )
 # What every stage that handles an MCP call follows: the upstream servers and
 # what each offers. Only the provider stage writes a catalog.
@@ -167,6 +171,7 @@ JETSTREAM: dict[str, tuple[tuple[Grant, ...], ...]] = {
         follows(subjects.KV_MCP_CATALOG),  # what /mcp lists
         reads(subjects.KV_MCP_CATALOG),
         writes(subjects.KV_MCP_SESSIONS),  # MCP sessions it opened, checked and ended
+        writes(subjects.KV_INVITATIONS, subjects.KV_PORTAL_SESSIONS),  # the portal's one-time links and sign-ins
         counts(),  # settles what a dead provider's requests reserved
         reads_last(subjects.SPEND_STREAM, subjects.SPEND_ALL),  # the admin API's budget view
     ),
@@ -177,6 +182,7 @@ JETSTREAM: dict[str, tuple[tuple[Grant, ...], ...]] = {
             subjects.KV_MODELS,
             subjects.KV_SUBSCRIPTIONS,
             subjects.KV_APPROVAL_RULES,
+            subjects.KV_SERVICES,
             *MCP_RECORDS,
         ),
         writes(subjects.KV_KEY_USAGE, subjects.KV_REQUEST_IDS),
@@ -184,7 +190,7 @@ JETSTREAM: dict[str, tuple[tuple[Grant, ...], ...]] = {
     ),
     "redact": (follows(subjects.KV_TENANTS), counts()),
     "route": (
-        follows(subjects.KV_MODELS, subjects.KV_HEALTH, *MCP_RECORDS),
+        follows(subjects.KV_MODELS, subjects.KV_HEALTH, subjects.KV_SERVICES, *MCP_RECORDS),
         writes(subjects.KV_HEALTH),
         counts(),
     ),
@@ -193,7 +199,7 @@ JETSTREAM: dict[str, tuple[tuple[Grant, ...], ...]] = {
     # announcements and at each health check).
     "provider": (
         counts(),
-        follows(*MCP_RECORDS),
+        follows(*MCP_RECORDS, subjects.KV_SERVICES),  # the REST services' header rules and health checks
         reads(subjects.KV_MCP_SERVERS),
         writes(subjects.KV_MCP_CATALOG),
     ),

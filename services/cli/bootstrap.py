@@ -23,7 +23,7 @@ from schemas import subjects
 from schemas.control import decode_key, decode_route, decode_tenant
 from schemas.mcp import decode_server
 from schemas.prompts import decode_prompt
-from services.bus import mcp_buckets, quota_ledger, request_ids, response_cache, stored_responses
+from services.bus import mcp_buckets, portal_buckets, quota_ledger, request_ids, response_cache, stored_responses
 from services.bus.events import EventPublisher
 from services.bus.kv import kv_key, kv_name
 from services.bus.kv_writer import KvWriter
@@ -138,6 +138,7 @@ async def prepare(nc: Client, records: ControlRecords, replicas: int = 1) -> lis
     await request_ids.ensure_bucket(js, replicas)
     await stored_responses.ensure_bucket(js, records.responses_ttl_s, replicas)
     await mcp_buckets.ensure_buckets(js, replicas, records.mcp_session_ttl_s)
+    await portal_buckets.ensure_buckets(js, replicas)
     await alerting.ensure_buckets(nc, replicas)
     await lease.ensure_bucket(nc, replicas)  # which sink replica writes
     events = EventPublisher(js, "config")
