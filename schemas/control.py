@@ -170,7 +170,10 @@ class Subscription(msgspec.Struct, omit_defaults=True):
     # A model name or fnmatch pattern.
     model: str
     state: SubscriptionState = "pending"
+    # The decider's reason (shown to the requester).
     reason: str = ""
+    # Why the requester asks for access (the portal's subscribe form).
+    request_reason: str = ""
     requested_by: str = ""
     decided_by: str = ""
     created_at_ms: int = 0
