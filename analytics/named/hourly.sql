@@ -1,7 +1,8 @@
 -- Per hour and model since a time, from the hourly rollup: requests, errors,
 -- tokens, cost, cache hits and latency/TTFT quantiles; tenant "" means every
--- tenant.
--- params: since_ns UInt64 = 0, tenant_id String = ''
+-- tenant, key_ids (ids joined by ",") "" every key of it (the portal narrows
+-- a developer's view to the keys of their apps here, in the query).
+-- params: since_ns UInt64 = 0, tenant_id String = '', key_ids String = ''
 SELECT
     hour,
     model,
@@ -16,5 +17,6 @@ SELECT
 FROM requests_hourly
 WHERE hour >= toStartOfHour(fromUnixTimestamp64Nano(toInt64({since_ns:UInt64})))
   AND ({tenant_id:String} = '' OR tenant_id = {tenant_id:String})
+  AND ({key_ids:String} = '' OR has(splitByChar(',', {key_ids:String}), key_id))
 GROUP BY hour, model
 ORDER BY hour, model

@@ -367,6 +367,12 @@ def _(store: Store) -> None:
     rows = run(store, "hourly", tenant_id="t2")
     assert sum(r["requests"] for r in rows) == 8
     assert sum(int(r["cost_pico_usd"]) for r in rows) == sum(cost(r) for r in REQUESTS if r.tenant_id == "t2")
+    # Narrowed to keys in the query (the portal's developer view): only theirs, across tenants when none is named.
+    for key_ids, tenant in (("k1", "t1"), ("k1,k3", ""), ("k3", "t1")):
+        narrowed = run(store, "hourly", tenant_id=tenant, key_ids=key_ids)
+        mine = [r for r in REQUESTS if r.key_id in key_ids.split(",") and tenant in ("", r.tenant_id)]
+        assert sum(r["requests"] for r in narrowed) == len(mine)
+        assert sum(int(r["cost_pico_usd"]) for r in narrowed) == sum(cost(r) for r in mine)
 
 
 @answer("spend")
