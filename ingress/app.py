@@ -21,6 +21,7 @@ from ingress.gateway import Gateway
 from ingress.http import Message, Receive, Scope, Send, header, send_bytes, send_gateway_error, send_json
 from ingress.jobs import JobRunner
 from ingress.mcp_bus import McpBus
+from ingress.portal import app as portal_app
 from ingress.prompt_bus import PromptBus
 from schemas.errors import GatewayBusy, GatewayError, InternalError, InvalidRequest
 from schemas.ids import new_id
@@ -83,6 +84,7 @@ class IngressApp:
         self.gw: Gateway | None = None
         self.admin: Litestar | None = None
         self.dashboard: Litestar | None = None
+        self.portal: Litestar | None = None
         self.prompt_bus: PromptBus | None = None
         self.api_bus: ApiBus | None = None
         self.jobs: JobRunner | None = None
@@ -115,6 +117,9 @@ class IngressApp:
         if scope["path"] == dashboard_app.PREFIX or scope["path"].startswith(dashboard_app.PREFIX + "/"):
             assert self.dashboard is not None
             return await self.dashboard(scope, receive, send)  # type: ignore[arg-type]
+        if scope["path"] == portal_app.PREFIX or scope["path"].startswith(portal_app.PREFIX + "/"):
+            assert self.portal is not None
+            return await self.portal(scope, receive, send)  # type: ignore[arg-type]
         received_ns = time.time_ns()
         request_id = new_id(received_ns)
         scope["sluice.received_ns"], scope["sluice.request_id"] = received_ns, request_id
@@ -253,6 +258,7 @@ class IngressApp:
                     await self.mcp_bus.start()
                     self.admin = admin_app.build(self.gw, self.gw.store)
                     self.dashboard = dashboard_app.build(self.gw, self.gw.store)
+                    self.portal = portal_app.build(self.gw, self.gw.store)
                 except Exception as exc:
                     log.exception("ingress start-up failed")
                     await send({"type": "lifespan.startup.failed", "message": repr(exc)})

@@ -1,0 +1,1 @@
+"""The developer portal: server-rendered pages under ``/portal`` (see ``ingress.portal.app``)."""
