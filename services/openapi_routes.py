@@ -1,0 +1,170 @@
+"""Which OpenAPI path a REST call matched (``/users/42`` -> ``/users/{id}``):
+the route template its row records, so analytics group calls by operation,
+not by every id a caller sent.
+
+A service's document is compiled once per version of it into a trie of
+path segments (``RouteTable``); a lookup walks at most one branch per
+literal segment plus the templated ones beside it, so a document with
+hundreds of paths costs about what one with ten does. As OpenAPI says, a
+concrete path wins over a templated one (``/users/me`` over
+``/users/{id}``), deciding from the left.
+
+Documents are an admin's upload or fetched from the service: every part of
+one is checked for its type, and its size bounds what is compiled.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+import msgspec
+
+# Past these, the rest of a document's paths (or of a path's segments) are
+# not compiled: no real API has more, and a hostile one costs no more.
+MAX_PATHS = 10_000
+MAX_SEGMENTS = 64
+# A templated segment: literal text around ``{name}`` parts (``{id}.json``);
+# a segment with more parts than this is left out (each adds a lazy group,
+# and a hostile document could make one match cost polynomial time).
+_PARAM = re.compile(r"\{[^{}/]+\}")
+MAX_PARAMS_PER_SEGMENT = 4
+
+_decode_doc = msgspec.json.Decoder(dict[str, object]).decode
+
+
+@dataclass(slots=True)
+class _Node:
+    literal: dict[str, _Node] = field(default_factory=dict)
+    # Templated segments, each with the regex its text must match.
+    templated: list[tuple[re.Pattern[str], _Node]] = field(default_factory=list)
+    # The template that ends at this node, if one does.
+    template: str = ""
+
+
+def _segments(path: str) -> list[str]:
+    # "/a/b/" and "/a/b" are one route: callers differ on trailing slashes.
+    return path.strip("/").split("/") if path.strip("/") else []
+
+
+class _TooManyParams(Exception):
+    pass
+
+
+def _segment_regex(segment: str) -> re.Pattern[str] | None:
+    """The regex of a segment with ``{name}`` parts; None for a literal one."""
+    found = list(_PARAM.finditer(segment))
+    if not found:
+        return None
+    if len(found) > MAX_PARAMS_PER_SEGMENT:
+        raise _TooManyParams
+    parts, last = [], 0
+    for m in found:
+        parts.append(re.escape(segment[last : m.start()]))
+        # Any text: segments are split before they are decoded, so a "/" here was sent encoded.
+        parts.append(".+?" if m.end() < len(segment) else ".+")
+        last = m.end()
+    parts.append(re.escape(segment[last:]))
+    return re.compile("".join(parts), re.DOTALL)
+
+
+class RouteTable:
+    """The paths of one OpenAPI document, ready to match request paths."""
+
+    def __init__(self, templates: list[str]) -> None:
+        self._root = _Node()
+        for template in templates[:MAX_PATHS]:
+            self._add(template)
+
+    def _add(self, template: str) -> None:
+        if not template.startswith("/"):
+            return
+        segments = _segments(template)
+        if len(segments) > MAX_SEGMENTS:
+            return
+        try:
+            regexes = [_segment_regex(s) for s in segments]
+        except _TooManyParams:
+            return
+        node = self._root
+        for segment, regex in zip(segments, regexes, strict=True):
+            if regex is None:
+                node = node.literal.setdefault(segment, _Node())
+                continue
+            for known, child in node.templated:
+                if known.pattern == regex.pattern:
+                    node = child
+                    break
+            else:
+                child = _Node()
+                node.templated.append((regex, child))
+                node = child
+        node.template = node.template or template
+
+    def match(self, path: str) -> str:
+        """The template ``path`` (no query string; percent-encoded as sent)
+        matched, or "" when none did."""
+        raw = _segments(path)
+        if len(raw) > MAX_SEGMENTS:
+            return ""
+        # Each segment decoded alone: an encoded "/" stays inside its segment.
+        return _walk(self._root, [unquote(s) for s in raw], 0)
+
+
+def _walk(node: _Node, segments: list[str], at: int) -> str:
+    if at == len(segments):
+        return node.template
+    segment = segments[at]
+    child = node.literal.get(segment)
+    if child is not None and (found := _walk(child, segments, at + 1)):
+        return found
+    for regex, child in node.templated:
+        if regex.fullmatch(segment) and (found := _walk(child, segments, at + 1)):
+            return found
+    return ""
+
+
+def templates_of(document: bytes) -> list[str]:
+    """The path templates of an OpenAPI document (JSON): the keys of its
+    ``paths`` object; none for a document that is not one."""
+    if not document:
+        return []
+    try:
+        doc = _decode_doc(document)
+    except (msgspec.DecodeError, RecursionError):
+        return []
+    paths = doc.get("paths")
+    if not isinstance(paths, dict):
+        return []
+    return [p for p in paths if isinstance(p, str)]
+
+
+EMPTY = RouteTable([])
+
+
+class RouteTables:
+    """Each service's table, compiled once per version of its document.
+
+    Keyed by the service's KV key; a record's document is compared by
+    identity first (the mirror replaces a record whole when it changes, so
+    an unchanged record keeps the same bytes object), then by value, so a
+    re-seed that writes the same document compiles nothing."""
+
+    def __init__(self) -> None:
+        self._tables: dict[str, tuple[bytes, RouteTable]] = {}
+
+    def for_service(self, key: str, document: bytes) -> RouteTable:
+        if not document:
+            return EMPTY
+        held = self._tables.get(key)
+        if held is not None and (held[0] is document or held[0] == document):
+            if held[0] is not document:
+                self._tables[key] = (document, held[1])
+            return held[1]
+        table = RouteTable(templates_of(document))
+        self._tables[key] = (document, table)
+        return table
+
+    def forget(self, key: str) -> None:
+        self._tables.pop(key, None)
