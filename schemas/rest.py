@@ -163,6 +163,10 @@ class RestResult(msgspec.Struct, omit_defaults=True):
 
     head: RestHead | None = None
     response_bytes: int = 0
+    # The upstream's status, wherever its head went: the request's row is
+    # made from the ``Final`` alone, and a streamed answer's head rode on
+    # its first chunk.
+    status: int = 0
 
 
 kv_encode = msgspec.msgpack.encode

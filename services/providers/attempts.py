@@ -13,7 +13,10 @@ whether to move on, wait, or give up:
 * a context-length error moves once to the larger-context candidates;
 * anything else (the caller's 400, a content filter) ends the walk at once;
 * once a streamed answer has sent a chunk to the client, nothing is retried:
-  the client already holds part of one answer and must not get a second.
+  the client already holds part of one answer and must not get a second;
+* nor is a try its call says may not be repeated (``CallFailed.repeatable``:
+  a REST call that is not idempotent and whose request may have reached the
+  instance), whatever its error.
 """
 
 from __future__ import annotations
@@ -119,7 +122,7 @@ class Walk:
                     outcome = await self._one(call, dep, forward, on_try)
                 except CallFailed as failed:
                     error = failed.error
-                    if self.delivered:
+                    if self.delivered or not failed.repeatable:
                         raise WalkFailed(error, self.tries[-1]) from failed
                     if isinstance(error, ContextLengthExceeded) and self.context_candidates and not moved_to_larger:
                         moved_to_larger = True
@@ -158,8 +161,10 @@ class Walk:
             self.tries.append(done)
             await on_try(done)
             raise
+        # A REST service's answer is a success of the try whatever its status; the row shows that status.
+        status = outcome.rest.status if outcome.rest is not None else 200
         done = Try(
-            number, dep, outcome.start_ns, outcome.first_byte_ns, outcome.end_ns, 200, tokens=outcome.usage.total_tokens
+            number, dep, outcome.start_ns, outcome.first_byte_ns, outcome.end_ns, status, tokens=outcome.usage.total_tokens
         )
         self.tries.append(done)
         await on_try(done)

@@ -27,6 +27,7 @@ from schemas.chat import ChatBody, Choice, Cost, Delta, EmbeddingsBody, Message,
 from schemas.envelope import Deployment
 from schemas.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from schemas.replies import TokenCount
+from schemas.rest import RestResult
 from schemas.responses import BuiltinChoice, BuiltinTool, decode_request
 from services import pricing, tokens
 from services import usage as usage_svc
@@ -61,6 +62,10 @@ class CallOutcome(msgspec.Struct):
     count: TokenCount | None = None
     # An MCP call's answer: the upstream's result JSON, as it sent it.
     tool_result: bytes = b""
+    # A REST call's end (its status, the head when no chunk carried it, the
+    # body's size) and the body, when it came whole in its first read.
+    rest: RestResult | None = None
+    data: bytes = b""
 
 
 class Answer(msgspec.Struct):
@@ -96,13 +101,17 @@ class CallProgress:
 
 
 class CallFailed(Exception):
-    """An upstream try failed; carries the timing for the attempt record."""
+    """An upstream try failed; carries the timing for the attempt record.
+    ``repeatable``: whether another try could not do twice what this one may
+    have done upstream (False: a REST POST whose body reached an instance,
+    or an answer already under way; the walk then ends whatever the error)."""
 
-    def __init__(self, error: GatewayError, start_ns: int, first_byte_ns: int) -> None:
+    def __init__(self, error: GatewayError, start_ns: int, first_byte_ns: int, *, repeatable: bool = True) -> None:
         super().__init__(error.message)
         self.error = error
         self.start_ns = start_ns
         self.first_byte_ns = first_byte_ns
+        self.repeatable = repeatable
 
 
 @dataclass(frozen=True, slots=True)
