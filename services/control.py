@@ -10,10 +10,11 @@ calls models.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
 import msgspec
 
-from schemas.control import ApiKey, Budget, Period, Role, Secret
+from schemas.control import ApiKey, Budget, Period, Role, Secret, Subscription, SubscriptionState
 from schemas.errors import InvalidRequest, PermissionDenied, RecordConflict, RecordNotFound
 from schemas.ids import new_id
 from services import pricing
@@ -135,3 +136,44 @@ def require_api_owned(owner: str, kind: str, record_id: str) -> None:
         raise RecordConflict(
             f"{kind} {record_id!r} comes from the config file: change it there.", code="owned_by_config"
         )
+
+
+# A decision on a subscription -> (the states it may move one from, the state it makes).
+SUBSCRIPTION_MOVES: dict[str, tuple[tuple[SubscriptionState, ...], SubscriptionState]] = {
+    "approve": (("pending", "rejected", "revoked"), "approved"),
+    "reject": (("pending",), "rejected"),
+    "revoke": (("approved", "pending"), "revoked"),
+}
+
+
+def new_subscription(
+    tenant_id: str,
+    model: str,
+    requested_by: str,
+    now_ms: int,
+    existing: Iterable[Subscription],
+    request_reason: str = "",
+) -> Subscription:
+    """A pending subscription of ``tenant_id`` to ``model``; one already
+    pending or approved for the same name is a conflict (the admin API and
+    the portal alike)."""
+    for s in existing:
+        if s.tenant_id == tenant_id and s.model == model and s.state in ("pending", "approved"):
+            raise RecordConflict(f"Tenant {tenant_id!r} already has subscription {s.id!r} to {model!r}.")
+    return Subscription(
+        id=f"sub_{new_id().lower()}",
+        tenant_id=tenant_id,
+        model=model,
+        request_reason=request_reason,
+        requested_by=requested_by,
+        created_at_ms=now_ms,
+    )
+
+
+def decided(before: Subscription, decision: str, reason: str, decided_by: str, now_ms: int) -> Subscription:
+    """The subscription after a decision ("approve", "reject", "revoke"), or
+    a conflict when its state does not allow that decision."""
+    sources, result = SUBSCRIPTION_MOVES[decision]
+    if before.state not in sources:
+        raise RecordConflict(f"Subscription {before.id!r} is {before.state}: it cannot be {decision}d.")
+    return msgspec.structs.replace(before, state=result, reason=reason, decided_by=decided_by, decided_at_ms=now_ms)

@@ -3,7 +3,6 @@ gateway admin's approval before a tenant may call them."""
 
 from __future__ import annotations
 
-import msgspec
 from litestar import Controller, delete, get, post
 
 from ingress.admin import views
@@ -18,19 +17,11 @@ from schemas.admin import (
     SubscriptionCreate,
     SubscriptionOut,
 )
-from schemas.control import ApprovalRule, Subscription, SubscriptionState
+from schemas.control import ApprovalRule, SubscriptionState
 from schemas.errors import RecordConflict
 from schemas.ids import new_id
 from services import control
 from services.control import Actor
-
-# state -> the states a decision may move it to
-_MOVES: dict[str, tuple[SubscriptionState, ...]] = {
-    "approve": ("pending", "rejected", "revoked"),
-    "reject": ("pending",),
-    "revoke": ("approved", "pending"),
-}
-_RESULT: dict[str, SubscriptionState] = {"approve": "approved", "reject": "rejected", "revoke": "revoked"}
 
 
 class Subscriptions(Controller):
@@ -41,16 +32,7 @@ class Subscriptions(Controller):
     async def create_subscription(self, data: SubscriptionCreate, actor: Actor, store: ControlStore) -> SubscriptionOut:
         tenant_id = control.tenant_asked_for(actor, data.tenant)
         await store.tenants.get(tenant_id)
-        for s in store.subscriptions.all():
-            if s.tenant_id == tenant_id and s.model == data.model and s.state in ("pending", "approved"):
-                raise RecordConflict(f"Tenant {tenant_id!r} already has subscription {s.id!r} to {data.model!r}.")
-        sub = Subscription(
-            id=f"sub_{new_id().lower()}",
-            tenant_id=tenant_id,
-            model=data.model,
-            requested_by=actor.key_id,
-            created_at_ms=now_ms(),
-        )
+        sub = control.new_subscription(tenant_id, data.model, actor.key_id, now_ms(), store.subscriptions.all())
         await store.subscriptions.create(sub.id, sub, actor)
         return views.subscription_out(sub)
 
@@ -80,11 +62,7 @@ class Subscriptions(Controller):
         control.require_visible(actor, before.tenant_id, "subscription", subscription_id)
         if decision != "revoke":
             control.require_gateway_admin(actor, f"{decision} subscriptions")
-        if before.state not in _MOVES[decision]:
-            raise RecordConflict(f"Subscription {subscription_id!r} is {before.state}: it cannot be {decision}d.")
-        after = msgspec.structs.replace(
-            before, state=_RESULT[decision], reason=reason, decided_by=actor.key_id, decided_at_ms=now_ms()
-        )
+        after = control.decided(before, decision, reason, actor.key_id, now_ms())
         await store.subscriptions.replace(subscription_id, after, revision, actor, decision, before)
         return views.subscription_out(after)
 
