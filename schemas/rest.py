@@ -125,6 +125,9 @@ class RestService(msgspec.Struct, omit_defaults=True):
     state: ServiceState = "published"
     successor: str = ""
     sunset_at_ms: int = 0
+    # When it was deprecated (its callers' ``Deprecation`` header, RFC 9745),
+    # as a prompt API's ``deprecated_at_ms``; 0 when not known.
+    deprecated_at_ms: int = 0
     created_at_ms: int = 0
     owner: Owner = "config"
 
