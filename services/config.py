@@ -29,12 +29,14 @@ from schemas.envelope import Deployment
 from schemas.errors import InvalidRequest
 from schemas.mcp import McpSafety, McpServer
 from schemas.prompts import ChainStep, PromptApi, PromptMessage, PromptParams, PromptVersion, Variable
-from services import call_logs, mcp_config, pricing, privacy, prompts
+from schemas.rest import RestService
+from services import call_logs, mcp_config, pricing, privacy, prompts, rest_config
 from services.breaker import BreakerConfig
 from services.detectors.custom import check_pattern
 from services.keys import hash_key
 from services.mcp_config import McpServerConfig
 from services.providers.registry import PROVIDERS
+from services.rest_config import RestServiceConfig
 
 
 class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
@@ -201,6 +203,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     alerts: list[AlertRule] = []
     webhooks: list[Webhook] = []
     mcp_servers: list[McpServerConfig] = []
+    services: list[RestServiceConfig] = []
 
 
 class ConfigError(Exception):
@@ -239,6 +242,10 @@ def load(path: str | Path) -> Config:
     if not g.mcp_session_ttl_s > 0:
         raise ConfigError(f"{path}: mcp_session_ttl_s must be more than 0")
     check_alerts(config, str(path))
+    try:
+        rest_config.read_openapi_files(config.services, Path(path).parent)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     return config
 
 
@@ -292,6 +299,8 @@ class ControlRecords(msgspec.Struct):
     responses_ttl_s: float = GatewaySettings.responses_ttl_s
     mcp_servers: dict[str, McpServer] = {}
     mcp_session_ttl_s: float = GatewaySettings.mcp_session_ttl_s
+    # REST services by KV key (``<slug>.v<N>``).
+    services: dict[str, RestService] = {}
 
 
 def usd_to_pico(usd: str, what: str) -> int:
@@ -377,6 +386,7 @@ def control_records(config: Config, extra_keys: dict[str, ApiKey] | None = None)
     prompts = prompt_records(config.prompts, routes)
     try:
         servers = mcp_config.server_records(config.mcp_servers)
+        services = rest_config.service_records(config.services)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     g = config.gateway
@@ -388,6 +398,7 @@ def control_records(config: Config, extra_keys: dict[str, ApiKey] | None = None)
         responses_ttl_s=g.responses_ttl_s,
         mcp_servers=servers,
         mcp_session_ttl_s=g.mcp_session_ttl_s,
+        services=services,
     )
 
 

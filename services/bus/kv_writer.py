@@ -7,6 +7,7 @@ Stages never write records; they follow them with ``KvMirror``.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ from nats.js.kv import KeyValue
 from schemas.control import ApiKey, kv_encode
 from schemas.events import AuditEvent
 from schemas.ids import new_id
+from schemas.rest import RestService
 from services.bus.kv import kv_key
 
 T = TypeVar("T")
@@ -36,6 +38,11 @@ def audit_view(record: Any) -> str:
     data = msgspec.to_builtins(record)
     if isinstance(record, ApiKey):
         data.pop("secrets", None)
+    if isinstance(record, RestService) and record.openapi:
+        # A service's OpenAPI document may be megabytes: copied into both
+        # sides of every change, a few would outgrow an event batch.
+        digest = hashlib.sha256(record.openapi).hexdigest()[:16]
+        data["openapi"] = f"{len(record.openapi)} bytes, sha256 {digest}..."
     return _json.encode(data).decode()
 
 

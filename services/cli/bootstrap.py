@@ -23,6 +23,7 @@ from schemas import subjects
 from schemas.control import decode_key, decode_route, decode_tenant
 from schemas.mcp import decode_server
 from schemas.prompts import decode_prompt
+from schemas.rest import decode_service
 from services.bus import mcp_buckets, portal_buckets, quota_ledger, request_ids, response_cache, stored_responses
 from services.bus.events import EventPublisher
 from services.bus.kv import kv_key, kv_name
@@ -51,6 +52,7 @@ _SEEDED: dict[str, tuple[str, Callable[[bytes], Any]]] = {
     subjects.KV_KEYS: ("key", decode_key),
     subjects.KV_MODELS: ("model", decode_route),
     subjects.KV_MCP_SERVERS: ("mcp_server", decode_server),
+    subjects.KV_SERVICES: ("service", decode_service),
 }
 
 
@@ -157,6 +159,7 @@ async def seed(writer: KvWriter, records: ControlRecords) -> list[str]:
         subjects.KV_KEYS: records.keys,
         subjects.KV_MODELS: records.routes,
         subjects.KV_MCP_SERVERS: records.mcp_servers,
+        subjects.KV_SERVICES: records.services,
     }
     for bucket, items in wanted.items():
         record_type, decode = _SEEDED[bucket]
