@@ -289,6 +289,17 @@ def problem(service: RestService) -> str | None:
     return _lifecycle_problem(service)
 
 
+def deprecated_since(service: RestService, before: RestService | None, now_ms: int) -> int:
+    """When a service was deprecated (its callers' ``Deprecation`` header):
+    the date it was first deprecated, kept through later changes; 0 while
+    it is neither deprecated nor retired."""
+    if service.state not in ("deprecated", "retired"):
+        return 0
+    if service.deprecated_at_ms:
+        return service.deprecated_at_ms
+    return before.deprecated_at_ms if before is not None and before.deprecated_at_ms else now_ms
+
+
 def service_records(configured: list[RestServiceConfig]) -> dict[str, RestService]:
     """The ``[[services]]`` tables as records by KV key (``<slug>.v<N>``);
     ValueError names the table at fault."""

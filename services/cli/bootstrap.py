@@ -23,7 +23,8 @@ from schemas import subjects
 from schemas.control import decode_key, decode_route, decode_tenant
 from schemas.mcp import decode_server
 from schemas.prompts import decode_prompt
-from schemas.rest import decode_service
+from schemas.rest import RestService, decode_service
+from services import rest_config
 from services.bus import mcp_buckets, portal_buckets, quota_ledger, request_ids, response_cache, stored_responses
 from services.bus.events import EventPublisher
 from services.bus.kv import kv_key, kv_name
@@ -172,6 +173,8 @@ async def seed(writer: KvWriter, records: ControlRecords) -> list[str]:
             record.owner = "config"
             if hasattr(record, "created_at_ms"):
                 record.created_at_ms = getattr(current, "created_at_ms", 0) or now_ms
+            if isinstance(record, RestService):
+                record.deprecated_at_ms = rest_config.deprecated_since(record, current, now_ms)
             if current == record:
                 continue
             action = "update" if revision else "create"

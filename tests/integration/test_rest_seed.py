@@ -28,6 +28,7 @@ openapi = {{ openapi = "3.1.0", paths = {{ "/x" = {{ get = {{}} }} }} }}
 slug = "a"
 version = 2
 instances = [{{ url = "http://127.0.0.1:1/a2" }}]
+state = "{v2_state}"
 
 [[services]]
 slug = "{second}"
@@ -57,7 +58,7 @@ async def api_service(url: str, service: RestService) -> None:
 
 
 def test_a_reseed_changes_only_the_config_files_services(nats_url: str, tmp_path: Path) -> None:
-    _, services = asyncio.run(seed_and_read(nats_url, tmp_path, SEEDED.format(rpm=5, second="b")))
+    _, services = asyncio.run(seed_and_read(nats_url, tmp_path, SEEDED.format(rpm=5, second="b", v2_state="published")))
     assert {n: s.owner for n, s in services.items()} == {"a.v1": "config", "a.v2": "config", "b.v1": "config"}
     assert services["a.v1"].rpm == 5 and services["a.v1"].created_at_ms > 0
     assert msgspec.json.decode(services["a.v1"].openapi)["paths"] == {"/x": {"get": {}}}
@@ -65,9 +66,13 @@ def test_a_reseed_changes_only_the_config_files_services(nats_url: str, tmp_path
     asyncio.run(api_service(nats_url, mine))
 
     # "a" changes, "b" leaves the file, "mine" (the admin API's) is named by the file too.
-    warnings, after = asyncio.run(seed_and_read(nats_url, tmp_path, SEEDED.format(rpm=9, second="mine")))
+    warnings, after = asyncio.run(
+        seed_and_read(nats_url, tmp_path, SEEDED.format(rpm=9, second="mine", v2_state="deprecated"))
+    )
     assert set(after) == {"a.v1", "a.v2", "mine.v1"}  # b deleted
     assert after["a.v1"].rpm == 9 and after["a.v1"].created_at_ms == services["a.v1"].created_at_ms
-    assert after["a.v2"] == services["a.v2"]
+    # Deprecated by this seed: since now (its callers' Deprecation header), and kept from then on.
+    assert services["a.v2"].deprecated_at_ms == 0
+    assert after["a.v2"].state == "deprecated" and after["a.v2"].deprecated_at_ms >= services["a.v1"].created_at_ms
     assert (after["mine.v1"].owner, after["mine.v1"].instances) == ("api", mine.instances)  # untouched
     assert any("service 'mine.v1'" in w and "admin API" in w for w in warnings), warnings

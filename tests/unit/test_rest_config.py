@@ -194,3 +194,14 @@ def test_the_audit_trail_names_an_openapi_document_by_size_and_digest() -> None:
     view = audit_view(RestService(slug="a", openapi=doc))
     assert len(view) < 500
     assert msgspec.json.decode(view)["openapi"].startswith(f"{len(doc)} bytes, sha256 ")
+
+
+def test_a_service_keeps_the_date_it_was_first_deprecated() -> None:
+    live = RestService(slug="a", instances=[RestInstance(url="http://h/")])
+    deprecated = msgspec.structs.replace(live, state="deprecated")
+    assert rest_config.deprecated_since(live, None, 5) == 0
+    assert rest_config.deprecated_since(deprecated, live, 5) == 5
+    before = msgspec.structs.replace(deprecated, deprecated_at_ms=3)
+    assert rest_config.deprecated_since(msgspec.structs.replace(deprecated, state="retired"), before, 9) == 3
+    # Published again, then deprecated again: a new date.
+    assert rest_config.deprecated_since(deprecated, live, 9) == 9
