@@ -20,6 +20,8 @@ from typing import Any
 import jinja2
 from litestar import Request, Response
 
+from services.portal_scope import Who
+
 PREFIX = "/portal"
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -82,7 +84,20 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.globals.update(static_url=static_url, prefix=PREFIX, role_name=lambda role: ROLE_NAMES.get(role, role))
+    env.filters.update(ms=milliseconds, percent=percent)
     return env
+
+
+def milliseconds(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.0f} ms" if value >= 10 else f"{value:.1f} ms"
+
+
+def percent(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return "0 %" if value == 0 else f"{value * 100:.2g} %" if value < 0.1 else f"{value * 100:.0f} %"
 
 
 def render(template: str, **context: Any) -> str:
@@ -118,3 +133,16 @@ def page(request: Request, template: str, person: Any = None, *, status: int = 2
         **context,
     )
     return Response(html, status_code=status, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+
+
+async def signed_in(request: Request) -> Any:
+    """The person asking (``ingress.portal.auth.person_of``: raises
+    ``NotSignedIn``, which the app turns into the sign-in page)."""
+    from ingress.portal.auth import person_of  # the sign-in part's; imported where used so either lands alone
+
+    return await person_of(request)
+
+
+def who_of(person: Any) -> Who:
+    """The person as the portal's access rules take them."""
+    return Who(user_id=person.user.id, role=person.role, tenant_id=person.tenant_id or "")
