@@ -50,9 +50,14 @@ agent-clients:
 	  (cd $(AGENT_CLIENTS)/node_modules/@anthropic-ai/claude-code && node install.cjs)
 	@$(AGENT_CLIENTS)/node_modules/.bin/codex --version && $(AGENT_CLIENTS)/node_modules/.bin/claude --version
 
+# Two workers (pytest-xdist), each module whole on one of them; then, alone, the tests marked
+# serial (load, kills, timing). Failed tests in the first part do not skip the second (the target
+# still fails); an interrupt or a usage error (exit 2 and up) stops there.
 test: $(STAMP) chromium agent-clients
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not serial"; parallel=$$?; \
+	[ $$parallel -le 1 ] || exit $$parallel; \
+	$(BIN)/python -m pytest -m serial && exit $$parallel
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

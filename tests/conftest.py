@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -8,6 +9,17 @@ import pytest
 from analytics.store import Store
 from services.cli import nats_server
 from tests.stack import Stack
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test``), each worker draws its free ports
+    from a slice of its own: two workers picking at once never get the same
+    port, and a port one probed as free is not bound by the other before its
+    server starts. Children (``sluice up``, stages) inherit the slice."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
+    count = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if worker.startswith("gw") and worker[2:].isdigit() and count.isdigit():
+        os.environ[nats_server.PORT_SLICE_ENV] = f"{worker[2:]}/{count}"
 
 
 @pytest.fixture(scope="session")

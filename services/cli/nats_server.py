@@ -31,15 +31,21 @@ def binary() -> str:
 
 _handed_out: set[int] = set()
 
+# "i/n": draw only from the i-th of n equal slices of the range. Processes
+# that pick ports side by side (the test suite's parallel workers) each take
+# their own slice: between one's check and its server's bind, the other
+# cannot hand out the same port.
+PORT_SLICE_ENV = "SLUICE_PORT_SLICE"
+
 
 def free_port() -> int:
     """A loopback port nothing listens on, below the kernel's range of
     ephemeral ports: a port the kernel handed out (bind to 0) may be taken
     again, before the server binds it, as the source port of any outgoing
     connection on the machine, and the server's bind then fails."""
-    low = _ephemeral_low()
+    start, stop = _port_range()
     for _ in range(200):
-        port = random.randrange(max(1025, low - 12_000), low)
+        port = random.randrange(start, stop)
         # Not one handed out already: its server may not have bound it yet.
         if port not in _handed_out and port_is_free(port):
             _handed_out.add(port)
@@ -47,6 +53,16 @@ def free_port() -> int:
     with socket.socket() as s:  # a machine with no room below: the old way
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _port_range() -> tuple[int, int]:
+    low = _ephemeral_low()
+    start = max(1025, low - 12_000)
+    index, _, count = os.environ.get(PORT_SLICE_ENV, "").partition("/")
+    if not (index.isdigit() and count.isdigit() and int(index) < int(count) <= low - start):
+        return start, low
+    size = (low - start) // int(count)
+    return start + int(index) * size, start + (int(index) + 1) * size
 
 
 def _ephemeral_low() -> int:

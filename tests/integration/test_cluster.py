@@ -28,6 +28,10 @@ from tests.integration.test_faults import (
 )
 from tests.stack import DEMO_KEY, REDACT_KEY, Stack, mock_deployment
 
+# A 3-node cluster with two replicas of everything, under load while parts of it die, which a busy
+# neighbour would break: alone, after the parallel part of `make test`.
+pytestmark = pytest.mark.serial
+
 REPLICAS = {"provider": 2, "redact": 2, "cache": 2, "ingress": 2}
 # Long enough for events to pile up; `python -m loadtest.reliability` holds it a minute.
 OUTAGE_S = 10

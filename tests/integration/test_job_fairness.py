@@ -17,6 +17,10 @@ from services.bus.client import SluiceClient
 from services.cli.nats_server import free_port
 from tests.stack import ADMIN_KEY, DEMO_KEY, Stack
 
+# How much of a backlog ran while it was being submitted, which a busy
+# neighbour would break: alone, after the parallel part of `make test`.
+pytestmark = pytest.mark.serial
+
 BACKLOG = 200
 LIMIT = 2
 HELD = 8

@@ -24,6 +24,10 @@ from services.bus.client import SluiceClient, SluiceError
 from services.cli.supervisor import Supervisor
 from tests.stack import ADMIN_KEY, DEMO_KEY, REDACT_KEY, Stack
 
+# A thousand jobs, runners killed while a timed number is at the upstream, which a busy
+# neighbour would break: alone, after the parallel part of `make test`.
+pytestmark = pytest.mark.serial
+
 PROMPT = """
 [[prompts]]
 name = "shout"

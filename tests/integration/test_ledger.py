@@ -38,6 +38,10 @@ from services.bus.client import SluiceClient, SluiceError
 from tests.integration.test_exact_rollups import counts
 from tests.stack import DEMO_KEY, Stack
 
+# A 3-node cluster under load, a replica killed at a chosen moment, which a busy
+# neighbour would break: alone, after the parallel part of `make test`.
+pytestmark = pytest.mark.serial
+
 SLOW = "[mock:latency_ms=2000]"
 NATS_DEADLINE_S = 10
 PROMPT = f"""

@@ -25,6 +25,10 @@ from services.cli.supervisor import Supervisor
 from services.keys import hash_key
 from tests.stack import ADMIN_KEY, DEMO_KEY, Stack
 
+# Hundreds of concurrent requests, and leases given back after a timed idle, which a busy
+# neighbour would break: alone, after the parallel part of `make test`.
+pytestmark = pytest.mark.serial
+
 RPM_KEY = "sk-test-rpm-100-0123456789"
 BUDGET_KEY = "sk-test-budget-1usd-0123456789"
 TPM_KEY = "sk-test-tpm-0123456789"

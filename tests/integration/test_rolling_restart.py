@@ -16,6 +16,10 @@ from loadtest import faults
 from tests.integration.test_faults import assert_rows_match_what_the_upstream_answered, outcomes_in
 from tests.stack import DEMO_KEY, REDACT_KEY, Stack
 
+# Every process restarted in turn under load, which a busy
+# neighbour would break: alone, after the parallel part of `make test`.
+pytestmark = pytest.mark.serial
+
 # The embedded ClickHouse is one process's (chdb): the sink runs once, and
 # its restart only makes events wait in the stream.
 REPLICAS = {"provider": 2, "redact": 2, "cache": 2, "ingress": 2}

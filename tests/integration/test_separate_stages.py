@@ -16,6 +16,10 @@ from tests.integration.test_faults import DEADLINE_S, assert_killed_and_recovere
 from tests.integration.test_pipeline import stage_messages
 from tests.stack import REDACT_KEY, Stack
 
+# Each stage killed under load, recovery held to time bounds, which a busy
+# neighbour would break: alone, after the parallel part of `make test`.
+pytestmark = pytest.mark.serial
+
 
 @pytest.fixture(scope="module")
 def separate_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
