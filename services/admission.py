@@ -123,6 +123,8 @@ def admit(
         env.api = "embeddings"
     elif env.tool is not None:
         env.api = "mcp"
+    elif env.rest is not None:
+        env.api = "rest"
     elif env.api not in ("messages", "responses", "count_tokens"):
         env.api = "chat"
     if own_id and not ids.admit(env.id, now_ns):

@@ -40,8 +40,8 @@ def check_call(env: Envelope) -> McpCall:
     valid name, a method MCP has, a name, and arguments that are one JSON
     object of at most ``MAX_ARGUMENTS_BYTES``."""
     call = env.tool
-    if call is None or env.body is not None or env.embeddings is not None:
-        raise InvalidRequest("An MCP request carries 'tool' (the call) and no chat or embeddings body.")
+    if call is None or env.body is not None or env.embeddings is not None or env.rest is not None:
+        raise InvalidRequest("An MCP request carries 'tool' (the call) and no chat, embeddings or REST body.")
     if SERVER_NAME.fullmatch(call.server) is None:
         raise InvalidRequest(
             "'tool.server' must be a server name (letters, digits and '-', at most 48).", code="invalid_tool"

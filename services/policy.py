@@ -22,9 +22,12 @@ from services.keys import hash_key, key_from_header
 
 def check_body(env: Envelope) -> None:
     """A direct NATS caller must send exactly one body, and one that names a
-    model. (An MCP call, ``api`` "mcp", is checked by ``mcp_policy.check_call``.)"""
+    model. (An MCP call, ``api`` "mcp", is checked by ``mcp_policy.check_call``;
+    a REST call, ``api`` "rest", by ``rest_policy.check_call``.)"""
     if env.tool is not None:
         raise InvalidRequest("A request that carries 'tool' (an MCP call) is an MCP request ('api': 'mcp').")
+    if env.rest is not None:
+        raise InvalidRequest("A request that carries 'rest' (a REST call) is a REST request ('api': 'rest').")
     if (env.body is None) == (env.embeddings is None):
         raise InvalidRequest("An envelope carries exactly one of 'body' (chat) and 'embeddings'.")
     # A Responses request's input may hold only items the unified body leaves

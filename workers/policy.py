@@ -20,9 +20,22 @@ from schemas.control import (
     decode_tenant,
 )
 from schemas.envelope import Envelope
-from schemas.mcp import McpServer, ServerCatalog, decode_catalog, decode_server
+from schemas.mcp import McpCall, McpServer, ServerCatalog, decode_catalog, decode_server
 from schemas.replies import Admitted
-from services import admission, answer_cache, mcp_policy, policy, pricing, privacy, routing, tokens, trace, usage
+from schemas.rest import RestService, decode_service
+from services import (
+    admission,
+    answer_cache,
+    mcp_policy,
+    policy,
+    pricing,
+    privacy,
+    rest_policy,
+    routing,
+    tokens,
+    trace,
+    usage,
+)
 from services import quota as quota_svc
 from services.bus.key_usage import LastUsed
 from services.bus.kv import KeyIndex, KvMirror
@@ -52,6 +65,7 @@ class PolicyStage:
         self.approval_rules: KvMirror[ApprovalRule] = KvMirror(subjects.KV_APPROVAL_RULES, decode_approval_rule)
         self.mcp_servers: KvMirror[McpServer] = KvMirror(subjects.KV_MCP_SERVERS, decode_server)
         self.mcp_catalogs: KvMirror[ServerCatalog] = KvMirror(subjects.KV_MCP_CATALOG, decode_catalog)
+        self.services: KvMirror[RestService] = KvMirror(subjects.KV_SERVICES, decode_service)
         self.ledger: QuotaLedger | None = None
         self.last_used: LastUsed | None = None
         self.request_ids = RequestIds()
@@ -78,6 +92,7 @@ class PolicyStage:
             self.approval_rules,
             self.mcp_servers,
             self.mcp_catalogs,
+            self.services,
         )
 
     async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg | None, start_ns: int) -> None:
@@ -97,7 +112,8 @@ class PolicyStage:
         if own_id and not await self.request_ids.take(env.id, ctx.instance):
             admission.refuse_reused(env, start_ns)
         mcp = mcp_policy.check_call(env) if env.api == "mcp" else None
-        if mcp is None:
+        rest = rest_policy.check_call(env) if env.api == "rest" else None
+        if mcp is None and rest is None:
             policy.check_body(env)
         now_ms = start_ns // 1_000_000
         header = msg.headers.get(subjects.API_KEY_HEADER) if msg.headers else None
@@ -114,7 +130,12 @@ class PolicyStage:
         tenant = self.tenants.items.get(key.tenant_id)
         route: ModelRoute | None = None
         server: McpServer | None = None
-        if mcp is not None:
+        service: RestService | None = None
+        if rest is not None:
+            policy.check_pin(key, env.pin)
+            # A service is no model: its key patterns, lifecycle and approval stand for the model checks.
+            service = rest_policy.check_access(rest, key, self.services.items, self.subscriptions.items.values())
+        elif mcp is not None:
             policy.check_pin(key, env.pin)
             # A tool is no model: the MCP allow-list and the server's approval stand for the model checks.
             server = mcp_policy.check_access(
@@ -130,25 +151,25 @@ class PolicyStage:
         admitted = False
         if resent is not None:
             env.quota = resent
-        elif wanted := (
-            mcp_policy.needs(mcp, server, key, tenant, now_ms)
-            if mcp is not None and server is not None
-            else self._needs(env, key, tenant, route, now_ms)
-        ):
+        elif wanted := self._wanted(env, key, tenant, route, mcp, server, service, now_ms):
             env.quota = await self.ledger.admit(wanted, now_ms)
             admitted = True
-        rules = privacy.rules_of(tenant) if tenant is not None else None
+        # A REST body is the service's business, not a prompt: the tenant's
+        # detectors read it only where the service opts in (redact_json).
+        screened = tenant if service is None or service.redact_json else None
+        rules = privacy.rules_of(screened) if screened is not None else None
         # A masked answer is restored per request: a cached one would carry another caller's values.
         masking = privacy.masks(rules)
         # A token count is not kept either: it is cheap, and the cache keeps answers.
         # Nor is a tool's result: a call acts (or reads what changes), it is not a completion to reuse.
-        keeps = answer_cache.cacheable(env.body) and not masking and env.api not in ("count_tokens", "mcp")
+        # Nor is a REST service's answer: HTTP caching is the service's to say, not a completion's.
+        keeps = answer_cache.cacheable(env.body) and not masking and env.api not in ("count_tokens", "mcp", "rest")
         if tenant is not None and tenant.cache is not None and keeps:
             env.cache_ttl_s, env.cache_lookup = answer_cache.decide(env.cache_control, tenant.cache)
         # A caller's own value is never kept: only its tenant opts in.
         env.call_log_max_bytes = tenant.call_log_max_bytes if tenant is not None else 0
         env.privacy = None
-        env.slip = policy.build_slip(tenant, cached=env.cache_ttl_s > 0)
+        env.slip = policy.build_slip(screened, cached=env.cache_ttl_s > 0)
         redacting = subjects.STAGE_REDACT in env.slip
         # The rules routed with: a redaction replica that holds older ones refuses the request.
         env.rules_version = rules.version if rules is not None and redacting else 0
@@ -157,6 +178,23 @@ class PolicyStage:
             reservation = env.quota if admitted else None
             await ctx.send(env, bus.encode(Admitted(id=env.id, quota=reservation, redaction_by_ns=redaction_by)))
         await ctx.forward(env, start_ns)
+
+    def _wanted(
+        self,
+        env: Envelope,
+        key: ApiKey,
+        tenant: Tenant | None,
+        route: ModelRoute | None,
+        mcp: McpCall | None,
+        server: McpServer | None,
+        service: RestService | None,
+        now_ms: int,
+    ) -> list[quota_svc.Need]:
+        if service is not None:
+            return rest_policy.needs(service, key, tenant, now_ms)
+        if mcp is not None and server is not None:
+            return mcp_policy.needs(mcp, server, key, tenant, now_ms)
+        return self._needs(env, key, tenant, route, now_ms)
 
     def _needs(
         self, env: Envelope, key: ApiKey, tenant: Tenant | None, route: ModelRoute | None, now_ms: int
