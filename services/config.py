@@ -35,6 +35,7 @@ from services.breaker import BreakerConfig
 from services.detectors.custom import check_pattern
 from services.keys import hash_key
 from services.mcp_config import McpServerConfig
+from services.people import settings as portal_settings
 from services.providers.registry import PROVIDERS
 from services.rest_config import RestServiceConfig
 
@@ -204,6 +205,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     webhooks: list[Webhook] = []
     mcp_servers: list[McpServerConfig] = []
     services: list[RestServiceConfig] = []
+    # The developer portal: links, sessions, the login limiter, OIDC, SMTP.
+    portal: portal_settings.PortalConfig = msgspec.field(default_factory=portal_settings.PortalConfig)
 
 
 class ConfigError(Exception):
@@ -242,6 +245,8 @@ def load(path: str | Path) -> Config:
     if not g.mcp_session_ttl_s > 0:
         raise ConfigError(f"{path}: mcp_session_ttl_s must be more than 0")
     check_alerts(config, str(path))
+    if problem := portal_settings.problem(config.portal):
+        raise ConfigError(f"{path}: [portal] {problem}")
     try:
         rest_config.read_openapi_files(config.services, Path(path).parent)
     except ValueError as exc:

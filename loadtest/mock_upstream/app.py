@@ -1,6 +1,7 @@
 """The mock upstream's ASGI app: OpenAI (chat and Responses), Anthropic and
 Gemini shapes, streamed or not, plus embeddings, with faults injected by
-directives (see ``faults``), and an MCP server at /mcp (see ``mcp_server``).
+directives (see ``faults``), an MCP server at /mcp (see ``mcp_server``) and a
+plain REST service at /rest/echo/ (see ``rest_service``).
 
 Each request is read by its shape's module into one ``Answer`` plan; the app
 owns what is common: directives, latency, errors, and pacing the stream.
@@ -23,6 +24,7 @@ from loadtest.mock_upstream import anthropic_shape, gemini_shape, openai_shape, 
 from loadtest.mock_upstream.answer import Answer, plan
 from loadtest.mock_upstream.faults import Behaviour, apply_directives, holds_tool_result
 from loadtest.mock_upstream.mcp_server import MockMcp, upstream_of
+from loadtest.mock_upstream.rest_service import RestEcho, RestStats, is_rest
 from loadtest.mock_upstream.sse import Frame
 
 _json = msgspec.json.Encoder()
@@ -47,6 +49,8 @@ class Stats(msgspec.Struct):
     # a gateway that sends one request twice shows here (tests give each
     # request a prompt of its own).
     repeated: int = 0
+    # The REST service's own counts (``rest_service``): per method and route, streams cut and completed.
+    rest: RestStats = msgspec.field(default_factory=RestStats)
 
 
 class Shape(msgspec.Struct):
@@ -91,6 +95,7 @@ class MockUpstream:
         # One mock plays several upstreams: "/@a/v1/..." is upstream "a",
         # whose own behaviour (e.g. failing with 500) is set over HTTP.
         self.upstreams: dict[str, Behaviour] = {}
+        self.rest = RestEcho(self.stats.rest)
 
     def _newest(self, kept: deque[bytes], scope: dict) -> bytes:
         query = parse_qs(scope.get("query_string", b"").decode())
@@ -130,6 +135,9 @@ class MockUpstream:
             return await self._send(send, 200, self._newest(self.usages, scope))
         if path.startswith("/mock/upstreams/"):
             return await self._set_upstream(scope["method"], path.removeprefix("/mock/upstreams/"), receive, send)
+        name, _, under = path[2:].partition("/") if path.startswith("/@") else ("", "", path[1:])
+        if is_rest("/" + under):
+            return await self._rest(name, "/" + under, scope, receive, send)
         if scope["method"] != "POST":
             return await self._send(send, 404, _json.encode(openai_shape.error(404)))
         raw = await _read_body(receive)
@@ -184,6 +192,22 @@ class MockUpstream:
             error = {"jsonrpc": "2.0", "id": None, "error": {"code": -32603, "message": f"mock status {b.status}"}}
             return await self._send(send, b.status, _json.encode(error))
         await self.mcp.handle(scope, receive, send)
+
+    async def _rest(self, name: str, path: str, scope: dict, receive: Any, send: Any) -> None:
+        """The REST service; a named instance ("/@<name>/rest/echo/...") behaves
+        as PUT /mock/upstreams/<name> set: hangs, waits, or answers its status."""
+        b = self.defaults
+        if name:
+            b = self.upstreams.get(name, self.defaults)
+            self.stats.by_upstream[name] = self.stats.by_upstream.get(name, 0) + 1
+        if b.hang:
+            await asyncio.Event().wait()
+        if b.latency_ms:
+            await asyncio.sleep(b.latency_ms / 1000)
+        if b.status != 200:
+            await _read_body(receive)
+            return await self._send(send, b.status, _json.encode({"status": b.status}))
+        await self.rest.handle(path, scope, receive, send)
 
     async def _mcp_control(self, method: str, what: str, receive: Any, send: Any) -> None:
         """GET stats, POST reset; PUT token {"token": "t"} (null: none) sets the bearer token /mcp requires."""
