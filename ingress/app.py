@@ -23,9 +23,11 @@ from ingress.jobs import JobRunner
 from ingress.mcp_bus import McpBus
 from ingress.portal import app as portal_app
 from ingress.prompt_bus import PromptBus
+from ingress.rest_endpoint import RestDoor
 from schemas.errors import GatewayBusy, GatewayError, InternalError, InvalidRequest
 from schemas.ids import new_id
 from schemas.replies import Failure
+from schemas.rest import PATH_PREFIX as SERVICES_PREFIX
 from services.apis import docs_page, openapi
 from services.apis.table import APIS, BY_PATH
 from services.bus import metrics, process
@@ -85,6 +87,7 @@ class IngressApp:
         self.admin: Litestar | None = None
         self.dashboard: Litestar | None = None
         self.portal: Litestar | None = None
+        self.rest: RestDoor | None = None
         self.prompt_bus: PromptBus | None = None
         self.api_bus: ApiBus | None = None
         self.jobs: JobRunner | None = None
@@ -137,6 +140,8 @@ class IngressApp:
         try:
             if _is_mcp(path):
                 return await self._mcp(scope, receive, tracked_send)
+            if scope["path"].startswith(SERVICES_PREFIX):
+                return await self._rest(scope, receive, tracked_send)
             slug = prompt_endpoint.slug_of(path)
             if method == "POST" and (api is not None or slug is not None):
                 if self.in_flight >= self.settings.max_in_flight:
@@ -201,6 +206,18 @@ class IngressApp:
         finally:
             self.in_flight -= 1
 
+    async def _rest(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A call to a REST service holds a slot of ``max_in_flight`` as a model request does."""
+        assert self.rest is not None, "lifespan not run"
+        if self.in_flight >= self.settings.max_in_flight:
+            busy = GatewayBusy("This gateway process holds as many requests as it may; retry shortly.", retry_after_s=1)
+            return await self.rest.serve(scope, receive, send, busy=busy)
+        self.in_flight += 1
+        try:
+            await self.rest.serve(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
     async def _mcp_endpoint(self) -> McpEndpoint:
         """/mcp's endpoint, made and started by the first request. The SDK
         is imported here, not at the top: ~50 MB of the process's memory an
@@ -259,6 +276,7 @@ class IngressApp:
                     self.admin = admin_app.build(self.gw, self.gw.store)
                     self.dashboard = dashboard_app.build(self.gw, self.gw.store)
                     self.portal = portal_app.build(self.gw, self.gw.store)
+                    self.rest = RestDoor(self.gw)
                 except Exception as exc:
                     log.exception("ingress start-up failed")
                     await send({"type": "lifespan.startup.failed", "message": repr(exc)})

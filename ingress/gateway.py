@@ -21,11 +21,12 @@ from schemas.control import (
     decode_tenant,
 )
 from schemas.envelope import Origin, PromptRef, Span
-from schemas.events import add_tool_call
+from schemas.events import add_rest_call, add_tool_call
 from schemas.lifecycle import decode_beat
 from schemas.mcp import McpCall, McpServer, ServerCatalog, decode_catalog, decode_server
 from schemas.prompts import decode_prompt, decode_version
 from schemas.replies import Failure, Final
+from schemas.rest import RestCall, RestService, decode_service
 from services import records, routing
 from services.bus import metrics, process, tracing
 from services.bus.events import EventPublisher
@@ -61,11 +62,14 @@ class Gateway:
             subjects.KV_PROMPT_VERSIONS: KvMirror(subjects.KV_PROMPT_VERSIONS, decode_version),
             subjects.KV_MCP_SERVERS: KvMirror(subjects.KV_MCP_SERVERS, decode_server),
             subjects.KV_MCP_CATALOG: KvMirror(subjects.KV_MCP_CATALOG, decode_catalog),
+            subjects.KV_SERVICES: KvMirror(subjects.KV_SERVICES, decode_service),
         }
         # The MCP servers callers may reach, and what each offers (its
         # catalog, kept by the provider stage): what /mcp lists and checks.
         self.mcp_servers: KvMirror[McpServer] = self.mirrors[subjects.KV_MCP_SERVERS]
         self.mcp_catalog: KvMirror[ServerCatalog] = self.mirrors[subjects.KV_MCP_CATALOG]
+        # The REST services callers reach at /services/<slug>/..., by ``service_key``.
+        self.rest_services: KvMirror[RestService] = self.mirrors[subjects.KV_SERVICES]
         self.prompt_book = PromptBook(
             self.mirrors[subjects.KV_PROMPTS].items, self.mirrors[subjects.KV_PROMPT_VERSIONS].items
         )
@@ -151,6 +155,7 @@ class Gateway:
         trace_id: str = "",
         parent_span_id: str = "",
         tool: McpCall | None = None,
+        rest: RestCall | None = None,
     ) -> None:
         row = records.request_event(
             request_id=request_id,
@@ -170,6 +175,8 @@ class Gateway:
         )
         if tool is not None:
             add_tool_call(row, tool, reply)
+        if rest is not None:
+            add_rest_call(row, rest, reply)
         self.events.emit(row)
         metrics.request_ended(row)
         tracing.request_ended(row, parent_span_id)

@@ -28,6 +28,7 @@ from schemas.errors import (
 from schemas.mcp import McpCall
 from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Fence, Fenced, Final, Redacted, ReplayAsk
 from schemas.reservation import Reservation
+from schemas.rest import RestCall, service_key
 from services import routing, trace
 from services import usage as usage_svc
 from services.bus import quota_ledger
@@ -97,6 +98,7 @@ class BusSession:
         self.body: ChatBody | None = None
         self.embeddings: EmbeddingsBody | None = None
         self.tool: McpCall | None = None
+        self.rest: RestCall | None = None
         # What was published, kept to send again if the request is lost on
         # the way to the provider (a stage died while holding it).
         self._published: tuple[Envelope, bytes, dict[str, str] | None] | None = None
@@ -151,11 +153,14 @@ class BusSession:
         dropped: list[str] | None = None,
         anthropic_beta: str = "",
         tool: McpCall | None = None,
+        rest: RestCall | None = None,
     ) -> None:
-        """Send the request: a chat or embeddings body, or a call to an MCP
-        server (``tool``, api "mcp"). A durable job's request names its key by
-        id (``key_id``; policy trusts it from the ingress alone), never by secret."""
+        """Send the request: a chat or embeddings body, a call to an MCP
+        server (``tool``, api "mcp") or to a REST service (``rest``, api
+        "rest"). A durable job's request names its key by id (``key_id``;
+        policy trusts it from the ingress alone), never by secret."""
         self.body, self.embeddings, self.prompt, self.tool = body, embeddings, prompt, tool
+        self.rest = rest
         self.trace_id, self.parent_span_id = trace.parse(traceparent)
         # The ingress's own time rides with the request: the stage that ends it records it.
         self.spans.append(Span("ingress", self.received_ns, time.time_ns()))
@@ -166,6 +171,7 @@ class BusSession:
             body=body,
             embeddings=embeddings,
             tool=tool,
+            rest=rest,
             api=self.api,
             reply=self.reply_subject,
             origin=self.origin,
@@ -423,6 +429,10 @@ class BusSession:
             server = self.gw.mcp_servers.items.get(self.tool.server)
             price = server.rule(self.tool.name).price_pico_usd if server is not None else 0
             return Usage(), Cost(call=price if self.tool.method == "tools/call" else 0)
+        if self.rest is not None:
+            # A service is priced per call, and its instance may have acted on it.
+            service = self.gw.rest_services.items.get(service_key(self.rest.service, self.rest.version))
+            return Usage(), Cost(call=service.price_pico_usd if service is not None else 0)
         # Which candidate it was calling died with it: bill at the dearest.
         route = self.gw.table.find(self.model)
         catalog_model = routing.priciest_catalog_model(route) if route is not None else None
@@ -456,6 +466,7 @@ class BusSession:
                 trace_id=self.trace_id,
                 parent_span_id=self.parent_span_id,
                 tool=self.tool,
+                rest=self.rest,
             )
 
     async def cancel(self) -> None:

@@ -16,6 +16,7 @@ from schemas.chat import UsageSource
 from schemas.envelope import Span, StageName
 from schemas.mcp import McpCall
 from schemas.replies import Failure, Final
+from schemas.rest import RestCall
 
 
 class RequestEvent(BusMessage, tag="event.request"):
@@ -109,6 +110,19 @@ def add_tool_call(event: RequestEvent, call: McpCall, reply: Final | Failure) ->
     if isinstance(reply, Final):
         event.response_bytes = len(reply.tool_result)
         event.tool_error = reply.finish_reason == "is_error"
+
+
+def add_rest_call(event: RequestEvent, call: RestCall, reply: Final | Failure) -> None:
+    """Put what the row of a REST call needs on its request event: the
+    service, method and route template, the body sizes, and the upstream's
+    own status (a 404 the service answered is a 404 row, not a 200)."""
+    event.rest_service, event.rest_version = call.service, call.version
+    event.http_method, event.route = call.method, call.route
+    event.request_bytes = len(call.body)
+    if isinstance(reply, Final) and reply.rest is not None:
+        event.response_bytes = reply.rest.response_bytes
+        if reply.rest.status:
+            event.status = reply.rest.status
 
 
 class ApiCallEvent(BusMessage, tag="event.api_call"):

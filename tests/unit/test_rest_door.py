@@ -1,0 +1,161 @@
+"""What the ingress checks of a REST call before publishing it (services/rest_door.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from schemas.rest import RestInstance, RestService, service_key
+from services import rest_door
+from services.rest_door import InvalidPath, MethodNotAllowed, ServiceNotFound, ServiceRetired, Target
+
+INSTANCE = [RestInstance(url="http://127.0.0.1:9000")]
+SERVICES = {
+    service_key("billing", 1): RestService(slug="billing", instances=INSTANCE),
+    service_key("billing", 3): RestService(slug="billing", version=3, instances=INSTANCE),
+}
+has = rest_door.has_version_in(SERVICES)
+
+
+def test_a_path_names_its_service_its_version_and_the_path_under_it() -> None:
+    assert rest_door.target_of("/services/billing/invoices/7", "a=1", has) == Target("billing", 1, "/invoices/7", "a=1")
+    assert rest_door.target_of("/services/billing/v3/invoices", "", has) == Target("billing", 3, "/invoices", "")
+    assert rest_door.target_of("/services/billing/v3", "", has) == Target("billing", 3, "/", "")
+    assert rest_door.target_of("/services/billing", "", has) == Target("billing", 1, "/", "")
+    assert rest_door.target_of("/services/billing/", "", has).path == "/"
+    assert Target("billing", 1, "/x", "q=1").path_and_query == "/x?q=1"
+
+
+def test_a_version_segment_the_service_lacks_is_part_of_the_path() -> None:
+    # No version 2: "/v2/..." is the version-1 service's own path.
+    assert rest_door.target_of("/services/billing/v2/items", "", has) == Target("billing", 1, "/v2/items", "")
+    for odd in ("v03", "v0", "v", "vx", "v99999999999"):
+        assert rest_door.target_of(f"/services/billing/{odd}/x", "", has).path == f"/{odd}/x"
+
+
+def test_a_path_that_names_no_service_is_a_404() -> None:
+    for path in ("/services/", "/services/Bad_Slug/x", "/services/-x", "/servicesx/a"):
+        with pytest.raises(ServiceNotFound):
+            rest_door.target_of(path, "", has)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/services/billing/..",
+        "/services/billing/a/../../admin",
+        "/services/billing/%2e%2e/admin",
+        "/services/billing/%2E%2e",
+        "/services/billing/.",
+        "/services/billing/a/..%2fadmin",
+        "/services/billing/a/..%5cadmin",
+        "/services/billing/a/..\\admin",
+        "/services/billing/%252e%252e/admin",
+        "/services/billing/a%00b",
+        "/services/billing/a%0d%0aX-Injected:%201",
+        "/services/billing/caf\u00e9",
+        "/services/billing/a b",
+    ],
+)
+def test_a_path_that_could_climb_out_of_the_base_or_smuggle_bytes_is_refused(path: str) -> None:
+    with pytest.raises(InvalidPath):
+        rest_door.target_of(path, "", has)
+
+
+def test_dots_inside_a_segment_and_encoded_slashes_pass_as_sent() -> None:
+    target = rest_door.target_of("/services/billing/files/a..b/v1.2/x%2Fy", "", has)
+    assert target.path == "/files/a..b/v1.2/x%2Fy"
+
+
+def test_an_unsafe_query_or_an_overlong_target_is_refused() -> None:
+    with pytest.raises(InvalidPath):
+        rest_door.target_of("/services/billing/x", "a=\x01", has)
+    with pytest.raises(InvalidPath):
+        rest_door.target_of("/services/billing/x", "a=\u00e9", has)
+    with pytest.raises(Exception) as too_long:
+        rest_door.target_of("/services/billing/" + "a" * rest_door.MAX_TARGET_CHARS, "", has)
+    assert getattr(too_long.value, "status", 0) == 414
+
+
+def test_drafts_are_not_there_and_retired_services_are_gone_with_their_successor() -> None:
+    with pytest.raises(ServiceNotFound):
+        rest_door.check_state(RestService(slug="s", state="draft"))
+    with pytest.raises(ServiceRetired) as retired:
+        rest_door.check_state(RestService(slug="s", version=2, state="retired", successor="s/v3"))
+    assert retired.value.status == 410 and "/services/s/v3" in retired.value.message
+    rest_door.check_state(RestService(slug="s", state="deprecated"))
+    rest_door.check_state(RestService(slug="s"))
+
+
+def test_a_deprecated_service_says_when_until_when_and_what_instead() -> None:
+    assert rest_door.lifecycle_headers(RestService(slug="s")) == []
+    service = RestService(
+        slug="s", state="deprecated", deprecated_at_ms=1_700_000_000_000, sunset_at_ms=1_900_000_000_000, successor="t"
+    )
+    assert dict(rest_door.lifecycle_headers(service)) == {
+        b"deprecation": b"@1700000000",
+        b"sunset": b"Sun, 17 Mar 2030 17:46:40 GMT",
+        b"link": b'</services/t>; rel="successor-version"',
+    }
+
+
+def test_a_method_the_service_does_not_take_is_a_405_naming_those_it_does() -> None:
+    service = RestService(slug="s", methods=["POST", "GET"])
+    assert rest_door.check_method(service, "GET") == "GET"
+    for method in ("DELETE", "TRACE", "CONNECT", "get"):
+        with pytest.raises(MethodNotAllowed) as refused:
+            rest_door.check_method(service, method)
+        assert refused.value.status == 405 and refused.value.allow == "GET, POST"
+
+
+def test_the_gateway_key_comes_from_x_api_key_or_authorization() -> None:
+    headers = {b"x-api-key": "sk-1", b"authorization": "Bearer upstream"}
+    assert rest_door.gateway_key(headers.get) == "Bearer sk-1"
+    assert rest_door.gateway_key({b"authorization": "Bearer sk-2"}.get) == "Bearer sk-2"
+    assert rest_door.gateway_key({}.get) is None
+
+
+def test_headers_passed_on_leave_out_hops_keys_stripped_ones_and_the_gateways_own() -> None:
+    service = RestService(slug="s", strip_headers=["cookie", "x-internal"])
+    sent = [
+        (b"Host", b"gateway"),
+        (b"Authorization", b"Bearer sk-gateway"),
+        (b"x-api-key", b"sk-gateway"),
+        (b"cookie", b"session=1"),
+        (b"X-Internal", b"1"),
+        (b"connection", b"keep-alive, x-hop"),
+        (b"x-hop", b"1"),
+        (b"transfer-encoding", b"chunked"),
+        (b"content-length", b"12"),
+        (b"x-sluice-deployment", b"pin"),
+        (b"bad name", b"1"),
+        (b"x-split", b"a\r\nx-evil: 1"),
+        (b"Accept", b"application/json"),
+        (b"content-type", b"application/json"),
+        (b"traceparent", b"00-abc-def-01"),
+    ]
+    assert rest_door.forwarded_headers(service, sent) == [
+        ("accept", "application/json"),
+        ("content-type", "application/json"),
+        ("traceparent", "00-abc-def-01"),
+    ]
+
+
+def test_too_many_header_bytes_are_a_431() -> None:
+    big = [(f"x-h{i}".encode(), b"v" * 1000) for i in range(100)]
+    with pytest.raises(Exception) as refused:
+        rest_door.forwarded_headers(RestService(slug="s"), big)
+    assert getattr(refused.value, "status", 0) == 431
+
+
+def test_the_upstreams_answer_headers_lose_hops_the_request_id_and_anything_that_splits() -> None:
+    got = rest_door.answer_headers(
+        [
+            ("Content-Type", "text/event-stream"),
+            ("Transfer-Encoding", "chunked"),
+            ("Connection", "close"),
+            ("X-Request-Id", "upstream's"),
+            ("x-bad", "a\r\nset-cookie: x"),
+            ("ETag", '"v1"'),
+        ]
+    )
+    assert got == [(b"content-type", b"text/event-stream"), (b"etag", b'"v1"')]
