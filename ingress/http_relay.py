@@ -25,13 +25,17 @@ async def send_failure(call: BusSession, send: Send, fmt: Renderer, f: Failure) 
 
 def route_headers(reply: Chunk | Final) -> list[tuple[bytes, bytes]]:
     """Who answered, after how many tries, whether from the cache (a
-    stream's first chunk carries the first and the last), and who counted
-    a token count's tokens (``upstream`` or ``gateway``)."""
+    stream's first chunk carries the first and the last), who counted
+    a token count's tokens (``upstream`` or ``gateway``), and what a whole
+    answer cost in pico-USD (the portal's try-it shows it; a stream's
+    headers go before its cost is known)."""
     out = []
     if reply.deployment:
         out.append((b"x-sluice-deployment", reply.deployment.encode("latin-1", "replace")))
     if isinstance(reply, Final) and reply.attempts:
         out.append((b"x-sluice-attempts", str(reply.attempts).encode()))
+    if isinstance(reply, Final):
+        out.append((b"x-sluice-cost-pico-usd", str(reply.cost.total).encode()))
     if isinstance(reply, Final) and reply.count is not None:
         out.append((b"x-sluice-token-count", reply.count.by.encode()))
     if reply.cache:

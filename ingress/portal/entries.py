@@ -59,6 +59,8 @@ class Entry:
     example: str = ""
     health: Health | None = None
     health_known: bool = False
+    # An MCP server's tools the person's tenant may use (by the server's names).
+    tools: tuple[str, ...] = ()
     search_text: str = field(default="", repr=False)
 
     @property
@@ -318,6 +320,7 @@ def mcp_entry(server: McpServer, tools: list[str], who: Who, src: Sources, subs:
         description=server.description,
         access=access_of(who, subscription_name("mcp", server.name), server.requires_approval, subs),
         facts=facts,
+        tools=tuple(tools),
         health=_health(src.stats, [tool_name(server.name, t) for t in tools]),
         health_known=src.stats.known,
         search_text=_search("mcp tools", server.name, server.description, tools),
