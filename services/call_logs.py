@@ -8,6 +8,8 @@ marker saying how much was left out, so a reader never mistakes it for whole.
 
 from __future__ import annotations
 
+import base64
+
 import msgspec
 
 from schemas.chat import Message, Usage
@@ -32,7 +34,19 @@ def cut(text: str, max_bytes: int) -> tuple[str, int]:
     return kept + CUT_MARKER.format(kept=len(kept.encode()), total=len(raw)), len(raw)
 
 
+def body_text(data: bytes) -> str:
+    """A REST body as a log keeps it: its text, or base64 when it is not UTF-8."""
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(data).decode()
+
+
 def request_json(env: Envelope) -> str:
+    if env.rest is not None:
+        call = env.rest
+        rest = {"method": call.method, "path": call.path, "headers": call.headers, "body": body_text(call.body)}
+        return _json.encode(rest).decode()
     body = env.body if env.body is not None else env.embeddings
     return _json.encode(body).decode() if body is not None else "null"
 

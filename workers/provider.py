@@ -7,7 +7,13 @@ every routing replica how each try went.
 
 It also holds the gateway's sessions with upstream MCP servers and keeps
 their catalogs (``McpSide``): it is the one stage that speaks MCP upstream,
-so it is the one that lists what each server offers."""
+so it is the one that lists what each server offers.
+
+REST services (api "rest") are called through the generic HTTP adapter
+(``services.providers.rest``) with each service's current record, mirrored
+from ``sluice_services`` (``RestSide``): header rules, caps and timeouts
+are read there, never from the envelope; their instances' health checks
+reach every routing replica as tries do."""
 
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ from schemas.health import TryOutcome
 from schemas.ids import new_id
 from schemas.mcp import McpServer, ServerCatalog, decode_catalog, decode_server, kv_encode
 from schemas.replies import Accepted, Cancel, Chunk, Failure, Fence, Fenced, Final, ReplayAsk
+from schemas.rest import RestService, decode_service
 from services import admission, answer_cache, call_logs, privacy
 from services import usage as usage_svc
 from services.bus import process
@@ -41,6 +48,9 @@ from services.providers.attempts import Try, WalkFailed, retryable
 from services.providers.call import CallFailed, CallOutcome, CallProgress
 from services.providers.http import Upstream, make_upstream_http
 from services.providers.request_call import RequestCall
+from services.providers.rest.call import FAIL_OVER_STATUSES, RestCaller
+from services.providers.rest.client import RestClient
+from services.providers.rest.health import HealthChecks
 from services.recent import RecentSet
 from services.reply_log import ReplyLog
 from workers import runner
@@ -143,6 +153,34 @@ class McpSide:
             await self.pool.aclose()
 
 
+class RestSide:
+    """The provider's REST side: the services' bucket mirrored, the
+    process's HTTP client for them, the caller a REST request's tries go
+    through, and the instances' health checks (their outcomes published as
+    tries' are, so every routing replica's breakers hear them)."""
+
+    def __init__(self) -> None:
+        self.services: KvMirror[RestService] = KvMirror(subjects.KV_SERVICES, decode_service, self._changed)
+        self.client = RestClient()
+        self.caller = RestCaller(self.client, self.services.items)
+        self.health = HealthChecks(self.client, self.services.items)
+
+    def _changed(self, _key: str, _old: RestService | None, _new: RestService | None) -> None:
+        self.health.services_changed()
+
+    async def start(self, js: JetStreamContext, nc: Client) -> None:
+        async def publish(outcome: TryOutcome) -> None:
+            await nc.publish(subjects.HEALTH_ATTEMPT, bus.encode(outcome))
+
+        await self.services.start(js)
+        self.health.start(publish)
+
+    async def stop(self) -> None:
+        await self.health.stop()
+        await self.services.stop()
+        await self.client.aclose()
+
+
 class ProviderStage:
     name = "provider"
     listen_on = (subjects.STAGE_CALL,)
@@ -167,10 +205,12 @@ class ProviderStage:
         self.calls: dict[str, int] = {}
         self.replies = ReplyLog()
         self.mcp = McpSide()
+        self.rest = RestSide()
 
     async def start(self, ctx: runner.StageContext) -> None:
         self.client = make_upstream_http()
         await self.mcp.start(ctx.js)
+        await self.rest.start(ctx.js, ctx.nc)
         await ctx.nc.subscribe(subjects.CONTROL_CANCEL, cb=self._on_cancel)
         ctx.replies = self.replies
         self._nc = ctx.nc
@@ -250,9 +290,10 @@ class ProviderStage:
         )
         if not says_health or (t.error is not None and not retryable(t.error)):
             return  # the caller's mistake (a 400) says nothing of the deployment's health
+        # A REST instance's 502-504, relayed as the service's answer, still says it could not serve.
         outcome = TryOutcome(
             deployment=dep.name,
-            ok=t.error is None,
+            ok=t.error is None and not (env.rest is not None and t.status in FAIL_OVER_STATUSES),
             at_ns=t.end_ns,
             ttfb_ns=(t.first_byte_ns - t.start_ns) if t.first_byte_ns and t.error is None else 0,
             tokens=t.tokens,
@@ -281,6 +322,7 @@ class ProviderStage:
             tried=lambda t, says_health: self._tried(ctx, env, t, says_health=says_health),
             in_flight=self.calls,
             mcp=self.mcp,
+            rest=self.rest.caller,
         )
         self.inflight[env.id] = asyncio.current_task()  # type: ignore[assignment]
         if env.progress:
@@ -362,6 +404,7 @@ class ProviderStage:
         if self.client is not None:
             await self.client.aclose()
         await self.mcp.stop()
+        await self.rest.stop()
 
 
 if __name__ == "__main__":

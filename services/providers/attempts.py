@@ -164,7 +164,13 @@ class Walk:
         # A REST service's answer is a success of the try whatever its status; the row shows that status.
         status = outcome.rest.status if outcome.rest is not None else 200
         done = Try(
-            number, dep, outcome.start_ns, outcome.first_byte_ns, outcome.end_ns, status, tokens=outcome.usage.total_tokens
+            number,
+            dep,
+            outcome.start_ns,
+            outcome.first_byte_ns,
+            outcome.end_ns,
+            status,
+            tokens=outcome.usage.total_tokens,
         )
         self.tries.append(done)
         await on_try(done)

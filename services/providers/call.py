@@ -27,8 +27,8 @@ from schemas.chat import ChatBody, Choice, Cost, Delta, EmbeddingsBody, Message,
 from schemas.envelope import Deployment
 from schemas.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from schemas.replies import TokenCount
-from schemas.rest import RestResult
 from schemas.responses import BuiltinChoice, BuiltinTool, decode_request
+from schemas.rest import RestResult
 from services import pricing, tokens
 from services import usage as usage_svc
 from services.providers import passthrough

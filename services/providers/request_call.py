@@ -26,6 +26,14 @@ instance of the server: the try is the MCP adapter's (``services.providers.mcp``
 instead of a model's, and its answer is the upstream's result JSON, its
 masked values restored and the output checks applied before the caller has
 it (``services.mcp_privacy``).
+
+A REST call (api "rest") walks its candidates too, each an instance of the
+service, through the generic HTTP adapter (``services.providers.rest``):
+the answer's head and body slices go out as ``Chunk`` replies (``head``,
+``data``) as they are read, or, for an answer that came whole with its
+head, on the ``Final`` alone. Once the head arrived the request's deadline
+no longer applies: a long download or an event stream goes on as long as
+the service keeps sending (its read timeout bounds each wait).
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from schemas.errors import ClientClosed, InternalError, StageStopping, UpstreamT
 from schemas.events import Detection
 from schemas.mcp import McpCall
 from schemas.replies import Chunk, Failure, Final, Timing
+from schemas.rest import RestCall, RestHead
 from services import answer_cache, call_logs, detectors, mcp_privacy
 from services import usage as usage_svc
 from services.masking import AnswerRestorer, OutputScanner
@@ -57,6 +66,7 @@ from services.providers.call import (
     call_embeddings,
 )
 from services.providers.http import Upstream
+from services.providers.rest.call import RESPONSE_TOO_LARGE
 
 
 class McpTries(Protocol):
@@ -68,11 +78,27 @@ class McpTries(Protocol):
     async def call(self, dep: Deployment, call: McpCall, progress: CallProgress) -> CallOutcome: ...
 
 
+class RestTries(Protocol):
+    """What makes a REST call's tries: ``services.providers.rest.call.RestCaller``."""
+
+    async def call(
+        self,
+        dep: Deployment,
+        call: RestCall,
+        progress: CallProgress,
+        on_body: Callable[[RestHead | None, bytes], Awaitable[None]],
+        *,
+        may_fail_over: bool = True,
+    ) -> CallOutcome: ...
+
+
 # Where a chunk of the answer goes (the requester's inbox, in the stage).
 Send = Callable[[Chunk], Awaitable[None]]
 # A try that ended, and whether its end tells of the deployment's health
 # (not when the client left or the gateway stopped while it ran).
 Tried = Callable[[Try, bool], Awaitable[None]]
+# A REST chunk's ``delta``: nothing (shared: it is only ever encoded).
+_NO_DELTA = Delta()
 
 
 def output_checks(env: Envelope) -> Callable[[], OutputScanner] | None:
@@ -89,7 +115,7 @@ def output_checks(env: Envelope) -> Callable[[], OutputScanner] | None:
 class RequestCall:
     """One request's upstream call; ``send`` takes its chunks, ``tried`` each
     try's end, ``in_flight`` counts the calls to each deployment, ``mcp``
-    makes an MCP call's tries."""
+    makes an MCP call's tries and ``rest`` a REST call's."""
 
     def __init__(
         self,
@@ -99,10 +125,12 @@ class RequestCall:
         tried: Tried,
         in_flight: dict[str, int] | None = None,
         mcp: McpTries | None = None,
+        rest: RestTries | None = None,
     ) -> None:
         self.env = env
         self.client = client
         self.mcp = mcp
+        self.rest = rest
         self.send = send
         self.tried = tried
         # deployment name -> calls in flight to it (shared by the process's calls)
@@ -122,7 +150,7 @@ class RequestCall:
         self.transcript = answer_cache.Transcript() if keeps and env.stream else None
         # Masked values go back into the answer for the caller, and only there:
         # the transcript (call log, cache) keeps what the upstream wrote.
-        chat = env.privacy is not None and env.tool is None
+        chat = env.privacy is not None and env.tool is None and env.rest is None
         self.restorer = AnswerRestorer(env.privacy.vault, output_checks(env)) if chat else None
         # The answer as the upstream wrote it (placeholders unrestored), once
         # the call ended: what the cache keeps and the call log shows.
@@ -130,6 +158,11 @@ class RequestCall:
         # An MCP call's result as the upstream wrote it, and what the output checks found in it.
         self.tool_result = b""
         self.tool_found: list[Detection] = []
+        # A REST call: its deadline, lifted once the head arrived; the head
+        # and the body's first bytes as they went out, for the call log.
+        self._deadline: asyncio.Timeout | None = None
+        self.rest_head: RestHead | None = None
+        self.rest_logged = bytearray()
 
     @property
     def deployment(self) -> Deployment:
@@ -154,7 +187,7 @@ class RequestCall:
         ``failure`` to send."""
         env = self.env
         self.started_ns = time.time_ns()
-        async with asyncio.timeout(max(0.0, (env.deadline_ns - self.started_ns) / 1e9)):
+        async with asyncio.timeout(max(0.0, (env.deadline_ns - self.started_ns) / 1e9)) as self._deadline:
             return await self.walk.run(self._try, self._ended, self._on_delta if env.stream else None)
 
     async def final(self, outcome: CallOutcome) -> Final:
@@ -183,6 +216,8 @@ class RequestCall:
             finish_reason=outcome.finish_reason,
             count=outcome.count,
             tool_result=tool_result,
+            rest=outcome.rest,
+            data=outcome.data,
             deployment=dep.name,
             provider=dep.provider,
             attempts=len(self.walk.tries),
@@ -248,6 +283,8 @@ class RequestCall:
         a key the model leaked is not kept in a log either."""
         if self.env.tool is not None:
             return self._logged_tool_answer(reply)
+        if self.env.rest is not None:
+            return self._logged_rest_answer(reply)
         output = output_checks(self.env)
         message = AnswerRestorer({}, output).message(self.written) if output is not None else self.written
         if isinstance(reply, Failure):
@@ -272,11 +309,30 @@ class RequestCall:
             answer["result"] = msgspec.Raw(result)
         return msgspec.json.encode(answer).decode()
 
+    def _logged_rest_answer(self, reply: Final | Failure) -> str:
+        """A REST call's log: the head and the body's first bytes as the
+        caller got them (the log's cap cuts the rest)."""
+        answer: dict[str, object] = {}
+        head = self.rest_head or (reply.rest.head if isinstance(reply, Final) and reply.rest is not None else None)
+        if head is not None:
+            answer["status"], answer["headers"] = head.status, head.headers
+        if isinstance(reply, Failure):
+            answer["error"] = {"type": reply.type, "code": reply.code, "message": reply.message}
+        body = bytes(self.rest_logged) or (reply.data if isinstance(reply, Final) else b"")
+        answer["body"] = call_logs.body_text(body[: self.env.call_log_max_bytes])
+        return msgspec.json.encode(answer).decode()
+
     async def _try(self, dep: Deployment, progress: CallProgress, on_delta: OnDelta | None) -> CallOutcome:
         """One try at ``dep`` (the walk's call)."""
         env = self.env
         self.in_flight[dep.name] = self.in_flight.get(dep.name, 0) + 1
         try:
+            if env.rest is not None:
+                if self.rest is None:
+                    raise CallFailed(InternalError("This provider process makes no REST calls."), time.time_ns(), 0)
+                # Another instance is left to try: a 502-504 may move on to it.
+                last = dep is self.walk.candidates[-1]
+                return await self.rest.call(dep, env.rest, progress, self._on_body, may_fail_over=not last)
             if env.tool is not None:
                 if self.mcp is None:
                     raise CallFailed(InternalError("This provider process makes no MCP calls."), time.time_ns(), 0)
@@ -304,7 +360,26 @@ class RequestCall:
             self.in_flight[dep.name] -= 1
 
     async def _ended(self, t: Try) -> None:
-        await self.tried(t, self.tells_health)
+        # An answer cut at the service's own size cap says nothing of the instance's health.
+        too_large = t.error is not None and t.error.code == RESPONSE_TOO_LARGE
+        await self.tried(t, self.tells_health and not too_large)
+
+    async def _on_body(self, head: RestHead | None, data: bytes) -> None:
+        """A REST answer's head (on its first chunk) or next body slice, on
+        to the requester as it came."""
+        env = self.env
+        chunk = Chunk(id=env.id, seq=self.seq, delta=_NO_DELTA, head=head, data=data)
+        if head is not None:
+            chunk.deployment = self.walk.current.name
+            self.rest_head = head
+            if self._deadline is not None:
+                self._deadline.reschedule(None)
+        room = env.call_log_max_bytes - len(self.rest_logged)
+        if room > 0:
+            self.rest_logged += data[:room]
+        await self.send(chunk)
+        self.first_chunk_ns = self.first_chunk_ns or time.time_ns()
+        self.seq += 1
 
     async def _on_delta(self, delta: Delta, model: str) -> None:
         self.batch.append(self.restorer.delta(delta) if self.restorer is not None else delta)
@@ -339,8 +414,8 @@ class RequestCall:
         early. ``refused``: the upstream answered with an error (a 429, a 5xx,
         no connection), which bills nothing unless a stream had begun."""
         env, progress, dep = self.env, self.walk.progress, self.walk.current
-        if not progress.sent or (refused and not progress.first_byte_ns) or env.api in ("count_tokens", "mcp"):
-            return None  # a count bills nothing, even cut short; a tool's price is for its result
+        if not progress.sent or (refused and not progress.first_byte_ns) or env.api in ("count_tokens", "mcp", "rest"):
+            return None  # a count bills nothing, even cut short; a tool's or a service's price is for its answer
         if env.embeddings is not None:
             usage = usage_svc.settle_embeddings(None, env.embeddings, dep.catalog_model)
         else:

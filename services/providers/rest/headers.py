@@ -1,0 +1,91 @@
+"""The headers of a REST call, both ways.
+
+Upstream, an instance gets the caller's headers less:
+
+* what describes one hop (``HOP_BY_HOP``: ``connection``, ``te``, ``host``,
+  ``content-length``, ...; the client set them for its connection to the
+  gateway, the gateway's own client sets them for its connection to the
+  instance) and ``expect`` (the body is already whole);
+* the gateway's credential, whichever header carried it (``authorization``,
+  ``x-api-key``), and the service's ``strip_headers`` (by default
+  ``cookie`` too): read from the service's record, never from the envelope;
+* the gateway's own control headers (``x-sluice-*``), and proxy headers the
+  gateway does not keep up to date (``forwarded``, any ``x-forwarded-*``
+  but ``-for``, ``-proto`` and ``-host``, which the ingress sets from the
+  caller's connection);
+
+plus ``x-forwarded-prefix`` (where the service is mounted on the gateway)
+and the service's ``add_headers``, each from an environment variable of the
+provider process (a credential never rides on the bus; a rule's header
+replaces a caller's of the same name). A header name that is no HTTP token,
+or a value with a line break, is refused: it could smuggle a header in.
+
+Downstream, the caller gets the instance's headers less the hop-by-hop ones
+and those its ``Connection`` header names (RFC 9110 §7.6.1).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping
+
+from multidict import CIMultiDict
+
+from schemas.errors import InvalidRequest
+from schemas.rest import HOP_BY_HOP, RestCall, RestService
+
+log = logging.getLogger("sluice.rest")
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BREAKS = re.compile(r"[\r\n\0]")
+# The gateway's key never goes upstream, whichever header a caller sent it in.
+_GATEWAY_KEY = frozenset({"authorization", "x-api-key"})
+_NOT_FORWARDED = HOP_BY_HOP | _GATEWAY_KEY | {"expect", "forwarded", "proxy-connection"}
+# Set by the ingress from the caller's connection; every other x-forwarded-* is dropped.
+_FORWARDED_KEPT = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"})
+# Environment variables already reported missing, once each.
+_missing_reported: set[str] = set()
+
+
+def mount_prefix(slug: str, version: int) -> str:
+    """Where the service is mounted on the gateway (``x-forwarded-prefix``)."""
+    return f"/services/{slug}" if version == 1 else f"/services/{slug}/v{version}"
+
+
+def _forwarded(name: str) -> bool:
+    if name in _NOT_FORWARDED or name.startswith("x-sluice-"):
+        return False
+    return not name.startswith("x-forwarded-") or name in _FORWARDED_KEPT
+
+
+def request_headers(call: RestCall, service: RestService, environ: Mapping[str, str] = os.environ) -> CIMultiDict[str]:
+    """What an instance of ``service`` gets for ``call``."""
+    stripped = {h.lower() for h in service.strip_headers}
+    added = {rule.name.lower() for rule in service.add_headers}
+    out: CIMultiDict[str] = CIMultiDict()
+    for raw_name, value in call.headers:
+        name = raw_name.lower()
+        if _TOKEN.fullmatch(name) is None or _BREAKS.search(value):
+            raise InvalidRequest("A header of the REST call is malformed.", code="invalid_header")
+        if _forwarded(name) and name not in stripped and name not in added:
+            out.add(name, value)
+    out["x-forwarded-prefix"] = mount_prefix(call.service, call.version)
+    for rule in service.add_headers:
+        secret = environ.get(rule.env)
+        if secret is None or _TOKEN.fullmatch(rule.name) is None or _BREAKS.search(rule.prefix + secret):
+            if rule.env not in _missing_reported:
+                _missing_reported.add(rule.env)
+                log.warning("service %s: header %s not sent ($%s unset or unusable)", service.key, rule.name, rule.env)
+            continue
+        out.add(rule.name.lower(), rule.prefix + secret)
+    return out
+
+
+def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """The instance's answer's headers as the caller gets them (repeated
+    names kept, in order: several ``set-cookie``)."""
+    pairs = [(name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in raw]
+    named = {token.strip().lower() for name, value in pairs if name == "connection" for token in value.split(",")}
+    return [(name, value) for name, value in pairs if name not in HOP_BY_HOP and name not in named]
