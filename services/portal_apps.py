@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import msgspec
 
 from schemas.control import ApiKey
-from schemas.errors import RecordNotFound
+from schemas.errors import PermissionDenied, RecordNotFound
 from schemas.ids import new_id
 from schemas.people import App
 from services import control
@@ -58,6 +58,20 @@ def require_app(who: Who, app: App | None, app_id: str) -> App:
     if app is None or not sees_app(who, app):
         raise RecordNotFound(f"No app {app_id!r}.")
     return app
+
+
+def require_owner(who: Who, app: App) -> None:
+    """Keys are made and rotated by the app's owner only: a new secret is
+    shown to whoever makes it, and it is the owner's to hold."""
+    if app.user_id != who.user_id:
+        raise PermissionDenied("Only the app's owner makes and rotates its keys.", code="not_the_owner")
+
+
+def require_revoker(who: Who, app: App) -> None:
+    """The owner, or an admin who sees the app (a tenant admin stops a key
+    of someone who left), may revoke its keys."""
+    if app.user_id != who.user_id and not who.is_admin:
+        raise PermissionDenied("Only the app's owner or an admin revokes its keys.", code="not_the_owner")
 
 
 def visible_apps(who: Who, apps: Iterable[App]) -> list[App]:

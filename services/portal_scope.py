@@ -41,8 +41,10 @@ class Who(msgspec.Struct, frozen=True):
         return self.is_gateway_admin or (bool(self.tenant_id) and self.tenant_id == tenant_id)
 
     def actor(self) -> Actor:
-        """The actor the control store audits the person's writes under."""
-        return Actor(key_id=self.user_id, role=_ACTOR_ROLE[self.role], tenant_id=self.tenant_id)
+        """The actor the control store audits the person's writes under:
+        ``user:<id>``, as the sign-in's own audit names a person (never
+        confused with a key's id)."""
+        return Actor(key_id=f"user:{self.user_id}", role=_ACTOR_ROLE[self.role], tenant_id=self.tenant_id)
 
 
 def require_visible(who: Who, tenant_id: str, kind: str, record_id: str) -> None:

@@ -43,6 +43,10 @@ ROUTE_MODULES: tuple[str, ...] = (
     "ingress.portal.auth",
     "ingress.portal.catalog",
     "ingress.portal.docs",
+    "ingress.portal.access",
+    "ingress.portal.apps",
+    "ingress.portal.usage",
+    "ingress.portal.admin_views",
 )
 # Forms are small; the largest thing a person sends is an OpenAPI document
 # of a service an admin registers.

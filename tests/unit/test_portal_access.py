@@ -139,3 +139,9 @@ def test_clean_text_keeps_names_on_one_line() -> None:
     with pytest.raises(InvalidRequest):
         clean_text("two\nlines", "name", 64)
     assert clean_text("two\nlines", "reason", 64, lines=True) == "two\nlines"
+
+
+def test_a_persons_writes_are_audited_under_their_user_id() -> None:
+    assert DEV.actor().key_id == "user:usr_dev" and DEV.actor().role == "caller"
+    assert ADMIN.actor().role == "tenant_admin" and ROOT.actor().role == "gateway_admin"
+    assert ADMIN.actor().tenant_id == "acme" and ROOT.actor().tenant_id == ""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from schemas.control import ApiKey
-from schemas.errors import InvalidRequest, RecordConflict, RecordNotFound
+from schemas.errors import InvalidRequest, PermissionDenied, RecordConflict, RecordNotFound
 from schemas.people import App
 from services import policy
 from services.keys import hash_key
@@ -17,6 +17,8 @@ from services.portal_apps import (
     new_app_key,
     require_app,
     require_key,
+    require_owner,
+    require_revoker,
     revoked,
     rotated,
     visible_apps,
@@ -114,3 +116,16 @@ def test_rotation_keeps_the_old_secret_for_its_grace_and_revoking_ends_every_sec
     config_key = ApiKey(id="k", tenant_id="acme", app_id="a1", owner="config")
     with pytest.raises(RecordConflict):
         revoked(config_key)
+
+
+def test_the_owner_makes_keys_an_admin_may_only_revoke_them() -> None:
+    owned = app("a1")
+    require_owner(DEV, owned)
+    require_revoker(DEV, owned)
+    require_revoker(ADMIN, owned)
+    require_revoker(ROOT, owned)
+    for who in (ADMIN, ROOT, DEV2):
+        with pytest.raises(PermissionDenied):
+            require_owner(who, owned)
+    with pytest.raises(PermissionDenied):
+        require_revoker(DEV2, owned)

@@ -1,0 +1,100 @@
+"""What the portal's access, apps, usage and admin pages share: the
+signed-in person as the rules see them, a posted form read with its CSRF
+token checked, the apps' records, and the answer to a form (a 303 back).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from litestar import Request
+from litestar.response import Redirect
+
+from ingress.admin.store import ControlStore, Records
+from schemas import subjects
+from schemas.errors import InvalidRequest
+from schemas.people import App, decode_app
+from schemas.rest import RestService, decode_service
+from services.portal_scope import Who
+
+# A field of a form is at most this long; the rules then hold each to its own,
+# shorter limit (a reason, a name).
+MAX_FIELD = 64 * 1024
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def signed_in(request: Request) -> tuple[Any, Who]:
+    """The person (``ingress.portal.auth.Person``) and their rules' view.
+    Not signed in: ``NotSignedIn``, which the app answers with the sign-in page."""
+    from ingress.portal.auth import person_of  # the people's module, imported once the portal runs
+
+    person = await person_of(request)
+    return person, who_of(person)
+
+
+def who_of(person: Any) -> Who:
+    return Who(user_id=person.user.id, role=person.role, tenant_id=person.tenant_id or "")
+
+
+async def posted(request: Request, person: Any) -> dict[str, str]:
+    """The form's text fields, once its CSRF token is the session's (403 otherwise)."""
+    from ingress.portal.auth import check_csrf
+
+    form = await request.form()
+    fields: dict[str, str] = {}
+    for name, value in form.items():
+        if isinstance(value, str):
+            if len(value) > MAX_FIELD:
+                raise InvalidRequest(f"The field {name[:40]!r} is too long.", code="field_too_long")
+            fields[name] = value
+    check_csrf(request, person, fields.get("csrf", ""))
+    return fields
+
+
+def back_to(path: str, done: str = "") -> Redirect:
+    """After a form: see the page again (a reload does not post twice). ``done``
+    names one of the page's fixed messages, never text a person wrote."""
+    return Redirect(path=f"{path}?done={done}" if done else path, status_code=303)
+
+
+def store_of(request: Request) -> ControlStore:
+    return request.app.state.store
+
+
+def apps_of(request: Request) -> Records[App]:
+    """The apps' records, written as the admin API writes (revision-checked,
+    audited) and read from the ingress's watched copy of ``sluice_apps``."""
+    store = store_of(request)
+    mirror = request.app.state.gateway.mirrors[subjects.KV_APPS]
+    return Records(store.keys.writer, "app", subjects.KV_APPS, decode_app, mirror)
+
+
+def people_of(request: Request) -> dict[str, Any]:
+    """The ingress's copy of the people's records (``sluice_users``), by id."""
+    mirror = request.app.state.gateway.mirrors.get(subjects.KV_USERS)
+    return mirror.items if mirror is not None else {}
+
+
+def email_of(people: dict[str, Any], user_id: str) -> str:
+    """A person by e-mail; an id no person has (a key's, from the admin API) as it is."""
+    user = people.get(user_id)
+    return user.email if user is not None else user_id
+
+
+def when(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC") if ms > 0 else ""
+
+
+def services_of(request: Request) -> Records[RestService]:
+    """The REST services' records (``sluice_services``), as ``apps_of``."""
+    store = store_of(request)
+    kept = getattr(store, "services", None)
+    if kept is not None:
+        return kept
+    mirror = request.app.state.gateway.mirrors.get(subjects.KV_SERVICES) or request.app.state.gateway.rest_services
+    return Records(store.keys.writer, "service", subjects.KV_SERVICES, decode_service, mirror)
