@@ -77,6 +77,10 @@ REQUEST_COLUMNS = [
     "request_bytes",
     "response_bytes",
     "tool_error",
+    "rest_service",
+    "rest_version",
+    "http_method",
+    "route",
 ]
 API_CALL_COLUMNS = [
     "request_id",
@@ -169,6 +173,7 @@ _LIMITS: dict[type, tuple[tuple[str, tuple[int, int]], ...]] = {
         ("status", _U16),
         ("attempts", (0, 255)),
         ("prompt_version", _U32),
+        ("rest_version", _U32),
         *((name, _U32) for name in _TOKENS),
         *((name, _U64) for name in _REQUEST_U64),
     ),
@@ -308,6 +313,10 @@ def _request_row(e: RequestEvent) -> list:
         e.request_bytes,
         e.response_bytes,
         e.tool_error,
+        e.rest_service,
+        e.rest_version,
+        e.http_method,
+        e.route,
     ]
 
 

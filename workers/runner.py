@@ -31,7 +31,7 @@ from nats.js import JetStreamContext
 from schemas import bus
 from schemas.envelope import Envelope, Span, StageName
 from schemas.errors import GatewayError, InternalError, InvalidRequest, StageTimeout
-from schemas.events import add_tool_call
+from schemas.events import add_rest_call, add_tool_call
 from schemas.ids import new_id
 from schemas.replies import Failure, Final
 from services import admission, records, reply_split
@@ -133,6 +133,8 @@ class StageContext:
         )
         if env.tool is not None:
             add_tool_call(row, env.tool, reply)
+        elif env.rest is not None:
+            add_rest_call(row, env.rest, reply)
         self.events.emit(row)
         metrics.request_ended(row)
         tracing.request_ended(row, env.parent_span_id)

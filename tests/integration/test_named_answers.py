@@ -511,6 +511,13 @@ def _tool_queries(store: Store) -> None:
         assert run(store, name) == [], name
 
 
+@answer("rest_calls")
+def _(store: Store) -> None:
+    # Only calls to REST services (api "rest") are: none of these requests is.
+    # Their known answers over REST rows: tests/integration/test_rest_calls.py.
+    assert run(store, "rest_calls") == []
+
+
 @pytest.mark.parametrize("name", sorted(NAMED))
 def test_each_named_query_gives_the_known_answer(store: Store, name: str) -> None:
     assert name in ANSWERS, f"named query {name!r} has no known answer in this test"
