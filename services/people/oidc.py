@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ REFRESH_KEYS_S = 60.0
 # An issuer's documents and answers are small; a larger one is refused.
 MAX_DOCUMENT_BYTES = 512 * 1024
 LEEWAY_S = 60
+_URL_SAFE = re.compile(r"[A-Za-z0-9_-]{16,128}")
 # The most privileged role first: a list of roles in a claim gives the first found.
 _RANK: tuple[PersonRole, ...] = ("gateway_admin", "tenant_admin", "developer")
 
@@ -81,10 +83,11 @@ class Flow:
     @classmethod
     def load(cls, text: str) -> Flow | None:
         parts = text.split(".")
-        if len(parts) != 4 or len(text) > 2048:
+        if len(parts) != 4 or len(text) > 2048 or not all(_URL_SAFE.fullmatch(p) for p in parts[:3]):
             return None
         try:
-            nxt = base64.urlsafe_b64decode(parts[3] + "=" * (-len(parts[3]) % 4)).decode()
+            raw = parts[3] + "=" * (-len(parts[3]) % 4)
+            nxt = base64.b64decode(raw, altchars=b"-_", validate=True).decode()
         except (ValueError, UnicodeDecodeError):
             return None
         return cls(parts[0], parts[1], parts[2], nxt)
@@ -238,8 +241,12 @@ class OidcClient:
         now = time.monotonic()
         if self._keys is not None and now - self._keys[0] < CACHE_S and not force:
             return self._keys[1]
-        if force and now - self._keys_refreshed < REFRESH_KEYS_S and self._keys is not None:
-            return self._keys[1]
+        if force:
+            # A token naming a key we lack fetches the set again, but no
+            # stream of forged tokens makes us ask the issuer for every one.
+            if now - self._keys_refreshed < REFRESH_KEYS_S and self._keys is not None:
+                return self._keys[1]
+            self._keys_refreshed = now
         d = await self.discovery()
         try:
             keys = msgspec.json.decode(await self._get_json(d.jwks_uri))
@@ -248,7 +255,6 @@ class OidcClient:
         if not isinstance(keys, dict) or not isinstance(keys.get("keys"), list):
             raise OidcFailed("The identity provider's key set has no keys.")
         self._keys = (now, keys)
-        self._keys_refreshed = now
         return keys
 
     async def _signing_key(self, kid: str | None, alg: str) -> Any:

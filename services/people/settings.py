@@ -6,13 +6,15 @@ from __future__ import annotations
 import msgspec
 
 from schemas.people import PersonRole
-from services.bus.portal_buckets import INVITATION_TTL_S, SESSION_TTL_S
-from services.quota import MINUTE_MS
 
+# The buckets' TTLs (``services.bus.portal_buckets``, which imports NATS;
+# a test checks they agree): a session or invitation cannot outlive its bucket.
+SESSION_TTL_S = 12 * 3600.0
+INVITATION_TTL_S = 7 * 24 * 3600.0
 # The login limiter counts in the shared rate counters, which JetStream
-# forgets after 15 minutes (``RATES_MAX_AGE_S``): a longer window would lose
-# its oldest failures.
-MAX_LOGIN_WINDOW_S = 15 * MINUTE_MS // 1000
+# forgets after 15 minutes (``quota_ledger.RATES_MAX_AGE_S``, checked by a
+# test): a longer window would lose its oldest failures.
+MAX_LOGIN_WINDOW_S = 15 * 60
 
 
 class OidcConfig(msgspec.Struct, forbid_unknown_fields=True):
