@@ -22,7 +22,8 @@ from schemas.envelope import Envelope
 from schemas.events import AlertEvent
 from schemas.health import BreakerRecord, BreakerStateName, TryOutcome, decode_breaker, decode_try
 from schemas.mcp import McpServer, ServerCatalog, decode_catalog, decode_server
-from services import mcp_routing, routing
+from schemas.rest import RestService, decode_service
+from services import mcp_routing, rest_routing, routing
 from services.breaker import BreakerState
 from services.bus.events import EventPublisher
 from services.bus.kv import KvMirror, kv_key
@@ -50,6 +51,9 @@ class RoutingStage:
         self.mcp_catalogs: KvMirror[ServerCatalog] = KvMirror(subjects.KV_MCP_CATALOG, decode_catalog)
         # Every MCP server's instances as deployments: health is kept for these too.
         self.mcp_deployments: set[str] = set()
+        self.services: KvMirror[RestService] = KvMirror(subjects.KV_SERVICES, decode_service, self._rest_changed)
+        # And every REST service's instances (their health checks report here as tries).
+        self.rest_deployments: set[str] = set()
         self.rng = random.Random()
         self.health_kv: KeyValue | None = None
         self.instance = ""
@@ -63,12 +67,18 @@ class RoutingStage:
         await self.breakers.start(ctx.js)
         await self.mcp_servers.start(ctx.js)
         await self.mcp_catalogs.start(ctx.js)
+        await self.services.start(ctx.js)
         self.health_kv = await ctx.js.key_value(subjects.KV_HEALTH)
         await ctx.nc.subscribe(subjects.HEALTH_ATTEMPT, cb=self._on_try, pending_msgs_limit=1_000_000)
 
     def _mcp_changed(self, _name: str, _old: McpServer | None, _new: McpServer | None) -> None:
         self.mcp_deployments = {
             d.name for server in self.mcp_servers.items.values() for d in mcp_routing.deployments(server, "")
+        }
+
+    def _rest_changed(self, _name: str, _old: RestService | None, _new: RestService | None) -> None:
+        self.rest_deployments = {
+            d.name for service in self.services.items.values() for d in rest_routing.deployments(service)
         }
 
     def _taken_over(self, _name: str, _old: BreakerRecord | None, new: BreakerRecord | None) -> None:
@@ -81,8 +91,9 @@ class RoutingStage:
         except msgspec.DecodeError:
             log.warning("undecodable try outcome on %s: dropped", msg.subject)
             return
-        if outcome.deployment not in self.table.deployments and outcome.deployment not in self.mcp_deployments:
-            return  # no group names it (any more): nothing to keep
+        known = (self.table.deployments, self.mcp_deployments, self.rest_deployments)
+        if not any(outcome.deployment in names for names in known):
+            return  # no group, server or service names it (any more): nothing to keep
         now = time.time()
         changed = self.board.record(outcome, now)
         if changed is not None:
@@ -114,6 +125,12 @@ class RoutingStage:
                 log.exception("cannot write the breaker state of %s", deployment)
 
     async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg | None, start_ns: int) -> None:
+        if env.rest is not None:
+            plan = rest_routing.plan(self.services.items, env.rest, self.board, start_ns / 1e9, self.rng, env.pin)
+            env.group, env.candidates, env.context_candidates = plan.group, plan.candidates, []
+            env.arm, env.retries = "", plan.retries
+            await ctx.forward(env, start_ns)
+            return
         if env.tool is not None:
             plan = mcp_routing.plan(
                 self.mcp_servers.items, self.mcp_catalogs.items, env.tool, self.board, start_ns / 1e9, self.rng, env.pin
@@ -129,7 +146,7 @@ class RoutingStage:
         await ctx.forward(env, start_ns)
 
     async def stop(self) -> None:
-        for mirror in (self.routes, self.breakers, self.mcp_servers, self.mcp_catalogs):
+        for mirror in (self.routes, self.breakers, self.mcp_servers, self.mcp_catalogs, self.services):
             await mirror.stop()
 
 
