@@ -11,6 +11,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from ingress.admin.store import ControlStore
+from ingress.portal.people_store import PeopleStore
 from ingress.replies import ReplyRouter
 from schemas import subjects
 from schemas.control import (
@@ -24,6 +25,7 @@ from schemas.envelope import Origin, PromptRef, Span
 from schemas.events import add_rest_call, add_tool_call
 from schemas.lifecycle import decode_beat
 from schemas.mcp import McpCall, McpServer, ServerCatalog, decode_catalog, decode_server
+from schemas.people import App, User, decode_app, decode_user
 from schemas.prompts import decode_prompt, decode_version
 from schemas.replies import Failure, Final
 from schemas.rest import RestCall, RestService, decode_service
@@ -34,7 +36,7 @@ from services.bus.kv import KeyIndex, KvMirror
 from services.bus.kv_writer import KvWriter
 from services.bus.quota_ledger import Counters
 from services.bus.stored_responses import StoredResponses
-from services.config import GatewaySettings
+from services.config import GatewaySettings, config_from_env
 from services.fence import ProviderRoster
 from services.prompt_api import PromptBook
 from services.readiness import Readiness
@@ -63,6 +65,8 @@ class Gateway:
             subjects.KV_MCP_SERVERS: KvMirror(subjects.KV_MCP_SERVERS, decode_server),
             subjects.KV_MCP_CATALOG: KvMirror(subjects.KV_MCP_CATALOG, decode_catalog),
             subjects.KV_SERVICES: KvMirror(subjects.KV_SERVICES, decode_service),
+            subjects.KV_USERS: KvMirror(subjects.KV_USERS, decode_user),
+            subjects.KV_APPS: KvMirror(subjects.KV_APPS, decode_app),
         }
         # The MCP servers callers may reach, and what each offers (its
         # catalog, kept by the provider stage): what /mcp lists and checks.
@@ -81,6 +85,12 @@ class Gateway:
         )
         # Settles what policy reserved for a request whose provider died.
         self.counters = Counters(nc.jetstream(), self.events)
+        # The portal's people and their apps; accounts, invitations, sessions.
+        self.users: KvMirror[User] = self.mirrors[subjects.KV_USERS]
+        self.apps: KvMirror[App] = self.mirrors[subjects.KV_APPS]
+        self.people = PeopleStore(
+            nc.jetstream(), self.users, self.mirrors[subjects.KV_TENANTS], self.events.emit, config_from_env().portal
+        )
         # Requests this process holds, told by the app (model calls, prompt APIs).
         self.in_flight: Callable[[], int] = lambda: 0
         self.heartbeat = process.Heartbeat(nc, process.instance_name("ingress"), in_flight=lambda: self.in_flight())

@@ -172,8 +172,9 @@ JETSTREAM: dict[str, tuple[tuple[Grant, ...], ...]] = {
         reads(subjects.KV_MCP_CATALOG),
         writes(subjects.KV_MCP_SESSIONS),  # MCP sessions it opened, checked and ended
         writes(subjects.KV_INVITATIONS, subjects.KV_PORTAL_SESSIONS),  # the portal's one-time links and sign-ins
-        counts(),  # settles what a dead provider's requests reserved
+        counts(),  # settles what a dead provider's requests reserved; the portal's failed sign-ins
         reads_last(subjects.SPEND_STREAM, subjects.SPEND_ALL),  # the admin API's budget view
+        reads_last(subjects.RATES_STREAM, f"{subjects.QUOTA}.rate.login.>"),  # sign-in failures in the window
     ),
     "policy": (
         follows(
