@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 from litestar import Litestar, Request, Response, Router, get
 from litestar.exceptions import HTTPException
+from litestar.params import FromPath
 from litestar.response import Redirect
 
 from ingress.admin.store import ControlStore
@@ -54,7 +55,7 @@ MAX_BODY = 2 * 1024 * 1024
 
 
 @get("/static/{name:str}", include_in_schema=False)
-async def static(request: Request, name: str) -> Response:
+async def static(request: Request, name: FromPath[str]) -> Response:
     if name == "plotly.min.js":
         raw, zipped = plotly_js()
         cached = {"cache-control": "public, max-age=86400", "x-content-type-options": "nosniff"}
@@ -148,10 +149,10 @@ def build(gateway: Any, store: ControlStore, modules: Iterable[str] = ROUTE_MODU
         405: _http_error,
         Exception: _crash,
     }
-    auth = next((m for m in parts if m.__name__ == "ingress.portal.auth"), None)
-    not_signed_in = getattr(auth, "NotSignedIn", None)
-    if not_signed_in is not None:
-        handlers[not_signed_in] = _not_signed_in
+    # The sign-in part's "who is this?" failure (``ingress.portal.auth.NotSignedIn``).
+    for module in parts:
+        if isinstance(not_signed_in := getattr(module, "NotSignedIn", None), type):
+            handlers[not_signed_in] = _not_signed_in
     app = Litestar(
         route_handlers=[Router(path=PREFIX, route_handlers=relative), *absolute],
         exception_handlers=handlers,

@@ -17,6 +17,7 @@ from functools import cache
 from typing import Any
 
 from litestar import Request, Response, get
+from litestar.params import FromPath
 
 from ingress.portal import openapi_view, samples, views
 from ingress.portal.catalog import entries_for, standing_label
@@ -172,7 +173,7 @@ _PAGES = {"model": model_page, "prompt": prompt_page, "service": service_page, "
 
 
 @get("/apis/{kind:str}/{name:path}", include_in_schema=False)
-async def api_page(request: Request, kind: str, name: str) -> Response:
+async def api_page(request: Request, kind: FromPath[str], name: FromPath[str]) -> Response:
     person = await views.signed_in(request)
     entries = await entries_for(request, views.who_of(person))
     entry = _find(entries, kind, name.lstrip("/"))

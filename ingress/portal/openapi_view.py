@@ -107,25 +107,26 @@ class _Reader:
             node = node[part]
         return node
 
-    def deref(self, value: Any, seen: tuple[str, ...]) -> tuple[Any, str, tuple[str, ...]]:
+    def deref(self, value: Any, seen: tuple[str, ...]) -> tuple[Any, str, tuple[str, ...], bool]:
         """A ``$ref`` followed (a chain of them too, within reason): the
-        target, the name it was reached by, and the refs on the way."""
+        target (None if missing or recursive), the name it was reached by,
+        the refs on the way, and whether it came back to one of them."""
         name = ""
         for _ in range(8):
             if not isinstance(value, Mapping) or not isinstance(value.get("$ref"), str):
                 break
             ref = value["$ref"]
             if ref in seen:
-                return None, ref.rsplit("/", 1)[-1], (*seen, ref)
+                return None, text(ref.rsplit("/", 1)[-1], MAX_NAME), seen, True
             name, seen = text(ref.rsplit("/", 1)[-1], MAX_NAME), (*seen, ref)
             value = self.resolve(ref)
-        return value, name, seen
+        return value, name, seen, False
 
     def node(self, schema: Any, name: str, required: bool, depth: int, seen: tuple[str, ...]) -> Field:
         self.budget -= 1
-        target, ref_name, path = self.deref(schema, seen)
+        target, ref_name, path, recursive = self.deref(schema, seen)
         if target is None and ref_name:
-            return Field(name, ref_name, required, note="recursive" if path[-1] in seen else "not found")
+            return Field(name, ref_name, required, note="recursive" if recursive else "not found")
         if not isinstance(target, Mapping):
             return Field(name, "any", required)
         out = Field(
@@ -225,10 +226,10 @@ def _example(value: Any) -> str:
 def _params(reader: _Reader, item: Mapping[str, Any], op: Mapping[str, Any]) -> list[Param]:
     out: dict[tuple[str, str], Param] = {}
     for raw in [*_list(item.get("parameters")), *_list(op.get("parameters"))][:100]:
-        p, _, _ = reader.deref(raw, ())
+        p, _, _, _ = reader.deref(raw, ())
         if not isinstance(p, Mapping) or not isinstance(p.get("name"), str):
             continue
-        schema, ref_name, _ = reader.deref(p.get("schema"), ())
+        schema, ref_name, _, _ = reader.deref(p.get("schema"), ())
         kind = _Reader.type_of(schema, ref_name) if isinstance(schema, Mapping) else "any"
         where = text(p.get("in"), 20) or "query"
         # An operation's own parameter replaces its path's of the same name and place.
@@ -264,7 +265,7 @@ def operations(doc: Any, keep: Callable[[str], bool] = lambda path: True, prefix
 
 def _operation(reader: _Reader, path: str, method: str, item: Mapping[str, Any], op: Mapping[str, Any]) -> Operation:
     body = None
-    request, _, _ = reader.deref(op.get("requestBody"), ())
+    request, _, _, _ = reader.deref(op.get("requestBody"), ())
     if isinstance(request, Mapping):
         kind, schema, example = _content(request.get("content"))
         body = Body(kind, reader.node(schema, "body", request.get("required") is True, 0, ()) if schema else None)
@@ -272,7 +273,7 @@ def _operation(reader: _Reader, path: str, method: str, item: Mapping[str, Any],
     answers = []
     responses = op.get("responses")
     for status, raw in list(responses.items())[:30] if isinstance(responses, Mapping) else []:
-        answer, _, _ = reader.deref(raw, ())
+        answer, _, _, _ = reader.deref(raw, ())
         if not isinstance(answer, Mapping):
             continue
         kind, schema, _ = _content(answer.get("content"))
