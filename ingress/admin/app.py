@@ -15,6 +15,7 @@ from ingress.admin.deps import DEPENDENCIES
 from ingress.admin.keys import Keys
 from ingress.admin.mcp_servers import McpServers
 from ingress.admin.prompts import Prompts
+from ingress.admin.services import Services
 from ingress.admin.store import ControlStore
 from ingress.admin.subscriptions import ApprovalRules, Subscriptions
 from ingress.admin.tenants import Tenants
@@ -89,6 +90,7 @@ def build(gateway: Any, store: ControlStore) -> Litestar:
             ApprovalRules,
             Prompts,
             McpServers,
+            Services,
             Usage,
             Analytics,
             openapi_json,
@@ -102,7 +104,7 @@ def build(gateway: Any, store: ControlStore) -> Litestar:
             version="1",
             description=(
                 "Tenants, API keys, subscriptions and approval, limits and budgets, prompts and their APIs, "
-                "upstream MCP servers."
+                "upstream MCP servers, REST services."
             ),
             # Served by ``openapi_json`` below: Litestar's own OpenAPI routes
             # would claim every unknown path under the prefix.

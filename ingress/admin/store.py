@@ -27,6 +27,7 @@ from schemas.control import (
 from schemas.errors import AnalyticsUnavailable, RecordConflict, RecordNotFound
 from schemas.mcp import McpServer, ServerCatalog, decode_server
 from schemas.prompts import Prompt, PromptVersion, decode_prompt, decode_version
+from schemas.rest import RestService, decode_service
 from services.bus.kv import KvMirror
 from services.bus.kv_writer import Conflict, KvWriter
 from services.control import Actor
@@ -125,6 +126,10 @@ class ControlStore:
         )
         # Kept by the provider stage; the admin API only shows it.
         self.mcp_catalog: KvMirror[ServerCatalog] = mirrors[subjects.KV_MCP_CATALOG]
+        # By ``service_key`` (``<slug>.v<N>``).
+        self.services: Records[RestService] = Records(
+            writer, "service", subjects.KV_SERVICES, decode_service, mirrors[subjects.KV_SERVICES]
+        )
 
     async def recorded_spend(self, since_ns: int, tenant_id: str) -> list[dict[str, Any]]:
         """Requests, tokens and cost per key since a time, from ClickHouse."""
