@@ -157,6 +157,13 @@ def check_access(
     return service
 
 
+def screened(tenant: Tenant | None, service: RestService | None) -> Tenant | None:
+    """The tenant whose privacy rules the call passes: a REST body is the
+    service's business, not a prompt, so only where the service opts in
+    (``redact_json``); any other request, always."""
+    return tenant if service is None or service.redact_json else None
+
+
 def counter_id(service: RestService) -> str:
     """The service's id in its counters' subjects: a slug is already a safe
     subject token, and each version counts apart (``billing-v2``)."""

@@ -154,9 +154,7 @@ class PolicyStage:
         elif wanted := self._wanted(env, key, tenant, route, mcp, server, service, now_ms):
             env.quota = await self.ledger.admit(wanted, now_ms)
             admitted = True
-        # A REST body is the service's business, not a prompt: the tenant's
-        # detectors read it only where the service opts in (redact_json).
-        screened = tenant if service is None or service.redact_json else None
+        screened = rest_policy.screened(tenant, service)
         rules = privacy.rules_of(screened) if screened is not None else None
         # A masked answer is restored per request: a cached one would carry another caller's values.
         masking = privacy.masks(rules)

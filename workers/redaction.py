@@ -12,7 +12,7 @@ from schemas.control import Tenant, decode_tenant
 from schemas.envelope import Envelope, Privacy
 from schemas.errors import InvalidRequest, RedactionUnavailable
 from schemas.replies import Redacted
-from services import mcp_privacy, privacy
+from services import mcp_privacy, privacy, rest_privacy
 from services.bus.kv import KvMirror
 from workers import runner
 
@@ -48,6 +48,9 @@ class RedactionStage:
             if env.tool is not None:
                 # An MCP call's arguments: the same detectors, over their string values.
                 found = mcp_privacy.inspect_call(env.tool, rules)
+            elif env.rest is not None:
+                # A REST call's JSON body (policy routes only a service that opts in here).
+                found = rest_privacy.inspect_body(env.rest, rules)
             else:
                 found = privacy.inspect(env.body, env.embeddings, rules)
                 found.detections += privacy.injection(env.body, rules)
@@ -70,7 +73,8 @@ class RedactionStage:
                     f"{blocked.where}).",
                     code=f"blocked_{blocked.detector}",
                 )
-            if found.vault or rules.output:
+            # A REST answer streams back unread: nothing is restored or checked in it.
+            if (found.vault or rules.output) and env.rest is None:
                 env.privacy = Privacy(found.vault, dict(rules.output), rules.version, rules.phone_region)
             if env.progress:  # the requester waits for this (fail closed otherwise)
                 await ctx.send(env, bus.encode(Redacted(id=env.id)))

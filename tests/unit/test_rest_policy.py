@@ -226,6 +226,14 @@ def test_the_key_is_checked_before_the_subscription() -> None:
     assert info.value.code == "service_not_allowed"
 
 
+def test_a_tenants_privacy_rules_read_a_rest_body_only_where_the_service_opts_in() -> None:
+    private = Tenant(id="t1", redaction_rules=[])
+    assert rest_policy.screened(private, None) is private  # any other request
+    assert rest_policy.screened(private, service()) is None
+    assert rest_policy.screened(private, service(redact_json=True)) is private
+    assert rest_policy.screened(None, service(redact_json=True)) is None
+
+
 # -- counters -----------------------------------------------------------------------
 
 
