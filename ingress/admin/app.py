@@ -20,6 +20,7 @@ from ingress.admin.store import ControlStore
 from ingress.admin.subscriptions import ApprovalRules, Subscriptions
 from ingress.admin.tenants import Tenants
 from ingress.admin.usage import Usage
+from ingress.admin.users import Users
 from ingress.http import error_body
 from schemas.errors import ErrorType, GatewayError
 
@@ -91,6 +92,7 @@ def build(gateway: Any, store: ControlStore) -> Litestar:
             Prompts,
             McpServers,
             Services,
+            Users,
             Usage,
             Analytics,
             openapi_json,
@@ -104,7 +106,7 @@ def build(gateway: Any, store: ControlStore) -> Litestar:
             version="1",
             description=(
                 "Tenants, API keys, subscriptions and approval, limits and budgets, prompts and their APIs, "
-                "upstream MCP servers, REST services."
+                "upstream MCP servers, REST services, the developer portal's people."
             ),
             # Served by ``openapi_json`` below: Litestar's own OpenAPI routes
             # would claim every unknown path under the prefix.
