@@ -25,12 +25,14 @@ chromium:
 # The real agent CLIs the client tests drive (tests/agent_clients.py): npm's Codex and Claude Code,
 # pinned, each shipping its Linux binary, installed into .agent-clients/ (skipped when those versions are there).
 # With them, the MCP side's strangers: the reference MCP server (run over stdio by the gateway as an
-# upstream) and the MCP Inspector (its CLI lists the gateway's tools).
+# upstream) and the MCP Inspector (its CLI lists the gateway's tools). And axe-core, the accessibility
+# check the portal's browser test injects into every page it visits.
 AGENT_CLIENTS := .agent-clients
 CODEX_VERSION := 0.171.0
 CLAUDE_CODE_VERSION := 2.1.332
 MCP_EVERYTHING_VERSION := 2026.8.31
 MCP_INSPECTOR_VERSION := 2.12.0
+AXE_CORE_VERSION := 4.14.1
 
 agent-clients:
 	@command -v npm >/dev/null || { \
@@ -40,11 +42,12 @@ agent-clients:
 	@v() { node -p "require('./$(AGENT_CLIENTS)/node_modules/$$1/package.json').version" 2>/dev/null; }; \
 	[ "$$(v @openai/codex)" = $(CODEX_VERSION) ] && [ "$$(v @anthropic-ai/claude-code)" = $(CLAUDE_CODE_VERSION) ] && \
 	[ "$$(v @modelcontextprotocol/server-everything)" = $(MCP_EVERYTHING_VERSION) ] && \
-	[ "$$(v @modelcontextprotocol/inspector)" = $(MCP_INSPECTOR_VERSION) ] || \
+	[ "$$(v @modelcontextprotocol/inspector)" = $(MCP_INSPECTOR_VERSION) ] && \
+	[ "$$(v axe-core)" = $(AXE_CORE_VERSION) ] || \
 	  npm install --prefix $(AGENT_CLIENTS) --no-audit --no-fund --save-exact \
 	    @openai/codex@$(CODEX_VERSION) @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION) \
 	    @modelcontextprotocol/server-everything@$(MCP_EVERYTHING_VERSION) \
-	    @modelcontextprotocol/inspector@$(MCP_INSPECTOR_VERSION)
+	    @modelcontextprotocol/inspector@$(MCP_INSPECTOR_VERSION) axe-core@$(AXE_CORE_VERSION)
 	@# Claude Code's postinstall puts its native binary in place; an npm that held the script back gets it run here.
 	@$(AGENT_CLIENTS)/node_modules/.bin/claude --version >/dev/null 2>&1 || \
 	  (cd $(AGENT_CLIENTS)/node_modules/@anthropic-ai/claude-code && node install.cjs)
