@@ -19,7 +19,7 @@ from schemas import subjects
 from schemas.control import ApiKey
 from services import config as config_mod
 from services.bus import credentials, process
-from services.cli import admin_cli, logs_cli, mcp_cli, nats_users_cli, prompts_cli
+from services.cli import admin_cli, logs_cli, mcp_cli, nats_users_cli, prompts_cli, users_cli
 from services.cli.layout import Layout, parse_replicas
 from services.cli.named_query import query
 from services.cli.supervisor import StartupError, Supervisor
@@ -467,6 +467,7 @@ def parser() -> argparse.ArgumentParser:
 
     nats_users_cli.add_parser(sub, process.nats_url())
     admin_cli.add_parsers(sub)
+    users_cli.add_parser(sub)
     mcp_cli.add_parser(sub)
     prompts_cli.add_parser(sub, process.nats_url(), default_creds())
     logs_cli.add_parser(sub, process.nats_url(), default_creds())
