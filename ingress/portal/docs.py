@@ -179,7 +179,18 @@ async def api_page(request: Request, kind: FromPath[str], name: FromPath[str]) -
     entry = _find(entries, kind, name.lstrip("/"))
     base = samples.base_url(request.url.scheme, request.headers.get("host"))
     context = _PAGES[entry.kind](request.app.state.gateway, entry, base)
-    return views.page(request, "api.html", person, entry=entry, standing_label=standing_label, base=base, **context)
+    # A successor is linked when the person may open it (as in the catalog).
+    successor = next((e.href for e in entries if e.kind == entry.kind and e.name == entry.successor), "")
+    return views.page(
+        request,
+        "api.html",
+        person,
+        entry=entry,
+        successor_href=successor,
+        standing_label=standing_label,
+        base=base,
+        **context,
+    )
 
 
 ROUTES = [api_page]

@@ -425,6 +425,12 @@ def test_a_service_page_shows_its_operations_samples_and_try_it(client: TestClie
     assert "&lt;b&gt;" in client.get("/portal/apis/service/evil.v2").text
 
 
+def test_a_deprecated_apis_page_says_until_when_and_links_its_successor(client: TestClient) -> None:
+    html = client.get("/portal/apis/prompt/summarize").text
+    assert 'stops answering on <time datetime="2030-01-01">' in html
+    assert 'Use <a href="/portal/apis/prompt/summarize-v2">summarize-v2</a> instead.' in html
+
+
 def test_a_model_page_has_the_openai_sample_and_the_apis_it_answers(client: TestClient) -> None:
     html = client.get("/portal/apis/model/gpt-4o-mini").text
     assert "client.chat.completions.create(" in html and "base_url=&#39;http://testserver.local/v1&#39;" in html
