@@ -18,7 +18,9 @@ together). A failure before the head is an OpenAI-shaped JSON error with
 its status; after it, the status is gone, so the response is cut (the
 connection closes before the body's end, which every HTTP client reports
 as an error rather than a short body). A client that leaves cancels the
-call upstream.
+call upstream, and so does one that reads far slower than the upstream
+sends (``MAX_BACKLOG``): nothing on the bus waits for a slow reader, so the
+ingress would hold what it has not read.
 """
 
 from __future__ import annotations
@@ -52,6 +54,13 @@ log = logging.getLogger("sluice.ingress.rest")
 # Body parts that arrived together go out in one write, up to this much: a
 # burst costs one trip through the server, and a backlog is never joined whole.
 FLUSH_BYTES = 256 * 1024
+# Replies waiting while the client does not read: the bus has no flow
+# control, so a reader slower than the upstream would have the ingress hold
+# the difference. Past this many (64 KB slices of a download: 64 MB) the
+# call is cancelled and the response cut, rather than held for it. A 50 MB
+# download to a client that keeps up never had more than 10 waiting here;
+# the room is for a process descheduled a while on a busy host.
+MAX_BACKLOG = 1024
 # What an envelope holds besides the body (headers, path, slip, spans): a
 # body may take the rest of what nats-server takes in one message.
 ENVELOPE_ROOM = 128 * 1024
@@ -234,6 +243,10 @@ class RestExchange:
             if size >= FLUSH_BYTES or not session.has_more():
                 await self._flush(pending)
                 size = 0
+                if session.queue.qsize() > MAX_BACKLOG:
+                    await session.cancel()
+                    log.warning("request %s: the client read too slowly; the REST answer was cut", self.id)
+                    return
             reply = await session.next_reply(idle)
 
     async def _flush(self, pending: list[bytes]) -> None:

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from ingress.replies import DISCONNECTED
-from ingress.rest_endpoint import FLUSH_BYTES, RestDoor
+from ingress.rest_endpoint import FLUSH_BYTES, MAX_BACKLOG, RestDoor
 from schemas.chat import Delta, Usage
 from schemas.control import ApiKey, Secret
 from schemas.errors import GatewayBusy, UpstreamError
@@ -50,10 +50,14 @@ class ScriptedSession:
     script: list[Any] = []
     # Whether the scripted replies are there already when one is taken (a burst).
     together = False
+    # Replies waiting unread in the session's queue (a client slower than the upstream).
+    backlog = 0
 
     def __init__(self, gw: Any, api: str, model: str, stream: bool, received_ns: int, request_id: str, **kw: Any):
         self.id, self.api, self.model, self.kw = request_id, api, model, kw
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        for _ in range(ScriptedSession.backlog):
+            self.queue.put_nowait(b"")
         self.replies = list(ScriptedSession.script)
         self.published: tuple[str | None, RestCall] | None = None
         self.cancelled = self.closed = False
@@ -106,10 +110,12 @@ class Client:
         query: bytes = b"",
         busy: Any = None,
         together: bool = False,
+        backlog: int = 0,
     ) -> tuple[list[dict[str, Any]], ScriptedSession | None]:
         ScriptedSession.made.clear()
         ScriptedSession.script = replies or []
         ScriptedSession.together = together
+        ScriptedSession.backlog = backlog
         parts = list(body or [b""])
         sent: list[dict[str, Any]] = []
         left = asyncio.Event()
@@ -352,3 +358,16 @@ async def test_a_busy_process_refuses_with_a_row_naming_the_service() -> None:
     sent, session = await Client(gw).call("GET", "/services/shop/items/1", busy=busy)
     assert error(sent) == (503, "gateway_busy") and head(sent)[1][b"retry-after"] == b"1"
     assert session is None and gw.rows[-1]["rest"].service == "shop"
+
+
+async def test_a_client_that_reads_far_slower_than_the_upstream_sends_is_cut_off() -> None:
+    client = Client(FakeGateway(service()))
+    replies = [chunk(0, b"first", RestHead(200)), chunk(1, b"second")]
+    sent, session = await client.call("GET", "/services/shop/items/1", replies=replies, backlog=MAX_BACKLOG + 1)
+    assert [(m["body"], m.get("more_body", False)) for m in sent[1:]] == [(b"first", True)]
+    assert session is not None and session.cancelled
+    sent, session = await client.call(
+        "GET", "/services/shop/items/1", replies=[*replies, final(2)], backlog=MAX_BACKLOG
+    )
+    assert sent[-1] == {"type": "http.response.body", "body": b""}
+    assert session is not None and not session.cancelled
