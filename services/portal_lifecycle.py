@@ -1,9 +1,9 @@
 """The lifecycle of every API a gateway admin publishes, without I/O:
-prompt APIs and REST services moved between draft, published, deprecated
-(with a sunset date and a successor) and retired, through the same checks
-as the admin API (``prompt_records.with_api`` for a prompt API,
-``rest_config.problem`` and ``deprecated_since`` for a service), so the
-portal cannot make a record the admin API would refuse.
+prompt APIs and REST services published, deprecated (with a sunset date
+and a successor) and retired through the admin API's own rules
+(``prompt_records.with_api`` for a prompt API, ``rest_records`` for a
+service version), so the portal cannot make a record the admin API would
+refuse.
 """
 
 from __future__ import annotations
@@ -15,30 +15,43 @@ from typing import Literal
 import msgspec
 
 from schemas.control import ID_PATTERN
-from schemas.errors import InvalidRequest
+from schemas.errors import InvalidRequest, RecordConflict
 from schemas.prompts import Prompt
 from schemas.rest import RestService
-from services import control, prompt_records, rest_config
+from services import control, prompt_records, rest_records
 
-State = Literal["draft", "published", "deprecated", "retired"]
-STATES: tuple[State, ...] = ("draft", "published", "deprecated", "retired")
+Action = Literal["publish", "deprecate", "retire"]
+ACTIONS: tuple[Action, ...] = ("publish", "deprecate", "retire")
+_STATE: dict[str, Literal["published", "deprecated", "retired"]] = {
+    "publish": "published",
+    "deprecate": "deprecated",
+    "retire": "retired",
+}
+# The actions each state offers: a service's rules (``rest_records``: a
+# retired version stays retired, a draft is published or deleted); a prompt
+# API may come back from retirement, as the admin API lets it.
+SERVICE_OFFERED: dict[str, tuple[Action, ...]] = {
+    "draft": ("publish",),
+    "published": ("deprecate", "retire"),
+    "deprecated": ("publish", "deprecate", "retire"),
+    "retired": (),
+}
+PROMPT_OFFERED: dict[str, tuple[Action, ...]] = {**SERVICE_OFFERED, "retired": ("publish",)}
 
 
-class Change(msgspec.Struct, frozen=True):
-    """A move asked for on the lifecycle page."""
+class Move(msgspec.Struct, frozen=True):
+    """A move asked for on the lifecycle page. ``successor`` None: keep the record's."""
 
-    state: State
-    successor: str = ""
+    action: Action
+    successor: str | None = None
     sunset_at_ms: int = 0
 
 
-def change_of(state: str, successor: str, sunset_day: str) -> Change:
-    """The form's fields checked: a known state, a successor name of plain
-    characters, a sunset date (``YYYY-MM-DD``, midnight UTC) or none. A
-    successor and sunset belong to a deprecated or retired API only."""
-    if state not in STATES:
-        raise InvalidRequest(f"state must be one of {', '.join(STATES)}.", code="invalid_state")
-    successor = successor.strip()
+def move_of(action: str, successor: str, sunset_day: str) -> Move:
+    """The form's fields checked: a known action, a successor (blank: keep
+    the record's), a sunset date (``YYYY-MM-DD``, midnight UTC) or none."""
+    if action not in ACTIONS:
+        raise InvalidRequest(f"action must be one of {', '.join(ACTIONS)}.", code="invalid_action")
     sunset_ms = 0
     if sunset_day.strip():
         try:
@@ -46,43 +59,39 @@ def change_of(state: str, successor: str, sunset_day: str) -> Change:
         except ValueError:
             raise InvalidRequest("The sunset date is a day, YYYY-MM-DD.", code="invalid_time") from None
         sunset_ms = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1000)
-    if state in ("draft", "published"):
-        successor, sunset_ms = "", 0
-    return Change(state=state, successor=successor, sunset_at_ms=sunset_ms)  # type: ignore[arg-type]
+    return Move(action=action, successor=successor.strip() or None, sunset_at_ms=sunset_ms)  # type: ignore[arg-type]
 
 
-def action_of(before: str, after: str) -> str:
-    """The audit action of a move (``publish``, ``deprecate``...), "update" when the state stays."""
-    return prompt_records.STATE_ACTIONS[after] if before != after else "update"
-
-
-def moved_prompt(prompt: Prompt, change: Change, others: Mapping[str, Prompt], now_ms: int) -> tuple[Prompt, str]:
+def moved_prompt(prompt: Prompt, move: Move, others: Mapping[str, Prompt], now_ms: int) -> tuple[Prompt, str]:
     """The prompt with its API moved, and the audit action."""
     control.require_api_owned(prompt.owner, "prompt", prompt.name)
-    if prompt.api is None:
+    api = prompt.api
+    if api is None:
         raise InvalidRequest(f"Prompt {prompt.name!r} is not published as an API.", code="not_an_api")
-    if change.successor:
-        if not ID_PATTERN.fullmatch(change.successor):
-            raise InvalidRequest("The successor is another prompt API's slug.", code="invalid_successor")
-        if change.successor == prompt.api.slug:
-            raise InvalidRequest("The successor is another API, not this one.", code="invalid_successor")
-    api = msgspec.structs.replace(
-        prompt.api, state=change.state, successor=change.successor, sunset_at_ms=change.sunset_at_ms
-    )
-    if change.state in ("draft", "published"):
-        api = msgspec.structs.replace(api, deprecated_at_ms=0)
-    return prompt_records.with_api(prompt, api, others, now_ms)
+    if move.action not in PROMPT_OFFERED[api.state]:
+        raise RecordConflict(f"API {api.slug!r} is {api.state}: it cannot be {_STATE[move.action]}.")
+    successor = api.successor if move.successor is None else move.successor
+    if successor and successor != api.successor:
+        slugs = {p.api.slug for p in others.values() if p.api is not None and p.name != prompt.name}
+        if not ID_PATTERN.fullmatch(successor) or successor not in slugs:
+            raise InvalidRequest(
+                f"Successor {successor[:80]!r} is no other prompt API's slug.", code="invalid_successor"
+            )
+    changes: dict = {"state": _STATE[move.action], "successor": successor}
+    if move.action == "deprecate":
+        changes["sunset_at_ms"] = move.sunset_at_ms
+    return prompt_records.with_api(prompt, msgspec.structs.replace(api, **changes), others, now_ms)
 
 
-def moved_service(service: RestService, change: Change, now_ms: int) -> tuple[RestService, str]:
-    """The service version moved, and the audit action."""
+def moved_service(
+    service: RestService, move: Move, services: Mapping[str, RestService], now_ms: int
+) -> tuple[RestService, str]:
+    """The service version moved by the admin API's rules, and the audit action."""
     control.require_api_owned(service.owner, "service", service.key)
-    after = msgspec.structs.replace(
-        service, state=change.state, successor=change.successor, sunset_at_ms=change.sunset_at_ms
-    )
-    if change.state in ("draft", "published"):
-        after = msgspec.structs.replace(after, deprecated_at_ms=0)
-    after = msgspec.structs.replace(after, deprecated_at_ms=rest_config.deprecated_since(after, service, now_ms))
-    if problem := rest_config.problem(after):
-        raise InvalidRequest(problem, code="invalid_service")
-    return after, action_of(service.state, after.state)
+    if move.action == "publish":
+        after = rest_records.published(service)
+    elif move.action == "deprecate":
+        after = rest_records.deprecated(service, move.sunset_at_ms, move.successor, services, now_ms)
+    else:
+        after = rest_records.retired(service, move.successor, services, now_ms)
+    return after, rest_records.STATE_ACTIONS[after.state] if after.state != service.state else "update"

@@ -221,17 +221,19 @@ async def delete_rule(request: Request, rule_id: str) -> Response:
 # --- lifecycle ---------------------------------------------------------------------
 
 
-def _lifecycle_row(kind: str, record_id: str, title: str, state: str, owner: str, api: Any) -> dict[str, Any]:
+def _lifecycle_row(kind: str, record_id: str, title: str, owner: str, api: Any) -> dict[str, Any]:
+    offered = portal_lifecycle.PROMPT_OFFERED if kind == "prompt" else portal_lifecycle.SERVICE_OFFERED
     return {
         "kind": kind,
         "id": record_id,
         "title": title,
-        "state": state,
+        "state": api.state,
         "owner": owner,
         "successor": api.successor,
         "sunset": _day(api.sunset_at_ms),
         "deprecated": _day(api.deprecated_at_ms),
         "approval": api.requires_approval,
+        "actions": offered[api.state] if owner == "api" else (),
     }
 
 
@@ -247,23 +249,14 @@ def _service_path(service: RestService) -> str:
 async def lifecycle(request: Request) -> Response:
     person, who = await signed_in(request)
     require_admin(who, "see the APIs' lifecycle")
-    store = store_of(request)
     rows = [
-        _lifecycle_row("prompt", p.name, f"/apis/{p.api.slug}", p.api.state, p.owner, p.api)
-        for p in sorted(store.prompts.all(), key=lambda p: p.api.slug if p.api else "")
+        _lifecycle_row("prompt", p.name, f"/apis/{p.api.slug}", p.owner, p.api)
+        for p in sorted(store_of(request).prompts.all(), key=lambda p: p.api.slug if p.api else "")
         if p.api is not None
     ]
-    services: list[RestService] = sorted(services_of(request).all(), key=lambda s: (s.slug, s.version))
-    rows += [_lifecycle_row("service", s.key, _service_path(s), s.state, s.owner, s) for s in services]
-    return _page(
-        request,
-        person,
-        "admin_lifecycle.html",
-        "lifecycle",
-        rows=rows,
-        states=portal_lifecycle.STATES,
-        may_change=who.is_gateway_admin,
-    )
+    services = sorted(services_of(request).all(), key=lambda s: (s.slug, s.version))
+    rows += [_lifecycle_row("service", s.key, _service_path(s), s.owner, s) for s in services]
+    return _page(request, person, "admin_lifecycle.html", "lifecycle", rows=rows, may_change=who.is_gateway_admin)
 
 
 @post("/admin/lifecycle/{kind:str}/{record_id:str}", include_in_schema=False, status_code=303)
@@ -273,18 +266,18 @@ async def move(request: Request, kind: str, record_id: str) -> Response:
     require_gateway_admin(who, "change an API's lifecycle")
     if not 1 <= len(record_id) <= _MAX_ID or kind not in ("prompt", "service"):
         raise RecordNotFound(f"No {kind[:16]} {record_id[:_MAX_ID]!r}.")
-    change = portal_lifecycle.change_of(form.get("state", ""), form.get("successor", ""), form.get("sunset", ""))
+    asked = portal_lifecycle.move_of(form.get("action", ""), form.get("successor", ""), form.get("sunset", ""))
     now = now_ms()
     actor = who.actor()
     if kind == "prompt":
         prompts = store_of(request).prompts
         before, revision = await prompts.get(record_id)
-        after, action = portal_lifecycle.moved_prompt(before, change, prompts.mirror.items, now)
+        after, action = portal_lifecycle.moved_prompt(before, asked, prompts.mirror.items, now)
         await prompts.replace(record_id, after, revision, actor, action, before)
     else:
         records = services_of(request)
         service, revision = await records.get(record_id)
-        moved, action = portal_lifecycle.moved_service(service, change, now)
+        moved, action = portal_lifecycle.moved_service(service, asked, records.mirror.items, now)
         await records.replace(record_id, moved, revision, actor, action, service)
     return back_to(f"{ADMIN}/lifecycle", "moved")
 

@@ -56,6 +56,7 @@ LIFECYCLE_ROW = {
     "sunset": "2030-01-31",
     "deprecated": "2026-01-01",
     "approval": True,
+    "actions": ("publish", "deprecate", "retire"),
 }
 
 
