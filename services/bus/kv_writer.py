@@ -20,6 +20,7 @@ from nats.js.kv import KeyValue
 from schemas.control import ApiKey, kv_encode
 from schemas.events import AuditEvent
 from schemas.ids import new_id
+from schemas.people import User
 from schemas.rest import RestService
 from services.bus.kv import kv_key
 
@@ -38,6 +39,8 @@ def audit_view(record: Any) -> str:
     data = msgspec.to_builtins(record)
     if isinstance(record, ApiKey):
         data.pop("secrets", None)
+    if isinstance(record, User):  # the portal's store audits its own writes so; any other writer too
+        data.pop("password_hash", None)
     if isinstance(record, RestService) and record.openapi:
         # A service's OpenAPI document may be megabytes: copied into both
         # sides of every change, a few would outgrow an event batch.
