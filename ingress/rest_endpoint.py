@@ -1,12 +1,13 @@
 """``/services/<slug>[/v<N>]/<path>``: a call to a REST service published
 through the gateway, relayed as it comes.
 
-The door checks what it can alone (``services.rest_door``): the caller's
-gateway key, the service and its lifecycle, the method, a path safe to put
-behind an instance's base URL, the body within the service's cap; it
-matches the route template for the row (``services.openapi_routes``) and
-publishes an envelope of api "rest" through a ``BusSession``, as every door
-does. Policy checks the key again (and approval, limits, budget), routing
+The door checks what it can alone, before it reads the body: the caller's
+gateway key, then by policy's own rules (``services.rest_policy``) a path
+safe to put behind an instance's base URL, the service and its lifecycle,
+the method and the headers passed on (``services.rest_door``); then the
+body within the service's cap. It matches the route template for the row
+(``services.openapi_routes``) and publishes an envelope of api "rest"
+through a ``BusSession``, as every door does. Policy checks the key again (and approval, limits, budget), routing
 picks an instance, the provider stage's HTTP adapter calls it.
 
 The answer is relayed as its replies come: the first ``Chunk.head`` (or
@@ -44,7 +45,7 @@ from schemas.control import ApiKey
 from schemas.errors import ClientClosed, GatewayError, StageTimeout, UpstreamError
 from schemas.replies import Chunk, Failure, Final
 from schemas.rest import RestCall, RestHead, RestService, service_key, service_model
-from services import policy, rest_door
+from services import policy, rest_door, rest_policy
 from services.apis import rate_headers
 from services.apis.openai_shapes import error_body
 from services.openapi_routes import RouteTables
@@ -109,9 +110,8 @@ class RestExchange:
         # As the caller encoded it: it goes upstream so (an upstream decodes its own paths).
         raw = scope.get("raw_path") or quote(scope["path"]).encode()
         self.raw_path: str = raw.decode("latin-1")
-        method = scope["method"]
         # Filled in as the checks pass: a refused call's row says as much as was known.
-        self.call = RestCall(service="", method=method[:16])
+        self.call = RestCall(service="", method=scope["method"][:16])
         self.service: RestService | None = None
         self.key: ApiKey | None = None
         # On every answer: the request id, and a deprecated service's lifecycle.
@@ -164,13 +164,12 @@ class RestExchange:
         target = rest_door.target_of(raw_path, query, rest_door.has_version_in(services))
         self.call.version, self.call.path = target.version, target.path_and_query
         service = services.get(service_key(target.slug, target.version))
-        if service is None:
-            raise rest_door.ServiceNotFound(f"There is no service at {rest_door.PATH_PREFIX}{target.slug}.")
-        self.service = service
-        self.headers += rest_door.lifecycle_headers(service)
-        rest_door.check_state(service)
-        self.call.route = self.door.routes.for_service(service.key, service.openapi).match(target.path)
-        self.call.method = rest_door.check_method(service, self.call.method)
+        if service is not None:
+            self.service = service
+            self.headers += rest_door.lifecycle_headers(service)
+            self.call.route = self.door.routes.for_service(service.key, service.openapi).match(target.path)
+        # Policy's own rule (a draft 404, retired 410, a method it does not take 405), applied here too.
+        service = rest_policy.find_service(self.call, services)
         self.call.headers = rest_door.forwarded_headers(service, scope["headers"])
         return authorization
 
@@ -267,8 +266,10 @@ class RestExchange:
     async def refuse(self, exc: GatewayError) -> None:
         """Answer an error of the door's own, and record the call as refused."""
         failure = self._failure(exc)
-        allow = getattr(exc, "allow", None)
-        await self._send_failure(failure, [(b"allow", allow.encode())] if allow is not None else None)
+        allow = []
+        if exc.status == 405 and self.service is not None:
+            allow = [(b"allow", rest_door.allowed_methods(self.service).encode())]
+        await self._send_failure(failure, allow)
         self._record(failure)
 
     def _record(self, failure: Failure, *, client_disconnected: bool = False) -> None:
