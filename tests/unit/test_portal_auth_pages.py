@@ -8,7 +8,7 @@ import re
 import pytest
 
 from ingress.portal import views
-from ingress.portal.auth import safe_next
+from ingress.portal.browser import safe_next
 
 
 def sign_in(**values: object) -> str:
