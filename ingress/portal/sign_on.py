@@ -110,10 +110,9 @@ async def oidc_callback(request: Request) -> Response:
     )
     # A page, not a redirect: the browser came from the identity provider's
     # site, and a SameSite=Strict cookie is not sent on a navigation that
-    # started there; this page's own navigation starts here.
-    resp = views.page(
-        request, "signed_in.html", None, next=safe_next(flow.next)
-    )  # the cookie came back from the browser: checked again
+    # started there; this page's own navigation starts here. Its target came
+    # back in a cookie from the browser: checked again.
+    resp = views.page(request, "signed_in.html", None, next=safe_next(flow.next))
     resp.cookies.append(session_cookie(request, token))
     resp.cookies.append(Cookie(key=OIDC_COOKIE, value="", path=OIDC_PATH, httponly=True, samesite="lax", max_age=0))
     return resp
