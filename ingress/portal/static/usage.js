@@ -16,7 +16,8 @@
     paper_bgcolor: "#fff",
     plot_bgcolor: "#fff",
   });
-  const config = { displaylogo: false, responsive: true };
+  // No mode bar: its icons are links without text, and the tables carry the numbers.
+  const config = { displayModeBar: false, responsive: true };
   const bars = (field, hover) => data.series.map((s) => ({
     type: "bar", name: s.api, x: data.days, y: s[field], hovertemplate: hover,
   }));
