@@ -24,7 +24,7 @@ from schemas.control import Subscription
 from schemas.errors import InvalidRequest, RecordNotFound
 from schemas.rest import SLUG, service_key
 from services import portal_access
-from services.portal_access import Access, ApiKind
+from services.portal_access import ApiKind
 from services.portal_scope import Who, require_admin
 
 KINDS: tuple[ApiKind, ...] = ("model", "prompt", "service", "mcp")
@@ -80,13 +80,6 @@ def _tools_for(gw: Any, who: Who, server: Any) -> list[str]:
 
     tenant = gw.mirrors[subjects.KV_TENANTS].items.get(who.tenant_id)
     return visible_tools(server, gw.mcp_catalog.items.get(server.name), who, tenant)
-
-
-def access_for(gw: Any, who: Who, kind: str, name: str) -> Access:
-    """Where the person's tenant stands with an API (for its page); raises
-    ``RecordNotFound`` as for an API that is not there."""
-    sub_name, needs = _api_target(gw, who, kind, name)
-    return portal_access.access_of(who, sub_name, needs, gw.store.subscriptions.all())
 
 
 def api_href(kind: str, name: str) -> str:
