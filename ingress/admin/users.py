@@ -152,11 +152,8 @@ class Users(Controller):
 
     @post("/{user_id:str}/invitation", status_code=200, responses=ERROR_RESPONSES)
     async def new_invitation(self, request: Request, user_id: UserId, actor: Actor) -> UserInvited:
-        """A new one-time link for someone invited who has not accepted yet."""
-        by = manager_of(actor)
-        accounts.require_people_admin(by)
-        store = _people(request)
-        user, _ = await store.read_user(user_id)
-        user = accounts.require_sees(by, user, user_id)
-        invited = await store.invite(user.email, user.tenant_id, user.role, by, _base_url(request), user.name)
+        """A new one-time link: an invitation again for someone who has not
+        accepted, a password reset for someone who has (the password they set
+        with it ends their sessions)."""
+        invited = await _people(request).new_link(user_id, manager_of(actor), _base_url(request))
         return invited_out(invited)

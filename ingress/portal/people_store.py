@@ -201,6 +201,22 @@ class PeopleStore:
                 await self.write_user(user, revision, by.id, "invite", before)
             else:
                 self.audit(by.id, "invite", user.id, user.tenant_id, after=audit_view(user))
+        return await self._link_for(user, at, base_url)
+
+    async def new_link(self, user_id: str, by: Manager, base_url: str) -> Invited:
+        """Another one-time link for a person the manager sees: a new
+        invitation for someone who never accepted, a password reset for
+        someone who signs in (setting it ends their sessions)."""
+        accounts.require_people_admin(by)
+        user, _ = await self.read_user(user_id)
+        user = accounts.require_sees(by, user, user_id)
+        if user.disabled:
+            raise RecordConflict(f"{user.email} is disabled: enable them first.", code="user_disabled")
+        action = "invite" if accounts.state_of(user) == "invited" else "password_reset"
+        self.audit(by.id, action, user.id, user.tenant_id, after=audit_view(user))
+        return await self._link_for(user, now_ms(), base_url)
+
+    async def _link_for(self, user: User, at: int, base_url: str) -> Invited:
         token, invitation = accounts.new_invitation(user, at, self.invitation_ms)
         kv = await self._kv(subjects.KV_INVITATIONS)
         await kv.create(token_digest(token), kv_encode(invitation))

@@ -1,7 +1,8 @@
 """``sluice users``: the developer portal's people, through the admin API.
 
 ``invite`` prints the one-time link that sets the person's password (and the
-gateway mails it too when ``[portal.smtp]`` is configured); ``list`` shows
+gateway mails it too when ``[portal.smtp]`` is configured); ``link`` makes
+another (the invitation again, or a password reset); ``list`` shows
 people and their state; ``disable`` ends a person's sessions at once and
 keeps them out, ``enable`` lets them sign in again. People are named by
 e-mail address: their id follows from it.
@@ -47,13 +48,20 @@ def invite(args: argparse.Namespace) -> int:
     if role != "gateway_admin" and not args.tenant:
         raise AdminError("--tenant is required for a developer or tenant admin")
     body = UserInvite(email=args.email, role=role, tenant=args.tenant, name=args.name)  # type: ignore[arg-type]
-    data = call(args, "POST", "/users", body)
+    return _show_link(args, call(args, "POST", "/users", body))
+
+
+def new_link(args: argparse.Namespace) -> int:
+    return _show_link(args, call(args, "POST", f"{_user_path(args.email)}/invitation"))
+
+
+def _show_link(args: argparse.Namespace, data: Any) -> int:
     if args.json:
         _print(data)
         return 0
     invited = msgspec.convert(data, UserInvited)
-    where = f" into {invited.user.tenant}" if invited.user.tenant else ""
-    print(f"invited {invited.user.email} as {invited.user.role}{where}")
+    where = f" in {invited.user.tenant}" if invited.user.tenant else ""
+    print(f"{invited.user.email}, {invited.user.role}{where}, {invited.user.state}")
     print(f"one-time link (until {_when(invited.expires_at)}):")
     print(invited.link)
     if invited.mailed:
@@ -114,6 +122,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--role", choices=ROLES, default="developer")
     p.add_argument("--name", default="")
     p.set_defaults(handler=invite)
+    p = actions.add_parser(
+        "link", parents=[common], help="a new one-time link: the invitation again, or a password reset"
+    )
+    p.add_argument("email")
+    p.set_defaults(handler=new_link)
     p = actions.add_parser("list", parents=[common], help="people, their tenant, role and state")
     p.add_argument("--tenant")
     p.set_defaults(handler=list_users)

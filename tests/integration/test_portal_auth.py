@@ -169,6 +169,8 @@ def test_the_cli_invites_and_prints_the_link(
     assert cli.main(["users", "list", "--tenant", "demo", "--url", url]) == 0
     listed = capsys.readouterr().out
     assert "lead@demo.test" in listed and "active" in listed
+    assert cli.main(["users", "link", "lead@demo.test", "--url", url]) == 0
+    assert "/portal/invitations/" in capsys.readouterr().out  # a password reset, as they signed up
     assert cli.main(["users", "disable", "lead@demo.test", "--url", url]) == 0
     assert "lead@demo.test is disabled" in capsys.readouterr().out
 
@@ -258,6 +260,20 @@ def test_a_disabled_persons_session_ends_at_once(http: httpx.Client) -> None:
     assert signed_in(http, session_of(http, email))
 
 
+def test_a_password_reset_link_ends_sessions_once_used(http: httpx.Client) -> None:
+    email = "forgetful@demo.test"
+    accept(http, invite(http, email))
+    session = session_of(http, email)
+    user_id = accounts.user_id_for(email)
+    reset = http.post(f"/admin/v1/users/{user_id}/invitation", headers=ADMIN)
+    assert reset.status_code == 200 and reset.json()["user"]["state"] == "active"
+    assert signed_in(http, session)  # a link alone changes nothing
+    accept(http, reset.json()["link"], "a brand new passphrase")
+    assert not signed_in(http, session)
+    assert sign_in(http, email, PASSWORD).status_code == 401
+    assert signed_in(http, set_cookie(sign_in(http, email, "a brand new passphrase"))[0])
+
+
 def test_oidc_sign_in_against_the_issuer(http: httpx.Client, issuer: oidc_issuer.Issuer) -> None:
     issuer.person = {"sub": "idp-42", "email": "sso@demo.test", "email_verified": True, "tenant": "demo", "name": "S"}
     start = http.get("/portal/oidc/start", params={"next": "/portal/apps"})
@@ -304,6 +320,7 @@ def test_a_tenant_admin_sees_only_its_tenants_people(http: httpx.Client, develop
 
 def test_everything_people_do_is_audited(stack: Stack, http: httpx.Client, developer: str) -> None:
     wanted = {"invite", "accept_invitation", "sign_in", "sign_in_failed", "locked_out", "sign_in_locked", "disable"}
+    wanted |= {"enable", "password_reset", "sign_out"}
     deadline = time.monotonic() + 20
     while True:
         result = stack.query("audit", tenant_id="demo", minutes=60)
