@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint bench bench-responses bench-mcp bench-tools clean chromium agent-clients
+.PHONY: up test lint bench bench-responses bench-mcp bench-rest bench-tools clean chromium agent-clients
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -83,6 +83,11 @@ bench-responses: $(STAMP) bench-tools
 # MCP tool calls through /mcp against the mock's MCP server called directly, and memory per session (loadtest/mcp_bench.py).
 bench-mcp: $(STAMP) bench-tools
 	$(BIN)/python -m loadtest.mcp_bench
+
+# A REST service (nginx) through /services/<slug>/ against nginx direct, a 50 MB download, and the portal's
+# catalog with 500 APIs (loadtest/rest_bench.py).
+bench-rest: $(STAMP) bench-tools
+	$(BIN)/python -m loadtest.rest_bench
 
 clean:
 	rm -rf $(VENV) .sluice
