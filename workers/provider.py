@@ -50,7 +50,7 @@ from services.providers.http import Upstream, make_upstream_http
 from services.providers.request_call import RequestCall
 from services.providers.rest.call import FAIL_OVER_STATUSES, RestCaller
 from services.providers.rest.client import RestClient
-from services.providers.rest.health import HealthChecks
+from services.providers.rest.health import CHECK_S, HealthChecks
 from services.recent import RecentSet
 from services.reply_log import ReplyLog
 from workers import runner
@@ -159,11 +159,11 @@ class RestSide:
     through, and the instances' health checks (their outcomes published as
     tries' are, so every routing replica's breakers hear them)."""
 
-    def __init__(self) -> None:
+    def __init__(self, health_s: float = CHECK_S) -> None:
         self.services: KvMirror[RestService] = KvMirror(subjects.KV_SERVICES, decode_service, self._changed)
         self.client = RestClient()
         self.caller = RestCaller(self.client, self.services.items)
-        self.health = HealthChecks(self.client, self.services.items)
+        self.health = HealthChecks(self.client, self.services.items, health_s)
 
     def _changed(self, _key: str, _old: RestService | None, _new: RestService | None) -> None:
         self.health.services_changed()

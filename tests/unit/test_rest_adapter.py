@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from schemas import bus
+from schemas.chat import Delta
 from schemas.envelope import Deployment, Envelope
 from schemas.errors import InvalidRequest, UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from schemas.replies import Chunk, Failure, Final
@@ -29,6 +31,7 @@ from services.providers.request_call import RequestCall
 from services.providers.rest.call import RESPONSE_TOO_LARGE, RestCaller
 from services.providers.rest.client import SLICE, RestClient
 from services.providers.rest.health import HealthChecks, deployment_name
+from services.reply_log import MAX_BYTES, ReplyLog
 from tests.unit.mock_server import MockServer
 
 SERVICE = RestService(
@@ -391,3 +394,17 @@ async def test_health_checks_tell_which_instances_answer(mock: MockServer, clien
     ]
     assert deployment_name(service, 1) == "rest:echo.v1:1"
     assert all(o.ttfb_ns == 0 and not o.replica for o in outcomes), "no latency, no in-flight count"
+
+
+def test_the_reply_log_keeps_a_long_downloads_last_megabyte_only() -> None:
+    """The provider keeps each request's replies for a replay: a 50 MB
+    download's keep at most ``MAX_BYTES`` (and one slice), not the body."""
+    log = ReplyLog()
+    data = bytes(SLICE)
+    for seq in range(50 * 1024 * 1024 // SLICE):
+        log.sent("req-big", "_INBOX.x", bus.encode(Chunk(id="req-big", seq=seq, delta=Delta(), data=data)))
+    kept = log.replies("req-big")
+    assert kept is not None
+    _, payloads, dropped = kept
+    assert sum(len(p) for p in payloads) <= MAX_BYTES and dropped >= 780
+    assert bus.decode_reply(payloads[-1]).seq == 50 * 1024 * 1024 // SLICE - 1

@@ -103,5 +103,7 @@ class HealthChecks:
                 log.exception("REST health checks failed")
             self.rounds += 1
             self._wake.clear()
+            # Not wait_for: its inner task, woken as it is cancelled, can leave a stop waiting forever (3.11).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+                async with asyncio.timeout(self.interval_s):
+                    await self._wake.wait()
