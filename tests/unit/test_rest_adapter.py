@@ -30,8 +30,9 @@ from services.providers.http import make_upstream_http
 from services.providers.request_call import RequestCall
 from services.providers.rest.call import RESPONSE_TOO_LARGE, RestCaller
 from services.providers.rest.client import SLICE, RestClient
-from services.providers.rest.health import HealthChecks, deployment_name
+from services.providers.rest.health import HealthChecks
 from services.reply_log import MAX_BYTES, ReplyLog
+from services.rest_routing import deployment_name
 from tests.unit.mock_server import MockServer
 
 SERVICE = RestService(

@@ -28,6 +28,7 @@ from schemas.health import TryOutcome
 from schemas.rest import RestInstance, RestService
 from services.providers.rest.client import RestClient
 from services.providers.rest.target import upstream_url
+from services.rest_routing import deployment_name
 
 log = logging.getLogger("sluice.rest")
 
@@ -38,11 +39,6 @@ TIMEOUT_S = 5.0
 _SERVED = frozenset({"published", "deprecated"})
 
 Publish = Callable[[TryOutcome], Awaitable[None]]
-
-
-def deployment_name(service: RestService, index: int) -> str:
-    """An instance's deployment, as routing names it: ``rest:<slug>.v<N>:<i>``."""
-    return f"rest:{service.key}:{index}"
 
 
 class HealthChecks:
