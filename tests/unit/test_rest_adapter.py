@@ -30,6 +30,7 @@ from services.providers.http import make_upstream_http
 from services.providers.request_call import RequestCall
 from services.providers.rest.call import RESPONSE_TOO_LARGE, RestCaller
 from services.providers.rest.client import SLICE, RestClient
+from services.providers.rest.headers import response_headers
 from services.providers.rest.health import HealthChecks
 from services.reply_log import MAX_BYTES, ReplyLog
 from services.rest_routing import deployment_name
@@ -409,3 +410,27 @@ def test_the_reply_log_keeps_a_long_downloads_last_megabyte_only() -> None:
     _, payloads, dropped = kept
     assert sum(len(p) for p in payloads) <= MAX_BYTES and dropped >= 780
     assert bus.decode_reply(payloads[-1]).seq == 50 * 1024 * 1024 // SLICE - 1
+
+
+async def test_a_head_is_answered_whole_whatever_length_it_announces(mock: MockServer, client: RestClient) -> None:
+    small = RestService(slug="echo", max_response_bytes=1000)
+    rest = RestCall(service="echo", method="HEAD", path="/download?mb=2")
+    outcome = await call(client, f"{mock.url}/rest/echo", rest, service=small)
+    assert outcome.rest is not None and outcome.rest.status == 200 and outcome.data == b""
+
+
+def test_a_redirect_into_the_instance_points_at_the_gateway_instead() -> None:
+    raw = [
+        (b"Location", b"http://10.1.2.3:9000/api/users/7?x=1"),
+        (b"Connection", b"close, x-trace"),
+        (b"X-Trace", b"abc"),
+        (b"Set-Cookie", b"a=1"),
+        (b"Set-Cookie", b"b=2"),
+        (b"Transfer-Encoding", b"chunked"),
+    ]
+    got = response_headers(raw, "http://10.1.2.3:9000/api/", "/services/users")
+    assert got == [("location", "/services/users/users/7?x=1"), ("set-cookie", "a=1"), ("set-cookie", "b=2")]
+    elsewhere = response_headers([(b"location", b"https://example.com/x")], "http://10.1.2.3:9000/api", "/s")
+    assert elsewhere == [("location", "https://example.com/x")]
+    sibling = response_headers([(b"location", b"http://10.1.2.3:9000/apix")], "http://10.1.2.3:9000/api", "/s")
+    assert sibling == [("location", "http://10.1.2.3:9000/apix")]

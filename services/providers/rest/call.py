@@ -43,7 +43,7 @@ from schemas.rest import IDEMPOTENT_METHODS, RestCall, RestHead, RestResult, Res
 from services.providers.call import CallFailed, CallOutcome, CallProgress
 from services.providers.errors import classify
 from services.providers.rest.client import SLICE, RestClient
-from services.providers.rest.headers import request_headers, response_headers
+from services.providers.rest.headers import mount_prefix, request_headers, response_headers
 from services.providers.rest.target import upstream_url
 
 log = logging.getLogger("sluice.rest")
@@ -90,10 +90,13 @@ class RestCaller:
             if idempotent and may_fail_over and resp.status in FAIL_OVER_STATUSES:
                 error = classify(resp.status, resp.reason or "", headers=resp.headers)
                 raise CallFailed(error, start_ns, first_byte_ns)
-            head = RestHead(resp.status, response_headers(resp.raw_headers))
+            prefix = mount_prefix(call.service, call.version)
+            head = RestHead(resp.status, response_headers(resp.raw_headers, dep.base_url, prefix))
             result = RestResult(status=resp.status)
             cap = service.max_response_bytes
-            if resp.content_length is not None and resp.content_length > cap:
+            # A HEAD's Content-Length is its GET's: no body comes.
+            bodiless = call.method == "HEAD" or resp.status in (204, 304)
+            if not bodiless and resp.content_length is not None and resp.content_length > cap:
                 raise CallFailed(_too_large(service), start_ns, first_byte_ns, repeatable=False)
             body = resp.content
             if body.is_eof() and body.total_bytes <= min(cap, SLICE):

@@ -21,7 +21,8 @@ replaces a caller's of the same name). A header name that is no HTTP token,
 or a value with a line break, is refused: it could smuggle a header in.
 
 Downstream, the caller gets the instance's headers less the hop-by-hop ones
-and those its ``Connection`` header names (RFC 9110 §7.6.1).
+and those its ``Connection`` header names (RFC 9110 §7.6.1), and a
+redirect into the instance pointed at the same place on the gateway.
 """
 
 from __future__ import annotations
@@ -83,9 +84,20 @@ def request_headers(call: RestCall, service: RestService, environ: Mapping[str, 
     return out
 
 
-def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+def response_headers(raw: Iterable[tuple[bytes, bytes]], base_url: str = "", prefix: str = "") -> list[tuple[str, str]]:
     """The instance's answer's headers as the caller gets them (repeated
-    names kept, in order: several ``set-cookie``)."""
+    names kept, in order: several ``set-cookie``). A ``Location`` under the
+    instance's ``base_url`` becomes the same place under the service's
+    ``prefix`` on the gateway: a redirect neither leaks an internal address
+    nor sends the caller around the gateway."""
     pairs = [(name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in raw]
     named = {token.strip().lower() for name, value in pairs if name == "connection" for token in value.split(",")}
-    return [(name, value) for name, value in pairs if name not in HOP_BY_HOP and name not in named]
+    base = base_url.rstrip("/")
+    out = []
+    for name, value in pairs:
+        if name in HOP_BY_HOP or name in named:
+            continue
+        if name == "location" and base and (value == base or value.startswith((base + "/", base + "?"))):
+            value = prefix + (value[len(base) :] or "/")
+        out.append((name, value))
+    return out
