@@ -22,6 +22,7 @@ PANELS = {
     "cost_by_model": ("cost_by_model", "hours"),
     "by_api": ("by_api", "hours"),
     "tools": ("tools_by_server", "hours"),
+    "rest": ("rest_calls", "hours"),
     "latency": ("latency_by_model", "hours"),
     "cache": ("cache_savings", "hours"),
     "recent": ("recent_requests", "minutes"),

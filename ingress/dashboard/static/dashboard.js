@@ -64,6 +64,16 @@ function render(p) {
     { type: "bar", name: "failed", x: p.tools.map(tool), y: p.tools.map((r) => r.errors), marker: { color: "#d62728" } },
     { type: "bar", name: "isError", x: p.tools.map(tool), y: p.tools.map((r) => r.tool_errors), marker: { color: "#ff7f0e" } },
   ]);
+  // REST calls per service (and version), method and route template, busiest first: the first 40
+  // keep the chart readable. p95 latency (ms) on its own axis; hover shows p50 and the bytes.
+  const rest = p.rest.slice(0, 40);
+  const restLabel = (r) => `${r.service}${r.version > 1 ? `/v${r.version}` : ""} ${r.method || "*"} ${r.route || "(no route)"}`;
+  const restHover = rest.map((r) => `p50 ${(r.latency_ms || [])[0]} ms, p95 ${(r.latency_ms || [])[1]} ms, ${r.request_bytes} B in, ${r.response_bytes} B out, ${usd(r.cost_pico_usd).toFixed(6)} USD`);
+  draw("chart-rest", [
+    { type: "bar", name: "calls", x: rest.map(restLabel), y: rest.map((r) => r.calls), hovertext: restHover },
+    { type: "bar", name: "errors", x: rest.map(restLabel), y: rest.map((r) => r.errors), marker: { color: "#d62728" } },
+    { type: "scatter", mode: "markers", name: "p95 ms", x: rest.map(restLabel), y: rest.map((r) => (r.latency_ms || [])[1]), yaxis: "y2", marker: { color: "#2ca02c", size: 10 } },
+  ], { yaxis2: { overlaying: "y", side: "right", title: { text: "p95 ms" }, rangemode: "tozero" }, margin: { t: 10, r: 60, b: 60, l: 60 } });
   const label = (r) => `${r.model} @ ${r.deployment || "-"}`;
   const q = (rows, field) => ["p50", "p95", "p99"].map((name, i) => ({ type: "bar", name, x: rows.map(label), y: rows.map((r) => (r[field] || [])[i]) }));
   draw("chart-latency", q(p.latency, "latency_ms"));
