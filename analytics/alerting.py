@@ -52,6 +52,8 @@ _MEASURE_OF = {
     "tokens_spike": "key_spike",
     "tool_error_rate": "tool_error_rate",
     "tool_latency_p95": "tool_latency_p95",
+    "rest_error_rate": "rest_error_rate",
+    "rest_latency_p95": "rest_latency_p95",
 }
 
 

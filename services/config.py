@@ -277,7 +277,7 @@ def check_alerts(config: Config, path: str) -> None:
             raise ConfigError(f"{where}: no [[webhooks]] named {', '.join(unknown)}")
         if not 1 <= r.window_minutes <= 1440 or not 1 <= r.trailing_hours <= 24 * 30 or r.min_requests < 0:
             raise ConfigError(f"{where}: window_minutes 1-1440, trailing_hours 1-720, min_requests 0 or more")
-        share = r.kind in ("error_rate", "tool_error_rate", "budget")
+        share = r.kind in ("error_rate", "tool_error_rate", "rest_error_rate", "budget")
         if r.threshold < 0 or (share and r.threshold > 1):
             raise ConfigError(f"{where}: threshold must be 0 or more" + (" and at most 1 (a share)" if share else ""))
 
