@@ -73,7 +73,12 @@ function render(p) {
     { type: "bar", name: "calls", x: rest.map(restLabel), y: rest.map((r) => r.calls), hovertext: restHover },
     { type: "bar", name: "errors", x: rest.map(restLabel), y: rest.map((r) => r.errors), marker: { color: "#d62728" } },
     { type: "scatter", mode: "markers", name: "p95 ms", x: rest.map(restLabel), y: rest.map((r) => (r.latency_ms || [])[1]), yaxis: "y2", marker: { color: "#2ca02c", size: 10 } },
-  ], { yaxis2: { overlaying: "y", side: "right", title: { text: "p95 ms" }, rangemode: "tozero" }, margin: { t: 10, r: 60, b: 60, l: 60 } });
+  ], {
+    yaxis2: { overlaying: "y", side: "right", title: { text: "p95 ms" }, rangemode: "tozero" },
+    // The legend above the plot: on the right it would sit on the second axis.
+    legend: { orientation: "h", x: 0, y: 1.15 },
+    margin: { t: 30, r: 60, b: 60, l: 60 },
+  });
   const label = (r) => `${r.model} @ ${r.deployment || "-"}`;
   const q = (rows, field) => ["p50", "p95", "p99"].map((name, i) => ({ type: "bar", name, x: rows.map(label), y: rows.map((r) => (r[field] || [])[i]) }));
   draw("chart-latency", q(p.latency, "latency_ms"));
