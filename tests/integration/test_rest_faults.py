@@ -283,6 +283,11 @@ def test_a_download_whose_provider_is_killed_is_cut_not_held(stack: Stack, since
                     read += len(part)
                     if read >= MB:
                         break
+
+                async def taken() -> bool:
+                    return request_id in heard.holder
+
+                await until(taken, 5, "the download's Accepted")
                 holder = heard.holder[request_id]
                 os.kill(stack.supervisor.pids()[holder], signal.SIGKILL)
                 killed_at = time.monotonic()
@@ -318,6 +323,7 @@ def test_a_download_whose_provider_is_killed_is_cut_not_held(stack: Stack, since
 
 
 def test_the_dashboard_s_rest_panel_counts_what_the_rows_hold(stack: Stack) -> None:
+    """After the cases above (the module's calls are the service's only ones)."""
     panels = httpx.get(
         f"http://127.0.0.1:{stack.layout.http_port}/dashboard/api/panels",
         headers={"authorization": f"Bearer {ADMIN_KEY}"},
