@@ -92,3 +92,33 @@ def test_a_table_is_compiled_once_per_version_of_the_document() -> None:
     assert changed is not table
     assert changed.match("/orders/1") == "/orders/{id}"
     assert tables.for_service("svc.v2", b"").match("/orders/1") == ""
+
+
+def test_parameters_in_one_segment_match_in_linear_time() -> None:
+    # Three parameters with literal text between them cost a backtracking
+    # regex cubic time in the segment's length (minutes for 8 KB of path).
+    table = RouteTable(["/{a}a{b}a{c}a{d}b", "/x/{a}-{b}-{c}.{ext}"])
+    started = time.perf_counter()
+    assert table.match("/" + "a" * 8000) == ""
+    assert table.match("/x/" + "-" * 8000) == ""
+    assert time.perf_counter() - started < 0.5
+    assert table.match("/1a2a3a4b") == "/{a}a{b}a{c}a{d}b"
+    assert table.match("/aaaaaaab") == "/{a}a{b}a{c}a{d}b"
+    assert table.match("/aaaaaab") == ""  # four parameters take one character each at least
+    assert table.match("/x/1-2-3.json") == "/x/{a}-{b}-{c}.{ext}"
+    assert table.match("/x/1-2-3-4.json") == "/x/{a}-{b}-{c}.{ext}"
+    assert table.match("/x/1-2.json") == ""
+    assert table.match("/x/--3-4.json") == "/x/{a}-{b}-{c}.{ext}"  # a is "-"
+
+
+def test_a_lookup_tries_a_bounded_number_of_nodes() -> None:
+    # Every path fits every segment but the last: a walk without a bound
+    # would try each of the thousands of templated nodes before failing.
+    shapes = ["{a}", "{a}{b}", "{a}{b}{c}", "{a}{b}{c}{d}"]
+    templates = [f"/{'/'.join(shapes[(i >> (2 * d)) % 4] for d in range(6))}/end{i}" for i in range(4096)]
+    table = RouteTable(templates)
+    assert table.match("/aaaa/aaaa/aaaa/aaaa/aaaa/aaaa/end0") == templates[0]
+    started = time.perf_counter()  # without the bound: some 3 s
+    for _ in range(200):
+        assert table.match("/aaaa/aaaa/aaaa/aaaa/aaaa/aaaa/none") == ""
+    assert time.perf_counter() - started < 0.5
