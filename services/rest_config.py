@@ -155,11 +155,16 @@ def url_problem(url: str, what: str = "url", *, base: bool = True) -> str | None
     return None
 
 
+def dot_segments(path: str) -> bool:
+    """Whether a segment of ``path`` (decoded) climbs: "." or "..", with
+    "\\" taken as "/" (some servers do) and a segment's ``;`` parameters
+    left out (Tomcat and Jetty take ``..;x`` for "..")."""
+    return any(segment.split(";", 1)[0] in (".", "..") for segment in path.replace("\\", "/").split("/"))
+
+
 def _has_dot_segment(path: str) -> bool:
-    """Whether a segment of ``path`` is "." or "..", percent-encoded or not,
-    with "\\" taken as "/" too (some servers do)."""
-    decoded = unquote(path).replace("\\", "/")
-    return any(segment in (".", "..") for segment in decoded.split("/"))
+    """Whether a segment of ``path`` is a dot segment, percent-encoded or not."""
+    return dot_segments(unquote(path))
 
 
 def _health_path_problem(path: str) -> str | None:

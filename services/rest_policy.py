@@ -22,7 +22,7 @@ from schemas.control import ApiKey, Limits, Subscription, Tenant
 from schemas.envelope import Envelope
 from schemas.errors import InvalidRequest, PermissionDenied, RecordNotFound, RequestTooLarge
 from schemas.rest import ALL_METHODS, SLUG, RestCall, RestService, service_key, service_model, subscription_name
-from services import policy
+from services import policy, rest_config
 from services import quota as quota_svc
 from services.rest_config import MAX_VERSION
 
@@ -83,8 +83,7 @@ def check_path(path: str) -> None:
         raise _invalid("'rest.path' has no #fragment: it is the client's own.", "invalid_path")
     segments = path.split("?", 1)[0]
     for _ in range(MAX_DECODINGS + 1):
-        # "\\" is "/" to some servers.
-        if any(s in (".", "..") for s in segments.replace("\\", "/").split("/")):
+        if rest_config.dot_segments(segments):
             raise _invalid("Path segments '.' and '..' are not allowed (encoded or not).", "invalid_path")
         if any(ord(c) < 0x20 or ord(c) == 0x7F for c in segments):
             raise _invalid("'rest.path' has control characters (percent-encoded or not).", "invalid_path")

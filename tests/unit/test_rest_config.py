@@ -100,6 +100,7 @@ def base(**change: str) -> str:
         (base(instances='[{ url = "http://h/x#f" }]'), "fragment"),
         (base(instances='[{ url = "http://h/a/../admin" }]'), "'..'"),
         (base(instances='[{ url = "http://h/a/%2e%2e/admin" }]'), "'..'"),
+        (base(instances='[{ url = "http://h/a/..;x/admin" }]'), "'..'"),
         (base(instances='[{ url = "http://h:port/" }]'), r"instances\[0\].url"),
         (base(instances='[{ url = "http://h/x\\r\\nHost: evil" }]'), "printable"),
         (base(instances='[{ url = "http://h/" }, { url = "http://h/" }]'), "each URL once"),
