@@ -11,8 +11,7 @@ detector reading base64 finds noise, and a replacement would corrupt them.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -23,56 +22,17 @@ from schemas.envelope import Privacy
 from schemas.errors import InvalidRequest
 from schemas.events import Detection
 from schemas.mcp import McpCall
-from services import detectors
+from services import detectors, json_strings
 from services.masking import OutputScanner, restore
 from services.privacy import Inspection, Slot, inspect_slots
 
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
-# A key shown in a detection's ``where`` (an audit row): a plain name only;
-# any other key (a hostile one could hold the very value found) by position.
-_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 _BINARY_TYPES = frozenset({"image", "audio"})
-
-
-def _step(where: str, key: str, i: int) -> str:
-    return f"{where}.{key}" if _PLAIN_KEY.fullmatch(key) else f"{where}[#{i}]"
 
 
 def _binary(parent: dict[str, Any], key: str) -> bool:
     return key == "blob" or (key == "data" and parent.get("type") in _BINARY_TYPES)
-
-
-def _strings(doc: Any, root: str) -> Iterator[Slot]:
-    """Every string value in ``doc`` (decoded JSON), with a way to replace
-    it. Iterative: the depth is the caller's to choose."""
-    stack: list[tuple[Any, str]] = [(doc, root)]
-    while stack:
-        node, where = stack.pop()
-        if isinstance(node, dict):
-            for i, (k, v) in enumerate(node.items()):
-                if isinstance(v, str):
-                    if not _binary(node, k):
-                        yield Slot(_step(where, k, i), v, partial(node.__setitem__, k))
-                elif isinstance(v, dict | list):
-                    stack.append((v, _step(where, k, i)))
-        elif isinstance(node, list):
-            for i, v in enumerate(node):
-                if isinstance(v, str):
-                    yield Slot(f"{where}[{i}]", v, partial(node.__setitem__, i))
-                elif isinstance(v, dict | list):
-                    stack.append((v, f"{where}[{i}]"))
-
-
-def _keys(doc: Any) -> Iterator[str]:
-    stack = [doc]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            yield from node
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
 
 
 def inspect_call(call: McpCall, rules: PrivacyRules) -> Inspection:
@@ -86,8 +46,8 @@ def inspect_call(call: McpCall, rules: PrivacyRules) -> Inspection:
     except (msgspec.DecodeError, RecursionError):
         # Policy let only an object through; nothing undecodable goes on unread.
         raise InvalidRequest("'tool.arguments' must be a JSON object.", code="invalid_arguments") from None
-    slots = list(_strings(doc, "arguments"))
-    found = inspect_slots(slots, rules, taken=_keys(doc))
+    slots = list(json_strings.strings(doc, "arguments", _binary))
+    found = inspect_slots(slots, rules, taken=json_strings.keys(doc))
     if found.blocked_by is None and any(d.action in ("mask", "redact") for d in found.detections):
         call.arguments = _encode(doc)
     return found
@@ -124,7 +84,7 @@ def restore_result(result: bytes, privacy: Privacy) -> tuple[bytes, list[Detecti
         slots = [Slot("result", doc, partial(box.__setitem__, 0))]
         out, found = _apply(slots, privacy.vault, scanner)
         return (_encode(box[0]) if out else result), found
-    slots = list(_strings(doc, "result"))
+    slots = list(json_strings.strings(doc, "result", _binary))
     out, found = _apply(slots, privacy.vault, scanner)
     return (_encode(doc) if out else result), found
 

@@ -92,3 +92,19 @@ def test_a_body_sent_as_json_that_is_not_json_is_refused(body: bytes) -> None:
     with pytest.raises(InvalidRequest) as info:
         inspect_body(call(body), RULES)
     assert info.value.code == "invalid_json"
+
+
+@pytest.mark.parametrize("body", [b"123", b"null", b"true", b"-1.5e3"])
+def test_a_json_body_of_one_number_or_constant_has_nothing_to_inspect(body: bytes) -> None:
+    c = call(body)
+    assert inspect_body(c, RULES).detections == [] and c.body == body
+
+
+def test_a_body_any_of_whose_content_types_says_json_is_read() -> None:
+    # Which of two Content-Type headers a service believes is its own
+    # business: a second one saying JSON must not take the body past the rules.
+    c = call(
+        json.dumps({"note": EMAIL}).encode(), [("content-type", "text/plain"), ("content-type", "application/json")]
+    )
+    inspect_body(c, RULES)
+    assert json.loads(c.body) == {"note": "[EMAIL_1]"}
