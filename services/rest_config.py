@@ -33,8 +33,10 @@ from schemas.rest import (
     service_key,
 )
 
-# As the ingress reads a version from a path (``/v<N>``).
-MAX_VERSION = 1_000_000
+# The highest version: six digits, as the ingress reads one from a path
+# (``/v<N>``). The admin API's shapes say it again (schemas.admin_services,
+# which imports no services: a test holds them equal).
+MAX_VERSION = 999_999
 MAX_INSTANCES = 16
 MAX_URL_CHARS = 2048
 MAX_PATH_CHARS = 512
@@ -60,7 +62,7 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 # RFC 9110 §5.6.2 token characters.
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")
 # Another service (``billing``) or another version of one (``billing/v2``).
-SUCCESSOR = re.compile(rf"{SLUG.pattern}(?:/v[1-9][0-9]{{0,6}})?")
+SUCCESSOR = re.compile(rf"{SLUG.pattern}(?:/v[1-9][0-9]{{0,5}})?")  # six digits: MAX_VERSION
 
 _decode_json = msgspec.json.Decoder().decode
 _encode_json = msgspec.json.Encoder().encode

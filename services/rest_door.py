@@ -24,9 +24,8 @@ from email.utils import formatdate
 from schemas.errors import RecordNotFound
 from schemas.rest import ALL_METHODS, HOP_BY_HOP, PATH_PREFIX, SLUG, RestService, service_key
 from services import rest_policy
+from services.rest_config import MAX_VERSION
 
-# Highest version a path may name (a segment like v99999999999 is just path).
-MAX_VERSION = 999_999
 # The caller's credentials for the gateway: never passed on, whatever the service's rules say.
 GATEWAY_KEY_HEADERS = frozenset({"authorization", "x-api-key"})
 # The gateway's own request headers (a deployment pin, a test flag), and
@@ -63,7 +62,8 @@ def _version_of(segment: str) -> int | None:
     digits = segment[1:]
     if not segment.startswith("v") or not digits.isdigit() or not digits.isascii() or digits.startswith("0"):
         return None
-    version = int(digits) if len(digits) <= 6 else 0
+    # A segment like v99999999999 is just path (and no huge int is parsed).
+    version = int(digits) if len(digits) <= len(str(MAX_VERSION)) else 0
     return version if 1 <= version <= MAX_VERSION else None
 
 

@@ -34,7 +34,9 @@ from services import control, rest_config, rest_records
 from services.control import Actor, time_of
 
 # ``?version=N``: Litestar checks a query parameter's bounds given this way.
-Version = Annotated[int, Parameter(ge=1, le=999_999, description="The service's version (1 when left out).")]
+Version = Annotated[
+    int, Parameter(ge=1, le=rest_config.MAX_VERSION, description="The service's version (1 when left out).")
+]
 # Fetching a document: the whole exchange within this, and no redirect
 # followed (a redirect is the admin's to resolve, not the gateway's to chase).
 FETCH_TIMEOUT_S = 10.0

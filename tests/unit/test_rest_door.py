@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
+from schemas.admin_services import Successor, Version
 from schemas.errors import InvalidRequest, RecordNotFound
 from schemas.rest import RestInstance, RestService, service_key
-from services import rest_door
+from services import rest_config, rest_door
 from services.rest_door import Target
 
 INSTANCE = [RestInstance(url="http://127.0.0.1:9000")]
@@ -151,3 +153,27 @@ def test_the_upstreams_answer_headers_lose_hops_the_request_id_and_anything_that
         ]
     )
     assert got == [(b"content-type", b"text/event-stream"), (b"etag", b'"v1"')]
+
+
+def test_every_version_a_record_may_have_is_one_a_path_can_name() -> None:
+    top = RestService(slug="billing", version=rest_config.MAX_VERSION, instances=INSTANCE)
+    assert rest_config.problem(top) is None
+    has_top = rest_door.has_version_in({top.key: top})
+    assert rest_door.target_of(f"/services/billing/v{top.version}/x", "", has_top).version == top.version
+    past = msgspec.structs.replace(top, version=rest_config.MAX_VERSION + 1)
+    assert rest_config.problem(past) is not None
+    assert rest_config.problem(msgspec.structs.replace(top, successor=f"other/v{rest_config.MAX_VERSION + 1}"))
+
+
+def test_the_admin_api_takes_the_same_versions_and_successors() -> None:
+    assert msgspec.json.decode(b"999999", type=Version) == rest_config.MAX_VERSION
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.json.decode(str(rest_config.MAX_VERSION + 1).encode(), type=Version)
+    for successor in ("b", f"b/v{rest_config.MAX_VERSION}", f"b/v{rest_config.MAX_VERSION + 1}", "b/v0"):
+        fits = rest_config.SUCCESSOR.fullmatch(successor) is not None
+        try:
+            msgspec.json.decode(msgspec.json.encode(successor), type=Successor)
+        except msgspec.ValidationError:
+            assert not fits, successor
+        else:
+            assert fits, successor
