@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from email.utils import formatdate
 
 from schemas.errors import RecordNotFound
-from schemas.rest import ALL_METHODS, HOP_BY_HOP, PATH_PREFIX, SLUG, RestService, service_key
+from schemas.rest import HOP_BY_HOP, PATH_PREFIX, SLUG, RestService, service_key
 from services import rest_policy
 from services.rest_config import MAX_VERSION
 
+# A 405's Allow header: the list policy's refusal names.
+allowed_methods = rest_policy.allowed_methods
 # The caller's credentials for the gateway: never passed on, whatever the service's rules say.
 GATEWAY_KEY_HEADERS = frozenset({"authorization", "x-api-key"})
 # The gateway's own request headers (a deployment pin, a test flag), and
@@ -89,16 +91,6 @@ def target_of(raw_path: str, query: str, has_version: Callable[[str, int], bool]
     return target
 
 
-def allowed_methods(service: RestService) -> str:
-    """The ``Allow`` header of a 405: the methods the service takes."""
-    return ", ".join(m for m in ALL_METHODS if m in service.methods)
-
-
-def successor_path(successor: str) -> str:
-    """Where a successor lives: a slug (``billing-v2``), or ``<slug>/v<N>`` for another version."""
-    return f"{PATH_PREFIX}{successor.strip('/')}"
-
-
 def lifecycle_headers(service: RestService) -> list[tuple[bytes, bytes]]:
     """A deprecated service says so (RFC 9745), when it goes away (RFC
     8594) and where to go instead, on every answer."""
@@ -108,7 +100,7 @@ def lifecycle_headers(service: RestService) -> list[tuple[bytes, bytes]]:
     if service.sunset_at_ms:
         out.append((b"sunset", formatdate(service.sunset_at_ms / 1000, usegmt=True).encode()))
     if service.successor:
-        out.append((b"link", f'<{successor_path(service.successor)}>; rel="successor-version"'.encode()))
+        out.append((b"link", f'<{rest_policy.successor_path(service.successor)}>; rel="successor-version"'.encode()))
     return out
 
 

@@ -21,7 +21,16 @@ from urllib.parse import unquote
 from schemas.control import ApiKey, Limits, Subscription, Tenant
 from schemas.envelope import Envelope
 from schemas.errors import InvalidRequest, PermissionDenied, RecordNotFound, RequestTooLarge
-from schemas.rest import ALL_METHODS, SLUG, RestCall, RestService, service_key, service_model, subscription_name
+from schemas.rest import (
+    ALL_METHODS,
+    PATH_PREFIX,
+    SLUG,
+    RestCall,
+    RestService,
+    service_key,
+    service_model,
+    subscription_name,
+)
 from services import policy, rest_config
 from services import quota as quota_svc
 from services.rest_config import MAX_VERSION
@@ -110,7 +119,17 @@ def check_headers(headers: list[tuple[str, str]]) -> None:
 
 def where(slug: str, version: int) -> str:
     """A service's path as callers use it (``/services/billing``, ``/services/billing/v2``)."""
-    return f"/services/{slug}" + (f"/v{version}" if version != 1 else "")
+    return f"{PATH_PREFIX}{slug}" + (f"/v{version}" if version != 1 else "")
+
+
+def allowed_methods(service: RestService) -> str:
+    """The methods a service takes, in a stable order (a 405's ``Allow``)."""
+    return ", ".join(m for m in ALL_METHODS if m in service.methods)
+
+
+def successor_path(successor: str) -> str:
+    """Where a successor lives: a slug (``billing-v2``), or ``<slug>/v<N>`` for another version."""
+    return f"{PATH_PREFIX}{successor.strip('/')}"
 
 
 def find_service(call: RestCall, services: Mapping[str, RestService]) -> RestService:
@@ -122,12 +141,13 @@ def find_service(call: RestCall, services: Mapping[str, RestService]) -> RestSer
     if service is None or service.state == "draft":
         raise RecordNotFound(f"There is no service at {at}.", code="service_not_found")
     if service.state == "retired":
-        instead = f" Use /services/{service.successor} instead." if service.successor else ""
+        instead = f" Use {successor_path(service.successor)} instead." if service.successor else ""
         raise InvalidRequest(f"Service {at} is retired.{instead}", status=410, code="service_retired")
     if call.method not in service.methods:
-        allowed = ", ".join(m for m in ALL_METHODS if m in service.methods)
         raise InvalidRequest(
-            f"Method {call.method} is not allowed on {at}; it takes {allowed}.", status=405, code="method_not_allowed"
+            f"Method {call.method} is not allowed on {at}; it takes {allowed_methods(service)}.",
+            status=405,
+            code="method_not_allowed",
         )
     if len(call.body) > service.max_request_bytes:
         raise RequestTooLarge(

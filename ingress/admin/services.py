@@ -29,8 +29,8 @@ from schemas.admin_services import (
     Slug,
 )
 from schemas.errors import InvalidRequest, RecordNotFound, UpstreamError
-from schemas.rest import PATH_PREFIX, RestService, service_key
-from services import control, rest_config, rest_records
+from schemas.rest import RestService, service_key
+from services import control, rest_config, rest_policy, rest_records
 from services.control import Actor, time_of
 
 # ``?version=N``: Litestar checks a query parameter's bounds given this way.
@@ -46,7 +46,7 @@ def service_out(s: RestService) -> ServiceOut:
     return ServiceOut(
         slug=s.slug,
         version=s.version,
-        path=f"{PATH_PREFIX}{s.slug}" + (f"/v{s.version}" if s.version != 1 else ""),
+        path=rest_policy.where(s.slug, s.version),
         title=s.title,
         description=s.description,
         instances=s.instances,
