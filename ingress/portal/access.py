@@ -6,7 +6,9 @@ with a reason in the queue (``/portal/approvals``).
 
 Subscriptions are written through the control store, revision-checked and
 audited under the person's user id, as the admin API writes them; the rules
-(names, moves, who decides) are ``services.portal_access``.
+(names, moves, who decides) are ``services.portal_access``. A request for
+access without a reason (or one already asked) shows the API's page again,
+its form saying what was wrong, with the reason given.
 """
 
 from __future__ import annotations
@@ -18,10 +20,23 @@ from urllib.parse import quote
 from litestar import Request, Response, get, post
 
 from ingress.portal import views
-from ingress.portal.forms import back_to, email_of, now_ms, people_of, posted, signed_in, store_of, when
+from ingress.portal.docs import api_response
+from ingress.portal.forms import (
+    back_to,
+    email_of,
+    form_error,
+    is_inline,
+    kept,
+    now_ms,
+    people_of,
+    posted,
+    signed_in,
+    store_of,
+    when,
+)
 from schemas import subjects
 from schemas.control import Subscription
-from schemas.errors import InvalidRequest, RecordNotFound
+from schemas.errors import GatewayError, InvalidRequest, RecordNotFound
 from schemas.rest import SLUG, service_key
 from services import portal_access
 from services.portal_access import ApiKind
@@ -106,8 +121,14 @@ async def subscribe(request: Request) -> Response:
     gw = request.app.state.gateway
     sub_name, needs = _api_target(gw, who, kind, name)
     store = store_of(request)
-    sub = portal_access.subscribe(who, sub_name, needs, form.get("reason", ""), store.subscriptions.all(), now_ms())
-    await store.subscriptions.create(sub.id, sub, who.actor())
+    try:
+        sub = portal_access.subscribe(who, sub_name, needs, form.get("reason", ""), store.subscriptions.all(), now_ms())
+        await store.subscriptions.create(sub.id, sub, who.actor())
+    except GatewayError as exc:
+        if not is_inline(exc):
+            raise
+        wrong = form_error("subscribe", exc, "reason")
+        return await api_response(request, person, kind, name, status=exc.status, form_error=wrong, values=kept(form))
     return back_to(api_href(kind, name), "subscribed")
 
 

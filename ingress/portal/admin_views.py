@@ -1,6 +1,7 @@
 """The portal's admin views, ``/portal/admin/...``: tenants, users
-(invitations, disable and enable), approval rules, and the lifecycle of
-every prompt API and REST service. Gateway admins see and change
+(invitations, a new one-time link, disable and enable), approval rules,
+and the lifecycle of every prompt API and REST service (REST services are
+registered in ``ingress.portal.admin_services``). Gateway admins see and change
 everything; a tenant admin sees their tenant's part (its tenant record and
 people, whom they invite and disable) and reads the gateway-wide pages;
 a developer gets none of them (403).
@@ -18,11 +19,14 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get, post
 
-from ingress.portal import views
+from ingress.portal import once, views
 from ingress.portal.forms import (
+    FormError,
     apps_of,
     back_to,
     email_of,
+    is_inline,
+    kept,
     now_ms,
     people_of,
     posted,
@@ -33,7 +37,7 @@ from ingress.portal.forms import (
 )
 from schemas.admin import ApprovalRuleCreate, TenantCreate
 from schemas.control import ApprovalRule, Tenant
-from schemas.errors import InvalidRequest, RecordConflict, RecordNotFound
+from schemas.errors import GatewayError, InvalidRequest, RecordConflict, RecordNotFound
 from schemas.ids import new_id
 from schemas.rest import RestService
 from services import portal_lifecycle, pricing
@@ -65,8 +69,8 @@ def _checked(data: dict[str, Any], schema: type[msgspec.Struct]) -> Any:
         raise InvalidRequest(str(exc), code="invalid_field") from None
 
 
-def _page(request: Request, person: Any, template: str, section: str, **context: Any) -> Response:
-    return views.page(request, template, person, section=section, done=_done(request), **context)
+def _page(request: Request, person: Any, template: str, section: str, *, status: int = 200, **context: Any) -> Response:
+    return views.page(request, template, person, status=status, section=section, done=_done(request), **context)
 
 
 # --- tenants -------------------------------------------------------------------
@@ -119,10 +123,7 @@ def _people_store(request: Request) -> Any:
     return request.app.state.gateway.people
 
 
-@get("/admin/users", include_in_schema=False)
-async def users(request: Request) -> Response:
-    person, who = await signed_in(request)
-    require_admin(who, "manage people")
+def _users_page(request: Request, person: Any, who: Any, *, status: int = 200, **context: Any) -> Response:
     people = people_of(request)
     shown = sorted(
         (u for u in people.values() if who.is_gateway_admin or (u.tenant_id and u.tenant_id == who.tenant_id)),
@@ -133,7 +134,27 @@ async def users(request: Request) -> Response:
         for u in shown
     ]
     tenant_ids = sorted(t.id for t in store_of(request).tenants.all()) if who.is_gateway_admin else [who.tenant_id]
-    return _page(request, person, "admin_users.html", "users", rows=rows, tenant_ids=tenant_ids)
+    return _page(
+        request, person, "admin_users.html", "users", status=status, rows=rows, tenant_ids=tenant_ids, **context
+    )
+
+
+@get("/admin/users", include_in_schema=False)
+async def users(request: Request) -> Response:
+    person, who = await signed_in(request)
+    require_admin(who, "manage people")
+    return _users_page(request, person, who)
+
+
+# Which input of the invitation form an error of the people's rules is about.
+_INVITE_FIELDS = {
+    "invalid_email": "email",
+    "user_exists": "email",
+    "conflict": "email",
+    "invalid_name": "name",
+    "invalid_role": "role",
+    "missing_tenant": "tenant",
+}
 
 
 @post("/admin/users", include_in_schema=False)
@@ -142,24 +163,83 @@ async def invite(request: Request) -> Response:
     form = await posted(request, person)
     require_admin(who, "invite people")
     tenant_id = form.get("tenant", "") if who.is_gateway_admin else who.tenant_id
-    invited = await _people_store(request).invite(
-        form.get("email", ""),
-        tenant_id,
-        form.get("role", "developer"),
-        person.manager,
-        str(request.base_url).rstrip("/"),
-        form.get("name", ""),
-    )
+    try:
+        invited = await _people_store(request).invite(
+            form.get("email", ""),
+            tenant_id,
+            form.get("role", "developer"),
+            person.manager,
+            str(request.base_url).rstrip("/"),
+            form.get("name", ""),
+        )
+    except GatewayError as exc:
+        if not is_inline(exc):
+            raise
+        wrong = FormError("invite", exc.message, _INVITE_FIELDS.get(exc.code, "email"))
+        return _users_page(request, person, who, status=exc.status, form_error=wrong, values=kept(form))
     expires = when(invited.invitation.expires_at_ms)
     return _page(request, person, "admin_invited.html", "users", invited=invited, expires=expires)
+
+
+def _user_id(user_id: str) -> str:
+    # A path segment is caller input: a bounded id or nobody found.
+    if not 1 <= len(user_id) <= _MAX_ID:
+        raise RecordNotFound(f"No user {user_id[:_MAX_ID]!r}.")
+    return user_id
+
+
+def _link_href(user_id: str) -> str:
+    return f"{ADMIN}/users/{user_id}/link"
+
+
+@post("/admin/users/{user_id:str}/link", include_in_schema=False, status_code=303)
+async def new_link(request: Request, user_id: str) -> Response:
+    """A new one-time link for someone the admin sees (``PeopleStore.new_link``:
+    an invitation again, or a password reset), shown once on the next page."""
+    person, who = await signed_in(request)
+    await posted(request, person)
+    require_admin(who, "manage people")
+    try:
+        invited = await _people_store(request).new_link(
+            _user_id(user_id), person.manager, str(request.base_url).rstrip("/")
+        )
+    except RecordConflict as exc:  # a disabled person: the list again, saying so
+        wrong = FormError("users", exc.message)
+        return _users_page(request, person, who, status=exc.status, form_error=wrong)
+    shown = {
+        "link": invited.link,
+        "expires": when(invited.invitation.expires_at_ms),
+        "mailed": "1" if invited.mailed else "",
+    }
+    await once.keep_for(request, person, f"link:{invited.user.id}", shown)
+    return back_to(_link_href(invited.user.id))
+
+
+@get("/admin/users/{user_id:str}/link", include_in_schema=False)
+async def shown_link(request: Request, user_id: str) -> Response:
+    """The link ``new_link`` made, the first time this browser asks; after
+    that, that it was shown."""
+    person, who = await signed_in(request)
+    require_admin(who, "manage people")
+    user = accounts.require_sees(person.manager, people_of(request).get(_user_id(user_id)), user_id)
+    shown = await once.take_for(request, person, f"link:{user.id}")
+    return _page(
+        request,
+        person,
+        "admin_invited.html",
+        "users",
+        invited={"user": user, "link": shown["link"] if shown else "", "mailed": bool(shown and shown["mailed"])},
+        expires=shown["expires"] if shown else "",
+        again=True,
+        reset=accounts.state_of(user) != "invited",
+    )
 
 
 async def _set_disabled(request: Request, user_id: str, disabled: bool) -> Response:
     person, who = await signed_in(request)
     await posted(request, person)
     require_admin(who, "manage people")
-    if not 1 <= len(user_id) <= _MAX_ID:
-        raise RecordNotFound(f"No user {user_id[:_MAX_ID]!r}.")
+    _user_id(user_id)
     if user_id == who.user_id:
         raise InvalidRequest("You cannot disable or enable yourself.", code="self_change")
     action = "disable" if disabled else "enable"
@@ -287,6 +367,8 @@ ROUTES = [
     create_tenant,
     users,
     invite,
+    new_link,
+    shown_link,
     disable_user,
     enable_user,
     approval_rules,

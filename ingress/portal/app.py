@@ -48,6 +48,8 @@ ROUTE_MODULES: tuple[str, ...] = (
     "ingress.portal.apps",
     "ingress.portal.usage",
     "ingress.portal.admin_views",
+    "ingress.portal.admin_services",
+    "ingress.portal.account",
 )
 # Forms are small; the largest thing a person sends is an OpenAPI document
 # of a service an admin registers.

@@ -1,7 +1,10 @@
 """Apps and their keys: ``/portal/apps``. A developer makes an app, then
-keys in it; a new or rotated key's secret is on the answer page only (never
-stored, never shown again: the record keeps its SHA-256). Rotation keeps
-the old secret working for the chosen grace; revoking disables the key.
+keys in it; a new or rotated key's secret is shown once, on the page the
+form leads to (``.../keys/<id>/secret``: POST/redirect/GET through a
+one-time slot, ``ingress.portal.once``; a reload says it was shown, and
+makes no other key). The record keeps only its SHA-256. Rotation keeps the
+old secret working for the chosen grace; revoking disables the key. A form
+given wrong values is shown again with what was wrong (400).
 
 Keys are written through the control store, as the admin API writes them
 (revision-checked, audited under the person's user id); the rules are
@@ -14,10 +17,24 @@ from typing import Any
 
 from litestar import Request, Response, get, post
 
-from ingress.portal import views
-from ingress.portal.forms import apps_of, back_to, email_of, now_ms, people_of, posted, signed_in, store_of, when
+from ingress.portal import once, views
+from ingress.portal.forms import (
+    FormError,
+    apps_of,
+    back_to,
+    email_of,
+    form_error,
+    is_inline,
+    kept,
+    now_ms,
+    people_of,
+    posted,
+    signed_in,
+    store_of,
+    when,
+)
 from schemas.control import ApiKey
-from schemas.errors import InvalidRequest, RecordNotFound
+from schemas.errors import GatewayError, InvalidRequest, RecordNotFound
 from schemas.people import App
 from services import control, portal_apps
 from services.portal_scope import Who
@@ -51,28 +68,37 @@ def _key_row(key: ApiKey, last_used: int, now: int) -> dict[str, Any]:
     }
 
 
-@get("/apps", include_in_schema=False)
-async def list_apps(request: Request) -> Response:
-    person, who = await signed_in(request)
+def _apps_page(request: Request, person: Any, who: Who, *, status: int = 200, **context: Any) -> Response:
     apps = portal_apps.visible_apps(who, apps_of(request).mirror.items.values())
     keys = store_of(request).keys.all()
     rows = [{"app": a, "keys": len(portal_apps.keys_of(a, keys)), "created": when(a.created_at_ms)} for a in apps]
-    return views.page(request, "apps.html", person, rows=rows, done=_DONE.get(request.query_params.get("done", ""), ""))
+    done = _DONE.get(request.query_params.get("done", ""), "")
+    return views.page(request, "apps.html", person, status=status, rows=rows, done=done, **context)
+
+
+@get("/apps", include_in_schema=False)
+async def list_apps(request: Request) -> Response:
+    person, who = await signed_in(request)
+    return _apps_page(request, person, who)
 
 
 @post("/apps", include_in_schema=False, status_code=303)
 async def create_app(request: Request) -> Response:
     person, who = await signed_in(request)
     form = await posted(request, person)
-    app = portal_apps.new_app(who, form.get("name", ""), form.get("description", ""), now_ms())
-    await apps_of(request).create(app.id, app, who.actor())
+    try:
+        app = portal_apps.new_app(who, form.get("name", ""), form.get("description", ""), now_ms())
+        await apps_of(request).create(app.id, app, who.actor())
+    except GatewayError as exc:
+        if not is_inline(exc):
+            raise
+        field = "description" if exc.message.startswith("description") else "name"
+        wrong = form_error("new-app", exc, field)
+        return _apps_page(request, person, who, status=exc.status, form_error=wrong, values=kept(form))
     return back_to(f"{APPS}/{app.id}", "created")
 
 
-@get("/apps/{app_id:str}", include_in_schema=False)
-async def show_app(request: Request, app_id: str) -> Response:
-    person, who = await signed_in(request)
-    app = _app(request, who, app_id)
+def _app_page(request: Request, person: Any, who: Who, app: App, *, status: int = 200, **context: Any) -> Response:
     store = store_of(request)
     now = now_ms()
     keys = [_key_row(k, store.key_usage.items.get(k.id, 0), now) for k in portal_apps.keys_of(app, store.keys.all())]
@@ -80,6 +106,7 @@ async def show_app(request: Request, app_id: str) -> Response:
         request,
         "app.html",
         person,
+        status=status,
         app=app,
         keys=keys,
         owner=email_of(people_of(request), app.user_id),
@@ -87,32 +114,66 @@ async def show_app(request: Request, app_id: str) -> Response:
         grace_choices=portal_apps.GRACE_CHOICES,
         created=when(app.created_at_ms),
         done=_DONE.get(request.query_params.get("done", ""), ""),
+        **context,
     )
 
 
-def _secret_page(request: Request, person: Any, app: App, key: ApiKey, secret: str, rotated: bool) -> Response:
-    now = now_ms()
+@get("/apps/{app_id:str}", include_in_schema=False)
+async def show_app(request: Request, app_id: str) -> Response:
+    person, who = await signed_in(request)
+    return _app_page(request, person, who, _app(request, who, app_id))
+
+
+def _secret_href(app: App, key: ApiKey) -> str:
+    return f"{APPS}/{app.id}/keys/{key.id}/secret"
+
+
+async def _shown_once(request: Request, person: Any, app: App, key: ApiKey, secret: str, rotated: bool) -> Response:
+    """Keep the secret for this browser's next page, and lead there."""
+    await once.keep_for(request, person, f"key:{key.id}", {"secret": secret, "rotated": "1" if rotated else ""})
+    return back_to(_secret_href(app, key))
+
+
+@post("/apps/{app_id:str}/keys", include_in_schema=False, status_code=303)
+async def create_key(request: Request, app_id: str) -> Response:
+    person, who = await signed_in(request)
+    form = await posted(request, person)
+    app = _app(request, who, app_id)
+    portal_apps.require_owner(who, app)
+    try:
+        key, secret = portal_apps.new_app_key(app, form.get("name", ""), now_ms())
+        await store_of(request).keys.create(key.id, key, who.actor())
+    except GatewayError as exc:
+        if not is_inline(exc):
+            raise
+        wrong = FormError("new-key", exc.message, "name")
+        return _app_page(request, person, who, app, status=exc.status, form_error=wrong, values=kept(form))
+    return await _shown_once(request, person, app, key, secret, rotated=False)
+
+
+@get("/apps/{app_id:str}/keys/{key_id:str}/secret", include_in_schema=False)
+async def key_secret(request: Request, app_id: str, key_id: str) -> Response:
+    """A new or rotated key's secret, the first time this page is asked for
+    by the browser that made it; after that, that it was shown."""
+    person, who = await signed_in(request)
+    app = _app(request, who, app_id)
+    try:
+        # Read from the bucket: the key may be newer than this replica's copy.
+        record, _ = await store_of(request).keys.get(_id(key_id, "key"))
+    except RecordNotFound:
+        record = None
+    key = portal_apps.require_key(app, record, key_id)
+    shown = await once.take_for(request, person, f"key:{key.id}")
     return views.page(
         request,
         "key_secret.html",
         person,
         app=app,
         key=key,
-        secret=secret,
-        rotated=rotated,
-        grace_until=when(control.grace_ends_ms(key, now)),
+        secret=shown["secret"] if shown else "",
+        rotated=bool(shown and shown.get("rotated")),
+        grace_until=when(control.grace_ends_ms(key, now_ms())),
     )
-
-
-@post("/apps/{app_id:str}/keys", include_in_schema=False)
-async def create_key(request: Request, app_id: str) -> Response:
-    person, who = await signed_in(request)
-    form = await posted(request, person)
-    app = _app(request, who, app_id)
-    portal_apps.require_owner(who, app)
-    key, secret = portal_apps.new_app_key(app, form.get("name", ""), now_ms())
-    await store_of(request).keys.create(key.id, key, who.actor())
-    return _secret_page(request, person, app, key, secret, rotated=False)
 
 
 async def _app_key(request: Request, who: Who, app_id: str, key_id: str) -> tuple[App, ApiKey, int]:
@@ -125,7 +186,7 @@ async def _app_key(request: Request, who: Who, app_id: str, key_id: str) -> tupl
     return app, portal_apps.require_key(app, record, key_id), revision
 
 
-@post("/apps/{app_id:str}/keys/{key_id:str}/rotate", include_in_schema=False)
+@post("/apps/{app_id:str}/keys/{key_id:str}/rotate", include_in_schema=False, status_code=303)
 async def rotate_key(request: Request, app_id: str, key_id: str) -> Response:
     person, who = await signed_in(request)
     form = await posted(request, person)
@@ -136,7 +197,7 @@ async def rotate_key(request: Request, app_id: str, key_id: str) -> Response:
         raise InvalidRequest("grace_seconds must be a whole number of seconds.", code="invalid_grace")
     after, secret = portal_apps.rotated(before, int(grace), now_ms())
     await store_of(request).keys.replace(key_id, after, revision, who.actor(), "rotate", before)
-    return _secret_page(request, person, app, after, secret, rotated=True)
+    return await _shown_once(request, person, app, after, secret, rotated=True)
 
 
 @post("/apps/{app_id:str}/keys/{key_id:str}/revoke", include_in_schema=False, status_code=303)
@@ -151,4 +212,4 @@ async def revoke_key(request: Request, app_id: str, key_id: str) -> Response:
     return back_to(f"{APPS}/{app.id}", "revoked")
 
 
-ROUTES = [list_apps, create_app, show_app, create_key, rotate_key, revoke_key]
+ROUTES = [list_apps, create_app, show_app, create_key, key_secret, rotate_key, revoke_key]

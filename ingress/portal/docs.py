@@ -172,9 +172,11 @@ def mcp_page(gateway: Any, entry: Entry, base: str) -> dict[str, Any]:
 _PAGES = {"model": model_page, "prompt": prompt_page, "service": service_page, "mcp": mcp_page}
 
 
-@get("/apis/{kind:str}/{name:path}", include_in_schema=False)
-async def api_page(request: Request, kind: FromPath[str], name: FromPath[str]) -> Response:
-    person = await views.signed_in(request)
+async def api_response(
+    request: Request, person: Any, kind: str, name: str, *, status: int = 200, **extra: Any
+) -> Response:
+    """The API's page for ``person``; ``extra``: more of the page's context
+    (the access form's error and values, when it is shown again)."""
     entries = await entries_for(request, views.who_of(person))
     entry = _find(entries, kind, name.lstrip("/"))
     base = samples.base_url(request.url.scheme, request.headers.get("host"))
@@ -185,12 +187,20 @@ async def api_page(request: Request, kind: FromPath[str], name: FromPath[str]) -
         request,
         "api.html",
         person,
+        status=status,
         entry=entry,
         successor_href=successor,
         standing_label=standing_label,
         base=base,
         **context,
+        **extra,
     )
+
+
+@get("/apis/{kind:str}/{name:path}", include_in_schema=False)
+async def api_page(request: Request, kind: FromPath[str], name: FromPath[str]) -> Response:
+    person = await views.signed_in(request)
+    return await api_response(request, person, kind, name)
 
 
 ROUTES = [api_page]

@@ -306,6 +306,11 @@ class PeopleStore:
         except msgspec.DecodeError:
             return None
 
+    async def sessions_bucket(self) -> KeyValue:
+        """The sessions' bucket, for what the portal keeps for one browser a
+        little while (``ingress.portal.once``)."""
+        return await self._kv(subjects.KV_PORTAL_SESSIONS)
+
     async def end_session(self, token: str) -> None:
         kv = await self._kv(subjects.KV_PORTAL_SESSIONS)
         await kv.delete(token_digest(token))  # no error for a key that is not there

@@ -102,8 +102,10 @@ def percent(value: float | None) -> str:
 
 def render(template: str, **context: Any) -> str:
     """A template rendered with the layout's defaults (no person) under ``context``."""
-    values = {"person": None, "csrf": "", "nav": [], "current": "", **context}
-    return environment().get_template(template).render(values)
+    # A form's error and the values it is shown again with (``forms.FormError``):
+    # none unless a handler gives them.
+    defaults = {"person": None, "csrf": "", "nav": [], "current": "", "form_error": None, "values": {}}
+    return environment().get_template(template).render({**defaults, **context})
 
 
 def nav_for(items: Iterable[NavItem], role: str, current: str) -> list[dict[str, Any]]:

@@ -111,6 +111,12 @@ def _until(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
         time.sleep(0.1)
 
 
+def _shown(browser: Browser, answer: httpx.Response) -> str:
+    """The page a key's form leads to (its secret, shown once)."""
+    assert answer.status_code == 303, answer.text[:500]
+    return browser.get(answer.headers["location"]).text
+
+
 def _secret(page: str) -> tuple[str, str]:
     secret = re.search(r'id="key-secret"[^>]*value="([^"]+)"', page)
     key_id = re.search(r"Secret of <code>([^<]+)</code>", page)
@@ -136,7 +142,7 @@ def test_a_developer_asks_for_access_and_is_refused_until_their_tenant_admin_app
     made = dev.post("/portal/apps", name="Invoices")
     assert made.status_code == 303
     app_path = urlsplit(made.headers["location"]).path
-    key_id, secret = _secret(dev.post(f"{app_path}/keys", name="ci").text)
+    key_id, secret = _secret(_shown(dev, dev.post(f"{app_path}/keys", name="ci")))
     assert key_id in dev.get(app_path).text and secret not in dev.get(app_path).text
     STATE.update(app=app_path, key=key_id, secret=secret)
     refused = _call(stack, secret)
@@ -168,7 +174,7 @@ def test_a_key_rotates_with_grace_and_is_revoked_by_its_owner_or_an_admin_only(
     # The tenant's admin sees the app but the secret is the owner's to make.
     assert "Invoices" in admin.get("/portal/apps").text
     assert admin.post(rotate, grace_seconds="3600").status_code == 403
-    _, new = _secret(dev.post(rotate, grace_seconds="3600").text)
+    _, new = _secret(_shown(dev, dev.post(rotate, grace_seconds="3600")))
     assert new != old
     _until(lambda: _call(stack, new).status_code == 200, "the rotated key's new secret never worked")
     assert _call(stack, old).status_code == 200  # its grace
