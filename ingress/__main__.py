@@ -10,6 +10,7 @@ import time
 import uvicorn
 
 from ingress.app import IngressApp
+from ingress.peer import behind_proxies
 from services import config as config_mod
 from services.bus import process
 
@@ -65,7 +66,9 @@ def main() -> None:
     settings = config_mod.settings_from_env()
     app = IngressApp(settings)
     config = uvicorn.Config(
-        app,
+        # uvicorn's proxy headers, applied by us: the REST door needs the peer they replace.
+        behind_proxies(app),
+        proxy_headers=False,
         loop="uvloop",
         http="httptools",
         ws="websockets-sansio",

@@ -10,18 +10,33 @@ body within the service's cap. It matches the route template for the row
 through a ``BusSession``, as every door does. Policy checks the key again (and approval, limits, budget), routing
 picks an instance, the provider stage's HTTP adapter calls it.
 
+The service gets the proxy headers (``x-forwarded-for``, ``-proto``,
+``-host``) the door makes from the caller's connection
+(``services.forwarded``): the caller's own pass on only from a proxy the
+ingress trusts, with that proxy's address appended.
+
 The answer is relayed as its replies come: the first ``Chunk.head`` (or
 ``Final.rest.head``, for an answer that fit in one reply) becomes the
 response's status and headers, and each ``data`` a part of its body, sent
-at once. A download of any size or a stream of server-sent events passes
-through without the ingress holding it (at most ``FLUSH_BYTES`` that came
-together). A failure before the head is an OpenAI-shaped JSON error with
-its status; after it, the status is gone, so the response is cut (the
+at once. An answer that came whole in the ``Final`` also says what it cost
+(``x-sluice-cost-pico-usd``, as a model's answer does: the portal's try-it
+shows it); a streamed one's head goes out before its cost is known, and
+HTTP/1.1 clients do not read trailers, so it has none (its row has it).
+
+A download of any size or a stream of server-sent events passes through
+without any process holding it: the door paces the provider
+(``services.flow_window``: at most ``flow_window.WINDOW`` sent past what
+the door wrote to the client's socket), so a client that reads slowly
+slows the service down rather than fill the ingress. The request's deadline
+bounds the wait for the head only; after it, each wait for the next part
+is bounded by the service's read timeout, and so is each write to a client
+that stopped reading (then the call is cancelled and the response cut).
+``MAX_BACKLOG`` still cuts a provider that does not pace (one that predates
+it). A failure before the head is an OpenAI-shaped JSON error with its
+status; after it, the status is gone, so the response is cut (the
 connection closes before the body's end, which every HTTP client reports
 as an error rather than a short body). A client that leaves cancels the
-call upstream, and so does one that reads far slower than the upstream
-sends (``MAX_BACKLOG``): nothing on the bus waits for a slow reader, so the
-ingress would hold what it has not read.
+call upstream.
 """
 
 from __future__ import annotations
@@ -39,15 +54,17 @@ from ingress.gateway import Gateway
 from ingress.http import JSON_HEADERS, ClientDisconnected, Receive, Scope, Send, header, read_body, retry_after
 from ingress.http import send_bytes as send_whole
 from ingress.http_relay import route_headers
+from ingress.peer import peer_of, trusted_proxies
 from ingress.replies import DISCONNECTED
 from ingress.session import DEADLINE_GRACE_S, BusSession
 from schemas.control import ApiKey
 from schemas.errors import ClientClosed, GatewayError, StageTimeout, UpstreamError
 from schemas.replies import Chunk, Failure, Final
 from schemas.rest import RestCall, RestHead, RestService, service_key, service_model
-from services import policy, rest_door, rest_policy
+from services import flow_window, policy, rest_door, rest_policy
 from services.apis import rate_headers
 from services.apis.openai_shapes import error_body
+from services.forwarded import Proxies, replace_proxy_headers
 from services.openapi_routes import RouteTables
 
 log = logging.getLogger("sluice.ingress.rest")
@@ -55,13 +72,16 @@ log = logging.getLogger("sluice.ingress.rest")
 # Body parts that arrived together go out in one write, up to this much: a
 # burst costs one trip through the server, and a backlog is never joined whole.
 FLUSH_BYTES = 256 * 1024
-# Replies waiting while the client does not read: the bus has no flow
-# control, so a reader slower than the upstream would have the ingress hold
-# the difference. Past this many (64 KB slices of a download: 64 MB) the
-# call is cancelled and the response cut, rather than held for it. A 50 MB
-# download to a client that keeps up never had more than 10 waiting here;
-# the room is for a process descheduled a while on a busy host.
+# Replies waiting while the client does not read. A paced provider sends
+# at most a window of them (16 slices of 64 KB); one that does not pace
+# (older than flow control) would have the ingress hold what a slow reader
+# has not read: past this many (64 MB of a download) the call is cancelled
+# and the response cut, rather than held for it.
 MAX_BACKLOG = 1024
+# A write to a client that stopped reading waits this much longer than the
+# service's read timeout: the provider, whose window has stayed shut as
+# long, ends the call first and its row says why (slow_reader).
+WRITE_GRACE_S = 1.0
 # What an envelope holds besides the body (headers, path, slip, spans): a
 # body may take the rest of what nats-server takes in one message.
 ENVELOPE_ROOM = 128 * 1024
@@ -80,10 +100,12 @@ class RestDoor:
     """What every REST call of this process shares: the gateway, and each
     service's route table (compiled once per version of its document)."""
 
-    def __init__(self, gw: Gateway, new_session: NewSession = BusSession) -> None:
+    def __init__(self, gw: Gateway, new_session: NewSession = BusSession, proxies: Proxies | None = None) -> None:
         self.gw = gw
         self.routes = RouteTables()
         self.new_session = new_session
+        # Peers whose proxy headers are a chain to append to (else replaced).
+        self.proxies = proxies if proxies is not None else trusted_proxies()
 
     async def serve(self, scope: Scope, receive: Receive, send: Send, *, busy: GatewayError | None = None) -> None:
         """Serve one call; ``busy``: the process holds all it may, the call is refused with it."""
@@ -116,6 +138,8 @@ class RestExchange:
         self.key: ApiKey | None = None
         # On every answer: the request id, and a deprecated service's lifecycle.
         self.headers: list[tuple[bytes, bytes]] = [(b"x-request-id", self.id.encode())]
+        # Bounds each write of the body (``_write``).
+        self._stall: asyncio.Timeout | None = None
 
     @property
     def model(self) -> str:
@@ -138,7 +162,10 @@ class RestExchange:
         try:
             try:
                 await session.publish(
-                    authorization, rest=self.call, traceparent=header(self.scope, b"traceparent") or ""
+                    authorization,
+                    rest=self.call,
+                    traceparent=header(self.scope, b"traceparent") or "",
+                    flow_window=flow_window.WINDOW,
                 )
             except GatewayError as exc:
                 await self.refuse(exc)
@@ -170,7 +197,14 @@ class RestExchange:
             self.call.route = self.door.routes.for_service(service.key, service.openapi).match(target.path)
         # Policy's own rule (a draft 404, retired 410, a method it does not take 405), applied here too.
         service = rest_policy.find_service(self.call, services)
-        self.call.headers = rest_door.forwarded_headers(service, scope["headers"])
+        peer, scheme = peer_of(scope)
+        self.call.headers = replace_proxy_headers(
+            rest_door.forwarded_headers(service, scope["headers"]),
+            peer,
+            scheme,
+            header(scope, b"host") or "",
+            trusted=self.door.proxies.trusts(peer),
+        )
         return authorization
 
     def _session(self) -> BusSession:
@@ -217,6 +251,19 @@ class RestExchange:
         assert self.service is not None
         headers = rest_door.answer_headers(head.headers) + self.headers + route_headers(reply)
         await self.send({"type": "http.response.start", "status": head.status, "headers": headers})
+        try:
+            async with asyncio.timeout(None) as self._stall:
+                await self._relay_body(session, reply)
+        except TimeoutError:
+            if self._stall is None or not self._stall.expired():
+                raise
+            await session.cancel()
+            log.warning("request %s: the client stopped reading; the REST answer was cut", self.id)
+
+    async def _relay_body(self, session: BusSession, reply: Chunk | Final | Failure | None) -> None:
+        """The body, from the head's reply on, each part written as it comes
+        (those that came together in one write)."""
+        assert self.service is not None
         idle = max(self.gw.settings.stream_idle_timeout_s, self.service.read_timeout_s) + DEADLINE_GRACE_S
         pending: list[bytes] = []
         size = 0
@@ -226,11 +273,11 @@ class RestExchange:
                 return
             if isinstance(reply, Final):
                 pending.append(reply.data)
-                await self.send({"type": "http.response.body", "body": b"".join(pending)})
+                await self._write({"type": "http.response.body", "body": b"".join(pending)})
                 return
             if isinstance(reply, Failure):
                 # The status went out with the head: all that is left is to cut the body short.
-                await self._flush(pending)
+                await self._flush(pending, session)
                 if reply.code == StageTimeout.code:
                     await session.cancel()
                 session.record(reply)
@@ -240,7 +287,7 @@ class RestExchange:
                 pending.append(reply.data)
                 size += len(reply.data)
             if size >= FLUSH_BYTES or not session.has_more():
-                await self._flush(pending)
+                await self._flush(pending, session)
                 size = 0
                 if session.queue.qsize() > MAX_BACKLOG:
                     await session.cancel()
@@ -248,11 +295,22 @@ class RestExchange:
                     return
             reply = await session.next_reply(idle)
 
-    async def _flush(self, pending: list[bytes]) -> None:
+    async def _flush(self, pending: list[bytes], session: BusSession) -> None:
+        """Write what is pending; the provider may send as much more."""
         if pending:
             body = b"".join(pending) if len(pending) > 1 else pending[0]
             pending.clear()
-            await self.send({"type": "http.response.body", "body": body, "more_body": True})
+            await self._write({"type": "http.response.body", "body": body, "more_body": True})
+            await session.wrote(len(body))
+
+    async def _write(self, message: dict[str, object]) -> None:
+        """A write of the body, within the service's read timeout: the
+        server's ``send`` waits while the client's socket is full."""
+        assert self.service is not None and self._stall is not None
+        loop = asyncio.get_running_loop()
+        self._stall.reschedule(loop.time() + self.service.read_timeout_s + WRITE_GRACE_S)
+        await self.send(message)
+        self._stall.reschedule(None)
 
     async def _send_failure(self, failure: Failure, extra: list[tuple[bytes, bytes]] | None = None) -> None:
         headers = JSON_HEADERS + self.headers + retry_after(failure.retry_after_s) + rate_headers.openai(failure.rate)

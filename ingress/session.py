@@ -1,7 +1,12 @@
 """One request's trip through the bus, from the ingress's side: publish it,
 receive its replies in order, send it again if it was lost on the way, cancel
 it, and end it when its deadline or the process holding it is gone. Each
-front door relays what ``next_reply`` gives in its own way (``http_relay``)."""
+front door relays what ``next_reply`` gives in its own way (``http_relay``).
+
+A door that paces a REST answer (``publish(flow_window=...)``) says how much
+of the body it wrote on (``wrote``); the session grants the provider credit
+for it (``services.flow_window``), and sends its latest credit again with
+each ask of a silent provider, in case one was lost."""
 
 from __future__ import annotations
 
@@ -26,13 +31,26 @@ from schemas.errors import (
     UpstreamError,
 )
 from schemas.mcp import McpCall
-from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Fence, Fenced, Final, Redacted, ReplayAsk
+from schemas.replies import (
+    Accepted,
+    Admitted,
+    Cancel,
+    Chunk,
+    Credit,
+    Failure,
+    Fence,
+    Fenced,
+    Final,
+    Redacted,
+    ReplayAsk,
+)
 from schemas.reservation import Reservation
 from schemas.rest import RestCall, service_key
 from services import routing, trace
 from services import usage as usage_svc
 from services.bus import quota_ledger
 from services.fence import FenceRound
+from services.flow_window import Grants
 from services.reply_split import Assembler
 
 # A request that no provider took this long after it was published may have
@@ -133,6 +151,8 @@ class BusSession:
         # row made here carries them, as a stage's reply does.
         self.key_id = ""
         self.tenant_id = ""
+        # A REST answer's pace: what the door wrote on, the credit granted for it.
+        self.flow: Grants | None = None
 
     @property
     def id_header(self) -> list[tuple[bytes, bytes]]:
@@ -154,13 +174,16 @@ class BusSession:
         anthropic_beta: str = "",
         tool: McpCall | None = None,
         rest: RestCall | None = None,
+        flow_window: int = 0,
     ) -> None:
         """Send the request: a chat or embeddings body, a call to an MCP
         server (``tool``, api "mcp") or to a REST service (``rest``, api
-        "rest"). A durable job's request names its key by id (``key_id``;
-        policy trusts it from the ingress alone), never by secret."""
+        "rest"; ``flow_window``: its body is paced, see ``wrote``). A
+        durable job's request names its key by id (``key_id``; policy
+        trusts it from the ingress alone), never by secret."""
         self.body, self.embeddings, self.prompt, self.tool = body, embeddings, prompt, tool
         self.rest = rest
+        self.flow = Grants(flow_window) if flow_window > 0 else None
         self.trace_id, self.parent_span_id = trace.parse(traceparent)
         # The ingress's own time rides with the request: the stage that ends it records it.
         self.spans.append(Span("ingress", self.received_ns, time.time_ns()))
@@ -187,6 +210,7 @@ class BusSession:
             batch_chunks=True,
             progress=True,
             copy=self._copy,
+            flow_window=flow_window,
         )
         given = {subjects.API_KEY_HEADER: api_key_header} if api_key_header else {}
         if key_id:
@@ -229,7 +253,7 @@ class BusSession:
                     wait = min(wait, FENCE_AGAIN_S)
                 else:
                     wait = min(wait, RESEND_AFTER_S if self._resent else FIRST_RESEND_AFTER_S)
-            elif self.accepted_by:
+            elif self.accepted_by or self._may_wait_for_credit:
                 wait = min(wait, REPLAY_AFTER_S)
             redacting = self.redaction_by_ns and not self.redacted
             if redacting:
@@ -251,7 +275,7 @@ class BusSession:
                 if unclaimed and loop.time() < deadline and self._resent < MAX_RESENDS:
                     await self._fence_then_send()
                     continue
-                if self.accepted_by and loop.time() < deadline:
+                if (self.accepted_by or self._may_wait_for_credit) and loop.time() < deadline:
                     await self._ask_replay()
                     continue
                 # Nothing came: unless a stage answers late, no one else will record it.
@@ -374,9 +398,30 @@ class BusSession:
         quota_ledger.settle(self.gw.counters, self.quota, used, failure.cost.total)
         return failure
 
+    @property
+    def _may_wait_for_credit(self) -> bool:
+        """A credit was granted: the provider may be waiting for it, if it was lost."""
+        return self.flow is not None and self.flow.granted > 0
+
     async def _ask_replay(self) -> None:
+        """Ask a silent provider for what it sent from the first reply
+        missing on, and grant again what was granted (a lost credit leaves a
+        paced provider silent too)."""
         self._replay_asked = asyncio.get_running_loop().time()
-        await self.gw.nc.publish(subjects.CONTROL_REPLAY, bus.encode(ReplayAsk(id=self.id, from_seq=self.expected_seq)))
+        nc = self.gw.nc
+        if self.accepted_by:
+            await nc.publish(subjects.CONTROL_REPLAY, bus.encode(ReplayAsk(id=self.id, from_seq=self.expected_seq)))
+        if self._may_wait_for_credit:
+            assert self.flow is not None
+            await nc.publish(subjects.CONTROL_CREDIT, bus.encode(Credit(id=self.id, through=self.flow.granted)))
+
+    async def wrote(self, n: int) -> None:
+        """The door wrote ``n`` more bytes of a paced answer on to its client."""
+        if self.flow is None:
+            return
+        through = self.flow.wrote(n)
+        if through is not None:
+            await self.gw.nc.publish(subjects.CONTROL_CREDIT, bus.encode(Credit(id=self.id, through=through)))
 
     async def _fence_then_send(self) -> None:
         """Ask every live provider whether it holds the request (again, for

@@ -9,7 +9,19 @@ import msgspec
 from schemas.envelope import Envelope
 from schemas.events import DeadLetter, EventBatch
 from schemas.lifecycle import Beat, ProcessDied
-from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Fence, Fenced, Final, Redacted, ReplayAsk
+from schemas.replies import (
+    Accepted,
+    Admitted,
+    Cancel,
+    Chunk,
+    Credit,
+    Failure,
+    Fence,
+    Fenced,
+    Final,
+    Redacted,
+    ReplayAsk,
+)
 
 Reply = Chunk | Final | Failure | Accepted | Admitted | Redacted | Fenced
 AnyMessage = (
@@ -22,6 +34,7 @@ AnyMessage = (
     | Redacted
     | Cancel
     | ReplayAsk
+    | Credit
     | Fence
     | Fenced
     | EventBatch

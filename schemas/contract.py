@@ -35,7 +35,19 @@ from schemas.mcp import McpServer, ServerCatalog
 from schemas.people import App, Invitation, PortalSession, User
 from schemas.prompt_calls import ApiAnswer, ApiCall
 from schemas.prompts import Prompt, PromptVersion
-from schemas.replies import Accepted, Admitted, Cancel, Chunk, Failure, Fence, Fenced, Final, Redacted, ReplayAsk
+from schemas.replies import (
+    Accepted,
+    Admitted,
+    Cancel,
+    Chunk,
+    Credit,
+    Failure,
+    Fence,
+    Fenced,
+    Final,
+    Redacted,
+    ReplayAsk,
+)
 from schemas.responses import Response, ResponsesRequest
 from schemas.rest import RestService
 from schemas.stored_response import StoredResponse
@@ -55,6 +67,7 @@ STRUCTS: tuple[type, ...] = (
     Redacted,
     Cancel,
     ReplayAsk,
+    Credit,
     Fence,
     Fenced,
     ApiCall,
@@ -125,6 +138,8 @@ CHANNELS: list[Channel] = [
     ("apiIn", f"{subjects.IN_API}.{{slug}}", {"slug": "A published prompt API, e.g. summarize."},
      ["ApiCall"], "service", "Call a prompt API (msgpack, or the same fields as JSON)."),
     ("cancelIn", subjects.IN_CANCEL, {}, ["Cancel"], "service", "Cancel a request of yours by its id."),
+    ("creditIn", subjects.IN_CREDIT, {}, ["Credit"], "service",
+     "Pace a REST answer of yours that set 'flow_window': the body's bytes you have taken so far."),
     ("responsesIn", subjects.IN_RESPONSES, {}, ["ResponsesRequest"], "service",
      "OpenAI's Responses API for services: the JSON body POST /v1/responses takes, with the caller's key in "
      "an Authorization header. The reply is the JSON an HTTP caller gets (a Response, or an OpenAI error), "
@@ -162,6 +177,9 @@ CHANNELS: list[Channel] = [
     ("controlCancel", subjects.CONTROL_CANCEL, {}, ["Cancel"], "gateway", "The ingress cancels a request."),
     ("controlReplay", subjects.CONTROL_REPLAY, {}, ["ReplayAsk"], "gateway",
      "The ingress asks the provider holding a request to send its replies again from a seq on."),
+    ("controlCredit", subjects.CONTROL_CREDIT, {}, ["Credit"], "gateway",
+     "The ingress paces a REST answer: the provider holding it sends at most the envelope's 'flow_window' "
+     "bytes past the credit, then waits (and so does the service's connection)."),
     ("controlFence", subjects.CONTROL_FENCE, {}, ["Fence"], "gateway",
      "Before a request is sent again, every provider says (a Fenced reply) whether it holds it, and if not "
      "refuses every older copy from then on."),

@@ -159,6 +159,12 @@ class Envelope(BusMessage, tag="chat.request"):
     # come in one message (fewer messages, same deltas). The gateway's own
     # ingress asks for it; a bus caller may.
     batch_chunks: bool = False
+    # The requester paces a REST answer's body (``schemas.replies.Credit``):
+    # the provider sends at most this many bytes past what it was granted,
+    # then waits, and its upstream with it (TCP backpressure). 0: it sends
+    # as it reads. The gateway's own ingress sets it; a bus caller may, and
+    # grants on ``sluice.v1.in.credit``.
+    flow_window: int = 0
     # The requester wants progress replies (``Accepted``, ``Admitted``,
     # ``Redacted``) and may send the request again under the fence protocol
     # (``schemas.replies.Fence``). The gateway's own sessions set it, whatever

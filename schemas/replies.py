@@ -191,6 +191,19 @@ class ReplayAsk(BusMessage, tag="chat.replay"):
     from_seq: int = 0
 
 
+class Credit(BusMessage, tag="chat.credit"):
+    """Flow control of a REST answer's body, from a requester that asked for
+    it (``Envelope.flow_window``): it has taken ``through`` bytes of the body
+    (written them on to its client), so the provider holding ``id`` may send
+    up to ``through`` plus the window, then waits. Cumulative, so a credit
+    lost or heard twice changes nothing: the requester sends its latest
+    again while it waits. Heard by every provider on
+    ``sluice.v1.control.credit`` (``sluice.v1.in.credit`` for services)."""
+
+    id: str
+    through: int
+
+
 class Fence(BusMessage, tag="chat.fence"):
     """Before a request is sent again, every provider process is asked
     whether it holds it (``sluice.v1.control.fence``, answered on the

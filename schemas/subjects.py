@@ -87,6 +87,11 @@ CONTROL_CANCEL = f"{PREFIX}.control.cancel"
 CONTROL_REPLAY = f"{PREFIX}.control.replay"
 # The same, for services that called over the bus (they may publish only under "in").
 IN_CANCEL = f"{PREFIX}.in.cancel"
+# Not queue-grouped either: the provider holding the request paces a REST
+# answer by these (``Credit``); the others ignore it. IN_CREDIT is the same
+# for services that called over the bus.
+CONTROL_CREDIT = f"{PREFIX}.control.credit"
+IN_CREDIT = f"{PREFIX}.in.credit"
 # Published by the ingress, heard by every provider replica (not queue-grouped).
 CONTROL_FENCE = f"{PREFIX}.control.fence"
 ANALYTICS_QUERY = f"{PREFIX}.analytics.query"

@@ -17,11 +17,16 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
+from services.flow_window import WINDOW
+
 # The ingress asks after 2 s of silence; a NATS client reconnects within a
 # second or two.
 KEEP_NS = 10 * 1_000_000_000
 MAX_REQUESTS = 10_000
-MAX_BYTES = 1024 * 1024
+# A paced answer (a REST body) is never more than its window (and a slice,
+# and the head's reply) past what the ingress took in order: kept whole, a
+# reply lost in it can always be sent again.
+MAX_BYTES = WINDOW + 512 * 1024
 
 
 class _Sent:

@@ -13,7 +13,9 @@ REST services (api "rest") are called through the generic HTTP adapter
 (``services.providers.rest``) with each service's current record, mirrored
 from ``sluice_services`` (``RestSide``): header rules, caps and timeouts
 are read there, never from the envelope; their instances' health checks
-reach every routing replica as tries do."""
+reach every routing replica as tries do. A REST answer to a requester that
+paces it is sent a window at a time: each ``Credit`` (every provider hears
+them, as cancels) opens the window of the call it names."""
 
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ from schemas.events import AlertEvent, AttemptEvent, Detection
 from schemas.health import TryOutcome
 from schemas.ids import new_id
 from schemas.mcp import McpServer, ServerCatalog, decode_catalog, decode_server, kv_encode
-from schemas.replies import Accepted, Cancel, Chunk, Failure, Fence, Fenced, Final, ReplayAsk
+from schemas.replies import Accepted, Cancel, Chunk, Credit, Failure, Fence, Fenced, Final, ReplayAsk
 from schemas.rest import RestService, decode_service
 from services import admission, answer_cache, call_logs, privacy
 from services import usage as usage_svc
@@ -44,6 +46,7 @@ from services.bus import process
 from services.bus.kv import KvMirror, kv_key
 from services.config import settings_from_env
 from services.fence import Fences
+from services.flow_window import SendWindow
 from services.providers.attempts import Try, WalkFailed, retryable
 from services.providers.call import CallFailed, CallOutcome, CallProgress
 from services.providers.http import Upstream, make_upstream_http
@@ -72,6 +75,7 @@ MEMORY_MAX = 50_000
 _decode_cancel = msgspec.msgpack.Decoder(Cancel).decode
 _decode_replay_ask = msgspec.msgpack.Decoder(ReplayAsk).decode
 _decode_fence = msgspec.msgpack.Decoder(Fence).decode
+_decode_credit = msgspec.msgpack.Decoder(Credit).decode
 
 
 class McpSide:
@@ -192,6 +196,8 @@ class ProviderStage:
         self._nc: Client | None = None
         self._instance = ""
         self.inflight: dict[str, asyncio.Task] = {}
+        # request id -> the window of its REST answer, for a requester that paces it
+        self.windows: dict[str, SendWindow] = {}
         # request id -> when its client went away
         self.cancelled = RecentSet(MEMORY_NS, MEMORY_MAX)
         # request id -> when it arrived: the ingress may send a request again
@@ -220,6 +226,8 @@ class ProviderStage:
         # Services on the bus cancel their own requests here (by id: ids are
         # not guessable, so a caller can only cancel one it was told of).
         await ctx.nc.subscribe(subjects.IN_CANCEL, cb=self._on_cancel)
+        await ctx.nc.subscribe(subjects.CONTROL_CREDIT, cb=self._on_credit)
+        await ctx.nc.subscribe(subjects.IN_CREDIT, cb=self._on_credit)
 
     async def _on_cancel(self, msg: Msg) -> None:
         try:
@@ -230,6 +238,15 @@ class ProviderStage:
         task = self.inflight.get(cancel.id)
         if task is not None:
             task.cancel()
+
+    async def _on_credit(self, msg: Msg) -> None:
+        try:
+            credit = _decode_credit(msg.data)
+        except msgspec.DecodeError:
+            return
+        window = self.windows.get(credit.id)
+        if window is not None:  # else another process holds the call, or it ended
+            window.grant(credit.through)
 
     async def _on_replay(self, msg: Msg) -> None:
         """Send a request's replies again from ``from_seq`` on, if this
@@ -325,6 +342,8 @@ class ProviderStage:
             rest=self.rest.caller,
         )
         self.inflight[env.id] = asyncio.current_task()  # type: ignore[assignment]
+        if call.window is not None:
+            self.windows[env.id] = call.window
         if env.progress:
             await ctx.send(env, bus.encode(Accepted(id=env.id, worker=ctx.instance)))
             # On the socket before the upstream hears of the request: if this
@@ -347,6 +366,7 @@ class ProviderStage:
             return
         finally:
             self.inflight.pop(env.id, None)
+            self.windows.pop(env.id, None)
         self._alert_if_free(ctx, env, outcome, call.deployment)
         final = await call.final(outcome)
         self._report_output(ctx, env, call.detections())

@@ -13,10 +13,11 @@ anything else                   200 and the request it received as JSON: ``{"met
                                 base64 when it is not UTF-8, then ``base64`` is true)
 
 It counts what it was sent, per method and first path segment
-(``"GET /download"``, ``"POST /items"``), and the streams whose client left
-before their end: ``/mock/stats`` shows them (``rest_calls``,
-``rest_cancelled``), so a test compares what the service saw with the
-gateway's rows.
+(``"GET /download"``, ``"POST /items"``), the streams whose client left
+before their end, and the writes of a stream that waited for the client to
+read (TCP backpressure: the gateway paused it): ``/mock/stats`` shows them
+under ``rest``, so a test compares what the service saw with the gateway's
+rows.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ MAX_WAIT_MS = 60_000
 MAX_BODY = 64 * 1024 * 1024
 # Distinct counters kept at most: a load test with random paths must not grow them forever.
 MAX_COUNTERS = 1_000
+# A write that waited this long for the client's socket to drain was paused by it.
+PAUSED_S = 0.02
 JSON = [(b"content-type", b"application/json")]
 
 
@@ -50,6 +53,10 @@ class RestStats(msgspec.Struct):
     cancelled: int = 0
     # Those sent to their end.
     completed: int = 0
+    # Writes of a stream that waited (at least PAUSED_S) for the client to
+    # read, and how long they waited in all.
+    paused_writes: int = 0
+    paused_ms: int = 0
 
 
 def is_rest(path: str) -> bool:
@@ -135,7 +142,12 @@ class RestEcho:
                 if gone.is_set():
                     self.stats.cancelled += 1
                     return
+                began = time.monotonic()
                 await send({"type": "http.response.body", "body": part, "more_body": True})
+                waited = time.monotonic() - began
+                if waited >= PAUSED_S:
+                    self.stats.paused_writes += 1
+                    self.stats.paused_ms += int(waited * 1000)
                 if pause_s:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(gone.wait(), pause_s)

@@ -75,6 +75,7 @@ ROLES: dict[str, Permissions] = {
         subjects.FROM_INGRESS,
         subjects.CONTROL_CANCEL,
         subjects.CONTROL_REPLAY,
+        subjects.CONTROL_CREDIT,  # paces REST answers to what its clients take
         subjects.ANALYTICS_QUERY,  # the admin API's usage view
         _INBOXES,  # answers to prompt APIs called over the bus, and jobs' claims
         subjects.CONTROL_FENCE,  # asks every provider before it sends a request again
@@ -121,7 +122,9 @@ ROLES: dict[str, Permissions] = {
             subjects.CONTROL_CANCEL,
             subjects.CONTROL_REPLAY,
             subjects.CONTROL_FENCE,
+            subjects.CONTROL_CREDIT,
             subjects.IN_CANCEL,
+            subjects.IN_CREDIT,
         ],
     ),
     # It also evaluates the alert rules: their state, events and deliveries.

@@ -33,7 +33,10 @@ the answer's head and body slices go out as ``Chunk`` replies (``head``,
 ``data``) as they are read, or, for an answer that came whole with its
 head, on the ``Final`` alone. Once the head arrived the request's deadline
 no longer applies: a long download or an event stream goes on as long as
-the service keeps sending (its read timeout bounds each wait).
+the service keeps sending (its read timeout bounds each wait). A requester
+that paces the body (``Envelope.flow_window``) gets a ``SendWindow``
+(``window``): the stage hands it the requester's credits, the adapter reads
+on from the service only while it is open.
 """
 
 from __future__ import annotations
@@ -47,13 +50,14 @@ import msgspec
 
 from schemas.chat import Cost, Delta, Message, Usage
 from schemas.envelope import Deployment, Envelope
-from schemas.errors import ClientClosed, InternalError, StageStopping, UpstreamTimeout
+from schemas.errors import ClientClosed, InternalError, SlowReader, StageStopping, UpstreamTimeout
 from schemas.events import Detection
 from schemas.mcp import McpCall
 from schemas.replies import Chunk, Failure, Final, Timing
 from schemas.rest import RestCall, RestHead
 from services import answer_cache, call_logs, detectors, mcp_privacy
 from services import usage as usage_svc
+from services.flow_window import SendWindow
 from services.masking import AnswerRestorer, OutputScanner
 from services.providers.attempts import Try, Walk, WalkFailed
 from services.providers.call import (
@@ -89,6 +93,7 @@ class RestTries(Protocol):
         on_body: Callable[[RestHead | None, bytes], Awaitable[None]],
         *,
         may_fail_over: bool = True,
+        flow: SendWindow | None = None,
     ) -> CallOutcome: ...
 
 
@@ -163,6 +168,8 @@ class RequestCall:
         self._deadline: asyncio.Timeout | None = None
         self.rest_head: RestHead | None = None
         self.rest_logged = bytearray()
+        # A REST answer's pace, for a requester that grants credit.
+        self.window = SendWindow(env.flow_window) if env.rest is not None and env.flow_window > 0 else None
 
     @property
     def deployment(self) -> Deployment:
@@ -332,7 +339,9 @@ class RequestCall:
                     raise CallFailed(InternalError("This provider process makes no REST calls."), time.time_ns(), 0)
                 # Another instance is left to try: a 502-504 may move on to it.
                 last = dep is self.walk.candidates[-1]
-                return await self.rest.call(dep, env.rest, progress, self._on_body, may_fail_over=not last)
+                return await self.rest.call(
+                    dep, env.rest, progress, self._on_body, may_fail_over=not last, flow=self.window
+                )
             if env.tool is not None:
                 if self.mcp is None:
                     raise CallFailed(InternalError("This provider process makes no MCP calls."), time.time_ns(), 0)
@@ -360,9 +369,10 @@ class RequestCall:
             self.in_flight[dep.name] -= 1
 
     async def _ended(self, t: Try) -> None:
-        # An answer cut at the service's own size cap says nothing of the instance's health.
-        too_large = t.error is not None and t.error.code == RESPONSE_TOO_LARGE
-        await self.tried(t, self.tells_health and not too_large)
+        # An answer cut at the service's own size cap, or for a client that
+        # stopped reading, says nothing of the instance's health.
+        not_its_own = t.error is not None and t.error.code in (RESPONSE_TOO_LARGE, SlowReader.code)
+        await self.tried(t, self.tells_health and not not_its_own)
 
     async def _on_body(self, head: RestHead | None, data: bytes) -> None:
         """A REST answer's head (on its first chunk) or next body slice, on

@@ -24,6 +24,7 @@ from schemas.errors import InvalidRequest, UpstreamError, UpstreamTimeout, Upstr
 from schemas.replies import Chunk, Failure, Final
 from schemas.rest import HeaderRule, RestCall, RestHead, RestInstance, RestService
 from services.cli.nats_server import free_port
+from services.flow_window import WINDOW, SendWindow
 from services.providers.attempts import Try, WalkFailed
 from services.providers.call import CallFailed, CallOutcome, CallProgress
 from services.providers.http import make_upstream_http
@@ -396,9 +397,10 @@ async def test_health_checks_tell_which_instances_answer(mock: MockServer, clien
     assert all(o.ttfb_ns == 0 and not o.replica for o in outcomes), "no latency, no in-flight count"
 
 
-def test_the_reply_log_keeps_a_long_downloads_last_megabyte_only() -> None:
+def test_the_reply_log_keeps_a_long_downloads_last_window_only() -> None:
     """The provider keeps each request's replies for a replay: a 50 MB
-    download's keep at most ``MAX_BYTES`` (and one slice), not the body."""
+    download's keep at most ``MAX_BYTES`` (a paced answer's window and
+    more), not the body."""
     log = ReplyLog()
     data = bytes(SLICE)
     for seq in range(50 * 1024 * 1024 // SLICE):
@@ -406,7 +408,8 @@ def test_the_reply_log_keeps_a_long_downloads_last_megabyte_only() -> None:
     kept = log.replies("req-big")
     assert kept is not None
     _, payloads, dropped = kept
-    assert sum(len(p) for p in payloads) <= MAX_BYTES and dropped >= 780
+    assert WINDOW < sum(len(p) for p in payloads) <= MAX_BYTES
+    assert dropped >= 50 * 1024 * 1024 // SLICE - MAX_BYTES // SLICE
     assert bus.decode_reply(payloads[-1]).seq == 50 * 1024 * 1024 // SLICE - 1
 
 
@@ -432,3 +435,71 @@ def test_a_redirect_into_the_instance_points_at_the_gateway_instead() -> None:
     assert elsewhere == [("location", "https://example.com/x")]
     sibling = response_headers([(b"location", b"http://10.1.2.3:9000/apix")], "http://10.1.2.3:9000/api", "/s")
     assert sibling == [("location", "http://10.1.2.3:9000/apix")]
+
+
+# ---- a paced answer (services.flow_window): read from the service only as credit comes
+
+
+async def test_a_paced_download_is_read_only_as_fast_as_credit_comes(mock: MockServer, client: RestClient) -> None:
+    """A requester that takes 16 MB at ~40 MB/s: the adapter never sends a
+    window past its credit, and the service's writes wait (TCP backpressure)."""
+    window = SendWindow(4 * SLICE)
+    ahead: list[int] = []
+
+    class Paced(Body):
+        async def __call__(self, head: RestHead | None, data: bytes) -> None:
+            ahead.append(window.sent + len(data) - window.granted)
+            await super().__call__(head, data)
+
+    async def requester() -> None:
+        while True:  # takes everything sent so far, 100 times a second
+            await asyncio.sleep(0.01)
+            window.grant(window.sent)
+
+    before = mock.stats()["rest"]["paused_writes"]
+    body = Paced()
+    taking = asyncio.create_task(requester())
+    try:
+        rest = RestCall(service="echo", path="/download?mb=16&chunked=1")
+        outcome = await call(client, f"{mock.url}/rest/echo", rest, body, flow=window)
+    finally:
+        taking.cancel()
+    assert outcome.rest is not None and outcome.rest.response_bytes == len(body.data) == 16 * 1024 * 1024
+    assert max(ahead) <= window.size + SLICE, "never more than a window past the credit"
+    assert mock.stats()["rest"]["paused_writes"] > before, "the service was paused, not read ahead"
+
+
+async def test_a_window_that_stays_shut_ends_the_call_and_its_connection(mock: MockServer, client: RestClient) -> None:
+    """A requester that never grants: past the service's read timeout the
+    call ends as a slow reader (tried nowhere else), the service's connection closed."""
+    quick = RestService(slug="echo", read_timeout_s=0.3)
+    before = mock.stats()["rest"]["cancelled"]
+    body = Body()
+    started = time.monotonic()
+    with pytest.raises(CallFailed) as failed:
+        rest = RestCall(service="echo", path="/download?mb=200&chunked=1")
+        await call(client, f"{mock.url}/rest/echo", rest, body, service=quick, flow=SendWindow(4 * SLICE))
+    assert failed.value.error.code == "slow_reader" and not failed.value.repeatable
+    assert 0.3 <= time.monotonic() - started < 3 and len(body.data) < 5 * SLICE
+    deadline = time.monotonic() + 3
+    while mock.stats()["rest"]["cancelled"] == before:
+        assert time.monotonic() < deadline, "the service kept sending to no one"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_requester_that_paces_gets_a_window_and_one_that_does_not_none(
+    mock: MockServer, client: RestClient
+) -> None:
+    rest = RestCall(service="echo", path="/download?mb=200&chunked=1")
+    paced = request(rest, f"{mock.url}/rest/echo")
+    paced.flow_window = 4 * SLICE
+    quick = RestService(slug="echo", read_timeout_s=0.3)
+    rec = Recorder()
+    req = RequestCall(paced, make_upstream_http(), rec.send, rec.tried, rest=caller(client, quick))
+    assert req.window is not None and req.window.size == 4 * SLICE
+    with pytest.raises(WalkFailed) as failed:
+        await req.run()
+    assert failed.value.error.code == "slow_reader" and sum(len(c.data) for c in rec.chunks) < 5 * SLICE
+    assert [t.status for t in rec.tries] == [503]
+    unpaced = RequestCall(request(rest, mock.url), make_upstream_http(), rec.send, rec.tried, rest=caller(client))
+    assert unpaced.window is None

@@ -9,6 +9,9 @@ import json
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
+from ingress import rest_endpoint
 from ingress.replies import DISCONNECTED
 from ingress.rest_endpoint import FLUSH_BYTES, MAX_BACKLOG, RestDoor
 from schemas.chat import Delta, Usage
@@ -16,6 +19,8 @@ from schemas.control import ApiKey, Secret
 from schemas.errors import GatewayBusy, UpstreamError
 from schemas.replies import Chunk, Failure, Final
 from schemas.rest import RestCall, RestHead, RestInstance, RestResult, RestService
+from services import flow_window
+from services.forwarded import Proxies
 from services.keys import hash_key
 
 SECRET = "sk-rest-unit-0123456789"
@@ -63,10 +68,19 @@ class ScriptedSession:
         self.cancelled = self.closed = False
         self.recorded: list[Any] = []
         self.key_id = self.tenant_id = ""
+        self.flow_window = 0
+        # What the door said it wrote on of the body, write by write.
+        self.written: list[int] = []
         ScriptedSession.made.append(self)
 
-    async def publish(self, authorization: str | None, *, rest: RestCall, traceparent: str = "") -> None:
+    async def publish(
+        self, authorization: str | None, *, rest: RestCall, traceparent: str = "", flow_window: int = 0
+    ) -> None:
         self.published = (authorization, rest)
+        self.flow_window = flow_window
+
+    async def wrote(self, n: int) -> None:
+        self.written.append(n)
 
     def first_timeout(self) -> float:
         return 2.0
@@ -93,9 +107,9 @@ class ScriptedSession:
 class Client:
     """Drives one ASGI request through the door."""
 
-    def __init__(self, gw: FakeGateway) -> None:
+    def __init__(self, gw: FakeGateway, proxies: str = "127.0.0.1") -> None:
         self.gw = gw
-        self.door = RestDoor(gw, new_session=ScriptedSession)  # type: ignore[arg-type]
+        self.door = RestDoor(gw, new_session=ScriptedSession, proxies=Proxies(proxies))  # type: ignore[arg-type]
 
     async def call(
         self,
@@ -111,7 +125,11 @@ class Client:
         busy: Any = None,
         together: bool = False,
         backlog: int = 0,
+        peer: tuple[str, str] = ("192.0.2.7", "http"),
+        stuck_after: int | None = None,
     ) -> tuple[list[dict[str, Any]], ScriptedSession | None]:
+        """``peer``: the socket's address and scheme; ``stuck_after``: the
+        client stops reading after that many writes of the body."""
         ScriptedSession.made.clear()
         ScriptedSession.script = replies or []
         ScriptedSession.together = together
@@ -128,6 +146,9 @@ class Client:
             return {"type": "http.disconnect"}
 
         async def send(message: dict[str, Any]) -> None:
+            bodies = [m for m in sent if m["type"] == "http.response.body"]
+            if stuck_after is not None and len(bodies) >= stuck_after:
+                await asyncio.Event().wait()  # the server waits for a socket that never drains
             sent.append(message)
             bodies = [m for m in sent if m["type"] == "http.response.body"]
             if leave_after is not None and len(bodies) >= leave_after:
@@ -143,6 +164,7 @@ class Client:
             "headers": auth + (headers or []),
             "sluice.received_ns": 1,
             "sluice.request_id": "req-1",
+            "sluice.peer": peer,
         }
         await asyncio.wait_for(self.door.serve(scope, receive, send, busy=busy), 5)
         return sent, (ScriptedSession.made[0] if ScriptedSession.made else None)
@@ -188,7 +210,12 @@ async def test_the_call_is_published_with_its_route_and_headers_and_its_answer_s
         "/items/42?x=1",
         "/items/{id}",
     )
-    assert call.headers == [("accept", "text/event-stream")] and call.body == b""
+    assert call.headers == [
+        ("accept", "text/event-stream"),
+        ("x-forwarded-for", "192.0.2.7"),
+        ("x-forwarded-proto", "http"),
+    ]
+    assert call.body == b"" and session.flow_window == flow_window.WINDOW
     assert session.model == "service:shop" and session.api == "rest"
     status, headers = head(sent)
     assert status == 200 and headers[b"content-type"] == b"text/event-stream"
@@ -281,7 +308,8 @@ async def test_x_api_key_is_a_gateway_key_too_and_neither_is_passed_on() -> None
     )
     assert head(sent)[0] == 204
     assert session is not None and session.published is not None
-    assert session.published[0] == f"Bearer {SECRET}" and session.published[1].headers == []
+    assert session.published[0] == f"Bearer {SECRET}"
+    assert [name for name, _ in session.published[1].headers] == ["x-forwarded-for", "x-forwarded-proto"]
 
 
 async def test_lifecycle_drafts_retired_and_deprecated_services() -> None:
@@ -371,3 +399,72 @@ async def test_a_client_that_reads_far_slower_than_the_upstream_sends_is_cut_off
     )
     assert sent[-1] == {"type": "http.response.body", "body": b""}
     assert session is not None and not session.cancelled
+
+
+async def test_each_write_of_the_body_is_told_to_the_session_which_paces_the_provider() -> None:
+    client = Client(FakeGateway(service()))
+    big = b"x" * FLUSH_BYTES
+    replies = [chunk(0, b"a", RestHead(200)), chunk(1, big), chunk(2, b"bc"), final(3, b"tail")]
+    sent, session = await client.call("GET", "/services/shop/items/1", replies=replies)
+    assert [len(m["body"]) for m in sent[1:]] == [1, FLUSH_BYTES, 2, 4]
+    # What went out with more to come is credited; the end needs none.
+    assert session is not None and session.written == [1, FLUSH_BYTES, 2]
+
+
+async def test_a_client_that_stops_reading_is_cut_after_the_services_read_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(rest_endpoint, "WRITE_GRACE_S", 0.05)
+    client = Client(FakeGateway(service(read_timeout_s=0.2)))
+    replies = [chunk(0, b"first", RestHead(200)), chunk(1, b"second"), final(2)]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    sent, session = await client.call("GET", "/services/shop/items/1", replies=replies, stuck_after=1)
+    assert 0.25 <= loop.time() - started < 2
+    assert [m["body"] for m in sent[1:]] == [b"first"]
+    assert session is not None and session.cancelled and session.closed
+
+
+async def test_the_proxy_headers_are_the_gateways_never_the_callers_as_given() -> None:
+    spoofed = [
+        (b"host", b"shop.example:8443"),
+        (b"x-forwarded-for", b"6.6.6.6"),
+        (b"x-forwarded-for", b"10.0.0.9"),
+        (b"x-forwarded-proto", b"https"),
+        (b"x-forwarded-host", b"evil.example"),
+    ]
+    replies = [final(0, b"", head=RestHead(204))]
+
+    async def forwarded(client: Client, peer: tuple[str, str]) -> dict[str, str]:
+        _, session = await client.call("GET", "/services/shop/items/1", headers=spoofed, replies=replies, peer=peer)
+        assert session is not None and session.published is not None
+        got = [(k, v) for k, v in session.published[1].headers if k.startswith("x-forwarded-")]
+        assert len(got) == len({k for k, _ in got}), "each once"
+        return dict(got)
+
+    # A caller the gateway does not trust as a proxy: all three from its connection.
+    direct = await forwarded(Client(FakeGateway(service())), ("203.0.113.5", "http"))
+    assert direct == {
+        "x-forwarded-for": "203.0.113.5",
+        "x-forwarded-proto": "http",
+        "x-forwarded-host": "shop.example:8443",
+    }
+    # A proxy it trusts: its chain, with its own address appended; its proto and host stand.
+    proxied = await forwarded(Client(FakeGateway(service()), proxies="10.1.0.0/16"), ("10.1.2.3", "http"))
+    assert proxied == {
+        "x-forwarded-for": "6.6.6.6, 10.0.0.9, 10.1.2.3",
+        "x-forwarded-proto": "https",
+        "x-forwarded-host": "evil.example",
+    }
+
+
+async def test_a_whole_answer_says_what_it_cost_and_a_streamed_one_cannot() -> None:
+    client = Client(FakeGateway(service(price_pico_usd=5_000)))
+    whole = final(0, b"{}", head=RestHead(200), response_bytes=2)
+    whole.cost.call, whole.attempts = 5_000, 1
+    sent, _ = await client.call("GET", "/services/shop/items/1", replies=[whole])
+    headers = head(sent)[1]
+    assert headers[b"x-sluice-cost-pico-usd"] == b"5000" and headers[b"x-sluice-attempts"] == b"1"
+    streamed = [chunk(0, b"{", RestHead(200), "i-1"), final(1, b"}", response_bytes=2)]
+    sent, _ = await client.call("GET", "/services/shop/items/1", replies=streamed)
+    assert b"x-sluice-cost-pico-usd" not in head(sent)[1], "its head went out before its end"

@@ -26,6 +26,17 @@ A body past the service's ``max_response_bytes`` is cut there and the call
 ends with a 502 (before the head, when its ``Content-Length`` says so). The
 service's price is charged for every answer the caller got (a call that
 failed costs nothing).
+
+A small answer whose ``Content-Length`` fits in one slice is read whole
+before it goes back, so it rides on the ``Final`` whether or not its body
+came in the same read as its head (its headers then carry the cost).
+
+A requester that paces the body (``flow``, ``services.flow_window``) is
+sent at most its window past its latest credit: the next slice is read only
+once the window opens, so a slow client pauses the service's connection
+(TCP backpressure) rather than have any process hold the body. A window
+shut longer than the service's ``read_timeout_s`` ends the call
+(``SlowReader``) and closes the connection.
 """
 
 from __future__ import annotations
@@ -38,8 +49,16 @@ import aiohttp
 
 from schemas.chat import Cost, Usage
 from schemas.envelope import Deployment
-from schemas.errors import GatewayError, RecordNotFound, UpstreamError, UpstreamTimeout, UpstreamUnreachable
+from schemas.errors import (
+    GatewayError,
+    RecordNotFound,
+    SlowReader,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 from schemas.rest import IDEMPOTENT_METHODS, RestCall, RestHead, RestResult, RestService, service_key, service_model
+from services.flow_window import SendWindow
 from services.providers.call import CallFailed, CallOutcome, CallProgress
 from services.providers.errors import classify
 from services.providers.rest.client import SLICE, RestClient
@@ -64,7 +83,14 @@ class RestCaller:
         self.services = services
 
     async def call(
-        self, dep: Deployment, call: RestCall, progress: CallProgress, on_body: OnBody, *, may_fail_over: bool = True
+        self,
+        dep: Deployment,
+        call: RestCall,
+        progress: CallProgress,
+        on_body: OnBody,
+        *,
+        may_fail_over: bool = True,
+        flow: SendWindow | None = None,
     ) -> CallOutcome:
         start_ns = time.time_ns()
         service = self.services.get(service_key(call.service, call.version))
@@ -99,13 +125,14 @@ class RestCaller:
             if not bodiless and resp.content_length is not None and resp.content_length > cap:
                 raise CallFailed(_too_large(service), start_ns, first_byte_ns, repeatable=False)
             body = resp.content
-            if body.is_eof() and body.total_bytes <= min(cap, SLICE):
-                # All of it came with the head: it rides on the Final.
+            small = resp.content_length is not None and resp.content_length <= min(cap, SLICE)
+            if small or (body.is_eof() and body.total_bytes <= min(cap, SLICE)):
+                # All of it came with the head, or soon will: it rides on the Final.
                 data = await body.read()
                 result.head, result.response_bytes = head, len(data)
                 resp.release()
                 return _answered(call, service, result, start_ns, first_byte_ns, data)
-            await self._stream(resp, head, result, cap, on_body, service, start_ns, first_byte_ns)
+            await self._stream(resp, head, result, on_body, service, (start_ns, first_byte_ns), flow)
         except BaseException:
             # Not released to the pool: an answer not read to its end leaves
             # the connection unusable, and a cancelled call must stop the
@@ -120,15 +147,15 @@ class RestCaller:
         resp: aiohttp.ClientResponse,
         head: RestHead,
         result: RestResult,
-        cap: int,
         on_body: OnBody,
         service: RestService,
-        start_ns: int,
-        first_byte_ns: int,
+        times: tuple[int, int],
+        flow: SendWindow | None,
     ) -> None:
         """The head (with what was already read) and then each read of the
-        body, as it comes, to ``on_body``."""
-        body = resp.content
+        body, as it comes, to ``on_body``; each once ``flow`` has room."""
+        body, cap = resp.content, service.max_response_bytes
+        start_ns, first_byte_ns = times
         first: RestHead | None = head
         try:
             data = body.read_nowait(SLICE)
@@ -140,8 +167,14 @@ class RestCaller:
                     raise CallFailed(_too_large(service), start_ns, first_byte_ns, repeatable=False)
                 result.response_bytes += len(data)
                 if data or first is not None:
+                    # A slice waits here while the window is shut, and the
+                    # next is not read meanwhile: the service's connection fills.
+                    if flow is not None and not await flow.room(service.read_timeout_s):
+                        raise CallFailed(_slow_reader(service), start_ns, first_byte_ns, repeatable=False)
                     await on_body(first, data)
                     first = None
+                    if flow is not None:
+                        flow.spent(len(data))
                 data = await body.read(SLICE)
                 if not data:
                     return
@@ -172,6 +205,13 @@ def _too_large(service: RestService) -> UpstreamError:
         f"The answer of REST service {service.slug!r} is larger than its max_response_bytes "
         f"({service.max_response_bytes}).",
         code=RESPONSE_TOO_LARGE,
+    )
+
+
+def _slow_reader(service: RestService) -> SlowReader:
+    return SlowReader(
+        f"The client took none of the answer of REST service {service.slug!r} for {service.read_timeout_s:g} s "
+        "(its read_timeout_s): the call was ended rather than have the gateway hold the answer."
     )
 
 
