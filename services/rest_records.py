@@ -22,8 +22,9 @@ from schemas.errors import InvalidRequest, RecordConflict
 from schemas.rest import RestService, service_key
 from services import rest_config
 
-# An uploaded or fetched document: the size the admin API takes.
-MAX_OPENAPI_BYTES = 1 << 20
+# An uploaded or fetched document: the size the admin API takes (within
+# rest_config.MAX_OPENAPI_BYTES, what any record's document may be).
+MAX_UPLOAD_BYTES = 1 << 20
 STATE_ACTIONS = {"draft": "unpublish", "published": "publish", "deprecated": "deprecate", "retired": "retire"}
 
 _decode_json = msgspec.json.Decoder().decode
@@ -116,7 +117,7 @@ def check_successor(service: RestService, services: Mapping[str, RestService]) -
 
 def openapi_too_large(size: int) -> InvalidRequest:
     return InvalidRequest(
-        f"The OpenAPI document is {size} bytes or more; at most {MAX_OPENAPI_BYTES} are taken.",
+        f"The OpenAPI document is {size} bytes or more; at most {MAX_UPLOAD_BYTES} are taken.",
         status=413,
         code="openapi_too_large",
     )
@@ -124,8 +125,8 @@ def openapi_too_large(size: int) -> InvalidRequest:
 
 def openapi_document(document: bytes) -> bytes:
     """An uploaded or fetched document as it is kept: one JSON object with
-    a ``paths`` object, at most ``MAX_OPENAPI_BYTES``."""
-    if len(document) > MAX_OPENAPI_BYTES:
+    a ``paths`` object, at most ``MAX_UPLOAD_BYTES``."""
+    if len(document) > MAX_UPLOAD_BYTES:
         raise openapi_too_large(len(document))
     try:
         doc = _decode_json(document)

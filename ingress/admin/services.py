@@ -104,12 +104,12 @@ async def _save(
 
 async def fetch_document(url: str) -> bytes:
     """The document at ``url`` (http or https), read within
-    ``FETCH_TIMEOUT_S`` and no further than ``MAX_OPENAPI_BYTES``."""
+    ``FETCH_TIMEOUT_S`` and no further than ``rest_records.MAX_UPLOAD_BYTES``."""
     if found := rest_config.url_problem(url, "url", base=False):
         raise InvalidRequest(found, code="invalid_openapi_url")
     import httpx  # only an admin fetching a document needs it in the ingress
 
-    cap = rest_records.MAX_OPENAPI_BYTES
+    cap = rest_records.MAX_UPLOAD_BYTES
     parts: list[bytes] = []
     try:
         async with (
@@ -207,7 +207,7 @@ class Services(Controller):
     @put(
         "/{slug:str}/openapi",
         responses=ERROR_RESPONSES,
-        request_max_body_size=rest_records.MAX_OPENAPI_BYTES,
+        request_max_body_size=rest_records.MAX_UPLOAD_BYTES,
     )
     async def put_openapi(
         self, slug: Slug, request: Request, actor: Actor, store: ControlStore, version: Version = 1
