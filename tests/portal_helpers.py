@@ -103,11 +103,13 @@ class PortalUser:
         return urlsplit(made.headers["location"]).path.rsplit("/", 1)[-1]
 
     def make_key(self, app_id: str, name: str) -> tuple[str, str]:
-        """A new key of the app: (its id, its secret), from the page shown once."""
+        """A new key of the app: (its id, its secret), from the page the form
+        leads to (it shows the secret once)."""
         made = self.post(f"/portal/apps/{app_id}/keys", self.csrf(), name=name)
-        assert made.status_code == 200, made.text[:500]
-        secret, key_id = _SECRET.search(made.text), _KEY_ID.search(made.text)
-        assert secret is not None and key_id is not None, made.text[:1000]
+        assert made.status_code == 303, made.text[:500]
+        shown = self.http.get(made.headers["location"])
+        secret, key_id = _SECRET.search(shown.text), _KEY_ID.search(shown.text)
+        assert secret is not None and key_id is not None, shown.text[:1000]
         return html.unescape(key_id.group(1)), html.unescape(secret.group(1))
 
 

@@ -115,7 +115,7 @@ PARAMETERS = {
     "key_id": "B's key",
     "user_id": "B's developer and tenant admin",
     "rule_id": "an approval rule: gateway-wide, no tenant's; only a gateway admin removes one",
-    "record_id": "a REST service's record: gateway-wide; only a gateway admin moves its lifecycle",
+    "record_id": "a REST service's record: gateway-wide; only a gateway admin moves or changes it",
 }
 _REASON = {"reason": "isolation check"}
 
@@ -159,6 +159,10 @@ def _cases(w: World) -> dict[tuple[str, str], list[Case] | NoTenantIds]:
         ("/portal/apps/{app_id:str}/keys", "POST"): [
             Case("POST", f"/portal/apps/{w.b_app}/keys", (w.b_app,), {"name": "stolen"})
         ],
+        ("/portal/apps/{app_id:str}/keys/{key_id:str}/secret", "GET"): [
+            Case("GET", f"/portal/apps/{w.b_app}/keys/{w.b_key}/secret", (w.b_app, w.b_key), owner_sees=True),
+            Case("GET", f"/portal/apps/{w.a_app}/keys/{w.b_key}/secret", (w.b_key,)),
+        ],
         ("/portal/apps/{app_id:str}/keys/{key_id:str}/rotate", "POST"): [
             Case("POST", f"/portal/apps/{w.b_app}/keys/{w.b_key}/rotate", (w.b_app, w.b_key), {"grace_seconds": "0"}),
             Case("POST", f"/portal/apps/{w.a_app}/keys/{w.b_key}/rotate", (w.b_key,), {"grace_seconds": "0"}),
@@ -176,6 +180,12 @@ def _cases(w: World) -> dict[tuple[str, str], list[Case] | NoTenantIds]:
         ("/portal/admin/users", "POST"): NoTenantIds(
             "invites into the admin's own tenant (checked: a tenant named B is ignored)"
         ),
+        ("/portal/admin/users/{user_id:str}/link", "POST"): [
+            Case("POST", f"/portal/admin/users/{u}/link", (u,), **admin_only) for u in (w.b_developer, w.b_admin)
+        ],
+        ("/portal/admin/users/{user_id:str}/link", "GET"): [
+            Case("GET", f"/portal/admin/users/{u}/link", (u,), **admin_only) for u in (w.b_developer, w.b_admin)
+        ],
         ("/portal/admin/users/{user_id:str}/disable", "POST"): [
             Case("POST", f"/portal/admin/users/{u}/disable", (u,), **admin_only) for u in (w.b_developer, w.b_admin)
         ],
@@ -198,6 +208,21 @@ def _cases(w: World) -> dict[tuple[str, str], list[Case] | NoTenantIds]:
                 why="gateway-wide",
             )
         ],
+        # Gateway-wide, and a 404 to anyone but a gateway admin, as for a page that does not exist.
+        ("/portal/admin/services", "GET"): NoTenantIds("every REST service: gateway-wide"),
+        ("/portal/admin/services", "POST"): NoTenantIds("registers a gateway-wide service"),
+        ("/portal/admin/services/new", "GET"): NoTenantIds("the form to register a service"),
+        ("/portal/admin/services/{record_id:str}", "GET"): [
+            Case("GET", "/portal/admin/services/demo-echo.v1", ("demo-echo.v1",), why="gateway-wide")
+        ],
+        ("/portal/admin/services/{record_id:str}", "POST"): [
+            Case("POST", "/portal/admin/services/demo-echo.v1", ("demo-echo.v1",), {"title": "x"}, why="gateway-wide")
+        ],
+        ("/portal/admin/services/{record_id:str}/openapi", "POST"): [
+            Case("POST", "/portal/admin/services/demo-echo.v1/openapi", ("demo-echo.v1",), why="gateway-wide")
+        ],
+        ("/portal/account", "GET"): NoTenantIds("the person's own account"),
+        ("/portal/account", "POST"): NoTenantIds("changes the person's own password"),
     }
 
 
