@@ -33,8 +33,6 @@ GATEWAY_KEY_HEADERS = frozenset({"authorization", "x-api-key"})
 # The gateway's own request headers (a deployment pin, a test flag), and
 # the id it sets itself on the answer.
 GATEWAY_PREFIX = "x-sluice-"
-# RFC 9110 token characters: a header name made of anything else is dropped.
-_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +121,9 @@ def forwarded_headers(service: RestService, headers: Iterable[tuple[bytes, bytes
             dropped.update(t.strip().lower() for t in value.split(","))
     out = []
     for name, value in pairs:
-        if name in dropped or name.startswith(GATEWAY_PREFIX) or not name or not _TOKEN.issuperset(name):
+        if name in dropped or name.startswith(GATEWAY_PREFIX):
             continue
-        if "\r" in value or "\n" in value or "\x00" in value:
+        if not rest_policy.header_name_ok(name) or not rest_policy.header_value_ok(value):
             continue
         out.append((name, value))
     rest_policy.check_headers(out)
@@ -139,9 +137,9 @@ def answer_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, byte
     out = []
     for name, value in headers:
         low = name.lower()
-        if low in HOP_BY_HOP or low == "x-request-id" or not low or not _TOKEN.issuperset(low):
+        if low in HOP_BY_HOP or low == "x-request-id":
             continue
-        if "\r" in value or "\n" in value or "\x00" in value:
+        if not rest_policy.header_name_ok(low) or not rest_policy.header_value_ok(value):
             continue
         out.append((low.encode("latin-1"), value.encode("latin-1", "replace")))
     return out

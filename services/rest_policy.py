@@ -46,7 +46,8 @@ MAX_DECODINGS = 3
 # The per-service counters' scope ("quota.rate.service.<slug>-v<N>..."), named in refusals.
 SERVICE_SCOPE = "service"
 
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]{1,256}")
+# A header name as passed on: lower-case RFC 9110 token characters.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]{1,256}")
 # What a path and query may hold as passed on: printable ASCII, no space
 # (anything else is percent-encoded by a well-behaved client).
 _PATH = re.compile(r"/[\x21-\x7e]*")
@@ -101,14 +102,24 @@ def check_path(path: str) -> None:
         segments = unquote(segments)
 
 
+def header_name_ok(name: str) -> bool:
+    """A lower-case header name of token characters."""
+    return _HEADER_NAME.fullmatch(name) is not None
+
+
+def header_value_ok(value: str) -> bool:
+    """A header value that cannot end its line early (no CR, LF or NUL)."""
+    return "\r" not in value and "\n" not in value and "\x00" not in value
+
+
 def check_headers(headers: list[tuple[str, str]]) -> None:
     if len(headers) > MAX_HEADERS:
         raise _invalid(f"'rest.headers' has {len(headers)} entries; at most {MAX_HEADERS} are passed on.")
     size = 0
     for name, value in headers:
-        if not _TOKEN.fullmatch(name):
+        if not header_name_ok(name):
             raise _invalid(f"Header name {name[:64]!r}: lower-case token characters (RFC 9110) only.")
-        if "\r" in value or "\n" in value or "\x00" in value:
+        if not header_value_ok(value):
             raise _invalid(f"Header {name!r}: a value without CR, LF or NUL.")
         size += len(name) + len(value) + 4
     if size > MAX_HEADER_BYTES:
