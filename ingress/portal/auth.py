@@ -106,6 +106,10 @@ async def person_of(request: Request) -> Person:
     if session is None:
         raise NotSignedIn("Sign in to the portal first.")
     user = store.user(session.user_id)
+    if user is not None and session.session_epoch > user.session_epoch:
+        # A session newer than this replica's copy of its person (made by a
+        # password change on another replica): the bucket has the person as they are.
+        user, _ = await store.read_user(session.user_id)
     if not accounts.session_valid(session, user, now_ms()):
         await store.end_session(token)
         raise NotSignedIn("Your session ended; sign in again.")
