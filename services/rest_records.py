@@ -47,7 +47,10 @@ def checked(service: RestService) -> RestService:
 def created(data: ServiceCreate, now_ms: int) -> RestService:
     fields = msgspec.structs.asdict(data)
     fields["strip_headers"] = [h.lower() for h in data.strip_headers]
-    return checked(RestService(**fields, created_at_ms=now_ms, owner="api"))
+    service = RestService(**fields, created_at_ms=now_ms, owner="api")
+    # One registered deprecated (or retired) is so from now, for its callers' Deprecation header.
+    service.deprecated_at_ms = rest_config.deprecated_since(service, None, now_ms)
+    return checked(service)
 
 
 def updated(before: RestService, data: ServiceUpdate) -> RestService:

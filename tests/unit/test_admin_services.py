@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 from typing import Any
 
+import msgspec
 import pytest
 from litestar.exceptions import LitestarDeprecationWarning
 from litestar.testing import AsyncTestClient
@@ -19,8 +20,10 @@ from litestar.testing import AsyncTestClient
 from ingress.admin import app as admin_app
 from ingress.admin.store import ControlStore
 from schemas import subjects
+from schemas.admin_services import ServiceCreate
 from schemas.control import ApiKey, Secret
 from schemas.rest import RestInstance, RestService
+from services import rest_records
 from services.bus.kv import KvMirror
 from services.bus.kv_writer import Conflict
 from services.keys import hash_key
@@ -307,3 +310,11 @@ async def test_an_openapi_document_is_fetched_from_the_service_within_bounds(adm
     ):
         resp = await client.post("/admin/v1/services/shop/openapi/fetch", json={"url": url}, headers=auth())
         assert code(resp) == expected, (url, resp.text)
+
+
+def test_a_service_registered_deprecated_or_retired_is_so_from_its_registration() -> None:
+    # Its callers' Deprecation header says since when: never "@0" (1970).
+    for state in ("deprecated", "retired"):
+        data = msgspec.convert({**BODY, "state": state}, ServiceCreate)
+        assert rest_records.created(data, 1_700_000_000_000).deprecated_at_ms == 1_700_000_000_000
+    assert rest_records.created(msgspec.convert(BODY, ServiceCreate), 1_700_000_000_000).deprecated_at_ms == 0
