@@ -151,7 +151,9 @@ class GatewayBusy(GatewayError):
 
 
 class SlowReader(GatewayError):
-    """A WebSocket client read too slowly: the gateway ended a request rather than buffer for it."""
+    """A client read too slowly (a WebSocket's, or a REST answer's that took
+    nothing for the service's read timeout): the gateway ended a request
+    rather than buffer for it."""
 
     status = 503
     type = ErrorType.SERVER
