@@ -57,6 +57,10 @@ class Invitation(msgspec.Struct, omit_defaults=True):
     user_id: str
     expires_at_ms: int
     created_at_ms: int = 0
+    # The person's ``session_epoch`` when it was made: a password set since
+    # (by this link, another one or the person) or a disable ends it, as it
+    # ends their sessions; a second reset link sent must not work after the first.
+    session_epoch: int = 0
 
 
 class PortalSession(msgspec.Struct, omit_defaults=True):

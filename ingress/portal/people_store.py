@@ -270,8 +270,10 @@ class PeopleStore:
             raise RecordNotFound("This invitation link was used already.") from None
         for _ in range(3):  # a concurrent change to the user (a role) is read again
             before, user_revision = await self.read_user(invitation.user_id)
-            if before is None or before.disabled:
-                raise RecordNotFound("This invitation's account is gone or disabled.")
+            # Read fresh: another link of theirs may have set the password since this one was checked.
+            if not accounts.invitation_usable(invitation, before, now_ms()):
+                raise RecordNotFound("This invitation is no longer valid: its account is gone, disabled or changed.")
+            assert before is not None
             try:
                 after = accounts.with_password(before, hashed)
                 await self.write_user(after, user_revision, f"user:{before.id}", "accept_invitation", before)

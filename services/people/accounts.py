@@ -83,11 +83,20 @@ def state_of(user: User) -> str:
 
 def new_invitation(user: User, now_ms: int, ttl_ms: int) -> tuple[str, Invitation]:
     """(the link's token, the record kept under its digest)."""
-    return new_token(), Invitation(user_id=user.id, expires_at_ms=now_ms + ttl_ms, created_at_ms=now_ms)
+    invitation = Invitation(
+        user_id=user.id, expires_at_ms=now_ms + ttl_ms, created_at_ms=now_ms, session_epoch=user.session_epoch
+    )
+    return new_token(), invitation
 
 
 def invitation_usable(invitation: Invitation, user: User | None, now_ms: int) -> bool:
-    return user is not None and not user.disabled and now_ms < invitation.expires_at_ms
+    """Unexpired, its person enabled, and no password set nor disable since it was made."""
+    return (
+        user is not None
+        and not user.disabled
+        and now_ms < invitation.expires_at_ms
+        and invitation.session_epoch == user.session_epoch
+    )
 
 
 def with_password(user: User, password_hash: str) -> User:

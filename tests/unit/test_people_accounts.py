@@ -82,6 +82,21 @@ def test_an_invitation_expires_and_needs_an_enabled_person() -> None:
     assert not accounts.invitation_usable(invitation, accounts.with_disabled(user, True), NOW)
 
 
+def test_a_password_set_or_a_disable_ends_every_link_made_before() -> None:
+    # Two links for one person (a reset sent twice): the one used sets the
+    # password, and the other must not set it again days later.
+    user = accounts.new_user("a@example.com", "acme", "developer", "admin", NOW)
+    _, first = accounts.new_invitation(user, NOW, 1000)
+    _, second = accounts.new_invitation(user, NOW, 1000)
+    signed_up = accounts.with_password(user, "hash")
+    assert not accounts.invitation_usable(first, signed_up, NOW)
+    assert not accounts.invitation_usable(second, signed_up, NOW)
+    _, reset = accounts.new_invitation(signed_up, NOW, 1000)
+    assert accounts.invitation_usable(reset, signed_up, NOW)
+    back = accounts.with_disabled(accounts.with_disabled(signed_up, True), False)
+    assert not accounts.invitation_usable(reset, back, NOW)
+
+
 def test_a_session_holds_until_it_expires() -> None:
     user = accounts.with_password(accounts.new_user("d@example.com", "acme", "developer", "a", NOW), "h")
     token, session = accounts.new_session(user, NOW, 60_000)
