@@ -503,3 +503,25 @@ async def test_a_requester_that_paces_gets_a_window_and_one_that_does_not_none(
     assert [t.status for t in rec.tries] == [503]
     unpaced = RequestCall(request(rest, mock.url), make_upstream_http(), rec.send, rec.tried, rest=caller(client))
     assert unpaced.window is None
+
+
+async def test_a_small_answer_whose_body_never_comes_whole_fails_as_cut_short(client: RestClient) -> None:
+    """A head announcing 10 bytes, 3 of them, then the connection closes:
+    read whole for the Final, the call fails as cut short (never retried)."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(CallFailed) as failed:
+            await call(client, f"http://127.0.0.1:{port}", RestCall(service="echo", path="/x"))
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert isinstance(failed.value.error, UpstreamError) and not failed.value.repeatable
+    assert "before its answer was complete" in failed.value.error.message

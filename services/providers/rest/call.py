@@ -128,7 +128,7 @@ class RestCaller:
             small = resp.content_length is not None and resp.content_length <= min(cap, SLICE)
             if small or (body.is_eof() and body.total_bytes <= min(cap, SLICE)):
                 # All of it came with the head, or soon will: it rides on the Final.
-                data = await body.read()
+                data = await self._whole(body, service, start_ns, first_byte_ns)
                 result.head, result.response_bytes = head, len(data)
                 resp.release()
                 return _answered(call, service, result, start_ns, first_byte_ns, data)
@@ -141,6 +141,14 @@ class RestCaller:
             raise
         resp.release()
         return _answered(call, service, result, start_ns, first_byte_ns, b"")
+
+    @staticmethod
+    async def _whole(body: aiohttp.StreamReader, service: RestService, start_ns: int, first_byte_ns: int) -> bytes:
+        try:
+            return await body.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            error, _ = _not_answered(exc, service, head_came=True)
+            raise CallFailed(error, start_ns, first_byte_ns, repeatable=False) from exc
 
     async def _stream(
         self,
