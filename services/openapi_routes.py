@@ -25,6 +25,8 @@ import msgspec
 # not compiled: no real API has more, and a hostile one costs no more.
 MAX_PATHS = 10_000
 MAX_SEGMENTS = 64
+# A template the row may carry (policy refuses a longer route).
+MAX_TEMPLATE_CHARS = 1024
 # Nodes one lookup may try: a real API's path meets a handful, but a
 # document of thousands of templated paths that all fit a path's segments
 # could have a lookup try every node (a fifth of a second on the event loop).
@@ -95,7 +97,7 @@ class RouteTable:
             self._add(template)
 
     def _add(self, template: str) -> None:
-        if not template.startswith("/"):
+        if not template.startswith("/") or len(template) > MAX_TEMPLATE_CHARS or not template.isprintable():
             return
         segments = _segments(template)
         if len(segments) > MAX_SEGMENTS:

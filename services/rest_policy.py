@@ -31,13 +31,14 @@ from schemas.rest import (
     service_model,
     subscription_name,
 )
-from services import policy, rest_config
+from services import openapi_routes, policy, rest_config
 from services import quota as quota_svc
 from services.rest_config import MAX_VERSION
 
 # A path with its query string, as the ingress passes it on at most.
 MAX_PATH_BYTES = 8 * 1024
-MAX_ROUTE_CHARS = 1024
+# A route is the OpenAPI template the door matched: any printable text.
+MAX_ROUTE_CHARS = openapi_routes.MAX_TEMPLATE_CHARS
 MAX_HEADERS = 100
 MAX_HEADER_BYTES = 64 * 1024
 # How many layers of percent-encoding are looked through for a hidden ".."
@@ -73,8 +74,10 @@ def check_call(env: Envelope) -> RestCall:
     if call.method not in ALL_METHODS:
         raise _invalid(f"'rest.method' must be one of {', '.join(ALL_METHODS)}.")
     check_path(call.path)
-    if len(call.route) > MAX_ROUTE_CHARS or (call.route and not _PATH.fullmatch(call.route)):
-        raise _invalid(f"'rest.route' must be a route template starting with '/', of at most {MAX_ROUTE_CHARS} bytes.")
+    if call.route and (
+        len(call.route) > MAX_ROUTE_CHARS or not call.route.startswith("/") or not call.route.isprintable()
+    ):
+        raise _invalid(f"'rest.route': a template starting with '/', at most {MAX_ROUTE_CHARS} printable characters.")
     check_headers(call.headers)
     return call
 

@@ -29,6 +29,7 @@ from schemas.reservation import HOLD_PARALLEL, HOLD_REQUESTS, HOLD_SPEND, HOLD_T
 from schemas.rest import RestCall, RestInstance, RestService
 from services import admission, mcp_policy, policy, rest_policy
 from services.bus.quota_ledger import QuotaLedger, settle
+from services.openapi_routes import RouteTable
 
 NOW_MS = 1_800_000_000_000
 UP = [RestInstance(url="http://127.0.0.1:9000/api")]
@@ -73,6 +74,18 @@ def test_a_well_formed_call_passes() -> None:
         body=b'{"amount": 5}',
     )
     assert rest_policy.check_call(env(c)) is c
+
+
+def test_any_route_template_the_door_matched_passes() -> None:
+    # A document's paths are any text (OpenAPI only says they start with
+    # '/'): the route is the row's, and never a reason to refuse the call.
+    cases = [("/caf\u00e9/{id}", "/caf%C3%A9/1"), ("/my items/{id}", "/my%20items/1"), ("/a/{b}:{c}", "/a/2:3")]
+    for template, path in cases:
+        c = call(path=path, route=RouteTable([template]).match(path))
+        assert c.route == template and rest_policy.check_call(env(c)) is c
+    # And a template the policy would refuse is one the door never matches.
+    for template in ("/a\nb", "/" + "x" * rest_policy.MAX_ROUTE_CHARS):
+        assert RouteTable([template]).match(template) == ""
 
 
 @pytest.mark.parametrize(
