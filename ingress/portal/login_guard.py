@@ -1,6 +1,6 @@
-"""The login limiter on the shared counters: failed sign-ins per e-mail
-address and per client address, counted across every ingress replica
-(``services.people.login_limits`` has the arithmetic and why).
+"""The login limiter on the shared counters: failed sign-ins per account
+and client together, per client and per account, counted across every
+ingress replica (``services.people.login_limits`` has the arithmetic and why).
 
 Why the rate counters and not a KV record per address: a counter's add is
 one publish whose answer is the exact total, with no read-modify-write to
@@ -65,12 +65,18 @@ class LoginGuard:
 
     async def attempt(self, email: str, address: str) -> Attempt:
         """Reserve a failure for an attempt at ``email`` from ``address``;
-        refused (429, with Retry-After) while either has had its fill."""
+        refused (429, with Retry-After) while the two together, the client or
+        the account has had its fill."""
         now = int(time.time() * 1000)
         cfg = self.config
-        counters = (
-            login_limits.counter("email", email, cfg.login_failures, cfg.login_window_s, now),
-            login_limits.counter("addr", address, cfg.login_failures_per_address, cfg.login_window_s, now),
+        counters = login_limits.counters(
+            email,
+            address,
+            cfg.login_failures,
+            cfg.login_failures_per_address,
+            cfg.login_failures_per_account,
+            cfg.login_window_s,
+            now,
         )
         try:
             counts = await asyncio.gather(*(self._count(c) for c in counters))

@@ -58,9 +58,13 @@ class PortalConfig(msgspec.Struct, forbid_unknown_fields=True):
     base_url: str = ""
     session_hours: float = SESSION_TTL_S / 3600
     invitation_days: float = INVITATION_TTL_S / 86400
-    # Failed sign-ins allowed per e-mail address and per client address in the window.
+    # Failed sign-ins allowed in the window: at one account from one client
+    # address (a stranger's guesses lock only the stranger out), from one
+    # client address at any accounts, and at one account from anywhere (only
+    # a distributed attack gets there; it locks the account for everyone).
     login_failures: int = 5
     login_failures_per_address: int = 20
+    login_failures_per_account: int = 100
     login_window_s: int = MAX_LOGIN_WINDOW_S
     oidc: OidcConfig | None = None
     smtp: SmtpConfig | None = None
@@ -74,8 +78,9 @@ def problem(config: PortalConfig) -> str:
         return f"session_hours must be more than 0 and at most {SESSION_TTL_S / 3600:g} (the sessions bucket's TTL)"
     if not 0 < config.invitation_days <= INVITATION_TTL_S / 86400:
         return f"invitation_days must be more than 0 and at most {INVITATION_TTL_S / 86400:g}"
-    if config.login_failures < 1 or config.login_failures_per_address < 1:
-        return "login_failures and login_failures_per_address must be 1 or more"
+    for name in ("login_failures", "login_failures_per_address", "login_failures_per_account"):
+        if getattr(config, name) < 1:
+            return f"{name} must be 1 or more"
     if not 60 <= config.login_window_s <= MAX_LOGIN_WINDOW_S:
         return f"login_window_s must be from 60 to {MAX_LOGIN_WINDOW_S}"
     oidc = config.oidc

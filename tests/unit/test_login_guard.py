@@ -1,6 +1,8 @@
 """The login limiter on counters (fakes of JetStream's): parallel attempts
 cannot all slip in under the limit, refused and successful attempts give
-their unit back, and counters that cannot be reached refuse sign-in."""
+their unit back, a flood from one client locks that client out of the
+account but not its owner elsewhere, a distributed one meets the account's
+cap, and counters that cannot be reached refuse sign-in."""
 
 from __future__ import annotations
 
@@ -69,8 +71,7 @@ async def test_refused_and_successful_attempts_give_their_unit_back() -> None:
     for _ in range(3):
         with pytest.raises(LoginLocked):
             await g.attempt("ann@example.com", "10.0.0.1")
-    email_counter = ok.counters[0].current
-    assert counters.totals[email_counter] == 2  # the two failures; nothing else counted
+    assert all(counters.totals[c.current] == 2 for c in ok.counters)  # the two failures; nothing else counted
 
 
 async def test_the_failure_that_reaches_the_limit_says_so() -> None:
@@ -86,6 +87,36 @@ async def test_one_client_address_is_limited_across_accounts() -> None:
     with pytest.raises(LoginLocked):
         await g.attempt("user9@example.com", "10.0.0.9")
     await g.attempt("user9@example.com", "10.0.0.10")
+
+
+async def test_a_flood_from_one_client_does_not_lock_the_account_for_another() -> None:
+    g, _ = guard(login_failures=5)
+    for _ in range(5):
+        await g.attempt("admin@example.com", "203.0.113.66")
+    with pytest.raises(LoginLocked):
+        await g.attempt("admin@example.com", "203.0.113.66")
+    # The account's owner, from their own address, still signs in.
+    await g.attempt("admin@example.com", "198.51.100.7")
+
+
+async def test_a_distributed_attack_meets_the_accounts_cap() -> None:
+    g, _ = guard(login_failures=5, login_failures_per_account=8)
+    for n in range(8):
+        await g.attempt("admin@example.com", f"203.0.113.{n}")
+    with pytest.raises(LoginLocked) as locked:
+        await g.attempt("admin@example.com", "198.51.100.7")
+    assert locked.value.retry_after_s >= 1
+    await g.attempt("someone@example.com", "198.51.100.7")  # another account is not locked
+
+
+async def test_an_ipv6_client_is_its_64_bit_prefix() -> None:
+    # A host is given a /64: every address in it is the same client.
+    g, _ = guard(login_failures=2)
+    await g.attempt("ann@example.com", "2001:db8:1:2::1")
+    await g.attempt("ann@example.com", "2001:db8:1:2:ffff::9")
+    with pytest.raises(LoginLocked):
+        await g.attempt("ann@example.com", "2001:db8:1:2::abcd")
+    await g.attempt("ann@example.com", "2001:db8:1:3::1")
 
 
 async def test_unreachable_counters_refuse_sign_in() -> None:

@@ -30,6 +30,25 @@ def test_counters_differ_by_kind_and_by_who() -> None:
     assert a == login_limits.counter("email", "x", 5, WINDOW, BUCKET_MS - 1).current
 
 
+def test_an_attempt_counts_per_pair_per_client_and_per_account() -> None:
+    pair, client, account = login_limits.counters("ann@example.com", "10.0.0.1", 5, 20, 100, WINDOW, 0)
+    assert (pair.limit, client.limit, account.limit) == (5, 20, 100)
+    assert account == login_limits.counter("email", "ann@example.com", 100, WINDOW, 0)
+    assert client == login_limits.counter("addr", "10.0.0.1", 20, WINDOW, 0)
+    elsewhere = login_limits.counters("ann@example.com", "10.0.0.2", 5, 20, 100, WINDOW, 0)
+    assert elsewhere[0] != pair and elsewhere[2] == account
+
+
+def test_a_client_is_its_address_or_its_ipv6_64() -> None:
+    assert login_limits.client_of("10.0.0.1") == "10.0.0.1"
+    assert login_limits.client_of("2001:db8:1:2::1") == login_limits.client_of("2001:db8:1:2:ffff::9")
+    assert login_limits.client_of("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+    assert login_limits.client_of("2001:db8:1:3::1") != login_limits.client_of("2001:db8:1:2::1")
+    assert login_limits.client_of("::ffff:10.0.0.1") == "10.0.0.1"
+    assert login_limits.client_of("fe80::1%eth0") == "fe80::/64"
+    assert login_limits.client_of("unknown") == "unknown"
+
+
 def test_the_window_is_no_longer_than_the_counters_live() -> None:
     assert MAX_LOGIN_WINDOW_S == RATES_MAX_AGE_S
 

@@ -48,6 +48,7 @@ def test_no_portal_table_is_the_defaults(tmp_path: Path) -> None:
         PortalConfig(session_hours=13),
         PortalConfig(invitation_days=8),
         PortalConfig(login_failures=0),
+        PortalConfig(login_failures_per_account=0),
         PortalConfig(login_window_s=3600),
         PortalConfig(oidc=OidcConfig(issuer="id.example.com", client_id="x")),
         PortalConfig(oidc=OidcConfig(issuer="https://id.example.com", client_id="")),
