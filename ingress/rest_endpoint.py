@@ -60,7 +60,7 @@ from ingress.session import DEADLINE_GRACE_S, BusSession
 from schemas.control import ApiKey
 from schemas.errors import ClientClosed, GatewayError, StageTimeout, UpstreamError
 from schemas.replies import Chunk, Failure, Final
-from schemas.rest import RestCall, RestHead, RestService, service_key, service_model
+from schemas.rest import RestCall, RestHead, RestResult, RestService, service_key, service_model
 from services import flow_window, policy, rest_door, rest_policy
 from services.apis import rate_headers
 from services.apis.openai_shapes import error_body
@@ -140,6 +140,10 @@ class RestExchange:
         self.headers: list[tuple[bytes, bytes]] = [(b"x-request-id", self.id.encode())]
         # Bounds each write of the body (``_write``).
         self._stall: asyncio.Timeout | None = None
+        # The answer's status and the body bytes written to the client: the
+        # row of a call cut after its head, if no stage recorded it.
+        self._status = 0
+        self._relayed = 0
 
     @property
     def model(self) -> str:
@@ -251,6 +255,7 @@ class RestExchange:
         assert self.service is not None
         headers = rest_door.answer_headers(head.headers) + self.headers + route_headers(reply)
         await self.send({"type": "http.response.start", "status": head.status, "headers": headers})
+        self._status = head.status
         try:
             async with asyncio.timeout(None) as self._stall:
                 await self._relay_body(session, reply)
@@ -280,6 +285,8 @@ class RestExchange:
                 await self._flush(pending, session)
                 if reply.code == StageTimeout.code:
                     await session.cancel()
+                if reply.rest is None:  # made here (no stage sent it): what this door relayed
+                    reply.rest = RestResult(status=self._status, response_bytes=self._relayed)
                 session.record(reply)
                 log.warning("request %s: the REST answer was cut after its head: %s", self.id, reply.message)
                 return
@@ -301,6 +308,7 @@ class RestExchange:
             body = b"".join(pending) if len(pending) > 1 else pending[0]
             pending.clear()
             await self._write({"type": "http.response.body", "body": body, "more_body": True})
+            self._relayed += len(body)
             await session.wrote(len(body))
 
     async def _write(self, message: dict[str, object]) -> None:

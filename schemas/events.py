@@ -119,10 +119,13 @@ def add_rest_call(event: RequestEvent, call: RestCall, reply: Final | Failure) -
     event.rest_service, event.rest_version = call.service, call.version
     event.http_method, event.route = call.method, call.route
     event.request_bytes = len(call.body)
-    if isinstance(reply, Final) and reply.rest is not None:
-        event.response_bytes = reply.rest.response_bytes
-        if reply.rest.status:
-            event.status = reply.rest.status
+    if reply.rest is None:
+        return
+    event.response_bytes = reply.rest.response_bytes
+    # A failure keeps its own status (the row says how the call ended); an
+    # answer's row has the upstream's.
+    if isinstance(reply, Final) and reply.rest.status:
+        event.status = reply.rest.status
 
 
 class ApiCallEvent(BusMessage, tag="event.api_call"):

@@ -128,6 +128,10 @@ class Failure(BusMessage, tag="chat.failure"):
     attempts: int = 0
     # A prompt API's answer that did not match its output schema, as given.
     raw_output: str = ""
+    # A REST call cut after its head went out (the client left, its provider
+    # died, the upstream broke off): the upstream's status and the body bytes
+    # relayed before the end, for its row.
+    rest: RestResult | None = None
 
     @classmethod
     def from_error(cls, request_id: str, error: GatewayError, seq: int = 0, **fields: str) -> Failure:

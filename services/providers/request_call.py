@@ -54,7 +54,7 @@ from schemas.errors import ClientClosed, InternalError, SlowReader, StageStoppin
 from schemas.events import Detection
 from schemas.mcp import McpCall
 from schemas.replies import Chunk, Failure, Final, Timing
-from schemas.rest import RestCall, RestHead
+from schemas.rest import RestCall, RestHead, RestResult
 from services import answer_cache, call_logs, detectors, mcp_privacy
 from services import usage as usage_svc
 from services.flow_window import SendWindow
@@ -167,6 +167,8 @@ class RequestCall:
         # and the body's first bytes as they went out, for the call log.
         self._deadline: asyncio.Timeout | None = None
         self.rest_head: RestHead | None = None
+        # Body bytes sent on to the requester so far (a cut call's row has them).
+        self.rest_bytes = 0
         self.rest_logged = bytearray()
         # A REST answer's pace, for a requester that grants credit.
         self.window = SendWindow(env.flow_window) if env.rest is not None and env.flow_window > 0 else None
@@ -268,6 +270,8 @@ class RequestCall:
         billed = self._billed_so_far(refused=isinstance(exc, WalkFailed))
         if billed is not None:
             failure.usage, failure.cost = billed
+        if self.rest_head is not None:
+            failure.rest = RestResult(status=self.rest_head.status, response_bytes=self.rest_bytes)
         t = self.transcript
         self.written = t.message() if t is not None and t.parts else None
         return failure
@@ -384,6 +388,7 @@ class RequestCall:
             self.rest_head = head
             if self._deadline is not None:
                 self._deadline.reschedule(None)
+        self.rest_bytes += len(data)
         room = env.call_log_max_bytes - len(self.rest_logged)
         if room > 0:
             self.rest_logged += data[:room]
