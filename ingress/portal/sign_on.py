@@ -1,7 +1,8 @@
 """OIDC sign-in pages: ``/portal/oidc/start`` sends the browser to the
 identity provider with a PKCE challenge, ``/portal/oidc/callback`` takes the
 code back, and signs the person in (their account made on first sign-in,
-their role as the provider's claim says; ``services.people.oidc``)."""
+their role as the provider's claim says, an address it has not verified
+neither making nor linking one; ``services.people.oidc``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import os
 from typing import Any
 
 import httpx
-import msgspec
 from litestar import Request, Response, get
 from litestar.datastructures import Cookie
 from litestar.response import Redirect
@@ -32,6 +32,7 @@ from ingress.portal.people_store import PeopleStore
 from schemas.errors import GatewayError, PermissionDenied, RecordNotFound
 from schemas.people import User
 from services.people import accounts, oidc, tokens
+from services.people.settings import OidcConfig
 
 log = logging.getLogger("sluice.portal")
 # The OIDC flow's secrets between its two legs. SameSite=Lax: the callback
@@ -96,7 +97,7 @@ async def oidc_callback(request: Request) -> Response:
     try:
         claims = await client.verify(await client.exchange(code, flow, _redirect_uri(request)), flow)
         identity = oidc.identity_of(claims, client.config)
-        user = await _oidc_user(store, identity)
+        user = await _oidc_user(store, identity, client.config)
     except oidc.OidcFailed as exc:
         log.warning("OIDC sign-in failed: %s", exc.message)
         store.audit("anonymous", "sign_in_failed", "", "", detail={"via": "oidc", "client": client_address(request)})
@@ -118,29 +119,18 @@ async def oidc_callback(request: Request) -> Response:
     return resp
 
 
-async def _oidc_user(store: PeopleStore, identity: oidc.Identity) -> User:
-    """The account of the person the identity provider signed in: made on
-    their first sign-in, their role kept as the provider says. An account of
-    another tenant, or linked to another identity, is not theirs."""
+async def _oidc_user(store: PeopleStore, identity: oidc.Identity, config: OidcConfig) -> User:
+    """The account of the person the identity provider signed in, made or
+    linked by ``oidc.account_for``'s rules, once its tenant is known here."""
     if identity.tenant_id and not store.tenant_exists(identity.tenant_id):
         raise PermissionDenied(f"No tenant {identity.tenant_id!r} here for this person.", code="oidc_unknown_tenant")
-    user_id = accounts.user_id_for(identity.email)
-    before, revision = await store.read_user(user_id)
+    before, revision = await store.read_user(accounts.user_id_for(identity.email))
+    user = oidc.account_for(before, identity, config, now_ms())
     if before is None:
-        user = accounts.new_user(identity.email, identity.tenant_id, identity.role, "oidc", now_ms(), identity.name)
-        user = msgspec.structs.replace(user, oidc_subject=identity.subject)
         await store.write_user(user, 0, "oidc", "create", None)
-        return user
-    if before.disabled:
-        raise PermissionDenied("This account is disabled.", code="user_disabled")
-    if before.oidc_subject and before.oidc_subject != identity.subject:
-        raise PermissionDenied("This account is linked to another identity.", code="oidc_subject_mismatch")
-    if before.tenant_id != identity.tenant_id:
-        raise PermissionDenied("This account belongs to another tenant; ask an admin.", code="oidc_tenant_mismatch")
-    after = msgspec.structs.replace(before, oidc_subject=identity.subject, role=identity.role)
-    if after != before:
-        await store.write_user(after, revision, f"user:{before.id}", "oidc_link", before)
-    return after
+    elif user != before:
+        await store.write_user(user, revision, f"user:{before.id}", "oidc_link", before)
+    return user
 
 
 ROUTES: list[Any] = [oidc_start, oidc_callback]

@@ -104,6 +104,15 @@ def with_password(user: User, password_hash: str) -> User:
     return msgspec.structs.replace(user, password_hash=password_hash, session_epoch=user.session_epoch + 1)
 
 
+def with_oidc(user: User, subject: str, role: PersonRole) -> User:
+    """The user signing in as an identity provider's ``subject``, with the
+    role it names. A person who never accepted their invitation is active
+    from now on: their pending links end (epoch), lest one set a password
+    beside the provider's sign-in."""
+    epoch = user.session_epoch + 1 if state_of(user) == "invited" else user.session_epoch
+    return msgspec.structs.replace(user, oidc_subject=subject, role=role, session_epoch=epoch)
+
+
 def with_disabled(user: User, disabled: bool) -> User:
     """Disabling ends every session at once (epoch); enabling starts none."""
     if user.disabled == disabled:

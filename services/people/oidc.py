@@ -10,7 +10,9 @@ signature is checked with the issuer's JWKS (RS256 or ES256), and its issuer,
 audience, expiry and nonce.
 
 Claims then name the person: their e-mail address (which keys their account),
-tenant and role (``identity_of``).
+tenant and role (``identity_of``), and which account is theirs
+(``account_for``): an address the provider has not verified neither makes
+nor links one, unless the config says otherwise.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ import jwt
 import msgspec
 
 from schemas.errors import GatewayError, PermissionDenied
-from schemas.people import PersonRole
+from schemas.people import PersonRole, User
+from services.people import accounts
 from services.people.accounts import ROLE_NAMES, normal_email
 from services.people.settings import OidcConfig
 from services.people.tokens import same
@@ -100,6 +103,8 @@ class Identity:
     name: str
     tenant_id: str
     role: PersonRole
+    # The provider said the address is the person's (email_verified: true).
+    email_verified: bool = False
 
 
 def _b64(raw: bytes) -> str:
@@ -129,6 +134,15 @@ def role_from(value: Any, config: OidcConfig) -> PersonRole:
     return role
 
 
+def _claimed(value: Any) -> bool | None:
+    """A boolean claim: true, false, or not said (some providers send "true")."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return None
+
+
 def identity_of(claims: dict[str, Any], config: OidcConfig) -> Identity:
     """The person an id token names: their account is their e-mail address's
     (refused when the provider says it is not verified), their tenant and
@@ -136,7 +150,8 @@ def identity_of(claims: dict[str, Any], config: OidcConfig) -> Identity:
     email = claims.get("email")
     if not isinstance(email, str) or not email:
         raise PermissionDenied("The identity provider gave no e-mail address.", code="oidc_no_email")
-    if claims.get("email_verified") is False:
+    verified = _claimed(claims.get("email_verified"))
+    if verified is False:
         raise PermissionDenied("The identity provider has not verified this e-mail address.", code="oidc_unverified")
     role = role_from(claims.get(config.role_claim), config)
     tenant = claims.get(config.tenant_claim)
@@ -152,7 +167,33 @@ def identity_of(claims: dict[str, Any], config: OidcConfig) -> Identity:
         name=name[:200] if isinstance(name, str) else "",
         tenant_id=tenant_id,
         role=role,
+        email_verified=bool(verified),
     )
+
+
+def account_for(before: User | None, identity: Identity, config: OidcConfig, now_ms: int) -> User:
+    """The account an identity signs in to, as it is to be kept: made on
+    the person's first sign-in, or the one their address keys, linked to
+    the identity (``accounts.with_oidc``). Making or linking one by the
+    address needs the provider to have verified it (``require_verified_email``);
+    an account linked to this identity already is matched by it. An account
+    disabled, linked to another identity or of another tenant is not theirs."""
+    linked = before is not None and bool(before.oidc_subject) and before.oidc_subject == identity.subject
+    if not linked and config.require_verified_email and not identity.email_verified:
+        raise PermissionDenied(
+            "The identity provider has not said this e-mail address is verified; verify it there and try again.",
+            code="oidc_unverified",
+        )
+    if before is None:
+        user = accounts.new_user(identity.email, identity.tenant_id, identity.role, "oidc", now_ms, identity.name)
+        return msgspec.structs.replace(user, oidc_subject=identity.subject)
+    if before.disabled:
+        raise PermissionDenied("This account is disabled.", code="user_disabled")
+    if before.oidc_subject and before.oidc_subject != identity.subject:
+        raise PermissionDenied("This account is linked to another identity.", code="oidc_subject_mismatch")
+    if before.tenant_id != identity.tenant_id:
+        raise PermissionDenied("This account belongs to another tenant; ask an admin.", code="oidc_tenant_mismatch")
+    return accounts.with_oidc(before, identity.subject, identity.role)
 
 
 class OidcClient:

@@ -33,6 +33,12 @@ class OidcConfig(msgspec.Struct, forbid_unknown_fields=True):
     default_tenant: str = ""
     # A role claim may make a gateway admin only when this says so.
     allow_gateway_admin: bool = False
+    # An account is made, or an existing one (an invited person's, say) linked,
+    # by the token's e-mail address only when its email_verified claim is
+    # true: an address the provider let anyone claim would take over its
+    # account here. false (an explicit choice, for a provider that never sends
+    # the claim) accepts a token without it; one saying false is refused either way.
+    require_verified_email: bool = True
     scopes: list[str] = msgspec.field(default_factory=lambda: ["openid", "email", "profile"])
     # The sign-in button's words: "Sign in with <label>".
     label: str = "single sign-on"

@@ -313,6 +313,33 @@ def test_oidc_sign_in_against_the_issuer(http: httpx.Client, issuer: oidc_issuer
     assert again.status_code == 400
 
 
+def oidc_sign_in(http: httpx.Client, issuer: oidc_issuer.Issuer, person: dict[str, object]) -> httpx.Response:
+    """The callback's answer to a whole OIDC sign-in as ``person``."""
+    issuer.person = person
+    start = http.get("/portal/oidc/start", params={"next": "/portal/apps"})
+    assert start.status_code == 303, start.text
+    flow, _ = set_cookie(start, "sluice_portal_oidc")
+    back = httpx.get(start.headers["location"], follow_redirects=False)
+    callback = urlsplit(back.headers["location"])
+    return http.get(f"{callback.path}?{callback.query}", headers=carrying(flow, "sluice_portal_oidc"))
+
+
+def test_oidc_links_an_account_only_by_a_verified_address(http: httpx.Client, issuer: oidc_issuer.Issuer) -> None:
+    email = "invited-sso@demo.test"
+    link = urlsplit(invite(http, email)).path
+    assert http.get(link).status_code == 200
+    unsaid = {"sub": "idp-7", "email": email, "tenant": "demo"}  # no email_verified claim
+    refused = oidc_sign_in(http, issuer, unsaid)
+    assert refused.status_code == 403 and "verified" in refused.text
+    assert http.get(link).status_code == 200  # nothing changed
+    done = oidc_sign_in(http, issuer, {**unsaid, "email_verified": True})
+    assert done.status_code == 200 and signed_in(http, set_cookie(done)[0])
+    # Linked: the invitation link that would set a password beside it is over.
+    assert http.get(link).status_code == 404
+    user = http.get(f"/admin/v1/users/{accounts.user_id_for(email)}", headers=ADMIN).json()
+    assert user["state"] == "active" and user["signs_in_with"] == ["oidc"]
+
+
 def test_a_tenant_admin_sees_only_its_tenants_people(http: httpx.Client, developer: str) -> None:
     made = http.post("/admin/v1/keys", json={"tenant": "careful", "role": "tenant_admin"}, headers=ADMIN)
     assert made.status_code == 201, made.text

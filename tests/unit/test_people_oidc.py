@@ -12,7 +12,8 @@ import jwt
 import pytest
 
 from schemas.errors import PermissionDenied
-from services.people import oidc
+from schemas.people import User
+from services.people import accounts, oidc
 from services.people.settings import OidcConfig
 from tests.oidc_issuer import CLIENT_ID, CLIENT_SECRET, Issuer, new_key
 
@@ -183,6 +184,57 @@ def test_an_unverified_or_missing_address_is_refused(issuer: Issuer) -> None:
         oidc.identity_of({**PERSON, "email_verified": False}, config(issuer))
     with pytest.raises(PermissionDenied):
         oidc.identity_of({k: v for k, v in PERSON.items() if k != "email"}, config(issuer))
+
+
+def test_an_address_is_verified_only_when_the_provider_says_so(issuer: Issuer) -> None:
+    assert oidc.identity_of(PERSON, config(issuer)).email_verified
+    assert oidc.identity_of({**PERSON, "email_verified": "true"}, config(issuer)).email_verified
+    unsaid = {k: v for k, v in PERSON.items() if k != "email_verified"}
+    assert not oidc.identity_of(unsaid, config(issuer)).email_verified
+    with pytest.raises(PermissionDenied):
+        oidc.identity_of({**PERSON, "email_verified": "false"}, config(issuer))
+
+
+def unverified(issuer: Issuer) -> oidc.Identity:
+    return oidc.identity_of({k: v for k, v in PERSON.items() if k != "email_verified"}, config(issuer))
+
+
+def invited(email: str = "ann@example.com") -> User:
+    return accounts.new_user(email, "acme", "developer", "admin", 0)
+
+
+def test_an_unverified_address_neither_links_nor_makes_an_account_by_default(issuer: Issuer) -> None:
+    assert config(issuer).require_verified_email
+    for before in (invited(), accounts.with_password(invited(), "$argon2id$x"), None):
+        with pytest.raises(PermissionDenied) as refused:
+            oidc.account_for(before, unverified(issuer), config(issuer), 1)
+        assert refused.value.code == "oidc_unverified"
+    # Only by the config's explicit choice.
+    lax = config(issuer, require_verified_email=False)
+    assert oidc.account_for(invited(), unverified(issuer), lax, 1).oidc_subject == "sub-1"
+    assert oidc.account_for(None, unverified(issuer), lax, 1).oidc_subject == "sub-1"
+
+
+def test_an_account_linked_to_this_identity_is_its_own(issuer: Issuer) -> None:
+    # Already linked: the subject, not the address, ties the sign-in to it.
+    linked = oidc.account_for(invited(), oidc.identity_of(PERSON, config(issuer)), config(issuer), 1)
+    assert oidc.account_for(linked, unverified(issuer), config(issuer), 2) == linked
+    with pytest.raises(PermissionDenied):
+        other = oidc.identity_of({**PERSON, "sub": "sub-2"}, config(issuer))
+        oidc.account_for(linked, other, config(issuer), 2)
+
+
+def test_linking_an_invited_person_ends_their_pending_links(issuer: Issuer) -> None:
+    before = invited()
+    _, pending = accounts.new_invitation(before, 0, 10_000)
+    assert accounts.invitation_usable(pending, before, 1)
+    after = oidc.account_for(before, oidc.identity_of(PERSON, config(issuer)), config(issuer), 1)
+    assert accounts.state_of(after) == "active" and after.oidc_subject == "sub-1"
+    assert not accounts.invitation_usable(pending, after, 1)
+    # A person who signs in already keeps their sessions (and links) when linked.
+    active = accounts.with_password(invited(), "$argon2id$x")
+    linked = oidc.account_for(active, oidc.identity_of(PERSON, config(issuer)), config(issuer), 1)
+    assert linked.session_epoch == active.session_epoch
 
 
 def test_a_gateway_admin_comes_from_a_claim_only_when_allowed(issuer: Issuer) -> None:
