@@ -4,8 +4,9 @@ deprecated service tells its callers, which of the caller's headers go on,
 and which of the upstream's come back.
 
 ``/services/<slug>/<path>`` is version 1; ``/services/<slug>/v<N>/<path>``
-is version N when the service has one, and otherwise ``v<N>`` is part of
-the path (a version-1 service may well have a ``/v2/...`` of its own).
+is version N when the service has one callers see (published, deprecated
+or retired; not a draft), and otherwise ``v<N>`` is part of the path (a
+version-1 service may well have a ``/v2/...`` of its own).
 
 The path goes on as the caller encoded it (an upstream decodes its own
 paths). Whether it is safe behind an instance's base URL, whether the
@@ -146,4 +147,13 @@ def answer_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, byte
 
 
 def has_version_in(services: Mapping[str, RestService]) -> Callable[[str, int], bool]:
-    return lambda slug, version: service_key(slug, version) in services
+    """Whether a service has a version callers see: a draft is not there
+    for them (policy's 404), so its ``v<N>`` stays part of version 1's path
+    (publishing it later takes the segment over); a retired one still is,
+    and answers 410 rather than hand its path to version 1."""
+
+    def has(slug: str, version: int) -> bool:
+        service = services.get(service_key(slug, version))
+        return service is not None and service.state != "draft"
+
+    return has

@@ -6,9 +6,9 @@ import msgspec
 import pytest
 
 from schemas.admin_services import Successor, Version
-from schemas.errors import InvalidRequest, RecordNotFound
-from schemas.rest import RestInstance, RestService, service_key
-from services import rest_config, rest_door
+from schemas.errors import GatewayError, InvalidRequest, RecordNotFound
+from schemas.rest import RestCall, RestInstance, RestService, service_key
+from services import rest_config, rest_door, rest_policy
 from services.rest_door import Target
 
 INSTANCE = [RestInstance(url="http://127.0.0.1:9000")]
@@ -33,6 +33,42 @@ def test_a_version_segment_the_service_lacks_is_part_of_the_path() -> None:
     assert rest_door.target_of("/services/billing/v2/items", "", has) == Target("billing", 1, "/v2/items", "")
     for odd in ("v03", "v0", "v", "vx", "v1000000", "v99999999999"):
         assert rest_door.target_of(f"/services/billing/{odd}/x", "", has).path == f"/{odd}/x"
+
+
+def test_a_draft_version_does_not_shadow_the_path_but_every_other_state_does() -> None:
+    services = {
+        s.key: s
+        for s in (
+            RestService(slug="api", instances=INSTANCE),
+            RestService(slug="api", version=2, state="draft", instances=INSTANCE),
+            RestService(slug="api", version=3, state="deprecated", instances=INSTANCE),
+            RestService(slug="api", version=4, state="retired", instances=INSTANCE),
+            RestService(slug="api", version=5, instances=INSTANCE),
+        )
+    }
+    has_api = rest_door.has_version_in(services)
+
+    def resolved(path: str, method: str = "GET") -> tuple[Target, RestService | GatewayError]:
+        target = rest_door.target_of(path, "", has_api)
+        call = RestCall(service=target.slug, version=target.version, method=method, path=target.path)
+        try:
+            return target, rest_policy.find_service(call, services)
+        except GatewayError as exc:
+            return target, exc
+
+    # A draft is not there for callers: its "/v2/..." is version 1's own path.
+    target, found = resolved("/services/api/v2/items")
+    assert target == Target("api", 1, "/v2/items", "") and found == services["api.v1"]
+    for version in (3, 5):
+        target, found = resolved(f"/services/api/v{version}/items")
+        assert target == Target("api", version, "/items", "") and found == services[f"api.v{version}"]
+    # A retired version still owns its path: it is gone (410), not version 1's.
+    target, found = resolved("/services/api/v4/items")
+    assert target.version == 4 and isinstance(found, GatewayError) and found.status == 410
+    # A bus caller names the version itself: the draft is not there (404), as at the door.
+    draft_call = RestCall(service="api", version=2, method="GET", path="/items")
+    with pytest.raises(RecordNotFound):
+        rest_policy.find_service(draft_call, services)
 
 
 def test_a_path_that_names_no_service_is_a_404() -> None:
