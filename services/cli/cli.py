@@ -123,12 +123,20 @@ def cmd_up(args: argparse.Namespace) -> int:
     mcp_line = (
         mcp_cli.demo_line(args.port, key) if demo and "demo-tools" in {m.name for m in config.mcp_servers} else ""
     )
+    rest_line = (
+        f"A REST service through the same pipeline:  curl http://127.0.0.1:{args.port}/services/demo-echo/items/42 "
+        f"-H 'Authorization: Bearer {key}'\n"
+        if demo and any(svc.slug == "demo-echo" for svc in config.services)
+        else ""
+    )
     print(
         f"\nSluice is up.\n"
         f"  OpenAI-compatible API  http://127.0.0.1:{args.port}/v1\n"
         f"  demo API key           {demo_line}\n"
         f"{private_line}"
         f"  gateway admin key      in {home / 'admin-key'} (manages keys, tenants, limits: sluice keys --help)\n"
+        f"  developer portal       http://127.0.0.1:{args.port}/portal "
+        f"(invite people: sluice users invite EMAIL --tenant demo --role developer)\n"
         f"  NATS                   {layout.nats_url}\n"
         f"  ClickHouse             {layout.dsn}\n"
         f"  logs                   {home / 'logs'}\n"
@@ -136,6 +144,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         f"Try:  curl http://127.0.0.1:{args.port}/v1/chat/completions -H 'Authorization: Bearer {key}' "
         f"-H 'Content-Type: application/json' -d '{DEMO_BODY}'\n"
         f"{mcp_line}"
+        f"{rest_line}"
         f"Ctrl-C stops everything.",
         flush=True,
     )

@@ -16,7 +16,7 @@ import httpx
 from services.cli.nats_server import free_port
 
 
-def start(home: Path, ports: dict[str, int]) -> tuple[subprocess.Popen, dict[str, int], str]:
+def start(home: Path, ports: dict[str, int]) -> tuple[subprocess.Popen, dict[str, int], str, str]:
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -47,7 +47,7 @@ def start(home: Path, ports: dict[str, int]) -> tuple[subprocess.Popen, dict[str
     text = "".join(lines)
     pids = {name: int(pid) for name, pid in re.findall(r"([\w-]+)=(\d+)", text.split("processes", 1)[1])}
     key = re.search(r"demo API key\s+(\S+)", text).group(1)
-    return proc, pids, key
+    return proc, pids, key, text
 
 
 def alive(pid: int) -> bool:
@@ -91,7 +91,7 @@ def stats(ports: dict[str, int], home: Path) -> str:
 
 def test_up_serves_stops_cleanly_and_restarts_on_the_same_data(tmp_path: Path) -> None:
     ports = {"http": free_port(), "nats": free_port(), "mock": free_port()}
-    proc, pids, key = start(tmp_path, ports)
+    proc, pids, key, _ = start(tmp_path, ports)
     try:
         assert (tmp_path / "demo-key").read_text().strip() == key
         assert set(pids) >= {"pipeline", "redact", "cache", "sink", "ingress", "mock-upstream", "nats-server"}
@@ -111,7 +111,7 @@ def test_up_serves_stops_cleanly_and_restarts_on_the_same_data(tmp_path: Path) -
     assert "Stopped." in out
     assert not [name for name, pid in pids.items() if alive(pid)]
 
-    proc, _, key_again = start(tmp_path, ports)
+    proc, _, key_again, text = start(tmp_path, ports)
     try:
         assert key_again == key  # the demo key is kept
         assert chat(ports, key).status_code == 200
@@ -124,6 +124,12 @@ def test_up_serves_stops_cleanly_and_restarts_on_the_same_data(tmp_path: Path) -
         while '"requests": 3' not in stats(ports, tmp_path):  # the first run's row is still there
             assert time.monotonic() < deadline, stats(ports, tmp_path)
             time.sleep(0.2)
+        # The REST service and the portal it prints answer as printed.
+        rest_url = re.search(r"curl (http://\S+/services/demo-echo/\S+)", text).group(1)
+        echoed = httpx.get(rest_url, headers={"authorization": f"Bearer {key}"}, timeout=20)
+        assert (echoed.status_code, echoed.json()["method"], echoed.json()["path"]) == (200, "GET", "/rest/echo/items/42")
+        portal_url = re.search(r"developer portal\s+(\S+)", text).group(1)
+        assert httpx.get(portal_url, timeout=10).headers["location"].startswith("/portal/sign-in")
     finally:
         stop(proc)
 
@@ -143,7 +149,7 @@ def attempt(home: Path, ports: dict[str, int]) -> subprocess.CompletedProcess:
 
 def test_a_second_up_refuses_taken_ports_and_a_busy_home_and_leaves_the_first_alone(tmp_path: Path) -> None:
     ports = {"http": free_port(), "nats": free_port(), "mock": free_port()}
-    first, pids, key = start(tmp_path / "first", ports)
+    first, pids, key, _ = start(tmp_path / "first", ports)
     try:
         fresh = {"http": free_port(), "nats": free_port(), "mock": free_port()}
         cases = [
