@@ -25,6 +25,7 @@ from email.utils import formatdate
 from schemas.errors import RecordNotFound
 from schemas.rest import HOP_BY_HOP, PATH_PREFIX, SLUG, RestService, service_key
 from services import rest_policy
+from services.providers.rest.headers import sets_gateway_cookie
 from services.rest_config import MAX_VERSION
 
 # A 405's Allow header: the list policy's refusal names.
@@ -133,12 +134,12 @@ def forwarded_headers(service: RestService, headers: Iterable[tuple[bytes, bytes
 
 def answer_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     """The upstream's response headers as the client gets them: no hop's
-    own, not the request id (the gateway's), nothing that could split the
-    response."""
+    own, not the request id (the gateway's), none of the gateway's cookies
+    (whoever answered on the bus), nothing that could split the response."""
     out = []
     for name, value in headers:
         low = name.lower()
-        if low in HOP_BY_HOP or low == "x-request-id":
+        if low in HOP_BY_HOP or low == "x-request-id" or (low == "set-cookie" and sets_gateway_cookie(value)):
             continue
         if not rest_policy.header_name_ok(low) or not rest_policy.header_value_ok(value):
             continue

@@ -21,8 +21,11 @@ replaces a caller's of the same name). A header name that is no HTTP token,
 or a value with a line break, is refused: it could smuggle a header in.
 
 Downstream, the caller gets the instance's headers less the hop-by-hop ones
-and those its ``Connection`` header names (RFC 9110 §7.6.1), and a
-redirect into the instance pointed at the same place on the gateway.
+and those its ``Connection`` header names (RFC 9110 §7.6.1), less any
+``Set-Cookie`` of the gateway's own cookies (``sets_gateway_cookie``: the
+service answers on the gateway's origin, where it could otherwise plant,
+replace or clear the portal's session), and a redirect into the instance
+pointed at the same place on the gateway.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ _GATEWAY_KEY = frozenset({"authorization", "x-api-key"})
 _NOT_FORWARDED = HOP_BY_HOP | _GATEWAY_KEY | {"expect", "forwarded", "proxy-connection"}
 # Set by the ingress from the caller's connection; every other x-forwarded-* is dropped.
 _FORWARDED_KEPT = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"})
+# The gateway's own cookies' names begin so (the portal's, the dashboard's).
+GATEWAY_COOKIE_PREFIX = "sluice_"
 # Environment variables already reported missing, once each.
 _missing_reported: set[str] = set()
 
@@ -84,6 +89,17 @@ def request_headers(call: RestCall, service: RestService, environ: Mapping[str, 
     return out
 
 
+def sets_gateway_cookie(value: str) -> bool:
+    """Whether a ``Set-Cookie`` value would set one of the gateway's cookies:
+    its name (as a browser trims it) begins with ``sluice_`` in any case, or
+    it has no name, for a nameless cookie goes back as its bare value, which
+    a server reads as a name (``=sluice_portal=x`` comes back as ``sluice_portal=x``)."""
+    pair = value.split(";", 1)[0]
+    name, eq, _ = pair.partition("=")
+    name = name.strip(" \t")
+    return not eq or not name or name.lower().startswith(GATEWAY_COOKIE_PREFIX)
+
+
 def response_headers(raw: Iterable[tuple[bytes, bytes]], base_url: str = "", prefix: str = "") -> list[tuple[str, str]]:
     """The instance's answer's headers as the caller gets them (repeated
     names kept, in order: several ``set-cookie``). A ``Location`` under the
@@ -95,7 +111,7 @@ def response_headers(raw: Iterable[tuple[bytes, bytes]], base_url: str = "", pre
     base = base_url.rstrip("/")
     out = []
     for name, value in pairs:
-        if name in HOP_BY_HOP or name in named:
+        if name in HOP_BY_HOP or name in named or (name == "set-cookie" and sets_gateway_cookie(value)):
             continue
         if name == "location" and base and (value == base or value.startswith((base + "/", base + "?"))):
             value = prefix + (value[len(base) :] or "/")
