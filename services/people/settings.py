@@ -3,6 +3,8 @@ the login limiter, and optional OIDC sign-in and SMTP mail."""
 
 from __future__ import annotations
 
+import ipaddress
+
 import msgspec
 
 from schemas.people import PersonRole
@@ -53,7 +55,8 @@ class SmtpConfig(msgspec.Struct, forbid_unknown_fields=True, rename={"sender": "
     port: int = 587
     user_env: str = ""
     password_env: str = ""
-    # STARTTLS after connecting (port 587); off only for a relay on loopback.
+    # STARTTLS after connecting (port 587); off only for a relay on loopback
+    # (the config check refuses credentials in the clear to any other host).
     starttls: bool = True
     timeout_s: float = 10.0
 
@@ -74,6 +77,28 @@ class PortalConfig(msgspec.Struct, forbid_unknown_fields=True):
     login_window_s: int = MAX_LOGIN_WINDOW_S
     oidc: OidcConfig | None = None
     smtp: SmtpConfig | None = None
+
+
+def on_loopback(host: str) -> bool:
+    """Whether a host is this machine: a loopback address, or "localhost"
+    (no other name is resolved to find out)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _smtp_problem(smtp: SmtpConfig) -> str:
+    if not smtp.host or "@" not in smtp.sender or not 0 < smtp.port < 65536:
+        return "smtp needs a host, a from address and a port"
+    if (smtp.user_env or smtp.password_env) and not smtp.starttls and not on_loopback(smtp.host):
+        return (
+            f"smtp.starttls must be true to send smtp.user_env/password_env's credentials to {smtp.host!r}, "
+            "which is not loopback: they would cross the network in the clear"
+        )
+    return ""
 
 
 def problem(config: PortalConfig) -> str:
@@ -99,7 +124,4 @@ def problem(config: PortalConfig) -> str:
             return "oidc.scopes must include openid"
         if oidc.default_role == "gateway_admin" and not oidc.allow_gateway_admin:
             return "oidc.default_role gateway_admin needs oidc.allow_gateway_admin"
-    smtp = config.smtp
-    if smtp is not None and (not smtp.host or "@" not in smtp.sender or not 0 < smtp.port < 65536):
-        return "smtp needs a host, a from address and a port"
-    return ""
+    return _smtp_problem(config.smtp) if config.smtp is not None else ""

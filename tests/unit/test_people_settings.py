@@ -61,6 +61,33 @@ def test_what_cannot_work_is_refused(portal: PortalConfig) -> None:
     assert settings.problem(portal)
 
 
+@pytest.mark.parametrize("credential", [{"user_env": "SMTP_USER"}, {"password_env": "SMTP_PASSWORD"}])
+@pytest.mark.parametrize("host", ["smtp.example.com", "10.0.0.5", "localhost.example.com", "127.0.0.1.nip.io"])
+def test_credentials_never_go_in_the_clear_past_loopback(credential: dict[str, str], host: str) -> None:
+    smtp = SmtpConfig(host=host, sender="portal@example.com", starttls=False, **credential)  # type: ignore[arg-type]
+    assert "smtp.starttls" in settings.problem(PortalConfig(smtp=smtp))
+    # Over STARTTLS, or with no credentials to send, it may be.
+    assert settings.problem(PortalConfig(smtp=msgspec.structs.replace(smtp, starttls=True))) == ""
+    plain = SmtpConfig(host=host, sender="portal@example.com", starttls=False)
+    assert settings.problem(PortalConfig(smtp=plain)) == ""
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.3.2.1", "::1", "localhost", "LocalHost"])
+def test_a_relay_on_loopback_may_take_credentials_in_the_clear(host: str) -> None:
+    smtp = SmtpConfig(host=host, sender="p@example.com", starttls=False, user_env="U", password_env="P")
+    assert settings.problem(PortalConfig(smtp=smtp)) == ""
+
+
+def test_a_config_file_sending_credentials_in_the_clear_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "sluice.toml"
+    path.write_text(
+        '[portal.smtp]\nhost = "smtp.example.com"\nfrom = "portal@example.com"\n'
+        'user_env = "SMTP_USER"\npassword_env = "SMTP_PASSWORD"\nstarttls = false\n'
+    )
+    with pytest.raises(config_mod.ConfigError, match=r"\[portal\] smtp\.starttls"):
+        config_mod.load(path)
+
+
 def test_a_refused_portal_table_stops_the_config(tmp_path: Path) -> None:
     path = tmp_path / "sluice.toml"
     path.write_text("[portal]\nlogin_window_s = 5\n")
