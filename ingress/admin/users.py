@@ -22,13 +22,8 @@ from schemas.errors import InvalidRequest, RecordNotFound
 from schemas.people import User
 from services.control import Actor, time_of
 from services.people import accounts
-from services.people.accounts import Manager
 
 UserId = Annotated[str, Parameter(pattern=r"^usr_[0-9a-f]{24}$", description="A person's id.")]
-
-
-def manager_of(actor: Actor) -> Manager:
-    return Manager(id=actor.key_id, role=actor.role, tenant_id=actor.tenant_id)
 
 
 def user_out(u: User) -> UserOut:
@@ -63,7 +58,7 @@ def _base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-def _changed(by: Manager, user: User, data: UserUpdate, tenant_exists: Callable[[str], bool]) -> User:
+def _changed(by: Actor, user: User, data: UserUpdate, tenant_exists: Callable[[str], bool]) -> User:
     """The user with the update applied, within what ``by`` may grant."""
     changes: dict = {}
     role = accounts.role_of(data.role) if data.role is not UNSET else user.role
@@ -97,41 +92,37 @@ class Users(Controller):
     async def invite_user(self, request: Request, data: UserInvite, actor: Actor) -> UserInvited:
         """Invites a person (or, for one invited before who never accepted, makes
         a new link); the answer's ``link`` sets their password, once."""
-        by = manager_of(actor)
         invited = await _people(request).invite(
-            data.email, data.tenant or "", data.role, by, _base_url(request), data.name
+            data.email, data.tenant or "", data.role, actor, _base_url(request), data.name
         )
         return invited_out(invited)
 
     @get("/", responses=ERROR_RESPONSES)
     async def list_users(self, request: Request, actor: Actor, tenant: Id | None = None) -> list[UserOut]:
-        by = manager_of(actor)
-        accounts.require_people_admin(by)
-        if tenant is not None and not by.is_gateway_admin and tenant != by.tenant_id:
+        accounts.require_people_admin(actor)
+        if tenant is not None and not actor.is_gateway_admin and tenant != actor.tenant_id:
             return []  # another tenant has no one, as far as a tenant admin can tell
         seen = [
             u
             for u in _people(request).all_users()
-            if (by.is_gateway_admin or (u.tenant_id and u.tenant_id == by.tenant_id))
+            if (actor.is_gateway_admin or (u.tenant_id and u.tenant_id == actor.tenant_id))
             and (tenant is None or u.tenant_id == tenant)
         ]
         return [user_out(u) for u in sorted(seen, key=lambda u: (u.tenant_id, u.email))]
 
     @get("/{user_id:str}", responses=ERROR_RESPONSES)
     async def get_user(self, request: Request, user_id: UserId, actor: Actor) -> UserOut:
-        by = manager_of(actor)
-        accounts.require_people_admin(by)
+        accounts.require_people_admin(actor)
         user, _ = await _people(request).read_user(user_id)
-        return user_out(accounts.require_sees(by, user, user_id))
+        return user_out(accounts.require_sees(actor, user, user_id))
 
     @patch("/{user_id:str}", responses=ERROR_RESPONSES)
     async def update_user(self, request: Request, user_id: UserId, data: UserUpdate, actor: Actor) -> UserOut:
         """Changes a role, name or tenant, or disables (ending their sessions at once) or enables."""
-        by = manager_of(actor)
-        accounts.require_people_admin(by)
+        accounts.require_people_admin(actor)
         store = _people(request)
         action = "update" if data.disabled is UNSET else "disable" if data.disabled else "enable"
-        after = await store.change_user(user_id, by, action, lambda u: _changed(by, u, data, store.tenant_exists))
+        after = await store.change_user(user_id, actor, action, lambda u: _changed(actor, u, data, store.tenant_exists))
         return user_out(after)
 
     @post("/{user_id:str}/disable", status_code=200, responses=ERROR_RESPONSES)
@@ -144,10 +135,11 @@ class Users(Controller):
         return await self._set_disabled(request, user_id, actor, False)
 
     async def _set_disabled(self, request: Request, user_id: str, actor: Actor, disabled: bool) -> UserOut:
-        by = manager_of(actor)
-        accounts.require_people_admin(by)
+        accounts.require_people_admin(actor)
         action = "disable" if disabled else "enable"
-        after = await _people(request).change_user(user_id, by, action, lambda u: accounts.with_disabled(u, disabled))
+        after = await _people(request).change_user(
+            user_id, actor, action, lambda u: accounts.with_disabled(u, disabled)
+        )
         return user_out(after)
 
     @post("/{user_id:str}/invitation", status_code=200, responses=ERROR_RESPONSES)
@@ -155,5 +147,5 @@ class Users(Controller):
         """A new one-time link: an invitation again for someone who has not
         accepted, a password reset for someone who has (the password they set
         with it ends their sessions)."""
-        invited = await _people(request).new_link(user_id, manager_of(actor), _base_url(request))
+        invited = await _people(request).new_link(user_id, actor, _base_url(request))
         return invited_out(invited)

@@ -168,7 +168,7 @@ async def invite(request: Request) -> Response:
             form.get("email", ""),
             tenant_id,
             form.get("role", "developer"),
-            person.manager,
+            person.actor,
             str(request.base_url).rstrip("/"),
             form.get("name", ""),
         )
@@ -201,7 +201,7 @@ async def new_link(request: Request, user_id: str) -> Response:
     require_admin(who, "manage people")
     try:
         invited = await _people_store(request).new_link(
-            _user_id(user_id), person.manager, str(request.base_url).rstrip("/")
+            _user_id(user_id), person.actor, str(request.base_url).rstrip("/")
         )
     except RecordConflict as exc:  # a disabled person: the list again, saying so
         wrong = FormError("users", exc.message)
@@ -221,7 +221,7 @@ async def shown_link(request: Request, user_id: str) -> Response:
     that, that it was shown."""
     person, who = await signed_in(request)
     require_admin(who, "manage people")
-    user = accounts.require_sees(person.manager, people_of(request).get(_user_id(user_id)), user_id)
+    user = accounts.require_sees(person.actor, people_of(request).get(_user_id(user_id)), user_id)
     shown = await once.take_for(request, person, f"link:{user.id}")
     return _page(
         request,
@@ -244,7 +244,7 @@ async def _set_disabled(request: Request, user_id: str, disabled: bool) -> Respo
         raise InvalidRequest("You cannot disable or enable yourself.", code="self_change")
     action = "disable" if disabled else "enable"
     await _people_store(request).change_user(
-        user_id, person.manager, action, lambda u: accounts.with_disabled(u, disabled)
+        user_id, person.actor, action, lambda u: accounts.with_disabled(u, disabled)
     )
     return back_to(f"{ADMIN}/users", "disabled" if disabled else "enabled")
 

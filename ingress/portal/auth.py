@@ -41,7 +41,6 @@ from schemas.errors import AuthenticationFailed, GatewayError, PermissionDenied,
 from schemas.people import PortalSession, User
 from services import control
 from services.people import accounts, passwords, tokens
-from services.people.accounts import Manager
 
 _PERSON = "sluice.portal.person"
 
@@ -80,14 +79,10 @@ class Person:
         return self.session.csrf
 
     @property
-    def manager(self) -> Manager:
-        """As the people rules take a manager (``services.people.accounts``)."""
-        return Manager(id=f"user:{self.user.id}", role=self.user.role, tenant_id=self.user.tenant_id)
-
-    @property
     def actor(self) -> control.Actor:
-        """As the admin API's rules take an admin (``services.control``); a
-        developer is a caller there, who manages nothing."""
+        """As the admin API's and the people rules take an admin
+        (``services.control``, ``services.people.accounts``); a developer is
+        a caller there, who manages nothing."""
         role = "caller" if self.user.role == "developer" else self.user.role
         return control.Actor(key_id=f"user:{self.user.id}", role=role, tenant_id=self.user.tenant_id)  # type: ignore[arg-type]
 

@@ -40,8 +40,8 @@ from schemas.people import (
     token_digest,
 )
 from services.bus.kv import KvMirror
+from services.control import Actor
 from services.people import accounts, mail, passwords
-from services.people.accounts import Manager
 from services.people.settings import PortalConfig
 
 log = logging.getLogger("sluice.portal")
@@ -159,14 +159,14 @@ class PeopleStore:
         self.users.apply(user.id, user)
         self.audit(actor, action, user.id, user.tenant_id, before=audit_view(before), after=audit_view(user))
 
-    async def change_user(self, user_id: str, by: Manager, action: str, change: Callable[[User], User]) -> User:
-        """Read, change and write one user the manager may see (404 if not)."""
+    async def change_user(self, user_id: str, by: Actor, action: str, change: Callable[[User], User]) -> User:
+        """Read, change and write one user the actor may see (404 if not)."""
         before, revision = await self.read_user(user_id)
         accounts.require_sees(by, before, user_id)
         assert before is not None
         after = change(before)
         if after != before:
-            await self.write_user(after, revision, by.id, action, before)
+            await self.write_user(after, revision, by.key_id, action, before)
         return after
 
     # --- invitations -------------------------------------------------------
@@ -174,9 +174,7 @@ class PeopleStore:
     def link(self, base_url: str, token: str) -> str:
         return f"{(self.config.base_url or base_url).rstrip('/')}/portal/invitations/{token}"
 
-    async def invite(
-        self, email: str, tenant_id: str, role: str, by: Manager, base_url: str, name: str = ""
-    ) -> Invited:
+    async def invite(self, email: str, tenant_id: str, role: str, by: Actor, base_url: str, name: str = "") -> Invited:
         """A new person (or one invited before who never accepted: a new link)
         and their one-time link. Someone who already signs in is a conflict."""
         person_role = accounts.role_of(role)
@@ -184,11 +182,11 @@ class PeopleStore:
         if tenant_id and not self.tenant_exists(tenant_id):
             raise RecordNotFound(f"No tenant {tenant_id!r}.")
         at = now_ms()
-        fresh = accounts.new_user(email, tenant_id, person_role, by.id, at, name)
+        fresh = accounts.new_user(email, tenant_id, person_role, by.key_id, at, name)
         before, revision = await self.read_user(fresh.id)
         if before is None:
             user = fresh
-            await self.write_user(user, 0, by.id, "invite", None)
+            await self.write_user(user, 0, by.key_id, "invite", None)
         else:
             visible = by.is_gateway_admin or before.tenant_id == by.tenant_id
             if accounts.state_of(before) != "invited" or not visible:
@@ -198,13 +196,13 @@ class PeopleStore:
                 before, role=fresh.role, tenant_id=fresh.tenant_id, name=fresh.name or before.name
             )
             if user != before:
-                await self.write_user(user, revision, by.id, "invite", before)
+                await self.write_user(user, revision, by.key_id, "invite", before)
             else:
-                self.audit(by.id, "invite", user.id, user.tenant_id, after=audit_view(user))
+                self.audit(by.key_id, "invite", user.id, user.tenant_id, after=audit_view(user))
         return await self._link_for(user, at, base_url)
 
-    async def new_link(self, user_id: str, by: Manager, base_url: str) -> Invited:
-        """Another one-time link for a person the manager sees: a new
+    async def new_link(self, user_id: str, by: Actor, base_url: str) -> Invited:
+        """Another one-time link for a person the actor sees: a new
         invitation for someone who never accepted, a password reset for
         someone who signs in (setting it ends their sessions)."""
         accounts.require_people_admin(by)
@@ -213,7 +211,7 @@ class PeopleStore:
         if user.disabled:
             raise RecordConflict(f"{user.email} is disabled: enable them first.", code="user_disabled")
         action = "invite" if accounts.state_of(user) == "invited" else "password_reset"
-        self.audit(by.id, action, user.id, user.tenant_id, after=audit_view(user))
+        self.audit(by.key_id, action, user.id, user.tenant_id, after=audit_view(user))
         return await self._link_for(user, now_ms(), base_url)
 
     async def _link_for(self, user: User, at: int, base_url: str) -> Invited:

@@ -10,6 +10,7 @@ import msgspec
 
 from schemas.errors import InvalidRequest, PermissionDenied, RecordNotFound
 from schemas.people import Invitation, PersonRole, PortalSession, User
+from services.control import Actor
 from services.people.tokens import new_token
 
 # RFC 5321's limit; a practical shape check (the invitation proves the address).
@@ -145,24 +146,17 @@ def session_valid(session: PortalSession, user: User | None, now_ms: int) -> boo
     )
 
 
-class Manager(msgspec.Struct, frozen=True):
-    """Who is managing people: an admin key or a signed-in person."""
-
-    id: str
-    role: str
-    tenant_id: str
-
-    @property
-    def is_gateway_admin(self) -> bool:
-        return self.role == "gateway_admin"
+# Who manages people is an ``Actor``, as for every admin rule: an admin key
+# (the admin API) or a signed-in person (``ingress.portal.auth.Person.actor``:
+# key_id "user:<id>", and a developer is a "caller", who manages no one).
 
 
-def require_people_admin(by: Manager) -> None:
+def require_people_admin(by: Actor) -> None:
     if by.role not in ("gateway_admin", "tenant_admin"):
         raise PermissionDenied("Only a gateway or tenant admin may manage people.", code="not_an_admin")
 
 
-def require_sees(by: Manager, user: User | None, user_id: str) -> User:
+def require_sees(by: Actor, user: User | None, user_id: str) -> User:
     """The user, if ``by`` may see them; another tenant's person (or a
     gateway admin, to a tenant admin) is reported missing, as a missing one is."""
     if user is None or not (by.is_gateway_admin or (user.tenant_id and user.tenant_id == by.tenant_id)):
@@ -170,7 +164,7 @@ def require_sees(by: Manager, user: User | None, user_id: str) -> User:
     return user
 
 
-def check_grant(by: Manager, tenant_id: str, role: PersonRole) -> str:
+def check_grant(by: Actor, tenant_id: str, role: PersonRole) -> str:
     """The tenant a person is invited into (or moved to a role in): a gateway
     admin names any; a tenant admin only its own, and no gateway admins."""
     require_people_admin(by)

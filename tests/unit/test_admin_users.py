@@ -8,11 +8,11 @@ import pytest
 from ingress.admin.users import _changed, user_out
 from schemas.admin_people import UserUpdate
 from schemas.errors import InvalidRequest, PermissionDenied, RecordNotFound
+from services.control import Actor
 from services.people import accounts
-from services.people.accounts import Manager
 
-GATEWAY = Manager(id="admin", role="gateway_admin", tenant_id="")
-ACME = Manager(id="k1", role="tenant_admin", tenant_id="acme")
+GATEWAY = Actor(key_id="admin", role="gateway_admin", tenant_id="")
+ACME = Actor(key_id="k1", role="tenant_admin", tenant_id="acme")
 TENANTS = {"acme", "globex"}.__contains__
 DEV = accounts.new_user("dev@acme.test", "acme", "developer", "admin", 1_700_000_000_000)
 

@@ -7,13 +7,13 @@ import pytest
 
 from schemas.errors import InvalidRequest, PermissionDenied, RecordNotFound
 from schemas.people import token_digest
+from services.control import Actor
 from services.people import accounts, tokens
-from services.people.accounts import Manager
 
 NOW = 1_700_000_000_000
-GATEWAY = Manager(id="admin", role="gateway_admin", tenant_id="")
-ACME_ADMIN = Manager(id="k1", role="tenant_admin", tenant_id="acme")
-ACME_DEV = Manager(id="user:x", role="developer", tenant_id="acme")
+GATEWAY = Actor(key_id="admin", role="gateway_admin", tenant_id="")
+ACME_ADMIN = Actor(key_id="k1", role="tenant_admin", tenant_id="acme")
+ACME_DEV = Actor(key_id="user:x", role="caller", tenant_id="acme")  # a developer, signed in
 
 
 def test_addresses_are_kept_trimmed_and_lower_case() -> None:
