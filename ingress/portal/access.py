@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from litestar import Request, Response, get, post
+from litestar.params import FromPath
 
 from ingress.portal import views
 from ingress.portal.docs import api_response
@@ -166,7 +167,7 @@ async def approvals(request: Request) -> Response:
 
 
 @post("/approvals/{subscription_id:str}", include_in_schema=False, status_code=303)
-async def decide(request: Request, subscription_id: str) -> Response:
+async def decide(request: Request, subscription_id: FromPath[str]) -> Response:
     person, who = await signed_in(request)
     form = await posted(request, person)
     store = store_of(request)

@@ -21,6 +21,7 @@ from typing import Any
 
 from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
 
 from ingress.admin.services import fetch_document, service_out
 from ingress.portal import views
@@ -173,14 +174,14 @@ def _service_page(
 
 
 @get("/admin/services/{record_id:str}", include_in_schema=False)
-async def show_service(request: Request, record_id: str) -> Response:
+async def show_service(request: Request, record_id: FromPath[str]) -> Response:
     person, _ = await _gateway_admin(request)
     service, _ = await _record(request, record_id)
     return _service_page(request, person, service)
 
 
 @post("/admin/services/{record_id:str}", include_in_schema=False, status_code=303)
-async def update_service(request: Request, record_id: str) -> Response:
+async def update_service(request: Request, record_id: FromPath[str]) -> Response:
     person, who = await _gateway_admin(request)
     fields = await posted(request, person)
     before, revision = await _record(request, record_id)
@@ -200,7 +201,7 @@ async def update_service(request: Request, record_id: str) -> Response:
 
 
 @post("/admin/services/{record_id:str}/openapi", include_in_schema=False, status_code=303)
-async def give_openapi(request: Request, record_id: str) -> Response:
+async def give_openapi(request: Request, record_id: FromPath[str]) -> Response:
     """A new OpenAPI document: the file uploaded, or else the one fetched
     from the URL given (or the service's ``openapi_url``)."""
     person, who = await _gateway_admin(request)

@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.params import FromPath
 
 from ingress.portal import once, views
 from ingress.portal.forms import (
@@ -193,7 +194,7 @@ def _link_href(user_id: str) -> str:
 
 
 @post("/admin/users/{user_id:str}/link", include_in_schema=False, status_code=303)
-async def new_link(request: Request, user_id: str) -> Response:
+async def new_link(request: Request, user_id: FromPath[str]) -> Response:
     """A new one-time link for someone the admin sees (``PeopleStore.new_link``:
     an invitation again, or a password reset), shown once on the next page."""
     person, who = await signed_in(request)
@@ -216,7 +217,7 @@ async def new_link(request: Request, user_id: str) -> Response:
 
 
 @get("/admin/users/{user_id:str}/link", include_in_schema=False)
-async def shown_link(request: Request, user_id: str) -> Response:
+async def shown_link(request: Request, user_id: FromPath[str]) -> Response:
     """The link ``new_link`` made, the first time this browser asks; after
     that, that it was shown."""
     person, who = await signed_in(request)
@@ -250,12 +251,12 @@ async def _set_disabled(request: Request, user_id: str, disabled: bool) -> Respo
 
 
 @post("/admin/users/{user_id:str}/disable", include_in_schema=False, status_code=303)
-async def disable_user(request: Request, user_id: str) -> Response:
+async def disable_user(request: Request, user_id: FromPath[str]) -> Response:
     return await _set_disabled(request, user_id, True)
 
 
 @post("/admin/users/{user_id:str}/enable", include_in_schema=False, status_code=303)
-async def enable_user(request: Request, user_id: str) -> Response:
+async def enable_user(request: Request, user_id: FromPath[str]) -> Response:
     return await _set_disabled(request, user_id, False)
 
 
@@ -286,7 +287,7 @@ async def add_rule(request: Request) -> Response:
 
 
 @post("/admin/approval-rules/{rule_id:str}/delete", include_in_schema=False, status_code=303)
-async def delete_rule(request: Request, rule_id: str) -> Response:
+async def delete_rule(request: Request, rule_id: FromPath[str]) -> Response:
     person, who = await signed_in(request)
     await posted(request, person)
     require_gateway_admin(who, "decide which models need approval")
@@ -340,7 +341,7 @@ async def lifecycle(request: Request) -> Response:
 
 
 @post("/admin/lifecycle/{kind:str}/{record_id:str}", include_in_schema=False, status_code=303)
-async def move(request: Request, kind: str, record_id: str) -> Response:
+async def move(request: Request, kind: FromPath[str], record_id: FromPath[str]) -> Response:
     person, who = await signed_in(request)
     form = await posted(request, person)
     require_gateway_admin(who, "change an API's lifecycle")

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Response, get, post
+from litestar.params import FromPath
 
 from ingress.portal import once, views
 from ingress.portal.forms import (
@@ -119,7 +120,7 @@ def _app_page(request: Request, person: Any, who: Who, app: App, *, status: int 
 
 
 @get("/apps/{app_id:str}", include_in_schema=False)
-async def show_app(request: Request, app_id: str) -> Response:
+async def show_app(request: Request, app_id: FromPath[str]) -> Response:
     person, who = await signed_in(request)
     return _app_page(request, person, who, _app(request, who, app_id))
 
@@ -135,7 +136,7 @@ async def _shown_once(request: Request, person: Any, app: App, key: ApiKey, secr
 
 
 @post("/apps/{app_id:str}/keys", include_in_schema=False, status_code=303)
-async def create_key(request: Request, app_id: str) -> Response:
+async def create_key(request: Request, app_id: FromPath[str]) -> Response:
     person, who = await signed_in(request)
     form = await posted(request, person)
     app = _app(request, who, app_id)
@@ -152,7 +153,7 @@ async def create_key(request: Request, app_id: str) -> Response:
 
 
 @get("/apps/{app_id:str}/keys/{key_id:str}/secret", include_in_schema=False)
-async def key_secret(request: Request, app_id: str, key_id: str) -> Response:
+async def key_secret(request: Request, app_id: FromPath[str], key_id: FromPath[str]) -> Response:
     """A new or rotated key's secret, the first time this page is asked for
     by the browser that made it; after that, that it was shown."""
     person, who = await signed_in(request)
@@ -187,7 +188,7 @@ async def _app_key(request: Request, who: Who, app_id: str, key_id: str) -> tupl
 
 
 @post("/apps/{app_id:str}/keys/{key_id:str}/rotate", include_in_schema=False, status_code=303)
-async def rotate_key(request: Request, app_id: str, key_id: str) -> Response:
+async def rotate_key(request: Request, app_id: FromPath[str], key_id: FromPath[str]) -> Response:
     person, who = await signed_in(request)
     form = await posted(request, person)
     app, before, revision = await _app_key(request, who, app_id, key_id)
@@ -201,7 +202,7 @@ async def rotate_key(request: Request, app_id: str, key_id: str) -> Response:
 
 
 @post("/apps/{app_id:str}/keys/{key_id:str}/revoke", include_in_schema=False, status_code=303)
-async def revoke_key(request: Request, app_id: str, key_id: str) -> Response:
+async def revoke_key(request: Request, app_id: FromPath[str], key_id: FromPath[str]) -> Response:
     person, who = await signed_in(request)
     await posted(request, person)
     app, before, revision = await _app_key(request, who, app_id, key_id)

@@ -21,6 +21,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.params import FromPath
 from litestar.response import Redirect
 
 from ingress.portal import sign_on, views
@@ -304,7 +305,7 @@ def _invitation_page(
 
 
 @get("/invitations/{token:str}", include_in_schema=False)
-async def invitation_page(request: Request, token: str) -> Response:
+async def invitation_page(request: Request, token: FromPath[str]) -> Response:
     if not tokens.plausible(token):
         return _invitation_gone(request)
     _, user, _ = await people(request).invitation(token)
@@ -315,7 +316,7 @@ async def invitation_page(request: Request, token: str) -> Response:
 
 
 @post("/invitations/{token:str}", include_in_schema=False, status_code=303)
-async def accept_invitation(request: Request, token: str) -> Response:
+async def accept_invitation(request: Request, token: FromPath[str]) -> Response:
     form = await request.form()
     cookie = _check_form_csrf(request, field(form, "csrf"))
     if not tokens.plausible(token):

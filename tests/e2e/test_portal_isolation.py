@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import re
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from unittest.mock import MagicMock
 
 import pytest
-from litestar.exceptions import LitestarDeprecationWarning
 
 from ingress.portal import app as portal_app
 from ingress.portal.auth import COOKIE
@@ -231,11 +229,7 @@ def _cases(w: World) -> dict[tuple[str, str], list[Case] | NoTenantIds]:
 
 def portal_routes() -> dict[tuple[str, str], list[str]]:
     """Every (path, method) the portal serves, with its path parameters' names."""
-    with warnings.catch_warnings():
-        # Some handlers still declare path parameters in Litestar's inferred
-        # style, which it warns about when the app is built (not this test's to fix).
-        warnings.simplefilter("ignore", LitestarDeprecationWarning)
-        app = portal_app.build(MagicMock(), MagicMock())
+    app = portal_app.build(MagicMock(), MagicMock())
     found: dict[tuple[str, str], list[str]] = {}
     for route in app.routes:
         for method in sorted(getattr(route, "methods", ())):
