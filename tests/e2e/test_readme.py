@@ -34,7 +34,7 @@ def blocks(language: str) -> list[str]:
 def gateway() -> Iterator[tuple[Path, dict[str, int]]]:
     workdir = Path(tempfile.mkdtemp(prefix="sluice-readme-"))
     ports = {"http": free_port(), "nats": free_port(), "mock": free_port()}
-    proc, _, _ = start(workdir / ".sluice", ports)
+    proc = start(workdir / ".sluice", ports)[0]
     try:
         yield workdir, ports
     finally:
