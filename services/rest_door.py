@@ -132,14 +132,19 @@ def forwarded_headers(service: RestService, headers: Iterable[tuple[bytes, bytes
     return out
 
 
+# The gateway's own on every answer (the HTTP server adds Date and Server):
+# the upstream's copies would go out twice. nginx's proxy hides the same two.
+_GATEWAY_SETS = frozenset({"x-request-id", "date", "server"})
+
+
 def answer_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     """The upstream's response headers as the client gets them: no hop's
-    own, not the request id (the gateway's), none of the gateway's cookies
+    own, none the gateway sets itself (the request id, Date, Server), none of the gateway's cookies
     (whoever answered on the bus), nothing that could split the response."""
     out = []
     for name, value in headers:
         low = name.lower()
-        if low in HOP_BY_HOP or low == "x-request-id" or (low == "set-cookie" and sets_gateway_cookie(value)):
+        if low in HOP_BY_HOP or low in _GATEWAY_SETS or (low == "set-cookie" and sets_gateway_cookie(value)):
             continue
         if not rest_policy.header_name_ok(low) or not rest_policy.header_value_ok(value):
             continue
