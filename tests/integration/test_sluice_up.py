@@ -127,7 +127,8 @@ def test_up_serves_stops_cleanly_and_restarts_on_the_same_data(tmp_path: Path) -
         # The REST service and the portal it prints answer as printed.
         rest_url = re.search(r"curl (http://\S+/services/demo-echo/\S+)", text).group(1)
         echoed = httpx.get(rest_url, headers={"authorization": f"Bearer {key}"}, timeout=20)
-        assert (echoed.status_code, echoed.json()["method"], echoed.json()["path"]) == (200, "GET", "/rest/echo/items/42")
+        seen = echoed.json()
+        assert (echoed.status_code, seen["method"], seen["path"]) == (200, "GET", "/rest/echo/items/42")
         portal_url = re.search(r"developer portal\s+(\S+)", text).group(1)
         assert httpx.get(portal_url, timeout=10).headers["location"].startswith("/portal/sign-in")
     finally:
