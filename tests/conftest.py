@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,12 @@ def pytest_configure(config: pytest.Config) -> None:
     from a slice of its own: two workers picking at once never get the same
     port, and a port one probed as free is not bound by the other before its
     server starts. Children (``sluice up``, stages) inherit the slice."""
+    # A shell without job control starts background commands with SIGINT
+    # ignored, and children inherit that: tests that stop `sluice up` or
+    # `sluice logs --follow` with Ctrl-C's signal would then wait forever.
+    # A handler of our own is reset to the default in every child we start.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
     count = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
     if worker.startswith("gw") and worker[2:].isdigit() and count.isdigit():

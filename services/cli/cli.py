@@ -19,14 +19,13 @@ from schemas import subjects
 from schemas.control import ApiKey
 from services import config as config_mod
 from services.bus import credentials, process
-from services.cli import admin_cli, logs_cli, mcp_cli, nats_users_cli, prompts_cli, users_cli
+from services.cli import admin_cli, logs_cli, mcp_cli, nats_users_cli, prompts_cli, up_banner, users_cli
 from services.cli.layout import Layout, parse_replicas
 from services.cli.named_query import query
 from services.cli.supervisor import StartupError, Supervisor
 from services.keys import new_key
 
 DEMO_CONFIG = Path(__file__).parent / "demo.toml"
-DEMO_BODY = '{"model": "demo-model", "messages": [{"role": "user", "content": "Hi"}]}'
 
 
 def secret_file(home: Path, name: str) -> str:
@@ -114,40 +113,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     except Exception as exc:
         print(f"sluice up: start-up failed: {exc!r}", file=sys.stderr)
         return 1
-    demo_line = f"{key}   (also in {home / 'demo-key'})" if demo else "(none: the config has no tenant 'demo')"
-    private_line = (
-        f"  masking demo key       in {home / 'demo-private-key'} (its tenant, demo-private, masks PII)\n"
-        if private
-        else ""
-    )
-    mcp_line = (
-        mcp_cli.demo_line(args.port, key) if demo and "demo-tools" in {m.name for m in config.mcp_servers} else ""
-    )
-    rest_line = (
-        f"A REST service through the same pipeline:  curl http://127.0.0.1:{args.port}/services/demo-echo/items/42 "
-        f"-H 'Authorization: Bearer {key}'\n"
-        if demo and any(svc.slug == "demo-echo" for svc in config.services)
-        else ""
-    )
-    print(
-        f"\nSluice is up.\n"
-        f"  OpenAI-compatible API  http://127.0.0.1:{args.port}/v1\n"
-        f"  demo API key           {demo_line}\n"
-        f"{private_line}"
-        f"  gateway admin key      in {home / 'admin-key'} (manages keys, tenants, limits: sluice keys --help)\n"
-        f"  developer portal       http://127.0.0.1:{args.port}/portal "
-        f"(invite people: sluice users invite EMAIL --tenant demo --role developer)\n"
-        f"  NATS                   {layout.nats_url}\n"
-        f"  ClickHouse             {layout.dsn}\n"
-        f"  logs                   {home / 'logs'}\n"
-        f"  processes              {', '.join(f'{n}={p}' for n, p in sup.pids().items())}\n\n"
-        f"Try:  curl http://127.0.0.1:{args.port}/v1/chat/completions -H 'Authorization: Bearer {key}' "
-        f"-H 'Content-Type: application/json' -d '{DEMO_BODY}'\n"
-        f"{mcp_line}"
-        f"{rest_line}"
-        f"Ctrl-C stops everything.",
-        flush=True,
-    )
+    print(up_banner.text(config, layout, home, key, sup.pids()), flush=True)
     try:
         sup.wait()
     except KeyboardInterrupt:
@@ -493,7 +459,13 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BrokenPipeError:
+        # The reader went away (`sluice stats ... | head`): no traceback, and
+        # no second error from Python flushing stdout into the closed pipe at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

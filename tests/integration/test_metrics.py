@@ -5,11 +5,22 @@ each request counts once whichever process ended it."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.stack import DEMO_KEY, Stack
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A stack of this module's own: the counters are the whole gateway's,
+    and another module's request ending on a shared stack would count too."""
+    s = Stack(tmp_path_factory.mktemp("metrics")).start()
+    yield s
+    s.stop()
 
 
 def samples(stack: Stack) -> dict[tuple[str, tuple], float]:

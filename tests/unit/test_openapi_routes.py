@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-import time
+
+import pytest
 
 from services.openapi_routes import MAX_PATHS, RouteTable, RouteTables, templates_of
 
@@ -69,17 +70,18 @@ def test_templates_come_from_the_documents_paths_and_nothing_else() -> None:
     assert RouteTable(["no-leading-slash", "/ok"]).match("/ok") == "/ok"
 
 
+# These bound work, not speed: the unbounded code they guard against takes
+# minutes on these inputs, so a hang past the timeout is the failure.
+@pytest.mark.timeout(20)
 def test_a_hostile_document_costs_little() -> None:
     many = [f"/p{i}/{{id}}" for i in range(MAX_PATHS + 500)]
     greedy = "/" + "".join(f"{{p{i}}}" for i in range(20))
     deep = "/" + "/".join("{x}" for _ in range(200))
-    started = time.perf_counter()
     table = RouteTable([*many, greedy, deep])
     assert table.match("/p9999/1") == "/p9999/{id}"
     assert table.match(f"/p{MAX_PATHS + 1}/1") == ""  # past the cap: not compiled
     assert table.match("/" + "a" * 5000) == ""  # the 20-parameter segment was left out
     assert table.match("/" + "/".join("a" * 200)) == ""
-    assert time.perf_counter() - started < 2.0
 
 
 def test_a_table_is_compiled_once_per_version_of_the_document() -> None:
@@ -94,14 +96,14 @@ def test_a_table_is_compiled_once_per_version_of_the_document() -> None:
     assert tables.for_service("svc.v2", b"").match("/orders/1") == ""
 
 
+@pytest.mark.timeout(20)
 def test_parameters_in_one_segment_match_in_linear_time() -> None:
     # Three parameters with literal text between them cost a backtracking
     # regex cubic time in the segment's length (minutes for 8 KB of path).
     table = RouteTable(["/{a}a{b}a{c}a{d}b", "/x/{a}-{b}-{c}.{ext}"])
-    started = time.perf_counter()
-    assert table.match("/" + "a" * 8000) == ""
-    assert table.match("/x/" + "-" * 8000) == ""
-    assert time.perf_counter() - started < 0.5
+    for _ in range(20):  # minutes each for a backtracking regex
+        assert table.match("/" + "a" * 8000) == ""
+        assert table.match("/x/" + "-" * 8000) == ""
     assert table.match("/1a2a3a4b") == "/{a}a{b}a{c}a{d}b"
     assert table.match("/aaaaaaab") == "/{a}a{b}a{c}a{d}b"
     assert table.match("/aaaaaab") == ""  # four parameters take one character each at least
@@ -111,6 +113,7 @@ def test_parameters_in_one_segment_match_in_linear_time() -> None:
     assert table.match("/x/--3-4.json") == "/x/{a}-{b}-{c}.{ext}"  # a is "-"
 
 
+@pytest.mark.timeout(20)
 def test_a_lookup_tries_a_bounded_number_of_nodes() -> None:
     # Every path fits every segment but the last: a walk without a bound
     # would try each of the thousands of templated nodes before failing.
@@ -118,7 +121,5 @@ def test_a_lookup_tries_a_bounded_number_of_nodes() -> None:
     templates = [f"/{'/'.join(shapes[(i >> (2 * d)) % 4] for d in range(6))}/end{i}" for i in range(4096)]
     table = RouteTable(templates)
     assert table.match("/aaaa/aaaa/aaaa/aaaa/aaaa/aaaa/end0") == templates[0]
-    started = time.perf_counter()  # without the bound: some 3 s
-    for _ in range(200):
+    for _ in range(5_000):  # without the bound some 15 ms each: over a minute
         assert table.match("/aaaa/aaaa/aaaa/aaaa/aaaa/aaaa/none") == ""
-    assert time.perf_counter() - started < 0.5

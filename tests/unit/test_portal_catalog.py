@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from html.parser import HTMLParser
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -256,7 +255,8 @@ def test_the_catalog_page_escapes_shows_lifecycle_and_standing() -> None:
     assert "Latency and error rates are unavailable right now." in html and "<dd>—</dd>" in html
 
 
-def test_five_hundred_entries_render_fast() -> None:
+def test_five_hundred_entries_render_as_one_page() -> None:
+    """Every entry rendered, once (the render time is measured by ``loadtest.catalog_render``, not here)."""
     entries = [
         Entry(
             kind=("model", "prompt", "service", "mcp")[i % 4],
@@ -274,13 +274,9 @@ def test_five_hundred_entries_render_fast() -> None:
         )
         for i in range(500)
     ]
-    render_catalog(entries)  # templates compiled once
-    started = time.perf_counter()
     html = render_catalog(entries)
-    took = time.perf_counter() - started
     assert html.count('<li>\n    <h2><a href="/portal/apis/') == 500
-    # ~10 ms on a laptop; a generous bound for a shared CI machine.
-    assert took < 0.5
+    assert html.count("Deprecated") >= 50 and 'href="/portal/apis/prompt/api-' in html
 
 
 # --- analytics -----------------------------------------------------------------------------------------------
