@@ -24,6 +24,9 @@ MAX_TEXT = 2000
 MAX_NAME = 200
 MAX_ENUM = 30
 MAX_EXAMPLE = 4000
+# A local ``$ref`` longer than this is not followed: no document needs one,
+# and each is split on every visit.
+MAX_REF = 1000
 
 
 @dataclass(slots=True)
@@ -88,6 +91,46 @@ def text(value: Any, most: int = MAX_TEXT) -> str:
     return value if len(value) <= most else value[: most - 1] + "…"
 
 
+def json_text(value: Any, most: int, indent: int | None = None) -> str:
+    """A JSON value as text cut at ``most`` characters, in work bounded by
+    ``most`` too: one large default, enum or example may be referred to by
+    thousands of nodes, so encoding it whole and cutting after is not."""
+    try:
+        return text(json.dumps(_bounded(value, most), indent=indent, ensure_ascii=False), most)
+    except (TypeError, ValueError, RecursionError):
+        return ""
+
+
+def _bounded(value: Any, most: int) -> Any:
+    """A copy of ``value`` with no more than about ``most`` characters of
+    strings and nodes: enough to fill ``most`` characters of text, never more."""
+    room = most + 1
+
+    def walk(node: Any, depth: int) -> Any:
+        nonlocal room
+        room -= 1
+        if isinstance(node, str):
+            cut = node[: max(room, 0) + 1]
+            room -= len(cut)
+            return cut
+        if room <= 0 or depth > MAX_DEPTH * 4:
+            return "…"
+        if isinstance(node, Mapping):
+            out: dict[str, Any] = {}
+            for key, sub in node.items():
+                if room <= 0:
+                    break
+                name = str(key)[: max(room, 0) + 1]
+                room -= len(name)
+                out[name] = walk(sub, depth + 1)
+            return out
+        if isinstance(node, list):
+            return [walk(sub, depth + 1) for sub in node[: max(room, 0)]]
+        return node
+
+    return walk(value, 0)
+
+
 class _Reader:
     """One document's reading: its ``$ref`` targets and the node budget."""
 
@@ -97,7 +140,7 @@ class _Reader:
 
     def resolve(self, ref: str) -> Any:
         """A local reference (``#/components/schemas/Echo``), or None."""
-        if not ref.startswith("#/"):
+        if not ref.startswith("#/") or len(ref) > MAX_REF:
             return None
         node: Any = self.doc
         for part in ref[2:].split("/"):
@@ -134,11 +177,11 @@ class _Reader:
             type=self.type_of(target, ref_name),
             required=required,
             description=text(target.get("description")) or text(target.get("title"), MAX_NAME),
-            enum=[text(json.dumps(v, ensure_ascii=False), MAX_NAME) for v in _list(target.get("enum"))[:MAX_ENUM]],
-            default=text(json.dumps(target["default"], ensure_ascii=False), MAX_NAME) if "default" in target else "",
+            enum=[json_text(v, MAX_NAME) for v in _list(target.get("enum"))[:MAX_ENUM]],
+            default=json_text(target["default"], MAX_NAME) if "default" in target else "",
         )
         if "const" in target:
-            out.enum = [text(json.dumps(target["const"], ensure_ascii=False), MAX_NAME)]
+            out.enum = [json_text(target["const"], MAX_NAME)]
         if depth >= MAX_DEPTH or self.budget <= 0:
             if _has_children(target):
                 out.note = "cut"
@@ -215,12 +258,7 @@ def _content(content: Any) -> tuple[str, Any, Any]:
 
 
 def _example(value: Any) -> str:
-    if value is None:
-        return ""
-    try:
-        return text(json.dumps(value, indent=2, ensure_ascii=False), MAX_EXAMPLE)
-    except (TypeError, ValueError):
-        return ""
+    return "" if value is None else json_text(value, MAX_EXAMPLE, indent=2)
 
 
 def _params(reader: _Reader, item: Mapping[str, Any], op: Mapping[str, Any]) -> list[Param]:

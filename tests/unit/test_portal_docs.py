@@ -7,6 +7,8 @@ import ast
 import json
 import shlex
 
+import pytest
+
 from ingress.portal import openapi_view, samples
 from ingress.portal.openapi_view import MAX_NODES, MAX_OPERATIONS, Field, operations, tree
 
@@ -118,6 +120,42 @@ def test_a_deep_or_wide_document_is_bounded() -> None:
     assert sum(_count(a.schema) for o in ops for a in o.answers) <= MAX_NODES + 1000
     deep_tree = operations(_doc({"/deep": _get(deep)}))[0].answers[0].schema
     assert _count(deep_tree) <= openapi_view.MAX_DEPTH + 1
+
+
+# Bounds work, not speed: unbounded, each reading below took some 4 s (the
+# large value encoded whole for every node that refers to it).
+@pytest.mark.timeout(20)
+def test_a_large_value_many_nodes_refer_to_is_read_in_bounded_work() -> None:
+    big = "x" * 400_000
+    one = {"type": "string", "default": big, "enum": [big], "example": big}
+    props = {f"p{i}": {"$ref": "#/components/schemas/Big"} for i in range(4000)}
+    body = {"schema": {"type": "object", "properties": props}, "example": {"a": [big] * 3}}
+    post = {"post": {"requestBody": {"content": {"application/json": body}}, "responses": {}}}
+    doc = json.loads(json.dumps(_doc({"/a": post}, {"Big": one})))
+    for _ in range(10):
+        [op] = operations(doc)
+    assert op.body is not None and op.body.schema is not None
+    first = op.body.schema.children[0]
+    assert first.type == "Big: string"
+    assert len(first.default) == openapi_view.MAX_NAME and first.default.endswith("…")
+    assert len(first.enum[0]) == openapi_view.MAX_NAME
+    assert len(op.body.example) == openapi_view.MAX_EXAMPLE and op.body.example.startswith('{\n  "a": [\n    "xxx')
+
+
+@pytest.mark.timeout(20)
+def test_a_long_reference_is_not_followed() -> None:
+    ref = "#/" + "/".join(["a"] * 200_000)
+    props = {f"p{i}": {"$ref": ref} for i in range(2000)}
+    for _ in range(20):  # unbounded: the reference split whole at every node, some 2 s a reading
+        [op] = operations(_doc({"/a": _get({"type": "object", "properties": props})}))
+    answer = op.answers[0].schema
+    assert answer is not None and answer.children[0].note == "not found"
+
+
+def test_small_values_are_shown_whole() -> None:
+    assert openapi_view.json_text({"a": [1, "b", None, True]}, 200) == '{"a": [1, "b", null, true]}'
+    assert openapi_view.json_text("é" * 5, 200) == '"ééééé"'
+    assert openapi_view.json_text(list(range(1000)), 50).endswith("…")
 
 
 def test_nonsense_is_read_as_nothing() -> None:
