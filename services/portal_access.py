@@ -126,9 +126,11 @@ def decide(who: Who, before: Subscription, decision: str, reason: str, now_ms: i
     """A tenant admin's (their tenant's) or a gateway admin's decision. The
     subscription of another tenant is missing for a tenant admin; a
     developer decides nothing."""
-    if decision not in DECISIONS:
-        raise InvalidRequest(f"decision must be one of {', '.join(DECISIONS)}.", code="invalid_decision")
+    # Whether the person may see it comes first: an error about the form's
+    # words would confirm another tenant's subscription exists.
     require_visible(who, before.tenant_id, "subscription", before.id)
     require_admin(who, "decide subscriptions")
+    if decision not in DECISIONS:
+        raise InvalidRequest(f"decision must be one of {', '.join(DECISIONS)}.", code="invalid_decision")
     why = clean_text(reason, "reason", MAX_REASON, required=decision == "reject", lines=True)
     return control.decided(before, decision, why, who.user_id, now_ms)

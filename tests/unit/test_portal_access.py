@@ -113,6 +113,16 @@ def test_decisions_tenant_admins_decide_their_own_tenants_only() -> None:
     assert decide(ADMIN, approved, "revoke", "", 1).state == "revoked"
 
 
+def test_another_tenants_subscription_is_missing_whatever_the_decision_says() -> None:
+    """Checked before the decision's own words: a 400 for a bad one would
+    confirm to a stranger that the id exists (a missing one is a 404)."""
+    pending = sub("s1", "service:billing")
+    for who in (OTHER_ADMIN, Who(user_id="usr_x", role="developer", tenant_id="globex")):
+        for decision in ("approve", "delete", ""):
+            with pytest.raises(RecordNotFound):
+                decide(who, pending, decision, "", 1)
+
+
 def test_a_rejection_needs_a_reason_and_moves_follow_the_admin_apis() -> None:
     pending = sub("s1", "service:billing")
     with pytest.raises(InvalidRequest):
