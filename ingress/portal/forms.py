@@ -16,6 +16,7 @@ from litestar.datastructures import UploadFile
 from litestar.response import Redirect
 
 from ingress.admin.store import ControlStore, Records
+from ingress.portal import views
 from schemas import subjects
 from schemas.errors import GatewayError, InvalidRequest, RecordConflict, RequestTooLarge, UpstreamError
 from schemas.people import App, decode_app
@@ -34,14 +35,8 @@ def now_ms() -> int:
 async def signed_in(request: Request) -> tuple[Any, Who]:
     """The person (``ingress.portal.auth.Person``) and their rules' view.
     Not signed in: ``NotSignedIn``, which the app answers with the sign-in page."""
-    from ingress.portal.auth import person_of  # the people's module, imported once the portal runs
-
-    person = await person_of(request)
-    return person, who_of(person)
-
-
-def who_of(person: Any) -> Who:
-    return Who(user_id=person.user.id, role=person.role, tenant_id=person.tenant_id or "")
+    person = await views.signed_in(request)
+    return person, views.who_of(person)
 
 
 async def posted(request: Request, person: Any) -> dict[str, str]:
