@@ -29,7 +29,7 @@ import msgspec
 import nats.errors
 from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, DeliverPolicy, KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import KeyNotFoundError
 
 from analytics.queries import Named, load
 from analytics.store import Store
@@ -38,7 +38,7 @@ from schemas.alerts import AlertRule, Webhook
 from schemas.control import Budget, decode_key, decode_tenant
 from schemas.events import AlertStateEvent, EventBatch
 from services import alerts, quota
-from services.bus.kv import read_bucket
+from services.bus.kv import ensure_kv, read_bucket
 
 log = logging.getLogger("sluice.alerts")
 MEASURES: dict[str, Named] = load(Path(__file__).parent / "alert_measures")
@@ -68,13 +68,13 @@ class AlertRecord(msgspec.Struct):
 
 async def ensure_buckets(nc: Client, replicas: int = 1) -> None:
     js = nc.jetstream()
-    for bucket, ttl in ((subjects.KV_ALERTS, 0), (subjects.KV_ALERT_DELIVERIES, DELIVERIES_TTL_S)):
-        try:
-            await js.key_value(bucket)
-        except BucketNotFoundError:
-            await js.create_key_value(
-                KeyValueConfig(bucket=bucket, ttl=ttl, storage=StorageType.FILE, replicas=replicas)
-            )
+    await ensure_kv(
+        js,
+        *(
+            KeyValueConfig(bucket=bucket, ttl=ttl, storage=StorageType.FILE, replicas=replicas)
+            for bucket, ttl in ((subjects.KV_ALERTS, 0), (subjects.KV_ALERT_DELIVERIES, DELIVERIES_TTL_S))
+        ),
+    )
 
 
 class Evaluator:

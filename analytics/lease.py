@@ -38,10 +38,11 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from schemas import subjects
+from services.bus.kv import ensure_kv
 
 log = logging.getLogger("sluice.sink")
 BUCKET = subjects.KV_SINK_LEASE
@@ -66,11 +67,8 @@ async def ensure_bucket(nc: Client, replicas: int = 1) -> None:
     """Made at start-up (``services.cli.bootstrap``): the sink may read
     and write its key, not make buckets."""
     js = nc.jetstream()
-    try:
-        await js.key_value(BUCKET)
-    except BucketNotFoundError:
-        # One revision is enough: only the latest holder matters.
-        await js.create_key_value(KeyValueConfig(bucket=BUCKET, history=1, storage=StorageType.FILE, replicas=replicas))
+    # One revision is enough: only the latest holder matters.
+    await ensure_kv(js, KeyValueConfig(bucket=BUCKET, history=1, storage=StorageType.FILE, replicas=replicas))
 
 
 def holder_name(process_name: str) -> str:

@@ -1,4 +1,5 @@
-"""An in-memory copy of a NATS KV bucket, kept current by a watch."""
+"""NATS KV buckets: each made where it is missing (``ensure_kv``), and an
+in-memory copy of one kept current by a watch (``KvMirror``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any, Generic, TypeVar
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
+from nats.js.api import KeyValueConfig
+from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.kv import KV_DEL, KV_PURGE
 
 from schemas.control import ApiKey, decode_key
@@ -23,6 +25,16 @@ log = logging.getLogger("sluice.kv")
 # model names like "llama3.1:8b" need more, so anything else is written as
 # "=XX" per UTF-8 byte, "=" itself included, which makes the mapping reversible.
 _KEY_SAFE = frozenset("-/_.abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+
+async def ensure_kv(js: JetStreamContext, *configs: KeyValueConfig) -> None:
+    """Each bucket made as configured, unless it is there already (a bucket
+    in use keeps its settings: a restart never wipes or resizes it)."""
+    for config in configs:
+        try:
+            await js.key_value(config.bucket)
+        except BucketNotFoundError:
+            await js.create_key_value(config)
 
 
 def kv_key(name: str) -> str:

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError
 
 from schemas import subjects
+from services.bus.kv import ensure_kv
 
 # An MCP session no request used for this long is gone (its client starts a new one).
 SESSION_TTL_S = 24 * 3600.0
 
 
 async def ensure_buckets(js: JetStreamContext, replicas: int = 1, session_ttl_s: float = SESSION_TTL_S) -> None:
-    configs = (
+    await ensure_kv(
+        js,
         # Servers keep history like the other control records (models, tenants).
         KeyValueConfig(bucket=subjects.KV_MCP_SERVERS, history=5, storage=StorageType.FILE, replicas=replicas),
         KeyValueConfig(bucket=subjects.KV_MCP_CATALOG, history=1, storage=StorageType.FILE, replicas=replicas),
@@ -32,8 +33,3 @@ async def ensure_buckets(js: JetStreamContext, replicas: int = 1, session_ttl_s:
             replicas=replicas,
         ),
     )
-    for config in configs:
-        try:
-            await js.key_value(config.bucket)
-        except BucketNotFoundError:
-            await js.create_key_value(config)

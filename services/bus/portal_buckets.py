@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError
 
 from schemas import subjects
+from services.bus.kv import ensure_kv
 
 # The longest a portal session lives, signed in or not (each also has its own expiry).
 SESSION_TTL_S = 12 * 3600.0
@@ -21,7 +21,8 @@ INVITATION_TTL_S = 7 * 24 * 3600.0
 
 
 async def ensure_buckets(js: JetStreamContext, replicas: int = 1) -> None:
-    configs = (
+    await ensure_kv(
+        js,
         KeyValueConfig(bucket=subjects.KV_SERVICES, history=5, storage=StorageType.FILE, replicas=replicas),
         KeyValueConfig(bucket=subjects.KV_USERS, history=5, storage=StorageType.FILE, replicas=replicas),
         KeyValueConfig(bucket=subjects.KV_APPS, history=5, storage=StorageType.FILE, replicas=replicas),
@@ -40,8 +41,3 @@ async def ensure_buckets(js: JetStreamContext, replicas: int = 1) -> None:
             replicas=replicas,
         ),
     )
-    for config in configs:
-        try:
-            await js.key_value(config.bucket)
-        except BucketNotFoundError:
-            await js.create_key_value(config)

@@ -12,26 +12,25 @@ from __future__ import annotations
 import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from schemas import subjects
 from schemas.errors import InternalError
 from services.admission import ID_WINDOW_NS
+from services.bus.kv import ensure_kv
 
 
 async def ensure_bucket(js: JetStreamContext, replicas: int = 1) -> None:
-    try:
-        await js.key_value(subjects.KV_REQUEST_IDS)
-    except BucketNotFoundError:
-        await js.create_key_value(
-            KeyValueConfig(
-                bucket=subjects.KV_REQUEST_IDS,
-                ttl=ID_WINDOW_NS / 1e9,
-                storage=StorageType.FILE,
-                replicas=replicas,
-            )
-        )
+    await ensure_kv(
+        js,
+        KeyValueConfig(
+            bucket=subjects.KV_REQUEST_IDS,
+            ttl=ID_WINDOW_NS / 1e9,
+            storage=StorageType.FILE,
+            replicas=replicas,
+        ),
+    )
 
 
 class RequestIds:

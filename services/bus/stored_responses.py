@@ -24,6 +24,7 @@ from nats.js.kv import KeyValue
 from schemas import bus, subjects
 from schemas.errors import InternalError
 from schemas.stored_response import StoredResponse
+from services.bus.kv import ensure_kv
 
 # Entries above this many bytes are kept compressed (a leading 0x01 says so).
 COMPRESS_ABOVE = 4096
@@ -33,19 +34,17 @@ _decode = msgspec.msgpack.Decoder(StoredResponse).decode
 
 
 async def ensure_bucket(js: JetStreamContext, ttl_s: float, replicas: int = 1) -> None:
-    try:
-        await js.key_value(subjects.KV_RESPONSES)
-    except BucketNotFoundError:
-        await js.create_key_value(
-            KeyValueConfig(
-                bucket=subjects.KV_RESPONSES,
-                history=1,
-                ttl=ttl_s or None,
-                storage=StorageType.FILE,
-                replicas=replicas,
-                max_value_size=-1,
-            )
-        )
+    await ensure_kv(
+        js,
+        KeyValueConfig(
+            bucket=subjects.KV_RESPONSES,
+            history=1,
+            ttl=ttl_s or None,
+            storage=StorageType.FILE,
+            replicas=replicas,
+            max_value_size=-1,
+        ),
+    )
 
 
 def _key(tenant_id: str, response_id: str) -> str:

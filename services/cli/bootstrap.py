@@ -16,7 +16,7 @@ import msgspec
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.errors import NotFoundError
 
 from analytics import alerting, lease
 from schemas import subjects
@@ -27,7 +27,7 @@ from schemas.rest import RestService, decode_service
 from services import rest_config
 from services.bus import mcp_buckets, portal_buckets, quota_ledger, request_ids, response_cache, stored_responses
 from services.bus.events import EventPublisher
-from services.bus.kv import kv_key, kv_name
+from services.bus.kv import ensure_kv, kv_key, kv_name
 from services.bus.kv_writer import KvWriter
 from services.cli.prompt_seed import seed_prompts
 from services.config import ControlRecords
@@ -109,24 +109,18 @@ async def ensure_job_streams(nc: Client, replicas: int = 1) -> None:
             await js.update_stream(config)
         except NotFoundError:
             await js.add_stream(config)
-    try:
-        await js.key_value(subjects.KV_JOB_RESULTS)
-    except BucketNotFoundError:
-        await js.create_key_value(
-            KeyValueConfig(
-                bucket=subjects.KV_JOB_RESULTS, ttl=JOB_RESULTS_TTL_S, storage=StorageType.FILE, replicas=replicas
-            )
-        )
+    await ensure_kv(
+        js,
+        KeyValueConfig(
+            bucket=subjects.KV_JOB_RESULTS, ttl=JOB_RESULTS_TTL_S, storage=StorageType.FILE, replicas=replicas
+        ),
+    )
 
 
 async def ensure_buckets(js: JetStreamContext, replicas: int = 1) -> None:
-    for bucket in BUCKETS:
-        try:
-            await js.key_value(bucket)
-        except BucketNotFoundError:
-            await js.create_key_value(
-                KeyValueConfig(bucket=bucket, history=5, storage=StorageType.FILE, replicas=replicas)
-            )
+    await ensure_kv(
+        js, *(KeyValueConfig(bucket=b, history=5, storage=StorageType.FILE, replicas=replicas) for b in BUCKETS)
+    )
 
 
 async def prepare(nc: Client, records: ControlRecords, replicas: int = 1) -> list[str]:
