@@ -15,7 +15,8 @@ from analytics.store import Store
 from schemas.analytics import RecostRequest, RecostResult, RecostTenant
 from schemas.ids import new_id
 from services import pricing
-from services.config import Config, model_groups
+from services.config import Config
+from services.model_config import model_groups
 
 
 def _price(kind: str) -> str:

@@ -7,7 +7,8 @@ from typing import Any
 
 from services import catalog_view, pricing
 from services.cli.text_table import render_table
-from services.config import Config, deployment
+from services.config import Config
+from services.model_config import deployment
 
 HEADERS = ["model", "provider", "catalog model", "context", "max out", "in $/M", "cached $/M", "out $/M", "caps"]
 CATALOG_HEADERS = [h for h in HEADERS if h != "catalog model"]

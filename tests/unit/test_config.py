@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from schemas.control import ApiKey
-from services import config
+from services import config, model_config
 from services.bus.kv import kv_key, kv_name
 from services.keys import hash_key
 
@@ -81,11 +81,11 @@ def test_models_whose_key_variable_is_unset_are_named(monkeypatch: pytest.Monkey
     monkeypatch.setenv("TEST_SLUICE_OPENAI_KEY", "sk-set")
     cfg = config.Config(
         models=[
-            config.ModelConfig(name="claude", provider="anthropic", upstream_model="claude-sonnet-4-20250514"),
-            config.ModelConfig(
+            model_config.ModelConfig(name="claude", provider="anthropic", upstream_model="claude-sonnet-4-20250514"),
+            model_config.ModelConfig(
                 name="gpt", provider="openai", upstream_model="gpt-4o", api_key_env="TEST_SLUICE_OPENAI_KEY"
             ),
-            config.ModelConfig(
+            model_config.ModelConfig(
                 name="local", provider="openai", upstream_model="x", api_key_env="", base_url="http://h"
             ),
         ]

@@ -9,7 +9,7 @@ import pytest
 from schemas.chat import ChatBody, EmbeddingsBody
 from schemas.envelope import Deployment
 from schemas.errors import ContextLengthExceeded, InvalidRequest, UpstreamAuthFailed, UpstreamInvalidRequest
-from services import config
+from services import config, model_config
 from services.apis import chat
 from services.providers import passthrough
 from services.providers.registry import PROVIDERS, provider
@@ -173,7 +173,7 @@ def test_compatible_servers_are_one_adapter_with_their_defaults(
 ) -> None:
     p = PROVIDERS[name]
     assert p.family == "openai_compatible" and (p.base_url, p.api_key_env) == (url, key_env)
-    d = config.deployment("x", config.ModelConfig(name="x", provider=name, upstream_model="some-model"))
+    d = model_config.deployment("x", model_config.ModelConfig(name="x", provider=name, upstream_model="some-model"))
     assert d.base_url == url and d.api_key_env == key_env
     req = p.chat.build_request(d, BODY, "k", stream=True)
     assert req.url == f"{url}/chat/completions"
@@ -221,15 +221,19 @@ def test_error_bodies_of_the_family(status: int, body: bytes, kind: type) -> Non
 
 def test_unknown_provider_and_missing_base_url_are_config_errors() -> None:
     with pytest.raises(config.ConfigError, match="unknown provider"):
-        config.deployment("x", config.ModelConfig(name="x", provider="nope", upstream_model="m"))
+        model_config.deployment("x", model_config.ModelConfig(name="x", provider="nope", upstream_model="m"))
     with pytest.raises(config.ConfigError, match="needs a base_url"):
-        config.deployment("x", config.ModelConfig(name="x", provider="azure", upstream_model="m"))
+        model_config.deployment("x", model_config.ModelConfig(name="x", provider="azure", upstream_model="m"))
     with pytest.raises(config.ConfigError, match="not in the catalog"):
-        config.deployment("x", config.ModelConfig(name="x", provider="openai", upstream_model="m", catalog_model="zzz"))
-    found = config.deployment("x", config.ModelConfig(name="x", provider="groq", upstream_model="llama-3.1-8b-instant"))
+        model_config.deployment(
+            "x", model_config.ModelConfig(name="x", provider="openai", upstream_model="m", catalog_model="zzz")
+        )
+    found = model_config.deployment(
+        "x", model_config.ModelConfig(name="x", provider="groq", upstream_model="llama-3.1-8b-instant")
+    )
     assert found.catalog_model == "groq/llama-3.1-8b-instant"
     # Azure prices its own: its entry wins over OpenAI's for the same name.
-    azure = config.ModelConfig(name="x", provider="azure", base_url="https://r", upstream_model="gpt-4o")
-    assert config.deployment("x", azure).catalog_model == "azure/gpt-4o"
-    keyless = config.ModelConfig(name="x", provider="openai", upstream_model="m", api_key_env="")
-    assert config.deployment("x", keyless).api_key_env is None
+    azure = model_config.ModelConfig(name="x", provider="azure", base_url="https://r", upstream_model="gpt-4o")
+    assert model_config.deployment("x", azure).catalog_model == "azure/gpt-4o"
+    keyless = model_config.ModelConfig(name="x", provider="openai", upstream_model="m", api_key_env="")
+    assert model_config.deployment("x", keyless).api_key_env is None
