@@ -16,10 +16,11 @@ from collections import deque
 
 import msgspec
 
+from ingress import worker_died
 from ingress.gateway import Gateway
 from ingress.replies import Disconnected, ProcessNews
 from schemas import bus, subjects
-from schemas.chat import ChatBody, Cost, EmbeddingsBody, ToolChoice, Usage
+from schemas.chat import ChatBody, EmbeddingsBody
 from schemas.envelope import Api, Envelope, Origin, PromptRef, Span
 from schemas.errors import (
     ClientClosed,
@@ -45,9 +46,8 @@ from schemas.replies import (
     ReplayAsk,
 )
 from schemas.reservation import Reservation
-from schemas.rest import RestCall, service_key
-from services import routing, trace
-from services import usage as usage_svc
+from schemas.rest import RestCall
+from services import trace
 from services.bus import quota_ledger
 from services.fence import FenceRound
 from services.flow_window import Grants
@@ -222,7 +222,7 @@ class BusSession:
             payload = bus.encode(env)
         except OverflowError:
             try:
-                payload = bus.encode(_widen_huge_integers(env))
+                payload = bus.encode(bus.widen_envelope(env))
             except OverflowError:  # in a typed field (token ids): no float stands in for those
                 raise InvalidRequest("A number in the request is out of range: integers must fit in 64 bits.") from None
         self._published = (env, payload, headers)
@@ -393,7 +393,7 @@ class BusSession:
             code="worker_died",
         )
         failure = self._ended_here(error, record=True)
-        failure.usage, failure.cost = self._billed_so_far()
+        failure.usage, failure.cost = worker_died.billed_so_far(self)
         used = failure.usage.prompt_tokens + failure.usage.completion_tokens
         quota_ledger.settle(self.gw.counters, self.quota, used, failure.cost.total)
         return failure
@@ -466,28 +466,6 @@ class BusSession:
         self._published_ns = time.time_ns()
         await self.gw.nc.publish(subjects.FROM_INGRESS, payload, headers=headers)
 
-    def _billed_so_far(self) -> tuple[Usage, Cost]:
-        """What the upstream was sent, and generated as far as it reached us,
-        when the provider that held the request died: it can no longer say."""
-        if self.tool is not None:
-            # A tool is priced per call, and the upstream may have run it.
-            server = self.gw.mcp_servers.items.get(self.tool.server)
-            price = server.rule(self.tool.name).price_pico_usd if server is not None else 0
-            return Usage(), Cost(call=price if self.tool.method == "tools/call" else 0)
-        if self.rest is not None:
-            # A service is priced per call, and its instance may have acted on it.
-            service = self.gw.rest_services.items.get(service_key(self.rest.service, self.rest.version))
-            return Usage(), Cost(call=service.price_pico_usd if service is not None else 0)
-        # Which candidate it was calling died with it: bill at the dearest.
-        route = self.gw.table.find(self.model)
-        catalog_model = routing.priciest_catalog_model(route) if route is not None else None
-        if self.embeddings is not None:
-            usage = usage_svc.settle_embeddings(None, self.embeddings, catalog_model)
-        else:
-            assert self.body is not None
-            usage = usage_svc.settle_cut_short(None, self.body, "".join(self.relayed), catalog_model)
-        return usage, usage_svc.cost_of(usage, catalog_model)
-
     def first_timeout(self) -> float:
         return max(0.0, (self.deadline_ns - time.time_ns()) / 1e9) + DEADLINE_GRACE_S
 
@@ -523,21 +501,3 @@ class BusSession:
 
 def client_closed(request_id: str) -> Failure:
     return Failure.from_error(request_id, ClientClosed("The client closed the connection."))
-
-
-def _widen_huge_integers(env: Envelope) -> Envelope:
-    """The envelope with integers past 64 bits in the free-form parts of its
-    body as floats (``bus.widen_huge_ints``)."""
-    body = env.body
-    if body is not None:
-        for tool in body.tools or ():
-            if tool.function is not None:
-                tool.function.parameters = bus.widen_huge_ints(tool.function.parameters)
-            if tool.custom is not None:
-                tool.custom.format = bus.widen_huge_ints(tool.custom.format)
-        choice = body.tool_choice
-        if isinstance(choice, ToolChoice) and choice.allowed_tools is not None:
-            choice.allowed_tools.tools = bus.widen_huge_ints(choice.allowed_tools.tools)
-        body.response_format = bus.widen_huge_ints(body.response_format)
-        body.logit_bias = bus.widen_huge_ints(body.logit_bias)
-    return env

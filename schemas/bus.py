@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 
+from schemas.chat import ToolChoice
 from schemas.envelope import Envelope
 from schemas.events import DeadLetter, EventBatch
 from schemas.lifecycle import Beat, ProcessDied
@@ -72,3 +73,21 @@ def widen_huge_ints(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
         return float(value)
     return value
+
+
+def widen_envelope(env: Envelope) -> Envelope:
+    """The envelope with integers past 64 bits in the free-form parts of its
+    body as floats (``widen_huge_ints``)."""
+    body = env.body
+    if body is not None:
+        for tool in body.tools or ():
+            if tool.function is not None:
+                tool.function.parameters = widen_huge_ints(tool.function.parameters)
+            if tool.custom is not None:
+                tool.custom.format = widen_huge_ints(tool.custom.format)
+        choice = body.tool_choice
+        if isinstance(choice, ToolChoice) and choice.allowed_tools is not None:
+            choice.allowed_tools.tools = widen_huge_ints(choice.allowed_tools.tools)
+        body.response_format = widen_huge_ints(body.response_format)
+        body.logit_bias = widen_huge_ints(body.logit_bias)
+    return env

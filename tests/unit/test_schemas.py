@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingress.session import _widen_huge_integers
 from schemas import bus, contract, subjects
 from schemas.chat import ChatBody, Delta, Message, Usage
 from schemas.envelope import Envelope, Span
@@ -120,7 +119,7 @@ def test_ids_are_crockford_base32_of_their_bits(raw: bytes) -> None:
 def test_huge_integers_in_a_tools_free_form_parts_go_on_as_floats() -> None:
     """JSON holds integers of any size, msgpack 64-bit ones: the ingress widens
     those in a tool's parameters (a JSON schema), a custom tool's format and an
-    allowed_tools list (``_widen_huge_integers``); the typed fields stay as they are."""
+    allowed_tools list (``bus.widen_envelope``); the typed fields stay as they are."""
     huge = 10**25
     raw = msgspec.json.encode(
         {
@@ -136,7 +135,7 @@ def test_huge_integers_in_a_tools_free_form_parts_go_on_as_floats() -> None:
     env = Envelope(body=chat.parse(raw).body, reply="r", id="x")
     with pytest.raises(OverflowError):
         bus.encode(env)
-    body = bus.decode(bus.encode(_widen_huge_integers(env))).body
+    body = bus.decode(bus.encode(bus.widen_envelope(env))).body
     assert msgspec.to_builtins(body.tools) == [
         {"type": "function", "function": {"name": "f", "parameters": {"maximum": 1e25}, "strict": True}},
         {"type": "custom", "custom": {"name": "g", "format": {"type": "grammar", "n": [1e25]}}},
