@@ -47,6 +47,7 @@ from schemas.replies import (
 )
 from schemas.reservation import Reservation
 from schemas.rest import RestCall
+from schemas.tasks import TaskRequest
 from services import trace
 from services.bus import quota_ledger
 from services.fence import FenceRound
@@ -117,6 +118,7 @@ class BusSession:
         self.embeddings: EmbeddingsBody | None = None
         self.tool: McpCall | None = None
         self.rest: RestCall | None = None
+        self.task: TaskRequest | None = None
         # What was published, kept to send again if the request is lost on
         # the way to the provider (a stage died while holding it).
         self._published: tuple[Envelope, bytes, dict[str, str] | None] | None = None
@@ -175,6 +177,8 @@ class BusSession:
         tool: McpCall | None = None,
         rest: RestCall | None = None,
         flow_window: int = 0,
+        task: TaskRequest | None = None,
+        batch_id: str = "",
     ) -> None:
         """Send the request: a chat or embeddings body, a call to an MCP
         server (``tool``, api "mcp") or to a REST service (``rest``, api
@@ -182,7 +186,7 @@ class BusSession:
         durable job's request names its key by id (``key_id``; policy
         trusts it from the ingress alone), never by secret."""
         self.body, self.embeddings, self.prompt, self.tool = body, embeddings, prompt, tool
-        self.rest = rest
+        self.rest, self.task = rest, task
         self.flow = Grants(flow_window) if flow_window > 0 else None
         self.trace_id, self.parent_span_id = trace.parse(traceparent)
         # The ingress's own time rides with the request: the stage that ends it records it.
@@ -195,6 +199,8 @@ class BusSession:
             embeddings=embeddings,
             tool=tool,
             rest=rest,
+            task=task,
+            batch_id=batch_id,
             api=self.api,
             reply=self.reply_subject,
             origin=self.origin,

@@ -10,6 +10,9 @@ import msgspec
 # "reported": the upstream said so; "counted": our tokenizer is the model's
 # own (OpenAI families); "estimated": counted with a stand-in tokenizer.
 UsageSource = Literal["reported", "counted", "estimated"]
+# What a non-token price counts (``Usage.unit``): images made, milliseconds
+# of audio heard, characters spoken, rerank search units.
+Unit = Literal["", "image", "audio_ms", "character", "search_unit"]
 
 
 # JSON Schema's "integer" admits 1.0, and OpenAI's document types these fields
@@ -265,6 +268,12 @@ class Usage(msgspec.Struct, omit_defaults=True):
     # Of completion_tokens: spent thinking.
     reasoning_tokens: int = 0
     source: UsageSource = "reported"
+    # What a request priced by something other than tokens used
+    # (``schemas.tasks.Unit``): images made, ms of audio, characters spoken,
+    # rerank search units. A request may have both (an image model that
+    # reports tokens and is priced per image bills the images alone).
+    units: int = 0
+    unit: Unit = ""
 
     @property
     def total_tokens(self) -> int:
@@ -301,10 +310,12 @@ class Cost(msgspec.Struct, omit_defaults=True):
     output: int = 0
     # A price per call (an MCP tool's), whatever it read or returned.
     call: int = 0
+    # Priced per unit (``Usage.units``): images, audio, characters, search units.
+    units: int = 0
 
     @property
     def total(self) -> int:
-        return self.input + self.cached_input + self.output + self.call
+        return self.input + self.cached_input + self.output + self.call + self.units
 
 
 class EmbeddingsBody(msgspec.Struct, omit_defaults=True):

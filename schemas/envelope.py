@@ -11,6 +11,7 @@ from schemas.chat import ChatBody, EmbeddingsBody
 from schemas.mcp import McpCall, tool_name
 from schemas.reservation import Reservation
 from schemas.rest import RestCall, service_model
+from schemas.tasks import SpeechRequest, TaskRequest, TranscriptionRequest
 
 # How a request reached the gateway: HTTP, a WebSocket connection (both
 # through the ingress), a service publishing on NATS, or a durable job.
@@ -19,8 +20,24 @@ Origin = Literal["http", "ws", "nats", "job"]
 # "count_tokens": Anthropic's token count of a Messages request, answered
 # with a count, never with a completion; "mcp": a call to an upstream MCP
 # server, a tool's, a prompt's or a resource's; "rest": a call to a REST
-# service published through the gateway).
-Api = Literal["chat", "messages", "embeddings", "responses", "count_tokens", "mcp", "rest"]
+# service published through the gateway; the rest are ``schemas.tasks``'
+# kinds, by the endpoint they came in on).
+Api = Literal[
+    "chat",
+    "messages",
+    "embeddings",
+    "responses",
+    "count_tokens",
+    "mcp",
+    "rest",
+    "images",
+    "image_edits",
+    "transcriptions",
+    "translations",
+    "speech",
+    "moderations",
+    "rerank",
+]
 # The stages after the ingress, in the order a request visits them (it skips
 # those its slip leaves out): each a worker that ``workers/runner.py`` runs, in
 # a process alone or hosted with others (``workers/pipeline.py``).
@@ -95,11 +112,13 @@ class Envelope(BusMessage, tag="chat.request"):
     reply: str
     # Exactly one of the bodies: a chat request (``api`` "chat", or
     # "messages" when it came in Anthropic's shape), an embeddings request,
-    # a call to an MCP server (``api`` "mcp") or to a REST service (``api`` "rest").
+    # a call to an MCP server (``api`` "mcp"), to a REST service (``api``
+    # "rest"), or an image, audio, moderation or rerank request (``task``).
     body: ChatBody | None = None
     embeddings: EmbeddingsBody | None = None
     tool: McpCall | None = None
     rest: RestCall | None = None
+    task: TaskRequest | None = None
     # Left empty by a direct NATS caller, the policy stage stamps these.
     id: str = ""
     received_at_ns: int = 0
@@ -183,6 +202,10 @@ class Envelope(BusMessage, tag="chat.request"):
     # The caller's span in that trace: the parent of the request's own spans
     # (OpenTelemetry, when an exporter is configured). Set by policy alone too.
     parent_span_id: str = ""
+    # The batch this request is a line of (``schemas.batches``): set by the
+    # gateway's job runner alone (policy clears it for any other origin), and
+    # recorded on the request's row.
+    batch_id: str = ""
 
     @property
     def model(self) -> str:
@@ -193,8 +216,16 @@ class Envelope(BusMessage, tag="chat.request"):
             return tool_name(self.tool.server, self.tool.name)
         if self.rest is not None:
             return service_model(self.rest.service, self.rest.version)
+        if self.task is not None:
+            return self.task.model
         return self.embeddings.model if self.embeddings is not None else ""
 
     @property
     def stream(self) -> bool:
+        """The answer comes as events (SSE): a chat's, a transcript's or speech's when asked."""
+        task = self.task
+        if isinstance(task, TranscriptionRequest):
+            return task.stream
+        if isinstance(task, SpeechRequest):
+            return task.stream_format == "sse"
         return self.body is not None and bool(self.body.stream)

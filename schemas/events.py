@@ -98,6 +98,13 @@ class RequestEvent(BusMessage, tag="event.request"):
     rest_version: int = 0
     http_method: str = ""
     route: str = ""
+    # A request priced per unit (images, audio, characters, search units:
+    # ``Usage.units``/``unit``) and that part of its cost; the batch it is
+    # a line of, if any (migration 021).
+    units: int = 0
+    unit: str = ""
+    cost_units_pico_usd: int = 0
+    batch_id: str = ""
     # Each stage's visit in order, the ingress's too (the request view's
     # "stages"); kept in the ``events`` row, not as columns.
     spans: list[Span] = []

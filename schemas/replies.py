@@ -17,6 +17,7 @@ from schemas.envelope import Span
 from schemas.errors import GatewayError
 from schemas.reservation import RateState, Reservation
 from schemas.rest import RestHead, RestResult
+from schemas.tasks import TaskResult
 
 
 class Timing(msgspec.Struct, omit_defaults=True):
@@ -103,6 +104,9 @@ class Final(BusMessage, tag="chat.final"):
     # bytes (all of it for an answer that came in this reply alone).
     rest: RestResult | None = None
     data: bytes = b""
+    # An image, audio, moderation or rerank request's answer (``schemas.tasks``);
+    # a speech answer's audio itself is in ``data`` or went out as ``Chunk.data``.
+    task_result: TaskResult | None = None
 
 
 class Failure(BusMessage, tag="chat.failure"):

@@ -169,6 +169,18 @@ KV_INVITATIONS = "sluice_invitations"
 KV_PORTAL_SESSIONS = "sluice_portal_sessions"
 KV_APPS = "sluice_apps"
 
+# Bytes too large for a message (schemas.tasks.BlobRef), in JetStream object
+# stores (services.bus.blobs), named "<tenant>/<kind>/<id>": the Files API's
+# files (kind "file") are kept until deleted or expired; uploads (audio,
+# images to edit: "upload") and images made ("image") age out of their own
+# store after ``media_ttl_s`` (an image's URL lives as long).
+OBJ_BLOBS = "sluice_blobs"
+OBJ_MEDIA = "sluice_media"
+# The Files API's records (schemas.files.FileRecord), "<tenant>.<file id>";
+# and the Batch API's (schemas.batches.BatchRecord), "<tenant>.<batch id>".
+KV_FILES = "sluice_files"
+KV_BATCHES = "sluice_batches"
+
 # Shared counters for limits and budgets (JetStream streams with
 # ``allow_msg_counter``): one subject per counter, e.g.
 # ``sluice.v1.quota.rate.key.<id>.rpm.<window>``. Rates live in a stream whose

@@ -4,9 +4,15 @@ and "estimated" when it is a stand-in."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from schemas.chat import ChatBody, Cost, EmbeddingsBody, Usage, UsageSource
+from schemas.tasks import TaskRequest
 from services import pricing, tokens
 from services.providers.base import embedding_inputs
+
+if TYPE_CHECKING:  # the call imports this module
+    from services.providers.call import CallProgress
 
 # Models of other families, and models missing from the catalog, are counted
 # with this: a count from the wrong tokenizer is far better than zero, and
@@ -74,3 +80,9 @@ def is_suspiciously_free(cost: Cost, catalog_model: str | None) -> bool:
     usage went missing somewhere, and the bill will be wrong."""
     price = pricing.price_for(catalog_model or "")
     return price is not None and not price.is_free and cost.total == 0
+
+
+def task_cut_short(task: TaskRequest, progress: CallProgress, catalog_model: str | None) -> tuple[Usage, Cost] | None:
+    """(issue 28: being built) What an image, audio, moderation or rerank call
+    that ended early is billed: None (nothing) until the units are settled."""
+    return None

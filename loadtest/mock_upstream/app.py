@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 
 import msgspec
 
-from loadtest.mock_upstream import anthropic_shape, gemini_shape, openai_shape, responses_shape
+from loadtest.mock_upstream import anthropic_shape, gemini_shape, media, openai_shape, responses_shape
 from loadtest.mock_upstream.answer import Answer, plan
 from loadtest.mock_upstream.faults import Behaviour, apply_directives, holds_tool_result
 from loadtest.mock_upstream.mcp_server import MockMcp, upstream_of
@@ -141,10 +141,14 @@ class MockUpstream:
         if scope["method"] != "POST":
             return await self._send(send, 404, _json.encode(openai_shape.error(404)))
         raw = await _read_body(receive)
-        try:
-            req = _decode(raw)
-        except msgspec.DecodeError:
-            return await self._send(send, 400, _json.encode(openai_shape.error(400)))
+        # Images, audio, moderation and rerank: each shape reads its own body (multipart too).
+        media_shape = media.shape_for("/" + under)
+        req: dict[str, Any] = {}
+        if media_shape is None:
+            try:
+                req = _decode(raw)
+            except msgspec.DecodeError:
+                return await self._send(send, 400, _json.encode(openai_shape.error(400)))
         self.stats.requests += 1
         self._count_repeat(raw)
         self.last_request = raw
@@ -160,7 +164,10 @@ class MockUpstream:
         stats.active_requests += 1
         stats.peak_active_requests = max(stats.peak_active_requests, stats.active_requests)
         try:
-            await self._route(path, base, req, receive, send)
+            if media_shape is not None:
+                await media_shape.handle(self, base, path, scope, raw, send)
+            else:
+                await self._route(path, base, req, receive, send)
         finally:
             stats.active_requests -= 1
 

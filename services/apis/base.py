@@ -15,6 +15,7 @@ from schemas.replies import Chunk, Failure, Final
 from schemas.reservation import RateState
 from schemas.responses import Item, ResponsesRequest
 from schemas.stored_response import StoredResponse
+from schemas.tasks import BlobRef, TaskRequest
 
 T = TypeVar("T")
 Headers = list[tuple[bytes, bytes]]
@@ -37,6 +38,17 @@ class Parsed(msgspec.Struct):
     responses: ResponsesRequest | None = None
     previous_id: str = ""
     conversation: list[Item] = []
+    # An image, audio, moderation or rerank request (``Envelope.task``).
+    task: TaskRequest | None = None
+
+
+class Form(msgspec.Struct):
+    """A multipart/form-data body as the ingress read it (``ingress.multipart``):
+    its text fields by name (a name given more than once, e.g. ``image[]``,
+    has several), and its files, already stored as they streamed in."""
+
+    fields: dict[str, list[str]] = {}
+    files: dict[str, list[BlobRef]] = {}
 
 
 @dataclass(slots=True)
@@ -104,6 +116,12 @@ class ClientApi:
     # Whether a request may ask for its answer as a stream (embeddings and
     # token counts are answered whole).
     streams: bool = True
+    # The body is multipart/form-data (an upload: image edits, audio): the
+    # door stores its files as they stream in and calls this instead of ``parse``.
+    parse_form: Callable[[Form], Parsed] | None = None
+    # The answer's content type, by the request: a transcript in text, srt
+    # or vtt, speech's audio. JSON unless it says otherwise.
+    media_type: Callable[[Parsed], bytes] = lambda parsed: b"application/json"
 
 
 def bearer(header: Callable[[bytes], str | None]) -> str | None:

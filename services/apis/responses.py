@@ -54,9 +54,7 @@ def parse(raw: bytes) -> Parsed:
     if previous and request_id_of(previous) is None:
         raise _not_found(previous)
     # The unified body is made by ``resume``, once the conversation it continues is known.
-    return Parsed(
-        model=request.model, stream=bool(request.stream), raw=raw, responses=request, previous_id=previous
-    )
+    return Parsed(model=request.model, stream=bool(request.stream), raw=raw, responses=request, previous_id=previous)
 
 
 _fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode

@@ -29,6 +29,7 @@ from schemas.errors import GatewayError, InvalidRequest, UpstreamError, Upstream
 from schemas.replies import TokenCount
 from schemas.responses import BuiltinChoice, BuiltinTool, decode_request
 from schemas.rest import RestResult
+from schemas.tasks import TaskResult
 from services import pricing, tokens
 from services import usage as usage_svc
 from services.providers import passthrough
@@ -66,6 +67,8 @@ class CallOutcome(msgspec.Struct):
     # body's size) and the body, when it came whole in its first read.
     rest: RestResult | None = None
     data: bytes = b""
+    # An image, audio, moderation or rerank request's answer (``services.providers.tasks``).
+    task_result: TaskResult | None = None
 
 
 class Answer(msgspec.Struct):

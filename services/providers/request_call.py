@@ -71,6 +71,7 @@ from services.providers.call import (
 )
 from services.providers.http import Upstream
 from services.providers.rest.call import RESPONSE_TOO_LARGE
+from services.providers.tasks import BlobAccess, call_task
 
 
 class McpTries(Protocol):
@@ -131,11 +132,14 @@ class RequestCall:
         in_flight: dict[str, int] | None = None,
         mcp: McpTries | None = None,
         rest: RestTries | None = None,
+        blobs: BlobAccess | None = None,
     ) -> None:
         self.env = env
         self.client = client
         self.mcp = mcp
         self.rest = rest
+        # The object store an image, audio or edit request's bytes are in (``env.task``).
+        self.blobs = blobs
         self.send = send
         self.tried = tried
         # deployment name -> calls in flight to it (shared by the process's calls)
@@ -227,6 +231,7 @@ class RequestCall:
             tool_result=tool_result,
             rest=outcome.rest,
             data=outcome.data,
+            task_result=outcome.task_result,
             deployment=dep.name,
             provider=dep.provider,
             attempts=len(self.walk.tries),
@@ -350,6 +355,10 @@ class RequestCall:
                 if self.mcp is None:
                     raise CallFailed(InternalError("This provider process makes no MCP calls."), time.time_ns(), 0)
                 return await self.mcp.call(dep, env.tool, progress)
+            if env.task is not None:
+                if self.blobs is None:
+                    raise CallFailed(InternalError("This provider process has no object store."), time.time_ns(), 0)
+                return await call_task(self.client, dep, env.task, progress, self.blobs, self._on_body, env.tenant_id)
             if env.embeddings is not None:
                 return await call_embeddings(self.client, dep, env.embeddings, progress)
             assert env.body is not None  # policy let through exactly one body
@@ -431,6 +440,8 @@ class RequestCall:
         env, progress, dep = self.env, self.walk.progress, self.walk.current
         if not progress.sent or (refused and not progress.first_byte_ns) or env.api in ("count_tokens", "mcp", "rest"):
             return None  # a count bills nothing, even cut short; a tool's or a service's price is for its answer
+        if env.task is not None:
+            return usage_svc.task_cut_short(env.task, progress, dep.catalog_model)
         if env.embeddings is not None:
             usage = usage_svc.settle_embeddings(None, env.embeddings, dep.catalog_model)
         else:
