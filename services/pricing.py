@@ -16,12 +16,14 @@ from typing import Literal
 
 import msgspec
 
-from schemas.chat import Cost, Usage
+from schemas.chat import Cost, Unit, Usage
 
 PICO_PER_USD = 10**12
 DEFAULT_CATALOG = Path(__file__).parent / "catalog" / "models.toml"
 Capability = Literal["tools", "vision", "json", "reasoning", "embeddings"]
 Tokenizer = Literal["o200k_base", "cl100k_base", "estimate"]
+# What a model does: the endpoint it is called on follows (``routing.check_mode``).
+Mode = Literal["chat", "embedding", "image", "audio_transcription", "speech", "moderation", "rerank"]
 
 
 class CatalogPrices(msgspec.Struct, forbid_unknown_fields=True):
@@ -35,7 +37,7 @@ class CatalogPrices(msgspec.Struct, forbid_unknown_fields=True):
 
 class CatalogModel(msgspec.Struct, forbid_unknown_fields=True):
     provider: str
-    mode: Literal["chat", "embedding"]
+    mode: Mode
     usd_per_mtok: CatalogPrices
     context_window: int
     max_output_tokens: int
@@ -43,6 +45,14 @@ class CatalogModel(msgspec.Struct, forbid_unknown_fields=True):
     caps: list[Capability]
     source: str
     as_of: str
+    # Prices per unit, for what is not priced per token (exact decimal USD):
+    # per image by "<size>/<quality>" (or "<size>", or "*" for any), per
+    # minute of audio heard, per million characters spoken, per thousand
+    # rerank search units.
+    usd_per_image: dict[str, str] = {}
+    usd_per_minute: str | None = None
+    usd_per_mchar: str | None = None
+    usd_per_ksearch: str | None = None
 
 
 class _CatalogFile(msgspec.Struct):
@@ -132,6 +142,38 @@ def price_for(model: str) -> Price | None:
     """The price of a catalog model, or None for a model the catalog lacks."""
     entry = load_catalog().get(model)
     return price_of(entry) if entry is not None else None
+
+
+def unit_price(catalog_model: str, unit: Unit, variant: str = "") -> int | None:
+    """Pico-USD per unit (an image, a ms of audio, a character, a search
+    unit) of a catalog model; None when the catalog prices it otherwise or
+    lacks it. ``variant``: an image's "<size>/<quality>" (its size alone,
+    then "*", are tried next)."""
+    entry = load_catalog().get(catalog_model)
+    if entry is None:
+        return None
+    if unit == "image":
+        size = variant.partition("/")[0]
+        usd = entry.usd_per_image.get(variant) or entry.usd_per_image.get(size) or entry.usd_per_image.get("*")
+        return usd_to_pico(usd) if usd is not None else None
+    if unit == "audio_ms" and entry.usd_per_minute is not None:
+        return _exact(usd_to_pico_fraction(entry.usd_per_minute, 60_000), entry.usd_per_minute)
+    if unit == "character" and entry.usd_per_mchar is not None:
+        return _exact(usd_to_pico_fraction(entry.usd_per_mchar, 1_000_000), entry.usd_per_mchar)
+    if unit == "search_unit" and entry.usd_per_ksearch is not None:
+        return _exact(usd_to_pico_fraction(entry.usd_per_ksearch, 1_000), entry.usd_per_ksearch)
+    return None
+
+
+def usd_to_pico_fraction(usd: str, per: int) -> Decimal:
+    """Pico-USD of ``usd`` divided over ``per`` units (per minute -> per ms)."""
+    return Decimal(usd_to_pico(usd)) / per
+
+
+def _exact(pico: Decimal, usd: str) -> int:
+    if pico != pico.to_integral_value():
+        raise PricingError(f"{usd!r} per unit is finer than 1e-12 USD")
+    return int(pico)
 
 
 def cost(usage: Usage, price: Price) -> Cost:

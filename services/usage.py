@@ -70,7 +70,14 @@ def settle_embeddings(reported: Usage | None, body: EmbeddingsBody, catalog_mode
     return Usage(prompt_tokens=count, source=source)
 
 
-def cost_of(usage: Usage, catalog_model: str | None) -> Cost:
+def cost_of(usage: Usage, catalog_model: str | None, variant: str = "") -> Cost:
+    """Tokens at the model's token prices, and units (``usage.units``) at its
+    price per unit (``variant``: an image's "<size>/<quality>"). A model
+    priced per unit bills its units alone, whatever tokens it reported."""
+    if usage.unit:
+        per_unit = pricing.unit_price(catalog_model or "", usage.unit, variant)
+        if per_unit is not None:
+            return Cost(units=usage.units * per_unit)
     price = pricing.price_for(catalog_model or "")
     return pricing.cost(usage, price) if price is not None else Cost()
 
