@@ -144,6 +144,10 @@ class ImageOut(msgspec.Struct, omit_defaults=True):
 
     blob: BlobRef
     revised_prompt: str | None = None
+    # Filled by the ingress just before rendering (``ingress.image_content.inline``):
+    # the image's base64, or the URL it serves it at. Policy ignores them.
+    b64_json: str = ""
+    url: str = ""
 
 
 class ImagesResult(msgspec.Struct, tag="images", tag_field="kind", omit_defaults=True):
@@ -152,6 +156,9 @@ class ImagesResult(msgspec.Struct, tag="images", tag_field="kind", omit_defaults
     quality: str | None = None
     background: str | None = None
     output_format: str | None = None
+    # Of the usage's prompt tokens, those of the input images (an edit's, on
+    # the GPT image models): OpenAI's ``usage.input_tokens_details``.
+    input_image_tokens: int = 0
 
 
 class TranscriptSegment(msgspec.Struct, omit_defaults=True):
