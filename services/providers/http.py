@@ -19,7 +19,7 @@ that means the same (refused: ``ConnectError``; no connection in time:
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import Protocol
 
 import aiohttp
@@ -28,6 +28,14 @@ import httpx
 CONNECT_S = 5.0
 WRITE_S = 10.0
 POOL_S = 5.0
+# A request body: bytes, or an upload streamed from the object store as it is
+# read (its content-length header set by the caller, so no chunked encoding).
+Body = bytes | AsyncIterable[bytes]
+
+
+# A request body: bytes, or slices as they come (an upload streamed from the
+# object store, with its Content-Length set by the caller when known).
+Body = bytes | AsyncIterable[bytes]
 
 
 class UpstreamResponse(Protocol):
@@ -45,7 +53,7 @@ class UpstreamResponse(Protocol):
 
 class Upstream(Protocol):
     async def post(
-        self, url: str, headers: dict[str, str], content: bytes, read_timeout_s: float
+        self, url: str, headers: dict[str, str], content: Body, read_timeout_s: float
     ) -> UpstreamResponse: ...
 
     async def aclose(self) -> None: ...
@@ -65,7 +73,7 @@ class UpstreamHTTP:
     def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
         self.transport = transport
 
-    async def post(self, url: str, headers: dict[str, str], content: bytes, read_timeout_s: float) -> httpx.Response:
+    async def post(self, url: str, headers: dict[str, str], content: Body, read_timeout_s: float) -> httpx.Response:
         timeout = {"connect": CONNECT_S, "read": read_timeout_s, "write": WRITE_S, "pool": POOL_S}
         request = httpx.Request("POST", _url(url), headers=headers, content=content, extensions={"timeout": timeout})
         return await self.transport.handle_async_request(request)
@@ -141,7 +149,7 @@ class AiohttpUpstream:
         )
         return self._session
 
-    async def post(self, url: str, headers: dict[str, str], content: bytes, read_timeout_s: float) -> _AiohttpResponse:
+    async def post(self, url: str, headers: dict[str, str], content: Body, read_timeout_s: float) -> _AiohttpResponse:
         session = self._session or self._open()
         try:
             resp = await session.post(
