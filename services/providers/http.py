@@ -33,11 +33,6 @@ POOL_S = 5.0
 Body = bytes | AsyncIterable[bytes]
 
 
-# A request body: bytes, or slices as they come (an upload streamed from the
-# object store, with its Content-Length set by the caller when known).
-Body = bytes | AsyncIterable[bytes]
-
-
 class UpstreamResponse(Protocol):
     status_code: int
 
