@@ -132,6 +132,52 @@ base_url = "http://127.0.0.1:{dead}/v1"
 upstream_model = "not-in-the-catalog"
 """
 
+# Images, audio, moderation and rerank as the demo config serves them
+# (services/cli/demo.toml): pass as a Stack's ``extra_config`` (apart from
+# CONFIG so the model lists other tests assert stay as they are).
+TASK_MODELS = """[[models]]
+name = "demo-image"
+provider = "openai"
+base_url = "http://127.0.0.1:{mock}/v1"
+upstream_model = "gpt-image-1"
+
+[[models]]
+name = "demo-image-imagen"
+provider = "gemini"
+base_url = "http://127.0.0.1:{mock}"
+upstream_model = "imagen-4.0-generate-001"
+
+[[models]]
+name = "demo-transcribe"
+provider = "openai"
+base_url = "http://127.0.0.1:{mock}/v1"
+upstream_model = "whisper-1"
+
+[[models]]
+name = "demo-speech"
+provider = "openai"
+base_url = "http://127.0.0.1:{mock}/v1"
+upstream_model = "tts-1"
+
+[[models]]
+name = "demo-moderation"
+provider = "openai"
+base_url = "http://127.0.0.1:{mock}/v1"
+upstream_model = "omni-moderation-latest"
+
+[[models]]
+name = "demo-rerank"
+provider = "cohere"
+base_url = "http://127.0.0.1:{mock}"
+upstream_model = "rerank-v3.5"
+
+[[models]]
+name = "demo-rerank-jina"
+provider = "openai_compatible"
+base_url = "http://127.0.0.1:{mock}/v1"
+upstream_model = "jina-reranker-v2-base-multilingual"
+"""
+
 
 def mock_deployment(name: str, **fields: object) -> str:
     """TOML for one deployment of a model group served by the mock as its

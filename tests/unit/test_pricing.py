@@ -50,7 +50,8 @@ def test_cached_tokens_cost_the_cached_price() -> None:
 def test_catalog_has_100_models_across_every_family_with_full_entries() -> None:
     catalog = pricing.load_catalog()
     assert len(catalog) >= 100
-    families = {PROVIDERS[e.provider].family for e in catalog.values()}
+    # Jina and Voyage (rerank) join the registry with their adapters.
+    families = {PROVIDERS[e.provider].family for e in catalog.values() if e.provider in PROVIDERS}
     assert {"openai", "azure", "anthropic", "gemini", "mistral", "cohere", "openai_compatible"} <= families
     for name, entry in catalog.items():
         assert entry.source.startswith("https://"), name
@@ -58,8 +59,10 @@ def test_catalog_has_100_models_across_every_family_with_full_entries() -> None:
         assert entry.context_window > 0, name
         if entry.mode == "embedding":
             assert "embeddings" in entry.caps and entry.max_output_tokens == 0, name
-        else:
+        elif entry.mode in ("chat", "audio_transcription"):
             assert entry.max_output_tokens > 0, name
+        else:  # what they answer is not text tokens
+            assert entry.max_output_tokens == 0, name
         price = pricing.price_of(entry)
         assert price.cached_input <= price.input, name
 
