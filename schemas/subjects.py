@@ -180,6 +180,23 @@ OBJ_MEDIA = "sluice_media"
 # and the Batch API's (schemas.batches.BatchRecord), "<tenant>.<batch id>".
 KV_FILES = "sluice_files"
 KV_BATCHES = "sluice_batches"
+# A batch's lines run as durable jobs, queued under the tenant in the jobs
+# stream (``sluice.v1.batchq.<tenant>.<api>``) apart from its other jobs (a
+# work queue's consumers may not overlap): each tenant's are taken by a
+# consumer of their own ("batch-<tenant>", its ack limit the tenant's batch
+# concurrency), so a batch never starves the tenant's jobs. Each line's
+# outcome is written once to KV_BATCH_LINES, "<batch id>.o.<line>".
+BATCH_QUEUE = f"{PREFIX}.batchq"
+KV_BATCH_LINES = "sluice_batch_lines"
+
+
+def batch_queue(tenant_id: str, api: str) -> str:
+    return f"{BATCH_QUEUE}.{tenant_id}.{api}"
+
+
+def batch_consumer(tenant_id: str) -> str:
+    return f"batch-{tenant_id}"
+
 
 # Shared counters for limits and budgets (JetStream streams with
 # ``allow_msg_counter``): one subject per counter, e.g.
