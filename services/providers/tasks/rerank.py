@@ -1,12 +1,93 @@
-"""(issue 28: being built) The rerank requests' upstream call."""
+"""The rerank requests' upstream call: the family's rerank adapter
+(Cohere, Jina, Voyage, the compatible servers), the ranking checked
+against the request, the usage settled and priced.
+
+Usage is the upstream's word when it gave one: search units for Cohere
+(``Usage.units``, unit "search_unit", priced per thousand), tokens for the
+others (``Usage.prompt_tokens``, priced per token). Without it, the same
+units are estimated by the definitions the providers publish (labelled
+"counted" or "estimated" as the chat's are).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import math
+import time
 
-from schemas.errors import InvalidRequest
-from services.providers.call import CallFailed, CallOutcome
+import msgspec
+
+from schemas.chat import Usage
+from schemas.envelope import Deployment
+from schemas.errors import InvalidRequest, UpstreamError
+from schemas.tasks import RerankRequest, RerankResult
+from services import tokens
+from services import usage as usage_svc
+from services.providers.call import CallFailed, CallOutcome, CallProgress
+from services.providers.http import Upstream
+from services.providers.registry import provider
+from services.providers.rerank_adapter import RerankAnswer, document_texts
+from services.providers.tasks.json_call import post_json
+
+# Cohere's search unit: one query with up to this many documents, a document
+# being each piece of at most CHUNK_TOKENS (query included) of a longer one.
+DOCUMENTS_PER_SEARCH_UNIT = 100
+CHUNK_TOKENS = 500
+# What Cohere truncates a document to when the request leaves max_tokens_per_doc out.
+DEFAULT_MAX_TOKENS_PER_DOC = 4096
 
 
-async def call(*args: Any) -> CallOutcome:
-    raise CallFailed(InvalidRequest("Not served yet.", status=501), 0, 0)
+async def call(client: Upstream, dep: Deployment, task: RerankRequest, progress: CallProgress) -> CallOutcome:
+    """One try of ``task`` at ``dep``."""
+    adapter = provider(dep.provider).rerank
+    if adapter is None:
+        refused = InvalidRequest(f"Model deployment {dep.name!r} ({dep.provider}) serves no rerank.")
+        raise CallFailed(refused, time.time_ns(), 0)
+
+    def read(data: bytes) -> RerankAnswer:
+        return checked(adapter.parse_rerank(data), task)
+
+    answer, start_ns, first_byte_ns = await post_json(
+        client, dep, adapter.build_rerank_request, task, read, adapter.map_error, progress
+    )
+    usage = answer.usage or estimate_usage(task, dep.catalog_model, search_units=adapter.bills_search_units)
+    return CallOutcome(
+        model=answer.model or dep.upstream_model,
+        usage=usage,
+        cost=usage_svc.cost_of(usage, dep.catalog_model),
+        finish_reason=None,
+        message=None,
+        start_ns=start_ns,
+        first_byte_ns=first_byte_ns,
+        end_ns=time.time_ns(),
+        task_result=RerankResult(id=answer.id, results=answer.hits),
+    )
+
+
+def checked(answer: RerankAnswer, task: RerankRequest) -> RerankAnswer:
+    """The ranking, best first, when it ranks the request's documents: each
+    index one of them and given once, at most ``top_n`` of them (an upstream
+    that sent more is cut to what was asked). Else an ``UpstreamError``: an
+    index past the documents would make the caller's answer point nowhere."""
+    count = len(task.documents)
+    seen: set[int] = set()
+    for hit in answer.hits:
+        if not 0 <= hit.index < count or hit.index in seen:
+            raise UpstreamError(f"Upstream ranked document {hit.index}, of {count} documents (or twice).")
+        seen.add(hit.index)
+    hits = sorted(answer.hits, key=lambda h: -h.relevance_score)
+    return msgspec.structs.replace(answer, hits=hits[: task.top_n] if task.top_n is not None else hits)
+
+
+def estimate_usage(task: RerankRequest, catalog_model: str | None, *, search_units: bool) -> Usage:
+    """What a ranking the upstream did not report uses: Cohere's search
+    units (``search_units``), else tokens as Voyage defines them for a
+    reranker: the query's tokens once per document, plus every document's."""
+    name, source = usage_svc.tokenizer_for(catalog_model)
+    enc = tokens.encoding(name)
+    query = tokens.count_text(task.query, enc)
+    documents = [tokens.count_text(text, enc) for text in document_texts(task)]
+    if not search_units:
+        return Usage(prompt_tokens=query * len(documents) + sum(documents), source=source)
+    cap = task.max_tokens_per_doc or DEFAULT_MAX_TOKENS_PER_DOC
+    chunks = sum(max(1, math.ceil((query + min(d, cap)) / CHUNK_TOKENS)) for d in documents)
+    return Usage(units=math.ceil(chunks / DOCUMENTS_PER_SEARCH_UNIT), unit="search_unit", source=source)
