@@ -10,8 +10,10 @@ every stream, bucket and consumer. Each helper below names one way a role uses
 a stream or bucket and gives exactly the subjects nats-py 2.16 sends for it
 (read from ``nats/js/client.py``, ``manager.py`` and ``kv.py``); what no helper
 gives (purge, stream or consumer delete, stream create or update) only the
-``admin`` role may do. Deliveries and API answers arrive on the role's own
-inbox, which it reads already.
+``admin`` role may do, with one exception: deleting an object of the object
+stores is a purge (``deletes_objects``), which the ingress alone has.
+Deliveries and API answers arrive on the role's own inbox, which it reads
+already.
 
 A KV put, delete and purge are all publishes to the key's subject, told apart
 by a header the server's permissions do not see: a role that writes a bucket
@@ -74,6 +76,31 @@ def caches() -> tuple[Grant, ...]:
     exist from the headers, reads an entry directly, stores answers."""
     stream = _kv(subjects.KV_CACHE)
     return (Grant("caches in", subjects.KV_CACHE, (*_watch(stream), *_get(stream), f"$KV.{subjects.KV_CACHE}.>")),)
+
+
+def _obj(bucket: str) -> str:
+    return f"OBJ_{bucket}"
+
+
+def reads_objects(*buckets: str) -> tuple[Grant, ...]:
+    """Reads objects (``services.bus.blobs``): the meta's last message, then
+    each chunk by sequence; message gets only, no consumer."""
+    return tuple(Grant("reads objects of", b, _get(_obj(b))) for b in buckets)
+
+
+def writes_objects(*buckets: str) -> tuple[Grant, ...]:
+    """Puts objects: their chunks, then their meta (a publish with a rollup
+    header, which the permissions do not see: a writer may replace any
+    object's meta of the store). Never removes chunks."""
+    return tuple(Grant("writes objects to", b, (f"$O.{b}.C.>", f"$O.{b}.M.>")) for b in buckets)
+
+
+def deletes_objects(*buckets: str) -> tuple[Grant, ...]:
+    """Deletes objects, and removes the chunks of a write it could not
+    finish: a purge of one subject. The purge's filter is in the request's
+    body, which the permissions do not see, so this is the right to purge
+    the whole store: given only to the role that owns the files."""
+    return tuple(Grant("deletes objects of", b, (f"{API}.STREAM.PURGE.{_obj(b)}",)) for b in buckets)
 
 
 def counts() -> tuple[Grant, ...]:
@@ -168,6 +195,8 @@ JETSTREAM: dict[str, tuple[tuple[Grant, ...], ...]] = {
         reads_messages(subjects.JOB_REPLIES_STREAM),  # whether a job was claimed
         writes(subjects.KV_JOB_RESULTS),
         writes(subjects.KV_RESPONSES),  # the Responses API's stored answers
+        writes(subjects.KV_FILES),  # the Files API's records
+        follows(subjects.KV_FILES),  # a tenant's files listed, expired ones swept (a watch)
         follows(subjects.KV_MCP_CATALOG),  # what /mcp lists
         reads(subjects.KV_MCP_CATALOG),
         writes(subjects.KV_MCP_SESSIONS),  # MCP sessions it opened, checked and ended
@@ -175,6 +204,11 @@ JETSTREAM: dict[str, tuple[tuple[Grant, ...], ...]] = {
         counts(),  # settles what a dead provider's requests reserved; the portal's failed sign-ins
         reads_last(subjects.SPEND_STREAM, subjects.SPEND_ALL),  # the admin API's budget view
         reads_last(subjects.RATES_STREAM, f"{subjects.QUOTA}.rate.login.>"),  # sign-in failures in the window
+        # Uploads and images (OBJ_MEDIA), the Files API's files (OBJ_BLOBS):
+        # kept as they stream in, served, deleted.
+        reads_objects(subjects.OBJ_BLOBS, subjects.OBJ_MEDIA),
+        writes_objects(subjects.OBJ_BLOBS, subjects.OBJ_MEDIA),
+        deletes_objects(subjects.OBJ_BLOBS, subjects.OBJ_MEDIA),
     ),
     "policy": (
         follows(
@@ -203,6 +237,10 @@ JETSTREAM: dict[str, tuple[tuple[Grant, ...], ...]] = {
         follows(*MCP_RECORDS, subjects.KV_SERVICES),  # the REST services' header rules and health checks
         reads(subjects.KV_MCP_SERVERS),
         writes(subjects.KV_MCP_CATALOG),
+        # Reads what a request uploaded, keeps the images it made; a write
+        # it could not finish ages out with the store (no purge).
+        reads_objects(subjects.OBJ_MEDIA),
+        writes_objects(subjects.OBJ_MEDIA),
     ),
     # One sink replica writes at a time, the lease's holder. The sink also
     # evaluates the alert rules: their state, the webhooks' deliveries (one
