@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 
 from litestar import Litestar
 
-from ingress import endpoint, models, prompt_endpoint, responses_by_id, ws_relay
+from ingress import endpoint, files_endpoint, models, prompt_endpoint, responses_by_id, ws_relay
 from ingress.admin import app as admin_app
 from ingress.api_bus import ApiBus
 from ingress.dashboard import app as dashboard_app
+from ingress.file_sweeper import FileSweeper
 from ingress.gateway import Gateway
 from ingress.http import Message, Receive, Scope, Send, header, send_bytes, send_gateway_error, send_json
 from ingress.jobs import JobRunner
@@ -91,6 +92,7 @@ class IngressApp:
         self.prompt_bus: PromptBus | None = None
         self.api_bus: ApiBus | None = None
         self.jobs: JobRunner | None = None
+        self.file_sweeper: FileSweeper | None = None
         # MCP's doors: /mcp's endpoint is made with its first request; the
         # bus door listens from the start and makes its part with its first
         # message. Both share one McpCalls (``_mcp_calls``).
@@ -142,6 +144,8 @@ class IngressApp:
                 return await self._mcp(scope, receive, tracked_send)
             if scope["path"].startswith(SERVICES_PREFIX):
                 return await self._rest(scope, receive, tracked_send)
+            if files_endpoint.matches(path):
+                return await files_endpoint.serve_files(gw, scope, receive, tracked_send)
             slug = prompt_endpoint.slug_of(path)
             if method == "POST" and (api is not None or slug is not None):
                 if self.in_flight >= self.settings.max_in_flight:
@@ -271,6 +275,8 @@ class IngressApp:
                     self.jobs = JobRunner(self.gw)
                     await self.jobs.start()
                     self.gw.queue_job = self.jobs.intake.queue
+                    self.file_sweeper = FileSweeper(self.gw)
+                    self.file_sweeper.start()
                     self.mcp_bus = McpBus(self.gw, self._mcp_calls)
                     await self.mcp_bus.start()
                     self.admin = admin_app.build(self.gw, self.gw.store)
@@ -285,6 +291,8 @@ class IngressApp:
             elif message["type"] == "lifespan.shutdown":
                 if self.jobs is not None:
                     await self.jobs.stop()
+                if self.file_sweeper is not None:
+                    await self.file_sweeper.stop()
                 if self.prompt_bus is not None:
                     await self.prompt_bus.stop()
                 if self.api_bus is not None:

@@ -32,6 +32,7 @@ from schemas.rest import RestCall, RestService, decode_service
 from services import records, routing
 from services.bus import metrics, process, tracing
 from services.bus.events import EventPublisher
+from services.bus.file_records import FileRecords
 from services.bus.kv import KeyIndex, KvMirror
 from services.bus.kv_writer import KvWriter
 from services.bus.quota_ledger import Counters
@@ -98,6 +99,8 @@ class Gateway:
         self.readiness = Readiness()
         # The Responses API's answers, for ``previous_response_id`` and GET /v1/responses/{id}.
         self.responses = StoredResponses()
+        # The Files API's records (their bytes are in the object store).
+        self.files = FileRecords(nc.jetstream())
         # Queues a job the gateway made (a background response): the job
         # intake's ``queue``, set by the app once the job runner started.
         self.queue_job: Callable[[bytes, str, str, str, str, str], Awaitable[int]] | None = None

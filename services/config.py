@@ -88,6 +88,15 @@ class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
     responses_ttl_s: float = 30 * 86400.0
     # An MCP session no request used for this long is forgotten; set when its bucket is made.
     mcp_session_ttl_s: float = 24 * 3600.0
+    # The Files API: the largest file a tenant may upload unless the tenant
+    # says otherwise (OpenAI's limit), and how long a batch's input and
+    # output files are kept unless the upload says (``expires_after``);
+    # 0 keeps them until deleted. Other purposes are kept until deleted.
+    files_max_bytes: int = 512 * 1024 * 1024
+    files_retention_s: float = 30 * 86400.0
+    # A file's upload or download that moves no byte for this long is
+    # ended (a whole-body limit would refuse large files on slow links).
+    files_idle_timeout_s: float = 60.0
 
 
 class BudgetConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -105,6 +114,8 @@ class TenantConfig(msgspec.Struct, forbid_unknown_fields=True):
     cache: CachePolicy | None = None
     # Its durable jobs running at once, across every ingress process (0: gateway.jobs_per_tenant).
     job_concurrency: int = 0
+    # The largest file its keys may upload (0: gateway.files_max_bytes).
+    files_max_bytes: int = 0
     # Opt in to call logs: each call's bodies (after redaction), each cut at this many bytes.
     call_log_max_bytes: int = 0
     # Detectors and their actions, e.g. { detectors = { email = "mask", card = "block" } }.
@@ -308,6 +319,8 @@ def control_records(config: Config, extra_keys: dict[str, ApiKey] | None = None)
                 raise ConfigError(f"tenant {t.id!r}: privacy: {problem}")
         if not 0 <= t.call_log_max_bytes <= call_logs.MAX_CAP_BYTES:
             raise ConfigError(f"tenant {t.id!r}: call_log_max_bytes must be between 0 and {call_logs.MAX_CAP_BYTES}")
+        if t.files_max_bytes < 0:
+            raise ConfigError(f"tenant {t.id!r}: files_max_bytes must be 0 (the gateway's) or more")
         if t.cache is not None and not 0 <= t.cache.default_max_age_s <= t.cache.max_age_s:
             raise ConfigError(f"tenant {t.id!r}: cache.default_max_age_s must be between 0 and max_age_s")
         tenants[t.id] = Tenant(
@@ -317,6 +330,7 @@ def control_records(config: Config, extra_keys: dict[str, ApiKey] | None = None)
             budget=_budget(t.budget, f"tenant {t.id!r}"),
             cache=t.cache,
             job_concurrency=t.job_concurrency,
+            files_max_bytes=t.files_max_bytes,
             call_log_max_bytes=t.call_log_max_bytes,
             privacy=t.privacy,
             mcp_tools=t.mcp_tools,

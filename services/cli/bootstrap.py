@@ -25,7 +25,15 @@ from schemas.mcp import decode_server
 from schemas.prompts import decode_prompt
 from schemas.rest import RestService, decode_service
 from services import rest_config
-from services.bus import mcp_buckets, portal_buckets, quota_ledger, request_ids, response_cache, stored_responses
+from services.bus import (
+    file_records,
+    mcp_buckets,
+    portal_buckets,
+    quota_ledger,
+    request_ids,
+    response_cache,
+    stored_responses,
+)
 from services.bus.events import EventPublisher
 from services.bus.kv import ensure_kv, kv_key, kv_name
 from services.bus.kv_writer import KvWriter
@@ -136,6 +144,7 @@ async def prepare(nc: Client, records: ControlRecords, replicas: int = 1) -> lis
     await stored_responses.ensure_bucket(js, records.responses_ttl_s, replicas)
     await mcp_buckets.ensure_buckets(js, replicas, records.mcp_session_ttl_s)
     await portal_buckets.ensure_buckets(js, replicas)
+    await file_records.ensure_bucket(js, replicas)
     await alerting.ensure_buckets(nc, replicas)
     await lease.ensure_bucket(nc, replicas)  # which sink replica writes
     events = EventPublisher(js, "config")
