@@ -1,10 +1,20 @@
 """What every client API's HTTP endpoint does around its own parsing and
 rendering: read the body, answer bad input in the API's error shape (and
-record it), open a bus session, relay the answer."""
+record it), open a bus session, relay the answer.
+
+A row that takes multipart/form-data (an image edit, an audio upload)
+checks the caller's key before it reads a byte of the body (a 25 MB upload
+is not stored for someone who may not send it), then keeps each file in
+the object store as it streams in (``ingress.uploads``) and deletes them
+when the request ends. The answer goes out as its API's media type: JSON
+(an image first gets its bytes or URL, ``ingress.task_answers``), a
+transcript's text, speech's audio as it comes, or server-sent events."""
 
 from __future__ import annotations
 
-from ingress import conversations, http_relay, responses_background
+import time
+
+from ingress import conversations, http_relay, multipart, public_url, responses_background, task_answers
 from ingress.gateway import Gateway
 from ingress.http import (
     JSON_HEADERS,
@@ -17,10 +27,14 @@ from ingress.http import (
     retry_after,
     send_bytes,
 )
+from ingress.peer import trusted_proxies
 from ingress.session import BusSession, client_closed
+from ingress.uploads import Uploads, refuse_refs
+from schemas.control import ApiKey
 from schemas.errors import GatewayError
 from schemas.replies import Failure
-from services.apis.base import ClientApi, RequestView
+from services import policy
+from services.apis.base import ClientApi, Parsed, RequestView
 
 
 def request_of(scope: Scope) -> tuple[int, str]:
@@ -29,11 +43,46 @@ def request_of(scope: Scope) -> tuple[int, str]:
 
 
 async def serve_api(gw: Gateway, api: ClientApi, scope: Scope, receive: Receive, send: Send) -> None:
+    uploads: Uploads | None = None
+    try:
+        if api.parse_form is not None:
+            uploads = Uploads(gw.blobs, gw.settings.max_upload_bytes)
+        await _serve(gw, api, scope, receive, send, uploads)
+    finally:
+        if uploads is not None:
+            await uploads.discard()
+
+
+async def _read(gw: Gateway, api: ClientApi, scope: Scope, receive: Receive, uploads: Uploads | None) -> Parsed:
+    """The request, from its JSON body or, for a form row, its form."""
+    settings = gw.settings
+    if uploads is None or api.parse_form is None:
+        parsed = api.parse(await read_body(scope, receive, settings.max_body_bytes, settings.body_timeout_s))
+        refuse_refs(parsed.task)
+        return parsed
+    key = _caller(gw, api, scope)
+    uploads.tenant_id = key.tenant_id
+    form = await multipart.read_form(
+        scope, receive, uploads.store, max_field_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
+    )
+    parsed = api.parse_form(form)
+    uploads.check(parsed.task)
+    return parsed
+
+
+def _caller(gw: Gateway, api: ClientApi, scope: Scope) -> ApiKey:
+    """The caller's key, checked at the door (policy checks it again, with its subscriptions and limits)."""
+    key_header = api.api_key(lambda name: header(scope, name))
+    return policy.authenticate(key_header, gw.keys.by_hash, time.time_ns() // 1_000_000)
+
+
+async def _serve(
+    gw: Gateway, api: ClientApi, scope: Scope, receive: Receive, send: Send, uploads: Uploads | None
+) -> None:
     received_ns, request_id = request_of(scope)
     session: BusSession | None = None
     try:
-        settings = gw.settings
-        parsed = api.parse(await read_body(scope, receive, settings.max_body_bytes, settings.body_timeout_s))
+        parsed = await _read(gw, api, scope, receive, uploads)
         key_header = api.api_key(lambda name: header(scope, name))
         session = BusSession(gw, api.name, parsed.model, parsed.stream, received_ns, request_id)
         parsed, caller = await conversations.resume(gw, api, parsed, key_header)
@@ -53,6 +102,7 @@ async def serve_api(gw: Gateway, api: ClientApi, scope: Scope, receive: Receive,
             traceparent=header(scope, b"traceparent") or "",
             dropped=parsed.dropped,
             anthropic_beta=api.anthropic_beta(lambda name: header(scope, name)),
+            task=parsed.task,
         )
     except ClientDisconnected:  # gone before its body arrived: nothing to answer, still a row
         gw.record(request_id, received_ns, api.name, "", False, client_closed(request_id), [], client_disconnected=True)
@@ -70,9 +120,13 @@ async def serve_api(gw: Gateway, api: ClientApi, scope: Scope, receive: Receive,
     try:
         renderer = api.renderer(RequestView(session.id, session.created, session.model, parsed))
         keep = None if caller is None else lambda fmt: conversations.keep(gw, api, parsed, fmt, caller)
+        media_type = api.media_type(parsed)
         if parsed.stream:
             await http_relay.stream(session, receive, send, renderer, keep)
+        elif media_type != http_relay.JSON:
+            await http_relay.body(session, receive, send, renderer, media_type)
         else:
-            await http_relay.complete(session, send, renderer, keep)
+            finish = task_answers.finisher(gw, parsed.task, lambda: public_url.public_base(scope, trusted_proxies()))
+            await http_relay.complete(session, send, renderer, keep, finish=finish)
     finally:
         session.close()

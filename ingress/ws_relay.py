@@ -4,8 +4,8 @@ The client authenticates once (the upgrade's ``Authorization`` header, or a
 first message ``{"type": "auth", "api_key": ...}``), then sends JSON text
 messages, each tagged with its own ``id``:
 
-* ``{"type": "request", "id": "a", "api": "chat" | "messages" | "count_tokens" | "embeddings" | "responses",
-  "body": {...}}``
+* ``{"type": "request", "id": "a", "api": "chat" | "messages" | "count_tokens" | "embeddings" | "responses"
+  | "images" | "moderations" | "rerank" | "speech", "body": {...}}``
 * ``{"type": "request", "id": "b", "api": "prompt", "slug": "summarize", "variables": {...}, "stream": true}``
 * ``{"type": "cancel", "id": "a"}`` (the upstream call is cancelled too)
 
@@ -15,6 +15,13 @@ or one ``response`` (``status`` and ``body``, an answer or an error, and
 ``request_id``, the gateway's id of the request, as HTTP's ``x-request-id``);
 ``cancelled`` after a cancel. Each request is its own bus session, so
 limits, budgets and analytics are those of HTTP (origin "ws").
+
+An image (``images``: generations) comes back as its ``b64_json`` or a URL
+at the address the connection was opened to; ``rerank`` is Cohere's and
+Jina's v1 shape. ``speech`` is served as events only (``stream_format``
+"sse": base64 audio in ``speech.audio.delta`` events), since a ``response``
+carries JSON. Uploads (image edits, transcriptions) are HTTP's alone: only
+that door stores and names files (``ingress.uploads``).
 """
 
 from __future__ import annotations
@@ -27,12 +34,14 @@ from typing import Any, Literal
 
 import msgspec
 
-from ingress import conversations
+from ingress import conversations, public_url, task_answers
 from ingress.gateway import Gateway
 from ingress.http import Receive, Scope, Send, header
+from ingress.peer import trusted_proxies
 from ingress.prompt_call import PromptCall
 from ingress.replies import DISCONNECTED
 from ingress.session import BusSession
+from ingress.uploads import refuse_refs
 from ingress.ws_outbox import Outbox
 from schemas.errors import GatewayError, InternalError, InvalidRequest, SlowReader, StageTimeout
 from schemas.ids import new_id
@@ -45,7 +54,22 @@ from services.apis.table import APIS
 
 log = logging.getLogger("sluice.ingress.ws")
 PATH = "/v1/ws"
-BY_NAME: dict[str, ClientApi] = {api.name: api for api in APIS}
+WsApi = Literal[
+    "chat", "messages", "count_tokens", "embeddings", "responses", "images", "moderations", "rerank", "speech", "prompt"
+]
+
+
+def _by_name() -> dict[str, ClientApi]:
+    """The rows a message may name: JSON bodies (uploads are HTTP's); where
+    two paths share a name (rerank's /v1 and /v2), the first in the table."""
+    rows: dict[str, ClientApi] = {}
+    for api in APIS:
+        if api.parse_form is None:
+            rows.setdefault(api.name, api)
+    return rows
+
+
+BY_NAME = _by_name()
 AUTH_TIMEOUT_S = 10.0
 # How long requests still in flight get to stop when the connection closes.
 CLOSE_GRACE_S = 2.0
@@ -55,7 +79,7 @@ class Incoming(msgspec.Struct, forbid_unknown_fields=True):
     type: Literal["auth", "request", "cancel"]
     id: str = ""
     api_key: str = ""
-    api: Literal["chat", "messages", "count_tokens", "embeddings", "responses", "prompt"] = "chat"
+    api: WsApi = "chat"
     body: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"{}"))
     slug: str = ""
     variables: dict[str, Any] = {}
@@ -97,9 +121,11 @@ def events_of(request_id: str, frames: bytes) -> list[bytes]:
 
 
 class Connection:
-    def __init__(self, gw: Gateway, send: Send, api_key: str, traceparent: str = "") -> None:
+    def __init__(self, gw: Gateway, send: Send, api_key: str, traceparent: str = "", public_base: str = "") -> None:
         self.gw = gw
         self.api_key = api_key
+        # Where an image's URL points: the address the connection was opened to.
+        self.public_base = public_base
         # The upgrade request's W3C trace context: every request on the socket is in that trace.
         self.traceparent = traceparent
         self.outbox = Outbox(self._send_text, gw.settings.ws_max_waiting_bytes, self._overflow)
@@ -174,9 +200,17 @@ class Connection:
         if msg.api == "prompt":
             await self._prompt(rid, msg, holder, received_ns)
             return
-        api = BY_NAME[msg.api]
+        api = BY_NAME.get(msg.api)
+        if api is None:  # a name the table has no JSON row for (yet)
+            self.outbox.put(rid, response(rid, 400, _bad(f"'api' {msg.api!r} is not served on the WebSocket.")))
+            return
         try:
             parsed = api.parse(bytes(msg.body))
+            refuse_refs(parsed.task)
+            if not parsed.stream and api.media_type(parsed) != b"application/json":
+                raise InvalidRequest(
+                    "This request's answer is not JSON: ask for it as a stream of events, or over HTTP."
+                )
         except GatewayError as exc:
             self.outbox.put(rid, response(rid, exc.status, api.error_body(Failure.from_error(rid, exc))))
             return
@@ -187,12 +221,20 @@ class Connection:
         try:
             parsed, caller = await conversations.resume(self.gw, api, parsed, self.api_key)
             await session.publish(
-                self.api_key, parsed.body, parsed.embeddings, raw=parsed.raw, traceparent=self.traceparent
+                self.api_key,
+                parsed.body,
+                parsed.embeddings,
+                raw=parsed.raw,
+                traceparent=self.traceparent,
+                task=parsed.task,
             )
             fmt = api.renderer(RequestView(session.id, session.created, session.model, parsed))
             if not parsed.stream:
                 whole = await session.collect()
                 if isinstance(whole, Final):
+                    finish = task_answers.finisher(self.gw, parsed.task, lambda: self.public_base)
+                    if finish is not None:
+                        await finish(whole)
                     body = fmt.final(whole)
                     await conversations.keep(self.gw, api, parsed, fmt, caller)
                     self.outbox.put(rid, response(rid, 200, body, session.id))
@@ -295,7 +337,8 @@ async def serve_websocket(gw: Gateway, scope: Scope, receive: Receive, send: Sen
         return
     except _Gone:
         return
-    conn = Connection(gw, send, api_key or "", header(scope, b"traceparent") or "")
+    base = public_url.public_base(scope, trusted_proxies())
+    conn = Connection(gw, send, api_key or "", header(scope, b"traceparent") or "", base)
     writer = asyncio.create_task(conn.outbox.run())
     conn.outbox.put("", _json.encode({"type": "ready", "key_id": key.id}))
     try:

@@ -48,6 +48,10 @@ class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
     # The whole request body must arrive within this: a client sending a byte
     # every few seconds must not hold a connection and its memory for ever.
     body_timeout_s: float = 30.0
+    # The files of one multipart request (an audio upload, an image edit's
+    # images) in all: kept in the object store as they stream in, never in
+    # memory, so this bounds storage, not memory. OpenAI's audio limit.
+    max_upload_bytes: int = 25 * 1024 * 1024
     # Token limits and budgets admit a request that sets no max_tokens as if
     # it asked for this many (capped by the model's own output limit).
     default_max_output_tokens: int = 4096

@@ -57,7 +57,8 @@ def _example(base_url: str, path: str, schema: dict[str, Any]) -> str:
 
 def _operation(base_url: str, path: str, op: dict[str, Any]) -> str:
     deprecated = " deprecated" if op.get("deprecated") else ""
-    body = op["requestBody"]["content"]["application/json"]["schema"]
+    body_type, body_content = next(iter(op["requestBody"]["content"].items()))
+    body = body_content["schema"]
     parts = [
         f'<div class="op{deprecated}" id="{escape(op["operationId"])}">',
         f'<h3><span class="method">POST</span> <code>{escape(path)}</code> {escape(op.get("summary", ""))}</h3>',
@@ -76,7 +77,14 @@ def _operation(base_url: str, path: str, op: dict[str, Any]) -> str:
         ]
     else:
         name = body.get("$ref", "").rsplit("/", 1)[-1]
-        parts.append(f'<p>Request body: <code>{escape(name)}</code> in <a href="/openapi.json">/openapi.json</a>.</p>')
+        parts.append(
+            f"<p>Request body ({escape(body_type)}): <code>{escape(name)}</code> in "
+            '<a href="/openapi.json">/openapi.json</a>.</p>'
+        )
+        answers = op["responses"]["200"]["content"]
+        parts.append(f"<p>Answers: {', '.join(f'<code>{escape(t)}</code>' for t in answers)}.</p>")
+        if body_type == "multipart/form-data":
+            parts.append("<p>An upload: over HTTP only (not on the bus nor the WebSocket).</p>")
     parts.append("</div>")
     return "\n".join(parts)
 

@@ -1,6 +1,11 @@
 """The ingress's OpenAPI document, generated: the client APIs from their
 request and answer Structs, and each published prompt API from its
-variables and output schema, as they are now (a label move shows at once)."""
+variables and output schema, as they are now (a label move shows at once).
+
+A row that takes an upload (``ClientApi.parse_form``) is described as
+multipart/form-data: its form Struct's ``bytes`` fields are files
+(``format: binary``). An answer that is not JSON (speech's audio, a
+transcript in text, srt or vtt) is listed under its own media types."""
 
 from __future__ import annotations
 
@@ -86,8 +91,24 @@ def _answer_schema(output: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def _responses(ok: dict[str, Any], *, stream: bool = False) -> dict[str, Any]:
-    content: dict[str, Any] = {"application/json": {"schema": ok}}
+_BINARY = {"type": "string", "format": "binary"}
+_TEXT = {"type": "string"}
+# The answers a row gives besides JSON, by its ``api`` (``ClientApi.media_type``
+# says which per request; the table does not list them all).
+_OTHER_ANSWERS: dict[str, dict[str, Any]] = {
+    "speech": {"audio/*": {"schema": _BINARY}},
+    "transcriptions": {"text/plain": {"schema": _TEXT}},
+    "translations": {"text/plain": {"schema": _TEXT}},
+}
+# Answers that are never JSON (an error still is).
+_NOT_JSON = frozenset({"speech"})
+
+
+def _responses(
+    ok: dict[str, Any], *, stream: bool = False, other: dict[str, Any] | None = None, json: bool = True
+) -> dict[str, Any]:
+    content: dict[str, Any] = {"application/json": {"schema": ok}} if json else {}
+    content.update(other or {})
     if stream:
         content["text/event-stream"] = {"schema": {"type": "string"}}
     responses: dict[str, Any] = {"200": {"description": "The answer", "content": content}}
@@ -95,11 +116,39 @@ def _responses(ok: dict[str, Any], *, stream: bool = False) -> dict[str, Any]:
         ("400", "A missing or mistyped field, named in the message"),
         ("401", "No key, or a key that is not valid"),
         ("403", "The key may not call this"),
+        ("413", "The body, or an upload's files, larger than the gateway takes (max_body_bytes, max_upload_bytes)"),
         ("429", "A limit or budget is used up"),
         ("502", "The upstream failed (or, for a prompt API, its answer broke the output schema)"),
     ):
         responses[status] = {"description": what, "content": {"application/json": {"schema": _ERROR}}}
     return responses
+
+
+def _as_files(schema: Any) -> Any:
+    """A form Struct's schema with its ``bytes`` (base64 in JSON) as files."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "string" and schema.get("contentEncoding") == "base64":
+            return {k: v for k, v in schema.items() if k != "contentEncoding"} | {"format": "binary"}
+        return {k: _as_files(v) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_as_files(v) for v in schema]
+    return schema
+
+
+def _client_operation(api: ClientApi, operation_id: str, request: dict[str, Any], answer: dict[str, Any]) -> dict:
+    body_type = "multipart/form-data" if api.parse_form is not None else "application/json"
+    return {
+        "operationId": operation_id,
+        "summary": api.summary,
+        "tags": ["client APIs"],
+        "requestBody": {"required": True, "content": {body_type: {"schema": request}}},
+        "responses": _responses(
+            answer,
+            stream=api.streams,
+            other=_OTHER_ANSWERS.get(api.name),
+            json=api.name not in _NOT_JSON,
+        ),
+    }
 
 
 def _prompt_operation(prompt: Prompt, version: PromptVersion, output_of: dict[str, Any] | None) -> dict[str, Any]:
@@ -138,16 +187,16 @@ def document(
         [t for api in apis for t in (api.request_type, api.response_type)], ref_template=REF
     )
     paths: dict[str, Any] = {}
+    named: set[str] = set()
     for i, api in enumerate(apis):
-        paths[api.path] = {
-            "post": {
-                "operationId": api.name,
-                "summary": api.summary,
-                "tags": ["client APIs"],
-                "requestBody": {"required": True, "content": {"application/json": {"schema": schemas[2 * i]}}},
-                "responses": _responses(schemas[2 * i + 1], stream=api.streams),
-            }
-        }
+        if api.parse_form is not None:
+            name = schemas[2 * i].get("$ref", "").rsplit("/", 1)[-1]
+            if name in components:
+                components[name] = _as_files(components[name])
+        # Unique, as OpenAPI asks: a second path of the same API (rerank's /v2) is named by its path.
+        operation_id = api.name if api.name not in named else api.path.strip("/").replace("/", "_")
+        named.add(operation_id)
+        paths[api.path] = {"post": _client_operation(api, operation_id, schemas[2 * i], schemas[2 * i + 1])}
     for prompt, version, output in published:
         assert prompt.api is not None
         paths[f"/apis/{prompt.api.slug}"] = {"post": _prompt_operation(prompt, version, output)}
