@@ -609,16 +609,61 @@ async def test_a_bus_request_for_an_answer_that_is_not_json_is_refused_before_it
     assert ScriptedSession.made == []
 
 
-async def test_a_bus_image_by_url_needs_the_gateways_public_address() -> None:
-    from services.apis import images
+class ImageBody(msgspec.Struct):
+    model: str
+    prompt: str
+    response_format: str | None = None
 
+
+def parse_image(raw: bytes) -> Parsed:
+    body = decode_json(msgspec.json.Decoder(ImageBody).decode, raw)
+    task = ImageRequest(model=body.model, prompt=body.prompt, response_format=body.response_format)  # type: ignore[arg-type]
+    return Parsed(model=body.model, task=task)
+
+
+IMAGES = ClientApi("images", "/v1/images/generations", parse_image, TextRenderer, openai_shapes.error, bearer)
+
+
+async def test_a_bus_image_by_url_needs_the_gateways_public_address() -> None:
     gw = FakeGateway()
     bus = api_bus.ApiBus(gw)  # type: ignore[arg-type]
     raw = json.dumps({"model": "dall-e-2", "prompt": "a cat", "response_format": "url"}).encode()
     msg = Msg(data=raw, headers={"Authorization": f"Bearer {SECRET}"}, reply="_INBOX.x")
-    status, body = await bus._answer(images.GENERATIONS, msg, "req-1", 1)  # type: ignore[arg-type]
+    status, body = await bus._answer(IMAGES, msg, "req-1", 1)  # type: ignore[arg-type]
     assert status == 400 and "b64_json" in json.loads(body)["error"]["message"]
     assert ScriptedSession.made == []
+    # With the gateway's public address configured, it is published.
+    gw.people.config.base_url = "https://api.example/"
+    ScriptedSession.script = [Failure.from_error("req-1", UpstreamError("The upstream failed."))]
+    status, _ = await bus._answer(IMAGES, msg, "req-1", 1)  # type: ignore[arg-type]
+    assert status == 502 and ScriptedSession.made[0].published is not None
+
+
+class BigRenderer(TextRenderer):
+    def final(self, f: Final) -> bytes:
+        return b"x" * 5000
+
+
+def parse_moderation(raw: bytes) -> Parsed:
+    return Parsed(model="omni", task=ModerationRequest(model="omni", input=raw.decode()))
+
+
+MODERATE = ClientApi("moderations", "/v1/moderations", parse_moderation, BigRenderer, openai_shapes.error, bearer)
+
+
+async def test_a_bus_answer_larger_than_one_message_is_413_not_lost() -> None:
+    gw = FakeGateway()
+    gw.nc.max_payload = 8000
+    bus = api_bus.ApiBus(gw)  # type: ignore[arg-type]
+    ScriptedSession.script = [Final(id="req-1", seq=0, model="omni", usage=Usage())]
+    msg = Msg(data=b"hi", headers={"Authorization": f"Bearer {SECRET}"}, reply="_INBOX.x")
+    status, body = await bus._answer(MODERATE, msg, "req-1", 1)  # type: ignore[arg-type]
+    assert status == 413 and "larger than one NATS message" in json.loads(body)["error"]["message"]
+    # Its row is the answering stage's (it was served): none is made here.
+    assert gw.rows == []
+    gw.nc.max_payload = 10_000
+    ScriptedSession.script = [Final(id="req-1", seq=0, model="omni", usage=Usage())]
+    assert await bus._answer(MODERATE, msg, "req-1", 1) == (200, b"x" * 5000)  # type: ignore[arg-type]
 
 
 # The OpenAPI document.
