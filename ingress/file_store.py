@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from schemas.files import FilePurpose, FileRecord
 from schemas.tasks import BlobRef
 from services import files
-from services.bus.file_records import tenant_token
+from services.bus.blobs import new_name
 
 if TYPE_CHECKING:
     from ingress.gateway import Gateway
@@ -31,7 +31,7 @@ log = logging.getLogger("sluice.files")
 
 def blob_name(gw: Gateway, tenant_id: str) -> str:
     """A new name for a file's bytes, under its tenant."""
-    return gw.blobs.new_name(tenant_token(tenant_id), "file")
+    return new_name(tenant_id, "file")
 
 
 def record_of(
