@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from litestar import Litestar
 
-from ingress import endpoint, files_endpoint, models, prompt_endpoint, responses_by_id, ws_relay
+from ingress import endpoint, files_endpoint, image_content, models, prompt_endpoint, responses_by_id, ws_relay
 from ingress.admin import app as admin_app
 from ingress.api_bus import ApiBus
 from ingress.dashboard import app as dashboard_app
@@ -161,6 +161,8 @@ class IngressApp:
                     return await prompt_endpoint.serve_prompt_api(gw, slug, scope, receive, tracked_send)
                 finally:
                     self.in_flight -= 1
+            if image_content.matches(path):
+                return await image_content.serve(gw, scope, tracked_send)
             if responses_by_id.matches(path):
                 return await responses_by_id.serve_response_by_id(gw, scope, tracked_send)
             if path == "/v1/models" and method == "GET":
