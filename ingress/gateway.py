@@ -169,6 +169,7 @@ class Gateway:
         parent_span_id: str = "",
         tool: McpCall | None = None,
         rest: RestCall | None = None,
+        batch_id: str = "",
     ) -> None:
         row = records.request_event(
             request_id=request_id,
@@ -185,6 +186,7 @@ class Gateway:
             status=status,
             prompt=prompt,
             trace_id=trace_id,
+            batch_id=batch_id,
         )
         if tool is not None:
             add_tool_call(row, tool, reply)

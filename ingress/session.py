@@ -119,6 +119,7 @@ class BusSession:
         self.tool: McpCall | None = None
         self.rest: RestCall | None = None
         self.task: TaskRequest | None = None
+        self.batch_id = ""
         # What was published, kept to send again if the request is lost on
         # the way to the provider (a stage died while holding it).
         self._published: tuple[Envelope, bytes, dict[str, str] | None] | None = None
@@ -186,7 +187,7 @@ class BusSession:
         durable job's request names its key by id (``key_id``; policy
         trusts it from the ingress alone), never by secret."""
         self.body, self.embeddings, self.prompt, self.tool = body, embeddings, prompt, tool
-        self.rest, self.task = rest, task
+        self.rest, self.task, self.batch_id = rest, task, batch_id
         self.flow = Grants(flow_window) if flow_window > 0 else None
         self.trace_id, self.parent_span_id = trace.parse(traceparent)
         # The ingress's own time rides with the request: the stage that ends it records it.
@@ -400,7 +401,7 @@ class BusSession:
         )
         failure = self._ended_here(error, record=True)
         failure.usage, failure.cost = worker_died.billed_so_far(self)
-        used = failure.usage.prompt_tokens + failure.usage.completion_tokens
+        used = failure.usage.prompt_tokens + failure.usage.completion_tokens or worker_died.tokens_held(self)
         quota_ledger.settle(self.gw.counters, self.quota, used, failure.cost.total)
         return failure
 
@@ -496,6 +497,7 @@ class BusSession:
                 parent_span_id=self.parent_span_id,
                 tool=self.tool,
                 rest=self.rest,
+                batch_id=self.batch_id,
             )
 
     async def cancel(self) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from schemas.chat import Cost, Usage
 from schemas.rest import service_key
-from services import routing
+from services import quota, routing, task_usage
 from services import usage as usage_svc
 
 if TYPE_CHECKING:
@@ -29,10 +29,20 @@ def billed_so_far(session: BusSession) -> tuple[Usage, Cost]:
         return Usage(), Cost(call=service.price_pico_usd if service is not None else 0)
     # Which candidate it was calling died with it: bill at the dearest.
     route = gw.table.find(session.model)
-    catalog_model = routing.priciest_catalog_model(route) if route is not None else None
+    catalog_model = routing.priciest_catalog_model(route, session.task) if route is not None else None
+    if session.task is not None:
+        # What it asked for: the upstream may have made the images, spoken the text.
+        usage = task_usage.as_asked(session.task, catalog_model)
+        return usage, usage_svc.task_cost(session.task, usage, catalog_model)
     if session.embeddings is not None:
         usage = usage_svc.settle_embeddings(None, session.embeddings, catalog_model)
     else:
         assert session.body is not None
         usage = usage_svc.settle_cut_short(None, session.body, "".join(session.relayed), catalog_model)
     return usage, usage_svc.cost_of(usage, catalog_model)
+
+
+def tokens_held(session: BusSession) -> int:
+    """What a task's tokens-per-minute hold took (its text, counted): a task
+    reports units, so that is what it used of the limit."""
+    return quota.reserved_tokens(session.quota) if session.task is not None else 0

@@ -14,6 +14,8 @@ import re
 from schemas.envelope import Envelope
 from schemas.errors import InvalidRequest, RequestIdReused
 from schemas.ids import new_id
+from schemas.tasks import TranscriptionRequest
+from services import task_policy
 from services.recent import RecentSet
 
 # A caller-chosen id is kept only if it is ours in shape (26 Crockford base32
@@ -86,6 +88,9 @@ def admit(
     env.group, env.candidates, env.context_candidates, env.arm, env.retries = "", [], [], "", 0
     env.cache_ttl_s, env.cache_lookup, env.cache_key = 0, False, ""
     if from_ingress:
+        # A batch's lines run as the ingress's durable jobs, and only those.
+        if env.origin != "job":
+            env.batch_id = ""
         # The ingress's own prompt APIs also serve NATS callers: it says which.
         if not env.id:
             env.id = new_id(now_ns)
@@ -99,6 +104,8 @@ def admit(
     env.copy = 0
     # Only the gateway's prompt APIs say which prompt made a request.
     env.prompt = None
+    # Only the gateway's job runner says which batch a request is a line of.
+    env.batch_id = ""
     # A bus caller's unified body is its whole request: nothing was left out.
     env.dropped = []
     if not valid_reply_subject(env.reply):
@@ -121,6 +128,12 @@ def admit(
     # it asks for a count of its input tokens ("count_tokens"), not an answer.
     if env.embeddings is not None:
         env.api = "embeddings"
+    elif env.task is not None:
+        env.api = task_policy.api_of(env.task)
+        # What the ingress read of the audio's length from its header: a
+        # caller's word for it would shrink what its budget reserves.
+        if isinstance(env.task, TranscriptionRequest):
+            env.task.duration_ms = 0
     elif env.tool is not None:
         env.api = "mcp"
     elif env.rest is not None:

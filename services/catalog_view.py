@@ -30,4 +30,22 @@ def describe(catalog_model: str | None) -> dict[str, Any] | None:
         "tokenizer": entry.tokenizer,
         "price_source": entry.source,
         "price_as_of": entry.as_of,
+        **_unit_pricing(entry),
     }
+
+
+def _unit_pricing(entry: pricing.CatalogModel) -> dict[str, Any]:
+    """A model priced per unit (images, audio, characters, searches): those
+    prices too, as exact decimal strings of USD; nothing for the others."""
+    per: dict[str, Any] = {}
+    if entry.usd_per_image:
+        per["image"] = {variant: _usd(usd) for variant, usd in entry.usd_per_image.items()}
+    for name, usd in (("minute", entry.usd_per_minute), ("1M characters", entry.usd_per_mchar),
+                      ("1K searches", entry.usd_per_ksearch)):  # fmt: skip
+        if usd is not None:
+            per[name] = _usd(usd)
+    return {"unit_pricing": {"currency": "USD", **per}} if per else {}
+
+
+def _usd(usd: str) -> str:
+    return format(pricing.pico_to_usd(pricing.usd_to_pico(usd)).normalize(), "f")

@@ -16,20 +16,26 @@ from schemas.errors import (
     SubscriptionPending,
     SubscriptionRejected,
 )
-from services import privacy
+from services import privacy, task_policy
 from services.keys import hash_key, key_from_header
 
 
 def check_body(env: Envelope) -> None:
     """A direct NATS caller must send exactly one body, and one that names a
-    model. (An MCP call, ``api`` "mcp", is checked by ``mcp_policy.check_call``;
-    a REST call, ``api`` "rest", by ``rest_policy.check_call``.)"""
+    model; a task (an image, audio, moderation or rerank request) within
+    ``task_policy``'s bounds. (An MCP call, ``api`` "mcp", is checked by
+    ``mcp_policy.check_call``; a REST call, ``api`` "rest", by
+    ``rest_policy.check_call``.)"""
     if env.tool is not None:
         raise InvalidRequest("A request that carries 'tool' (an MCP call) is an MCP request ('api': 'mcp').")
     if env.rest is not None:
         raise InvalidRequest("A request that carries 'rest' (a REST call) is a REST request ('api': 'rest').")
-    if (env.body is None) == (env.embeddings is None):
-        raise InvalidRequest("An envelope carries exactly one of 'body' (chat) and 'embeddings'.")
+    if sum(part is not None for part in (env.body, env.embeddings, env.task)) != 1:
+        raise InvalidRequest("An envelope carries exactly one of 'body' (chat), 'embeddings' and 'task'.")
+    if env.task is not None:
+        task_policy.check(env.task, env.api)
+    elif env.api in task_policy.TASK_APIS:
+        raise InvalidRequest(f"A request of api {env.api!r} carries its request in 'task'.")
     # A Responses request's input may hold only items the unified body leaves
     # out (a compaction, OpenAI's tools' items): an OpenAI deployment gets the
     # client's own body, and another family's upstream says what it makes of none.

@@ -132,9 +132,46 @@ def read_catalog(path: Path) -> dict[str, CatalogModel]:
     for name, entry in catalog.items():
         try:
             price_of(entry)
+            unit_prices(entry)
         except (PricingError, ArithmeticError) as exc:
             raise PricingError(f"catalog entry {name!r}: {exc}") from exc
     return catalog
+
+
+def unit_prices(entry: CatalogModel) -> dict[str, int]:
+    """Every price per unit of ``entry`` in pico-USD, by what it prices
+    ("image:<variant>", "audio_ms", "character", "search_unit"): each must
+    be a whole number of pico-USD per unit, so that units times price is the
+    exact cost (a price per minute that is not a whole pico-USD per ms is
+    refused here, at load, rather than rounded on every request)."""
+    out = {f"image:{variant}": usd_to_pico(usd) for variant, usd in entry.usd_per_image.items()}
+    for unit, usd, per in (
+        ("audio_ms", entry.usd_per_minute, 60_000),
+        ("character", entry.usd_per_mchar, 1_000_000),
+        ("search_unit", entry.usd_per_ksearch, 1_000),
+    ):
+        if usd is not None:
+            out[unit] = _exact(usd_to_pico_fraction(usd, per), usd)
+    return out
+
+
+def dearest_image_price(catalog_model: str, size: str | None) -> int | None:
+    """The most one image of ``size`` may cost, whatever its quality (a
+    request that leaves quality to the model may get the dearest); of any
+    size when ``size`` is unset or "auto"; None when the model has no
+    price per image."""
+    prices = unit_prices_of(catalog_model)
+    if prices is None or not any(key.startswith("image:") for key in prices):
+        return None
+    if size and size != "auto":
+        fitting = [p for key, p in prices.items() if key.startswith("image:") and _image_size(key) == size]
+        if fitting:
+            return max(fitting)
+    return max(p for key, p in prices.items() if key.startswith("image:"))
+
+
+def _image_size(key: str) -> str:
+    return key.removeprefix("image:").partition("/")[0]
 
 
 @functools.cache
@@ -149,20 +186,25 @@ def unit_price(catalog_model: str, unit: Unit, variant: str = "") -> int | None:
     unit) of a catalog model; None when the catalog prices it otherwise or
     lacks it. ``variant``: an image's "<size>/<quality>" (its size alone,
     then "*", are tried next)."""
-    entry = load_catalog().get(catalog_model)
-    if entry is None:
+    prices = unit_prices_of(catalog_model)
+    if prices is None:
         return None
-    if unit == "image":
-        size = variant.partition("/")[0]
-        usd = entry.usd_per_image.get(variant) or entry.usd_per_image.get(size) or entry.usd_per_image.get("*")
-        return usd_to_pico(usd) if usd is not None else None
-    if unit == "audio_ms" and entry.usd_per_minute is not None:
-        return _exact(usd_to_pico_fraction(entry.usd_per_minute, 60_000), entry.usd_per_minute)
-    if unit == "character" and entry.usd_per_mchar is not None:
-        return _exact(usd_to_pico_fraction(entry.usd_per_mchar, 1_000_000), entry.usd_per_mchar)
-    if unit == "search_unit" and entry.usd_per_ksearch is not None:
-        return _exact(usd_to_pico_fraction(entry.usd_per_ksearch, 1_000), entry.usd_per_ksearch)
+    if unit != "image":
+        return prices.get(unit)
+    size = variant.partition("/")[0]
+    for key in (variant, size, "*"):
+        found = prices.get(f"image:{key}")
+        if found is not None:
+            return found
     return None
+
+
+@functools.cache
+def unit_prices_of(catalog_model: str) -> dict[str, int] | None:
+    """``unit_prices`` of a catalog model (worked out once: a request's cost
+    looks them up), or None for a model the catalog lacks."""
+    entry = load_catalog().get(catalog_model)
+    return unit_prices(entry) if entry is not None else None
 
 
 def usd_to_pico_fraction(usd: str, per: int) -> Decimal:

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from schemas import subjects
 from schemas.chat import ChatBody, EmbeddingsBody
 from schemas.control import Budget, Limits
-from schemas.reservation import HOLD_PARALLEL, HOLD_REQUESTS, HOLD_SPEND, HOLD_TOKENS
-from services import pricing, tokens, usage
+from schemas.reservation import HOLD_PARALLEL, HOLD_REQUESTS, HOLD_SPEND, HOLD_TOKENS, Reservation
+from schemas.tasks import TaskRequest
+from services import pricing, task_usage, tokens, usage
 
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
@@ -175,3 +176,19 @@ def estimate_cost(prompt: int, output: int, catalog_model: str | None) -> int:
     if price is None:
         return 0
     return prompt * price.input + output * price.output
+
+
+def estimate_task(task: TaskRequest, catalog_models: list[str | None]) -> tuple[int, int]:
+    """(tokens of its text, the most it may cost) of an image, audio,
+    moderation or rerank request that a deployment priced as any of
+    ``catalog_models`` may serve: the dearest (``task_usage.worst_case``)."""
+    worst = [task_usage.worst_case(task, model) for model in dict.fromkeys(catalog_models or [None])]
+    return max(tokens for tokens, _ in worst), max(cost for _, cost in worst)
+
+
+def reserved_tokens(reservation: Reservation | None) -> int:
+    """The tokens admission took for a request (its tokens-per-minute hold):
+    what a task that reports none of its own used (its text, counted)."""
+    if reservation is None:
+        return 0
+    return next((h.amount for h in reservation.holds if h.kind == HOLD_TOKENS), 0)

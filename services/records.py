@@ -64,6 +64,7 @@ def request_event(
     prompt: PromptRef | None = None,
     trace_id: str = "",
     dropped: list[str] | None = None,
+    batch_id: str = "",
 ) -> RequestEvent:
     latency = max(0, done_ns - received_at_ns)
     split = time_split(reply.timing, extra_spans or [], latency)
@@ -89,6 +90,7 @@ def request_event(
         spans=[*reply.timing.spans, *(extra_spans or [])],
         trace_id=trace_id,
         dropped=dropped or [],
+        batch_id=batch_id,
         **split,
     )
     if reply.usage is not None:
@@ -98,11 +100,15 @@ def request_event(
         event.cache_write_tokens = reply.usage.cache_write_tokens
         event.reasoning_tokens = reply.usage.reasoning_tokens
         event.usage_source = reply.usage.source
+        # Images made, ms of audio heard, characters spoken, search units.
+        event.units, event.unit = reply.usage.units, reply.usage.unit
     if reply.cost is not None:
+        # The total includes the units' part (``Cost.total``), so every sum of cost counts them.
         event.cost_pico_usd = reply.cost.total
         event.cost_input_pico_usd = reply.cost.input
         event.cost_cached_input_pico_usd = reply.cost.cached_input
         event.cost_output_pico_usd = reply.cost.output
+        event.cost_units_pico_usd = reply.cost.units
     if isinstance(reply, Final) and reply.cache == "hit":
         event.cache_hit = True
         event.cost_saved_pico_usd = reply.cost_saved_pico_usd

@@ -10,8 +10,10 @@ from schemas.chat import ChatBody, EmbeddingsBody
 from schemas.control import ModelRoute
 from schemas.envelope import Deployment
 from schemas.errors import InvalidRequest, ModelNotFound
-from services import pricing, quota, strategies
+from schemas.tasks import ImageRequest, TaskRequest
+from services import pricing, quota, strategies, task_usage
 from services.health import HealthBoard
+from services.pricing import Mode
 
 
 class RouteTable:
@@ -58,30 +60,57 @@ def resolve(routes: RouteTable, model: str, api: str = "chat") -> ModelRoute:
     return route
 
 
+# Each client API and the catalog mode of the models it calls.
+API_MODES: dict[str, Mode] = {
+    "chat": "chat",
+    "messages": "chat",
+    "responses": "chat",
+    "count_tokens": "chat",
+    "embeddings": "embedding",
+    "images": "image",
+    "image_edits": "image",
+    "transcriptions": "audio_transcription",
+    "translations": "audio_transcription",
+    "speech": "speech",
+    "moderations": "moderation",
+    "rerank": "rerank",
+}
+# What a model of each mode is, and where to call it (the 400 names both).
+MODE_ENDPOINTS: dict[Mode, tuple[str, str]] = {
+    "chat": ("a chat", "/v1/chat/completions, /v1/messages or /v1/responses"),
+    "embedding": ("an embeddings", "/v1/embeddings"),
+    "image": ("an image", "/v1/images/generations or /v1/images/edits"),
+    "audio_transcription": ("a transcription", "/v1/audio/transcriptions or /v1/audio/translations"),
+    "speech": ("a speech", "/v1/audio/speech"),
+    "moderation": ("a moderation", "/v1/moderations"),
+    "rerank": ("a rerank", "/v1/rerank"),
+}
+
+
 def check_mode(dep: Deployment, model: str, api: str) -> None:
-    """An embeddings model does not chat and a chat model does not embed: the
-    upstream would refuse it, or worse, answer something meaningless. The
-    catalog knows each model's mode; a model it lacks is given the benefit of the doubt."""
+    """A model is called on the endpoint of its mode: an embeddings model
+    does not chat, a chat model makes no images; the upstream would refuse
+    the request, or worse, answer something meaningless. The catalog knows
+    each model's mode; a model it lacks is given the benefit of the doubt."""
     entry = pricing.load_catalog().get(dep.catalog_model or "")
-    if entry is None:
+    if entry is None or API_MODES.get(api, "chat") == entry.mode:
         return
-    wants = "embedding" if api == "embeddings" else "chat"
-    if entry.mode != wants:
-        endpoint = "/v1/embeddings" if entry.mode == "embedding" else "/v1/chat/completions or /v1/messages"
-        raise InvalidRequest(
-            f"The model {model!r} is {'an embeddings' if entry.mode == 'embedding' else 'a chat'} model; "
-            f"call it on {endpoint}.",
-            code="model_mode_mismatch",
-        )
+    kind, endpoint = MODE_ENDPOINTS[entry.mode]
+    raise InvalidRequest(f"The model {model!r} is {kind} model; call it on {endpoint}.", code="model_mode_mismatch")
 
 
-def priciest_catalog_model(route: ModelRoute) -> str | None:
+def priciest_catalog_model(route: ModelRoute, task: TaskRequest | None = None) -> str | None:
     """The catalog entry a limit or budget should reserve for: the request
-    may end up on any of the group's deployments."""
+    may end up on any of the group's deployments. A task (an image, audio,
+    moderation or rerank request) by what it may cost at each, for its
+    prices are per unit."""
     best, best_price = None, -1
     for dep in route.deployments:
-        price = pricing.price_for(dep.catalog_model or "")
-        total = price.input + price.output if price is not None else 0
+        if task is not None:
+            total = task_usage.worst_case(task, dep.catalog_model)[1]
+        else:
+            price = pricing.price_for(dep.catalog_model or "")
+            total = price.input + price.output if price is not None else 0
         if total > best_price:
             best, best_price = dep.catalog_model, total
     return best
@@ -107,6 +136,7 @@ class Request:
     embeddings: EmbeddingsBody | None = None
     # A deployment the caller pinned (policy checked that its key may).
     pin: str = ""
+    task: TaskRequest | None = None
 
 
 def plan(
@@ -148,7 +178,9 @@ def _ordered(
     if len(deployments) == 1:
         return list(deployments)
     costs: list[int] = []
-    if route.strategy == "cost":
+    if route.strategy == "cost" and req.task is not None:
+        costs = [task_usage.worst_case(req.task, d.catalog_model)[1] for d in deployments]
+    elif route.strategy == "cost":
         # One count of the prompt, priced per deployment.
         prompt, output = quota.estimate(req.body, req.embeddings, deployments[0].catalog_model, default_max_output)
         costs = [quota.estimate_cost(prompt, output, d.catalog_model) for d in deployments]
@@ -159,6 +191,8 @@ def _ordered(
 def _arm(route: ModelRoute, req: Request) -> str:
     """The A/B arm: by the request's ``user`` (else its key) or by the key."""
     user = req.body.user if req.body is not None else (req.embeddings.user if req.embeddings else None)
+    if isinstance(req.task, ImageRequest):
+        user = req.task.user
     sticky = (user or req.key_id) if route.sticky == "user" else req.key_id
     arms = [(name, share) for name, share in route.split.items() if share > 0]
     return strategies.sticky_arm(arms, sticky, salt=route.name) if arms else ""

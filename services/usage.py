@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from schemas.chat import ChatBody, Cost, EmbeddingsBody, Usage, UsageSource
-from schemas.tasks import TaskRequest
+from schemas.tasks import ImageRequest, TaskRequest
 from services import pricing, tokens
 from services.providers.base import embedding_inputs
 
@@ -86,10 +86,30 @@ def is_suspiciously_free(cost: Cost, catalog_model: str | None) -> bool:
     """A successful request that cost nothing although its model has a price:
     usage went missing somewhere, and the bill will be wrong."""
     price = pricing.price_for(catalog_model or "")
-    return price is not None and not price.is_free and cost.total == 0
+    if price is None or cost.total:
+        return False
+    return not price.is_free or any((pricing.unit_prices_of(catalog_model or "") or {}).values())
 
 
 def task_cut_short(task: TaskRequest, progress: CallProgress, catalog_model: str | None) -> tuple[Usage, Cost] | None:
-    """(issue 28: being built) What an image, audio, moderation or rerank call
-    that ended early is billed: None (nothing) until the units are settled."""
-    return None
+    """What an image, audio, moderation or rerank call that ended early is
+    billed, once its request reached the upstream: what the upstream said it
+    used, if it said (``progress.reported``), else what was asked
+    (``task_usage.as_asked``: an upstream that took the request makes the
+    images and speaks the text whether or not the answer comes back)."""
+    from services import task_usage  # it counts with this module's tokenizer choice
+
+    usage = progress.reported if progress.reported is not None else task_usage.as_asked(task, catalog_model)
+    return usage, task_cost(task, usage, catalog_model)
+
+
+def task_cost(task: TaskRequest, usage: Usage, catalog_model: str | None) -> Cost:
+    """``cost_of`` for a task's usage: an image at its size and quality's
+    price (the dearest its size may take when the model chose the quality)."""
+    from services import task_usage
+
+    if isinstance(task, ImageRequest) and usage.unit == "image":
+        per_image = task_usage.image_price(task, catalog_model)
+        if per_image is not None:
+            return Cost(units=usage.units * per_image)
+    return cost_of(usage, catalog_model)

@@ -32,6 +32,7 @@ from services import (
     privacy,
     rest_policy,
     routing,
+    task_policy,
     tokens,
     trace,
     usage,
@@ -125,6 +126,8 @@ class PolicyStage:
         else:
             key = policy.authenticate(header, self.keys.by_hash, now_ms)
         env.key_id, env.tenant_id = key.id, key.tenant_id
+        if env.task is not None:
+            task_policy.check_refs(env.task, key.tenant_id)
         assert self.last_used is not None and self.ledger is not None
         self.last_used.saw(key.id, now_ms)
         tenant = self.tenants.items.get(key.tenant_id)
@@ -161,7 +164,9 @@ class PolicyStage:
         # A token count is not kept either: it is cheap, and the cache keeps answers.
         # Nor is a tool's result: a call acts (or reads what changes), it is not a completion to reuse.
         # Nor is a REST service's answer: HTTP caching is the service's to say, not a completion's.
+        # Nor is a task's: images and speech are made anew each time, and their bytes age out of the store.
         keeps = answer_cache.cacheable(env.body) and not masking and env.api not in ("count_tokens", "mcp", "rest")
+        keeps = keeps and env.task is None
         if tenant is not None and tenant.cache is not None and keeps:
             env.cache_ttl_s, env.cache_lookup = answer_cache.decide(env.cache_control, tenant.cache)
         # A caller's own value is never kept: only its tenant opts in.
@@ -205,6 +210,10 @@ class PolicyStage:
             # A count uses no tokens and costs nothing: it takes a request
             # (and a parallel slot) from the limits, nothing from the rest.
             prompt, output, cost = 0, 0, 0
+        elif env.task is not None:
+            # Priced per image, second, character or search: the dearest any deployment may charge.
+            models = [d.catalog_model for d in route.deployments] if route is not None else []
+            (prompt, cost), output = quota_svc.estimate_task(env.task, models), 0
         else:
             catalog_model = routing.priciest_catalog_model(route) if route is not None else None
             prompt, output = quota_svc.estimate(env.body, env.embeddings, catalog_model, self.default_max_output)

@@ -12,7 +12,7 @@ from schemas.control import Tenant, decode_tenant
 from schemas.envelope import Envelope, Privacy
 from schemas.errors import InvalidRequest, RedactionUnavailable
 from schemas.replies import Redacted
-from services import mcp_privacy, privacy, rest_privacy
+from services import mcp_privacy, privacy, rest_privacy, task_privacy
 from services.bus.kv import KvMirror
 from workers import runner
 
@@ -51,6 +51,9 @@ class RedactionStage:
             elif env.rest is not None:
                 # A REST call's JSON body (policy routes only a service that opts in here).
                 found = rest_privacy.inspect_body(env.rest, rules)
+            elif env.task is not None:
+                # An image, audio, moderation or rerank request's texts (never its uploaded bytes).
+                found = task_privacy.inspect_task(env.task, rules)
             else:
                 found = privacy.inspect(env.body, env.embeddings, rules)
                 found.detections += privacy.injection(env.body, rules)

@@ -139,7 +139,9 @@ class RoutingStage:
             env.arm, env.retries = "", plan.retries
             await ctx.forward(env, start_ns)
             return
-        request = routing.Request(env.model, env.api, env.key_id, body=env.body, embeddings=env.embeddings, pin=env.pin)
+        request = routing.Request(
+            env.model, env.api, env.key_id, body=env.body, embeddings=env.embeddings, pin=env.pin, task=env.task
+        )
         plan = routing.plan(self.table, request, self.board, start_ns / 1e9, self.rng, self.default_max_output)
         env.group, env.candidates, env.context_candidates = plan.group, plan.candidates, plan.context_candidates
         env.arm, env.retries = plan.arm, plan.retries

@@ -35,6 +35,7 @@ from schemas.events import add_rest_call, add_tool_call
 from schemas.ids import new_id
 from schemas.replies import Failure, Final
 from services import admission, records, reply_split
+from services import quota as quota_svc
 from services.bus import metrics, process, quota_ledger, tracing
 from services.bus.events import EventPublisher
 from services.config import settings_from_env
@@ -115,6 +116,9 @@ class StageContext:
         if env.quota is not None:
             reply.rate = reply.rate or env.quota.rate
             used = reply.usage.prompt_tokens + reply.usage.completion_tokens if reply.usage else 0
+            if env.task is not None and not used:
+                # A task's upstream reports units, not tokens: its text as admission counted it.
+                used = quota_svc.reserved_tokens(env.quota)
             quota_ledger.settle(self.counters, env.quota, used, reply.cost.total if reply.cost else 0)
         row = records.request_event(
             request_id=env.id,
@@ -130,6 +134,7 @@ class StageContext:
             prompt=env.prompt,
             trace_id=env.trace_id,
             dropped=passthrough.dropped_for(env, reply.deployment),
+            batch_id=env.batch_id,
         )
         if env.tool is not None:
             add_tool_call(row, env.tool, reply)

@@ -55,7 +55,7 @@ from schemas.events import Detection
 from schemas.mcp import McpCall
 from schemas.replies import Chunk, Failure, Final, Timing
 from schemas.rest import RestCall, RestHead, RestResult
-from services import answer_cache, call_logs, detectors, mcp_privacy
+from services import answer_cache, call_logs, detectors, mcp_privacy, task_privacy
 from services import usage as usage_svc
 from services.flow_window import SendWindow
 from services.masking import AnswerRestorer, OutputScanner
@@ -231,7 +231,7 @@ class RequestCall:
             tool_result=tool_result,
             rest=outcome.rest,
             data=outcome.data,
-            task_result=outcome.task_result,
+            task_result=task_privacy.restore_result(outcome.task_result, env.privacy),
             deployment=dep.name,
             provider=dep.provider,
             attempts=len(self.walk.tries),
