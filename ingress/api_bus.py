@@ -43,7 +43,7 @@ log = logging.getLogger("sluice.ingress.client_apis")
 # The client APIs served on the bus by name (``sluice.v1.in.<name>``): those
 # answered in JSON, from a JSON body. Where two paths share a name (rerank's
 # /v1 and /v2), the first in the table.
-BUS_APIS = ("responses", "images", "moderations", "rerank")
+BUS_APIS = subjects.CLIENT_APIS_ON_THE_BUS
 
 
 def _on_the_bus() -> dict[str, ClientApi]:

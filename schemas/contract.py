@@ -144,6 +144,13 @@ CHANNELS: list[Channel] = [
      "OpenAI's Responses API for services: the JSON body POST /v1/responses takes, with the caller's key in "
      "an Authorization header. The reply is the JSON an HTTP caller gets (a Response, or an OpenAI error), "
      "its status in a Sluice-Status header; whole, never streamed."),
+    ("taskApisIn", f"{subjects.PREFIX}.in.{{api}}", {"api": "images (generations), moderations or rerank."},
+     [], "service",
+     "Image generation, moderation and rerank for services, as sluice.v1.in.responses: the JSON body the "
+     "HTTP path takes (POST /v1/images/generations, /v1/moderations, /v1/rerank), with the caller's key in "
+     "an Authorization header; answered with the JSON an HTTP caller gets, its status in a Sluice-Status "
+     "header. An image comes back as b64_json (as a URL only when [portal] base_url is set). Uploads and "
+     "speech are HTTP's alone; an answer larger than one message is a 413."),
     ("mcpIn", subjects.IN_MCP, {}, [], "service",
      "MCP for services: one JSON-RPC request (tools/list, tools/call, prompts/list, prompts/get, "
      "resources/list, resources/read, ping) as JSON, with the caller's key in an Authorization header; "

@@ -17,8 +17,12 @@ def in_api(slug: str) -> str:
 
 
 # A client API in its own JSON shape for services (``ingress.api_bus``):
-# ``sluice.v1.in.responses`` (OpenAI's Responses API).
+# ``sluice.v1.in.responses`` (OpenAI's Responses API), and those of
+# ``CLIENT_APIS_ON_THE_BUS`` alike (``sluice.v1.in.<api>``).
 IN_RESPONSES = f"{PREFIX}.in.responses"
+# The client APIs served so: answered in JSON, from a JSON body (not the
+# uploads, nor speech's audio).
+CLIENT_APIS_ON_THE_BUS = ("responses", "images", "moderations", "rerank")
 
 
 def in_client_api(name: str) -> str:

@@ -85,7 +85,8 @@ ROLES: dict[str, Permissions] = {
             f"{subjects.CONTROL_READY}.*",
             f"{subjects.CONTROL_HEARTBEAT}.*",  # which stages are up (/readyz)
             subjects.IN_API_ALL,
-            subjects.IN_RESPONSES,  # the Responses API for services
+            # The Responses API, images, moderations and rerank for services.
+            *(subjects.in_client_api(name) for name in subjects.CLIENT_APIS_ON_THE_BUS),
             subjects.IN_MCP,  # MCP's JSON-RPC for services
             f"{subjects.JOBS}.>",  # jobs coming in (the ingress queues them)
             subjects.CONTROL_JOBS,
