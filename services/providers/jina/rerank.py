@@ -29,8 +29,9 @@ class _Body(msgspec.Struct, omit_defaults=True):
     model: str
     query: str
     documents: list[str]
+    # Always written: Jina's default is true.
+    return_documents: bool
     top_n: int | None = None
-    return_documents: bool = False
 
 
 class _Result(msgspec.Struct):
@@ -59,7 +60,11 @@ class JinaRerank:
 
     def build_rerank_request(self, deployment: Deployment, task: RerankRequest, api_key: str | None) -> UpstreamRequest:
         body = _Body(
-            model=deployment.upstream_model, query=task.query, documents=document_texts(task), top_n=task.top_n
+            model=deployment.upstream_model,
+            query=task.query,
+            documents=document_texts(task),
+            return_documents=False,
+            top_n=task.top_n,
         )
         return UpstreamRequest(
             url=f"{deployment.base_url}/rerank", headers=bearer_json_headers(api_key), content=_encode(body)

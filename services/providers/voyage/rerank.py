@@ -29,9 +29,10 @@ class _Body(msgspec.Struct, omit_defaults=True):
     model: str
     query: str
     documents: list[str]
+    # Both always written, whatever Voyage's defaults are now.
+    return_documents: bool
+    truncation: bool
     top_k: int | None = None
-    return_documents: bool = False
-    truncation: bool = True
 
 
 class _Result(msgspec.Struct):
@@ -58,7 +59,12 @@ class VoyageRerank:
 
     def build_rerank_request(self, deployment: Deployment, task: RerankRequest, api_key: str | None) -> UpstreamRequest:
         body = _Body(
-            model=deployment.upstream_model, query=task.query, documents=document_texts(task), top_k=task.top_n
+            model=deployment.upstream_model,
+            query=task.query,
+            documents=document_texts(task),
+            return_documents=False,
+            truncation=True,
+            top_k=task.top_n,
         )
         return UpstreamRequest(
             url=f"{deployment.base_url}/rerank", headers=bearer_json_headers(api_key), content=_encode(body)
