@@ -144,7 +144,7 @@ class ApiBus:
             renderer = api.renderer(RequestView(session.id, session.created, session.model, parsed))
             reply = await session.collect()
             if isinstance(reply, Final):
-                finish = task_answers.finisher(gw, parsed.task, lambda: base)
+                finish = task_answers.finisher(gw, parsed.task, (lambda: base) if base else None)
                 if finish is not None:
                     await finish(reply)
                 body = renderer.final(reply)
@@ -177,8 +177,9 @@ def _too_large(api: ClientApi, request_id: str, size: int) -> tuple[int, bytes]:
 
 def _public_base(gw: Gateway, task: TaskRequest | None) -> str:
     """Where an image's URL points for a bus caller: the gateway's public
-    address, when the config names one. Without it, an image can only come
-    back as ``b64_json``: refused before anything is spent."""
+    address, when the config names one ("" when it does not: an image then
+    comes back as ``b64_json``, and one asked for as a URL is refused
+    before anything is spent)."""
     if not isinstance(task, ImageRequest):
         return ""
     base = gw.people.config.base_url.rstrip("/")

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import msgspec
+
+from ingress import image_content
 from ingress.gateway import Gateway
 from schemas.replies import Final
 from schemas.tasks import ImageRequest, ImagesResult, TaskRequest
@@ -16,19 +19,20 @@ from schemas.tasks import ImageRequest, ImagesResult, TaskRequest
 Finish = Callable[[Final], Awaitable[None]]
 
 
-def finisher(gw: Gateway, task: TaskRequest | None, public_base: Callable[[], str]) -> Finish | None:
+def finisher(gw: Gateway, task: TaskRequest | None, public_base: Callable[[], str] | None) -> Finish | None:
     """What completes this request's answer, if anything does (an image
-    request's). ``public_base`` is asked only when an answer needs it."""
+    request's). ``public_base`` is asked only when an answer needs a URL;
+    None: the door has no address to give (the bus, without ``[portal]
+    base_url``), so an image not asked for as a URL comes as ``b64_json``
+    (one asked for so was refused before it was published)."""
     if not isinstance(task, ImageRequest):
         return None
+    request = task
+    if public_base is None and request.response_format is None:
+        request = msgspec.structs.replace(request, response_format="b64_json")
 
     async def finish(final: Final) -> None:
         if isinstance(final.task_result, ImagesResult):
-            # Loaded with the first image answer: a gateway serving no images loads none of it.
-            try:
-                from ingress import image_content
-            except ImportError:  # (issue 28) until the images helper's module lands
-                return
-            await image_content.inline(gw, final, task, public_base())
+            await image_content.inline(gw, final, request, public_base() if public_base is not None else "")
 
     return finish

@@ -639,6 +639,33 @@ async def test_a_bus_image_by_url_needs_the_gateways_public_address() -> None:
     assert status == 502 and ScriptedSession.made[0].published is not None
 
 
+async def test_an_image_is_completed_at_the_door_and_on_the_bus_without_an_address_as_base64(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ingress import image_content, task_answers
+    from schemas.tasks import ImageOut, ImagesResult
+
+    seen: list[tuple[str | None, str]] = []
+
+    async def inline(gw: Any, final: Final, request: ImageRequest, public_base: str) -> None:
+        seen.append((request.response_format, public_base))
+
+    monkeypatch.setattr(image_content, "inline", inline)
+    made = ImagesResult(images=[ImageOut(blob=BlobRef(name="acme/image/" + "i" * 24, size=3))])
+    final = Final(id="req-1", seq=0, model="dall-e-2", usage=Usage(), task_result=made)
+    unasked, by_url = (
+        ImageRequest(model="dall-e-2", prompt="p"),
+        ImageRequest(model="m", prompt="p", response_format="url"),
+    )
+    assert task_answers.finisher(FakeGateway(), ModerationRequest(model="m", input="x"), None) is None  # type: ignore[arg-type]
+    for task, base in ((unasked, lambda: "http://gw:1"), (unasked, None), (by_url, lambda: "https://api.example")):
+        finish = task_answers.finisher(FakeGateway(), task, base)  # type: ignore[arg-type]
+        assert finish is not None
+        await finish(final)
+    assert seen == [(None, "http://gw:1"), ("b64_json", ""), ("url", "https://api.example")]
+    assert unasked.response_format is None  # the published task is the caller's
+
+
 class BigRenderer(TextRenderer):
     def final(self, f: Final) -> bytes:
         return b"x" * 5000
