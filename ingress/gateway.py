@@ -31,6 +31,7 @@ from schemas.replies import Failure, Final
 from schemas.rest import RestCall, RestService, decode_service
 from services import records, routing
 from services.bus import metrics, process, tracing
+from services.bus.blobs import BlobStore
 from services.bus.events import EventPublisher
 from services.bus.file_records import FileRecords
 from services.bus.kv import KeyIndex, KvMirror
@@ -101,6 +102,8 @@ class Gateway:
         self.responses = StoredResponses()
         # The Files API's records (their bytes are in the object store).
         self.files = FileRecords(nc.jetstream())
+        # The object stores: files, uploads and the images made (``services.bus.blobs``).
+        self.blobs = BlobStore(nc.jetstream())
         # Queues a job the gateway made (a background response): the job
         # intake's ``queue``, set by the app once the job runner started.
         self.queue_job: Callable[[bytes, str, str, str, str, str], Awaitable[int]] | None = None
@@ -113,6 +116,7 @@ class Gateway:
             await mirror.start(js)
         await self.replies.start()
         await self.responses.start(js)
+        await self.blobs.start()
         await self.nc.subscribe(f"{subjects.CONTROL_HEARTBEAT}.*", cb=self._on_beat)
         self.events.start()
         self._metrics = asyncio.create_task(metrics.run_flusher(), name="metrics")
