@@ -25,7 +25,7 @@ import time
 import msgspec
 from nats.aio.msg import Msg
 
-from ingress import conversations, responses_background, task_answers
+from ingress import conversations, http_relay, responses_background, task_answers
 from ingress.gateway import Gateway
 from ingress.session import BusSession
 from ingress.uploads import refuse_refs
@@ -123,7 +123,7 @@ class ApiBus:
                 raise GatewayBusy("This gateway process has too many bus requests in flight; retry shortly.")
             parsed = api.parse(whole(msg.data) if api.streams else msg.data)
             refuse_refs(parsed.task)
-            if api.media_type(parsed) != b"application/json":
+            if http_relay.answer_kind(api.media_type(parsed), False) != "json":
                 raise InvalidRequest(f"This request's answer is not JSON; ask for it over HTTP at {api.path}.")
             base = _public_base(gw, parsed.task)
             session = BusSession(gw, api.name, parsed.model, False, received_ns, request_id, origin="nats")

@@ -121,9 +121,10 @@ async def _serve(
         renderer = api.renderer(RequestView(session.id, session.created, session.model, parsed))
         keep = None if caller is None else lambda fmt: conversations.keep(gw, api, parsed, fmt, caller)
         media_type = api.media_type(parsed)
-        if parsed.stream:
+        kind = http_relay.answer_kind(media_type, parsed.stream)
+        if kind == "events":
             await http_relay.stream(session, receive, send, renderer, keep)
-        elif media_type != http_relay.JSON:
+        elif kind == "bytes":
             await http_relay.body(session, receive, send, renderer, media_type)
         else:
             finish = task_answers.finisher(gw, parsed.task, lambda: public_url.public_base(scope, trusted_proxies()))

@@ -8,6 +8,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 from ingress.http import JSON_HEADERS, SSE_HEADERS, Receive, Send, retry_after, send_bytes
 from ingress.replies import DISCONNECTED
@@ -22,6 +23,20 @@ log = logging.getLogger("sluice.ingress.http")
 # Called once the answer is rendered, before the client has it (``ingress.conversations.keep``).
 Keep = Callable[[Renderer], Awaitable[None]]
 JSON = b"application/json"
+EVENTS = b"text/event-stream"
+AnswerKind = Literal["json", "events", "bytes"]
+
+
+def answer_kind(media_type: bytes, stream: bool) -> AnswerKind:
+    """How an answer of ``media_type`` goes out: server-sent events (a
+    stream asked for, or an answer that is events whatever was asked),
+    bytes as they come (audio, a transcript's text: any other type, streamed
+    or not), or one JSON answer."""
+    if media_type.startswith(EVENTS):
+        return "events"
+    if media_type != JSON:
+        return "bytes"
+    return "events" if stream else "json"
 
 
 async def send_failure(call: BusSession, send: Send, fmt: Renderer, f: Failure) -> None:

@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from ingress import conversations, public_url, task_answers
+from ingress import conversations, http_relay, public_url, task_answers
 from ingress.gateway import Gateway
 from ingress.http import Receive, Scope, Send, header
 from ingress.peer import trusted_proxies
@@ -207,10 +207,9 @@ class Connection:
         try:
             parsed = api.parse(bytes(msg.body))
             refuse_refs(parsed.task)
-            if not parsed.stream and api.media_type(parsed) != b"application/json":
-                raise InvalidRequest(
-                    "This request's answer is not JSON: ask for it as a stream of events, or over HTTP."
-                )
+            kind = http_relay.answer_kind(api.media_type(parsed), parsed.stream)
+            if kind == "bytes":
+                raise InvalidRequest("This request's answer is not JSON: ask for it as events, or over HTTP.")
         except GatewayError as exc:
             self.outbox.put(rid, response(rid, exc.status, api.error_body(Failure.from_error(rid, exc))))
             return
@@ -229,7 +228,7 @@ class Connection:
                 task=parsed.task,
             )
             fmt = api.renderer(RequestView(session.id, session.created, session.model, parsed))
-            if not parsed.stream:
+            if kind == "json":
                 whole = await session.collect()
                 if isinstance(whole, Final):
                     finish = task_answers.finisher(self.gw, parsed.task, lambda: self.public_base)

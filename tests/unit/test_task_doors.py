@@ -132,7 +132,9 @@ class SpeechBody(msgspec.Struct):
 
 def parse_speech(raw: bytes) -> Parsed:
     body = decode_json(msgspec.json.Decoder(SpeechBody).decode, raw)
-    return Parsed(model=body.model, task=SpeechRequest(model=body.model, input=body.input, voice=body.voice))
+    # As the audio row has it: the audio goes out as it comes (bytes, by its media type, not events).
+    task = SpeechRequest(model=body.model, input=body.input, voice=body.voice)
+    return Parsed(model=body.model, stream=True, task=task)
 
 
 class SpeechRenderer(TextRenderer):
@@ -527,6 +529,23 @@ async def test_a_speech_listener_who_leaves_cancels_the_upstream_call() -> None:
     sent, asked = await call(gw, SPEECH, SPEAK, [audio_chunk(0, b"ID3"), WAIT], leave_after=1)
     assert asked == ["body", "disconnect"] and ScriptedSession.made[0].cancelled
     assert [m["body"] for m in sent[1:]] == [b"ID3"]
+
+
+@pytest.mark.parametrize(
+    ("media_type", "stream", "kind"),
+    [
+        (b"application/json", False, "json"),
+        (b"application/json", True, "events"),  # chat's stream
+        (b"text/event-stream", True, "events"),  # a streamed transcript, speech as events
+        (b"text/event-stream", False, "events"),
+        (b"audio/mpeg", True, "bytes"),  # speech, streamed as it comes
+        (b"text/plain; charset=utf-8", False, "bytes"),  # a transcript's text
+    ],
+)
+def test_an_answer_goes_out_by_its_media_type(media_type: bytes, stream: bool, kind: str) -> None:
+    from ingress import http_relay
+
+    assert http_relay.answer_kind(media_type, stream) == kind
 
 
 # Uploads, in parts.
