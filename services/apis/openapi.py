@@ -97,8 +97,9 @@ _TEXT = {"type": "string"}
 # says which per request; the table does not list them all).
 _OTHER_ANSWERS: dict[str, dict[str, Any]] = {
     "speech": {"audio/*": {"schema": _BINARY}},
-    "transcriptions": {"text/plain": {"schema": _TEXT}},
-    "translations": {"text/plain": {"schema": _TEXT}},
+    # text and srt as text/plain, vtt as text/vtt.
+    "transcriptions": {"text/plain": {"schema": _TEXT}, "text/vtt": {"schema": _TEXT}},
+    "translations": {"text/plain": {"schema": _TEXT}, "text/vtt": {"schema": _TEXT}},
 }
 # Answers that are never JSON (an error still is).
 _NOT_JSON = frozenset({"speech"})
