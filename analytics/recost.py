@@ -41,6 +41,9 @@ FROM (
       AND deployment IN {deployments:Array(String)}
       AND NOT cache_hit
       AND api != 'mcp'
+      -- Priced per unit (images, audio, characters, searches): the row does not keep what
+      -- the price depended on (an image's size and quality), so it is left as recorded.
+      AND unit = ''
       AND ({model:String} = '' OR model = {model:String})
       AND ({tenant_id:String} = '' OR tenant_id = {tenant_id:String})
 ) AS r

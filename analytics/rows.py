@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import operator
 from collections.abc import Sequence
 
 import msgspec
@@ -81,7 +82,15 @@ REQUEST_COLUMNS = [
     "rest_version",
     "http_method",
     "route",
+    "units",
+    "unit",
+    "cost_units_pico_usd",
+    "batch_id",
 ]
+# The event field each requests column is filled from: its own name, but for these.
+_REQUEST_SOURCES = {"ts": "received_at_ns"}
+_request_values = operator.attrgetter(*(_REQUEST_SOURCES.get(c, c) for c in REQUEST_COLUMNS))
+_USAGE_SOURCE = REQUEST_COLUMNS.index("usage_source")
 API_CALL_COLUMNS = [
     "request_id",
     "ts",
@@ -174,6 +183,7 @@ _LIMITS: dict[type, tuple[tuple[str, tuple[int, int]], ...]] = {
         ("attempts", (0, 255)),
         ("prompt_version", _U32),
         ("rest_version", _U32),
+        ("units", _U64),
         *((name, _U32) for name in _TOKENS),
         *((name, _U64) for name in _REQUEST_U64),
     ),
@@ -260,64 +270,11 @@ def _event_row(e: Event) -> list:
 
 
 def _request_row(e: RequestEvent) -> list:
-    return [
-        e.request_id,
-        e.received_at_ns,
-        e.origin,
-        e.api,
-        e.tenant_id,
-        e.key_id,
-        e.model,
-        e.model_group,
-        e.deployment,
-        e.provider,
-        e.arm,
-        e.attempts,
-        e.stream,
-        e.status,
-        e.error_type,
-        e.error_code,
-        e.prompt_tokens,
-        e.completion_tokens,
-        e.cached_tokens,
-        e.cache_write_tokens,
-        e.reasoning_tokens,
-        e.usage_source or "",
-        e.cost_pico_usd,
-        e.cost_input_pico_usd,
-        e.cost_cached_input_pico_usd,
-        e.cost_output_pico_usd,
-        e.latency_ns,
-        e.ttft_ns,
-        e.ingress_ns,
-        e.policy_ns,
-        e.redact_ns,
-        e.route_ns,
-        e.cache_ns,
-        e.provider_ns,
-        e.bus_ns,
-        e.upstream_ttfb_ns,
-        e.upstream_stream_ns,
-        e.client_disconnected,
-        e.cache_hit,
-        e.cost_saved_pico_usd,
-        e.prompt_name,
-        e.prompt_version,
-        e.prompt_label,
-        e.parent_id,
-        e.trace_id,
-        e.dropped,
-        e.mcp_server,
-        e.mcp_tool,
-        e.mcp_method,
-        e.request_bytes,
-        e.response_bytes,
-        e.tool_error,
-        e.rest_service,
-        e.rest_version,
-        e.http_method,
-        e.route,
-    ]
+    """The event's fields in the columns' order: derived from
+    ``REQUEST_COLUMNS``, so a column added there cannot go unfilled."""
+    row = list(_request_values(e))
+    row[_USAGE_SOURCE] = row[_USAGE_SOURCE] or ""  # None: no usage was settled
+    return row
 
 
 def _attempt_row(e: AttemptEvent) -> list:

@@ -23,6 +23,7 @@ PANELS = {
     "by_api": ("by_api", "hours"),
     "tools": ("tools_by_server", "hours"),
     "rest": ("rest_calls", "hours"),
+    "batches": ("batches", "hours"),
     "latency": ("latency_by_model", "hours"),
     "cache": ("cache_savings", "hours"),
     "recent": ("recent_requests", "minutes"),

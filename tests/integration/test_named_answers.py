@@ -518,6 +518,13 @@ def _(store: Store) -> None:
     assert run(store, "rest_calls") == []
 
 
+@answer("batches")
+def _(store: Store) -> None:
+    # Only a batch's lines (batch_id set by the job runner) are: none of these requests is.
+    # Their known answers over batch rows: tests/integration/test_units_and_batches.py.
+    assert run(store, "batches") == []
+
+
 @pytest.mark.parametrize("name", sorted(NAMED))
 def test_each_named_query_gives_the_known_answer(store: Store, name: str) -> None:
     assert name in ANSWERS, f"named query {name!r} has no known answer in this test"

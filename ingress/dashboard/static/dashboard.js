@@ -90,6 +90,7 @@ function render(p) {
     x: p.budgets.map((b) => (Number(b.limit_usd) ? (100 * Number(b.committed_usd)) / Number(b.limit_usd) : 0)),
   }], { xaxis: { range: [0, 100] }, margin: { t: 10, r: 10, b: 40, l: 160 } });
   fill("alerts", p.alerts, ["state", "rule", "subject", "value", "threshold", (r) => when(r.fired_at_ms), (r) => when(r.resolved_at_ms), "detail"]);
+  fill("batches", p.batches, ["batch_id", "tenant_id", "lines", "succeeded", "failed", (r) => Number(r.prompt_tokens) + Number(r.completion_tokens), (r) => (r.unit ? `${r.units} ${r.unit}` : ""), (r) => usd(r.cost_pico_usd).toFixed(8), (r) => when(r.first_ms), (r) => when(r.last_ms)]);
   fill("recent", p.recent, [(r) => when(r.ts_ms), "request_id", "tenant_id", "key_id", "api", "model", "status", "tokens", (r) => usd(r.cost_pico_usd).toFixed(8), "latency_ms"], (r) => showRequest(r.request_id));
 }
 
