@@ -92,6 +92,10 @@ class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
     responses_ttl_s: float = 30 * 86400.0
     # An MCP session no request used for this long is forgotten; set when its bucket is made.
     mcp_session_ttl_s: float = 24 * 3600.0
+    # How long the media store (OBJ_MEDIA) keeps an upload (an audio file, an
+    # image to edit) and an image made, for its URL: its max_age, set when the
+    # bootstrap makes it and changed at the next start when this changes.
+    media_ttl_s: float = 3600.0
     # The Files API: the largest file a tenant may upload unless the tenant
     # says otherwise (OpenAI's limit), and how long a batch's input and
     # output files are kept unless the upload says (``expires_after``);
@@ -207,6 +211,8 @@ def load(path: str | Path) -> Config:
         raise ConfigError(f"{path}: call_log_ttl_days must be 0 (for ever) or more")
     if not g.mcp_session_ttl_s > 0:
         raise ConfigError(f"{path}: mcp_session_ttl_s must be more than 0")
+    if not g.media_ttl_s >= 60:
+        raise ConfigError(f"{path}: media_ttl_s must be at least 60 (an upload must outlive its request)")
     check_alerts(config, str(path))
     if problem := portal_settings.problem(config.portal):
         raise ConfigError(f"{path}: [portal] {problem}")
@@ -267,6 +273,7 @@ class ControlRecords(msgspec.Struct):
     responses_ttl_s: float = GatewaySettings.responses_ttl_s
     mcp_servers: dict[str, McpServer] = {}
     mcp_session_ttl_s: float = GatewaySettings.mcp_session_ttl_s
+    media_ttl_s: float = GatewaySettings().media_ttl_s  # an instance's: the class attribute is a descriptor
     # REST services by KV key (``<slug>.v<N>``).
     services: dict[str, RestService] = {}
 
@@ -369,6 +376,7 @@ def control_records(config: Config, extra_keys: dict[str, ApiKey] | None = None)
         responses_ttl_s=g.responses_ttl_s,
         mcp_servers=servers,
         mcp_session_ttl_s=g.mcp_session_ttl_s,
+        media_ttl_s=g.media_ttl_s,
         services=services,
     )
 

@@ -43,6 +43,7 @@ from schemas.rest import RestService, decode_service
 from services import admission, answer_cache, call_logs, privacy
 from services import usage as usage_svc
 from services.bus import process
+from services.bus.blobs import BlobStore
 from services.bus.kv import KvMirror, kv_key
 from services.config import settings_from_env
 from services.fence import Fences
@@ -212,9 +213,14 @@ class ProviderStage:
         self.replies = ReplyLog()
         self.mcp = McpSide()
         self.rest = RestSide()
+        # What a request uploaded, and where the images it makes are kept
+        # (``OBJ_MEDIA``: this role may not purge, so a write cut short ages out).
+        self.blobs: BlobStore | None = None
 
     async def start(self, ctx: runner.StageContext) -> None:
         self.client = make_upstream_http()
+        self.blobs = BlobStore(ctx.js, may_purge=False)
+        await self.blobs.start()
         await self.mcp.start(ctx.js)
         await self.rest.start(ctx.js, ctx.nc)
         await ctx.nc.subscribe(subjects.CONTROL_CANCEL, cb=self._on_cancel)
@@ -340,6 +346,7 @@ class ProviderStage:
             in_flight=self.calls,
             mcp=self.mcp,
             rest=self.rest.caller,
+            blobs=self.blobs,
         )
         self.inflight[env.id] = asyncio.current_task()  # type: ignore[assignment]
         if call.window is not None:

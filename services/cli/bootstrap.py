@@ -26,6 +26,7 @@ from schemas.prompts import decode_prompt
 from schemas.rest import RestService, decode_service
 from services import rest_config
 from services.bus import (
+    blobs,
     file_records,
     mcp_buckets,
     portal_buckets,
@@ -145,6 +146,7 @@ async def prepare(nc: Client, records: ControlRecords, replicas: int = 1) -> lis
     await mcp_buckets.ensure_buckets(js, replicas, records.mcp_session_ttl_s)
     await portal_buckets.ensure_buckets(js, replicas)
     await file_records.ensure_bucket(js, replicas)
+    await blobs.ensure_stores(js, records.media_ttl_s, replicas)  # files, uploads and images
     await alerting.ensure_buckets(nc, replicas)
     await lease.ensure_bucket(nc, replicas)  # which sink replica writes
     events = EventPublisher(js, "config")

@@ -20,7 +20,8 @@ from schemas.errors import InternalError, InvalidRequest, RecordNotFound, Reques
 from schemas.tasks import BlobRef
 from services.bus import blobs, credentials, process
 from services.bus.blobs import BlobStore
-from services.cli import nats_server
+from services.cli import bootstrap, nats_server
+from services.config import ControlRecords
 
 MB = 1024 * 1024
 
@@ -192,6 +193,15 @@ async def test_media_age_follows_the_setting(nc: Client) -> None:
     await blobs.ensure_stores(js, media_ttl_s=120)
     assert (await js.stream_info(f"OBJ_{subjects.OBJ_MEDIA}")).config.max_age == 120
     assert not (await js.stream_info(f"OBJ_{subjects.OBJ_BLOBS}")).config.max_age
+    await blobs.ensure_stores(js, media_ttl_s=3600)
+
+
+async def test_the_bootstrap_makes_the_stores_with_the_configured_age(nc: Client) -> None:
+    js = nc.jetstream()
+    # (responses_ttl_s and mcp_session_ttl_s given: their defaults are GatewaySettings' descriptors)
+    records = ControlRecords(keys={}, tenants={}, routes={}, responses_ttl_s=60, mcp_session_ttl_s=60, media_ttl_s=900)
+    await bootstrap.prepare(nc, records)
+    assert (await js.stream_info(f"OBJ_{subjects.OBJ_MEDIA}")).config.max_age == 900
     await blobs.ensure_stores(js, media_ttl_s=3600)
 
 
