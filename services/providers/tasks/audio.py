@@ -1,12 +1,267 @@
-"""(issue 28: being built) The audio requests' upstream call."""
+"""The audio requests' upstream call: a transcription or translation (the
+upload streamed from the object store into the upstream's multipart body)
+and speech (its audio on to the requester as it is read).
+
+What a call is billed:
+
+* a transcription, the audio's length in ms (``unit`` "audio_ms"): as the
+  upstream reported it (``usage.seconds``, or verbose_json's ``duration``),
+  else measured by us from the file's header (``services.audio_duration``;
+  source "estimated"), else guessed from the file's size at
+  ``GUESS_KBPS`` (estimated too). A model that reports tokens
+  (gpt-4o-transcribe) has them on the usage beside the ms, and the
+  catalog, which prices it per token, bills those (``usage.cost_of``);
+* speech, the characters of its input (``unit`` "character"), and the
+  tokens a model reports in its ``speech.audio.done`` event (gpt-4o-mini-tts,
+  priced per token).
+
+``progress.reported`` holds that usage as soon as it is known (speech's when
+the request leaves, a transcription's once its upload went out), so a call
+cut short is billed what the upstream already had (``usage.task_cut_short``).
+
+A streamed transcription's text and speech's audio reach the requester
+through ``on_body`` (as ``Chunk.data``: UTF-8 text deltas, audio slices);
+once the first went out, a failure is not tried again elsewhere.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import time
+from collections.abc import AsyncIterator
 
-from schemas.errors import InvalidRequest
-from services.providers.call import CallFailed, CallOutcome
+import httpx
+import msgspec
+
+from schemas.chat import Usage
+from schemas.envelope import Deployment
+from schemas.errors import GatewayError, InvalidRequest, UpstreamError
+from schemas.tasks import SpeechRequest, SpeechResult, TranscriptionRequest, TranscriptResult
+from services import audio_duration, audio_formats
+from services import usage as usage_svc
+from services.providers.call import CallFailed, CallOutcome, CallProgress, _failed
+from services.providers.http import Upstream, UpstreamResponse
+from services.providers.openai import audio as oa
+from services.providers.openai.chat import OpenAIChat
+from services.providers.registry import provider
+from services.providers.sse import sse_data
+from services.providers.tasks import BlobAccess, OnBody
+from services.providers.upload_body import FilePart, MultipartBody
+
+# The most bytes one ``Chunk.data`` carries (a message on the bus stays small).
+SLICE = 64 * 1024
+# The bitrate a file whose header we cannot read is taken to have: a middle
+# figure for speech in the compressed formats callers send (Opus and AAC
+# voice at 32-64 kbit/s, MP3 at 128).
+GUESS_KBPS = 64
 
 
-async def call(*args: Any) -> CallOutcome:
-    raise CallFailed(InvalidRequest("Not served yet.", status=501), 0, 0)
+async def call(
+    client: Upstream,
+    dep: Deployment,
+    task: TranscriptionRequest | SpeechRequest,
+    progress: CallProgress,
+    blobs: BlobAccess,
+    on_body: OnBody,
+) -> CallOutcome:
+    """One try of an audio request at ``dep``."""
+    known = provider(dep.provider)
+    if known.family not in oa.AUDIO_FAMILIES or not isinstance(known.chat, OpenAIChat):
+        error = InvalidRequest(f"Provider {dep.provider!r} (model deployment {dep.name!r}) serves no audio API.")
+        raise CallFailed(error, time.time_ns(), 0, repeatable=False)
+    if isinstance(task, SpeechRequest):
+        return await SpeechCall(client, dep, known.chat, task, progress, on_body).run()
+    return await TranscriptionCall(client, dep, known.chat, task, progress, blobs, on_body).run()
+
+
+def _api_key(dep: Deployment) -> str | None:
+    return os.environ.get(dep.api_key_env) if dep.api_key_env else None
+
+
+def _slices(data: bytes) -> list[bytes]:
+    return [data[i : i + SLICE] for i in range(0, len(data), SLICE)]
+
+
+class _Try:
+    """What both calls share: the timing, and whether anything reached the
+    requester yet (then the walk must not try again elsewhere)."""
+
+    def __init__(self, progress: CallProgress, on_body: OnBody) -> None:
+        self.progress = progress
+        self.on_body = on_body
+        self.start_ns = time.time_ns()
+        self.delivered = False
+
+    async def deliver(self, data: bytes) -> None:
+        if not self.progress.first_byte_ns:
+            self.progress.first_byte_ns = time.time_ns()
+        for piece in _slices(data):
+            self.delivered = True
+            await self.on_body(None, piece)
+
+    def failed(self, exc: GatewayError | httpx.TransportError) -> CallFailed:
+        failed = _failed(exc, self.start_ns, self.progress.first_byte_ns)
+        failed.repeatable = not self.delivered
+        return failed
+
+    def outcome(self, dep: Deployment, usage: Usage, result: TranscriptResult | SpeechResult) -> CallOutcome:
+        return CallOutcome(
+            model=dep.upstream_model,
+            usage=usage,
+            cost=usage_svc.cost_of(usage, dep.catalog_model),
+            finish_reason=None,
+            message=None,
+            start_ns=self.start_ns,
+            first_byte_ns=self.progress.first_byte_ns or time.time_ns(),
+            end_ns=time.time_ns(),
+            task_result=result,
+        )
+
+
+class TranscriptionCall(_Try):
+    def __init__(
+        self,
+        client: Upstream,
+        dep: Deployment,
+        adapter: OpenAIChat,
+        task: TranscriptionRequest,
+        progress: CallProgress,
+        blobs: BlobAccess,
+        on_body: OnBody,
+    ) -> None:
+        super().__init__(progress, on_body)
+        self.client, self.dep, self.adapter, self.task, self.blobs = client, dep, adapter, task, blobs
+        # The upload's first bytes as they went out: its header tells its length.
+        self.head = bytearray()
+        self.measured_ms: int | None = None
+
+    async def run(self) -> CallOutcome:
+        dep, task = self.dep, self.task
+        ref = task.audio
+        filename = audio_formats.upload_filename(ref.filename, ref.content_type)
+        part = FilePart("file", filename, ref.content_type, ref.size, self._tapped(self.blobs.read(ref)))
+        body = MultipartBody(oa.transcription_fields(task, dep.upstream_model), [part])
+        headers = oa.auth_headers(self.adapter, _api_key(dep)) | body.headers()
+        url = oa.transcription_url(self.adapter, dep, task.translate)
+        try:
+            self.progress.sent = True
+            resp = await self.client.post(url, headers, body.stream(), dep.timeout_s)
+            try:
+                if resp.status_code >= 400:
+                    raise self.adapter.map_error(resp.status_code, await resp.aread(), resp.headers)
+                if task.stream and _is_sse(resp):
+                    result, reported = await self._streamed(resp)
+                else:
+                    data = await resp.aread()
+                    self.progress.first_byte_ns = self.progress.first_byte_ns or time.time_ns()
+                    result, reported = oa.parse_transcript(data, task)
+                    if task.stream and result.text:  # whisper-1 answers a stream request whole
+                        await self.deliver(result.text.encode())
+            finally:
+                await resp.aclose()
+        except (GatewayError, httpx.TransportError) as exc:
+            raise self.failed(exc) from exc
+        return self.outcome(dep, self._settled(reported), result)
+
+    async def _tapped(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """The upload's bytes on to the body, its head kept; once all went
+        out, its measured length is what a cut call bills."""
+        async for chunk in chunks:
+            room = audio_duration.HEAD_BYTES - len(self.head)
+            if room > 0:
+                self.head += chunk[:room]
+            yield chunk
+        self.measured_ms = audio_duration.duration_ms(bytes(self.head), self.task.audio.size)
+        self.progress.reported = self._ours()
+
+    async def _streamed(self, resp: UpstreamResponse) -> tuple[TranscriptResult, Usage | None]:
+        """``transcript.text.delta`` events on to the requester as they come;
+        ``transcript.text.done`` ends it with the whole text and the usage."""
+        parts: list[str] = []
+        async for events in sse_data(resp.aiter_bytes()):
+            for data in events:
+                event = oa.transcript_event(data)
+                if event.type == "transcript.text.delta" and event.delta:
+                    parts.append(event.delta)
+                    await self.deliver(event.delta.encode())
+                elif event.type == "transcript.text.done":
+                    return TranscriptResult(text=event.text or "".join(parts)), oa.usage_of(event.usage)
+        raise UpstreamError("Upstream's transcript stream ended before its transcript.text.done event.")
+
+    def _ours(self) -> Usage:
+        """The audio's length as we can tell it: its header's, else the
+        request's (the ingress's reading), else a guess from its size."""
+        ms = self.measured_ms or self.task.duration_ms or self.task.audio.size * 8 // GUESS_KBPS
+        return Usage(units=ms, unit="audio_ms", source="estimated")
+
+    def _settled(self, reported: Usage | None) -> Usage:
+        if reported is not None and reported.unit == "audio_ms":
+            return reported
+        ours = self._ours()
+        if reported is not None:  # tokens: the catalog prices the model by them
+            return msgspec.structs.replace(reported, units=ours.units, unit="audio_ms")
+        return ours
+
+
+class SpeechCall(_Try):
+    def __init__(
+        self,
+        client: Upstream,
+        dep: Deployment,
+        adapter: OpenAIChat,
+        task: SpeechRequest,
+        progress: CallProgress,
+        on_body: OnBody,
+    ) -> None:
+        super().__init__(progress, on_body)
+        self.client, self.dep, self.adapter, self.task = client, dep, adapter, task
+        self.sent_bytes = 0
+
+    async def run(self) -> CallOutcome:
+        dep, task = self.dep, self.task
+        headers = oa.auth_headers(self.adapter, _api_key(dep)) | {"content-type": "application/json"}
+        characters = Usage(units=len(task.input), unit="character")
+        reported: Usage | None = None
+        try:
+            self.progress.sent = True
+            self.progress.reported = characters
+            resp = await self.client.post(
+                oa.speech_url(self.adapter, dep), headers, oa.speech_body(task, dep.upstream_model), dep.timeout_s
+            )
+            try:
+                if resp.status_code >= 400:
+                    raise self.adapter.map_error(resp.status_code, await resp.aread(), resp.headers)
+                if task.stream_format == "sse":
+                    reported = await self._events(resp)
+                else:
+                    async for data in resp.aiter_bytes():
+                        await self._audio(data)
+                content_type = audio_formats.speech_content_type(task.response_format)
+            finally:
+                await resp.aclose()
+        except (GatewayError, httpx.TransportError) as exc:
+            raise self.failed(exc) from exc
+        usage = characters
+        if reported is not None:
+            usage = msgspec.structs.replace(reported, units=characters.units, unit="character")
+        return self.outcome(dep, usage, SpeechResult(content_type=content_type, bytes=self.sent_bytes))
+
+    async def _audio(self, data: bytes) -> None:
+        if data:
+            self.sent_bytes += len(data)
+            await self.deliver(data)
+
+    async def _events(self, resp: UpstreamResponse) -> Usage | None:
+        """``speech.audio.delta`` events' audio on as bytes (the renderer
+        encodes them again for the caller); the done event's usage."""
+        async for events in sse_data(resp.aiter_bytes()):
+            for data in events:
+                audio, usage, done = oa.speech_event(data)
+                await self._audio(audio)
+                if done:
+                    return usage
+        raise UpstreamError("Upstream's speech stream ended before its speech.audio.done event.")
+
+
+def _is_sse(resp: UpstreamResponse) -> bool:
+    return resp.headers.get("content-type", "").startswith("text/event-stream")
