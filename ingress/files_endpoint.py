@@ -122,7 +122,7 @@ class FilesCall:
                 f"Method {method} is not allowed on {scope['path'][:200]}.", status=405, code="method_not_allowed"
             )
         if kind == "" and method == "POST":
-            return await self._answer(await self.upload(key))
+            return await self._answer((await self.upload(key)).public())
         if kind == "":
             return await self._list(key)
         record = await file_store.open_file(self.gw, key.tenant_id, file_id)
