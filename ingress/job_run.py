@@ -39,7 +39,7 @@ from schemas.envelope import Api
 from schemas.errors import ClientClosed, GatewayError, InvalidRequest, RecordNotFound, UpstreamError
 from schemas.jobs import JobClaim, JobResult
 from schemas.prompt_calls import ApiAnswer
-from schemas.replies import Accepted, Admitted, Chunk, Failure, Final, Redacted
+from schemas.replies import Accepted, Admitted, Chunk, Failure, Fenced, Final
 from schemas.reservation import Reservation
 from services.apis.base import ClientApi, Parsed
 from services.apis.table import APIS
@@ -60,6 +60,24 @@ class Replay(msgspec.Struct):
     quota: Reservation | None = None
     accepted: bool = False
     ended: Final | Failure | None = None
+
+    def saw(self, reply: object, pieces: Assembler) -> bool:
+        """Take the next reply the subject kept; True once it ended the request.
+        A provider's answer to a fence is kept there too (the fence asked with
+        this subject as its reply): one that holds a copy took the request, as
+        its ``Accepted`` would say; it never ends it."""
+        if isinstance(reply, Admitted):
+            self.quota = reply.quota or self.quota
+        elif isinstance(reply, Accepted):
+            self.accepted = True
+        elif isinstance(reply, Fenced):
+            self.accepted = self.accepted or reply.holds
+        elif isinstance(reply, Chunk):
+            pieces.add(reply)
+        elif isinstance(reply, Final | Failure):
+            self.ended = pieces.complete(reply) if isinstance(reply, Final) else reply
+            return True
+        return False
 
 
 def claim_subject(request_id: str) -> str:
@@ -264,19 +282,7 @@ class JobRun:
         try:
             while True:
                 msg = await sub.next_msg(timeout=2.0)
-                reply = bus.decode_reply(msg.data)
-                if isinstance(reply, Admitted):
-                    out.quota = reply.quota or out.quota
-                elif isinstance(reply, Redacted):
-                    pass
-                elif isinstance(reply, Accepted):
-                    out.accepted = True
-                elif isinstance(reply, Chunk):
-                    pieces.add(reply)
-                else:
-                    out.ended = pieces.complete(reply) if isinstance(reply, Final) else reply
-                    break
-                if msg.metadata.num_pending == 0:
+                if out.saw(bus.decode_reply(msg.data), pieces) or msg.metadata.num_pending == 0:
                     break
         except (TimeoutError, msgspec.DecodeError):
             pass
