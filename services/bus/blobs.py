@@ -204,6 +204,8 @@ class BlobStore:
         error of ``chunks``, of NATS, a cancellation) removes what it kept
         and is raised as it was (NATS's as a 503)."""
         bucket = bucket_of(name)
+        # A name is written once (``new_name`` never gives one twice), so no
+        # older object's chunks are looked for to remove, as nats-py does.
         chunk_subject = _chunk_subject(bucket, self._nuid.next().decode())
         acks: deque[asyncio.Future[api.PubAck]] = deque()
         sha = hashlib.sha256()
@@ -370,7 +372,10 @@ class BlobStore:
         # server takes API calls and stored messages on separate queues), so
         # its ack comes first.
         if acks:
-            await asyncio.wait([asyncio.ensure_future(a) for a in acks], timeout=OP_TIMEOUT_S)
+            await asyncio.wait(acks, timeout=OP_TIMEOUT_S)
+            for ack in acks:  # their errors are this failure's, already raised: retrieved, not logged
+                if ack.done() and not ack.cancelled():
+                    ack.exception()
         if not self.may_purge:
             return
         try:
