@@ -16,6 +16,8 @@ from litestar import Litestar
 from ingress import endpoint, files_endpoint, image_content, models, prompt_endpoint, responses_by_id, ws_relay
 from ingress.admin import app as admin_app
 from ingress.api_bus import ApiBus
+from ingress.batches_endpoint import BatchesEndpoint
+from ingress.batches_endpoint import matches as is_batches_path
 from ingress.dashboard import app as dashboard_app
 from ingress.file_sweeper import FileSweeper
 from ingress.gateway import Gateway
@@ -93,6 +95,7 @@ class IngressApp:
         self.api_bus: ApiBus | None = None
         self.jobs: JobRunner | None = None
         self.file_sweeper: FileSweeper | None = None
+        self.batches: BatchesEndpoint | None = None
         # MCP's doors: /mcp's endpoint is made with its first request; the
         # bus door listens from the start and makes its part with its first
         # message. Both share one McpCalls (``_mcp_calls``).
@@ -146,6 +149,9 @@ class IngressApp:
                 return await self._rest(scope, receive, tracked_send)
             if files_endpoint.matches(path):
                 return await files_endpoint.serve_files(gw, scope, receive, tracked_send)
+            if is_batches_path(path):
+                assert self.batches is not None, "lifespan not run"
+                return await self.batches.serve(scope, receive, tracked_send)
             slug = prompt_endpoint.slug_of(path)
             if method == "POST" and (api is not None or slug is not None):
                 if self.in_flight >= self.settings.max_in_flight:
@@ -277,6 +283,7 @@ class IngressApp:
                     self.jobs = JobRunner(self.gw)
                     await self.jobs.start()
                     self.gw.queue_job = self.jobs.intake.queue
+                    self.batches = BatchesEndpoint(self.gw, self.jobs.batches)
                     self.file_sweeper = FileSweeper(self.gw)
                     self.file_sweeper.start()
                     self.mcp_bus = McpBus(self.gw, self._mcp_calls)

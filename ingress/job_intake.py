@@ -11,14 +11,19 @@ failed result there too).
 
 Each tenant has a consumer of its own on the queue, created here on its
 first job, whose ack limit is the tenant's job concurrency: JetStream holds
-back its next job while that many run, in whichever runner.
+back its next job while that many run, in whichever runner. A batch's lines
+(``queue_lines``) go to the tenant's batch queue (``sluice.v1.batchq.<tenant>.<api>``),
+whose consumer's ack limit is its batch concurrency: a batch of thousands
+takes none of the room of the tenant's other jobs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
 
 import msgspec
 import nats.errors
@@ -40,6 +45,8 @@ log = logging.getLogger("sluice.ingress.jobs")
 # A held job is told "in progress" well inside this (``jobs.KEEPALIVE_S``).
 ACK_WAIT_S = 10.0
 _CALLER_HEADERS = (subjects.TRACEPARENT_HEADER, "Nats-Msg-Id")
+# A batch's lines are queued with this many acknowledgements awaited at once.
+LINES_IN_FLIGHT = 256
 
 
 class _ReplyOnly(msgspec.Struct):
@@ -58,7 +65,7 @@ def reply_of(data: bytes) -> str:
 class JobIntake:
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
-        # tenant -> the concurrency its consumer was made with
+        # consumer -> the concurrency it was made with
         self._consumers: dict[str, int] = {}
 
     async def start(self) -> None:
@@ -70,6 +77,10 @@ class JobIntake:
     def concurrency(self, tenant_id: str) -> int:
         tenant = self.gw.mirrors[subjects.KV_TENANTS].items.get(tenant_id)
         return (tenant.job_concurrency if tenant is not None else 0) or self.gw.settings.jobs_per_tenant
+
+    def batch_concurrency(self, tenant_id: str) -> int:
+        tenant = self.gw.mirrors[subjects.KV_TENANTS].items.get(tenant_id)
+        return (tenant.batch_concurrency if tenant is not None else 0) or self.gw.settings.batches_per_tenant
 
     async def _on_job(self, msg: Msg) -> None:
         headers = msg.headers or {}
@@ -109,7 +120,9 @@ class JobIntake:
             queued["Nats-Msg-Id"] = f"{tenant_id}:{submission}"
         js = self.gw.nc.jetstream()
         try:
-            await self._ensure_consumer(tenant_id)
+            await self._ensure_consumer(
+                subjects.jobs_consumer(tenant_id), f"{subjects.JOB_QUEUE}.{tenant_id}.>", self.concurrency(tenant_id)
+            )
             ack = await js.publish(
                 subjects.job_queue(tenant_id, api), data, stream=subjects.JOBS_STREAM, headers=queued
             )
@@ -120,20 +133,56 @@ class JobIntake:
         await self.gw.nc.publish(subjects.CONTROL_JOBS, tenant_id.encode())
         return {"stream": ack.stream, "seq": ack.seq, "duplicate": bool(ack.duplicate)}
 
-    async def _ensure_consumer(self, tenant_id: str) -> None:
-        limit = self.concurrency(tenant_id)
-        if self._consumers.get(tenant_id) == limit:
+    async def queue_lines(self, tenant_id: str, key_id: str, api: str, lines: AsyncIterator[tuple[str, bytes]]) -> int:
+        """Queue a batch's lines (``ingress.batch_create``: each its
+        Nats-Msg-Id and payload) on the tenant's batch queue; how many.
+        Runners are told as soon as the first ones are in."""
+        js = self.gw.nc.jetstream()
+        subject = subjects.batch_queue(tenant_id, api)
+        waiting: set[asyncio.Future] = set()
+        count = 0
+        try:
+            await self._ensure_consumer(
+                subjects.batch_consumer(tenant_id),
+                f"{subjects.BATCH_QUEUE}.{tenant_id}.>",
+                self.batch_concurrency(tenant_id),
+            )
+            async for msg_id, data in lines:
+                headers = {subjects.KEY_ID_HEADER: key_id, "Nats-Msg-Id": msg_id}
+                waiting.add(
+                    asyncio.ensure_future(js.publish(subject, data, stream=subjects.JOBS_STREAM, headers=headers))
+                )
+                count += 1
+                if len(waiting) >= LINES_IN_FLIGHT:
+                    done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                    for ack in done:
+                        ack.result()
+                if count == LINES_IN_FLIGHT:
+                    await self.gw.nc.publish(subjects.CONTROL_JOBS, tenant_id.encode())
+            await asyncio.gather(*waiting)
+            waiting.clear()
+        except (JetStreamError, nats.errors.Error) as exc:
+            log.warning("a batch of tenant %s could not be queued: %s", tenant_id, exc)
+            raise InternalError("The batch could not be queued; it is queued again shortly.", status=503) from exc
+        finally:
+            for ack in waiting:
+                ack.cancel()
+        await self.gw.nc.publish(subjects.CONTROL_JOBS, tenant_id.encode())
+        return count
+
+    async def _ensure_consumer(self, name: str, filter_subject: str, limit: int) -> None:
+        if self._consumers.get(name) == limit:
             return
         # Made or changed (its ack limit follows the tenant's setting); the server takes the same config again.
         config = ConsumerConfig(
-            durable_name=subjects.jobs_consumer(tenant_id),
-            filter_subject=f"{subjects.JOB_QUEUE}.{tenant_id}.>",
+            durable_name=name,
+            filter_subject=filter_subject,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=ACK_WAIT_S,
             max_ack_pending=limit,
         )
         await self.gw.nc.jetstream().add_consumer(subjects.JOBS_STREAM, config)
-        self._consumers[tenant_id] = limit
+        self._consumers[name] = limit
 
 
 def _now_ms() -> int:

@@ -17,7 +17,9 @@ stopped before it ended) is first looked up there:
   then never reach the upstream too.
 
 A prompt-API job runs several requests; one taken over after a crash is not
-run again (it may have been charged) but ends as interrupted.
+run again (it may have been charged) but ends as interrupted. A batch's line
+(``ingress.batch_runner``) is a job like any other, its request carrying the
+batch's id (``Envelope.batch_id``) to its row.
 """
 
 from __future__ import annotations
@@ -100,6 +102,8 @@ class JobRun:
         self.request_id = f"job-{job_id}"
         # A background response's id (set by the ingress that queued it): its answer is stored there.
         self.response_id = ""
+        # The batch a line belongs to (set by the batch runner): on its request, so on its row.
+        self.batch_id = ""
 
     def result(self, reply: Final | Failure | ApiAnswer) -> JobResult:
         return JobResult(
@@ -196,7 +200,14 @@ class JobRun:
         try:
             session.quota = quota
             await session.publish(
-                None, parsed.body, parsed.embeddings, raw=parsed.raw, traceparent=self.traceparent, key_id=self.key_id
+                None,
+                parsed.body,
+                parsed.embeddings,
+                raw=parsed.raw,
+                traceparent=self.traceparent,
+                key_id=self.key_id,
+                task=parsed.task,
+                batch_id=self.batch_id,
             )
             whole = await session.collect()
         finally:

@@ -5,6 +5,9 @@ results kept in a bucket and sent to the job's ``reply``.
 Tenants take turns: each round, a runner asks each tenant that has jobs
 waiting (and room under its concurrency) for one job, so one tenant's
 backlog of thousands never stands in front of another tenant's first job.
+A tenant's batch lines (``ingress.batch_runner``) wait in a queue of their
+own beside its jobs, asked in the same rounds for a few lines at a time, at
+the tenant's batch concurrency: a batch takes none of its jobs' room.
 A tenant's concurrency holds across every runner: its consumer's ack limit
 is that number, and a job is acknowledged only once its result is stored,
 so a runner that dies or stops leaves it to another (see ``job_run`` for
@@ -27,6 +30,7 @@ from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
+from ingress.batch_service import BatchService
 from ingress.gateway import Gateway
 from ingress.job_intake import JobIntake, reply_of
 from ingress.job_run import JobRun, invalid
@@ -55,6 +59,10 @@ ROUND_S = 2.0
 _NO_JOB = {"404", "408", "409"}
 # The server lists consumers this many at a time.
 CONSUMERS_PAGE = 256
+# A batch queue is asked for up to this many lines a round (a job queue for one).
+LINES_PER_ASK = 8
+_JOBS_PREFIX = subjects.jobs_consumer("")
+_BATCH_PREFIX = subjects.batch_consumer("")
 _decode_job_msgpack = msgspec.msgpack.Decoder(Job).decode
 _decode_job_json = msgspec.json.Decoder(Job).decode
 _decode_query_msgpack = msgspec.msgpack.Decoder(JobQuery).decode
@@ -74,10 +82,11 @@ class JobRunner:
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
         self.intake = JobIntake(gw)
+        self.batches = BatchService(gw, self.intake)
         self.held: dict[str, Held] = {}
         self._room = asyncio.Event()
         self._news = asyncio.Event()
-        # tenant -> its pull request in flight this round
+        # queue (its consumer's name) -> its pull request in flight this round
         self._asked: dict[str, asyncio.Future[None]] = {}
         self._turn = 0
         # Jobs taken since start: how a round tells it took any.
@@ -90,7 +99,8 @@ class JobRunner:
         nc = self.gw.nc
         self.kv = await nc.jetstream().key_value(subjects.KV_JOB_RESULTS)
         await self.intake.start()
-        # Jobs answer pull requests here, one subject per tenant.
+        await self.batches.start()
+        # Jobs answer pull requests here, one subject per queue.
         self._inbox = nc.new_inbox()
         self.pulls = await nc.subscribe(f"{self._inbox}.*", cb=self._on_pulled)
         self.news = await nc.subscribe(subjects.CONTROL_JOBS, cb=self._on_news)
@@ -109,6 +119,8 @@ class JobRunner:
                 await sub.unsubscribe()
         with contextlib.suppress(Exception):
             await self.intake.stop()
+        with contextlib.suppress(Exception):
+            await self.batches.stop()
         running = [h.task for h in self.held.values() if h.task is not None]
         if running:
             await asyncio.wait(running, timeout=STOP_WAIT_S)
@@ -137,57 +149,64 @@ class JobRunner:
                     await self._news.wait()
 
     async def _round(self) -> int:
-        """Ask each tenant with work (and room) for one job, starting one
-        further along each round; the jobs are taken as they come."""
+        """Ask each queue with work (and room) for a job (a few lines of a
+        batch queue), starting one further along each round; the jobs are
+        taken as they come."""
         room = self.gw.settings.jobs_held - len(self.held)
         if room <= 0:
             self._room.clear()
             await self._room.wait()
             return 1
-        tenants = await self._tenants_with_work()
-        if not tenants:
+        queues = await self._queues_with_work()
+        if not queues:
             return 0
-        self._turn = (self._turn + 1) % len(tenants)
-        turn = (tenants[self._turn :] + tenants[: self._turn])[:room]
+        self._turn = (self._turn + 1) % len(queues)
+        turn = (queues[self._turn :] + queues[: self._turn])[:room]
+        lines = max(1, min(LINES_PER_ASK, room // len(turn)))
         before = self._taken
         loop = asyncio.get_running_loop()
-        for tenant in turn:
-            self._asked[tenant] = loop.create_future()
-            ask = {"batch": 1, "no_wait": True}
-            api = f"$JS.API.CONSUMER.MSG.NEXT.{subjects.JOBS_STREAM}.{subjects.jobs_consumer(tenant)}"
-            await self.gw.nc.publish(api, json.dumps(ask).encode(), reply=f"{self._inbox}.{tenant}")
+        for queue in turn:
+            self._asked[queue] = loop.create_future()
+            ask = {"batch": lines if queue.startswith(_BATCH_PREFIX) else 1, "no_wait": True}
+            api = f"$JS.API.CONSUMER.MSG.NEXT.{subjects.JOBS_STREAM}.{queue}"
+            await self.gw.nc.publish(api, json.dumps(ask).encode(), reply=f"{self._inbox}.{queue}")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(ROUND_S):
                 await asyncio.gather(*self._asked.values())
         self._asked.clear()
         return self._taken - before
 
-    async def _tenants_with_work(self) -> list[str]:
+    async def _queues_with_work(self) -> list[str]:
+        """The consumers (a tenant's jobs, a tenant's batch lines) with
+        work, in an order where each tenant's two queues are apart."""
         js = self.gw.nc.jetstream()
         infos = page = await js.consumers_info(subjects.JOBS_STREAM)
         while len(page) == CONSUMERS_PAGE:
             page = await js.consumers_info(subjects.JOBS_STREAM, offset=len(infos))
             infos += page
-        prefix = subjects.jobs_consumer("")
         # Jobs held past their ack wait (their runner died) come again only
         # to a pull, so a tenant at its limit is asked too: the server
         # answers at once with a job due again, or that none may go out.
-        waiting = [c for c in infos if c.name.startswith(prefix) and (c.num_pending or c.num_ack_pending)]
-        return sorted(c.name.removeprefix(prefix) for c in waiting)
+        waiting = [
+            c.name
+            for c in infos
+            if c.name.startswith((_JOBS_PREFIX, _BATCH_PREFIX)) and (c.num_pending or c.num_ack_pending)
+        ]
+        return sorted(waiting)
 
     async def _on_pulled(self, msg: Msg) -> None:
         status = msg.headers.get("Status") if msg.headers else None
         # A job comes under its own subject (``...jobq.<tenant>.<api>``); a
-        # status under the pull request's (``<inbox>.<tenant>``).
-        tenant = msg.subject.rsplit(".", 1)[1] if status else _tenant_of(msg.subject)
-        asked = self._asked.get(tenant)
+        # status under the pull request's (``<inbox>.<queue>``).
+        queue = msg.subject.rsplit(".", 1)[1] if status else _queue_of(msg.subject)
+        asked = self._asked.get(queue)
         if status is None:
             try:
                 await self._take(msg)
             except Exception:  # the result could not be stored: the job comes back after its ack wait
                 log.exception("job %s could not be taken", msg.metadata.sequence.stream)
         elif status not in _NO_JOB:
-            log.warning("pulling tenant %s's jobs: status %s", tenant, status)
+            log.warning("pulling %s: status %s", queue, status)
         if asked is not None and not asked.done():
             asked.set_result(None)
 
@@ -201,17 +220,22 @@ class JobRunner:
         job_id = str(msg.metadata.sequence.stream)
         if job_id in self.held:  # delivered again while this process still holds it: it runs once, here
             return
+        is_line = msg.subject.startswith(f"{subjects.BATCH_QUEUE}.")
+        prefix = subjects.BATCH_QUEUE if is_line else subjects.JOB_QUEUE
         tenant_id = _tenant_of(msg.subject)
-        api, _, slug = msg.subject[len(subjects.JOB_QUEUE) + len(tenant_id) + 2 :].partition(".")
+        api, _, slug = msg.subject[len(prefix) + len(tenant_id) + 2 :].partition(".")
         if api == "api":
             api = "prompt"
         headers = msg.headers or {}
         key_id = headers.get(subjects.KEY_ID_HEADER, "")
         run = JobRun(self.gw, job_id, api, slug, key_id, tenant_id, headers.get(subjects.TRACEPARENT_HEADER, ""))
-        run.response_id = headers.get(subjects.RESPONSE_ID_HEADER, "") if api == "responses" else ""
+        run.response_id = headers.get(subjects.RESPONSE_ID_HEADER, "") if api == "responses" and not is_line else ""
         held = Held(msg, run)
         self.held[job_id] = held
         self._taken += 1
+        if is_line:
+            held.task = asyncio.create_task(self._run_line(held))
+            return
         try:
             # The key as it is now: disabled or deleted since the job came in, it is refused.
             policy.key_by_id(key_id, self.gw.keys.mirror.items, time.time_ns() // 1_000_000)
@@ -245,6 +269,18 @@ class JobRunner:
             await self._finish(msg, run.fail(InternalError("The gateway failed on this job.")), job.reply)
         finally:
             self._release(run.id)
+
+    async def _run_line(self, held: Held) -> None:
+        try:
+            await self.batches.lines.run(held.run, held.msg)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Nothing kept for it: the line runs again (its claim says how far it got).
+            log.exception("batch line (job %s) failed; it is delivered again", held.run.id)
+            await _quietly(held.msg.nak(delay=1.0))
+        finally:
+            self._release(held.run.id)
 
     def _release(self, job_id: str) -> None:
         self.held.pop(job_id, None)
@@ -307,7 +343,17 @@ class JobRunner:
 
 
 def _tenant_of(job_subject: str) -> str:
-    return job_subject[len(subjects.JOB_QUEUE) + 1 :].partition(".")[0]
+    """The tenant of a job (``...jobq.<tenant>.<api>``) or a batch line (``...batchq.<tenant>.<api>``)."""
+    prefix = subjects.BATCH_QUEUE if job_subject.startswith(f"{subjects.BATCH_QUEUE}.") else subjects.JOB_QUEUE
+    return job_subject[len(prefix) + 1 :].partition(".")[0]
+
+
+def _queue_of(job_subject: str) -> str:
+    """The consumer a job or a batch line came from."""
+    tenant_id = _tenant_of(job_subject)
+    if job_subject.startswith(f"{subjects.BATCH_QUEUE}."):
+        return subjects.batch_consumer(tenant_id)
+    return subjects.jobs_consumer(tenant_id)
 
 
 async def _quietly(ack: Awaitable[None]) -> None:

@@ -103,6 +103,8 @@ class TenantCreate(Strict):
     cache: CacheIn | None = None
     # Its durable jobs running at once per ingress process (0: the gateway's default).
     job_concurrency: Annotated[int, Meta(ge=0, le=10_000)] = 0
+    # Its batch lines running at once across every ingress process (0: the gateway's default).
+    batch_concurrency: Annotated[int, Meta(ge=0, le=10_000)] = 0
     # Opt in to call logs: bodies kept, each cut at this many bytes (0: none kept).
     call_log_max_bytes: CallLogBytes = 0
     # Detectors and what each does (mask, redact, block, flag), custom ones, injection checks.
@@ -121,6 +123,7 @@ class TenantUpdate(Strict):
     metadata: Metadata | UnsetType = UNSET
     cache: CacheIn | UnsetType | None = UNSET
     job_concurrency: Annotated[int, Meta(ge=0, le=10_000)] | UnsetType = UNSET
+    batch_concurrency: Annotated[int, Meta(ge=0, le=10_000)] | UnsetType = UNSET
     call_log_max_bytes: CallLogBytes | UnsetType = UNSET
     # The whole set of rules, replacing the last (its version goes up by one); null removes them.
     privacy: PrivacyRules | UnsetType | None = UNSET
@@ -137,6 +140,7 @@ class TenantOut(msgspec.Struct):
     created_at: dt.datetime | None
     owner: str
     job_concurrency: int = 0
+    batch_concurrency: int = 0
     call_log_max_bytes: int = 0
     privacy: PrivacyRules | None = None
     mcp_tools: list[str] = []

@@ -166,6 +166,11 @@ CHANNELS: list[Channel] = [
      ["Job"], "gateway",
      "The work queue (stream SLUICE_JOBS), written by the ingress alone; one consumer per tenant, whose "
      "ack limit is the tenant's job concurrency."),
+    ("batchQueue", f"{subjects.BATCH_QUEUE}.{{queue}}", {"queue": "<tenant>.<api>: the batch's tenant and API."},
+     [], "gateway",
+     "A batch's lines (the Batch API: each a JSON object with the batch's id, the line's number, custom_id "
+     "and body), in the jobs stream apart from the tenant's jobs, written by the ingress alone; one consumer "
+     "per tenant, whose ack limit is the tenant's batch concurrency."),
     ("controlJobs", subjects.CONTROL_JOBS, {}, [], "gateway", "A tenant's jobs were queued: runners look now."),
     ("jobResultIn", subjects.JOBS_RESULT, {}, ["JobQuery"], "service",
      "Ask for a job's result (answered with a JobResult, or a Failure: 202 job_pending, 404 job_not_found)."),

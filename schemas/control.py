@@ -151,6 +151,9 @@ class Tenant(msgspec.Struct, omit_defaults=True):
     # Its durable jobs that may run at once, across every ingress process
     # (0: the gateway's ``jobs_per_tenant``).
     job_concurrency: int = 0
+    # Its batches' lines that may run at once, across every ingress process
+    # (0: the gateway's ``batches_per_tenant``); apart from its jobs.
+    batch_concurrency: int = 0
     # The largest file its keys may upload to the Files API, in bytes (0:
     # the gateway's ``files_max_bytes``).
     files_max_bytes: int = 0

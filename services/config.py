@@ -72,6 +72,9 @@ class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
     # process, and how many jobs one process holds (running or waiting).
     jobs_per_tenant: int = 8
     jobs_held: int = 256
+    # A tenant's batch lines running at once across every ingress process
+    # (its ``batch_concurrency`` overrides it), apart from its jobs.
+    batches_per_tenant: int = 16
     # How long ClickHouse keeps raw rows (events, requests, attempts, ...) and
     # the rollups made from them, in days; 0 keeps them for ever.
     analytics_raw_ttl_days: int = 90
@@ -122,6 +125,8 @@ class TenantConfig(msgspec.Struct, forbid_unknown_fields=True):
     cache: CachePolicy | None = None
     # Its durable jobs running at once, across every ingress process (0: gateway.jobs_per_tenant).
     job_concurrency: int = 0
+    # Its batch lines running at once, across every ingress process (0: gateway.batches_per_tenant).
+    batch_concurrency: int = 0
     # The largest file its keys may upload (0: gateway.files_max_bytes).
     files_max_bytes: int = 0
     # Opt in to call logs: each call's bodies (after redaction), each cut at this many bytes.
@@ -341,6 +346,7 @@ def control_records(config: Config, extra_keys: dict[str, ApiKey] | None = None)
             budget=_budget(t.budget, f"tenant {t.id!r}"),
             cache=t.cache,
             job_concurrency=t.job_concurrency,
+            batch_concurrency=t.batch_concurrency,
             files_max_bytes=t.files_max_bytes,
             call_log_max_bytes=t.call_log_max_bytes,
             privacy=t.privacy,

@@ -40,6 +40,7 @@ class Tenants(Controller):
             metadata=data.metadata,
             cache=views.cache_in(data.cache),
             job_concurrency=data.job_concurrency,
+            batch_concurrency=data.batch_concurrency,
             call_log_max_bytes=data.call_log_max_bytes,
             privacy=_checked(data.privacy),
             mcp_tools=data.mcp_tools,
@@ -78,6 +79,8 @@ class Tenants(Controller):
             changes["cache"] = views.cache_in(data.cache)
         if data.job_concurrency is not UNSET:
             changes["job_concurrency"] = data.job_concurrency
+        if data.batch_concurrency is not UNSET:
+            changes["batch_concurrency"] = data.batch_concurrency
         if data.call_log_max_bytes is not UNSET:
             changes["call_log_max_bytes"] = data.call_log_max_bytes
         if data.mcp_tools is not UNSET:

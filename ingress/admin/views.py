@@ -50,6 +50,7 @@ def tenant_out(t: Tenant) -> TenantOut:
         created_at=time_of(t.created_at_ms),
         owner=t.owner,
         job_concurrency=t.job_concurrency,
+        batch_concurrency=t.batch_concurrency,
         call_log_max_bytes=t.call_log_max_bytes,
         privacy=t.privacy,
         mcp_tools=t.mcp_tools,

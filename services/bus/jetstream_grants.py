@@ -162,6 +162,21 @@ def runs_jobs() -> tuple[Grant, ...]:
     return (Grant("runs jobs of", f"{stream} ({family})", publish),)
 
 
+def runs_batches() -> tuple[Grant, ...]:
+    """Queues a batch's lines on the jobs stream (under the tenant's batch
+    queue, taken as ``runs_jobs`` takes jobs), keeps each batch's record and
+    each line's outcome, lists a tenant's batches and the open ones (a
+    watch), and counts a batch's outcomes (an ephemeral consumer's pending
+    count, never read)."""
+    lines = f"KV_{subjects.KV_BATCH_LINES}"
+    return (
+        Grant("queues batch lines on", subjects.JOBS_STREAM, (f"{subjects.BATCH_QUEUE}.>",)),
+        *writes(subjects.KV_BATCHES, subjects.KV_BATCH_LINES),
+        *follows(subjects.KV_BATCHES),
+        *replays(lines),
+    )
+
+
 # The records the admin API (in the ingress) creates, changes and deletes;
 # models are seeded from the config file alone (by ``admin``).
 ADMIN_API_BUCKETS = (
@@ -190,6 +205,7 @@ JETSTREAM: dict[str, tuple[tuple[Grant, ...], ...]] = {
         follows(subjects.KV_MODELS, subjects.KV_KEY_USAGE, *ADMIN_API_BUCKETS),
         writes(*ADMIN_API_BUCKETS),
         runs_jobs(),
+        runs_batches(),  # the Batch API: its lines are jobs, their outcomes and records in buckets
         reads_messages(subjects.JOBS_STREAM),  # whose a pending job is
         replays(subjects.JOB_REPLIES_STREAM),  # a job's replies, when it takes one over
         reads_messages(subjects.JOB_REPLIES_STREAM),  # whether a job was claimed

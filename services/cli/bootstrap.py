@@ -26,6 +26,7 @@ from schemas.prompts import decode_prompt
 from schemas.rest import RestService, decode_service
 from services import rest_config
 from services.bus import (
+    batch_buckets,
     blobs,
     file_records,
     mcp_buckets,
@@ -95,7 +96,8 @@ async def ensure_job_streams(nc: Client, replicas: int = 1) -> None:
     configs = (
         StreamConfig(
             name=subjects.JOBS_STREAM,
-            subjects=[f"{subjects.JOB_QUEUE}.>"],
+            # Jobs, and batches' lines (each tenant's own consumer apart from its jobs').
+            subjects=[f"{subjects.JOB_QUEUE}.>", f"{subjects.BATCH_QUEUE}.>"],
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
             max_age=JOBS_MAX_AGE_S,
@@ -147,6 +149,7 @@ async def prepare(nc: Client, records: ControlRecords, replicas: int = 1) -> lis
     await portal_buckets.ensure_buckets(js, replicas)
     await file_records.ensure_bucket(js, replicas)
     await blobs.ensure_stores(js, records.media_ttl_s, replicas)  # files, uploads and images
+    await batch_buckets.ensure_buckets(js, replicas)
     await alerting.ensure_buckets(nc, replicas)
     await lease.ensure_bucket(nc, replicas)  # which sink replica writes
     events = EventPublisher(js, "config")

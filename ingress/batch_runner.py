@@ -1,0 +1,130 @@
+"""Running one line of a batch: the job runner (``ingress.jobs``) takes it
+from the tenant's batch queue and hands it here.
+
+A line runs as any durable job does (``JobRun``: claimed, fenced, never
+sent upstream twice), its request carrying the batch id. Its outcome is
+what ``POST <endpoint>`` would have answered (status and body, rendered by
+the endpoint's own renderer), written once to the lines bucket
+(``BatchStore.write_outcome``: the first write wins); only then is the job
+acknowledged. A line delivered again finds its outcome there, or runs
+through ``JobRun``'s take-over (which finds its answer, waits for it, or
+ends it as worker_died if a provider took it).
+
+A line whose batch was cancelled (or whose window ran out) before it
+started ends as "batch_cancelled" ("batch_expired") with no request at
+all: nothing reaches the upstream, nothing is charged. "Started" is its
+claim: a line claimed by an earlier run is never ended that way, as its
+request may have reached the upstream.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from nats.aio.msg import Msg
+from nats.js.errors import NotFoundError
+
+from ingress.batch_store import BatchStore
+from ingress.gateway import Gateway
+from ingress.job_run import JobRun, claim_subject
+from schemas import subjects
+from schemas.batches import BatchLine, BatchOutput, BatchRecord, decode_line
+from schemas.errors import GatewayError, InternalError
+from schemas.replies import Failure, Final
+from services import batches
+from services.apis.base import ClientApi, RequestView
+from services.apis.table import BY_PATH
+
+log = logging.getLogger("sluice.ingress.batches")
+# A batch's record is read again after this long: how soon runners see a cancel.
+RECORD_FRESH_S = 0.25
+_decode_body = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+class BatchLines:
+    def __init__(self, gw: Gateway, store: BatchStore, ended: Callable[[str, str], None]) -> None:
+        self.gw = gw
+        self.store = store
+        # Told of each line that ended (``BatchFinisher.touched``): its batch may be done.
+        self._ended = ended
+        # batch id -> (when read, its record)
+        self._records: dict[str, tuple[float, BatchRecord | None]] = {}
+
+    async def run(self, run: JobRun, msg: Msg) -> None:
+        """Run the line (or find how it ended), keep its outcome, then ack."""
+        try:
+            line = decode_line(msg.data)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            # Only the gateway queues lines: one that does not decode is not a line.
+            log.error("batch job %s does not decode; dropped", run.id)
+            await msg.ack()
+            return
+        stored = await self.store.outcome(line.batch_id, line.line)
+        if stored is None:
+            record = await self._record(run.tenant_id, line.batch_id)
+            if record is None:
+                log.warning("batch %s of line %s is gone; the line is dropped", line.batch_id, line.line)
+                await msg.ack()
+                return
+            run.batch_id = record.id
+            output = await self._outcome(run, msg, line, record)
+            await self.store.write_outcome(line.batch_id, line.line, output)
+        else:
+            # Ended in an earlier run that died before its ack: its failure mark too, if that was lost.
+            await self.store.write_outcome(line.batch_id, line.line, msgspec.json.decode(stored, type=BatchOutput))
+        self._ended(run.tenant_id, line.batch_id)
+        await msg.ack()
+
+    async def _outcome(self, run: JobRun, msg: Msg, line: BatchLine, record: BatchRecord) -> BatchOutput:
+        delivery = msg.metadata.num_delivered or 1
+        fate = batches.line_fate(record, time.time())
+        if fate is not None and not await self._claimed(run, delivery):
+            return batches.not_run(line.custom_id, fate)
+        api = BY_PATH[record.endpoint]
+        body = _decode_body(bytes(line.body))
+        try:
+            reply: Final | Failure = (await run.run(body, {}, delivery)).result  # type: ignore[assignment]
+        except GatewayError as exc:
+            reply = Failure.from_error(run.request_id, exc)
+        return _answered(api, run, line, body, reply)
+
+    async def _claimed(self, run: JobRun, delivery: int) -> bool:
+        """Whether an earlier run of the line sent (or was about to send) its request."""
+        if delivery <= 1:
+            return False
+        try:
+            await self.gw.nc.jetstream().get_last_msg(subjects.JOB_REPLIES_STREAM, claim_subject(run.request_id))
+        except NotFoundError:
+            return False
+        return True
+
+    async def _record(self, tenant_id: str, batch_id: str) -> BatchRecord | None:
+        now = time.monotonic()
+        cached = self._records.get(batch_id)
+        if cached is not None and now - cached[0] < RECORD_FRESH_S:
+            return cached[1]
+        record, _ = await self.store.get(tenant_id, batch_id)
+        if len(self._records) > 1024:  # batches long ended
+            self._records = {k: v for k, v in self._records.items() if now - v[0] < RECORD_FRESH_S}
+        self._records[batch_id] = (now, record)
+        return record
+
+
+def _answered(
+    api: ClientApi, run: JobRun, line: BatchLine, body: dict[str, Any], reply: Final | Failure
+) -> BatchOutput:
+    """What ``POST <endpoint>`` would have answered, as the line's outcome."""
+    if isinstance(reply, Final):
+        try:
+            parsed = api.parse(msgspec.json.encode({**body, "stream": False} if api.streams else body))
+            view = RequestView(run.request_id, int(time.time()), parsed.model, parsed)
+            return batches.answered(line.custom_id, run.request_id, 200, api.renderer(view).final(reply))
+        except (GatewayError, AssertionError):
+            # Answered, but not in a shape this endpoint renders (cannot happen for a line that parsed).
+            log.exception("line %s of batch %s: its answer could not be rendered", line.line, line.batch_id)
+            reply = Failure.from_error(run.request_id, InternalError("The answer could not be rendered."))
+    return batches.answered(line.custom_id, run.request_id, reply.status, api.error_body(reply))

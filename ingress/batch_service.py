@@ -1,0 +1,52 @@
+"""The Batch API's parts in one ingress process: where batches are kept
+(``BatchStore``), how a line runs (``BatchLines``, for the job runner) and
+how a batch ends (``BatchFinisher``). Made and started by the job runner,
+whose rounds take the lines; the HTTP door (``batches_endpoint``) uses it."""
+
+from __future__ import annotations
+
+import time
+
+from ingress import batch_create, file_store
+from ingress.batch_finish import BatchFinisher
+from ingress.batch_runner import BatchLines
+from ingress.batch_store import BatchStore
+from ingress.gateway import Gateway
+from ingress.job_intake import JobIntake
+from schemas.batches import BatchError, BatchRecord
+from schemas.control import ApiKey
+from schemas.errors import GatewayError
+from services import batches
+
+
+class BatchService:
+    def __init__(self, gw: Gateway, intake: JobIntake) -> None:
+        self.gw = gw
+        self.intake = intake
+        self.store = BatchStore(gw.nc.jetstream())
+        self.finisher = BatchFinisher(gw, self.store, self._requeue)
+        self.lines = BatchLines(gw, self.store, self.finisher.touched)
+
+    async def start(self) -> None:
+        await self.store.start()
+        self.finisher.start()
+
+    async def stop(self) -> None:
+        await self.finisher.stop()
+
+    async def create(self, caller: ApiKey, raw: bytes) -> BatchRecord:
+        return await batch_create.create(self.gw, self.store, self.intake, caller, raw)
+
+    async def _requeue(self, record: BatchRecord) -> None:
+        """Queue a batch whose ingress died while queueing it (its input file read again)."""
+        try:
+            source = await file_store.open_file(self.gw, record.tenant_id, record.input_file_id)
+        except GatewayError as exc:  # deleted or expired meanwhile: the batch cannot run
+            error = BatchError("input_file_unavailable", exc.message, "input_file_id")
+            failed = await self.store.change(
+                record.tenant_id, record.id, lambda r: batches.failed(r, [error], int(time.time()))
+            )
+            if failed is not None:
+                await self.store.closed(failed)
+            return
+        await batch_create.check_and_queue(self.gw, self.store, self.intake, record, source)

@@ -1,0 +1,243 @@
+"""Where batches are kept, in two KV buckets.
+
+``sluice_batches``: each batch's record, "<tenant>.<batch id>"; beside it,
+while it has not ended, "<tenant>.<batch id>.open" (what the sweeper looks
+for) and, while one runner writes its files, "<tenant>.<batch id>.lease".
+Records change only with the revision they were read at, so a cancel and
+the end of a batch never overwrite each other.
+
+``sluice_batch_lines``: each line's outcome, "<batch id>.o.<line>", written
+with a KV create: the first write wins, so a line that runs again after a
+crash (or a second runner that finds it ended) never writes a second one;
+a line that failed also gets "<batch id>.f.<line>". ``request_counts`` are
+counted from those keys (an ephemeral consumer's pending count), not kept
+in memory, so they are exact across restarts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+import msgspec
+import nats.errors
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
+from nats.js.kv import KeyValue
+
+from schemas import subjects
+from schemas.batches import (
+    BatchError,
+    BatchOutput,
+    BatchRecord,
+    RequestCounts,
+    decode_output,
+    decode_record,
+    encode_output,
+    encode_record,
+)
+from schemas.errors import InternalError
+from services.bus.kv import kv_key
+
+log = logging.getLogger("sluice.ingress.batches")
+
+# A lease whose holder wrote nothing for this long is taken over (its holder died).
+LEASE_STALE_S = 120.0
+# Times a record changed meanwhile is read again before giving up.
+CHANGE_TRIES = 20
+
+
+def _token(tenant_id: str) -> str:
+    # One KV token whatever the tenant's name holds (a dot would add one).
+    return kv_key(tenant_id).replace(".", "=2E") or "-"
+
+
+def record_key(tenant_id: str, batch_id: str) -> str:
+    return f"{_token(tenant_id)}.{batch_id}"
+
+
+class Lease(msgspec.Struct):
+    holder: str
+    at_ns: int
+
+
+class BatchStore:
+    def __init__(self, js: JetStreamContext) -> None:
+        self.js = js
+        self.records: KeyValue | None = None
+        self.lines: KeyValue | None = None
+
+    async def start(self) -> None:
+        self.records = await self.js.key_value(subjects.KV_BATCHES)
+        self.lines = await self.js.key_value(subjects.KV_BATCH_LINES)
+
+    # -- records ---------------------------------------------------------------
+
+    async def create(self, record: BatchRecord) -> None:
+        """A new batch, marked open first: a sweeper finds it even if this
+        process dies before it is queued."""
+        assert self.records is not None
+        key = record_key(record.tenant_id, record.id)
+        await self.records.put(f"{key}.open", b"1")
+        await self.records.create(key, encode_record(record))
+
+    async def get(self, tenant_id: str, batch_id: str) -> tuple[BatchRecord | None, int]:
+        assert self.records is not None
+        try:
+            entry = await self.records.get(record_key(tenant_id, batch_id))
+        except NotFoundError:
+            return None, 0
+        if not entry.value:
+            return None, 0
+        return decode_record(entry.value), entry.revision or 0
+
+    async def change(
+        self, tenant_id: str, batch_id: str, how: Callable[[BatchRecord], BatchRecord]
+    ) -> BatchRecord | None:
+        """The record as ``how`` makes it from the one stored, written with
+        the revision it was read at (read again if it changed meanwhile);
+        None if there is no such batch. ``how`` may raise to refuse."""
+        assert self.records is not None
+        for _ in range(CHANGE_TRIES):
+            record, revision = await self.get(tenant_id, batch_id)
+            if record is None:
+                return None
+            changed = how(record)
+            if changed == record:
+                return record
+            try:
+                await self.records.update(record_key(tenant_id, batch_id), encode_record(changed), last=revision)
+            except KeyWrongLastSequenceError:
+                continue
+            return changed
+        raise InternalError("The batch kept changing; try again.", status=503)
+
+    async def of_tenant(self, tenant_id: str) -> list[BatchRecord]:
+        """Every batch of the tenant (the records under its name)."""
+        return [decode_record(v) for _, v in await self._entries(f"{_token(tenant_id)}.*") if v]
+
+    async def open_batches(self) -> list[tuple[str, str]]:
+        """(tenant key token, batch id) of every batch not ended."""
+        out = []
+        for key, _ in await self._entries("*.*.open", meta_only=True):
+            token, batch_id, _ = key.split(".")
+            out.append((token, batch_id))
+        return out
+
+    async def by_token(self, token: str, batch_id: str) -> BatchRecord | None:
+        assert self.records is not None
+        try:
+            entry = await self.records.get(f"{token}.{batch_id}")
+        except NotFoundError:
+            return None
+        return decode_record(entry.value) if entry.value else None
+
+    async def closed(self, record: BatchRecord) -> None:
+        """The batch ended: no sweeper looks at it again."""
+        assert self.records is not None
+        key = record_key(record.tenant_id, record.id)
+        for name in (f"{key}.open", f"{key}.lease"):
+            with contextlib.suppress(NotFoundError):
+                await self.records.delete(name)
+
+    async def take_lease(self, record: BatchRecord, holder: str) -> bool:
+        """Whether this holder may write the batch's files (a KV create); a
+        lease older than LEASE_STALE_S is taken over."""
+        assert self.records is not None
+        key = f"{record_key(record.tenant_id, record.id)}.lease"
+        lease = msgspec.msgpack.encode(Lease(holder, time.time_ns()))
+        try:
+            await self.records.create(key, lease)
+            return True
+        except KeyWrongLastSequenceError:
+            pass
+        try:
+            entry = await self.records.get(key)
+        except NotFoundError:
+            return False  # released meanwhile: the next look takes it
+        held = msgspec.msgpack.decode(entry.value or b"", type=Lease) if entry.value else None
+        if held is not None and time.time_ns() - held.at_ns < LEASE_STALE_S * 1e9:
+            return False
+        try:
+            await self.records.update(key, lease, last=entry.revision)
+        except KeyWrongLastSequenceError:
+            return False
+        return True
+
+    async def release_lease(self, record: BatchRecord) -> None:
+        assert self.records is not None
+        with contextlib.suppress(NotFoundError):
+            await self.records.delete(f"{record_key(record.tenant_id, record.id)}.lease")
+
+    async def _entries(self, pattern: str, meta_only: bool = False) -> list[tuple[str, bytes]]:
+        assert self.records is not None
+        watcher = await self.records.watch(pattern, ignore_deletes=True, meta_only=meta_only)
+        out = []
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    break
+                out.append((entry.key, entry.value or b""))
+        finally:
+            await watcher.stop()
+        return out
+
+    # -- lines -----------------------------------------------------------------
+
+    async def outcome(self, batch_id: str, line: int) -> bytes | None:
+        """A line's outcome as stored (JSON, one output line), or None."""
+        assert self.lines is not None
+        try:
+            entry = await self.lines.get(f"{batch_id}.o.{line}")
+        except NotFoundError:
+            return None
+        return entry.value or None
+
+    async def write_outcome(self, batch_id: str, line: int, output: BatchOutput) -> BatchOutput:
+        """The line's outcome: ``output``, or the one written first."""
+        assert self.lines is not None
+        try:
+            payload = encode_output(output)
+            try:
+                await self.lines.create(f"{batch_id}.o.{line}", payload)
+            except nats.errors.MaxPayloadError:
+                # Larger than a message may be: the line ran, its answer cannot be kept.
+                output = msgspec.structs.replace(
+                    output,
+                    error=BatchError(
+                        "response_too_large", "The answer to this request was too large to keep in the output file."
+                    ),
+                    response=None,
+                )
+                await self.lines.create(f"{batch_id}.o.{line}", encode_output(output))
+        except KeyWrongLastSequenceError:
+            stored = await self.outcome(batch_id, line)
+            assert stored is not None
+            output = decode_output(stored)
+        if not output.succeeded:
+            with contextlib.suppress(KeyWrongLastSequenceError):
+                await self.lines.create(f"{batch_id}.f.{line}", b"1")
+        return output
+
+    async def counts(self, batch_id: str, total: int) -> RequestCounts:
+        """How many of the batch's lines ended, and how many of those failed."""
+        ended = await self._count(f"{batch_id}.o.>")
+        failed = await self._count(f"{batch_id}.f.>")
+        return RequestCounts(total=total, completed=ended - failed, failed=failed)
+
+    async def _count(self, keys: str) -> int:
+        # A consumer's pending count is the server counting the keys for us;
+        # the consumer is never read, and the server drops it soon after.
+        config = ConsumerConfig(
+            filter_subject=f"$KV.{subjects.KV_BATCH_LINES}.{keys}",
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.NONE,
+            inactive_threshold=2.0,
+            mem_storage=True,
+            headers_only=True,
+        )
+        info = await self.js.add_consumer(f"KV_{subjects.KV_BATCH_LINES}", config)
+        return info.num_pending or 0
