@@ -148,7 +148,7 @@ class IngressApp:
             if scope["path"].startswith(SERVICES_PREFIX):
                 return await self._rest(scope, receive, tracked_send)
             if files_endpoint.matches(path):
-                return await files_endpoint.serve_files(gw, scope, receive, tracked_send)
+                return await self._files(scope, receive, tracked_send)
             if is_batches_path(path):
                 assert self.batches is not None, "lifespan not run"
                 return await self.batches.serve(scope, receive, tracked_send)
@@ -227,6 +227,20 @@ class IngressApp:
         self.in_flight += 1
         try:
             await self.rest.serve(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _files(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A Files API call holds a slot of ``max_in_flight`` as a model
+        request does: an upload or a download streams for as long as its
+        file takes, and each holds its window of slices."""
+        assert self.gw is not None, "lifespan not run"
+        if self.in_flight >= self.settings.max_in_flight:
+            busy = GatewayBusy("This gateway process holds as many requests as it may; retry shortly.", retry_after_s=1)
+            return await files_endpoint.serve_files(self.gw, scope, receive, send, busy=busy)
+        self.in_flight += 1
+        try:
+            await files_endpoint.serve_files(self.gw, scope, receive, send)
         finally:
             self.in_flight -= 1
 

@@ -76,10 +76,15 @@ def _route(path: str) -> tuple[str, str] | None:
     return None
 
 
-async def serve_files(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    """Serve one Files API call (the app routes every path under ``PREFIX`` here)."""
+async def serve_files(
+    gw: Gateway, scope: Scope, receive: Receive, send: Send, *, busy: GatewayError | None = None
+) -> None:
+    """Serve one Files API call (the app routes every path under ``PREFIX``
+    here); ``busy``: the process holds all it may, the call is refused with it."""
     call = FilesCall(gw, scope, receive, send)
     try:
+        if busy is not None:
+            raise busy
         await call.serve()
     except ClientDisconnected:  # gone before its answer: nothing to send
         return
