@@ -44,6 +44,8 @@ Reason = Annotated[str, Meta(max_length=1000)]
 CallLogBytes = Annotated[
     int, Meta(ge=0, le=CALL_LOG_MAX_BYTES, description="Each body cut at this many bytes; 0 keeps none.")
 ]
+# A file cap: up to 1 TiB (a JetStream object store holds what its disk does).
+FileBytes = Annotated[int, Meta(ge=0, le=2**40, description="The largest file, in bytes; 0: the gateway's default.")]
 Label = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="A label, e.g. production or staging.")]
 Number = Annotated[int, Meta(ge=1, le=10**9)]
 ToolPattern = Annotated[
@@ -105,6 +107,8 @@ class TenantCreate(Strict):
     job_concurrency: Annotated[int, Meta(ge=0, le=10_000)] = 0
     # Its batch lines running at once across every ingress process (0: the gateway's default).
     batch_concurrency: Annotated[int, Meta(ge=0, le=10_000)] = 0
+    # The largest file its keys may upload to the Files API, in bytes (0: the gateway's default).
+    files_max_bytes: FileBytes = 0
     # Opt in to call logs: bodies kept, each cut at this many bytes (0: none kept).
     call_log_max_bytes: CallLogBytes = 0
     # Detectors and what each does (mask, redact, block, flag), custom ones, injection checks.
@@ -124,6 +128,7 @@ class TenantUpdate(Strict):
     cache: CacheIn | UnsetType | None = UNSET
     job_concurrency: Annotated[int, Meta(ge=0, le=10_000)] | UnsetType = UNSET
     batch_concurrency: Annotated[int, Meta(ge=0, le=10_000)] | UnsetType = UNSET
+    files_max_bytes: FileBytes | UnsetType = UNSET
     call_log_max_bytes: CallLogBytes | UnsetType = UNSET
     # The whole set of rules, replacing the last (its version goes up by one); null removes them.
     privacy: PrivacyRules | UnsetType | None = UNSET
@@ -141,6 +146,7 @@ class TenantOut(msgspec.Struct):
     owner: str
     job_concurrency: int = 0
     batch_concurrency: int = 0
+    files_max_bytes: int = 0
     call_log_max_bytes: int = 0
     privacy: PrivacyRules | None = None
     mcp_tools: list[str] = []

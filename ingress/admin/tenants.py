@@ -41,6 +41,7 @@ class Tenants(Controller):
             cache=views.cache_in(data.cache),
             job_concurrency=data.job_concurrency,
             batch_concurrency=data.batch_concurrency,
+            files_max_bytes=data.files_max_bytes,
             call_log_max_bytes=data.call_log_max_bytes,
             privacy=_checked(data.privacy),
             mcp_tools=data.mcp_tools,
@@ -81,6 +82,8 @@ class Tenants(Controller):
             changes["job_concurrency"] = data.job_concurrency
         if data.batch_concurrency is not UNSET:
             changes["batch_concurrency"] = data.batch_concurrency
+        if data.files_max_bytes is not UNSET:
+            changes["files_max_bytes"] = data.files_max_bytes
         if data.call_log_max_bytes is not UNSET:
             changes["call_log_max_bytes"] = data.call_log_max_bytes
         if data.mcp_tools is not UNSET:

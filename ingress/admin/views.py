@@ -51,6 +51,7 @@ def tenant_out(t: Tenant) -> TenantOut:
         owner=t.owner,
         job_concurrency=t.job_concurrency,
         batch_concurrency=t.batch_concurrency,
+        files_max_bytes=t.files_max_bytes,
         call_log_max_bytes=t.call_log_max_bytes,
         privacy=t.privacy,
         mcp_tools=t.mcp_tools,

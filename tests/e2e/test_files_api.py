@@ -20,7 +20,7 @@ from services.bus.blobs import BlobStore
 from services.bus.file_records import FileRecords
 from services.config import GatewaySettings
 from services.keys import hash_key
-from tests.stack import DEMO_KEY, PRIVATE_KEY, Stack
+from tests.stack import ADMIN_KEY, DEMO_KEY, PRIVATE_KEY, Stack
 
 TINY_KEY = "sk-test-tiny-files-0123456789"
 TINY_CAP = 1000
@@ -190,6 +190,28 @@ def test_a_file_over_the_tenants_cap_is_413_and_nothing_is_kept(stack: Stack) ->
         assert caught.value.status_code == 413
         assert [f.id for f in tiny.files.list()] == [made.id]
     assert stored_objects(stack) == kept_before
+
+
+def test_the_cap_is_set_and_changed_through_the_admin_api(stack: Stack) -> None:
+    admin = {"authorization": f"Bearer {ADMIN_KEY}"}
+    made = httpx.post(f"{stack.admin_url}/tenants", json={"id": "capped", "files_max_bytes": 10}, headers=admin)
+    assert made.status_code == 201 and made.json()["files_max_bytes"] == 10, made.text
+    assert httpx.post(f"{stack.admin_url}/tenants", json={"id": "neg", "files_max_bytes": -1}, headers=admin).is_error
+    key = httpx.post(f"{stack.admin_url}/keys", json={"tenant": "capped"}, headers=admin).json()["secret"]
+    with sdk(stack, key) as capped:
+        with pytest.raises(openai.APIStatusError) as caught:
+            capped.files.create(file=("a.txt", b"a" * 11), purpose="user_data")
+        assert caught.value.status_code == 413
+        changed = httpx.patch(f"{stack.admin_url}/tenants/capped", json={"files_max_bytes": 0}, headers=admin)
+        assert changed.status_code == 200 and changed.json()["files_max_bytes"] == 0, changed.text
+        deadline = time.monotonic() + 10  # the ingress's copy of the tenant follows the bucket
+        while True:
+            try:
+                assert capped.files.create(file=("a.txt", b"a" * 11), purpose="user_data").bytes == 11
+                break
+            except openai.APIStatusError as exc:
+                assert exc.status_code == 413 and time.monotonic() < deadline
+                time.sleep(0.1)
 
 
 def test_no_key_is_401_on_every_route(stack: Stack, demo: openai.OpenAI) -> None:
