@@ -53,13 +53,16 @@ async def serve_api(gw: Gateway, api: ClientApi, scope: Scope, receive: Receive,
             await uploads.discard()
 
 
-async def _read(gw: Gateway, api: ClientApi, scope: Scope, receive: Receive, uploads: Uploads | None) -> Parsed:
-    """The request, from its JSON body or, for a form row, its form."""
+async def _read(
+    gw: Gateway, api: ClientApi, scope: Scope, receive: Receive, uploads: Uploads | None
+) -> tuple[Parsed, ApiKey | None]:
+    """The request, from its JSON body or, for a form row, its form (and
+    then the caller's key, checked first)."""
     settings = gw.settings
     if uploads is None or api.parse_form is None:
         parsed = api.parse(await read_body(scope, receive, settings.max_body_bytes, settings.body_timeout_s))
         refuse_refs(parsed.task)
-        return parsed
+        return parsed, None
     key = _caller(gw, api, scope)
     uploads.tenant_id = key.tenant_id
     form = await multipart.read_form(
@@ -67,7 +70,7 @@ async def _read(gw: Gateway, api: ClientApi, scope: Scope, receive: Receive, upl
     )
     parsed = api.parse_form(form)
     uploads.check(parsed.task)
-    return parsed
+    return parsed, key
 
 
 def _caller(gw: Gateway, api: ClientApi, scope: Scope) -> ApiKey:
@@ -82,9 +85,11 @@ async def _serve(
     received_ns, request_id = request_of(scope)
     session: BusSession | None = None
     try:
-        parsed = await _read(gw, api, scope, receive, uploads)
+        parsed, key = await _read(gw, api, scope, receive, uploads)
         key_header = api.api_key(lambda name: header(scope, name))
         session = BusSession(gw, api.name, parsed.model, parsed.stream, received_ns, request_id)
+        if key is not None:  # checked at the door: a row made here says whose it was
+            session.key_id, session.tenant_id = key.id, key.tenant_id
         parsed, caller = await conversations.resume(gw, api, parsed, key_header)
         if caller is not None and parsed.responses is not None and parsed.responses.background:
             traceparent = header(scope, b"traceparent") or ""

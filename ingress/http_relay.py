@@ -70,17 +70,15 @@ async def complete(
     fmt: Renderer,
     keep: Keep | None = None,
     *,
-    media_type: bytes = JSON,
     finish: Finish | None = None,
 ) -> None:
-    """A non-streamed answer: wait for it, complete it (``finish``: an
-    image's bytes or URL), render it as ``media_type``."""
+    """A non-streamed JSON answer: wait for it, complete it (``finish``: an
+    image's bytes or URL), render it."""
     reply = await call.collect()
     if isinstance(reply, Final):
         if finish is not None:
             await finish(reply)
-        content_type = JSON_HEADERS if media_type == JSON else [(b"content-type", media_type)]
-        headers = content_type + call.id_header + fmt.rate_headers(reply.rate) + route_headers(reply)
+        headers = JSON_HEADERS + call.id_header + fmt.rate_headers(reply.rate) + route_headers(reply)
         body = fmt.final(reply)
         if keep is not None:
             await keep(fmt)

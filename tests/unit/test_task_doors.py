@@ -240,6 +240,7 @@ class ScriptedSession:
         self.cancelled = self.closed = False
         self.recorded: list[Any] = []
         self.quota = None
+        self.key_id = self.tenant_id = ""
         # What the object store held when the request was published.
         self.stored_then: dict[str, bytes] = {}
         ScriptedSession.made.append(self)
@@ -403,6 +404,7 @@ async def test_an_upload_is_kept_under_the_callers_tenant_published_as_a_ref_and
     assert task.audio.filename == "talk.wav" and task.audio.size == len(b"RIFFxxxxWAVEdata")
     assert session.stored_then == {task.audio.name: b"RIFFxxxxWAVEdata"}
     assert session.published["key_header"] == f"Bearer {SECRET}"
+    assert (session.key_id, session.tenant_id) == ("k1", "acme")  # a row made at the door says whose
     status, headers = head(sent)
     assert status == 200 and headers[b"content-type"] == b"application/json"
     assert json.loads(body_of(sent)) == {"text": "hello"}
