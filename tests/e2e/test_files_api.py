@@ -111,6 +111,15 @@ def test_upload_retrieve_list_content_delete(demo: openai.OpenAI) -> None:
     assert made.id not in [f.id for f in demo.files.list()]
 
 
+def test_an_empty_file_and_a_name_of_any_characters_round_trip(demo: openai.OpenAI) -> None:
+    made = demo.files.create(file=("résumé 2025\r\n.txt", b""), purpose="user_data")
+    assert made.bytes == 0 and made.filename == "résumé 2025.txt"
+    content = demo.files.with_raw_response.content(made.id)
+    assert content.content == b"" and content.headers["content-length"] == "0"
+    assert content.headers["content-disposition"] == "attachment; filename*=UTF-8''r%C3%A9sum%C3%A9%202025.txt"
+    assert content.headers["content-type"] == "text/plain"  # as uploaded (the SDK guessed it from the name)
+
+
 def test_list_pages_newest_first_and_filters_by_purpose(demo: openai.OpenAI) -> None:
     made = [demo.files.create(file=(f"f{i}.txt", b"x" * (i + 1)), purpose="user_data") for i in range(5)]
     batch = demo.files.create(file=("b.jsonl", LINES), purpose="batch")
