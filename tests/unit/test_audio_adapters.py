@@ -420,6 +420,21 @@ async def test_a_stored_file_of_the_wrong_size_never_reaches_the_upstream_whole(
         r = await run(WHISPER, transcribe(ref), answering(b'{"text": ""}'), Blobs({ref.name: audio}, lie_by=lie))
         assert r.failed is not None
         assert isinstance(r.failed.error, InternalError)
+        assert not r.failed.repeatable  # the same stored file would fail the next deployment too
+
+
+async def test_a_store_that_fails_mid_read_is_the_gateways_error_not_the_upstreams() -> None:
+    class Broken(Blobs):
+        async def read(self, ref: BlobRef) -> AsyncIterator[bytes]:
+            yield b"RIFF"
+            raise TimeoutError("nats: timeout")
+
+    audio = wav_bytes(1.0)
+    ref, _ = upload(audio)
+    r = await run(WHISPER, transcribe(ref), answering(b'{"text": ""}'), Broken({ref.name: audio}))
+    assert r.failed is not None
+    assert isinstance(r.failed.error, InternalError)
+    assert "nats" not in r.failed.error.message  # the store's words stay in the gateway
 
 
 async def test_the_length_a_cut_call_bills_is_kept_once_the_upload_went_out() -> None:

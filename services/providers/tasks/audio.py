@@ -35,7 +35,7 @@ import msgspec
 
 from schemas.chat import Usage
 from schemas.envelope import Deployment
-from schemas.errors import GatewayError, InvalidRequest, UpstreamError
+from schemas.errors import GatewayError, InternalError, InvalidRequest, UpstreamError
 from schemas.tasks import SpeechRequest, SpeechResult, TranscriptionRequest, TranscriptResult
 from services import audio_duration, audio_formats
 from services import usage as usage_svc
@@ -134,6 +134,7 @@ class TranscriptionCall(_Try):
         # The upload's first bytes as they went out: its header tells its length.
         self.head = bytearray()
         self.measured_ms: int | None = None
+        self.body_error: GatewayError | None = None
 
     async def run(self) -> CallOutcome:
         dep, task = self.dep, self.task
@@ -145,7 +146,7 @@ class TranscriptionCall(_Try):
         url = oa.transcription_url(self.adapter, dep, task.translate)
         try:
             self.progress.sent = True
-            resp = await self.client.post(url, headers, body.stream(), dep.timeout_s)
+            resp = await self.client.post(url, headers, self._guarded(body.stream()), dep.timeout_s)
             try:
                 if resp.status_code >= 400:
                     raise self.adapter.map_error(resp.status_code, await resp.aread(), resp.headers)
@@ -159,9 +160,27 @@ class TranscriptionCall(_Try):
                         await self.deliver(result.text.encode())
             finally:
                 await resp.aclose()
-        except (GatewayError, httpx.TransportError) as exc:
-            raise self.failed(exc) from exc
+        except Exception as exc:
+            # The upload could not be read: ours, whatever the client made of it
+            # (aiohttp reports it as a failed send).
+            if self.body_error is not None:
+                raise CallFailed(self.body_error, self.start_ns, 0, repeatable=False) from exc
+            if isinstance(exc, GatewayError | httpx.TransportError):
+                raise self.failed(exc) from exc
+            raise
         return self.outcome(dep, self._settled(reported), result)
+
+    async def _guarded(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """The body, remembering why it could not be read to its end (the
+        stored file unreadable, or not the size its ref says)."""
+        try:
+            async for piece in body:
+                yield piece
+        except Exception as exc:
+            self.body_error = (
+                exc if isinstance(exc, GatewayError) else InternalError("The upload could not be read from the store.")
+            )
+            raise
 
     async def _tapped(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """The upload's bytes on to the body, its head kept; once all went
