@@ -1,8 +1,9 @@
 """Limits, budgets and policy on image, audio and moderation requests, on
 one whole gateway: a budget reserves a task's worst case before the
 upstream sees it and settles at its real cost; a tokens-per-minute limit
-counts the text it sends; a bus caller can point no request at another
-tenant's upload, and claims no batch."""
+counts the text it sends; a tenant's detectors mask the text it sends; a
+bus caller can point no request at another tenant's upload, and claims no
+batch."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from schemas import bus, subjects
 from schemas.envelope import Envelope
 from schemas.tasks import BlobRef, SpeechRequest, TranscriptionRequest
 from services.keys import hash_key
-from tests.stack import TASK_MODELS, Stack
+from tests.stack import PRIVATE_KEY, TASK_MODELS, Stack
 
 THRIFTY, COUNTED = "sk-test-thrifty-0123456789", "sk-test-counted-0123456789"
 TTS_1 = 15_000_000  # pico-USD a character
@@ -128,3 +129,18 @@ def test_a_bus_caller_sends_no_other_tenants_upload_upstream_and_claims_no_batch
     deadline = time.monotonic() + 5
     while stack.query("batches", batch_id="batch_forged")["rows"]:
         assert time.monotonic() < deadline
+
+
+@pytest.mark.timeout(60)
+def test_a_tenants_detectors_mask_the_text_a_task_sends_upstream(stack: Stack) -> None:
+    text = "write to bob@example.com about 4111 1111 1111 1111"
+    answer = post(stack, PRIVATE_KEY, "/moderations", {"model": "demo-moderation", "input": [text, "and me"]})
+    assert answer.status_code == 200, answer.text
+    sent = httpx.get(f"{stack.mock_url}/mock/last-request").json()
+    assert sent["input"] == ["write to [EMAIL_1] about [CARD_1]", "and me"]
+    image = post(stack, PRIVATE_KEY, "/images/generations", {"model": "demo-image", "prompt": f"a poster: {text}"})
+    assert image.status_code == 200, image.text
+    assert (
+        httpx.get(f"{stack.mock_url}/mock/last-request").json()["prompt"]
+        == "a poster: write to [EMAIL_1] about [CARD_1]"
+    )
