@@ -10,8 +10,10 @@ again), or its URL. The token in the URL is the image's name, encoded: as
 unguessable as its random id (144 bits), and bound to its tenant and to
 that one image. Like OpenAI's URLs it needs no key; a request that carries
 another tenant's key is answered 404, as one for an image that does not
-exist. The URL lasts as long as the image does: the media store ages it
-out (``media_ttl_s``, an hour by default as OpenAI's), and then it is 404.
+exist. The URL serves the image for ``image_url_ttl_s`` from when it was
+made (the time on its meta, written by the provider stage: nothing a caller
+can change), an hour by default as OpenAI's, and is 404 after; the media
+store ages the image out at ``media_ttl_s`` in any case.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import base64
 import binascii
 import logging
 import time
+from datetime import datetime
 
 from ingress.gateway import Gateway
 from ingress.http import Scope, Send, header, send_gateway_error
@@ -90,6 +93,18 @@ async def inline(gw: Gateway, final: Final, request: ImageRequest, public_base: 
             log.warning("could not remove image %s once inlined: %s", image.blob.name, exc.message)
 
 
+def expired(made: str | None, ttl_s: float, now_s: float) -> bool:
+    """Whether an image made at ``made`` (its meta's ISO 8601 time) is past
+    its URL's life; one whose time cannot be read counts as past it."""
+    try:
+        when = datetime.fromisoformat(made or "")
+    except ValueError:
+        return True
+    if when.tzinfo is None:
+        return True
+    return now_s - when.timestamp() > ttl_s
+
+
 def _not_found() -> InvalidRequest:
     return InvalidRequest("No such image: its URL is wrong or has expired.", status=404, code="not_found")
 
@@ -113,7 +128,7 @@ async def serve(gw: Gateway, scope: Scope, send: Send) -> None:
             if key.tenant_id != tenant_of(name):
                 raise _not_found()
         info = await gw.blobs.info(name)
-        if info is None:
+        if info is None or expired(info.mtime, gw.settings.image_url_ttl_s, time.time()):
             raise _not_found()
         ref = BlobRef(name=name, size=info.size or 0, content_type=_content_type(info.headers))
     except GatewayError as exc:

@@ -99,6 +99,10 @@ class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
     # image to edit) and an image made, for its URL: its max_age, set when the
     # bootstrap makes it and changed at the next start when this changes.
     media_ttl_s: float = 3600.0
+    # How long the URL of an image made (``response_format: url``) serves it,
+    # from when it was made (OpenAI's URLs: 60 minutes); the media store keeps
+    # it no longer than media_ttl_s, whatever this says.
+    image_url_ttl_s: float = 3600.0
     # The Files API: the largest file a tenant may upload unless the tenant
     # says otherwise (OpenAI's limit), and how long a batch's input and
     # output files are kept unless the upload says (``expires_after``);
@@ -218,6 +222,8 @@ def load(path: str | Path) -> Config:
         raise ConfigError(f"{path}: mcp_session_ttl_s must be more than 0")
     if not g.media_ttl_s >= 60:
         raise ConfigError(f"{path}: media_ttl_s must be at least 60 (an upload must outlive its request)")
+    if not g.image_url_ttl_s > 0:
+        raise ConfigError(f"{path}: image_url_ttl_s must be more than 0")
     check_alerts(config, str(path))
     if problem := portal_settings.problem(config.portal):
         raise ConfigError(f"{path}: [portal] {problem}")

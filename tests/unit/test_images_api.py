@@ -251,3 +251,14 @@ async def test_inline_url_keeps_the_image() -> None:
     (out,) = final.task_result.images
     assert out.url == f"https://gw.example/v1/images/content/{image_content.token_of(BlobRef(name, 1))}"
     assert out.b64_json == "" and blobs.deleted == [] and blobs.kept
+
+
+def test_url_life_is_counted_from_when_the_image_was_made() -> None:
+    made = "2026-01-01T00:00:00+00:00"
+    at = 1767225600.0  # that moment
+    assert not image_content.expired(made, 3600, at + 3599)
+    assert image_content.expired(made, 3600, at + 3601)
+    # As the store writes it, and as NATS's Go clients do (nanoseconds, "Z").
+    assert not image_content.expired("2026-01-01T00:00:00.123456789Z", 10, at + 5)
+    for unreadable in (None, "", "yesterday", "2026-01-01T00:00:00"):
+        assert image_content.expired(unreadable, 3600, at)

@@ -1,12 +1,160 @@
-"""(issue 28: being built) The images requests' upstream call."""
+"""One try of an image request (generation or edit) at one deployment.
+
+The adapter of the deployment's family builds the request and reads the
+answer (``services.providers.openai.images``: OpenAI, Azure and the
+compatible servers; ``services.providers.gemini.images``: Imagen). An
+edit's uploads stream from the object store into the upstream's form body.
+Each image made is kept in the object store (``blobs.write``) and answered
+as its ``BlobRef``: the ingress renders it as base64 or as a URL it serves.
+
+Billed per image made, at the catalog's price for its "<size>/<quality>"
+(``usage.cost_of``); the tokens the GPT image models report stay on the
+usage, for the record, but the images bill.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import time
+from collections.abc import AsyncIterator
 
-from schemas.errors import InvalidRequest
-from services.providers.call import CallFailed, CallOutcome
+import httpx
+
+from schemas.chat import Usage
+from schemas.envelope import Deployment
+from schemas.errors import GatewayError, InternalError, InvalidRequest, UpstreamError
+from schemas.tasks import ImageOut, ImageRequest, ImagesResult
+from services import usage as usage_svc
+from services.bus.blobs import new_name
+from services.providers.call import CallFailed, CallOutcome, CallProgress, _failed
+from services.providers.gemini.chat import GeminiChat
+from services.providers.gemini.images import ImagenImages
+from services.providers.http import Body, Upstream
+from services.providers.openai.images import OpenAIImages
+from services.providers.registry import provider
+from services.providers.tasks import BlobAccess
+from services.providers.tasks.image_types import EditRequest, ImageAdapter, ImageAnswer
+from services.providers.upload_body import FilePart, MultipartBody
+
+# How long an image made stays in the store: OpenAI's URLs last 60 minutes.
+# (The media store ages everything out sooner when its own age is shorter.)
+IMAGE_TTL_S = 3600.0
+# The largest answer read from an upstream: ten large images in base64.
+MAX_ANSWER_BYTES = 128 * 1024 * 1024
+# What OpenAI makes when the request leaves them out: the price's variant.
+DEFAULT_SIZE = "1024x1024"
+DEFAULT_QUALITY = "standard"
 
 
-async def call(*args: Any) -> CallOutcome:
-    raise CallFailed(InvalidRequest("Not served yet.", status=501), 0, 0)
+def adapter_for(dep: Deployment) -> ImageAdapter:
+    """The family's image adapter; ``InvalidRequest`` for a family without one."""
+    known = provider(dep.provider)
+    if known.family in ("openai", "azure", "openai_compatible"):
+        return OpenAIImages(known.chat)  # type: ignore[arg-type]  # the family's chat adapters have url/headers
+    if known.family == "gemini" and isinstance(known.chat, GeminiChat):
+        return ImagenImages(known.chat)
+    raise InvalidRequest(f"Model deployment {dep.name!r} ({dep.provider}) serves no images.")
+
+
+def price_variant(task: ImageRequest, answer: ImageAnswer) -> str:
+    """The catalog's "<size>/<quality>" of what was made: the upstream's
+    word when it gave one (the GPT image models resolve "auto"), else the request's, else OpenAI's defaults."""
+    size = answer.size or task.size or DEFAULT_SIZE
+    quality = answer.quality or task.quality or DEFAULT_QUALITY
+    return f"{size}/{quality}"
+
+
+async def call(
+    client: Upstream,
+    dep: Deployment,
+    task: ImageRequest,
+    progress: CallProgress,
+    blobs: BlobAccess,
+    tenant_id: str,
+) -> CallOutcome:
+    start_ns = time.time_ns()
+    first_byte_ns = 0
+    try:
+        adapter = adapter_for(dep)
+        key = os.environ.get(dep.api_key_env) if dep.api_key_env else None
+        content: Body
+        if task.edit:
+            edit = adapter.edit_request(dep, task, key)
+            form = _form(edit, blobs)
+            url, headers, content = edit.url, {**edit.headers, **form.headers()}, form.stream()
+        else:
+            req = adapter.generation_request(dep, task, key)
+            url, headers, content = req.url, req.headers, req.content
+        progress.sent = True
+        resp = await client.post(url, headers, content, dep.timeout_s)
+        try:
+            first_byte_ns = time.time_ns()
+            data = await _read_capped(resp.aiter_bytes())
+        finally:
+            await resp.aclose()
+        if resp.status_code >= 400:
+            raise adapter.map_error(resp.status_code, data, resp.headers)
+        answer = adapter.parse_images(data)
+    except (GatewayError, httpx.TransportError) as exc:
+        raise _failed(exc, start_ns, first_byte_ns) from exc
+    if not answer.images:
+        raise CallFailed(UpstreamError("The upstream answered with no image."), start_ns, first_byte_ns)
+    images = await _kept(answer, blobs, tenant_id, start_ns, first_byte_ns)
+    reported = answer.usage or Usage(source="reported")
+    usage = Usage(
+        prompt_tokens=reported.prompt_tokens,
+        completion_tokens=reported.completion_tokens,
+        source="reported",
+        units=len(images),
+        unit="image",
+    )
+    return CallOutcome(
+        model=dep.upstream_model,
+        usage=usage,
+        cost=usage_svc.cost_of(usage, dep.catalog_model, variant=price_variant(task, answer)),
+        finish_reason=None,
+        message=None,
+        start_ns=start_ns,
+        first_byte_ns=first_byte_ns,
+        end_ns=time.time_ns(),
+        task_result=ImagesResult(
+            images=images,
+            size=answer.size,
+            quality=answer.quality,
+            background=answer.background,
+            output_format=answer.output_format,
+            input_image_tokens=answer.input_image_tokens,
+        ),
+    )
+
+
+def _form(edit: EditRequest, blobs: BlobAccess) -> MultipartBody:
+    """The edit's form, each file read from the store as the body goes out."""
+    files = [FilePart(f.field, f.filename, f.content_type, f.ref.size, blobs.read(f.ref)) for f in edit.files]
+    return MultipartBody(edit.fields, files)
+
+
+async def _read_capped(chunks: AsyncIterator[bytes]) -> bytes:
+    data = bytearray()
+    async for piece in chunks:
+        data += piece
+        if len(data) > MAX_ANSWER_BYTES:
+            raise UpstreamError(f"The upstream's images answer is larger than {MAX_ANSWER_BYTES} bytes.")
+    return bytes(data)
+
+
+async def _kept(
+    answer: ImageAnswer, blobs: BlobAccess, tenant_id: str, start_ns: int, first_byte_ns: int
+) -> list[ImageOut]:
+    """Each image in the object store. The upstream made (and billed) them
+    already: a store that fails here must not send the request to another
+    deployment to be made and billed again."""
+    kept = []
+    try:
+        for image in answer.images:
+            ref = await blobs.write(new_name(tenant_id, "image"), image.data, image.content_type, IMAGE_TTL_S)
+            kept.append(ImageOut(blob=ref, revised_prompt=image.revised_prompt))
+    except Exception as exc:
+        error = InternalError(f"The images were made but could not be kept: {type(exc).__name__}.")
+        raise CallFailed(error, start_ns, first_byte_ns, repeatable=False) from exc
+    return kept

@@ -1,0 +1,296 @@
+"""Image generation and edits as an upstream: OpenAI's images API (OpenAI,
+Azure, compatible servers) and Imagen's ``:predict``, against fixtures in
+their API references' shapes, and the whole try (``tasks.images.call``)
+over httpx.MockTransport with an in-memory object store."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import msgspec
+import pytest
+
+from loadtest.mock_upstream.images_shape import png, read_form
+from schemas.envelope import Deployment
+from schemas.errors import ContentFiltered, InternalError, InvalidRequest, UpstreamError
+from schemas.tasks import BlobRef, ImageRequest, ImagesResult
+from services import pricing
+from services.providers.azure.chat import AzureOpenAIChat
+from services.providers.call import CallFailed, CallOutcome, CallProgress
+from services.providers.gemini.chat import GeminiChat
+from services.providers.gemini.images import ImagenImages, aspect_ratio
+from services.providers.http import UpstreamHTTP
+from services.providers.openai.chat import OpenAIChat
+from services.providers.openai.images import OpenAIImages
+from services.providers.tasks import images as image_call
+from tests.adapters import fixture, sent_json
+from tests.png_check import png_pixels
+
+OPENAI = Deployment(
+    name="oa",
+    provider="openai",
+    base_url="https://api.openai.test/v1",
+    upstream_model="dall-e-3",
+    catalog_model="dall-e-3",
+)
+GPT_IMAGE = msgspec.structs.replace(OPENAI, name="gi", upstream_model="gpt-image-1", catalog_model="gpt-image-1")
+AZURE = Deployment(
+    name="az",
+    provider="azure",
+    base_url="https://res.openai.azure.test",
+    upstream_model="my-dalle",
+    api_version="2024-10-21",
+    catalog_model="azure/dall-e-3",
+)
+IMAGEN = Deployment(
+    name="im",
+    provider="gemini",
+    base_url="https://generativelanguage.test",
+    upstream_model="imagen-4.0-generate-001",
+    catalog_model="imagen-4.0-generate-001",
+)
+openai = OpenAIImages(OpenAIChat())
+azure = OpenAIImages(AzureOpenAIChat())
+imagen = ImagenImages(GeminiChat())
+
+
+class MemoryBlobs:
+    """``BlobAccess`` over a dict; reads in small slices, as the store does."""
+
+    def __init__(self, fail_writes: bool = False) -> None:
+        self.kept: dict[str, tuple[bytes, str]] = {}
+        self.fail_writes = fail_writes
+
+    def put(self, name: str, data: bytes, content_type: str = "image/png", filename: str = "") -> BlobRef:
+        self.kept[name] = (data, content_type)
+        sha = hashlib.sha256(data).hexdigest()
+        return BlobRef(name=name, size=len(data), sha256=sha, content_type=content_type, filename=filename)
+
+    async def write(self, name: str, data: bytes, content_type: str, ttl_s: float) -> BlobRef:
+        if self.fail_writes:
+            raise InternalError("The object store is unavailable.", status=503)
+        return self.put(name, data, content_type)
+
+    async def read(self, ref: BlobRef) -> AsyncIterator[bytes]:
+        data = self.kept[ref.name][0]
+        for at in range(0, len(data), 7):
+            yield data[at : at + 7]
+
+
+async def run(
+    dep: Deployment, task: ImageRequest, handler: Callable[[httpx.Request], httpx.Response], blobs: MemoryBlobs
+) -> CallOutcome:
+    async with contextlib.aclosing(UpstreamHTTP(httpx.MockTransport(handler))) as client:
+        return await image_call.call(client, dep, task, CallProgress(), blobs, "acme")
+
+
+def test_openai_generation_asks_for_base64_and_only_what_was_set() -> None:
+    task = ImageRequest(model="alias", prompt="a boat", n=1, size="1792x1024", quality="hd", style="vivid")
+    req = openai.generation_request(OPENAI, task, "sk-up")
+    assert req.url == "https://api.openai.test/v1/images/generations"
+    assert req.headers["authorization"] == "Bearer sk-up"
+    assert sent_json(req.content) == {
+        "model": "dall-e-3",
+        "prompt": "a boat",
+        "n": 1,
+        "size": "1792x1024",
+        "quality": "hd",
+        "style": "vivid",
+        "response_format": "b64_json",
+    }
+
+
+def test_gpt_image_models_get_no_response_format() -> None:
+    # OpenAI refuses the parameter for them (they answer base64 always).
+    task = ImageRequest(model="x", prompt="p", response_format="url", background="transparent", output_format="webp")
+    sent = sent_json(openai.generation_request(GPT_IMAGE, task, None).content)
+    assert "response_format" not in sent
+    assert sent["background"] == "transparent" and sent["output_format"] == "webp"
+
+
+def test_azure_url_and_key() -> None:
+    req = azure.generation_request(AZURE, ImageRequest(model="x", prompt="p"), "az-key")
+    assert (
+        req.url == "https://res.openai.azure.test/openai/deployments/my-dalle/images/generations?api-version=2024-10-21"
+    )
+    assert req.headers["api-key"] == "az-key" and "authorization" not in req.headers
+    edit = azure.edit_request(AZURE, ImageRequest(model="x", prompt="p", edit=True, images=[BlobRef("a", 1)]), "k")
+    assert edit.url == "https://res.openai.azure.test/openai/deployments/my-dalle/images/edits?api-version=2024-10-21"
+
+
+def test_dalle3_answer() -> None:
+    answer = openai.parse_images(fixture("openai/images_dalle3.json"))
+    (image,) = answer.images
+    assert image.content_type == "image/png" and png_pixels(image.data) == (2, 2)
+    assert image.revised_prompt == "A watercolour of a small red boat on a calm morning sea."
+    assert answer.usage is None and answer.size is None
+
+
+def test_gpt_image_answer_keeps_tokens_and_what_it_made() -> None:
+    answer = openai.parse_images(fixture("openai/images_gpt_image.json"))
+    assert len(answer.images) == 2
+    assert answer.usage is not None
+    assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (117, 8320)
+    assert answer.input_image_tokens == 67
+    assert (answer.size, answer.quality, answer.background, answer.output_format) == (
+        "1024x1024",
+        "high",
+        "opaque",
+        "png",
+    )
+
+
+def test_an_upstream_url_is_never_passed_on() -> None:
+    with pytest.raises(UpstreamError, match="URL"):
+        openai.parse_images(fixture("openai/images_url.json"))
+
+
+def test_broken_base64_is_an_upstream_error() -> None:
+    with pytest.raises(UpstreamError, match="base64"):
+        openai.parse_images(b'{"created": 1, "data": [{"b64_json": "not base64!"}]}')
+
+
+def test_imagen_request() -> None:
+    task = ImageRequest(model="x", prompt="a boat", n=3, size="1792x1024", output_format="jpeg", output_compression=80)
+    req = imagen.generation_request(IMAGEN, task, "g-key")
+    assert req.url == "https://generativelanguage.test/v1beta/models/imagen-4.0-generate-001:predict"
+    assert req.headers["x-goog-api-key"] == "g-key"
+    assert sent_json(req.content) == {
+        "instances": [{"prompt": "a boat"}],
+        "parameters": {
+            "sampleCount": 3,
+            "aspectRatio": "16:9",
+            "outputOptions": {"mimeType": "image/jpeg", "compressionQuality": 80},
+        },
+    }
+    bare = sent_json(imagen.generation_request(IMAGEN, ImageRequest(model="x", prompt="p"), None).content)
+    assert bare["parameters"] == {"sampleCount": 1}
+
+
+@pytest.mark.parametrize(
+    ("size", "ratio"),
+    [("1024x1024", "1:1"), ("1024x1792", "9:16"), ("1536x1024", "4:3"), ("1024x1536", "3:4"), ("auto", None)],
+)
+def test_imagen_aspect_ratio(size: str, ratio: str | None) -> None:
+    assert aspect_ratio(size) == ratio
+
+
+def test_imagen_refuses_what_it_cannot_make() -> None:
+    with pytest.raises(InvalidRequest, match="at most 4"):
+        imagen.generation_request(IMAGEN, ImageRequest(model="x", prompt="p", n=5), None)
+    with pytest.raises(InvalidRequest, match="png or jpeg"):
+        imagen.generation_request(IMAGEN, ImageRequest(model="x", prompt="p", output_format="webp"), None)
+    with pytest.raises(InvalidRequest, match="cannot edit"):
+        imagen.edit_request(IMAGEN, ImageRequest(model="x", prompt="p", edit=True), None)
+
+
+def test_imagen_answer() -> None:
+    answer = imagen.parse_images(fixture("gemini/imagen_predict.json"))
+    assert [png_pixels(i.data) for i in answer.images] == [(2, 2), (2, 2)]
+    with pytest.raises(ContentFiltered, match="safety filter"):
+        imagen.parse_images(fixture("gemini/imagen_filtered.json"))
+
+
+async def test_generation_call_keeps_each_image_and_bills_per_image() -> None:
+    blobs = MemoryBlobs()
+    seen: list[httpx.Request] = []
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        b64 = base64.b64encode(png(3, 2)).decode()
+        return httpx.Response(200, json={"created": 1, "data": [{"b64_json": b64}, {"b64_json": b64}]})
+
+    dalle2 = msgspec.structs.replace(OPENAI, upstream_model="dall-e-2", catalog_model="dall-e-2")
+    outcome = await run(dalle2, ImageRequest(model="a", prompt="p", n=2, size="512x512"), upstream, blobs)
+    result = outcome.task_result
+    assert isinstance(result, ImagesResult) and len(result.images) == 2
+    for image in result.images:
+        assert image.blob.name.startswith("acme/image/")
+        assert png_pixels(blobs.kept[image.blob.name][0]) == (3, 2)
+        assert image.blob.content_type == "image/png"
+    assert (outcome.usage.units, outcome.usage.unit) == (2, "image")
+    # Exactly n x the catalog's price for that size.
+    price = pricing.unit_price("dall-e-2", "image", "512x512/standard")
+    assert price is not None and price > 0
+    assert outcome.cost.units == outcome.cost.total == 2 * price
+    assert sent_json(seen[0].content)["response_format"] == "b64_json"
+
+
+async def test_gpt_image_is_billed_by_the_quality_it_reports() -> None:
+    blobs = MemoryBlobs()
+    answer = fixture("openai/images_gpt_image.json")
+    outcome = await run(
+        GPT_IMAGE, ImageRequest(model="a", prompt="p", n=2), lambda r: httpx.Response(200, content=answer), blobs
+    )
+    # "auto" asked for; the upstream says it made 1024x1024 at high quality.
+    assert outcome.cost.total == 2 * (pricing.unit_price("gpt-image-1", "image", "1024x1024/high") or 0) > 0
+    # Its tokens stay on the usage (the record shows them), the images bill.
+    assert (outcome.usage.prompt_tokens, outcome.usage.completion_tokens) == (117, 8320)
+    assert isinstance(outcome.task_result, ImagesResult) and outcome.task_result.input_image_tokens == 67
+
+
+async def test_edit_streams_the_uploads_into_the_upstream_form() -> None:
+    blobs = MemoryBlobs()
+    image = blobs.put("acme/upload/img", png(4, 4), filename="in.png")
+    mask = blobs.put("acme/upload/mask", png(4, 4), filename='ma"sk\r\n.png')
+    seen: list[httpx.Request] = []
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=fixture("openai/images_gpt_image.json"))
+
+    task = ImageRequest(model="a", prompt="add a sun", edit=True, images=[image], mask=mask, n=2, quality="low")
+    await run(GPT_IMAGE, task, upstream, blobs)
+    (request,) = seen
+    assert request.url == "https://api.openai.test/v1/images/edits"
+    body = request.content
+    assert int(request.headers["content-length"]) == len(body)
+    fields, files = read_form(request.headers["content-type"], body)
+    assert fields == {"model": "gpt-image-1", "prompt": "add a sun", "n": "2", "quality": "low"}
+    assert files == {"image": [png(4, 4)], "mask": [png(4, 4)]}
+    # A hostile file name cannot end its header early.
+    assert b'filename="ma%22sk%0D%0A.png"' in body
+
+
+async def test_several_images_go_as_image_array() -> None:
+    blobs = MemoryBlobs()
+    refs = [blobs.put(f"acme/upload/i{i}", png(2, 2)) for i in range(3)]
+    seen: list[httpx.Request] = []
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=fixture("openai/images_gpt_image.json"))
+
+    await run(GPT_IMAGE, ImageRequest(model="a", prompt="p", edit=True, images=refs), upstream, blobs)
+    _, files = read_form(seen[0].headers["content-type"], seen[0].content)
+    assert list(files) == ["image[]"] and len(files["image[]"]) == 3
+
+
+async def test_upstream_500_is_a_retryable_failure() -> None:
+    def upstream(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500, json={"error": {"message": "boom", "type": "server_error"}})
+
+    with pytest.raises(CallFailed) as failed:
+        await run(OPENAI, ImageRequest(model="a", prompt="p"), upstream, MemoryBlobs())
+    assert isinstance(failed.value.error, UpstreamError) and failed.value.error.retryable
+    assert failed.value.repeatable
+
+
+async def test_images_made_but_not_kept_are_not_made_again_elsewhere() -> None:
+    def upstream(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=fixture("openai/images_dalle3.json"))
+
+    with pytest.raises(CallFailed) as failed:
+        await run(OPENAI, ImageRequest(model="a", prompt="p"), upstream, MemoryBlobs(fail_writes=True))
+    assert not failed.value.repeatable
+
+
+async def test_a_family_without_images_is_the_callers_400() -> None:
+    claude = Deployment(name="c", provider="anthropic", base_url="https://a.test", upstream_model="claude")
+    with pytest.raises(CallFailed) as failed:
+        await run(claude, ImageRequest(model="a", prompt="p"), lambda r: httpx.Response(200), MemoryBlobs())
+    assert isinstance(failed.value.error, InvalidRequest) and "serves no images" in failed.value.error.message
