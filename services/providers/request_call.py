@@ -388,12 +388,14 @@ class RequestCall:
         await self.tried(t, self.tells_health and not not_its_own)
 
     async def _on_body(self, head: RestHead | None, data: bytes) -> None:
-        """A REST answer's head (on its first chunk) or next body slice, on
-        to the requester as it came."""
+        """A REST answer's head (on its first chunk) or next body slice, or
+        a task's (speech's audio, a transcript's text), on to the requester
+        as it came."""
         env = self.env
         chunk = Chunk(id=env.id, seq=self.seq, delta=_NO_DELTA, head=head, data=data)
-        if head is not None:
+        if self.seq == 0:  # it carries the response headers' facts (who answers)
             chunk.deployment = self.walk.current.name
+        if head is not None:
             self.rest_head = head
             if self._deadline is not None:
                 self._deadline.reschedule(None)

@@ -99,6 +99,7 @@ def test_speech_streams_as_the_mock_sends_it(stack: Stack, client: openai.OpenAI
         model="demo-speech", voice="alloy", input=text, response_format="wav"
     ) as response:
         assert response.headers["content-type"] == "audio/wav"
+        assert response.headers["x-sluice-deployment"] == "demo-speech"  # told before the audio, with its first slice
         request_id = response.headers["x-request-id"]
         pieces = [piece for piece in response.iter_bytes() if piece]
     audio = b"".join(pieces)
