@@ -381,6 +381,15 @@ async def test_a_stream_asked_of_whisper_comes_whole_as_one_delta() -> None:
     assert r.outcome.usage.units == 1000
 
 
+async def test_a_long_text_goes_in_slices_that_each_decode() -> None:
+    ref, blobs = upload(wav_bytes(1.0))
+    text = "é" * 40_000 + "ok"  # 80 KB of UTF-8: more than one slice
+    answer = msgspec.json.encode({"text": text, "usage": {"type": "duration", "seconds": 1}})
+    r = await run(WHISPER, transcribe(ref, stream=True), answering(answer), blobs)
+    assert len(r.body) > 1 and all(len(b) <= 64 * 1024 for b in r.body)
+    assert "".join(b.decode() for b in r.body) == text
+
+
 async def test_a_stream_cut_before_its_end_is_not_tried_again() -> None:
     ref, blobs = upload(wav_bytes(1.0))
     cut = b'data: {"type":"transcript.text.delta","delta":"I"}\n\n'

@@ -99,6 +99,13 @@ class _Try:
             self.delivered = True
             await self.on_body(None, piece)
 
+    async def deliver_text(self, text: str) -> None:
+        """Text in slices of whole characters (at most 4 bytes each): every
+        ``Chunk.data`` decodes on its own."""
+        step = SLICE // 4
+        for at in range(0, len(text), step):
+            await self.deliver(text[at : at + step].encode())
+
     def failed(self, exc: GatewayError | httpx.TransportError) -> CallFailed:
         failed = _failed(exc, self.start_ns, self.progress.first_byte_ns)
         failed.repeatable = not self.delivered
@@ -157,7 +164,7 @@ class TranscriptionCall(_Try):
                     self.progress.first_byte_ns = self.progress.first_byte_ns or time.time_ns()
                     result, reported = oa.parse_transcript(data, task)
                     if task.stream and result.text:  # whisper-1 answers a stream request whole
-                        await self.deliver(result.text.encode())
+                        await self.deliver_text(result.text)
             finally:
                 await resp.aclose()
         except Exception as exc:
@@ -202,7 +209,7 @@ class TranscriptionCall(_Try):
                 event = oa.transcript_event(data)
                 if event.type == "transcript.text.delta" and event.delta:
                     parts.append(event.delta)
-                    await self.deliver(event.delta.encode())
+                    await self.deliver_text(event.delta)
                 elif event.type == "transcript.text.done":
                     return TranscriptResult(text=event.text or "".join(parts)), oa.usage_of(event.usage)
         raise UpstreamError("Upstream's transcript stream ended before its transcript.text.done event.")
