@@ -30,12 +30,6 @@ from services import batches
 from services.apis.table import BY_PATH
 
 log = logging.getLogger("sluice.ingress.batches")
-# A line may hold a body as large as the endpoint takes, and its own fields.
-LINE_OVERHEAD_BYTES = 8192
-
-
-def max_line_bytes(gw: Gateway) -> int:
-    return gw.settings.max_body_bytes + LINE_OVERHEAD_BYTES
 
 
 async def create(gw: Gateway, store: BatchStore, intake: JobIntake, caller: ApiKey, raw: bytes) -> BatchRecord:
@@ -72,7 +66,7 @@ async def check_and_queue(
 ) -> BatchRecord:
     """Check every line, then queue them all; the record as it then stands."""
     api = BY_PATH[record.endpoint]
-    checker = batches.LineChecker(record.endpoint, api.parse, max_line_bytes(gw))
+    checker = batches.LineChecker(record.endpoint, api.parse, gw.settings.max_body_bytes)
     async for number, raw in _lines(gw, source):
         checker.check(number, raw)
     errors = checker.finish()
@@ -88,7 +82,7 @@ async def check_and_queue(
 
 
 async def _lines(gw: Gateway, source: FileRecord) -> AsyncIterator[tuple[int, bytes | None]]:
-    splitter = batches.LineSplitter(max_line_bytes(gw))
+    splitter = batches.LineSplitter(batches.line_bytes(gw.settings.max_body_bytes))
     async for chunk in file_store.read_file(gw, source):
         for line in splitter.feed(chunk):
             yield line

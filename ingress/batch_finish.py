@@ -146,6 +146,7 @@ class BatchFinisher:
             if current is None or current.status in batches.ENDED:
                 return
             total = current.request_counts.total
+            began = time.monotonic()
             written = _Written()
             output_id = await self._file(current, total, True, written)
             error_id = await self._file(current, total, False, written)
@@ -156,7 +157,8 @@ class BatchFinisher:
                 lambda r: batches.ended(r, counts, written.expired, output_id, error_id, int(time.time())),
             )
             if ended is not None:
-                log.info("batch %s %s: %s", ended.id, ended.status, counts)
+                took = time.monotonic() - began
+                log.info("batch %s %s: %s (its files written in %.1f s)", ended.id, ended.status, counts, took)
                 await self.store.closed(ended)
         finally:
             await self.store.release_lease(record)

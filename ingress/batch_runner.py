@@ -63,7 +63,9 @@ class BatchLines:
             log.error("batch job %s does not decode; dropped", run.id)
             await msg.ack()
             return
-        stored = await self.store.outcome(line.batch_id, line.line)
+        # Only a line delivered before can have ended already (a lookup saved on every other).
+        redelivered = (msg.metadata.num_delivered or 1) > 1
+        stored = await self.store.outcome(line.batch_id, line.line) if redelivered else None
         if stored is None:
             record = await self._record(run.tenant_id, line.batch_id)
             if record is None:

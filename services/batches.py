@@ -44,6 +44,8 @@ MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
 # A custom_id longer than this is refused: it is echoed on every output line.
 MAX_CUSTOM_ID = 512
+# What a line holds beside its body: custom_id, method and url.
+LINE_OVERHEAD_BYTES = 8192
 # A failed batch lists this many line errors at most (the first ones).
 MAX_ERRORS = 100
 # ``GET /v1/batches``: OpenAI's bounds on ``limit`` and its default.
@@ -135,6 +137,11 @@ def check_metadata(metadata: dict[str, str] | None) -> None:
             )
 
 
+def line_bytes(max_body_bytes: int) -> int:
+    """The longest line a file may hold: a body as large as the endpoint takes, and the line's own fields."""
+    return max_body_bytes + LINE_OVERHEAD_BYTES
+
+
 class LineSplitter:
     """An input file's lines as its chunks arrive, numbered from 1, each at
     most ``max_bytes`` (a longer one is yielded as None: it is never held
@@ -181,13 +188,14 @@ class LineSplitter:
 
 class LineChecker:
     """Checks an input file's lines one by one against the batch's endpoint
-    (``parse``: that endpoint's API, as ``POST <endpoint>`` reads a body).
+    (``parse``: that endpoint's API, as ``POST <endpoint>`` reads a body; a
+    body larger than ``max_body_bytes`` is refused as that endpoint would).
     Holds a 16-byte digest per custom_id, so 50,000 lines take about 4 MB."""
 
-    def __init__(self, endpoint: str, parse: Callable[[bytes], Parsed], max_line_bytes: int) -> None:
+    def __init__(self, endpoint: str, parse: Callable[[bytes], Parsed], max_body_bytes: int) -> None:
         self.endpoint = endpoint
         self.parse = parse
-        self.max_line_bytes = max_line_bytes
+        self.max_body_bytes = max_body_bytes
         self.errors: list[BatchError] = []
         self.lines = 0
         self._seen: set[bytes] = set()
@@ -200,7 +208,8 @@ class LineChecker:
                 self._error("too_many_tasks", f"A batch holds at most {MAX_LINES} requests.", None, number)
             return None
         if raw is None:
-            self._error("invalid_request", f"This line is longer than {self.max_line_bytes} bytes.", None, number)
+            longest = line_bytes(self.max_body_bytes)
+            self._error("invalid_request", f"This line is longer than {longest} bytes.", None, number)
             return None
         try:
             line = _decode_input(raw)
@@ -234,6 +243,9 @@ class LineChecker:
                 "url",
                 number,
             )
+            return None
+        if len(line.body) > self.max_body_bytes:
+            self._error("invalid_request", f"The body is larger than {self.max_body_bytes} bytes.", "body", number)
             return None
         try:
             self.parse(bytes(line.body))

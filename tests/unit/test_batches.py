@@ -189,3 +189,11 @@ def test_only_the_gateways_own_ids_name_a_batch() -> None:
 def test_an_output_line_of_a_failed_request_goes_to_the_error_file() -> None:
     out = BatchOutput(id="x", custom_id="c", response=None, error=None)
     assert not out.succeeded
+
+
+def test_a_body_larger_than_the_endpoint_takes_is_refused_as_the_endpoint_would() -> None:
+    checker = batches.LineChecker(CHAT, chat.parse, 200)
+    big = {"model": "m", "messages": [{"role": "user", "content": "x" * 300}]}
+    assert checker.check(1, line("big", body=big)) is None
+    assert checker.check(2, line("small")) is not None
+    assert [(e.line, e.param) for e in checker.finish()] == [(1, "body")]
