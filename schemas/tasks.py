@@ -166,6 +166,14 @@ class TranscriptSegment(msgspec.Struct, omit_defaults=True):
     start: float
     end: float
     text: str
+    # Whisper's own figures for the segment, as the upstream gave them (a
+    # caller drops a hallucinated one by its no_speech_prob and avg_logprob).
+    seek: int | None = None
+    tokens: list[int] | None = None
+    temperature: float | None = None
+    avg_logprob: float | None = None
+    compression_ratio: float | None = None
+    no_speech_prob: float | None = None
 
 
 class TranscriptWord(msgspec.Struct):

@@ -183,6 +183,9 @@ def test_every_response_format(client: openai.OpenAI, spoken: bytes) -> None:
     assert [w.word for w in verbose.words] == TEXT.split()
     assert " ".join(s.text.strip() for s in verbose.segments) == TEXT
     assert verbose.segments[-1].end == pytest.approx(verbose.duration, abs=0.01)
+    # The mock's own figures for each segment, passed on as whisper-1 gives them.
+    assert (verbose.segments[0].no_speech_prob, verbose.segments[0].avg_logprob) == (0.01, -0.25)
+    assert verbose.segments[0].tokens == [50364]
 
 
 @pytest.mark.timeout(60)

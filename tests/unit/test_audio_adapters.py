@@ -247,6 +247,11 @@ async def test_openai_transcription_streams_the_upload_into_its_form() -> None:
     assert result.language == "english"
     assert result.duration_s == pytest.approx(8.47)
     assert result.segments is not None and result.segments[0].end == pytest.approx(3.32)
+    # Whisper's own figures pass on: a caller drops hallucinated segments by them.
+    first = result.segments[0]
+    assert (first.seek, first.temperature, first.tokens[:2]) == (0, 0.0, [50364, 440])  # type: ignore[index]
+    assert (first.avg_logprob, first.compression_ratio) == (-0.2860786020755768, 1.2363636493682861)
+    assert first.no_speech_prob == 0.00985979475080967
     assert result.words is not None and result.words[-1].word == "volleyball"
     # Billed as whisper-1 reports it: 9 whole seconds, not the 8.47 heard, nor our 2.5 s of WAV.
     assert r.outcome.usage == Usage(units=9000, unit="audio_ms")

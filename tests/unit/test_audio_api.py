@@ -215,6 +215,12 @@ def test_verbose_json_transcript() -> None:
         "segments": [{"id": 0, "start": 0.0, "end": 3.3, "text": " Hi there."}],
         "usage": {"type": "duration", "seconds": 9.0},
     }
+    whisper = TranscriptSegment(0, 0.0, 3.3, " Hi.", seek=0, tokens=[1, 2], temperature=0.0, no_speech_prob=0.01)
+    body = msgspec.json.decode(r.final(final(TranscriptResult(text="Hi.", segments=[whisper]), WHISPER_USAGE)))
+    assert body["segments"] == [
+        {"id": 0, "start": 0.0, "end": 3.3, "text": " Hi.", "seek": 0, "tokens": [1, 2], "temperature": 0.0,
+         "no_speech_prob": 0.01}
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("fmt", ["text", "srt", "vtt"])

@@ -55,6 +55,12 @@ class OASegment(msgspec.Struct):
     start: float = 0.0
     end: float = 0.0
     text: str = ""
+    seek: int | None = None
+    tokens: list[int] | None = None
+    temperature: float | None = None
+    avg_logprob: float | None = None
+    compression_ratio: float | None = None
+    no_speech_prob: float | None = None
 
 
 class OAWord(msgspec.Struct):
@@ -172,15 +178,25 @@ def parse_transcript(data: bytes, task: TranscriptionRequest) -> tuple[Transcrip
         text=t.text,
         language=t.language,
         duration_s=t.duration,
-        segments=[
-            TranscriptSegment(s.id if isinstance(s.id, int) else i, s.start, s.end, s.text)
-            for i, s in enumerate(t.segments)
-        ]
-        if t.segments
-        else None,
+        segments=[_segment(i, s) for i, s in enumerate(t.segments)] if t.segments else None,
         words=[TranscriptWord(w.word, w.start, w.end) for w in t.words] if t.words else None,
     )
     return result, usage_of(t.usage, t.duration)
+
+
+def _segment(index: int, s: OASegment) -> TranscriptSegment:
+    return TranscriptSegment(
+        id=s.id if isinstance(s.id, int) else index,
+        start=s.start,
+        end=s.end,
+        text=s.text,
+        seek=s.seek,
+        tokens=s.tokens,
+        temperature=s.temperature,
+        avg_logprob=s.avg_logprob,
+        compression_ratio=s.compression_ratio,
+        no_speech_prob=s.no_speech_prob,
+    )
 
 
 _CUE_TIME = re.compile(r"^\s*(\d+:)?\d{2}:\d{2}[.,]\d{3}\s*-->")
