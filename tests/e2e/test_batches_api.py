@@ -8,6 +8,7 @@ tenant's batches and files are 404."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -20,6 +21,9 @@ import pytest
 from openai.types import Batch
 
 from schemas.chat import Usage
+from schemas.jobs import JobResult
+from schemas.replies import Final
+from services.bus.client import SluiceClient
 from services.usage import cost_of
 from tests.stack import DEMO_KEY, PRIVATE_KEY, Stack
 
@@ -269,8 +273,33 @@ def test_another_tenants_batches_and_files_are_404(stack: Stack, demo: openai.Op
 
 
 def test_the_list_pages_newest_first(demo: openai.OpenAI) -> None:
+    empty = demo.files.create(file=("empty.jsonl", b"\n"), purpose="batch").id  # fails at once: nothing runs
+    made = [demo.batches.create(input_file_id=empty, endpoint=CHAT, completion_window="24h") for _ in range(3)]
+    assert {m.status for m in made} == {"failed"} and made[0].errors and made[0].errors.data[0].code == "empty_file"
     first = demo.batches.list(limit=2)
     assert len(first.data) == 2 and first.has_more
     assert first.data[0].created_at >= first.data[1].created_at and first.data[0].id > first.data[1].id
     after = demo.batches.list(limit=2, after=first.data[1].id)
     assert after.data and after.data[0].id < first.data[1].id
+
+
+def test_a_running_batch_leaves_the_tenants_own_jobs_their_room(stack: Stack, demo: openai.OpenAI) -> None:
+    """The tenant's batch lines fill its batch concurrency (4 lines of 3 s
+    each, more waiting): a durable job of the same tenant, queued after them
+    all, still reaches the upstream before any line past the first 4."""
+    run = uuid.uuid4().hex[:8]
+    lines = [chat_line(f"w{i}", f"wait {run} {i} [mock:latency_ms=3000]") for i in range(12)]
+    made = demo.batches.create(input_file_id=upload(demo, lines), endpoint=CHAT, completion_window="24h")
+
+    async def job() -> JobResult | None:
+        async with await SluiceClient.connect(stack.nats_url, DEMO_KEY, creds=stack.creds("svc-demo")) as sluice:
+            body = {"model": "demo-model", "messages": [{"role": "user", "content": f"job {run}"}]}
+            return await sluice.result(await sluice.submit_job("chat", body), wait_s=20)
+
+    result = asyncio.run(job())
+    assert result is not None and isinstance(result.result, Final)
+    seen = [r["messages"][0]["content"] for r in httpx.get(f"{stack.mock_url}/mock/requests?last=50").json()]
+    before_job = seen[seen.index(f"job {run}") + 1 :]  # newest first: what reached the upstream earlier
+    assert sum(text.startswith(f"wait {run} ") for text in before_job) <= 4
+    demo.batches.cancel(made.id)
+    assert ended(demo, made.id).status == "cancelled"
