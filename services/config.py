@@ -281,10 +281,12 @@ class ControlRecords(msgspec.Struct):
     routes: dict[str, ModelRoute]
     # name -> (the content of its next version, its API)
     prompts: dict[str, tuple[PromptVersion, PromptApi | None]] = {}
-    responses_ttl_s: float = GatewaySettings.responses_ttl_s
+    # The gateway's defaults, read off an instance: on a Struct class the
+    # field's name gives its descriptor, not its default.
+    responses_ttl_s: float = GatewaySettings().responses_ttl_s
     mcp_servers: dict[str, McpServer] = {}
-    mcp_session_ttl_s: float = GatewaySettings.mcp_session_ttl_s
-    media_ttl_s: float = GatewaySettings().media_ttl_s  # an instance's: the class attribute is a descriptor
+    mcp_session_ttl_s: float = GatewaySettings().mcp_session_ttl_s
+    media_ttl_s: float = GatewaySettings().media_ttl_s
     # REST services by KV key (``<slug>.v<N>``).
     services: dict[str, RestService] = {}
 
