@@ -298,8 +298,9 @@ def test_a_running_batch_leaves_the_tenants_own_jobs_their_room(stack: Stack, de
 
     result = asyncio.run(job())
     assert result is not None and isinstance(result.result, Final)
-    seen = [r["messages"][0]["content"] for r in httpx.get(f"{stack.mock_url}/mock/requests?last=50").json()]
-    before_job = seen[seen.index(f"job {run}") + 1 :]  # newest first: what reached the upstream earlier
-    assert sum(text.startswith(f"wait {run} ") for text in before_job) <= 4
+    seen = [json.dumps(r) for r in httpx.get(f"{stack.mock_url}/mock/requests?last=50").json()]
+    job_at = next(i for i, text in enumerate(seen) if f"job {run}" in text)
+    # Newest first: what reached the upstream before the job did.
+    assert sum(f"wait {run} " in text for text in seen[job_at + 1 :]) <= 4
     demo.batches.cancel(made.id)
     assert ended(demo, made.id).status == "cancelled"
