@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint bench bench-responses bench-mcp bench-rest bench-tools clean chromium agent-clients
+.PHONY: up test lint bench bench-responses bench-mcp bench-rest bench-tasks bench-tools clean chromium agent-clients
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -88,6 +88,11 @@ bench-mcp: $(STAMP) bench-tools
 # catalog with 500 APIs (loadtest/rest_bench.py).
 bench-rest: $(STAMP) bench-tools
 	$(BIN)/python -m loadtest.rest_bench
+
+# Images, audio, moderation and rerank through the gateway against the mock upstream called directly, and a
+# 10,000-line batch through the Files and Batch APIs (loadtest/tasks_bench.py; httpx and the openai SDK, no wrk).
+bench-tasks: $(STAMP)
+	$(BIN)/python -m loadtest.tasks_bench
 
 clean:
 	rm -rf $(VENV) .sluice
