@@ -28,6 +28,7 @@ from schemas.errors import InvalidRequest, PermissionDenied
 from schemas.files import FileRecord
 from services import batches
 from services.apis.table import BY_PATH
+from services.bus import process
 
 log = logging.getLogger("sluice.ingress.batches")
 
@@ -58,7 +59,12 @@ async def create(gw: Gateway, store: BatchStore, intake: JobIntake, caller: ApiK
         key_id=caller.id,
     )
     await store.create(record)
-    return await check_and_queue(gw, store, intake, record, source)
+    # Held while its lines are queued: a sweeper queues them again only if this process died doing it.
+    await store.take_lease(record, process.instance_name("ingress"))
+    try:
+        return await check_and_queue(gw, store, intake, record, source)
+    finally:
+        await store.release_lease(record)
 
 
 async def check_and_queue(

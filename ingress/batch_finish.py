@@ -154,7 +154,12 @@ class BatchFinisher:
             ended = await self.store.change(
                 record.tenant_id,
                 record.id,
-                lambda r: batches.ended(r, counts, written.expired, output_id, error_id, int(time.time())),
+                # Ended meanwhile by a runner that took over a lease it thought stale: that end stands.
+                lambda r: (
+                    r
+                    if r.status in batches.ENDED
+                    else batches.ended(r, counts, written.expired, output_id, error_id, int(time.time()))
+                ),
             )
             if ended is not None:
                 took = time.monotonic() - began

@@ -35,7 +35,10 @@ class BatchService:
         await self.finisher.stop()
 
     async def create(self, caller: ApiKey, raw: bytes) -> BatchRecord:
-        return await batch_create.create(self.gw, self.store, self.intake, caller, raw)
+        made = await batch_create.create(self.gw, self.store, self.intake, caller, raw)
+        # Lines that ended while it was being queued found its lease held: look again now.
+        self.finisher.touched(made.tenant_id, made.id)
+        return made
 
     async def _requeue(self, record: BatchRecord) -> None:
         """Queue a batch whose ingress died while queueing it (its input file read again)."""
