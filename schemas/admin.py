@@ -21,7 +21,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from schemas.control import Period, PrivacyRules, Role, SubscriptionState
+from schemas.control import GUARDED_APIS, GuardedApi, Period, PrivacyRules, Role, SubscriptionState
+from schemas.envelope import GuardrailAction
 from schemas.mcp import CatalogPrompt, CatalogResource, McpSafety, McpTransport, ToolAnnotations
 from schemas.prompts import ApiState, ChainStep, PromptMessage, PromptParams, Variable
 
@@ -97,6 +98,28 @@ class CacheIn(Strict):
 # --- tenants -------------------------------------------------------------------
 
 
+class ModerationIn(Strict):
+    """A moderation model run on the tenant's chat requests first: "block"
+    refuses a flagged one (400 content_flagged), "flag" lets it through and
+    records each flagged category as a detection."""
+
+    model: Annotated[str, Meta(min_length=1, max_length=128, description="A model group of mode moderation.")]
+    action: GuardrailAction = "block"
+    apis: Annotated[list[GuardedApi], Meta(min_length=1, max_length=len(GUARDED_APIS))] = msgspec.field(
+        default_factory=lambda: list(GUARDED_APIS)
+    )
+
+    def __post_init__(self) -> None:
+        if len(set(self.apis)) != len(self.apis):
+            raise ValueError("apis must name each API once")
+
+
+class ModerationOut(msgspec.Struct):
+    model: str
+    action: GuardrailAction
+    apis: list[GuardedApi]
+
+
 class TenantCreate(Strict):
     id: Id
     limits: LimitsIn = msgspec.field(default_factory=LimitsIn)
@@ -117,6 +140,8 @@ class TenantCreate(Strict):
     mcp_tools: ToolPatterns = []
     # "any", "non_destructive" (read-only or destructiveHint false) or "read_only" (readOnlyHint).
     mcp_safety: McpSafety = "any"
+    # A moderation guardrail on its chat requests (none by default).
+    moderation: ModerationIn | None = None
 
 
 class TenantUpdate(Strict):
@@ -134,6 +159,8 @@ class TenantUpdate(Strict):
     privacy: PrivacyRules | UnsetType | None = UNSET
     mcp_tools: ToolPatterns | UnsetType = UNSET
     mcp_safety: McpSafety | UnsetType = UNSET
+    # The whole setting, replacing the last; null removes it.
+    moderation: ModerationIn | UnsetType | None = UNSET
 
 
 class TenantOut(msgspec.Struct):
@@ -151,6 +178,7 @@ class TenantOut(msgspec.Struct):
     privacy: PrivacyRules | None = None
     mcp_tools: list[str] = []
     mcp_safety: McpSafety = "any"
+    moderation: ModerationOut | None = None
 
 
 # --- keys ----------------------------------------------------------------------

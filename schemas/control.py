@@ -12,7 +12,7 @@ from typing import Literal
 
 import msgspec
 
-from schemas.envelope import Deployment
+from schemas.envelope import Deployment, GuardrailAction
 from schemas.mcp import McpSafety
 
 Owner = Literal["config", "api"]
@@ -136,6 +136,25 @@ class PrivacyRules(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=Tru
     version: int = 1
 
 
+# The client APIs a tenant's moderation guardrail may cover: the chat-shaped
+# ones, whose requests carry messages a model answers.
+GuardedApi = Literal["chat", "messages", "responses"]
+GUARDED_APIS: tuple[GuardedApi, ...] = ("chat", "messages", "responses")
+
+
+class TenantModeration(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
+    """A moderation model run on the tenant's chat requests before the chat
+    model sees them, as one more guardrail: "block" refuses a flagged
+    request (400 ``content_flagged``), "flag" lets it through and records
+    each flagged category as a detection."""
+
+    # A model group of mode "moderation" (e.g. "omni-moderation").
+    model: str
+    action: GuardrailAction = "block"
+    # Which of its requests are checked, by client API.
+    apis: list[GuardedApi] = msgspec.field(default_factory=lambda: list(GUARDED_APIS))
+
+
 class Tenant(msgspec.Struct, omit_defaults=True):
     id: str
     # The first form of rules (a pattern, redacted): read as custom detectors.
@@ -166,6 +185,8 @@ class Tenant(msgspec.Struct, omit_defaults=True):
     mcp_tools: list[str] = []
     # Which of those by their annotations (``schemas.mcp.McpSafety``).
     mcp_safety: McpSafety = "any"
+    # None: its chat requests are not moderated (``TenantModeration``).
+    moderation: TenantModeration | None = None
 
 
 class Subscription(msgspec.Struct, omit_defaults=True):

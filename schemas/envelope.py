@@ -44,15 +44,20 @@ Api = Literal[
 WorkerStage = Literal["policy", "redact", "route", "cache", "provider"]
 # Everything that holds a request and records a span.
 StageName = Literal["ingress", WorkerStage]
+# What a span may time: a stage's hold of the request, or a part of one told
+# apart within it ("moderation": the provider's call to the tenant's
+# moderation guardrail, inside the provider's own span).
+SpanName = Literal[StageName, "moderation"]
 # The one list of stages: every table of them (processes, NATS roles, what
 # /readyz waits for) is built from it.
 WORKER_STAGES: tuple[WorkerStage, ...] = get_args(WorkerStage)
 
 
 class Span(msgspec.Struct, array_like=True):
-    """Wall-clock time a stage held the request, in ns since the epoch."""
+    """Wall-clock time a stage held the request (or a part of that hold a
+    ``SpanName`` names), in ns since the epoch."""
 
-    stage: StageName
+    stage: SpanName
     start_ns: int
     end_ns: int
 
@@ -105,6 +110,27 @@ class Privacy(msgspec.Struct, omit_defaults=True):
     version: int = 0
     # How national phone numbers are read in the answer (as in the prompt).
     phone_region: str = "US"
+
+
+# What a tenant's moderation guardrail does with a request it flags: refuse
+# it (nothing reaches the model), or let it through and record the flags.
+GuardrailAction = Literal["block", "flag"]
+
+
+class ModerationCheck(msgspec.Struct, omit_defaults=True):
+    """The tenant's moderation guardrail on one chat request: stamped by
+    policy from the tenant's setting, then replaced whole by routing with
+    the moderation group's deployments to try; the provider calls them
+    on the request's text before the chat call."""
+
+    # The moderation model group, as the tenant's setting names it.
+    model: str
+    action: GuardrailAction = "block"
+    # Routing's: the group, its deployments in order (none: no group serves
+    # the name, which fails the check) and its retry rounds.
+    group: str = ""
+    candidates: list[Deployment] = []
+    retries: int = 0
 
 
 class Envelope(BusMessage, tag="chat.request"):
@@ -206,6 +232,9 @@ class Envelope(BusMessage, tag="chat.request"):
     # gateway's job runner alone (policy clears it for any other origin), and
     # recorded on the request's row.
     batch_id: str = ""
+    # Set by policy alone (cleared for callers), from the tenant's moderation
+    # guardrail, on a chat request it covers; its deployments by routing.
+    moderation: ModerationCheck | None = None
 
     @property
     def model(self) -> str:

@@ -87,6 +87,9 @@ def admit(
     # candidates could send the request (and its prompt) to any URL.
     env.group, env.candidates, env.context_candidates, env.arm, env.retries = "", [], [], "", 0
     env.cache_ttl_s, env.cache_lookup, env.cache_key = 0, False, ""
+    # Policy's, from the tenant's own setting: a caller could name a lax
+    # moderation, or mark its request checked.
+    env.moderation = None
     if from_ingress:
         # A batch's lines run as the ingress's durable jobs, and only those.
         if env.origin != "job":

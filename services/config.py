@@ -23,12 +23,13 @@ from schemas.control import (
     Role,
     Secret,
     Tenant,
+    TenantModeration,
 )
-from schemas.errors import InvalidRequest
+from schemas.errors import InvalidRequest, ModelNotFound
 from schemas.mcp import McpSafety, McpServer
 from schemas.prompts import ChainStep, PromptApi, PromptMessage, PromptParams, PromptVersion, Variable
 from schemas.rest import RestService
-from services import call_logs, mcp_config, pricing, privacy, prompts, rest_config
+from services import call_logs, mcp_config, moderation_guardrail, pricing, privacy, prompts, rest_config, routing
 from services.breaker import BreakerConfig
 from services.config_error import ConfigError
 from services.detectors.custom import check_pattern
@@ -141,6 +142,9 @@ class TenantConfig(msgspec.Struct, forbid_unknown_fields=True):
     mcp_tools: list[str] = []
     # "any", "non_destructive" or "read_only": by the tools' annotations.
     mcp_safety: McpSafety = "any"
+    # A moderation model run on its chat requests first, e.g.
+    # { model = "omni-moderation", action = "block" } ("flag" lets flagged ones through, recorded).
+    moderation: TenantModeration | None = None
 
 
 class KeyConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -360,6 +364,7 @@ def control_records(config: Config, extra_keys: dict[str, ApiKey] | None = None)
             privacy=t.privacy,
             mcp_tools=t.mcp_tools,
             mcp_safety=t.mcp_safety,
+            moderation=t.moderation,
         )
         if problem := mcp_config.patterns_problem(t.mcp_tools):
             raise ConfigError(f"tenant {t.id!r}: {problem}")
@@ -375,6 +380,9 @@ def control_records(config: Config, extra_keys: dict[str, ApiKey] | None = None)
         if record.tenant_id not in tenants:
             raise ConfigError(f"key {record.id!r} names unknown tenant {record.tenant_id!r}")
     routes = model_groups(config.models)
+    for tenant in tenants.values():
+        if tenant.moderation is not None and (problem := moderation_problem(tenant.moderation, routes)):
+            raise ConfigError(f"tenant {tenant.id!r}: {problem}")
     prompts = prompt_records(config.prompts, routes)
     try:
         servers = mcp_config.server_records(config.mcp_servers)
@@ -393,6 +401,19 @@ def control_records(config: Config, extra_keys: dict[str, ApiKey] | None = None)
         media_ttl_s=g.media_ttl_s,
         services=services,
     )
+
+
+def moderation_problem(setting: TenantModeration, routes: dict[str, ModelRoute]) -> str | None:
+    """Why a tenant's moderation guardrail cannot run: its shape, or a model
+    that no group of mode "moderation" serves (every request it covers would
+    be refused, or go unchecked)."""
+    if problem := moderation_guardrail.problem(setting):
+        return problem
+    try:
+        routing.resolve(routing.routes_by_name(routes), setting.model, "moderations")
+    except (ModelNotFound, InvalidRequest):
+        return f"moderation.model {setting.model!r} is not a configured model of mode moderation"
+    return None
 
 
 def prompt_records(

@@ -28,11 +28,12 @@ def time_split(timing: Timing, extra_spans: list[Span], latency_ns: int) -> dict
     out = dict.fromkeys(_STAGE_FIELDS.values(), 0)
     held = 0
     for span in (*timing.spans, *extra_spans):
+        field = _STAGE_FIELDS.get(span.stage)
+        if not field:
+            continue  # a part of a stage's time told apart (the guardrail's moderation): inside that stage's span
         d = max(0, span.end_ns - span.start_ns)
         held += d
-        field = _STAGE_FIELDS.get(span.stage)
-        if field:
-            out[field] += d
+        out[field] += d
     upstream_ttfb = upstream_stream = 0
     if timing.upstream_start_ns:
         end = timing.upstream_end_ns or timing.upstream_first_byte_ns

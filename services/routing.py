@@ -6,11 +6,13 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import msgspec
+
 from schemas.chat import ChatBody, EmbeddingsBody
 from schemas.control import ModelRoute
-from schemas.envelope import Deployment
-from schemas.errors import InvalidRequest, ModelNotFound
-from schemas.tasks import ImageRequest, TaskRequest
+from schemas.envelope import Deployment, ModerationCheck
+from schemas.errors import GatewayError, InvalidRequest, ModelNotFound
+from schemas.tasks import ImageRequest, ModerationRequest, TaskRequest
 from services import pricing, quota, strategies, task_usage
 from services.health import HealthBoard
 from services.pricing import Mode
@@ -164,6 +166,23 @@ def plan(
     larger = routes.groups.get(route.context_fallback) if route.context_fallback else None
     context = _ordered(larger, req, board, now, rng, default_max_output) if larger else []
     return Plan(route.name, candidates, context, arm, route.retries)
+
+
+def plan_moderation(
+    routes: RouteTable, check: ModerationCheck, key_id: str, board: HealthBoard, now: float, rng: random.Random
+) -> ModerationCheck:
+    """A request's guardrail check with its moderation group's deployments,
+    in the group's order (a new check: routing's decision replaces policy's
+    stamp whole). A name that no group of mode "moderation" serves leaves
+    none: the provider then fails the check, closed for "block", open for
+    "flag", rather than the chat request failing for its tenant's setting."""
+    # What the strategies read of a moderation (its cost by deployment): the text is not needed for an order.
+    request = Request(check.model, "moderations", key_id, task=ModerationRequest(model=check.model, input=""))
+    try:
+        found = plan(routes, request, board, now, rng)
+    except GatewayError:
+        return ModerationCheck(model=check.model, action=check.action)
+    return msgspec.structs.replace(check, group=found.group, candidates=found.candidates, retries=found.retries)
 
 
 def _ordered(

@@ -27,6 +27,7 @@ from services import (
     admission,
     answer_cache,
     mcp_policy,
+    moderation_guardrail,
     policy,
     pricing,
     privacy,
@@ -167,6 +168,9 @@ class PolicyStage:
         # Nor is a task's: images and speech are made anew each time, and their bytes age out of the store.
         keeps = answer_cache.cacheable(env.body) and not masking and env.api not in ("count_tokens", "mcp", "rest")
         keeps = keeps and env.task is None
+        # The tenant's moderation guardrail runs in the provider stage, which a cache hit never reaches.
+        env.moderation = moderation_guardrail.check_for(tenant, env)
+        keeps = keeps and env.moderation is None
         if tenant is not None and tenant.cache is not None and keeps:
             env.cache_ttl_s, env.cache_lookup = answer_cache.decide(env.cache_control, tenant.cache)
         # A caller's own value is never kept: only its tenant opts in.

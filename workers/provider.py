@@ -15,7 +15,11 @@ from ``sluice_services`` (``RestSide``): header rules, caps and timeouts
 are read there, never from the envelope; their instances' health checks
 reach every routing replica as tries do. A REST answer to a requester that
 paces it is sent a window at a time: each ``Credit`` (every provider hears
-them, as cancels) opens the window of the call it names."""
+them, as cancels) opens the window of the call it names.
+
+A chat request of a tenant with a moderation guardrail is moderated first,
+inside its ``RequestCall``; what the guardrail found is recorded as
+detections, as the redaction stage records its own."""
 
 from __future__ import annotations
 
@@ -51,6 +55,7 @@ from services.flow_window import SendWindow
 from services.providers.attempts import Try, WalkFailed, retryable
 from services.providers.call import CallFailed, CallOutcome, CallProgress
 from services.providers.http import Upstream, make_upstream_http
+from services.providers.moderation_gate import GuardrailStop
 from services.providers.request_call import RequestCall
 from services.providers.rest.call import FAIL_OVER_STATUSES, RestCaller
 from services.providers.rest.client import RestClient
@@ -359,9 +364,10 @@ class ProviderStage:
             await process.written(ctx.nc)
         try:
             outcome = await call.run()
-        except (WalkFailed, TimeoutError, asyncio.CancelledError) as exc:
+        except (GuardrailStop, WalkFailed, TimeoutError, asyncio.CancelledError) as exc:
             client_gone = isinstance(exc, asyncio.CancelledError) and env.id in self.cancelled
             failure = await call.failure(exc, client_gone=client_gone)
+            self._report_guardrail(ctx, env, call)
             self._log_call(ctx, env, call, failure)
             # A Failure carries usage only when the upstream billed some.
             billed = failure.usage is not None
@@ -376,6 +382,7 @@ class ProviderStage:
             self.windows.pop(env.id, None)
         self._alert_if_free(ctx, env, outcome, call.deployment)
         final = await call.final(outcome)
+        self._report_guardrail(ctx, env, call)
         self._report_output(ctx, env, call.detections())
         self._log_call(ctx, env, call, final)
         await ctx.finish(env, final, start_ns, billed=True, ttft_ns=call.ttft_ns)
@@ -412,6 +419,15 @@ class ProviderStage:
         if p is None:
             return
         for event in privacy.events(env.id, env.tenant_id, found, p.version, time.time_ns()):
+            ctx.events.emit(event)
+
+    @staticmethod
+    def _report_guardrail(ctx: runner.StageContext, env: Envelope, call: RequestCall) -> None:
+        """What the tenant's moderation guardrail found, as the redaction
+        stage's detections are recorded (under no rules' version: the
+        guardrail's setting has none)."""
+        found = call.guardrail_found()
+        for event in privacy.events(env.id, env.tenant_id, found, 0, time.time_ns()):
             ctx.events.emit(event)
 
     async def _keep(self, ctx: runner.StageContext, env: Envelope, final: Final, message: Message | None) -> None:

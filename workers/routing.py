@@ -145,6 +145,11 @@ class RoutingStage:
         plan = routing.plan(self.table, request, self.board, start_ns / 1e9, self.rng, self.default_max_output)
         env.group, env.candidates, env.context_candidates = plan.group, plan.candidates, plan.context_candidates
         env.arm, env.retries = plan.arm, plan.retries
+        if env.moderation is not None:
+            # The tenant's guardrail: its moderation group's deployments, for the provider to call first.
+            env.moderation = routing.plan_moderation(
+                self.table, env.moderation, env.key_id, self.board, start_ns / 1e9, self.rng
+            )
         await ctx.forward(env, start_ns)
 
     async def stop(self) -> None:

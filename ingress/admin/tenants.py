@@ -10,8 +10,8 @@ from msgspec import UNSET
 from ingress.admin import views
 from ingress.admin.deps import ERROR_RESPONSES, now_ms
 from ingress.admin.store import ControlStore
-from schemas.admin import Deleted, Id, TenantCreate, TenantOut, TenantUpdate
-from schemas.control import PrivacyRules, Tenant
+from schemas.admin import Deleted, Id, ModerationIn, ModerationOut, TenantCreate, TenantOut, TenantUpdate
+from schemas.control import PrivacyRules, Tenant, TenantModeration
 from schemas.errors import InvalidRequest, RecordConflict
 from services import control, privacy
 from services.control import Actor
@@ -24,6 +24,25 @@ def _checked(rules: PrivacyRules | None) -> PrivacyRules | None:
     if rules is not None and (problem := privacy.problem(rules)):
         raise InvalidRequest(f"privacy: {problem}", code="invalid_privacy_rules")
     return rules
+
+
+def _moderation(given: ModerationIn | None, store: ControlStore) -> TenantModeration | None:
+    """The setting as kept; its model must be served here (a group or an
+    alias: whether its mode is moderation, routing checks per request, as
+    the models may change after)."""
+    if given is None:
+        return None
+    if not store.model_known(given.model):
+        raise InvalidRequest(
+            f"moderation: model {given.model!r} is not a configured model.", code="invalid_moderation_model"
+        )
+    return TenantModeration(model=given.model, action=given.action, apis=list(given.apis))
+
+
+def _out(t: Tenant) -> TenantOut:
+    m = t.moderation
+    shown = ModerationOut(model=m.model, action=m.action, apis=m.apis) if m is not None else None
+    return msgspec.structs.replace(views.tenant_out(t), moderation=shown)
 
 
 class Tenants(Controller):
@@ -46,27 +65,28 @@ class Tenants(Controller):
             privacy=_checked(data.privacy),
             mcp_tools=data.mcp_tools,
             mcp_safety=data.mcp_safety,
+            moderation=_moderation(data.moderation, store),
             created_at_ms=now_ms(),
             owner="api",
         )
         await store.tenants.create(data.id, tenant, actor)
-        return views.tenant_out(tenant)
+        return _out(tenant)
 
     @get("/", responses=ERROR_RESPONSES)
     async def list_tenants(self, actor: Actor, store: ControlStore) -> list[TenantOut]:
         mine = [t for t in store.tenants.all() if control.can_see(actor, t.id)]
-        return [views.tenant_out(t) for t in sorted(mine, key=lambda t: t.id)]
+        return [_out(t) for t in sorted(mine, key=lambda t: t.id)]
 
     @get("/{tenant_id:str}", responses=ERROR_RESPONSES)
     async def get_tenant(self, tenant_id: Id, actor: Actor, store: ControlStore) -> TenantOut:
         control.require_visible(actor, tenant_id, "tenant", tenant_id)
         tenant, _ = await store.tenants.get(tenant_id)
-        return views.tenant_out(tenant)
+        return _out(tenant)
 
     @patch("/{tenant_id:str}", responses=ERROR_RESPONSES)
     async def update_tenant(self, tenant_id: Id, data: TenantUpdate, actor: Actor, store: ControlStore) -> TenantOut:
         control.require_visible(actor, tenant_id, "tenant", tenant_id)
-        control.require_gateway_admin(actor, "change a tenant's limits, budget, metadata or cache")
+        control.require_gateway_admin(actor, "change a tenant's limits, budget, metadata, cache or moderation")
         before, revision = await store.tenants.get(tenant_id)
         control.require_api_owned(before.owner, "tenant", tenant_id)
         changes: dict = {}
@@ -90,6 +110,8 @@ class Tenants(Controller):
             changes["mcp_tools"] = data.mcp_tools
         if data.mcp_safety is not UNSET:
             changes["mcp_safety"] = data.mcp_safety
+        if data.moderation is not UNSET:
+            changes["moderation"] = _moderation(data.moderation, store)
         if data.privacy is not UNSET:
             rules = _checked(data.privacy)
             if rules is not None:  # versions only go up, so a detection names the rules it was made under
@@ -99,7 +121,7 @@ class Tenants(Controller):
         after = msgspec.structs.replace(before, **changes)
         if after != before:
             await store.tenants.replace(tenant_id, after, revision, actor, "update", before)
-        return views.tenant_out(after)
+        return _out(after)
 
     @delete("/{tenant_id:str}", status_code=200, responses=ERROR_RESPONSES)
     async def delete_tenant(self, tenant_id: Id, actor: Actor, store: ControlStore) -> Deleted:

@@ -37,6 +37,12 @@ the service keeps sending (its read timeout bounds each wait). A requester
 that paces the body (``Envelope.flow_window``) gets a ``SendWindow``
 (``window``): the stage hands it the requester's credits, the adapter reads
 on from the service only while it is open.
+
+A chat request of a tenant with a moderation guardrail (``Envelope.moderation``)
+first has its text moderated (``moderation_gate.ModerationGate``), within
+the same deadline: a request the guardrail refuses ends as a ``Failure``
+with no chat call (``GuardrailStop``); one it lets through goes on, the
+moderation's cost added to the answer's and its time a span of its own.
 """
 
 from __future__ import annotations
@@ -49,13 +55,14 @@ from typing import Protocol
 import msgspec
 
 from schemas.chat import Cost, Delta, Message, Usage
-from schemas.envelope import Deployment, Envelope
-from schemas.errors import ClientClosed, InternalError, SlowReader, StageStopping, UpstreamTimeout
+from schemas.envelope import Deployment, Envelope, Span
+from schemas.errors import ClientClosed, GatewayError, InternalError, SlowReader, StageStopping, UpstreamTimeout
 from schemas.events import Detection
 from schemas.mcp import McpCall
 from schemas.replies import Chunk, Failure, Final, Timing
 from schemas.rest import RestCall, RestHead, RestResult
 from services import answer_cache, call_logs, detectors, mcp_privacy, task_privacy
+from services import moderation_guardrail as guardrail
 from services import usage as usage_svc
 from services.flow_window import SendWindow
 from services.masking import AnswerRestorer, OutputScanner
@@ -70,6 +77,7 @@ from services.providers.call import (
     call_embeddings,
 )
 from services.providers.http import Upstream
+from services.providers.moderation_gate import GuardrailStop, ModerationGate
 from services.providers.rest.call import RESPONSE_TOO_LARGE
 from services.providers.tasks import BlobAccess, call_task
 
@@ -147,6 +155,13 @@ class RequestCall:
         self.walk = Walk(
             env.candidates, context_candidates=env.context_candidates, retries=env.retries, deadline_ns=env.deadline_ns
         )
+        # The tenant's moderation guardrail, run before the chat call (policy
+        # stamps it on chat requests only).
+        self.gate = (
+            ModerationGate(env.moderation, env.body, client, tried, self.in_flight, env.deadline_ns)
+            if env.moderation is not None and env.body is not None
+            else None
+        )
         self.seq = 0
         self.started_ns = 0
         self.first_chunk_ns = 0
@@ -195,12 +210,15 @@ class RequestCall:
 
     async def run(self) -> CallOutcome:
         """Try the candidates until one answers, within the request's
-        deadline. Raises ``WalkFailed`` (no try answered), ``TimeoutError``
-        (the deadline passed) or ``asyncio.CancelledError``: each is the
-        ``failure`` to send."""
+        deadline, once the guardrail (if any) let the request through.
+        Raises ``GuardrailStop`` (it did not), ``WalkFailed`` (no try
+        answered), ``TimeoutError`` (the deadline passed) or
+        ``asyncio.CancelledError``: each is the ``failure`` to send."""
         env = self.env
         self.started_ns = time.time_ns()
         async with asyncio.timeout(max(0.0, (env.deadline_ns - self.started_ns) / 1e9)) as self._deadline:
+            if self.gate is not None:
+                await self.gate.run()
             return await self.walk.run(self._try, self._ended, self._on_delta if env.stream else None)
 
     async def final(self, outcome: CallOutcome) -> Final:
@@ -216,13 +234,14 @@ class RequestCall:
         tool_result = self.tool_result = outcome.tool_result
         if env.tool is not None and env.privacy is not None:
             tool_result, self.tool_found = mcp_privacy.restore_result(tool_result, env.privacy)
+        cost = guardrail.plus(outcome.cost, self.gate.cost) if self.gate is not None else outcome.cost
         return Final(
             id=env.id,
             seq=self.seq,
             model=outcome.model,
             usage=outcome.usage,
-            cost_pico_usd=outcome.cost.total,
-            cost=outcome.cost,
+            cost_pico_usd=cost.total,
+            cost=cost,
             message=answer,
             other_choices=others,
             embeddings=outcome.embeddings,
@@ -237,6 +256,7 @@ class RequestCall:
             attempts=len(self.walk.tries),
             cache="miss" if env.cache_key else "",
             timing=Timing(
+                spans=self._guardrail_spans(),
                 upstream_start_ns=outcome.start_ns,
                 upstream_first_byte_ns=outcome.first_byte_ns,
                 upstream_end_ns=outcome.end_ns,
@@ -249,6 +269,8 @@ class RequestCall:
         generated. A cancelled call ended because its client left
         (``client_gone``) or the gateway is stopping."""
         walk = self.walk
+        if isinstance(exc, GuardrailStop):
+            return self._refused(exc.error)
         if isinstance(exc, WalkFailed):
             error, started, first_byte = exc.error, exc.last.start_ns, exc.last.first_byte_ns
         else:
@@ -258,6 +280,8 @@ class RequestCall:
                 error = ClientClosed("The client closed the connection.")
             else:
                 error = StageStopping("The gateway stopped while calling the upstream.")
+            if self.gate is not None and not self.gate.done:
+                return await self._cut_in_guardrail(error)
             started, first_byte = self.started_ns, walk.progress.first_byte_ns
             # The try cut short from outside has no row of its own yet.
             cut = Try(len(walk.tries) + 1, walk.current, started, first_byte, time.time_ns(), error.status, error)
@@ -269,10 +293,13 @@ class RequestCall:
             await self._send_held()
         failure = Failure.from_error(self.env.id, error, self.seq, deployment=dep.name, provider=dep.provider)
         failure.timing = Timing(
-            upstream_start_ns=started, upstream_first_byte_ns=first_byte, upstream_end_ns=time.time_ns()
+            spans=self._guardrail_spans(),
+            upstream_start_ns=started,
+            upstream_first_byte_ns=first_byte,
+            upstream_end_ns=time.time_ns(),
         )
         failure.attempts = len(walk.tries)
-        billed = self._billed_so_far(refused=isinstance(exc, WalkFailed))
+        billed = self._plus_guardrail(self._billed_so_far(refused=isinstance(exc, WalkFailed)))
         if billed is not None:
             failure.usage, failure.cost = billed
         if self.rest_head is not None:
@@ -280,6 +307,45 @@ class RequestCall:
         t = self.transcript
         self.written = t.message() if t is not None and t.parts else None
         return failure
+
+    def _refused(self, error: GatewayError) -> Failure:
+        """The ``Failure`` of a request the guardrail stopped: no chat call
+        was made; the moderation deployment that judged it (if one did) and
+        what the moderation cost are on it."""
+        assert self.gate is not None
+        dep = self.gate.deployment
+        named = {"deployment": dep.name, "provider": dep.provider} if dep is not None else {}
+        failure = Failure.from_error(self.env.id, error, self.seq, **named)
+        failure.timing = Timing(spans=self._guardrail_spans())
+        billed = self._plus_guardrail(None)
+        if billed is not None:
+            failure.usage, failure.cost = billed
+        return failure
+
+    async def _cut_in_guardrail(self, error: GatewayError) -> Failure:
+        """The ``Failure`` of a call cut short (deadline, cancel) while the
+        guardrail's moderation ran: its try is the one cut; the chat's never began."""
+        assert self.gate is not None
+        await self.gate.cut(error, says_health=isinstance(error, UpstreamTimeout))
+        return self._refused(error)
+
+    def _guardrail_spans(self) -> list[Span]:
+        span = self.gate.span if self.gate is not None else None
+        return [span] if span is not None else []
+
+    def _plus_guardrail(self, billed: tuple[Usage, Cost] | None) -> tuple[Usage, Cost] | None:
+        """What the chat call billed, with the moderation's cost added; the
+        moderation's usage stands for the request's when the chat billed none."""
+        gate = self.gate
+        if gate is None or gate.usage is None:
+            return billed
+        if billed is None:
+            return gate.usage, gate.cost
+        return billed[0], guardrail.plus(billed[1], gate.cost)
+
+    def guardrail_found(self) -> list[Detection]:
+        """What the tenant's moderation guardrail found (or that it could not check)."""
+        return self.gate.found if self.gate is not None else []
 
     def detections(self) -> list[Detection]:
         """What the tenant's output checks found in the answer, and what each did."""
