@@ -40,7 +40,7 @@ SWEEP_S = 10.0
 # under their own message ids, so none twice).
 STALE_VALIDATING_S = 120.0
 # Outcomes read at once while writing a file, and the size of each piece written.
-READ_WINDOW = 64
+READ_WINDOW = 256
 PIECE_BYTES = 64 * 1024
 
 Requeue = Callable[[BatchRecord], Awaitable[None]]
@@ -119,7 +119,7 @@ class BatchFinisher:
         if counts.completed + counts.failed >= counts.total and batch_id not in self._looking:
             self._looking.add(batch_id)
             try:
-                await self._finish(record)
+                await self._finish(record, counts)
             finally:
                 self._looking.discard(batch_id)
         return counts
@@ -133,7 +133,7 @@ class BatchFinisher:
         finally:
             await self.store.release_lease(record)
 
-    async def _finish(self, record: BatchRecord) -> None:
+    async def _finish(self, record: BatchRecord, counted: RequestCounts) -> None:
         if not await self.store.take_lease(record, self.holder):
             return
         try:
@@ -148,8 +148,9 @@ class BatchFinisher:
             total = current.request_counts.total
             began = time.monotonic()
             written = _Written()
+            # No failure marked: no line goes in the error file (each is marked before its outcome is kept).
             output_id = await self._file(current, total, True, written)
-            error_id = await self._file(current, total, False, written)
+            error_id = await self._file(current, total, False, written) if counted.failed else None
             counts = RequestCounts(total=total, completed=written.succeeded, failed=written.failed)
             ended = await self.store.change(
                 record.tenant_id,

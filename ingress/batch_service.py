@@ -23,7 +23,7 @@ class BatchService:
     def __init__(self, gw: Gateway, intake: JobIntake) -> None:
         self.gw = gw
         self.intake = intake
-        self.store = BatchStore(gw.nc.jetstream())
+        self.store = BatchStore(gw.nc.jetstream(), gw.nc.max_payload)
         self.finisher = BatchFinisher(gw, self.store, self._requeue)
         self.lines = BatchLines(gw, self.store, self.finisher.touched)
 

@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable
 
 import msgspec
-import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
@@ -44,6 +43,9 @@ from services.bus.kv import kv_key
 
 log = logging.getLogger("sluice.ingress.batches")
 
+# An outcome is kept in one message: this much of the server's largest is left for its headers.
+PAYLOAD_HEADROOM = 4096
+TOO_LARGE = BatchError("response_too_large", "The answer to this request was too large to keep in the output file.")
 # A lease whose holder wrote nothing for this long is taken over (its holder died).
 LEASE_STALE_S = 120.0
 # Times a record changed meanwhile is read again before giving up.
@@ -65,8 +67,9 @@ class Lease(msgspec.Struct):
 
 
 class BatchStore:
-    def __init__(self, js: JetStreamContext) -> None:
+    def __init__(self, js: JetStreamContext, max_payload: int) -> None:
         self.js = js
+        self.max_payload = max_payload
         self.records: KeyValue | None = None
         self.lines: KeyValue | None = None
 
@@ -197,35 +200,43 @@ class BatchStore:
         return entry.value or None
 
     async def write_outcome(self, batch_id: str, line: int, output: BatchOutput) -> BatchOutput:
-        """The line's outcome: ``output``, or the one written first."""
+        """The line's outcome: ``output``, or the one written first. A
+        failure is marked before its outcome is kept, so once every line's
+        outcome is kept, every failure is counted."""
         assert self.lines is not None
-        try:
+        payload = encode_output(output)
+        if len(payload) > self.max_payload - PAYLOAD_HEADROOM:
+            # Larger than a message may be: the line ran, its answer cannot be kept.
+            output = msgspec.structs.replace(output, response=None, error=TOO_LARGE)
             payload = encode_output(output)
+        marker = f"{batch_id}.f.{line}"
+        stored = None
+        if not output.succeeded:
+            # Kept already (by an earlier run of the line): that one stands, and no mark of this one.
+            stored = await self.outcome(batch_id, line)
+            if stored is None:
+                with contextlib.suppress(KeyWrongLastSequenceError):
+                    await self.lines.create(marker, b"1")
+        if stored is None:
             try:
                 await self.lines.create(f"{batch_id}.o.{line}", payload)
-            except nats.errors.MaxPayloadError:
-                # Larger than a message may be: the line ran, its answer cannot be kept.
-                output = msgspec.structs.replace(
-                    output,
-                    error=BatchError(
-                        "response_too_large", "The answer to this request was too large to keep in the output file."
-                    ),
-                    response=None,
-                )
-                await self.lines.create(f"{batch_id}.o.{line}", encode_output(output))
-        except KeyWrongLastSequenceError:
-            stored = await self.outcome(batch_id, line)
-            assert stored is not None
-            output = decode_output(stored)
-        if not output.succeeded:
+                return output
+            except KeyWrongLastSequenceError:
+                stored = await self.outcome(batch_id, line)
+        assert stored is not None
+        kept = decode_output(stored)
+        if not kept.succeeded:  # an earlier run kept it and died before its mark
             with contextlib.suppress(KeyWrongLastSequenceError):
-                await self.lines.create(f"{batch_id}.f.{line}", b"1")
-        return output
+                await self.lines.create(marker, b"1")
+        elif not output.succeeded:  # two runs at once ended unalike: never, a line runs once (``JobRun``)
+            log.error("batch %s line %s: a failure marked beside an answer kept", batch_id, line)
+        return kept
 
     async def counts(self, batch_id: str, total: int) -> RequestCounts:
-        """How many of the batch's lines ended, and how many of those failed."""
+        """How many of the batch's lines ended, and how many of those failed
+        (a failure marked but its outcome not yet kept is not counted)."""
         ended = await self._count(f"{batch_id}.o.>")
-        failed = await self._count(f"{batch_id}.f.>")
+        failed = min(ended, await self._count(f"{batch_id}.f.>"))
         return RequestCounts(total=total, completed=ended - failed, failed=failed)
 
     async def _count(self, keys: str) -> int:

@@ -40,7 +40,7 @@ def with_store(nats_url: str, body: Callable[[BatchStore], Awaitable[None]]) -> 
         nc = await nats.connect(nats_url)
         try:
             await batch_buckets.ensure_buckets(nc.jetstream())
-            store = BatchStore(nc.jetstream())
+            store = BatchStore(nc.jetstream(), nc.max_payload)
             await store.start()
             await body(store)
         finally:
@@ -100,5 +100,17 @@ def test_a_lease_is_held_once_and_a_stale_one_taken_over(nats_url: str, monkeypa
         assert await store.take_lease(r, "ingress-1")
         monkeypatch.setattr(batch_store, "LEASE_STALE_S", 0.0)  # its holder died
         assert await store.take_lease(r, "ingress")
+
+    with_store(nats_url, body)
+
+
+def test_an_answer_too_large_for_a_message_is_kept_as_a_failure(nats_url: str) -> None:
+    async def body(store: BatchStore) -> None:
+        store.max_payload = 6000
+        batch_id = batches.new_batch_id()
+        big = batches.answered("big", "job-9", 200, b'{"data":"' + b"x" * 5000 + b'"}')
+        kept = await store.write_outcome(batch_id, 1, big)
+        assert kept.response is None and kept.error is not None and kept.error.code == "response_too_large"
+        assert await store.counts(batch_id, 1) == RequestCounts(total=1, completed=0, failed=1)
 
     with_store(nats_url, body)
