@@ -114,13 +114,25 @@ def test_a_blocking_tenants_flagged_chat_is_refused_before_the_chat_upstream(sta
         with pytest.raises(openai.BadRequestError) as refused_too:
             client.responses.create(model="guard-chat", input="I will kill the lights [mock:flag=hate]")
         clean = chat(client, "Good morning, what is the capital of France?")
+    # And Anthropic's Messages API, refused in its own error shape.
+    messages = httpx.post(
+        stack.base_url + "/messages",
+        headers={"x-api-key": KEYS["guarded"], "anthropic-version": "2023-06-01"},
+        json={"model": "guard-chat", "max_tokens": 50, "messages": [{"role": "user", "content": FLAGGED}]},
+        timeout=20,
+    )
+    assert messages.status_code == 400 and messages.json()["type"] == "error", messages.text
+    assert (
+        messages.json()["error"]["type"] == "invalid_request_error"
+        and "violence" in messages.json()["error"]["message"]
+    )
     error = refused.value
     assert error.status_code == 400 and error.code == "content_flagged"
     assert "violence" in error.message and "messages[0].content" in error.message and "castle" not in error.message
     assert refused_too.value.code == "content_flagged" and "hate, violence" in refused_too.value.message
     assert clean.parse().choices[0].message.content
-    # Two refused without a chat call; the clean one called both.
-    assert seen(stack, "guard-chat") == chats + 1 and seen(stack, "guard-mod") == moderations + 3
+    # Three refused without a chat call; the clean one called both.
+    assert seen(stack, "guard-chat") == chats + 1 and seen(stack, "guard-mod") == moderations + 4
     request_id = error.response.headers["x-request-id"]
     row = stack.request_row(request_id)
     assert (row["status"], row["error_code"], row["deployment"], row["attempts"]) == (
