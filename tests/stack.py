@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import httpx
@@ -282,6 +283,25 @@ class Stack:
 
     def query(self, name: str, **params: object) -> dict:
         return asyncio.run(query(name, params, self.nats_url, creds=self.creds()))
+
+    def rows_of(self, request_ids: Iterable[str], since_ns: int = 0, timeout: float = 30.0) -> dict[str, dict]:
+        """The ``requests`` rows of these requests (received since ``since_ns``)
+        by id, once the sink has written every one: one query per look,
+        rather than one per request."""
+        wanted = set(request_ids)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                result = self.query("request_rows", since_ns=since_ns, limit=1_000_000)
+            except nats.errors.NoRespondersError:  # the sink is (re)starting
+                result = {"error": None, "rows": [], "columns": []}
+            assert result["error"] is None, result["error"]
+            rows = {row[0]: dict(zip(result["columns"], row, strict=True)) for row in result["rows"]}
+            if wanted <= rows.keys():
+                return {request_id: rows[request_id] for request_id in wanted}
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no requests rows for {sorted(wanted - rows.keys())[:5]} after {timeout}s")
+            time.sleep(0.2)
 
     def request_row(self, request_id: str, timeout: float = 30.0) -> dict:
         """The ``requests`` row of one request, once the sink has written it."""

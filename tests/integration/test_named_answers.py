@@ -501,6 +501,17 @@ def _(store: Store) -> None:
     ]
 
 
+@answer("request_rows")
+def _(store: Store) -> None:
+    since = REQUESTS[15].received_at_ns
+    got = {row["request_id"]: row for row in run(store, "request_rows", since_ns=since)}
+    assert sorted(got) == [f"r{i}" for i in range(15, 20)]
+    for r in REQUESTS[15:]:
+        row = got[r.request_id]
+        seen = (row["status"], row["error_code"], row["prompt_tokens"], row["completion_tokens"], row["cost_pico_usd"])
+        assert seen == (r.status, r.error_code, r.prompt_tokens, r.completion_tokens, str(r.cost_pico_usd))
+
+
 @answer("tool_calls")
 @answer("tools_by_server")
 @answer("tool_errors")
