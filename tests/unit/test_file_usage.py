@@ -20,6 +20,7 @@ from schemas.tasks import BlobRef
 from services import files
 from services.bus import file_usage
 from services.bus.file_usage import FileUsage, counter_subjects
+from services.config import GatewaySettings
 
 LIMITS = files.StorageLimits(max_bytes=600, total_bytes=1000, max_count=3)
 
@@ -252,3 +253,38 @@ async def test_a_delete_gives_back_once_whoever_else_deletes_at_the_same_time() 
     assert used(counters) == (0, 0) and not records.keys
     await file_store.delete_file(gw, record)  # type: ignore[arg-type]
     assert used(counters) == (0, 0)
+
+
+class FakeStore(FakeBlobs):
+    """``BlobStore.put_stream``: takes every chunk (or fails at ``fail_at``)."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        super().__init__()
+        self.fail_at = fail_at
+
+    async def put_stream(self, name: str, chunks: AsyncGenerator[bytes, None], **kw: object) -> BlobRef:
+        size = 0
+        async for piece in chunks:
+            size += len(piece)
+            if self.fail_at is not None and size >= self.fail_at:
+                raise InternalError("the store went away", status=503)
+        return BlobRef(name=name, size=size, content_type=str(kw.get("content_type", "")))
+
+
+async def pieces(n: int) -> AsyncGenerator[bytes, None]:
+    for _ in range(n):
+        yield b"x" * 100
+
+
+async def test_a_batchs_output_file_counts_past_the_totals_and_a_failed_one_counts_nothing() -> None:
+    files_usage, counters, records = usage()
+    for i in range(3):  # the tenant is at its count already
+        await (await files_usage.hold("acme", f"file-{i}", f"acme/file/{i}", 1, LIMITS)).settle(1)
+    gw = SimpleNamespace(files=records, counters=counters, blobs=FakeStore(), settings=GatewaySettings())
+    made = await file_store.create_file(gw, "acme", "k", "batch_1_output.jsonl", "batch_output", pieces(5))  # type: ignore[arg-type]
+    assert made.bytes == 500 and await records.get("acme", made.id) == made
+    assert used(counters) == (503, 4)
+    gw.blobs = FakeStore(fail_at=300)
+    with pytest.raises(InternalError):
+        await file_store.create_file(gw, "acme", "k", "batch_2_error.jsonl", "batch_output", pieces(5))  # type: ignore[arg-type]
+    assert used(counters) == (503, 4) and not [k for k in records.keys if k.startswith("h.")]
