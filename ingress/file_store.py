@@ -9,6 +9,10 @@ round (blob, then record), so a record never names bytes that were never
 kept, and a crash between the two leaves a record the next delete or
 sweep finishes. Bytes stream in and out a slice at a time: a file of any
 size never sits in a process's memory.
+
+Every file counts in its tenant's totals (``services.bus.file_usage``):
+held before its first byte, settled once its record is made, given back
+when it is not kept or is deleted (by whichever delete removes the record).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from schemas.files import FilePurpose, FileRecord
 from schemas.tasks import BlobRef
 from services import files
 from services.bus.blobs import new_name
+from services.bus.file_usage import FileUsage, Held
 
 if TYPE_CHECKING:
     from ingress.gateway import Gateway
@@ -58,14 +63,31 @@ def record_of(
     )
 
 
-async def keep_record(gw: Gateway, record: FileRecord) -> FileRecord:
-    """Make the record of a blob already kept; the blob is deleted if the
+def usage_of(gw: Gateway) -> FileUsage:
+    return FileUsage(gw.counters, gw.files)
+
+
+async def hold_file(
+    gw: Gateway, tenant_id: str, reserved: int, limits: files.StorageLimits | None
+) -> tuple[str, str, Held]:
+    """A new file's id and blob name, counted in its tenant's totals at
+    ``reserved`` bytes (``files.storage_full`` past ``limits``)."""
+    file_id, name = files.new_file_id(), blob_name(gw, tenant_id)
+    return file_id, name, await usage_of(gw).hold(tenant_id, file_id, name, reserved, limits)
+
+
+async def keep_record(gw: Gateway, record: FileRecord, held: Held) -> FileRecord:
+    """Make the record of a blob already kept under ``held``, and count the
+    file at its size; the blob is deleted and the hold given back if the
     record cannot be made (nothing would ever name it)."""
     try:
+        await held.renew()  # still held: a sweep that found it run out deleted its bytes
         await gw.files.create(record)
     except BaseException:
         await discard_blob(gw, record.blob.name)
+        await held.release()
         raise
+    await held.settle(record.bytes)
     return record
 
 
@@ -76,9 +98,16 @@ async def create_file(
     ``purpose`` "batch_output") from ``chunks`` as they come, under the
     tenant and the key it is made for; its record. Expires as the gateway's
     ``files_retention_s`` says for its purpose. No size cap: the gateway's
-    own output, bounded by what made it."""
+    own output, bounded by what made it. It counts in the tenant's totals
+    but is never refused by them (the lines it holds ran and were paid for):
+    a tenant past them uploads nothing more until it deletes."""
     created_at = int(time.time())
-    blob = await gw.blobs.put_stream(blob_name(gw, tenant_id), chunks, content_type=files.JSONL, filename=filename)
+    file_id, name, held = await hold_file(gw, tenant_id, 0, None)
+    try:
+        blob = await gw.blobs.put_stream(name, held.renewing(chunks), content_type=files.JSONL, filename=filename)
+    except BaseException:
+        await held.release()
+        raise
     expires_at = files.expires_at(purpose, created_at, None, None, gw.settings.files_retention_s)
     record = record_of(
         tenant_id=tenant_id,
@@ -88,8 +117,9 @@ async def create_file(
         blob=blob,
         created_at=created_at,
         expires_at=expires_at,
+        file_id=file_id,
     )
-    return await keep_record(gw, record)
+    return await keep_record(gw, record, held)
 
 
 async def open_file(gw: Gateway, tenant_id: str, file_id: str) -> FileRecord:
@@ -110,9 +140,15 @@ def read_file(gw: Gateway, record: FileRecord) -> AsyncIterator[bytes]:
 
 async def delete_file(gw: Gateway, record: FileRecord) -> None:
     """Bytes, then record; each is idempotent, so deleting twice (a
-    retried DELETE, two sweeps at once) is harmless."""
+    retried DELETE, two sweeps at once) is harmless. The record is removed
+    at the revision read first, so of two deletes at once exactly one
+    removes it, and that one gives back what the file counted."""
+    found = await gw.files.entry(record.tenant_id, record.id)
     await gw.blobs.delete(record.blob.name)
-    await gw.files.delete(record.tenant_id, record.id)
+    if found is None:
+        return
+    if await gw.files.remove(record.tenant_id, record.id, found[1]):
+        await usage_of(gw).adjust(record.tenant_id, -found[0].bytes, -1, f"{record.id}.delete")
 
 
 async def discard_blob(gw: Gateway, name: str) -> None:

@@ -7,6 +7,10 @@ sweep at once only repeat each other's work, and no lease is needed for
 the rare overlap. An expired file not swept yet is already a 404 for its
 owner (``file_store.open_file`` and listing check the time themselves):
 the sweep frees storage, it does not decide what callers see.
+
+It also settles the holds of writes whose process died before it settled
+them (``FileUsage.settle_abandoned``), so a tenant's totals do not keep a
+dead upload counted.
 """
 
 from __future__ import annotations
@@ -29,8 +33,12 @@ INTERVAL_S = 300.0
 
 
 async def sweep(gw: Gateway, now_s: float | None = None) -> int:
-    """Delete every expired file once; how many were deleted."""
+    """Delete every expired file once, and settle the writes left by a
+    dead process; how many files were deleted."""
     now = time.time() if now_s is None else now_s
+    settled = await file_store.usage_of(gw).settle_abandoned(gw.blobs, now)
+    if settled:
+        log.info("settled %d writes of files left by a process that died", settled)
     deleted = 0
     records = gw.files.every()
     try:

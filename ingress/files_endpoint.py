@@ -10,7 +10,10 @@ An upload streams into the object store as it arrives
 (``ingress.multipart.read_form`` hands the file part to
 ``BlobStore.put_stream`` a slice at a time), within the tenant's cap
 (413 past it, what was kept removed); the record is made once the whole
-body was read and its fields checked. A download streams out of the store
+body was read and its fields checked. Before the body, the file is counted
+in the tenant's totals of bytes and files (``file_store.hold_file``): past
+them, 400 ``file_storage_limit``, as OpenAI answers an organisation over
+its storage. A download streams out of the store
 the same way, each write waiting while the client's socket is full, so a
 file of any size passes through in a bounded window. A transfer that
 moves nothing for ``files_idle_timeout_s`` is ended.
@@ -142,12 +145,17 @@ class FilesCall:
         await send_bytes(self.send, 200, _json.encode(obj), JSON_HEADERS + self.headers)
 
     async def upload(self, key: ApiKey) -> FileRecord:
-        """Keep the uploaded file and make its record."""
+        """Keep the uploaded file and make its record. The file is counted
+        in its tenant's totals before its body is read, at the most it may
+        be (``files.reservation``), and may be no larger than that."""
         gw, settings = self.gw, self.gw.settings
-        cap = files.cap_of(gw.mirrors[subjects.KV_TENANTS].items.get(key.tenant_id), settings.files_max_bytes)
+        limits = files.storage_limits(gw.mirrors[subjects.KV_TENANTS].items.get(key.tenant_id), settings)
+        cap = limits.max_bytes
         declared = header(self.scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > cap + FORM_ROOM:
             raise RequestTooLarge(f"The file is larger than this tenant's limit of {cap} bytes.", code="file_too_large")
+        reserved = files.reservation(limits, declared)
+        file_id, name, held = await file_store.hold_file(gw, key.tenant_id, reserved, limits)
         kept: list[BlobRef] = []
         taken = False
 
@@ -156,9 +164,12 @@ class FilesCall:
             if field != "file" or taken:
                 raise InvalidRequest("An upload has one file, in the field 'file'.", code="invalid_file")
             taken = True
-            name = file_store.blob_name(gw, key.tenant_id)
             ref = await gw.blobs.put_stream(
-                name, chunks, content_type=content_type, filename=files.safe_filename(filename), max_bytes=cap
+                name,
+                held.renewing(chunks),
+                content_type=content_type,
+                filename=files.safe_filename(filename),
+                max_bytes=reserved,
             )
             kept.append(ref)
             return ref
@@ -167,12 +178,13 @@ class FilesCall:
             form = await read_form(
                 self.scope, self.receive, store, max_field_bytes=FIELD_BYTES, timeout_s=settings.files_idle_timeout_s
             )
-            record = _record_of(form, key, kept, settings.files_retention_s)
+            record = _record_of(form, key, kept, settings.files_retention_s, file_id)
         except BaseException:
             for ref in kept:
                 await file_store.discard_blob(gw, ref.name)
+            await held.release()
             raise
-        return await file_store.keep_record(gw, record)
+        return await file_store.keep_record(gw, record, held)
 
     async def _list(self, key: ApiKey) -> None:
         pager = files.Pager(
@@ -241,7 +253,7 @@ def _one(form: Form, name: str) -> str | None:
     return values[0]
 
 
-def _record_of(form: Form, key: ApiKey, kept: list[BlobRef], retention_s: float) -> FileRecord:
+def _record_of(form: Form, key: ApiKey, kept: list[BlobRef], retention_s: float, file_id: str) -> FileRecord:
     """The new file's record from the checked form (its blob is kept)."""
     purpose_text = _one(form, "purpose")
     if purpose_text is None:
@@ -260,4 +272,5 @@ def _record_of(form: Form, key: ApiKey, kept: list[BlobRef], retention_s: float)
         blob=blob,
         created_at=created_at,
         expires_at=files.expires_at(purpose, created_at, anchor, seconds, retention_s),
+        file_id=file_id,
     )

@@ -47,6 +47,12 @@ CallLogBytes = Annotated[
 ]
 # A file cap: up to 1 TiB (a JetStream object store holds what its disk does).
 FileBytes = Annotated[int, Meta(ge=0, le=2**40, description="The largest file, in bytes; 0: the gateway's default.")]
+FilesTotal = Annotated[
+    int, Meta(ge=0, le=2**50, description="All the tenant's files together, in bytes; 0: the gateway's default.")
+]
+FilesCount = Annotated[
+    int, Meta(ge=0, le=10**9, description="How many files the tenant may keep; 0: the gateway's default.")
+]
 Label = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="A label, e.g. production or staging.")]
 Number = Annotated[int, Meta(ge=1, le=10**9)]
 ToolPattern = Annotated[
@@ -132,6 +138,9 @@ class TenantCreate(Strict):
     batch_concurrency: Annotated[int, Meta(ge=0, le=10_000)] = 0
     # The largest file its keys may upload to the Files API, in bytes (0: the gateway's default).
     files_max_bytes: FileBytes = 0
+    # All its files together (batch output and error files included): bytes, and how many (0: the gateway's).
+    files_total_bytes: FilesTotal = 0
+    files_max_count: FilesCount = 0
     # Opt in to call logs: bodies kept, each cut at this many bytes (0: none kept).
     call_log_max_bytes: CallLogBytes = 0
     # Detectors and what each does (mask, redact, block, flag), custom ones, injection checks.
@@ -154,6 +163,8 @@ class TenantUpdate(Strict):
     job_concurrency: Annotated[int, Meta(ge=0, le=10_000)] | UnsetType = UNSET
     batch_concurrency: Annotated[int, Meta(ge=0, le=10_000)] | UnsetType = UNSET
     files_max_bytes: FileBytes | UnsetType = UNSET
+    files_total_bytes: FilesTotal | UnsetType = UNSET
+    files_max_count: FilesCount | UnsetType = UNSET
     call_log_max_bytes: CallLogBytes | UnsetType = UNSET
     # The whole set of rules, replacing the last (its version goes up by one); null removes them.
     privacy: PrivacyRules | UnsetType | None = UNSET
@@ -174,6 +185,8 @@ class TenantOut(msgspec.Struct):
     job_concurrency: int = 0
     batch_concurrency: int = 0
     files_max_bytes: int = 0
+    files_total_bytes: int = 0
+    files_max_count: int = 0
     call_log_max_bytes: int = 0
     privacy: PrivacyRules | None = None
     mcp_tools: list[str] = []

@@ -176,6 +176,10 @@ class Tenant(msgspec.Struct, omit_defaults=True):
     # The largest file its keys may upload to the Files API, in bytes (0:
     # the gateway's ``files_max_bytes``).
     files_max_bytes: int = 0
+    # All its files together, batch output and error files included: bytes
+    # and number kept (0: the gateway's ``files_total_bytes``, ``files_max_count``).
+    files_total_bytes: int = 0
+    files_max_count: int = 0
     # Call logs, opt-in: keep each call's request and answer bodies (after
     # redaction), each cut at this many bytes; 0 keeps none.
     call_log_max_bytes: int = 0

@@ -69,3 +69,25 @@ class FileList(msgspec.Struct):
 
 encode_record = msgspec.msgpack.Encoder().encode
 decode_record = msgspec.msgpack.Decoder(FileRecord).decode
+
+
+class FileHold(msgspec.Struct, kw_only=True):
+    """A file being kept, counted in its tenant's totals before its size is
+    known (``services.bus.file_usage``): in ``KV_FILES`` under
+    "<tenant>.hold.<file id>" from before the first byte until its record
+    is made or it is given up. Its writer renews ``until`` while the bytes
+    move; one past it was left by a process that died mid-write, and the
+    sweep settles it (to the record's size if the record was made, else
+    to nothing, its bytes deleted)."""
+
+    tenant_id: str
+    file_id: str
+    blob_name: str
+    # Bytes counted for it in the tenant's total (it counts as one file too).
+    reserved: int
+    # Unix seconds.
+    until: float
+
+
+encode_hold = msgspec.msgpack.Encoder().encode
+decode_hold = msgspec.msgpack.Decoder(FileHold).decode

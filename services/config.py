@@ -109,6 +109,12 @@ class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
     # output files are kept unless the upload says (``expires_after``);
     # 0 keeps them until deleted. Other purposes are kept until deleted.
     files_max_bytes: int = 512 * 1024 * 1024
+    # All of a tenant's files together, batch output and error files
+    # included, unless the tenant says otherwise: bytes and files kept
+    # (0: no total). OpenAI's own is per organisation (100 GB, later 2.5 TB
+    # a project); a gateway's disk is smaller.
+    files_total_bytes: int = 10 * 1024**3
+    files_max_count: int = 10_000
     files_retention_s: float = 30 * 86400.0
     # A file's upload or download that moves no byte for this long is
     # ended (a whole-body limit would refuse large files on slow links).
@@ -134,6 +140,9 @@ class TenantConfig(msgspec.Struct, forbid_unknown_fields=True):
     batch_concurrency: int = 0
     # The largest file its keys may upload (0: gateway.files_max_bytes).
     files_max_bytes: int = 0
+    # All its files together, bytes and number (0: gateway.files_total_bytes, gateway.files_max_count).
+    files_total_bytes: int = 0
+    files_max_count: int = 0
     # Opt in to call logs: each call's bodies (after redaction), each cut at this many bytes.
     call_log_max_bytes: int = 0
     # Detectors and their actions, e.g. { detectors = { email = "mask", card = "block" } }.
@@ -347,8 +356,9 @@ def control_records(config: Config, extra_keys: dict[str, ApiKey] | None = None)
                 raise ConfigError(f"tenant {t.id!r}: privacy: {problem}")
         if not 0 <= t.call_log_max_bytes <= call_logs.MAX_CAP_BYTES:
             raise ConfigError(f"tenant {t.id!r}: call_log_max_bytes must be between 0 and {call_logs.MAX_CAP_BYTES}")
-        if t.files_max_bytes < 0:
-            raise ConfigError(f"tenant {t.id!r}: files_max_bytes must be 0 (the gateway's) or more")
+        for field in ("files_max_bytes", "files_total_bytes", "files_max_count"):
+            if getattr(t, field) < 0:
+                raise ConfigError(f"tenant {t.id!r}: {field} must be 0 (the gateway's) or more")
         if t.cache is not None and not 0 <= t.cache.default_max_age_s <= t.cache.max_age_s:
             raise ConfigError(f"tenant {t.id!r}: cache.default_max_age_s must be between 0 and max_age_s")
         tenants[t.id] = Tenant(
@@ -360,6 +370,8 @@ def control_records(config: Config, extra_keys: dict[str, ApiKey] | None = None)
             job_concurrency=t.job_concurrency,
             batch_concurrency=t.batch_concurrency,
             files_max_bytes=t.files_max_bytes,
+            files_total_bytes=t.files_total_bytes,
+            files_max_count=t.files_max_count,
             call_log_max_bytes=t.call_log_max_bytes,
             privacy=t.privacy,
             mcp_tools=t.mcp_tools,

@@ -24,6 +24,7 @@ from schemas.control import Tenant
 from schemas.errors import InvalidRequest
 from schemas.files import FilePurpose, FileRecord
 from schemas.ids import CROCKFORD, new_id
+from services.config import GatewaySettings
 
 ID_PREFIX = "file-"
 _ID = re.compile(rf"{ID_PREFIX}[{CROCKFORD}]{{26}}")
@@ -128,6 +129,67 @@ def is_expired(record: FileRecord, now_s: float) -> bool:
 def cap_of(tenant: Tenant | None, default: int) -> int:
     """The largest file a tenant may upload, in bytes (0 on the tenant: the gateway's)."""
     return (tenant.files_max_bytes if tenant is not None else 0) or default
+
+
+class StorageLimits(msgspec.Struct, frozen=True):
+    """What a tenant may keep: one file's bytes, and all its files' bytes
+    and number together (0: no total)."""
+
+    max_bytes: int
+    total_bytes: int
+    max_count: int
+
+
+def storage_limits(tenant: Tenant | None, settings: GatewaySettings) -> StorageLimits:
+    """The tenant's limits, each 0 on the tenant standing for the gateway's."""
+    own = tenant if tenant is not None else Tenant(id="")
+    return StorageLimits(
+        max_bytes=cap_of(tenant, settings.files_max_bytes),
+        total_bytes=own.files_total_bytes or settings.files_total_bytes,
+        max_count=own.files_max_count or settings.files_max_count,
+    )
+
+
+def reservation(limits: StorageLimits, declared: str | None) -> int:
+    """The bytes an upload holds against its tenant's total until its size
+    is known: no more than the body it declared (``content-length``, which
+    also carries the form around the file), one file's cap, or the total
+    itself (a file past the total could never be kept). The upload may keep
+    no more than this."""
+    held = limits.max_bytes
+    if declared is not None and declared.isascii() and declared.isdigit() and len(declared) <= 18:
+        held = min(held, int(declared))
+    if limits.total_bytes:
+        held = min(held, limits.total_bytes)
+    return held
+
+
+def over_total(limits: StorageLimits, total_bytes: int, total_count: int) -> bool:
+    """Whether the tenant's counters, with a new file held, pass its totals."""
+    return bool(
+        (limits.total_bytes and total_bytes > limits.total_bytes)
+        or (limits.max_count and total_count > limits.max_count)
+    )
+
+
+def storage_full(limits: StorageLimits) -> InvalidRequest:
+    # OpenAI answers its organisations' storage limit with a 400
+    # invalid_request_error ("You have exceeded your file storage quota...").
+    return InvalidRequest(
+        "You have exceeded your file storage quota: this tenant may keep"
+        f" {_total_text(limits)}, the files being uploaded counted at their declared size."
+        " Please delete old files or attempt with a smaller file size.",
+        code="file_storage_limit",
+    )
+
+
+def _total_text(limits: StorageLimits) -> str:
+    parts = []
+    if limits.total_bytes:
+        parts.append(f"{limits.total_bytes} bytes")
+    if limits.max_count:
+        parts.append(f"{limits.max_count} files")
+    return " in ".join(parts) or "no more files"
 
 
 def list_query(query: dict[str, list[str]]) -> ListQuery:

@@ -61,6 +61,8 @@ class Tenants(Controller):
             job_concurrency=data.job_concurrency,
             batch_concurrency=data.batch_concurrency,
             files_max_bytes=data.files_max_bytes,
+            files_total_bytes=data.files_total_bytes,
+            files_max_count=data.files_max_count,
             call_log_max_bytes=data.call_log_max_bytes,
             privacy=_checked(data.privacy),
             mcp_tools=data.mcp_tools,
@@ -104,6 +106,10 @@ class Tenants(Controller):
             changes["batch_concurrency"] = data.batch_concurrency
         if data.files_max_bytes is not UNSET:
             changes["files_max_bytes"] = data.files_max_bytes
+        if data.files_total_bytes is not UNSET:
+            changes["files_total_bytes"] = data.files_total_bytes
+        if data.files_max_count is not UNSET:
+            changes["files_max_count"] = data.files_max_count
         if data.call_log_max_bytes is not UNSET:
             changes["call_log_max_bytes"] = data.call_log_max_bytes
         if data.mcp_tools is not UNSET:

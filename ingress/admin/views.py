@@ -52,6 +52,8 @@ def tenant_out(t: Tenant) -> TenantOut:
         job_concurrency=t.job_concurrency,
         batch_concurrency=t.batch_concurrency,
         files_max_bytes=t.files_max_bytes,
+        files_total_bytes=t.files_total_bytes,
+        files_max_count=t.files_max_count,
         call_log_max_bytes=t.call_log_max_bytes,
         privacy=t.privacy,
         mcp_tools=t.mcp_tools,

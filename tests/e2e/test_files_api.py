@@ -2,11 +2,14 @@
 upload, list, retrieve, content, delete; a key sees its own tenant's files
 only (another's are 404 on every route), purposes and the tenant's cap are
 enforced, a call without a key is 401; expired files are swept, bytes and
-record."""
+record. A tenant's total of bytes and files holds while uploads are in
+flight (one of two that together pass it is refused) and a delete gives
+its room back."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 
@@ -18,12 +21,17 @@ from ingress.file_sweeper import sweep
 from schemas import subjects
 from services.bus.blobs import BlobStore
 from services.bus.file_records import FileRecords
+from services.bus.file_usage import FileUsage
+from services.bus.quota_ledger import Counters
 from services.config import GatewaySettings
 from services.keys import hash_key
 from tests.stack import ADMIN_KEY, DEMO_KEY, PRIVATE_KEY, Stack
 
 TINY_KEY = "sk-test-tiny-files-0123456789"
 TINY_CAP = 1000
+QUOTA_KEY = "sk-test-quota-files-0123456789"
+QUOTA_CAP = 600
+QUOTA_TOTAL = 1000
 EXTRA = f"""
 [[tenants]]
 id = "tiny"
@@ -33,6 +41,16 @@ files_max_bytes = {TINY_CAP}
 id = "tiny"
 tenant = "tiny"
 sha256 = "{hash_key(TINY_KEY)}"
+
+[[tenants]]
+id = "quota"
+files_max_bytes = {QUOTA_CAP}
+files_total_bytes = {QUOTA_TOTAL}
+
+[[keys]]
+id = "quota"
+tenant = "quota"
+sha256 = "{hash_key(QUOTA_KEY)}"
 """
 LINES = b'{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {}}\n' * 3
 
@@ -71,6 +89,19 @@ def stored_objects(stack: Stack) -> int:
             await nc.close()
 
     return asyncio.run(count())
+
+
+def counted(stack: Stack, tenant: str) -> tuple[int, int]:
+    """The tenant's bytes and files as its counters have them."""
+
+    async def read() -> tuple[int, int]:
+        nc = await stack.connect("admin")
+        try:
+            return await FileUsage(Counters(nc.jetstream()), FileRecords(nc.jetstream())).used(tenant)
+        finally:
+            await nc.close()
+
+    return asyncio.run(read())
 
 
 def test_upload_retrieve_list_content_delete(demo: openai.OpenAI) -> None:
@@ -263,6 +294,7 @@ def test_expired_files_are_swept_bytes_and_record(stack: Stack, demo: openai.Ope
         def __init__(self, js: object) -> None:
             self.files = FileRecords(js)  # type: ignore[arg-type]
             self.blobs = BlobStore(js)  # type: ignore[arg-type]
+            self.counters = Counters(js)  # type: ignore[arg-type]
 
     async def run() -> tuple[int, object, object]:
         nc = await stack.connect("admin")
@@ -282,3 +314,84 @@ def test_expired_files_are_swept_bytes_and_record(stack: Stack, demo: openai.Ope
     with pytest.raises(openai.NotFoundError):
         demo.files.retrieve(made.id)
     assert demo.files.content(kept.id).content == b"keep"
+
+
+def _form_upload(url: str, key: str, size: int, go: threading.Event, answers: list[httpx.Response]) -> None:
+    """An upload whose body stops after its first bytes until ``go``;
+    chunked, so it is held at the tenant's cap until its size is known."""
+    boundary = "sluice-test-boundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nuser_data\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="slow.txt"\r\n'
+        "Content-Type: text/plain\r\n\r\n"
+    ).encode()
+
+    def body() -> Iterator[bytes]:
+        yield head + b"s" * 10
+        assert go.wait(20)
+        yield b"s" * (size - 10) + f"\r\n--{boundary}--\r\n".encode()
+
+    headers = {"authorization": f"Bearer {key}", "content-type": f"multipart/form-data; boundary={boundary}"}
+    answers.append(httpx.post(url, content=body(), headers=headers, timeout=30))
+
+
+@pytest.mark.timeout(60)
+def test_two_uploads_that_together_pass_the_total_one_is_refused_and_a_delete_gives_room(stack: Stack) -> None:
+    go, answers = threading.Event(), []
+    slow = threading.Thread(target=_form_upload, args=(f"{stack.base_url}/files", QUOTA_KEY, 600, go, answers))
+    slow.start()
+    try:
+        deadline = time.monotonic() + 10
+        while counted(stack, "quota") != (QUOTA_CAP, 1):  # the first is held, its body not read yet
+            assert time.monotonic() < deadline, counted(stack, "quota")
+            time.sleep(0.05)
+        with sdk(stack, QUOTA_KEY) as quota:
+            with pytest.raises(openai.BadRequestError) as caught:
+                quota.files.create(file=("b.txt", b"b" * 600), purpose="user_data")
+            assert caught.value.code == "file_storage_limit" and "file storage quota" in caught.value.message
+            assert counted(stack, "quota") == (QUOTA_CAP, 1)  # nothing of the refused one stays counted
+            go.set()
+            slow.join(20)
+            assert answers and answers[0].status_code == 200, answers
+            first = answers[0].json()
+            assert first["bytes"] == 600 and counted(stack, "quota") == (600, 1)
+            with pytest.raises(openai.BadRequestError):  # 600 + 600 is past 1000 kept or not
+                quota.files.create(file=("b.txt", b"b" * 600), purpose="user_data")
+            quota.files.delete(first["id"])
+            assert counted(stack, "quota") == (0, 0)
+            second = quota.files.create(file=("b.txt", b"b" * 600), purpose="user_data")
+            assert [f.id for f in quota.files.list()] == [second.id]
+            assert counted(stack, "quota") == (600, 1)
+    finally:
+        go.set()
+        slow.join(20)
+
+
+def test_the_number_of_files_is_a_total_set_through_the_admin_api(stack: Stack) -> None:
+    admin = {"authorization": f"Bearer {ADMIN_KEY}"}
+    made = httpx.post(
+        f"{stack.admin_url}/tenants",
+        json={"id": "counted", "files_max_count": 2, "files_total_bytes": 10**6},
+        headers=admin,
+    )
+    assert made.status_code == 201, made.text
+    assert (made.json()["files_max_count"], made.json()["files_total_bytes"]) == (2, 10**6)
+    bad = httpx.post(f"{stack.admin_url}/tenants", json={"id": "neg2", "files_max_count": -1}, headers=admin)
+    assert bad.status_code == 400
+    key = httpx.post(f"{stack.admin_url}/keys", json={"tenant": "counted"}, headers=admin).json()["secret"]
+    with sdk(stack, key) as tenant:
+        kept = [tenant.files.create(file=(f"{i}.txt", b"n"), purpose="user_data") for i in range(2)]
+        with pytest.raises(openai.BadRequestError) as caught:
+            tenant.files.create(file=("3.txt", b"n"), purpose="user_data")
+        assert caught.value.code == "file_storage_limit"
+        changed = httpx.patch(f"{stack.admin_url}/tenants/counted", json={"files_max_count": 3}, headers=admin)
+        assert changed.status_code == 200 and changed.json()["files_max_count"] == 3, changed.text
+        deadline = time.monotonic() + 10  # the ingress's copy of the tenant follows the bucket
+        while True:
+            try:
+                kept.append(tenant.files.create(file=("3.txt", b"n"), purpose="user_data"))
+                break
+            except openai.BadRequestError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert counted(stack, "counted") == (3, 3)

@@ -13,6 +13,7 @@ from schemas.errors import InvalidRequest
 from schemas.files import FileObject, FileRecord, decode_record, encode_record
 from schemas.tasks import BlobRef
 from services import files
+from services.config import GatewaySettings
 
 NOW_S = 1_750_000_000
 
@@ -85,6 +86,37 @@ def test_cap_is_the_tenants_else_the_gateways() -> None:
     assert files.cap_of(None, 100) == 100
     assert files.cap_of(Tenant(id="t"), 100) == 100
     assert files.cap_of(Tenant(id="t", files_max_bytes=7), 100) == 7
+
+
+def test_storage_limits_are_the_tenants_else_the_gateways() -> None:
+    gateway = GatewaySettings(files_max_bytes=100, files_total_bytes=1000, files_max_count=10)
+    assert files.storage_limits(None, gateway) == files.StorageLimits(100, 1000, 10)
+    assert files.storage_limits(Tenant(id="t"), gateway) == files.StorageLimits(100, 1000, 10)
+    own = Tenant(id="t", files_max_bytes=7, files_total_bytes=70, files_max_count=3)
+    assert files.storage_limits(own, gateway) == files.StorageLimits(7, 70, 3)
+    defaults = GatewaySettings()
+    assert (defaults.files_total_bytes, defaults.files_max_count) == (10 * 1024**3, 10_000)
+
+
+def test_an_upload_holds_the_least_of_its_declared_body_its_cap_and_the_total() -> None:
+    limits = files.StorageLimits(max_bytes=100, total_bytes=1000, max_count=10)
+    assert files.reservation(limits, None) == 100  # no length said: the cap
+    assert files.reservation(limits, "40") == 40
+    assert files.reservation(limits, "400") == 100
+    for hostile in ("-5", "1e3", "", "4 0", "٣", "9" * 40):
+        assert files.reservation(limits, hostile) == 100
+    assert files.reservation(files.StorageLimits(100, 30, 10), None) == 30
+    assert files.reservation(files.StorageLimits(100, 0, 0), None) == 100  # no total
+
+
+def test_totals_are_passed_by_bytes_or_by_count_and_refused_as_openai_does() -> None:
+    limits = files.StorageLimits(max_bytes=100, total_bytes=1000, max_count=10)
+    assert not files.over_total(limits, 1000, 10)
+    assert files.over_total(limits, 1001, 1) and files.over_total(limits, 0, 11)
+    assert not files.over_total(files.StorageLimits(100, 0, 0), 10**15, 10**9)
+    full = files.storage_full(limits)
+    assert full.status == 400 and full.code == "file_storage_limit"
+    assert "exceeded your file storage quota" in full.message and "1000 bytes in 10 files" in full.message
 
 
 def test_list_query_defaults_and_refusals() -> None:
