@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 
+from schemas.control import NO_TENANT
 from schemas.envelope import Api
 from schemas.errors import InvalidRequest, PermissionDenied
 from schemas.tasks import (
@@ -105,7 +106,7 @@ def refs(task: TaskRequest) -> list[BlobRef]:
 
 def check_refs(task: TaskRequest, tenant_id: str) -> None:
     """Every ref names an upload of the caller's own tenant ("<tenant>/upload/<id>")."""
-    own = f"{tenant_id or '-'}/upload/"
+    own = f"{tenant_id or NO_TENANT}/upload/"
     for ref in refs(task):
         bucket_of(ref.name)  # the gateway's own form, else InvalidRequest
         if not ref.name.startswith(own):

@@ -21,12 +21,10 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from schemas import subjects
+from schemas.control import NO_TENANT
 from schemas.errors import InternalError
 from schemas.files import FileRecord, decode_record, encode_record
 from services.bus.kv import ensure_kv, kv_key
-
-# A key of no tenant (a gateway admin's) is "-": a KV key has no empty token.
-NO_TENANT = "-"
 
 
 async def ensure_bucket(js: JetStreamContext, replicas: int = 1) -> None:
@@ -81,7 +79,9 @@ class FileRecords:
                 entry = await kv.get(record_key(tenant_id, file_id))
             except KeyNotFoundError:  # deleted ones too (KeyDeletedError is one)
                 return None
-        return decode_record(entry.value) if entry.value else None
+        record = decode_record(entry.value) if entry.value else None
+        # The key names the tenant; the record says it too, and both must.
+        return record if record is not None and record.tenant_id == tenant_id else None
 
     async def delete(self, tenant_id: str, file_id: str) -> None:
         """Gone, with its history (no error if it was not there)."""
@@ -91,14 +91,15 @@ class FileRecords:
 
     def of_tenant(self, tenant_id: str) -> AsyncGenerator[FileRecord, None]:
         """Each of the tenant's records, as the stream has them now (close
-        it when done early: that ends the watch)."""
-        return self._watch(f"{tenant_token(tenant_id)}.*")
+        it when done early: that ends the watch). The keys watched name the
+        tenant; a record that says it is another's is not its, whatever its key."""
+        return self._watch(f"{tenant_token(tenant_id)}.*", tenant_id)
 
     def every(self) -> AsyncGenerator[FileRecord, None]:
         """Every tenant's records (the retention sweep)."""
         return self._watch(">")
 
-    async def _watch(self, keys: str) -> AsyncGenerator[FileRecord, None]:
+    async def _watch(self, keys: str, tenant_id: str | None = None) -> AsyncGenerator[FileRecord, None]:
         kv = await self._bucket()
         with _available():
             watcher = await kv.watch(keys, ignore_deletes=True)
@@ -112,6 +113,7 @@ class FileRecords:
                     record = decode_record(entry.value)
                 except ValueError:  # not a record of this version: never shown, never swept
                     continue
-                yield record
+                if tenant_id is None or record.tenant_id == tenant_id:
+                    yield record
         finally:
             await watcher.stop()
