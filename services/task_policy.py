@@ -42,6 +42,8 @@ MAX_INSTRUCTIONS_CHARS = 4_096
 MAX_TRANSCRIPTION_PROMPT_CHARS = 4_096
 # Cohere advises at most 1,000 documents a request; the texts of a rerank
 # or a moderation request together stay well under a bus message (8 MB).
+# OpenAI states no bound on a moderation's inputs: 1,000 here, at the HTTP
+# door too (``apis.moderations``); a longer list is a batch's job.
 MAX_DOCUMENTS = 1_000
 MAX_MODERATION_INPUTS = 1_000
 MAX_TEXT_CHARS = 4_000_000
