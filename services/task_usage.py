@@ -227,7 +227,7 @@ def worst_case(task: TaskRequest, catalog_model: str | None) -> tuple[int, int]:
     take, and their prompt's tokens; speech's characters (or its tokens in
     and ten times as many out); a transcription's length (as read, else
     ``AUDIO_BYTES_PER_MS`` of its upload); rerank's search units or tokens;
-    moderation nothing."""
+    moderation its text's tokens (OpenAI's models are free)."""
     price_of = pricing.price_for(catalog_model or "")
     if isinstance(task, RerankRequest):
         return _rerank_worst_case(task, catalog_model)
@@ -256,8 +256,7 @@ def worst_case(task: TaskRequest, catalog_model: str | None) -> tuple[int, int]:
                 out = entry.max_output_tokens if entry is not None else 0
                 heard = -(-heard_ms // AUDIO_MS_PER_TOKEN)
                 return counted, (counted + heard) * price_of.input + out * price_of.output
-        case ModerationRequest():
-            return counted, 0
+    # Moderation (free at OpenAI) and the rest: the text's tokens at the input price, as their calls bill.
     return counted, counted * price_of.input if price_of is not None else 0
 
 
