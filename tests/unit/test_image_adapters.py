@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import time
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -16,10 +17,12 @@ import pytest
 
 from loadtest.mock_upstream.images_shape import openai_answer, png, read_form
 from schemas.chat import Cost
-from schemas.envelope import Deployment
+from schemas.envelope import Deployment, Envelope
 from schemas.errors import ContentFiltered, InternalError, InvalidRequest, UpstreamError
+from schemas.replies import Failure
 from schemas.tasks import BlobRef, ImageRequest, ImagesResult
 from services import pricing, usage
+from services.providers.attempts import Try, WalkFailed
 from services.providers.azure.chat import AzureOpenAIChat
 from services.providers.call import CallFailed, CallOutcome, CallProgress
 from services.providers.gemini.chat import GeminiChat
@@ -27,6 +30,7 @@ from services.providers.gemini.images import ImagenImages, aspect_ratio
 from services.providers.http import UpstreamHTTP
 from services.providers.openai.chat import OpenAIChat
 from services.providers.openai.images import OpenAIImages
+from services.providers.request_call import RequestCall
 from services.providers.tasks import images as image_call
 from tests.adapters import fixture, sent_json
 from tests.png_check import png_pixels
@@ -395,3 +399,54 @@ async def test_a_gpt_image_edit_bills_exactly_what_the_mock_reports() -> None:
         mock_usage["input_tokens"],
         mock_usage["output_tokens"],
     )
+
+
+def image_envelope(task: ImageRequest, *deps: Deployment) -> Envelope:
+    now = time.time_ns()
+    return Envelope(
+        reply="_INBOX.test",
+        id="req-img",
+        task=task,
+        api="images",
+        tenant_id="acme",
+        received_at_ns=now,
+        deadline_ns=now + 30_000_000_000,
+        candidates=list(deps),
+    )
+
+
+async def request_failure(
+    task: ImageRequest, handler: Callable[[httpx.Request], httpx.Response], blobs: MemoryBlobs
+) -> tuple[Failure, list[str]]:
+    """The whole call across two deployments that answer alike: its Failure, and the deployments tried."""
+    tried: list[str] = []
+
+    async def on_try(t: Try, says_health: bool) -> None:
+        tried.append(t.deployment.name)
+
+    async def send(chunk: object) -> None:
+        pass
+
+    second = msgspec.structs.replace(OPENAI, name="oa2")
+    client = UpstreamHTTP(httpx.MockTransport(handler))
+    call = RequestCall(image_envelope(task, OPENAI, second), client, send, on_try, blobs=blobs)
+    with pytest.raises(WalkFailed) as failed:
+        await call.run()
+    return await call.failure(failed.value), tried
+
+
+async def test_a_200_that_cannot_be_read_ends_the_request_billed_at_the_first_deployment() -> None:
+    task = ImageRequest(model="a", prompt="p", n=2, size="1024x1024", quality="hd")
+    failure, tried = await request_failure(task, lambda r: httpx.Response(200, content=b"<html>"), MemoryBlobs())
+    assert tried == ["oa"]  # not made a second time at "oa2"
+    assert failure.usage is not None and failure.usage.units == 2
+    assert failure.cost == Cost(units=2 * 80_000_000_000)
+
+
+async def test_images_not_kept_end_the_request_billed_what_was_made() -> None:
+    task = ImageRequest(model="a", prompt="p", n=3, size="1024x1024", quality="standard")
+    answer = fixture("openai/images_dalle3.json")  # one image made
+    failure, tried = await request_failure(task, lambda r: httpx.Response(200, content=answer), MemoryBlobs(True))
+    assert tried == ["oa"] and failure.code != ""
+    assert failure.usage is not None and failure.usage.units == 1
+    assert failure.cost == Cost(units=40_000_000_000)
