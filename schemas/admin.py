@@ -31,6 +31,10 @@ from schemas.prompts import ApiState, ChainStep, PromptMessage, PromptParams, Va
 CALL_LOG_MAX_BYTES = 262_144
 
 Id = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Letters, digits, '_' or '-'; 1-64.")]
+# A new tenant's id: "-" alone names no tenant (``schemas.control.NO_TENANT``).
+TenantId = Annotated[
+    str, Meta(pattern=r"^(?!-$)[A-Za-z0-9_-]{1,64}$", description="Letters, digits, '_' or '-'; 1-64; not '-'.")
+]
 Usd = Annotated[
     str, Meta(pattern=r"^\d{1,9}(\.\d{1,12})?$", description='Exact decimal USD, e.g. "25.00".', examples=["25.00"])
 ]
@@ -127,7 +131,7 @@ class ModerationOut(msgspec.Struct):
 
 
 class TenantCreate(Strict):
-    id: Id
+    id: TenantId
     limits: LimitsIn = msgspec.field(default_factory=LimitsIn)
     budget: BudgetIn | None = None
     metadata: Metadata = {}

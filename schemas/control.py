@@ -24,6 +24,12 @@ Strategy = Literal["weighted", "priority", "latency", "cost", "least_busy"]
 # Tenant and key ids appear in NATS subjects (the limit counters), so no dots,
 # wildcards or spaces.
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Where a key of no tenant (a gateway admin's) is named in a KV key or a
+# stored blob's name, which have no empty token. No tenant may be called so:
+# it would own the admin's files, and the admin its.
+NO_TENANT = "-"
+# A tenant's id: ``ID_PATTERN``, but never ``NO_TENANT``.
+TENANT_ID_PATTERN = re.compile(r"(?!-$)[A-Za-z0-9_-]{1,64}")
 
 
 class Limits(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):

@@ -12,6 +12,8 @@ import msgspec
 from schemas.alerts import AlertRule, Webhook
 from schemas.control import (
     ID_PATTERN,
+    NO_TENANT,
+    TENANT_ID_PATTERN,
     ApiKey,
     Budget,
     CachePolicy,
@@ -316,8 +318,9 @@ def _budget(b: BudgetConfig | None, what: str) -> Budget | None:
 
 
 def _check_id(kind: str, value: str) -> None:
-    if not ID_PATTERN.fullmatch(value):
-        raise ConfigError(f"{kind} id {value!r}: use 1-64 letters, digits, '_' or '-'")
+    if not (TENANT_ID_PATTERN if kind == "tenant" else ID_PATTERN).fullmatch(value):
+        refused = f" (not {NO_TENANT!r} alone: it names no tenant)" if kind == "tenant" else ""
+        raise ConfigError(f"{kind} id {value!r}: use 1-64 letters, digits, '_' or '-'{refused}")
 
 
 def control_records(config: Config, extra_keys: dict[str, ApiKey] | None = None) -> ControlRecords:

@@ -33,6 +33,9 @@ class CatalogPrices(msgspec.Struct, forbid_unknown_fields=True):
     output: str
     cached_input: str | None = None
     cache_write: str | None = None
+    # Image tokens read (an image edit's input images: gpt-image-1 bills them
+    # dearer than text); unset: the input price.
+    image_input: str | None = None
 
 
 class CatalogModel(msgspec.Struct, forbid_unknown_fields=True):
@@ -112,6 +115,19 @@ def price_of(entry: CatalogModel) -> Price:
     )
 
 
+def image_input_of(entry: CatalogModel) -> int:
+    """Pico-USD per image token a model reads (``CatalogPrices.image_input``)."""
+    p = entry.usd_per_mtok
+    return pico_per_token(p.image_input if p.image_input is not None else p.input)
+
+
+@functools.cache
+def image_input_price(model: str) -> int:
+    """``image_input_of`` a catalog model; 0 for a model the catalog lacks."""
+    entry = load_catalog().get(model)
+    return image_input_of(entry) if entry is not None else 0
+
+
 def catalog_path() -> Path:
     """The catalog in use: SLUICE_CATALOG names a corrected copy, else the one shipped."""
     named = os.environ.get("SLUICE_CATALOG")
@@ -132,6 +148,7 @@ def read_catalog(path: Path) -> dict[str, CatalogModel]:
     for name, entry in catalog.items():
         try:
             price_of(entry)
+            image_input_of(entry)
             unit_prices(entry)
         except (PricingError, ArithmeticError) as exc:
             raise PricingError(f"catalog entry {name!r}: {exc}") from exc

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 
+from schemas.control import NO_TENANT
 from schemas.envelope import Api
 from schemas.errors import InvalidRequest, PermissionDenied
 from schemas.tasks import (
@@ -41,6 +42,8 @@ MAX_INSTRUCTIONS_CHARS = 4_096
 MAX_TRANSCRIPTION_PROMPT_CHARS = 4_096
 # Cohere advises at most 1,000 documents a request; the texts of a rerank
 # or a moderation request together stay well under a bus message (8 MB).
+# OpenAI states no bound on a moderation's inputs: 1,000 here, at the HTTP
+# door too (``apis.moderations``); a longer list is a batch's job.
 MAX_DOCUMENTS = 1_000
 MAX_MODERATION_INPUTS = 1_000
 MAX_TEXT_CHARS = 4_000_000
@@ -105,7 +108,7 @@ def refs(task: TaskRequest) -> list[BlobRef]:
 
 def check_refs(task: TaskRequest, tenant_id: str) -> None:
     """Every ref names an upload of the caller's own tenant ("<tenant>/upload/<id>")."""
-    own = f"{tenant_id or '-'}/upload/"
+    own = f"{tenant_id or NO_TENANT}/upload/"
     for ref in refs(task):
         bucket_of(ref.name)  # the gateway's own form, else InvalidRequest
         if not ref.name.startswith(own):

@@ -93,23 +93,43 @@ def is_suspiciously_free(cost: Cost, catalog_model: str | None) -> bool:
 
 def task_cut_short(task: TaskRequest, progress: CallProgress, catalog_model: str | None) -> tuple[Usage, Cost] | None:
     """What an image, audio, moderation or rerank call that ended early is
-    billed, once its request reached the upstream: what the upstream said it
-    used, if it said (``progress.reported``), else what was asked
-    (``task_usage.as_asked``: an upstream that took the request makes the
-    images and speaks the text whether or not the answer comes back)."""
+    billed, once its request reached the upstream: what the call already
+    priced (``progress.cost``: images made but not kept), else what the
+    upstream said it used, if it said (``progress.reported``), else what was
+    asked (``task_usage.as_asked``: an upstream that took the request makes
+    the images and speaks the text whether or not the answer comes back)."""
     from services import task_usage  # it counts with this module's tokenizer choice
 
+    if progress.reported is not None and progress.cost is not None:
+        return progress.reported, progress.cost
     usage = progress.reported if progress.reported is not None else task_usage.as_asked(task, catalog_model)
     return usage, task_cost(task, usage, catalog_model)
 
 
 def task_cost(task: TaskRequest, usage: Usage, catalog_model: str | None) -> Cost:
     """``cost_of`` for a task's usage: an image at its size and quality's
-    price (the dearest its size may take when the model chose the quality)."""
+    price (the dearest its size may take when the model chose the quality),
+    and its prompt's tokens (``image_cost``)."""
     from services import task_usage
 
     if isinstance(task, ImageRequest) and usage.unit == "image":
         per_image = task_usage.image_price(task, catalog_model)
         if per_image is not None:
-            return Cost(units=usage.units * per_image)
+            return image_cost(usage, per_image, catalog_model)
     return cost_of(usage, catalog_model)
+
+
+def image_cost(usage: Usage, per_image: int, catalog_model: str | None, input_image_tokens: int = 0) -> Cost:
+    """Images made at ``per_image`` each, and the tokens read at the
+    model's token prices: text at its input price, input images (an edit's:
+    ``input_image_tokens`` of ``usage.prompt_tokens``) at its image input
+    price. OpenAI's per-image prices for gpt-image-1 are its image tokens
+    out; it bills what it reads beside them (text $5, images $10 a million).
+    A model whose input is free (DALL-E) bills its images alone."""
+    price = pricing.price_for(catalog_model or "")
+    if price is None:
+        return Cost(units=usage.units * per_image)
+    images_read = min(max(0, input_image_tokens), usage.prompt_tokens)
+    text_read = usage.prompt_tokens - images_read
+    read = text_read * price.input + images_read * pricing.image_input_price(catalog_model or "")
+    return Cost(input=read, units=usage.units * per_image)

@@ -20,12 +20,13 @@ from schemas.reservation import RateState
 from schemas.tasks import ModerationPart, ModerationRequest, ModerationResult, ModerationVerdict
 from services.apis import openai_shapes, rate_headers
 from services.apis.base import ClientApi, Headers, Parsed, RequestView, bearer, decode_json
+from services.task_policy import MAX_MODERATION_INPUTS
 
 # What OpenAI uses when the request names no model.
 DEFAULT_MODEL = "omni-moderation-latest"
-# As many inputs as an embeddings request may hold: a list longer than this
-# is a batch's job, not one request's.
-MAX_INPUTS = 2048
+# The inputs one request may hold: policy's bound (a bus caller's request
+# passes there too), so the door and policy refuse the same lists.
+MAX_INPUTS = MAX_MODERATION_INPUTS
 # An image is given by URL or as a data URL; a scheme such as file: is no
 # image an upstream could fetch.
 IMAGE_SCHEMES = ("https://", "http://", "data:image/")

@@ -43,6 +43,7 @@ from nats.js.kv import MSG_ROLLUP_SUBJECT
 from nats.nuid import NUID
 
 from schemas import subjects
+from schemas.control import NO_TENANT
 from schemas.errors import InternalError, InvalidRequest, RecordNotFound, RequestTooLarge
 from schemas.tasks import BlobRef
 
@@ -57,7 +58,7 @@ ACKS_IN_FLIGHT = 8
 OP_TIMEOUT_S = 10.0
 
 KINDS: dict[str, str] = {"file": subjects.OBJ_BLOBS, "upload": subjects.OBJ_MEDIA, "image": subjects.OBJ_MEDIA}
-# The tenant as ``schemas.control.ID_PATTERN`` ("-" for a key of no tenant),
+# The tenant as ``schemas.control.ID_PATTERN`` (``NO_TENANT`` for a key of no tenant),
 # the kind, an id of ``secrets.token_urlsafe``'s alphabet.
 _NAME = re.compile(r"([A-Za-z0-9_-]{1,64})/(file|upload|image)/([A-Za-z0-9_-]{16,64})")
 _ID_BYTES = 18  # 24 characters, 144 random bits
@@ -66,7 +67,7 @@ _ID_BYTES = 18  # 24 characters, 144 random bits
 def new_name(tenant_id: str, kind: str) -> str:
     """A fresh name for a blob of ``kind`` ("file", "upload", "image"): its
     id unguessable, so a name is never reused and never found by trying."""
-    name = f"{tenant_id or '-'}/{kind}/{secrets.token_urlsafe(_ID_BYTES)}"
+    name = f"{tenant_id or NO_TENANT}/{kind}/{secrets.token_urlsafe(_ID_BYTES)}"
     bucket_of(name)
     return name
 
@@ -84,7 +85,7 @@ def tenant_of(name: str) -> str:
     """Whose blob it is ("" for a key of no tenant)."""
     bucket_of(name)
     tenant = name.split("/", 1)[0]
-    return "" if tenant == "-" else tenant
+    return "" if tenant == NO_TENANT else tenant
 
 
 def _stream(bucket: str) -> str:

@@ -28,18 +28,16 @@ from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, MSG_ROLLUP_SUBJECT, KeyValue
 
 from schemas import subjects
+from schemas.control import NO_TENANT
 from schemas.errors import InternalError
 from schemas.files import FileHold, FileRecord, decode_hold, decode_record, encode_hold, encode_record
 from services.bus.kv import ensure_kv, kv_key
 
-# A key of no tenant (a gateway admin's) is "-": a KV key has no empty token.
-NO_TENANT = "-"
 # How long the marker a removal leaves is kept: long enough for a watch
 # that began before it to see it, then gone (the bucket allows per-message TTLs).
 MARKER_TTL_S = 300.0
 # JetStream's "wrong last sequence" errors: a change expected another revision.
 _WRONG_LAST = (10071, 10164)
-
 
 async def ensure_bucket(js: JetStreamContext, replicas: int = 1) -> None:
     await ensure_kv(
@@ -102,7 +100,9 @@ class FileRecords:
                 entry = await kv.get(record_key(tenant_id, file_id))
             except KeyNotFoundError:  # deleted ones too (KeyDeletedError is one)
                 return None
-        return (decode_record(entry.value), entry.revision) if entry.value else None
+        record = decode_record(entry.value) if entry.value else None
+        # The key names the tenant; the record says it too, and both must.
+        return (record, entry.revision) if record is not None and record.tenant_id == tenant_id else None
 
     async def remove(self, tenant_id: str, file_id: str, revision: int) -> bool:
         """The record gone if it is still at ``revision``; whether this call removed it."""
@@ -151,8 +151,9 @@ class FileRecords:
 
     def of_tenant(self, tenant_id: str) -> AsyncGenerator[FileRecord, None]:
         """Each of the tenant's records, as the stream has them now (close
-        it when done early: that ends the watch)."""
-        return self._watch(f"{tenant_token(tenant_id)}.*")
+        it when done early: that ends the watch). The keys watched name the
+        tenant; a record that says it is another's is not its, whatever its key."""
+        return self._watch(f"{tenant_token(tenant_id)}.*", tenant_id)
 
     def every(self) -> AsyncGenerator[FileRecord, None]:
         """Every tenant's records (the retention sweep); no hold."""
@@ -168,14 +169,16 @@ class FileRecords:
                     continue
                 yield hold, revision
 
-    async def _watch(self, keys: str) -> AsyncGenerator[FileRecord, None]:
+    async def _watch(self, keys: str, tenant_id: str | None = None) -> AsyncGenerator[FileRecord, None]:
         async with aclosing(self._entries(keys)) as entries:
             async for value, _ in entries:
                 try:
                     record = decode_record(value)
                 except ValueError:  # not a record of this version: never shown, never swept
                     continue
-                yield record
+                # The key names the tenant; the record says it too, and both must.
+                if tenant_id is None or record.tenant_id == tenant_id:
+                    yield record
 
     async def _entries(self, keys: str) -> AsyncGenerator[tuple[bytes, int], None]:
         kv = await self._bucket()

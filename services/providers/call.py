@@ -101,6 +101,9 @@ class CallProgress:
         self.reported: Usage | None = None
         # When a streamed answer's first event came (not set for a whole answer).
         self.first_byte_ns = 0
+        # What the call priced already, with ``reported``: an answer read
+        # whose delivery failed (images made, then not kept) bills this.
+        self.cost: Cost | None = None
 
 
 class CallFailed(Exception):

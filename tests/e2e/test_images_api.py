@@ -2,7 +2,8 @@
 against the mock's images (OpenAI, Azure and Imagen shapes): generations as
 base64 and as the gateway's own URL (a valid PNG; 404 for another tenant's
 key and once it expired), edits with a PNG upload and a mask, every image
-billed at exactly the catalog's price for its size and quality, a chat model
+billed at exactly the catalog's price for its size and quality (and what a
+GPT image model read at its token prices), a chat model
 refused with the endpoint to use, and an upstream's 500 failed over or
 answered as a clean error."""
 
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 import httpx
 import openai
 import pytest
+from openai.types.images_response import Usage as ImagesResponseUsage
 
 from loadtest.mock_upstream.images_shape import png
 from services import pricing
@@ -97,6 +99,15 @@ def price(catalog_model: str, variant: str) -> int:
     return per_image
 
 
+def read_cost(usage: ImagesResponseUsage | None) -> int:
+    """What gpt-image-1 bills for what it read (text and input images), in pico-USD."""
+    assert usage is not None
+    details = usage.input_tokens_details
+    return details.text_tokens * pricing.price_of(pricing.load_catalog()["gpt-image-1"]).input + (
+        details.image_tokens * pricing.image_input_price("gpt-image-1")
+    )
+
+
 @pytest.mark.timeout(60)
 def test_base64_images_billed_per_image_exactly(stack: Stack, client: openai.OpenAI) -> None:
     raw = client.images.with_raw_response.generate(
@@ -112,8 +123,9 @@ def test_base64_images_billed_per_image_exactly(stack: Stack, client: openai.Ope
     assert mock_images(stack) == {"images": 2}
     row = stack.request_row(raw.headers["x-request-id"])
     assert (row["api"], row["status"], row["units"], row["unit"]) == ("images", 200, 2, "image")
-    # n x the catalog's price of what was made; the tokens it reported bill nothing more.
-    assert row["cost_pico_usd"] == row["cost_units_pico_usd"] == 2 * price("gpt-image-1", "1536x1024/medium")
+    # n x the catalog's price of what was made, and the text it read at OpenAI's $5 a million tokens.
+    assert row["cost_units_pico_usd"] == 2 * price("gpt-image-1", "1536x1024/medium")
+    assert row["cost_pico_usd"] == row["cost_units_pico_usd"] + read_cost(answer.usage) > row["cost_units_pico_usd"]
 
 
 @pytest.mark.timeout(60)
@@ -163,7 +175,8 @@ def test_edit_with_a_png_and_a_mask(stack: Stack, client: openai.OpenAI) -> None
     assert sent.count(upload) == 2 and b'name="mask"' in sent and b'name="image"' in sent
     row = stack.request_row(raw.headers["x-request-id"])
     assert (row["api"], row["units"]) == ("image_edits", 1)
-    assert row["cost_pico_usd"] == price("gpt-image-1", "1024x1024/low")
+    # The image, and what it read as the mock reported it: the prompt ($5 a million), the uploads ($10).
+    assert row["cost_pico_usd"] == price("gpt-image-1", "1024x1024/low") + read_cost(answer.usage)
 
 
 @pytest.mark.timeout(60)

@@ -23,7 +23,8 @@ from schemas.envelope import Deployment
 from schemas.errors import InternalError, InvalidRequest, UpstreamError, UpstreamInvalidRequest, UpstreamRateLimited
 from schemas.rest import RestHead
 from schemas.tasks import BlobRef, SpeechRequest, SpeechResult, TranscriptionRequest, TranscriptResult
-from services import pricing
+from services import pricing, tokens
+from services import usage as usage_svc
 from services.providers.call import CallFailed, CallOutcome, CallProgress
 from services.providers.http import UpstreamHTTP
 from services.providers.tasks import call_task
@@ -316,8 +317,8 @@ async def test_unreadable_audio_is_guessed_from_its_size_and_says_so() -> None:
         WHISPER, transcribe(ref, response_format="text"), answering(b"hi\n", content_type="text/plain"), blobs
     )
     assert r.outcome is not None
-    # 80,000 bytes at 64 kbit/s: 10 s.
-    assert r.outcome.usage == Usage(units=10_000, unit="audio_ms", source="estimated")
+    # 80,000 bytes at 32 kbit/s (audio_duration.UNKNOWN_KBPS): 20 s.
+    assert r.outcome.usage == Usage(units=20_000, unit="audio_ms", source="estimated")
 
 
 async def test_verbose_json_without_usage_bills_its_duration() -> None:
@@ -490,7 +491,7 @@ async def test_speech_audio_goes_on_as_it_is_read() -> None:
     assert b"".join(r.body) == audio
     assert max(len(b) for b in r.body) <= 64 * 1024  # each slice one small message
     assert r.outcome.task_result == SpeechResult(content_type="audio/wav", bytes=len(audio))
-    assert r.outcome.usage == Usage(units=12, unit="character")
+    assert r.outcome.usage == Usage(units=12, unit="character", source="counted")
     assert r.outcome.cost.total == 12 * TTS_PER_CHAR
 
 
@@ -525,7 +526,7 @@ async def test_speech_cut_mid_audio_is_not_tried_again_and_bills_its_characters(
     assert r.failed is not None
     assert r.body == [b"ID3 some audio"]
     assert not r.failed.repeatable
-    assert r.progress.reported == Usage(units=6, unit="character")
+    assert r.progress.reported == Usage(units=6, unit="character", source="counted")
 
 
 async def test_speech_events_without_their_end_are_an_error() -> None:
@@ -546,3 +547,65 @@ async def test_a_provider_without_an_audio_api_is_refused() -> None:
     assert isinstance(r.failed.error, InvalidRequest)
     assert "serves no audio" in r.failed.error.message
     assert blobs.reads == 0
+
+
+O200K = tokens.encoding("o200k_base")
+
+
+async def test_speech_priced_by_tokens_without_usage_bills_an_estimate_not_nothing() -> None:
+    """gpt-4o-mini-tts answering raw audio says no usage: its input and instructions in, ten tokens out
+    per input token (as reserved), marked estimated."""
+    task = SpeechRequest(model="m", input="The quick brown fox.", voice="coral", instructions="Calm.")
+    r = await run(MINI_TTS, task, answering([b"ID3 audio", b" more audio"], content_type="audio/mpeg"))
+    assert r.outcome is not None
+    spoken = tokens.count_text("The quick brown fox.", O200K)
+    tokens_in = spoken + tokens.count_text("Calm.", O200K)
+    assert r.outcome.usage == Usage(
+        prompt_tokens=tokens_in, completion_tokens=10 * spoken, units=20, unit="character", source="estimated"
+    )
+    assert r.outcome.cost.total == tokens_in * MINI_TTS_TOKENS[0] + 10 * spoken * MINI_TTS_TOKENS[1] > 0
+
+
+async def test_speech_priced_by_tokens_cut_short_bills_the_estimate() -> None:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        async def cut() -> AsyncIterator[bytes]:
+            yield b"ID3 some audio"
+            raise httpx.ReadError("connection reset")
+
+        return httpx.Response(200, headers={"content-type": "audio/mpeg"}, content=cut())
+
+    task = SpeechRequest(model="m", input="Hello.", voice="alloy")
+    r = await run(MINI_TTS, task, handler)
+    assert r.failed is not None and r.progress.reported is not None
+    billed = usage_svc.task_cut_short(task, r.progress, "gpt-4o-mini-tts")
+    assert billed is not None and billed[0].source == "estimated" and billed[1].total > 0
+
+
+async def test_a_transcription_priced_by_tokens_in_a_text_answer_bills_an_estimate() -> None:
+    """gpt-4o-transcribe with response_format text: no usage; 4 s of WAV (80 tokens at one per 50 ms)
+    in, the transcript's tokens out."""
+    ref, blobs = upload(wav_bytes(4.0))
+    answer = answering(b"Plain words, heard.\n", content_type="text/plain")
+    r = await run(GPT4O, transcribe(ref, response_format="text"), answer, blobs)
+    assert r.outcome is not None
+    written = tokens.count_text("Plain words, heard.", O200K)
+    assert r.outcome.usage == Usage(
+        prompt_tokens=80, completion_tokens=written, units=4000, unit="audio_ms", source="estimated"
+    )
+    assert r.outcome.cost.total == 80 * GPT4O_TRANSCRIBE[0] + written * GPT4O_TRANSCRIBE[1] > 0
+
+
+async def test_a_transcription_priced_by_tokens_cut_short_bills_the_audio_sent() -> None:
+    ref, blobs = upload(wav_bytes(2.0))
+
+    async def hangs_up(request: httpx.Request) -> httpx.Response:
+        await request.aread()
+        raise httpx.ReadError("connection reset")
+
+    task = transcribe(ref, response_format="text")
+    r = await run(GPT4O, task, hangs_up, blobs)
+    assert r.failed is not None
+    billed = usage_svc.task_cut_short(task, r.progress, "gpt-4o-transcribe")
+    # 2 s: 40 tokens heard; 10 written (one per 200 ms).
+    assert billed is not None and (billed[0].prompt_tokens, billed[0].completion_tokens) == (40, 10)
+    assert billed[1].total == 40 * GPT4O_TRANSCRIBE[0] + 10 * GPT4O_TRANSCRIBE[1]

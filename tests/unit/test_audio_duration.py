@@ -13,7 +13,7 @@ import wave
 import pytest
 
 from loadtest.mock_upstream import audio_files
-from services.audio_duration import HEAD_BYTES, duration_ms
+from services.audio_duration import HEAD_BYTES, duration_ms, estimated_ms
 
 
 def wav(rate: int, channels: int, width: int, frames: int) -> bytes:
@@ -91,18 +91,22 @@ def test_mp3_behind_an_id3_tag() -> None:
     assert measured(data) == pytest.approx(5224, rel=0.01)
 
 
+def xing_mp3(frames: int) -> bytes:
+    """A VBR file's first frame saying ``frames`` frames follow, then the head of them."""
+    xing = b"Xing" + struct.pack(">II", 1, frames)
+    first = mp3_frame(V1_128, 417, bytes(32) + xing)  # after 32 bytes of stereo side information
+    return first + mp3_frame(V1_128, 417) * 200
+
+
 def test_xing_frame_count_wins_over_the_bitrate() -> None:
     """A VBR file's first frame says how many frames follow: 1000 x 1152 / 44100 s."""
-    xing = b"Xing" + struct.pack(">II", 1, 1000)
-    first = mp3_frame(V1_128, 417, bytes(32) + xing)  # after 32 bytes of stereo side information
-    data = first + mp3_frame(V1_128, 417) * 50
-    assert measured(data) == 1000 * 1152 * 1000 // 44_100
+    assert duration_ms(xing_mp3(1000)[:HEAD_BYTES], 1000 * 417) == 1000 * 1152 * 1000 // 44_100
 
 
 def test_vbri_frame_count() -> None:
     vbri = b"VBRI" + struct.pack(">HHHII", 1, 0, 75, 123_456, 500)
     first = mp3_frame(V1_128, 417, bytes(32) + vbri)
-    data = first + mp3_frame(V1_128, 417) * 10
+    data = first + mp3_frame(V1_128, 417) * 499
     assert measured(data) == 500 * 1152 * 1000 // 44_100
 
 
@@ -114,14 +118,19 @@ def test_the_mocks_own_mp3() -> None:
     assert measured(data) == frames * 36
 
 
-def flac(rate: int, samples: int) -> bytes:
+def flac(rate: int, samples: int, audio_bytes: int = 1000, picture: int = 0) -> bytes:
+    """Mono 16-bit FLAC: STREAMINFO (and a PICTURE block of ``picture`` bytes), then its frames' bytes."""
     packed = (rate << 44) | (0 << 41) | (15 << 36) | samples
     streaminfo = struct.pack(">HH", 4096, 4096) + bytes(6) + packed.to_bytes(8, "big") + bytes(16)
-    return b"fLaC" + bytes((0x80, 0, 0, 34)) + streaminfo + bytes(1000)
+    if not picture:
+        return b"fLaC" + bytes((0x80, 0, 0, 34)) + streaminfo + bytes(audio_bytes)
+    blocks = bytes((0, 0, 0, 34)) + streaminfo + bytes((0x86,)) + picture.to_bytes(3, "big") + bytes(picture)
+    return b"fLaC" + blocks + bytes(audio_bytes)
 
 
 def test_flac_streaminfo() -> None:
-    assert measured(flac(48_000, 96_000)) == 2000
+    # Two seconds of 48 kHz 16-bit mono (192,000 bytes as PCM) in 110,000 bytes.
+    assert measured(flac(48_000, 96_000, 110_000)) == 2000
 
 
 def test_flac_without_a_sample_count_is_unknown() -> None:
@@ -164,3 +173,93 @@ def test_hostile_bytes_never_raise() -> None:
         cut = bytes(data[: rng.randint(0, len(data))])
         result = duration_ms(cut, rng.randint(0, 10**9))
         assert result is None or result >= 0
+
+
+# A header is the caller's to write: each of these would bill minutes of
+# audio as next to nothing (or a file as hours it cannot hold).
+
+
+def test_a_wav_byte_rate_that_disagrees_with_its_samples_is_unknown() -> None:
+    """13.6 minutes of 16 kHz 16-bit mono said to come at 0xFFFFFFFF bytes a second: 6 ms, were it believed."""
+    data = bytearray(wav(16_000, 1, 2, 16_000 * 60))
+    struct.pack_into("<I", data, data.find(b"fmt ") + 8 + 8, 0xFFFFFFFF)
+    size = 16_000 * 2 * 816  # 13.6 minutes
+    assert duration_ms(bytes(data[:HEAD_BYTES]), size) is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("tag", 0x11),  # IMA ADPCM: its bytes are not its samples
+        ("tag", 0x55),  # MP3 in a WAV
+        ("channels", 0),
+        ("channels", 200),
+        ("rate", 0),
+        ("rate", 4_000_000),
+        ("bits", 0),
+        ("bits", 128),
+    ],
+)
+def test_a_wav_format_no_decoder_plays_as_said_is_unknown(field: str, value: int) -> None:
+    fields = {"tag": 1, "channels": 1, "rate": 16_000, "bits": 16}
+    fields[field] = value
+    width = -(-fields["bits"] // 8)
+    block = fields["channels"] * width
+    fmt = struct.pack(
+        "<HHIIHH", fields["tag"], fields["channels"], fields["rate"], fields["rate"] * block, block, fields["bits"]
+    )
+    data = b"RIFF" + struct.pack("<I", 36 + 32_000) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt
+    data += b"data" + struct.pack("<I", 32_000) + bytes(32_000)
+    assert measured(data) is None
+
+
+def test_a_wav_block_size_that_is_not_its_channels_samples_is_unknown() -> None:
+    """A block of 255 bytes at a byte rate to match, for 16-bit mono: a decoder reads 2 bytes a frame."""
+    fmt = struct.pack("<HHIIHH", 1, 1, 16_000, 16_000 * 255, 255, 16)
+    data = b"RIFF" + struct.pack("<I", 36 + 32_000) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt
+    data += b"data" + struct.pack("<I", 32_000) + bytes(32_000)
+    assert measured(data) is None
+
+
+def test_the_largest_wav_samples_believed_are_timed_by_rate_and_block() -> None:
+    assert measured(wav(192_000, 8, 4, 19_200)) == 100
+
+
+def test_an_mp3_whose_later_frames_disagree_with_its_first_is_unknown() -> None:
+    """A 320 kbit/s first frame, then 32 kbit/s ones: read as the first, the file would bill at a tenth."""
+    v1_320 = bytes((0xFF, 0xFB, 0xE0, 0x00))  # 1044 bytes
+    v1_32 = bytes((0xFF, 0xFB, 0x10, 0x00))  # 104 bytes
+    data = mp3_frame(v1_320, 1044) + mp3_frame(v1_32, 104) * 600
+    assert measured(data) is None
+    assert measured(mp3_frame(v1_32, 104) * 600) == pytest.approx(600 * 26, rel=0.01)
+
+
+def test_an_mp3_may_end_in_a_tag() -> None:
+    data = mp3_frame(V1_128, 417) * 20 + b"TAG" + bytes(125)
+    assert measured(data) == pytest.approx(20 * 26, rel=0.05)
+
+
+def test_a_frame_count_the_file_cannot_hold_is_unknown() -> None:
+    # A million bytes said to be 10 frames (0.26 s, 30 Mbit/s): written small, it would bill the file short.
+    assert duration_ms(xing_mp3(10)[:HEAD_BYTES], 1_000_000) is None
+    # Said to be 10 million frames (72 hours in 1 MB, 30 bit/s): no MP3 codes so little.
+    assert duration_ms(xing_mp3(10_000_000)[:HEAD_BYTES], 1_000_000) is None
+
+
+def test_a_flac_sample_count_its_size_cannot_hold_is_unknown() -> None:
+    # A 10 MB FLAC said to hold 1,000 samples (21 ms of 16-bit mono: 2,000 bytes as PCM).
+    assert duration_ms(flac(48_000, 1_000, 1000)[:HEAD_BYTES], 10_000_000) is None
+    # Said to hold 2^36 - 1 samples (16 days) in 110 KB.
+    assert measured(flac(48_000, (1 << 36) - 1, 110_000)) is None
+
+
+def test_a_flac_picture_past_the_head_is_not_counted_as_audio() -> None:
+    """A cover picture of 2 MB before the frames: its length is in its block's header, in view."""
+    data = flac(48_000, 96_000, 110_000, picture=2_000_000)
+    assert duration_ms(data[:HEAD_BYTES], len(data)) == 2000
+
+
+def test_an_unknown_length_is_billed_at_32_kbits() -> None:
+    # 4 bytes a ms: 480,000 bytes bill two minutes.
+    assert estimated_ms(480_000) == 120_000
+    assert estimated_ms(0) == 0 and estimated_ms(-5) == 0

@@ -8,17 +8,21 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import time
 from collections.abc import AsyncIterator, Callable
 
 import httpx
 import msgspec
 import pytest
 
-from loadtest.mock_upstream.images_shape import png, read_form
-from schemas.envelope import Deployment
+from loadtest.mock_upstream.images_shape import openai_answer, png, read_form
+from schemas.chat import Cost
+from schemas.envelope import Deployment, Envelope
 from schemas.errors import ContentFiltered, InternalError, InvalidRequest, UpstreamError
+from schemas.replies import Failure
 from schemas.tasks import BlobRef, ImageRequest, ImagesResult
-from services import pricing
+from services import pricing, usage
+from services.providers.attempts import Try, WalkFailed
 from services.providers.azure.chat import AzureOpenAIChat
 from services.providers.call import CallFailed, CallOutcome, CallProgress
 from services.providers.gemini.chat import GeminiChat
@@ -26,6 +30,7 @@ from services.providers.gemini.images import ImagenImages, aspect_ratio
 from services.providers.http import UpstreamHTTP
 from services.providers.openai.chat import OpenAIChat
 from services.providers.openai.images import OpenAIImages
+from services.providers.request_call import RequestCall
 from services.providers.tasks import images as image_call
 from tests.adapters import fixture, sent_json
 from tests.png_check import png_pixels
@@ -227,8 +232,10 @@ async def test_gpt_image_is_billed_by_the_quality_it_reports() -> None:
         GPT_IMAGE, ImageRequest(model="a", prompt="p", n=2), lambda r: httpx.Response(200, content=answer), blobs
     )
     # "auto" asked for; the upstream says it made 1024x1024 at high quality.
-    assert outcome.cost.total == 2 * (pricing.unit_price("gpt-image-1", "image", "1024x1024/high") or 0) > 0
-    # Its tokens stay on the usage (the record shows them), the images bill.
+    per_image = pricing.unit_price("gpt-image-1", "image", "1024x1024/high") or 0
+    # The images bill at their price, and what it read at OpenAI's token prices:
+    # 117 tokens in, 67 of them an image's ($10 a million), 50 text ($5).
+    assert outcome.cost == Cost(units=2 * per_image, input=50 * 5_000_000 + 67 * 10_000_000)
     assert (outcome.usage.prompt_tokens, outcome.usage.completion_tokens) == (117, 8320)
     assert isinstance(outcome.task_result, ImagesResult) and outcome.task_result.input_image_tokens == 67
 
@@ -294,3 +301,152 @@ async def test_a_family_without_images_is_the_callers_400() -> None:
     with pytest.raises(CallFailed) as failed:
         await run(claude, ImageRequest(model="a", prompt="p"), lambda r: httpx.Response(200), MemoryBlobs())
     assert isinstance(failed.value.error, InvalidRequest) and "serves no images" in failed.value.error.message
+
+
+async def try_once(
+    dep: Deployment, task: ImageRequest, handler: Callable[[httpx.Request], httpx.Response], blobs: MemoryBlobs
+) -> tuple[CallFailed, CallProgress]:
+    """A try that fails, and how far it got (what the walk bills it by)."""
+    progress = CallProgress()
+    async with contextlib.aclosing(UpstreamHTTP(httpx.MockTransport(handler))) as client:
+        with pytest.raises(CallFailed) as failed:
+            await image_call.call(client, dep, task, progress, blobs, "acme")
+    return failed.value, progress
+
+
+async def test_images_made_but_not_kept_bill_what_was_made() -> None:
+    """The store failed after the upstream made the image: the failure bills it, at its own size and quality."""
+    task = ImageRequest(model="a", prompt="p", n=3, size="1024x1024", quality="hd")
+    answer = fixture("openai/images_dalle3.json")  # one image, where three were asked
+    failed, progress = await try_once(OPENAI, task, lambda r: httpx.Response(200, content=answer), MemoryBlobs(True))
+    assert not failed.repeatable and progress.first_byte_ns > 0
+    billed = usage.task_cut_short(task, progress, "dall-e-3")
+    assert billed is not None and billed[0].units == 1
+    assert billed[1] == Cost(units=pricing.unit_price("dall-e-3", "image", "1024x1024/hd") or 0) != Cost()
+
+
+async def test_a_gpt_image_made_but_not_kept_bills_its_tokens_read_too() -> None:
+    failed, progress = await try_once(
+        GPT_IMAGE,
+        ImageRequest(model="a", prompt="p", n=2),
+        lambda r: httpx.Response(200, content=fixture("openai/images_gpt_image.json")),
+        MemoryBlobs(fail_writes=True),
+    )
+    assert not failed.repeatable
+    billed = usage.task_cut_short(ImageRequest(model="a", prompt="p", n=2), progress, "gpt-image-1")
+    per_image = pricing.unit_price("gpt-image-1", "image", "1024x1024/high") or 0
+    assert billed is not None and billed[1] == Cost(units=2 * per_image, input=50 * 5_000_000 + 67 * 10_000_000)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"<html>gateway timeout</html>", b'{"created": 1, "data": [{"b64_json": "not base64!"}]}'],
+)
+async def test_a_200_that_cannot_be_read_is_billed_and_not_made_again(body: bytes) -> None:
+    """Its images were made (and billed upstream) whatever became of the answer: another try would make them twice."""
+    task = ImageRequest(model="a", prompt="p", n=2, size="1024x1024", quality="standard")
+    failed, progress = await try_once(OPENAI, task, lambda r: httpx.Response(200, content=body), MemoryBlobs())
+    assert isinstance(failed.error, UpstreamError) and not failed.repeatable
+    assert progress.first_byte_ns > 0  # the walk's end bills it (a refusal before a 200 bills nothing)
+    billed = usage.task_cut_short(task, progress, "dall-e-3")
+    assert billed is not None and billed[1] == Cost(units=2 * 40_000_000_000)
+
+
+async def test_a_refusal_in_a_200_bills_nothing() -> None:
+    """Imagen's safety filters withheld every image: nothing made."""
+    filtered = b'{"predictions": [{"raiFilteredReason": "filtered"}]}'
+    task = ImageRequest(model="a", prompt="p", n=2)
+    failed, progress = await try_once(IMAGEN, task, lambda r: httpx.Response(200, content=filtered), MemoryBlobs())
+    assert isinstance(failed.error, ContentFiltered)
+    billed = usage.task_cut_short(task, progress, "imagen-4.0-generate-001")
+    assert billed is not None and billed[1] == Cost()
+
+
+async def test_an_answer_with_no_image_may_be_made_elsewhere_and_bills_none() -> None:
+    task = ImageRequest(model="a", prompt="p", n=2, size="1024x1024", quality="standard")
+    empty = b'{"created": 1, "data": []}'
+    failed, progress = await try_once(OPENAI, task, lambda r: httpx.Response(200, content=empty), MemoryBlobs())
+    assert failed.repeatable
+    billed = usage.task_cut_short(task, progress, "dall-e-3")
+    assert billed is not None and billed[1] == Cost()
+
+
+async def test_a_gpt_image_edit_bills_exactly_what_the_mock_reports() -> None:
+    """The mock answers as OpenAI does (its usage: text and image tokens in, image tokens out):
+    the row's cost is the images at their price and those tokens in at theirs."""
+    blobs = MemoryBlobs()
+    refs = [blobs.put(f"acme/upload/i{i}", png(2, 2)) for i in range(2)]
+    reported: list[dict] = []
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        fields, files = read_form(request.headers["content-type"], request.content)
+        answer = openai_answer(dict(fields), files, "gpt-image-1")
+        reported.append(answer["usage"])
+        return httpx.Response(200, json=answer)
+
+    task = ImageRequest(model="a", prompt="add a red sun", edit=True, images=refs, n=2, size="1024x1536", quality="low")
+    outcome = await run(GPT_IMAGE, task, upstream, blobs)
+    (mock_usage,) = reported
+    details = mock_usage["input_tokens_details"]
+    assert details["image_tokens"] > 0 and details["text_tokens"] > 0
+    per_image = pricing.unit_price("gpt-image-1", "image", "1024x1536/low")
+    assert per_image == 16_000_000_000
+    expected = Cost(
+        units=2 * per_image, input=details["text_tokens"] * 5_000_000 + details["image_tokens"] * 10_000_000
+    )
+    assert outcome.cost == expected
+    assert (outcome.usage.prompt_tokens, outcome.usage.completion_tokens) == (
+        mock_usage["input_tokens"],
+        mock_usage["output_tokens"],
+    )
+
+
+def image_envelope(task: ImageRequest, *deps: Deployment) -> Envelope:
+    now = time.time_ns()
+    return Envelope(
+        reply="_INBOX.test",
+        id="req-img",
+        task=task,
+        api="images",
+        tenant_id="acme",
+        received_at_ns=now,
+        deadline_ns=now + 30_000_000_000,
+        candidates=list(deps),
+    )
+
+
+async def request_failure(
+    task: ImageRequest, handler: Callable[[httpx.Request], httpx.Response], blobs: MemoryBlobs
+) -> tuple[Failure, list[str]]:
+    """The whole call across two deployments that answer alike: its Failure, and the deployments tried."""
+    tried: list[str] = []
+
+    async def on_try(t: Try, says_health: bool) -> None:
+        tried.append(t.deployment.name)
+
+    async def send(chunk: object) -> None:
+        pass
+
+    second = msgspec.structs.replace(OPENAI, name="oa2")
+    client = UpstreamHTTP(httpx.MockTransport(handler))
+    call = RequestCall(image_envelope(task, OPENAI, second), client, send, on_try, blobs=blobs)
+    with pytest.raises(WalkFailed) as failed:
+        await call.run()
+    return await call.failure(failed.value), tried
+
+
+async def test_a_200_that_cannot_be_read_ends_the_request_billed_at_the_first_deployment() -> None:
+    task = ImageRequest(model="a", prompt="p", n=2, size="1024x1024", quality="hd")
+    failure, tried = await request_failure(task, lambda r: httpx.Response(200, content=b"<html>"), MemoryBlobs())
+    assert tried == ["oa"]  # not made a second time at "oa2"
+    assert failure.usage is not None and failure.usage.units == 2
+    assert failure.cost == Cost(units=2 * 80_000_000_000)
+
+
+async def test_images_not_kept_end_the_request_billed_what_was_made() -> None:
+    task = ImageRequest(model="a", prompt="p", n=3, size="1024x1024", quality="standard")
+    answer = fixture("openai/images_dalle3.json")  # one image made
+    failure, tried = await request_failure(task, lambda r: httpx.Response(200, content=answer), MemoryBlobs(True))
+    assert tried == ["oa"] and failure.code != ""
+    assert failure.usage is not None and failure.usage.units == 1
+    assert failure.cost == Cost(units=40_000_000_000)

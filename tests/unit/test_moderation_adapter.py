@@ -17,6 +17,7 @@ from schemas.envelope import Deployment
 from schemas.errors import InvalidRequest, UpstreamError, UpstreamOverloaded
 from schemas.replies import Final
 from schemas.tasks import ModerationImageUrl, ModerationPart, ModerationRequest, ModerationResult, ModerationVerdict
+from services import task_policy
 from services.apis import moderations as moderation_api
 from services.apis.base import RequestView
 from services.providers.call import CallFailed, CallOutcome, CallProgress
@@ -136,7 +137,7 @@ def test_row_and_its_default_model() -> None:
         {"input": [{"type": "image_url", "image_url": {"url": "file:///etc/passwd"}}]},
         {"input": [{"type": "image_url"}]},
         {"input": [{"type": "audio", "audio": "x"}]},
-        {"input": ["x"] * 2049},
+        {"input": ["x"] * 1001},  # more than policy takes (task_policy.MAX_MODERATION_INPUTS): refused at the door too
         {"input": [[["nested"]]]},
         {"model": "m"},
         {"input": "x", "model": 7},
@@ -145,6 +146,13 @@ def test_row_and_its_default_model() -> None:
 def test_hostile_requests_are_refused(body: Any) -> None:
     with pytest.raises(InvalidRequest):
         API.parse(msgspec.json.encode(body))
+
+
+def test_the_door_takes_as_many_inputs_as_policy() -> None:
+    """One bound: a list the door lets through, policy takes (a bus caller's request passes policy alone)."""
+    at_most = API.parse(msgspec.json.encode({"input": ["x"] * task_policy.MAX_MODERATION_INPUTS}))
+    assert isinstance(at_most.task, ModerationRequest)
+    task_policy.check(at_most.task, "moderations")
 
 
 def test_answer_is_openais_shape() -> None:

@@ -14,7 +14,7 @@ from schemas.control import ModelRoute
 from schemas.envelope import Deployment, Envelope
 from schemas.replies import Failure, Final
 from schemas.reservation import HOLD_PARALLEL, HOLD_SPEND, HOLD_TOKENS, Hold, Reservation
-from schemas.tasks import ImageRequest, SpeechRequest
+from schemas.tasks import BlobRef, ImageRequest, SpeechRequest, TranscriptionRequest
 from services import records, routing
 from workers.runner import StageContext
 
@@ -109,3 +109,17 @@ def test_a_task_whose_provider_died_is_billed_what_it_asked_at_the_dearest_deplo
     session.gw, session.task, session.model = SimpleNamespace(table=pics), image, "pics"
     usage, cost = worker_died.billed_so_far(session)  # type: ignore[arg-type]
     assert (usage.units, cost) == (2, Cost(units=2 * IMAGE_HD))
+
+
+def test_a_transcription_whose_provider_died_is_billed_its_size_based_length() -> None:
+    """No header was read (the ingress reads none): its upload's size at 32 kbit/s, not $0."""
+    dep = Deployment(name="w", provider="openai", base_url="http://x", upstream_model="u", catalog_model="whisper-1")
+    table = routing.routes_by_name({"ears": ModelRoute(name="ears", deployments=[dep])})
+    heard = TranscriptionRequest(model="ears", audio=BlobRef(name="t/upload/abcdefghijklmnopqrstuvwx", size=40_000))
+    session = SimpleNamespace(
+        gw=SimpleNamespace(table=table), tool=None, rest=None, task=heard, model="ears", body=None, embeddings=None,
+        quota=None,
+    )  # fmt: skip
+    usage, cost = worker_died.billed_so_far(session)  # type: ignore[arg-type]
+    assert (usage.units, usage.unit, usage.source) == (10_000, "audio_ms", "estimated")
+    assert cost == Cost(units=10_000 * 100_000)  # whisper-1: $0.006 a minute

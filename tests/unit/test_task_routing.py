@@ -89,15 +89,17 @@ def test_a_task_reserves_at_the_deployment_dearest_for_it() -> None:
 
 def test_the_cost_strategy_prices_the_task_per_deployment() -> None:
     group = ModelRoute(
-        name="g", strategy="cost", deployments=[dep("per-search", "rerank-v3.5"), dep("per-token", "rerank-2-lite")]
+        name="g", strategy="cost", deployments=[dep("per-search", "rerank-v3.5"), dep("per-token", "rerank-2")]
     )
     routes, rng = routing.routes_by_name({"g": group}), random.Random(1)
     few = RerankRequest(model="g", query="q", documents=["short"] * 3)
     req = routing.Request("g", "rerank", "k", task=few)
     # A few short documents: a search unit ($0.002) costs more than their tokens.
     assert routing.plan(routes, req, HealthBoard(), NOW, rng).candidates[0].name == "per-token"
-    # A long query against 100 long documents: ~190,000 tokens ($0.0038) against one search unit.
-    many = RerankRequest(model="g", query="q " * 1000, documents=["a long document " * 300] * 100)
+    # A query against 100 documents of ~450 tokens, each one chunk of at most 500 with the query: one
+    # search unit against ~49,000 tokens ($0.00246). (Longer ones are several chunks each, and cost more
+    # search units than tokens.)
+    many = RerankRequest(model="g", query="q " * 40, documents=["word " * 450] * 100)
     req = routing.Request("g", "rerank", "k", task=many)
     assert routing.plan(routes, req, HealthBoard(), NOW, rng).candidates[0].name == "per-search"
 

@@ -142,3 +142,20 @@ def test_issue_28_models_are_in_the_catalog_with_their_mode_and_source(model: st
     # Priced one way or the other (moderation is free by design).
     priced = any(pricing.unit_prices(entry).values()) or not pricing.price_of(entry).is_free
     assert priced or mode == "moderation"
+
+
+def test_an_image_input_price_is_checked_at_load_and_defaults_to_the_input_price(tmp_path: Path) -> None:
+    path = tmp_path / "models.toml"
+    bad = ENTRY.format(mode="image", price='usd_per_image = { "*" = "0.04" }').replace(
+        'input = "0", output', 'input = "0", image_input = "0.0000001", output'
+    )
+    path.write_text("[models]\n" + bad)
+    with pytest.raises(pricing.PricingError, match="catalog entry 'm'"):
+        pricing.read_catalog(path)
+    entry = pricing.read_catalog(catalog_with(tmp_path, "image", 'usd_per_image = { "*" = "0.04" }'))["m"]
+    assert pricing.image_input_of(entry) == pricing.price_of(entry).input
+    # gpt-image-1 reads images at $10 a million tokens, text at $5 (OpenAI's model page).
+    assert pricing.image_input_price("gpt-image-1") == 10_000_000
+    assert pricing.price_for("gpt-image-1") == pricing.Price(
+        input=5_000_000, cached_input=1_250_000, cache_write=5_000_000, output=40_000_000
+    )

@@ -7,13 +7,16 @@ What a call is billed:
 * a transcription, the audio's length in ms (``unit`` "audio_ms"): as the
   upstream reported it (``usage.seconds``, or verbose_json's ``duration``),
   else measured by us from the file's header (``services.audio_duration``;
-  source "estimated"), else guessed from the file's size at
-  ``GUESS_KBPS`` (estimated too). A model that reports tokens
-  (gpt-4o-transcribe) has them on the usage beside the ms, and the
-  catalog, which prices it per token, bills those (``usage.cost_of``);
+  source "estimated"), else guessed from the file's size
+  (``audio_duration.estimated_ms``, estimated too). A model that reports
+  tokens (gpt-4o-transcribe) has them on the usage beside the ms, and the
+  catalog, which prices it per token, bills those (``usage.cost_of``); when
+  it reports none (``response_format`` text), they are estimated from the
+  audio's length and the transcript (``task_usage.transcription_usage``);
 * speech, the characters of its input (``unit`` "character"), and the
   tokens a model reports in its ``speech.audio.done`` event (gpt-4o-mini-tts,
-  priced per token).
+  priced per token), else (raw audio, no event) the tokens it would take
+  (``task_usage.speech_usage``).
 
 ``progress.reported`` holds that usage as soon as it is known (speech's when
 the request leaves, a transcription's once its upload went out), so a call
@@ -37,7 +40,7 @@ from schemas.chat import Usage
 from schemas.envelope import Deployment
 from schemas.errors import GatewayError, InternalError, InvalidRequest, UpstreamError
 from schemas.tasks import SpeechRequest, SpeechResult, TranscriptionRequest, TranscriptResult
-from services import audio_duration, audio_formats
+from services import audio_duration, audio_formats, task_usage
 from services import usage as usage_svc
 from services.providers.call import CallFailed, CallOutcome, CallProgress, _failed
 from services.providers.http import Upstream, UpstreamResponse
@@ -50,10 +53,6 @@ from services.providers.upload_body import FilePart, MultipartBody
 
 # The most bytes one ``Chunk.data`` carries (a message on the bus stays small).
 SLICE = 64 * 1024
-# The bitrate a file whose header we cannot read is taken to have: a middle
-# figure for speech in the compressed formats callers send (Opus and AAC
-# voice at 32-64 kbit/s, MP3 at 128).
-GUESS_KBPS = 64
 
 
 async def call(
@@ -175,7 +174,7 @@ class TranscriptionCall(_Try):
             if isinstance(exc, GatewayError | httpx.TransportError):
                 raise self.failed(exc) from exc
             raise
-        return self.outcome(dep, self._settled(reported), result)
+        return self.outcome(dep, self._settled(reported, result), result)
 
     async def _guarded(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """The body, remembering why it could not be read to its end (the
@@ -214,19 +213,21 @@ class TranscriptionCall(_Try):
                     return TranscriptResult(text=event.text or "".join(parts)), oa.usage_of(event.usage)
         raise UpstreamError("Upstream's transcript stream ended before its transcript.text.done event.")
 
-    def _ours(self) -> Usage:
+    def _heard_ms(self) -> int:
         """The audio's length as we can tell it: its header's, else the
         request's (the ingress's reading), else a guess from its size."""
-        ms = self.measured_ms or self.task.duration_ms or self.task.audio.size * 8 // GUESS_KBPS
-        return Usage(units=ms, unit="audio_ms", source="estimated")
+        return self.measured_ms or self.task.duration_ms or audio_duration.estimated_ms(self.task.audio.size)
 
-    def _settled(self, reported: Usage | None) -> Usage:
+    def _ours(self, transcript: str | None = None) -> Usage:
+        """What the audio bills by our count (tokens estimated for a model priced by them)."""
+        return task_usage.transcription_usage(self.task, self.dep.catalog_model, self._heard_ms(), transcript)
+
+    def _settled(self, reported: Usage | None, result: TranscriptResult) -> Usage:
         if reported is not None and reported.unit == "audio_ms":
             return reported
-        ours = self._ours()
         if reported is not None:  # tokens: the catalog prices the model by them
-            return msgspec.structs.replace(reported, units=ours.units, unit="audio_ms")
-        return ours
+            return msgspec.structs.replace(reported, units=self._heard_ms(), unit="audio_ms")
+        return self._ours(result.text)
 
 
 class SpeechCall(_Try):
@@ -246,11 +247,13 @@ class SpeechCall(_Try):
     async def run(self) -> CallOutcome:
         dep, task = self.dep, self.task
         headers = oa.auth_headers(self.adapter, _api_key(dep)) | {"content-type": "application/json"}
-        characters = Usage(units=len(task.input), unit="character")
+        # Its characters, or the tokens a model priced by them would take (its
+        # raw audio's answer says none): what it bills unless the upstream says.
+        ours = task_usage.speech_usage(task, dep.catalog_model)
         reported: Usage | None = None
         try:
             self.progress.sent = True
-            self.progress.reported = characters
+            self.progress.reported = ours
             resp = await self.client.post(
                 oa.speech_url(self.adapter, dep), headers, oa.speech_body(task, dep.upstream_model), dep.timeout_s
             )
@@ -267,9 +270,9 @@ class SpeechCall(_Try):
                 await resp.aclose()
         except (GatewayError, httpx.TransportError) as exc:
             raise self.failed(exc) from exc
-        usage = characters
+        usage = ours
         if reported is not None:
-            usage = msgspec.structs.replace(reported, units=characters.units, unit="character")
+            usage = msgspec.structs.replace(reported, units=len(task.input), unit="character")
         return self.outcome(dep, usage, SpeechResult(content_type=content_type, bytes=self.sent_bytes))
 
     async def _audio(self, data: bytes) -> None:

@@ -7,9 +7,13 @@ edit's uploads stream from the object store into the upstream's form body.
 Each image made is kept in the object store (``blobs.write``) and answered
 as its ``BlobRef``: the ingress renders it as base64 or as a URL it serves.
 
-Billed per image made, at the catalog's price for its "<size>/<quality>"
-(``usage.cost_of``); the tokens the GPT image models report stay on the
-usage, for the record, but the images bill.
+Billed per image made, at the catalog's price for its "<size>/<quality>",
+and the tokens the GPT image models report reading at the catalog's token
+prices (``usage.image_cost``: OpenAI's per-image prices are only what they
+make). Once a 200's answer is read the images are made, and billed: an
+answer that cannot be read, or images that cannot be kept, end the walk
+(another deployment would make and bill them again) with what was made on
+the failure (``progress.reported`` and ``progress.cost``).
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from schemas.chat import Usage
+from schemas.chat import Cost, Usage
 from schemas.envelope import Deployment
-from schemas.errors import GatewayError, InternalError, InvalidRequest, UpstreamError
+from schemas.errors import GatewayError, InternalError, InvalidRequest, UpstreamError, UpstreamInvalidRequest
 from schemas.tasks import ImageOut, ImageRequest, ImagesResult
+from services import pricing
 from services import usage as usage_svc
 from services.bus.blobs import new_name
 from services.providers.call import CallFailed, CallOutcome, CallProgress, _failed
@@ -87,31 +92,30 @@ async def call(
             url, headers, content = req.url, req.headers, req.content
         progress.sent = True
         resp = await client.post(url, headers, content, dep.timeout_s)
+        first_byte_ns = time.time_ns()
         try:
-            first_byte_ns = time.time_ns()
-            data = await _read_capped(resp.aiter_bytes())
+            if resp.status_code >= 400:
+                raise adapter.map_error(resp.status_code, await _read_capped(resp.aiter_bytes()), resp.headers)
+            # A 200: the upstream made (and billed) the images, whether or not its answer reaches us whole.
+            progress.first_byte_ns = first_byte_ns
+            answer = adapter.parse_images(await _read_capped(resp.aiter_bytes()))
         finally:
             await resp.aclose()
-        if resp.status_code >= 400:
-            raise adapter.map_error(resp.status_code, data, resp.headers)
-        answer = adapter.parse_images(data)
     except (GatewayError, httpx.TransportError) as exc:
-        raise _failed(exc, start_ns, first_byte_ns) from exc
+        failed = _failed(exc, start_ns, first_byte_ns)
+        if progress.first_byte_ns:
+            _made_but_not_read(failed, progress)
+        raise failed from exc
+    usage, cost = billed(task, answer, dep)
+    progress.reported, progress.cost = usage, cost
     if not answer.images:
+        # Nothing made: another deployment may make them (this one's tokens, if it said, bill if none does).
         raise CallFailed(UpstreamError("The upstream answered with no image."), start_ns, first_byte_ns)
     images = await _kept(answer, blobs, tenant_id, start_ns, first_byte_ns)
-    reported = answer.usage or Usage(source="reported")
-    usage = Usage(
-        prompt_tokens=reported.prompt_tokens,
-        completion_tokens=reported.completion_tokens,
-        source="reported",
-        units=len(images),
-        unit="image",
-    )
     return CallOutcome(
         model=dep.upstream_model,
         usage=usage,
-        cost=usage_svc.cost_of(usage, dep.catalog_model, variant=price_variant(task, answer)),
+        cost=cost,
         finish_reason=None,
         message=None,
         start_ns=start_ns,
@@ -126,6 +130,35 @@ async def call(
             input_image_tokens=answer.input_image_tokens,
         ),
     )
+
+
+def billed(task: ImageRequest, answer: ImageAnswer, dep: Deployment) -> tuple[Usage, Cost]:
+    """What an answer's images bill: each at its "<size>/<quality>"'s
+    price, and the tokens read (``usage.image_cost``); a size the catalog
+    has no price for, the tokens alone at its token prices."""
+    reported = answer.usage or Usage(source="reported")
+    usage = Usage(
+        prompt_tokens=reported.prompt_tokens,
+        completion_tokens=reported.completion_tokens,
+        source="reported",
+        units=len(answer.images),
+        unit="image",
+    )
+    per_image = pricing.unit_price(dep.catalog_model or "", "image", price_variant(task, answer))
+    if per_image is None:
+        return usage, usage_svc.cost_of(usage, dep.catalog_model)
+    return usage, usage_svc.image_cost(usage, per_image, dep.catalog_model, answer.input_image_tokens)
+
+
+def _made_but_not_read(failed: CallFailed, progress: CallProgress) -> None:
+    """A 200 whose answer could not be read (cut, too large, not JSON, an
+    image not base64): made, so billed as asked (``usage.task_cut_short``)
+    and not made again elsewhere. But a refusal in a 200 (Imagen's safety
+    filters withheld every image) made nothing, and bills nothing."""
+    if isinstance(failed.error, UpstreamInvalidRequest):
+        progress.reported, progress.cost = Usage(units=0, unit="image"), Cost()
+    else:
+        failed.repeatable = False
 
 
 def _form(edit: EditRequest, blobs: BlobAccess) -> MultipartBody:
@@ -148,7 +181,8 @@ async def _kept(
 ) -> list[ImageOut]:
     """Each image in the object store. The upstream made (and billed) them
     already: a store that fails here must not send the request to another
-    deployment to be made and billed again."""
+    deployment to be made and billed again (the failure bills them:
+    ``progress.cost``)."""
     kept = []
     try:
         for image in answer.images:

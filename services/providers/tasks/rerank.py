@@ -6,12 +6,12 @@ Usage is the upstream's word when it gave one: search units for Cohere
 (``Usage.units``, unit "search_unit", priced per thousand), tokens for the
 others (``Usage.prompt_tokens``, priced per token). Without it, the same
 units are estimated by the definitions the providers publish (labelled
-"counted" or "estimated" as the chat's are).
+"counted" or "estimated" as the chat's are), counted as the reservation
+counts them (``task_usage``), so an estimate never bills past it.
 """
 
 from __future__ import annotations
 
-import math
 import time
 
 import msgspec
@@ -20,20 +20,13 @@ from schemas.chat import Usage
 from schemas.envelope import Deployment
 from schemas.errors import InvalidRequest, UpstreamError
 from schemas.tasks import RerankRequest, RerankResult
-from services import tokens
+from services import task_usage
 from services import usage as usage_svc
 from services.providers.call import CallFailed, CallOutcome, CallProgress
 from services.providers.http import Upstream
 from services.providers.registry import provider
-from services.providers.rerank_adapter import RerankAnswer, document_texts
+from services.providers.rerank_adapter import RerankAnswer
 from services.providers.tasks.json_call import post_json
-
-# Cohere's search unit: one query with up to this many documents, a document
-# being each piece of at most CHUNK_TOKENS (query included) of a longer one.
-DOCUMENTS_PER_SEARCH_UNIT = 100
-CHUNK_TOKENS = 500
-# What Cohere truncates a document to when the request leaves max_tokens_per_doc out.
-DEFAULT_MAX_TOKENS_PER_DOC = 4096
 
 
 async def call(client: Upstream, dep: Deployment, task: RerankRequest, progress: CallProgress) -> CallOutcome:
@@ -82,12 +75,7 @@ def estimate_usage(task: RerankRequest, catalog_model: str | None, *, search_uni
     """What a ranking the upstream did not report uses: Cohere's search
     units (``search_units``), else tokens as Voyage defines them for a
     reranker: the query's tokens once per document, plus every document's."""
-    name, source = usage_svc.tokenizer_for(catalog_model)
-    enc = tokens.encoding(name)
-    query = tokens.count_text(task.query, enc)
-    documents = [tokens.count_text(text, enc) for text in document_texts(task)]
+    _, source = usage_svc.tokenizer_for(catalog_model)
     if not search_units:
-        return Usage(prompt_tokens=query * len(documents) + sum(documents), source=source)
-    cap = task.max_tokens_per_doc or DEFAULT_MAX_TOKENS_PER_DOC
-    chunks = sum(max(1, math.ceil((query + min(d, cap)) / CHUNK_TOKENS)) for d in documents)
-    return Usage(units=math.ceil(chunks / DOCUMENTS_PER_SEARCH_UNIT), unit="search_unit", source=source)
+        return Usage(prompt_tokens=task_usage.rerank_tokens(task, catalog_model), source=source)
+    return Usage(units=task_usage.search_units(task, catalog_model), unit="search_unit", source=source)
