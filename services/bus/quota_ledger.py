@@ -262,10 +262,16 @@ class QuotaLedger:
         if need.kind == HOLD_SPEND:
             self.counters.alert_crossings(need.subject, total - ask, total - excess, need.limit)
         if lease.local < need.amount:
-            # Not enough for this request: hold nothing another replica could use.
+            # Not enough for this request: hold nothing another replica could
+            # use, and give it back at once, not with the next coalesced
+            # flush: the caller's next request, a smaller one that fits what
+            # is left, must find it there.
             excess += lease.local
             lease.total -= lease.local
             lease.local = 0
+            if excess:
+                self.counters.add_soon(need.subject, -excess)
+            return
         if excess:
             self.counters.add_later(need.subject, -excess)
 
