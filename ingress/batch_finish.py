@@ -189,8 +189,9 @@ class BatchFinisher:
             # No failure counted: no line goes in the error file (a line is counted once its outcome is kept).
             error_id = await self._file(current, total, False, written, lease) if counted.failed else None
             await lease.keep()
-        except LeaseLost:
-            await self._discard(record.tenant_id, output_id, error_id)  # the new holder writes its own
+        except Exception:
+            # Lost the lease (the new holder writes its own), or failed: the next finisher writes them anew.
+            await self._discard(record.tenant_id, output_id, error_id)
             raise
         counts = RequestCounts(total=total, completed=written.succeeded, failed=written.failed)
         ended = await self.store.change(
@@ -220,7 +221,7 @@ class BatchFinisher:
             try:
                 await file_store.delete_file(self.gw, await file_store.open_file(self.gw, tenant_id, file_id))
             except Exception:
-                log.exception("could not delete the file %s of an end that did not stand", file_id)
+                log.exception("could not delete the file %s, made for an end that did not stand", file_id)
 
     async def _file(
         self, record: BatchRecord, total: int, succeeded: bool, written: _Written, lease: HeldLease
