@@ -150,8 +150,7 @@ class IngressApp:
             if files_endpoint.matches(path):
                 return await self._files(scope, receive, tracked_send)
             if is_batches_path(path):
-                assert self.batches is not None, "lifespan not run"
-                return await self.batches.serve(scope, receive, tracked_send)
+                return await self._batches(scope, receive, tracked_send)
             slug = prompt_endpoint.slug_of(path)
             if method == "POST" and (api is not None or slug is not None):
                 if self.in_flight >= self.settings.max_in_flight:
@@ -241,6 +240,19 @@ class IngressApp:
         self.in_flight += 1
         try:
             await files_endpoint.serve_files(self.gw, scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _batches(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A Batch API call holds a slot of ``max_in_flight`` as a Files API
+        call does: a create reads its whole input file, twice."""
+        assert self.batches is not None, "lifespan not run"
+        if self.in_flight >= self.settings.max_in_flight:
+            busy = GatewayBusy("This gateway process holds as many requests as it may; retry shortly.", retry_after_s=1)
+            return await self.batches.serve(scope, receive, send, busy=busy)
+        self.in_flight += 1
+        try:
+            await self.batches.serve(scope, receive, send)
         finally:
             self.in_flight -= 1
 

@@ -10,11 +10,17 @@ acknowledged. A line delivered again finds its outcome there, or runs
 through ``JobRun``'s take-over (which finds its answer, waits for it, or
 ends it as worker_died if a provider took it).
 
+A line queued twice (its batch queued again by a sweeper, past the
+stream's duplicate window) is run by one job only: the first to take it
+(``BatchStore.own_line``). Any other copy is dropped, as the owner's job
+stays queued until the line's outcome is kept.
+
 A line whose batch was cancelled (or whose window ran out) before it
 started ends as "batch_cancelled" ("batch_expired") with no request at
-all: nothing reaches the upstream, nothing is charged. "Started" is its
-claim: a line claimed by an earlier run is never ended that way, as its
-request may have reached the upstream.
+all: nothing reaches the upstream, nothing is charged. A line an earlier
+run claimed is not sent again either: it ends as that run's request did
+(waiting for it if it may still answer), or, if no provider took that
+request, as not run.
 """
 
 from __future__ import annotations
@@ -26,13 +32,11 @@ from typing import Any
 
 import msgspec
 from nats.aio.msg import Msg
-from nats.js.errors import NotFoundError
 
 from ingress.batch_store import BatchStore
 from ingress.gateway import Gateway
-from ingress.job_run import JobRun, claim_subject
-from schemas import subjects
-from schemas.batches import BatchLine, BatchOutput, BatchRecord, decode_line
+from ingress.job_run import JobRun
+from schemas.batches import BatchLine, BatchOutput, BatchRecord, decode_line, decode_output
 from schemas.errors import GatewayError, InternalError
 from schemas.replies import Failure, Final
 from services import batches
@@ -63,6 +67,11 @@ class BatchLines:
             log.error("batch job %s does not decode; dropped", run.id)
             await msg.ack()
             return
+        owner = await self.store.own_line(line.batch_id, line.line, run.id)
+        if owner != run.id:
+            log.warning("batch %s line %s was queued twice: job %s runs it", line.batch_id, line.line, owner)
+            await msg.ack()
+            return
         # Only a line delivered before can have ended already (a lookup saved on every other).
         redelivered = (msg.metadata.num_delivered or 1) > 1
         stored = await self.store.outcome(line.batch_id, line.line) if redelivered else None
@@ -76,33 +85,28 @@ class BatchLines:
             output = await self._outcome(run, msg, line, record)
             await self.store.write_outcome(line.batch_id, line.line, output)
         else:
-            # Ended in an earlier run that died before its ack: its failure mark too, if that was lost.
-            await self.store.write_outcome(line.batch_id, line.line, msgspec.json.decode(stored, type=BatchOutput))
+            # Ended in an earlier run that died before its ack: its mark too, if that was lost.
+            await self.store.write_outcome(line.batch_id, line.line, decode_output(stored))
         self._ended(run.tenant_id, line.batch_id)
         await msg.ack()
 
     async def _outcome(self, run: JobRun, msg: Msg, line: BatchLine, record: BatchRecord) -> BatchOutput:
         delivery = msg.metadata.num_delivered or 1
-        fate = batches.line_fate(record, time.time())
-        if fate is not None and not await self._claimed(run, delivery):
-            return batches.not_run(line.custom_id, fate)
         api = BY_PATH[record.endpoint]
         body = _decode_body(bytes(line.body))
+        fate = batches.line_fate(record, time.time())
         try:
-            reply: Final | Failure = (await run.run(body, {}, delivery)).result  # type: ignore[assignment]
+            if fate is not None:
+                # Not to be sent now; but an earlier run may have sent it (only a line delivered before).
+                earlier = await run.earlier_end(body) if delivery > 1 else None
+                if earlier is None:
+                    return batches.not_run(line.custom_id, fate)
+                reply: Final | Failure = earlier.result  # type: ignore[assignment]
+            else:
+                reply = (await run.run(body, {}, delivery)).result  # type: ignore[assignment]
         except GatewayError as exc:
             reply = Failure.from_error(run.request_id, exc)
         return _answered(api, run, line, body, reply)
-
-    async def _claimed(self, run: JobRun, delivery: int) -> bool:
-        """Whether an earlier run of the line sent (or was about to send) its request."""
-        if delivery <= 1:
-            return False
-        try:
-            await self.gw.nc.jetstream().get_last_msg(subjects.JOB_REPLIES_STREAM, claim_subject(run.request_id))
-        except NotFoundError:
-            return False
-        return True
 
     async def _record(self, tenant_id: str, batch_id: str) -> BatchRecord | None:
         now = time.monotonic()

@@ -10,7 +10,7 @@ import time
 from ingress import batch_create, file_store
 from ingress.batch_finish import BatchFinisher
 from ingress.batch_runner import BatchLines
-from ingress.batch_store import BatchStore
+from ingress.batch_store import BatchStore, HeldLease
 from ingress.gateway import Gateway
 from ingress.job_intake import JobIntake
 from schemas.batches import BatchError, BatchRecord
@@ -40,8 +40,8 @@ class BatchService:
         self.finisher.touched(made.tenant_id, made.id)
         return made
 
-    async def _requeue(self, record: BatchRecord) -> None:
-        """Queue a batch whose ingress died while queueing it (its input file read again)."""
+    async def _requeue(self, record: BatchRecord, lease: HeldLease) -> None:
+        """Queue a batch whose ingress died (or failed) while queueing it (its input file read again)."""
         try:
             source = await file_store.open_file(self.gw, record.tenant_id, record.input_file_id)
         except GatewayError as exc:  # deleted or expired meanwhile: the batch cannot run
@@ -52,4 +52,4 @@ class BatchService:
             if failed is not None:
                 await self.store.closed(failed)
             return
-        await batch_create.check_and_queue(self.gw, self.store, self.intake, record, source)
+        await batch_create.check_and_queue(self.gw, self.store, self.intake, record, source, lease)

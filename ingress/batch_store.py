@@ -8,10 +8,14 @@ the end of a batch never overwrite each other.
 
 ``sluice_batch_lines``: each line's outcome, "<batch id>.o.<line>", written
 with a KV create: the first write wins, so a line that runs again after a
-crash (or a second runner that finds it ended) never writes a second one;
-a line that failed also gets "<batch id>.f.<line>". ``request_counts`` are
-counted from those keys (an ephemeral consumer's pending count), not kept
-in memory, so they are exact across restarts.
+crash (or a second runner that finds it ended) never writes a second one.
+Once it is kept, the line is marked with what the kept one is:
+"<batch id>.s.<line>" (succeeded) or "<batch id>.f.<line>" (failed).
+``request_counts`` are counted from the marks (an ephemeral consumer's
+pending count), not kept in memory, so they are exact across restarts and
+never move backwards (a mark is never taken back, and names the outcome
+kept); a line counted has its outcome kept. Beside them, "<batch id>.r.<line>"
+names the one job that runs the line (``own_line``), should it be queued twice.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from collections.abc import Callable
 import msgspec
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import APIError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
 from schemas import subjects
@@ -46,8 +50,12 @@ log = logging.getLogger("sluice.ingress.batches")
 # An outcome is kept in one message: this much of the server's largest is left for its headers.
 PAYLOAD_HEADROOM = 4096
 TOO_LARGE = BatchError("response_too_large", "The answer to this request was too large to keep in the output file.")
-# A lease whose holder wrote nothing for this long is taken over (its holder died).
+# A lease whose holder wrote nothing for this long is taken over (its holder
+# died); a holder renews its lease this often while it works (``HeldLease.keep``).
 LEASE_STALE_S = 120.0
+LEASE_RENEW_S = 10.0
+# JetStream's "wrong last sequence": a write at a revision that is no longer the key's.
+_WRONG_LAST = (10071, 10164)
 # Times a record changed meanwhile is read again before giving up.
 CHANGE_TRIES = 20
 
@@ -64,6 +72,49 @@ def record_key(tenant_id: str, batch_id: str) -> str:
 class Lease(msgspec.Struct):
     holder: str
     at_ns: int
+
+
+class LeaseLost(Exception):
+    """Another runner took the batch's lease over (this one was thought
+    dead): this one stops, and leaves the batch to it."""
+
+
+class HeldLease:
+    """A batch's lease as its holder has it: the revision it last wrote, so
+    it renews and releases the lease only while it is still its own."""
+
+    def __init__(self, kv: KeyValue, key: str, holder: str, revision: int) -> None:
+        self._kv = kv
+        self.key = key
+        self.holder = holder
+        self.revision = revision
+        self._renewed = time.monotonic()
+
+    async def keep(self) -> None:
+        """Renew the lease if LEASE_RENEW_S went by since it was written;
+        ``LeaseLost`` if another holder has it now."""
+        if not self.revision:
+            raise LeaseLost(self.key)
+        if time.monotonic() - self._renewed < LEASE_RENEW_S:
+            return
+        lease = msgspec.msgpack.encode(Lease(self.holder, time.time_ns()))
+        try:
+            self.revision = await self._kv.update(self.key, lease, last=self.revision)
+        except KeyWrongLastSequenceError as exc:
+            self.revision = 0
+            raise LeaseLost(self.key) from exc
+        self._renewed = time.monotonic()
+
+    async def release(self) -> None:
+        """Give the lease up, if it is still this holder's (one taken over is the new holder's)."""
+        revision, self.revision = self.revision, 0
+        if not revision:
+            return
+        try:
+            await self._kv.delete(self.key, last=revision)
+        except APIError as exc:
+            if exc.err_code not in _WRONG_LAST:
+                raise
 
 
 class BatchStore:
@@ -118,9 +169,15 @@ class BatchStore:
             return changed
         raise InternalError("The batch kept changing; try again.", status=503)
 
-    async def of_tenant(self, tenant_id: str) -> list[BatchRecord]:
-        """Every batch of the tenant (the records under its name)."""
-        return [decode_record(v) for _, v in await self._entries(f"{_token(tenant_id)}.*") if v]
+    async def ids_of_tenant(self, tenant_id: str) -> list[str]:
+        """The ids of the tenant's batches (the keys of its records, without
+        their values: a page of them is then read by id)."""
+        token = _token(tenant_id)
+        return [key[len(token) + 1 :] for key, _ in await self._entries(f"{token}.*", meta_only=True)]
+
+    async def open_of_tenant(self, tenant_id: str) -> int:
+        """How many of the tenant's batches have not ended."""
+        return len(await self._entries(f"{_token(tenant_id)}.*.open", meta_only=True))
 
     async def open_batches(self) -> list[tuple[str, str]]:
         """(tenant key token, batch id) of every batch not ended."""
@@ -146,34 +203,27 @@ class BatchStore:
             with contextlib.suppress(NotFoundError):
                 await self.records.delete(name)
 
-    async def take_lease(self, record: BatchRecord, holder: str) -> bool:
-        """Whether this holder may write the batch's files (a KV create); a
-        lease older than LEASE_STALE_S is taken over."""
+    async def take_lease(self, record: BatchRecord, holder: str) -> HeldLease | None:
+        """The batch's lease, if this holder may queue its lines or write its
+        files (a KV create); a lease older than LEASE_STALE_S is taken over."""
         assert self.records is not None
         key = f"{record_key(record.tenant_id, record.id)}.lease"
         lease = msgspec.msgpack.encode(Lease(holder, time.time_ns()))
         try:
-            await self.records.create(key, lease)
-            return True
+            return HeldLease(self.records, key, holder, await self.records.create(key, lease))
         except KeyWrongLastSequenceError:
             pass
         try:
             entry = await self.records.get(key)
         except NotFoundError:
-            return False  # released meanwhile: the next look takes it
+            return None  # released meanwhile: the next look takes it
         held = msgspec.msgpack.decode(entry.value or b"", type=Lease) if entry.value else None
         if held is not None and time.time_ns() - held.at_ns < LEASE_STALE_S * 1e9:
-            return False
+            return None
         try:
-            await self.records.update(key, lease, last=entry.revision)
+            return HeldLease(self.records, key, holder, await self.records.update(key, lease, last=entry.revision))
         except KeyWrongLastSequenceError:
-            return False
-        return True
-
-    async def release_lease(self, record: BatchRecord) -> None:
-        assert self.records is not None
-        with contextlib.suppress(NotFoundError):
-            await self.records.delete(f"{record_key(record.tenant_id, record.id)}.lease")
+            return None
 
     async def _entries(self, pattern: str, meta_only: bool = False) -> list[tuple[str, bytes]]:
         assert self.records is not None
@@ -199,45 +249,48 @@ class BatchStore:
             return None
         return entry.value or None
 
+    async def own_line(self, batch_id: str, line: int, job_id: str) -> str:
+        """The job that runs the line: ``job_id``, or the job that claimed it
+        first (a KV create), if the line was queued twice."""
+        assert self.lines is not None
+        key = f"{batch_id}.r.{line}"
+        try:
+            await self.lines.create(key, job_id.encode())
+            return job_id
+        except KeyWrongLastSequenceError:
+            entry = await self.lines.get(key)
+        return (entry.value or b"").decode()
+
     async def write_outcome(self, batch_id: str, line: int, output: BatchOutput) -> BatchOutput:
-        """The line's outcome: ``output``, or the one written first. A
-        failure is marked before its outcome is kept, so once every line's
-        outcome is kept, every failure is counted."""
+        """The line's outcome: ``output``, or the one written first; then
+        the line is marked with what the kept one is (again, if a run died
+        between the two), which is when it is counted."""
         assert self.lines is not None
         payload = encode_output(output)
         if len(payload) > self.max_payload - PAYLOAD_HEADROOM:
             # Larger than a message may be: the line ran, its answer cannot be kept.
             output = msgspec.structs.replace(output, response=None, error=TOO_LARGE)
             payload = encode_output(output)
-        marker = f"{batch_id}.f.{line}"
-        stored = None
-        if not output.succeeded:
-            # Kept already (by an earlier run of the line): that one stands, and no mark of this one.
+        kept = output
+        try:
+            await self.lines.create(f"{batch_id}.o.{line}", payload)
+        except KeyWrongLastSequenceError:
             stored = await self.outcome(batch_id, line)
-            if stored is None:
-                with contextlib.suppress(KeyWrongLastSequenceError):
-                    await self.lines.create(marker, b"1")
-        if stored is None:
-            try:
-                await self.lines.create(f"{batch_id}.o.{line}", payload)
-                return output
-            except KeyWrongLastSequenceError:
-                stored = await self.outcome(batch_id, line)
-        assert stored is not None
-        kept = decode_output(stored)
-        if not kept.succeeded:  # an earlier run kept it and died before its mark
-            with contextlib.suppress(KeyWrongLastSequenceError):
-                await self.lines.create(marker, b"1")
-        elif not output.succeeded:  # two runs at once ended unalike: never, a line runs once (``JobRun``)
-            log.error("batch %s line %s: a failure marked beside an answer kept", batch_id, line)
+            if stored is None:  # deleted since (its batch long gone): the line is delivered again
+                raise InternalError(f"The outcome of line {line} of batch {batch_id} went missing.") from None
+            kept = decode_output(stored)
+            if kept.succeeded != output.succeeded:  # two runs at once ended unalike: never, a line runs once
+                log.error("batch %s line %s: ended unalike twice; the first end is kept", batch_id, line)
+        with contextlib.suppress(KeyWrongLastSequenceError):
+            await self.lines.create(f"{batch_id}.{'s' if kept.succeeded else 'f'}.{line}", b"1")
         return kept
 
     async def counts(self, batch_id: str, total: int) -> RequestCounts:
-        """How many of the batch's lines ended, and how many of those failed
-        (a failure marked but its outcome not yet kept is not counted)."""
-        ended = await self._count(f"{batch_id}.o.>")
-        failed = min(ended, await self._count(f"{batch_id}.f.>"))
-        return RequestCounts(total=total, completed=ended - failed, failed=failed)
+        """How many of the batch's lines ended (their outcome kept and
+        marked), and how many of those failed."""
+        completed = await self._count(f"{batch_id}.s.>")
+        failed = await self._count(f"{batch_id}.f.>")
+        return RequestCounts(total=total, completed=completed, failed=failed)
 
     async def _count(self, keys: str) -> int:
         # A consumer's pending count is the server counting the keys for us;

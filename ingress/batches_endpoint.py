@@ -4,12 +4,17 @@
 tenant's batches only: any other id is 404, as one that never existed.
 
 These calls are not model requests: they get no ``requests`` row (the
-lines' requests do, each with the batch's id). A batch not yet ended
-shows its ``request_counts`` as counted now from its lines' outcomes.
+lines' requests do, each with the batch's id). ``GET /v1/batches/{id}`` of
+a batch not yet ended shows its ``request_counts`` as counted from its
+lines' outcomes, at most COUNTS_FRESH_S ago (counting asks the server for
+two consumers: a client polling in a loop must not make two a poll). A
+list shows each batch's counts as stored (the total until it ends), and
+reads only the records of the page it shows (``BatchStore.ids_of_tenant``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from urllib.parse import parse_qs
 
@@ -19,7 +24,7 @@ from ingress.batch_service import BatchService
 from ingress.endpoint import request_of
 from ingress.gateway import Gateway
 from ingress.http import JSON_HEADERS, Receive, Scope, Send, header, read_body, send_bytes, send_gateway_error
-from schemas.batches import Batch, BatchList, BatchRecord
+from schemas.batches import Batch, BatchList, BatchRecord, RequestCounts
 from schemas.control import ApiKey
 from schemas.errors import GatewayError, InvalidRequest
 from services import batches, policy
@@ -27,6 +32,9 @@ from services import batches, policy
 PATH = "/v1/batches"
 # A create's body: a file id, an endpoint and at most 16 metadata pairs.
 MAX_CREATE_BYTES = 64 * 1024
+# How long a batch's counts are shown as counted, and how many batches' are kept.
+COUNTS_FRESH_S = 1.0
+COUNTS_KEPT = 4096
 _encode = msgspec.json.Encoder().encode
 
 
@@ -38,13 +46,18 @@ class BatchesEndpoint:
     def __init__(self, gw: Gateway, service: BatchService) -> None:
         self.gw = gw
         self.service = service
+        # batch id -> (when counted, its counts)
+        self._counts: dict[str, tuple[float, RequestCounts]] = {}
 
-    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def serve(self, scope: Scope, receive: Receive, send: Send, *, busy: GatewayError | None = None) -> None:
+        """One call; ``busy``: the process holds all it may, the call is refused with it."""
         received_ns, request_id = request_of(scope)
         id_header = [(b"x-request-id", request_id.encode())]
         method = scope["method"]
         batch_id, _, action = scope["path"].rstrip("/")[len(PATH) + 1 :].partition("/")
         try:
+            if busy is not None:
+                raise busy
             key = policy.authenticate(header(scope, b"authorization"), self.gw.keys.by_hash, received_ns // 1_000_000)
             if (method, batch_id, action) == ("POST", "", ""):
                 raw = await read_body(scope, receive, MAX_CREATE_BYTES, self.gw.settings.body_timeout_s)
@@ -72,21 +85,35 @@ class BatchesEndpoint:
         return record
 
     async def _shown(self, record: BatchRecord) -> Batch:
-        """The batch as its owner sees it, its counts as they are now."""
+        """The batch as its owner sees it, its counts as they were at most COUNTS_FRESH_S ago."""
         if record.status in batches.ENDED or record.in_progress_at is None:
             return record.public()
-        counts = await self.service.store.counts(record.id, record.request_counts.total)
+        counts = await self._counted(record)
         if counts.completed + counts.failed >= counts.total:
             self.service.finisher.touched(record.tenant_id, record.id)
         return msgspec.structs.replace(record.public(), request_counts=counts)
+
+    async def _counted(self, record: BatchRecord) -> RequestCounts:
+        now = time.monotonic()
+        kept = self._counts.get(record.id)
+        if kept is not None and now - kept[0] < COUNTS_FRESH_S:
+            return kept[1]
+        counts = await self.service.store.counts(record.id, record.request_counts.total)
+        if len(self._counts) >= COUNTS_KEPT:
+            self._counts = {k: v for k, v in self._counts.items() if now - v[0] < COUNTS_FRESH_S}
+        self._counts[record.id] = (now, counts)
+        return counts
 
     async def _list(self, key: ApiKey, query: dict[str, list[str]]) -> BatchList:
         limit = batches.list_limit((query.get("limit") or [None])[0])
         after = (query.get("after") or [""])[0]
         if after and not batches.is_batch_id(after):
             raise InvalidRequest("'after' must be a batch id.", code="invalid_after")
-        chosen, more = batches.page(await self.service.store.of_tenant(key.tenant_id), after, limit)
-        data = [await self._shown(r) for r in chosen]
+        store = self.service.store
+        chosen, more = batches.page(await store.ids_of_tenant(key.tenant_id), after, limit)
+        records = await asyncio.gather(*(store.get(key.tenant_id, batch_id) for batch_id in chosen))
+        # Counts as stored: a page of 100 batches in progress must not count 100 batches' lines.
+        data = [r.public() for r, _ in records if r is not None and r.tenant_id == key.tenant_id]
         return BatchList(
             data=data, has_more=more, first_id=data[0].id if data else None, last_id=data[-1].id if data else None
         )

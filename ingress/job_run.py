@@ -45,6 +45,7 @@ from schemas.replies import Accepted, Admitted, Chunk, Failure, Fenced, Final
 from schemas.reservation import Reservation
 from services.apis.base import ClientApi, Parsed
 from services.apis.table import APIS
+from services.bus import quota_ledger
 from services.fence import COPIES_PER_RUN
 from services.reply_split import Assembler
 
@@ -149,6 +150,24 @@ class JobRun:
         if self.response_id and isinstance(result.result, Final | Failure):
             await responses_background.finish(self.gw, self.tenant_id, self.response_id, parsed, result.result)
         return result
+
+    async def earlier_end(self, body: dict[str, Any] | None) -> JobResult | None:
+        """How an earlier run's request ended, for a job that must not be
+        sent again (a batch's line cancelled after it was claimed): its end,
+        waited for while it may still come, or worker_died if a provider
+        took it and died; None if no provider took it, so nothing reached
+        the upstream (a copy past its deadline is refused by every stage)."""
+        replay = await self._replay()
+        if replay.ended is not None:
+            return self.result(replay.ended)
+        if replay.claim is None:
+            return None
+        api, parsed = self._parse(body)
+        parsed, _ = await conversations.resume(self.gw, api, parsed, None, self.key_id)
+        ended = await self._wait_for_answer(replay, api.name, parsed)
+        if ended is None:  # admitted, never taken: what policy reserved for it is given back whole
+            quota_ledger.settle(self.gw.counters, replay.quota, 0, 0)
+        return ended
 
     async def _answer(self, api: ClientApi, parsed: Parsed, replay: Replay, delivery: int) -> JobResult:
         if replay.ended is not None:

@@ -68,6 +68,16 @@ _decode_job_json = msgspec.json.Decoder(Job).decode
 _decode_query_msgpack = msgspec.msgpack.Decoder(JobQuery).decode
 _decode_query_json = msgspec.json.Decoder(JobQuery).decode
 _decode_result = msgspec.msgpack.Decoder(JobResult).decode
+# Jobs whose stored result did not decode, each said once (this many remembered).
+UNREADABLE_KEPT = 1024
+
+
+class _Owner(msgspec.Struct):
+    """What a stored result that does not decode whole may still say: whose it is."""
+
+    tenant_id: str = ""
+    api: str = ""
+    request_id: str = ""
 
 
 @dataclass
@@ -94,6 +104,7 @@ class JobRunner:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self.kv: KeyValue | None = None
+        self._unreadable: set[str] = set()
 
     async def start(self) -> None:
         nc = self.gw.nc
@@ -293,7 +304,34 @@ class JobRunner:
             entry = await self.kv.get(job_id)
         except (KeyNotFoundError, NotFoundError):
             return None
-        return _decode_result(entry.value) if entry.value else None
+        return self._readable(job_id, entry.value) if entry.value else None
+
+    def _readable(self, job_id: str, stored: bytes) -> JobResult:
+        """A stored result as it reads; one that does not (kept by another
+        version) is the job failed, said once: its caller gets an answer,
+        not a timeout at every query. Its tenant as far as that reads (a
+        result nobody's is any caller's "not found")."""
+        try:
+            return _decode_result(stored)
+        except (msgspec.DecodeError, ValueError):
+            pass
+        try:
+            owner = msgspec.msgpack.decode(stored, type=_Owner)
+        except (msgspec.DecodeError, ValueError):
+            owner = _Owner()
+        if job_id not in self._unreadable:
+            if len(self._unreadable) >= UNREADABLE_KEPT:
+                self._unreadable.clear()
+            self._unreadable.add(job_id)
+            log.error("the stored result of job %s does not decode; it is answered as failed", job_id)
+        error = InternalError("The job's stored result could not be read.", code="result_unreadable")
+        return JobResult(
+            id=job_id,
+            api=owner.api,
+            request_id=owner.request_id,
+            result=Failure.from_error(owner.request_id, error),
+            tenant_id=owner.tenant_id,
+        )
 
     async def _finish(self, msg: Msg, result: JobResult, reply: str) -> None:
         """Store the result, tell the caller, then (only then) acknowledge."""
@@ -315,6 +353,10 @@ class JobRunner:
             answer: JobResult | Failure = await self._result_for(query.id, key.tenant_id)
         except GatewayError as exc:
             answer = Failure.from_error("", exc)
+        except Exception:
+            # Answered all the same: a query left unanswered is a caller waiting out its timeout, every time.
+            log.exception("a job query failed")
+            answer = Failure.from_error("", InternalError("The job's result could not be looked up; ask again."))
         await self.gw.nc.publish(msg.reply, msgspec.json.encode(answer) if as_json else bus.encode(answer))
 
     async def _result_for(self, job_id: str, tenant_id: str) -> JobResult | Failure:

@@ -37,8 +37,11 @@ _ID = re.compile(rf"{ID_PREFIX}[{CROCKFORD}]{{26}}")
 ENDPOINTS = ("/v1/chat/completions", "/v1/embeddings", "/v1/responses", "/v1/messages")
 COMPLETION_WINDOW = "24h"
 WINDOW_S = 24 * 3600
-# OpenAI's limits: requests per batch; metadata pairs and their sizes.
+# OpenAI's limits: requests per batch (here lines of its input file, blank
+# ones too: each costs a step of the check); the input file's size; metadata
+# pairs and their sizes.
 MAX_LINES = 50_000
+MAX_INPUT_BYTES = 200 * 1024 * 1024
 MAX_METADATA = 16
 MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
@@ -145,17 +148,26 @@ def line_bytes(max_body_bytes: int) -> int:
 class LineSplitter:
     """An input file's lines as its chunks arrive, numbered from 1, each at
     most ``max_bytes`` (a longer one is yielded as None: it is never held
-    whole). Blank lines are skipped, as OpenAI's JSONL reader does."""
+    whole). Blank lines are skipped, as OpenAI's JSONL reader does, but
+    counted: past ``max_lines`` lines of any kind it stops (``too_many``),
+    so a file of newlines costs no more than one of requests."""
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, max_lines: int = MAX_LINES) -> None:
         self.max_bytes = max_bytes
+        self.max_lines = max_lines
+        # Requests yielded (their numbers run 1..number, with no gaps), and lines read (blank ones too).
         self.number = 0
+        self.read = 0
         self._part = bytearray()
         self._too_long = False
 
+    @property
+    def too_many(self) -> bool:
+        return self.read > self.max_lines
+
     def feed(self, chunk: bytes) -> Iterator[tuple[int, bytes | None]]:
         start = 0
-        while True:
+        while not self.too_many:
             end = chunk.find(b"\n", start)
             if end < 0:
                 self._keep(chunk[start:])
@@ -165,7 +177,8 @@ class LineSplitter:
             start = end + 1
 
     def finish(self) -> Iterator[tuple[int, bytes | None]]:
-        yield from self._line()
+        if self._part or self._too_long:  # a last line with no newline after it
+            yield from self._line()
 
     def _keep(self, piece: bytes) -> None:
         if self._too_long:
@@ -180,7 +193,8 @@ class LineSplitter:
         too_long, line = self._too_long, bytes(self._part).strip()
         self._part.clear()
         self._too_long = False
-        if not too_long and not line:
+        self.read += 1
+        if self.too_many or (not too_long and not line):
             return
         self.number += 1
         yield self.number, None if too_long else line
@@ -200,13 +214,18 @@ class LineChecker:
         self.lines = 0
         self._seen: set[bytes] = set()
 
+    @property
+    def full(self) -> bool:
+        """Whether no further line can change the outcome: as many errors as a batch lists."""
+        return len(self.errors) >= MAX_ERRORS
+
+    def too_many(self, line: int) -> None:
+        """The file went on past MAX_LINES lines (``LineSplitter.too_many``): it was read no further."""
+        self._error("too_many_tasks", f"A batch's input file holds at most {MAX_LINES} lines.", None, line)
+
     def check(self, number: int, raw: bytes | None) -> InputLine | None:
         """The line if it may run; None (its error kept) if not."""
         self.lines = max(self.lines, number)
-        if number > MAX_LINES:
-            if number == MAX_LINES + 1:
-                self._error("too_many_tasks", f"A batch holds at most {MAX_LINES} requests.", None, number)
-            return None
         if raw is None:
             longest = line_bytes(self.max_body_bytes)
             self._error("invalid_request", f"This line is longer than {longest} bytes.", None, number)
@@ -356,9 +375,9 @@ def list_limit(text: str | None) -> int:
     return int(text)
 
 
-def page(records: Iterable[BatchRecord], after: str, limit: int) -> tuple[list[BatchRecord], bool]:
-    """One page of a tenant's batches, newest first, after ``after``, and
-    whether more follow; holds ``limit + 1`` records at most."""
-    wanted = (r for r in records if not after or r.id < after)
-    chosen = heapq.nlargest(limit + 1, wanted, key=lambda r: r.id)
+def page(batch_ids: Iterable[str], after: str, limit: int) -> tuple[list[str], bool]:
+    """One page of a tenant's batches (by id: ids sort by creation), newest
+    first, after ``after``, and whether more follow; holds ``limit + 1`` ids at most."""
+    wanted = (i for i in batch_ids if not after or i < after)
+    chosen = heapq.nlargest(limit + 1, wanted)
     return chosen[:limit], len(chosen) > limit

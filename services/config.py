@@ -78,6 +78,9 @@ class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
     # A tenant's batch lines running at once across every ingress process
     # (its ``batch_concurrency`` overrides it), apart from its jobs.
     batches_per_tenant: int = 16
+    # A tenant's batches not yet ended (validating, in progress, finishing):
+    # past this a create is refused 429 too_many_open_batches.
+    max_open_batches: int = 100
     # How long ClickHouse keeps raw rows (events, requests, attempts, ...) and
     # the rollups made from them, in days; 0 keeps them for ever.
     analytics_raw_ttl_days: int = 90

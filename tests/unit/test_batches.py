@@ -88,17 +88,43 @@ def test_good_lines_pass_and_each_bad_line_is_named_with_its_number_and_code() -
 def test_an_empty_file_and_one_over_the_line_limit_fail() -> None:
     assert [e.code for e in batches.LineChecker(CHAT, chat.parse, 100).finish()] == ["empty_file"]
     checker = batches.LineChecker(CHAT, chat.parse, 10_000)
-    checker.check(batches.MAX_LINES, line("last"))
-    checker.check(batches.MAX_LINES + 1, line("over"))
-    checker.check(batches.MAX_LINES + 2, line("further"))
+    checker.check(1, line("first"))
+    checker.too_many(batches.MAX_LINES + 1)
     assert [(e.code, e.line) for e in checker.finish()] == [("too_many_tasks", batches.MAX_LINES + 1)]
 
 
-def test_the_errors_kept_are_bounded() -> None:
+def test_the_errors_kept_are_bounded_and_checking_stops_once_they_are_all() -> None:
     checker = batches.LineChecker(CHAT, chat.parse, 10_000)
-    for n in range(1, 1000):
+    for n in range(1, batches.MAX_ERRORS):
         checker.check(n, b"nope")
-    assert len(checker.finish()) == batches.MAX_ERRORS
+        assert not checker.full
+    checker.check(batches.MAX_ERRORS, b"nope")
+    assert checker.full and len(checker.finish()) == batches.MAX_ERRORS
+
+
+def test_blank_lines_count_toward_the_cap_and_the_splitter_reads_no_further() -> None:
+    splitter = batches.LineSplitter(max_bytes=100, max_lines=4)
+    got = list(splitter.feed(b"a\n\n  \nb\nc\nd\n"))
+    # Four lines read (two of them blank), then it stopped: "c" and "d" are never yielded.
+    assert got == [(1, b"a"), (2, b"b")] and splitter.too_many and splitter.read == 5
+    assert list(splitter.feed(b"e\n")) == [] and list(splitter.finish()) == []
+
+
+def test_a_file_of_newlines_costs_no_more_than_the_cap() -> None:
+    """Blank lines were skipped uncounted: a 200 MB file of newlines was a
+    200-million-step loop for one create. Now the first MAX_LINES + 1 end it."""
+    splitter = batches.LineSplitter(max_bytes=100)
+    assert list(splitter.feed(b"\n" * 5_000_000)) == []
+    assert splitter.too_many and splitter.read == batches.MAX_LINES + 1
+
+
+def test_a_last_line_without_a_newline_is_read_and_a_trailing_newline_adds_none() -> None:
+    splitter = batches.LineSplitter(max_bytes=100, max_lines=2)
+    assert list(splitter.feed(b"a\nb")) == [(1, b"a")]
+    assert list(splitter.finish()) == [(2, b"b")] and not splitter.too_many
+    ends_clean = batches.LineSplitter(max_bytes=100, max_lines=2)
+    assert list(ends_clean.feed(b"a\nb\n")) == [(1, b"a"), (2, b"b")]
+    assert list(ends_clean.finish()) == [] and not ends_clean.too_many
 
 
 def test_the_splitter_numbers_lines_across_chunks_skips_blank_ones_and_never_holds_a_long_one() -> None:
@@ -170,11 +196,11 @@ def test_the_public_view_holds_no_tenant_or_key() -> None:
 
 
 def test_pages_are_newest_first_after_a_cursor() -> None:
-    made = [record(id=batches.new_batch_id(n * 1_000_000_000)) for n in range(1, 8)]
+    made = [batches.new_batch_id(n * 1_000_000_000) for n in range(1, 8)]
     first, more = batches.page(made, "", 3)
-    assert [r.id for r in first] == [r.id for r in made[::-1][:3]] and more
-    rest, more = batches.page(made, first[-1].id, 10)
-    assert [r.id for r in rest] == [r.id for r in made[::-1][3:]] and not more
+    assert first == made[::-1][:3] and more
+    rest, more = batches.page(made, first[-1], 10)
+    assert rest == made[::-1][3:] and not more
     with pytest.raises(InvalidRequest):
         batches.list_limit("0")
     assert batches.list_limit(None) == batches.DEFAULT_LIST_LIMIT
