@@ -78,6 +78,20 @@ class Renderer(Protocol):
     def rate_headers(self, rate: RateState | None) -> Headers: ...
 
 
+class WholeAnswers:
+    """The stream half of a ``Renderer`` whose API is never streamed (its
+    ``parse`` never sets ``stream``): asked for a stream's parts, it is a bug."""
+
+    def chunk(self, c: Chunk) -> bytes:
+        raise NotImplementedError(f"{type(self).__name__}: these answers are never streamed")
+
+    def end(self, f: Final) -> bytes:
+        raise NotImplementedError(f"{type(self).__name__}: these answers are never streamed")
+
+    def stream_error(self, f: Failure) -> bytes:
+        raise NotImplementedError(f"{type(self).__name__}: these answers are never streamed")
+
+
 class Conversation(Protocol):
     """An API whose answers are kept, and whose requests may continue one
     (the Responses API). The front doors do the I/O (``ingress.conversations``)."""

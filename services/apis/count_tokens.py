@@ -16,11 +16,11 @@ from typing import Any
 import msgspec
 
 from schemas.errors import InvalidRequest
-from schemas.replies import Chunk, Failure, Final
+from schemas.replies import Failure, Final
 from schemas.reservation import RateState
 from services.apis import anthropic_shapes as shapes
 from services.apis import messages, rate_headers
-from services.apis.base import ClientApi, Headers, Parsed, RequestView, decode_json
+from services.apis.base import ClientApi, Headers, Parsed, RequestView, WholeAnswers, decode_json
 from services.providers import passthrough
 from services.providers.anthropic.types import AMessage, AOutputConfig, ARequest, AThinking, ATool
 
@@ -60,7 +60,7 @@ def parse(raw: bytes) -> Parsed:
     return Parsed(model=request.model, body=inbound.body, raw=raw, dropped=dropped)
 
 
-class CountRenderer:
+class CountRenderer(WholeAnswers):
     def __init__(self, request: RequestView) -> None:
         self.r = request
 
@@ -70,16 +70,6 @@ class CountRenderer:
     def final(self, f: Final) -> bytes:
         assert f.count is not None, "a token count's answer carries its count"
         return _encode(CountAnswer(f.count.input_tokens))
-
-    # A count is never streamed: ``parse`` never sets ``stream``.
-    def chunk(self, c: Chunk) -> bytes:
-        raise NotImplementedError("token counts are not streamed")
-
-    def end(self, f: Final) -> bytes:
-        raise NotImplementedError("token counts are not streamed")
-
-    def stream_error(self, f: Failure) -> bytes:
-        raise NotImplementedError("token counts are not streamed")
 
     def rate_headers(self, rate: RateState | None) -> Headers:
         return rate_headers.anthropic(rate)

@@ -6,11 +6,11 @@ import msgspec
 
 from schemas.chat import EmbeddingsBody
 from schemas.errors import InvalidRequest
-from schemas.replies import Chunk, Failure, Final
+from schemas.replies import Failure, Final
 from schemas.reservation import RateState
 from services.apis import openai_shapes as shapes
 from services.apis import rate_headers
-from services.apis.base import ClientApi, Headers, Parsed, RequestView, bearer, decode_json
+from services.apis.base import ClientApi, Headers, Parsed, RequestView, WholeAnswers, bearer, decode_json
 
 _decode_body = msgspec.json.Decoder(EmbeddingsBody).decode
 
@@ -25,7 +25,7 @@ def parse(raw: bytes) -> Parsed:
     return Parsed(model=body.model, embeddings=body)
 
 
-class EmbeddingsRenderer:
+class EmbeddingsRenderer(WholeAnswers):
     def __init__(self, request: RequestView) -> None:
         self.r = request
 
@@ -36,16 +36,6 @@ class EmbeddingsRenderer:
         body = self.r.parsed.embeddings
         base64_floats = body is not None and body.encoding_format == "base64"
         return shapes.embeddings(self.r.model, f.embeddings or [], f.usage, base64_floats)
-
-    # Embeddings are never streamed: ``parse`` never sets ``stream``.
-    def chunk(self, c: Chunk) -> bytes:
-        raise NotImplementedError("embeddings are not streamed")
-
-    def end(self, f: Final) -> bytes:
-        raise NotImplementedError("embeddings are not streamed")
-
-    def stream_error(self, f: Failure) -> bytes:
-        raise NotImplementedError("embeddings are not streamed")
 
     def rate_headers(self, rate: RateState | None) -> Headers:
         return rate_headers.openai(rate)

@@ -17,12 +17,12 @@ import re
 import msgspec
 
 from schemas.errors import InvalidRequest
-from schemas.replies import Chunk, Failure, Final
+from schemas.replies import Failure, Final
 from schemas.reservation import RateState
 from schemas.tasks import BlobRef, ImageFormat, ImageRequest, ImagesResult
 from services.apis import images_shapes as shapes
 from services.apis import openai_shapes, rate_headers
-from services.apis.base import ClientApi, Form, Headers, Parsed, RequestView, bearer, decode_json
+from services.apis.base import ClientApi, Form, Headers, Parsed, RequestView, WholeAnswers, bearer, decode_json
 
 # OpenAI's limits (its API reference, CreateImageRequest / CreateImageEditRequest).
 MAX_PROMPT_CHARS = 32_000
@@ -232,7 +232,7 @@ def _integer(text: dict[str, str], name: str) -> int | None:
     return int(value)
 
 
-class ImagesRenderer:
+class ImagesRenderer(WholeAnswers):
     def __init__(self, request: RequestView) -> None:
         self.r = request
 
@@ -244,16 +244,6 @@ class ImagesRenderer:
         if not isinstance(result, ImagesResult):
             result = ImagesResult(images=[])
         return shapes.images_response(self.r.created, result, f.usage)
-
-    # Image answers are never streamed: ``parse`` refuses ``stream``.
-    def chunk(self, c: Chunk) -> bytes:
-        raise NotImplementedError("image answers are not streamed")
-
-    def end(self, f: Final) -> bytes:
-        raise NotImplementedError("image answers are not streamed")
-
-    def stream_error(self, f: Failure) -> bytes:
-        raise NotImplementedError("image answers are not streamed")
 
     def rate_headers(self, rate: RateState | None) -> Headers:
         return rate_headers.openai(rate)

@@ -15,11 +15,11 @@ from __future__ import annotations
 import msgspec
 
 from schemas.errors import InvalidRequest
-from schemas.replies import Chunk, Failure, Final
+from schemas.replies import Failure, Final
 from schemas.reservation import RateState
 from schemas.tasks import ModerationPart, ModerationRequest, ModerationResult, ModerationVerdict
 from services.apis import openai_shapes, rate_headers
-from services.apis.base import ClientApi, Headers, Parsed, RequestView, bearer, decode_json
+from services.apis.base import ClientApi, Headers, Parsed, RequestView, WholeAnswers, bearer, decode_json
 from services.task_policy import MAX_MODERATION_INPUTS
 
 # What OpenAI uses when the request names no model.
@@ -78,7 +78,7 @@ def check_part(i: int, part: ModerationPart) -> None:
         raise InvalidRequest(f"input[{i}]: an image_url part needs 'image_url.url', an http(s) or data:image/ URL.")
 
 
-class ModerationRenderer:
+class ModerationRenderer(WholeAnswers):
     def __init__(self, request: RequestView) -> None:
         self.r = request
 
@@ -89,16 +89,6 @@ class ModerationRenderer:
         result = f.task_result
         assert isinstance(result, ModerationResult), "a moderation answers with verdicts"
         return _encode(ModerationAnswer(id=self.r.id, model=self.r.model, results=result.results))
-
-    # A moderation is never streamed: ``parse`` never sets ``stream``.
-    def chunk(self, c: Chunk) -> bytes:
-        raise NotImplementedError("moderations are not streamed")
-
-    def end(self, f: Final) -> bytes:
-        raise NotImplementedError("moderations are not streamed")
-
-    def stream_error(self, f: Failure) -> bytes:
-        raise NotImplementedError("moderations are not streamed")
 
     def rate_headers(self, rate: RateState | None) -> Headers:
         return rate_headers.openai(rate)

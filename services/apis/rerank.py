@@ -24,11 +24,11 @@ import msgspec
 
 from schemas.chat import Integral, Usage, integral
 from schemas.errors import InvalidRequest
-from schemas.replies import Chunk, Failure, Final
+from schemas.replies import Failure, Final
 from schemas.reservation import RateState
 from schemas.tasks import RerankDocument, RerankRequest, RerankResult
 from services.apis import openai_shapes, rate_headers
-from services.apis.base import ClientApi, Headers, Parsed, RequestView, bearer, decode_json
+from services.apis.base import ClientApi, Headers, Parsed, RequestView, WholeAnswers, bearer, decode_json
 from services.providers.rerank_adapter import document_texts
 
 # Voyage refuses more than 1,000 documents and Cohere advises against them;
@@ -133,7 +133,7 @@ def billed(usage: Usage) -> tuple[RerankMeta, TokenUsage | None]:
     return RerankMeta(BilledUnits(input_tokens=usage.prompt_tokens)), TokenUsage(usage.prompt_tokens)
 
 
-class RerankRenderer:
+class RerankRenderer(WholeAnswers):
     def __init__(self, request: RequestView) -> None:
         self.r = request
 
@@ -157,16 +157,6 @@ class RerankRenderer:
         ]
         meta, usage = billed(f.usage)
         return _encode(RerankAnswer(id=self.r.id, model=self.r.model, results=ranked, meta=meta, usage=usage))
-
-    # A ranking is never streamed: ``parse`` never sets ``stream``.
-    def chunk(self, c: Chunk) -> bytes:
-        raise NotImplementedError("rankings are not streamed")
-
-    def end(self, f: Final) -> bytes:
-        raise NotImplementedError("rankings are not streamed")
-
-    def stream_error(self, f: Failure) -> bytes:
-        raise NotImplementedError("rankings are not streamed")
 
     def rate_headers(self, rate: RateState | None) -> Headers:
         return rate_headers.openai(rate)
