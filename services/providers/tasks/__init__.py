@@ -11,9 +11,11 @@ through ``on_body`` as it is read, so nothing here knows of NATS.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
+from schemas.chat import Cost, Usage
 from schemas.envelope import Deployment
 from schemas.rest import RestHead
 from schemas.tasks import (
@@ -23,6 +25,7 @@ from schemas.tasks import (
     RerankRequest,
     SpeechRequest,
     TaskRequest,
+    TaskResult,
     TranscriptionRequest,
 )
 from services.providers.call import CallOutcome, CallProgress
@@ -42,6 +45,23 @@ class BlobAccess(Protocol):
     async def write(self, name: str, data: bytes, content_type: str, ttl_s: float) -> BlobRef:
         """Keep ``data`` as ``name`` (an image made: a few MB at most) for ``ttl_s``."""
         ...
+
+
+def task_outcome(
+    model: str, usage: Usage, cost: Cost, result: TaskResult, start_ns: int, first_byte_ns: int
+) -> CallOutcome:
+    """A task's answer as the walk takes it (no message, no finish reason), ended now."""
+    return CallOutcome(
+        model=model,
+        usage=usage,
+        cost=cost,
+        finish_reason=None,
+        message=None,
+        start_ns=start_ns,
+        first_byte_ns=first_byte_ns,
+        end_ns=time.time_ns(),
+        task_result=result,
+    )
 
 
 async def call_task(

@@ -48,7 +48,7 @@ from services.providers.openai import audio as oa
 from services.providers.openai.chat import OpenAIChat
 from services.providers.registry import provider
 from services.providers.sse import sse_data
-from services.providers.tasks import BlobAccess, OnBody
+from services.providers.tasks import BlobAccess, OnBody, task_outcome
 from services.providers.upload_body import FilePart, MultipartBody
 
 # The most bytes one ``Chunk.data`` carries (a message on the bus stays small).
@@ -111,16 +111,13 @@ class _Try:
         return failed
 
     def outcome(self, dep: Deployment, usage: Usage, result: TranscriptResult | SpeechResult) -> CallOutcome:
-        return CallOutcome(
-            model=dep.upstream_model,
-            usage=usage,
-            cost=usage_svc.cost_of(usage, dep.catalog_model),
-            finish_reason=None,
-            message=None,
-            start_ns=self.start_ns,
-            first_byte_ns=self.progress.first_byte_ns or time.time_ns(),
-            end_ns=time.time_ns(),
-            task_result=result,
+        return task_outcome(
+            dep.upstream_model,
+            usage,
+            usage_svc.cost_of(usage, dep.catalog_model),
+            result,
+            self.start_ns,
+            self.progress.first_byte_ns or time.time_ns(),
         )
 
 

@@ -37,7 +37,7 @@ from services.providers.gemini.images import ImagenImages
 from services.providers.http import Body, Upstream
 from services.providers.openai.images import OpenAIImages
 from services.providers.registry import provider
-from services.providers.tasks import BlobAccess
+from services.providers.tasks import BlobAccess, task_outcome
 from services.providers.tasks.image_types import EditRequest, ImageAdapter, ImageAnswer
 from services.providers.upload_body import FilePart, MultipartBody
 
@@ -112,24 +112,15 @@ async def call(
         # Nothing made: another deployment may make them (this one's tokens, if it said, bill if none does).
         raise CallFailed(UpstreamError("The upstream answered with no image."), start_ns, first_byte_ns)
     images = await _kept(answer, blobs, tenant_id, start_ns, first_byte_ns)
-    return CallOutcome(
-        model=dep.upstream_model,
-        usage=usage,
-        cost=cost,
-        finish_reason=None,
-        message=None,
-        start_ns=start_ns,
-        first_byte_ns=first_byte_ns,
-        end_ns=time.time_ns(),
-        task_result=ImagesResult(
-            images=images,
-            size=answer.size,
-            quality=answer.quality,
-            background=answer.background,
-            output_format=answer.output_format,
-            input_image_tokens=answer.input_image_tokens,
-        ),
+    result = ImagesResult(
+        images=images,
+        size=answer.size,
+        quality=answer.quality,
+        background=answer.background,
+        output_format=answer.output_format,
+        input_image_tokens=answer.input_image_tokens,
     )
+    return task_outcome(dep.upstream_model, usage, cost, result, start_ns, first_byte_ns)
 
 
 def billed(task: ImageRequest, answer: ImageAnswer, dep: Deployment) -> tuple[Usage, Cost]:

@@ -22,6 +22,7 @@ from services.providers.call import CallFailed, CallOutcome, CallProgress
 from services.providers.http import Upstream
 from services.providers.moderation_adapter import ModerationAnswer, expected_results, input_texts
 from services.providers.registry import provider
+from services.providers.tasks import task_outcome
 from services.providers.tasks.json_call import post_json
 
 
@@ -43,16 +44,13 @@ async def call(client: Upstream, dep: Deployment, task: ModerationRequest, progr
         client, dep, adapter.build_moderation_request, task, read, adapter.map_error, progress
     )
     usage = counted_usage(task, dep.catalog_model)
-    return CallOutcome(
-        model=answer.model or dep.upstream_model,
-        usage=usage,
-        cost=usage_svc.cost_of(usage, dep.catalog_model),
-        finish_reason=None,
-        message=None,
-        start_ns=start_ns,
-        first_byte_ns=first_byte_ns,
-        end_ns=time.time_ns(),
-        task_result=ModerationResult(id=answer.id, results=answer.results),
+    return task_outcome(
+        answer.model or dep.upstream_model,
+        usage,
+        usage_svc.cost_of(usage, dep.catalog_model),
+        ModerationResult(id=answer.id, results=answer.results),
+        start_ns,
+        first_byte_ns,
     )
 
 

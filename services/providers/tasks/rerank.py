@@ -26,6 +26,7 @@ from services.providers.call import CallFailed, CallOutcome, CallProgress
 from services.providers.http import Upstream
 from services.providers.registry import provider
 from services.providers.rerank_adapter import RerankAnswer
+from services.providers.tasks import task_outcome
 from services.providers.tasks.json_call import post_json
 
 
@@ -43,16 +44,13 @@ async def call(client: Upstream, dep: Deployment, task: RerankRequest, progress:
         client, dep, adapter.build_rerank_request, task, read, adapter.map_error, progress
     )
     usage = answer.usage or estimate_usage(task, dep.catalog_model, search_units=adapter.bills_search_units)
-    return CallOutcome(
-        model=answer.model or dep.upstream_model,
-        usage=usage,
-        cost=usage_svc.cost_of(usage, dep.catalog_model),
-        finish_reason=None,
-        message=None,
-        start_ns=start_ns,
-        first_byte_ns=first_byte_ns,
-        end_ns=time.time_ns(),
-        task_result=RerankResult(id=answer.id, results=answer.hits),
+    return task_outcome(
+        answer.model or dep.upstream_model,
+        usage,
+        usage_svc.cost_of(usage, dep.catalog_model),
+        RerankResult(id=answer.id, results=answer.hits),
+        start_ns,
+        first_byte_ns,
     )
 
 
