@@ -120,14 +120,24 @@ async def body(call: BusSession, receive: Receive, send: Send, fmt: Renderer, me
         watcher.cancel()
 
 
-async def _relay_bytes(call: BusSession, send: Send, fmt: Renderer, media_type: bytes) -> None:
+async def _first_reply(call: BusSession, send: Send, fmt: Renderer) -> Chunk | Final | None:
+    """The answer's first reply; None when the request is over already: the
+    client left, or it failed before anything was sent (answered here as a
+    plain JSON error with its status)."""
     reply = await call.next_reply(call.first_timeout())
     if reply is None:
         await call.cancel()
-        return
-    if isinstance(reply, Failure):  # nothing sent yet: a plain JSON error with its status
+        return None
+    if isinstance(reply, Failure):
         await send_failure(call, send, fmt, reply)
         call.record(reply)
+        return None
+    return reply
+
+
+async def _relay_bytes(call: BusSession, send: Send, fmt: Renderer, media_type: bytes) -> None:
+    reply = await _first_reply(call, send, fmt)
+    if reply is None:
         return
     rate = call.quota.rate if call.quota is not None else reply.rate if isinstance(reply, Final) else None
     headers = [(b"content-type", media_type), *call.id_header, *fmt.rate_headers(rate), *route_headers(reply)]
@@ -162,13 +172,8 @@ async def _relay_bytes(call: BusSession, send: Send, fmt: Renderer, media_type: 
 
 
 async def _relay(call: BusSession, send: Send, fmt: Renderer, keep: Keep | None) -> None:
-    reply = await call.next_reply(call.first_timeout())
+    reply = await _first_reply(call, send, fmt)
     if reply is None:
-        await call.cancel()
-        return
-    if isinstance(reply, Failure):  # nothing sent yet: a plain JSON error with its status
-        await send_failure(call, send, fmt, reply)
-        call.record(reply)
         return
     rate = call.quota.rate if call.quota is not None else None
     if rate is None and isinstance(reply, Final):
