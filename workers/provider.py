@@ -55,6 +55,7 @@ from services.flow_window import SendWindow
 from services.providers.attempts import Try, WalkFailed, retryable
 from services.providers.call import CallFailed, CallOutcome, CallProgress
 from services.providers.http import Upstream, make_upstream_http
+from services.providers.logged_answer import logged_answer
 from services.providers.moderation_gate import GuardrailStop
 from services.providers.request_call import RequestCall
 from services.providers.rest.call import FAIL_OVER_STATUSES, RestCaller
@@ -411,7 +412,7 @@ class ProviderStage:
         """The call log, for a tenant that opted in."""
         if env.call_log_max_bytes > 0:
             status = reply.status if isinstance(reply, Failure) else 200
-            ctx.events.emit(call_logs.entry(env, status, call.logged_answer(reply), time.time_ns()))
+            ctx.events.emit(call_logs.entry(env, status, logged_answer(call, reply), time.time_ns()))
 
     @staticmethod
     def _report_output(ctx: runner.StageContext, env: Envelope, found: list[Detection]) -> None:

@@ -61,7 +61,7 @@ from schemas.events import Detection
 from schemas.mcp import McpCall
 from schemas.replies import Chunk, Failure, Final, Timing
 from schemas.rest import RestCall, RestHead, RestResult
-from services import answer_cache, call_logs, detectors, mcp_privacy, task_privacy
+from services import answer_cache, detectors, mcp_privacy, task_privacy
 from services import moderation_guardrail as guardrail
 from services import usage as usage_svc
 from services.flow_window import SendWindow
@@ -358,51 +358,6 @@ class RequestCall:
             Detection(f.detector, p.output.get(f.detector, "flag"), where, f.start, f.end)
             for where, f in self.restorer.found
         ]
-
-    def logged_answer(self, reply: Final | Failure) -> str:
-        """The answer as the call log keeps it: as the upstream wrote it
-        (placeholders unrestored), less what the output checks take out, so
-        a key the model leaked is not kept in a log either."""
-        if self.env.tool is not None:
-            return self._logged_tool_answer(reply)
-        if self.env.rest is not None:
-            return self._logged_rest_answer(reply)
-        output = output_checks(self.env)
-        message = AnswerRestorer({}, output).message(self.written) if output is not None else self.written
-        if isinstance(reply, Failure):
-            error = {"type": reply.type, "code": reply.code, "message": reply.message}
-            return call_logs.answer_json(message=message, usage=reply.usage, error=error)
-        return call_logs.answer_json(
-            message=message, embeddings=reply.embeddings, finish_reason=reply.finish_reason, usage=reply.usage
-        )
-
-    def _logged_tool_answer(self, reply: Final | Failure) -> str:
-        """An MCP call's log: the result as the upstream wrote it, less what
-        the output checks take out (as a model's answer)."""
-        p, result = self.env.privacy, self.tool_result
-        if p is not None and p.output and result:
-            result, _ = mcp_privacy.restore_result(result, msgspec.structs.replace(p, vault={}))
-        answer: dict[str, object] = {}
-        if isinstance(reply, Failure):
-            answer["error"] = {"type": reply.type, "code": reply.code, "message": reply.message}
-        else:
-            answer["finish_reason"] = reply.finish_reason
-        if result:
-            answer["result"] = msgspec.Raw(result)
-        return msgspec.json.encode(answer).decode()
-
-    def _logged_rest_answer(self, reply: Final | Failure) -> str:
-        """A REST call's log: the head and the body's first bytes as the
-        caller got them (the log's cap cuts the rest)."""
-        answer: dict[str, object] = {}
-        head = self.rest_head or (reply.rest.head if isinstance(reply, Final) and reply.rest is not None else None)
-        if head is not None:
-            answer["status"], answer["headers"] = head.status, head.headers
-        if isinstance(reply, Failure):
-            answer["error"] = {"type": reply.type, "code": reply.code, "message": reply.message}
-        body = bytes(self.rest_logged) or (reply.data if isinstance(reply, Final) else b"")
-        answer["body"] = call_logs.body_text(body[: self.env.call_log_max_bytes])
-        return msgspec.json.encode(answer).decode()
 
     async def _try(self, dep: Deployment, progress: CallProgress, on_delta: OnDelta | None) -> CallOutcome:
         """One try at ``dep`` (the walk's call)."""

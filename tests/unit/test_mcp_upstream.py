@@ -36,6 +36,7 @@ from services.cli.nats_server import free_port
 from services.providers.attempts import Try, WalkFailed
 from services.providers.call import CallFailed, CallProgress
 from services.providers.http import UpstreamHTTP
+from services.providers.logged_answer import logged_answer
 from services.providers.mcp import CatalogKeeper, McpCaller, McpPool
 from services.providers.mcp import link as link_mod
 from services.providers.request_call import RequestCall
@@ -140,9 +141,7 @@ def alive(pid: int) -> bool:
 # --- calls over Streamable HTTP ---------------------------------------------------------------
 
 
-async def test_one_session_serves_every_call_and_results_come_back_as_mcp_json(
-    http: HttpServer, pool: McpPool
-) -> None:
+async def test_one_session_serves_every_call_and_results_come_back_as_mcp_json(http: HttpServer, pool: McpPool) -> None:
     server = http_server(http.url)
     results = await asyncio.gather(*(pool.call(server, http.url, tool("echo", text=f"hi {i}")) for i in range(5)))
     assert sorted(text_of(r) for r in results) == [f"hi {i}" for i in range(5)]
@@ -456,7 +455,7 @@ async def test_masked_values_come_back_restored_and_the_output_checks_apply(http
     found = call.detections()
     assert found and {d.detector for d in found} == {"secret"} and all(d.action == "redact" for d in found)
     # The log keeps what the upstream wrote, less what the checks took out: no restored value, no key.
-    logged = call.logged_answer(final)
+    logged = logged_answer(call, final)
     assert "[EMAIL_1]" in logged and "ada@example.com" not in logged and "AKIAIOSFODNN7EXAMPLE" not in logged
 
 
@@ -473,4 +472,3 @@ async def test_a_cancelled_request_cancels_its_tool_call(http: HttpServer, pool:
     failure = await call.failure(asyncio.CancelledError(), client_gone=True)
     assert failure.status == 499 and failure.cost is None
     await wait_for(lambda: http.counts["slow_cancelled"] == 1, timeout=5)
-

@@ -18,6 +18,7 @@ from schemas.envelope import Deployment, Envelope, Privacy
 from schemas.replies import Chunk
 from services.providers.attempts import Try, WalkFailed
 from services.providers.http import UpstreamHTTP
+from services.providers.logged_answer import logged_answer
 from services.providers.request_call import RequestCall
 
 COMPLETION = (Path(__file__).parents[1] / "fixtures" / "openai" / "completion.json").read_bytes()
@@ -150,7 +151,7 @@ async def test_a_call_cut_short_by_a_cancel_fails_billing_what_was_streamed() ->
     # the cut try is reported, but says nothing of the deployment's health
     assert rec.tries == [("a", 499, False)]
     assert call.written is not None and call.written.content == "Hello there, my friend"
-    assert json.loads(call.logged_answer(failure))["error"]["code"] == "client_closed"
+    assert json.loads(logged_answer(call, failure))["error"]["code"] == "client_closed"
 
 
 async def test_masked_values_are_restored_in_the_deltas_and_kept_masked_for_the_cache() -> None:

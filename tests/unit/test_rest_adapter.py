@@ -28,6 +28,7 @@ from services.flow_window import WINDOW, SendWindow
 from services.providers.attempts import Try, WalkFailed
 from services.providers.call import CallFailed, CallOutcome, CallProgress
 from services.providers.http import make_upstream_http
+from services.providers.logged_answer import logged_answer
 from services.providers.request_call import RequestCall
 from services.providers.rest.call import RESPONSE_TOO_LARGE, RestCaller
 from services.providers.rest.client import SLICE, RestClient
@@ -368,7 +369,7 @@ async def test_the_call_log_keeps_the_head_and_the_bodys_first_bytes(mock: MockS
     env = request(RestCall(service="echo", path="/download?kb=200&chunked=1"), f"{mock.url}/rest/echo")
     env.call_log_max_bytes = 1000
     _, req, final = await run(client, env)
-    logged = json.loads(req.logged_answer(final))
+    logged = json.loads(logged_answer(req, final))
     assert logged["status"] == 200 and len(logged["body"]) > 0
     assert len(req.rest_logged) == 1000
 
