@@ -7,16 +7,18 @@ Like the chat adapters, these are pure translation (no I/O): the call
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Annotated, Protocol
+from collections.abc import Callable, Mapping
+from typing import Annotated, Protocol, TypeVar
 
 import msgspec
 
 from schemas.chat import Usage
 from schemas.envelope import Deployment
-from schemas.errors import GatewayError
+from schemas.errors import GatewayError, UpstreamError
 from schemas.tasks import RerankHit, RerankRequest
 from services.providers.base import UpstreamRequest
+
+T = TypeVar("T")
 
 # What an upstream may report as used (search units, tokens): a count past
 # this is a broken or hostile answer, refused as unreadable rather than billed.
@@ -58,3 +60,11 @@ def bearer_json_headers(api_key: str | None) -> dict[str, str]:
     if api_key:
         headers["authorization"] = f"Bearer {api_key}"
     return headers
+
+
+def read_ranking(decode: Callable[[bytes], T], data: bytes) -> T:
+    """An upstream's ranking in its own shape, or an ``UpstreamError`` that says it was unreadable."""
+    try:
+        return decode(data)
+    except msgspec.DecodeError as exc:  # ValidationError included
+        raise UpstreamError(f"Upstream sent an unreadable ranking: {exc}") from exc

@@ -16,11 +16,11 @@ import msgspec
 
 from schemas.chat import Usage
 from schemas.envelope import Deployment
-from schemas.errors import GatewayError, UpstreamError
+from schemas.errors import GatewayError
 from schemas.tasks import RerankHit, RerankRequest
 from services.providers.base import UpstreamRequest
 from services.providers.openai.errors import map_error
-from services.providers.rerank_adapter import RerankAnswer, bearer_json_headers, document_texts
+from services.providers.rerank_adapter import RerankAnswer, bearer_json_headers, document_texts, read_ranking
 
 
 class _Body(msgspec.Struct, omit_defaults=True):
@@ -71,10 +71,7 @@ class CohereRerank:
         )
 
     def parse_rerank(self, data: bytes) -> RerankAnswer:
-        try:
-            answer = _decode_answer(data)
-        except msgspec.DecodeError as exc:
-            raise UpstreamError(f"Upstream sent an unreadable ranking: {exc}") from exc
+        answer = read_ranking(_decode_answer, data)
         billed = answer.meta.billed_units if answer.meta is not None else None
         units = billed.search_units if billed is not None else None
         usage = Usage(units=int(units), unit="search_unit", source="reported") if units is not None else None

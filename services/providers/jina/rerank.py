@@ -18,11 +18,11 @@ import msgspec
 
 from schemas.chat import Usage
 from schemas.envelope import Deployment
-from schemas.errors import GatewayError, UpstreamError
+from schemas.errors import GatewayError
 from schemas.tasks import RerankHit, RerankRequest
 from services.providers.base import UpstreamRequest
 from services.providers.openai.errors import map_error
-from services.providers.rerank_adapter import Reported, RerankAnswer, bearer_json_headers, document_texts
+from services.providers.rerank_adapter import Reported, RerankAnswer, bearer_json_headers, document_texts, read_ranking
 
 
 class _Body(msgspec.Struct, omit_defaults=True):
@@ -71,10 +71,7 @@ class JinaRerank:
         )
 
     def parse_rerank(self, data: bytes) -> RerankAnswer:
-        try:
-            answer = _decode_answer(data)
-        except msgspec.DecodeError as exc:
-            raise UpstreamError(f"Upstream sent an unreadable ranking: {exc}") from exc
+        answer = read_ranking(_decode_answer, data)
         u = answer.usage
         # total_tokens is what Jina bills; Infinity also writes prompt_tokens (the same count).
         total = (u.total_tokens if u.total_tokens is not None else u.prompt_tokens) if u is not None else None

@@ -18,11 +18,11 @@ import msgspec
 
 from schemas.chat import Usage
 from schemas.envelope import Deployment
-from schemas.errors import GatewayError, UpstreamError
+from schemas.errors import GatewayError
 from schemas.tasks import RerankHit, RerankRequest
 from services.providers.base import UpstreamRequest
 from services.providers.openai.errors import map_error
-from services.providers.rerank_adapter import Reported, RerankAnswer, bearer_json_headers, document_texts
+from services.providers.rerank_adapter import Reported, RerankAnswer, bearer_json_headers, document_texts, read_ranking
 
 
 class _Body(msgspec.Struct, omit_defaults=True):
@@ -71,10 +71,7 @@ class VoyageRerank:
         )
 
     def parse_rerank(self, data: bytes) -> RerankAnswer:
-        try:
-            answer = _decode_answer(data)
-        except msgspec.DecodeError as exc:
-            raise UpstreamError(f"Upstream sent an unreadable ranking: {exc}") from exc
+        answer = read_ranking(_decode_answer, data)
         usage = Usage(prompt_tokens=answer.usage.total_tokens, source="reported") if answer.usage else None
         hits = [RerankHit(index=r.index, relevance_score=r.relevance_score) for r in answer.data]
         return RerankAnswer(hits=hits, usage=usage, model=answer.model)
