@@ -302,7 +302,10 @@ class BusSession:
             except msgspec.DecodeError:
                 continue  # not a reply of any stage's: it cannot end the request (a bug's, or anyone's on the inbox)
             if isinstance(reply, Admitted):
-                self.quota = reply.quota or self.quota
+                # Only the copy in flight's own: an older copy's, heard late, is
+                # not what the next fence says goes on, and its provider settles it.
+                if reply.quota is not None and reply.quota.copy == self._copy:
+                    self.quota = reply.quota
                 if reply.redaction_by_ns:
                     # The first admission's budget holds: a resent copy's
                     # admission must not push the fail-closed deadline out.
@@ -435,13 +438,13 @@ class BusSession:
         those that have not answered); send the next copy once none does."""
         live = self.gw.providers.live(time.monotonic())
         if self._fence is None:
-            self._fence = FenceRound(self._copy + 1 if self._sent else self._copy, live)
+            self._fence = FenceRound(self._copy + 1 if self._sent else self._copy, live, self.quota)
         else:
             self._fence.gone(live)
         if self._fence.clear:
             await self._send_copy()
             return
-        fence = Fence(id=self.id, copy=self._fence.copy)
+        fence = Fence(id=self.id, copy=self._fence.copy, carries=self._fence.carries_copy)
         await self.gw.nc.publish(subjects.CONTROL_FENCE, bus.encode(fence), reply=self.reply_subject)
 
     async def _on_fenced(self, answer: Fenced) -> None:
@@ -462,9 +465,8 @@ class BusSession:
         refused by its own first copy."""
         assert self._published is not None and self._fence is not None
         env, _, headers = self._published
+        env.quota = self.quota = self._fence.carries
         env.copy, self._copy, self._fence = self._fence.copy, self._fence.copy, None
-        if self.quota is not None and env.quota is None:
-            env.quota = self.quota
         payload = bus.encode(env)
         self._published = (env, payload, headers)
         if self._sent:

@@ -223,6 +223,12 @@ class Fence(BusMessage, tag="chat.fence"):
 
     id: str
     copy: int
+    # The copy whose reservation the new copy brings (-1: none, policy admits
+    # it afresh). A provider refusing an older copy settles that copy's
+    # reservation unless it is this one: a fenced-off copy loses no slot or
+    # budget, and none is given back twice. None: not said (an older
+    # requester), nothing is settled.
+    carries: int | None = None
 
 
 class Fenced(BusMessage, tag="chat.fenced"):

@@ -43,3 +43,7 @@ class Reservation(msgspec.Struct, omit_defaults=True):
 
     holds: list[Hold] = []
     rate: RateState | None = None
+    # The copy of the request policy admitted: a copy sent again before its
+    # requester heard of the first one's admission is admitted afresh, and
+    # the fence then says which of the two goes on (``Fence.carries``).
+    copy: int = 0

@@ -23,6 +23,13 @@ it died, rather than sending it again. A provider that stops answering
 younger than ``STALE_S``, longer than the supervisor waits before it kills
 a silent process and says so.
 
+What policy reserved goes with the copies: a copy sent again carries the
+reservation its requester knows of (``FenceRound.carries``), and the fence
+says which one that is. A copy sent before the requester heard that an
+older one was admitted is admitted afresh, so the older copy's reservation
+would be held for ever; the provider refusing that older copy settles it
+(``Fences.orphans``).
+
 This module is the bookkeeping of both sides, with no NATS in it.
 """
 
@@ -31,6 +38,8 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
+from schemas.reservation import Reservation
+
 # A provider not heard of for this long is gone: the supervisor kills a
 # process silent for 5 s (and says it died), so one silent longer was.
 STALE_S = 6.0
@@ -38,6 +47,11 @@ STALE_S = 6.0
 # runner died sends copies numbered from ``(delivery - 1) * COPIES_PER_RUN``,
 # above any copy an earlier runner sent.
 COPIES_PER_RUN = 100
+
+
+def reservation_copy(reservation: Reservation | None) -> int:
+    """The copy a reservation was made for; -1 for none."""
+    return reservation.copy if reservation is not None else -1
 
 
 class ProviderRoster:
@@ -63,9 +77,16 @@ class ProviderRoster:
 class FenceRound:
     """One round of asking, for the copy that goes out when it is clear."""
 
-    def __init__(self, copy: int, waiting: set[str]) -> None:
+    def __init__(self, copy: int, waiting: set[str], carries: Reservation | None) -> None:
         self.copy = copy
         self.waiting = waiting
+        # Fixed when the round starts: the fence tells the providers, and
+        # the copy must carry what they were told.
+        self.carries = carries
+
+    @property
+    def carries_copy(self) -> int:
+        return reservation_copy(self.carries)
 
     def answered(self, worker: str, copy: int) -> None:
         """A provider holds no copy and will take none below this round's."""
@@ -83,23 +104,36 @@ class FenceRound:
 
 class Fences:
     """A provider's memory of fences: request id -> the lowest copy it may
-    still take. Bounded like ``RecentSet``: kept ``window_ns`` (longer than
-    any request's deadline, after which no copy is taken anyway), at most
+    still take, and the copy whose reservation goes on with the copies from
+    there. Bounded like ``RecentSet``: kept ``window_ns`` (longer than any
+    request's deadline, after which no copy is taken anyway), at most
     ``max_size``, the oldest forgotten first."""
 
     def __init__(self, window_ns: int, max_size: int) -> None:
         self._window_ns = window_ns
         self._max = max_size
-        self._floor: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        # request id -> (lowest copy taken, copy whose reservation goes on or None, when)
+        self._floor: OrderedDict[str, tuple[int, int | None, int]] = OrderedDict()
 
-    def raise_to(self, request_id: str, copy: int, now_ns: int | None = None) -> None:
+    def raise_to(self, request_id: str, copy: int, carries: int | None = None, now_ns: int | None = None) -> None:
         now_ns = time.time_ns() if now_ns is None else now_ns
         floor = self._floor
-        while floor and (len(floor) >= self._max or next(iter(floor.values()))[1] < now_ns - self._window_ns):
+        while floor and (len(floor) >= self._max or next(iter(floor.values()))[2] < now_ns - self._window_ns):
             floor.popitem(last=False)
-        known = floor.pop(request_id, (0, 0))[0]
-        floor[request_id] = (max(known, copy), now_ns)
+        known = floor.pop(request_id, None)
+        if known is not None and known[0] > copy:  # a late fence of an earlier round
+            floor[request_id] = (known[0], known[1], now_ns)
+        else:
+            floor[request_id] = (copy, carries, now_ns)
 
     def admits(self, request_id: str, copy: int) -> bool:
         known = self._floor.get(request_id)
         return known is None or copy >= known[0]
+
+    def orphans(self, request_id: str, reservation: Reservation | None) -> bool:
+        """A refused copy's ``reservation`` goes on with no newer copy: the
+        refusing provider settles it, or it is held for ever."""
+        known = self._floor.get(request_id)
+        if reservation is None or known is None or known[1] is None:
+            return False
+        return reservation.copy != known[1]

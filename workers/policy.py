@@ -157,6 +157,7 @@ class PolicyStage:
             env.quota = resent
         elif wanted := self._wanted(env, key, tenant, route, mcp, server, service, now_ms):
             env.quota = await self.ledger.admit(wanted, now_ms)
+            env.quota.copy = env.copy
             admitted = True
         screened = rest_policy.screened(tenant, service)
         rules = privacy.rules_of(screened) if screened is not None else None

@@ -46,11 +46,11 @@ from schemas.replies import Accepted, Cancel, Chunk, Credit, Failure, Fence, Fen
 from schemas.rest import RestService, decode_service
 from services import admission, answer_cache, call_logs, privacy
 from services import usage as usage_svc
-from services.bus import process
+from services.bus import process, quota_ledger
 from services.bus.blobs import BlobStore
 from services.bus.kv import KvMirror, kv_key
 from services.config import settings_from_env
-from services.fence import Fences
+from services.fence import Fences, reservation_copy
 from services.flow_window import SendWindow
 from services.providers.attempts import Try, WalkFailed, retryable
 from services.providers.call import CallFailed, CallOutcome, CallProgress
@@ -61,7 +61,7 @@ from services.providers.request_call import RequestCall
 from services.providers.rest.call import FAIL_OVER_STATUSES, RestCaller
 from services.providers.rest.client import RestClient
 from services.providers.rest.health import CHECK_S, HealthChecks
-from services.recent import RecentSet
+from services.recent import RecentMap, RecentSet
 from services.reply_log import ReplyLog
 from workers import runner
 
@@ -209,7 +209,8 @@ class ProviderStage:
         self.cancelled = RecentSet(MEMORY_NS, MEMORY_MAX)
         # request id -> when it arrived: the ingress may send a request again
         # when it saw no acceptance in time; a second copy is not called again.
-        self.seen = RecentSet(MEMORY_NS, MEMORY_MAX)
+        # (and the copy whose reservation it came with: see ``reservation_copy``)
+        self.seen: RecentMap[int] = RecentMap(MEMORY_NS, MEMORY_MAX)
         # request id -> the lowest copy this process may still take (see ``services.fence``)
         # Kept past any deadline: a copy is never taken after its deadline.
         timeout_ns = int(settings_from_env().request_timeout_s * 1e9)
@@ -291,7 +292,7 @@ class ProviderStage:
             return
         holds = fence.id in self.seen
         if not holds:
-            self.fences.raise_to(fence.id, fence.copy)
+            self.fences.raise_to(fence.id, fence.copy, fence.carries)
         answer = Fenced(id=fence.id, worker=self._instance, holds=holds, copy=fence.copy)
         await self._nc.publish(msg.reply, bus.encode(answer))
 
@@ -335,9 +336,17 @@ class ProviderStage:
         if not env.candidates or self.client is None:
             raise InternalError("Request reached the provider stage without a deployment.")
         if not self.fences.admits(env.id, env.copy):
-            return  # sent before a fence this process answered: the requester has moved on
-        if not self.seen.add(env.id):  # a copy the ingress sent again, which this process already took
-            return  # it carries the first copy's reservation, which the first copy settles
+            # Sent before a fence this process answered: the requester has moved on.
+            if self.fences.orphans(env.id, env.quota):
+                quota_ledger.settle(ctx.counters, env.quota, 0, 0)
+            return
+        new, taken_with = self.seen.add(env.id, reservation_copy(env.quota))
+        if not new:  # a copy the ingress sent again, which this process already took
+            # It carries the taken copy's reservation, which that copy settles,
+            # unless it was sent before its requester heard of that one.
+            if env.quota is not None and env.quota.copy != taken_with:
+                quota_ledger.settle(ctx.counters, env.quota, 0, 0)
+            return
         if env.id in self.cancelled:  # its client left before it got here: never sent upstream
             first = env.candidates[0]
             closed = ClientClosed("The client closed the connection before the upstream was called.")

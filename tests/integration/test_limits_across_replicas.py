@@ -367,20 +367,26 @@ def slow_stream(stack: Stack) -> Iterator[httpx.Response]:
         yield resp
 
 
-def parallel_status(stack: Stack) -> int:
+def parallel_call(stack: Stack) -> httpx.Response:
     body = {"model": "demo-model", "messages": [{"role": "user", "content": "quick [mock:chunks=1]"}]}
     return httpx.post(
         f"{urls(stack)[1]}/chat/completions",
         json=body,
         headers={"authorization": f"Bearer {PARALLEL_KEY}"},
         timeout=20,
-    ).status_code
+    )
+
+
+def parallel_status(stack: Stack) -> int:
+    return parallel_call(stack).status_code
 
 
 def wait_parallel_status(stack: Stack, status: int, timeout: float = 15) -> None:
     deadline = time.monotonic() + timeout
-    while (got := parallel_status(stack)) != status:
-        assert time.monotonic() < deadline, f"still {got}"
+    while (got := parallel_call(stack)).status_code != status:
+        if time.monotonic() > deadline:
+            in_flight = asyncio.run(counter_or_zero(stack, f"{subjects.QUOTA}.rate.key.par1.par"))
+            raise AssertionError(f"still {got.status_code} ({got.text}); the key's in-flight counter: {in_flight}")
         time.sleep(0.1)
 
 

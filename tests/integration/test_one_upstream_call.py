@@ -13,6 +13,7 @@ delayed (its replica stalled) is now fenced off before another is sent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -24,9 +25,12 @@ import msgspec
 import pytest
 from websockets.asyncio.client import connect
 
-from schemas import subjects
+from schemas import bus, subjects
+from schemas.chat import ChatBody, Message
+from schemas.envelope import Envelope
 from schemas.ids import new_id
-from schemas.replies import Final
+from schemas.replies import Fence, Fenced, Final
+from schemas.reservation import HOLD_PARALLEL, Hold, Reservation
 from services.bus.client import SluiceClient
 from tests.stack import DEMO_KEY, Stack
 
@@ -178,3 +182,58 @@ def test_a_reused_caller_id_is_served_once_across_policy_replicas(two_pipelines:
         assert served["id"] == served["asked"]
         assert (refused["status"], refused["code"]) == (409, "request_id_reused")
         assert refused["id"] != refused["asked"]  # its row stands for the refusal, not the served request
+
+
+async def fenced_copy_leaves(stack: Stack, carries: int) -> tuple[int, list]:
+    """Copy 0 of a request, holding one unit of a parallel counter, reaches
+    the providers after a fence for copy 1 that says the reservation of copy
+    ``carries`` goes on: (the counter once the copy is refused, what the
+    requester heard). Published as the ingress publishes, with its role."""
+    subject = f"{subjects.QUOTA}.rate.key.fence{new_id()}.par"
+    admin = await stack.connect("admin")
+    ingress = await stack.connect("ingress")
+    try:
+        js = admin.jetstream()
+        await js.publish(subject, b"", headers={"Nats-Incr": "+1"})  # what policy took for copy 0
+        request_id = new_id()
+        inbox = ingress.new_inbox()
+        sub = await ingress.subscribe(inbox)
+        fence = Fence(id=request_id, copy=1, carries=carries)
+        await ingress.publish(subjects.CONTROL_FENCE, bus.encode(fence), reply=inbox)
+        answers = [bus.decode_reply((await sub.next_msg(timeout=10)).data) for _ in range(2)]
+        assert all(isinstance(a, Fenced) and not a.holds for a in answers), answers
+        now = time.time_ns()
+        copy0 = Envelope(
+            id=request_id, reply=inbox, api="chat", received_at_ns=now, deadline_ns=now + 20 * 10**9,
+            body=ChatBody(model="demo-model", messages=[Message(role="user", content="fenced off")]),
+            quota=Reservation(holds=[Hold(subject, HOLD_PARALLEL, 1, 1)], copy=0), copy=0, progress=True,
+        )  # fmt: skip
+        headers = {subjects.API_KEY_HEADER: f"Bearer {DEMO_KEY}"}
+        await ingress.publish(subjects.FROM_INGRESS, bus.encode(copy0), headers=headers)
+        heard = []
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                heard.append(bus.decode_reply((await sub.next_msg(timeout=0.5)).data))
+            msg = await js.get_last_msg(subjects.RATES_STREAM, subject, direct=True)
+            if json.loads(msg.data)["val"] == "0":
+                break
+        msg = await js.get_last_msg(subjects.RATES_STREAM, subject, direct=True)
+        return int(json.loads(msg.data)["val"]), heard
+    finally:
+        await ingress.close()
+        await admin.close()
+
+
+def test_a_copy_fenced_off_gives_back_what_no_newer_copy_carries(two_pipelines: Stack) -> None:
+    """A copy sent again before its requester heard that the first was
+    admitted is admitted afresh; the first copy, fenced off at the provider,
+    then holds a parallel slot no one settles: the key was refused (429)
+    until the counter aged out, 15 minutes later. The provider refusing it
+    settles it, unless the fence says the newer copy carries it on."""
+    before = calls(two_pipelines)
+    in_flight, heard = asyncio.run(fenced_copy_leaves(two_pipelines, carries=-1))
+    assert (in_flight, heard) == (0, [])  # no provider took it (it would have said so)
+    in_flight, heard = asyncio.run(fenced_copy_leaves(two_pipelines, carries=0))
+    assert in_flight == 1  # the newer copy carries it on, and its end gives it back
+    assert calls(two_pipelines) == before

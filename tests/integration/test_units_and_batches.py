@@ -195,8 +195,9 @@ def test_batches_gives_lines_outcomes_tokens_units_cost_and_times_per_batch(stor
         assert row["last_ms"] == max(e.received_at_ns // MS + e.latency_ns // MS for e in lines)
     assert (got["batch_A"]["lines"], got["batch_A"]["failed"], got["batch_A"]["unit"]) == (4, 2, "")
     assert (got["batch_B"]["units"], got["batch_B"]["unit"]) == (1, "image")
-    # The newest batch first.
-    assert [r["batch_id"] for r in run(store, "batches")] == ["batch_A", "batch_B"]
+    # The batch whose last line ended last comes first (a tie goes by name).
+    newest_first = sorted(got, key=lambda b: (-got[b]["last_ms"], b))
+    assert [r["batch_id"] for r in run(store, "batches")] == newest_first
 
 
 def test_batches_narrows_to_a_tenant_and_a_batch(store: Store) -> None:
