@@ -70,7 +70,10 @@ class Replay(msgspec.Struct):
         this subject as its reply): one that holds a copy took the request, as
         its ``Accepted`` would say; it never ends it."""
         if isinstance(reply, Admitted):
-            self.quota = reply.quota or self.quota
+            # The newest copy's admission is what the run's fences said goes on;
+            # an older copy's, kept later, was settled by the provider that refused it.
+            if reply.quota is not None and (self.quota is None or reply.quota.copy >= self.quota.copy):
+                self.quota = reply.quota
         elif isinstance(reply, Accepted):
             self.accepted = True
         elif isinstance(reply, Fenced):

@@ -15,6 +15,8 @@ from typing import Literal
 
 import msgspec
 
+from schemas.native_batch import NativeRun
+
 BatchStatus = Literal[
     "validating", "failed", "in_progress", "finalizing", "completed", "expired", "cancelling", "cancelled"
 ]
@@ -73,6 +75,8 @@ class BatchRecord(Batch, kw_only=True):
 
     tenant_id: str
     key_id: str
+    # A batch run as one batch of its model's provider (``schemas.native_batch``).
+    native: NativeRun | None = None
 
     def public(self) -> Batch:
         """The record as its owner sees it: nothing of the gateway's own."""

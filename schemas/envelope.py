@@ -37,6 +37,8 @@ Api = Literal[
     "speech",
     "moderations",
     "rerank",
+    # A step of a batch run as a provider's own batch (``schemas.tasks.NativeBatchRequest``).
+    "native_batch",
 ]
 # The stages after the ingress, in the order a request visits them (it skips
 # those its slip leaves out): each a worker that ``workers/runner.py`` runs, in
@@ -86,6 +88,9 @@ class Deployment(msgspec.Struct, omit_defaults=True):
     # last once its minute is used up (the upstream would answer 429).
     rpm: int | None = None
     tpm: int | None = None
+    # Batches of this model run as one batch of the provider's own batch API
+    # (OpenAI's, Azure's, Anthropic's Message Batches), at its batch price.
+    native_batch: bool = False
 
 
 class PromptRef(msgspec.Struct, omit_defaults=True):

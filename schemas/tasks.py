@@ -17,6 +17,7 @@ from typing import Literal
 import msgspec
 
 from schemas.chat import Integral, integral
+from schemas.reservation import Reservation
 
 ImageFormat = Literal["url", "b64_json"]
 TranscriptFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
@@ -135,7 +136,36 @@ class RerankRequest(msgspec.Struct, tag="rerank", tag_field="kind", omit_default
         self.max_tokens_per_doc = integral("max_tokens_per_doc", self.max_tokens_per_doc)
 
 
-TaskRequest = ImageRequest | TranscriptionRequest | SpeechRequest | ModerationRequest | RerankRequest
+NativeBatchOp = Literal["submit", "poll", "results", "cancel"]
+
+
+class NativeBatchRequest(msgspec.Struct, tag="native_batch", tag_field="kind", omit_defaults=True):
+    """One step of a batch run as one batch of a provider's own batch API
+    (a ``native_batch`` deployment): submit its lines, ask how far it got,
+    fetch its results, cancel it. Only the ingress's batch driver sends
+    these: policy refuses them from anyone else, since ``cost_pico_usd`` is
+    the ingress's word."""
+
+    # The model every line names: routing picks its native_batch deployment.
+    model: str
+    op: NativeBatchOp
+    # Sluice's batch id: the upstream batch's metadata, so a submit sent again finds it.
+    batch_id: str
+    # submit: the batch's endpoint, its lines (``schemas.native_batch.NativeLines``,
+    # msgpack, in the blob store), how many, and the most they may cost at the
+    # deployment's batch price (what policy reserves from the budgets).
+    endpoint: str = ""
+    lines: BlobRef | None = None
+    line_count: int = 0
+    cost_pico_usd: int = 0
+    # poll, results, cancel: the upstream batch, and the deployment that holds it.
+    upstream_id: str = ""
+    deployment: str = ""
+
+
+TaskRequest = (
+    ImageRequest | TranscriptionRequest | SpeechRequest | ModerationRequest | RerankRequest | NativeBatchRequest
+)
 
 
 class ImageOut(msgspec.Struct, omit_defaults=True):
@@ -225,4 +255,31 @@ class RerankResult(msgspec.Struct, tag="rerank", tag_field="kind", omit_defaults
     results: list[RerankHit]
 
 
-TaskResult = ImagesResult | TranscriptResult | SpeechResult | ModerationResult | RerankResult
+# Where an upstream batch stands: still running, or ended (completed,
+# failed, expired, cancelled: its results say which lines got answers).
+NativeBatchState = Literal["running", "ended"]
+
+
+class NativeBatchResult(msgspec.Struct, tag="native_batch", tag_field="kind", omit_defaults=True):
+    """What a step of a native batch found (``NativeBatchRequest``)."""
+
+    upstream_id: str
+    deployment: str
+    state: NativeBatchState = "running"
+    # The upstream's own word for it ("in_progress", "finalizing", "ended", ...), for logs.
+    upstream_status: str = ""
+    # Lines answered and failed so far, as the upstream counts them.
+    completed: int = 0
+    failed: int = 0
+    # results: each line's end (``schemas.native_batch.NativeLineEnds``, msgpack, in the blob store).
+    results: BlobRef | None = None
+    # submit: what policy reserved from the budgets, kept until the lines'
+    # results settle it (the submit's own end settles everything else).
+    reservation: Reservation | None = None
+    # Why the upstream failed the whole batch, if it did.
+    error: str = ""
+
+
+TaskResult = (
+    ImagesResult | TranscriptResult | SpeechResult | ModerationResult | RerankResult | NativeBatchResult
+)

@@ -10,7 +10,7 @@ import msgspec
 
 from schemas.control import ModelRoute, Strategy
 from schemas.envelope import Deployment
-from services import pricing
+from services import native_batch, pricing
 from services.config_error import ConfigError
 from services.providers.registry import PROVIDERS
 
@@ -35,6 +35,9 @@ class DeploymentConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     priority: int = 0
     rpm: int | None = None
     tpm: int | None = None
+    # Batches of this model run as one batch of the provider's own batch API
+    # (``services.native_batch``: openai, azure, anthropic), at its batch price.
+    native_batch: bool = False
 
 
 class ModelConfig(DeploymentConfig, kw_only=True):
@@ -133,6 +136,9 @@ def deployment(group: str, m: DeploymentConfig) -> Deployment:
         raise ConfigError(f"{where}: provider {m.provider!r} needs a base_url")
     if m.weight < 0:
         raise ConfigError(f"{where}: weight must be >= 0")
+    if m.native_batch and m.provider not in native_batch.ENDPOINTS:
+        families = ", ".join(sorted(native_batch.ENDPOINTS))
+        raise ConfigError(f"{where}: native_batch needs a provider with a batch API ({families}), not {m.provider!r}")
     catalog = pricing.load_catalog()
     catalog_model = m.catalog_model
     if catalog_model is None:
@@ -153,4 +159,5 @@ def deployment(group: str, m: DeploymentConfig) -> Deployment:
         priority=m.priority,
         rpm=m.rpm,
         tpm=m.tpm,
+        native_batch=m.native_batch,
     )

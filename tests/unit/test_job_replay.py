@@ -51,3 +51,15 @@ def test_a_failure_ends_it_as_it_is() -> None:
     replay, pieces = Replay(), Assembler()
     failure = Failure(id="job-1", seq=0, status=502, type="api_error", code="upstream_error", message="no")
     assert replay.saw(failure, pieces) and replay.ended == failure
+
+
+def test_the_newest_copy_s_admission_is_the_one_carried_on() -> None:
+    """A copy sent before its runner heard the first one's admission was
+    admitted afresh; the first copy's admission, kept after it, was settled
+    by the provider that refused that copy, and must not be carried again."""
+    replay, pieces = Replay(), Assembler()
+    first, second = Reservation(copy=0), Reservation(copy=1)
+    replay.saw(Admitted(id="job-1", quota=second), pieces)
+    replay.saw(Admitted(id="job-1", quota=first), pieces)  # late
+    replay.saw(Admitted(id="job-1"), pieces)  # a resent copy's, reserving nothing
+    assert replay.quota is second

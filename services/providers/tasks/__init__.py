@@ -22,6 +22,7 @@ from schemas.tasks import (
     BlobRef,
     ImageRequest,
     ModerationRequest,
+    NativeBatchRequest,
     RerankRequest,
     SpeechRequest,
     TaskRequest,
@@ -87,6 +88,10 @@ async def call_task(
         from services.providers.tasks import moderation
 
         return await moderation.call(client, dep, task, progress)
+    if isinstance(task, NativeBatchRequest):
+        from services.providers.tasks import native_batch
+
+        return await native_batch.call(client, dep, task, progress, blobs)
     assert isinstance(task, RerankRequest)
     from services.providers.tasks import rerank
 
