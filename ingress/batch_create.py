@@ -39,7 +39,8 @@ from schemas.batches import BatchRecord, encode_line
 from schemas.control import ApiKey
 from schemas.errors import InvalidRequest, PermissionDenied, RateLimitExceeded
 from schemas.files import FileRecord
-from services import batches
+from schemas.native_batch import NativeRun
+from services import batches, native_batch
 from services.apis.table import BY_PATH
 from services.bus import process
 
@@ -119,7 +120,7 @@ async def check_and_queue(
     api = BY_PATH[record.endpoint]
     checker = batches.LineChecker(record.endpoint, api.parse, gw.settings.max_body_bytes)
     splitter = _splitter(gw)
-    async with contextlib.aclosing(_lines(gw, source, splitter)) as lines:
+    async with contextlib.aclosing(lines_of(gw, source, splitter)) as lines:
         async for number, raw in lines:
             checker.check(number, raw)
             if checker.full:  # a failed batch lists no more errors than these
@@ -134,6 +135,14 @@ async def check_and_queue(
         assert failed is not None
         await store.closed(failed)
         return failed
+    native = _native(gw, record, checker)
+    if native is not None:
+        # One batch of the provider's own: the native driver (``ingress.batch_native``) runs it.
+        ran = await store.change(
+            record.tenant_id, record.id, lambda r: batches.started_native(r, checker.lines, int(time.time()), native)
+        )
+        assert ran is not None
+        return ran
     total = await intake.queue_lines(record.tenant_id, record.key_id, api.name, _queued(gw, record, source, lease))
     await lease.keep()
     started = await store.change(record.tenant_id, record.id, lambda r: batches.started(r, total, int(time.time())))
@@ -141,11 +150,23 @@ async def check_and_queue(
     return started
 
 
+def _native(gw: Gateway, record: BatchRecord, checker: batches.LineChecker) -> NativeRun | None:
+    """How the batch runs natively, if every line names one model with a
+    ``native_batch`` deployment for its endpoint (and it was not sent back
+    to run as jobs)."""
+    if record.native is not None or len(checker.models) != 1:
+        return None
+    (model,) = checker.models
+    if native_batch.native_deployment(gw.table.find(model), record.endpoint) is None:
+        return None
+    return NativeRun(model=model)
+
+
 def _splitter(gw: Gateway) -> batches.LineSplitter:
     return batches.LineSplitter(batches.line_bytes(gw.settings.max_body_bytes))
 
 
-async def _lines(
+async def lines_of(
     gw: Gateway, source: FileRecord, splitter: batches.LineSplitter
 ) -> AsyncIterator[tuple[int, bytes | None]]:
     """The file's lines, read no further than the splitter's cap of lines."""
@@ -165,7 +186,7 @@ async def _queued(
     """Each line as its job: (its Nats-Msg-Id, the job's payload). Stops
     (``LeaseLost``) if a sweeper took the batch over meanwhile."""
     decode = msgspec.json.Decoder(batches.InputLine).decode
-    async with contextlib.aclosing(_lines(gw, source, _splitter(gw))) as lines:
+    async with contextlib.aclosing(lines_of(gw, source, _splitter(gw))) as lines:
         async for number, raw in lines:
             assert raw is not None  # every line was checked
             if number % KEEP_EVERY_LINES == 0:

@@ -129,6 +129,8 @@ class BatchFinisher:
             return record.request_counts
         if record.in_progress_at is None:  # its lines are still being queued
             return record.request_counts
+        if record.native is not None and record.native.phase in ("submit", "running"):
+            return record.request_counts  # as its upstream batch counts them (``ingress.batch_native``)
         counts = await self.store.counts(batch_id, record.request_counts.total)
         if counts.completed + counts.failed >= counts.total and batch_id not in self._looking:
             self._looking.add(batch_id)

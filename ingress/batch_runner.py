@@ -123,14 +123,20 @@ class BatchLines:
 def _answered(
     api: ClientApi, run: JobRun, line: BatchLine, body: dict[str, Any], reply: Final | Failure
 ) -> BatchOutput:
+    return line_answer(api, run.request_id, line.custom_id, body, reply)
+
+
+def line_answer(
+    api: ClientApi, request_id: str, custom_id: str, body: dict[str, Any], reply: Final | Failure
+) -> BatchOutput:
     """What ``POST <endpoint>`` would have answered, as the line's outcome."""
     if isinstance(reply, Final):
         try:
             parsed = api.parse(msgspec.json.encode({**body, "stream": False} if api.streams else body))
-            view = RequestView(run.request_id, int(time.time()), parsed.model, parsed)
-            return batches.answered(line.custom_id, run.request_id, 200, api.renderer(view).final(reply))
+            view = RequestView(request_id, int(time.time()), parsed.model, parsed)
+            return batches.answered(custom_id, request_id, 200, api.renderer(view).final(reply))
         except (GatewayError, AssertionError):
             # Answered, but not in a shape this endpoint renders (cannot happen for a line that parsed).
-            log.exception("line %s of batch %s: its answer could not be rendered", line.line, line.batch_id)
-            reply = Failure.from_error(run.request_id, InternalError("The answer could not be rendered."))
-    return batches.answered(line.custom_id, run.request_id, reply.status, api.error_body(reply))
+            log.exception("line %s of a batch: its answer could not be rendered", custom_id)
+            reply = Failure.from_error(request_id, InternalError("The answer could not be rendered."))
+    return batches.answered(custom_id, request_id, reply.status, api.error_body(reply))

@@ -9,6 +9,7 @@ import time
 
 from ingress import batch_create, file_store
 from ingress.batch_finish import BatchFinisher
+from ingress.batch_native import NativeBatches
 from ingress.batch_runner import BatchLines
 from ingress.batch_store import BatchStore, HeldLease
 from ingress.gateway import Gateway
@@ -26,16 +27,21 @@ class BatchService:
         self.store = BatchStore(gw.nc.jetstream(), gw.nc.max_payload)
         self.finisher = BatchFinisher(gw, self.store, self._requeue)
         self.lines = BatchLines(gw, self.store, self.finisher.touched)
+        self.natives = NativeBatches(gw, self.store, self.finisher.touched, self._requeue)
 
     async def start(self) -> None:
         await self.store.start()
         self.finisher.start()
+        self.natives.start()
 
     async def stop(self) -> None:
+        await self.natives.stop()
         await self.finisher.stop()
 
     async def create(self, caller: ApiKey, raw: bytes) -> BatchRecord:
         made = await batch_create.create(self.gw, self.store, self.intake, caller, raw)
+        if made.native is not None:
+            self.natives.watch(made.tenant_id, made.id)
         # Lines that ended while it was being queued found its lease held: look again now.
         self.finisher.touched(made.tenant_id, made.id)
         return made

@@ -43,6 +43,7 @@ from schemas.jobs import JobClaim, JobResult
 from schemas.prompt_calls import ApiAnswer
 from schemas.replies import Accepted, Admitted, Chunk, Failure, Fenced, Final
 from schemas.reservation import Reservation
+from schemas.tasks import NativeBatchRequest
 from services.apis.base import ClientApi, Parsed
 from services.apis.table import APIS
 from services.bus import quota_ledger
@@ -184,6 +185,20 @@ class JobRun:
         # A copy sent by an earlier run may still be on its way: this run's
         # copies are numbered above all of its, and fence them off first.
         return await self._request(api.name, parsed, replay.quota, (delivery - 1) * COPIES_PER_RUN)
+
+    async def run_task(self, task: NativeBatchRequest, delivery: int) -> JobResult:
+        """Run, the ``delivery``-th time, a job whose request the gateway made
+        itself (a native batch's submit): exactly once, as any job, with no
+        client's body to read."""
+        replay = await self._replay() if delivery > 1 else Replay()
+        if replay.ended is not None:
+            return self.result(replay.ended)
+        parsed = Parsed(model=task.model, task=task)
+        if replay.claim is not None:
+            waited = await self._wait_for_answer(replay, "native_batch", parsed)
+            if waited is not None:
+                return waited
+        return await self._request("native_batch", parsed, replay.quota, (delivery - 1) * COPIES_PER_RUN)
 
     def _parse(self, body: dict[str, Any] | None) -> tuple[ClientApi, Parsed]:
         api = BY_NAME.get(self.api)

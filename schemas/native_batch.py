@@ -49,7 +49,10 @@ class NativeLineEnds(msgspec.Struct):
     ends: list[NativeLineEnd]
 
 
-NativePhase = Literal["submit", "running", "collect"]
+# submit, running (polled), collect (its results written); jobs: its lines
+# run as jobs after all (policy would not send them upstream unscreened: the
+# tenant's redaction or moderation, which a native batch would bypass).
+NativePhase = Literal["submit", "running", "collect", "jobs"]
 
 
 class NativeRun(msgspec.Struct, omit_defaults=True):
@@ -57,8 +60,10 @@ class NativeRun(msgspec.Struct, omit_defaults=True):
 
     model: str
     phase: NativePhase = "submit"
-    # Submits tried: the submit runs as a durable job (``ingress.job_run``),
-    # delivered once more by each driver that takes it over.
+    # The submit runs as a durable job (``ingress.job_run``): which one (a
+    # new one after one failed), and how often it was delivered (once more
+    # by each driver that takes it over).
+    submit_job: int = 0
     submit_tries: int = 0
     upstream_id: str = ""
     deployment: str = ""

@@ -30,6 +30,7 @@ from schemas.batches import (
 )
 from schemas.errors import GatewayError, InvalidRequest, RecordConflict
 from schemas.ids import CROCKFORD, new_id
+from schemas.native_batch import NativeRun
 from services.apis.base import Parsed
 
 ID_PREFIX = "batch_"
@@ -213,6 +214,8 @@ class LineChecker:
         self.errors: list[BatchError] = []
         self.lines = 0
         self._seen: set[bytes] = set()
+        # The models the lines name (two at most: one is all a native batch needs to know).
+        self.models: set[str] = set()
 
     @property
     def full(self) -> bool:
@@ -267,10 +270,12 @@ class LineChecker:
             self._error("invalid_request", f"The body is larger than {self.max_body_bytes} bytes.", "body", number)
             return None
         try:
-            self.parse(bytes(line.body))
+            parsed = self.parse(bytes(line.body))
         except GatewayError as exc:
             self._error("invalid_request", exc.message, "body", number)
             return None
+        if len(self.models) < 2:
+            self.models.add(parsed.model)
         return line
 
     def finish(self) -> list[BatchError]:
@@ -325,6 +330,11 @@ def started(record: BatchRecord, total: int, now_s: int) -> BatchRecord:
     return msgspec.structs.replace(
         record, status=status, in_progress_at=now_s, request_counts=RequestCounts(total=total)
     )
+
+
+def started_native(record: BatchRecord, total: int, now_s: int, native: NativeRun) -> BatchRecord:
+    """Every line checked, the batch to run as one batch of its provider's own."""
+    return msgspec.structs.replace(started(record, total, now_s), native=native)
 
 
 def cancelling(record: BatchRecord, now_s: int) -> BatchRecord:

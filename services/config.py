@@ -81,6 +81,9 @@ class GatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
     # A tenant's batches not yet ended (validating, in progress, finishing):
     # past this a create is refused 429 too_many_open_batches.
     max_open_batches: int = 100
+    # How often a batch run as a provider's own batch (``native_batch``) asks
+    # the upstream how far it got.
+    native_batch_poll_s: float = 30.0
     # How long ClickHouse keeps raw rows (events, requests, attempts, ...) and
     # the rollups made from them, in days; 0 keeps them for ever.
     analytics_raw_ttl_days: int = 90

@@ -12,9 +12,14 @@ and one sent as ``/v1/chat/completions`` at Anthropic, as any request may.
 
 from __future__ import annotations
 
+import msgspec
+
 from schemas.chat import Cost
 from schemas.control import ModelRoute
 from schemas.envelope import Deployment
+from schemas.errors import ModelNotFound
+from schemas.reservation import HOLD_SPEND, Reservation
+from schemas.tasks import NativeBatchRequest
 
 # Each family with a batch API, and the batch endpoints whose lines it runs.
 ENDPOINTS: dict[str, frozenset[str]] = {
@@ -22,6 +27,9 @@ ENDPOINTS: dict[str, frozenset[str]] = {
     "azure": frozenset({"/v1/chat/completions", "/v1/embeddings", "/v1/messages"}),
     "anthropic": frozenset({"/v1/chat/completions", "/v1/messages"}),
 }
+# Policy's refusal of a submit whose lines the tenant's redaction or
+# moderation must read one by one: the driver then runs them as jobs.
+SCREENED = "native_batch_screened"
 # OpenAI, Azure and Anthropic each bill a batch's tokens at half their price.
 BATCH_PRICE_PERCENT = 50
 
@@ -35,6 +43,30 @@ def native_deployment(route: ModelRoute | None, endpoint: str) -> Deployment | N
         if dep.native_batch and endpoint in ENDPOINTS.get(dep.provider, frozenset()):
             return dep
     return None
+
+
+def candidates(route: ModelRoute, task: NativeBatchRequest) -> list[Deployment]:
+    """Where a step of a native batch goes: a submit to the group's
+    deployments that run its endpoint natively, in order; any later step to
+    the one deployment that holds the upstream batch."""
+    if task.op == "submit":
+        found = [d for d in route.deployments if d.native_batch and task.endpoint in ENDPOINTS.get(d.provider, ())]
+    else:
+        found = [d for d in route.deployments if d.name == task.deployment]
+    if not found:
+        raise ModelNotFound(
+            f"No deployment of {route.name!r} runs this batch natively (any more).", code="native_batch_unavailable"
+        )
+    return found
+
+
+def split_reservation(reservation: Reservation) -> tuple[Reservation | None, Reservation]:
+    """(What a submit keeps held for its lines: its spend, until their
+    results settle it; the rest, which the submit's own end settles.)"""
+    spend = [hold for hold in reservation.holds if hold.kind == HOLD_SPEND]
+    rest = [hold for hold in reservation.holds if hold.kind != HOLD_SPEND]
+    kept = msgspec.structs.replace(reservation, holds=spend) if spend else None
+    return kept, msgspec.structs.replace(reservation, holds=rest)
 
 
 def batch_cost(cost: Cost) -> Cost:

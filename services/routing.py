@@ -12,8 +12,8 @@ from schemas.chat import ChatBody, EmbeddingsBody
 from schemas.control import ModelRoute
 from schemas.envelope import Deployment, ModerationCheck
 from schemas.errors import GatewayError, InvalidRequest, ModelNotFound
-from schemas.tasks import ImageRequest, ModerationRequest, TaskRequest
-from services import pricing, quota, strategies, task_usage
+from schemas.tasks import ImageRequest, ModerationRequest, NativeBatchRequest, TaskRequest
+from services import native_batch, pricing, quota, strategies, task_usage
 from services.health import HealthBoard
 from services.pricing import Mode
 
@@ -58,7 +58,8 @@ def resolve(routes: RouteTable, model: str, api: str = "chat") -> ModelRoute:
     route = routes.find(model)
     if route is None or not route.deployments:
         raise ModelNotFound(f"The model {model!r} does not exist or is not configured.")
-    check_mode(route.deployments[0], model, api)
+    if api != "native_batch":  # its lines were checked against their endpoint when the batch was made
+        check_mode(route.deployments[0], model, api)
     return route
 
 
@@ -157,6 +158,8 @@ def plan(
                 f"Deployment {req.pin[:100]!r} does not serve model {req.model!r}.", code="unknown_deployment"
             )
         return Plan(route.name, [pinned])
+    if isinstance(req.task, NativeBatchRequest):
+        return Plan(route.name, native_batch.candidates(route, req.task))
     candidates = _ordered(route, req, board, now, rng, default_max_output)
     arm = ""
     if route.split:

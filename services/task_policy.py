@@ -21,12 +21,13 @@ from schemas.tasks import (
     ImageRequest,
     ModerationPart,
     ModerationRequest,
+    NativeBatchRequest,
     RerankRequest,
     SpeechRequest,
     TaskRequest,
     TranscriptionRequest,
 )
-from services import task_usage
+from services import batches, native_batch, task_usage
 from services.bus.blobs import bucket_of
 
 # OpenAI's own limits where it states them: n 1-10 images, 16 images to
@@ -74,6 +75,8 @@ def api_of(task: TaskRequest) -> Api:
             return "speech"
         case ModerationRequest():
             return "moderations"
+        case NativeBatchRequest():
+            return "native_batch"
     return "rerank"
 
 
@@ -95,6 +98,8 @@ def check(task: TaskRequest, api: str) -> None:
             _check_moderation(task)
         case RerankRequest():
             _check_rerank(task)
+        case NativeBatchRequest():
+            _check_native_batch(task)
 
 
 def refs(task: TaskRequest) -> list[BlobRef]:
@@ -103,6 +108,8 @@ def refs(task: TaskRequest) -> list[BlobRef]:
         return [*task.images, *([task.mask] if task.mask is not None else [])]
     if isinstance(task, TranscriptionRequest):
         return [task.audio]
+    if isinstance(task, NativeBatchRequest) and task.lines is not None:
+        return [task.lines]
     return []
 
 
@@ -210,3 +217,19 @@ def _check_rerank(task: RerankRequest) -> None:
     total = len(task.query) + sum(len(text) for text in task_usage.document_texts(task))
     if total > MAX_TEXT_CHARS:
         raise InvalidRequest(f"The query and documents hold at most {MAX_TEXT_CHARS} characters in all.")
+
+
+def _check_native_batch(task: NativeBatchRequest) -> None:
+    """Only the ingress sends these (policy refuses them from anyone else);
+    bounded all the same."""
+    named = (("batch_id", task.batch_id), ("upstream_id", task.upstream_id), ("deployment", task.deployment))
+    for name, value in named:
+        if len(value) > MAX_MODEL_CHARS:
+            raise InvalidRequest(f"'{name}' is at most {MAX_MODEL_CHARS} characters.")
+    if task.op == "submit":
+        if task.endpoint not in native_batch.ENDPOINTS["openai"] | native_batch.ENDPOINTS["anthropic"]:
+            raise InvalidRequest(f"A native batch's endpoint is not {task.endpoint!r}.")
+        if task.lines is None or not 0 < task.line_count <= batches.MAX_LINES or task.cost_pico_usd < 0:
+            raise InvalidRequest("A native batch's submit names its lines, 1 to 50,000, and their cost.")
+    elif not task.upstream_id or not task.deployment:
+        raise InvalidRequest("A native batch's step names its upstream batch and deployment.")

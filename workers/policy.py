@@ -20,14 +20,17 @@ from schemas.control import (
     decode_tenant,
 )
 from schemas.envelope import Envelope
+from schemas.errors import InvalidRequest, PermissionDenied
 from schemas.mcp import McpCall, McpServer, ServerCatalog, decode_catalog, decode_server
 from schemas.replies import Admitted
 from schemas.rest import RestService, decode_service
+from schemas.tasks import NativeBatchRequest
 from services import (
     admission,
     answer_cache,
     mcp_policy,
     moderation_guardrail,
+    native_batch,
     policy,
     pricing,
     privacy,
@@ -129,6 +132,8 @@ class PolicyStage:
         env.key_id, env.tenant_id = key.id, key.tenant_id
         if env.task is not None:
             task_policy.check_refs(env.task, key.tenant_id)
+            if isinstance(env.task, NativeBatchRequest) and not from_ingress:
+                raise PermissionDenied("Only the gateway's batch runner sends a native batch's steps.")
         assert self.last_used is not None and self.ledger is not None
         self.last_used.saw(key.id, now_ms)
         tenant = self.tenants.items.get(key.tenant_id)
@@ -182,6 +187,13 @@ class PolicyStage:
         # The rules routed with: a redaction replica that holds older ones refuses the request.
         env.rules_version = rules.version if rules is not None and redacting else 0
         redaction_by = start_ns + self.redaction_budget_ns if redacting else 0
+        screened_out = redacting or (tenant is not None and tenant.moderation is not None)
+        if isinstance(env.task, NativeBatchRequest) and env.task.op == "submit" and screened_out:
+            # Its lines would reach the upstream unread by them: they run one by one instead.
+            raise InvalidRequest(
+                "The tenant's redaction or moderation reads every request; this batch's lines run one by one.",
+                code=native_batch.SCREENED,
+            )
         if env.progress and (admitted or redaction_by):
             reservation = env.quota if admitted else None
             await ctx.send(env, bus.encode(Admitted(id=env.id, quota=reservation, redaction_by_ns=redaction_by)))
@@ -215,6 +227,11 @@ class PolicyStage:
             # A count uses no tokens and costs nothing: it takes a request
             # (and a parallel slot) from the limits, nothing from the rest.
             prompt, output, cost = 0, 0, 0
+        elif isinstance(env.task, NativeBatchRequest):
+            if env.task.op != "submit":
+                return []  # the submit took what the batch may cost; its other steps take nothing
+            # The lines' worst case at the batch price (the ingress's count: only it sends these).
+            prompt, output, cost = 0, 0, env.task.cost_pico_usd
         elif env.task is not None:
             # Priced per image, second, character or search: the dearest any deployment may charge.
             models = [d.catalog_model for d in route.deployments] if route is not None else []

@@ -44,7 +44,8 @@ from schemas.ids import new_id
 from schemas.mcp import McpServer, ServerCatalog, decode_catalog, decode_server, kv_encode
 from schemas.replies import Accepted, Cancel, Chunk, Credit, Failure, Fence, Fenced, Final, ReplayAsk
 from schemas.rest import RestService, decode_service
-from services import admission, answer_cache, call_logs, privacy
+from schemas.tasks import NativeBatchResult
+from services import admission, answer_cache, call_logs, native_batch, privacy
 from services import usage as usage_svc
 from services.bus import process, quota_ledger
 from services.bus.blobs import BlobStore
@@ -395,14 +396,20 @@ class ProviderStage:
         self._report_guardrail(ctx, env, call)
         self._report_output(ctx, env, call.detections())
         self._log_call(ctx, env, call, final)
+        if isinstance(final.task_result, NativeBatchResult) and env.quota is not None:
+            # What the lines may spend stays held until their results settle it (``ingress.batch_native``);
+            # the submit's own end gives back the rest (its parallel slot) now.
+            final.task_result.reservation, env.quota = native_batch.split_reservation(env.quota)
         await ctx.finish(env, final, start_ns, billed=True, ttft_ns=call.ttft_ns)
         if env.cache_key and env.cache_ttl_s > 0:
             await self._keep(ctx, env, final, call.written)
 
     @staticmethod
     def _alert_if_free(ctx: runner.StageContext, env: Envelope, outcome: CallOutcome, dep: Deployment) -> None:
-        if outcome.count is not None or not usage_svc.is_suspiciously_free(outcome.cost, dep.catalog_model):
-            return  # a token count is free by design
+        if outcome.count is not None or isinstance(outcome.task_result, NativeBatchResult):
+            return  # a token count is free by design, and a native batch's lines are billed on their own rows
+        if not usage_svc.is_suspiciously_free(outcome.cost, dep.catalog_model):
+            return
         ctx.events.emit(
             AlertEvent(
                 event_id=new_id(),

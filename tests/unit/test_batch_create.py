@@ -12,16 +12,19 @@ from collections.abc import AsyncIterator, Callable
 from types import SimpleNamespace
 from typing import Any
 
+import msgspec
 import pytest
 
 from ingress import batch_create, file_store
 from schemas.batches import BatchRecord
-from schemas.control import ApiKey
+from schemas.control import ApiKey, ModelRoute
+from schemas.envelope import Deployment
 from schemas.errors import InternalError, RateLimitExceeded
 from schemas.files import FileRecord
 from schemas.tasks import BlobRef
 from services import batches
 from services.config import GatewaySettings
+from services.routing import RouteTable
 
 CHAT = "/v1/chat/completions"
 
@@ -116,14 +119,19 @@ def chat_line(custom_id: str) -> bytes:
 
 
 def make(
-    monkeypatch: pytest.MonkeyPatch, source: FakeFile, store: FakeStore, intake: FakeIntake, **settings: Any
+    monkeypatch: pytest.MonkeyPatch,
+    source: FakeFile,
+    store: FakeStore,
+    intake: FakeIntake,
+    table: RouteTable | None = None,
+    **settings: Any,
 ) -> BatchRecord:
     async def open_file(gw: object, tenant_id: str, file_id: str) -> FileRecord:
         return source.record
 
     monkeypatch.setattr(file_store, "open_file", open_file)
     monkeypatch.setattr(file_store, "read_file", lambda gw, record: source.chunks())
-    gw = SimpleNamespace(settings=GatewaySettings(**settings))
+    gw = SimpleNamespace(settings=GatewaySettings(**settings), table=table or RouteTable())
     caller = ApiKey(id="k", tenant_id="t")
     raw = json.dumps({"input_file_id": "file-in", "endpoint": CHAT, "completion_window": "24h"}).encode()
     return asyncio.run(batch_create.create(gw, store, intake, caller, raw))  # type: ignore[arg-type]
@@ -185,3 +193,35 @@ def test_a_file_of_blank_lines_stops_at_the_line_cap(monkeypatch: pytest.MonkeyP
     assert made.status == "failed" and made.errors is not None
     assert [(e.code, e.line) for e in made.errors.data] == [("too_many_tasks", batches.MAX_LINES + 1)]
     assert source.read < (batches.MAX_LINES + 1) // 4096 + 3 < total_chunks
+
+
+def native_table(native_batch: bool, provider: str = "openai") -> RouteTable:
+    table = RouteTable()
+    dep = Deployment(name="m", provider=provider, base_url="http://u", upstream_model="m", native_batch=native_batch)
+    table.changed("m", None, ModelRoute(name="m", deployments=[dep]))
+    return table
+
+
+def test_a_batch_of_one_model_with_a_native_deployment_runs_there_with_no_line_queued(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store, intake = FakeStore(), FakeIntake()
+    source = FakeFile(b"".join(chat_line(f"c{i}") for i in range(3)))
+    made = make(monkeypatch, source, store, intake, native_table(True))
+    assert made.status == "in_progress" and made.request_counts.total == 3
+    assert made.native is not None and (made.native.model, made.native.phase) == ("m", "submit")
+    assert intake.queued == []
+    assert b"native" not in msgspec.json.encode(made.public())  # the caller sees nothing of how it runs
+
+
+def test_a_batch_runs_as_jobs_without_a_native_deployment_for_its_endpoint_or_with_two_models(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for table, lines in (
+        (native_table(False), [chat_line("a"), chat_line("b")]),
+        (native_table(True, provider="gemini"), [chat_line("a"), chat_line("b")]),  # no batch API of its own
+        (native_table(True), [chat_line("a"), chat_line("b").replace(b'"model": "m"', b'"model": "n"')]),
+    ):
+        store, intake = FakeStore(), FakeIntake()
+        made = make(monkeypatch, FakeFile(b"".join(lines)), store, intake, table)
+        assert made.native is None and len(intake.queued) == 2
