@@ -22,6 +22,7 @@ import msgspec
 
 from loadtest.mock_upstream import anthropic_shape, gemini_shape, media, openai_shape, responses_shape
 from loadtest.mock_upstream.answer import Answer, plan
+from loadtest.mock_upstream.batch_shape import MockBatches, is_batch
 from loadtest.mock_upstream.faults import Behaviour, apply_directives, holds_tool_result
 from loadtest.mock_upstream.mcp_server import MockMcp, upstream_of
 from loadtest.mock_upstream.rest_service import RestEcho, RestStats, is_rest
@@ -96,6 +97,8 @@ class MockUpstream:
         # whose own behaviour (e.g. failing with 500) is set over HTTP.
         self.upstreams: dict[str, Behaviour] = {}
         self.rest = RestEcho(self.stats.rest)
+        # The provider batch APIs (``batch_shape``): files and batches in memory, counted apart from requests.
+        self.batches = MockBatches(self)
 
     def _newest(self, kept: deque[bytes], scope: dict) -> bytes:
         query = parse_qs(scope.get("query_string", b"").decode())
@@ -133,11 +136,15 @@ class MockUpstream:
             return await self._send(send, 200, self._newest(self.recent, scope))
         if path == "/mock/usage":
             return await self._send(send, 200, self._newest(self.usages, scope))
+        if path == "/mock/batches":
+            return await self.batches.control(scope, receive, send)
         if path.startswith("/mock/upstreams/"):
             return await self._set_upstream(scope["method"], path.removeprefix("/mock/upstreams/"), receive, send)
         name, _, under = path[2:].partition("/") if path.startswith("/@") else ("", "", path[1:])
         if is_rest("/" + under):
             return await self._rest(name, "/" + under, scope, receive, send)
+        if is_batch("/" + under):  # GET and DELETE too, before the chat routes' POST-only door
+            return await self.batches.handle(name, "/" + under, scope, receive, send)
         if scope["method"] != "POST":
             return await self._send(send, 404, _json.encode(openai_shape.error(404)))
         raw = await _read_body(receive)
