@@ -8,6 +8,7 @@ expects."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import itertools
@@ -552,3 +553,56 @@ async def test_an_anthropic_create_cut_off_is_not_tried_again_but_one_refused_is
     with pytest.raises(CallFailed) as busy:
         await step(CLAUDE, submit(ref, count=1), up.handler, blobs)
     assert busy.value.repeatable and busy.value.error.retryable and busy.value.error.status == 503
+
+
+# -- against the project's mock upstream (its batch APIs follow the same references) --
+@pytest.mark.parametrize("family", ["openai", "azure", "anthropic"])
+async def test_a_whole_run_against_the_mock_upstream(family: str) -> None:
+    from loadtest.mock_upstream.app import MockUpstream
+
+    mock, blobs = MockUpstream(), MemoryBlobs()
+    dep = {
+        "openai": msgspec.structs.replace(OPENAI, base_url="http://mock/v1"),
+        "azure": msgspec.structs.replace(AZURE, base_url="http://mock"),
+        "anthropic": msgspec.structs.replace(CLAUDE, base_url="http://mock"),
+    }[family]
+    ids = ["line-1", "line-2", "line-3"]
+    prompts = ["Say hello", "Say goodbye", "Fail me [mock:status=400]"]
+    ref = lines_blob(blobs, [NativeLine(c, chat=chat(p, max_tokens=30)) for c, p in zip(ids, prompts, strict=True)])
+    async with contextlib.aclosing(Client(httpx.ASGITransport(mock))) as client:
+        control = httpx.AsyncClient(transport=httpx.ASGITransport(mock), base_url="http://mock")
+        async with control:
+            assert (await control.put("/mock/batches", json={"delay_ms": 30})).status_code == 200
+
+            async def run(task: NativeBatchRequest) -> NativeBatchResult:
+                outcome = await native_batch.call(client, dep, task, CallProgress(), blobs)
+                assert isinstance(outcome.task_result, NativeBatchResult)
+                return outcome.task_result
+
+            made = await run(submit(ref, count=3))
+            assert made.state == "running" and made.deployment == dep.name
+            if family != "anthropic":  # sent again: the batch it made is found
+                assert (await run(submit(ref, count=3))).upstream_id == made.upstream_id
+            for _ in range(100):
+                polled = await run(later("poll", made.upstream_id, dep))
+                if polled.state == "ended":
+                    break
+                await asyncio.sleep(0.01)
+            assert polled.state == "ended" and (polled.completed, polled.failed) == (2, 1)
+            result = await run(later("results", made.upstream_id, dep))
+            report = (await control.get("/mock/batches")).json()
+    ends = ends_of(blobs, result)
+    assert sorted(ends) == ids
+    seen = report["batches"][made.upstream_id]["custom_ids"]
+    for custom_id in ids[:2]:
+        final = ends[custom_id]
+        assert isinstance(final, Final) and final.message is not None and final.message.content
+        billed = seen[custom_id]["usage"]
+        assert (final.usage.prompt_tokens, final.usage.completion_tokens) == (
+            billed["prompt_tokens"],
+            billed["completion_tokens"],
+        )
+        assert final.cost.total > 0 and final.deployment == dep.name
+    failed = ends["line-3"]
+    assert isinstance(failed, Failure) and failed.status == 400
+    assert report["created"] == 1 and report["lines_answered"] == 3
