@@ -405,13 +405,16 @@ async def test_a_line_no_adapter_can_send_refuses_the_submit_before_anything_is_
 
 
 async def test_a_client_without_get_is_an_internal_error_not_a_crash() -> None:
-    blobs = MemoryBlobs()
-    async with contextlib.aclosing(UpstreamHTTP(httpx.MockTransport(FakeOpenAI().handler))) as client:
-        if hasattr(client, "get"):
-            pytest.skip("the upstream seam sends GET now")
-        with pytest.raises(CallFailed) as failed:
-            await native_batch.call(client, OPENAI, later("poll", "batch_x"), CallProgress(), blobs)
-    assert isinstance(failed.value.error, InternalError)
+    class PostOnly:  # the upstream seam as it was before it could GET
+        async def post(self, url: str, headers: dict[str, str], content: Any, read_timeout_s: float) -> Any:
+            raise AssertionError("a poll posts nothing")
+
+        async def aclose(self) -> None:
+            return None
+
+    with pytest.raises(CallFailed) as failed:
+        await native_batch.call(PostOnly(), OPENAI, later("poll", "batch_x"), CallProgress(), MemoryBlobs())
+    assert isinstance(failed.value.error, InternalError) and "GET" in failed.value.error.message
 
 
 # -- Azure -------------------------------------------------------------------
