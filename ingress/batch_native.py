@@ -61,6 +61,7 @@ from services.bus.blobs import new_name
 log = logging.getLogger("sluice.ingress.batches")
 TICK_S = 0.2
 SWEEP_S = 10.0
+MIN_STEP_STALE_S = 20.0
 # A submit that failed for a reason that may pass (the upstream busy, the
 # provider process gone) is tried as a new job this many times, this far apart.
 MAX_SUBMIT_JOBS = 3
@@ -134,7 +135,10 @@ class NativeBatches:
             return
         if not _due(record, time.time()):
             return
-        lease = await self.store.take_lease(record, self.holder)
+        # A step lasts one request at most (a submit's, up to its deadline),
+        # so a lease left by a driver that died is taken over sooner than a finisher's.
+        stale_s = max(MIN_STEP_STALE_S, 2 * self.gw.settings.request_timeout_s)
+        lease = await self.store.take_lease(record, self.holder, stale_s)
         if lease is None:
             return
         try:
@@ -165,6 +169,10 @@ class NativeBatches:
         dep = native_batch.native_deployment(self.gw.table.find(native.model), record.endpoint)
         if dep is None:  # no longer configured so: its lines run as jobs
             await self._run_as_jobs(record, lease)
+            return
+        if record.status == "cancelling" and native.submit_tries == 0:
+            # Cancelled before anything was sent: every line ends unrun, nothing is charged.
+            await self._write_outcomes(record, {}, batches.CANCELLED, lease)
             return
         tries = native.submit_tries + 1
         record = await self._change(record, lambda n: msgspec.structs.replace(n, submit_tries=tries))
@@ -202,7 +210,7 @@ class NativeBatches:
             )
             return
         assert isinstance(reply, Failure)
-        if reply.code == native_batch.SCREENED:
+        if reply.code in native_batch.RUN_AS_JOBS:
             log.info("batch %s: %s; its lines run as jobs", record.id, reply.message)
             await self._run_as_jobs(record, lease)
         elif _may_pass(reply) and native.submit_job + 1 < MAX_SUBMIT_JOBS:
@@ -279,10 +287,19 @@ class NativeBatches:
             data += piece
         ends = {end.custom_id: end.reply for end in _decode_ends(bytes(data)).ends}
         del data
-        api = BY_PATH[record.endpoint]
         why_not = batches.CANCELLED if record.status == "cancelling" else NOT_ANSWERED
         if result.upstream_status == "expired":
             why_not = batches.EXPIRED
+        elif result.error:  # the upstream failed the whole batch
+            why_not = ("batch_failed_upstream", f"The provider failed the batch: {result.error[:1000]}")
+        await self._write_outcomes(record, ends, why_not, lease)
+
+    async def _write_outcomes(
+        self, record: BatchRecord, ends: dict[str, Final | Failure], why_not: tuple[str, str], lease: HeldLease
+    ) -> None:
+        """Each line's outcome (and row) from its end upstream, or not run
+        for ``why_not``; then the settlement, and the finisher's turn."""
+        api = BY_PATH[record.endpoint]
         received_ns = (record.in_progress_at or record.created_at) * 1_000_000_000
         cost = 0
         total = record.request_counts.total
@@ -295,21 +312,20 @@ class NativeBatches:
                 end.id, end.key_id, end.tenant_id = request_id, record.key_id, record.tenant_id
                 output = line_answer(api, request_id, line.custom_id, _decode_body(bytes(line.body)), end)
                 self._record_line(record, api, request_id, received_ns, end)
-                if isinstance(end, Final):
-                    cost += end.cost.total
+                cost += end.cost.total  # a failure too: an answer too large to keep was billed
             await self.store.write_outcome(record.id, number, output)
             if number == total:
                 break
         await self._settle(record, cost)
+        await self._change(record, lambda n: msgspec.structs.replace(n, phase="written"))
         self._known.pop(record.id, None)
         self._ended(record.tenant_id, record.id)
 
     def _record_line(
         self, record: BatchRecord, api: ClientApi, request_id: str, received_ns: int, reply: Final | Failure
     ) -> None:
-        model = (
-            reply.model if isinstance(reply, Final) and reply.model else (record.native.model if record.native else "")
-        )
+        # The model the line asked for, as on every row (the upstream's own is its deployment's).
+        model = record.native.model if record.native is not None else ""
         self.gw.record(request_id, received_ns, api.name, model, False, reply, [], origin="job", batch_id=record.id)
 
     async def _settle(self, record: BatchRecord, cost: int) -> None:
@@ -330,6 +346,7 @@ class NativeBatches:
             batch_id=record.id,
             upstream_id=native.upstream_id,
             deployment=native.deployment,
+            line_count=record.request_counts.total,
         )
         session = BusSession(self.gw, "native_batch", native.model, False, time.time_ns(), new_id(), origin="job")
         try:
@@ -363,7 +380,7 @@ class NativeBatches:
 def _driven(record: BatchRecord) -> bool:
     """A native batch whose lines have not all been written yet."""
     native = record.native
-    return native is not None and native.phase != "jobs" and record.status not in batches.ENDED
+    return native is not None and native.phase not in ("written", "jobs") and record.status not in batches.ENDED
 
 
 def _due(record: BatchRecord, now_s: float) -> bool:

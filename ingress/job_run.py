@@ -191,6 +191,10 @@ class JobRun:
         itself (a native batch's submit): exactly once, as any job, with no
         client's body to read."""
         replay = await self._replay() if delivery > 1 else Replay()
+        if delivery > 1:
+            log.info(
+                "job %s taken over: claimed %s, ended %s", self.id, replay.claim is not None, replay.ended is not None
+            )
         if replay.ended is not None:
             return self.result(replay.ended)
         parsed = Parsed(model=task.model, task=task)

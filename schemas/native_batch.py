@@ -49,10 +49,11 @@ class NativeLineEnds(msgspec.Struct):
     ends: list[NativeLineEnd]
 
 
-# submit, running (polled), collect (its results written); jobs: its lines
-# run as jobs after all (policy would not send them upstream unscreened: the
+# submit, running (polled), collect (its results being written), written
+# (every line's outcome kept: the finisher ends it); jobs: its lines run as
+# jobs after all (policy would not send them upstream unscreened: the
 # tenant's redaction or moderation, which a native batch would bypass).
-NativePhase = Literal["submit", "running", "collect", "jobs"]
+NativePhase = Literal["submit", "running", "collect", "written", "jobs"]
 
 
 class NativeRun(msgspec.Struct, omit_defaults=True):

@@ -30,6 +30,11 @@ ENDPOINTS: dict[str, frozenset[str]] = {
 # Policy's refusal of a submit whose lines the tenant's redaction or
 # moderation must read one by one: the driver then runs them as jobs.
 SCREENED = "native_batch_screened"
+# Anthropic's custom_ids are 1-64 letters, digits, "_" and "-": a batch with
+# others runs as jobs too (services.providers.tasks.native_anthropic).
+UNFIT_IDS = "native_batch_custom_id_unfit"
+# A submit refused with one of these runs the batch's lines as jobs instead.
+RUN_AS_JOBS = frozenset({SCREENED, UNFIT_IDS})
 # OpenAI, Azure and Anthropic each bill a batch's tokens at half their price.
 BATCH_PRICE_PERCENT = 50
 

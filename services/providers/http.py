@@ -51,6 +51,9 @@ class Upstream(Protocol):
         self, url: str, headers: dict[str, str], content: Body, read_timeout_s: float
     ) -> UpstreamResponse: ...
 
+    # A native batch's poll, list and results (``services.providers.tasks.native_batch``).
+    async def get(self, url: str, headers: dict[str, str], read_timeout_s: float) -> UpstreamResponse: ...
+
     async def aclose(self) -> None: ...
 
 
@@ -71,6 +74,11 @@ class UpstreamHTTP:
     async def post(self, url: str, headers: dict[str, str], content: Body, read_timeout_s: float) -> httpx.Response:
         timeout = {"connect": CONNECT_S, "read": read_timeout_s, "write": WRITE_S, "pool": POOL_S}
         request = httpx.Request("POST", _url(url), headers=headers, content=content, extensions={"timeout": timeout})
+        return await self.transport.handle_async_request(request)
+
+    async def get(self, url: str, headers: dict[str, str], read_timeout_s: float) -> httpx.Response:
+        timeout = {"connect": CONNECT_S, "read": read_timeout_s, "write": WRITE_S, "pool": POOL_S}
+        request = httpx.Request("GET", _url(url), headers=headers, extensions={"timeout": timeout})
         return await self.transport.handle_async_request(request)
 
     async def aclose(self) -> None:
@@ -150,6 +158,14 @@ class AiohttpUpstream:
             resp = await session.post(
                 url, data=content, headers=headers, timeout=_timeout(read_timeout_s), allow_redirects=False
             )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _as_httpx(exc, url) from exc
+        return _AiohttpResponse(resp, url)
+
+    async def get(self, url: str, headers: dict[str, str], read_timeout_s: float) -> _AiohttpResponse:
+        session = self._session or self._open()
+        try:
+            resp = await session.get(url, headers=headers, timeout=_timeout(read_timeout_s), allow_redirects=False)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _as_httpx(exc, url) from exc
         return _AiohttpResponse(resp, url)

@@ -22,7 +22,7 @@ import pytest
 
 from schemas.chat import ChatBody, EmbeddingsBody, Message
 from schemas.envelope import Deployment
-from schemas.errors import InternalError, InvalidRequest, UpstreamRateLimited
+from schemas.errors import InvalidRequest, UpstreamRateLimited
 from schemas.native_batch import NativeLine, NativeLineEnds, NativeLines
 from schemas.replies import Failure, Final
 from schemas.tasks import BlobRef, NativeBatchRequest, NativeBatchResult
@@ -402,19 +402,6 @@ async def test_a_line_no_adapter_can_send_refuses_the_submit_before_anything_is_
         await step(OPENAI, submit(ref), up.handler, blobs)
     assert isinstance(refused.value.error, InvalidRequest) and "'emb'" in refused.value.error.message
     assert up.count("POST", "/files") == 0 and up.count("POST", "/batches") == 0
-
-
-async def test_a_client_without_get_is_an_internal_error_not_a_crash() -> None:
-    class PostOnly:  # the upstream seam as it was before it could GET
-        async def post(self, url: str, headers: dict[str, str], content: Any, read_timeout_s: float) -> Any:
-            raise AssertionError("a poll posts nothing")
-
-        async def aclose(self) -> None:
-            return None
-
-    with pytest.raises(CallFailed) as failed:
-        await native_batch.call(PostOnly(), OPENAI, later("poll", "batch_x"), CallProgress(), MemoryBlobs())
-    assert isinstance(failed.value.error, InternalError) and "GET" in failed.value.error.message
 
 
 # -- Azure -------------------------------------------------------------------

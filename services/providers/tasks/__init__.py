@@ -91,7 +91,7 @@ async def call_task(
     if isinstance(task, NativeBatchRequest):
         from services.providers.tasks import native_batch
 
-        return await native_batch.call(client, dep, task, progress, blobs)
+        return await native_batch.call(client, dep, task, progress, blobs, tenant_id)
     assert isinstance(task, RerankRequest)
     from services.providers.tasks import rerank
 

@@ -20,13 +20,14 @@ from collections.abc import AsyncIterator
 
 from schemas.errors import GatewayError, InvalidRequest
 from schemas.tasks import NativeBatchRequest
+from services import native_batch
 from services.providers.anthropic.batch import MAX_LINES, MAX_REQUEST_BYTES, AnthropicBatches, fits
 from services.providers.openai.batch import LineKind
 from services.providers.tasks.batch_types import BatchState
 from services.providers.tasks.native_batch_io import BatchHttp, slices
 from services.providers.tasks.native_ends import EndsWriter, read_into
 
-UNFIT_IDS = "native_batch_custom_id_unfit"
+UNFIT_IDS = native_batch.UNFIT_IDS
 
 
 class AnthropicSteps:

@@ -62,7 +62,12 @@ class Steps(Protocol):
 
 
 async def call(
-    client: Upstream, dep: Deployment, task: NativeBatchRequest, progress: CallProgress, blobs: BlobAccess
+    client: Upstream,
+    dep: Deployment,
+    task: NativeBatchRequest,
+    progress: CallProgress,
+    blobs: BlobAccess,
+    tenant_id: str = "",
 ) -> CallOutcome:
     """One try of the step ``task`` at ``dep``."""
     start_ns = time.time_ns()
@@ -73,7 +78,7 @@ async def call(
     steps: Steps | None = None
     try:
         steps = steps_for(http, dep)
-        result = await _step(steps, dep, task, blobs)
+        result = await _step(steps, dep, task, blobs, tenant_id)
     except (GatewayError, httpx.TransportError) as exc:
         failed = _failed(exc, start_ns, http.first_byte_ns)
         failed.repeatable = steps is None or not steps.may_have_made()
@@ -93,7 +98,9 @@ def steps_for(http: BatchHttp, dep: Deployment) -> Steps:
     raise InvalidRequest(f"Model deployment {dep.name!r} ({dep.provider}) has no batch API the gateway speaks.")
 
 
-async def _step(steps: Steps, dep: Deployment, task: NativeBatchRequest, blobs: BlobAccess) -> NativeBatchResult:
+async def _step(
+    steps: Steps, dep: Deployment, task: NativeBatchRequest, blobs: BlobAccess, tenant_id: str
+) -> NativeBatchResult:
     results: BlobRef | None = None
     if task.op == "submit":
         if task.lines is None:
@@ -112,7 +119,8 @@ async def _step(steps: Steps, dep: Deployment, task: NativeBatchRequest, blobs: 
         if state.ended:
             # The writer's buffer as it is: the store slices it (a copy could be a GB).
             data = ends.data()
-            results = await blobs.write(new_name(NO_TENANT, "upload"), data, RESULTS_TYPE, RESULTS_TTL_S)  # type: ignore[arg-type]
+            name = new_name(tenant_id or NO_TENANT, "upload")
+            results = await blobs.write(name, data, RESULTS_TYPE, RESULTS_TTL_S)  # type: ignore[arg-type]
     return NativeBatchResult(
         upstream_id=state.id,
         deployment=dep.name,

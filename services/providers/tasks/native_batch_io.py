@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 from schemas.envelope import Deployment
-from schemas.errors import GatewayError, InternalError, UpstreamError
+from schemas.errors import GatewayError, UpstreamError
 from services.providers.call import CallProgress
 from services.providers.http import Body, Upstream, UpstreamResponse
 
@@ -73,12 +73,8 @@ class BatchHttp:
             await resp.aclose()
 
     async def _get(self, url: str, headers: dict[str, str]) -> UpstreamResponse:
-        get = getattr(self.client, "get", None)
-        if get is None:  # the seam predates GET (``services.providers.http``)
-            raise InternalError("The provider's upstream client cannot send GET requests.")
         self.progress.sent = True
-        response: UpstreamResponse = await get(url, headers, self.dep.timeout_s)
-        return response
+        return await self.client.get(url, headers, self.dep.timeout_s)
 
     async def _whole(self, resp: UpstreamResponse) -> bytes:
         try:
