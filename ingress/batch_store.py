@@ -203,9 +203,9 @@ class BatchStore:
             with contextlib.suppress(NotFoundError):
                 await self.records.delete(name)
 
-    async def take_lease(self, record: BatchRecord, holder: str, stale_s: float = LEASE_STALE_S) -> HeldLease | None:
+    async def take_lease(self, record: BatchRecord, holder: str, stale_s: float | None = None) -> HeldLease | None:
         """The batch's lease, if this holder may queue its lines or write its
-        files (a KV create); a lease older than ``stale_s`` is taken over."""
+        files (a KV create); a lease older than ``stale_s`` (LEASE_STALE_S) is taken over."""
         assert self.records is not None
         key = f"{record_key(record.tenant_id, record.id)}.lease"
         lease = msgspec.msgpack.encode(Lease(holder, time.time_ns()))
@@ -218,6 +218,7 @@ class BatchStore:
         except NotFoundError:
             return None  # released meanwhile: the next look takes it
         held = msgspec.msgpack.decode(entry.value or b"", type=Lease) if entry.value else None
+        stale_s = LEASE_STALE_S if stale_s is None else stale_s
         if held is not None and time.time_ns() - held.at_ns < stale_s * 1e9:
             return None
         try:
