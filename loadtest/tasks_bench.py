@@ -76,6 +76,11 @@ CHAT = "/v1/chat/completions"
 WARMUP = 10
 SLOW_LINE_MS = 100
 POLL_S = 0.2
+NATIVE_MODEL = "bench-native"
+# How often the gateway polls a native batch here (30 s by default), and how
+# long the mock's batch takes to end (its default).
+NATIVE_POLL_S = 0.5
+MOCK_BATCH_MS = 300
 
 # The demo config's task models (services/cli/demo.toml), a chat model for the batches' lines.
 CONFIG = """
@@ -95,6 +100,15 @@ provider = "openai"
 base_url = "http://127.0.0.1:{mock}/v1"
 upstream_model = "gpt-4o-mini"
 api_key_env = ""
+
+# The same model, its batches run as one OpenAI batch (the mock's Batch API).
+[[models]]
+name = "bench-native"
+provider = "openai"
+base_url = "http://127.0.0.1:{mock}/v1"
+upstream_model = "gpt-4o-mini"
+api_key_env = ""
+native_batch = true
 
 [[models]]
 name = "demo-image"
@@ -144,7 +158,7 @@ api_key_env = ""
 def gateway(root: Path, batch_concurrency: int) -> Iterator[tuple[Layout, Supervisor]]:
     """Sluice with its mock upstream on free loopback ports, the bench's key; stopped on the way out."""
     mock = free_port()
-    setting = f"batches_per_tenant = {batch_concurrency}"
+    setting = f"batches_per_tenant = {batch_concurrency}\nnative_batch_poll_s = {NATIVE_POLL_S}"
     (root / "sluice.toml").write_text(CONFIG.format(mock=mock, gateway=setting))
     layout = Layout(
         home=root, config=root / "sluice.toml", nats_port=free_port(), http_port=free_port(), mock_port=mock
@@ -288,12 +302,12 @@ def endpoint_line(name: str, r: dict[str, Any]) -> str:
 # --- 2. batches through the Files and Batch APIs ----------------------------------------------------------------
 
 
-def batch_input(run: str, lines: int, latency_ms: int) -> bytes:
+def batch_input(run: str, lines: int, latency_ms: int, model: str = CHAT_MODEL) -> bytes:
     """JSONL of ``lines`` chat lines, each prompt its own (the mock counts a body seen twice)."""
     out = bytearray()
     for i in range(lines):
         text = f"Batch {run}, line {i}: say something short. [mock:latency_ms={latency_ms}]"
-        body = {"model": CHAT_MODEL, "messages": [{"role": "user", "content": text}]}
+        body = {"model": model, "messages": [{"role": "user", "content": text}]}
         out += json.dumps({"custom_id": f"{run}-{i}", "method": "POST", "url": CHAT, "body": body}).encode() + b"\n"
     return bytes(out)
 
@@ -335,11 +349,17 @@ def batch_rows(layout: Layout, admin: str, batch_id: str, lines: int, timeout: f
         time.sleep(1)
 
 
-def run_batch(layout: Layout, sup: Supervisor, run: str, lines: int, latency_ms: int, timeout: float) -> dict[str, Any]:
+def run_batch(
+    layout: Layout, sup: Supervisor, run: str, lines: int, latency_ms: int, timeout: float, model: str = CHAT_MODEL
+) -> dict[str, Any]:
+    """One batch from create to its end: with ``model`` NATIVE_MODEL, one
+    batch of the mock's Batch API (the mock's calls are then its batch calls)."""
     pids = sup.pids()
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{layout.http_port}/v1", api_key=KEY, max_retries=0, timeout=120)
+    native = model == NATIVE_MODEL
     with client:
-        file_id = client.files.create(file=(f"{run}.jsonl", batch_input(run, lines, latency_ms)), purpose="batch").id
+        data = batch_input(run, lines, latency_ms, model)
+        file_id = client.files.create(file=(f"{run}.jsonl", data), purpose="batch").id
         calls_before = mock_stats(layout)
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         started = time.monotonic()
@@ -360,7 +380,12 @@ def run_batch(layout: Layout, sup: Supervisor, run: str, lines: int, latency_ms:
     problems = batch_problems(run, lines, batch, output, errors)
     calls = calls_after["requests"] - calls_before["requests"]
     repeated = calls_after["repeated"] - calls_before["repeated"]
-    if calls != lines or repeated:
+    if native:
+        upstream = native_batches(layout)
+        made = [b for b in upstream["batches"].values() if f"{run}-0" in b["custom_ids"]]
+        if calls or len(made) != 1 or made[0]["answered"] != lines:
+            problems.append(f"{calls} calls of their own and {len(made)} upstream batches, not 0 and one of {lines}")
+    elif calls != lines or repeated:
         problems.append(f"the mock saw {calls} calls ({repeated} repeated), not {lines}")
     if rows.get("lines") != lines or rows.get("succeeded") != lines:
         problems.append(f"the batch's rows: {rows}")
@@ -383,6 +408,13 @@ def run_batch(layout: Layout, sup: Supervisor, run: str, lines: int, latency_ms:
         "cpu_us_per_line": cpu,
         "problems": problems,
     }
+
+
+def native_batches(layout: Layout) -> dict[str, Any]:
+    response = httpx.get(f"http://127.0.0.1:{layout.mock_port}/mock/batches", timeout=60)
+    response.raise_for_status()
+    answer: dict[str, Any] = response.json()
+    return answer
 
 
 def concurrency_reached(r: dict[str, Any], per_line_s: float) -> float:
@@ -417,6 +449,10 @@ def measure(root: Path, args: argparse.Namespace, batch_concurrency: int) -> dic
                 r["lines_per_s_ceiling"] = round(batch_concurrency / per_line_s, 1)
             result["batches"][name] = r
             print("  " + batch_line(name, r), flush=True)
+        name = f"native (one OpenAI batch; polled every {NATIVE_POLL_S} s, the mock's batch takes {MOCK_BATCH_MS} ms)"
+        r = run_batch(layout, sup, "native", args.lines, 0, args.batch_timeout, NATIVE_MODEL)
+        result["batches"][name] = r
+        print("  " + batch_line(name, r), flush=True)
     return result
 
 
