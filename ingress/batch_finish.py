@@ -129,7 +129,7 @@ class BatchFinisher:
             return record.request_counts
         if record.in_progress_at is None:  # its lines are still being queued
             return record.request_counts
-        if record.native is not None and record.native.phase in ("submit", "running"):
+        if record.native is not None and record.native.phase in ("submit", "running", "collect"):
             return record.request_counts  # as its upstream batch counts them (``ingress.batch_native``)
         counts = await self.store.counts(batch_id, record.request_counts.total)
         if counts.completed + counts.failed >= counts.total and batch_id not in self._looking:

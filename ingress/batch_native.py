@@ -47,10 +47,11 @@ from ingress.gateway import Gateway
 from ingress.job_run import JobRun
 from ingress.session import BusSession
 from schemas.batches import BatchError, BatchRecord, RequestCounts
-from schemas.errors import GatewayError
+from schemas.errors import GatewayError, RateLimitExceeded
 from schemas.ids import new_id
 from schemas.native_batch import NativeLine, NativeLineEnds, NativeRun
 from schemas.replies import Failure, Final
+from schemas.reservation import Reservation
 from schemas.tasks import BlobRef, NativeBatchRequest, NativeBatchResult
 from services import batches, native_batch, quota
 from services.apis.base import ClientApi
@@ -62,10 +63,15 @@ log = logging.getLogger("sluice.ingress.batches")
 TICK_S = 0.2
 SWEEP_S = 10.0
 MIN_STEP_STALE_S = 20.0
+# A batch still not ended this long past its completion window (its upstream
+# unreachable, its key or model gone) ends: its lines expired, unbilled.
+EXPIRED_GRACE_S = 3600.0
 # A submit that failed for a reason that may pass (the upstream busy, the
 # provider process gone) is tried as a new job this many times, this far apart.
 MAX_SUBMIT_JOBS = 3
 SUBMIT_RETRY_S = 5.0
+# Failures after which an upstream batch may exist though no answer said so.
+MAYBE_MADE = frozenset({"worker_died", "upstream_timeout", "gateway_timeout", "internal_error"})
 # A line the upstream said the batch completed without.
 NOT_ANSWERED = ("batch_line_missing", "The provider's batch ended without an answer for this request.")
 _decode_body = msgspec.json.Decoder(dict[str, Any]).decode
@@ -86,6 +92,9 @@ class NativeBatches:
         self.holder = process.instance_name("ingress")
         # batch id -> its tenant: the native batches this process looks at.
         self._known: dict[str, str] = {}
+        # batch id -> not looked at again before (unix s): a step that failed,
+        # or a cancel the upstream refused, waits a poll interval.
+        self._not_before: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -101,16 +110,26 @@ class NativeBatches:
     def watch(self, tenant_id: str, batch_id: str) -> None:
         self._known[batch_id] = tenant_id
 
+    def _later(self, batch_id: str) -> None:
+        self._not_before[batch_id] = time.time() + max(1.0, self.gw.settings.native_batch_poll_s)
+
+    def _forget(self, batch_id: str) -> None:
+        self._known.pop(batch_id, None)
+        self._not_before.pop(batch_id, None)
+
     async def _ticks(self) -> None:
         while True:
             await asyncio.sleep(TICK_S)
             for batch_id, tenant_id in list(self._known.items()):
+                if time.time() < self._not_before.get(batch_id, 0.0):
+                    continue
                 try:
                     await self.step(tenant_id, batch_id)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    log.exception("native batch %s: a step failed; the next tick tries again", batch_id)
+                    log.exception("native batch %s: a step failed; it is tried again", batch_id)
+                    self._later(batch_id)
 
     async def _sweeps(self) -> None:
         while True:
@@ -131,7 +150,7 @@ class NativeBatches:
         """One step of the batch, if one is due and this process gets its lease."""
         record, _ = await self.store.get(tenant_id, batch_id)
         if record is None or not _driven(record):
-            self._known.pop(batch_id, None)
+            self._forget(batch_id)
             return
         if not _due(record, time.time()):
             return
@@ -147,7 +166,9 @@ class NativeBatches:
                 return
             native = record.native
             assert native is not None
-            if native.phase == "submit":
+            if record.expires_at is not None and time.time() > record.expires_at + EXPIRED_GRACE_S:
+                await self._abandon(record, lease)
+            elif native.phase == "submit":
                 await self._submit(record, native, lease)
             elif native.phase == "running":
                 await self._poll(record, native, lease)
@@ -170,30 +191,37 @@ class NativeBatches:
         if dep is None:  # no longer configured so: its lines run as jobs
             await self._run_as_jobs(record, lease)
             return
-        if record.status == "cancelling" and native.submit_tries == 0:
+        if record.status == "cancelling" and native.submit_job == 0 and native.submit_tries == 0:
             # Cancelled before anything was sent: every line ends unrun, nothing is charged.
             await self._write_outcomes(record, {}, batches.CANCELLED, lease)
             return
         tries = native.submit_tries + 1
         record = await self._change(record, lambda n: msgspec.structs.replace(n, submit_tries=tries))
-        try:
-            lines, cost = await self._lines(record, dep.catalog_model, lease)
-        except GatewayError as exc:  # its input file deleted or expired meanwhile
-            await self._fail(record, BatchError("input_file_unavailable", exc.message, "input_file_id"))
-            return
-        task = NativeBatchRequest(
-            model=native.model,
-            op="submit",
-            batch_id=record.id,
-            endpoint=record.endpoint,
-            lines=lines,
-            line_count=record.request_counts.total,
-            cost_pico_usd=cost,
-        )
         job = JobRun(
             self.gw, f"{record.id}-submit{native.submit_job}", "native_batch", "", record.key_id, record.tenant_id
         )
-        reply = (await job.run_task(task, tries)).result
+        # Taken over: a submit that ended needs no lines read again (its input file may be gone).
+        done = await job.ended_before() if tries > 1 else None
+        if done is None:
+            try:
+                lines, cost = await self._lines(record, dep.catalog_model, lease)
+            except GatewayError as exc:
+                if exc.status != 404:
+                    raise
+                # Its input file deleted or expired meanwhile.
+                await self._fail(record, BatchError("input_file_unavailable", exc.message, "input_file_id"))
+                return
+            task = NativeBatchRequest(
+                model=native.model,
+                op="submit",
+                batch_id=record.id,
+                endpoint=record.endpoint,
+                lines=lines,
+                line_count=record.request_counts.total,
+                cost_pico_usd=cost,
+            )
+            done = await job.run_task(task, tries)
+        reply = done.result
         if isinstance(reply, Final) and isinstance(reply.task_result, NativeBatchResult):
             result = reply.task_result
             log.info("batch %s submitted as %s at %s", record.id, result.upstream_id, result.deployment)
@@ -210,15 +238,20 @@ class NativeBatches:
             )
             return
         assert isinstance(reply, Failure)
+        refused_here = reply.code == RateLimitExceeded.code  # the key's own limits: nothing went upstream
         if reply.code in native_batch.RUN_AS_JOBS:
             log.info("batch %s: %s; its lines run as jobs", record.id, reply.message)
             await self._run_as_jobs(record, lease)
-        elif _may_pass(reply) and native.submit_job + 1 < MAX_SUBMIT_JOBS:
+        elif refused_here or (_may_pass(reply, dep.provider) and native.submit_failures + 1 < MAX_SUBMIT_JOBS):
             log.warning("batch %s: its submit failed (%s); trying again", record.id, reply.message)
             await self._change(
                 record,
                 lambda n: msgspec.structs.replace(
-                    n, submit_job=n.submit_job + 1, submit_tries=0, next_poll_at=time.time() + SUBMIT_RETRY_S
+                    n,
+                    submit_job=n.submit_job + 1,
+                    submit_tries=0,
+                    submit_failures=n.submit_failures + (0 if refused_here else 1),
+                    next_poll_at=time.time() + SUBMIT_RETRY_S,
                 ),
             )
         else:
@@ -257,6 +290,8 @@ class NativeBatches:
         if not isinstance(reply, Final) or not isinstance(reply.task_result, NativeBatchResult):
             log.warning("batch %s: asking its upstream batch failed: %s", record.id, _said(reply))
             await self._change(record, lambda n: msgspec.structs.replace(n, next_poll_at=next_at))
+            if cancel:
+                self._later(record.id)  # a cancel refused or lost: asked again a poll interval on
             return
         result = reply.task_result
         ended = result.state == "ended"
@@ -281,18 +316,31 @@ class NativeBatches:
         result = reply.task_result if isinstance(reply, Final) else None
         if not isinstance(result, NativeBatchResult) or result.results is None:
             log.warning("batch %s: fetching its results failed: %s", record.id, _said(reply))
+            next_at = time.time() + self.gw.settings.native_batch_poll_s
+            await self._change(record, lambda n: msgspec.structs.replace(n, next_poll_at=next_at))
             return
         data = bytearray()
         async for piece in self.gw.blobs.read(result.results):
             data += piece
-        ends = {end.custom_id: end.reply for end in _decode_ends(bytes(data)).ends}
+        ends = {end.custom_id: end.reply for end in _decode_ends(data).ends}
         del data
+        try:
+            await self.gw.blobs.delete(result.results.name)  # read: a driver after this one fetches its own
+        except GatewayError:
+            log.warning("batch %s: its results blob could not be removed; it ages out", record.id)
         why_not = batches.CANCELLED if record.status == "cancelling" else NOT_ANSWERED
         if result.upstream_status == "expired":
             why_not = batches.EXPIRED
         elif result.error:  # the upstream failed the whole batch
             why_not = ("batch_failed_upstream", f"The provider failed the batch: {result.error[:1000]}")
         await self._write_outcomes(record, ends, why_not, lease)
+
+    async def _abandon(self, record: BatchRecord, lease: HeldLease) -> None:
+        """Past its window and the grace after it, and not ended (its upstream
+        unreachable, its key or deployment gone): every line not answered
+        ends as expired, and what was reserved is given back."""
+        log.error("batch %s: its upstream batch did not end within its window; its lines end expired", record.id)
+        await self._write_outcomes(record, {}, batches.EXPIRED, lease)
 
     async def _write_outcomes(
         self, record: BatchRecord, ends: dict[str, Final | Failure], why_not: tuple[str, str], lease: HeldLease
@@ -301,24 +349,36 @@ class NativeBatches:
         for ``why_not``; then the settlement, and the finisher's turn."""
         api = BY_PATH[record.endpoint]
         received_ns = (record.in_progress_at or record.created_at) * 1_000_000_000
-        cost = 0
+        # What the upstream billed, a failure's too (an answer too large to keep).
+        billed = sum(end.cost.total for end in ends.values())
         total = record.request_counts.total
-        async for number, line in _input_lines(self.gw, record, lease):
-            end = ends.pop(line.custom_id, None)
-            request_id = native_batch.line_request_id(record.id, number)
-            if end is None:
-                output = batches.not_run(line.custom_id, why_not)
-            else:
+        try:
+            async for number, line in _input_lines(self.gw, record, lease):
+                end = ends.pop(line.custom_id, None)
+                request_id = native_batch.line_request_id(record.id, number)
+                if end is None:
+                    output = batches.not_run(line.custom_id, why_not)
+                else:
+                    end.id, end.key_id, end.tenant_id = request_id, record.key_id, record.tenant_id
+                    output = line_answer(api, request_id, line.custom_id, _decode_body(bytes(line.body)), end)
+                    self._record_line(record, api, request_id, received_ns, end)
+                await self.store.write_outcome(record.id, number, output)
+                if number == total:
+                    break
+        except GatewayError as exc:
+            if exc.status != 404:
+                raise
+            # The input file deleted meanwhile: its lines can no longer be numbered.
+            for custom_id, end in ends.items():  # billed upstream all the same: each its row
+                request_id = native_batch.orphan_request_id(record.id, custom_id)
                 end.id, end.key_id, end.tenant_id = request_id, record.key_id, record.tenant_id
-                output = line_answer(api, request_id, line.custom_id, _decode_body(bytes(line.body)), end)
                 self._record_line(record, api, request_id, received_ns, end)
-                cost += end.cost.total  # a failure too: an answer too large to keep was billed
-            await self.store.write_outcome(record.id, number, output)
-            if number == total:
-                break
-        await self._settle(record, cost)
+            await self._settle(record, billed)
+            await self._fail(record, BatchError("input_file_unavailable", exc.message, "input_file_id"))
+            return
+        await self._settle(record, billed)
         await self._change(record, lambda n: msgspec.structs.replace(n, phase="written"))
-        self._known.pop(record.id, None)
+        self._forget(record.id)
         self._ended(record.tenant_id, record.id)
 
     def _record_line(
@@ -329,14 +389,18 @@ class NativeBatches:
         self.gw.record(request_id, received_ns, api.name, model, False, reply, [], origin="job", batch_id=record.id)
 
     async def _settle(self, record: BatchRecord, cost: int) -> None:
-        """The submit's reservation, replaced by what the lines cost: once,
-        by the driver whose compare-and-set cleared it (one that dies between
-        the two leaves the worst case charged, never less than was spent)."""
-        held = record.native.reservation if record.native is not None else None
-        if held is None:
-            return
-        await self._change(record, lambda n: msgspec.structs.replace(n, reservation=None))
-        quota_ledger.settle(self.gw.counters, held, 0, cost)
+        """The submit's reservation, replaced by what the lines cost: once, by
+        the driver whose compare-and-set took it off the record (one that dies
+        between the two leaves the worst case charged, never less than was spent)."""
+        taken: list[Reservation | None] = [None]
+
+        def take(n: NativeRun) -> NativeRun:
+            taken[0] = n.reservation  # as stored at this write (a write that lost its race runs again)
+            return msgspec.structs.replace(n, reservation=None)
+
+        await self._change(record, take)
+        if taken[0] is not None:
+            quota_ledger.settle(self.gw.counters, taken[0], 0, cost)
 
     async def _ask(self, record: BatchRecord, native: NativeRun, op: str) -> Final | Failure | None:
         """One poll, results or cancel step: a plain request (each is safe to send again)."""
@@ -363,7 +427,7 @@ class NativeBatches:
             )
 
         stored = await self.store.change(record.tenant_id, record.id, as_jobs)
-        self._known.pop(record.id, None)
+        self._forget(record.id)
         if stored is not None:
             await self._as_jobs(stored, lease)
 
@@ -372,7 +436,7 @@ class NativeBatches:
         failed = await self.store.change(
             record.tenant_id, record.id, lambda r: batches.failed(r, [error], int(time.time()))
         )
-        self._known.pop(record.id, None)
+        self._forget(record.id)
         if failed is not None:
             await self.store.closed(failed)
 
@@ -386,16 +450,18 @@ def _driven(record: BatchRecord) -> bool:
 def _due(record: BatchRecord, now_s: float) -> bool:
     native = record.native
     assert native is not None
-    if native.phase == "collect":
-        return True
     if native.phase == "running" and record.status == "cancelling" and not native.cancel_sent:
         return True
     return now_s >= native.next_poll_at
 
 
-def _may_pass(failure: Failure) -> bool:
+def _may_pass(failure: Failure, family: str) -> bool:
     """A failure another submit may not meet: the upstream busy or down, the
-    provider process gone, the gateway's own deadline."""
+    provider process gone, the gateway's own deadline. Not at Anthropic once
+    the create may have reached it (the provider gone, a timeout): its
+    batches carry no mark of ours, so a second submit would be a second batch."""
+    if family == "anthropic" and failure.code in MAYBE_MADE:
+        return False
     return failure.status in (408, 429, 500, 502, 503, 504) and failure.type != "insufficient_quota"
 
 

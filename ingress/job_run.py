@@ -186,6 +186,11 @@ class JobRun:
         # copies are numbered above all of its, and fence them off first.
         return await self._request(api.name, parsed, replay.quota, (delivery - 1) * COPIES_PER_RUN)
 
+    async def ended_before(self) -> JobResult | None:
+        """How an earlier delivery of the job ended, if it did."""
+        replay = await self._replay()
+        return self.result(replay.ended) if replay.ended is not None else None
+
     async def run_task(self, task: NativeBatchRequest, delivery: int) -> JobResult:
         """Run, the ``delivery``-th time, a job whose request the gateway made
         itself (a native batch's submit): exactly once, as any job, with no

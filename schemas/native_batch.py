@@ -66,6 +66,8 @@ class NativeRun(msgspec.Struct, omit_defaults=True):
     # by each driver that takes it over).
     submit_job: int = 0
     submit_tries: int = 0
+    # Submits that failed upstream (a limit of the key's own is waited out).
+    submit_failures: int = 0
     upstream_id: str = ""
     deployment: str = ""
     # What the submit reserved from the budgets; the lines' costs settle it.

@@ -12,6 +12,8 @@ and one sent as ``/v1/chat/completions`` at Anthropic, as any request may.
 
 from __future__ import annotations
 
+import hashlib
+
 import msgspec
 
 from schemas.chat import Cost
@@ -33,8 +35,12 @@ SCREENED = "native_batch_screened"
 # Anthropic's custom_ids are 1-64 letters, digits, "_" and "-": a batch with
 # others runs as jobs too (services.providers.tasks.native_anthropic).
 UNFIT_IDS = "native_batch_custom_id_unfit"
+# Larger, as the family sends it, than its batch API takes; a line its
+# adapter will not translate: the lines run as jobs, each on its own.
+TOO_LARGE = "native_batch_too_large"
+LINE_UNFIT = "native_batch_line_unfit"
 # A submit refused with one of these runs the batch's lines as jobs instead.
-RUN_AS_JOBS = frozenset({SCREENED, UNFIT_IDS})
+RUN_AS_JOBS = frozenset({SCREENED, UNFIT_IDS, TOO_LARGE, LINE_UNFIT})
 # OpenAI, Azure and Anthropic each bill a batch's tokens at half their price.
 BATCH_PRICE_PERCENT = 50
 
@@ -87,6 +93,13 @@ def batch_cost(cost: Cost) -> Cost:
         call=half(cost.call),
         units=half(cost.units),
     )
+
+
+def orphan_request_id(batch_id: str, custom_id: str) -> str:
+    """The request id of a line answered upstream whose number is lost (its
+    batch's input file deleted before its results came): by its custom_id."""
+    digest = hashlib.blake2b(custom_id.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+    return f"{batch_id}-c{digest}"
 
 
 def line_request_id(batch_id: str, line: int) -> str:

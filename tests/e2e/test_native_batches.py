@@ -310,3 +310,39 @@ def test_a_tenant_whose_redaction_reads_every_request_has_its_lines_run_one_by_o
     ids = {x["custom_id"] for x in lines}
     assert not [b for b in mock_batches(stack)["batches"].values() if set(b["custom_ids"]) & ids]
     assert stack.mock_stats()["requests"] - before == 3  # a call each, through the redaction stage
+
+
+def test_an_input_file_deleted_while_its_batch_runs_fails_the_batch_with_every_billed_line_on_a_row(
+    stack: Stack,
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    lines = [line(f"d{run}-{i}", f"deleted {run} line {i}", "native-gpt") for i in range(8)]
+    ids = {x["custom_id"] for x in lines}
+    set_delay(stack, 2000)
+    try:
+        with sdk(stack) as client:
+            data = b"".join(json.dumps(x).encode() + b"\n" for x in lines)
+            file_id = client.files.create(file=("in.jsonl", data), purpose="batch").id
+            batch_id = client.batches.create(input_file_id=file_id, endpoint=CHAT, completion_window="24h").id
+            deadline = time.monotonic() + 20
+            while not [b for b in mock_batches(stack)["batches"].values() if set(b["custom_ids"]) == ids]:
+                assert time.monotonic() < deadline, "the upstream batch was never made"
+                time.sleep(0.1)
+            assert client.files.delete(file_id).deleted
+            batch = ended(client, batch_id)
+    finally:
+        set_delay(stack, 300)
+    assert batch.status == "failed" and batch.errors is not None and batch.errors.data is not None
+    assert batch.errors.data[0].code == "input_file_unavailable"
+    upstream = the_upstream_batch(stack, ids)
+    catalog = catalog_of("gpt-4o-mini", "openai")
+    spent = sum(billed(v["usage"], catalog) for v in upstream["custom_ids"].values() if v["answered"])
+    deadline = time.monotonic() + 30
+    while True:
+        found = stack.query("batches", batch_id=batch_id)
+        row = dict(zip(found["columns"], found["rows"][0], strict=True)) if found["rows"] else {"lines": 0}
+        if row["lines"] >= upstream["answered"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert row["lines"] == upstream["answered"] > 0
+    assert int(row["cost_pico_usd"]) == spent

@@ -62,7 +62,7 @@ class AnthropicSteps:
                 raise InvalidRequest(
                     f"The batch is larger than Anthropic's Message Batches take "
                     f"({MAX_LINES} requests, {MAX_REQUEST_BYTES} bytes as it is sent).",
-                    code="native_batch_too_large",
+                    code=native_batch.TOO_LARGE,
                 )
         if not count:
             raise InvalidRequest("A batch needs at least one line.")

@@ -18,6 +18,7 @@ from schemas.envelope import Deployment
 from schemas.errors import InternalError, InvalidRequest
 from schemas.native_batch import NativeLine
 from schemas.tasks import BlobRef
+from services import native_batch
 from services.providers.call import _for_model as for_model
 from services.providers.call import _translated as translated
 from services.providers.openai.batch import LineKind
@@ -69,8 +70,8 @@ def body_of(dep: Deployment, kind: LineKind, line: NativeLine, api_key: str | No
         if kind == "embeddings" and line.embeddings is not None and known.embeddings is not None:
             return translated(known.embeddings.build_embeddings_request, dep, line.embeddings, api_key).content
     except InvalidRequest as exc:
-        raise InvalidRequest(f"Batch line {line.custom_id!r}: {exc.message}", code=exc.code) from exc
+        raise InvalidRequest(f"Batch line {line.custom_id!r}: {exc.message}", code=native_batch.LINE_UNFIT) from exc
     raise InvalidRequest(
         f"Batch line {line.custom_id!r} is not a {kind} request that {dep.provider}'s batch API runs.",
-        code="native_batch_line_unfit",
+        code=native_batch.LINE_UNFIT,
     )

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 
 from schemas.errors import GatewayError, InvalidRequest
 from schemas.tasks import NativeBatchRequest
+from services import native_batch
 from services.providers.openai.batch import (
     MAX_INPUT_BYTES,
     MAX_LINES,
@@ -39,6 +40,7 @@ class OpenAISteps:
         self.api = api
         self.dep = http.dep
         self.key = api_key
+        self.create_sent = False
 
     async def submit(
         self, task: NativeBatchRequest, kind: LineKind, lines: AsyncIterator[tuple[str, bytes]]
@@ -55,7 +57,7 @@ class OpenAISteps:
                 raise InvalidRequest(
                     f"The batch is larger than {self.dep.provider}'s batch API takes "
                     f"({MAX_LINES} lines, {MAX_INPUT_BYTES} bytes as it is sent).",
-                    code="native_batch_too_large",
+                    code=native_batch.TOO_LARGE,
                 )
         if not count:
             raise InvalidRequest("A batch needs at least one line.")
@@ -66,13 +68,17 @@ class OpenAISteps:
         file_id = self.api.read_file(await self.http.post(self.api.files_url(self.dep), headers, form.stream()))
         del form, jsonl  # the upload is sent: the lines are not needed again
         body = self.api.create_body(file_id, kind, task.batch_id)
+        self.create_sent = True
         return self.api.read_batch(
             await self.http.post(self.api.batches_url(self.dep), self.api.headers(self.key), body)
         )
 
     def may_have_made(self) -> bool:
-        """Never a reason not to try again: another try finds a batch this one made by its metadata."""
-        return False
+        """Whether a failed step may have made an upstream batch (the create
+        sent, and no error status came back): then the walk goes to no other
+        deployment, whose list would not show it; the driver's next submit
+        comes here first and finds it by its metadata."""
+        return self.create_sent and self.http.last_status < 400
 
     async def find(self, batch_id: str) -> BatchState | None:
         """The upstream batch that runs Sluice's ``batch_id``, if one was made."""
