@@ -18,13 +18,13 @@ from collections.abc import Iterator
 import httpx
 import openai
 import pytest
-from openai.types import Batch
 
 from schemas.chat import Usage
 from schemas.jobs import JobResult
 from schemas.replies import Final
 from services.bus.client import SluiceClient
 from services.usage import cost_of
+from tests.batch_client import ended, lines_of
 from tests.stack import DEMO_KEY, PRIVATE_KEY, Stack
 
 # Four lines of a tenant's batches at once, so a cancel finds lines not started.
@@ -66,22 +66,6 @@ def chat_line(custom_id: str, text: str, model: str = "demo-model") -> dict:
 
 def upload(client: openai.OpenAI, lines: list[dict], purpose: str = "batch") -> str:
     return client.files.create(file=("in.jsonl", jsonl(lines)), purpose=purpose).id  # type: ignore[arg-type]
-
-
-def ended(client: openai.OpenAI, batch_id: str, timeout: float = 30.0) -> Batch:
-    deadline = time.monotonic() + timeout
-    while True:
-        batch = client.batches.retrieve(batch_id)
-        if batch.status in ("completed", "failed", "expired", "cancelled"):
-            return batch
-        assert time.monotonic() < deadline, f"batch still {batch.status}: {batch.request_counts}"
-        time.sleep(0.2)
-
-
-def lines_of(client: openai.OpenAI, file_id: str | None) -> list[dict]:
-    if file_id is None:
-        return []
-    return [json.loads(line) for line in client.files.content(file_id).text.splitlines()]
 
 
 def shape(value: object) -> object:

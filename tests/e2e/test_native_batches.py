@@ -21,7 +21,6 @@ from collections.abc import Iterator
 import httpx
 import openai
 import pytest
-from openai.types import Batch
 
 from schemas import subjects
 from schemas.chat import Usage
@@ -30,6 +29,7 @@ from services import native_batch, pricing, quota
 from services.config import control_records, load
 from services.keys import hash_key
 from services.usage import cost_of
+from tests.batch_client import ended, lines_of
 from tests.stack import DEMO_KEY, PRIVATE_KEY, Stack
 
 BUDGET_KEY = "sk-test-native-budget-0123456789"
@@ -109,22 +109,6 @@ def run_batch(client: openai.OpenAI, lines: list[dict], endpoint: str = CHAT) ->
     return client.batches.create(input_file_id=file_id, endpoint=endpoint, completion_window="24h").id  # type: ignore[arg-type]
 
 
-def ended(client: openai.OpenAI, batch_id: str, timeout: float = 60.0) -> Batch:
-    deadline = time.monotonic() + timeout
-    while True:
-        batch = client.batches.retrieve(batch_id)
-        if batch.status in ("completed", "failed", "expired", "cancelled"):
-            return batch
-        assert time.monotonic() < deadline, f"batch still {batch.status}: {batch.request_counts}"
-        time.sleep(0.2)
-
-
-def lines_of(client: openai.OpenAI, file_id: str | None) -> list[dict]:
-    if file_id is None:
-        return []
-    return [json.loads(x) for x in client.files.content(file_id).text.splitlines()]
-
-
 def the_upstream_batch(stack: Stack, custom_ids: set[str]) -> dict:
     """The one upstream batch that holds these lines (and never a second)."""
     found = [b for b in mock_batches(stack)["batches"].values() if set(b["custom_ids"]) == custom_ids]
@@ -150,6 +134,18 @@ def rows_by_line(stack: Stack, batch_id: str, count: int) -> dict[int, dict]:
     ids = [native_batch.line_request_id(batch_id, n) for n in range(1, count + 1)]
     rows = stack.rows_of(ids)
     return {n: rows[request_id] for n, request_id in enumerate(ids, start=1)}
+
+
+def batch_summary(stack: Stack, batch_id: str, lines: int, timeout: float = 30.0) -> dict:
+    """The named query ``batches``' row of the batch once it counts ``lines``
+    (the sink writes rows a moment after the lines end), or as it then stands."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = stack.query("batches", batch_id=batch_id)
+        row = dict(zip(found["columns"], found["rows"][0], strict=True)) if found["rows"] else {"lines": 0}
+        if row["lines"] >= lines or time.monotonic() > deadline:
+            return row
+        time.sleep(0.3)
 
 
 def test_a_batch_to_a_native_model_is_one_upstream_batch_billed_per_line_at_half_price(stack: Stack) -> None:
@@ -182,8 +178,7 @@ def test_a_batch_to_a_native_model_is_one_upstream_batch_billed_per_line_at_half
         assert answer["body"]["usage"]["prompt_tokens"] == usage["prompt_tokens"]
     first = stack.request_row(rows[1]["request_id"])
     assert (first["batch_id"], first["api"], first["model"], first["origin"]) == (batch.id, "chat", "native-gpt", "job")
-    found = stack.query("batches", batch_id=batch.id)
-    summary = dict(zip(found["columns"], found["rows"][0], strict=True))
+    summary = batch_summary(stack, batch.id, 12)
     assert (summary["lines"], summary["succeeded"]) == (12, 12)
     assert int(summary["cost_pico_usd"]) == sum(int(r["cost_pico_usd"]) for r in rows.values())
 
@@ -261,8 +256,7 @@ def test_a_cancel_reaches_the_upstream_and_the_lines_it_never_ran_cost_nothing(s
     assert {o["custom_id"] for o in out} == ran
     assert {e["custom_id"] for e in errors} == {x["custom_id"] for x in lines} - ran
     assert {e["error"]["code"] for e in errors} == {"batch_cancelled"}
-    found = stack.query("batches", batch_id=batch_id)
-    row = dict(zip(found["columns"], found["rows"][0], strict=True))
+    row = batch_summary(stack, batch_id, len(ran))
     catalog = catalog_of("gpt-4o-mini", "openai")
     assert row["lines"] == len(ran)
     assert int(row["cost_pico_usd"]) == sum(billed(upstream["custom_ids"][c]["usage"], catalog) for c in ran)
@@ -337,12 +331,6 @@ def test_an_input_file_deleted_while_its_batch_runs_fails_the_batch_with_every_b
     upstream = the_upstream_batch(stack, ids)
     catalog = catalog_of("gpt-4o-mini", "openai")
     spent = sum(billed(v["usage"], catalog) for v in upstream["custom_ids"].values() if v["answered"])
-    deadline = time.monotonic() + 30
-    while True:
-        found = stack.query("batches", batch_id=batch_id)
-        row = dict(zip(found["columns"], found["rows"][0], strict=True)) if found["rows"] else {"lines": 0}
-        if row["lines"] >= upstream["answered"] or time.monotonic() > deadline:
-            break
-        time.sleep(0.3)
+    row = batch_summary(stack, batch_id, upstream["answered"])
     assert row["lines"] == upstream["answered"] > 0
     assert int(row["cost_pico_usd"]) == spent

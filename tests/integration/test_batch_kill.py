@@ -16,8 +16,8 @@ import time
 
 import openai
 import pytest
-from openai.types import Batch
 
+from tests.batch_client import ended, lines_of
 from tests.stack import DEMO_KEY, Stack
 
 # Heavy (10,000 upstream calls, processes killed): alone, after the parallel part of `make test`.
@@ -34,22 +34,6 @@ def jsonl(texts: list[str], prefix: str) -> bytes:
         body = {"model": "demo-model", "messages": [{"role": "user", "content": text}]}
         out += json.dumps({"custom_id": f"{prefix}{i}", "method": "POST", "url": CHAT, "body": body}).encode() + b"\n"
     return bytes(out)
-
-
-def ended(client: openai.OpenAI, batch_id: str, timeout: float) -> Batch:
-    deadline = time.monotonic() + timeout
-    while True:
-        batch = client.batches.retrieve(batch_id)
-        if batch.status in ("completed", "failed", "expired", "cancelled"):
-            return batch
-        assert time.monotonic() < deadline, f"batch still {batch.status}: {batch.request_counts}"
-        time.sleep(0.5)
-
-
-def lines_of(client: openai.OpenAI, file_id: str | None) -> list[dict]:
-    if file_id is None:
-        return []
-    return [json.loads(line) for line in client.files.content(file_id).text.splitlines()]
 
 
 def wait_for_calls(stack: Stack, at_least: int, timeout: float = 90.0) -> None:
@@ -75,7 +59,7 @@ def test_a_10000_line_batch_survives_kills_and_a_cancel_stops_the_lines_not_star
         for name, at in (("ingress-1", LINES // 4), ("pipeline", LINES // 2)):
             wait_for_calls(stack, at)
             os.kill(stack.supervisor.pids()[name], signal.SIGKILL)
-        batch = ended(client, made.id, timeout=150)
+        batch = ended(client, made.id, timeout=150, poll_s=0.5)
         elapsed = time.monotonic() - started
         mock = stack.mock_stats()
         out, errors = lines_of(client, batch.output_file_id), lines_of(client, batch.error_file_id)
@@ -104,7 +88,7 @@ def test_a_10000_line_batch_survives_kills_and_a_cancel_stops_the_lines_not_star
         made = client.batches.create(input_file_id=file_id, endpoint=CHAT, completion_window="24h")
         wait_for_calls(stack, before + 300)
         assert client.batches.cancel(made.id).status == "cancelling"
-        batch = ended(client, made.id, timeout=60)
+        batch = ended(client, made.id, timeout=60, poll_s=0.5)
         out, errors = lines_of(client, batch.output_file_id), lines_of(client, batch.error_file_id)
         ran = [o for o in out + errors if o["response"] is not None]
         cancelled = [e for e in errors if e["response"] is None and e["error"]["code"] == "batch_cancelled"]
