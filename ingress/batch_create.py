@@ -83,6 +83,7 @@ async def create(gw: Gateway, store: BatchStore, intake: JobIntake, caller: ApiK
         created_at=now_ns // 1_000_000_000,
         expires_at=now_ns // 1_000_000_000 + batches.WINDOW_S,
         metadata=req.metadata,
+        output_expires_after_s=req.output_expires_after.seconds if req.output_expires_after is not None else 0,
         tenant_id=caller.tenant_id,
         key_id=caller.id,
     )

@@ -242,7 +242,13 @@ class BatchFinisher:
 
             kind = "output" if succeeded else "error"
             made = await file_store.create_file(
-                self.gw, record.tenant_id, record.key_id, f"{record.id}_{kind}.jsonl", "batch_output", pieces()
+                self.gw,
+                record.tenant_id,
+                record.key_id,
+                f"{record.id}_{kind}.jsonl",
+                "batch_output",
+                pieces(),
+                record.output_expires_after_s,
             )
         return made.id
 

@@ -92,12 +92,19 @@ async def keep_record(gw: Gateway, record: FileRecord, held: Held) -> FileRecord
 
 
 async def create_file(
-    gw: Gateway, tenant_id: str, key_id: str, filename: str, purpose: FilePurpose, chunks: AsyncIterator[bytes]
+    gw: Gateway,
+    tenant_id: str,
+    key_id: str,
+    filename: str,
+    purpose: FilePurpose,
+    chunks: AsyncIterator[bytes],
+    expires_after_s: int = 0,
 ) -> FileRecord:
     """Keep a file the gateway made (a batch's output or error file,
     ``purpose`` "batch_output") from ``chunks`` as they come, under the
-    tenant and the key it is made for; its record. Expires as the gateway's
-    ``files_retention_s`` says for its purpose. No size cap: the gateway's
+    tenant and the key it is made for; its record. Expires ``expires_after_s``
+    after it is made (its batch's ``output_expires_after``), else as the
+    gateway's ``files_retention_s`` says for its purpose. No size cap: the gateway's
     own output, bounded by what made it. It counts in the tenant's totals
     but is never refused by them (the lines it holds ran and were paid for):
     a tenant past them uploads nothing more until it deletes."""
@@ -108,7 +115,11 @@ async def create_file(
     except BaseException:
         await held.release()
         raise
-    expires_at = files.expires_at(purpose, created_at, None, None, gw.settings.files_retention_s)
+    expires_at = (
+        created_at + expires_after_s
+        if expires_after_s > 0
+        else files.expires_at(purpose, created_at, None, None, gw.settings.files_retention_s)
+    )
     record = record_of(
         tenant_id=tenant_id,
         key_id=key_id,

@@ -77,6 +77,9 @@ class BatchRecord(Batch, kw_only=True):
     key_id: str
     # A batch run as one batch of its model's provider (``schemas.native_batch``).
     native: NativeRun | None = None
+    # ``output_expires_after[seconds]``: how long its output and error files
+    # are kept (0: the gateway's ``files_retention_s``).
+    output_expires_after_s: int = 0
 
     def public(self) -> Batch:
         """The record as its owner sees it: nothing of the gateway's own."""

@@ -92,7 +92,11 @@ def test_a_chat_batch_answers_each_line_as_the_endpoint_does_and_bills_what_the_
     lines.append(chat_line("missing", f"batch {run} nope", model="no-such-model"))
     before = stack.mock_stats()["requests"]
     made = demo.batches.create(
-        input_file_id=upload(demo, lines), endpoint=CHAT, completion_window="24h", metadata={"run": run}
+        input_file_id=upload(demo, lines),
+        endpoint=CHAT,
+        completion_window="24h",
+        metadata={"run": run},
+        output_expires_after={"anchor": "created_at", "seconds": 7200},
     )
     assert made.status == "in_progress" and made.metadata == {"run": run} and made.object == "batch"
     assert made.request_counts is not None and made.request_counts.total == 7
@@ -108,6 +112,10 @@ def test_a_chat_batch_answers_each_line_as_the_endpoint_does_and_bills_what_the_
         assert shape(o["response"]["body"]) == shape(reference)
         assert o["response"]["body"]["usage"]["completion_tokens"] == 3
     assert [(e["custom_id"], e["response"]["status_code"]) for e in errors] == [("missing", 404)]
+    # Both files are kept as long as output_expires_after said (not files_retention_s, 30 days).
+    for file_id in (batch.output_file_id, batch.error_file_id):
+        kept = demo.files.retrieve(file_id)  # type: ignore[arg-type]
+        assert kept.expires_at is not None and kept.expires_at - kept.created_at == 7200
     assert errors[0]["response"]["body"]["error"]["code"] == "model_not_found"
     # One upstream call per line that reached a model (the reference call too), none twice.
     stats = stack.mock_stats()
