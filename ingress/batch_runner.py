@@ -21,6 +21,11 @@ all: nothing reaches the upstream, nothing is charged. A line an earlier
 run claimed is not sent again either: it ends as that run's request did
 (waiting for it if it may still answer), or, if no provider took that
 request, as not run.
+
+A line refused for its key's own rate limit (requests or tokens a minute,
+requests in flight) is not an outcome: its job is delivered again once the
+limit has room (``Paced``), and runs again (nothing went upstream). A line
+refused for its budget ends so.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from ingress.batch_store import BatchStore
 from ingress.gateway import Gateway
 from ingress.job_run import JobRun
 from schemas.batches import BatchLine, BatchOutput, BatchRecord, decode_line, decode_output
-from schemas.errors import GatewayError, InternalError
+from schemas.errors import GatewayError, InternalError, RateLimitExceeded
 from schemas.replies import Failure, Final
 from services import batches
 from services.apis.base import ClientApi, RequestView
@@ -46,7 +51,17 @@ from services.apis.table import BY_PATH
 log = logging.getLogger("sluice.ingress.batches")
 # A batch's record is read again after this long: how soon runners see a cancel.
 RECORD_FRESH_S = 0.25
+# A line refused for its key's rate limit waits at most this long before it tries again.
+MAX_PACE_S = 60.0
 _decode_body = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+class Paced(msgspec.Struct):
+    """A line refused for its key's own rate limit (requests, tokens, in
+    flight): not an outcome. A batch's lines wait for room as OpenAI's
+    batches do, rather than failing for a limit a direct caller retries."""
+
+    delay_s: float
 
 
 class BatchLines:
@@ -83,6 +98,10 @@ class BatchLines:
                 return
             run.batch_id = record.id
             output = await self._outcome(run, msg, line, record)
+            if isinstance(output, Paced):
+                # Refused for the key's own rate limit: it runs again once the limit has room.
+                await msg.nak(delay=output.delay_s)
+                return
             await self.store.write_outcome(line.batch_id, line.line, output)
         else:
             # Ended in an earlier run that died before its ack: its mark too, if that was lost.
@@ -90,7 +109,7 @@ class BatchLines:
         self._ended(run.tenant_id, line.batch_id)
         await msg.ack()
 
-    async def _outcome(self, run: JobRun, msg: Msg, line: BatchLine, record: BatchRecord) -> BatchOutput:
+    async def _outcome(self, run: JobRun, msg: Msg, line: BatchLine, record: BatchRecord) -> BatchOutput | Paced:
         delivery = msg.metadata.num_delivered or 1
         api = BY_PATH[record.endpoint]
         body = _decode_body(bytes(line.body))
@@ -103,7 +122,9 @@ class BatchLines:
                     return batches.not_run(line.custom_id, fate)
                 reply: Final | Failure = earlier.result  # type: ignore[assignment]
             else:
-                reply = (await run.run(body, {}, delivery)).result  # type: ignore[assignment]
+                reply = (await run.run(body, {}, delivery, again_if_refused=True)).result  # type: ignore[assignment]
+                if isinstance(reply, Failure) and reply.code == RateLimitExceeded.code:
+                    return Paced(min(MAX_PACE_S, max(1.0, reply.retry_after_s or 1.0)))
         except GatewayError as exc:
             reply = Failure.from_error(run.request_id, exc)
         return _answered(api, run, line, body, reply)

@@ -38,7 +38,14 @@ from ingress.prompt_call import PromptCall
 from ingress.session import BusSession
 from schemas import bus, subjects
 from schemas.envelope import Api
-from schemas.errors import ClientClosed, GatewayError, InvalidRequest, RecordNotFound, UpstreamError
+from schemas.errors import (
+    ClientClosed,
+    GatewayError,
+    InvalidRequest,
+    RateLimitExceeded,
+    RecordNotFound,
+    UpstreamError,
+)
 from schemas.jobs import JobClaim, JobResult
 from schemas.prompt_calls import ApiAnswer
 from schemas.replies import Accepted, Admitted, Chunk, Failure, Fenced, Final
@@ -64,6 +71,12 @@ class Replay(msgspec.Struct):
     quota: Reservation | None = None
     accepted: bool = False
     ended: Final | Failure | None = None
+
+    @property
+    def refused(self) -> bool:
+        """Ended by policy's refusal for the caller's own rate limit: no provider took it."""
+        ended = self.ended
+        return isinstance(ended, Failure) and ended.code == RateLimitExceeded.code and not self.accepted
 
     def saw(self, reply: object, pieces: Assembler) -> bool:
         """Take the next reply the subject kept; True once it ended the request.
@@ -123,10 +136,17 @@ class JobRun:
     def fail(self, error: GatewayError) -> JobResult:
         return self.result(Failure.from_error(self.request_id, error))
 
-    async def run(self, body: dict[str, Any] | None, variables: dict[str, Any], delivery: int) -> JobResult:
-        """Run the job's ``delivery``-th time (1: the first)."""
+    async def run(
+        self, body: dict[str, Any] | None, variables: dict[str, Any], delivery: int, *, again_if_refused: bool = False
+    ) -> JobResult:
+        """Run the job's ``delivery``-th time (1: the first). ``again_if_refused``:
+        an earlier run that policy refused for the caller's own rate limit
+        (nothing went upstream) runs again rather than ending so (a batch's
+        line, paced)."""
         redelivered = delivery > 1
         replay = await self._replay() if redelivered else Replay()
+        if again_if_refused and replay.refused:
+            replay = Replay()  # its copies are numbered above the refused run's, and fence them off first
         if redelivered:
             log.info(
                 "job %s taken over: claimed %s, admitted %s, accepted %s, ended %s",
@@ -162,6 +182,8 @@ class JobRun:
         took it and died; None if no provider took it, so nothing reached
         the upstream (a copy past its deadline is refused by every stage)."""
         replay = await self._replay()
+        if replay.refused:
+            return None
         if replay.ended is not None:
             return self.result(replay.ended)
         if replay.claim is None:

@@ -23,18 +23,28 @@ from schemas.chat import Usage
 from schemas.jobs import JobResult
 from schemas.replies import Final
 from services.bus.client import SluiceClient
+from services.keys import hash_key
 from services.usage import cost_of
 from tests.batch_client import ended, lines_of
 from tests.stack import DEMO_KEY, PRIVATE_KEY, Stack
 
 # Four lines of a tenant's batches at once, so a cancel finds lines not started.
 GATEWAY = "batches_per_tenant = 4"
+# One request in flight at a time: a batch's other lines are refused, and wait.
+ONE_AT_A_TIME_KEY = "sk-test-batch-parallel1-0123456789"
+EXTRA = f"""
+[[keys]]
+id = "batchpar1"
+tenant = "demo"
+sha256 = "{hash_key(ONE_AT_A_TIME_KEY)}"
+limits = {{{{ max_parallel = 1 }}}}
+"""
 CHAT = "/v1/chat/completions"
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = Stack(tmp_path_factory.mktemp("batches"), timeout_s=10, gateway=GATEWAY).start()
+    s = Stack(tmp_path_factory.mktemp("batches"), timeout_s=10, gateway=GATEWAY, extra_config=EXTRA).start()
     yield s
     s.stop()
 
@@ -296,3 +306,20 @@ def test_a_running_batch_leaves_the_tenants_own_jobs_their_room(stack: Stack, de
     assert sum(f"wait {run} " in text for text in seen[job_at + 1 :]) <= 4
     demo.batches.cancel(made.id)
     assert ended(demo, made.id).status == "cancelled"
+
+
+def test_lines_refused_for_the_key_s_rate_limit_wait_for_room_rather_than_fail(stack: Stack) -> None:
+    """Four lines at once under a key that may have one request in flight:
+    three are refused each round (429, nothing sent upstream) and delivered
+    again a second later; every line ends answered, each called once."""
+    run = uuid.uuid4().hex[:8]
+    lines = [chat_line(f"p{i}", f"paced {run} line {i} [mock:latency_ms=300]") for i in range(5)]
+    before = stack.mock_stats()
+    with sdk(stack, ONE_AT_A_TIME_KEY) as client:
+        made = client.batches.create(input_file_id=upload(client, lines), endpoint=CHAT, completion_window="24h")
+        batch = ended(client, made.id, timeout=60)
+        out, errors = lines_of(client, batch.output_file_id), lines_of(client, batch.error_file_id)
+    assert batch.status == "completed" and errors == [], [e["response"]["body"] for e in errors]
+    assert sorted(o["custom_id"] for o in out) == [f"p{i}" for i in range(5)]
+    after = stack.mock_stats()
+    assert (after["requests"] - before["requests"], after["repeated"] - before["repeated"]) == (5, 0)

@@ -63,3 +63,20 @@ def test_the_newest_copy_s_admission_is_the_one_carried_on() -> None:
     replay.saw(Admitted(id="job-1", quota=first), pieces)  # late
     replay.saw(Admitted(id="job-1"), pieces)  # a resent copy's, reserving nothing
     assert replay.quota is second
+
+
+def test_a_run_policy_refused_for_the_caller_s_rate_limit_is_one_no_provider_took() -> None:
+    refused = Failure(id="job-1", seq=0, status=429, type="rate_limit_error", code="rate_limit_exceeded", message="no")
+    replay = Replay()
+    replay.saw(refused, Assembler())
+    assert replay.refused
+    # Over budget is no rate limit: that run ended.
+    over = Failure(id="job-1", seq=0, status=429, type="insufficient_quota", code="insufficient_quota", message="no")
+    replay = Replay()
+    replay.saw(over, Assembler())
+    assert not replay.refused
+    # A provider took a copy (a 429 from another copy says nothing of it): not a refusal.
+    replay = Replay()
+    replay.saw(Accepted(id="job-1", worker="provider-0"), Assembler())
+    replay.saw(refused, Assembler())
+    assert not replay.refused
