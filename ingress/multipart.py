@@ -19,8 +19,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from multipart import MultipartError, MultipartSegment, ParserLimitReached, PushMultipartParser, parse_options_header
 
-from ingress.http import ClientDisconnected, Message, Receive, Scope, header
-from schemas.errors import InternalError, InvalidRequest, RequestTimeout, RequestTooLarge
+from ingress.http import ClientDisconnected, Message, Receive, Scope, content_coding, header
+from schemas.errors import InternalError, InvalidRequest, RequestTimeout, RequestTooLarge, UnsupportedEncoding
 from schemas.tasks import BlobRef
 from services.apis.base import Form
 
@@ -58,6 +58,8 @@ async def read_form(
     stalled one may not). Files it kept before it failed are the caller's
     to remove (its ``store`` knows them); a file cut short by the failure
     is removed by ``store`` (cancelled: ``BlobStore.put_stream`` purges)."""
+    if content_coding(scope):
+        raise UnsupportedEncoding("An upload is read as multipart/form-data as sent: no Content-Encoding.")
     reader = _FormReader(_boundary(scope), store, max_field_bytes)
     try:
         while True:

@@ -153,8 +153,13 @@ class RestExchange:
         try:
             authorization = self._admit()
             assert self.service is not None
+            # Sent on as the caller wrote it (its Content-Encoding too): the service reads it.
             self.call.body = await read_body(
-                self.scope, self.receive, self.door.body_cap(self.service), self.gw.settings.body_timeout_s
+                self.scope,
+                self.receive,
+                self.door.body_cap(self.service),
+                self.gw.settings.body_timeout_s,
+                inflate=False,
             )
         except ClientDisconnected:  # gone before its body arrived: nothing to answer, still a row
             self._record(self._failure(ClientClosed("The client closed the connection.")), client_disconnected=True)

@@ -67,6 +67,14 @@ class InvalidRequest(GatewayError):
     code = "invalid_request"
 
 
+class UnsupportedEncoding(GatewayError):
+    """A body in a ``Content-Encoding`` the gateway does not read."""
+
+    status = 415
+    type = ErrorType.INVALID_REQUEST
+    code = "unsupported_content_encoding"
+
+
 class RequestTooLarge(GatewayError):
     status = 413
     type = ErrorType.INVALID_REQUEST

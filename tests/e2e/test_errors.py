@@ -3,6 +3,8 @@ recorded request, and a gateway that keeps serving."""
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from collections.abc import Iterator
 
 import httpx
@@ -68,6 +70,35 @@ def test_body_over_limit_is_413(stack: Stack, client: openai.OpenAI) -> None:
     assert_openai_error(resp, 413, "invalid_request_error")
     assert_recorded(stack, resp, 413)
     assert_still_serving(client)
+
+
+def compressed(body: bytes, coding: str) -> bytes:
+    return gzip.compress(body) if coding == "gzip" else zlib.compress(body)
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+def test_a_compressed_body_is_read_and_one_that_inflates_past_the_limit_is_413(
+    stack: Stack, client: openai.OpenAI, coding: str
+) -> None:
+    body = b'{"model": "demo-model", "messages": [{"role": "user", "content": "compressed hello"}]}'
+    headers = {"authorization": f"Bearer {DEMO_KEY}", "content-type": "application/json", "content-encoding": coding}
+    url = f"{stack.base_url}/chat/completions"
+    resp = httpx.post(url, content=compressed(body, coding), headers=headers, timeout=20)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["choices"][0]["message"]["content"]
+    # 1 MB of spaces inflates from about 1 KB: refused as it inflates, never held (the limit is 64 KB here).
+    bomb = b'{"model": "demo-model", "messages": [{"role": "user", "content": "' + b" " * 1_000_000 + b'"}]}'
+    resp = httpx.post(url, content=compressed(bomb, coding), headers=headers, timeout=20)
+    assert_openai_error(resp, 413, "invalid_request_error")
+    resp = httpx.post(url, content=compressed(body, coding)[:-8], headers=headers, timeout=20)  # cut short
+    assert assert_openai_error(resp, 400, "invalid_request_error")["code"] == "invalid_content_encoding"
+    assert_still_serving(client)
+
+
+def test_a_body_in_an_unknown_encoding_is_415(stack: Stack) -> None:
+    headers = {"authorization": f"Bearer {DEMO_KEY}", "content-type": "application/json", "content-encoding": "br"}
+    resp = httpx.post(f"{stack.base_url}/chat/completions", content=b"\x00\x01", headers=headers, timeout=20)
+    assert assert_openai_error(resp, 415, "invalid_request_error")["code"] == "unsupported_content_encoding"
 
 
 @pytest.mark.parametrize("key", [None, "sk-wrong"])

@@ -15,7 +15,7 @@ import pytest
 from ingress import multipart
 from ingress.http import ClientDisconnected, Message, Scope
 from ingress.multipart import clean_filename, read_form
-from schemas.errors import GatewayError, InvalidRequest, RequestTimeout, RequestTooLarge
+from schemas.errors import GatewayError, InvalidRequest, RequestTimeout, RequestTooLarge, UnsupportedEncoding
 from schemas.tasks import BlobRef
 
 B = "sluiceboundary7MA4YWxkTrZu0gW"
@@ -137,6 +137,15 @@ async def test_a_form_as_httpx_and_the_openai_sdk_write_it() -> None:
     assert got.fields == {"model": ["whisper-1"], "response_format": ["json"]}
     (ref,) = got.files["file"]
     assert store.kept[ref.name] == b"ID3" + bytes(5000) and ref.filename == "clip.mp3"
+
+
+async def test_a_compressed_upload_is_refused_before_its_body_is_read() -> None:
+    receive, handed = receiver(form(part("a", b"b")))
+    compressed = scope()
+    compressed["headers"].append((b"content-encoding", b"gzip"))
+    with pytest.raises(UnsupportedEncoding) as refused:
+        await read_form(compressed, receive, Store(), max_field_bytes=100, timeout_s=1)  # type: ignore[arg-type]
+    assert refused.value.status == 415 and handed[0] == 0
 
 
 @pytest.mark.parametrize(
