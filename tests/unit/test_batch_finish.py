@@ -98,7 +98,14 @@ class Files:
         monkeypatch.setattr(file_store, "delete_file", self.delete_file)
 
     async def create_file(
-        self, gw: object, tenant_id: str, key_id: str, name: str, purpose: str, chunks: AsyncIterator[bytes]
+        self,
+        gw: object,
+        tenant_id: str,
+        key_id: str,
+        name: str,
+        purpose: str,
+        chunks: AsyncIterator[bytes],
+        expires_after_s: int = 0,
     ) -> SimpleNamespace:
         async for piece in chunks:
             self.largest_piece = max(self.largest_piece, len(piece))

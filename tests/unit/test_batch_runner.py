@@ -73,7 +73,9 @@ class FakeRun:
         self.sent = 0
         self.looked_back = 0
 
-    async def run(self, body: dict[str, Any] | None, variables: dict[str, Any], delivery: int) -> JobResult:
+    async def run(
+        self, body: dict[str, Any] | None, variables: dict[str, Any], delivery: int, *, again_if_refused: bool = False
+    ) -> JobResult:
         self.sent += 1
         failure = Failure.from_error(self.request_id, UpstreamError("upstream said no", status=502))
         return JobResult(id=self.id, api="chat", request_id=self.request_id, result=failure, tenant_id="t")
