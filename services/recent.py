@@ -11,29 +11,8 @@ from typing import Generic, TypeVar
 V = TypeVar("V")
 
 
-class RecentSet:
-    def __init__(self, window_ns: int, max_size: int) -> None:
-        self._window_ns = window_ns
-        self._max = max_size
-        self._seen: OrderedDict[str, int] = OrderedDict()
-
-    def add(self, key: str, now_ns: int | None = None) -> bool:
-        """Remember ``key``; True if it was not remembered already."""
-        now_ns = time.time_ns() if now_ns is None else now_ns
-        seen = self._seen
-        while seen and (len(seen) >= self._max or next(iter(seen.values())) < now_ns - self._window_ns):
-            seen.popitem(last=False)
-        if key in seen:
-            return False
-        seen[key] = now_ns
-        return True
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._seen
-
-
 class RecentMap(Generic[V]):
-    """A ``RecentSet`` that keeps a value with each key: the first one given."""
+    """Recent keys, each with the first value given for it."""
 
     def __init__(self, window_ns: int, max_size: int) -> None:
         self._window_ns = window_ns
@@ -52,6 +31,20 @@ class RecentMap(Generic[V]):
             return False, known[1]
         kept[key] = (now_ns, value)
         return True, value
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._kept
+
+
+class RecentSet:
+    """A ``RecentMap`` of keys alone."""
+
+    def __init__(self, window_ns: int, max_size: int) -> None:
+        self._kept: RecentMap[None] = RecentMap(window_ns, max_size)
+
+    def add(self, key: str, now_ns: int | None = None) -> bool:
+        """Remember ``key``; True if it was not remembered already."""
+        return self._kept.add(key, None, now_ns)[0]
 
     def __contains__(self, key: str) -> bool:
         return key in self._kept
