@@ -58,13 +58,16 @@ NOT_QUEUED = BatchError("batch_not_queued", "The batch's lines could not be queu
 
 # Queue a batch left validating (``BatchService._requeue``), holding its lease.
 Requeue = Callable[[BatchRecord, HeldLease], Awaitable[None]]
+# Told of each open batch a sweep read (``NativeBatches.swept``).
+Swept = Callable[[BatchRecord], None]
 
 
 class BatchFinisher:
-    def __init__(self, gw: Gateway, store: BatchStore, requeue: Requeue) -> None:
+    def __init__(self, gw: Gateway, store: BatchStore, requeue: Requeue, swept: Swept = lambda record: None) -> None:
         self.gw = gw
         self.store = store
         self._requeue = requeue
+        self._swept = swept
         self.holder = process.instance_name("ingress")
         # batch id -> its tenant: batches with a line ended since their last look.
         self._touched: dict[str, str] = {}
@@ -104,6 +107,7 @@ class BatchFinisher:
                 record = await self.store.by_token(token, batch_id)
                 if record is None:
                     continue
+                self._swept(record)
                 if record.in_progress_at is None and record.status not in batches.ENDED:
                     if time.time() - record.created_at > STALE_VALIDATING_S:
                         await self._quietly(self._requeue_stale(record))

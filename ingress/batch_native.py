@@ -24,8 +24,9 @@ keys stay where they are for every request:
   the output and error files as for any batch.
 
 Which ingress drives a batch: whichever takes its lease for one step; every
-ingress looks at the native batches it knows each TICK_S and sweeps for
-the others' every SWEEP_S (one that died leaves its batches to the rest).
+ingress looks at the native batches it knows each TICK_S, and learns of the
+others' from the finisher's sweep of open batches (one that died leaves its
+batches to the rest).
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -61,7 +61,6 @@ from services.bus.blobs import new_name
 
 log = logging.getLogger("sluice.ingress.batches")
 TICK_S = 0.2
-SWEEP_S = 10.0
 MIN_STEP_STALE_S = 20.0
 # A batch still not ended this long past its completion window (its upstream
 # unreachable, its key or model gone) ends: its lines expired, unbilled.
@@ -95,20 +94,25 @@ class NativeBatches:
         # batch id -> not looked at again before (unix s): a step that failed,
         # or a cancel the upstream refused, waits a poll interval.
         self._not_before: dict[str, float] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._ticker: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._ticks()), asyncio.create_task(self._sweeps())]
+        self._ticker = asyncio.create_task(self._ticks())
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+        if self._ticker is not None:
+            self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await self._ticker
 
     def watch(self, tenant_id: str, batch_id: str) -> None:
         self._known[batch_id] = tenant_id
+
+    def swept(self, record: BatchRecord) -> None:
+        """An open batch the finisher's sweep read: driven from here too if
+        it is a native one (the ingress that drove it may have died)."""
+        if _driven(record):
+            self._known.setdefault(record.id, record.tenant_id)
 
     def _later(self, batch_id: str) -> None:
         self._not_before[batch_id] = time.time() + max(1.0, self.gw.settings.native_batch_poll_s)
@@ -130,21 +134,6 @@ class NativeBatches:
                 except Exception:
                     log.exception("native batch %s: a step failed; it is tried again", batch_id)
                     self._later(batch_id)
-
-    async def _sweeps(self) -> None:
-        while True:
-            await asyncio.sleep(SWEEP_S * random.uniform(0.5, 1.5))
-            try:
-                for token, batch_id in await self.store.open_batches():
-                    if batch_id in self._known:
-                        continue
-                    record = await self.store.by_token(token, batch_id)
-                    if record is not None and _driven(record):
-                        self._known[batch_id] = record.tenant_id
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("sweeping for native batches failed")
 
     async def step(self, tenant_id: str, batch_id: str) -> None:
         """One step of the batch, if one is due and this process gets its lease."""

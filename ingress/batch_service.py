@@ -25,9 +25,9 @@ class BatchService:
         self.gw = gw
         self.intake = intake
         self.store = BatchStore(gw.nc.jetstream(), gw.nc.max_payload)
-        self.finisher = BatchFinisher(gw, self.store, self._requeue)
+        self.natives = NativeBatches(gw, self.store, self._touched, self._requeue)
+        self.finisher = BatchFinisher(gw, self.store, self._requeue, self.natives.swept)
         self.lines = BatchLines(gw, self.store, self.finisher.touched)
-        self.natives = NativeBatches(gw, self.store, self.finisher.touched, self._requeue)
 
     async def start(self) -> None:
         await self.store.start()
@@ -45,6 +45,9 @@ class BatchService:
         # Lines that ended while it was being queued found its lease held: look again now.
         self.finisher.touched(made.tenant_id, made.id)
         return made
+
+    def _touched(self, tenant_id: str, batch_id: str) -> None:
+        self.finisher.touched(tenant_id, batch_id)
 
     async def _requeue(self, record: BatchRecord, lease: HeldLease) -> None:
         """Queue a batch whose ingress died (or failed) while queueing it (its input file read again)."""
