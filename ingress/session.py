@@ -48,26 +48,10 @@ from schemas.replies import (
 from schemas.reservation import Reservation
 from schemas.rest import RestCall
 from schemas.tasks import TaskRequest
-from services import trace
+from services import fence, trace
 from services.bus import quota_ledger
-from services.fence import FenceRound
 from services.flow_window import Grants
 from services.reply_split import Assembler
-
-# A request that no provider took this long after it was published may have
-# been lost on the way (a stage died holding it, or had no live replica when
-# it was sent): policy and routing take well under a millisecond, so it is
-# sent again, up to MAX_RESENDS times while its deadline allows. When a
-# process dies or comes back, requests unclaimed for NEWS_RESEND_AFTER_NS go
-# at once. Every copy after the first goes out only once every live provider
-# said it holds no copy and will take no older one (``services.fence``): a
-# first copy merely queued somewhere can then never reach the upstream too.
-# A fence not answered by everyone is asked again every FENCE_AGAIN_S.
-FIRST_RESEND_AFTER_S = 0.5
-RESEND_AFTER_S = 1.0
-FENCE_AGAIN_S = 0.5
-NEWS_RESEND_AFTER_NS = 100_000_000
-MAX_RESENDS = 8
 
 # Replies travel on core NATS, which keeps nothing: one in flight when a
 # NATS node dies is lost. A request its provider took that is silent this
@@ -129,7 +113,7 @@ class BusSession:
         # fences them before its first send).
         self._copy = first_copy
         self._sent = False
-        self._fence: FenceRound | None = None
+        self._fence: fence.FenceRound | None = None
         self._resent = 0
         self._gap_replays = 0
         self._replay_asked = 0.0
@@ -257,9 +241,9 @@ class BusSession:
             unclaimed = not self.accepted_by and self.expected_seq == 0 and self._published is not None
             if unclaimed:
                 if self._fence is not None:
-                    wait = min(wait, FENCE_AGAIN_S)
+                    wait = min(wait, fence.FENCE_AGAIN_S)
                 else:
-                    wait = min(wait, RESEND_AFTER_S if self._resent else FIRST_RESEND_AFTER_S)
+                    wait = min(wait, fence.RESEND_AFTER_S if self._resent else fence.FIRST_RESEND_AFTER_S)
             elif self.accepted_by or self._may_wait_for_credit:
                 wait = min(wait, REPLAY_AFTER_S)
             redacting = self.redaction_by_ns and not self.redacted
@@ -279,7 +263,7 @@ class BusSession:
                     await self.cancel()
                     unavailable = RedactionUnavailable("The redaction stage did not pass the request in time.")
                     return self._ended_here(unavailable, record=True)
-                if unclaimed and loop.time() < deadline and self._resent < MAX_RESENDS:
+                if unclaimed and loop.time() < deadline and self._resent < fence.MAX_RESENDS:
                     await self._fence_then_send()
                     continue
                 if (self.accepted_by or self._may_wait_for_credit) and loop.time() < deadline:
@@ -385,7 +369,8 @@ class BusSession:
             await self._fence_then_send()
             return None
         unclaimed = not self.accepted_by and self.expected_seq == 0 and self._published is not None
-        if unclaimed and time.time_ns() - self._published_ns > NEWS_RESEND_AFTER_NS and self._resent < MAX_RESENDS:
+        waited_ns = time.time_ns() - self._published_ns
+        if unclaimed and waited_ns > fence.NEWS_RESEND_AFTER_NS and self._resent < fence.MAX_RESENDS:
             await self._fence_then_send()
         return None
 
@@ -438,14 +423,14 @@ class BusSession:
         those that have not answered); send the next copy once none does."""
         live = self.gw.providers.live(time.monotonic())
         if self._fence is None:
-            self._fence = FenceRound(self._copy + 1 if self._sent else self._copy, live, self.quota)
+            self._fence = fence.FenceRound(self._copy + 1 if self._sent else self._copy, live, self.quota)
         else:
             self._fence.gone(live)
         if self._fence.clear:
             await self._send_copy()
             return
-        fence = Fence(id=self.id, copy=self._fence.copy, carries=self._fence.carries_copy)
-        await self.gw.nc.publish(subjects.CONTROL_FENCE, bus.encode(fence), reply=self.reply_subject)
+        asked = Fence(id=self.id, copy=self._fence.copy, carries=self._fence.carries_copy)
+        await self.gw.nc.publish(subjects.CONTROL_FENCE, bus.encode(asked), reply=self.reply_subject)
 
     async def _on_fenced(self, answer: Fenced) -> None:
         if answer.holds:

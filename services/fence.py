@@ -40,6 +40,21 @@ from collections import OrderedDict
 
 from schemas.reservation import Reservation
 
+# A request that no provider took this long after it was published may have
+# been lost on the way (a stage died holding it, or had no live replica when
+# it was sent): policy and routing take well under a millisecond, so it is
+# sent again, up to MAX_RESENDS times while its deadline allows. When a
+# process dies or comes back, requests unclaimed for NEWS_RESEND_AFTER_NS go
+# at once. Every copy after the first goes out only once every live provider
+# said it holds no copy and will take no older one (this module): a
+# first copy merely queued somewhere can then never reach the upstream too.
+# A fence not answered by everyone is asked again every FENCE_AGAIN_S.
+FIRST_RESEND_AFTER_S = 0.5
+RESEND_AFTER_S = 1.0
+FENCE_AGAIN_S = 0.5
+NEWS_RESEND_AFTER_NS = 100_000_000
+MAX_RESENDS = 8
+
 # A provider not heard of for this long is gone: the supervisor kills a
 # process silent for 5 s (and says it died), so one silent longer was.
 STALE_S = 6.0
