@@ -155,7 +155,8 @@ def _slots(body: ChatBody | None, embeddings: EmbeddingsBody | None) -> Iterator
 # -- finding and acting -----------------------------------------------------------
 
 
-def _find(text: str, rules: PrivacyRules) -> list[Finding]:
+def findings(text: str, rules: PrivacyRules) -> list[Finding]:
+    """What ``rules`` find in ``text``, in text order, none overlapping."""
     # Settled once, with the tenant's own findings among them.
     found = detectors.find(text, [d for d in rules.detectors if d in detectors.BUILT_IN], rules.phone_region)
     for c in rules.custom:
@@ -163,21 +164,34 @@ def _find(text: str, rules: PrivacyRules) -> list[Finding]:
     return detectors.settle(found)
 
 
-def inspect(body: ChatBody | None, embeddings: EmbeddingsBody | None, rules: PrivacyRules) -> Inspection:
+def inspect(
+    body: ChatBody | None,
+    embeddings: EmbeddingsBody | None,
+    rules: PrivacyRules,
+    find: Callable[[str], list[Finding]] | None = None,
+) -> Inspection:
     """Apply ``rules`` in place. A blocking detection changes nothing (the
-    request is refused); otherwise masked and redacted values are replaced."""
-    return inspect_slots(list(_slots(body, embeddings)), rules)
+    request is refused); otherwise masked and redacted values are replaced.
+    ``find`` stands in for scanning a text under ``rules`` (a memo of it,
+    ``services.scan_memo``)."""
+    return inspect_slots(list(_slots(body, embeddings)), rules, find=find)
 
 
-def inspect_slots(slots: list[Slot], rules: PrivacyRules, taken: Iterable[str] = ()) -> Inspection:
+def inspect_slots(
+    slots: list[Slot],
+    rules: PrivacyRules,
+    taken: Iterable[str] = (),
+    find: Callable[[str], list[Finding]] | None = None,
+) -> Inspection:
     """``inspect`` over any texts (an MCP call's arguments too): ``taken``
     are other texts of the request no placeholder may already be in."""
+    find = find or partial(findings, rules=rules)
     actions: dict[str, PrivacyAction] = {**rules.detectors, **{c.name: c.action for c in rules.custom}}
     masker = Masker([*(slot.text for slot in slots), *taken])
     detections: list[Detection] = []
     changes: list[tuple[Callable[[str], None], str]] = []
     for where, text, put, _ in slots:
-        found = _find(text, rules)
+        found = find(text)
         if not found:
             continue
         out, at = [], 0

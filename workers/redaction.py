@@ -14,6 +14,7 @@ from schemas.errors import InvalidRequest, RedactionUnavailable
 from schemas.replies import Redacted
 from services import mcp_privacy, privacy, rest_privacy, task_privacy
 from services.bus.kv import KvMirror
+from services.scan_memo import ScanMemo
 from workers import runner
 
 
@@ -25,6 +26,8 @@ class RedactionStage:
 
     def __init__(self) -> None:
         self.tenants: KvMirror[Tenant] = KvMirror(subjects.KV_TENANTS, decode_tenant)
+        # A conversation's earlier turns come back in every request: each distinct one is scanned once.
+        self.memo = ScanMemo()
 
     async def start(self, ctx: runner.StageContext) -> None:
         await self.tenants.start(ctx.js)
@@ -55,7 +58,8 @@ class RedactionStage:
                 # An image, audio, moderation or rerank request's texts (never its uploaded bytes).
                 found = task_privacy.inspect_task(env.task, rules)
             else:
-                found = privacy.inspect(env.body, env.embeddings, rules)
+                memoised = self.memo.finder(env.tenant_id, rules, privacy.findings)
+                found = privacy.inspect(env.body, env.embeddings, rules, memoised)
                 found.detections += privacy.injection(env.body, rules)
             for event in privacy.events(env.id, env.tenant_id, found.detections, rules.version, time.time_ns()):
                 ctx.events.emit(event)
