@@ -18,6 +18,7 @@ from ingress.admin import app as admin_app
 from ingress.api_bus import ApiBus
 from ingress.batches_endpoint import BatchesEndpoint
 from ingress.batches_endpoint import matches as is_batches_path
+from ingress.compression import Compression
 from ingress.dashboard import app as dashboard_app
 from ingress.file_sweeper import FileSweeper
 from ingress.gateway import Gateway
@@ -105,6 +106,7 @@ class IngressApp:
         self._mcp_starting = asyncio.Lock()
         # Model and prompt-API requests this process holds now (see ``max_in_flight``).
         self.in_flight = 0
+        self.compression = Compression()
         # Set on SIGTERM: every answer closes its connection (see ``python -m ingress``).
         self.draining = False
 
@@ -146,52 +148,55 @@ class IngressApp:
             if _is_mcp(path):
                 return await self._mcp(scope, receive, tracked_send)
             if scope["path"].startswith(SERVICES_PREFIX):
+                # As the service wrote it: the caller's Accept-Encoding went to the service.
                 return await self._rest(scope, receive, tracked_send)
+            # Compressed as the client asks (ingress.compression).
+            answer = self.compression.wrap(scope, tracked_send)
             if files_endpoint.matches(path):
-                return await self._files(scope, receive, tracked_send)
+                return await self._files(scope, receive, answer)
             if is_batches_path(path):
-                return await self._batches(scope, receive, tracked_send)
+                return await self._batches(scope, receive, answer)
             slug = prompt_endpoint.slug_of(path)
             if method == "POST" and (api is not None or slug is not None):
                 if self.in_flight >= self.settings.max_in_flight:
                     busy = GatewayBusy(
                         "This gateway process holds as many requests as it may; retry shortly.", retry_after_s=1
                     )
-                    return await _refuse(gw, tracked_send, request_id, received_ns, path, busy)
+                    return await _refuse(gw, answer, request_id, received_ns, path, busy)
                 self.in_flight += 1
                 try:
                     if api is not None:
-                        return await endpoint.serve_api(gw, api, scope, receive, tracked_send)
+                        return await endpoint.serve_api(gw, api, scope, receive, answer)
                     assert slug is not None
-                    return await prompt_endpoint.serve_prompt_api(gw, slug, scope, receive, tracked_send)
+                    return await prompt_endpoint.serve_prompt_api(gw, slug, scope, receive, answer)
                 finally:
                     self.in_flight -= 1
             if image_content.matches(path):
-                return await image_content.serve(gw, scope, tracked_send)
+                return await image_content.serve(gw, scope, answer)
             if responses_by_id.matches(path):
-                return await responses_by_id.serve_response_by_id(gw, scope, tracked_send)
+                return await responses_by_id.serve_response_by_id(gw, scope, answer)
             if path == "/v1/models" and method == "GET":
-                return await models.list_models(gw, scope, tracked_send)
+                return await models.list_models(gw, scope, answer)
             if path in ("/openapi.json", "/docs") and method == "GET":
-                return await _serve_docs(gw, scope, path, tracked_send)
+                return await _serve_docs(gw, scope, path, answer)
             if path == "/healthz" and method == "GET":
                 status = {"status": "ok" if gw.nc.is_connected else "degraded", "nats": gw.nc.is_connected}
-                return await send_json(tracked_send, 200, status, _id_header(request_id))
+                return await send_json(answer, 200, status, _id_header(request_id))
             if path == "/metrics" and method == "GET":
                 metrics.flush()  # this process's own, up to now
                 return await send_bytes(
-                    tracked_send, 200, metrics.exposition(), [(b"content-type", metrics.CONTENT_TYPE.encode())]
+                    answer, 200, metrics.exposition(), [(b"content-type", metrics.CONTENT_TYPE.encode())]
                 )
             if path == "/readyz" and method == "GET":
                 ready, report = gw.ready()
-                return await send_json(tracked_send, 200 if ready else 503, report, _id_header(request_id))
+                return await send_json(answer, 200 if ready else 503, report, _id_header(request_id))
             if api is not None or slug is not None or path in _GET_PATHS:
                 error: GatewayError = InvalidRequest(
                     f"Method {method} is not allowed on {path}.", status=405, code="method_not_allowed"
                 )
             else:
                 error = InvalidRequest(f"Unknown request URL: {method} {path}.", status=404, code="unknown_url")
-            await _refuse(gw, tracked_send, request_id, received_ns, path, error)
+            await _refuse(gw, answer, request_id, received_ns, path, error)
         except Exception:
             # A bug, not the caller's fault: still one JSON answer with the id, and a row.
             log.exception("unhandled error on %s %s (request %s)", method, path, request_id)
