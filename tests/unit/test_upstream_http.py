@@ -1,7 +1,8 @@
-"""The provider's aiohttp upstream client against a real loopback server:
-bodies read whole or streamed as they come, and each way a call fails
-raised as the httpx error the call engine maps (refused, no bytes in
-time, cut off mid-body)."""
+"""The provider's upstream clients (the lean one the provider uses, and
+aiohttp's, kept beside it) against a real loopback server: bodies read
+whole or streamed as they come, and each way a call fails raised as the
+httpx error the call engine maps (refused, no bytes in time, cut off
+mid-body)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import pytest
 from aiohttp import web
 
 from services.cli.nats_server import free_port
-from services.providers.http import AiohttpUpstream
+from services.providers.http import AiohttpUpstream, Upstream
+from services.providers.lean_http import LeanUpstream
 
 
 async def answer(request: web.Request) -> web.StreamResponse:
@@ -53,14 +55,14 @@ async def server() -> AsyncIterator[str]:
     await runner.cleanup()
 
 
-@pytest.fixture
-async def upstream() -> AsyncIterator[AiohttpUpstream]:
-    client = AiohttpUpstream()
+@pytest.fixture(params=[LeanUpstream, AiohttpUpstream])
+async def upstream(request: pytest.FixtureRequest) -> AsyncIterator[Upstream]:
+    client = request.param()
     yield client
     await client.aclose()
 
 
-async def test_a_body_is_read_whole_with_the_headers_sent(server: str, upstream: AiohttpUpstream) -> None:
+async def test_a_body_is_read_whole_with_the_headers_sent(server: str, upstream: Upstream) -> None:
     resp = await upstream.post(f"{server}/whole", {"authorization": "Bearer k"}, b"hello", 5.0)
     assert resp.status_code == 200
     assert await resp.aread() == b'{"echo": "hello", "auth": "Bearer k"}'
@@ -69,13 +71,13 @@ async def test_a_body_is_read_whole_with_the_headers_sent(server: str, upstream:
     assert await gz.aread() == b'{"ok": true}'  # decoded, as httpx would
 
 
-async def test_an_error_answer_keeps_its_status_and_headers(server: str, upstream: AiohttpUpstream) -> None:
+async def test_an_error_answer_keeps_its_status_and_headers(server: str, upstream: Upstream) -> None:
     resp = await upstream.post(f"{server}/error", {}, b"", 5.0)
     assert resp.status_code == 429 and resp.headers["Retry-After"] == "3"
     assert b"no" in await resp.aread()
 
 
-async def test_a_stream_comes_as_it_is_written(server: str, upstream: AiohttpUpstream) -> None:
+async def test_a_stream_comes_as_it_is_written(server: str, upstream: Upstream) -> None:
     resp = await upstream.post(f"{server}/stream", {}, b"", 5.0)
     pieces = [data async for data in resp.aiter_bytes()]
     await resp.aclose()
@@ -83,7 +85,7 @@ async def test_a_stream_comes_as_it_is_written(server: str, upstream: AiohttpUps
     assert len(pieces) >= 2  # written 50 ms apart: not gathered into one
 
 
-async def test_each_failure_is_the_httpx_error_that_means_it(server: str, upstream: AiohttpUpstream) -> None:
+async def test_each_failure_is_the_httpx_error_that_means_it(server: str, upstream: Upstream) -> None:
     with pytest.raises(httpx.ConnectError):
         await upstream.post(f"http://127.0.0.1:{free_port()}/x", {}, b"", 5.0)
 
