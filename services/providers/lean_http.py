@@ -5,9 +5,9 @@ loop (uvloop's), bodies read whole or streamed as they arrive.
 
 Why not aiohttp: an upstream call is one request shape (a POST of bytes or
 of a streamed upload, a GET for batch polls) to few hosts, and aiohttp's
-general machinery cost the provider ~75 µs of CPU per call against ~10 for
-this (``loadtest/client_ab.py``: 64 in flight against nginx; pyreqwest, the
-fastest well-kept client found, 39). It keeps aiohttp's behaviour where the
+general machinery cost ~78 µs of CPU per call against ~21 for this
+(``python -m loadtest.client_ab``: 64 in flight against nginx; pyreqwest,
+the fastest well-kept client found, 35-41; aiosonic 85). It keeps aiohttp's behaviour where the
 call engine depends on it: a POST is never sent twice (no retry on a reused
 connection; a pooled connection the server has closed is never reused),
 gzip and deflate answers are decoded, redirects are not followed, and each
