@@ -150,10 +150,11 @@ class IngressApp:
             if scope["path"].startswith(SERVICES_PREFIX):
                 # As the service wrote it: the caller's Accept-Encoding went to the service.
                 return await self._rest(scope, receive, tracked_send)
+            if files_endpoint.matches(path):
+                # As kept: a file's content goes with its length (a client checks it against the file's bytes).
+                return await self._files(scope, receive, tracked_send)
             # Compressed as the client asks (ingress.compression).
             answer = self.compression.wrap(scope, tracked_send)
-            if files_endpoint.matches(path):
-                return await self._files(scope, receive, answer)
             if is_batches_path(path):
                 return await self._batches(scope, receive, answer)
             slug = prompt_endpoint.slug_of(path)

@@ -243,7 +243,7 @@ async def test_a_json_answer_sent_in_parts_is_compressed_per_part(coding: str) -
     assert out.header(b"content-length") == [] and out.header(b"content-encoding") == [coding.encode()]
 
 
-async def test_a_jsonl_download_with_its_length_streams_compressed_without_it() -> None:
+async def test_jsonl_sent_in_parts_with_a_length_streams_compressed_without_it() -> None:
     out = _Collect()
     send = Compression().wrap(scope("gzip"), out)
     headers = [(b"content-type", b"application/jsonl"), (b"content-length", b"999")]
