@@ -16,7 +16,14 @@
  * second, not a timer each. A stream's chunks stay on its own schedule
  * (due += interval): one written late does not push the rest back.
  *
- *   upstream --port 9000 [--chunks 200] [--interval-ms 50]
+ * The timer is armed on a grid of --slot-us (1 ms): what falls due within a
+ * slot is written in one wake-up. Armed for each chunk, the timer woke the
+ * process 40,000 times a second at 2,000 streams, and at 100 streams a chunk
+ * cost 20-25 µs of CPU, most of it waking up. A chunk's stamp is taken as it
+ * is written, so the slot moves the schedule (by at most a slot), never the
+ * delay measured.
+ *
+ *   upstream --port 9000 [--chunks 200] [--interval-ms 50] [--slot-us 1000]
  *
  * GET /stats answers the server's own figures as JSON (streams open and the
  * most open at once, chunks written, how late the timer wrote them, its CPU);
@@ -67,6 +74,7 @@ typedef struct conn {
 
 static int chunks = 200;
 static int64_t interval_ns = 50 * 1000000LL;
+static int64_t slot_ns = 1000000LL;
 static int ep, tfd;
 static conn_t **heap;
 static int heap_len, heap_cap;
@@ -136,9 +144,13 @@ static void heap_remove(conn_t *c) {
     heap_down(heap[i]->heap_idx);
 }
 
-/* The timerfd fires at the earliest due time; re-armed only when that changes. */
+/* The timerfd fires at the end of the slot the earliest due time falls in; re-armed only when that changes. */
 static void arm_timer(void) {
-    int64_t want = heap_len ? heap[0]->due_ns : 0;
+    int64_t want = 0;
+    if (heap_len) {
+        want = heap[0]->due_ns;
+        if (slot_ns > 1) want = (want + slot_ns - 1) / slot_ns * slot_ns;
+    }
     if (want == armed_ns) return;
     struct itimerspec its = {0};
     if (want) {
@@ -461,13 +473,14 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "--port")) port = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--chunks")) chunks = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--interval-ms")) interval_ns = (int64_t)(atof(argv[i + 1]) * 1e6);
+        else if (!strcmp(argv[i], "--slot-us")) slot_ns = (int64_t)(atof(argv[i + 1]) * 1e3);
         else {
-            fprintf(stderr, "usage: upstream --port P [--chunks 200] [--interval-ms 50]\n");
+            fprintf(stderr, "usage: upstream --port P [--chunks 200] [--interval-ms 50] [--slot-us 1000]\n");
             return 2;
         }
     }
-    if (port <= 0 || chunks <= 0 || interval_ns <= 0) {
-        fprintf(stderr, "upstream: --port, --chunks and --interval-ms must be positive\n");
+    if (port <= 0 || chunks <= 0 || interval_ns <= 0 || slot_ns < 0) {
+        fprintf(stderr, "upstream: --port, --chunks and --interval-ms must be positive, --slot-us not negative\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
