@@ -3,7 +3,7 @@
 ``Compression.wrap`` puts a ``send`` between an endpoint and the server:
 the endpoint sends its answer as ever, and the wrapper compresses what is
 worth it. A client that asks for nothing (wrk, most benchmarks) costs one
-scan of the request's headers (~0.1 µs) and gets the endpoint's own
+scan of the request's headers (~0.25 µs) and gets the endpoint's own
 ``send`` back. The app wraps every client API route but REST services (the
 service got the caller's Accept-Encoding and answers as it chose), MCP
 (its SDK answers) and the Files API (a file's content goes with its length).
@@ -55,8 +55,8 @@ MIN_BYTES = 1024
 OFF_LOOP_BYTES = 256 * 1024
 # How much of a large body tells whether gzip's back-references pay (``_zlib_strategy``).
 SAMPLE_BYTES = 64 * 1024
-# Level 1 of both: on a CPU-bound gateway the next levels cost 2-5x the CPU
-# for 5-15 % fewer bytes (loadtest/compression_bench.py prints the table).
+# Level 1 of both: on a CPU-bound gateway the next levels cost 1.5-7x the CPU
+# for 4-13 % fewer bytes (loadtest/compression_bench.py prints the table).
 GZIP_LEVEL = 1
 ZSTD_LEVEL = 1
 # A stream's compressor: zlib's window bits and memory level; zstd's window, hash and chain logs.
@@ -123,12 +123,6 @@ def negotiate(accept_encoding: str) -> str:
     if best and weights.get("identity", 0.0) > best_q:
         return ""
     return best
-
-
-def compressible(content_type: bytes) -> bool:
-    """Whether a body of this media type shrinks: text, JSON and their kin."""
-    base = content_type.partition(b";")[0].strip().lower()
-    return base.startswith(b"text/") or base in _TEXT_TYPES or base.endswith((b"+json", b"+xml"))
 
 
 def compress(coding: str, data: bytes) -> bytes:
@@ -231,11 +225,36 @@ def _coded_headers(headers: list[tuple[bytes, bytes]], coding: str, length: int 
     return out
 
 
+_PASS, _HOLD, _STREAM = 0, 1, 2
+
+
+def _plan(start: Message) -> int:
+    """What an answer's start says: pass it all through, hold the start
+    until the first body message, or begin a compressed stream."""
+    status: int = start["status"]
+    if status < 200 or status in (204, 206, 304):
+        return _PASS
+    content_type = b""
+    for name, value in start.get("headers", ()):
+        low = name.lower()
+        if low == b"content-encoding":
+            return _PASS
+        if low == b"content-type":
+            content_type = value
+    base = content_type.partition(b";")[0].strip().lower()
+    if base in _STREAMED_TYPES:
+        return _STREAM
+    return _HOLD if _shrinks(base) else _PASS
+
+
+def _shrinks(media_type: bytes) -> bool:
+    """Whether a body of this media type (lower case, no parameters) shrinks: text, JSON and their kin."""
+    return media_type.startswith(b"text/") or media_type in _TEXT_TYPES or media_type.endswith((b"+json", b"+xml"))
+
+
 class _Compressing:
-    """One answer's ``send``. Passes the start through at once when its
-    headers rule compression out, or when it starts a stream; else holds it
-    until the first body message tells a whole answer (with its size) from
-    one sent in parts."""
+    """One answer's ``send`` (``_plan`` reads its start): a whole answer,
+    or one sent in parts, told apart by the first body message."""
 
     __slots__ = ("_coding", "_compression", "_held", "_passing", "_send", "_stream")
 
@@ -252,7 +271,13 @@ class _Compressing:
             return await self._send(message)
         kind = message["type"]
         if kind == "http.response.start":
-            return await self._start(message)
+            plan = _plan(message)
+            if plan == _HOLD:
+                self._held = message
+                return None
+            if plan == _STREAM:  # sent at once: a stream's head must not wait for its first event
+                return await self._begin_stream(message, None)
+            return await self._pass(message)
         if kind != "http.response.body":
             return await self._pass(message)
         body: bytes = message.get("body", b"")
@@ -268,41 +293,21 @@ class _Compressing:
         self._held = None
         if more:
             return await self._begin_stream(start, message)
-        await self._whole(start, body)
-
-    async def _start(self, message: Message) -> None:
-        status: int = message["status"]
-        headers: list[tuple[bytes, bytes]] = list(message.get("headers", ()))
-        content_type = b""
-        for name, value in headers:
-            low = name.lower()
-            if low == b"content-encoding":
-                return await self._pass(message)
-            if low == b"content-type":
-                content_type = value
-        if status < 200 or status in (204, 206, 304) or not compressible(content_type):
-            return await self._pass(message)
-        base = content_type.partition(b";")[0].strip().lower()
-        if base in _STREAMED_TYPES:  # sent at once: a stream's head must not wait for its first event
-            return await self._begin_stream(message, None)
-        self._held = message
-
-    async def _begin_stream(self, start: Message, first: Message | None) -> None:
-        self._stream = stream_encoder(self._coding)
-        await self._send({**start, "headers": _coded_headers(list(start.get("headers", ())), self._coding, None)})
-        if first is not None:
-            await self(first)
-
-    async def _whole(self, start: Message, body: bytes) -> None:
         self._passing = True
         if len(body) >= MIN_BYTES:
             coded = await self._compression.whole(self._coding, body)
             if len(coded) < len(body):
                 headers = _coded_headers(list(start.get("headers", ())), self._coding, len(coded))
                 await self._send({**start, "headers": headers})
-                return await self._send({"type": "http.response.body", "body": coded})
+                return await self._send({"type": kind, "body": coded})
         await self._send(start)
-        await self._send({"type": "http.response.body", "body": body})
+        await self._send(message)
+
+    async def _begin_stream(self, start: Message, first: Message | None) -> None:
+        self._stream = stream_encoder(self._coding)
+        await self._send({**start, "headers": _coded_headers(list(start.get("headers", ())), self._coding, None)})
+        if first is not None:
+            await self(first)
 
     async def _pass(self, message: Message) -> None:
         """From here on, everything as the endpoint sent it (a start held first)."""

@@ -1,18 +1,18 @@
 """What compressing answers costs and saves (issue 29), in seconds, no servers.
 
-1. Whole answers of 64 B to 64 KB (chat completions of English-like text):
+1. ``make bench``'s 21-chunk stream (``nginx_bench.sse_answer()``), one
+   message per event through the send wrapper: bytes, CPU per stream, and
+   memory per open compressed stream (1,000 held open).
+2. Whole answers of 64 B to 64 KB (chat completions of English-like text):
    CPU per answer, bytes saved, CPU per KB saved, and TCP segments of the
    answer with a typical header block, plain and compressed. Below the size
    where compressing first saves a segment, it only costs CPU: that size is
    ``ingress.compression.MIN_BYTES``.
-2. Levels: gzip and zstd levels on a 64 KB answer and a 1.6 MB embeddings one.
-3. A ~20 MB embeddings answer (700 inputs x 1536 floats, as
+3. Levels: gzip and zstd levels on a 64 KB answer and a 1.6 MB embeddings one.
+4. A ~20 MB embeddings answer (700 inputs x 1536 floats, as
    ``tests/e2e/test_large_answers.py``; and the same as base64, the openai
    SDK's default encoding), through ``Compression``'s send as the gateway
    sends it: bytes, CPU and wall time.
-4. ``make bench``'s 21-chunk stream (``nginx_bench.sse_answer()``), one
-   message per event through the send wrapper: bytes, CPU per stream, and
-   memory per open compressed stream (1,000 held open).
 5. The cost for a client that asks for nothing (one header scan).
 
     python -m loadtest.compression_bench
@@ -36,7 +36,7 @@ import msgspec
 
 from ingress import compression
 from ingress.compression import Compression, zstd
-from ingress.http import Message
+from ingress.http import JSON_HEADERS, Message, send_bytes
 from loadtest.mock_upstream.answer import vector
 from loadtest.nginx_bench import sse_answer
 
@@ -94,7 +94,7 @@ def segments(size: int, headers: int) -> int:
 
 
 def whole_table(comp: Compression) -> None:
-    print("1. whole answers (chat completions): CPU us to compress, bytes after, CPU us per KB saved, segments")
+    print("\n2. whole answers (chat completions): CPU us to compress, bytes after, CPU us per KB saved, segments")
     print(
         f"   {'bytes':>6} | {'gzip us':>7} {'bytes':>6} {'us/KB':>6} | {'zstd us':>7} {'bytes':>6} {'us/KB':>6} |"
         f" segments plain/gzip/zstd, {HEADERS_BARE} B / {HEADERS_LIMITED} B of headers"
@@ -140,7 +140,7 @@ def _whole_sync(comp: Compression, coding: str, body: bytes) -> bytes:
 
 
 def levels_table() -> None:
-    print("\n2. levels: CPU ms and bytes after")
+    print("\n3. levels: CPU ms and bytes after")
     text = chat_answer(65536, random.Random(7))
     floats = embeddings_answer(50, 1536, False)
     for name, body in (("64 KB chat answer", text), (f"{len(floats) / 1e6:.1f} MB embeddings", floats)):
@@ -184,7 +184,7 @@ async def send_whole(comp: Compression, accept: str, body: bytes) -> Collect:
 
 
 def embeddings(comp: Compression) -> None:
-    print("\n3. a ~20 MB embeddings answer (700 inputs x 1536), through the send wrapper")
+    print("\n4. a ~20 MB embeddings answer (700 inputs x 1536), through the send wrapper")
     for label, body in (
         ("floats", embeddings_answer(700, 1536, False)),
         ("base64", embeddings_answer(700, 1536, True)),
@@ -219,7 +219,7 @@ def rss() -> int:
 def stream(comp: Compression) -> None:
     events = [e.encode() + b"\n\n" for e in sse_answer().split("\n\n") if e]
     plain = sum(map(len, events))
-    print(f"\n4. the 21-chunk stream: {len(events)} events (21 chunks, the finish, [DONE]), {plain} B, a message each")
+    print(f"1. the 21-chunk stream: {len(events)} events (21 chunks, the finish, [DONE]), {plain} B, a message each")
     for accept in ("gzip, deflate", "zstd"):
         sent = asyncio.run(send_stream(comp, accept, events)).body()
         us = best_us(lambda a=accept: asyncio.run(send_stream(comp, a, events)), plain)
@@ -239,26 +239,32 @@ def stream(comp: Compression) -> None:
         del held
 
 
-def no_accept(comp: Compression) -> None:
-    print("\n5. per request, a client that asks for nothing, and one that asks for gzip with a small answer")
-    plain = scope_for(None)
-    ns = best_us(lambda: comp.wrap(plain, _noop_send), 1) * 1000
-    print(f"   wrap() without Accept-Encoding: {ns:.0f} ns (the endpoint's own send comes back)")
+def overhead(comp: Compression) -> None:
+    print("\n5. per request: a client that asks for nothing, and one that asks for gzip with a small answer")
     body = chat_answer(512, random.Random(3))
-    base = best_us(lambda: asyncio.run(send_whole_plain(body)), len(body))
-    wrapped = best_us(lambda: asyncio.run(send_whole(comp, "gzip, deflate", body)), len(body))
-    print(f"   a {len(body)} B answer with Accept-Encoding: gzip, deflate (below MIN_BYTES): +{wrapped - base:.1f} us")
+    plain = asyncio.run(answers_us(comp, None, body))
+    asked = asyncio.run(answers_us(comp, "gzip, deflate", body))
+    ns = best_us(lambda: comp.wrap(scope_for(None), _noop_send), 1) * 1000
+    print(f"   wrap() without Accept-Encoding: {ns:.0f} ns, and the endpoint's own send comes back")
+    print(
+        f"   a {len(body)} B answer (below MIN_BYTES) sent with Accept-Encoding: gzip, deflate: +{asked - plain:.1f} us"
+    )
+
+
+async def answers_us(comp: Compression, accept: str | None, body: bytes, n: int = 50_000) -> float:
+    """Microseconds per answer sent through ``wrap``'s send (best of three runs of ``n``)."""
+    scope = scope_for(accept)
+    runs = []
+    for _ in range(3):
+        started = time.perf_counter()
+        for _ in range(n):
+            await send_bytes(comp.wrap(scope, _noop_send), 200, body, JSON_HEADERS)
+        runs.append((time.perf_counter() - started) / n * 1e6)
+    return min(runs)
 
 
 async def _noop_send(message: Message) -> None:
     return None
-
-
-async def send_whole_plain(body: bytes) -> Collect:
-    out = Collect()
-    await out({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
-    await out({"type": "http.response.body", "body": body})
-    return out
 
 
 def main() -> None:
@@ -267,7 +273,7 @@ def main() -> None:
     whole_table(comp)
     levels_table()
     embeddings(comp)
-    no_accept(comp)
+    overhead(comp)
 
 
 if __name__ == "__main__":
