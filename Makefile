@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint bench bench-responses bench-mcp bench-rest bench-tasks bench-tools clean chromium agent-clients
+.PHONY: up test lint bench bench-responses bench-mcp bench-rest bench-tasks bench-live bench-tools clean chromium agent-clients
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -93,6 +93,11 @@ bench-rest: $(STAMP) bench-tools
 # 10,000-line batch through the Files and Batch APIs (loadtest/tasks_bench.py; httpx and the openai SDK, no wrk).
 bench-tasks: $(STAMP)
 	$(BIN)/python -m loadtest.tasks_bench
+
+# N streams of 200 chunks 50 ms apart held open through Sluice against the same streams direct: added delay per
+# chunk, memory per open stream, CPU per chunk; a C upstream and a C client, built with cc (loadtest/live_streams_bench.py).
+bench-live: $(STAMP)
+	$(BIN)/python -m loadtest.live_streams_bench --streams 250,500,1000,2000 --duration 60
 
 clean:
 	rm -rf $(VENV) .sluice

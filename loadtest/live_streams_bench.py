@@ -227,9 +227,14 @@ def run_client(
         result["stderr"] = proc.stderr[-2000:]
     result["upstream"] = upstream_stats(up_port) | {"cpu_s_run": round(cpu.pop("upstream"), 3)}
     elapsed = result["elapsed_s"]
+    # Averaged over the run, ramp and drain included; per chunk, the cost at any N.
     result["tools_cpu_pct"] = {
         "client": round(100 * result["cpu_s"] / elapsed, 1),
         "upstream": round(100 * result["upstream"]["cpu_s_run"] / elapsed, 1),
+    }
+    result["tools_cpu_us_per_chunk"] = {
+        "client": round(result["cpu_s"] / max(1, result["chunks"]) * 1e6, 1),
+        "upstream": round(result["upstream"]["cpu_s_run"] / max(1, result["chunks"]) * 1e6, 1),
     }
     if sluice_pids:
         chunks = max(1, result["chunks"])
@@ -356,8 +361,9 @@ def summary(results: dict) -> str:
         s = run.get("sluice")
         if s is None:
             u = run["direct"]
-            lines.append(f"  {run['n']:>5}  {direct:>22}  (direct only: client {u['tools_cpu_pct']['client']}% CPU,"
-                         f" upstream {u['tools_cpu_pct']['upstream']}%, errors {u['errors']})")  # fmt: skip
+            per = u["tools_cpu_us_per_chunk"]
+            lines.append(f"  {run['n']:>5}  {direct:>22}  (direct only: CPU µs per chunk client {per['client']},"
+                         f" upstream {per['upstream']}; short {u['short_streams']}, errors {u['errors']})")  # fmt: skip
             continue
         a = run["added_delay_ms"]
         cpu = sum(s["cpu_us_per_chunk"].values())
