@@ -7,11 +7,12 @@ Why not aiohttp: an upstream call is one request shape (a POST of bytes or
 of a streamed upload, a GET for batch polls) to few hosts, and aiohttp's
 general machinery cost ~78 µs of CPU per call against ~21 for this
 (``python -m loadtest.client_ab``: 64 in flight against nginx; pyreqwest,
-the fastest well-kept client found, 35-41; aiosonic 85). It keeps aiohttp's behaviour where the
-call engine depends on it: a POST is never sent twice (no retry on a reused
-connection; a pooled connection the server has closed is never reused),
-gzip and deflate answers are decoded, redirects are not followed, and each
-failure is the httpx error that means it (``services.providers.http``).
+the fastest well-kept client found, 35-41; aiosonic 85). It keeps
+aiohttp's behaviour where the call engine depends on it: a POST is never
+sent twice (no retry on a reused connection; a pooled connection the
+server has closed is never reused), gzip and deflate answers are decoded,
+redirects are not followed, and each failure is the httpx error that
+means it (``services.providers.http``).
 """
 
 from __future__ import annotations

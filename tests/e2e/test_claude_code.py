@@ -24,6 +24,7 @@ import anthropic
 import httpx
 import pytest
 
+from ingress.compression import zstd
 from schemas.chat import ChatBody, Message
 from services import usage as usage_svc
 from tests import agent_clients
@@ -217,7 +218,9 @@ def test_claude_codes_models_request_is_answered_in_anthropics_shape(stack: Stac
     headers["x-api-key"] = DEMO_KEY
     answer = httpx.get(root(stack) + captured["path"], headers=headers, timeout=10)
     assert answer.status_code == 200, answer.text
-    listed = answer.json()
+    # Claude Code accepts zstd, and gets it; httpx here reads gzip, deflate and br only.
+    assert answer.headers["content-encoding"] == "zstd"
+    listed = json.loads(zstd.decompress(answer.content))
     ids = [m["id"] for m in listed["data"]]
     assert {"claude-opus-5-5", "claude-sonnet-4-6", "claude-haiku-4-5", "coder", "claude-model"} <= set(ids)
     assert ids == sorted(ids) and listed["has_more"] is False
