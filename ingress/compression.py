@@ -100,6 +100,25 @@ def _quality(params: str) -> float | None:
     return 1.0
 
 
+def _weights(accept_encoding: str) -> dict[str, float]:
+    """Each coding the header names, with its ``q``."""
+    weights: dict[str, float] = {}
+    for item in accept_encoding[:MAX_ACCEPT].split(",", MAX_CODINGS)[:MAX_CODINGS]:
+        name, _, params = item.partition(";")
+        name = name.strip().lower()
+        q = _quality(params)
+        if name and q is not None:
+            weights.setdefault("gzip" if name == "x-gzip" else name, q)
+    return weights
+
+
+def accepts(accept_encoding: str, coding: str) -> bool:
+    """Whether the client takes ``coding`` at all (for an answer kept
+    compressed one way only: the dashboard's script)."""
+    weights = _weights(accept_encoding)
+    return weights.get(coding, weights.get("*", 0.0)) > 0
+
+
 @lru_cache(maxsize=128)
 def negotiate(accept_encoding: str) -> str:
     """The coding to answer in for this ``Accept-Encoding`` (RFC 9110
@@ -107,13 +126,7 @@ def negotiate(accept_encoding: str) -> str:
     0 (``*`` stands for those not named; ties go to ``OFFERED``'s order),
     unless the client weighs ``identity`` higher. Cached: clients send a
     handful of distinct values (the caller truncates it to ``MAX_ACCEPT``)."""
-    weights: dict[str, float] = {}
-    for item in accept_encoding.split(",", MAX_CODINGS)[:MAX_CODINGS]:
-        name, _, params = item.partition(";")
-        name = name.strip().lower()
-        q = _quality(params)
-        if name and q is not None:
-            weights.setdefault("gzip" if name == "x-gzip" else name, q)
+    weights = _weights(accept_encoding)
     star = weights.get("*", 0.0)
     best, best_q = "", 0.0
     for coding in OFFERED:

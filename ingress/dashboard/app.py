@@ -26,6 +26,7 @@ from litestar.datastructures import Cookie
 from litestar.exceptions import HTTPException
 from litestar.response import Redirect
 
+from ingress import compression
 from ingress.admin.store import ControlStore
 from ingress.dashboard import panels
 from ingress.http import error_body
@@ -121,10 +122,11 @@ async def sign_out() -> Response:
 
 @get("/static/{name:str}", include_in_schema=False)
 async def static(request: Request, name: str) -> Response:
-    cached = {"cache-control": "public, max-age=86400"}
+    cached = {"cache-control": "public, max-age=86400", "vary": "accept-encoding"}
     if name == "plotly.min.js":
         raw, zipped = plotly_js()
-        if "gzip" in request.headers.get("accept-encoding", ""):
+        # One copy per coding in a shared cache; "gzip;q=0" is a no.
+        if compression.accepts(request.headers.get("accept-encoding", ""), "gzip"):
             return Response(zipped, media_type="text/javascript", headers={**cached, "content-encoding": "gzip"})
         return Response(raw, media_type="text/javascript", headers=cached)
     media = _OWN_FILES.get(name)

@@ -29,6 +29,7 @@ from litestar.exceptions import HTTPException
 from litestar.params import FromPath
 from litestar.response import Redirect
 
+from ingress import compression
 from ingress.admin.store import ControlStore
 from ingress.dashboard.app import plotly_js
 from ingress.portal import views
@@ -60,8 +61,13 @@ MAX_BODY = 2 * 1024 * 1024
 async def static(request: Request, name: FromPath[str]) -> Response:
     if name == "plotly.min.js":
         raw, zipped = plotly_js()
-        cached = {"cache-control": "public, max-age=86400", "x-content-type-options": "nosniff"}
-        if "gzip" in request.headers.get("accept-encoding", ""):
+        cached = {
+            "cache-control": "public, max-age=86400",
+            "x-content-type-options": "nosniff",
+            "vary": "accept-encoding",
+        }
+        # One copy per coding in a shared cache; "gzip;q=0" is a no.
+        if compression.accepts(request.headers.get("accept-encoding", ""), "gzip"):
             return Response(zipped, media_type="text/javascript", headers={**cached, "content-encoding": "gzip"})
         return Response(raw, media_type="text/javascript", headers=cached)
     match = STATIC_NAME.fullmatch(name)

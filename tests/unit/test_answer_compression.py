@@ -252,3 +252,12 @@ async def test_jsonl_sent_in_parts_with_a_length_streams_compressed_without_it()
     await send({"type": "http.response.body", "body": b"", "more_body": False})
     assert out.header(b"content-length") == []
     assert zlib.decompress(b"".join(out.bodies()), 31) == b'{"a": 1}\n' * 200
+
+
+@pytest.mark.parametrize(
+    ("header", "takes_gzip"),
+    [("gzip, deflate", True), ("gzip;q=0, deflate", False), ("*", True), ("*;q=0", False), ("", False), ("br", False)],
+)
+def test_accepts_reads_q_values_not_substrings(header: str, takes_gzip: bool) -> None:
+    # The dashboard's script is kept gzipped only: "gzip;q=0" must get it plain.
+    assert compression.accepts(header, "gzip") is takes_gzip
