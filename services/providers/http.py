@@ -177,10 +177,12 @@ class AiohttpUpstream:
             await self._session.close()
 
 
-def make_upstream_http(max_connections: int = 512) -> Upstream:
+def make_upstream_http(max_connections: int = 4096) -> Upstream:
     """The lean client (``services.providers.lean_http``); aiohttp's with
     ``SLUICE_UPSTREAM_CLIENT=aiohttp``, kept while both are measured and
-    tested side by side."""
+    tested side by side. As many connections as an ingress holds requests
+    (``max_in_flight``): a streamed answer holds its connection for as long
+    as the model writes, and at 512 the 513th live stream waited for one."""
     if os.environ.get("SLUICE_UPSTREAM_CLIENT") == "aiohttp":
         return AiohttpUpstream(max_connections)
     from services.providers.lean_http import LeanUpstream  # it imports this module's bounds
