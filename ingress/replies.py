@@ -8,12 +8,11 @@ means for itself (see ``BusSession.next_reply``).
 
 from __future__ import annotations
 
-import asyncio
-
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from ingress.mailbox import Mailbox
 from schemas import bus, subjects
 from schemas.ids import new_id
 from services.fence import ProviderRoster
@@ -33,7 +32,7 @@ class ProcessNews(msgspec.Struct):
     died: str = ""
 
 
-Slot = asyncio.Queue[bytes | Disconnected | ProcessNews]
+Slot = Mailbox[bytes | Disconnected | ProcessNews]
 
 
 class ReplyRouter:
@@ -83,9 +82,11 @@ class ReplyRouter:
             queue.put_nowait(news)
 
     def open(self, request_id: str, *, job: bool = False) -> tuple[str, Slot]:
-        queue: Slot = asyncio.Queue()
+        queue: Slot = Mailbox()
         self._waiting[request_id] = queue
         return (f"{subjects.JOB_REPLIES}.{request_id}" if job else self.prefix + request_id), queue
 
     def close(self, request_id: str) -> None:
-        self._waiting.pop(request_id, None)
+        queue = self._waiting.pop(request_id, None)
+        if queue is not None:
+            queue.close()

@@ -250,13 +250,7 @@ class BusSession:
             if redacting:
                 wait = min(wait, (self.redaction_by_ns - time.time_ns()) / 1e9)
             try:
-                if self.queue.empty():
-                    async with asyncio.timeout(max(0.0, wait)):
-                        data = await self.queue.get()
-                else:
-                    # Already here (a burst of chunks): a timer per reply cost
-                    # the ingress an eighth of its time on streams.
-                    data = self.queue.get_nowait()
+                data = await self.queue.get(max(0.0, wait))  # one timer per deadline, not per reply (ingress.mailbox)
             except TimeoutError:
                 if redacting and time.time_ns() >= self.redaction_by_ns:
                     # Fail closed: a late pass is refused by the provider (cancelled).
