@@ -18,20 +18,18 @@ means it (``services.providers.http``).
 from __future__ import annotations
 
 import asyncio
-import functools
 import ssl
 import time
 import weakref
 import zlib
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
-from typing import NamedTuple
-from urllib.parse import urlsplit
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 
 import httptools
 import httpx
 
 from services.providers.http import CONNECT_S, POOL_S, WRITE_S, Body
+from services.providers.lean_wire import AnswerHeaders, Target, decoder, request_head, target_of
 
 # A pooled connection idle longer than this is closed rather than reused:
 # servers drop idle keep-alive connections (nginx after 75 s, many clouds
@@ -40,87 +38,6 @@ IDLE_S = 15.0
 # A streamed answer the caller reads slower than it comes is held up to
 # this, then the socket is paused.
 HIGH_WATER = 1 << 20
-_ACCEPT_ENCODING = b"accept-encoding: gzip, deflate\r\n"
-
-
-class _Target(NamedTuple):
-    key: tuple[str, str, int]  # scheme, host, port: one pool each
-    host: str
-    port: int
-    tls: bool
-    path: bytes  # path and query, as sent
-    host_header: bytes
-
-
-@functools.lru_cache(maxsize=1024)
-def _target(url: str) -> _Target:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise httpx.UnsupportedProtocol(f"Cannot call {url[:200]!r}: only http:// and https:// URLs.")
-    tls = parts.scheme == "https"
-    port = parts.port or (443 if tls else 80)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    host = parts.hostname
-    shown = f"[{host}]" if ":" in host else host
-    host_header = shown if parts.port is None else f"{shown}:{port}"
-    return _Target((parts.scheme, host, port), host, port, tls, path.encode("ascii"), host_header.encode("idna"))
-
-
-def _head(method: bytes, target: _Target, headers: dict[str, str], length: int | None) -> bytes:
-    """The request line and headers. A header that would split the request
-    (CR, LF or NUL) is refused, as aiohttp refuses it."""
-    lines = [b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (method, target.path, target.host_header)]
-    named = set()
-    for name, value in headers.items():
-        low = name.lower()
-        if low in ("host", "content-length", "transfer-encoding", "connection"):
-            if low == "content-length" and length is None:
-                length = int(value)
-            continue
-        line = f"{name}: {value}\r\n"
-        if "\n" in line[:-2] or "\r" in line[:-2] or "\0" in line:
-            raise ValueError(f"Header {name[:40]!r} holds a line break or NUL.")
-        named.add(low)
-        lines.append(line.encode("latin-1"))
-    if "accept-encoding" not in named:
-        lines.append(_ACCEPT_ENCODING)
-    lines.append(b"transfer-encoding: chunked\r\n\r\n" if length is None else b"content-length: %d\r\n\r\n" % length)
-    return b"".join(lines)
-
-
-class _Headers(Mapping[str, str]):
-    """An answer's headers, by case-insensitive name; repeated ones joined."""
-
-    __slots__ = ("_items",)
-
-    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
-        items: dict[str, tuple[str, str]] = {}
-        for name, value in raw:
-            text, low = name.decode("latin-1"), name.decode("latin-1").lower()
-            kept = items.get(low)
-            items[low] = (text, value.decode("latin-1") if kept is None else f"{kept[1]}, {value.decode('latin-1')}")
-        self._items = items
-
-    def __getitem__(self, name: str) -> str:
-        return self._items[name.lower()][1]
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._items
-
-    def __iter__(self) -> Iterator[str]:
-        return (text for text, _ in self._items.values())
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-def _decoder(encoding: str) -> zlib._Decompress | None:
-    encoding = encoding.strip().lower()
-    if encoding in ("gzip", "x-gzip"):
-        return zlib.decompressobj(16 + zlib.MAX_WBITS)
-    if encoding == "deflate":
-        return zlib.decompressobj()
-    return None
 
 
 class _Conn(asyncio.Protocol):
@@ -233,7 +150,7 @@ class LeanResponse:
         self._read_s = read_timeout_s
         self.status_code = 0
         self.raw_headers: list[tuple[bytes, bytes]] = []
-        self._headers: _Headers | None = None
+        self._headers: AnswerHeaders | None = None
         self._chunks: deque[bytes] = deque()
         self._held = 0
         self._decode: zlib._Decompress | None = None
@@ -241,6 +158,8 @@ class LeanResponse:
         self._keep_alive = False
         self._error: httpx.TransportError | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
         self._paused = False
         self.unframed = False
 
@@ -252,13 +171,13 @@ class LeanResponse:
     @property
     def headers(self) -> Mapping[str, str]:
         if self._headers is None:
-            self._headers = _Headers(self.raw_headers)
+            self._headers = AnswerHeaders(self.raw_headers)
         return self._headers
 
     # -- from the connection --
     def head(self, status: int) -> None:
         self.status_code = status
-        self._decode = _decoder(self.headers.get("content-encoding", ""))
+        self._decode = decoder(self.headers.get("content-encoding", ""))
         framed = "content-length" in self.headers or "chunked" in self.headers.get("transfer-encoding", "").lower()
         self.unframed = not framed
         self._wake()
@@ -285,18 +204,34 @@ class LeanResponse:
             self._waiter.set_result(None)
 
     async def _wait(self) -> None:
-        """Until something comes, at most the read timeout (as aiohttp's sock_read)."""
+        """Until something comes, at most the read timeout (as aiohttp's
+        sock_read). One timer for the answer, not one per wait: when it
+        fires early (something came since it was armed), it is armed again
+        for what is left."""
         if self._error is not None:
             raise self._error
-        self._waiter = waiter = asyncio.get_running_loop().create_future()
-        timer = asyncio.get_running_loop().call_later(self._read_s, _time_out, waiter, self._read_s)
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + self._read_s
+        if self._timer is None:
+            self._timer = loop.call_at(self._deadline, self._ring)
+        self._waiter = waiter = loop.create_future()
         try:
             await waiter
         finally:
-            timer.cancel()
             self._waiter = None
         if self._error is not None:
             raise self._error
+
+    def _ring(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._deadline - 0.001:  # uvloop's timers keep milliseconds
+            waiter.set_exception(httpx.ReadTimeout(f"The upstream sent nothing for {self._read_s:g} s."))
+        else:
+            self._timer = loop.call_at(self._deadline, self._ring)
 
     async def wait_head(self) -> None:
         while not self.status_code:
@@ -338,6 +273,9 @@ class LeanResponse:
             await self._wait()
 
     async def aclose(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         conn, self._conn = self._conn, None
         if conn is None:
             return
@@ -346,11 +284,6 @@ class LeanResponse:
             conn.pool.release(conn)
         else:  # unread or unended: the connection cannot carry another request
             conn.close()
-
-
-def _time_out(waiter: asyncio.Future[None], seconds: float) -> None:
-    if not waiter.done():
-        waiter.set_exception(httpx.ReadTimeout(f"The upstream sent nothing for {seconds:g} s."))
 
 
 class LeanUpstream:
@@ -373,9 +306,9 @@ class LeanUpstream:
     async def _call(
         self, method: bytes, url: str, headers: dict[str, str], content: Body | None, read_s: float
     ) -> LeanResponse:
-        target = _target(url)
+        target = target_of(url)
         length = None if isinstance(content, AsyncIterable) else len(content or b"")
-        head = _head(method, target, headers, length)
+        head = request_head(method, target, headers, length)
         conn = await self._acquire(target)
         answer = LeanResponse(conn, read_s)
         conn.answer = answer
@@ -407,7 +340,7 @@ class LeanUpstream:
         if chunked:
             transport.write(b"0\r\n\r\n")
 
-    async def _acquire(self, target: _Target) -> _Conn:
+    async def _acquire(self, target: Target) -> _Conn:
         deadline = time.monotonic() + POOL_S
         while True:
             idle = self._idle.get(target.key)
@@ -430,7 +363,7 @@ class LeanUpstream:
                 if waiter in self._waiting:
                     self._waiting.remove(waiter)
 
-    async def _connect(self, target: _Target) -> _Conn:
+    async def _connect(self, target: Target) -> _Conn:
         self._open += 1
         loop = asyncio.get_running_loop()
         tls = self._context() if target.tls else None

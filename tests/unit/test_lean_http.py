@@ -305,3 +305,16 @@ async def test_tls_with_a_trusted_certificate_and_not_without(tmp_path: Path) ->
             await call(untrusting, url)
     await trusting.aclose()
     await untrusting.aclose()
+
+
+async def test_a_path_with_an_upstreams_odd_id_is_percent_encoded_never_split(client: LeanUpstream) -> None:
+    async def answer(body: bytes, w: asyncio.StreamWriter) -> bool:
+        w.write(ok(body))
+        return True
+
+    server, srv, port = await serve(answer)
+    async with srv:
+        await call(client, f"http://127.0.0.1:{port}/v1/files/file x\r\nx-admin: 1é/content?after=a%20b")
+    head = server.requests[0][0]
+    assert head.startswith(b"POST /v1/files/file%20xx-admin:%201%C3%A9/content?after=a%20b HTTP/1.1\r\n")
+    assert b"\r\nx-admin" not in head
