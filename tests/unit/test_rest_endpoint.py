@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from ingress import rest_endpoint
+from ingress.mailbox import Mailbox
 from ingress.replies import DISCONNECTED
 from ingress.rest_endpoint import FLUSH_BYTES, MAX_BACKLOG, RestDoor
 from schemas.chat import Delta, Usage
@@ -60,7 +61,7 @@ class ScriptedSession:
 
     def __init__(self, gw: Any, api: str, model: str, stream: bool, received_ns: int, request_id: str, **kw: Any):
         self.id, self.api, self.model, self.kw = request_id, api, model, kw
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.queue: Mailbox[Any] = Mailbox()
         for _ in range(ScriptedSession.backlog):
             self.queue.put_nowait(b"")
         self.replies = list(ScriptedSession.script)
@@ -91,7 +92,7 @@ class ScriptedSession:
     async def next_reply(self, timeout_s: float) -> Any:
         if self.replies and self.replies[0] is not WAIT:
             return self.replies.pop(0)
-        got = await asyncio.wait_for(self.queue.get(), timeout_s)
+        got = await self.queue.get(timeout_s)
         return None if got is DISCONNECTED else got
 
     async def cancel(self) -> None:

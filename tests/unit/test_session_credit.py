@@ -5,13 +5,13 @@ lost on the bus must not stall the download)."""
 
 from __future__ import annotations
 
-import asyncio
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from ingress import session as session_mod
+from ingress.mailbox import Mailbox
 from ingress.session import BusSession
 from schemas import bus, subjects
 from schemas.chat import Delta
@@ -34,9 +34,9 @@ class FakeNats:
 
 class FakeReplies:
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.queue: Mailbox[Any] = Mailbox()
 
-    def open(self, request_id: str, *, job: bool = False) -> tuple[str, asyncio.Queue[Any]]:
+    def open(self, request_id: str, *, job: bool = False) -> tuple[str, Mailbox[Any]]:
         return f"_INBOX.test.{request_id}", self.queue
 
     def close(self, request_id: str) -> None:

@@ -19,6 +19,7 @@ import msgspec
 import pytest
 
 from ingress import api_bus, endpoint, multipart, public_url, ws_relay
+from ingress.mailbox import Mailbox
 from ingress.replies import DISCONNECTED
 from ingress.uploads import Uploads, refs_of, refuse_refs
 from schemas.chat import Delta, Usage
@@ -234,7 +235,7 @@ class ScriptedSession:
         self.gw, self.id, self.api, self.model, self.stream = gw, request_id, api, model, stream
         self.received_ns = received_ns
         self.created = 1
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.queue: Mailbox[Any] = Mailbox()
         self.replies = list(ScriptedSession.script)
         self.published: dict[str, Any] | None = None
         self.cancelled = self.closed = False
@@ -262,7 +263,7 @@ class ScriptedSession:
     async def next_reply(self, timeout_s: float) -> Any:
         if self.replies and self.replies[0] is not WAIT:
             return self.replies.pop(0)
-        got = await asyncio.wait_for(self.queue.get(), timeout_s)
+        got = await self.queue.get(timeout_s)
         return None if got is DISCONNECTED else got
 
     async def collect(self) -> Any:
