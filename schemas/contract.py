@@ -28,7 +28,7 @@ from schemas.cached_answer import CachedAnswer, CacheStore
 from schemas.control import ApiKey, ApprovalRule, ModelRoute, Subscription, Tenant
 from schemas.envelope import Envelope
 from schemas.events import DeadLetter, EventBatch
-from schemas.health import BreakerRecord, TryOutcome
+from schemas.health import BreakerRecord, TryOutcome, TryOutcomes
 from schemas.jobs import Job, JobClaim, JobQuery, JobResult
 from schemas.lifecycle import Beat, ProcessDied
 from schemas.mcp import McpServer, ServerCatalog
@@ -81,6 +81,7 @@ STRUCTS: tuple[type, ...] = (
     ProcessDied,
     Beat,
     TryOutcome,
+    TryOutcomes,
     BreakerRecord,
     CacheStore,
     CachedAnswer,
@@ -196,8 +197,9 @@ CHANNELS: list[Channel] = [
      "Before a request is sent again, every provider says (a Fenced reply) whether it holds it, and if not "
      "refuses every older copy from then on."),
     ("cacheStore", subjects.CACHE_STORE, {}, ["CacheStore"], "gateway", "An answer to keep in the response cache."),
-    ("health", subjects.HEALTH_ATTEMPT, {}, ["TryOutcome"], "gateway",
-     "Every upstream try's outcome, heard by every routing replica."),
+    ("health", subjects.HEALTH_ATTEMPT, {}, ["TryOutcome", "TryOutcomes"], "gateway",
+     "Every upstream try's outcome, heard by every routing replica: a failed one at once, successful ones "
+     "gathered for a few milliseconds and sent together."),
     ("events", f"{subjects.PREFIX}.events.{{stage}}", {"stage": "The stage that sent the batch."},
      ["EventBatch"], "gateway", "Analytics events, in batches, kept by the SLUICE_EVENTS stream."),
     ("deadLetters", subjects.DEAD_LETTER, {}, ["DeadLetter"], "gateway", "Events the sink could not store."),

@@ -10,7 +10,7 @@ them there (``sluice routes``).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -32,6 +32,14 @@ class TryOutcome(BusMessage, tag="health.try"):
     replica: str = ""
 
 
+class TryOutcomes(BusMessage, tag="health.tries"):
+    """Tries announced together: a provider gathers its successful tries
+    for a few milliseconds and sends them in one message, so a request
+    costs the bus no message of its own for its health."""
+
+    tries: Annotated[list[TryOutcome], msgspec.Meta(max_length=4096)]
+
+
 class BreakerRecord(msgspec.Struct, omit_defaults=True):
     """One deployment's breaker, as last changed by any routing replica."""
 
@@ -44,4 +52,5 @@ class BreakerRecord(msgspec.Struct, omit_defaults=True):
 
 
 decode_try = msgspec.msgpack.Decoder(TryOutcome).decode
+decode_tries = msgspec.msgpack.Decoder(TryOutcome | TryOutcomes).decode
 decode_breaker = msgspec.msgpack.Decoder(BreakerRecord).decode

@@ -49,6 +49,7 @@ from services import admission, answer_cache, call_logs, native_batch, privacy
 from services import usage as usage_svc
 from services.bus import process, quota_ledger
 from services.bus.blobs import BlobStore
+from services.bus.health_outbox import HealthOutbox
 from services.bus.kv import KvMirror, kv_key
 from services.config import settings_from_env
 from services.fence import Fences, reservation_copy
@@ -224,9 +225,11 @@ class ProviderStage:
         # What a request uploaded, and where the images it makes are kept
         # (``OBJ_MEDIA``: this role may not purge, so a write cut short ages out).
         self.blobs: BlobStore | None = None
+        self.health: HealthOutbox | None = None
 
     async def start(self, ctx: runner.StageContext) -> None:
         self.client = make_upstream_http()
+        self.health = HealthOutbox(ctx.nc)
         self.blobs = BlobStore(ctx.js, may_purge=False)
         await self.blobs.start()
         await self.mcp.start(ctx.js)
@@ -331,7 +334,8 @@ class ProviderStage:
             in_flight=self.calls.get(dep.name, 0),
             replica=ctx.instance,
         )
-        await ctx.nc.publish(subjects.HEALTH_ATTEMPT, bus.encode(outcome))
+        if self.health is not None:
+            await self.health.tell(outcome)
 
     async def handle(self, ctx: runner.StageContext, env: Envelope, msg: Msg | None, start_ns: int) -> None:
         if not env.candidates or self.client is None:
@@ -461,6 +465,8 @@ class ProviderStage:
             task.cancel()
         if self.inflight:
             await asyncio.wait(list(self.inflight.values()), timeout=1.0)
+        if self.health is not None:
+            await self.health.close()
         if self.client is not None:
             await self.client.aclose()
         await self.mcp.stop()

@@ -20,7 +20,7 @@ from schemas import subjects
 from schemas.control import ModelRoute, decode_route
 from schemas.envelope import Envelope
 from schemas.events import AlertEvent
-from schemas.health import BreakerRecord, BreakerStateName, TryOutcome, decode_breaker, decode_try
+from schemas.health import BreakerRecord, BreakerStateName, TryOutcome, TryOutcomes, decode_breaker, decode_tries
 from schemas.mcp import McpServer, ServerCatalog, decode_catalog, decode_server
 from schemas.rest import RestService, decode_service
 from services import mcp_routing, rest_routing, routing
@@ -87,17 +87,18 @@ class RoutingStage:
 
     async def _on_try(self, msg: Msg) -> None:
         try:
-            outcome = decode_try(msg.data)
+            told = decode_tries(msg.data)
         except msgspec.DecodeError:
             log.warning("undecodable try outcome on %s: dropped", msg.subject)
             return
         known = (self.table.deployments, self.mcp_deployments, self.rest_deployments)
-        if not any(outcome.deployment in names for names in known):
-            return  # no group, server or service names it (any more): nothing to keep
         now = time.time()
-        changed = self.board.record(outcome, now)
-        if changed is not None:
-            await self._announce(outcome, changed, now)
+        for outcome in told.tries if isinstance(told, TryOutcomes) else (told,):
+            if not any(outcome.deployment in names for names in known):
+                continue  # no group, server or service names it (any more): nothing to keep
+            changed = self.board.record(outcome, now)
+            if changed is not None:
+                await self._announce(outcome, changed, now)
 
     async def _announce(self, outcome: TryOutcome, state: BreakerState, now: float) -> None:
         deployment = outcome.deployment
