@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -146,6 +147,21 @@ def embedded_gateway(config: str, key: str, prefix: str, **layout: Any) -> Itera
     finally:
         sup.stop()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, what: str, seconds: float = 10) -> None:
+    """Until something listens on loopback ``port``; an error (with what
+    ``proc`` said, if its stderr is a pipe) if it exits or ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError as exc:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                said = proc.stderr.read().decode() if proc.stderr and proc.poll() is not None else ""
+                raise RuntimeError(f"{what} did not start: {said}") from exc
+            time.sleep(0.05)
 
 
 def write_results(results: dict, out: str, summary: str) -> Path:

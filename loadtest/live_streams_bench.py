@@ -34,7 +34,6 @@ import json
 import os
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,7 +45,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from loadtest.bench import cpu_seconds, rss_mb, write_results
+from loadtest.bench import cpu_seconds, rss_mb, wait_for_port, write_results
 from schemas.control import ApiKey, Budget, Limits
 from services.cli.layout import Layout, parse_replicas
 from services.cli.nats_server import free_port
@@ -108,18 +107,6 @@ def raise_nofile(streams: int) -> int:
     if want < 2 * streams + 1024:
         print(f"warning: open files limited to {want}, {streams} streams need about {2 * streams + 1024}")
     return want
-
-
-def wait_for_port(port: int, proc: subprocess.Popen, what: str) -> None:
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError as exc:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{what} did not start") from exc
-            time.sleep(0.05)
 
 
 @contextmanager

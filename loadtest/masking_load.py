@@ -17,13 +17,10 @@ import subprocess
 from pathlib import Path
 
 from loadtest.bench import cpu_seconds, parse_wrk, rss_mb
+from loadtest.privacy_bench import PROSE
 
 CONVERSATIONS = 256
 TURN_CHARS = 820  # five of them: about 4 KB
-PROSE = (
-    "The quarterly report shows revenue growth of twelve percent, driven by the new subscription tiers and "
-    "lower churn in the enterprise segment. Please summarise the main risks and the outlook for next year. "
-)
 
 
 def pii(c: int, t: int) -> str:

@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,7 @@ from typing import Any
 import aiohttp
 
 from loadtest import lag_bench, masking_load
-from loadtest.bench import LUA, breakdown, rss_mb, run_wrk, write_results
+from loadtest.bench import LUA, breakdown, rss_mb, run_wrk, wait_for_port, write_results
 from loadtest.privacy_bench import MASKING_TENANT
 from schemas.control import ApiKey, Budget, Limits
 from services.cli.layout import Layout
@@ -161,16 +160,7 @@ def nginx(home: Path, locations: str = "") -> Iterator[int]:
     user = "user root;" if os.geteuid() == 0 else ""
     conf.write_text(NGINX_CONF.format(user=user, home=home, port=port, answer=json.dumps(ANSWER), locations=locations))
     proc = subprocess.Popen([NGINX, "-p", str(home), "-c", str(conf)], stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError as exc:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                said = proc.stderr.read().decode() if proc.stderr else ""
-                raise RuntimeError(f"nginx did not start: {said}") from exc
-            time.sleep(0.05)
+    wait_for_port(port, proc, "nginx")
     try:
         yield port
     finally:
