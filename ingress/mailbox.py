@@ -47,7 +47,7 @@ class Mailbox(Generic[T]):
             return self._items.popleft()
         loop = asyncio.get_running_loop()
         self._deadline = deadline = loop.time() + timeout_s
-        if self._timer is None or self._timer.when() > deadline:
+        if self._timer is None or self._timer.when() > deadline + 0.001:
             self._arm(loop, deadline)
         self._waiter = waiter = loop.create_future()
         try:
@@ -59,7 +59,10 @@ class Mailbox(Generic[T]):
     def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = loop.call_at(when, self._ring)
+        # A millisecond late: uvloop keeps its timers and its clock in whole
+        # milliseconds, and a wait must never end before its deadline (the
+        # session compares it with its own clock, e.g. redaction's).
+        self._timer = loop.call_at(when + 0.001, self._ring)
 
     def _ring(self) -> None:
         self._timer = None
@@ -67,8 +70,7 @@ class Mailbox(Generic[T]):
         if waiter is None or waiter.done():
             return  # no one waiting: the next wait arms its own
         loop = asyncio.get_running_loop()
-        # uvloop's timers keep milliseconds: one may fire a little early.
-        if loop.time() >= self._deadline - 0.001:
+        if loop.time() >= self._deadline:
             waiter.set_exception(TimeoutError())
         else:  # armed for an earlier wait: this one has time left
             self._arm(loop, self._deadline)

@@ -213,7 +213,8 @@ class LeanResponse:
         loop = asyncio.get_running_loop()
         self._deadline = loop.time() + self._read_s
         if self._timer is None:
-            self._timer = loop.call_at(self._deadline, self._ring)
+            # A millisecond late: uvloop's timers keep whole milliseconds.
+            self._timer = loop.call_at(self._deadline + 0.001, self._ring)
         self._waiter = waiter = loop.create_future()
         try:
             await waiter
@@ -228,10 +229,10 @@ class LeanResponse:
         if waiter is None or waiter.done():
             return
         loop = asyncio.get_running_loop()
-        if loop.time() >= self._deadline - 0.001:  # uvloop's timers keep milliseconds
+        if loop.time() >= self._deadline:
             waiter.set_exception(httpx.ReadTimeout(f"The upstream sent nothing for {self._read_s:g} s."))
         else:
-            self._timer = loop.call_at(self._deadline, self._ring)
+            self._timer = loop.call_at(self._deadline + 0.001, self._ring)
 
     async def wait_head(self) -> None:
         while not self.status_code:

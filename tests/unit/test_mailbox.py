@@ -5,8 +5,10 @@ stream's many waits."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
+import uvloop
 
 from ingress.mailbox import Mailbox
 
@@ -70,3 +72,22 @@ async def test_a_cancelled_reader_leaves_the_mailbox_usable() -> None:
         await reader
     box.put_nowait("later")
     assert await box.get(1.0) == "later"
+
+
+def test_under_uvloop_no_wait_ends_before_its_deadline_by_the_true_clock() -> None:
+    # uvloop keeps its clock and timers in whole milliseconds; the session
+    # compares a wait's end with its own clock (redaction's deadline), so a
+    # wait may end late, never early.
+    async def waits() -> list[float]:
+        box: Mailbox[str] = Mailbox()
+        short = []
+        for i in range(20):
+            timeout = 0.0105 + i * 0.0003
+            start = time.monotonic()
+            with pytest.raises(TimeoutError):
+                await box.get(timeout)
+            if time.monotonic() - start < timeout:
+                short.append(time.monotonic() - start)
+        return short
+
+    assert uvloop.run(waits()) == []
