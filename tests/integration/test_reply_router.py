@@ -26,7 +26,7 @@ def test_a_fence_no_provider_hears_brings_nothing_to_the_request(nats_url: str) 
             await nc.publish(subjects.CONTROL_FENCE, bus.encode(Fence(id="req1", copy=1)), reply=inbox)
             await nc.publish(inbox, b"a reply")  # then a real message on the same inbox, to know the first came
             await nc.flush()
-            got = [await asyncio.wait_for(queue.get(), 5)]
+            got = [await queue.get(5)]
             await asyncio.sleep(0.2)
             while not queue.empty():
                 got.append(queue.get_nowait())
