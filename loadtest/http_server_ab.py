@@ -1,16 +1,19 @@
-"""uvicorn against granian as the ingress's HTTP server, on the same gateway.
+"""uvicorn against other HTTP servers for the ingress, on the same gateway.
 
-Starts Sluice as `make bench` does (nginx as the upstream), then a second
-ingress process under granian (ASGI, uvloop, one worker) beside the
-supervisor's uvicorn one, on the same bus, with the same environment. wrk
-drives the two in turn, twice, completions and streams, at 1 and 64
+Starts Sluice as `make bench` does (nginx as the upstream), then more
+ingress processes beside the supervisor's uvicorn one, on the same bus,
+with the same environment: under ``loadtest.lean_asgi_server`` (a bare
+ASGI server on httptools, what a server of our own could save at most),
+and under granian (ASGI, uvloop, one worker) when it is installed. wrk
+drives them in turn, twice, completions and streams, at 1 and 64
 connections; the CPU of each front process (granian's worker included) is
 read from /proc.
 
-    pip install granian && python -m loadtest.http_server_ab
+    python -m loadtest.http_server_ab        (pip install granian to add it)
 
 granian is not a dependency of Sluice: this is how the choice of server was
-measured (issue 13), kept so it can be measured again.
+measured (issue 13, and issue 29 for the bare server), kept so it can be
+measured again.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import time
 from pathlib import Path
 
 from loadtest import nginx_bench as nb
-from loadtest.bench import LUA, cpu_seconds, run_wrk
+from loadtest.bench import LUA, cpu_seconds, run_wrk, wait_for_port
 from services.cli.nats_server import free_port
 
 APP = """
@@ -65,22 +68,36 @@ def start_granian(env: dict[str, str], cwd: Path, home: Path) -> tuple[subproces
             time.sleep(0.2)
 
 
+def start_lean(env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen, int]:
+    env = env | {"SLUICE_PROCESS_NAME": "ingress-8"}
+    port = free_port()
+    cmd = [sys.executable, "-m", "loadtest.lean_asgi_server", "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port, proc, "the bare server", 20)
+    return proc, port
+
+
 def main() -> int:
-    if shutil.which("granian", path=str(Path(sys.executable).parent)) is None:
-        print("granian is not installed here: pip install granian", file=sys.stderr)
-        return 2
+    has_granian = shutil.which("granian", path=str(Path(sys.executable).parent)) is not None
     root = Path(tempfile.mkdtemp(prefix="sluice-http-ab-"))
     try:
         with nb.nginx(root / "nginx") as ngx, nb.sluice(root / "sluice", ngx) as (layout, sup):
-            granian: subprocess.Popen | None = None
+            started: list[subprocess.Popen] = []
             try:
                 pids = sup.pids()
                 ingress = pids["ingress"]
                 raw_env = Path(f"/proc/{ingress}/environ").read_bytes().decode().split("\0")
                 env = dict(item.split("=", 1) for item in raw_env if "=" in item)
-                granian, port = start_granian(env, Path(f"/proc/{ingress}/cwd").resolve(), layout.home)
+                cwd = Path(f"/proc/{ingress}/cwd").resolve()
+                servers = {"uvicorn": (layout.http_port, ingress)}
+                lean, port = start_lean(env, cwd)
+                started.append(lean)
+                servers["bare"] = (port, lean.pid)
+                if has_granian:
+                    granian, port = start_granian(env, cwd, layout.home)
+                    started.append(granian)
+                    servers["granian"] = (port, granian.pid)
                 time.sleep(2)
-                servers = {"uvicorn": (layout.http_port, ingress), "granian": (port, granian.pid)}
                 for stream in (False, True):
                     model = "bench-stream" if stream else "bench-model"
                     script = layout.home / f"chat-{stream}.lua"
@@ -100,9 +117,9 @@ def main() -> int:
                                     flush=True,
                                 )
             finally:
-                if granian is not None:
-                    granian.terminate()
-                    granian.wait(5)
+                for proc in started:
+                    proc.terminate()
+                    proc.wait(5)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0
