@@ -13,6 +13,7 @@ for what is left: one timer a minute for a stream, not one a chunk.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import Generic, TypeVar
 
@@ -25,6 +26,7 @@ class Mailbox(Generic[T]):
         self._waiter: asyncio.Future[None] | None = None
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
 
     def put_nowait(self, item: T) -> None:
         self._items.append(item)
@@ -42,12 +44,14 @@ class Mailbox(Generic[T]):
         return len(self._items)
 
     async def get(self, timeout_s: float) -> T:
-        """The next item; TimeoutError if none comes within ``timeout_s``."""
+        """The next item; TimeoutError if none comes within ``timeout_s``,
+        never sooner by the true clock (uvloop's clock is the start of the
+        loop's turn, in whole milliseconds: under load it lags by more)."""
         if self._items:
             return self._items.popleft()
         loop = asyncio.get_running_loop()
-        self._deadline = deadline = loop.time() + timeout_s
-        if self._timer is None or self._timer.when() > deadline + 0.001:
+        self._deadline = deadline = time.monotonic() + timeout_s
+        if self._timer is None or self._timer_at > deadline:
             self._arm(loop, deadline)
         self._waiter = waiter = loop.create_future()
         try:
@@ -57,23 +61,22 @@ class Mailbox(Generic[T]):
         return self._items.popleft()
 
     def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        """A timer for ``when`` (``time.monotonic``), a millisecond late for
+        uvloop's whole-millisecond timers."""
         if self._timer is not None:
             self._timer.cancel()
-        # A millisecond late: uvloop keeps its timers and its clock in whole
-        # milliseconds, and a wait must never end before its deadline (the
-        # session compares it with its own clock, e.g. redaction's).
-        self._timer = loop.call_at(when + 0.001, self._ring)
+        self._timer_at = when
+        self._timer = loop.call_later(when - time.monotonic() + 0.001, self._ring)
 
     def _ring(self) -> None:
         self._timer = None
         waiter = self._waiter
         if waiter is None or waiter.done():
             return  # no one waiting: the next wait arms its own
-        loop = asyncio.get_running_loop()
-        if loop.time() >= self._deadline:
+        if time.monotonic() >= self._deadline:
             waiter.set_exception(TimeoutError())
-        else:  # armed for an earlier wait: this one has time left
-            self._arm(loop, self._deadline)
+        else:  # armed for an earlier wait, or woken early: this one has time left
+            self._arm(asyncio.get_running_loop(), self._deadline)
 
     def close(self) -> None:
         if self._timer is not None:
