@@ -30,6 +30,7 @@ import httpx
 
 from services.providers.http import CONNECT_S, POOL_S, WRITE_S, Body
 from services.providers.lean_wire import AnswerHeaders, Target, decoder, request_head, target_of
+from services.wait_timer import WaitTimer
 
 # A pooled connection idle longer than this is closed rather than reused:
 # servers drop idle keep-alive connections (nginx after 75 s, many clouds
@@ -101,8 +102,11 @@ class _Conn(asyncio.Protocol):
 
     async def drain(self) -> None:
         if self._writable is not None:
-            async with asyncio.timeout(WRITE_S):
-                await self._writable
+            try:
+                async with asyncio.timeout(WRITE_S):
+                    await self._writable
+            except TimeoutError:
+                raise httpx.WriteTimeout(f"The upstream took none of the body for {WRITE_S:g} s.") from None
 
     def close(self) -> None:
         self.closed = True
@@ -158,8 +162,8 @@ class LeanResponse:
         self._keep_alive = False
         self._error: httpx.TransportError | None = None
         self._waiter: asyncio.Future[None] | None = None
-        self._deadline = 0.0
-        self._timer: asyncio.TimerHandle | None = None
+        # One timer for the answer's waits, as aiohttp's sock_read: at most this long between reads.
+        self._timer = WaitTimer(lambda: httpx.ReadTimeout(f"The upstream sent nothing for {read_timeout_s:g} s."))
         self._paused = False
         self.unframed = False
 
@@ -177,8 +181,14 @@ class LeanResponse:
     # -- from the connection --
     def head(self, status: int) -> None:
         self.status_code = status
-        self._decode = decoder(self.headers.get("content-encoding", ""))
-        framed = "content-length" in self.headers or "chunked" in self.headers.get("transfer-encoding", "").lower()
+        # Read off the raw headers: the mapping is built only for a caller that asks (an error, a media type).
+        framed = False
+        for name, value in self.raw_headers:
+            low = name.lower()
+            if low == b"content-encoding":
+                self._decode = decoder(value.decode("latin-1"))
+            elif low == b"content-length" or (low == b"transfer-encoding" and b"chunked" in value.lower()):
+                framed = True
         self.unframed = not framed
         self._wake()
 
@@ -204,35 +214,16 @@ class LeanResponse:
             self._waiter.set_result(None)
 
     async def _wait(self) -> None:
-        """Until something comes, at most the read timeout (as aiohttp's
-        sock_read). One timer for the answer, not one per wait: when it
-        fires early (something came since it was armed), it is armed again
-        for what is left."""
+        """Until something comes, at most the read timeout."""
         if self._error is not None:
             raise self._error
-        loop = asyncio.get_running_loop()
-        self._deadline = loop.time() + self._read_s
-        if self._timer is None:
-            # A millisecond late: uvloop's timers keep whole milliseconds.
-            self._timer = loop.call_at(self._deadline + 0.001, self._ring)
-        self._waiter = waiter = loop.create_future()
+        self._waiter = waiter = asyncio.get_running_loop().create_future()
         try:
-            await waiter
+            await self._timer.wait(waiter, self._read_s)
         finally:
             self._waiter = None
         if self._error is not None:
             raise self._error
-
-    def _ring(self) -> None:
-        self._timer = None
-        waiter = self._waiter
-        if waiter is None or waiter.done():
-            return
-        loop = asyncio.get_running_loop()
-        if loop.time() >= self._deadline:
-            waiter.set_exception(httpx.ReadTimeout(f"The upstream sent nothing for {self._read_s:g} s."))
-        else:
-            self._timer = loop.call_at(self._deadline + 0.001, self._ring)
 
     async def wait_head(self) -> None:
         while not self.status_code:
@@ -274,9 +265,7 @@ class LeanResponse:
             await self._wait()
 
     async def aclose(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.cancel()
         conn, self._conn = self._conn, None
         if conn is None:
             return

@@ -11,14 +11,21 @@ import pytest
 import uvloop
 
 from ingress.mailbox import Mailbox
+from services.wait_timer import WaitTimer
 
 
-class Counted(Mailbox[str]):
-    armed = 0
+@pytest.fixture
+def armed(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """When each timer was armed for (``services.wait_timer``, under the Mailbox)."""
+    armed: list[float] = []
+    arm = WaitTimer._arm
 
-    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
-        self.armed += 1
-        super()._arm(loop, when)
+    def counting(timer: WaitTimer, when: float) -> None:
+        armed.append(when)
+        arm(timer, when)
+
+    monkeypatch.setattr(WaitTimer, "_arm", counting)
+    return armed
 
 
 async def test_items_come_in_order_and_wake_a_waiting_reader() -> None:
@@ -35,7 +42,7 @@ async def test_items_come_in_order_and_wake_a_waiting_reader() -> None:
 
 
 async def test_a_wait_ends_at_its_own_deadline_not_an_earlier_waits() -> None:
-    box = Counted()
+    box: Mailbox[str] = Mailbox()
     loop = asyncio.get_running_loop()
     box.put_nowait("x")
     asyncio.get_running_loop().call_later(0.05, box.put_nowait, "first")
@@ -47,8 +54,8 @@ async def test_a_wait_ends_at_its_own_deadline_not_an_earlier_waits() -> None:
     assert loop.time() - start >= 0.2 - 0.002
 
 
-async def test_a_stream_of_replies_arms_one_timer_not_one_each() -> None:
-    box = Counted()
+async def test_a_stream_of_replies_arms_one_timer_not_one_each(armed: list[float]) -> None:
+    box: Mailbox[str] = Mailbox()
 
     async def writer() -> None:
         for i in range(50):
@@ -60,7 +67,7 @@ async def test_a_stream_of_replies_arms_one_timer_not_one_each() -> None:
     await task
     box.close()
     assert got == [str(i) for i in range(50)]
-    assert box.armed == 1
+    assert len(armed) == 1
 
 
 async def test_a_cancelled_reader_leaves_the_mailbox_usable() -> None:
