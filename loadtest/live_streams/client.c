@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "hist.h"
+#include "http_head.h"
 
 #define MAX_HEAD 16384
 #define MAX_LINE 65536
@@ -302,24 +303,6 @@ static int body_feed(conn_t *c, const char *p, size_t n, int64_t now, size_t *us
 }
 
 /* -- the HTTP response's head ----------------------------------------------------- */
-
-static const char *header_value(const char *head, size_t head_len, const char *name, size_t *vlen) {
-    size_t nl = strlen(name);
-    const char *p = memchr(head, '\n', head_len), *end = head + head_len;
-    while (p && p + 1 < end) {
-        p++;
-        if ((size_t)(end - p) > nl + 1 && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
-            const char *v = p + nl + 1, *e = memchr(v, '\n', (size_t)(end - v));
-            if (!e) e = end;
-            while (v < e && (*v == ' ' || *v == '\t')) v++;
-            while (e > v && (e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t')) e--;
-            *vlen = (size_t)(e - v);
-            return v;
-        }
-        p = memchr(p, '\n', (size_t)(end - p));
-    }
-    return NULL;
-}
 
 /* The head is whole at head_len bytes; returns 0 when the connection was given up. */
 static int on_head(conn_t *c, size_t head_len) {

@@ -49,6 +49,7 @@
 #include <unistd.h>
 
 #include "hist.h"
+#include "http_head.h"
 
 #define MAX_HEAD 16384
 #define MAX_BODY (8 * 1024 * 1024)
@@ -326,24 +327,6 @@ static void start_stream(conn_t *c) {
     st.started++;
     if (st.open > st.peak) st.peak = st.open;
     send_bytes(c, buf, len);
-}
-
-static const char *header_value(const char *head, size_t head_len, const char *name, size_t *vlen) {
-    size_t nl = strlen(name);
-    const char *p = memchr(head, '\n', head_len), *end = head + head_len;
-    while (p && p + 1 < end) {
-        p++;
-        if ((size_t)(end - p) > nl + 1 && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
-            const char *v = p + nl + 1, *e = memchr(v, '\n', (size_t)(end - v));
-            if (!e) e = end;
-            while (v < e && (*v == ' ' || *v == '\t')) v++;
-            while (e > v && (e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t')) e--;
-            *vlen = (size_t)(e - v);
-            return v;
-        }
-        p = memchr(p, '\n', (size_t)(end - p));
-    }
-    return NULL;
 }
 
 /* Answer every whole request waiting in the buffer, one at a time: a stream
