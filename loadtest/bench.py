@@ -33,13 +33,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from schemas.control import ApiKey
+from schemas.control import ApiKey, Budget, Limits
 from services.cli.layout import Layout, parse_replicas
 from services.cli.named_query import query
 from services.cli.nats_server import free_port
 from services.cli.supervisor import Supervisor
 
 KEY = "sk-bench-0123456789"
+# Far above what a run reaches: nothing is refused, and the counters still work on every request.
+LIMITS = Limits(rpm=10**9, tpm=10**12, max_parallel=100_000)
+BUDGET = Budget(limit_pico_usd=10**6 * 10**12, period="monthly")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CONFIG = """
 [gateway]
@@ -123,14 +126,14 @@ def parse_wrk(out: str) -> dict:
 
 
 @contextlib.contextmanager
-def embedded_gateway(config: str, key: str, prefix: str, **layout: Any) -> Iterator[tuple[Layout, Supervisor]]:
-    """The whole gateway on free loopback ports, with ``config`` (formatted
-    with {mock}, the mock upstream's port), one key of tenant "bench" and
-    ``layout`` options (replicas); stopped, and its directory removed, on the
-    way out."""
-    home = Path(tempfile.mkdtemp(prefix=prefix))
-    mock_port = free_port()
-    (home / "sluice.toml").write_text(config.format(mock=mock_port))
+def sluice_up(
+    home: Path, config: str, keys: dict[str, ApiKey], mock_port: int | None = None, **layout: Any
+) -> Iterator[tuple[Layout, Supervisor]]:
+    """Sluice as `sluice up` runs it, in ``home`` with ``config`` (the
+    sluice.toml text), on free loopback ports, with ``keys`` and ``layout``
+    options (replicas, separate stages); stopped on the way out."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "sluice.toml").write_text(config)
     options = Layout(
         home=home,
         config=home / "sluice.toml",
@@ -139,13 +142,28 @@ def embedded_gateway(config: str, key: str, prefix: str, **layout: Any) -> Itera
         mock_port=mock_port,
         **layout,
     )
-    sup = Supervisor(options, extra_keys={key: ApiKey(id="bench", tenant_id="bench")})
-    print(f"starting the gateway in {home} ...", flush=True)
+    sup = Supervisor(options, extra_keys=keys)
+    print(f"starting Sluice in {home} ...", flush=True)
     sup.start()
     try:
         yield options, sup
     finally:
         sup.stop()
+
+
+@contextlib.contextmanager
+def embedded_gateway(config: str, key: str, prefix: str, **layout: Any) -> Iterator[tuple[Layout, Supervisor]]:
+    """The whole gateway on free loopback ports, with ``config`` (formatted
+    with {mock}, the mock upstream's port), one key of tenant "bench" and
+    ``layout`` options (replicas); stopped, and its directory removed, on the
+    way out."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    mock_port = free_port()
+    keys = {key: ApiKey(id="bench", tenant_id="bench")}
+    try:
+        with sluice_up(home, config.format(mock=mock_port), keys, mock_port, **layout) as started:
+            yield started
+    finally:
         shutil.rmtree(home, ignore_errors=True)
 
 

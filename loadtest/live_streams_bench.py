@@ -45,8 +45,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from loadtest.bench import cpu_seconds, rss_mb, wait_for_port, write_results
-from schemas.control import ApiKey, Budget, Limits
+from loadtest.bench import BUDGET, LIMITS, cpu_seconds, rss_mb, sluice_up, wait_for_port, write_results
+from schemas.control import ApiKey
 from services.cli.layout import Layout, parse_replicas
 from services.cli.nats_server import free_port
 from services.cli.supervisor import Supervisor
@@ -59,9 +59,6 @@ TOOLS = ("upstream", "client")
 KEY = "sk-bench-live-0123456789"
 MODEL = "bench-live"
 PATH = "/v1/chat/completions"
-# Far above what a run reaches: nothing is refused, and the counters still work on every request.
-LIMITS = Limits(rpm=10**9, tpm=10**12, max_parallel=100_000)
-BUDGET = Budget(limit_pico_usd=10**6 * 10**12, period="monthly")
 # The provider stage's upstream pool: streams past this many per provider process wait for a pooled
 # connection, and fail when none frees up in time. Read from the code, so the note stays true.
 UPSTREAM_POOL: int = inspect.signature(make_upstream_http).parameters["max_connections"].default
@@ -133,24 +130,11 @@ def upstream_stats(port: int, reset: bool = False) -> dict:
 def sluice(home: Path, port: int, stream_s: float, replicas: dict[str, int]) -> Iterator[tuple[Layout, Supervisor]]:
     """Sluice as `sluice up` runs it (as ``nginx_bench.sluice`` starts it),
     its one model behind the upstream on ``port``; stopped on the way out."""
-    home.mkdir(parents=True, exist_ok=True)
     timeout_s = max(120, round(6 * stream_s))
-    (home / "sluice.toml").write_text(CONFIG.format(request_timeout_s=timeout_s, model=MODEL, port=port))
-    layout = Layout(
-        home=home,
-        config=home / "sluice.toml",
-        nats_port=free_port(),
-        http_port=free_port(),
-        mock_port=None,
-        replicas=replicas,
-    )
-    sup = Supervisor(layout, extra_keys={KEY: ApiKey(id="bench", tenant_id="bench", limits=LIMITS, budget=BUDGET)})
-    print(f"starting Sluice in {home} ...", flush=True)
-    sup.start()
-    try:
-        yield layout, sup
-    finally:
-        sup.stop()
+    config = CONFIG.format(request_timeout_s=timeout_s, model=MODEL, port=port)
+    keys = {KEY: ApiKey(id="bench", tenant_id="bench", limits=LIMITS, budget=BUDGET)}
+    with sluice_up(home, config, keys, replicas=replicas) as started:
+        yield started
 
 
 def rss_by_process(pids: dict[str, int]) -> dict[str, float]:

@@ -40,9 +40,9 @@ from typing import Any
 import aiohttp
 
 from loadtest import lag_bench, masking_load
-from loadtest.bench import LUA, breakdown, rss_mb, run_wrk, wait_for_port, write_results
+from loadtest.bench import BUDGET, LIMITS, LUA, breakdown, rss_mb, run_wrk, sluice_up, wait_for_port, write_results
 from loadtest.privacy_bench import MASKING_TENANT
-from schemas.control import ApiKey, Budget, Limits
+from schemas.control import ApiKey
 from services.cli.layout import Layout
 from services.cli.nats_server import free_port
 from services.cli.supervisor import Supervisor
@@ -51,9 +51,6 @@ KEY = "sk-bench-nginx-0123456789"
 MASKING_KEY = "sk-bench-nginx-masking-0123456789"
 NGINX = "/usr/sbin/nginx"
 CHUNKS = 21
-# Far above what a run reaches: nothing is refused, and the counters still work on every request.
-LIMITS = Limits(rpm=10**9, tpm=10**12, max_parallel=100_000)
-BUDGET = Budget(limit_pico_usd=10**6 * 10**12, period="monthly")
 # ~1 KB of prompt, as in the other benchmarks.
 PROMPT = "Summarise the following text. " + "lorem ipsum dolor sit amet " * 36
 
@@ -203,28 +200,14 @@ def pct(values: list[float]) -> dict[str, float]:
 def sluice(home: Path, ngx: int, **layout_options: Any) -> Iterator[tuple[Layout, Supervisor]]:
     """Sluice as `sluice up` runs it, its models behind nginx on port
     ``ngx``, with the bench's keys; stopped on the way out."""
-    home.mkdir(parents=True, exist_ok=True)
     groups = group("bench-model", ngx, "complete") + "\n" + group("bench-stream", ngx, "stream")
-    (home / "sluice.toml").write_text(SLUICE_CONFIG.format(masking=MASKING_TENANT, groups=groups))
-    layout = Layout(
-        home=home,
-        config=home / "sluice.toml",
-        nats_port=free_port(),
-        http_port=free_port(),
-        mock_port=None,
-        **layout_options,
-    )
     keys = {
         KEY: ApiKey(id="bench", tenant_id="bench", limits=LIMITS, budget=BUDGET),
         MASKING_KEY: ApiKey(id="masking", tenant_id="masking"),
     }
-    sup = Supervisor(layout, extra_keys=keys)
-    print(f"starting Sluice in {home} ...", flush=True)
-    sup.start()
-    try:
-        yield layout, sup
-    finally:
-        sup.stop()
+    config = SLUICE_CONFIG.format(masking=MASKING_TENANT, groups=groups)
+    with sluice_up(home, config, keys, **layout_options) as started:
+        yield started
 
 
 def measure(layout_name: str, layout_options: dict, ngx: int, home: Path, duration: int) -> dict:

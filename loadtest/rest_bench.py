@@ -53,9 +53,9 @@ from typing import Any
 
 import httpx
 
-from loadtest.bench import breakdown, cpu_seconds, parse_wrk, rss_mb, write_results
+from loadtest.bench import BUDGET, LIMITS, breakdown, cpu_seconds, parse_wrk, rss_mb, write_results
 from loadtest.catalog_render import catalog_render_ms
-from loadtest.nginx_bench import BUDGET, LIMITS, NGINX, nginx
+from loadtest.nginx_bench import NGINX, nginx
 from schemas import subjects
 from schemas.control import ApiKey
 from schemas.people import User

@@ -59,8 +59,8 @@ from typing import Any
 import httpx
 import openai
 
-from loadtest.bench import breakdown, cpu_seconds, write_results
-from loadtest.nginx_bench import BUDGET, LIMITS, pct
+from loadtest.bench import BUDGET, LIMITS, breakdown, cpu_seconds, write_results
+from loadtest.nginx_bench import pct
 from loadtest.tasks_bench_endpoints import Answer, Endpoint, ReplyError, endpoints
 from schemas.control import ApiKey
 from services.cli.layout import Layout
