@@ -77,6 +77,12 @@ async def serve(answer: Answer, tls: ssl.SSLContext | None = None) -> tuple[Serv
     return server, srv, srv.sockets[0].getsockname()[1]
 
 
+async def echo(body: bytes, w: asyncio.StreamWriter) -> bool:
+    """Answers each request with its own body, keeping the connection."""
+    w.write(ok(body))
+    return True
+
+
 @pytest.fixture
 async def client() -> AsyncIterator[LeanUpstream]:
     c = LeanUpstream()
@@ -93,11 +99,7 @@ async def call(client: LeanUpstream, url: str, body: bytes = b"hi", headers: dic
 
 
 async def test_one_connection_carries_call_after_call(client: LeanUpstream) -> None:
-    async def answer(body: bytes, w: asyncio.StreamWriter) -> bool:
-        w.write(ok(body))
-        return True
-
-    server, srv, port = await serve(answer)
+    server, srv, port = await serve(echo)
     async with srv:
         got = [await call(client, f"http://127.0.0.1:{port}/v1/x?q=1", f"n{i}".encode()) for i in range(3)]
     assert got == [b"n0", b"n1", b"n2"]
@@ -144,15 +146,11 @@ async def test_a_connection_cut_mid_answer_fails_and_is_not_sent_again(client: L
 
 
 async def test_uploads_are_framed_by_their_length_or_in_chunks(client: LeanUpstream) -> None:
-    async def answer(body: bytes, w: asyncio.StreamWriter) -> bool:
-        w.write(ok(body))
-        return True
-
     async def pieces() -> AsyncIterator[bytes]:
         for piece in (b"a" * 70_000, b"", b"bc"):
             yield piece
 
-    server, srv, port = await serve(answer)
+    server, srv, port = await serve(echo)
     url = f"http://127.0.0.1:{port}/upload"
     async with srv:
         for headers in ({}, {"Content-Length": "70002"}):
@@ -180,11 +178,7 @@ async def test_the_pool_holds_at_most_its_bound_and_the_rest_wait() -> None:
 
 
 async def test_a_header_that_would_split_the_request_is_refused(client: LeanUpstream) -> None:
-    async def answer(body: bytes, w: asyncio.StreamWriter) -> bool:
-        w.write(ok(body))
-        return True
-
-    server, srv, port = await serve(answer)
+    server, srv, port = await serve(echo)
     async with srv:
         with pytest.raises(ValueError):
             await client.post(f"http://127.0.0.1:{port}/", {"x-beta": "a\r\nx-admin: 1"}, b"", 5.0)
@@ -232,12 +226,8 @@ async def test_a_gzip_stream_is_decoded_as_it_comes(client: LeanUpstream) -> Non
 
 
 async def test_an_answer_dropped_unclosed_gives_its_connection_back() -> None:
-    async def answer(body: bytes, w: asyncio.StreamWriter) -> bool:
-        w.write(ok(body))
-        return True
-
     client = LeanUpstream(max_connections=1)
-    _, srv, port = await serve(answer)
+    _, srv, port = await serve(echo)
     url = f"http://127.0.0.1:{port}/"
     async with srv:
         resp = await client.post(url, {}, b"dropped", 5.0)
@@ -288,14 +278,10 @@ def _certificate(tmp: Path) -> tuple[Path, Path]:
 
 
 async def test_tls_with_a_trusted_certificate_and_not_without(tmp_path: Path) -> None:
-    async def answer(body: bytes, w: asyncio.StreamWriter) -> bool:
-        w.write(ok(body))
-        return True
-
     cert, key = _certificate(tmp_path)
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_tls.load_cert_chain(cert, key)
-    _, srv, port = await serve(answer, server_tls)
+    _, srv, port = await serve(echo, server_tls)
     url = f"https://127.0.0.1:{port}/"
     trusting = LeanUpstream(tls=ssl.create_default_context(cafile=str(cert)))
     untrusting = LeanUpstream()
@@ -308,11 +294,7 @@ async def test_tls_with_a_trusted_certificate_and_not_without(tmp_path: Path) ->
 
 
 async def test_a_path_with_an_upstreams_odd_id_is_percent_encoded_never_split(client: LeanUpstream) -> None:
-    async def answer(body: bytes, w: asyncio.StreamWriter) -> bool:
-        w.write(ok(body))
-        return True
-
-    server, srv, port = await serve(answer)
+    server, srv, port = await serve(echo)
     async with srv:
         await call(client, f"http://127.0.0.1:{port}/v1/files/file x\r\nx-admin: 1é/content?after=a%20b")
     head = server.requests[0][0]
