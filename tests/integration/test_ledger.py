@@ -132,6 +132,7 @@ async def nats_door(stack: Stack) -> list[Outcome]:
             envelope = {"kind": "chat.request", "reply": inbox, "body": chat("nats", i), "deadline_ns": deadline}
             key = {"Authorization": f"Bearer {DEMO_KEY}"}
             await nc.publish(subjects.IN_CHAT, msgspec.msgpack.encode(envelope), headers=key)
+
         async def end_of(sub: Subscription) -> Outcome:
             try:
                 while True:
@@ -183,9 +184,10 @@ def assert_recorded(stack: Stack, o: Outcome) -> None:
         stack.request_row(o.request_id, timeout=30)
         return
     deadline = time.monotonic() + 30
-    while not (stack.query("api_call", request_id=o.request_id)["rows"] and (
-        stack.query("children", parent_id=o.request_id)["rows"]
-    )):
+    while not (
+        stack.query("api_call", request_id=o.request_id)["rows"]
+        and (stack.query("children", parent_id=o.request_id)["rows"])
+    ):
         assert time.monotonic() < deadline, f"no rows for {o}"
         time.sleep(0.2)
 
@@ -200,12 +202,6 @@ def test_every_door_at_once_with_a_replica_killed_calls_once_and_records_once(le
         async def kill_midway() -> None:
             await asyncio.sleep(1.0)  # most requests are at the 2 s upstream by now
             os.kill(victim, signal.SIGKILL)
-
-        async def timed(name: str, aw):
-            t = time.monotonic()
-            r = await aw
-            print(f"DBG {name} {time.monotonic() - t:.1f}s")
-            return r
 
         results = await asyncio.gather(
             *(http_door(ledger, i, False) for i in range(DOORS["http"])),
