@@ -34,17 +34,12 @@ one (206), one with no body (204, 304, 1xx), an answer to HEAD.
 from __future__ import annotations
 
 import asyncio
-import sys
 import zlib
 from functools import lru_cache
 from typing import Protocol
 
+from ingress.body_coding import zstd
 from ingress.http import Message, Scope, Send
-
-if sys.version_info >= (3, 14):
-    from compression import zstd
-else:
-    from backports import zstd
 
 ZSTD, GZIP, DEFLATE = "zstd", "gzip", "deflate"
 # What is offered, preferred first when the client weighs them the same:

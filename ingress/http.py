@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import msgspec
 
-from schemas.errors import GatewayError, InvalidRequest, RequestTimeout, RequestTooLarge, UnsupportedEncoding
+from ingress.body_coding import BodyDecoder, decoder_for
+from schemas.errors import GatewayError, InvalidRequest, RequestTimeout, RequestTooLarge
 from services.apis.openai_shapes import error_body
 
 Scope = MutableMapping[str, Any]
@@ -43,22 +43,6 @@ def content_coding(scope: Scope) -> str:
     return "" if coding == "identity" else coding
 
 
-def inflater(scope: Scope) -> zlib._Decompress | None:
-    """How to read the body's ``Content-Encoding``: None for none; gzip and
-    deflate (zlib's format, as HTTP defines it) inflate; anything else, or
-    several codings, is a 415."""
-    coding = content_coding(scope)
-    if not coding:
-        return None
-    if coding in ("gzip", "x-gzip"):
-        return zlib.decompressobj(16 + zlib.MAX_WBITS)
-    if coding == "deflate":
-        return zlib.decompressobj()
-    raise UnsupportedEncoding(
-        f"Content-Encoding {coding[:40]!r} is not supported: send the body as is, or with gzip or deflate."
-    )
-
-
 async def read_body(scope: Scope, receive: Receive, limit: int, timeout_s: float, *, inflate: bool = True) -> bytes:
     """The body, at most ``limit`` bytes; a compressed one (``inflate``) at
     most ``limit`` bytes once inflated, so a small body that inflates past
@@ -66,15 +50,15 @@ async def read_body(scope: Scope, receive: Receive, limit: int, timeout_s: float
     declared = header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge(f"Request body is larger than the limit of {limit} bytes.")
-    inflating = inflater(scope) if inflate else None
+    decoding = decoder_for(content_coding(scope)) if inflate else None
     try:
         async with asyncio.timeout(timeout_s):
-            return await _read_all(receive, limit, inflating)
+            return await _read_all(receive, limit, decoding)
     except TimeoutError:
         raise RequestTimeout(f"The request body did not arrive within {timeout_s:g} s.") from None
 
 
-async def _read_all(receive: Receive, limit: int, inflating: zlib._Decompress | None = None) -> bytes:
+async def _read_all(receive: Receive, limit: int, decoding: BodyDecoder | None = None) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -82,30 +66,18 @@ async def _read_all(receive: Receive, limit: int, inflating: zlib._Decompress | 
         if message["type"] == "http.disconnect":
             raise ClientDisconnected
         body = message.get("body", b"")
-        if inflating is not None:
-            body = _inflated(inflating, body, limit - size, limit)
+        if decoding is not None:
+            body = decoding.feed(body, limit - size)
         size += len(body)
-        if size > limit:
-            raise RequestTooLarge(f"Request body is larger than the limit of {limit} bytes.")
+        if size > limit or (decoding is not None and decoding.more_pending()):
+            raise RequestTooLarge(
+                f"Request body is larger than the limit of {limit} bytes{' once decoded' if decoding else ''}."
+            )
         chunks.append(body)
         if not message.get("more_body", False):
-            if inflating is not None and not inflating.eof:
+            if decoding is not None and not decoding.ended():
                 raise InvalidRequest("The compressed request body is cut short.", code="invalid_content_encoding")
             return b"".join(chunks) if len(chunks) != 1 else chunks[0]
-
-
-def _inflated(inflating: zlib._Decompress, data: bytes, room: int, limit: int) -> bytes:
-    """What ``data`` inflates to, if it fits in ``room`` bytes: never more
-    than one byte past it is inflated (a bomb is refused, not expanded)."""
-    try:
-        out = inflating.decompress(data, max(room, 0) + 1)
-    except zlib.error as exc:
-        raise InvalidRequest(
-            f"The request body is not valid for its Content-Encoding: {exc}.", code="invalid_content_encoding"
-        ) from None
-    if len(out) > room or inflating.unconsumed_tail:
-        raise RequestTooLarge(f"Request body is larger than the limit of {limit} bytes once inflated.")
-    return out
 
 
 async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:

@@ -11,6 +11,7 @@ import httpx
 import openai
 import pytest
 
+from ingress.body_coding import zstd
 from tests.stack import DEMO_KEY, LIMITED_KEY, Stack
 
 
@@ -73,10 +74,10 @@ def test_body_over_limit_is_413(stack: Stack, client: openai.OpenAI) -> None:
 
 
 def compressed(body: bytes, coding: str) -> bytes:
-    return gzip.compress(body) if coding == "gzip" else zlib.compress(body)
+    return {"gzip": gzip.compress, "deflate": zlib.compress, "zstd": zstd.compress}[coding](body)
 
 
-@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "zstd"])
 def test_a_compressed_body_is_read_and_one_that_inflates_past_the_limit_is_413(
     stack: Stack, client: openai.OpenAI, coding: str
 ) -> None:
