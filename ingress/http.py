@@ -43,14 +43,14 @@ def content_coding(scope: Scope) -> str:
     return "" if coding == "identity" else coding
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int, timeout_s: float, *, inflate: bool = True) -> bytes:
-    """The body, at most ``limit`` bytes; a compressed one (``inflate``) at
-    most ``limit`` bytes once inflated, so a small body that inflates past
-    the limit (a decompression bomb) is a 413, found as it inflates."""
+async def read_body(scope: Scope, receive: Receive, limit: int, timeout_s: float, *, decode: bool = True) -> bytes:
+    """The body, at most ``limit`` bytes; a compressed one (``decode``) at
+    most ``limit`` bytes once decoded, so a small body that decodes past
+    the limit (a decompression bomb) is a 413, found as it decodes."""
     declared = header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge(f"Request body is larger than the limit of {limit} bytes.")
-    decoding = decoder_for(content_coding(scope)) if inflate else None
+    decoding = decoder_for(content_coding(scope)) if decode else None
     try:
         async with asyncio.timeout(timeout_s):
             return await _read_all(receive, limit, decoding)

@@ -159,7 +159,7 @@ class RestExchange:
                 self.receive,
                 self.door.body_cap(self.service),
                 self.gw.settings.body_timeout_s,
-                inflate=False,
+                decode=False,
             )
         except ClientDisconnected:  # gone before its body arrived: nothing to answer, still a row
             self._record(self._failure(ClientClosed("The client closed the connection.")), client_disconnected=True)
