@@ -1,18 +1,32 @@
-# Quick start: `make up`, then `make test`. Both build .venv from the lock.
+# Quick start: `make up`, then `make test`. Both build .venv from the lock:
+# `make up` the runtime alone, `make test` adds the test tools.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+RUNTIME := $(VENV)/.runtime
 STAMP := $(VENV)/.installed
+# Installed without the dependencies they declare, which Sluice never loads
+# (pandas, numpy: ~145 MB): the embedded ClickHouse (the chdb module, lite
+# build, and pyarrow, which it imports) and o200k's vocabulary file.
+# pyproject.toml's "embedded" extra is the same set, dependencies and all.
+NO_DEPS := chdb-core-lite pyarrow quicktok-v1
 
 .PHONY: up test lint bench bench-responses bench-mcp bench-rest bench-tasks bench-live bench-tools clean chromium agent-clients
 
-$(STAMP): pyproject.toml requirements.lock
+$(RUNTIME): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e .
+	@# A venv made before the lite engine holds the full one: the two are one module.
+	$(BIN)/python -m pip show --quiet chdb-core-lite 2>/dev/null || \
+	  $(BIN)/python -m pip uninstall --quiet --yes chdb chdb-core 2>/dev/null || true
+	$(BIN)/python -m pip install --quiet --no-deps --no-warn-conflicts -c requirements.lock $(NO_DEPS)
+	touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME)
+	$(BIN)/python -m pip install --quiet --no-warn-conflicts -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
 
-up: $(STAMP)
+up: $(RUNTIME)
 	$(BIN)/sluice up
 
 # The dashboard's browser test drives Debian's Chromium (never a downloaded one).

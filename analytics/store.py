@@ -58,6 +58,24 @@ _STORED_CONFLICTS = (
 )
 
 
+# The embedded engine's server settings. ClickHouse sizes its caches for a
+# server that owns its machine (5 GiB each for marks, primary indexes and
+# vector indexes, 128 MiB of compiled expressions, 90 % of RAM before it
+# refuses a query); the embedded engine shares a small one with the gateway.
+# They are ceilings: what a cache holds is what queries read, so the gateway's
+# few tables fit well inside. Measured in ``loadtest/analytics_bench.py``
+# (``--engine clickhouse`` for its defaults).
+EMBEDDED_ENGINE: dict[str, int] = {
+    "mark_cache_size": 64 << 20,
+    "index_mark_cache_size": 16 << 20,
+    "primary_index_cache_size": 64 << 20,
+    "vector_similarity_index_cache_size": 16 << 20,
+    "compiled_expression_cache_size": 16 << 20,
+    "query_condition_cache_size": 16 << 20,
+    "max_server_memory_usage": 1 << 30,
+}
+
+
 class NotWriter(RuntimeError):
     """This sink may not write now: another replica holds the writer's lease."""
 
@@ -70,9 +88,12 @@ RAW_TABLES = ("events", "requests", "attempts", "api_calls", "dead_letters", "de
 class Store:
     """Serialises access: chdb runs in-process and one engine serves all calls."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, engine: dict[str, int] | None = None) -> None:
+        """``engine``: the embedded engine's server settings (``EMBEDDED_ENGINE``
+        unless given; ``{}`` for ClickHouse's own); a server keeps its own."""
         self.dsn = dsn
-        self.client: Client = clickhouse_connect.get_client(dsn=dsn)
+        options = {"chdb_options": EMBEDDED_ENGINE if engine is None else engine} if dsn.startswith("chdb:") else {}
+        self.client: Client = clickhouse_connect.get_client(dsn=dsn, **options)
         self._lock = threading.Lock()
 
     def migrate(self) -> list[str]:

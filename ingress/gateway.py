@@ -41,7 +41,7 @@ from services.bus.stored_responses import StoredResponses
 from services.config import GatewaySettings, config_from_env
 from services.fence import ProviderRoster
 from services.prompt_api import PromptBook
-from services.readiness import Readiness
+from services.readiness import Readiness, needed_here
 
 
 class Gateway:
@@ -97,7 +97,7 @@ class Gateway:
         self.in_flight: Callable[[], int] = lambda: 0
         self.heartbeat = process.Heartbeat(nc, process.instance_name("ingress"), in_flight=lambda: self.in_flight())
         # Which stages have a live process, from every process's heartbeat.
-        self.readiness = Readiness()
+        self.readiness = Readiness(needed_here())
         # The Responses API's answers, for ``previous_response_id`` and GET /v1/responses/{id}.
         self.responses = StoredResponses()
         # The Files API's records (their bytes are in the object store).

@@ -9,7 +9,14 @@
    the analysts' ones, the dashboard's panels (one refresh) and the
    request view.
 
-    python -m loadtest.analytics_bench [--seconds 15] [--rows 10000000] [--repeat 5]
+3. The process's memory (RSS) at rest after the migrations, after the
+   inserts and after the queries, and its peak.
+
+    python -m loadtest.analytics_bench [--seconds 15] [--rows 10000000] [--repeat 5] [--engine embedded]
+
+``--engine clickhouse`` runs the engine with ClickHouse's own cache sizes
+instead of ``analytics.store.EMBEDDED_ENGINE``: one engine per process, so
+the two are compared in two runs.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from pathlib import Path
 
 from analytics.queries import NAMED
 from analytics.rows import to_rows
-from analytics.store import Store
+from analytics.store import EMBEDDED_ENGINE, Store
 from loadtest.bench import write_results
 from schemas.events import AttemptEvent, Event, RequestEvent, StageEvent
 from schemas.ids import new_id
@@ -139,22 +146,32 @@ def query_latency(store: Store, rows: int, repeat: int) -> dict:
     return out
 
 
+def memory_mb() -> dict:
+    """This process's resident memory now and at its peak (Linux)."""
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    return {key: round(int(status[key].split()[0]) / 1024, 1) for key in ("VmRSS", "VmHWM", "RssFile", "RssAnon")}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.analytics_bench")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--batch", type=int, default=1000, help="requests per insert (3 events each)")
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--engine", choices=("embedded", "clickhouse"), default="embedded")
     parser.add_argument("--out", default="loadtest/results/analytics.json")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="sluice-analytics-"))
-    store = Store(f"chdb://{home / 'clickhouse'}")
-    results: dict = {}
+    store = Store(f"chdb://{home / 'clickhouse'}", EMBEDDED_ENGINE if args.engine == "embedded" else {})
+    results: dict = {"engine": args.engine, "memory_mb": {}}
     try:
         store.migrate()
+        results["memory_mb"]["at rest"] = memory_mb()
         results["sink"] = sink_throughput(store, args.seconds, args.batch)
-        print("sink:", results["sink"], flush=True)
+        results["memory_mb"]["after inserts"] = memory_mb()
+        print("sink:", results["sink"], results["memory_mb"], flush=True)
         results["queries"] = query_latency(store, args.rows, args.repeat)
+        results["memory_mb"]["after queries"] = memory_mb()
     finally:
         store.close()
         shutil.rmtree(home, ignore_errors=True)
@@ -166,6 +183,8 @@ def summary(r: dict) -> str:
     s, q = r["sink"], r["queries"]
     lines = [
         "",
+        f"engine settings: {r['engine']}; memory, MB: "
+        + "; ".join(f"{when} {m['VmRSS']} (peak {m['VmHWM']})" for when, m in r["memory_mb"].items()),
         f"sink: {s['events_per_s']} events/s into chdb ({s['events']} events in {s['seconds']} s, "
         "already-stored requests looked up per batch)",
         f"named queries over {q['rows']:,} generated request rows (generated in {q['generate_s']} s):",

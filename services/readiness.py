@@ -8,11 +8,21 @@ connected and every needed stage is up.
 
 from __future__ import annotations
 
+import os
+
 from schemas.envelope import WORKER_STAGES
 
 # Everything a request may need: every worker stage (redaction for tenants with
 # rules, the cache for tenants that cache), and the sink that records it.
 NEEDED: tuple[str, ...] = (*WORKER_STAGES, "sink")
+# Set by the supervisor when this gateway runs no analytics engine
+# (``sluice up --analytics none``): rows wait in the stream for a sink elsewhere.
+NO_SINK_ENV = "SLUICE_NO_SINK"
+
+
+def needed_here() -> tuple[str, ...]:
+    """The stages this gateway's ``/readyz`` waits for."""
+    return tuple(s for s in NEEDED if s != "sink") if os.environ.get(NO_SINK_ENV) == "1" else NEEDED
 
 
 class Readiness:

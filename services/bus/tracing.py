@@ -31,10 +31,16 @@ def setup(process_name: str) -> bool:
     global _tracer, _provider
     if not endpoint() or _tracer is not None:
         return _tracer is not None
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    try:  # the `otel` extra: most gateways export no spans and need not install the SDK
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError as exc:
+        raise RuntimeError(
+            f"an OTLP endpoint is set ({endpoint()[:200]}) but OpenTelemetry's SDK is not installed "
+            f"({exc.name}): pip install 'sluice[otel]', or unset OTEL_EXPORTER_OTLP_ENDPOINT"
+        ) from None
 
     resource = Resource.create(
         {"service.name": os.environ.get("OTEL_SERVICE_NAME", "sluice"), "service.instance.id": process_name}

@@ -20,7 +20,7 @@ from schemas.control import ApiKey
 from services import config as config_mod
 from services.bus import credentials, process
 from services.cli import admin_cli, logs_cli, mcp_cli, nats_users_cli, prompts_cli, up_banner, users_cli
-from services.cli.layout import Layout, parse_replicas
+from services.cli.layout import Analytics, Layout, parse_analytics, parse_replicas
 from services.cli.named_query import query
 from services.cli.supervisor import StartupError, Supervisor
 from services.keys import new_key
@@ -58,7 +58,7 @@ def _replicas_for(args: argparse.Namespace) -> dict[str, int]:
     ClickHouse, which is one process's)."""
     if args.cluster == 1:
         return args.replicas
-    two = {"provider": 2, "redact": 2, "cache": 2, "ingress": 2, **({"sink": 2} if args.clickhouse else {})}
+    two = {"provider": 2, "redact": 2, "cache": 2, "ingress": 2, **({"sink": 2} if args.analytics.server else {})}
     return {**two, **args.replicas}
 
 
@@ -75,7 +75,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         nats_port=args.nats_port,
         http_port=args.port,
         mock_port=None if args.no_mock else args.mock_port,
-        clickhouse_dsn=args.clickhouse,
+        clickhouse_dsn=args.analytics.server,
+        analytics=args.analytics.here,
         replicas=_replicas_for(args),
         cluster=args.cluster,
         separate_stages=args.separate_stages,
@@ -330,6 +331,13 @@ def cmd_mock_upstream(args: argparse.Namespace) -> int:
     os.execv(sys.executable, [sys.executable, "-m", "loadtest.mock_upstream", *flags])
 
 
+def _analytics(text: str) -> Analytics:
+    try:
+        return parse_analytics(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _replicas(text: str) -> dict[str, int]:
     try:
         return parse_replicas(text)
@@ -348,7 +356,29 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--nats-port", type=int, default=4222)
     up.add_argument("--mock-port", type=int, default=9100)
     up.add_argument("--no-mock", action="store_true", help="do not start the mock upstream")
-    up.add_argument("--clickhouse", default=None, help="ClickHouse DSN (default: embedded chdb under --home)")
+    up.add_argument(
+        "--analytics",
+        type=_analytics,
+        default=Analytics(),
+        metavar="embedded|server=URL|none",
+        help="where the rows go: embedded (default: ClickHouse in the sink's process, under --home), "
+        "server=http://HOST:8123 (a ClickHouse server; no engine here), or none (no sink, no engine: rows wait "
+        "in the events stream for a sink elsewhere on this NATS)",
+    )
+    up.add_argument(
+        "--clickhouse",
+        dest="analytics",
+        metavar="DSN",
+        type=lambda dsn: _analytics(f"server={dsn}"),
+        help="same as --analytics server=DSN",
+    )
+    up.add_argument(
+        "--no-analytics-engine",
+        dest="analytics",
+        action="store_const",
+        const=Analytics(here=False),
+        help="same as --analytics none",
+    )
     up.add_argument(
         "--replicas",
         type=_replicas,

@@ -57,6 +57,25 @@ def parse_replicas(text: str) -> dict[str, int]:
     return out
 
 
+class Analytics(msgspec.Struct, frozen=True):
+    """Where a gateway's rows go (``sluice up --analytics``)."""
+
+    here: bool = True  # a sink runs with this gateway
+    server: str | None = None  # the ClickHouse it writes to; None: embedded (chdb) under the home
+
+
+def parse_analytics(text: str) -> Analytics:
+    """``embedded``, ``server=URL`` or ``none``; a ValueError says what is wrong."""
+    if text == "embedded":
+        return Analytics()
+    if text == "none":
+        return Analytics(here=False)
+    kind, _, dsn = text.partition("=")
+    if kind == "server" and dsn.startswith(("http://", "https://", "chdb://")):
+        return Analytics(server=dsn)
+    raise ValueError(f"--analytics takes embedded, server=http://HOST:8123 or none, not {text[:100]!r}")
+
+
 class Layout(msgspec.Struct):
     home: Path
     config: Path
@@ -64,6 +83,10 @@ class Layout(msgspec.Struct):
     http_port: int = 8080
     mock_port: int | None = 9100
     clickhouse_dsn: str | None = None
+    # False: no sink here, so no ClickHouse engine either (``--analytics
+    # none``): rows wait in the events stream, within its limits, for a sink
+    # elsewhere on the same NATS.
+    analytics: bool = True
     # Processes per stage, and per "ingress" (its replicas share ``http_port``
     # through SO_REUSEPORT); 1 for any not named. In the default layout the
     # pipeline runs as many times as the most any of its stages was given.
@@ -83,6 +106,11 @@ class Layout(msgspec.Struct):
     # Each process connects as its role's NATS user, allowed only its own
     # subjects. Off only to measure what authorization costs.
     auth: bool = True
+
+    @property
+    def embedded_engine(self) -> bool:
+        """True when this gateway's sink runs ClickHouse in its own process (chdb)."""
+        return self.analytics and self.dsn.startswith("chdb://")
 
     def process_of(self, stage: str) -> str:
         """The name of the (first) process that runs ``stage``."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import importlib.util
 import logging
 import os
 import shutil
@@ -36,6 +37,7 @@ from services.cli import bootstrap
 from services.cli.layout import PIPELINE, STAGES, Layout, replica_name
 from services.cli.nats_nodes import NatsNodes
 from services.cli.nats_server import port_is_free, wait_for_port
+from services.readiness import NO_SINK_ENV
 
 log = logging.getLogger("sluice.supervisor")
 
@@ -52,6 +54,14 @@ BACKOFF_RESET_S = 30.0
 MONITOR_TICK_S = 0.1
 # JetStream's "no suitable peers for placement".
 NO_PLACEMENT = 10005
+
+
+# `make up` installs the engine with `pip install --no-deps` (pyproject.toml's "embedded" extra says why).
+ENGINE_MISSING = (
+    "the embedded ClickHouse engine (the chdb module) is not installed: `make up` installs it, or "
+    "`pip install --no-deps chdb-core-lite pyarrow`; or keep analytics elsewhere with --analytics "
+    "server=http://HOST:8123, or run none here with --analytics none"
+)
 
 
 class StartupError(RuntimeError):
@@ -111,6 +121,9 @@ class Supervisor:
         )
         env[metrics.MULTIPROC_ENV] = str(self.metrics_dir)
         env.pop("SLUICE_NATS_CREDS", None)
+        env.pop(NO_SINK_ENV, None)
+        if not self.layout.analytics:
+            env[NO_SINK_ENV] = "1"
         if self.layout.auth:
             env["SLUICE_NATS_CREDS"] = str(self.creds_path(credentials.role_of(name)))
         return env
@@ -156,8 +169,11 @@ class Supervisor:
         self.layout.home.mkdir(parents=True, exist_ok=True)
         self._take_home_lock()
         try:
-            if self.layout.replicas.get("sink", 1) > 1 and self.layout.dsn.startswith("chdb://"):
-                raise StartupError("the embedded ClickHouse is one process's: sink=1, or --clickhouse http://...")
+            if self.layout.embedded_engine:
+                if self.layout.replicas.get("sink", 1) > 1:
+                    raise StartupError("the embedded ClickHouse is one process's: sink=1, or --analytics server=URL")
+                if importlib.util.find_spec("chdb") is None:
+                    raise StartupError(ENGINE_MISSING)
             self._check_ports()
             # Samples of a gateway run before would be summed with this one's.
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
@@ -273,10 +289,11 @@ class Supervisor:
     def _stage_processes(self, counts: dict[str, int]) -> list[tuple[str, list[str], int]]:
         """(name, arguments, replicas) of each stage process. A pipeline runs
         as many times as the most replicas any stage in it was given."""
+        stages = {name: args for name, args in STAGES.items() if name != "sink" or self.layout.analytics}
         if self.layout.separate_stages:
-            return [(name, args, counts.get(name, 1)) for name, args in STAGES.items()]
+            return [(name, args, counts.get(name, 1)) for name, args in stages.items()]
         pipeline = ("pipeline", ["-m", "workers.pipeline", *PIPELINE], max(counts.get(n, 1) for n in PIPELINE))
-        alone = [(name, args, counts.get(name, 1)) for name, args in STAGES.items() if name not in PIPELINE]
+        alone = [(name, args, counts.get(name, 1)) for name, args in stages.items() if name not in PIPELINE]
         return [pipeline, *alone]
 
     def _add(self, child: Child) -> None:
