@@ -34,7 +34,8 @@ ROWS = (
     ("mixed: masking requests/s", lambda lay: lay["mixed c=64"]["masking"]["rps"]),
     ("CPU µs/request c=64", lambda lay: sum(lay["runs"]["sluice complete c=64"]["cpu_us_per_request"].values())),
     ("CPU µs/request masking", lambda lay: sum(lay["runs"]["sluice masking c=64"]["cpu_us_per_request"].values())),
-    ("RSS MB, all processes", lambda lay: lay["rss_mb_total"]),
+    ("RSS MB, all processes, at rest", lambda lay: lay.get("rss_mb_at_rest_total", 0)),
+    ("RSS MB, all processes, after the loads", lambda lay: lay["rss_mb_total"]),
 )
 
 

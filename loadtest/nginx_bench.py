@@ -221,6 +221,10 @@ def _measure(
 ) -> dict:
     result: dict = {"layout": layout_name, "options": layout_options, "runs": {}}
     pids = sup.pids()
+    time.sleep(5)  # at rest: started, every process past its first beats, no request yet
+    result["rss_mb_at_rest"] = {name: round(rss_mb(pid), 1) for name, pid in pids.items()}
+    result["rss_mb_at_rest_total"] = round(sum(result["rss_mb_at_rest"].values()), 1)
+    print(f"  memory at rest: {result['rss_mb_at_rest_total']} MB {result['rss_mb_at_rest']}", flush=True)
     admin = str(sup.creds_path("admin"))
     gw = f"http://127.0.0.1:{layout.http_port}/v1/chat/completions"
     direct = {False: f"http://127.0.0.1:{ngx}/complete/v1/chat/completions",
@@ -354,7 +358,7 @@ def summary(results: dict) -> str:
             f"{runs['sluice masking c=64']['rps']:.0f}/s, {runs['sluice masking c=64']['errors']} errors",
             f"plain {mixed['plain']['rps']:.0f}/s p99 {mixed['plain']['p99_ms']:.1f} ms (alone "
             f"{s64['p99_ms']:.1f}), masking {mixed['masking']['rps']:.0f}/s p99 {mixed['masking']['p99_ms']:.1f} ms",
-            f"{lay['rss_mb_total']:.0f} MB",
+            f"{lay['rss_mb_at_rest_total']:.0f} MB at rest, {lay['rss_mb_total']:.0f} MB after the loads",
             f"{lay['row_lag_ms'].get('p99', '?')} ms",
         )
         lines.append(f"layout {lay['layout']}:")
@@ -371,7 +375,8 @@ def summary(results: dict) -> str:
         for name in ("sluice complete c=1", "sluice stream c=1"):
             parts = {k: v for k, v in runs[name].get("breakdown_ms", {}).items() if k not in ("stream", "requests")}
             lines.append(f"    {name:22} " + "  ".join(f"{k.removesuffix('_ms')}={v}" for k, v in parts.items()))
-        lines.append("  RSS MB: " + "  ".join(f"{k}={v:.0f}" for k, v in lay["rss_mb"].items()))
+        lines.append("  RSS MB at rest: " + "  ".join(f"{k}={v:.0f}" for k, v in lay["rss_mb_at_rest"].items()))
+        lines.append("  RSS MB after the loads: " + "  ".join(f"{k}={v:.0f}" for k, v in lay["rss_mb"].items()))
     return "\n".join(lines)
 
 
