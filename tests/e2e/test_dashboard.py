@@ -16,6 +16,7 @@ import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Page, sync_playwright
 
+from tests.charts import undrawn
 from tests.stack import ADMIN_KEY, DEMO_KEY, REDACT_KEY, Stack
 
 CHROMIUM = "/usr/bin/chromium"
@@ -142,6 +143,7 @@ def test_a_gateway_admin_signs_in_and_sees_the_requests_just_made(
         p50 = chart(page, "chart-latency")[0]
         assert any(label.startswith("demo-model @") for label in p50["x"]) and all(v > 0 for v in p50["y"])
         assert page.locator("#recent tbody tr", has_text=made["careful"]).count() == 1
+        assert undrawn(page) == []  # every chart, as Plotly drew it
 
         # The request view of an opted-in tenant's call: its stages, tries and redacted bodies.
         page.locator("#recent tbody tr", has_text=made["careful"]).click()
@@ -170,6 +172,7 @@ def test_a_tenant_admin_sees_only_its_tenant(
         page.goto(f"http://127.0.0.1:{stack.layout.http_port}/dashboard/")
         wait_for_update(page)
         assert "tenant admin of demo" in page.inner_text("#who")
+        assert undrawn(page) == []
         (tenant_costs,) = chart(page, "chart-cost-tenant")
         assert tenant_costs["x"] == ["demo"]
         # Its models' costs add up to its own total, not every tenant's.

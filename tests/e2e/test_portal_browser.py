@@ -30,6 +30,7 @@ import httpx
 import pytest
 from playwright.sync_api import BrowserContext, ConsoleMessage, Page, sync_playwright
 
+from tests.charts import undrawn
 from tests.integration.test_admin_cli import sluice
 from tests.portal_helpers import PASSWORD, admin_client, demo_apis, origin, wait_rows
 from tests.stack import Stack
@@ -338,6 +339,7 @@ def test_a_developer_and_a_tenant_admin_walk_the_portal(walk_stack: Stack, playw
             "() => document.getElementById('chart-requests').data.map(t => [t.name, t.y.reduce((a, b) => a + b, 0)])"
         )
         assert dict(series) == {"service:demo-echo-gated": 1, "service:demo-echo": 1}, series
+        assert undrawn(page) == []  # both charts, requests and spend
         assert "the keys of your apps" in page.inner_text("main")
         dev.check("usage")
         assert dev.problems + admin_problems == []
