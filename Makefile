@@ -15,11 +15,12 @@ NO_DEPS := chdb-core-lite pyarrow quicktok-v1
 
 $(RUNTIME): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c requirements.lock -e .
+	@# --no-compile: each module is compiled when first imported, not all ~5,000 now (~10 s of the install).
+	$(BIN)/python -m pip install --quiet --no-compile -c requirements.lock -e .
 	@# A venv made before the lite engine holds the full one: the two are one module.
 	$(BIN)/python -m pip show --quiet chdb-core-lite 2>/dev/null || \
 	  $(BIN)/python -m pip uninstall --quiet --yes chdb chdb-core 2>/dev/null || true
-	$(BIN)/python -m pip install --quiet --no-deps --no-warn-conflicts -c requirements.lock $(NO_DEPS)
+	$(BIN)/python -m pip install --quiet --no-compile --no-deps --no-warn-conflicts -c requirements.lock $(NO_DEPS)
 	touch $(RUNTIME)
 
 $(STAMP): $(RUNTIME)
