@@ -9,23 +9,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from litestar import Litestar
-
 from ingress import endpoint, files_endpoint, image_content, models, prompt_endpoint, responses_by_id, ws_relay
-from ingress.admin import app as admin_app
 from ingress.api_bus import ApiBus
 from ingress.batches_endpoint import BatchesEndpoint
 from ingress.batches_endpoint import matches as is_batches_path
 from ingress.compression import Compression
-from ingress.dashboard import app as dashboard_app
 from ingress.file_sweeper import FileSweeper
 from ingress.gateway import Gateway
 from ingress.http import Message, Receive, Scope, Send, header, send_bytes, send_gateway_error, send_json
 from ingress.jobs import JobRunner
 from ingress.mcp_bus import McpBus
-from ingress.portal import app as portal_app
 from ingress.prompt_bus import PromptBus
 from ingress.rest_endpoint import RestDoor
 from schemas.errors import GatewayBusy, GatewayError, InternalError, InvalidRequest
@@ -38,6 +34,8 @@ from services.bus import metrics, process
 from services.config import GatewaySettings
 
 if TYPE_CHECKING:
+    from litestar import Litestar
+
     from ingress.mcp_calls import McpCalls
     from ingress.mcp_endpoint import McpEndpoint
 
@@ -52,6 +50,51 @@ MCP_PATH = "/mcp"
 
 def _is_mcp(path: str) -> bool:
     return path == MCP_PATH or path.startswith(MCP_PATH + "/")
+
+
+# The admin API (/admin/), the dashboard and the developer portal are
+# Litestar apps, each made by its first request (``IngressApp._sub_app``):
+# Litestar and the three apps are ~30 MB of an ingress that may never serve
+# them. Their paths are told apart here without importing them
+# (``ingress.dashboard.app.PREFIX``, ``ingress.portal.views.PREFIX``).
+ADMIN_PATH = "/admin/"
+DASHBOARD_PATH = "/dashboard"
+PORTAL_PATH = "/portal"
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def _sub_app_of(path: str) -> str:
+    """The attribute of ``IngressApp`` whose app serves ``path``, or ""."""
+    if path.startswith(ADMIN_PATH):
+        return "admin"
+    if _under(path, DASHBOARD_PATH):
+        return "dashboard"
+    return "portal" if _under(path, PORTAL_PATH) else ""
+
+
+def _admin(gw: Gateway) -> Litestar:
+    from ingress.admin import app
+
+    return app.build(gw, gw.store)
+
+
+def _dashboard(gw: Gateway) -> Litestar:
+    from ingress.dashboard import app
+
+    return app.build(gw, gw.store)
+
+
+def _portal(gw: Gateway) -> Litestar:
+    from ingress.portal import app
+
+    return app.build(gw, gw.store)
+
+
+# Attribute of ``IngressApp`` -> what makes it.
+_SUB_APPS: dict[str, Callable[[Gateway], Litestar]] = {"admin": _admin, "dashboard": _dashboard, "portal": _portal}
 
 
 # Paths served on GET only: another method gets a 405, not a 404.
@@ -104,6 +147,7 @@ class IngressApp:
         self.mcp_bus: McpBus | None = None
         self._calls: McpCalls | None = None
         self._mcp_starting = asyncio.Lock()
+        self._sub_app_building = asyncio.Lock()
         # Model and prompt-API requests this process holds now (see ``max_in_flight``).
         self.in_flight = 0
         self.compression = Compression()
@@ -121,15 +165,12 @@ class IngressApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         gw = self.gw
-        assert gw is not None and self.admin is not None, "lifespan not run"
-        if scope["path"].startswith("/admin/"):
-            return await self.admin(scope, receive, send)  # type: ignore[arg-type]
-        if scope["path"] == dashboard_app.PREFIX or scope["path"].startswith(dashboard_app.PREFIX + "/"):
-            assert self.dashboard is not None
-            return await self.dashboard(scope, receive, send)  # type: ignore[arg-type]
-        if scope["path"] == portal_app.PREFIX or scope["path"].startswith(portal_app.PREFIX + "/"):
-            assert self.portal is not None
-            return await self.portal(scope, receive, send)  # type: ignore[arg-type]
+        assert gw is not None, "lifespan not run"
+        if sub := _sub_app_of(scope["path"]):
+            app = getattr(self, sub) or await self._sub_app(sub, send)
+            if app is not None:
+                await app(scope, receive, send)  # type: ignore[arg-type]
+            return
         received_ns = time.time_ns()
         request_id = new_id(received_ns)
         scope["sluice.received_ns"], scope["sluice.request_id"] = received_ns, request_id
@@ -262,6 +303,26 @@ class IngressApp:
         finally:
             self.in_flight -= 1
 
+    async def _sub_app(self, name: str, send: Send) -> Litestar | None:
+        """The admin API's, the dashboard's or the portal's app (``name`` is
+        its attribute), made by its first request; None, answered with a
+        500 and logged, if it cannot be made (a broken install: the next
+        request tries again). Made in a thread: a build takes a good part of
+        a second, which the event loop (every other request of this process)
+        should not wait. The lock keeps two first requests from making two."""
+        async with self._sub_app_building:
+            app = getattr(self, name)
+            if app is None:
+                assert self.gw is not None, "lifespan not run"
+                try:
+                    app = await asyncio.to_thread(_SUB_APPS[name], self.gw)
+                except Exception:
+                    log.exception("the %s could not be made", name)
+                    await send_gateway_error(send, InternalError(f"The {name} cannot start: see the ingress log."))
+                    return None
+                setattr(self, name, app)
+            return app
+
     async def _mcp_endpoint(self) -> McpEndpoint:
         """/mcp's endpoint, made and started by the first request. The SDK
         is imported here, not at the top: ~50 MB of the process's memory an
@@ -320,9 +381,6 @@ class IngressApp:
                     self.file_sweeper.start()
                     self.mcp_bus = McpBus(self.gw, self._mcp_calls)
                     await self.mcp_bus.start()
-                    self.admin = admin_app.build(self.gw, self.gw.store)
-                    self.dashboard = dashboard_app.build(self.gw, self.gw.store)
-                    self.portal = portal_app.build(self.gw, self.gw.store)
                     self.rest = RestDoor(self.gw)
                 except Exception as exc:
                     log.exception("ingress start-up failed")

@@ -31,10 +31,9 @@ from schemas.errors import InvalidRequest, ModelNotFound
 from schemas.mcp import McpSafety, McpServer
 from schemas.prompts import ChainStep, PromptApi, PromptMessage, PromptParams, PromptVersion, Variable
 from schemas.rest import RestService
-from services import call_logs, mcp_config, moderation_guardrail, pricing, privacy, prompts, rest_config, routing
+from services import call_logs, mcp_config, pricing, rest_config
 from services.breaker import BreakerConfig
 from services.config_error import ConfigError
-from services.detectors.custom import check_pattern
 from services.keys import hash_key
 from services.mcp_config import McpServerConfig
 from services.model_config import ModelConfig, deployment, model_groups
@@ -331,6 +330,11 @@ def _check_id(kind: str, value: str) -> None:
 
 def control_records(config: Config, extra_keys: dict[str, ApiKey] | None = None) -> ControlRecords:
     """Config -> KV records. ``extra_keys`` maps plain keys (e.g. the demo key) to records."""
+    # The checks' modules (detectors, RE2, phone metadata) are imported by
+    # whoever seeds the records, not by every process that reads its settings.
+    from services import privacy
+    from services.detectors.custom import check_pattern
+
     keys: dict[str, ApiKey] = {}
     for k in config.keys:
         _check_id("key", k.id)
@@ -428,6 +432,8 @@ def moderation_problem(setting: TenantModeration, routes: dict[str, ModelRoute])
     """Why a tenant's moderation guardrail cannot run: its shape, or a model
     that no group of mode "moderation" serves (every request it covers would
     be refused, or go unchecked)."""
+    from services import moderation_guardrail, routing  # see ``control_records``
+
     if problem := moderation_guardrail.problem(setting):
         return problem
     try:
@@ -440,6 +446,8 @@ def moderation_problem(setting: TenantModeration, routes: dict[str, ModelRoute])
 def prompt_records(
     configured: list[PromptConfig], routes: dict[str, ModelRoute]
 ) -> dict[str, tuple[PromptVersion, PromptApi | None]]:
+    from services import prompts  # see ``control_records``
+
     names = set(routes) | {alias for r in routes.values() for alias in r.aliases}
     out: dict[str, tuple[PromptVersion, PromptApi | None]] = {}
     slugs: dict[str, str] = {}

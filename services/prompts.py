@@ -13,7 +13,6 @@ import functools
 import re
 from typing import Any
 
-import jsonschema_rs
 import msgspec
 
 from schemas.chat import ChatBody, Message
@@ -88,11 +87,17 @@ def _check_chain(version: PromptVersion) -> None:
 @functools.lru_cache(maxsize=256)
 def output_validator(schema_json: bytes) -> Any:
     """A compiled validator of an output schema (given as its JSON)."""
+    # Imported here: only a process that checks or runs a prompt with an
+    # output schema needs it (~3 MB).
+    import jsonschema_rs
+
     return jsonschema_rs.validator_for(msgspec.json.decode(schema_json))
 
 
 def schema_problem(schema: dict[str, Any]) -> str | None:
     """Why ``schema`` is not a usable JSON Schema, or None."""
+    import jsonschema_rs
+
     try:
         output_validator(msgspec.json.encode(schema))
     except (jsonschema_rs.ValidationError, ValueError) as exc:

@@ -13,7 +13,7 @@ from schemas.control import ModelRoute
 from schemas.envelope import Deployment, ModerationCheck
 from schemas.errors import GatewayError, InvalidRequest, ModelNotFound
 from schemas.tasks import ImageRequest, ModerationRequest, NativeBatchRequest, TaskRequest
-from services import native_batch, pricing, quota, strategies, task_usage
+from services import native_batch, pricing, quota, strategies, task_usage, usage
 from services.health import HealthBoard
 from services.pricing import Mode
 
@@ -169,6 +169,23 @@ def plan(
     larger = routes.groups.get(route.context_fallback) if route.context_fallback else None
     context = _ordered(larger, req, board, now, rng, default_max_output) if larger else []
     return Plan(route.name, candidates, context, arm, route.retries)
+
+
+def counted_with(routes: RouteTable, req: Request) -> set[str]:
+    """The encodings ``plan`` counts ``req`` with (see ``_ordered``): a
+    "cost" group of several deployments prices each request by its prompt,
+    in the group itself or in its context fallback. The routing stage builds
+    them off the event loop before it plans (``tokens.load``)."""
+    route = routes.find(req.model)
+    if route is None or req.pin or isinstance(req.task, NativeBatchRequest):
+        return set()
+    names: set[str] = set()
+    for group in (route, routes.groups.get(route.context_fallback) if route.context_fallback else None):
+        if group is None or group.strategy != "cost" or len(group.deployments) < 2:
+            continue
+        deployments = group.deployments if req.task is not None else group.deployments[:1]
+        names.update(usage.tokenizer_for(d.catalog_model)[0] for d in deployments)
+    return names
 
 
 def plan_moderation(

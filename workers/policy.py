@@ -3,8 +3,6 @@ limits and budgets, build the routing slip."""
 
 from __future__ import annotations
 
-import asyncio
-
 from nats.aio.msg import Msg
 
 from schemas import bus, subjects
@@ -83,9 +81,11 @@ class PolicyStage:
         self.last_used = LastUsed(ctx.js)
         self.last_used.start()
         await self.request_ids.start(ctx.js)
-        # Token limits and budgets count prompts: load the tokenizer now, not
-        # on the first limited request (it takes a good part of a second).
-        await asyncio.to_thread(tokens.encoding, usage.ESTIMATE_ENCODING)
+        # Token limits and budgets count prompts. The encodings are built
+        # when first counted with (``_tokenizers_ready``: ~50 MB for o200k,
+        # which a gateway without limits never needs); a broken install
+        # still stops the process here.
+        tokens.check_shipped()
         pricing.load_catalog()
 
     def _mirrors(self) -> tuple[KeyIndex | KvMirror, ...]:
@@ -160,10 +160,13 @@ class PolicyStage:
         admitted = False
         if resent is not None:
             env.quota = resent
-        elif wanted := self._wanted(env, key, tenant, route, mcp, server, service, now_ms):
-            env.quota = await self.ledger.admit(wanted, now_ms)
-            env.quota.copy = env.copy
-            admitted = True
+        else:
+            if mcp is None and rest is None:
+                await self._tokenizers_ready(env, key, tenant, route)
+            if wanted := self._wanted(env, key, tenant, route, mcp, server, service, now_ms):
+                env.quota = await self.ledger.admit(wanted, now_ms)
+                env.quota.copy = env.copy
+                admitted = True
         screened = rest_policy.screened(tenant, service)
         rules = privacy.rules_of(screened) if screened is not None else None
         # A masked answer is restored per request: a cached one would carry another caller's values.
@@ -216,11 +219,25 @@ class PolicyStage:
             return mcp_policy.needs(mcp, server, key, tenant, now_ms)
         return self._needs(env, key, tenant, route, now_ms)
 
+    async def _tokenizers_ready(
+        self, env: Envelope, key: ApiKey, tenant: Tenant | None, route: ModelRoute | None
+    ) -> None:
+        """Build, off the event loop, the encodings ``_needs`` is about to
+        count with, the first time each is needed: built there, a first
+        limited request would hold up every stage and stream of this
+        process for as long as the build takes."""
+        if not _limited(key, tenant) or env.api == "count_tokens" or isinstance(env.task, NativeBatchRequest):
+            return
+        if env.task is not None:
+            models = [d.catalog_model for d in route.deployments] if route is not None else []
+        else:
+            models = [routing.priciest_catalog_model(route) if route is not None else None]
+        await tokens.load(*{usage.tokenizer_for(m)[0] for m in models or [None]})
+
     def _needs(
         self, env: Envelope, key: ApiKey, tenant: Tenant | None, route: ModelRoute | None, now_ms: int
     ) -> list[quota_svc.Need]:
-        limited = [(r, scope) for r, scope in ((key, "key"), (tenant, "tenant")) if r is not None]
-        limited = [(r, scope) for r, scope in limited if r.limits.any() or r.budget is not None]
+        limited = _limited(key, tenant)
         if not limited:
             return []
         if env.api == "count_tokens":
@@ -252,6 +269,12 @@ class PolicyStage:
             await self.ledger.close()
         if self.last_used is not None:
             await self.last_used.close()
+
+
+def _limited(key: ApiKey, tenant: Tenant | None) -> list[tuple[ApiKey | Tenant, str]]:
+    """The key and its tenant, each with its scope, where it has limits or a budget."""
+    both: list[tuple[ApiKey | Tenant | None, str]] = [(key, "key"), (tenant, "tenant")]
+    return [(r, scope) for r, scope in both if r is not None and (r.limits.any() or r.budget is not None)]
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from schemas.events import AlertEvent
 from schemas.health import BreakerRecord, BreakerStateName, TryOutcome, TryOutcomes, decode_breaker, decode_tries
 from schemas.mcp import McpServer, ServerCatalog, decode_catalog, decode_server
 from schemas.rest import RestService, decode_service
-from services import mcp_routing, rest_routing, routing
+from services import mcp_routing, rest_routing, routing, tokens
 from services.breaker import BreakerState
 from services.bus.events import EventPublisher
 from services.bus.kv import KvMirror, kv_key
@@ -143,6 +143,8 @@ class RoutingStage:
         request = routing.Request(
             env.model, env.api, env.key_id, body=env.body, embeddings=env.embeddings, pin=env.pin, task=env.task
         )
+        if counted := routing.counted_with(self.table, request):
+            await tokens.load(*counted)  # built here, the first build would hold up the whole process
         plan = routing.plan(self.table, request, self.board, start_ns / 1e9, self.rng, self.default_max_output)
         env.group, env.candidates, env.context_candidates = plan.group, plan.candidates, plan.context_candidates
         env.arm, env.retries = plan.arm, plan.retries

@@ -15,25 +15,35 @@ from __future__ import annotations
 
 import functools
 import re
-
-import re2
+from typing import TYPE_CHECKING
 
 from schemas.errors import InvalidRequest
 from services.detectors.base import Finding
 
-# A refused pattern is answered to whoever defined it; RE2 need not also log
-# it to stderr.
-_OPTIONS = re2.Options()
-_OPTIONS.log_errors = False
+if TYPE_CHECKING:  # RE2 is loaded by the first pattern checked or run: most processes never see one
+    import re2
 _WHY = (
     "tenant patterns run on RE2, in time linear in the text: no backreferences, lookarounds, "
     "atomic groups or possessive quantifiers (syntax: https://github.com/google/re2/wiki/Syntax)"
 )
 
 
+@functools.cache
+def _options() -> re2.Options:
+    import re2
+
+    options = re2.Options()
+    # A refused pattern is answered to whoever defined it; RE2 need not also
+    # log it to stderr.
+    options.log_errors = False
+    return options
+
+
 @functools.lru_cache(maxsize=512)
 def _compiled(pattern: str) -> re2._Regexp:
-    return re2.compile(pattern, options=_OPTIONS)
+    import re2
+
+    return re2.compile(pattern, options=_options())
 
 
 @functools.lru_cache(maxsize=512)
@@ -47,6 +57,8 @@ def _keywords(words: tuple[str, ...]) -> re.Pattern[str]:
 def check_pattern(name: str, pattern: str) -> None:
     """Raise InvalidRequest (``invalid_pattern``), naming detector ``name``
     and why, unless ``pattern`` compiles on RE2."""
+    import re2
+
     try:
         _compiled(pattern)
     except re2.error as exc:

@@ -196,6 +196,8 @@ async def call_chat(
             await resp.aclose()
     except (GatewayError, httpx.TransportError) as exc:
         raise _failed(exc, start_ns, whole_ns or progress.first_byte_ns) from exc
+    if answer.reported is None:  # counted here: the first count's encoding is built off the event loop
+        await tokens.load(usage_svc.tokenizer_for(deployment.catalog_model)[0])
     usage = usage_svc.settle(answer.reported, body, answer.output_text, deployment.catalog_model)
     return CallOutcome(
         model=answer.model or deployment.upstream_model,
@@ -295,6 +297,8 @@ async def call_embeddings(
     if len(result.vectors) != inputs:
         error = UpstreamError(f"Upstream returned {len(result.vectors)} embeddings for {inputs} inputs.")
         raise CallFailed(error, start_ns, first_byte_ns)
+    if result.usage is None:
+        await tokens.load(usage_svc.tokenizer_for(deployment.catalog_model)[0])
     usage = usage_svc.settle_embeddings(result.usage, body, deployment.catalog_model)
     return CallOutcome(
         model=result.model or deployment.upstream_model,
@@ -327,6 +331,7 @@ async def call_count_tokens(
     start_ns = time.time_ns()
     if provider(deployment.provider).family != "anthropic":
         name, _ = usage_svc.tokenizer_for(deployment.catalog_model)
+        await tokens.load(name)
         counted = tokens.count_prompt(body.messages, tokens.encoding(name))
         return _counted(deployment, TokenCount(counted, "gateway"), start_ns, time.time_ns())
     first_byte_ns = 0

@@ -12,7 +12,7 @@ from schemas.control import ModelRoute, Strategy
 from schemas.envelope import Deployment
 from schemas.errors import InvalidRequest
 from schemas.health import BreakerRecord, TryOutcome
-from services import routing
+from services import routing, tokens
 from services.breaker import BreakerConfig, BreakerState
 from services.health import HealthBoard
 
@@ -96,6 +96,36 @@ def test_the_cost_strategy_prices_this_request_per_deployment() -> None:
         deployments=[dep("dear", catalog_model="gpt-4o"), dep("cheap", catalog_model="gpt-4o-mini")],
     )
     assert firsts(group, HealthBoard(), 5) == {"cheap": 5}
+
+
+@pytest.mark.parametrize(
+    ("strategy", "catalog_models", "fallback", "expected"),
+    [
+        ("cost", ["gpt-4o", "gpt-4"], None, {"o200k_base"}),
+        ("cost", ["gpt-4", "gpt-4o"], None, {"cl100k_base"}),
+        ("weighted", ["gpt-4o", "gpt-4"], None, set()),
+        ("cost", ["gpt-4"], None, set()),
+        ("weighted", ["gpt-4"], "big", {"cl100k_base"}),
+    ],
+)
+def test_the_encodings_built_ahead_are_those_the_plan_counts_with(
+    monkeypatch: pytest.MonkeyPatch,
+    strategy: Strategy,
+    catalog_models: list[str],
+    fallback: str | None,
+    expected: set[str],
+) -> None:
+    """The routing stage builds ``counted_with``'s encodings off the event
+    loop before it plans: the plan must count with no other."""
+    deps = [dep(f"d{i}", catalog_model=m) for i, m in enumerate(catalog_models)]
+    group = ModelRoute(name="g", strategy=strategy, deployments=deps, context_fallback=fallback)
+    big = ModelRoute(name="big", strategy="cost", deployments=[dep("b0", catalog_model="gpt-4"), dep("b1")])
+    routes, counted = table(group, big), []
+    real = tokens.encoding
+    monkeypatch.setattr(tokens, "encoding", lambda name: counted.append(name) or real(name))
+    routing.plan(routes, request(), HealthBoard(), NOW, random.Random())
+    assert set(counted) == routing.counted_with(routes, request()) == expected
+    assert not routing.counted_with(routes, routing.Request("g", "chat", "k1", body=request().body, pin="d0"))
 
 
 def test_least_busy_follows_the_in_flight_counts_of_every_provider_replica() -> None:

