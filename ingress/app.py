@@ -17,6 +17,7 @@ from ingress.api_bus import ApiBus
 from ingress.batches_endpoint import BatchesEndpoint
 from ingress.batches_endpoint import matches as is_batches_path
 from ingress.compression import Compression
+from ingress.dashboard import plotly_bundle
 from ingress.file_sweeper import FileSweeper
 from ingress.gateway import Gateway
 from ingress.http import Message, Receive, Scope, Send, header, send_bytes, send_gateway_error, send_json
@@ -365,6 +366,7 @@ class IngressApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
+                    plotly_bundle.check()  # the pages' charts: a broken install is said at start
                     self.gw = Gateway(await process.connect("ingress"), self.settings)
                     metrics.sample(metrics.HTTP_IN_FLIGHT, lambda: self.in_flight)
                     self.gw.in_flight = lambda: self.in_flight

@@ -6,17 +6,14 @@ it and no script can read it. Tools and tests may instead send
 ``Authorization: Bearer <key>`` on every request. Either way the key must be
 a gateway or tenant admin's, and a tenant admin's view is its tenant's only.
 
-Charts are drawn by Plotly's basic bundle, a copy kept in ``static/`` and
-served by the gateway itself (no CDN: the page works offline).
+Charts are drawn by Plotly's basic bundle (``plotly_bundle``).
 """
 
 from __future__ import annotations
 
-import gzip
 import html
 import logging
 import time
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +26,7 @@ from litestar.response import Redirect
 from ingress import compression
 from ingress.admin.store import ControlStore
 from ingress.dashboard import panels
+from ingress.dashboard.plotly_bundle import plotly_js
 from ingress.http import error_body
 from schemas.errors import GatewayError, InvalidRequest
 from services import control, policy
@@ -42,27 +40,6 @@ _OWN_FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
 # The page runs only its own scripts; Plotly sets inline styles on what it draws.
 _CSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:"
 _PAGE_HEADERS = {"content-security-policy": _CSP, "cache-control": "no-store", "x-frame-options": "DENY"}
-
-
-# plotly.js-basic-dist-min 4.1.1 from npm (MIT, its LICENSE beside it): the
-# package's plotly-basic.min.js, sha256
-# 99784e3abfb07b142a15e521a439e6d9addceadb3f79553fd24c72774f0649ba, kept as
-# `gzip -9 -n` of it (byte-reproducible). The basic bundle has scatter, bar and
-# pie, all that dashboard.js and the portal's usage.js draw, at a quarter of the
-# full bundle's size; a trace type it lacks would quietly be drawn as a
-# scatter, so the browser tests compare each chart's traces with what was asked.
-PLOTLY_GZ = STATIC / "plotly-basic.min.js.gz"
-
-
-@cache
-def plotly_js() -> tuple[bytes, bytes]:
-    """Plotly's bundle, plain and gzipped (the stored file is already gzipped,
-    and smaller at -9 than a gzip made here). A missing file is a broken
-    checkout or install, said so, never a blank chart."""
-    if not PLOTLY_GZ.is_file():
-        raise RuntimeError(f"{PLOTLY_GZ} is missing: the dashboard's and the portal's charts need it")
-    zipped = PLOTLY_GZ.read_bytes()
-    return gzip.decompress(zipped), zipped
 
 
 def _key_header(request: Request) -> str | None:

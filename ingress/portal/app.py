@@ -31,7 +31,7 @@ from litestar.response import Redirect
 
 from ingress import compression
 from ingress.admin.store import ControlStore
-from ingress.dashboard.app import plotly_js
+from ingress.dashboard.plotly_bundle import plotly_js
 from ingress.portal import views
 from ingress.portal.views import PREFIX, STATIC, STATIC_NAME, STATIC_TYPES, NavItem
 from schemas.errors import GatewayError
