@@ -23,6 +23,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import msgspec
@@ -32,13 +33,15 @@ from nats.js.api import ConsumerConfig, DeliverPolicy, KeyValueConfig, StorageTy
 from nats.js.errors import KeyNotFoundError
 
 from analytics.queries import Named, load
-from analytics.store import Store
 from schemas import bus, subjects
 from schemas.alerts import AlertRule, Webhook
 from schemas.control import Budget, decode_key, decode_tenant
 from schemas.events import AlertStateEvent, EventBatch
 from services import alerts, quota
 from services.bus.kv import ensure_kv, read_bucket
+
+if TYPE_CHECKING:  # the supervisor makes the buckets through this module, and needs no ClickHouse client
+    from analytics.store import Store
 
 log = logging.getLogger("sluice.alerts")
 MEASURES: dict[str, Named] = load(Path(__file__).parent / "alert_measures")
