@@ -30,8 +30,12 @@ def engineless(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def test_no_sink_runs_and_the_gateway_is_ready_and_serves(engineless: Stack) -> None:
     names = engineless.supervisor.pids().keys()
     assert names and not any(n.startswith("sink") for n in names) and "ingress" in names
-    ready = httpx.get(f"http://127.0.0.1:{engineless.layout.http_port}/readyz", timeout=10)
-    assert ready.status_code == 200 and "sink" not in ready.json()["stages"], ready.text
+    # The ingress hears each process's beat within a second of its start.
+    deadline = time.monotonic() + 15
+    while (ready := httpx.get(f"http://127.0.0.1:{engineless.layout.http_port}/readyz", timeout=10)).status_code != 200:
+        assert time.monotonic() < deadline, ready.text
+        time.sleep(0.2)
+    assert "sink" not in ready.json()["stages"], ready.text
     client = openai.OpenAI(base_url=engineless.base_url, api_key=DEMO_KEY, max_retries=0)
     answer = client.chat.completions.with_raw_response.create(
         model="demo-model", messages=[{"role": "user", "content": "rows wait for a sink"}]
