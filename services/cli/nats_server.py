@@ -132,6 +132,9 @@ def cluster_block(route_port: int, peers: list[int]) -> str:
     return f'cluster {{\n  name: "{CLUSTER_NAME}"\n  listen: "127.0.0.1:{route_port}"\n  routes: [{routes}]\n}}'
 
 
+NATS_MEMORY_LIMIT = "128MiB"
+
+
 def start(
     store_dir: Path,
     port: int,
@@ -158,9 +161,16 @@ def start(
     if cluster:
         lines.append(cluster)
     conf.write_text("\n".join(lines) + "\n")
+    # Go's runtime lets the heap grow to twice what is live before it
+    # collects: under `make bench`'s loads nats-server reached 176 MB. A soft
+    # limit (Go collects sooner near it, and never stalls for it) held it at
+    # 132 MB at 128 MiB for ~+10 µs of its CPU per masked request, and at
+    # 68 MB at 64 MiB for +114 µs; an operator's own GOMEMLIMIT wins.
+    env = {**os.environ, "GOMEMLIMIT": os.environ.get("GOMEMLIMIT", NATS_MEMORY_LIMIT)}
     with open(log_file or os.devnull, "ab") as out:  # the child keeps its own copy
         proc = subprocess.Popen(
             [binary(), "-c", str(conf), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir)],
+            env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
             # Not in the terminal's process group: a Ctrl-C must not stop NATS
