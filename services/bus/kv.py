@@ -78,18 +78,32 @@ class KvMirror(Generic[T]):
         self._on_change = on_change
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # The bucket's last revision when the watch began: caught up once it is seen.
+        self._caught_up_at = 0
+        self._seen = 0
 
     async def start(self, js: JetStreamContext, timeout: float = 10.0) -> None:
         kv = await process.jetstream_ready(lambda: js.key_value(self.bucket), f"bucket {self.bucket}")
+        # nats-py's "no more initial values" marker can come before them: it
+        # is sent when the consumer reports none pending, which it does once
+        # the server has sent them, maybe before this process has read them
+        # (seen under load: a stage started with an empty mirror). So the
+        # mirror is ready only once it has seen the bucket's last revision as
+        # of now (each key's last entry comes, the bucket's last among them).
+        status = await process.jetstream_ready(kv.status, f"bucket {self.bucket}'s status")
+        state = status.stream_info.state
+        self._caught_up_at = state.last_seq if state.messages else 0  # all expired: nothing to wait for
         watcher = await process.jetstream_ready(kv.watchall, f"bucket {self.bucket}'s watcher")
         self._task = asyncio.create_task(self._follow(watcher), name=f"kv-{self.bucket}")
         await asyncio.wait_for(self._ready.wait(), timeout)
 
     async def _follow(self, watcher) -> None:
         async for entry in watcher:
-            if entry is None:  # end of the initial values
-                self._ready.set()
+            if entry is None:  # nats-py's end of the initial values: trusted only once caught up
+                if self._seen >= self._caught_up_at:
+                    self._ready.set()
                 continue
+            self._seen = max(self._seen, entry.revision)
             name = kv_name(entry.key)
             old = self.items.get(name)
             if entry.operation in (KV_DEL, KV_PURGE):
@@ -101,7 +115,7 @@ class KvMirror(Generic[T]):
                     log.exception("bucket %s: cannot decode key %s; keeping the old value", self.bucket, entry.key)
             if self._on_change is not None:
                 self._on_change(name, old, self.items.get(name))
-            if entry.delta == 0:
+            if entry.delta == 0 and self._seen >= self._caught_up_at:
                 self._ready.set()
 
     def apply(self, name: str, record: T | None) -> None:
