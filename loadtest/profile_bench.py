@@ -13,7 +13,8 @@ ones are left out), so a share of samples is a share of CPU.
 
     python -m loadtest.profile_bench [--duration 20] [--top 25] [--out loadtest/results/profile_bench.json]
 
-Needs nginx and wrk (as ``make bench``) and py-spy (in the project's requirements).
+Needs nginx and wrk (as ``make bench``) and py-spy (the ``bench`` extra, which ``make
+test`` and ``make bench`` install).
 """
 
 from __future__ import annotations
