@@ -22,7 +22,11 @@ ROOT = Path(__file__).resolve().parents[2]
 # dependencies that Sluice never loads.
 NOT_AT_RUNTIME = {"pytest", "openai", "anthropic", "playwright", "schemathesis", "hypothesis", "ruff"}
 NOT_LOADED = {"pandas", "numpy", "plotly", "chdb-core", "opentelemetry-sdk"}
-COPIED = (".venv", ".git", ".sluice", "node_modules", "__pycache__", ".pytest_cache", ".ruff_cache", "results")
+# Not copied: the checkout's own virtualenv, history, data and what the tests and benches made (.gitignore's).
+NOT_COPIED = (
+    ".venv", ".git", ".sluice", ".agent-clients", "node_modules", "__pycache__", ".pytest_cache", ".ruff_cache",
+    ".hypothesis", "test-artifacts", "*.egg-info", "results", "build",
+)  # fmt: skip
 
 
 def installed(venv: Path) -> set[str]:
@@ -34,7 +38,7 @@ def installed(venv: Path) -> set[str]:
 
 def test_make_up_installs_the_runtime_alone_and_serves_from_it(tmp_path: Path) -> None:
     repo = tmp_path / "sluice"
-    shutil.copytree(ROOT, repo, ignore=shutil.ignore_patterns(*COPIED))
+    shutil.copytree(ROOT, repo, ignore=shutil.ignore_patterns(*NOT_COPIED))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONPATH"))}
     env["PY"] = shutil.which("python3") or "python3"
     made = subprocess.run(["make", "-C", str(repo), ".venv/.runtime"], env=env, capture_output=True, text=True)
