@@ -226,13 +226,8 @@ class PolicyStage:
         count with, the first time each is needed: built there, a first
         limited request would hold up every stage and stream of this
         process for as long as the build takes."""
-        if not _limited(key, tenant) or env.api == "count_tokens" or isinstance(env.task, NativeBatchRequest):
-            return
-        if env.task is not None:
-            models = [d.catalog_model for d in route.deployments] if route is not None else []
-        else:
-            models = [routing.priciest_catalog_model(route) if route is not None else None]
-        await tokens.load(*{usage.tokenizer_for(m)[0] for m in models or [None]})
+        if _limited(key, tenant) and (models := _counted_models(env, route)) is not None:
+            await tokens.load(*{usage.tokenizer_for(m)[0] for m in models or [None]})
 
     def _needs(
         self, env: Envelope, key: ApiKey, tenant: Tenant | None, route: ModelRoute | None, now_ms: int
@@ -251,10 +246,9 @@ class PolicyStage:
             prompt, output, cost = 0, 0, env.task.cost_pico_usd
         elif env.task is not None:
             # Priced per image, second, character or search: the dearest any deployment may charge.
-            models = [d.catalog_model for d in route.deployments] if route is not None else []
-            (prompt, cost), output = quota_svc.estimate_task(env.task, models), 0
+            (prompt, cost), output = quota_svc.estimate_task(env.task, _counted_models(env, route) or []), 0
         else:
-            catalog_model = routing.priciest_catalog_model(route) if route is not None else None
+            [catalog_model] = _counted_models(env, route) or [None]
             prompt, output = quota_svc.estimate(env.body, env.embeddings, catalog_model, self.default_max_output)
             cost = quota_svc.estimate_cost(prompt, output, catalog_model)
         out: list[quota_svc.Need] = []
@@ -269,6 +263,17 @@ class PolicyStage:
             await self.ledger.close()
         if self.last_used is not None:
             await self.last_used.close()
+
+
+def _counted_models(env: Envelope, route: ModelRoute | None) -> list[str | None] | None:
+    """The catalog models a limited request's estimate counts its text for
+    (``_needs``, and the encodings ``_tokenizers_ready`` builds ahead); None
+    when it counts none (a token count, a native batch's steps)."""
+    if env.api == "count_tokens" or isinstance(env.task, NativeBatchRequest):
+        return None
+    if env.task is not None:  # the dearest any deployment may charge
+        return [d.catalog_model for d in route.deployments] if route is not None else []
+    return [routing.priciest_catalog_model(route) if route is not None else None]
 
 
 def _limited(key: ApiKey, tenant: Tenant | None) -> list[tuple[ApiKey | Tenant, str]]:
