@@ -195,7 +195,7 @@ CHANNELS: list[Channel] = [
      "bytes past the credit, then waits (and so does the service's connection)."),
     ("controlFence", subjects.CONTROL_FENCE, {}, ["Fence"], "gateway",
      "Before a request is sent again, every provider says (a Fenced reply) whether it holds it, and if not "
-     "refuses every older copy from then on."),
+     "refuses every older copy from then on; policy, hearing it too, admits no older copy."),
     ("cacheStore", subjects.CACHE_STORE, {}, ["CacheStore"], "gateway", "An answer to keep in the response cache."),
     ("health", subjects.HEALTH_ATTEMPT, {}, ["TryOutcome", "TryOutcomes"], "gateway",
      "Every upstream try's outcome, heard by every routing replica: a failed one at once, successful ones "

@@ -27,8 +27,12 @@ What policy reserved goes with the copies: a copy sent again carries the
 reservation its requester knows of (``FenceRound.carries``), and the fence
 says which one that is. A copy sent before the requester heard that an
 older one was admitted is admitted afresh, so the older copy's reservation
-would be held for ever; the provider refusing that older copy settles it
-(``Fences.orphans``).
+would be held for ever; the provider refusing that older copy gives it
+back (``Fences.orphans``). Policy hears the fences too, and admits no copy
+older than one it heard of: a first copy that waited in policy past the
+resend (a stall, a first limited request building its tokenizer) would
+otherwise hold the request's units beside the copy that runs, and on a
+tight budget or limit get that copy refused.
 
 This module is the bookkeeping of both sides, with no NATS in it.
 """

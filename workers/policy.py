@@ -3,6 +3,7 @@ limits and budgets, build the routing slip."""
 
 from __future__ import annotations
 
+import msgspec
 from nats.aio.msg import Msg
 
 from schemas import bus, subjects
@@ -20,7 +21,7 @@ from schemas.control import (
 from schemas.envelope import Envelope
 from schemas.errors import InvalidRequest, PermissionDenied
 from schemas.mcp import McpCall, McpServer, ServerCatalog, decode_catalog, decode_server
-from schemas.replies import Admitted
+from schemas.replies import Admitted, Fence
 from schemas.rest import RestService, decode_service
 from schemas.tasks import NativeBatchRequest
 from services import (
@@ -42,10 +43,16 @@ from services import (
 from services import quota as quota_svc
 from services.bus.key_usage import LastUsed
 from services.bus.kv import KeyIndex, KvMirror
-from services.bus.quota_ledger import QuotaLedger
+from services.bus.quota_ledger import QuotaLedger, release
 from services.bus.request_ids import RequestIds
 from services.config import settings_from_env
+from services.fence import Fences
 from workers import runner
+
+_decode_fence = msgspec.msgpack.Decoder(Fence).decode
+# As long as a provider remembers a fence (``workers.provider``).
+FENCE_MEMORY_NS = 60 * 1_000_000_000
+FENCE_MEMORY_MAX = 50_000
 
 
 class PolicyStage:
@@ -72,6 +79,10 @@ class PolicyStage:
         self.ledger: QuotaLedger | None = None
         self.last_used: LastUsed | None = None
         self.request_ids = RequestIds()
+        # request id -> the lowest copy still admitted: a copy the ingress sent
+        # again while an older one waited here (a stall, a first limited
+        # request building its tokenizer) is admitted once, not once per copy.
+        self.fences = Fences(max(FENCE_MEMORY_NS, int(self.timeout_s * 1e9)), FENCE_MEMORY_MAX)
 
     async def start(self, ctx: runner.StageContext) -> None:
         for mirror in self._mirrors():
@@ -81,12 +92,21 @@ class PolicyStage:
         self.last_used = LastUsed(ctx.js)
         self.last_used.start()
         await self.request_ids.start(ctx.js)
+        await ctx.nc.subscribe(subjects.CONTROL_FENCE, cb=self._on_fence)
         # Token limits and budgets count prompts. The encodings are built
         # when first counted with (``_tokenizers_ready``: ~50 MB for o200k,
         # which a gateway without limits never needs); a broken install
         # still stops the process here.
         tokens.check_shipped()
         pricing.load_catalog()
+
+    async def _on_fence(self, msg: Msg) -> None:
+        """Heard, not answered: the providers answer fences (``services.fence``)."""
+        try:
+            fence = _decode_fence(msg.data)
+        except msgspec.DecodeError:
+            return
+        self.fences.raise_to(fence.id, fence.copy, fence.carries)
 
     def _mirrors(self) -> tuple[KeyIndex | KvMirror, ...]:
         return (
@@ -158,15 +178,27 @@ class PolicyStage:
                 group = route.name if route is not None else env.model
                 policy.check_subscription(key.tenant_id, group, self.subscriptions.items.values())
         admitted = False
+        if resent is None and mcp is None and rest is None:
+            await self._tokenizers_ready(env, key, tenant, route)
+        if from_ingress and not self.fences.admits(env.id, env.copy):
+            # The ingress sent a newer copy meanwhile (this one waited here, in
+            # a stall or behind a first limited request's tokenizer build):
+            # admitting it too would hold the request's units twice and could
+            # refuse the newer copy on a tight budget. Dropped unanswered, as a
+            # provider drops it.
+            if self.fences.orphans(env.id, resent):
+                release(ctx.counters, resent)
+            return
         if resent is not None:
             env.quota = resent
         else:
-            if mcp is None and rest is None:
-                await self._tokenizers_ready(env, key, tenant, route)
             if wanted := self._wanted(env, key, tenant, route, mcp, server, service, now_ms):
                 env.quota = await self.ledger.admit(wanted, now_ms)
                 env.quota.copy = env.copy
                 admitted = True
+                if from_ingress and not self.fences.admits(env.id, env.copy):
+                    release(ctx.counters, env.quota)  # fenced while it was admitted
+                    return
         screened = rest_policy.screened(tenant, service)
         rules = privacy.rules_of(screened) if screened is not None else None
         # A masked answer is restored per request: a cached one would carry another caller's values.

@@ -343,14 +343,14 @@ class ProviderStage:
         if not self.fences.admits(env.id, env.copy):
             # Sent before a fence this process answered: the requester has moved on.
             if self.fences.orphans(env.id, env.quota):
-                quota_ledger.settle(ctx.counters, env.quota, 0, 0)
+                quota_ledger.release(ctx.counters, env.quota)
             return
         new, taken_with = self.seen.add(env.id, reservation_copy(env.quota))
         if not new:  # a copy the ingress sent again, which this process already took
             # It carries the taken copy's reservation, which that copy settles,
             # unless it was sent before its requester heard of that one.
             if env.quota is not None and env.quota.copy != taken_with:
-                quota_ledger.settle(ctx.counters, env.quota, 0, 0)
+                quota_ledger.release(ctx.counters, env.quota)
             return
         if env.id in self.cancelled:  # its client left before it got here: never sent upstream
             first = env.candidates[0]

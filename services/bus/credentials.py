@@ -98,7 +98,8 @@ ROLES: dict[str, Permissions] = {
         "policy",
         _STAGES,
         _INBOXES,
-        subscribe=[subjects.IN_CHAT, subjects.FROM_INGRESS],
+        # Fences: a copy sent again is admitted once (``workers.policy``).
+        subscribe=[subjects.IN_CHAT, subjects.FROM_INGRESS, subjects.CONTROL_FENCE],
     ),
     "redact": _stage("redact", _STAGES, _INBOXES, subscribe=[subjects.STAGE_REDACT]),
     "route": _stage(

@@ -205,6 +205,17 @@ def settle(counters: Counters, reservation: Reservation | None, tokens_used: int
             counters.add_later(hold.subject, delta, hold.limit if hold.kind == HOLD_SPEND else 0)
 
 
+def release(counters: Counters, reservation: Reservation | None) -> None:
+    """Give back everything a copy of a request that never ran was admitted
+    with, at once (``add_soon``): the copy the ingress sent after it is the
+    one that runs and counts, and a tight budget must find these units free
+    when that copy comes to be admitted."""
+    if reservation is None:
+        return
+    for hold in reservation.holds:
+        counters.add_soon(hold.subject, -hold.amount)
+
+
 class QuotaLedger:
     """One policy replica's leases on every counter it admits from."""
 

@@ -29,9 +29,10 @@ from schemas import bus, subjects
 from schemas.chat import ChatBody, Message
 from schemas.envelope import Envelope
 from schemas.ids import new_id
-from schemas.replies import Fence, Fenced, Final
+from schemas.replies import Admitted, Failure, Fence, Fenced, Final
 from schemas.reservation import HOLD_PARALLEL, Hold, Reservation
 from services.bus.client import SluiceClient
+from services.keys import hash_key
 from tests.stack import DEMO_KEY, Stack
 
 # A window between the resend time and the supervisor's patience, which a busy
@@ -40,11 +41,22 @@ pytestmark = pytest.mark.serial
 
 SLOW = "[mock:latency_ms=2000]"
 N = 20
+ONE_RPM_KEY = "sk-test-fenced-rpm1-0123456789"
+EXTRA = f"""
+[[tenants]]
+id = "fenced"
+
+[[keys]]
+id = "rpm1"
+tenant = "fenced"
+sha256 = "{hash_key(ONE_RPM_KEY)}"
+limits = {{{{ rpm = 1 }}}}
+"""
 
 
 @pytest.fixture(scope="module")
 def two_pipelines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = Stack(tmp_path_factory.mktemp("once"), timeout_s=30, replicas={"provider": 2}).start()
+    s = Stack(tmp_path_factory.mktemp("once"), timeout_s=30, replicas={"provider": 2}, extra_config=EXTRA).start()
     yield s
     s.stop()
 
@@ -237,3 +249,46 @@ def test_a_copy_fenced_off_gives_back_what_no_newer_copy_carries(two_pipelines: 
     in_flight, heard = asyncio.run(fenced_copy_leaves(two_pipelines, carries=0))
     assert in_flight == 1  # the newer copy carries it on, and its end gives it back
     assert calls(two_pipelines) == before
+
+
+async def copies_across_a_fence(stack: Stack) -> tuple[list, list]:
+    """Copy 0 of a request on a key allowed one request a minute reaches
+    policy after the fence for copy 1 (it waited there: a stall, a first
+    limited request building its tokenizer), then copy 1 comes: (what the
+    requester heard after copy 0, what it heard after copy 1)."""
+    ingress = await stack.connect("ingress")
+    try:
+        request_id, inbox = new_id(), ingress.new_inbox()
+        sub = await ingress.subscribe(inbox)
+        await ingress.publish(subjects.CONTROL_FENCE, bus.encode(Fence(id=request_id, copy=1, carries=-1)), reply=inbox)
+        answers = [bus.decode_reply((await sub.next_msg(timeout=10)).data) for _ in range(2)]
+        assert all(isinstance(a, Fenced) and not a.holds for a in answers), answers
+        headers = {subjects.API_KEY_HEADER: f"Bearer {ONE_RPM_KEY}"}
+        heard: tuple[list, list] = ([], [])
+        for copy in (0, 1):
+            now = time.time_ns()
+            env = Envelope(
+                id=request_id, reply=inbox, api="chat", received_at_ns=now, deadline_ns=now + 20 * 10**9,
+                body=ChatBody(model="demo-model", messages=[Message(role="user", content="one a minute")]),
+                copy=copy, progress=True,
+            )  # fmt: skip
+            await ingress.publish(subjects.FROM_INGRESS, bus.encode(env), headers=headers)
+            deadline = time.monotonic() + (2 if copy == 0 else 15)
+            while time.monotonic() < deadline and not any(isinstance(r, Final | Failure) for r in heard[copy]):
+                with contextlib.suppress(TimeoutError):
+                    heard[copy].append(bus.decode_reply((await sub.next_msg(timeout=0.5)).data))
+        return heard
+    finally:
+        await ingress.close()
+
+
+def test_a_copy_fenced_off_while_it_waits_in_policy_is_not_admitted(two_pipelines: Stack) -> None:
+    """Admitted too, the older copy took the key's one request a minute
+    (and its budget's units) and the copy that runs was refused: 429."""
+    before = calls(two_pipelines)
+    after_copy0, after_copy1 = asyncio.run(copies_across_a_fence(two_pipelines))
+    assert after_copy0 == []  # dropped at policy, unanswered: not even an Admitted
+    ended = after_copy1[-1]
+    assert isinstance(ended, Final), after_copy1
+    assert any(isinstance(r, Admitted) for r in after_copy1)
+    assert calls(two_pipelines) == before + 1

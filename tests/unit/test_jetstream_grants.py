@@ -141,9 +141,10 @@ def test_counters_are_added_to_by_the_request_path_alone() -> None:
     assert {r for r in PROCESS_ROLES if may_publish(r, spend)} == {"ingress", "sink"}
 
 
-def test_the_fence_goes_from_the_ingress_to_the_providers() -> None:
+def test_the_fence_goes_from_the_ingress_to_the_providers_and_policy() -> None:
+    # Policy hears it too: a copy fenced off while it waited there is not admitted.
     assert {r for r in PROCESS_ROLES if may_publish(r, subjects.CONTROL_FENCE)} == {"ingress"}
-    assert {r for r in PROCESS_ROLES if may_subscribe(r, subjects.CONTROL_FENCE)} == {"provider", "pipeline"}
+    assert {r for r in PROCESS_ROLES if may_subscribe(r, subjects.CONTROL_FENCE)} == {"policy", "provider", "pipeline"}
 
 
 def test_the_table_names_every_process_role_but_the_pipeline() -> None:
