@@ -28,6 +28,19 @@ NOT_COPIED = (
     ".hypothesis", "test-artifacts", "*.egg-info", "results", "build",
 )  # fmt: skip
 
+# Run by the new virtualenv's Python: the modules of the copy (the project's and its venv's) that
+# the processes `sluice up` starts import, and that have no bytecode.
+LOADED_UNCOMPILED = """
+import os, sys
+import analytics.sink, ingress.__main__, loadtest.mock_upstream.__main__, workers.cache, workers.pipeline
+import workers.redaction
+root = sys.argv[1]
+for m in list(sys.modules.values()):
+    source = getattr(m, "__file__", None) or ""
+    if source.startswith(root) and source.endswith(".py") and not os.path.exists(m.__cached__ or ""):
+        print(m.__name__)
+"""
+
 
 def installed(venv: Path) -> set[str]:
     out = subprocess.run(
@@ -48,6 +61,14 @@ def test_make_up_installs_the_runtime_alone_and_serves_from_it(tmp_path: Path) -
     assert {"chdb-core-lite", "clickhouse-connect", "nats-py", "msgspec", "quicktok-v1"} <= have
     assert not have & NOT_AT_RUNTIME, sorted(have & NOT_AT_RUNTIME)
     assert not have & NOT_LOADED, sorted(have & NOT_LOADED)
+    # Every module the processes load was compiled by the install: where PYTHONDONTWRITEBYTECODE is set
+    # (this machine, many container images) one that was not is compiled again at every process start.
+    loaded = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", LOADED_UNCOMPILED, str(repo)],
+        env={**env, "PYTHONDONTWRITEBYTECODE": "1"}, cwd=repo, capture_output=True, text=True,
+    )  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    assert loaded.stdout.split() == [], loaded.stdout[:3000]
 
     ports = {"http": free_port(), "nats": free_port(), "mock": free_port()}
     flags = ["--home", str(tmp_path / "home"), "--port", str(ports["http"])]
