@@ -121,8 +121,19 @@ class FenceRound:
         return not self.waiting
 
 
+# How long, and how many, fences a process remembers (at least a request's
+# timeout: a copy is never taken after its deadline).
+FENCE_MEMORY_NS = 60 * 1_000_000_000
+FENCE_MEMORY_MAX = 50_000
+
+
+def remembered_fences(timeout_s: float) -> Fences:
+    """The fences a provider answers, or policy hears, kept past any deadline."""
+    return Fences(max(FENCE_MEMORY_NS, int(timeout_s * 1e9)), FENCE_MEMORY_MAX)
+
+
 class Fences:
-    """A provider's memory of fences: request id -> the lowest copy it may
+    """A provider's (and policy's) memory of fences: request id -> the lowest copy it may
     still take, and the copy whose reservation goes on with the copies from
     there. Bounded like ``RecentSet``: kept ``window_ns`` (longer than any
     request's deadline, after which no copy is taken anyway), at most

@@ -46,13 +46,10 @@ from services.bus.kv import KeyIndex, KvMirror
 from services.bus.quota_ledger import QuotaLedger, release
 from services.bus.request_ids import RequestIds
 from services.config import settings_from_env
-from services.fence import Fences
+from services.fence import remembered_fences
 from workers import runner
 
 _decode_fence = msgspec.msgpack.Decoder(Fence).decode
-# As long as a provider remembers a fence (``workers.provider``).
-FENCE_MEMORY_NS = 60 * 1_000_000_000
-FENCE_MEMORY_MAX = 50_000
 
 
 class PolicyStage:
@@ -82,7 +79,7 @@ class PolicyStage:
         # request id -> the lowest copy still admitted: a copy the ingress sent
         # again while an older one waited here (a stall, a first limited
         # request building its tokenizer) is admitted once, not once per copy.
-        self.fences = Fences(max(FENCE_MEMORY_NS, int(self.timeout_s * 1e9)), FENCE_MEMORY_MAX)
+        self.fences = remembered_fences(self.timeout_s)
 
     async def start(self, ctx: runner.StageContext) -> None:
         for mirror in self._mirrors():

@@ -52,7 +52,7 @@ from services.bus.blobs import BlobStore
 from services.bus.health_outbox import HealthOutbox
 from services.bus.kv import KvMirror, kv_key
 from services.config import settings_from_env
-from services.fence import Fences, reservation_copy
+from services.fence import remembered_fences, reservation_copy
 from services.flow_window import SendWindow
 from services.providers.attempts import Try, WalkFailed, retryable
 from services.providers.call import CallFailed, CallOutcome, CallProgress
@@ -214,9 +214,7 @@ class ProviderStage:
         # (and the copy whose reservation it came with: see ``reservation_copy``)
         self.seen: RecentMap[int] = RecentMap(MEMORY_NS, MEMORY_MAX)
         # request id -> the lowest copy this process may still take (see ``services.fence``)
-        # Kept past any deadline: a copy is never taken after its deadline.
-        timeout_ns = int(settings_from_env().request_timeout_s * 1e9)
-        self.fences = Fences(max(MEMORY_NS, timeout_ns), MEMORY_MAX)
+        self.fences = remembered_fences(settings_from_env().request_timeout_s)
         # deployment name -> calls in flight from this process (least-busy routing)
         self.calls: dict[str, int] = {}
         self.replies = ReplyLog()
