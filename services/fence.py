@@ -133,11 +133,11 @@ def remembered_fences(timeout_s: float) -> Fences:
 
 
 class Fences:
-    """A provider's (and policy's) memory of fences: request id -> the lowest copy it may
-    still take, and the copy whose reservation goes on with the copies from
-    there. Bounded like ``RecentSet``: kept ``window_ns`` (longer than any
-    request's deadline, after which no copy is taken anyway), at most
-    ``max_size``, the oldest forgotten first."""
+    """A provider's or policy's memory of fences: request id -> the lowest
+    copy it may still take, and the copy whose reservation goes on with the
+    copies from there. Bounded like ``RecentSet``: kept ``window_ns``
+    (longer than any request's deadline, after which no copy is taken
+    anyway), at most ``max_size``, the oldest forgotten first."""
 
     def __init__(self, window_ns: int, max_size: int) -> None:
         self._window_ns = window_ns

@@ -22,7 +22,9 @@ from collections.abc import Iterator
 
 import httpx
 import msgspec
+import nats.aio.client
 import pytest
+from nats.aio.subscription import Subscription
 from websockets.asyncio.client import connect
 
 from schemas import bus, subjects
@@ -196,6 +198,27 @@ def test_a_reused_caller_id_is_served_once_across_policy_replicas(two_pipelines:
         assert refused["id"] != refused["asked"]  # its row stands for the refusal, not the served request
 
 
+async def fence_off(ingress: nats.aio.client.Client, request_id: str, inbox: str, carries: int) -> Subscription:
+    """A fence for copy 1 of the request, as the ingress sends it, answered
+    "not here" by both providers; the inbox's subscription, for what follows."""
+    sub = await ingress.subscribe(inbox)
+    fence = Fence(id=request_id, copy=1, carries=carries)
+    await ingress.publish(subjects.CONTROL_FENCE, bus.encode(fence), reply=inbox)
+    answers = [bus.decode_reply((await sub.next_msg(timeout=10)).data) for _ in range(2)]
+    assert all(isinstance(a, Fenced) and not a.holds for a in answers), answers
+    return sub
+
+
+def copy_of(request_id: str, inbox: str, text: str, copy: int, quota: Reservation | None = None) -> Envelope:
+    """A copy of a chat request as the ingress publishes it."""
+    now = time.time_ns()
+    return Envelope(
+        id=request_id, reply=inbox, api="chat", received_at_ns=now, deadline_ns=now + 20 * 10**9,
+        body=ChatBody(model="demo-model", messages=[Message(role="user", content=text)]),
+        quota=quota, copy=copy, progress=True,
+    )  # fmt: skip
+
+
 async def fenced_copy_leaves(stack: Stack, carries: int) -> tuple[int, list]:
     """Copy 0 of a request, holding one unit of a parallel counter, reaches
     the providers after a fence for copy 1 that says the reservation of copy
@@ -207,19 +230,10 @@ async def fenced_copy_leaves(stack: Stack, carries: int) -> tuple[int, list]:
     try:
         js = admin.jetstream()
         await js.publish(subject, b"", headers={"Nats-Incr": "+1"})  # what policy took for copy 0
-        request_id = new_id()
-        inbox = ingress.new_inbox()
-        sub = await ingress.subscribe(inbox)
-        fence = Fence(id=request_id, copy=1, carries=carries)
-        await ingress.publish(subjects.CONTROL_FENCE, bus.encode(fence), reply=inbox)
-        answers = [bus.decode_reply((await sub.next_msg(timeout=10)).data) for _ in range(2)]
-        assert all(isinstance(a, Fenced) and not a.holds for a in answers), answers
-        now = time.time_ns()
-        copy0 = Envelope(
-            id=request_id, reply=inbox, api="chat", received_at_ns=now, deadline_ns=now + 20 * 10**9,
-            body=ChatBody(model="demo-model", messages=[Message(role="user", content="fenced off")]),
-            quota=Reservation(holds=[Hold(subject, HOLD_PARALLEL, 1, 1)], copy=0), copy=0, progress=True,
-        )  # fmt: skip
+        request_id, inbox = new_id(), ingress.new_inbox()
+        sub = await fence_off(ingress, request_id, inbox, carries)
+        held = Reservation(holds=[Hold(subject, HOLD_PARALLEL, 1, 1)], copy=0)
+        copy0 = copy_of(request_id, inbox, "fenced off", copy=0, quota=held)
         headers = {subjects.API_KEY_HEADER: f"Bearer {DEMO_KEY}"}
         await ingress.publish(subjects.FROM_INGRESS, bus.encode(copy0), headers=headers)
         heard = []
@@ -239,10 +253,11 @@ async def fenced_copy_leaves(stack: Stack, carries: int) -> tuple[int, list]:
 
 def test_a_copy_fenced_off_gives_back_what_no_newer_copy_carries(two_pipelines: Stack) -> None:
     """A copy sent again before its requester heard that the first was
-    admitted is admitted afresh; the first copy, fenced off at the provider,
-    then holds a parallel slot no one settles: the key was refused (429)
-    until the counter aged out, 15 minutes later. The provider refusing it
-    settles it, unless the fence says the newer copy carries it on."""
+    admitted is admitted afresh; the first copy, fenced off (by policy or a
+    provider, whichever it reaches after the fence), then held a parallel
+    slot no one settled: the key was refused (429) until the counter aged
+    out, 15 minutes later. Whoever drops it gives it back, unless the fence
+    says the newer copy carries it on."""
     before = calls(two_pipelines)
     in_flight, heard = asyncio.run(fenced_copy_leaves(two_pipelines, carries=-1))
     assert (in_flight, heard) == (0, [])  # no provider took it (it would have said so)
@@ -259,19 +274,11 @@ async def copies_across_a_fence(stack: Stack) -> tuple[list, list]:
     ingress = await stack.connect("ingress")
     try:
         request_id, inbox = new_id(), ingress.new_inbox()
-        sub = await ingress.subscribe(inbox)
-        await ingress.publish(subjects.CONTROL_FENCE, bus.encode(Fence(id=request_id, copy=1, carries=-1)), reply=inbox)
-        answers = [bus.decode_reply((await sub.next_msg(timeout=10)).data) for _ in range(2)]
-        assert all(isinstance(a, Fenced) and not a.holds for a in answers), answers
+        sub = await fence_off(ingress, request_id, inbox, carries=-1)
         headers = {subjects.API_KEY_HEADER: f"Bearer {ONE_RPM_KEY}"}
         heard: tuple[list, list] = ([], [])
         for copy in (0, 1):
-            now = time.time_ns()
-            env = Envelope(
-                id=request_id, reply=inbox, api="chat", received_at_ns=now, deadline_ns=now + 20 * 10**9,
-                body=ChatBody(model="demo-model", messages=[Message(role="user", content="one a minute")]),
-                copy=copy, progress=True,
-            )  # fmt: skip
+            env = copy_of(request_id, inbox, "one a minute", copy=copy)
             await ingress.publish(subjects.FROM_INGRESS, bus.encode(env), headers=headers)
             deadline = time.monotonic() + (2 if copy == 0 else 15)
             while time.monotonic() < deadline and not any(isinstance(r, Final | Failure) for r in heard[copy]):
